@@ -1,0 +1,201 @@
+//! The cancellation tree.
+//!
+//! Every task owns a [`CancelNode`]. A task spawned from another becomes a child of the spawner's
+//! node, so canceling a task cancels everything it started (Zig: canceling a future cancels the
+//! futures it owns). The protocol:
+//!
+//! 1. `cancel()` sets `CANCELED` with a `SeqCst` read-modify-write; only the first call proceeds.
+//! 2. It wakes the task through the `Waker` the task registered when it started running. On the
+//!    thread models that waker unparks the OS thread and, if the thread sits in `poll`, writes its
+//!    eventfd (see [`crate::park`]); on Green it will resume the fiber, which then cancels its
+//!    in-flight ring op.
+//! 3. It snapshots the children under the lock and cancels each, outside the lock.
+//!
+//! A child is inserted under the parent's lock and, still under the lock, inherits a `CANCELED`
+//! parent. Since `cancel()` sets the flag *before* taking the lock, a child inserted concurrently is
+//! either seen by the snapshot or sees the flag: no child escapes.
+//!
+//! The blocked side checks `CANCELED` after announcing that it is about to wait (the parker's
+//! `POLLING` state or the waker registration) and the canceler wakes after setting it, so a cancel
+//! landing just before the wait begins is never lost.
+//!
+//! **Shield**: a task may run a critical section with cancellation held back
+//! ([`Io::shielded`](crate::Io::shielded)); the flag stays set and is delivered by the first
+//! cancellation point after the shield ends. Only the owning task changes the shield depth.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
+
+use slab::Slab;
+
+/// Set once the node is canceled; never cleared.
+const CANCELED: u32 = 1;
+
+/// A task's place in the cancellation tree. Shared between the task, its handle and its children.
+pub(crate) struct CancelNode {
+    /// `CANCELED` bit. Written by any canceler, read by the owning task at each cancellation point.
+    flags: AtomicU32,
+    /// Depth of nested shields. Written and read only by the owning task.
+    shield: AtomicU32,
+    /// How to wake the owning task while it waits. Set by the task when it starts running.
+    waker: OnceLock<Waker>,
+    /// Live children, removed when they finish.
+    children: Mutex<Slab<Arc<CancelNode>>>,
+    /// The parent and this node's key in the parent's `children`.
+    parent: Option<Arc<CancelNode>>,
+    key: AtomicUsize,
+}
+
+impl CancelNode {
+    /// A node with no parent: the root task of a `run`.
+    pub(crate) fn root() -> Arc<CancelNode> {
+        Arc::new(Self::new(None))
+    }
+
+    fn new(parent: Option<Arc<CancelNode>>) -> CancelNode {
+        CancelNode {
+            flags: AtomicU32::new(0),
+            shield: AtomicU32::new(0),
+            waker: OnceLock::new(),
+            children: Mutex::new(Slab::new()),
+            parent,
+            key: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Creates a child of `parent`, canceled already if the parent is.
+    pub(crate) fn child(parent: &Arc<CancelNode>) -> Arc<CancelNode> {
+        let node = Arc::new(Self::new(Some(parent.clone())));
+        let mut children = lock(&parent.children);
+        let key = children.insert(node.clone());
+        node.key.store(key, Ordering::Relaxed);
+        if parent.flags.load(Ordering::SeqCst) & CANCELED != 0 {
+            node.flags.fetch_or(CANCELED, Ordering::SeqCst);
+        }
+        node
+    }
+
+    /// Requests cancellation of this node and all its descendants. Idempotent, thread-safe.
+    pub(crate) fn cancel(&self) {
+        if self.flags.fetch_or(CANCELED, Ordering::SeqCst) & CANCELED != 0 {
+            return;
+        }
+        if let Some(waker) = self.waker.get() {
+            waker.wake_by_ref();
+        }
+        let children: Vec<Arc<CancelNode>> = lock(&self.children)
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+        for child in children {
+            child.cancel();
+        }
+    }
+
+    /// Whether cancellation was requested (shield or not).
+    pub(crate) fn is_canceled(&self) -> bool {
+        self.flags.load(Ordering::SeqCst) & CANCELED != 0
+    }
+
+    /// Whether a cancellation point must report `Canceled` now: requested and not shielded.
+    #[inline]
+    pub(crate) fn is_pending(&self) -> bool {
+        self.is_canceled() && self.shield.load(Ordering::Relaxed) == 0
+    }
+
+    /// Registers how to wake the owning task. The first registration wins: a task runs on one
+    /// thread (or fiber) for its whole life, so it never needs another.
+    pub(crate) fn set_waker(&self, waker: impl FnOnce() -> Waker) {
+        if self.waker.get().is_none() {
+            let _ = self.waker.set(waker());
+        }
+    }
+
+    pub(crate) fn shield_enter(&self) {
+        self.shield.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn shield_exit(&self) {
+        self.shield.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Removes this node from its parent once its task has finished, so a long-lived parent does
+    /// not accumulate finished children.
+    pub(crate) fn detach_from_parent(&self) {
+        if let Some(parent) = &self.parent {
+            let key = self.key.load(Ordering::Relaxed);
+            let mut children = lock(&parent.children);
+            if children.contains(key) {
+                children.remove(key);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn child_count(&self) -> usize {
+        lock(&self.children).len()
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: the protected data (a slab of `Arc`s) stays consistent even
+/// if a panic unwound through a holder.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_propagates_to_descendants_and_new_children() {
+        let root = CancelNode::root();
+        let a = CancelNode::child(&root);
+        let b = CancelNode::child(&a);
+        assert!(!b.is_canceled());
+        root.cancel();
+        assert!(a.is_canceled() && b.is_canceled());
+        let late = CancelNode::child(&a);
+        assert!(
+            late.is_canceled(),
+            "a child of a canceled node starts canceled"
+        );
+    }
+
+    #[test]
+    fn shield_holds_back_delivery() {
+        let n = CancelNode::root();
+        n.shield_enter();
+        n.cancel();
+        assert!(n.is_canceled() && !n.is_pending());
+        n.shield_exit();
+        assert!(n.is_pending());
+    }
+
+    #[test]
+    fn finished_children_are_removed() {
+        let root = CancelNode::root();
+        let kids: Vec<_> = (0..10).map(|_| CancelNode::child(&root)).collect();
+        assert_eq!(root.child_count(), 10);
+        for k in &kids {
+            k.detach_from_parent();
+        }
+        assert_eq!(root.child_count(), 0);
+    }
+
+    #[test]
+    fn concurrent_child_creation_never_escapes_cancel() {
+        for _ in 0..200 {
+            let root = CancelNode::root();
+            let r2 = root.clone();
+            let t = std::thread::spawn(move || {
+                (0..50).map(|_| CancelNode::child(&r2)).collect::<Vec<_>>()
+            });
+            root.cancel();
+            for c in t.join().unwrap() {
+                assert!(c.is_canceled());
+            }
+        }
+    }
+}

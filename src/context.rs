@@ -1,0 +1,94 @@
+//! The task a thread (or, later, a fiber) is running right now.
+//!
+//! Each model sets the current [`TaskContext`] while it runs a task body and restores the previous
+//! one afterwards, so contexts nest when a joiner runs an unstarted task inline. Cancellation
+//! points read the current task's [`CancelNode`] from here; [`Io::current`](crate::Io::current)
+//! returns its `Io`.
+
+use std::cell::Cell;
+use std::io;
+use std::ptr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cancel::CancelNode;
+use crate::error::{canceled, timed_out};
+use crate::Io;
+
+/// What a running task carries besides its closure.
+pub(crate) struct TaskContext {
+    pub(crate) io: Io,
+    pub(crate) cancel: Arc<CancelNode>,
+    /// The task's own deadline (set by timeouts); each blocking operation stops waiting at it.
+    pub(crate) deadline: Cell<Option<Instant>>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(io: Io, cancel: Arc<CancelNode>) -> TaskContext {
+        TaskContext {
+            io,
+            cancel,
+            deadline: Cell::new(None),
+        }
+    }
+}
+
+thread_local! {
+    /// Points at the `TaskContext` of the running task, or is null outside any task. The pointee
+    /// lives on the stack of the frame that installed it (see [`enter`]), which outlives the guard.
+    static CURRENT: Cell<*const TaskContext> = const { Cell::new(ptr::null()) };
+}
+
+/// Restores the previous context when dropped.
+pub(crate) struct EnterGuard {
+    prev: *const TaskContext,
+}
+
+/// Makes `ctx` the current context until the returned guard drops.
+pub(crate) fn enter(ctx: &TaskContext) -> EnterGuard {
+    let prev = CURRENT.with(|c| c.replace(ctx));
+    EnterGuard { prev }
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.prev));
+    }
+}
+
+/// Runs `f` with the current context, if any.
+#[inline]
+pub(crate) fn with<R>(f: impl FnOnce(Option<&TaskContext>) -> R) -> R {
+    CURRENT.with(|c| {
+        let p = c.get();
+        // SAFETY: a non-null pointer was installed by `enter` from a reference whose frame is
+        // still active: the guard that will reset it lives in that same frame, and contexts are
+        // only installed and read on this thread.
+        f(unsafe { p.as_ref() })
+    })
+}
+
+/// The cancellation node of the running task.
+pub(crate) fn current_cancel() -> Option<Arc<CancelNode>> {
+    with(|c| c.map(|c| c.cancel.clone()))
+}
+
+/// A cancellation point: `Err(Canceled)` if the running task must stop, `Err(TimedOut)` if its
+/// deadline has passed.
+#[inline]
+pub(crate) fn check() -> io::Result<()> {
+    with(|c| match c {
+        Some(c) if c.cancel.is_pending() => Err(canceled()),
+        Some(c) if c.deadline.get().is_some_and(|d| Instant::now() >= d) => Err(timed_out()),
+        _ => Ok(()),
+    })
+}
+
+/// The earlier of `deadline` and the running task's own deadline.
+pub(crate) fn effective_deadline(deadline: Option<Instant>) -> Option<Instant> {
+    let task = with(|c| c.and_then(|c| c.deadline.get()));
+    match (deadline, task) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

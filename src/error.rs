@@ -1,0 +1,130 @@
+//! The errors zsync adds to `std::io::Error`.
+//!
+//! Every blocking operation in zsync returns `std::io::Result`, so user code keeps using `?` and the
+//! std helpers. Two conditions are zsync's own:
+//!
+//! - **Canceled**: the calling task was asked to stop. It is an `io::Error` of kind
+//!   [`ErrorKind::Other`](std::io::ErrorKind::Other) carrying a [`Canceled`] payload, and deliberately
+//!   *not* [`ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted): std's `read_exact`,
+//!   `write_all`, `read_to_end` and `io::copy` silently retry `Interrupted`, which would swallow the
+//!   cancellation. Test for it with [`is_canceled`].
+//! - **Concurrency unavailable**: [`Io::concurrent`](crate::Io::concurrent) was asked for a task that
+//!   must make progress at the same time as its caller, and the model cannot provide one (the
+//!   Blocking model never can). Zig calls this `error.ConcurrencyUnavailable`.
+
+use std::fmt;
+use std::io;
+
+/// The payload of the `io::Error` returned by a blocking operation of a canceled task.
+///
+/// Zig: `error.Canceled`. Build one with [`canceled`], recognise one with [`is_canceled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Canceled;
+
+impl fmt::Display for Canceled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("operation canceled: the task was asked to stop")
+    }
+}
+
+impl std::error::Error for Canceled {}
+
+impl From<Canceled> for io::Error {
+    fn from(c: Canceled) -> io::Error {
+        io::Error::other(c)
+    }
+}
+
+/// Returns the error a canceled blocking operation reports.
+///
+/// ```
+/// let e = zsync::canceled();
+/// assert!(zsync::is_canceled(&e));
+/// assert_ne!(e.kind(), std::io::ErrorKind::Interrupted);
+/// ```
+pub fn canceled() -> io::Error {
+    Canceled.into()
+}
+
+/// Tells whether `err` reports that the calling task was canceled.
+///
+/// Looks through one level of wrapping, so an `io::Error` whose payload is itself an
+/// `io::Error` carrying [`Canceled`] is recognised too.
+pub fn is_canceled(err: &io::Error) -> bool {
+    match err.get_ref() {
+        Some(inner) if inner.is::<Canceled>() => true,
+        Some(inner) => inner
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.get_ref().is_some_and(|i| i.is::<Canceled>())),
+        None => false,
+    }
+}
+
+/// Returned by [`Io::concurrent`](crate::Io::concurrent) when the model cannot run the task
+/// concurrently with its caller.
+///
+/// Zig: `error.ConcurrencyUnavailable`. The Blocking model always returns it; the Threaded model
+/// returns it only when its limit of threads for concurrent tasks is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConcurrencyUnavailable {
+    /// Which model refused, for the message.
+    pub(crate) model: &'static str,
+}
+
+impl fmt::Display for ConcurrencyUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "concurrency unavailable: the {} model cannot run this task concurrently with its caller",
+            self.model
+        )
+    }
+}
+
+impl std::error::Error for ConcurrencyUnavailable {}
+
+impl From<ConcurrencyUnavailable> for io::Error {
+    fn from(e: ConcurrencyUnavailable) -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, e)
+    }
+}
+
+/// The payload of the `io::Error` (kind [`TimedOut`](io::ErrorKind::TimedOut)) that an operation
+/// with a deadline reports when the deadline passes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Elapsed;
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline elapsed before the operation completed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// Returns the `TimedOut` error an operation reports when its deadline passes.
+pub fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, Elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canceled_is_recognised_and_not_interrupted() {
+        let e = canceled();
+        assert!(is_canceled(&e));
+        assert_eq!(e.kind(), io::ErrorKind::Other);
+        assert!(!is_canceled(&io::Error::from(io::ErrorKind::Interrupted)));
+        assert!(!is_canceled(&io::Error::other("x")));
+        let wrapped = io::Error::other(canceled());
+        assert!(is_canceled(&wrapped));
+    }
+
+    #[test]
+    fn concurrency_unavailable_message_names_model() {
+        let e = io::Error::from(ConcurrencyUnavailable { model: "Blocking" });
+        assert!(e.to_string().contains("Blocking"));
+    }
+}

@@ -1,0 +1,525 @@
+//! The `Io` handle: the one seam between colorblind code and the execution model.
+//!
+//! Zig's `std.Io` is a vtable every model fills in; zsync's [`Io`] is a cheap handle around a
+//! closed enum of the built-in models (one `match`, inlinable, no virtual call for a program that
+//! uses one model) plus [`Model::Custom`] for a user's [`Runtime`] behind a trait object.
+//!
+//! Adding a model means one arm in [`ModelImpl`] for the scheduling calls (`spawn`, `concurrent`,
+//! shutdown) and, where it waits differently from an OS thread, an arm in the wait layer
+//! ([`crate::park`]) and the operation layer.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cancel::CancelNode;
+use crate::context::{self, TaskContext};
+use crate::error::{canceled, ConcurrencyUnavailable};
+use crate::model::blocking;
+use crate::model::threaded::{self, ThreadedConfig};
+use crate::task::{Runnable, Task, TaskCell};
+
+/// Which execution model runs the tasks of a [`run`](crate::run).
+///
+/// The same colorblind code runs unchanged on every model; only timing and concurrency differ.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Model {
+    /// Direct syscalls on the calling thread. [`Io::spawn`] runs the closure inline, at once;
+    /// [`Io::concurrent`] reports [`ConcurrencyUnavailable`]. Zero overhead over plain std calls.
+    Blocking,
+    /// A work-stealing pool of OS threads (default size: available parallelism); blocking
+    /// syscalls run on the workers, and each [`Io::concurrent`] task gets a thread of its own.
+    Threaded,
+    /// A model supplied by the user.
+    Custom(Arc<dyn Runtime>),
+}
+
+impl Model {
+    /// The model's name, as printed by the demo and in error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Model::Blocking => "Blocking",
+            Model::Threaded => "Threaded",
+            Model::Custom(rt) => rt.name(),
+        }
+    }
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A user-supplied execution model: decides where and when tasks run.
+///
+/// Tasks of a custom model run on OS threads and wait the way the thread models do (parking the
+/// thread, polling the descriptor), so a custom model only chooses scheduling. Shutdown
+/// (cancel what is left, wait for every task, re-raise panics of detached tasks) is handled by
+/// [`run`](crate::run) for every model.
+///
+/// ```
+/// use std::sync::Arc;
+/// use zsync::{ConcurrencyUnavailable, Model, Runnable, Runtime};
+///
+/// /// One OS thread per task.
+/// struct ThreadPerTask;
+/// impl Runtime for ThreadPerTask {
+///     fn name(&self) -> &'static str { "ThreadPerTask" }
+///     fn spawn(&self, task: Runnable) {
+///         std::thread::spawn(move || task.run());
+///     }
+///     fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable> {
+///         self.spawn(task);
+///         Ok(())
+///     }
+/// }
+///
+/// let v = zsync::run(Model::Custom(Arc::new(ThreadPerTask)), |io| {
+///     io.concurrent(|_| 6 * 7).unwrap().join().unwrap()
+/// });
+/// assert_eq!(v, 42);
+/// ```
+pub trait Runtime: Send + Sync + 'static {
+    /// The model's name.
+    fn name(&self) -> &'static str;
+    /// Arranges for `task` to run, possibly inline on the caller. Zig: `vtable.async`.
+    fn spawn(&self, task: Runnable);
+    /// Arranges for `task` to run concurrently with the caller, or refuses.
+    /// Zig: `vtable.concurrent`.
+    fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable>;
+    /// Called once by [`run`](crate::run) after every task has finished: release threads here.
+    fn shutdown(&self) {}
+}
+
+/// State every model shares: live-task accounting for shutdown, panics of detached tasks.
+pub(crate) struct RunState {
+    live: AtomicUsize,
+    shutting_down: AtomicBool,
+    idle: Mutex<()>,
+    all_done: Condvar,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl RunState {
+    fn new() -> RunState {
+        RunState {
+            live: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            idle: Mutex::new(()),
+            all_done: Condvar::new(),
+            panic: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn task_started(&self) {
+        self.live.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn task_finished(&self) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.shutting_down.load(Ordering::SeqCst)
+        {
+            let _guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            self.all_done.notify_all();
+        }
+    }
+
+    /// Keeps the first panic of a detached task for `run` to re-raise.
+    pub(crate) fn record_panic(&self, payload: Box<dyn Any + Send>) {
+        let mut slot = self.panic.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(payload);
+        }
+    }
+
+    fn wait_all_done(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while self.live.load(Ordering::SeqCst) > 0 {
+            guard = self
+                .all_done
+                .wait_timeout(guard, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+pub(crate) enum ModelImpl {
+    Blocking,
+    Threaded(threaded::Pool),
+    Custom(Arc<dyn Runtime>),
+}
+
+pub(crate) struct IoInner {
+    pub(crate) model: ModelImpl,
+    pub(crate) state: Arc<RunState>,
+    /// The cancellation node of the root task; parent of tasks spawned from outside any task.
+    pub(crate) root: Arc<CancelNode>,
+}
+
+/// The handle colorblind code receives: every blocking operation and every task goes through it.
+///
+/// Cheap to clone (one reference count), `Send + Sync`, usable from any task of its runtime.
+/// Inside a task, [`Io::current`] returns the handle of the running runtime.
+///
+/// Zig: `std.Io`.
+#[derive(Clone)]
+pub struct Io {
+    pub(crate) inner: Arc<IoInner>,
+}
+
+impl fmt::Debug for Io {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Io")
+            .field("model", &self.model_name())
+            .finish()
+    }
+}
+
+/// Configures and runs a runtime. [`run`](crate::run) is `Builder::new(model).run(f)`.
+///
+/// ```
+/// use zsync::{Builder, Model};
+/// let n = Builder::new(Model::Threaded).worker_threads(2).run(|io| {
+///     let a = io.spawn(|_| 20);
+///     let b = io.spawn(|_| 22);
+///     a.join().unwrap() + b.join().unwrap()
+/// });
+/// assert_eq!(n, 42);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    model: Model,
+    threaded: ThreadedConfig,
+}
+
+impl Builder {
+    /// A builder for `model` with default settings.
+    pub fn new(model: Model) -> Builder {
+        Builder {
+            model,
+            threaded: ThreadedConfig::default(),
+        }
+    }
+
+    /// Threaded: number of pool workers (default: available parallelism). Values below 1 are
+    /// treated as 1.
+    pub fn worker_threads(mut self, n: usize) -> Builder {
+        self.threaded.workers = n.max(1);
+        self
+    }
+
+    /// Threaded: most threads that run [`Io::concurrent`] tasks at once (default 1024); beyond it
+    /// `concurrent` reports [`ConcurrencyUnavailable`].
+    pub fn max_concurrent_threads(mut self, n: usize) -> Builder {
+        self.threaded.max_concurrent = n;
+        self
+    }
+
+    /// Threaded: how long an idle thread for concurrent tasks waits for more work before it exits
+    /// (default 5 s).
+    pub fn concurrent_keep_alive(mut self, d: Duration) -> Builder {
+        self.threaded.keep_alive = d;
+        self
+    }
+
+    /// Runs `f` as the root task on the calling thread and returns its value.
+    ///
+    /// When `f` returns, tasks still running (detached ones) are canceled and waited for, every
+    /// thread the model started has exited, and then a panic of `f` or of a detached task is
+    /// re-raised here.
+    pub fn run<T>(self, f: impl FnOnce(&Io) -> T) -> T {
+        let model = match self.model {
+            Model::Blocking => ModelImpl::Blocking,
+            Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
+            Model::Custom(rt) => ModelImpl::Custom(rt),
+        };
+        let io = Io {
+            inner: Arc::new(IoInner {
+                model,
+                state: Arc::new(RunState::new()),
+                root: CancelNode::root(),
+            }),
+        };
+        if let ModelImpl::Threaded(pool) = &io.inner.model {
+            pool.start(&io);
+        }
+        let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
+        ctx.cancel.set_waker(crate::park::current_waker);
+        let result = {
+            let _entered = context::enter(&ctx);
+            panic::catch_unwind(AssertUnwindSafe(|| f(&io)))
+        };
+        io.inner.root.cancel();
+        io.inner.state.wait_all_done();
+        match &io.inner.model {
+            ModelImpl::Blocking => {}
+            ModelImpl::Threaded(pool) => pool.shutdown(),
+            ModelImpl::Custom(rt) => rt.shutdown(),
+        }
+        let detached_panic = io
+            .inner
+            .state
+            .panic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match (result, detached_panic) {
+            (Err(payload), _) | (Ok(_), Some(payload)) => panic::resume_unwind(payload),
+            (Ok(v), None) => v,
+        }
+    }
+}
+
+/// Runs `f` on a fresh runtime of the given model and returns its value.
+///
+/// ```
+/// use zsync::{Io, Model};
+///
+/// fn work(io: &Io) -> u32 {
+///     let a = io.spawn(|_| 1);
+///     let b = io.spawn(|_| 2);
+///     a.join().unwrap() + b.join().unwrap()
+/// }
+/// for model in [Model::Blocking, Model::Threaded] {
+///     assert_eq!(zsync::run(model, work), 3);
+/// }
+/// ```
+pub fn run<T>(model: Model, f: impl FnOnce(&Io) -> T) -> T {
+    Builder::new(model).run(f)
+}
+
+impl Io {
+    /// The `Io` of the task running on this thread, if any.
+    pub fn current() -> Option<Io> {
+        context::with(|c| c.map(|c| c.io.clone()))
+    }
+
+    /// The name of the model behind this handle.
+    pub fn model_name(&self) -> &'static str {
+        match &self.inner.model {
+            ModelImpl::Blocking => "Blocking",
+            ModelImpl::Threaded(_) => "Threaded",
+            ModelImpl::Custom(rt) => rt.name(),
+        }
+    }
+
+    /// Whether [`concurrent`](Io::concurrent) can succeed on this model at all.
+    pub fn supports_concurrency(&self) -> bool {
+        !matches!(self.inner.model, ModelImpl::Blocking)
+    }
+
+    /// Starts `f` as a task that may run inline, now or when joined. Zig: `io.async(f)`.
+    ///
+    /// On Blocking, `f` runs to completion before `spawn` returns; on Threaded it is queued on
+    /// the pool (a joiner runs it inline if no worker has started it). Use
+    /// [`concurrent`](Io::concurrent) when the caller needs `f` to make progress meanwhile.
+    pub fn spawn<T, F>(&self, f: F) -> Task<T>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let parent = self.current_scope();
+        self.spawn_in(&parent, f)
+    }
+
+    /// Starts `f` as a task guaranteed to make progress concurrently with the caller.
+    /// Zig: `io.concurrent(f)`.
+    ///
+    /// Fails with [`ConcurrencyUnavailable`] on Blocking, and on Threaded when the limit of
+    /// concurrent threads is reached.
+    pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let parent = self.current_scope();
+        self.concurrent_in(&parent, f)
+    }
+
+    fn current_scope(&self) -> Arc<CancelNode> {
+        context::current_cancel().unwrap_or_else(|| self.inner.root.clone())
+    }
+
+    pub(crate) fn spawn_in<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> Task<T>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.inner.model {
+            ModelImpl::Blocking => Task::ready(blocking::run_inline(self, parent, f)),
+            ModelImpl::Threaded(pool) if pool.is_open() => {
+                let (task, runnable) = self.new_task(parent, f);
+                pool.spawn(runnable);
+                task
+            }
+            ModelImpl::Threaded(_) => Task::ready(blocking::run_inline(self, parent, f)),
+            ModelImpl::Custom(rt) => {
+                let (task, runnable) = self.new_task(parent, f);
+                rt.spawn(runnable);
+                task
+            }
+        }
+    }
+
+    pub(crate) fn concurrent_in<T, F>(
+        &self,
+        parent: &Arc<CancelNode>,
+        f: F,
+    ) -> Result<Task<T>, ConcurrencyUnavailable>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let refuse = ConcurrencyUnavailable {
+            model: self.model_name(),
+        };
+        let submitted = match &self.inner.model {
+            ModelImpl::Blocking => return Err(refuse),
+            ModelImpl::Threaded(pool) => {
+                let (task, runnable) = self.new_task(parent, f);
+                (task, pool.concurrent(runnable).map_err(|_| refuse))
+            }
+            ModelImpl::Custom(rt) => {
+                let (task, runnable) = self.new_task(parent, f);
+                (task, rt.concurrent(runnable))
+            }
+        };
+        match submitted {
+            (task, Ok(())) => Ok(task),
+            (task, Err(e)) => {
+                task.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    fn new_task<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> (Task<T>, Runnable)
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let cell = TaskCell::new(self.clone(), CancelNode::child(parent), f);
+        self.inner.state.task_started();
+        (Task::shared(cell.clone()), Runnable(cell))
+    }
+
+    /// A cancellation point without I/O: `Err(Canceled)` if the running task was canceled (and
+    /// is not shielded), `Err(TimedOut)` if its deadline passed. Zig: `io.checkCancel()`.
+    pub fn check_canceled(&self) -> io::Result<()> {
+        context::check()
+    }
+
+    /// Whether cancellation of the running task was requested, shielded or not.
+    pub fn is_cancel_requested(&self) -> bool {
+        context::with(|c| c.is_some_and(|c| c.cancel.is_canceled()))
+    }
+
+    /// Runs `f` with cancellation of the running task held back: blocking operations inside `f`
+    /// do not report `Canceled`; a cancel requested meanwhile is delivered by the first
+    /// cancellation point after `f` returns. Zig: `io.swapCancelProtection`.
+    pub fn shielded<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Unshield(Option<Arc<CancelNode>>);
+        impl Drop for Unshield {
+            fn drop(&mut self) {
+                if let Some(node) = &self.0 {
+                    node.shield_exit();
+                }
+            }
+        }
+        let node = context::current_cancel();
+        if let Some(node) = &node {
+            node.shield_enter();
+        }
+        let _unshield = Unshield(node);
+        f()
+    }
+
+    /// Current time of the monotonic clock.
+    pub fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Current wall-clock time (may jump; use [`now`](Io::now) to measure durations).
+    pub fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    /// Sleeps for `duration`. Cancellation point. Zig: `io.sleep`.
+    pub fn sleep(&self, duration: Duration) -> io::Result<()> {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    /// Sleeps until the monotonic clock reaches `deadline`. Cancellation point.
+    ///
+    /// Returns `Err(TimedOut)` early if the running task's own deadline (see
+    /// [`with_deadline`](Io::with_deadline)) comes first.
+    pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
+        let node = context::current_cancel();
+        if let Some(n) = &node {
+            n.set_waker(crate::park::current_waker);
+        }
+        loop {
+            context::check()?;
+            let wake_at = context::effective_deadline(Some(deadline));
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+            crate::park::park(wake_at);
+        }
+    }
+
+    /// Runs `f` with a deadline for the running task: every blocking operation inside `f` that
+    /// would wait past `deadline` stops there with an error of kind
+    /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins.
+    pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce() -> R) -> R {
+        struct Restore<'a>(Option<&'a TaskContext>, Option<Instant>);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                if let Some(c) = self.0 {
+                    c.deadline.set(self.1);
+                }
+            }
+        }
+        context::with(|c| {
+            let prev = c.and_then(|c| c.deadline.get());
+            if let Some(c) = c {
+                c.deadline
+                    .set(Some(prev.map_or(deadline, |p| p.min(deadline))));
+            }
+            let _restore = Restore(c, prev);
+            f()
+        })
+    }
+
+    /// Requests cancellation of the running task and everything it started, as if its handle's
+    /// owner had called [`Task::request_cancel`]. Its next cancellation point reports `Canceled`.
+    pub fn cancel_current(&self) {
+        if let Some(node) = context::current_cancel() {
+            node.cancel();
+        }
+    }
+}
+
+/// Records a panic of a detached inline task for `run` to re-raise (or re-raises it now outside
+/// any runtime).
+pub(crate) fn record_detached_panic(payload: Box<dyn Any + Send>) {
+    let state = context::with(|c| c.map(|c| c.io.inner.state.clone()));
+    match state {
+        Some(state) => state.record_panic(payload),
+        None => panic::resume_unwind(payload),
+    }
+}
+
+/// `Err(Canceled)`: for models that check cancellation outside the usual helpers.
+#[allow(dead_code)]
+pub(crate) fn canceled_err<T>() -> io::Result<T> {
+    Err(canceled())
+}

@@ -1,0 +1,78 @@
+//! # zsync — colorblind async I/O for Rust, after Zig's `std.Io`
+//!
+//! Application code is plain Rust — `fn`, not `async fn` — that takes an injected [`Io`] handle.
+//! The caller picks the execution model, and the same code runs unchanged on each:
+//!
+//! | model | how tasks run | `spawn` | `concurrent` |
+//! |---|---|---|---|
+//! | [`Model::Blocking`] | on the calling thread, direct syscalls | runs inline, at once | [`ConcurrencyUnavailable`] |
+//! | [`Model::Threaded`] | work-stealing pool of OS threads | queued on the pool | a thread of its own |
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use zsync::net::{TcpListener, TcpStream};
+//! use zsync::{Io, Model};
+//!
+//! /// Colorblind: no `async`, no runtime type, just an `Io`.
+//! fn echo_once(io: &Io, listener: &TcpListener) -> std::io::Result<()> {
+//!     let (mut conn, _) = listener.accept()?;
+//!     let mut buf = [0; 5];
+//!     conn.read_exact(&mut buf)?;
+//!     conn.write_all(&buf)
+//! }
+//!
+//! for model in [Model::Blocking, Model::Threaded] {
+//!     let reply = zsync::run(model, |io| -> std::io::Result<Vec<u8>> {
+//!         let listener = TcpListener::bind(io, "127.0.0.1:0")?;
+//!         let addr = listener.local_addr()?;
+//!         let mut client = TcpStream::connect(io, addr)?; // queued in the kernel's backlog
+//!         client.write_all(b"hello")?;
+//!         let server = io.spawn(move |io| echo_once(io, &listener)); // may run inline
+//!         server.join()??;
+//!         let mut reply = vec![0; 5];
+//!         client.read_exact(&mut reply)?;
+//!         Ok(reply)
+//!     });
+//!     assert_eq!(reply.unwrap(), b"hello");
+//! }
+//! ```
+//!
+//! ## Zig correspondence
+//!
+//! | Zig `std.Io` | zsync |
+//! |---|---|
+//! | `io.async(f)` | [`Io::spawn`] — may run inline |
+//! | `io.concurrent(f)` | [`Io::concurrent`] — concurrent or [`ConcurrencyUnavailable`] |
+//! | `future.await(io)` | [`Task::join`] |
+//! | `future.cancel(io)` | [`Task::cancel`]; dropping a [`Task`] does the same |
+//! | `error.Canceled` | [`is_canceled`] on the `io::Error` of any blocking operation |
+//! | `Io.Group` | [`Group`] |
+//! | `io.checkCancel()` | [`Io::check_canceled`] |
+//! | `io.swapCancelProtection` | [`Io::shielded`] |
+//! | `io.sleep` | [`Io::sleep`] |
+//!
+//! ## Cancellation
+//!
+//! [`Task::cancel`] (or dropping the handle) asks a task to stop. Its current or next blocking
+//! operation — read, write, accept, connect, sleep, join — returns an `io::Error` for which
+//! [`is_canceled`] is true, even if the task is already blocked in it. Canceling a task cancels
+//! the tasks it spawned.
+//!
+//! See `docs/ARCHITECTURE.md` for how a call flows from user code to the syscall.
+
+#![warn(missing_docs)]
+
+mod cancel;
+mod context;
+mod error;
+mod io;
+mod model;
+mod park;
+mod task;
+
+pub mod fs;
+pub mod net;
+
+pub use error::{canceled, is_canceled, timed_out, Canceled, ConcurrencyUnavailable, Elapsed};
+pub use io::{run, Builder, Io, Model, Runtime};
+pub use task::{Group, GroupPolicy, Runnable, Task};

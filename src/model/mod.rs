@@ -1,0 +1,8 @@
+//! The execution models. Each decides where tasks run; [`crate::io`] dispatches to them with one
+//! `match`, and [`crate::park`] is how their tasks wait.
+//!
+//! - [`blocking`]: everything inline on the caller's thread.
+//! - [`threaded`]: a work-stealing pool plus elastic threads for `concurrent` tasks.
+
+pub(crate) mod blocking;
+pub(crate) mod threaded;

@@ -1,0 +1,130 @@
+//! Elastic threads for `concurrent` tasks: each task gets a thread of its own, reused when idle.
+//!
+//! A task is queued only when an idle thread is waiting for it (`idle > queued`), so every
+//! accepted task starts without waiting for another task to finish: that is the guarantee
+//! `concurrent` makes. Otherwise a new thread is started, up to `max`; beyond it the task is
+//! refused and `concurrent` reports `ConcurrencyUnavailable`. Idle threads exit after
+//! `keep_alive`; `shutdown` joins them all.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::task::Runnable;
+
+/// The task was not accepted; it has not run and never will.
+#[derive(Debug)]
+pub(crate) struct Refused;
+
+struct State {
+    queued: VecDeque<Runnable>,
+    idle: usize,
+    threads: usize,
+    open: bool,
+    handles: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+    keep_alive: Duration,
+}
+
+pub(super) struct Elastic {
+    shared: Arc<Shared>,
+    max: usize,
+}
+
+impl Elastic {
+    pub(super) fn new(max: usize, keep_alive: Duration) -> Elastic {
+        Elastic {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queued: VecDeque::new(),
+                    idle: 0,
+                    threads: 0,
+                    open: true,
+                    handles: Vec::new(),
+                }),
+                cv: Condvar::new(),
+                keep_alive,
+            }),
+            max,
+        }
+    }
+
+    pub(super) fn submit(&self, task: Runnable) -> Result<(), Refused> {
+        let mut state = self.shared.lock();
+        if !state.open {
+            return Err(Refused);
+        }
+        if state.idle > state.queued.len() {
+            state.queued.push_back(task);
+            self.shared.cv.notify_one();
+            return Ok(());
+        }
+        if state.threads >= self.max {
+            return Err(Refused);
+        }
+        state.handles.retain(|h| !h.is_finished());
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("zsync-concurrent".into())
+            .spawn(move || thread_main(shared, task));
+        match spawned {
+            Ok(handle) => {
+                state.threads += 1;
+                state.handles.push(handle);
+                Ok(())
+            }
+            // The task was dropped unrun with the closure; the caller abandons its handle.
+            Err(_) => Err(Refused),
+        }
+    }
+
+    pub(super) fn shutdown(&self) {
+        let handles = {
+            let mut state = self.shared.lock();
+            state.open = false;
+            self.shared.cv.notify_all();
+            std::mem::take(&mut state.handles)
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn thread_main(shared: Arc<Shared>, first: Runnable) {
+    first.run();
+    let mut state = shared.lock();
+    loop {
+        if let Some(task) = state.queued.pop_front() {
+            drop(state);
+            task.run();
+            state = shared.lock();
+            continue;
+        }
+        if !state.open {
+            break;
+        }
+        state.idle += 1;
+        let (guard, timeout) = shared
+            .cv
+            .wait_timeout(state, shared.keep_alive)
+            .unwrap_or_else(|p| p.into_inner());
+        state = guard;
+        state.idle -= 1;
+        if timeout.timed_out() && state.queued.is_empty() {
+            break;
+        }
+    }
+    state.threads -= 1;
+}

@@ -1,0 +1,206 @@
+//! The Threaded model: a work-stealing pool of OS threads.
+//!
+//! - [`Io::spawn`](crate::Io::spawn) pushes the task on the spawning worker's own deque (or on the
+//!   global injector from outside the pool) and wakes one sleeping worker. Idle workers steal:
+//!   first a batch from the injector, then from their siblings (crossbeam-deque, the Chase-Lev
+//!   deque Tokio and Rayon use).
+//! - [`Io::concurrent`](crate::Io::concurrent) must guarantee progress even when every worker is
+//!   blocked (a worker blocked in `recv` waiting for a producer that is itself queued would
+//!   otherwise deadlock the pool), so it hands the task to an elastic thread of its own
+//!   ([`elastic`]): an idle one if any, else a new one up to a limit.
+//! - A joiner that finds its task still queued claims and runs it inline (see
+//!   [`crate::task`]), so fork-join never deadlocks a saturated pool; the stale queue entry is
+//!   skipped when popped.
+//!
+//! Workers sleep on a condvar when they find no work ([`sleepers`]). Shutdown happens after
+//! every task has finished (see [`crate::run`]): workers drain, see the pool closed, and exit;
+//! `shutdown` joins them all.
+
+mod elastic;
+mod sleepers;
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+use crate::task::Runnable;
+use crate::Io;
+use elastic::Elastic;
+use sleepers::Sleepers;
+
+/// Settings of the Threaded model, filled in by [`Builder`](crate::Builder).
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadedConfig {
+    pub(crate) workers: usize,
+    pub(crate) max_concurrent: usize,
+    pub(crate) keep_alive: Duration,
+}
+
+impl Default for ThreadedConfig {
+    fn default() -> Self {
+        ThreadedConfig {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_concurrent: 1024,
+            keep_alive: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Identifies a pool, so a worker only pushes to its local deque for its own pool.
+static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// The local deque of the pool worker running on this thread, with its pool's id.
+    static LOCAL: RefCell<Option<(usize, Worker<Runnable>)>> = const { RefCell::new(None) };
+}
+
+struct Shared {
+    id: usize,
+    injector: Injector<Runnable>,
+    stealers: Vec<Stealer<Runnable>>,
+    sleepers: Sleepers,
+    open: AtomicBool,
+}
+
+pub(crate) struct Pool {
+    shared: Arc<Shared>,
+    /// Worker deques, handed to the threads by `start`.
+    locals: Mutex<Vec<Worker<Runnable>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    elastic: Elastic,
+}
+
+impl Pool {
+    pub(crate) fn new(config: ThreadedConfig) -> Pool {
+        let locals: Vec<Worker<Runnable>> =
+            (0..config.workers).map(|_| Worker::new_lifo()).collect();
+        let stealers = locals.iter().map(Worker::stealer).collect();
+        Pool {
+            shared: Arc::new(Shared {
+                id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+                injector: Injector::new(),
+                stealers,
+                sleepers: Sleepers::new(),
+                open: AtomicBool::new(true),
+            }),
+            locals: Mutex::new(locals),
+            threads: Mutex::new(Vec::new()),
+            elastic: Elastic::new(config.max_concurrent, config.keep_alive),
+        }
+    }
+
+    /// Starts the worker threads. `_io` keeps the signature ready for models that hand workers a
+    /// handle; tasks carry their own `Io`.
+    pub(crate) fn start(&self, _io: &Io) {
+        let locals = std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        for (index, local) in locals.into_iter().enumerate() {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("zsync-worker-{index}"))
+                .spawn(move || worker_main(shared, index, local))
+                .expect("zsync: cannot start a Threaded worker thread");
+            threads.push(handle);
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// Queues a task: on the local deque when called from one of this pool's workers.
+    pub(crate) fn spawn(&self, task: Runnable) {
+        let task = LOCAL.with(|local| match &*local.borrow() {
+            Some((id, worker)) if *id == self.shared.id => {
+                worker.push(task);
+                None
+            }
+            _ => Some(task),
+        });
+        if let Some(task) = task {
+            self.shared.injector.push(task);
+        }
+        self.shared.sleepers.notify_one();
+    }
+
+    /// Hands a task to a thread of its own, or refuses (limit reached, pool closed, or the OS
+    /// would not start a thread).
+    pub(crate) fn concurrent(&self, task: Runnable) -> Result<(), elastic::Refused> {
+        self.elastic.submit(task)
+    }
+
+    /// Stops and joins every thread. Called once every task has finished.
+    pub(crate) fn shutdown(&self) {
+        self.shared.open.store(false, Ordering::Release);
+        self.shared.sleepers.notify_all();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            // Task panics are caught per task; a worker itself never panics.
+            let _ = t.join();
+        }
+        self.elastic.shutdown();
+    }
+}
+
+fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
+    LOCAL.with(|l| *l.borrow_mut() = Some((shared.id, local)));
+    loop {
+        if let Some(task) = find_task(&shared, index) {
+            task.run();
+            continue;
+        }
+        let keep_going = shared.sleepers.sleep(
+            || has_work(&shared, index),
+            || shared.open.load(Ordering::Acquire),
+        );
+        if !keep_going && !has_work(&shared, index) {
+            break;
+        }
+    }
+    LOCAL.with(|l| *l.borrow_mut() = None);
+}
+
+fn has_work(shared: &Shared, index: usize) -> bool {
+    let local_empty = LOCAL.with(|l| l.borrow().as_ref().is_none_or(|(_, w)| w.is_empty()));
+    !local_empty
+        || !shared.injector.is_empty()
+        || shared
+            .stealers
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != index && !s.is_empty())
+}
+
+/// Local deque first, then a batch from the injector, then the siblings, starting after ourselves.
+fn find_task(shared: &Shared, index: usize) -> Option<Runnable> {
+    LOCAL.with(|l| {
+        let guard = l.borrow();
+        let (_, local) = guard.as_ref()?;
+        if let Some(task) = local.pop() {
+            return Some(task);
+        }
+        loop {
+            let mut retry = false;
+            match shared.injector.steal_batch_and_pop(local) {
+                Steal::Success(task) => return Some(task),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let n = shared.stealers.len();
+            for k in 1..n {
+                match shared.stealers[(index + k) % n].steal() {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    })
+}

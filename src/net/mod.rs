@@ -1,0 +1,13 @@
+//! Networking: TCP, UDP and Unix-domain sockets.
+//!
+//! Every type remembers the [`Io`](crate::Io) it was created with, implements the std traits
+//! its std counterpart implements (`Read`/`Write` for streams), converts from and into the std
+//! type, and exposes its descriptor (`AsFd`, `AsRawFd`). Every operation that can wait is a
+//! cancellation point.
+
+mod addr;
+mod tcp;
+mod timeout;
+
+pub use addr::{resolve, ToSocketAddrs};
+pub use tcp::{TcpListener, TcpStream};

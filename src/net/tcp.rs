@@ -1,0 +1,439 @@
+//! TCP listeners and streams.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::net::addr::{self, ToSocketAddrs};
+use crate::net::timeout::Timeouts;
+use crate::park::{retry_on_fd, Interest};
+use crate::Io;
+
+/// A TCP socket server, listening for connections. Counterpart of [`std::net::TcpListener`].
+///
+/// The listener remembers the [`Io`] it was created with; [`accept`](TcpListener::accept) is a
+/// cancellation point.
+pub struct TcpListener {
+    io: Io,
+    inner: std::net::TcpListener,
+}
+
+impl TcpListener {
+    /// Binds to the first address of `addr` that works (with `SO_REUSEADDR`, as std does on Unix)
+    /// and listens with a backlog of 1024.
+    ///
+    /// Errors: `AddrInUse` if the port is taken, `AddrNotAvailable` for an address not on this
+    /// host, `NotFound` for a name that does not resolve.
+    pub fn bind(io: &Io, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        addr::each_addr(io, addr, |a| {
+            let socket = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&a.into())?;
+            socket.listen(1024)?;
+            TcpListener::from_std(io, socket.into())
+        })
+    }
+
+    /// Wraps a std listener (switching it to non-blocking mode).
+    pub fn from_std(io: &Io, listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener {
+            io: io.clone(),
+            inner: listener,
+        })
+    }
+
+    /// Unwraps into a std listener in blocking mode.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        self.inner.set_nonblocking(false)?;
+        Ok(self.inner)
+    }
+
+    /// Waits for a connection. Cancellation point.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = retry_on_fd(self.inner.as_fd(), Interest::Read, None, || {
+            self.inner.accept()
+        })?;
+        Ok((TcpStream::from_std(&self.io, stream)?, peer))
+    }
+
+    /// An iterator over accepted connections (each item as from [`accept`](Self::accept)).
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
+    }
+
+    /// The local address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Sets the IP time-to-live of accepted connections.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.set_ttl(ttl)
+    }
+
+    /// The IP time-to-live.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.ttl()
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
+    }
+
+    /// The `Io` this listener was created with.
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("addr", &self.inner.local_addr().ok())
+            .field("fd", &self.inner.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl From<TcpListener> for OwnedFd {
+    fn from(l: TcpListener) -> OwnedFd {
+        l.inner.into()
+    }
+}
+
+/// A TCP connection. Counterpart of [`std::net::TcpStream`]; implements [`Read`] and [`Write`]
+/// (also through `&TcpStream`), so std and ecosystem helpers work on it unchanged.
+///
+/// Every read, write and connect is a cancellation point.
+pub struct TcpStream {
+    io: Io,
+    inner: std::net::TcpStream,
+    timeouts: Timeouts,
+}
+
+impl TcpStream {
+    /// Connects to the first address of `addr` that accepts. A host name is resolved without
+    /// stalling other tasks. Cancellation point.
+    ///
+    /// Errors: `ConnectionRefused` if nothing listens, `NotFound` if the name does not resolve.
+    pub fn connect(io: &Io, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        addr::each_addr(io, addr, |a| Self::connect_addr(io, a, None))
+    }
+
+    /// Connects to `addr`, giving up with `TimedOut` after `timeout`. Cancellation point.
+    pub fn connect_timeout(io: &Io, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        Self::connect_addr(io, *addr, Some(Instant::now() + timeout))
+    }
+
+    fn connect_addr(io: &Io, addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+        crate::context::check()?;
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+                // Writable means the handshake finished, one way or the other: SO_ERROR says which.
+                retry_on_fd(socket.as_fd(), Interest::Write, deadline, || {
+                    if let Some(err) = socket.take_error()? {
+                        return Err(err);
+                    }
+                    match socket.peer_addr() {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                            Err(io::ErrorKind::WouldBlock.into())
+                        }
+                        Err(e) => Err(e),
+                    }
+                })?;
+            }
+            Err(e) => return Err(e),
+        }
+        let stream: std::net::TcpStream = socket.into();
+        Ok(TcpStream {
+            io: io.clone(),
+            inner: stream,
+            timeouts: Timeouts::default(),
+        })
+    }
+
+    /// Wraps a connected std stream (switching it to non-blocking mode).
+    pub fn from_std(io: &Io, stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream {
+            io: io.clone(),
+            inner: stream,
+            timeouts: Timeouts::default(),
+        })
+    }
+
+    /// Unwraps into a std stream in blocking mode.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        self.inner.set_nonblocking(false)?;
+        Ok(self.inner)
+    }
+
+    /// The `Io` this stream was created with.
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+
+    /// Shuts down the read half, the write half, or both. Reads after `Shutdown::Read` return 0.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.shutdown(how)
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.inner.set_nodelay(on)
+    }
+
+    /// Reads `TCP_NODELAY`.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.inner.nodelay()
+    }
+
+    /// Sets the IP time-to-live.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.set_ttl(ttl)
+    }
+
+    /// The IP time-to-live.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.ttl()
+    }
+
+    /// Enables `SO_KEEPALIVE` with the given idle time before the first probe, or disables it.
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let sock = SockRef::from(&self.inner);
+        match idle {
+            Some(idle) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle)),
+            None => sock.set_keepalive(false),
+        }
+    }
+
+    /// Whether `SO_KEEPALIVE` is on.
+    pub fn keepalive(&self) -> io::Result<bool> {
+        SockRef::from(&self.inner).keepalive()
+    }
+
+    /// Sets `SO_LINGER`: `Some(d)` makes close wait up to `d` for unsent data (`Some(0)` resets
+    /// the connection on close); `None` restores the default.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        SockRef::from(&self.inner).set_linger(linger)
+    }
+
+    /// Reads `SO_LINGER`.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        SockRef::from(&self.inner).linger()
+    }
+
+    /// Sets `SO_RCVBUF` (the kernel may double or clamp it).
+    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
+        SockRef::from(&self.inner).set_recv_buffer_size(size)
+    }
+
+    /// Reads `SO_RCVBUF`.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        SockRef::from(&self.inner).recv_buffer_size()
+    }
+
+    /// Sets `SO_SNDBUF` (the kernel may double or clamp it).
+    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
+        SockRef::from(&self.inner).set_send_buffer_size(size)
+    }
+
+    /// Reads `SO_SNDBUF`.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        SockRef::from(&self.inner).send_buffer_size()
+    }
+
+    /// Makes reads fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set_read(timeout)
+    }
+
+    /// Makes writes fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set_write(timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.timeouts.read()
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.timeouts.write()
+    }
+
+    /// Reads without removing the data from the queue. Cancellation point.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        retry_on_fd(
+            self.inner.as_fd(),
+            Interest::Read,
+            self.timeouts.read_deadline(),
+            || self.inner.peek(buf),
+        )
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
+    }
+
+    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        retry_on_fd(
+            self.inner.as_fd(),
+            Interest::Read,
+            self.timeouts.read_deadline(),
+            || (&self.inner).read(buf),
+        )
+    }
+
+    fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        retry_on_fd(
+            self.inner.as_fd(),
+            Interest::Read,
+            self.timeouts.read_deadline(),
+            || (&self.inner).read_vectored(bufs),
+        )
+    }
+
+    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        retry_on_fd(
+            self.inner.as_fd(),
+            Interest::Write,
+            self.timeouts.write_deadline(),
+            || (&self.inner).write(buf),
+        )
+    }
+
+    fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        retry_on_fd(
+            self.inner.as_fd(),
+            Interest::Write,
+            self.timeouts.write_deadline(),
+            || (&self.inner).write_vectored(bufs),
+        )
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.read_vectored_inner(bufs)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.read_vectored_inner(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored_inner(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored_inner(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.inner.local_addr().ok())
+            .field("peer", &self.inner.peer_addr().ok())
+            .field("fd", &self.inner.as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl IntoRawFd for TcpStream {
+    fn into_raw_fd(self) -> RawFd {
+        self.inner.into_raw_fd()
+    }
+}
+
+impl From<TcpStream> for OwnedFd {
+    fn from(s: TcpStream) -> OwnedFd {
+        s.inner.into()
+    }
+}
+
+impl TcpStream {
+    /// Wraps a raw connected socket descriptor.
+    ///
+    /// # Safety
+    /// `fd` must be an open, connected TCP socket that nothing else owns.
+    pub unsafe fn from_raw_fd(io: &Io, fd: RawFd) -> io::Result<TcpStream> {
+        // SAFETY: the caller guarantees `fd` is an owned, open TCP socket.
+        let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        TcpStream::from_std(io, stream)
+    }
+}

@@ -1,0 +1,190 @@
+//! How a task waits on the thread models (Blocking, Threaded, custom models on OS threads).
+//!
+//! A waiting task blocks its OS thread in one of two ways:
+//!
+//! - **Pure waits** (join, sleep, later channels and locks) park with `std::thread::park_timeout`,
+//!   a futex on Linux. Any waker unparks the thread; `park` has token semantics, so an unpark that
+//!   lands before the park is not lost.
+//! - **Descriptor waits** (a socket not yet readable or writable) `ppoll` two descriptors: the
+//!   socket and the thread's eventfd. A waker writes the eventfd when the thread is polling.
+//!
+//! The race between "the canceler sets the flag and wakes" and "the waiter checks the flag and
+//! blocks" is closed Dekker-style with `SeqCst`:
+//!
+//! ```text
+//!   waiter                              waker (e.g. CancelNode::cancel)
+//!   state = POLLING          (SeqCst)   flag = CANCELED           (SeqCst)
+//!   if flag is set: return              if state == POLLING: write(eventfd)
+//!   ppoll(socket, eventfd)              thread.unpark()
+//! ```
+//!
+//! At least one side sees the other's store: either the waiter sees the flag and never blocks, or
+//! the waker sees `POLLING` and the eventfd write makes `ppoll` return. A wake that arrives after
+//! the wait ended leaves the eventfd readable or the park token set; the next wait then returns
+//! once spuriously, and every caller loops on its own condition.
+//!
+//! Regular-file I/O cannot be interrupted this way (nor with signals: the kernel sleeps
+//! uninterruptibly on disk); such operations check for cancellation before they start.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+
+use crate::context;
+
+/// The thread is not inside `ppoll`.
+const IDLE: u8 = 0;
+/// The thread is inside (or about to enter) `ppoll` and must be woken through its eventfd.
+const POLLING: u8 = 1;
+
+/// One per OS thread that runs zsync tasks; reached through a `Waker`.
+pub(crate) struct ThreadParker {
+    thread: Thread,
+    /// `IDLE` or `POLLING`. Written by the owning thread, read by wakers.
+    state: AtomicU8,
+    /// Created on the first descriptor wait, closed when the last waker drops.
+    eventfd: OnceLock<OwnedFd>,
+}
+
+impl ThreadParker {
+    fn eventfd(&self) -> io::Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.eventfd.get() {
+            return Ok(fd.as_fd());
+        }
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(self.eventfd.get_or_init(|| fd).as_fd())
+    }
+
+    fn drain_eventfd(&self) {
+        if let Some(fd) = self.eventfd.get() {
+            let mut buf = [0u8; 8];
+            let _ = rustix::io::read(fd, &mut buf);
+        }
+    }
+}
+
+impl Wake for ThreadParker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.thread.unpark();
+        if self.state.load(Ordering::SeqCst) == POLLING {
+            if let Some(fd) = self.eventfd.get() {
+                // An eventfd write only fails if the counter would overflow, which means the
+                // thread has plenty of wake-ups pending already.
+                let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+            }
+        }
+    }
+}
+
+thread_local! {
+    static PARKER: Arc<ThreadParker> = Arc::new(ThreadParker {
+        thread: thread::current(),
+        state: AtomicU8::new(IDLE),
+        eventfd: OnceLock::new(),
+    });
+}
+
+/// A waker that wakes the calling thread wherever it waits (park or poll).
+pub(crate) fn current_waker() -> Waker {
+    PARKER.with(|p| Waker::from(p.clone()))
+}
+
+/// Parks the calling thread until woken or until `deadline`. May return spuriously.
+pub(crate) fn park(deadline: Option<Instant>) {
+    match deadline {
+        None => thread::park(),
+        Some(d) => {
+            let now = Instant::now();
+            if d > now {
+                thread::park_timeout(d - now);
+            }
+        }
+    }
+}
+
+/// Which readiness a descriptor wait is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// Blocks until `fd` may be ready for `interest`, the running task is canceled, `deadline` passes,
+/// or a waker fires. Returns `Err(Canceled)` or `Err(TimedOut)` for the two conditions the caller
+/// must stop on; `Ok(())` means "try the operation again" (readiness can be spurious).
+pub(crate) fn wait_fd(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    PARKER.with(|p| {
+        let evfd = p.eventfd()?;
+        p.state.store(POLLING, Ordering::SeqCst);
+        let result = (|| {
+            context::check()?;
+            let deadline = context::effective_deadline(deadline);
+            let timeout = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if d <= now {
+                        return Err(crate::error::timed_out());
+                    }
+                    Some(rustix::time::Timespec::try_from(d - now).unwrap_or(
+                        rustix::time::Timespec {
+                            tv_sec: i64::MAX,
+                            tv_nsec: 0,
+                        },
+                    ))
+                }
+                None => None,
+            };
+            let events = match interest {
+                Interest::Read => PollFlags::IN,
+                Interest::Write => PollFlags::OUT,
+            };
+            let mut fds = [
+                PollFd::from_borrowed_fd(fd, events),
+                PollFd::from_borrowed_fd(evfd, PollFlags::IN),
+            ];
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if !fds[1].revents().is_empty() {
+                p.drain_eventfd();
+            }
+            Ok(())
+        })();
+        p.state.store(IDLE, Ordering::SeqCst);
+        result
+    })
+}
+
+/// Runs a non-blocking `attempt` until it stops reporting `WouldBlock`, waiting for readiness of
+/// `fd` in between. Each round is a cancellation point. This is the whole I/O path of the thread
+/// models: the syscall is tried first, so ready data costs exactly one syscall.
+pub(crate) fn retry_on_fd<T>(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    context::check()?;
+    loop {
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(fd, interest, deadline)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => context::check()?,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Task handles: what [`Io::spawn`](crate::Io::spawn) and [`Io::concurrent`](crate::Io::concurrent)
+//! return.
+//!
+//! Zig's `std.Io` names this a `Future` and its operations `await` and `cancel`; zsync calls it a
+//! [`Task`] with [`join`](Task::join) and [`cancel`](Task::cancel), because in Rust "future" means
+//! the `async` trait.
+
+mod cell;
+mod group;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+pub use cell::Runnable;
+pub(crate) use cell::{Joinable, TaskCell};
+pub use group::{Group, GroupPolicy};
+
+use crate::error::canceled;
+
+/// A handle to a task started by [`Io::spawn`](crate::Io::spawn) or
+/// [`Io::concurrent`](crate::Io::concurrent).
+///
+/// Zig: the `Future(T)` returned by `io.async`/`io.concurrent`.
+///
+/// Dropping the handle cancels the task and waits for it (Zig's `defer future.cancel(io)`), so a
+/// scope never leaks a running task; call [`detach`](Task::detach) to let it run on.
+#[must_use = "dropping a Task cancels it; call join() for its value or detach() to let it run"]
+pub struct Task<T> {
+    state: State<T>,
+}
+
+enum State<T> {
+    /// Ran inline at spawn (Blocking model): the result is here already.
+    Ready(std::thread::Result<T>),
+    /// Shared with a scheduler.
+    Shared(Arc<dyn Joinable<T>>),
+    /// Joined, canceled or detached.
+    Consumed,
+}
+
+impl<T> Task<T> {
+    pub(crate) fn ready(result: std::thread::Result<T>) -> Task<T> {
+        Task {
+            state: State::Ready(result),
+        }
+    }
+
+    pub(crate) fn shared(cell: Arc<dyn Joinable<T>>) -> Task<T> {
+        Task {
+            state: State::Shared(cell),
+        }
+    }
+
+    /// Waits for the task and returns its value. Zig: `future.await(io)`.
+    ///
+    /// If the task has not started yet, it runs inline on the caller: a saturated pool cannot
+    /// deadlock on fork-join. A panic in the task resumes on the caller.
+    ///
+    /// Cancellation point: if the *calling* task is canceled while waiting, the joined task is
+    /// canceled too, waited for, and `join` returns `Canceled` (its value is dropped). A task that
+    /// already finished always yields its value.
+    pub fn join(mut self) -> io::Result<T> {
+        match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Ready(r) => Ok(unwrap_or_resume(r)),
+            State::Shared(cell) => {
+                cell.run_if_unclaimed();
+                let core = cell.core();
+                if core.wait_done_or_canceled() {
+                    Ok(unwrap_or_resume(core.take()))
+                } else {
+                    core.cancel.cancel();
+                    core.wait_done();
+                    unwrap_or_resume(core.take());
+                    Err(canceled())
+                }
+            }
+            State::Consumed => unreachable!("a consumed Task is never observable"),
+        }
+    }
+
+    /// Requests cancellation, waits for the task to finish and returns its value (which is then
+    /// usually an `Err` carrying [`Canceled`](crate::Canceled) from the task's own blocking call).
+    /// Zig: `future.cancel(io)`.
+    ///
+    /// Not a cancellation point: it always waits, so nothing the task owns is leaked. A task
+    /// that has not started yet still runs (inline here), seeing itself canceled from its first
+    /// blocking operation.
+    pub fn cancel(mut self) -> T {
+        match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Ready(r) => unwrap_or_resume(r),
+            State::Shared(cell) => {
+                let core = cell.core();
+                core.cancel.cancel();
+                cell.run_if_unclaimed();
+                core.wait_done();
+                unwrap_or_resume(core.take())
+            }
+            State::Consumed => unreachable!("a consumed Task is never observable"),
+        }
+    }
+
+    /// Whether the task has finished (its value is ready to be joined without waiting).
+    pub fn is_finished(&self) -> bool {
+        match &self.state {
+            State::Ready(_) => true,
+            State::Shared(cell) => cell.core().is_done(),
+            State::Consumed => true,
+        }
+    }
+
+    /// Requests cancellation without waiting. The task sees `Canceled` at its next cancellation
+    /// point; join or drop the handle to wait for it.
+    pub fn request_cancel(&self) {
+        if let State::Shared(cell) = &self.state {
+            cell.core().cancel.cancel();
+        }
+    }
+
+    /// Forgets a task its model refused to run; if it started after all, waits for it as drop does.
+    pub(crate) fn abandon(mut self) {
+        if let State::Shared(cell) = &self.state {
+            if cell.abandon() {
+                self.state = State::Consumed;
+            }
+        }
+    }
+
+    /// Lets the task run on unobserved. Its value is dropped when it finishes; a panic in it is
+    /// re-raised by [`run`](crate::run) when the runtime shuts down, after every other task ended.
+    /// Tasks still running at shutdown are canceled and waited for.
+    pub fn detach(mut self) {
+        match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Ready(Err(payload)) => crate::io::record_detached_panic(payload),
+            State::Ready(Ok(_)) | State::Consumed => {}
+            State::Shared(cell) => cell.core().detach(),
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Consumed | State::Ready(Ok(_)) => {}
+            State::Ready(Err(payload)) => drop_panic(payload),
+            State::Shared(cell) => {
+                let core = cell.core();
+                core.cancel.cancel();
+                cell.run_if_unclaimed();
+                core.wait_done();
+                if let Err(payload) = core.take() {
+                    drop_panic(payload);
+                }
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+fn unwrap_or_resume<T>(r: std::thread::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(payload) => cell::resume(payload),
+    }
+}
+
+/// A dropped handle's task panicked: re-raise on the dropper unless it is already unwinding
+/// (a second panic would abort), in which case the panic hook has already printed it.
+fn drop_panic(payload: Box<dyn std::any::Any + Send>) {
+    if !std::thread::panicking() {
+        cell::resume(payload);
+    }
+}
