@@ -1,0 +1,6 @@
+//! Conformance tests: dns.
+
+#[allow(unused_imports)]
+use zsync::Io;
+
+conformance! {}

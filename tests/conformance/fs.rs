@@ -1,0 +1,6 @@
+//! Conformance tests: fs.
+
+#[allow(unused_imports)]
+use zsync::Io;
+
+conformance! {}

@@ -1,0 +1,11 @@
+//! The conformance suite: every test body runs on every model (see `support::models`).
+
+#[macro_use]
+pub mod support;
+
+mod dns;
+mod fs;
+mod tasks;
+mod tcp;
+mod udp;
+mod unix;

@@ -1,0 +1,6 @@
+//! Conformance tests: tcp.
+
+#[allow(unused_imports)]
+use zsync::Io;
+
+conformance! {}

@@ -1,0 +1,6 @@
+//! Conformance tests: udp.
+
+#[allow(unused_imports)]
+use zsync::Io;
+
+conformance! {}

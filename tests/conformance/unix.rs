@@ -1,0 +1,6 @@
+//! Conformance tests: unix.
+
+#[allow(unused_imports)]
+use zsync::Io;
+
+conformance! {}
