@@ -1,12 +1,512 @@
 //! Conformance tests: tasks, groups, cancellation, time.
 
-use zsync::Io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use zsync::{Group, GroupPolicy, Io};
+
+use crate::support::{assert_canceled, concurrent_or_refused};
+
+// ---- spawn / join ----------------------------------------------------------------------------
 
 fn spawn_join_returns_value(io: &Io) {
     let t = io.spawn(|_| 41 + 1);
     assert_eq!(t.join().unwrap(), 42);
 }
 
+fn spawn_closure_receives_an_io_of_the_same_model(io: &Io) {
+    let name = io.model_name();
+    let t = io.spawn(move |inner| (inner.model_name(), Io::current().map(|c| c.model_name())));
+    assert_eq!(t.join().unwrap(), (name, Some(name)));
+}
+
+fn current_io_is_set_in_root(io: &Io) {
+    assert_eq!(Io::current().unwrap().model_name(), io.model_name());
+}
+
+fn blocking_spawn_runs_eagerly_others_eventually(io: &Io) {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let t = io.spawn(move |_| r.fetch_add(1, Ordering::SeqCst));
+    if !io.supports_concurrency() {
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "Blocking runs spawn inline, at once");
+        assert!(t.is_finished());
+    }
+    t.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
+
+fn many_spawns_each_run_exactly_once(io: &Io) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..2000)
+        .map(|i| {
+            let c = count.clone();
+            io.spawn(move |_| {
+                c.fetch_add(1, Ordering::Relaxed);
+                i * 2
+            })
+        })
+        .collect();
+    let sum: usize = tasks.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(sum, (0..2000).map(|i| i * 2).sum());
+    assert_eq!(count.load(Ordering::Relaxed), 2000);
+}
+
+fn nested_fork_join_does_not_deadlock(io: &Io) {
+    fn fib(io: &Io, n: u64) -> u64 {
+        if n < 2 {
+            return n;
+        }
+        let a = io.spawn(move |io| fib(io, n - 1));
+        let b = fib(io, n - 2);
+        a.join().unwrap() + b
+    }
+    assert_eq!(fib(io, 18), 2584);
+}
+
+fn join_of_unstarted_task_runs_inline_on_saturated_pool(io: &Io) {
+    if !io.supports_concurrency() {
+        return;
+    }
+    // Occupy both workers with tasks that wait for a signal the root sends only after joining a
+    // task queued behind them: the join must run it inline instead of waiting for a worker.
+    let started = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel::<()>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    let blockers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rx, started) = (rx.clone(), started.clone());
+            io.spawn(move |_| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            })
+        })
+        .collect();
+    while started.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    let start = Instant::now();
+    let queued = io.spawn(|_| 7);
+    assert_eq!(queued.join().unwrap(), 7);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    for _ in 0..2 {
+        tx.send(()).unwrap();
+    }
+    for b in blockers {
+        b.join().unwrap();
+    }
+}
+
+fn concurrent_runs_concurrently_or_is_refused(io: &Io) {
+    let (tx, rx) = mpsc::channel();
+    let task = concurrent_or_refused(io, move |_| rx.recv_timeout(Duration::from_secs(10)).unwrap() + 1);
+    if let Some(task) = task {
+        // The task blocks until we send: only true concurrency lets both sides progress.
+        tx.send(41).unwrap();
+        assert_eq!(task.join().unwrap(), 42);
+    }
+}
+
+fn concurrent_tasks_blocking_on_each_other_do_not_deadlock(io: &Io) {
+    if !io.supports_concurrency() {
+        return;
+    }
+    // A chain of 32 concurrent tasks (far more than the 2 workers), each waiting for the next.
+    let n = 32;
+    let (first_tx, mut rx) = mpsc::channel::<usize>();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (tx, next_rx) = mpsc::channel::<usize>();
+        let my_rx = std::mem::replace(&mut rx, next_rx);
+        tasks.push(
+            io.concurrent(move |_| {
+                let v = my_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                tx.send(v + 1).unwrap();
+            })
+            .unwrap(),
+        );
+    }
+    first_tx.send(0).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), n);
+    for t in tasks {
+        t.join().unwrap();
+    }
+}
+
+fn is_finished_reports_completion(io: &Io) {
+    let t = io.spawn(|_| ());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !t.is_finished() && Instant::now() < deadline {
+        io.sleep(Duration::from_millis(1)).unwrap();
+    }
+    assert!(t.is_finished());
+    t.join().unwrap();
+}
+
+// ---- panics ----------------------------------------------------------------------------------
+
+fn panic_in_task_resumes_on_joiner(io: &Io) {
+    let t = io.spawn(|_| -> u32 { panic!("boom in task") });
+    let err = panic::catch_unwind(AssertUnwindSafe(|| t.join())).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"boom in task"));
+}
+
+fn panic_in_concurrent_task_resumes_on_joiner(io: &Io) {
+    if let Some(t) = concurrent_or_refused(io, |_| -> u32 { panic!("boom concurrent") }) {
+        let err = panic::catch_unwind(AssertUnwindSafe(|| t.join())).unwrap_err();
+        assert_eq!(err.downcast_ref::<&str>(), Some(&"boom concurrent"));
+    }
+}
+
+fn panic_in_task_resumes_on_cancel_and_drop(io: &Io) {
+    let t = io.spawn(|_| -> u32 { panic!("boom cancel") });
+    let err = panic::catch_unwind(AssertUnwindSafe(|| t.cancel())).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"boom cancel"));
+    let t = io.spawn(|_| -> u32 { panic!("boom drop") });
+    let err = panic::catch_unwind(AssertUnwindSafe(|| drop(t))).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"boom drop"));
+}
+
+fn panic_in_detached_task_is_reraised_by_run(io: &Io) {
+    // A nested runtime of the same kind, so the re-raise is observable here.
+    let model = model_of(io);
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        zsync::Builder::new(model).worker_threads(2).run(|io| {
+            io.spawn(|_| panic!("detached boom")).detach();
+        })
+    }));
+    let err = result.unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"detached boom"));
+}
+
+/// The `Model` behind `io`, to start a nested runtime of the same kind.
+fn model_of(io: &Io) -> zsync::Model {
+    match io.model_name() {
+        "Blocking" => zsync::Model::Blocking,
+        "Threaded" => zsync::Model::Threaded,
+        _ => zsync::Model::Custom(Arc::new(crate::support::ThreadPerTask)),
+    }
+}
+
+// ---- cancellation ----------------------------------------------------------------------------
+
+fn cancel_interrupts_a_long_sleep_promptly(io: &Io) {
+    let Some(t) = concurrent_or_refused(io, |io| io.sleep(Duration::from_secs(30))) else {
+        return;
+    };
+    io.sleep(Duration::from_millis(20)).unwrap();
+    let start = Instant::now();
+    assert_canceled(t.cancel());
+    assert!(start.elapsed() < Duration::from_secs(2), "cancel took {:?}", start.elapsed());
+}
+
+fn cancel_right_after_spawn_is_never_lost(io: &Io) {
+    if !io.supports_concurrency() {
+        return;
+    }
+    for _ in 0..200 {
+        let t = io.concurrent(|io| io.sleep(Duration::from_secs(30))).unwrap();
+        assert_canceled(t.cancel());
+    }
+    for _ in 0..200 {
+        let t = io.spawn(|io| io.sleep(Duration::from_secs(30)));
+        assert_canceled(t.cancel());
+    }
+}
+
+fn canceled_task_sees_canceled_at_every_cancellation_point(io: &Io) {
+    io.cancel_current();
+    assert!(io.is_cancel_requested());
+    assert_canceled(io.check_canceled());
+    assert_canceled(io.sleep(Duration::from_millis(1)));
+    assert_canceled(io.sleep(Duration::ZERO));
+    // A shield holds the cancellation back ...
+    io.shielded(|| {
+        io.check_canceled().unwrap();
+        io.sleep(Duration::from_millis(1)).unwrap();
+    });
+    // ... and it is delivered again right after.
+    assert_canceled(io.check_canceled());
+}
+
+fn canceled_error_is_not_retried_by_std_helpers(io: &Io) {
+    use std::io::Read;
+    struct CancelPoint<'a>(&'a Io);
+    impl Read for CancelPoint<'_> {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            self.0.check_canceled()?;
+            Ok(0)
+        }
+    }
+    io.cancel_current();
+    let mut buf = [0u8; 4];
+    assert_canceled(CancelPoint(io).read_exact(&mut buf));
+    assert_canceled(CancelPoint(io).read_to_end(&mut Vec::new()));
+}
+
+fn join_is_a_cancellation_point(io: &Io) {
+    if !io.supports_concurrency() {
+        return;
+    }
+    // The outer task blocks in join on an inner task that shields itself for a while; canceling
+    // the outer one makes its join report Canceled (after waiting for the inner task, which it
+    // owns, so nothing leaks) rather than the inner task's value.
+    let outer = io
+        .concurrent(|io| {
+            let (started_tx, started) = mpsc::channel();
+            let inner = io
+                .concurrent(move |io| {
+                    started_tx.send(()).unwrap();
+                    io.shielded(|| io.sleep(Duration::from_millis(100)))
+                })
+                .unwrap();
+            // Make sure the join really waits (an unstarted task would run inline).
+            started.recv().unwrap();
+            inner.join()
+        })
+        .unwrap();
+    io.sleep(Duration::from_millis(20)).unwrap();
+    let start = Instant::now();
+    assert_canceled(outer.cancel());
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+fn canceling_a_task_cancels_the_tasks_it_started(io: &Io) {
+    if !io.supports_concurrency() {
+        return;
+    }
+    let (tx, rx) = mpsc::channel();
+    let parent = io
+        .concurrent(move |io| {
+            let child = io.concurrent(|io| io.sleep(Duration::from_secs(30))).unwrap();
+            child.detach();
+            tx.send(()).unwrap();
+            io.sleep(Duration::from_secs(30))
+        })
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_canceled(parent.cancel());
+    // The detached child was canceled with its parent; `run` would wait 30 s for it otherwise
+    // (the watchdog would catch that).
+}
+
+fn dropping_a_handle_cancels_and_waits(io: &Io) {
+    let finished = Arc::new(AtomicUsize::new(0));
+    let f = finished.clone();
+    if let Some(t) = concurrent_or_refused(io, move |io| {
+        let r = io.sleep(Duration::from_secs(30));
+        assert!(r.as_ref().is_err_and(zsync::is_canceled));
+        f.fetch_add(1, Ordering::SeqCst);
+    }) {
+        io.sleep(Duration::from_millis(10)).unwrap();
+        drop(t);
+        assert_eq!(finished.load(Ordering::SeqCst), 1, "drop waits for the task");
+    }
+}
+
+fn cancel_returns_the_value_of_a_finished_task(io: &Io) {
+    let t = io.spawn(|_| 5);
+    if io.supports_concurrency() {
+        while !t.is_finished() {
+            io.sleep(Duration::from_millis(1)).unwrap();
+        }
+    }
+    assert_eq!(t.cancel(), 5);
+}
+
+fn detached_task_runs_to_completion(io: &Io) {
+    let (tx, rx) = mpsc::channel();
+    io.spawn(move |_| tx.send(9).unwrap()).detach();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 9);
+}
+
+fn detached_tasks_are_canceled_and_awaited_at_shutdown(io: &Io) {
+    let model = model_of(io);
+    let saw_cancel = Arc::new(AtomicUsize::new(0));
+    let s = saw_cancel.clone();
+    let start = Instant::now();
+    zsync::Builder::new(model).worker_threads(2).run(move |io| {
+        if let Ok(t) = io.concurrent(move |io| {
+            if io.sleep(Duration::from_secs(30)).is_err_and(|e| zsync::is_canceled(&e)) {
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        }) {
+            t.detach();
+        }
+    });
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let expected = usize::from(io.supports_concurrency());
+    assert_eq!(saw_cancel.load(Ordering::SeqCst), expected);
+}
+
+// ---- time ------------------------------------------------------------------------------------
+
+fn sleep_waits_at_least_the_duration(io: &Io) {
+    let start = io.now();
+    io.sleep(Duration::from_millis(30)).unwrap();
+    assert!(io.now() - start >= Duration::from_millis(30));
+    let deadline = io.now() + Duration::from_millis(10);
+    io.sleep_until(deadline).unwrap();
+    assert!(io.now() >= deadline);
+    io.sleep_until(deadline - Duration::from_millis(5)).unwrap(); // past: returns at once
+}
+
+fn concurrent_sleeps_overlap(io: &Io) {
+    if !io.supports_concurrency() {
+        return;
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| io.concurrent(|io| io.sleep(Duration::from_millis(100))).unwrap())
+        .collect();
+    for t in tasks {
+        t.join().unwrap().unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(100));
+    assert!(took < Duration::from_millis(700), "8 sleeps of 100 ms took {took:?}");
+}
+
+fn deadline_stops_a_sleep_with_timed_out(io: &Io) {
+    let start = Instant::now();
+    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), || io.sleep(Duration::from_secs(30)));
+    let err = r.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    assert!(!zsync::is_canceled(&err));
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // Outside the deadline, operations work again.
+    io.sleep(Duration::from_millis(1)).unwrap();
+}
+
+fn wall_clock_is_close_to_system_time(io: &Io) {
+    let a = std::time::SystemTime::now();
+    let b = io.wall_clock();
+    let diff = b.duration_since(a).unwrap_or_default();
+    assert!(diff < Duration::from_secs(1));
+}
+
+// ---- groups ----------------------------------------------------------------------------------
+
+fn group_joins_all_in_start_order(io: &Io) {
+    let mut g = Group::new(io);
+    for i in 0..50u32 {
+        g.spawn(move |_| i);
+    }
+    assert_eq!(g.len(), 50);
+    assert_eq!(g.join_all().unwrap(), (0..50).collect::<Vec<_>>());
+}
+
+fn group_fail_fast_cancels_the_rest_and_reports_first_error(io: &Io) {
+    if !io.supports_concurrency() {
+        // Inline: the failure cancels tasks started after it.
+        let mut g: Group<std::io::Result<u32>> = Group::fail_fast(io);
+        g.spawn(|_| Err(std::io::Error::other("first failure")));
+        g.spawn(|io| io.sleep(Duration::from_secs(30)).map(|_| 1));
+        let err = g.try_join_all().unwrap_err();
+        assert_eq!(err.to_string(), "first failure");
+        return;
+    }
+    let start = Instant::now();
+    let mut g: Group<std::io::Result<u32>> = Group::fail_fast(io);
+    for _ in 0..4 {
+        g.concurrent(|io| io.sleep(Duration::from_secs(30)).map(|_| 1)).unwrap();
+    }
+    g.concurrent(|io| {
+        io.sleep(Duration::from_millis(20))?;
+        Err(std::io::Error::other("first failure"))
+    })
+    .unwrap();
+    let err = g.try_join_all().unwrap_err();
+    assert_eq!(err.to_string(), "first failure");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+fn group_wait_all_policy_lets_others_finish(io: &Io) {
+    let finished = Arc::new(AtomicUsize::new(0));
+    let f = finished.clone();
+    let mut g: Group<std::io::Result<u32>> = Group::with_policy(io, GroupPolicy::WaitAll);
+    g.spawn(|_| Err(std::io::Error::other("bad")));
+    g.spawn(move |io| {
+        io.sleep(Duration::from_millis(20))?;
+        f.fetch_add(1, Ordering::SeqCst);
+        Ok(2)
+    });
+    assert_eq!(g.try_join_all().unwrap_err().to_string(), "bad");
+    assert_eq!(finished.load(Ordering::SeqCst), 1, "WaitAll does not cancel the others");
+    let mut g: Group<std::io::Result<u32>> = Group::with_policy(io, GroupPolicy::WaitAll);
+    g.spawn(|_| Ok(1));
+    g.spawn(|io| io.sleep(Duration::from_millis(5)).map(|_| 2));
+    assert_eq!(g.try_join_all().unwrap(), vec![1, 2]);
+}
+
+fn dropping_a_group_cancels_its_tasks(io: &Io) {
+    if !io.supports_concurrency() {
+        return;
+    }
+    let canceled = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    {
+        let mut g = Group::new(io);
+        for _ in 0..4 {
+            let c = canceled.clone();
+            g.concurrent(move |io| {
+                if io.sleep(Duration::from_secs(30)).is_err_and(|e| zsync::is_canceled(&e)) {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .unwrap();
+        }
+        io.sleep(Duration::from_millis(10)).unwrap();
+    }
+    assert_eq!(canceled.load(Ordering::SeqCst), 4);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+fn group_cancel_returns_values(io: &Io) {
+    // Inline on Blocking (the short sleep finishes), queued elsewhere (the long one is canceled).
+    let long = io.supports_concurrency();
+    let mut g = Group::new(io);
+    g.spawn(move |io| {
+        let d = if long { Duration::from_secs(30) } else { Duration::from_millis(1) };
+        io.sleep(d).is_err_and(|e| zsync::is_canceled(&e))
+    });
+    assert_eq!(g.cancel(), vec![long]);
+}
+
 conformance! {
     spawn_join_returns_value,
+    spawn_closure_receives_an_io_of_the_same_model,
+    current_io_is_set_in_root,
+    blocking_spawn_runs_eagerly_others_eventually,
+    many_spawns_each_run_exactly_once,
+    nested_fork_join_does_not_deadlock,
+    join_of_unstarted_task_runs_inline_on_saturated_pool,
+    concurrent_runs_concurrently_or_is_refused,
+    concurrent_tasks_blocking_on_each_other_do_not_deadlock,
+    is_finished_reports_completion,
+    panic_in_task_resumes_on_joiner,
+    panic_in_concurrent_task_resumes_on_joiner,
+    panic_in_task_resumes_on_cancel_and_drop,
+    panic_in_detached_task_is_reraised_by_run,
+    cancel_interrupts_a_long_sleep_promptly,
+    cancel_right_after_spawn_is_never_lost,
+    canceled_task_sees_canceled_at_every_cancellation_point,
+    canceled_error_is_not_retried_by_std_helpers,
+    join_is_a_cancellation_point,
+    canceling_a_task_cancels_the_tasks_it_started,
+    dropping_a_handle_cancels_and_waits,
+    cancel_returns_the_value_of_a_finished_task,
+    detached_task_runs_to_completion,
+    detached_tasks_are_canceled_and_awaited_at_shutdown,
+    sleep_waits_at_least_the_duration,
+    concurrent_sleeps_overlap,
+    deadline_stops_a_sleep_with_timed_out,
+    wall_clock_is_close_to_system_time,
+    group_joins_all_in_start_order,
+    group_fail_fast_cancels_the_rest_and_reports_first_error,
+    group_wait_all_policy_lets_others_finish,
+    dropping_a_group_cancels_its_tasks,
+    group_cancel_returns_values,
 }
