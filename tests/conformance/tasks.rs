@@ -31,7 +31,11 @@ fn blocking_spawn_runs_eagerly_others_eventually(io: &Io) {
     let r = ran.clone();
     let t = io.spawn(move |_| r.fetch_add(1, Ordering::SeqCst));
     if !io.supports_concurrency() {
-        assert_eq!(ran.load(Ordering::SeqCst), 1, "Blocking runs spawn inline, at once");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            1,
+            "Blocking runs spawn inline, at once"
+        );
         assert!(t.is_finished());
     }
     t.join().unwrap();
@@ -101,7 +105,9 @@ fn join_of_unstarted_task_runs_inline_on_saturated_pool(io: &Io) {
 
 fn concurrent_runs_concurrently_or_is_refused(io: &Io) {
     let (tx, rx) = mpsc::channel();
-    let task = concurrent_or_refused(io, move |_| rx.recv_timeout(Duration::from_secs(10)).unwrap() + 1);
+    let task = concurrent_or_refused(io, move |_| {
+        rx.recv_timeout(Duration::from_secs(10)).unwrap() + 1
+    });
     if let Some(task) = task {
         // The task blocks until we send: only true concurrency lets both sides progress.
         tx.send(41).unwrap();
@@ -186,7 +192,7 @@ fn model_of(io: &Io) -> zsync::Model {
     match io.model_name() {
         "Blocking" => zsync::Model::Blocking,
         "Threaded" => zsync::Model::Threaded,
-        _ => zsync::Model::Custom(Arc::new(crate::support::ThreadPerTask)),
+        _ => zsync::Model::Custom(Arc::new(crate::support::ThreadPerTask::default())),
     }
 }
 
@@ -199,7 +205,11 @@ fn cancel_interrupts_a_long_sleep_promptly(io: &Io) {
     io.sleep(Duration::from_millis(20)).unwrap();
     let start = Instant::now();
     assert_canceled(t.cancel());
-    assert!(start.elapsed() < Duration::from_secs(2), "cancel took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "cancel took {:?}",
+        start.elapsed()
+    );
 }
 
 fn cancel_right_after_spawn_is_never_lost(io: &Io) {
@@ -207,7 +217,9 @@ fn cancel_right_after_spawn_is_never_lost(io: &Io) {
         return;
     }
     for _ in 0..200 {
-        let t = io.concurrent(|io| io.sleep(Duration::from_secs(30))).unwrap();
+        let t = io
+            .concurrent(|io| io.sleep(Duration::from_secs(30)))
+            .unwrap();
         assert_canceled(t.cancel());
     }
     for _ in 0..200 {
@@ -280,7 +292,9 @@ fn canceling_a_task_cancels_the_tasks_it_started(io: &Io) {
     let (tx, rx) = mpsc::channel();
     let parent = io
         .concurrent(move |io| {
-            let child = io.concurrent(|io| io.sleep(Duration::from_secs(30))).unwrap();
+            let child = io
+                .concurrent(|io| io.sleep(Duration::from_secs(30)))
+                .unwrap();
             child.detach();
             tx.send(()).unwrap();
             io.sleep(Duration::from_secs(30))
@@ -302,7 +316,11 @@ fn dropping_a_handle_cancels_and_waits(io: &Io) {
     }) {
         io.sleep(Duration::from_millis(10)).unwrap();
         drop(t);
-        assert_eq!(finished.load(Ordering::SeqCst), 1, "drop waits for the task");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "drop waits for the task"
+        );
     }
 }
 
@@ -329,7 +347,10 @@ fn detached_tasks_are_canceled_and_awaited_at_shutdown(io: &Io) {
     let start = Instant::now();
     zsync::Builder::new(model).worker_threads(2).run(move |io| {
         if let Ok(t) = io.concurrent(move |io| {
-            if io.sleep(Duration::from_secs(30)).is_err_and(|e| zsync::is_canceled(&e)) {
+            if io
+                .sleep(Duration::from_secs(30))
+                .is_err_and(|e| zsync::is_canceled(&e))
+            {
                 s.fetch_add(1, Ordering::SeqCst);
             }
         }) {
@@ -359,19 +380,27 @@ fn concurrent_sleeps_overlap(io: &Io) {
     }
     let start = Instant::now();
     let tasks: Vec<_> = (0..8)
-        .map(|_| io.concurrent(|io| io.sleep(Duration::from_millis(100))).unwrap())
+        .map(|_| {
+            io.concurrent(|io| io.sleep(Duration::from_millis(100)))
+                .unwrap()
+        })
         .collect();
     for t in tasks {
         t.join().unwrap().unwrap();
     }
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(100));
-    assert!(took < Duration::from_millis(700), "8 sleeps of 100 ms took {took:?}");
+    assert!(
+        took < Duration::from_millis(700),
+        "8 sleeps of 100 ms took {took:?}"
+    );
 }
 
 fn deadline_stops_a_sleep_with_timed_out(io: &Io) {
     let start = Instant::now();
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), || io.sleep(Duration::from_secs(30)));
+    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), || {
+        io.sleep(Duration::from_secs(30))
+    });
     let err = r.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     assert!(!zsync::is_canceled(&err));
@@ -411,7 +440,8 @@ fn group_fail_fast_cancels_the_rest_and_reports_first_error(io: &Io) {
     let start = Instant::now();
     let mut g: Group<std::io::Result<u32>> = Group::fail_fast(io);
     for _ in 0..4 {
-        g.concurrent(|io| io.sleep(Duration::from_secs(30)).map(|_| 1)).unwrap();
+        g.concurrent(|io| io.sleep(Duration::from_secs(30)).map(|_| 1))
+            .unwrap();
     }
     g.concurrent(|io| {
         io.sleep(Duration::from_millis(20))?;
@@ -434,7 +464,11 @@ fn group_wait_all_policy_lets_others_finish(io: &Io) {
         Ok(2)
     });
     assert_eq!(g.try_join_all().unwrap_err().to_string(), "bad");
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "WaitAll does not cancel the others");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "WaitAll does not cancel the others"
+    );
     let mut g: Group<std::io::Result<u32>> = Group::with_policy(io, GroupPolicy::WaitAll);
     g.spawn(|_| Ok(1));
     g.spawn(|io| io.sleep(Duration::from_millis(5)).map(|_| 2));
@@ -452,7 +486,10 @@ fn dropping_a_group_cancels_its_tasks(io: &Io) {
         for _ in 0..4 {
             let c = canceled.clone();
             g.concurrent(move |io| {
-                if io.sleep(Duration::from_secs(30)).is_err_and(|e| zsync::is_canceled(&e)) {
+                if io
+                    .sleep(Duration::from_secs(30))
+                    .is_err_and(|e| zsync::is_canceled(&e))
+                {
                     c.fetch_add(1, Ordering::SeqCst);
                 }
             })
@@ -469,7 +506,11 @@ fn group_cancel_returns_values(io: &Io) {
     let long = io.supports_concurrency();
     let mut g = Group::new(io);
     g.spawn(move |io| {
-        let d = if long { Duration::from_secs(30) } else { Duration::from_millis(1) };
+        let d = if long {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_millis(1)
+        };
         io.sleep(d).is_err_and(|e| zsync::is_canceled(&e))
     });
     assert_eq!(g.cancel(), vec![long]);

@@ -9,20 +9,31 @@ use std::time::Duration;
 
 use zsync::{ConcurrencyUnavailable, Io, Model, Runnable, Runtime};
 
-/// A user-defined model: one OS thread per task. Proves the public `Runtime` trait carries the
-/// whole suite.
-pub struct ThreadPerTask;
+/// A user-defined model: one OS thread per task, joined at shutdown. Proves the public
+/// `Runtime` trait carries the whole suite.
+#[derive(Default)]
+pub struct ThreadPerTask {
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
 
 impl Runtime for ThreadPerTask {
     fn name(&self) -> &'static str {
         "ThreadPerTask"
     }
     fn spawn(&self, task: Runnable) {
-        std::thread::spawn(move || task.run());
+        let handle = std::thread::spawn(move || task.run());
+        let mut threads = self.threads.lock().unwrap();
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
     }
     fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable> {
         self.spawn(task);
         Ok(())
+    }
+    fn shutdown(&self) {
+        for t in std::mem::take(&mut *self.threads.lock().unwrap()) {
+            t.join().unwrap();
+        }
     }
 }
 
@@ -32,7 +43,7 @@ pub fn models() -> Vec<(&'static str, Model)> {
     vec![
         ("blocking", Model::Blocking),
         ("threaded", Model::Threaded),
-        ("custom", Model::Custom(Arc::new(ThreadPerTask))),
+        ("custom", Model::Custom(Arc::new(ThreadPerTask::default()))),
     ]
 }
 
@@ -75,7 +86,7 @@ macro_rules! conformance {
         mod custom {
             $(#[test] fn $name() {
                 $crate::support::run_on(
-                    zsync::Model::Custom(std::sync::Arc::new($crate::support::ThreadPerTask)),
+                    zsync::Model::Custom(std::sync::Arc::new($crate::support::ThreadPerTask::default())),
                     stringify!($name),
                     super::$name,
                 )
@@ -96,7 +107,11 @@ pub fn concurrent_or_refused<T: Send + 'static>(
             Some(task)
         }
         Err(e) => {
-            assert!(!io.supports_concurrency(), "{} refused concurrency: {e}", io.model_name());
+            assert!(
+                !io.supports_concurrency(),
+                "{} refused concurrency: {e}",
+                io.model_name()
+            );
             let err: std::io::Error = e.into();
             assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
             None

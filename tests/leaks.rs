@@ -1,0 +1,92 @@
+//! Runs every conformance body on every model, one after another in this process, and checks that
+//! no file descriptor and no thread outlives it.
+//!
+//! A separate test binary, so that no other test opens descriptors or starts threads meanwhile.
+
+use zsync::Io;
+
+/// In this binary a conformance module only lists its bodies; the per-model `#[test]`s live in
+/// the `conformance` binary.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        pub const ALL: &[(&str, fn(&Io))] = &[$((stringify!($name), $name)),*];
+    };
+}
+
+#[path = "conformance/support/mod.rs"]
+#[allow(unused_macros)]
+mod support;
+
+#[path = "conformance/dns.rs"]
+mod dns;
+#[path = "conformance/fs.rs"]
+mod fs;
+#[path = "conformance/tasks.rs"]
+mod tasks;
+#[path = "conformance/tcp.rs"]
+mod tcp;
+#[path = "conformance/udp.rs"]
+mod udp;
+#[path = "conformance/unix.rs"]
+mod unix;
+
+fn open_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some(format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            ))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn the_whole_suite_leaks_no_fd_and_no_thread() {
+    let suites: &[(&str, &[(&str, fn(&Io))])] = &[
+        ("tasks", tasks::ALL),
+        ("fs", fs::ALL),
+        ("tcp", tcp::ALL),
+        ("udp", udp::ALL),
+        ("unix", unix::ALL),
+        ("dns", dns::ALL),
+    ];
+    // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
+    // a thread's wake-up eventfd is released when the body ends, as it is in real programs.
+    let run = |model: zsync::Model, body: fn(&Io)| {
+        std::thread::spawn(move || zsync::Builder::new(model).worker_threads(2).run(body))
+            .join()
+            .unwrap()
+    };
+    // Warm up process-wide lazies (the resolver, std's runtime) before the baseline.
+    run(zsync::Model::Blocking, |_| ());
+    let fds_before = open_fds();
+    let threads_before = thread_count();
+    let mut ran = 0;
+    for (model_name, model) in support::models() {
+        for (suite, bodies) in suites {
+            for (name, body) in bodies.iter() {
+                run(model.clone(), *body);
+                ran += 1;
+                assert_eq!(
+                    thread_count(),
+                    threads_before,
+                    "{suite}::{name} on {model_name} left a thread running after run() returned"
+                );
+            }
+        }
+    }
+    assert!(ran > 0);
+    let fds_after = open_fds();
+    assert_eq!(fds_before, fds_after, "descriptors leaked by the suite");
+}
