@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use zsync::{Group, GroupPolicy, Io};
 
-use crate::support::{assert_canceled, concurrent_or_refused};
+use crate::support::{assert_canceled, concurrent_or_refused, has_concurrency};
 
 // ---- spawn / join ----------------------------------------------------------------------------
 
@@ -71,7 +71,7 @@ fn nested_fork_join_does_not_deadlock(io: &Io) {
 }
 
 fn join_of_unstarted_task_runs_inline_on_saturated_pool(io: &Io) {
-    if !io.supports_concurrency() {
+    if !has_concurrency(io) {
         return;
     }
     // Occupy both workers with tasks that wait for a signal the root sends only after joining a
@@ -116,7 +116,7 @@ fn concurrent_runs_concurrently_or_is_refused(io: &Io) {
 }
 
 fn concurrent_tasks_blocking_on_each_other_do_not_deadlock(io: &Io) {
-    if !io.supports_concurrency() {
+    if !has_concurrency(io) {
         return;
     }
     // A chain of 32 concurrent tasks (far more than the 2 workers), each waiting for the next.
@@ -139,6 +139,62 @@ fn concurrent_tasks_blocking_on_each_other_do_not_deadlock(io: &Io) {
     for t in tasks {
         t.join().unwrap();
     }
+}
+
+fn spawn_storm_from_many_tasks_counts_exactly(io: &Io) {
+    let total = Arc::new(AtomicUsize::new(0));
+    let mut group = Group::new(io);
+    for _ in 0..8 {
+        let total = total.clone();
+        group.spawn(move |io| {
+            let tasks: Vec<_> = (0..500)
+                .map(|i| {
+                    let total = total.clone();
+                    io.spawn(move |_| {
+                        total.fetch_add(1, Ordering::Relaxed);
+                        i
+                    })
+                })
+                .collect();
+            tasks.into_iter().map(|t| t.join().unwrap()).sum::<usize>()
+        });
+    }
+    let sums = group.join_all().unwrap();
+    assert!(sums.iter().all(|&s| s == (0..500).sum::<usize>()));
+    assert_eq!(total.load(Ordering::Relaxed), 8 * 500);
+}
+
+fn cancel_storm_leaves_nothing_running(io: &Io) {
+    if !has_concurrency(io) {
+        return;
+    }
+    let canceled = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let canceled = canceled.clone();
+            let body = move |io: &Io| {
+                if io
+                    .sleep(Duration::from_secs(30))
+                    .is_err_and(|e| zsync::is_canceled(&e))
+                {
+                    canceled.fetch_add(1, Ordering::SeqCst);
+                }
+            };
+            if i % 3 == 0 {
+                io.concurrent(body).unwrap()
+            } else {
+                io.spawn(body)
+            }
+        })
+        .collect();
+    drop(tasks);
+    assert_eq!(canceled.load(Ordering::SeqCst), 300);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 fn is_finished_reports_completion(io: &Io) {
@@ -213,7 +269,7 @@ fn cancel_interrupts_a_long_sleep_promptly(io: &Io) {
 }
 
 fn cancel_right_after_spawn_is_never_lost(io: &Io) {
-    if !io.supports_concurrency() {
+    if !has_concurrency(io) {
         return;
     }
     for _ in 0..200 {
@@ -259,7 +315,7 @@ fn canceled_error_is_not_retried_by_std_helpers(io: &Io) {
 }
 
 fn join_is_a_cancellation_point(io: &Io) {
-    if !io.supports_concurrency() {
+    if !has_concurrency(io) {
         return;
     }
     // The outer task blocks in join on an inner task that shields itself for a while; canceling
@@ -286,7 +342,7 @@ fn join_is_a_cancellation_point(io: &Io) {
 }
 
 fn canceling_a_task_cancels_the_tasks_it_started(io: &Io) {
-    if !io.supports_concurrency() {
+    if !has_concurrency(io) {
         return;
     }
     let (tx, rx) = mpsc::channel();
@@ -375,7 +431,7 @@ fn sleep_waits_at_least_the_duration(io: &Io) {
 }
 
 fn concurrent_sleeps_overlap(io: &Io) {
-    if !io.supports_concurrency() {
+    if !has_concurrency(io) {
         return;
     }
     let start = Instant::now();
@@ -476,7 +532,7 @@ fn group_wait_all_policy_lets_others_finish(io: &Io) {
 }
 
 fn dropping_a_group_cancels_its_tasks(io: &Io) {
-    if !io.supports_concurrency() {
+    if !has_concurrency(io) {
         return;
     }
     let canceled = Arc::new(AtomicUsize::new(0));
@@ -526,6 +582,8 @@ conformance! {
     join_of_unstarted_task_runs_inline_on_saturated_pool,
     concurrent_runs_concurrently_or_is_refused,
     concurrent_tasks_blocking_on_each_other_do_not_deadlock,
+    spawn_storm_from_many_tasks_counts_exactly,
+    cancel_storm_leaves_nothing_running,
     is_finished_reports_completion,
     panic_in_task_resumes_on_joiner,
     panic_in_concurrent_task_resumes_on_joiner,

@@ -119,6 +119,14 @@ pub fn concurrent_or_refused<T: Send + 'static>(
     }
 }
 
+/// For tests that need real concurrency: true if the model has it; otherwise asserts that the
+/// model refuses `concurrent` with `ConcurrencyUnavailable` (and the test returns early).
+pub fn has_concurrency(io: &Io) -> bool {
+    concurrent_or_refused(io, |_| ())
+        .map(|t| t.join().unwrap())
+        .is_some()
+}
+
 /// Asserts `r` is the Canceled error.
 #[track_caller]
 pub fn assert_canceled<T: std::fmt::Debug>(r: std::io::Result<T>) {
