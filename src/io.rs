@@ -499,6 +499,56 @@ impl Io {
         })
     }
 
+    /// Blocks the running task until `event` completes and returns its output. Cancellation
+    /// point (`Canceled`); `TimedOut` if the task's deadline passes first.
+    pub fn wait<E: crate::Event>(&self, mut event: E) -> io::Result<E::Output> {
+        crate::wait::block_until(None, |waker| event.poll_event(waker))
+    }
+
+    /// Like [`wait`](Io::wait), giving up with `TimedOut` at `deadline`.
+    pub fn wait_until<E: crate::Event>(
+        &self,
+        mut event: E,
+        deadline: Instant,
+    ) -> io::Result<E::Output> {
+        crate::wait::block_until(Some(deadline), |waker| event.poll_event(waker))
+    }
+
+    /// Blocks until `word` no longer holds `expected`, a [`futex_wake`](Io::futex_wake) on it, or
+    /// `deadline`. May return spuriously: callers loop on their own condition. Cancellation point.
+    /// Zig: `io.futexWait`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let flag = Arc::new(AtomicU32::new(0));
+    ///     let f = flag.clone();
+    ///     let setter = io.concurrent(move |io| {
+    ///         f.store(1, Ordering::SeqCst);
+    ///         io.futex_wake(&f, usize::MAX);
+    ///     }).unwrap();
+    ///     while flag.load(Ordering::SeqCst) == 0 {
+    ///         io.futex_wait(&flag, 0, None).unwrap();
+    ///     }
+    ///     setter.join().unwrap();
+    /// });
+    /// ```
+    pub fn futex_wait(
+        &self,
+        word: &std::sync::atomic::AtomicU32,
+        expected: u32,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        crate::wait::futex_wait(word, expected, deadline)
+    }
+
+    /// Wakes up to `n` tasks blocked in [`futex_wait`](Io::futex_wait) on `word`; returns how
+    /// many. Zig: `io.futexWake`.
+    pub fn futex_wake(&self, word: &std::sync::atomic::AtomicU32, n: usize) -> usize {
+        crate::wait::futex_wake(word, n)
+    }
+
     /// Requests cancellation of the running task and everything it started, as if its handle's
     /// owner had called [`Task::request_cancel`]. Its next cancellation point reports `Canceled`.
     pub fn cancel_current(&self) {

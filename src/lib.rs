@@ -65,14 +65,17 @@
 mod cancel;
 mod context;
 mod error;
+mod event;
 mod io;
 mod model;
 mod park;
 mod task;
+mod wait;
 
 pub mod fs;
 pub mod net;
 
 pub use error::{canceled, is_canceled, timed_out, Canceled, ConcurrencyUnavailable, Elapsed};
+pub use event::Event;
 pub use io::{run, Builder, Io, Model, Runtime};
 pub use task::{Group, GroupPolicy, Runnable, Task};

@@ -1,0 +1,278 @@
+//! `WaitList`: the queue of tasks waiting for one condition, and the one wake-up primitive every
+//! zsync coordination type is built on.
+//!
+//! A waiting task holds a [`Waiter`]. It *registers* its `Waker` (joining the back of the FIFO),
+//! re-checks its condition, and only then sleeps; a notifier changes the state first and then
+//! calls [`notify_one`](WaitList::notify_one) or [`notify_all`](WaitList::notify_all). Because
+//! registration happens before the re-check and notification after the change, a wake-up can
+//! never fall between the check and the sleep.
+//!
+//! A notification is a *turn*, not a grant: the woken task re-checks and takes what it found.
+//! What makes it lossless is the rule for leaving: a waiter that was notified and leaves without
+//! using its turn (it was canceled, timed out, or lost a `select`) passes the notification on to
+//! the next waiter when it drops. A waiter that did use it calls [`Waiter::used`] first.
+//!
+//! Entries carry a `tag` so that one list can serve many keys (the futex table hashes addresses
+//! into a few lists and wakes only waiters of the address it was asked for).
+//!
+//! Wakers are plain `std::task::Waker`s: a thread parker today, a fiber or a future tomorrow.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+use slab::Slab;
+
+struct Entry {
+    waker: Waker,
+    tag: usize,
+    notified: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: Slab<Entry>,
+    /// Keys of registered, not yet notified entries, oldest first. May hold stale keys of
+    /// entries already removed; they are skipped.
+    queue: VecDeque<usize>,
+}
+
+/// A FIFO of waiting tasks. Thread-safe.
+#[derive(Default)]
+pub(crate) struct WaitList {
+    inner: Mutex<Inner>,
+}
+
+impl WaitList {
+    pub(crate) fn new() -> WaitList {
+        WaitList::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A handle for one waiting task, not yet registered.
+    pub(crate) fn waiter(&self) -> Waiter<'_> {
+        self.tagged_waiter(0)
+    }
+
+    pub(crate) fn tagged_waiter(&self, tag: usize) -> Waiter<'_> {
+        Waiter {
+            list: self,
+            key: None,
+            tag,
+        }
+    }
+
+    /// Wakes the oldest waiter. Returns whether there was one.
+    pub(crate) fn notify_one(&self) -> bool {
+        self.notify_tagged(None, 1) == 1
+    }
+
+    /// Wakes every waiter registered now. Returns how many.
+    pub(crate) fn notify_all(&self) -> usize {
+        self.notify_tagged(None, usize::MAX)
+    }
+
+    /// Wakes up to `n` of the oldest waiters whose tag is `tag` (all tags if `None`).
+    pub(crate) fn notify_tagged(&self, tag: Option<usize>, n: usize) -> usize {
+        let mut wakers = Vec::new();
+        {
+            let mut inner = self.lock();
+            let Inner { entries, queue } = &mut *inner;
+            let mut kept = VecDeque::new();
+            while wakers.len() < n {
+                let Some(key) = queue.pop_front() else { break };
+                let Some(entry) = entries.get_mut(key) else {
+                    continue;
+                };
+                if entry.notified {
+                    continue;
+                }
+                if tag.is_some_and(|t| t != entry.tag) {
+                    kept.push_back(key);
+                    continue;
+                }
+                entry.notified = true;
+                wakers.push(entry.waker.clone());
+            }
+            while let Some(key) = kept.pop_back() {
+                queue.push_front(key);
+            }
+        }
+        // Wake outside the lock: a woken thread may immediately contend for it.
+        let count = wakers.len();
+        for w in wakers {
+            w.wake();
+        }
+        count
+    }
+
+    /// Number of registered waiters that were not notified yet.
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.notified)
+            .count()
+    }
+}
+
+/// One task's place in a [`WaitList`]. Deregisters on drop, passing on an unused notification.
+pub(crate) struct Waiter<'a> {
+    list: &'a WaitList,
+    key: Option<usize>,
+    tag: usize,
+}
+
+impl Waiter<'_> {
+    /// Registers (or refreshes) the waker. After a notification the waiter goes to the back of
+    /// the queue again. Call *before* re-checking the condition.
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        let mut inner = self.list.lock();
+        match self.key {
+            Some(key) if inner.entries.contains(key) => {
+                let entry = &mut inner.entries[key];
+                if !entry.waker.will_wake(waker) {
+                    entry.waker = waker.clone();
+                }
+                if entry.notified {
+                    entry.notified = false;
+                    inner.queue.push_back(key);
+                }
+            }
+            _ => {
+                let key = inner.entries.insert(Entry {
+                    waker: waker.clone(),
+                    tag: self.tag,
+                    notified: false,
+                });
+                inner.queue.push_back(key);
+                self.key = Some(key);
+            }
+        }
+    }
+
+    /// Whether a notification arrived since the last registration.
+    pub(crate) fn is_notified(&self) -> bool {
+        let Some(key) = self.key else { return false };
+        self.list
+            .lock()
+            .entries
+            .get(key)
+            .is_some_and(|e| e.notified)
+    }
+
+    /// Leaves the list, keeping any notification (the caller used its turn).
+    pub(crate) fn used(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut inner = self.list.lock();
+            if inner.entries.contains(key) {
+                inner.entries.remove(key);
+            }
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let was_notified = {
+            let mut inner = self.list.lock();
+            inner.entries.try_remove(key).is_some_and(|e| e.notified)
+        };
+        if was_notified {
+            self.list.notify_tagged(Some(self.tag), 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[test]
+    fn notify_one_wakes_in_fifo_order() {
+        let list = WaitList::new();
+        let (a, wa) = counter();
+        let (b, wb) = counter();
+        let mut x = list.waiter();
+        let mut y = list.waiter();
+        x.register(&wa);
+        y.register(&wb);
+        assert!(list.notify_one());
+        assert_eq!(
+            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
+            (1, 0)
+        );
+        assert!(list.notify_one());
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        assert!(!list.notify_one());
+    }
+
+    #[test]
+    fn dropping_a_notified_waiter_passes_the_turn_on() {
+        let list = WaitList::new();
+        let (_, wa) = counter();
+        let (b, wb) = counter();
+        let mut x = list.waiter();
+        let mut y = list.waiter();
+        x.register(&wa);
+        y.register(&wb);
+        list.notify_one();
+        drop(x); // canceled without using its turn
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        y.used();
+    }
+
+    #[test]
+    fn used_turn_is_not_passed_on() {
+        let list = WaitList::new();
+        let (_, wa) = counter();
+        let (b, wb) = counter();
+        let mut x = list.waiter();
+        let mut y = list.waiter();
+        x.register(&wa);
+        y.register(&wb);
+        list.notify_one();
+        x.used();
+        drop(x);
+        assert_eq!(b.0.load(Ordering::SeqCst), 0);
+        drop(y);
+        assert_eq!(list.waiting(), 0);
+    }
+
+    #[test]
+    fn tags_select_waiters() {
+        let list = WaitList::new();
+        let (a, wa) = counter();
+        let (b, wb) = counter();
+        let mut x = list.tagged_waiter(1);
+        let mut y = list.tagged_waiter(2);
+        x.register(&wa);
+        y.register(&wb);
+        assert_eq!(list.notify_tagged(Some(2), usize::MAX), 1);
+        assert_eq!(
+            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
+            (0, 1)
+        );
+        assert_eq!(list.notify_tagged(Some(1), 1), 1);
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+    }
+}

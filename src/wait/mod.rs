@@ -1,0 +1,87 @@
+//! Waiting for a condition: the Io-level wait/wake primitive under every coordination type.
+//!
+//! Two pieces:
+//!
+//! - [`WaitList`] (in [`list`]): who is waiting for a condition, woken in FIFO order, with the
+//!   rule that a waiter leaving with an unused notification passes it on.
+//! - [`block_until`]: blocks the running task until a poll function is ready. It is a
+//!   cancellation point and honours deadlines. On the thread models "blocks" means parking the
+//!   OS thread; a fiber model parks the fiber instead; both wake through a `std::task::Waker`, so
+//!   a coordination type written once as `poll(&Waker) -> Poll<T>` works on every model and can
+//!   later be wrapped as a `Future` unchanged.
+//!
+//! Zig's `std.Io` exposes the same idea as `futexWait`/`futexWake`; zsync offers that too
+//! ([`Io::futex_wait`](crate::Io::futex_wait)), built on the same two pieces.
+
+pub(crate) mod list;
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use crate::{context, park};
+pub(crate) use list::{WaitList, Waiter};
+
+/// Blocks the running task until `poll` returns `Ready`. Cancellation point: checked before
+/// each poll, so a canceled task stops even when its condition keeps being ready.
+///
+/// `poll` must register the waker it is given wherever the condition can change *before* it
+/// re-checks the condition (see [`WaitList`]).
+///
+/// Errors: `Canceled`; `TimedOut` when `deadline` (or the task's own deadline) passes first.
+pub(crate) fn block_until<T>(
+    deadline: Option<Instant>,
+    mut poll: impl FnMut(&Waker) -> Poll<T>,
+) -> io::Result<T> {
+    let waker = park::current_waker();
+    loop {
+        context::check()?;
+        if let Poll::Ready(v) = poll(&waker) {
+            return Ok(v);
+        }
+        let wake_at = context::effective_deadline(deadline);
+        if wake_at.is_some_and(|d| Instant::now() >= d) {
+            context::check()?;
+            return Err(crate::error::timed_out());
+        }
+        park::park(wake_at);
+    }
+}
+
+/// Buckets of the futex table: waiters are hashed by address, tagged with it.
+const FUTEX_BUCKETS: usize = 64;
+
+fn futex_bucket(addr: usize) -> &'static WaitList {
+    static TABLE: OnceLock<Vec<WaitList>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..FUTEX_BUCKETS).map(|_| WaitList::new()).collect());
+    // Fibonacci hashing spreads aligned addresses over the buckets.
+    &table[(addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) % FUTEX_BUCKETS]
+}
+
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let addr = word as *const AtomicU32 as usize;
+    let mut waiter = futex_bucket(addr).tagged_waiter(addr);
+    block_until(deadline, |waker| {
+        if word.load(Ordering::SeqCst) != expected || waiter.is_notified() {
+            waiter.used();
+            return Poll::Ready(());
+        }
+        waiter.register(waker);
+        if word.load(Ordering::SeqCst) != expected {
+            waiter.used();
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    })
+}
+
+pub(crate) fn futex_wake(word: &AtomicU32, n: usize) -> usize {
+    let addr = word as *const AtomicU32 as usize;
+    futex_bucket(addr).notify_tagged(Some(addr), n)
+}
