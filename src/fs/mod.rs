@@ -36,7 +36,7 @@
 //! `TimedOut`, *without* making the syscall. Unlike a socket wait, though, regular-file I/O
 //! cannot be interrupted once it has started — the kernel waits for the disk uninterruptibly —
 //! so cancellation is only checked *before* each syscall. An operation made of many syscalls
-//! ([`read`], [`write`], a [`ReadDir`] iteration) checks before each of them; the compound
+//! ([`read`], [`write()`], a [`ReadDir`] iteration) checks before each of them; the compound
 //! operations std performs in one call ([`copy`], [`create_dir_all`], [`remove_dir_all`]) check
 //! once, before they start. Inside [`Io::shielded`](crate::Io::shielded) nothing reports
 //! `Canceled`.
