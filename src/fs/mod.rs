@@ -1,1 +1,65 @@
-//! Files and directories.
+//! Files and directories. Counterpart of [`std::fs`].
+//!
+//! Every operation takes an [`Io`](crate::Io) — the free functions as their first argument, a
+//! [`File`] from the `Io` it was opened with — so the same code runs on every model:
+//!
+//! ```
+//! use std::io::Write;
+//! use zsync::fs::{self, File};
+//! use zsync::{Io, Model};
+//!
+//! /// Colorblind: writes a log file and reads it back, on whatever model the caller picked.
+//! fn log_roundtrip(io: &Io, dir: &std::path::Path) -> std::io::Result<String> {
+//!     fs::create_dir_all(io, dir)?;
+//!     let path = dir.join("log.txt");
+//!     let mut f = File::create(io, &path)?;
+//!     writeln!(f, "started")?;
+//!     f.sync_all()?;
+//!     let text = fs::read_to_string(io, &path)?;
+//!     fs::remove_dir_all(io, dir)?;
+//!     Ok(text)
+//! }
+//!
+//! for model in [Model::Blocking, Model::Threaded] {
+//!     let dir = std::env::temp_dir().join(format!("zsync-doc-fs-{}-{}", std::process::id(), model.name()));
+//!     let text = zsync::run(model, |io| log_roundtrip(io, &dir));
+//!     assert_eq!(text.unwrap(), "started\n");
+//! }
+//! ```
+//!
+//! [`Metadata`], [`Permissions`], [`FileType`] and [`DirEntry`] are std's own types, re-exported.
+//!
+//! ## Cancellation
+//!
+//! Every operation is a cancellation point: in a canceled task it returns an error for which
+//! [`is_canceled`](crate::is_canceled) is true, and past the task's deadline one of kind
+//! `TimedOut`, *without* making the syscall. Unlike a socket wait, though, regular-file I/O
+//! cannot be interrupted once it has started — the kernel waits for the disk uninterruptibly —
+//! so cancellation is only checked *before* each syscall. An operation made of many syscalls
+//! ([`read`], [`write()`], a [`ReadDir`] iteration) checks before each of them; the compound
+//! operations std performs in one call ([`copy`], [`create_dir_all`], [`remove_dir_all`]) check
+//! once, before they start. Inside [`Io::shielded`](crate::Io::shielded) nothing reports
+//! `Canceled`.
+//!
+//! ## Models
+//!
+//! On the Blocking model each operation is a direct syscall on the calling thread. On the
+//! Threaded model (and custom models on OS threads) it is the same blocking syscall, made by
+//! the worker thread running the task. Every operation goes through one private function per
+//! kind of syscall, so a model with asynchronous file I/O (io_uring) adds its path in one place
+//! per operation.
+
+mod dir;
+mod file;
+mod open_options;
+mod path;
+mod sys;
+
+pub use dir::{create_dir, create_dir_all, read_dir, remove_dir, remove_dir_all, ReadDir};
+pub use file::File;
+pub use open_options::OpenOptions;
+pub use path::{
+    canonicalize, copy, exists, hard_link, metadata, read, read_link, read_to_string, remove_file,
+    rename, set_permissions, symlink, symlink_metadata, write,
+};
+pub use std::fs::{DirEntry, FileType, Metadata, Permissions};

@@ -1,0 +1,214 @@
+//! The operation layer of `zsync::fs`: one small private function per kind of file-system
+//! operation, each taking the [`Io`] that runs it.
+//!
+//! This is the seam for models that do file I/O differently. On the thread models (Blocking,
+//! Threaded, custom models on OS threads) every operation is a plain blocking syscall, run by
+//! [`blocking_op`] after a cancellation check. A model with an io_uring backend adds its
+//! submission (`openat`, `read`, `write`, `statx`, `fsync`, ...) as a second arm beside the
+//! `blocking_op` call of the function concerned; nothing above this module changes.
+
+use std::fs::{Metadata, Permissions};
+use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::Io;
+
+/// Runs one blocking file-system operation on a thread model: a cancellation point, then the
+/// syscall(s) of `f`.
+///
+/// Regular-file I/O cannot be interrupted once started (the kernel waits uninterruptibly on the
+/// disk), so cancellation and deadlines are checked before it starts, never during.
+#[inline]
+fn blocking_op<T>(io: &Io, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    // Every built-in model today runs file operations as blocking syscalls; `io` is where a
+    // model with asynchronous file I/O will be told apart.
+    let _ = io;
+    crate::context::check()?;
+    f()
+}
+
+// ---- descriptors -------------------------------------------------------------------------------
+
+/// `openat(2)`.
+pub(super) fn open(io: &Io, opts: &std::fs::OpenOptions, path: &Path) -> io::Result<std::fs::File> {
+    blocking_op(io, || opts.open(path))
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)`.
+pub(super) fn dup(io: &Io, file: &std::fs::File) -> io::Result<std::fs::File> {
+    blocking_op(io, || file.try_clone())
+}
+
+/// `read(2)` at the file offset.
+pub(super) fn read(io: &Io, mut file: &std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    blocking_op(io, || file.read(buf))
+}
+
+/// `readv(2)` at the file offset.
+pub(super) fn readv(
+    io: &Io,
+    mut file: &std::fs::File,
+    bufs: &mut [IoSliceMut<'_>],
+) -> io::Result<usize> {
+    blocking_op(io, || file.read_vectored(bufs))
+}
+
+/// `write(2)` at the file offset.
+pub(super) fn write(io: &Io, mut file: &std::fs::File, buf: &[u8]) -> io::Result<usize> {
+    blocking_op(io, || file.write(buf))
+}
+
+/// `writev(2)` at the file offset.
+pub(super) fn writev(io: &Io, mut file: &std::fs::File, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    blocking_op(io, || file.write_vectored(bufs))
+}
+
+/// `pread(2)`.
+pub(super) fn pread(
+    io: &Io,
+    file: &std::fs::File,
+    buf: &mut [u8],
+    offset: u64,
+) -> io::Result<usize> {
+    blocking_op(io, || Ok(rustix::io::pread(file, buf, offset)?))
+}
+
+/// `preadv(2)`.
+pub(super) fn preadv(
+    io: &Io,
+    file: &std::fs::File,
+    bufs: &mut [IoSliceMut<'_>],
+    offset: u64,
+) -> io::Result<usize> {
+    blocking_op(io, || Ok(rustix::io::preadv(file, bufs, offset)?))
+}
+
+/// `pwrite(2)`.
+pub(super) fn pwrite(io: &Io, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    blocking_op(io, || Ok(rustix::io::pwrite(file, buf, offset)?))
+}
+
+/// `pwritev(2)`.
+pub(super) fn pwritev(
+    io: &Io,
+    file: &std::fs::File,
+    bufs: &[IoSlice<'_>],
+    offset: u64,
+) -> io::Result<usize> {
+    blocking_op(io, || Ok(rustix::io::pwritev(file, bufs, offset)?))
+}
+
+/// `lseek(2)`.
+pub(super) fn seek(io: &Io, mut file: &std::fs::File, pos: SeekFrom) -> io::Result<u64> {
+    blocking_op(io, || file.seek(pos))
+}
+
+/// `statx(2)` / `fstat(2)` on a descriptor.
+pub(super) fn fstat(io: &Io, file: &std::fs::File) -> io::Result<Metadata> {
+    blocking_op(io, || file.metadata())
+}
+
+/// `fsync(2)`.
+pub(super) fn fsync(io: &Io, file: &std::fs::File) -> io::Result<()> {
+    blocking_op(io, || file.sync_all())
+}
+
+/// `fdatasync(2)`.
+pub(super) fn fdatasync(io: &Io, file: &std::fs::File) -> io::Result<()> {
+    blocking_op(io, || file.sync_data())
+}
+
+/// `ftruncate(2)`.
+pub(super) fn ftruncate(io: &Io, file: &std::fs::File, len: u64) -> io::Result<()> {
+    blocking_op(io, || file.set_len(len))
+}
+
+/// `fchmod(2)`.
+pub(super) fn fchmod(io: &Io, file: &std::fs::File, perm: Permissions) -> io::Result<()> {
+    blocking_op(io, || file.set_permissions(perm))
+}
+
+// ---- paths -------------------------------------------------------------------------------------
+
+/// `statx(2)` / `stat(2)`, following symbolic links.
+pub(super) fn stat(io: &Io, path: &Path) -> io::Result<Metadata> {
+    blocking_op(io, || std::fs::metadata(path))
+}
+
+/// `statx(2)` / `lstat(2)`, not following symbolic links.
+pub(super) fn lstat(io: &Io, path: &Path) -> io::Result<Metadata> {
+    blocking_op(io, || std::fs::symlink_metadata(path))
+}
+
+/// `unlinkat(2)`.
+pub(super) fn unlink(io: &Io, path: &Path) -> io::Result<()> {
+    blocking_op(io, || std::fs::remove_file(path))
+}
+
+/// `unlinkat(2)` with `AT_REMOVEDIR`.
+pub(super) fn rmdir(io: &Io, path: &Path) -> io::Result<()> {
+    blocking_op(io, || std::fs::remove_dir(path))
+}
+
+/// A recursive removal (many `getdents64`/`unlinkat` calls), as one operation.
+pub(super) fn rmdir_all(io: &Io, path: &Path) -> io::Result<()> {
+    blocking_op(io, || std::fs::remove_dir_all(path))
+}
+
+/// `renameat(2)`.
+pub(super) fn rename(io: &Io, from: &Path, to: &Path) -> io::Result<()> {
+    blocking_op(io, || std::fs::rename(from, to))
+}
+
+/// `mkdirat(2)`.
+pub(super) fn mkdir(io: &Io, path: &Path) -> io::Result<()> {
+    blocking_op(io, || std::fs::create_dir(path))
+}
+
+/// `mkdirat(2)` for every missing ancestor, as one operation.
+pub(super) fn mkdir_all(io: &Io, path: &Path) -> io::Result<()> {
+    blocking_op(io, || std::fs::create_dir_all(path))
+}
+
+/// `openat(2)` of a directory for listing.
+pub(super) fn opendir(io: &Io, path: &Path) -> io::Result<std::fs::ReadDir> {
+    blocking_op(io, || std::fs::read_dir(path))
+}
+
+/// The next entry of a listing (`getdents64(2)` when the buffered batch is used up).
+pub(super) fn readdir(
+    io: &Io,
+    dir: &mut std::fs::ReadDir,
+) -> Option<io::Result<std::fs::DirEntry>> {
+    blocking_op(io, || Ok(dir.next())).unwrap_or_else(|e| Some(Err(e)))
+}
+
+/// A whole-file copy (`copy_file_range(2)` or `sendfile(2)` in the kernel), as one operation.
+pub(super) fn copy(io: &Io, from: &Path, to: &Path) -> io::Result<u64> {
+    blocking_op(io, || std::fs::copy(from, to))
+}
+
+/// `linkat(2)`.
+pub(super) fn link(io: &Io, original: &Path, link: &Path) -> io::Result<()> {
+    blocking_op(io, || std::fs::hard_link(original, link))
+}
+
+/// `symlinkat(2)`.
+pub(super) fn symlink(io: &Io, original: &Path, link: &Path) -> io::Result<()> {
+    blocking_op(io, || std::os::unix::fs::symlink(original, link))
+}
+
+/// `readlinkat(2)`.
+pub(super) fn readlink(io: &Io, path: &Path) -> io::Result<PathBuf> {
+    blocking_op(io, || std::fs::read_link(path))
+}
+
+/// `realpath(3)`.
+pub(super) fn realpath(io: &Io, path: &Path) -> io::Result<PathBuf> {
+    blocking_op(io, || std::fs::canonicalize(path))
+}
+
+/// `chmod(2)`.
+pub(super) fn chmod(io: &Io, path: &Path, perm: Permissions) -> io::Result<()> {
+    blocking_op(io, || std::fs::set_permissions(path, perm))
+}
