@@ -462,17 +462,17 @@ impl Io {
     /// Returns `Err(TimedOut)` early if the running task's own deadline (see
     /// [`with_deadline`](Io::with_deadline)) comes first.
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
-        let node = context::current_cancel();
-        if let Some(n) = &node {
-            n.set_waker(crate::park::current_waker);
+        context::check()?;
+        if Instant::now() >= deadline {
+            return Ok(());
         }
+        // The task's waker (registered when it started) unparks this thread on cancel.
         loop {
+            crate::park::park(context::effective_deadline(Some(deadline)));
             context::check()?;
-            let wake_at = context::effective_deadline(Some(deadline));
             if Instant::now() >= deadline {
                 return Ok(());
             }
-            crate::park::park(wake_at);
         }
     }
 

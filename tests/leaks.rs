@@ -30,6 +30,9 @@ mod udp;
 #[path = "conformance/unix.rs"]
 mod unix;
 
+/// A conformance module's bodies, by name.
+type Suite = &'static [(&'static str, fn(&Io))];
+
 fn open_fds() -> Vec<String> {
     let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
@@ -53,7 +56,7 @@ fn thread_count() -> usize {
 
 #[test]
 fn the_whole_suite_leaks_no_fd_and_no_thread() {
-    let suites: &[(&str, &[(&str, fn(&Io))])] = &[
+    let suites: &[(&str, Suite)] = &[
         ("tasks", tasks::ALL),
         ("fs", fs::ALL),
         ("tcp", tcp::ALL),

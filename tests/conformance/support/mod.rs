@@ -75,6 +75,7 @@ pub fn run_on(model: Model, name: &'static str, body: fn(&Io)) {
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
+        #[allow(dead_code)] // read by tests/leaks.rs, not by the per-model tests
         pub const ALL: &[(&str, fn(&zsync::Io))] = &[$((stringify!($name), $name)),*];
 
         mod blocking {
@@ -140,6 +141,7 @@ pub fn assert_canceled<T: std::fmt::Debug>(r: std::io::Result<T>) {
 pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
+    /// Creates a unique directory under the system temp dir, named after `tag`.
     pub fn new(tag: &str) -> TempDir {
         use std::sync::atomic::AtomicUsize;
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -153,6 +155,7 @@ impl TempDir {
         TempDir(p)
     }
 
+    /// The directory's path.
     pub fn path(&self) -> &std::path::Path {
         &self.0
     }
