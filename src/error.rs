@@ -107,6 +107,12 @@ pub fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, Elapsed)
 }
 
+/// Tells whether `err` reports that a deadline set by [`Io::timeout`](crate::Io::timeout),
+/// [`Io::with_deadline`](crate::Io::with_deadline) or an operation's own timeout passed.
+pub fn is_timed_out(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::TimedOut && err.get_ref().is_some_and(|e| e.is::<Elapsed>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 //! 3. After `Ready`, the event is not polled again.
 
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 /// Something a task can wait for: a message, a permit, a task's completion, a point in time.
 ///
@@ -27,6 +28,12 @@ pub trait Event {
     /// Completes the event if possible; otherwise registers `waker` to be woken when it may
     /// complete, and returns `Pending`. See the module docs for the contract.
     fn poll_event(&mut self, waker: &Waker) -> Poll<Self::Output>;
+
+    /// A time at which the event may complete without anybody waking the task (a timer); the
+    /// waiting task re-polls then.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
 
     /// Whether this event completes when the waiting task is canceled (the `canceled()` event).
     /// A wait that contains such an event reports it instead of failing with `Canceled`.
@@ -41,6 +48,9 @@ impl<E: Event + ?Sized> Event for &mut E {
     fn poll_event(&mut self, waker: &Waker) -> Poll<E::Output> {
         (**self).poll_event(waker)
     }
+    fn wake_at(&self) -> Option<Instant> {
+        (**self).wake_at()
+    }
     fn observes_cancel(&self) -> bool {
         (**self).observes_cancel()
     }
@@ -51,7 +61,25 @@ impl<E: Event + ?Sized> Event for Box<E> {
     fn poll_event(&mut self, waker: &Waker) -> Poll<E::Output> {
         (**self).poll_event(waker)
     }
+    fn wake_at(&self) -> Option<Instant> {
+        (**self).wake_at()
+    }
     fn observes_cancel(&self) -> bool {
         (**self).observes_cancel()
     }
+}
+
+/// Blocks the running task until `event` completes; see [`Io::wait`](crate::Io::wait).
+pub(crate) fn wait<E: Event>(
+    mut event: E,
+    deadline: Option<Instant>,
+) -> std::io::Result<E::Output> {
+    let check_cancel = !event.observes_cancel();
+    let hint = event.wake_at();
+    crate::wait::block_on(
+        deadline,
+        check_cancel,
+        || hint,
+        |waker| event.poll_event(waker),
+    )
 }

@@ -501,8 +501,8 @@ impl Io {
 
     /// Blocks the running task until `event` completes and returns its output. Cancellation
     /// point (`Canceled`); `TimedOut` if the task's deadline passes first.
-    pub fn wait<E: crate::Event>(&self, mut event: E) -> io::Result<E::Output> {
-        crate::wait::block_until(None, |waker| event.poll_event(waker))
+    pub fn wait<E: crate::Event>(&self, event: E) -> io::Result<E::Output> {
+        crate::event::wait(event, None)
     }
 
     /// Like [`wait`](Io::wait), giving up with `TimedOut` at `deadline`.

@@ -74,8 +74,11 @@ mod wait;
 
 pub mod fs;
 pub mod net;
+pub mod select;
 
-pub use error::{canceled, is_canceled, timed_out, Canceled, ConcurrencyUnavailable, Elapsed};
+pub use error::{
+    canceled, is_canceled, is_timed_out, timed_out, Canceled, ConcurrencyUnavailable, Elapsed,
+};
 pub use event::Event;
 pub use io::{run, Builder, Io, Model, Runtime};
 pub use task::{Group, GroupPolicy, Runnable, Task};

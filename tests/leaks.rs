@@ -21,6 +21,8 @@ mod support;
 mod dns;
 #[path = "conformance/fs.rs"]
 mod fs;
+#[path = "conformance/select.rs"]
+mod select;
 #[path = "conformance/tasks.rs"]
 mod tasks;
 #[path = "conformance/tcp.rs"]
@@ -59,6 +61,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
     let suites: &[(&str, Suite)] = &[
         ("tasks", tasks::ALL),
         ("fs", fs::ALL),
+        ("select", select::ALL),
         ("tcp", tcp::ALL),
         ("udp", udp::ALL),
         ("unix", unix::ALL),

@@ -97,6 +97,11 @@ impl<T> Core<T> {
         unsafe { (*self.result.get()).take() }.expect("task result taken twice")
     }
 
+    /// Registers the waker to be woken when the task completes (one waiter at a time).
+    pub(crate) fn register_waiter(&self, waker: &std::task::Waker) {
+        self.waiter.register(waker);
+    }
+
     /// Blocks the calling thread until the task is done, without cancellation.
     pub(crate) fn wait_done(&self) {
         while !self.is_done() {

@@ -108,6 +108,11 @@ impl<T: Send + 'static> Group<T> {
         Ok(())
     }
 
+    /// The group's cancellation scope, for combinators that cancel the group from inside a task.
+    pub(crate) fn scope_handle(&self) -> Arc<CancelNode> {
+        self.scope.clone()
+    }
+
     /// Cancels every task of the group without waiting.
     pub fn request_cancel(&self) {
         self.scope.cancel();

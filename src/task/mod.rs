@@ -75,7 +75,7 @@ impl<T> Task<T> {
                     Err(canceled())
                 }
             }
-            State::Consumed => unreachable!("a consumed Task is never observable"),
+            State::Consumed => panic!("Task joined after its join_event completed"),
         }
     }
 
@@ -96,7 +96,7 @@ impl<T> Task<T> {
                 core.wait_done();
                 unwrap_or_resume(core.take())
             }
-            State::Consumed => unreachable!("a consumed Task is never observable"),
+            State::Consumed => panic!("Task canceled after its join_event completed"),
         }
     }
 
@@ -114,6 +114,36 @@ impl<T> Task<T> {
     pub fn request_cancel(&self) {
         if let State::Shared(cell) = &self.state {
             cell.core().cancel.cancel();
+        }
+    }
+
+    /// An event that completes when the task finishes, yielding its value (a panic in the task
+    /// resumes on the waiter). For `select!`; unlike [`join`](Task::join), it never runs an
+    /// unstarted task inline. After it completed, the handle is spent: joining it again panics.
+    pub fn join_event(&mut self) -> crate::select::JoinEvent<'_, T> {
+        crate::select::JoinEvent { task: self }
+    }
+
+    pub(crate) fn poll_join(&mut self, waker: &std::task::Waker) -> std::task::Poll<T> {
+        use std::task::Poll;
+        let ready = match &self.state {
+            State::Ready(_) => true,
+            State::Shared(cell) => {
+                let core = cell.core();
+                if !core.is_done() {
+                    core.register_waiter(waker);
+                }
+                core.is_done()
+            }
+            State::Consumed => panic!("Task polled after it completed"),
+        };
+        if !ready {
+            return Poll::Pending;
+        }
+        match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Ready(r) => Poll::Ready(unwrap_or_resume(r)),
+            State::Shared(cell) => Poll::Ready(unwrap_or_resume(cell.core().take())),
+            State::Consumed => unreachable!(),
         }
     }
 

@@ -35,19 +35,37 @@ pub(crate) use list::{WaitList, Waiter};
 /// Errors: `Canceled`; `TimedOut` when `deadline` (or the task's own deadline) passes first.
 pub(crate) fn block_until<T>(
     deadline: Option<Instant>,
+    poll: impl FnMut(&Waker) -> Poll<T>,
+) -> io::Result<T> {
+    block_on(deadline, true, || None, poll)
+}
+
+/// The general form of [`block_until`]: `check_cancel = false` lets `poll` observe cancellation
+/// itself (a `select` with a `canceled()` arm), and `wake_hint` names a time at which `poll` wants
+/// to run again even if nobody wakes it (a sleep arm), without that being an error.
+pub(crate) fn block_on<T>(
+    deadline: Option<Instant>,
+    check_cancel: bool,
+    wake_hint: impl Fn() -> Option<Instant>,
     mut poll: impl FnMut(&Waker) -> Poll<T>,
 ) -> io::Result<T> {
     let waker = park::current_waker();
     loop {
-        context::check()?;
+        if check_cancel {
+            context::check()?;
+        }
         if let Poll::Ready(v) = poll(&waker) {
             return Ok(v);
         }
-        let wake_at = context::effective_deadline(deadline);
-        if wake_at.is_some_and(|d| Instant::now() >= d) {
+        let deadline = context::effective_deadline(deadline);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             context::check()?;
             return Err(crate::error::timed_out());
         }
+        let wake_at = match (deadline, wake_hint()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         park::park(wake_at);
     }
 }

@@ -1,0 +1,376 @@
+//! Waiting for the first of several things: `select!`, `race`, `all`, `timeout`.
+//!
+//! - [`select!`](crate::select!) waits for the first of several [`Event`]s — a channel receive or
+//!   send, a task's completion, a sleep, the task's own cancellation — completes exactly that one,
+//!   and leaves the others untouched (see the contract in [`Event`]). Arms are polled in a random
+//!   order weighted so that each ready arm is equally likely to win: no arm starves.
+//! - [`Io::race`] runs closures as tasks and returns the first result, canceling the rest.
+//! - [`Io::all`] and [`Io::try_all`] run closures as tasks and return every result (the latter
+//!   canceling the rest on the first error).
+//! - [`Io::timeout`] runs a closure with a deadline: every blocking operation inside it stops at
+//!   the deadline with a `TimedOut` error (see [`is_timed_out`](crate::is_timed_out)).
+
+use std::cell::Cell;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::task::Task;
+use crate::{context, Event, Group, Io};
+
+/// Which of two events completed; the output of a two-armed select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Either<L, R> {
+    /// The first event completed.
+    Left(L),
+    /// The second event completed.
+    Right(R),
+}
+
+/// Waits for the first of two events; `left_weight`/`right_weight` are the numbers of arms on
+/// each side, so that a chain of `Or`s picks uniformly among ready arms. Built by `select!`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Or<A, B> {
+    left: A,
+    right: B,
+    left_weight: u32,
+    right_weight: u32,
+}
+
+impl<A: Event, B: Event> Or<A, B> {
+    #[doc(hidden)]
+    pub fn new(left: A, right: B, left_weight: u32, right_weight: u32) -> Self {
+        Or {
+            left,
+            right,
+            left_weight,
+            right_weight,
+        }
+    }
+}
+
+/// A cheap per-thread pseudo-random number (xorshift), for the polling order of `select`.
+fn random_below(n: u32) -> u32 {
+    thread_local! {
+        static STATE: Cell<u64> = const { Cell::new(0x2545_F491_4F6C_DD1D) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        ((x >> 32) as u32) % n.max(1)
+    })
+}
+
+impl<A: Event, B: Event> Event for Or<A, B> {
+    type Output = Either<A::Output, B::Output>;
+
+    fn poll_event(&mut self, waker: &Waker) -> Poll<Self::Output> {
+        let left_first = random_below(self.left_weight + self.right_weight) < self.left_weight;
+        if left_first {
+            if let Poll::Ready(v) = self.left.poll_event(waker) {
+                return Poll::Ready(Either::Left(v));
+            }
+            self.right.poll_event(waker).map(Either::Right)
+        } else {
+            if let Poll::Ready(v) = self.right.poll_event(waker) {
+                return Poll::Ready(Either::Right(v));
+            }
+            self.left.poll_event(waker).map(Either::Left)
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        match (self.left.wake_at(), self.right.wake_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn observes_cancel(&self) -> bool {
+        self.left.observes_cancel() || self.right.observes_cancel()
+    }
+}
+
+/// Waits for the first of several events, completes it, and runs its arm.
+///
+/// ```text
+/// select!(io;
+///     pattern = event => expression,
+///     ...
+/// )
+/// ```
+///
+/// Evaluates to `io::Result<R>` where `R` is the arms' common type: `Err(Canceled)` if the task
+/// is canceled first (unless an arm waits for [`canceled()`]), `Err(TimedOut)` if its deadline
+/// passes. Exactly one event completes; the others are dropped untouched (a message not received
+/// stays in its channel). Among arms ready at once, each is equally likely to be chosen.
+///
+/// ```
+/// use std::time::Duration;
+/// use zsync::select::{sleep, Either};
+/// zsync::run(zsync::Model::Threaded, |io| {
+///     let slow = io.spawn(|io| { io.sleep(Duration::from_secs(5))?; Ok::<_, std::io::Error>(1) });
+///     let mut slow = slow;
+///     let winner = zsync::select!(io;
+///         v = slow.join_event() => format!("task finished: {v:?}"),
+///         _ = sleep(Duration::from_millis(10)) => "timer fired first".to_string(),
+///     ).unwrap();
+///     assert_eq!(winner, "timer fired first");
+///     // `slow` was left untouched: it is still running, and dropping it cancels it.
+///     assert!(!slow.is_finished());
+/// });
+/// ```
+#[macro_export]
+macro_rules! select {
+    ($io:expr; $($pat:pat = $event:expr => $body:expr),+ $(,)?) => {{
+        let __io: &$crate::Io = &$io;
+        match __io.wait($crate::__select_chain!($($event),+)) {
+            ::std::result::Result::Ok(__out) => {
+                ::std::result::Result::Ok($crate::__select_match!(__out; $($pat => $body),+))
+            }
+            ::std::result::Result::Err(__e) => ::std::result::Result::Err(__e),
+        }
+    }};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_chain {
+    ($event:expr) => { $event };
+    ($event:expr, $($rest:expr),+) => {
+        $crate::select::Or::new(
+            $event,
+            $crate::__select_chain!($($rest),+),
+            1,
+            $crate::__select_count!($($rest),+),
+        )
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_count {
+    ($event:expr) => { 1u32 };
+    ($event:expr, $($rest:expr),+) => { 1u32 + $crate::__select_count!($($rest),+) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __select_match {
+    ($out:expr; $pat:pat => $body:expr) => {{
+        let $pat = $out;
+        $body
+    }};
+    ($out:expr; $pat:pat => $body:expr, $($rest_pat:pat => $rest_body:expr),+) => {
+        match $out {
+            $crate::select::Either::Left($pat) => $body,
+            $crate::select::Either::Right(__rest) => $crate::__select_match!(__rest; $($rest_pat => $rest_body),+),
+        }
+    };
+}
+
+/// An event that completes when the monotonic clock reaches a deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Sleep {
+    deadline: Instant,
+}
+
+/// An event that completes after `duration` (measured from now).
+pub fn sleep(duration: Duration) -> Sleep {
+    Sleep {
+        deadline: Instant::now() + duration,
+    }
+}
+
+/// An event that completes at `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline }
+}
+
+impl Event for Sleep {
+    type Output = ();
+
+    fn poll_event(&mut self, _waker: &Waker) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        Some(self.deadline)
+    }
+}
+
+/// An event that completes when the waiting task is asked to cancel: a `select!` arm with it
+/// reports the cancellation as a value instead of failing with `Canceled`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CancelRequested;
+
+/// The [`CancelRequested`] event.
+pub fn canceled() -> CancelRequested {
+    CancelRequested
+}
+
+impl Event for CancelRequested {
+    type Output = ();
+
+    fn poll_event(&mut self, _waker: &Waker) -> Poll<()> {
+        // The task's own waker is woken by `cancel`, so no registration is needed.
+        if context::with(|c| c.is_some_and(|c| c.cancel.is_pending())) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn observes_cancel(&self) -> bool {
+        true
+    }
+}
+
+/// An event that completes when a task finishes, yielding its value; see
+/// [`Task::join_event`](crate::Task::join_event).
+pub struct JoinEvent<'a, T> {
+    pub(crate) task: &'a mut Task<T>,
+}
+
+impl<T> Event for JoinEvent<'_, T> {
+    type Output = T;
+
+    fn poll_event(&mut self, waker: &Waker) -> Poll<T> {
+        self.task.poll_join(waker)
+    }
+}
+
+impl<T> std::fmt::Debug for JoinEvent<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinEvent").finish_non_exhaustive()
+    }
+}
+
+impl Io {
+    /// Runs each closure as a task and returns the first result to arrive; the other tasks are
+    /// canceled and waited for. Tasks run concurrently where the model allows (else they run
+    /// inline in order, and the first one wins).
+    ///
+    /// Cancellation point. Panics if `fs` is empty.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let fast = io.race(vec![
+    ///         Box::new(|io: &zsync::Io| { io.sleep(Duration::from_secs(5)).ok(); "slow" })
+    ///             as Box<dyn FnOnce(&zsync::Io) -> &'static str + Send>,
+    ///         Box::new(|_: &zsync::Io| "fast"),
+    ///     ]).unwrap();
+    ///     assert_eq!(fast, "fast");
+    /// });
+    /// ```
+    pub fn race<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Io) -> T + Send + 'static,
+    {
+        let winner: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+        let mut group: Group<()> = Group::new(self);
+        let mut any = false;
+        for f in fs {
+            any = true;
+            if winner.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                break; // an inline task already won
+            }
+            let slot = winner.clone();
+            let scope = group.scope_handle();
+            let body = move |io: &Io| {
+                let value = f(io);
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.is_none() {
+                    *slot = Some(value);
+                    scope.cancel();
+                }
+            };
+            // `concurrent` consumes its closure even when it refuses, so share the body and
+            // fall back to `spawn` (inline on Blocking) with the same one.
+            let shared = Arc::new(Mutex::new(Some(body)));
+            let take = move |cell: &Mutex<Option<_>>| {
+                cell.lock().unwrap_or_else(|p| p.into_inner()).take()
+            };
+            let first = shared.clone();
+            let refused = group
+                .concurrent(move |io| {
+                    if let Some(body) = take(&first) {
+                        body(io);
+                    }
+                })
+                .is_err();
+            if refused {
+                group.spawn(move |io| {
+                    if let Some(body) = take(&shared) {
+                        body(io);
+                    }
+                });
+            }
+        }
+        assert!(any, "Io::race needs at least one closure");
+        let joined = group.join_all();
+        let value = winner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match value {
+            Some(v) => Ok(v),
+            None => Err(joined.err().unwrap_or_else(crate::error::canceled)),
+        }
+    }
+
+    /// Runs each closure as a task and returns all results in order. Cancellation point.
+    pub fn all<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Io) -> T + Send + 'static,
+    {
+        let mut group = Group::new(self);
+        for f in fs {
+            group.spawn(f);
+        }
+        group.join_all()
+    }
+
+    /// Runs each fallible closure as a task; returns all values, or the first error, in which
+    /// case the other tasks are canceled as soon as it happens.
+    pub fn try_all<T, E, F>(&self, fs: impl IntoIterator<Item = F>) -> Result<Vec<T>, E>
+    where
+        T: Send + 'static,
+        E: Send + From<io::Error> + 'static,
+        F: FnOnce(&Io) -> Result<T, E> + Send + 'static,
+    {
+        let mut group = Group::fail_fast(self);
+        for f in fs {
+            group.spawn(f);
+        }
+        group.try_join_all()
+    }
+
+    /// Runs `f` with a deadline `duration` from now: every blocking operation inside `f` that
+    /// would wait past it fails with a `TimedOut` error ([`is_timed_out`](crate::is_timed_out)),
+    /// which `f` propagates. Works on every model, Blocking included.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let r = io.timeout(Duration::from_millis(10), |io| io.sleep(Duration::from_secs(5)));
+    ///     assert!(zsync::is_timed_out(&r.unwrap_err()));
+    /// });
+    /// ```
+    pub fn timeout<T>(
+        &self,
+        duration: Duration,
+        f: impl FnOnce(&Io) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.with_deadline(Instant::now() + duration, || f(self))
+    }
+}
