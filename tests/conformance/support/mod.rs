@@ -96,7 +96,11 @@ pub fn concurrent_or_refused<T: Send + 'static>(
             Some(task)
         }
         Err(e) => {
-            assert!(!io.supports_concurrency(), "{} refused concurrency: {e}", io.model_name());
+            assert!(
+                !io.supports_concurrency(),
+                "{} refused concurrency: {e}",
+                io.model_name()
+            );
             let err: std::io::Error = e.into();
             assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
             None
