@@ -53,7 +53,8 @@ fn literals_resolve_to_themselves(io: &Io) {
     assert_eq!(resolve(io, [v4, v6]).unwrap(), vec![v4, v6]);
     assert_eq!(resolve(io, &[v6, v4][..]).unwrap(), vec![v6, v4]);
     assert_eq!(resolve(io, vec![v4]).unwrap(), vec![v4]);
-    assert_eq!(resolve(io, &&v4).unwrap(), vec![v4]);
+    let by_ref: &SocketAddr = &v4;
+    assert_eq!(resolve(io, by_ref).unwrap(), vec![v4]);
 }
 
 fn literals_need_no_lookup(io: &Io) {
