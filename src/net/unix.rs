@@ -203,8 +203,9 @@ impl UnixStream {
     /// Connects to the listener at `path`. Cancellation point.
     ///
     /// A listener whose backlog is full makes the kernel refuse with `EAGAIN`; `connect` then
-    /// retries after a short sleep (see the [module documentation](self)) until the listener
-    /// accepts, the task is canceled or its deadline passes.
+    /// retries after a short sleep (1 ms, doubling up to 50 ms: an unconnected Unix socket
+    /// always polls writable, so there is no readiness to wait for) until the listener accepts,
+    /// the task is canceled or its deadline passes.
     ///
     /// Errors: `NotFound` if `path` does not exist, `ConnectionRefused` if nothing listens on it.
     pub fn connect(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixStream> {
@@ -526,8 +527,13 @@ impl UnixDatagram {
         )
     }
 
-    /// Sends `buf` to the socket bound at `path`. While the receiver's queue is full, retries
-    /// after short sleeps (see the [module documentation](self)). Cancellation point.
+    /// Sends `buf` to the socket bound at `path`. Cancellation point.
+    ///
+    /// While the receiver's queue is full, retries after a short sleep (1 ms, doubling up to
+    /// 50 ms: an unconnected socket always polls writable) until the datagram is queued, the
+    /// write timeout or the task's deadline passes, or the task is canceled. A
+    /// [`connect`](Self::connect)ed socket's [`send`](Self::send) waits for the peer's queue
+    /// directly.
     pub fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let path = path.as_ref();
         retry_with_backoff(self.timeouts.write_deadline(), || {
