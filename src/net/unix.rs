@@ -21,7 +21,7 @@ use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::context;
 use crate::net::timeout::Timeouts;
@@ -192,6 +192,9 @@ impl From<UnixListener> for OwnedFd {
 /// A Unix-domain stream connection. Counterpart of [`std::os::unix::net::UnixStream`];
 /// implements [`Read`] and [`Write`] (also through `&UnixStream`).
 ///
+/// Writes use `MSG_NOSIGNAL`, as std's TCP writes do: writing to a closed peer fails with
+/// `BrokenPipe` instead of raising `SIGPIPE`.
+///
 /// Every read, write and connect is a cancellation point.
 pub struct UnixStream {
     io: Io,
@@ -343,7 +346,7 @@ impl UnixStream {
             self.inner.as_fd(),
             Interest::Write,
             self.timeouts.write_deadline(),
-            || (&self.inner).write(buf),
+            || SockRef::from(&self.inner).send_with_flags(buf, libc::MSG_NOSIGNAL),
         )
     }
 
@@ -352,7 +355,7 @@ impl UnixStream {
             self.inner.as_fd(),
             Interest::Write,
             self.timeouts.write_deadline(),
-            || (&self.inner).write_vectored(bufs),
+            || SockRef::from(&self.inner).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
         )
     }
 }

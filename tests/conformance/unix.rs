@@ -150,6 +150,11 @@ fn stream_shutdown(io: &Io) {
     b.read_to_end(&mut buf).unwrap();
     assert_eq!(buf, b"last");
     assert_eq!(b.read(&mut [0; 4]).unwrap(), 0);
+    // Writing to a closed peer: BrokenPipe, not SIGPIPE.
+    let (w, gone) = UnixStream::pair(io).unwrap();
+    drop(gone);
+    let e = (&w).write(b"gone").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e:?}");
     // Own read half shut: reads return 0 at once.
     let (c, _d) = UnixStream::pair(io).unwrap();
     c.shutdown(Shutdown::Read).unwrap();
