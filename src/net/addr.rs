@@ -116,7 +116,11 @@ impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {
     }
 }
 
-/// Resolves `addr` to its socket addresses. Cancellation point.
+/// Resolves `addr` to its socket addresses.
+///
+/// Literal addresses (`"127.0.0.1:80"`, `"[::1]:80"`, `("::1", 80)`, `SocketAddr`, …) are parsed
+/// in place: no resolver call, so not a cancellation point. A host name goes to the system
+/// resolver, on a concurrent task where the model has them: that is a cancellation point.
 ///
 /// Errors: `NotFound` when a name does not resolve (the message names it), `InvalidInput` for a
 /// malformed `host:port`.

@@ -8,6 +8,10 @@
 mod addr;
 mod tcp;
 mod timeout;
+mod udp;
+mod unix;
 
 pub use addr::{resolve, ToSocketAddrs};
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{ListenOptions, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};

@@ -13,6 +13,63 @@ use crate::net::timeout::Timeouts;
 use crate::park::{retry_on_fd, Interest};
 use crate::Io;
 
+/// Socket options for [`TcpListener::bind_with`], set before the socket is bound.
+///
+/// The defaults are those of [`TcpListener::bind`]: `SO_REUSEADDR` on (as std does on Unix),
+/// `SO_REUSEPORT` off, a backlog of 1024, the system's `IPV6_V6ONLY` default.
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    reuse_address: bool,
+    reuse_port: bool,
+    backlog: i32,
+    only_v6: Option<bool>,
+}
+
+impl Default for ListenOptions {
+    fn default() -> ListenOptions {
+        ListenOptions::new()
+    }
+}
+
+impl ListenOptions {
+    /// The defaults of [`TcpListener::bind`].
+    pub fn new() -> ListenOptions {
+        ListenOptions {
+            reuse_address: true,
+            reuse_port: false,
+            backlog: 1024,
+            only_v6: None,
+        }
+    }
+
+    /// `SO_REUSEADDR`: allow binding a port that still has connections in `TIME_WAIT`.
+    pub fn reuse_address(mut self, on: bool) -> ListenOptions {
+        self.reuse_address = on;
+        self
+    }
+
+    /// `SO_REUSEPORT`: allow several listeners (each with this option) on the same address and
+    /// port; the kernel balances incoming connections between them.
+    pub fn reuse_port(mut self, on: bool) -> ListenOptions {
+        self.reuse_port = on;
+        self
+    }
+
+    /// The length of the queue of connections not yet accepted (the kernel may clamp it to
+    /// `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: u32) -> ListenOptions {
+        self.backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        self
+    }
+
+    /// `IPV6_V6ONLY` for IPv6 addresses: `true` refuses IPv4-mapped connections. Ignored for
+    /// IPv4 addresses.
+    pub fn only_v6(mut self, on: bool) -> ListenOptions {
+        self.only_v6 = Some(on);
+        self
+    }
+}
+
 /// A TCP socket server, listening for connections. Counterpart of [`std::net::TcpListener`].
 ///
 /// The listener remembers the [`Io`] it was created with; [`accept`](TcpListener::accept) is a
@@ -29,11 +86,40 @@ impl TcpListener {
     /// Errors: `AddrInUse` if the port is taken, `AddrNotAvailable` for an address not on this
     /// host, `NotFound` for a name that does not resolve.
     pub fn bind(io: &Io, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        Self::bind_with(io, addr, &ListenOptions::new())
+    }
+
+    /// Binds to the first address of `addr` that works with the socket options of `options`
+    /// (`SO_REUSEADDR`, `SO_REUSEPORT`, backlog) and listens.
+    ///
+    /// Errors as for [`bind`](Self::bind).
+    ///
+    /// ```
+    /// use zsync::net::{ListenOptions, TcpListener};
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let opts = ListenOptions::new().reuse_port(true).backlog(16);
+    ///     let a = TcpListener::bind_with(io, "127.0.0.1:0", &opts).unwrap();
+    ///     // A second listener may share the port: the kernel spreads connections over both.
+    ///     let b = TcpListener::bind_with(io, a.local_addr().unwrap(), &opts).unwrap();
+    ///     assert_eq!(a.local_addr().unwrap(), b.local_addr().unwrap());
+    /// });
+    /// ```
+    pub fn bind_with(
+        io: &Io,
+        addr: impl ToSocketAddrs,
+        options: &ListenOptions,
+    ) -> io::Result<TcpListener> {
         addr::each_addr(io, addr, |a| {
             let socket = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))?;
-            socket.set_reuse_address(true)?;
+            socket.set_reuse_address(options.reuse_address)?;
+            if options.reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            if let (Some(only), SocketAddr::V6(_)) = (options.only_v6, a) {
+                socket.set_only_v6(only)?;
+            }
             socket.bind(&a.into())?;
-            socket.listen(1024)?;
+            socket.listen(options.backlog)?;
             TcpListener::from_std(io, socket.into())
         })
     }
@@ -110,6 +196,12 @@ impl AsFd for TcpListener {
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
         self.inner.as_raw_fd()
+    }
+}
+
+impl IntoRawFd for TcpListener {
+    fn into_raw_fd(self) -> RawFd {
+        self.inner.into_raw_fd()
     }
 }
 
