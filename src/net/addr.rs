@@ -139,7 +139,7 @@ pub fn resolve(io: &Io, addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>>
             if io.supports_concurrency() {
                 let owned = name.clone();
                 if let Ok(task) = io.concurrent(move |_: &Io| lookup_name(owned)) {
-                    return task.join()?;
+                    return task.join_or_detach()?;
                 }
             }
             lookup_name(name)

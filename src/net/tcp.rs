@@ -133,6 +133,13 @@ impl TcpListener {
         })
     }
 
+    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
+    /// shares the socket and starts with this handle's timeouts.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        let clone = TcpListener::from_std(&self.io, self.inner.try_clone()?)?;
+        Ok(clone)
+    }
+
     /// Unwraps into a std listener in blocking mode.
     pub fn into_std(self) -> io::Result<std::net::TcpListener> {
         self.inner.set_nonblocking(false)?;
@@ -277,6 +284,15 @@ impl TcpStream {
             inner: stream,
             timeouts: Timeouts::default(),
         })
+    }
+
+    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
+    /// shares the socket and starts with this handle's timeouts.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        let clone = TcpStream::from_std(&self.io, self.inner.try_clone()?)?;
+        clone.timeouts.set_read(self.timeouts.read())?;
+        clone.timeouts.set_write(self.timeouts.write())?;
+        Ok(clone)
     }
 
     /// Unwraps into a std stream in blocking mode.

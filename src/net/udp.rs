@@ -56,6 +56,15 @@ impl UdpSocket {
         })
     }
 
+    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
+    /// shares the socket and starts with this handle's timeouts.
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        let clone = UdpSocket::from_std(&self.io, self.inner.try_clone()?)?;
+        clone.timeouts.set_read(self.timeouts.read())?;
+        clone.timeouts.set_write(self.timeouts.write())?;
+        Ok(clone)
+    }
+
     /// Unwraps into a std socket in blocking mode.
     pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
         self.inner.set_nonblocking(false)?;

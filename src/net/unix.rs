@@ -121,6 +121,13 @@ impl UnixListener {
         })
     }
 
+    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
+    /// shares the socket and starts with this handle's timeouts.
+    pub fn try_clone(&self) -> io::Result<UnixListener> {
+        let clone = UnixListener::from_std(&self.io, self.inner.try_clone()?)?;
+        Ok(clone)
+    }
+
     /// Unwraps into a std listener in blocking mode.
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
         self.inner.set_nonblocking(false)?;
@@ -255,6 +262,15 @@ impl UnixStream {
             inner: stream,
             timeouts: Timeouts::default(),
         })
+    }
+
+    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
+    /// shares the socket and starts with this handle's timeouts.
+    pub fn try_clone(&self) -> io::Result<UnixStream> {
+        let clone = UnixStream::from_std(&self.io, self.inner.try_clone()?)?;
+        clone.timeouts.set_read(self.timeouts.read())?;
+        clone.timeouts.set_write(self.timeouts.write())?;
+        Ok(clone)
     }
 
     /// Unwraps into a std stream in blocking mode.
@@ -488,6 +504,15 @@ impl UnixDatagram {
             inner: socket,
             timeouts: Timeouts::default(),
         })
+    }
+
+    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
+    /// shares the socket and starts with this handle's timeouts.
+    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
+        let clone = UnixDatagram::from_std(&self.io, self.inner.try_clone()?)?;
+        clone.timeouts.set_read(self.timeouts.read())?;
+        clone.timeouts.set_write(self.timeouts.write())?;
+        Ok(clone)
     }
 
     /// Unwraps into a std socket in blocking mode.

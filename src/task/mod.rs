@@ -79,6 +79,27 @@ impl<T> Task<T> {
         }
     }
 
+    /// Like [`join`](Task::join), but a canceled joiner detaches the task instead of waiting
+    /// for it: for work that cannot be interrupted (a `getaddrinfo` call) and whose result
+    /// nobody needs any more. The task is still waited for when the runtime shuts down.
+    pub(crate) fn join_or_detach(mut self) -> io::Result<T> {
+        match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Ready(r) => Ok(unwrap_or_resume(r)),
+            State::Shared(cell) => {
+                cell.run_if_unclaimed();
+                let core = cell.core();
+                if core.wait_done_or_canceled() {
+                    Ok(unwrap_or_resume(core.take()))
+                } else {
+                    core.cancel.cancel();
+                    core.detach();
+                    Err(canceled())
+                }
+            }
+            State::Consumed => panic!("Task joined after its join_event completed"),
+        }
+    }
+
     /// Requests cancellation, waits for the task to finish and returns its value (which is then
     /// usually an `Err` carrying [`Canceled`](crate::Canceled) from the task's own blocking call).
     /// Zig: `future.cancel(io)`.

@@ -1,8 +1,5 @@
 //! Conformance tests: dns.
 
-// `conformance!` defines `ALL` for an fd-leak check that does not exist yet.
-#![allow(dead_code)]
-
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 

@@ -2,9 +2,6 @@
 //!
 //! Also home of the cancellation helpers the udp and unix tests share.
 
-// `conformance!` defines `ALL` for an fd-leak check that does not exist yet.
-#![allow(dead_code)]
-
 use std::fmt::Debug;
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -181,7 +178,7 @@ fn echo_with_concurrent_server(io: &Io) {
         let msg = vec![i; 1000 + usize::from(i) * 50_000];
         // Write and read concurrently: the echo may exceed the socket buffers.
         let writer = {
-            let mut w = c.try_clone_via_std();
+            let mut w = c.try_clone().unwrap();
             let msg = msg.clone();
             io.concurrent(move |_| -> io::Result<()> {
                 w.write_all(&msg)?;
@@ -197,16 +194,20 @@ fn echo_with_concurrent_server(io: &Io) {
     assert_eq!(task.join().unwrap().unwrap(), 3);
 }
 
-/// `TcpStream` has no `try_clone`: duplicate through std for the tests.
-trait TryCloneViaStd {
-    fn try_clone_via_std(&self) -> TcpStream;
-}
-
-impl TryCloneViaStd for TcpStream {
-    fn try_clone_via_std(&self) -> TcpStream {
-        let fd = self.as_fd().try_clone_to_owned().unwrap();
-        TcpStream::from_std(self.io(), std::net::TcpStream::from(fd)).unwrap()
-    }
+fn try_clone_shares_the_socket_and_timeouts(io: &Io) {
+    let (c, mut s) = pair(io);
+    c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut clone = c.try_clone().unwrap();
+    assert_eq!(clone.read_timeout(), Some(Duration::from_millis(20)));
+    clone.write_all(b"via clone").unwrap();
+    let mut buf = [0u8; 9];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"via clone");
+    // The clone's read times out like the original would.
+    assert_eq!(
+        clone.read(&mut buf).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
 }
 
 fn vectored_read_write(io: &Io) {
@@ -566,6 +567,7 @@ fn precanceled_ops_report_canceled(io: &Io) {
 }
 
 conformance! {
+    try_clone_shares_the_socket_and_timeouts,
     echo_round_trip_single_task,
     echo_with_concurrent_server,
     vectored_read_write,

@@ -1,8 +1,5 @@
 //! Conformance tests: udp.
 
-// `conformance!` defines `ALL` for an fd-leak check that does not exist yet.
-#![allow(dead_code)]
-
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

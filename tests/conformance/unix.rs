@@ -1,8 +1,5 @@
 //! Conformance tests: unix.
 
-// `conformance!` defines `ALL` for an fd-leak check that does not exist yet.
-#![allow(dead_code)]
-
 use std::io::{self, ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
