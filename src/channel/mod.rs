@@ -37,7 +37,7 @@
 //!
 //! One `Mutex` guards the buffer (`VecDeque<T>`), the closed flag and two counters; two
 //! `WaitList`s hold the waiting receivers (waiting for a message) and the waiting
-//! senders (waiting for space). Every wait is written once as an [`Event`](crate::Event)
+//! senders (waiting for space). Every wait is written once as an [`Event`]
 //! ([`RecvEvent`], [`SendEvent`]) and the blocking calls are `block_until(deadline, |w|
 //! event.poll_event(w))`: one code path for `recv`, `recv_timeout`, [`Io::wait`](crate::Io::wait)
 //! and `select`.
