@@ -72,6 +72,7 @@ mod park;
 mod task;
 mod wait;
 
+pub mod channel;
 pub mod fs;
 pub mod net;
 pub mod select;

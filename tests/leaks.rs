@@ -17,6 +17,8 @@ macro_rules! conformance {
 #[allow(unused_macros)]
 mod support;
 
+#[path = "conformance/channel.rs"]
+mod channel;
 #[path = "conformance/dns.rs"]
 mod dns;
 #[path = "conformance/fs.rs"]
@@ -60,6 +62,7 @@ fn thread_count() -> usize {
 fn the_whole_suite_leaks_no_fd_and_no_thread() {
     let suites: &[(&str, Suite)] = &[
         ("tasks", tasks::ALL),
+        ("channel", channel::ALL),
         ("fs", fs::ALL),
         ("select", select::ALL),
         ("tcp", tcp::ALL),

@@ -3,6 +3,7 @@
 #[macro_use]
 pub mod support;
 
+mod channel;
 mod dns;
 mod fs;
 mod select;

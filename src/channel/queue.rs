@@ -1,0 +1,311 @@
+//! Zig's `std.Io.Queue`: a fixed-capacity buffer that moves many elements per call.
+
+use std::fmt;
+use std::task::Poll;
+use std::time::Instant;
+
+use super::core::Chan;
+use super::{QueueError, QueueErrorKind, RecvError, RecvEvent, SendError, SendEvent};
+use crate::wait::block_until;
+use crate::Event;
+
+/// A fixed-capacity, multi-producer multi-consumer FIFO buffer, after Zig's `std.Io.Queue`:
+/// [`put`](Queue::put) blocks until at least `min` elements were added,
+/// [`get`](Queue::get) until at least `min` were taken, and both return how many they moved —
+/// as many as possible without waiting past the minimum.
+///
+/// It is a plain value, not a pair of handles: share it by reference (or in an `Arc`), and end it
+/// with [`close`](Queue::close). It shares the core of the [bounded channel](super::bounded), so
+/// waits are cancellation points and lose nothing when canceled: elements moved before the
+/// cancel stay moved, and [`QueueError::count`] says how many.
+///
+/// ```
+/// use std::sync::Arc;
+/// use zsync::channel::Queue;
+///
+/// zsync::run(zsync::Model::Threaded, |io| {
+///     let q = Arc::new(Queue::new(4));
+///     let producer = {
+///         let q = q.clone();
+///         io.spawn(move |_| {
+///             q.put_all(&[1, 2, 3, 4, 5, 6]).unwrap(); // blocks until all six are in
+///             q.close();
+///         })
+///     };
+///     let mut buf = [0; 8];
+///     let mut got = Vec::new();
+///     loop {
+///         match q.get(&mut buf, 1) {
+///             Ok(n) => got.extend_from_slice(&buf[..n]),
+///             Err(e) => break assert_eq!(e.count, 0), // closed and drained
+///         }
+///     }
+///     producer.join().unwrap();
+///     assert_eq!(got, [1, 2, 3, 4, 5, 6]);
+/// });
+/// ```
+pub struct Queue<T> {
+    chan: Chan<T>,
+}
+
+fn kind_of(e: &std::io::Error) -> QueueErrorKind {
+    if crate::is_canceled(e) {
+        QueueErrorKind::Canceled
+    } else {
+        QueueErrorKind::TimedOut
+    }
+}
+
+impl<T> Queue<T> {
+    /// A queue holding up to `cap` elements.
+    ///
+    /// # Panics
+    ///
+    /// If `cap` is 0 (use a rendezvous [`bounded(0)`](super::bounded) channel for hand-over
+    /// without a buffer).
+    pub fn new(cap: usize) -> Queue<T> {
+        assert!(cap > 0, "a zsync Queue needs a capacity of at least 1");
+        Queue {
+            chan: Chan::new(cap),
+        }
+    }
+
+    /// The capacity given to [`new`](Queue::new).
+    pub fn capacity(&self) -> usize {
+        self.chan.cap
+    }
+
+    /// Number of buffered elements.
+    pub fn len(&self) -> usize {
+        self.chan.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes the queue: puts fail from now on, gets drain what is left and then fail with
+    /// [`QueueErrorKind::Closed`]; waiting tasks wake. Returns whether this call closed it.
+    pub fn close(&self) -> bool {
+        self.chan.close()
+    }
+
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        self.chan.is_closed()
+    }
+
+    /// Adds elements of `items` in order — as many as fit now, then waiting for space until at
+    /// least `min` (clamped to `items.len()`) were added — and returns how many were added.
+    /// `min == 0` never waits. Cancellation point. Zig: `queue.put(io, items, min)`.
+    ///
+    /// Elements are cloned in under the queue's lock, so `T::clone` must not use this queue.
+    ///
+    /// ```
+    /// let q = zsync::channel::Queue::new(3);
+    /// assert_eq!(q.put(&[1, 2, 3, 4, 5], 0), Ok(3)); // only three fit; min 0 never waits
+    /// ```
+    pub fn put(&self, items: &[T], min: usize) -> Result<usize, QueueError>
+    where
+        T: Clone,
+    {
+        self.put_until(items, min, None)
+    }
+
+    /// Adds all of `items`, waiting for space as needed. Zig: `queue.putAll(io, items)`.
+    pub fn put_all(&self, items: &[T]) -> Result<(), QueueError>
+    where
+        T: Clone,
+    {
+        self.put_until(items, items.len(), None).map(drop)
+    }
+
+    /// Like [`put`](Queue::put), giving up at `deadline` (if any) with
+    /// [`QueueErrorKind::TimedOut`].
+    pub fn put_until(
+        &self,
+        items: &[T],
+        min: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, QueueError>
+    where
+        T: Clone,
+    {
+        let chan = &self.chan;
+        let min = min.min(items.len());
+        let mut added = 0;
+        let mut waiter = chan.send_wait.waiter();
+        let mut registered = false;
+        let result = block_until(deadline, |w| {
+            let mut st = chan.lock();
+            if st.closed {
+                return Poll::Ready(Err(QueueErrorKind::Closed));
+            }
+            let n = (chan.cap - st.queue.len()).min(items.len() - added);
+            st.queue.extend(items[added..added + n].iter().cloned());
+            added += n;
+            let wake = n > 0 && st.recv_registered > 0;
+            let done = added >= min;
+            if !done {
+                if !registered {
+                    registered = true;
+                    st.send_registered += 1;
+                }
+                waiter.register(w);
+            }
+            drop(st);
+            if wake {
+                chan.recv_wait.notify_tagged(None, n);
+            }
+            if done {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        });
+        if registered {
+            chan.lock().send_registered -= 1;
+        }
+        match result {
+            Ok(Ok(())) => {
+                waiter.used();
+                Ok(added)
+            }
+            Ok(Err(kind)) => {
+                waiter.used(); // closed: everyone was woken anyway
+                Err(QueueError { kind, count: added })
+            }
+            // `waiter` drops below and passes an unused turn on.
+            Err(e) => Err(QueueError {
+                kind: kind_of(&e),
+                count: added,
+            }),
+        }
+    }
+
+    /// Adds one element, waiting for space. Zig: `queue.putOne(io, item)`.
+    ///
+    /// ```
+    /// let q = zsync::channel::Queue::new(1);
+    /// q.put_one('a').unwrap();
+    /// assert_eq!(q.get_one(), Ok('a'));
+    /// ```
+    pub fn put_one(&self, item: T) -> Result<(), SendError<T>> {
+        let mut ev = SendEvent::new(&self.chan, item);
+        match block_until(None, |w| ev.poll_event(w)) {
+            Ok(r) => r,
+            Err(e) => {
+                let v = ev
+                    .into_value()
+                    .expect("a buffered send owns its value until done");
+                Err(if crate::is_canceled(&e) {
+                    SendError::Canceled(v)
+                } else {
+                    SendError::TimedOut(v)
+                })
+            }
+        }
+    }
+
+    /// Moves elements into `buf` in order — as many as are there, then waiting until at least
+    /// `min` (clamped to `buf.len()`) were taken — and returns how many. `min == 0` never waits.
+    /// Cancellation point. Zig: `queue.get(io, buffer, min)`.
+    ///
+    /// The elements of `buf` that are overwritten are dropped under the queue's lock, so their
+    /// destructor must not use this queue.
+    ///
+    /// ```
+    /// let q = zsync::channel::Queue::new(8);
+    /// q.put_all(&[1, 2, 3]).unwrap();
+    /// let mut buf = [0; 2];
+    /// assert_eq!(q.get(&mut buf, 1), Ok(2));
+    /// assert_eq!(buf, [1, 2]);
+    /// ```
+    pub fn get(&self, buf: &mut [T], min: usize) -> Result<usize, QueueError> {
+        self.get_until(buf, min, None)
+    }
+
+    /// Like [`get`](Queue::get), giving up at `deadline` (if any) with
+    /// [`QueueErrorKind::TimedOut`].
+    pub fn get_until(
+        &self,
+        buf: &mut [T],
+        min: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize, QueueError> {
+        let chan = &self.chan;
+        let min = min.min(buf.len());
+        let mut got = 0;
+        let mut waiter = chan.recv_wait.waiter();
+        let mut registered = false;
+        let result = block_until(deadline, |w| {
+            let mut st = chan.lock();
+            let n = st.queue.len().min(buf.len() - got);
+            for (slot, v) in buf[got..got + n].iter_mut().zip(st.queue.drain(..n)) {
+                *slot = v;
+            }
+            got += n;
+            let wake = n > 0 && st.send_registered > 0;
+            let outcome = if got >= min {
+                Poll::Ready(Ok(()))
+            } else if st.closed {
+                Poll::Ready(Err(QueueErrorKind::Closed))
+            } else {
+                if !registered {
+                    registered = true;
+                    st.recv_registered += 1;
+                }
+                waiter.register(w);
+                Poll::Pending
+            };
+            drop(st);
+            if wake {
+                chan.send_wait.notify_tagged(None, n);
+            }
+            outcome
+        });
+        if registered {
+            chan.lock().recv_registered -= 1;
+        }
+        match result {
+            Ok(Ok(())) => {
+                waiter.used();
+                Ok(got)
+            }
+            Ok(Err(kind)) => {
+                waiter.used();
+                Err(QueueError { kind, count: got })
+            }
+            Err(e) => Err(QueueError {
+                kind: kind_of(&e),
+                count: got,
+            }),
+        }
+    }
+
+    /// Takes one element, waiting while the queue is empty; `Closed` once it is closed and
+    /// drained. Zig: `queue.getOne(io)`.
+    pub fn get_one(&self) -> Result<T, RecvError> {
+        let mut ev = RecvEvent::new(&self.chan);
+        match block_until(None, |w| ev.poll_event(w)) {
+            Ok(r) => r,
+            Err(e) => Err(RecvError::from_wait(&e)),
+        }
+    }
+
+    /// Takes one element as an [`Event`], for [`Io::wait`](crate::Io::wait) and `select`.
+    pub fn get_event(&self) -> RecvEvent<'_, T> {
+        RecvEvent::new(&self.chan)
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
