@@ -74,6 +74,7 @@ mod wait;
 
 pub mod fs;
 pub mod net;
+pub mod sync;
 
 pub use error::{canceled, is_canceled, timed_out, Canceled, ConcurrencyUnavailable, Elapsed};
 pub use event::Event;
