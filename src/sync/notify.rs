@@ -327,7 +327,11 @@ mod tests {
         assert!(y.poll_event(&wb).is_pending());
         n.notify_one();
         drop(x);
-        assert_eq!(b.0.load(Ordering::SeqCst), 1, "passed on to the next waiter");
+        assert_eq!(
+            b.0.load(Ordering::SeqCst),
+            1,
+            "passed on to the next waiter"
+        );
         let mut z = n.notified_event();
         assert!(z.poll_event(&wb).is_pending(), "no permit stored: y has it");
         drop(y);

@@ -98,7 +98,10 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Locks for writing if the lock is free and nobody is queued.
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
-        self.sem.try_take(MAX_READS).ok().map(|()| self.write_guard())
+        self.sem
+            .try_take(MAX_READS)
+            .ok()
+            .map(|()| self.write_guard())
     }
 
     /// The [`Event`] form of [`read`](RwLock::read).

@@ -5,6 +5,7 @@ pub mod support;
 
 mod dns;
 mod fs;
+mod sync;
 mod tasks;
 mod tcp;
 mod udp;
