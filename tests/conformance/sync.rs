@@ -139,30 +139,6 @@ fn mutex_panic_while_held_unlocks_no_poison(io: &Io) {
     assert_eq!(*m.try_lock().expect("unlocked by the unwinding guard"), 1);
 }
 
-fn mutex_is_fifo_fair(io: &Io) {
-    if !has_concurrency(io) {
-        return;
-    }
-    // Waiters that queue one after another get the lock in that order.
-    let m = Arc::new(Mutex::new(Vec::new()));
-    let g = m.lock().unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let m2 = m.clone();
-        tasks.push(
-            io.concurrent(move |_| m2.lock().map(|mut v| v.push(i)))
-                .unwrap(),
-        );
-        // Let it queue before the next one arrives.
-        io.sleep(SETTLE).unwrap();
-    }
-    drop(g);
-    for t in tasks {
-        t.join().unwrap().unwrap();
-    }
-    assert_eq!(*m.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
-}
-
 // ---- Semaphore -------------------------------------------------------------------------------
 
 fn semaphore_counts_permits_exactly(io: &Io) {
@@ -445,9 +421,10 @@ fn rwlock_cancel_while_waiting(io: &Io) {
     let r = lock.read().unwrap();
     let l = lock.clone();
     let writer = io.concurrent(move |_| l.write().map(|_| ())).unwrap();
-    io.sleep(SETTLE).unwrap();
-    // A queued writer blocks new readers (fair) ...
-    assert!(lock.try_read().is_none());
+    // Once the writer is queued it blocks new readers (fair, no barging) ...
+    while lock.try_read().is_some() {
+        io.sleep(Duration::from_millis(1)).unwrap();
+    }
     cancel_promptly(writer);
     // ... and once canceled it no longer does.
     assert!(lock.try_read().is_some());
@@ -703,11 +680,18 @@ fn notify_wakes_waiters(io: &Io) {
             io.concurrent(move |_| n.notified()).unwrap()
         })
         .collect();
-    io.sleep(SETTLE).unwrap();
-    n.notify_waiters();
+    // notify_waiters reaches only tasks already waiting: repeat until all four were reached.
+    let start = Instant::now();
+    while !tasks.iter().all(|t| t.is_finished()) {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        n.notify_waiters();
+        io.sleep(Duration::from_millis(1)).unwrap();
+    }
     for t in tasks {
         t.join().unwrap().unwrap();
     }
+    // It stored no permit.
+    assert_timed_out(n.notified_timeout(Duration::from_millis(5)));
     // notify_one wakes exactly one of two waiters.
     let woken = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..2)
@@ -843,17 +827,19 @@ fn once_cell_waiting_initialiser_can_be_canceled(io: &Io) {
     }
     let cell = Arc::new(OnceCell::new());
     let release = Arc::new(ResetEvent::new());
-    let (c, r) = (cell.clone(), release.clone());
+    let entered = Arc::new(ResetEvent::new());
+    let (c, r, e) = (cell.clone(), release.clone(), entered.clone());
     let slow = io
         .concurrent(move |_| {
             c.get_or_try_init(|| {
+                e.set();
                 r.wait()?;
                 Ok::<_, std::io::Error>(1)
             })
             .copied()
         })
         .unwrap();
-    io.sleep(SETTLE).unwrap();
+    entered.wait().unwrap(); // `slow` holds the initialiser's turn now
     let c = cell.clone();
     let waiting = io
         .concurrent(move |_| c.get_or_init(|| 2).copied())
@@ -871,7 +857,6 @@ conformance! {
     mutex_lock_is_a_cancellation_point,
     mutex_cancel_while_waiting_leaves_it_usable,
     mutex_panic_while_held_unlocks_no_poison,
-    mutex_is_fifo_fair,
     semaphore_counts_permits_exactly,
     semaphore_close_fails_waiters_and_newcomers,
     semaphore_acquire_is_a_cancellation_point,
