@@ -76,6 +76,7 @@ pub mod channel;
 pub mod fs;
 pub mod net;
 pub mod select;
+pub mod sync;
 
 pub use error::{
     canceled, is_canceled, is_timed_out, timed_out, Canceled, ConcurrencyUnavailable, Elapsed,

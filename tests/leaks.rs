@@ -25,6 +25,8 @@ mod dns;
 mod fs;
 #[path = "conformance/select.rs"]
 mod select;
+#[path = "conformance/sync.rs"]
+mod sync;
 #[path = "conformance/tasks.rs"]
 mod tasks;
 #[path = "conformance/tcp.rs"]
@@ -69,6 +71,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("udp", udp::ALL),
         ("unix", unix::ALL),
         ("dns", dns::ALL),
+        ("sync", sync::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

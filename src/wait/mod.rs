@@ -13,7 +13,6 @@
 //! Zig's `std.Io` exposes the same idea as `futexWait`/`futexWake`; zsync offers that too
 //! ([`Io::futex_wait`](crate::Io::futex_wait)), built on the same two pieces.
 
-#[allow(dead_code, unused_imports)] // until the channel and sync modules use all of it
 pub(crate) mod list;
 
 use std::io;
@@ -23,7 +22,6 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::{context, park};
-#[allow(unused_imports)]
 pub(crate) use list::{WaitList, Waiter};
 
 /// Blocks the running task until `poll` returns `Ready`. Cancellation point: checked before

@@ -7,6 +7,7 @@ mod channel;
 mod dns;
 mod fs;
 mod select;
+mod sync;
 mod tasks;
 mod tcp;
 mod udp;
