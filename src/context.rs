@@ -56,6 +56,12 @@ impl Drop for EnterGuard {
     }
 }
 
+/// Replaces the current context pointer, returning the previous one. A fiber uses this to
+/// take its task context with it when it suspends and to reinstall it when it resumes.
+pub(crate) fn swap_current(ctx: *const TaskContext) -> *const TaskContext {
+    CURRENT.with(|c| c.replace(ctx))
+}
+
 /// Runs `f` with the current context, if any.
 #[inline]
 pub(crate) fn with<R>(f: impl FnOnce(Option<&TaskContext>) -> R) -> R {

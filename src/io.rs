@@ -20,6 +20,7 @@ use crate::cancel::CancelNode;
 use crate::context::{self, TaskContext};
 use crate::error::{canceled, ConcurrencyUnavailable};
 use crate::model::blocking;
+use crate::model::green::{self, Backend, GreenConfig};
 use crate::model::threaded::{self, ThreadedConfig};
 use crate::task::{Runnable, Task, TaskCell};
 
@@ -35,6 +36,10 @@ pub enum Model {
     /// A work-stealing pool of OS threads (default size: available parallelism); blocking
     /// syscalls run on the workers, and each [`Io::concurrent`] task gets a thread of its own.
     Threaded,
+    /// Stackful fibers, M:N on per-worker event loops (the calling thread becomes worker 0).
+    /// A blocking operation parks the fiber, not the thread. The I/O engine is chosen with
+    /// [`Builder::backend`].
+    Green,
     /// A model supplied by the user.
     Custom(Arc<dyn Runtime>),
 }
@@ -45,6 +50,7 @@ impl Model {
         match self {
             Model::Blocking => "Blocking",
             Model::Threaded => "Threaded",
+            Model::Green => "Green",
             Model::Custom(rt) => rt.name(),
         }
     }
@@ -103,6 +109,9 @@ pub(crate) struct RunState {
     shutting_down: AtomicBool,
     idle: Mutex<()>,
     all_done: Condvar,
+    /// Called when the last task finishes during shutdown, for models whose shutdown waits in
+    /// an event loop rather than on `all_done` (Green's worker 0).
+    on_all_done: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
@@ -113,8 +122,14 @@ impl RunState {
             shutting_down: AtomicBool::new(false),
             idle: Mutex::new(()),
             all_done: Condvar::new(),
+            on_all_done: std::sync::OnceLock::new(),
             panic: Mutex::new(None),
         }
+    }
+
+    /// Tasks spawned and not yet finished.
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 
     pub(crate) fn task_started(&self) {
@@ -127,7 +142,17 @@ impl RunState {
         {
             let _guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             self.all_done.notify_all();
+            if let Some(notify) = self.on_all_done.get() {
+                notify();
+            }
         }
+    }
+
+    /// Enters shutdown with `notify` to call when the last task finishes. The caller re-checks
+    /// [`live`](Self::live) after setting this up and after each wake-up.
+    pub(crate) fn begin_shutdown(&self, notify: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_all_done.set(Box::new(notify));
+        self.shutting_down.store(true, Ordering::SeqCst);
     }
 
     /// Keeps the first panic of a detached task for `run` to re-raise.
@@ -154,6 +179,7 @@ impl RunState {
 pub(crate) enum ModelImpl {
     Blocking,
     Threaded(threaded::Pool),
+    Green(green::Green),
     Custom(Arc<dyn Runtime>),
 }
 
@@ -198,6 +224,7 @@ impl fmt::Debug for Io {
 pub struct Builder {
     model: Model,
     threaded: ThreadedConfig,
+    green: GreenConfig,
 }
 
 impl Builder {
@@ -206,13 +233,29 @@ impl Builder {
         Builder {
             model,
             threaded: ThreadedConfig::default(),
+            green: GreenConfig::default(),
         }
     }
 
-    /// Threaded: number of pool workers (default: available parallelism). Values below 1 are
-    /// treated as 1.
+    /// Threaded and Green: number of workers (default: available parallelism). Values below 1
+    /// are treated as 1. On Green the calling thread is worker 0.
     pub fn worker_threads(mut self, n: usize) -> Builder {
         self.threaded.workers = n.max(1);
+        self.green.workers = n.max(1);
+        self
+    }
+
+    /// Green: the size of each fiber's stack (default 64 KiB). Stacks are committed lazily, so
+    /// only the pages a fiber touches cost memory.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.green.stack_size = bytes;
+        self
+    }
+
+    /// Green: the I/O engine (default [`Backend::Auto`]: io_uring where available, else epoll;
+    /// the `ZSYNC_BACKEND` environment variable overrides `Auto`).
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.green.backend = backend;
         self
     }
 
@@ -239,6 +282,10 @@ impl Builder {
         let model = match self.model {
             Model::Blocking => ModelImpl::Blocking,
             Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
+            Model::Green => ModelImpl::Green(
+                green::Green::new(self.green)
+                    .unwrap_or_else(|e| panic!("zsync: cannot create the Green runtime: {e}")),
+            ),
             Model::Custom(rt) => ModelImpl::Custom(rt),
         };
         let io = Io {
@@ -251,19 +298,27 @@ impl Builder {
         if let ModelImpl::Threaded(pool) = &io.inner.model {
             pool.start(&io);
         }
-        let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
-        ctx.cancel.set_waker(crate::park::current_waker);
-        let result = {
-            let _entered = context::enter(&ctx);
-            panic::catch_unwind(AssertUnwindSafe(|| f(&io)))
+        let result = if let ModelImpl::Green(green) = &io.inner.model {
+            // Worker 0 runs the root as a fiber until every task has finished.
+            let result = green.run_root(&io, f);
+            green.shutdown();
+            result
+        } else {
+            let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
+            ctx.cancel.set_waker(crate::park::current_waker);
+            let result = {
+                let _entered = context::enter(&ctx);
+                panic::catch_unwind(AssertUnwindSafe(|| f(&io)))
+            };
+            io.inner.root.cancel();
+            io.inner.state.wait_all_done();
+            match &io.inner.model {
+                ModelImpl::Blocking | ModelImpl::Green(_) => {}
+                ModelImpl::Threaded(pool) => pool.shutdown(),
+                ModelImpl::Custom(rt) => rt.shutdown(),
+            }
+            result
         };
-        io.inner.root.cancel();
-        io.inner.state.wait_all_done();
-        match &io.inner.model {
-            ModelImpl::Blocking => {}
-            ModelImpl::Threaded(pool) => pool.shutdown(),
-            ModelImpl::Custom(rt) => rt.shutdown(),
-        }
         let detached_panic = io
             .inner
             .state
@@ -307,8 +362,25 @@ impl Io {
         match &self.inner.model {
             ModelImpl::Blocking => "Blocking",
             ModelImpl::Threaded(_) => "Threaded",
+            ModelImpl::Green(_) => "Green",
             ModelImpl::Custom(rt) => rt.name(),
         }
+    }
+
+    /// The I/O engine behind this handle: `"io_uring"` or `"epoll"` on Green, `"syscalls"` (direct
+    /// blocking-style syscalls on the task's thread) elsewhere.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.inner.model {
+            ModelImpl::Green(g) => g.backend_name(),
+            _ => "syscalls",
+        }
+    }
+
+    /// Lets other tasks run: on Green the fiber goes behind the other ready fibers of its
+    /// worker; on the thread models the OS thread yields its time slice. Not a cancellation
+    /// point.
+    pub fn yield_now(&self) {
+        crate::model::green::fiber::yield_now();
     }
 
     /// Whether [`concurrent`](Io::concurrent) can succeed on this model at all.
@@ -361,6 +433,12 @@ impl Io {
                 task
             }
             ModelImpl::Threaded(_) => Task::ready(blocking::run_inline(self, parent, f)),
+            ModelImpl::Green(green) if green.is_open() => {
+                let (task, runnable) = self.new_task(parent, f);
+                green.spawn(runnable);
+                task
+            }
+            ModelImpl::Green(_) => Task::ready(blocking::run_inline(self, parent, f)),
             ModelImpl::Custom(rt) => {
                 let (task, runnable) = self.new_task(parent, f);
                 rt.spawn(runnable);
@@ -387,6 +465,14 @@ impl Io {
                 let (task, runnable) = self.new_task(parent, f);
                 (task, pool.concurrent(runnable).map_err(|_| refuse))
             }
+            // Every fiber runs concurrently with its spawner: a blocking wait parks the fiber
+            // and frees the worker for the others.
+            ModelImpl::Green(green) if green.is_open() => {
+                let (task, runnable) = self.new_task(parent, f);
+                green.spawn(runnable);
+                (task, Ok(()))
+            }
+            ModelImpl::Green(_) => return Err(refuse),
             ModelImpl::Custom(rt) => {
                 let (task, runnable) = self.new_task(parent, f);
                 (task, rt.concurrent(runnable))

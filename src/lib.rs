@@ -83,4 +83,5 @@ pub use error::{
 };
 pub use event::Event;
 pub use io::{run, Builder, Io, Model, Runtime};
+pub use model::green::Backend;
 pub use task::{Group, GroupPolicy, Runnable, Task};

@@ -37,6 +37,7 @@ use std::time::Instant;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 
 use crate::context;
+use crate::model::green;
 
 /// The thread is not inside `ppoll`.
 const IDLE: u8 = 0;
@@ -94,13 +95,21 @@ thread_local! {
     });
 }
 
-/// A waker that wakes the calling thread wherever it waits (park or poll).
+/// A waker for the running task: its fiber's on Green, else one that wakes the calling thread
+/// wherever it waits (park or poll).
 pub(crate) fn current_waker() -> Waker {
+    if let Some(waker) = green::fiber::current_waker() {
+        return waker;
+    }
     PARKER.with(|p| Waker::from(p.clone()))
 }
 
-/// Parks the calling thread until woken or until `deadline`. May return spuriously.
+/// Parks the running task until woken or until `deadline`: its fiber on Green, else the calling
+/// thread. May return spuriously.
 pub(crate) fn park(deadline: Option<Instant>) {
+    if green::fiber::on_fiber() {
+        return green::park_until(deadline);
+    }
     match deadline {
         None => thread::park(),
         Some(d) => {
@@ -127,6 +136,9 @@ pub(crate) fn wait_fd(
     interest: Interest,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
+    if green::fiber::on_fiber() {
+        return green::wait_fd(fd, interest, deadline);
+    }
     PARKER.with(|p| {
         let evfd = p.eventfd()?;
         p.state.store(POLLING, Ordering::SeqCst);
@@ -179,6 +191,7 @@ pub(crate) fn retry_on_fd<T>(
     deadline: Option<Instant>,
     mut attempt: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
+    green::fiber::consume_budget();
     context::check()?;
     loop {
         match attempt() {

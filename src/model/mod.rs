@@ -3,6 +3,8 @@
 //!
 //! - [`blocking`]: everything inline on the caller's thread.
 //! - [`threaded`]: a work-stealing pool plus elastic threads for `concurrent` tasks.
+//! - [`green`]: M:N stackful fibers on per-worker event loops.
 
 pub(crate) mod blocking;
+pub(crate) mod green;
 pub(crate) mod threaded;

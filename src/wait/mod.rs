@@ -47,6 +47,7 @@ pub(crate) fn block_on<T>(
     wake_hint: impl Fn() -> Option<Instant>,
     mut poll: impl FnMut(&Waker) -> Poll<T>,
 ) -> io::Result<T> {
+    crate::model::green::fiber::consume_budget();
     let waker = park::current_waker();
     loop {
         if check_cancel {

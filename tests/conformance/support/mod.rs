@@ -43,6 +43,7 @@ pub fn models() -> Vec<(&'static str, Model)> {
     vec![
         ("blocking", Model::Blocking),
         ("threaded", Model::Threaded),
+        ("green_epoll", Model::Green),
         ("custom", Model::Custom(Arc::new(ThreadPerTask::default()))),
     ]
 }
@@ -83,6 +84,9 @@ macro_rules! conformance {
         }
         mod threaded {
             $(#[test] fn $name() { $crate::support::run_on(zsync::Model::Threaded, stringify!($name), super::$name) })*
+        }
+        mod green_epoll {
+            $(#[test] fn $name() { $crate::support::run_on(zsync::Model::Green, stringify!($name), super::$name) })*
         }
         mod custom {
             $(#[test] fn $name() {

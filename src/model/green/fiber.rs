@@ -1,0 +1,226 @@
+//! Fibers: stackful coroutines (corosensei) pinned to the worker that started them.
+//!
+//! A fiber runs one task. It never migrates: Rust code may hold `!Send` values (an `Rc`, a
+//! `RefCell` borrow, a std `MutexGuard`) and thread-local references across a blocking call, and
+//! compiled code may cache a thread-local's address; resuming on another OS thread would break
+//! both. Only tasks that have not started yet are stolen between workers.
+//!
+//! ## Wake-up protocol
+//!
+//! Each fiber has a [`FiberHandle`] (shared, `Send + Sync`, the thing inside its `Waker`) with a
+//! state word:
+//!
+//! ```text
+//!            park()                      wake()
+//!  RUNNING ────────────▶ PARKED ──────────────────▶ SCHEDULED ──resume──▶ RUNNING
+//!     │  ▲                                                                   │
+//!     │  └──────── park() consumes the notification, does not suspend ───────┘
+//!     └──wake() while running──▶ NOTIFIED
+//! ```
+//!
+//! `wake` and `park` race only through compare-and-swap on that word: a wake that lands while
+//! the fiber is still running (between its last check and its suspension) turns into `NOTIFIED`,
+//! and the `park` that follows returns at once. A wake of a `PARKED` fiber moves it to
+//! `SCHEDULED` and queues it exactly once: on the owner's local ready queue when the waker runs on
+//! the owner's thread, else on the owner's inbox, writing the owner's eventfd if it sleeps.
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+
+use corosensei::Yielder;
+
+use super::worker;
+use super::Shared;
+use crate::context;
+
+pub(super) const RUNNING: u8 = 0;
+pub(super) const PARKED: u8 = 1;
+pub(super) const SCHEDULED: u8 = 2;
+pub(super) const NOTIFIED: u8 = 3;
+pub(super) const DONE: u8 = 4;
+
+/// Why a fiber gave control back to its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Suspend {
+    /// Waiting for a waker.
+    Park,
+    /// Still runnable: requeue behind the others.
+    Yield,
+}
+
+pub(super) type FiberYielder = Yielder<(), Suspend>;
+
+/// The shareable identity of a fiber: what its `Waker` holds.
+pub(crate) struct FiberHandle {
+    /// `RUNNING`, `PARKED`, `SCHEDULED`, `NOTIFIED` or `DONE`; see the module docs.
+    pub(super) state: AtomicU8,
+    /// Index of the owning worker.
+    pub(super) worker: usize,
+    /// Slot of the fiber in the owner's fiber table.
+    pub(super) key: usize,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl FiberHandle {
+    pub(super) fn new(shared: Arc<Shared>, worker: usize, key: usize) -> Arc<FiberHandle> {
+        Arc::new(FiberHandle {
+            state: AtomicU8::new(RUNNING),
+            worker,
+            key,
+            shared,
+        })
+    }
+}
+
+impl Wake for FiberHandle {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match state {
+                RUNNING => NOTIFIED,
+                PARKED => SCHEDULED,
+                _ => return,
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if next == SCHEDULED => {
+                    worker::schedule(self.clone());
+                    return;
+                }
+                Ok(_) => return,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+}
+
+/// What a running fiber knows about itself; lives on the fiber's own stack.
+pub(super) struct Current {
+    pub(super) handle: Arc<FiberHandle>,
+    pub(super) yielder: *const FiberYielder,
+}
+
+thread_local! {
+    /// The fiber running on this thread, or null in scheduler code and on plain threads. Each
+    /// fiber sets it when it starts and again whenever it resumes after a suspension; `suspend`
+    /// clears it before switching away.
+    static CURRENT: Cell<*const Current> = const { Cell::new(ptr::null()) };
+}
+
+/// Whether the caller runs on a fiber.
+#[inline]
+pub(crate) fn on_fiber() -> bool {
+    CURRENT.with(|c| !c.get().is_null())
+}
+
+/// Runs `f` with the running fiber, if any.
+#[inline]
+fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
+    CURRENT.with(|c| {
+        // SAFETY: a non-null pointer was set by the running fiber from a `Current` on its own
+        // stack, which lives until the fiber finishes; it is cleared before every switch away.
+        f(unsafe { c.get().as_ref() })
+    })
+}
+
+/// Installs `current` for the fiber starting now. Called first thing on the fiber's stack.
+pub(super) fn enter(current: &Current) {
+    CURRENT.with(|c| c.set(current));
+}
+
+/// Replaces the current-fiber pointer, returning the previous one: a runtime nested inside a
+/// fiber of another sets the outer fiber aside while it runs its own.
+pub(super) fn swap_current(current: *const Current) -> *const Current {
+    CURRENT.with(|c| c.replace(current))
+}
+
+/// Clears the current fiber. Called last thing on the fiber's stack.
+pub(super) fn leave() {
+    CURRENT.with(|c| c.set(ptr::null()));
+}
+
+/// A waker for the running fiber.
+pub(crate) fn current_waker() -> Option<Waker> {
+    with_current(|c| c.map(|c| Waker::from(c.handle.clone())))
+}
+
+/// Switches back to the worker with `reason`, restoring this fiber's thread-local state when the
+/// worker resumes it.
+fn suspend(current: *const Current, reason: Suspend) {
+    let task = context::swap_current(ptr::null());
+    CURRENT.with(|c| c.set(ptr::null()));
+    // SAFETY: `current` points into this fiber's stack (see `with_current`), and its yielder is
+    // the one corosensei handed to this fiber's closure, valid for the fiber's life.
+    unsafe { (*(*current).yielder).suspend(reason) };
+    CURRENT.with(|c| c.set(current));
+    context::swap_current(task);
+}
+
+/// Parks the running fiber until its waker fires. Returns at once if a wake-up arrived since the
+/// last park. May return spuriously; callers loop on their condition.
+pub(crate) fn park() {
+    let current = CURRENT.with(|c| c.get());
+    assert!(!current.is_null(), "zsync: fiber park outside a fiber");
+    // SAFETY: non-null, set by this fiber (see `with_current`).
+    let handle = unsafe { &(*current).handle };
+    match handle
+        .state
+        .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => suspend(current, Suspend::Park),
+        Err(_) => {
+            // NOTIFIED: consume the wake-up and keep running.
+            handle.state.store(RUNNING, Ordering::Release);
+        }
+    }
+}
+
+/// Blocking operations a fiber may complete without waiting before it yields to its worker's
+/// other fibers (Tokio calls this the cooperative budget). Without it, a fiber whose operations
+/// are always ready (a semaphore with permits to spare, a socket with data) would never give its
+/// worker back: Green scheduling is cooperative.
+const BUDGET: u32 = 128;
+
+thread_local! {
+    /// Operations left to the running fiber before it yields; refilled on every resume.
+    static BUDGET_LEFT: Cell<u32> = const { Cell::new(BUDGET) };
+}
+
+/// Refills the budget: the worker calls this before resuming a fiber.
+pub(super) fn refill_budget() {
+    BUDGET_LEFT.with(|b| b.set(BUDGET));
+}
+
+/// Spends one unit of the running fiber's budget, yielding to the worker when it is used up.
+/// Called at the start of every blocking operation; does nothing off fibers.
+#[inline]
+pub(crate) fn consume_budget() {
+    let exhausted = BUDGET_LEFT.with(|b| {
+        let left = b.get().saturating_sub(1);
+        b.set(left);
+        left == 0
+    });
+    if exhausted && on_fiber() {
+        refill_budget();
+        yield_now();
+    }
+}
+
+/// Requeues the running fiber behind the other ready fibers of its worker.
+pub(crate) fn yield_now() {
+    let current = CURRENT.with(|c| c.get());
+    if current.is_null() {
+        std::thread::yield_now();
+        return;
+    }
+    suspend(current, Suspend::Yield);
+}

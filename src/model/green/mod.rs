@@ -1,0 +1,340 @@
+//! The Green model: M:N stackful fibers on per-worker event loops.
+//!
+//! `run` turns the calling thread into worker 0 and starts `workers - 1` more threads. Every task
+//! runs on a fiber (a corosensei coroutine on a pooled stack); a blocking operation parks the
+//! fiber and the worker runs another, so thousands of tasks share a few threads.
+//!
+//! - **Scheduling**: unstarted tasks sit in crossbeam-deque work-stealing queues (a worker's own
+//!   deque, a global injector) and any worker may take them. A started fiber stays on its worker
+//!   for life (see [`fiber`] for why), so wake-ups are routed back to it.
+//! - **Waiting**: [`crate::park`] checks whether it runs on a fiber and, if so, parks the fiber
+//!   instead of the thread: sleeps arm a timer on the worker, descriptor waits register with the
+//!   worker's reactor, pure waits just park. Every wait wakes through a `std::task::Waker`.
+//! - **Cross-worker wake-ups**: a waker on another thread pushes the fiber on its worker's inbox
+//!   and writes the worker's eventfd only if the worker announced it is sleeping.
+//! - **Shutdown**: when the root fiber has returned, the root scope is canceled, worker 0 keeps
+//!   running until every task has finished, then the pool closes and the threads are joined.
+
+pub(crate) mod fiber;
+pub(crate) mod reactor;
+mod timers;
+mod worker;
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_deque::{Injector, Stealer, Worker};
+use rustix::event::{eventfd, EventfdFlags};
+
+use crate::context::{self, TaskContext};
+use crate::park::Interest;
+use crate::task::Runnable;
+use crate::Io;
+use fiber::FiberHandle;
+use worker::{with_worker, WorkerLocal};
+
+/// Which I/O engine the Green model's workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// io_uring where the kernel allows it, else epoll. Overridden by the `ZSYNC_BACKEND`
+    /// environment variable (`io_uring` or `epoll`).
+    #[default]
+    Auto,
+    /// Linux io_uring (completion-based).
+    IoUring,
+    /// Linux epoll (readiness-based), with a helper pool for regular-file operations.
+    Epoll,
+}
+
+impl Backend {
+    /// The backend `Auto` resolves to on this machine.
+    pub(crate) fn resolve(self) -> Backend {
+        let requested = match self {
+            Backend::Auto => match std::env::var("ZSYNC_BACKEND").as_deref() {
+                Ok("epoll") => Backend::Epoll,
+                Ok("io_uring") | Ok("uring") => Backend::IoUring,
+                _ => Backend::Auto,
+            },
+            other => other,
+        };
+        match requested {
+            // The io_uring engine is not built yet: everything runs on epoll.
+            Backend::Auto | Backend::IoUring | Backend::Epoll => Backend::Epoll,
+        }
+    }
+}
+
+/// Settings of the Green model, filled in by [`Builder`](crate::Builder).
+#[derive(Debug, Clone)]
+pub(crate) struct GreenConfig {
+    pub(crate) workers: usize,
+    pub(crate) stack_size: usize,
+    pub(crate) backend: Backend,
+}
+
+impl Default for GreenConfig {
+    fn default() -> Self {
+        GreenConfig {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            stack_size: 64 * 1024,
+            backend: Backend::Auto,
+        }
+    }
+}
+
+/// What other threads may touch of a worker.
+pub(crate) struct Remote {
+    /// Fibers of this worker woken by other threads.
+    inbox: Injector<Arc<FiberHandle>>,
+    /// Set while the worker is about to sleep or sleeps in its reactor.
+    sleeping: AtomicBool,
+    /// Written to end the worker's reactor sleep.
+    eventfd: OwnedFd,
+}
+
+impl Remote {
+    fn unpark(&self) {
+        let _ = rustix::io::write(&self.eventfd, &1u64.to_ne_bytes());
+    }
+
+    /// Called after publishing work for this worker. The fence orders that publication (a
+    /// release store inside crossbeam) before the `sleeping` load, pairing with the worker's
+    /// `SeqCst` store of `sleeping` before its last look: one of the two sides sees the other.
+    fn unpark_if_sleeping(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.unpark();
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    injector: Injector<Runnable>,
+    stealers: Vec<Stealer<Runnable>>,
+    remotes: Vec<Remote>,
+    open: AtomicBool,
+    backend: Backend,
+    stack_size: usize,
+}
+
+impl Shared {
+    /// Wakes one sleeping worker so that it looks for work.
+    fn wake_one_idle(&self, except: Option<usize>) {
+        // See `Remote::unpark_if_sleeping` for the fence.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for (i, r) in self.remotes.iter().enumerate() {
+            if Some(i) != except && r.sleeping.load(Ordering::SeqCst) {
+                r.unpark();
+                return;
+            }
+        }
+    }
+}
+
+pub(crate) struct Green {
+    shared: Arc<Shared>,
+    locals: Mutex<Vec<Worker<Runnable>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Green {
+    pub(crate) fn new(config: GreenConfig) -> io::Result<Green> {
+        let workers = config.workers.max(1);
+        let locals: Vec<Worker<Runnable>> = (0..workers).map(|_| Worker::new_lifo()).collect();
+        let stealers = locals.iter().map(Worker::stealer).collect();
+        let remotes = (0..workers)
+            .map(|_| {
+                Ok(Remote {
+                    inbox: Injector::new(),
+                    sleeping: AtomicBool::new(false),
+                    eventfd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Green {
+            shared: Arc::new(Shared {
+                injector: Injector::new(),
+                stealers,
+                remotes,
+                open: AtomicBool::new(true),
+                backend: config.backend.resolve(),
+                stack_size: config.stack_size,
+            }),
+            locals: Mutex::new(locals),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn backend_name(&self) -> &'static str {
+        match self.shared.backend {
+            Backend::IoUring => "io_uring",
+            _ => "epoll",
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// Queues an unstarted task: on the caller's own deque when it is one of our workers.
+    pub(crate) fn spawn(&self, task: Runnable) {
+        let here = with_worker(|w| match w {
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => {
+                w.push_task(task);
+                Ok(w.index)
+            }
+            _ => Err(task),
+        });
+        match here {
+            Ok(index) => self.shared.wake_one_idle(Some(index)),
+            Err(task) => {
+                self.shared.injector.push(task);
+                self.shared.wake_one_idle(None);
+            }
+        }
+    }
+
+    /// Starts workers `1..n` on threads of their own; worker 0 is the caller of `run`.
+    fn start_threads(&self) -> io::Result<Vec<Worker<Runnable>>> {
+        let mut locals =
+            std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
+        let rest = locals.split_off(1);
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, local) in rest.into_iter().enumerate() {
+            let index = i + 1;
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("zsync-green-{index}"))
+                .spawn(move || {
+                    let worker =
+                        WorkerLocal::new(shared.clone(), index, local).unwrap_or_else(|e| {
+                            panic!("zsync: cannot start Green worker {index}: {e}")
+                        });
+                    let _installed = worker.install();
+                    worker.run(&|| !shared.open.load(Ordering::Acquire));
+                })?;
+            threads.push(handle);
+        }
+        Ok(locals)
+    }
+
+    /// Runs `f` as the root fiber on the calling thread (worker 0) and drives the runtime until
+    /// the root and every task spawned from it have finished.
+    pub(crate) fn run_root<T>(&self, io: &Io, f: impl FnOnce(&Io) -> T) -> std::thread::Result<T> {
+        let mut locals = self
+            .start_threads()
+            .unwrap_or_else(|e| panic!("zsync: cannot start Green workers: {e}"));
+        let worker = WorkerLocal::new(self.shared.clone(), 0, locals.remove(0))
+            .unwrap_or_else(|e| panic!("zsync: cannot start Green worker 0: {e}"));
+        let mut result: Option<std::thread::Result<T>> = None;
+        let root_done = Cell::new(false);
+        {
+            let result = &mut result;
+            let root_done = &root_done;
+            let body = move || {
+                let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
+                ctx.cancel.set_waker(crate::park::current_waker);
+                let _entered = context::enter(&ctx);
+                *result = Some(panic::catch_unwind(AssertUnwindSafe(|| f(&ctx.io))));
+                root_done.set(true);
+            };
+            // A nested runtime inside another task: keep the outer task's context aside.
+            let outer = context::swap_current(std::ptr::null());
+            let outer_fiber = fiber::swap_current(std::ptr::null());
+            let _installed = worker.install();
+            let stack = worker
+                .stack()
+                .unwrap_or_else(|e| panic!("zsync: cannot allocate the root fiber's stack: {e}"));
+            // SAFETY: `body` borrows `io`, `f`, `result` and `root_done`, all of which outlive the
+            // loop below, and the loop returns only once every fiber (the root's included) has
+            // finished.
+            drop(unsafe { worker.start(stack, body) });
+            let shutting_down = Cell::new(false);
+            let state = io.inner.state.clone();
+            worker.run(&|| {
+                if !root_done.get() {
+                    return false;
+                }
+                if !shutting_down.replace(true) {
+                    io.inner.root.cancel();
+                    // The last task may finish on another worker while this one sleeps.
+                    let shared = self.shared.clone();
+                    state.begin_shutdown(move || shared.remotes[0].unpark());
+                }
+                state.live() == 0
+            });
+            context::swap_current(outer);
+            fiber::swap_current(outer_fiber);
+        }
+        result.expect("the root fiber finished")
+    }
+
+    /// Closes the pool and joins the worker threads. Called once every task has finished.
+    pub(crate) fn shutdown(&self) {
+        self.shared.open.store(false, Ordering::Release);
+        for r in &self.shared.remotes {
+            r.unpark();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            if let Err(payload) = t.join() {
+                panic::resume_unwind(payload);
+            }
+        }
+    }
+}
+
+/// Parks the running fiber until it is woken or `deadline` passes.
+pub(crate) fn park_until(deadline: Option<Instant>) {
+    let timer = deadline.and_then(|d| {
+        let waker = fiber::current_waker()?;
+        with_worker(|w| w.map(|w| w.insert_timer(d, waker)))
+    });
+    fiber::park();
+    if let Some(id) = timer {
+        with_worker(|w| {
+            if let Some(w) = w {
+                w.cancel_timer(id);
+            }
+        });
+    }
+}
+
+/// Parks the running fiber until `fd` may be ready, it is canceled, or `deadline` passes.
+/// `Ok(())` means "try again"; see [`crate::park::wait_fd`].
+pub(crate) fn wait_fd(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let waker = fiber::current_waker().expect("wait_fd on a fiber");
+    with_worker(|w| {
+        let w = w.expect("a fiber runs on a worker");
+        w.reactor.register(fd, interest, &waker)?;
+        let deregister = || w.reactor.deregister(fd.as_raw_fd(), interest);
+        if let Err(e) = context::check() {
+            deregister();
+            return Err(e);
+        }
+        let deadline = context::effective_deadline(deadline);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            deregister();
+            return Err(crate::error::timed_out());
+        }
+        Ok(())
+    })?;
+    park_until(context::effective_deadline(deadline));
+    with_worker(|w| {
+        if let Some(w) = w {
+            w.reactor.deregister(fd.as_raw_fd(), interest);
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! A Green worker: one OS thread running fibers, with its own ready queue, timers, reactor and
+//! stack pool (thread-per-core).
+//!
+//! One turn of the loop:
+//!
+//! 1. move fibers woken from other threads (the inbox) to the ready queue;
+//! 2. resume up to `BATCH` ready fibers;
+//! 3. fire due timers;
+//! 4. if nothing is ready, start an unstarted task (own deque, then the injector, then steal);
+//! 5. poll the reactor: without blocking while work remains, else sleep in it until the next
+//!    timer or until another thread writes this worker's eventfd.
+//!
+//! Sleeping is announced in `Remote::sleeping` (`SeqCst`) before the last look at the inbox and
+//! the task queues; a waker or spawner publishes its item first and reads `sleeping` after, and
+//! writes the eventfd if it is set. So a wake-up can never land unseen between the last look and
+//! the sleep.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::ptr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult};
+use crossbeam_deque::{Steal, Worker};
+use slab::Slab;
+
+use super::fiber::{self, Current, FiberHandle, Suspend, DONE, RUNNING, SCHEDULED};
+use super::reactor::Reactor;
+use super::timers::{TimerId, Timers};
+use super::Shared;
+use crate::task::Runnable;
+
+/// Fibers resumed per loop turn before the reactor and timers get a look.
+const BATCH: usize = 128;
+
+type Fiber = Coroutine<(), Suspend, (), DefaultStack>;
+
+pub(super) struct WorkerLocal {
+    // Field order matters for drop: the reactor borrows `shared`'s eventfd.
+    pub(super) reactor: Reactor,
+    timers: RefCell<Timers>,
+    ready: RefCell<VecDeque<Arc<FiberHandle>>>,
+    /// Started fibers. A slot is `None` while its fiber runs (taken out to be resumed).
+    fibers: RefCell<Slab<Option<Fiber>>>,
+    stacks: RefCell<Vec<DefaultStack>>,
+    local: Worker<Runnable>,
+    pub(super) index: usize,
+    pub(super) shared: Arc<Shared>,
+}
+
+/// Restores the previously installed worker when dropped.
+pub(super) struct Installed(*const WorkerLocal);
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        WORKER.with(|w| w.set(self.0));
+    }
+}
+
+thread_local! {
+    /// The worker running on this thread, or null.
+    static WORKER: Cell<*const WorkerLocal> = const { Cell::new(ptr::null()) };
+}
+
+/// Runs `f` with this thread's worker, if it is one.
+pub(super) fn with_worker<R>(f: impl FnOnce(Option<&WorkerLocal>) -> R) -> R {
+    WORKER.with(|w| {
+        // SAFETY: the pointer is set by `WorkerLocal::run` to a worker that lives on that
+        // frame's stack until it resets the pointer on return.
+        f(unsafe { w.get().as_ref() })
+    })
+}
+
+/// Queues a woken fiber on its worker: locally if we are on it, else through its inbox.
+pub(super) fn schedule(handle: Arc<FiberHandle>) {
+    let local = with_worker(|w| match w {
+        Some(w) if Arc::ptr_eq(&w.shared, &handle.shared) && w.index == handle.worker => {
+            w.ready.borrow_mut().push_back(handle.clone());
+            true
+        }
+        _ => false,
+    });
+    if !local {
+        let remote = &handle.shared.remotes[handle.worker];
+        remote.inbox.push(handle.clone());
+        remote.unpark_if_sleeping();
+    }
+}
+
+impl WorkerLocal {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        index: usize,
+        local: Worker<Runnable>,
+    ) -> std::io::Result<WorkerLocal> {
+        // SAFETY: the eventfd lives in `shared`, which this worker keeps alive (field `shared`)
+        // for longer than the reactor (dropped first, see the field order).
+        let wake_fd: BorrowedFd<'static> = unsafe {
+            BorrowedFd::borrow_raw(rustix::fd::AsRawFd::as_raw_fd(
+                &shared.remotes[index].eventfd.as_fd(),
+            ))
+        };
+        Ok(WorkerLocal {
+            reactor: Reactor::new(wake_fd, shared.backend)?,
+            timers: RefCell::new(Timers::default()),
+            ready: RefCell::new(VecDeque::new()),
+            fibers: RefCell::new(Slab::new()),
+            stacks: RefCell::new(Vec::new()),
+            local,
+            index,
+            shared,
+        })
+    }
+
+    pub(super) fn insert_timer(&self, deadline: Instant, waker: Waker) -> TimerId {
+        self.timers.borrow_mut().insert(deadline, waker)
+    }
+
+    pub(super) fn cancel_timer(&self, id: TimerId) {
+        self.timers.borrow_mut().cancel(id);
+    }
+
+    /// Pushes an unstarted task on this worker's own deque.
+    pub(super) fn push_task(&self, task: Runnable) {
+        self.local.push(task);
+    }
+
+    fn find_task(&self) -> Option<Runnable> {
+        if let Some(t) = self.local.pop() {
+            return Some(t);
+        }
+        let shared = &self.shared;
+        loop {
+            let mut retry = false;
+            match shared.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(t) => return Some(t),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let n = shared.stealers.len();
+            for k in 1..n {
+                match shared.stealers[(self.index + k) % n].steal() {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    fn has_tasks(&self) -> bool {
+        !self.local.is_empty()
+            || !self.shared.injector.is_empty()
+            || self
+                .shared
+                .stealers
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i != self.index && !s.is_empty())
+    }
+
+    pub(super) fn stack(&self) -> std::io::Result<DefaultStack> {
+        match self.stacks.borrow_mut().pop() {
+            Some(s) => Ok(s),
+            None => DefaultStack::new(self.shared.stack_size),
+        }
+    }
+
+    /// Starts a fiber running `body` and drives it to its first suspension.
+    ///
+    /// # Safety
+    /// Everything `body` borrows must stay valid until the fiber finishes. Tasks (`'static`)
+    /// satisfy this trivially; the root closure of `run` does because `run` drives the worker
+    /// until the root fiber has finished.
+    pub(super) unsafe fn start(
+        &self,
+        stack: DefaultStack,
+        body: impl FnOnce(),
+    ) -> Arc<FiberHandle> {
+        let key = self.fibers.borrow_mut().insert(None);
+        let handle = FiberHandle::new(self.shared.clone(), self.index, key);
+        let for_fiber = handle.clone();
+        let entry = move |yielder: &fiber::FiberYielder, ()| {
+            let current = Current {
+                handle: for_fiber,
+                yielder,
+            };
+            fiber::enter(&current);
+            body();
+            fiber::leave();
+        };
+        // SAFETY: forwarded from this function's contract; the fiber is driven to completion
+        // (the worker loop only exits when no fiber is left).
+        let co: Fiber = unsafe { Coroutine::with_stack_unchecked(stack, entry) };
+        self.drive(key, handle.clone(), co);
+        handle
+    }
+
+    fn start_task(&self, task: Runnable) {
+        match self.stack() {
+            // SAFETY: `Runnable` is 'static.
+            Ok(stack) => drop(unsafe { self.start(stack, move || task.run()) }),
+            Err(e) => {
+                // No memory for a stack: run the task on the worker's own stack. Still correct,
+                // but it blocks the worker whenever it waits.
+                eprintln!("zsync: cannot allocate a fiber stack ({e}); running a task on the worker stack");
+                task.run();
+            }
+        }
+    }
+
+    fn resume(&self, handle: Arc<FiberHandle>) {
+        let _ =
+            handle
+                .state
+                .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+        let co = self
+            .fibers
+            .borrow_mut()
+            .get_mut(handle.key)
+            .and_then(Option::take);
+        if let Some(co) = co {
+            self.drive(handle.key, handle, co);
+        }
+    }
+
+    fn drive(&self, key: usize, handle: Arc<FiberHandle>, mut co: Fiber) {
+        fiber::refill_budget();
+        match co.resume(()) {
+            CoroutineResult::Yield(Suspend::Park) => self.fibers.borrow_mut()[key] = Some(co),
+            CoroutineResult::Yield(Suspend::Yield) => {
+                self.fibers.borrow_mut()[key] = Some(co);
+                self.ready.borrow_mut().push_back(handle);
+            }
+            CoroutineResult::Return(()) => {
+                handle.state.store(DONE, Ordering::Release);
+                self.fibers.borrow_mut().remove(key);
+                let mut stacks = self.stacks.borrow_mut();
+                if stacks.len() < 1024 {
+                    stacks.push(co.into_stack());
+                }
+            }
+        }
+    }
+
+    pub(super) fn live_fibers(&self) -> usize {
+        self.fibers.borrow().len()
+    }
+
+    /// Makes this the current thread's worker until the guard drops (restoring the previous
+    /// one, for a runtime nested in a task of another).
+    pub(super) fn install(&self) -> Installed {
+        Installed(WORKER.with(|w| w.replace(self)))
+    }
+
+    /// Runs the loop until `done()` holds and this worker has no fiber left. The worker must be
+    /// installed on this thread.
+    pub(super) fn run(&self, done: &dyn Fn() -> bool) {
+        debug_assert!(with_worker(|w| w.is_some_and(|w| ptr::eq(w, self))));
+        let remote = &self.shared.remotes[self.index];
+        let mut due: Vec<Waker> = Vec::new();
+        loop {
+            while let Steal::Success(h) = remote.inbox.steal() {
+                self.ready.borrow_mut().push_back(h);
+            }
+            for _ in 0..BATCH {
+                let next = self.ready.borrow_mut().pop_front();
+                match next {
+                    Some(h) => self.resume(h),
+                    None => break,
+                }
+            }
+            self.fire_timers(&mut due);
+            if self.ready.borrow().is_empty() {
+                if let Some(task) = self.find_task() {
+                    self.start_task(task);
+                    continue;
+                }
+            }
+            if done() && self.live_fibers() == 0 {
+                break;
+            }
+            let timeout = if self.ready.borrow().is_empty() {
+                remote.sleeping.store(true, Ordering::SeqCst);
+                if !remote.inbox.is_empty() || self.has_tasks() || done() {
+                    remote.sleeping.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                let next = self.timers.borrow_mut().next_deadline();
+                Some(next.map(|d| d.saturating_duration_since(Instant::now())))
+            } else {
+                None
+            };
+            let result = match timeout {
+                Some(t) => self.reactor.poll(t),
+                None => self.reactor.poll(Some(std::time::Duration::ZERO)),
+            };
+            remote.sleeping.store(false, Ordering::SeqCst);
+            if let Err(e) = result {
+                eprintln!("zsync: worker {} reactor failed: {e}", self.index);
+            }
+        }
+    }
+
+    fn fire_timers(&self, due: &mut Vec<Waker>) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        self.timers.borrow_mut().expire(Instant::now(), due);
+        for w in due.drain(..) {
+            w.wake();
+        }
+    }
+}
