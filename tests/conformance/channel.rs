@@ -621,13 +621,19 @@ fn stress_random_receiver_cancellation(io: &Io) {
             Some(c) => channel::bounded::<u32>(c),
             None => channel::unbounded(),
         };
+        // Producers pace themselves on the cancellation rounds, so that cancellations really
+        // happen mid-stream however the scheduler (or a loaded machine) orders the tasks.
+        let rounds = Arc::new(AtomicUsize::new(0));
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|p| {
-                let tx = tx.clone();
+                let (tx, rounds) = (tx.clone(), rounds.clone());
                 io.concurrent(move |io| {
                     for i in 0..PER_PRODUCER / 4 {
                         tx.send(p * PER_PRODUCER + i).unwrap();
                         if i % 64 == 0 {
+                            io.sleep(Duration::from_micros(50)).unwrap();
+                        }
+                        while (rounds.load(Ordering::SeqCst) as u32) < i / 512 {
                             io.sleep(Duration::from_micros(50)).unwrap();
                         }
                     }
@@ -668,6 +674,7 @@ fn stress_random_receiver_cancellation(io: &Io) {
             canceled += usize::from(was_canceled);
             parts.push(got);
             consumers.push(consumer(io, &rx));
+            rounds.fetch_add(1, Ordering::SeqCst);
         }
         for p in producers {
             p.join().unwrap();
