@@ -393,6 +393,7 @@ impl Io {
     /// On Blocking, `f` runs to completion before `spawn` returns; on Threaded it is queued on
     /// the pool (a joiner runs it inline if no worker has started it). Use
     /// [`concurrent`](Io::concurrent) when the caller needs `f` to make progress meanwhile.
+    #[track_caller]
     pub fn spawn<T, F>(&self, f: F) -> Task<T>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
@@ -407,6 +408,7 @@ impl Io {
     ///
     /// Fails with [`ConcurrencyUnavailable`] on Blocking, and on Threaded when the limit of
     /// concurrent threads is reached.
+    #[track_caller]
     pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
@@ -420,6 +422,7 @@ impl Io {
         context::current_cancel().unwrap_or_else(|| self.inner.root.clone())
     }
 
+    #[track_caller]
     pub(crate) fn spawn_in<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> Task<T>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
@@ -447,6 +450,7 @@ impl Io {
         }
     }
 
+    #[track_caller]
     pub(crate) fn concurrent_in<T, F>(
         &self,
         parent: &Arc<CancelNode>,
@@ -487,14 +491,66 @@ impl Io {
         }
     }
 
+    #[track_caller]
     fn new_task<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> (Task<T>, Runnable)
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let cell = TaskCell::new(self.clone(), CancelNode::child(parent), f);
+        let location = std::panic::Location::caller();
+        let cell = TaskCell::new(self.clone(), CancelNode::child(parent), location, f);
         self.inner.state.task_started();
         (Task::shared(cell.clone()), Runnable(cell))
+    }
+
+    /// Runs `f`, a call that would block its thread (a C library, `std::fs` or `std::net` used
+    /// directly, a CPU-heavy computation), where it does not stall other tasks: on a helper
+    /// thread on Green and Threaded, as a `concurrent` task on custom models, inline on Blocking.
+    /// Tokio calls this `spawn_blocking`.
+    ///
+    /// Cancellation point: if the caller is canceled while `f` runs, `blocking` returns
+    /// `Canceled` at once and `f` finishes unobserved on its thread (it cannot be interrupted);
+    /// the runtime still waits for it at shutdown. A panic in `f` resumes on the caller.
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Green, |io| {
+    ///     let n = io.blocking(|| std::fs::read_dir(".").map(|d| d.count())).unwrap().unwrap();
+    ///     assert!(n > 0);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn blocking<T, F>(&self, f: F) -> io::Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        context::check()?;
+        let body = move |_: &Io| f();
+        let submitted = match &self.inner.model {
+            ModelImpl::Green(green) if green.is_open() => {
+                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                (task, green.blocking(runnable).map_err(|_| ()))
+            }
+            ModelImpl::Threaded(pool) if pool.is_open() => {
+                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                (task, pool.blocking(runnable).map_err(|_| ()))
+            }
+            ModelImpl::Custom(rt) => {
+                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                (task, rt.concurrent(runnable).map_err(|_| ()))
+            }
+            _ => return Ok(body(self)),
+        };
+        match submitted {
+            (task, Ok(())) => task.join_or_detach(),
+            (task, Err(())) => {
+                task.abandon();
+                Err(ConcurrencyUnavailable {
+                    model: self.model_name(),
+                }
+                .into())
+            }
+        }
     }
 
     /// A cancellation point without I/O: `Err(Canceled)` if the running task was canceled (and

@@ -6,5 +6,6 @@
 //! - [`green`]: M:N stackful fibers on per-worker event loops.
 
 pub(crate) mod blocking;
+pub(crate) mod elastic;
 pub(crate) mod green;
 pub(crate) mod threaded;

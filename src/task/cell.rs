@@ -15,7 +15,7 @@
 
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -42,6 +42,11 @@ impl Runnable {
     pub fn run(self) {
         self.0.run();
     }
+
+    /// Where the task was spawned (`file:line` of the `spawn` call): its name in diagnostics.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.0.location()
+    }
 }
 
 impl std::fmt::Debug for Runnable {
@@ -52,6 +57,8 @@ impl std::fmt::Debug for Runnable {
 
 pub(crate) trait Run: Send + Sync {
     fn run(self: Arc<Self>);
+    /// Where the task was spawned.
+    fn location(&self) -> &'static Location<'static>;
 }
 
 /// The typed half a handle needs, independent of the closure type.
@@ -71,6 +78,8 @@ pub(crate) struct Core<T> {
     waiter: AtomicWaker,
     pub(crate) cancel: Arc<CancelNode>,
     pub(crate) io: Io,
+    /// Where the task was spawned: its name in diagnostics (a stack overflow report).
+    pub(crate) location: &'static Location<'static>,
 }
 
 // SAFETY: `result` is written by exactly one runner before it publishes `DONE` with Release, and
@@ -170,7 +179,12 @@ where
     F: FnOnce(&Io) -> T + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(io: Io, cancel: Arc<CancelNode>, func: F) -> Arc<Self> {
+    pub(crate) fn new(
+        io: Io,
+        cancel: Arc<CancelNode>,
+        location: &'static Location<'static>,
+        func: F,
+    ) -> Arc<Self> {
         Arc::new(TaskCell {
             core: Core {
                 state: AtomicU8::new(0),
@@ -178,6 +192,7 @@ where
                 waiter: AtomicWaker::new(),
                 cancel,
                 io,
+                location,
             },
             func: UnsafeCell::new(Some(func)),
         })
@@ -209,6 +224,10 @@ where
         if self.core.claim() {
             self.execute();
         }
+    }
+
+    fn location(&self) -> &'static Location<'static> {
+        self.core.location
     }
 }
 

@@ -89,6 +89,7 @@ impl<T: Send + 'static> Group<T> {
     }
 
     /// Starts `f` in the group; it may run inline. Zig: `group.async(io, f)`.
+    #[track_caller]
     pub fn spawn<F>(&mut self, f: F)
     where
         F: FnOnce(&Io) -> T + Send + 'static,
@@ -99,6 +100,7 @@ impl<T: Send + 'static> Group<T> {
 
     /// Starts `f` in the group, concurrently with the caller, or refuses.
     /// Zig: `group.concurrent(io, f)`.
+    #[track_caller]
     pub fn concurrent<F>(&mut self, f: F) -> Result<(), ConcurrencyUnavailable>
     where
         F: FnOnce(&Io) -> T + Send + 'static,

@@ -79,14 +79,15 @@ impl<T> Task<T> {
         }
     }
 
-    /// Like [`join`](Task::join), but a canceled joiner detaches the task instead of waiting
-    /// for it: for work that cannot be interrupted (a `getaddrinfo` call) and whose result
-    /// nobody needs any more. The task is still waited for when the runtime shuts down.
+    /// Like [`join`](Task::join), but never runs the task inline, and a canceled joiner
+    /// detaches the task instead of waiting for it: for work that must not run on the caller's
+    /// thread and cannot be interrupted (a `getaddrinfo` call, an `Io::blocking` closure) and
+    /// whose result nobody needs any more. The task is still waited for at shutdown.
     pub(crate) fn join_or_detach(mut self) -> io::Result<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(r) => Ok(unwrap_or_resume(r)),
+            // Never run inline: the work is exactly what must not run on the caller's thread.
             State::Shared(cell) => {
-                cell.run_if_unclaimed();
                 let core = cell.core();
                 if core.wait_done_or_canceled() {
                     Ok(unwrap_or_resume(core.take()))

@@ -418,6 +418,76 @@ fn detached_tasks_are_canceled_and_awaited_at_shutdown(io: &Io) {
     assert_eq!(saw_cancel.load(Ordering::SeqCst), expected);
 }
 
+// ---- blocking escape hatch -------------------------------------------------------------------
+
+fn blocking_runs_the_call_and_returns_its_value(io: &Io) {
+    let caller = std::thread::current().id();
+    let (v, ran_on) = io
+        .blocking(move || (6 * 7, std::thread::current().id()))
+        .unwrap();
+    assert_eq!(v, 42);
+    if io.supports_concurrency() && io.model_name() != "ThreadPerTask" {
+        assert_ne!(
+            ran_on,
+            caller,
+            "{} runs blocking calls off the task's thread",
+            io.model_name()
+        );
+    }
+    let err = panic::catch_unwind(AssertUnwindSafe(|| {
+        io.blocking(|| -> u8 { panic!("blocking boom") })
+    }))
+    .unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"blocking boom"));
+}
+
+fn blocking_call_does_not_stall_other_tasks(io: &Io) {
+    if !has_concurrency(io) {
+        return;
+    }
+    // While one task sits in a 300 ms std::thread::sleep through `blocking`, others keep running.
+    let slow = io
+        .concurrent(|io| io.blocking(|| std::thread::sleep(Duration::from_millis(300))))
+        .unwrap();
+    let start = Instant::now();
+    let quick: Vec<_> = (0..4)
+        .map(|i| {
+            io.concurrent(move |io| {
+                io.sleep(Duration::from_millis(10)).unwrap();
+                i
+            })
+            .unwrap()
+        })
+        .collect();
+    let sum: i32 = quick.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(sum, 6);
+    assert!(
+        start.elapsed() < Duration::from_millis(250),
+        "quick tasks took {:?}",
+        start.elapsed()
+    );
+    slow.join().unwrap().unwrap();
+}
+
+fn canceled_blocking_call_returns_at_once(io: &Io) {
+    if !has_concurrency(io) {
+        io.cancel_current();
+        assert_canceled(io.blocking(|| 1));
+        return;
+    }
+    let t = io
+        .concurrent(|io| io.blocking(|| std::thread::sleep(Duration::from_millis(400))))
+        .unwrap();
+    io.sleep(Duration::from_millis(20)).unwrap();
+    let start = Instant::now();
+    assert_canceled(t.cancel());
+    assert!(
+        start.elapsed() < Duration::from_millis(300),
+        "cancel took {:?}",
+        start.elapsed()
+    );
+}
+
 // ---- time ------------------------------------------------------------------------------------
 
 fn sleep_waits_at_least_the_duration(io: &Io) {
@@ -599,6 +669,9 @@ conformance! {
     cancel_returns_the_value_of_a_finished_task,
     detached_task_runs_to_completion,
     detached_tasks_are_canceled_and_awaited_at_shutdown,
+    blocking_runs_the_call_and_returns_its_value,
+    blocking_call_does_not_stall_other_tasks,
+    canceled_blocking_call_returns_at_once,
     sleep_waits_at_least_the_duration,
     concurrent_sleeps_overlap,
     deadline_stops_a_sleep_with_timed_out,

@@ -140,6 +140,8 @@ impl Shared {
 
 pub(crate) struct Green {
     shared: Arc<Shared>,
+    /// Threads for `Io::blocking` calls, which would stall a worker.
+    blocking: crate::model::elastic::Elastic,
     locals: Mutex<Vec<Worker<Runnable>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -159,6 +161,7 @@ impl Green {
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Green {
+            blocking: crate::model::elastic::Elastic::new(512, std::time::Duration::from_secs(5)),
             shared: Arc::new(Shared {
                 injector: Injector::new(),
                 stealers,
@@ -199,6 +202,11 @@ impl Green {
                 self.shared.wake_one_idle(None);
             }
         }
+    }
+
+    /// Runs `task` on a helper thread (for [`Io::blocking`](crate::Io::blocking)).
+    pub(crate) fn blocking(&self, task: Runnable) -> Result<(), crate::model::elastic::Refused> {
+        self.blocking.submit(task)
     }
 
     /// Starts workers `1..n` on threads of their own; worker 0 is the caller of `run`.
@@ -288,6 +296,7 @@ impl Green {
                 panic::resume_unwind(payload);
             }
         }
+        self.blocking.shutdown();
     }
 }
 

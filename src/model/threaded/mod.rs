@@ -7,7 +7,7 @@
 //! - [`Io::concurrent`](crate::Io::concurrent) must guarantee progress even when every worker is
 //!   blocked (a worker blocked in `recv` waiting for a producer that is itself queued would
 //!   otherwise deadlock the pool), so it hands the task to an elastic thread of its own
-//!   ([`elastic`]): an idle one if any, else a new one up to a limit.
+//!   ([`super::elastic`]): an idle one if any, else a new one up to a limit.
 //! - A joiner that finds its task still queued claims and runs it inline (see
 //!   [`crate::task`]), so fork-join never deadlocks a saturated pool; the stale queue entry is
 //!   skipped when popped.
@@ -16,7 +16,6 @@
 //! every task has finished (see [`crate::run`]): workers drain, see the pool closed, and exit;
 //! `shutdown` joins them all.
 
-mod elastic;
 mod sleepers;
 
 use std::cell::RefCell;
@@ -27,9 +26,9 @@ use std::time::Duration;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use super::elastic::{self, Elastic};
 use crate::task::Runnable;
 use crate::Io;
-use elastic::Elastic;
 use sleepers::Sleepers;
 
 /// Settings of the Threaded model, filled in by [`Builder`](crate::Builder).
@@ -130,6 +129,11 @@ impl Pool {
     /// Hands a task to a thread of its own, or refuses (limit reached, pool closed, or the OS
     /// would not start a thread).
     pub(crate) fn concurrent(&self, task: Runnable) -> Result<(), elastic::Refused> {
+        self.elastic.submit(task)
+    }
+
+    /// Runs `task` on an elastic thread (for [`Io::blocking`](crate::Io::blocking)).
+    pub(crate) fn blocking(&self, task: Runnable) -> Result<(), elastic::Refused> {
         self.elastic.submit(task)
     }
 

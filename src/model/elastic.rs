@@ -1,4 +1,5 @@
-//! Elastic threads for `concurrent` tasks: each task gets a thread of its own, reused when idle.
+//! Elastic threads: each task gets a thread of its own, reused when idle. The Threaded model runs
+//! its `concurrent` tasks here; every model runs [`Io::blocking`](crate::Io::blocking) calls here.
 //!
 //! A task is queued only when an idle thread is waiting for it (`idle > queued`), so every
 //! accepted task starts without waiting for another task to finish: that is the guarantee
@@ -31,13 +32,13 @@ struct Shared {
     keep_alive: Duration,
 }
 
-pub(super) struct Elastic {
+pub(crate) struct Elastic {
     shared: Arc<Shared>,
     max: usize,
 }
 
 impl Elastic {
-    pub(super) fn new(max: usize, keep_alive: Duration) -> Elastic {
+    pub(crate) fn new(max: usize, keep_alive: Duration) -> Elastic {
         Elastic {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -54,7 +55,7 @@ impl Elastic {
         }
     }
 
-    pub(super) fn submit(&self, task: Runnable) -> Result<(), Refused> {
+    pub(crate) fn submit(&self, task: Runnable) -> Result<(), Refused> {
         let mut state = self.shared.lock();
         if !state.open {
             return Err(Refused);
@@ -83,7 +84,7 @@ impl Elastic {
         }
     }
 
-    pub(super) fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         let handles = {
             let mut state = self.shared.lock();
             state.open = false;
