@@ -12,7 +12,7 @@
 //!    backlog), writes its request, and then accepts its own connection and echoes the request
 //!    itself, before it reads the reply. Same building blocks, lock-step schedule.
 //! 2. **Sleeps** — a fan-out of `SLEEPERS` tasks that each call `io.sleep(50ms)`. Blocking runs
-//!    them one after the other (`SLEEPERS` × 50 ms); Threaded overlaps them (about 50 ms).
+//!    them one after the other (`SLEEPERS` × 50 ms); Threaded and Green overlap them (about 50 ms).
 //! 3. **Cancel** — a concurrent task blocked in `accept` on a listener nobody connects to is
 //!    canceled. Its `accept` returns an error for which [`zsync::is_canceled`] is true; the demo
 //!    measures how long `Task::cancel` took, from request to the task having finished. Blocking
@@ -65,7 +65,7 @@ fn main() -> io::Result<()> {
     println!("  cancel : a concurrent task blocked in accept() on an idle listener, canceled");
 
     let mut reports = Vec::new();
-    for model in [Model::Blocking, Model::Threaded] {
+    for model in [Model::Blocking, Model::Threaded, Model::Green] {
         println!();
         println!("== {} ==", model.name());
         reports.push(zsync::run(model, app)?);
