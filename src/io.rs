@@ -399,6 +399,10 @@ impl Io {
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
+        if let ModelImpl::Blocking = self.inner.model {
+            // Inline in the caller's own context: no scope to look up, nothing to allocate.
+            return Task::ready(panic::catch_unwind(AssertUnwindSafe(|| f(self))));
+        }
         let parent = self.current_scope();
         self.spawn_in(&parent, f)
     }
@@ -596,6 +600,9 @@ impl Io {
 
     /// Sleeps for `duration`. Cancellation point. Zig: `io.sleep`.
     pub fn sleep(&self, duration: Duration) -> io::Result<()> {
+        if duration.is_zero() {
+            return context::check();
+        }
         self.sleep_until(Instant::now() + duration)
     }
 
