@@ -13,18 +13,20 @@ use std::path::{Path, PathBuf};
 
 use crate::Io;
 
-/// Runs one blocking file-system operation on a thread model: a cancellation point, then the
-/// syscall(s) of `f`.
+/// Runs one blocking file-system operation: a cancellation point, then the syscall(s) of `f` —
+/// right here on the thread models, on a helper thread for a Green fiber (see
+/// `model::green::offload`).
 ///
 /// Regular-file I/O cannot be interrupted once started (the kernel waits uninterruptibly on the
 /// disk), so cancellation and deadlines are checked before it starts, never during.
 #[inline]
-fn blocking_op<T>(io: &Io, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    // Every built-in model today runs file operations as blocking syscalls; `io` is where a
-    // model with asynchronous file I/O will be told apart.
-    let _ = io;
+fn blocking_op<T: Send>(io: &Io, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     crate::context::check()?;
-    f()
+    match &io.inner.model {
+        // On a Green fiber the call goes to a helper thread, so it cannot stall the worker.
+        crate::io::ModelImpl::Green(green) => green.offload(f),
+        _ => f(),
+    }
 }
 
 // ---- descriptors -------------------------------------------------------------------------------

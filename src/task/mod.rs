@@ -13,7 +13,7 @@ use std::io;
 use std::sync::Arc;
 
 pub use cell::Runnable;
-pub(crate) use cell::{Joinable, TaskCell};
+pub(crate) use cell::{Joinable, Run, TaskCell};
 pub use group::{Group, GroupPolicy};
 
 use crate::error::canceled;

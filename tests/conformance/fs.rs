@@ -624,7 +624,50 @@ fn file_ops_in_spawned_tasks(io: &Io) {
     assert_eq!(fs::read_dir(io, dir.path()).unwrap().count(), 4);
 }
 
+/// Opening a FIFO blocks until the other end is opened. The reader and the writer are two tasks
+/// of one runtime: this only completes if a blocking file operation of one task leaves the other
+/// free to run. On Green the check runs on a nested runtime with a single worker, where a file
+/// operation executed on the worker itself would deadlock.
+fn blocking_file_operation_does_not_stall_other_tasks(io: &Io) {
+    if !crate::support::has_concurrency(io) {
+        return;
+    }
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path().join("fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let exchange = move |io: &Io| {
+        let path = fifo.clone();
+        let reader = io
+            .concurrent(move |io| -> std::io::Result<Vec<u8>> {
+                let mut f = File::open(io, &path)?; // blocks until the writer opens
+                let mut v = Vec::new();
+                f.read_to_end(&mut v)?;
+                Ok(v)
+            })
+            .unwrap();
+        let path = fifo.clone();
+        let writer = io
+            .concurrent(move |io| -> std::io::Result<()> {
+                let mut f = OpenOptions::new().write(true).open(io, &path)?;
+                f.write_all(b"through the fifo")
+            })
+            .unwrap();
+        writer.join().unwrap().unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), b"through the fifo");
+    };
+    if io.model_name() == "Green" {
+        zsync::Builder::new(zsync::Model::Green)
+            .worker_threads(1)
+            .run(exchange);
+    } else {
+        exchange(io);
+    }
+}
+
 conformance! {
+    blocking_file_operation_does_not_stall_other_tasks,
     write_then_read_at_offsets,
     vectored_at_lands_in_order,
     vectored_read_write_use_the_file_offset,

@@ -16,6 +16,7 @@
 //!   running until every task has finished, then the pool closes and the threads are joined.
 
 pub(crate) mod fiber;
+mod offload;
 pub(crate) mod reactor;
 mod timers;
 mod worker;
