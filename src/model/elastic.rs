@@ -68,7 +68,14 @@ impl Elastic {
         if state.threads >= self.max {
             return Err(Refused);
         }
-        state.handles.retain(|h| !h.is_finished());
+        // Reap threads that exited (keep-alive ran out): join, not just drop, so none lingers.
+        let (exited, running): (Vec<_>, Vec<_>) = std::mem::take(&mut state.handles)
+            .into_iter()
+            .partition(|h| h.is_finished());
+        state.handles = running;
+        for h in exited {
+            let _ = h.join();
+        }
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new()
             .name("zsync-concurrent".into())
