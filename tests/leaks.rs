@@ -75,20 +75,22 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.
-    let run = |model: zsync::Model, body: fn(&Io)| {
-        std::thread::spawn(move || zsync::Builder::new(model).worker_threads(2).run(body))
+    let run = |builder: fn() -> zsync::Builder, body: fn(&Io)| {
+        std::thread::spawn(move || builder().worker_threads(2).run(body))
             .join()
             .unwrap()
     };
-    // Warm up process-wide lazies (the resolver, std's runtime) before the baseline.
-    run(zsync::Model::Blocking, |_| ());
+    // Warm up process-wide lazies (the resolver, std's runtime, the io_uring probe) before the
+    // baseline.
+    run(support::blocking, |_| ());
+    run(support::green_uring, |_| ());
     let fds_before = open_fds();
     let threads_before = thread_count();
     let mut ran = 0;
-    for (model_name, model) in support::models() {
+    for (model_name, builder) in support::models() {
         for (suite, bodies) in suites {
             for (name, body) in bodies.iter() {
-                run(model.clone(), *body);
+                run(builder, *body);
                 ran += 1;
                 assert_eq!(
                     thread_count(),
