@@ -9,6 +9,7 @@
 
 use std::fs::{Metadata, Permissions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use crate::Io;
@@ -70,7 +71,8 @@ pub(super) fn pread(
     buf: &mut [u8],
     offset: u64,
 ) -> io::Result<usize> {
-    blocking_op(io, || Ok(rustix::io::pread(file, buf, offset)?))
+    let _ = io;
+    crate::op::read_at::read_at(file.as_fd(), buf, offset)
 }
 
 /// `preadv(2)`.
@@ -85,7 +87,8 @@ pub(super) fn preadv(
 
 /// `pwrite(2)`.
 pub(super) fn pwrite(io: &Io, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<usize> {
-    blocking_op(io, || Ok(rustix::io::pwrite(file, buf, offset)?))
+    let _ = io;
+    crate::op::write_at::write_at(file.as_fd(), buf, offset)
 }
 
 /// `pwritev(2)`.
@@ -110,12 +113,14 @@ pub(super) fn fstat(io: &Io, file: &std::fs::File) -> io::Result<Metadata> {
 
 /// `fsync(2)`.
 pub(super) fn fsync(io: &Io, file: &std::fs::File) -> io::Result<()> {
-    blocking_op(io, || file.sync_all())
+    let _ = io;
+    crate::op::fsync::fsync(file.as_fd(), false)
 }
 
 /// `fdatasync(2)`.
 pub(super) fn fdatasync(io: &Io, file: &std::fs::File) -> io::Result<()> {
-    blocking_op(io, || file.sync_data())
+    let _ = io;
+    crate::op::fsync::fsync(file.as_fd(), true)
 }
 
 /// `ftruncate(2)`.

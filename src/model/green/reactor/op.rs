@@ -191,7 +191,8 @@ impl InFlight {
         }
     }
 
-    /// Number of slots the kernel may still post to (for tests and debugging).
+    /// Number of slots the kernel may still post to (for tests).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
