@@ -13,6 +13,11 @@ macro_rules! conformance {
     };
 }
 
+/// Tests with a runtime of their own are left out here.
+macro_rules! standalone {
+    ($($item:item)*) => {};
+}
+
 #[path = "conformance/support/mod.rs"]
 #[allow(unused_macros)]
 mod support;
@@ -23,6 +28,8 @@ mod channel;
 mod dns;
 #[path = "conformance/fs.rs"]
 mod fs;
+#[path = "conformance/green.rs"]
+mod green;
 #[path = "conformance/select.rs"]
 mod select;
 #[path = "conformance/sync.rs"]
@@ -66,6 +73,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("tasks", tasks::ALL),
         ("channel", channel::ALL),
         ("fs", fs::ALL),
+        ("green", green::ALL),
         ("select", select::ALL),
         ("tcp", tcp::ALL),
         ("udp", udp::ALL),

@@ -37,9 +37,12 @@ impl Runtime for ThreadPerTask {
     }
 }
 
+/// Makes the builder of one model of the suite.
+pub type MakeBuilder = fn() -> Builder;
+
 /// Every model the suite runs on, by module name, as a function making its builder. Adding a
 /// model: one line here and one in `conformance!`.
-pub fn models() -> Vec<(&'static str, fn() -> Builder)> {
+pub fn models() -> Vec<(&'static str, MakeBuilder)> {
     vec![
         ("blocking", blocking),
         ("threaded", threaded),
@@ -49,10 +52,12 @@ pub fn models() -> Vec<(&'static str, fn() -> Builder)> {
     ]
 }
 
+/// The Blocking model.
 pub fn blocking() -> Builder {
     Builder::new(Model::Blocking)
 }
 
+/// The Threaded model.
 pub fn threaded() -> Builder {
     Builder::new(Model::Threaded)
 }
@@ -67,6 +72,7 @@ pub fn green_uring() -> Builder {
     Builder::new(Model::Green).backend(Backend::IoUring)
 }
 
+/// A user-defined model ([`ThreadPerTask`]).
 pub fn custom() -> Builder {
     Builder::new(Model::Custom(Arc::new(ThreadPerTask::default())))
 }
@@ -76,7 +82,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Runs `body` on a fresh runtime made by `builder`, aborting the whole test process if it
 /// hangs.
-pub fn run_on(builder: fn() -> Builder, name: &'static str, body: fn(&Io)) {
+pub fn run_on(builder: MakeBuilder, name: &'static str, body: fn(&Io)) {
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
     let model_name = format!("{:?}", builder());
@@ -119,6 +125,13 @@ macro_rules! conformance {
             $(#[test] fn $name() { $crate::support::run_on($crate::support::custom, stringify!($name), super::$name) })*
         }
     };
+}
+
+/// Items that only the conformance binary compiles (tests with a runtime of their own); the
+/// leak-check binary defines this macro to drop them.
+#[macro_export]
+macro_rules! standalone {
+    ($($item:item)*) => { $($item)* };
 }
 
 /// Starts `f` concurrently, or asserts that the model (Blocking) refuses with
