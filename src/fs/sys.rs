@@ -3,9 +3,10 @@
 //!
 //! This is the seam for models that do file I/O differently. On the thread models (Blocking,
 //! Threaded, custom models on OS threads) every operation is a plain blocking syscall, run by
-//! [`blocking_op`] after a cancellation check. A model with an io_uring backend adds its
-//! submission (`openat`, `read`, `write`, `statx`, `fsync`, ...) as a second arm beside the
-//! `blocking_op` call of the function concerned; nothing above this module changes.
+//! [`blocking_op`] after a cancellation check. Operations with an io_uring form go through
+//! [`crate::op`] instead (today `pread`, `pwrite`, `fsync`, `fdatasync`), which submits them to
+//! the worker's ring on Green+io_uring and makes the same syscall elsewhere; more (`openat`,
+//! `statx`, ...) can move there without changing anything above this module.
 
 use std::fs::{Metadata, Permissions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};

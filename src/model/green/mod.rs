@@ -43,11 +43,14 @@ use worker::{with_worker, WorkerLocal};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// io_uring where the kernel allows it, else epoll. Overridden by the `ZSYNC_BACKEND`
-    /// environment variable (`io_uring` or `epoll`).
+    /// io_uring where the kernel allows it (probed once per process: `io_uring_setup` accepted
+    /// and the required opcodes present), else epoll, silently. Overridden by the
+    /// `ZSYNC_BACKEND` environment variable (`io_uring` or `epoll`).
     #[default]
     Auto,
-    /// Linux io_uring (completion-based).
+    /// Linux io_uring (completion-based): socket reads and writes, accept, connect and
+    /// positioned file I/O run on each worker's ring. If the kernel refuses io_uring, `run`
+    /// panics with the reason instead of falling back.
     IoUring,
     /// Linux epoll (readiness-based), with a helper pool for regular-file operations.
     Epoll,
