@@ -68,6 +68,7 @@ mod error;
 mod event;
 mod io;
 mod model;
+mod op;
 mod park;
 mod task;
 mod wait;

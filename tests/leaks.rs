@@ -13,6 +13,11 @@ macro_rules! conformance {
     };
 }
 
+/// Tests with a runtime of their own are left out here.
+macro_rules! standalone {
+    ($($item:item)*) => {};
+}
+
 #[path = "conformance/support/mod.rs"]
 #[allow(unused_macros)]
 mod support;
@@ -23,6 +28,8 @@ mod channel;
 mod dns;
 #[path = "conformance/fs.rs"]
 mod fs;
+#[path = "conformance/green.rs"]
+mod green;
 #[path = "conformance/select.rs"]
 mod select;
 #[path = "conformance/sync.rs"]
@@ -80,6 +87,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("tasks", tasks::ALL),
         ("channel", channel::ALL),
         ("fs", fs::ALL),
+        ("green", green::ALL),
         ("select", select::ALL),
         ("tcp", tcp::ALL),
         ("udp", udp::ALL),
@@ -89,20 +97,22 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.
-    let run = |model: zsync::Model, body: fn(&Io)| {
-        std::thread::spawn(move || zsync::Builder::new(model).worker_threads(2).run(body))
+    let run = |builder: fn() -> zsync::Builder, body: fn(&Io)| {
+        std::thread::spawn(move || builder().worker_threads(2).run(body))
             .join()
             .unwrap()
     };
-    // Warm up process-wide lazies (the resolver, std's runtime) before the baseline.
-    run(zsync::Model::Blocking, |_| ());
+    // Warm up process-wide lazies (the resolver, std's runtime, the io_uring probe) before the
+    // baseline.
+    run(support::blocking, |_| ());
+    run(support::green_uring, |_| ());
     let fds_before = open_fds();
     let threads_before = thread_count();
     let mut ran = 0;
-    for (model_name, model) in support::models() {
+    for (model_name, builder) in support::models() {
         for (suite, bodies) in suites {
             for (name, body) in bodies.iter() {
-                run(model.clone(), *body);
+                run(builder, *body);
                 ran += 1;
                 assert_eq!(
                     settled_thread_count(threads_before),

@@ -3,12 +3,14 @@
 //!
 //! This is the seam for models that do file I/O differently. On the thread models (Blocking,
 //! Threaded, custom models on OS threads) every operation is a plain blocking syscall, run by
-//! [`blocking_op`] after a cancellation check. A model with an io_uring backend adds its
-//! submission (`openat`, `read`, `write`, `statx`, `fsync`, ...) as a second arm beside the
-//! `blocking_op` call of the function concerned; nothing above this module changes.
+//! [`blocking_op`] after a cancellation check. Operations with an io_uring form go through
+//! [`crate::op`] instead (today `pread`, `pwrite`, `fsync`, `fdatasync`), which submits them to
+//! the worker's ring on Green+io_uring and makes the same syscall elsewhere; more (`openat`,
+//! `statx`, ...) can move there without changing anything above this module.
 
 use std::fs::{Metadata, Permissions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use crate::Io;
@@ -72,7 +74,8 @@ pub(super) fn pread(
     buf: &mut [u8],
     offset: u64,
 ) -> io::Result<usize> {
-    blocking_op(io, || Ok(rustix::io::pread(file, buf, offset)?))
+    let _ = io;
+    crate::op::read_at::read_at(file.as_fd(), buf, offset)
 }
 
 /// `preadv(2)`.
@@ -87,7 +90,8 @@ pub(super) fn preadv(
 
 /// `pwrite(2)`.
 pub(super) fn pwrite(io: &Io, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<usize> {
-    blocking_op(io, || Ok(rustix::io::pwrite(file, buf, offset)?))
+    let _ = io;
+    crate::op::write_at::write_at(file.as_fd(), buf, offset)
 }
 
 /// `pwritev(2)`.
@@ -112,12 +116,14 @@ pub(super) fn fstat(io: &Io, file: &std::fs::File) -> io::Result<Metadata> {
 
 /// `fsync(2)`.
 pub(super) fn fsync(io: &Io, file: &std::fs::File) -> io::Result<()> {
-    blocking_op(io, || file.sync_all())
+    let _ = io;
+    crate::op::fsync::fsync(file.as_fd(), false)
 }
 
 /// `fdatasync(2)`.
 pub(super) fn fdatasync(io: &Io, file: &std::fs::File) -> io::Result<()> {
-    blocking_op(io, || file.sync_data())
+    let _ = io;
+    crate::op::fsync::fsync(file.as_fd(), true)
 }
 
 /// `ftruncate(2)`.

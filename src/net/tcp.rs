@@ -148,10 +148,17 @@ impl TcpListener {
 
     /// Waits for a connection. Cancellation point.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = retry_on_fd(self.inner.as_fd(), Interest::Read, None, || {
-            self.inner.accept()
-        })?;
-        Ok((TcpStream::from_std(&self.io, stream)?, peer))
+        let (fd, peer) = crate::op::accept::accept(self.inner.as_fd())?;
+        let peer = peer
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP peer address"))?;
+        // The socket is non-blocking already (`SOCK_NONBLOCK`).
+        let stream = TcpStream {
+            io: self.io.clone(),
+            inner: std::net::TcpStream::from(fd),
+            timeouts: Timeouts::default(),
+        };
+        Ok((stream, peer))
     }
 
     /// An iterator over accepted connections (each item as from [`accept`](Self::accept)).
@@ -249,25 +256,7 @@ impl TcpStream {
             Type::STREAM.nonblocking(),
             Some(Protocol::TCP),
         )?;
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-                // Writable means the handshake finished, one way or the other: SO_ERROR says which.
-                retry_on_fd(socket.as_fd(), Interest::Write, deadline, || {
-                    if let Some(err) = socket.take_error()? {
-                        return Err(err);
-                    }
-                    match socket.peer_addr() {
-                        Ok(_) => Ok(()),
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            Err(io::ErrorKind::WouldBlock.into())
-                        }
-                        Err(e) => Err(e),
-                    }
-                })?;
-            }
-            Err(e) => return Err(e),
-        }
+        crate::op::connect::connect(socket.as_fd(), &addr.into(), deadline)?;
         let stream: std::net::TcpStream = socket.into();
         Ok(TcpStream {
             io: io.clone(),
@@ -422,12 +411,7 @@ impl TcpStream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || (&self.inner).read(buf),
-        )
+        crate::op::recv::recv(self.inner.as_fd(), buf, self.timeouts.read_deadline())
     }
 
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
@@ -440,12 +424,7 @@ impl TcpStream {
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Write,
-            self.timeouts.write_deadline(),
-            || (&self.inner).write(buf),
-        )
+        crate::op::send::send(self.inner.as_fd(), buf, self.timeouts.write_deadline())
     }
 
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

@@ -340,12 +340,7 @@ impl UnixStream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || (&self.inner).read(buf),
-        )
+        crate::op::recv::recv(self.inner.as_fd(), buf, self.timeouts.read_deadline())
     }
 
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
@@ -358,12 +353,7 @@ impl UnixStream {
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Write,
-            self.timeouts.write_deadline(),
-            || SockRef::from(&self.inner).send_with_flags(buf, libc::MSG_NOSIGNAL),
-        )
+        crate::op::send::send(self.inner.as_fd(), buf, self.timeouts.write_deadline())
     }
 
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

@@ -6,6 +6,7 @@ pub mod support;
 mod channel;
 mod dns;
 mod fs;
+mod green;
 mod select;
 mod sync;
 mod tasks;

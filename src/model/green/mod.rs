@@ -23,7 +23,7 @@ mod worker;
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,30 +44,58 @@ use worker::{with_worker, WorkerLocal};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// io_uring where the kernel allows it, else epoll. Overridden by the `ZSYNC_BACKEND`
-    /// environment variable (`io_uring` or `epoll`).
+    /// io_uring where the kernel allows it (probed once per process: `io_uring_setup` accepted
+    /// and the required opcodes present), else epoll, silently. Overridden by the
+    /// `ZSYNC_BACKEND` environment variable (`io_uring` or `epoll`).
     #[default]
     Auto,
-    /// Linux io_uring (completion-based).
+    /// Linux io_uring (completion-based): socket reads and writes, accept, connect and
+    /// positioned file I/O run on each worker's ring. If the kernel refuses io_uring, `run`
+    /// panics with the reason instead of falling back.
     IoUring,
     /// Linux epoll (readiness-based), with a helper pool for regular-file operations.
     Epoll,
 }
 
 impl Backend {
-    /// The backend `Auto` resolves to on this machine.
-    pub(crate) fn resolve(self) -> Backend {
+    /// The engine this request runs on here, probing the kernel once per process.
+    ///
+    /// `Auto` follows `ZSYNC_BACKEND` (`epoll` or `io_uring`) if set, else takes io_uring when
+    /// the probe succeeds and epoll otherwise, silently. An explicit io_uring request (`IoUring`,
+    /// or `Auto` with `ZSYNC_BACKEND=io_uring`) that the kernel refuses is an error naming why.
+    pub(crate) fn resolve(self) -> io::Result<Backend> {
+        Self::resolve_with(self, std::env::var("ZSYNC_BACKEND").ok().as_deref(), || {
+            reactor::uring::support().map(drop)
+        })
+    }
+
+    /// [`resolve`](Self::resolve) with the environment and the probe passed in (for tests).
+    fn resolve_with(
+        self,
+        env: Option<&str>,
+        probe: impl FnOnce() -> Result<(), &'static str>,
+    ) -> io::Result<Backend> {
         let requested = match self {
-            Backend::Auto => match std::env::var("ZSYNC_BACKEND").as_deref() {
-                Ok("epoll") => Backend::Epoll,
-                Ok("io_uring") | Ok("uring") => Backend::IoUring,
+            Backend::Auto => match env {
+                Some("epoll") => Backend::Epoll,
+                Some("io_uring") | Some("uring") => Backend::IoUring,
                 _ => Backend::Auto,
             },
             other => other,
         };
         match requested {
-            // The io_uring engine is not built yet: everything runs on epoll.
-            Backend::Auto | Backend::IoUring | Backend::Epoll => Backend::Epoll,
+            Backend::Epoll => Ok(Backend::Epoll),
+            Backend::IoUring => match probe() {
+                Ok(()) => Ok(Backend::IoUring),
+                Err(why) => Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the io_uring backend was requested but cannot start: {why}"),
+                )),
+            },
+            Backend::Auto => Ok(match probe() {
+                Ok(()) => Backend::IoUring,
+                Err(_) => Backend::Epoll,
+            }),
         }
     }
 }
@@ -168,7 +196,7 @@ impl Green {
                 stealers,
                 remotes,
                 open: AtomicBool::new(true),
-                backend: config.backend.resolve(),
+                backend: config.backend.resolve()?,
                 stack_size: config.stack_size,
             }),
             locals: Mutex::new(locals),
@@ -325,26 +353,148 @@ pub(crate) fn wait_fd(
     deadline: Option<Instant>,
 ) -> io::Result<()> {
     let waker = fiber::current_waker().expect("wait_fd on a fiber");
-    with_worker(|w| {
+    let registration = with_worker(|w| {
         let w = w.expect("a fiber runs on a worker");
-        w.reactor.register(fd, interest, &waker)?;
-        let deregister = || w.reactor.deregister(fd.as_raw_fd(), interest);
+        let registration = w.reactor.register(fd, interest, &waker)?;
         if let Err(e) = context::check() {
-            deregister();
+            w.reactor.deregister(registration);
             return Err(e);
         }
         let deadline = context::effective_deadline(deadline);
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            deregister();
+            w.reactor.deregister(registration);
             return Err(crate::error::timed_out());
         }
-        Ok(())
+        Ok(registration)
     })?;
     park_until(context::effective_deadline(deadline));
     with_worker(|w| {
         if let Some(w) = w {
-            w.reactor.deregister(fd.as_raw_fd(), interest);
+            w.reactor.deregister(registration);
         }
     });
     Ok(())
+}
+
+/// Runs one ring op for the running fiber and returns the completion's `res`, or `None` when
+/// the op cannot go through a ring here (not on a fiber, an epoll worker, or a kernel without
+/// opcode `code`): the caller then takes its readiness path.
+///
+/// A cancellation point before submission. Once submitted, the fiber waits for the op's
+/// completion **whatever happens**: on cancellation or when `deadline` (or the task's deadline)
+/// passes, it asks the kernel to cancel the op and keeps waiting. If the op still completed
+/// successfully its result is returned (data read is never dropped); otherwise the outcome is
+/// `Canceled` or `TimedOut`.
+///
+/// # Safety
+/// Every pointer in the entry built by `sqe` must stay valid until this function returns; it
+/// returns only after the kernel's completion for the op, so memory borrowed by the caller for
+/// the duration of the call qualifies.
+pub(crate) unsafe fn ring_op(
+    code: u8,
+    deadline: Option<Instant>,
+    sqe: impl FnOnce() -> io_uring::squeue::Entry,
+) -> Option<io::Result<i32>> {
+    if !fiber::on_fiber() {
+        return None;
+    }
+    let ring_here = with_worker(|w| {
+        w.and_then(|w| w.reactor.uring())
+            .is_some_and(|u| u.supports(code))
+    });
+    if !ring_here {
+        return None;
+    }
+    let waker = fiber::current_waker()?;
+    fiber::consume_budget();
+    if let Err(e) = context::check() {
+        return Some(Err(e));
+    }
+    let deadline = context::effective_deadline(deadline);
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Some(Err(crate::error::timed_out()));
+    }
+    let submitted = with_worker(|w| {
+        let ring = w.and_then(|w| w.reactor.uring()).expect("checked above");
+        // SAFETY: forwarded from this function's contract: we return only after the CQE.
+        unsafe { ring.submit(sqe(), waker.clone()) }
+    });
+    let key = match submitted {
+        Ok(key) => key,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut stop: Option<io::Error> = None;
+    let result = loop {
+        let done = with_worker(|w| {
+            let ring = w
+                .and_then(|w| w.reactor.uring())
+                .expect("a fiber stays on its worker");
+            ring.take(key, &waker)
+        });
+        if let Some(res) = done {
+            break res;
+        }
+        if stop.is_none() {
+            stop = context::check().err().or_else(|| {
+                deadline
+                    .is_some_and(|d| Instant::now() >= d)
+                    .then(crate::error::timed_out)
+            });
+            if stop.is_some() {
+                with_worker(|w| {
+                    let ring = w.and_then(|w| w.reactor.uring()).expect("on its worker");
+                    ring.request_cancel(key);
+                });
+            }
+        }
+        // Once the cancel is requested only the completion matters: no more timers.
+        park_until(if stop.is_none() { deadline } else { None });
+    };
+    Some(match (result, stop) {
+        (res, _) if res >= 0 => Ok(res),
+        (_, Some(stop)) => Err(stop),
+        (res, None) => Err(io::Error::from_raw_os_error(-res)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    #[test]
+    fn backend_resolution_follows_request_then_env_then_probe() {
+        let works = || Ok(());
+        let refused = || Err("io_uring_setup refused (EPERM)");
+        let r = |b: Backend, env, probe: &dyn Fn() -> Result<(), &'static str>| {
+            b.resolve_with(env, probe)
+        };
+        assert_eq!(r(Backend::Auto, None, &works).unwrap(), Backend::IoUring);
+        assert_eq!(r(Backend::Auto, None, &refused).unwrap(), Backend::Epoll);
+        assert_eq!(
+            r(Backend::Auto, Some("epoll"), &works).unwrap(),
+            Backend::Epoll
+        );
+        assert_eq!(
+            r(Backend::Auto, Some("io_uring"), &works).unwrap(),
+            Backend::IoUring
+        );
+        assert_eq!(
+            r(Backend::Auto, Some("bogus"), &works).unwrap(),
+            Backend::IoUring
+        );
+        // The environment only overrides `Auto`.
+        assert_eq!(
+            r(Backend::IoUring, Some("epoll"), &works).unwrap(),
+            Backend::IoUring
+        );
+        assert_eq!(
+            r(Backend::Epoll, Some("io_uring"), &works).unwrap(),
+            Backend::Epoll
+        );
+        // An explicit io_uring request that cannot start fails, naming why.
+        let err = r(Backend::IoUring, None, &refused).unwrap_err();
+        assert!(err.to_string().contains("EPERM"), "{err}");
+        let err = r(Backend::Auto, Some("io_uring"), &refused).unwrap_err();
+        assert!(err.to_string().contains("io_uring backend"), "{err}");
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zsync::{ConcurrencyUnavailable, Io, Model, Runnable, Runtime};
+use zsync::{Backend, Builder, ConcurrencyUnavailable, Io, Model, Runnable, Runtime};
 
 /// A user-defined model: one OS thread per task, joined at shutdown. Proves the public
 /// `Runtime` trait carries the whole suite.
@@ -37,25 +37,55 @@ impl Runtime for ThreadPerTask {
     }
 }
 
-/// Every model the suite runs on, by module name. Adding a model: one line here and one in
-/// `conformance!`.
-pub fn models() -> Vec<(&'static str, Model)> {
+/// Makes the builder of one model of the suite.
+pub type MakeBuilder = fn() -> Builder;
+
+/// Every model the suite runs on, by module name, as a function making its builder. Adding a
+/// model: one line here and one in `conformance!`.
+pub fn models() -> Vec<(&'static str, MakeBuilder)> {
     vec![
-        ("blocking", Model::Blocking),
-        ("threaded", Model::Threaded),
-        ("green_epoll", Model::Green),
-        ("custom", Model::Custom(Arc::new(ThreadPerTask::default()))),
+        ("blocking", blocking),
+        ("threaded", threaded),
+        ("green_epoll", green_epoll),
+        ("green_uring", green_uring),
+        ("custom", custom),
     ]
+}
+
+/// The Blocking model.
+pub fn blocking() -> Builder {
+    Builder::new(Model::Blocking)
+}
+
+/// The Threaded model.
+pub fn threaded() -> Builder {
+    Builder::new(Model::Threaded)
+}
+
+/// Green on epoll, forced, so that it is covered whatever `Backend::Auto` picks here.
+pub fn green_epoll() -> Builder {
+    Builder::new(Model::Green).backend(Backend::Epoll)
+}
+
+/// Green on io_uring, forced: a kernel that refuses io_uring fails these tests loudly.
+pub fn green_uring() -> Builder {
+    Builder::new(Model::Green).backend(Backend::IoUring)
+}
+
+/// A user-defined model ([`ThreadPerTask`]).
+pub fn custom() -> Builder {
+    Builder::new(Model::Custom(Arc::new(ThreadPerTask::default())))
 }
 
 /// How long one test may take before the watchdog aborts the process.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// Runs `body` on a fresh runtime of `model`, aborting the whole test process if it hangs.
-pub fn run_on(model: Model, name: &'static str, body: fn(&Io)) {
+/// Runs `body` on a fresh runtime made by `builder`, aborting the whole test process if it
+/// hangs.
+pub fn run_on(builder: MakeBuilder, name: &'static str, body: fn(&Io)) {
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    let model_name = model.name();
+    let model_name = format!("{:?}", builder());
     std::thread::spawn(move || {
         let start = std::time::Instant::now();
         while start.elapsed() < WATCHDOG {
@@ -67,7 +97,7 @@ pub fn run_on(model: Model, name: &'static str, body: fn(&Io)) {
         eprintln!("conformance test {name} on {model_name} hung for {WATCHDOG:?}: aborting");
         std::process::abort();
     });
-    zsync::Builder::new(model).worker_threads(2).run(body);
+    builder().worker_threads(2).run(body);
     done.store(true, Ordering::Release);
 }
 
@@ -80,24 +110,28 @@ macro_rules! conformance {
         pub const ALL: &[(&str, fn(&zsync::Io))] = &[$((stringify!($name), $name)),*];
 
         mod blocking {
-            $(#[test] fn $name() { $crate::support::run_on(zsync::Model::Blocking, stringify!($name), super::$name) })*
+            $(#[test] fn $name() { $crate::support::run_on($crate::support::blocking, stringify!($name), super::$name) })*
         }
         mod threaded {
-            $(#[test] fn $name() { $crate::support::run_on(zsync::Model::Threaded, stringify!($name), super::$name) })*
+            $(#[test] fn $name() { $crate::support::run_on($crate::support::threaded, stringify!($name), super::$name) })*
         }
         mod green_epoll {
-            $(#[test] fn $name() { $crate::support::run_on(zsync::Model::Green, stringify!($name), super::$name) })*
+            $(#[test] fn $name() { $crate::support::run_on($crate::support::green_epoll, stringify!($name), super::$name) })*
+        }
+        mod green_uring {
+            $(#[test] fn $name() { $crate::support::run_on($crate::support::green_uring, stringify!($name), super::$name) })*
         }
         mod custom {
-            $(#[test] fn $name() {
-                $crate::support::run_on(
-                    zsync::Model::Custom(std::sync::Arc::new($crate::support::ThreadPerTask::default())),
-                    stringify!($name),
-                    super::$name,
-                )
-            })*
+            $(#[test] fn $name() { $crate::support::run_on($crate::support::custom, stringify!($name), super::$name) })*
         }
     };
+}
+
+/// Items that only the conformance binary compiles (tests with a runtime of their own); the
+/// leak-check binary defines this macro to drop them.
+#[macro_export]
+macro_rules! standalone {
+    ($($item:item)*) => { $($item)* };
 }
 
 /// Starts `f` concurrently, or asserts that the model (Blocking) refuses with

@@ -5,53 +5,87 @@
 //! (see [`Backend`](crate::Backend)):
 //!
 //! - [`epoll`]: readiness of non-blocking descriptors; available everywhere on Linux.
-//! - io_uring: (in progress) completion-based ring ops, falling back per op to readiness.
+//! - [`uring`]: one io_uring per worker. Readiness waits become one-shot `POLL_ADD`s; the
+//!   operations of [`crate::op`] run on the ring itself (completion-based), each falling back
+//!   to readiness when the kernel lacks its opcode. [`op`] holds the in-flight op lifecycle.
 //!
 //! Completions and readiness wake plain `std::task::Waker`s: a fiber's today, a future's when the
 //! stackless model lands.
 
 pub(crate) mod epoll;
+pub(crate) mod op;
+pub(crate) mod uring;
 
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::task::Waker;
 use std::time::Duration;
 
 use crate::park::Interest;
+use crate::Backend;
 
 /// The reactor of one worker.
+// One per worker, built once and never moved around: the size difference costs nothing, and
+// boxing would add a pointer chase to every submission.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Reactor {
     Epoll(epoll::Epoll),
+    Uring(uring::Uring),
+}
+
+/// A readiness wait in progress, to withdraw with [`Reactor::deregister`].
+pub(crate) enum Registration {
+    Epoll(RawFd, Interest),
+    Uring(op::OpKey),
 }
 
 impl Reactor {
-    pub(crate) fn new(
-        wake_fd: BorrowedFd<'static>,
-        _backend: crate::Backend,
-    ) -> io::Result<Reactor> {
-        Ok(Reactor::Epoll(epoll::Epoll::new(wake_fd)?))
+    /// The reactor for `backend` (already resolved: `Epoll` or `IoUring`).
+    pub(crate) fn new(wake_fd: BorrowedFd<'static>, backend: Backend) -> io::Result<Reactor> {
+        match backend {
+            Backend::IoUring => Ok(Reactor::Uring(uring::Uring::new(wake_fd)?)),
+            Backend::Epoll | Backend::Auto => Ok(Reactor::Epoll(epoll::Epoll::new(wake_fd)?)),
+        }
     }
 
+    /// Wakes `waker` once `fd` may be ready for `interest` (or fails).
     pub(crate) fn register(
         &self,
         fd: BorrowedFd<'_>,
         interest: Interest,
         waker: &Waker,
-    ) -> io::Result<()> {
+    ) -> io::Result<Registration> {
         match self {
-            Reactor::Epoll(r) => r.register(fd, interest, waker),
+            Reactor::Epoll(r) => {
+                r.register(fd, interest, waker)?;
+                Ok(Registration::Epoll(fd.as_raw_fd(), interest))
+            }
+            Reactor::Uring(r) => Ok(Registration::Uring(r.register(fd, interest, waker)?)),
         }
     }
 
-    pub(crate) fn deregister(&self, fd: RawFd, interest: Interest) {
-        match self {
-            Reactor::Epoll(r) => r.deregister(fd, interest),
+    /// Withdraws a wait that ended (woken, canceled, timed out).
+    pub(crate) fn deregister(&self, registration: Registration) {
+        match (self, registration) {
+            (Reactor::Epoll(r), Registration::Epoll(fd, interest)) => r.deregister(fd, interest),
+            (Reactor::Uring(r), Registration::Uring(key)) => r.deregister(key),
+            _ => debug_assert!(false, "a registration from another reactor"),
         }
     }
 
+    /// Waits up to `timeout` (`None`: until woken; zero: not at all) and wakes whoever is ready.
     pub(crate) fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Reactor::Epoll(r) => r.poll(timeout),
+            Reactor::Uring(r) => r.poll(timeout),
+        }
+    }
+
+    /// The ring, if this reactor has one.
+    pub(crate) fn uring(&self) -> Option<&uring::Uring> {
+        match self {
+            Reactor::Uring(r) => Some(r),
+            Reactor::Epoll(_) => None,
         }
     }
 }

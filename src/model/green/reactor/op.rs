@@ -1,0 +1,261 @@
+//! The lifecycle of in-flight ring operations: who owns an op's memory, and when it is freed.
+//!
+//! Every submission that expects a completion gets a slot in [`InFlight`], a slab keyed by the
+//! SQE's `user_data`. The `user_data` packs the slot index with the slot's generation, so a
+//! completion that arrives late (after its slot was freed and reused) is recognised as stale and
+//! dropped instead of waking the slot's new owner.
+//!
+//! ```text
+//!                 submit                         CQE
+//!   (free) ─────────────────▶ Submitted ───────────────────────▶ Completed ──take──▶ (free)
+//!                              │    ▲                          ▲
+//!              cancel/deadline │    │ waker re-registered      │ CQE (the op's own result,
+//!                              ▼    │                          │  maybe success, maybe -ECANCELED)
+//!                       CancelRequested ───────────────────────┘
+//!
+//!   (free) ──arm poll──▶ Submitted ──deregister──▶ Abandoned ──CQE──▶ (free)
+//! ```
+//!
+//! **A buffer is the kernel's until its CQE arrives.** Asking to cancel (`ASYNC_CANCEL`) does not
+//! end an op: the kernel may already be copying into the buffer, and it may even complete the op
+//! successfully. So:
+//!
+//! - A fiber that submitted an op with a borrowed buffer (on its stack) parks until the op's slot
+//!   is `Completed`, even when it is canceled or its deadline passes: it then requests the cancel
+//!   and keeps waiting. Its stack frame, hence the buffer, outlives the op.
+//! - A poll (readiness) registration carries no memory, so its owner may walk away: the slot
+//!   becomes `Abandoned` and is freed when the kernel's completion for it (or for its cancel)
+//!   arrives. The slot itself stays allocated until then, so the `user_data` is never reused
+//!   while the kernel may still post it.
+//! - Cancel requests and the worker's wake-up poll use reserved `user_data` values outside the
+//!   slab (see [`CANCEL_TOKEN`], [`WAKE_TOKEN`], [`TIMEOUT_TOKEN`]).
+//!
+//! The slab lives in a `RefCell` owned by one worker: only that worker's thread submits, reaps
+//! and reads it, so no atomics are needed here; cross-thread wake-ups go through `Waker`s.
+
+use std::task::Waker;
+
+use slab::Slab;
+
+/// `user_data` of `ASYNC_CANCEL` (and `TIMEOUT_REMOVE`) submissions: their completions carry no
+/// news for anyone.
+pub(crate) const CANCEL_TOKEN: u64 = u64::MAX;
+/// `user_data` of the poll on the worker's eventfd.
+pub(crate) const WAKE_TOKEN: u64 = u64::MAX - 1;
+/// `user_data` of the standalone wait timeout (kernels without `IORING_FEAT_EXT_ARG`).
+pub(crate) const TIMEOUT_TOKEN: u64 = u64::MAX - 2;
+
+/// Identifies one in-flight op: its slot and the slot's generation at submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OpKey {
+    index: u32,
+    generation: u32,
+}
+
+impl OpKey {
+    /// The `user_data` of the op's SQE.
+    pub(crate) fn user_data(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    fn from_user_data(data: u64) -> OpKey {
+        OpKey {
+            index: data as u32,
+            generation: (data >> 32) as u32,
+        }
+    }
+}
+
+/// What a slot holds. See the module docs for the transitions.
+enum State {
+    /// In the kernel; `waker` is woken by the CQE.
+    Submitted { waker: Waker },
+    /// The owner asked the kernel to cancel; the op is still the kernel's until its CQE.
+    CancelRequested { waker: Waker },
+    /// The kernel is done: the CQE's `res`. The owner takes it and frees the slot.
+    Completed { result: i32 },
+    /// Nobody waits any more (a deregistered poll); freed when the CQE arrives.
+    Abandoned,
+}
+
+struct Slot {
+    generation: u32,
+    state: State,
+}
+
+/// The slab of in-flight ops of one ring.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    slots: Slab<Slot>,
+    generation: u32,
+}
+
+impl InFlight {
+    /// Allocates a slot for an op about to be submitted; its CQE will wake `waker`.
+    pub(crate) fn insert(&mut self, waker: Waker) -> OpKey {
+        // Generations skip values that would make a key collide with the reserved tokens.
+        self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let index = self.slots.insert(Slot {
+            generation,
+            state: State::Submitted { waker },
+        });
+        OpKey {
+            index: u32::try_from(index).expect("fewer than 2^32 ops in flight"),
+            generation,
+        }
+    }
+
+    fn slot_mut(&mut self, key: OpKey) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(key.index as usize)
+            .filter(|s| s.generation == key.generation)
+    }
+
+    /// Records the CQE for `user_data`: returns the waker to wake, if the op's owner still waits.
+    /// A stale or unknown `user_data` is ignored.
+    pub(crate) fn complete(&mut self, user_data: u64, result: i32) -> Option<Waker> {
+        let key = OpKey::from_user_data(user_data);
+        let slot = self.slot_mut(key)?;
+        match std::mem::replace(&mut slot.state, State::Completed { result }) {
+            State::Submitted { waker } | State::CancelRequested { waker } => Some(waker),
+            State::Abandoned => {
+                self.slots.remove(key.index as usize);
+                None
+            }
+            // A second CQE for one op (multishot is not used): keep the first result.
+            State::Completed { result } => {
+                slot.state = State::Completed { result };
+                None
+            }
+        }
+    }
+
+    /// The op's result if its CQE has arrived (freeing the slot); else refreshes its waker.
+    pub(crate) fn take(&mut self, key: OpKey, waker: &Waker) -> Option<i32> {
+        let slot = self.slot_mut(key)?;
+        match &mut slot.state {
+            State::Completed { result } => {
+                let result = *result;
+                self.slots.remove(key.index as usize);
+                Some(result)
+            }
+            State::Submitted { waker: w } | State::CancelRequested { waker: w } => {
+                if !w.will_wake(waker) {
+                    *w = waker.clone();
+                }
+                None
+            }
+            State::Abandoned => None,
+        }
+    }
+
+    /// Marks the op as cancel-requested. Returns whether a cancel should be submitted (the op
+    /// is still in the kernel and no cancel was requested before).
+    pub(crate) fn request_cancel(&mut self, key: OpKey) -> bool {
+        let Some(slot) = self.slot_mut(key) else {
+            return false;
+        };
+        match std::mem::replace(&mut slot.state, State::Abandoned) {
+            State::Submitted { waker } => {
+                slot.state = State::CancelRequested { waker };
+                true
+            }
+            other => {
+                slot.state = other;
+                false
+            }
+        }
+    }
+
+    /// The owner stops waiting for an op that carries no memory (a poll). Returns whether a
+    /// cancel should be submitted: false if the CQE already arrived (the slot is freed now).
+    pub(crate) fn abandon(&mut self, key: OpKey) -> bool {
+        let Some(slot) = self.slot_mut(key) else {
+            return false;
+        };
+        match std::mem::replace(&mut slot.state, State::Abandoned) {
+            State::Completed { .. } => {
+                self.slots.remove(key.index as usize);
+                false
+            }
+            State::Submitted { .. } => true,
+            State::CancelRequested { .. } | State::Abandoned => false,
+        }
+    }
+
+    /// Frees the slot of an op that never reached the submission queue.
+    pub(crate) fn forget(&mut self, key: OpKey) {
+        if self.slot_mut(key).is_some() {
+            self.slots.remove(key.index as usize);
+        }
+    }
+
+    /// Number of slots the kernel may still post to (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> Waker {
+        Waker::from(Arc::new(Count(AtomicUsize::new(0))))
+    }
+
+    #[test]
+    fn a_late_completion_never_touches_a_reused_slot() {
+        let mut ops = InFlight::default();
+        let a = ops.insert(waker());
+        assert!(ops.abandon(a), "still in the kernel: cancel it");
+        assert!(ops.complete(a.user_data(), -libc::ECANCELED).is_none());
+        assert_eq!(ops.len(), 0, "the abandoned slot is freed by its CQE");
+        let b = ops.insert(waker());
+        assert_ne!(a.user_data(), b.user_data(), "same index, new generation");
+        // A duplicate, stale CQE for `a` must not complete `b`.
+        assert!(ops.complete(a.user_data(), 5).is_none());
+        assert_eq!(ops.take(b, &waker()), None);
+        assert!(ops.complete(b.user_data(), 7).is_some());
+        assert_eq!(ops.take(b, &waker()), Some(7));
+        assert_eq!(ops.len(), 0);
+    }
+
+    #[test]
+    fn a_canceled_op_keeps_its_slot_until_the_cqe() {
+        let mut ops = InFlight::default();
+        let a = ops.insert(waker());
+        assert!(ops.request_cancel(a));
+        assert!(!ops.request_cancel(a), "one cancel request is enough");
+        assert_eq!(ops.take(a, &waker()), None);
+        assert_eq!(ops.len(), 1);
+        // The op completed successfully despite the cancel: the result is kept.
+        assert!(ops.complete(a.user_data(), 3).is_some());
+        assert_eq!(ops.take(a, &waker()), Some(3));
+        assert_eq!(ops.len(), 0);
+    }
+
+    #[test]
+    fn keys_never_collide_with_reserved_tokens() {
+        let mut ops = InFlight {
+            generation: u32::MAX - 2,
+            ..InFlight::default()
+        };
+        for _ in 0..4 {
+            let k = ops.insert(waker());
+            assert!(k.user_data() < TIMEOUT_TOKEN);
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! The io_uring backend: one ring per worker, one `io_uring_enter` per loop turn.
+//!
+//! ## What goes through the ring
+//!
+//! - **Readiness waits** ([`Uring::register`]): a one-shot `IORING_OP_POLL_ADD` whose completion
+//!   wakes the waiting fiber, which then retries its non-blocking syscall, exactly like the epoll
+//!   backend. [`Uring::deregister`] abandons the poll and submits an `ASYNC_CANCEL` for it.
+//! - **Ring ops** ([`Uring::submit`]): the operation itself (recv, send, accept, connect, file
+//!   read/write/fsync; see [`crate::op`]), whose completion carries the syscall's result.
+//! - **The worker's eventfd**, kept armed with a `POLL_ADD` (re-armed after each completion), so
+//!   that a wake-up from another thread ends the worker's blocking wait.
+//!
+//! ## One enter per turn
+//!
+//! Submissions are only queued in the SQ while fibers run; [`Uring::poll`] hands them all to the
+//! kernel and waits for completions in a single `io_uring_enter` (with the wait's timeout passed
+//! as `IORING_ENTER_EXT_ARG`, or as a standalone `TIMEOUT` on kernels without it). A poll with a
+//! zero timeout and nothing queued makes no syscall at all: completions are read from shared
+//! memory. If the SQ fills up mid-turn, it is submitted early; if the CQ overflowed (the kernel
+//! then keeps the extra completions aside, `IORING_SQ_CQ_OVERFLOW`), reaping continues until the
+//! kernel's backlog is flushed.
+//!
+//! ## Memory ownership
+//!
+//! See [`super::op`]: a buffer, an address or a descriptor named by an SQE belongs to the kernel
+//! until that SQE's completion has been reaped, cancellation requests notwithstanding.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
+use std::task::Waker;
+use std::time::Duration;
+
+use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::{opcode, squeue, IoUring, Probe};
+
+use super::op::{InFlight, OpKey, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN};
+use crate::park::Interest;
+
+/// Submission queue entries per ring.
+const SQ_ENTRIES: u32 = 256;
+/// Completion queue entries per ring: bursts of completions (a wake-up storm, many sockets
+/// ready at once) must fit without overflowing.
+const CQ_ENTRIES: u32 = 4 * SQ_ENTRIES;
+
+/// What the kernel's io_uring offers, probed once per process.
+#[derive(Debug)]
+pub(crate) struct Support {
+    /// Bit `n` set: opcode `n` is supported.
+    ops: [u64; 4],
+    /// `IORING_FEAT_EXT_ARG`: a timeout can be passed to `io_uring_enter` directly.
+    ext_arg: bool,
+}
+
+impl Support {
+    /// Whether the kernel supports opcode `code`.
+    pub(crate) fn has(&self, code: u8) -> bool {
+        self.ops[usize::from(code / 64)] & (1 << (code % 64)) != 0
+    }
+}
+
+/// The probe result of this process: `Err` says why io_uring cannot be used.
+pub(crate) fn support() -> Result<&'static Support, &'static str> {
+    static SUPPORT: OnceLock<Result<Support, String>> = OnceLock::new();
+    SUPPORT.get_or_init(probe).as_ref().map_err(String::as_str)
+}
+
+fn probe() -> Result<Support, String> {
+    let ring = IoUring::new(2).map_err(|e| setup_refused(&e))?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("io_uring has no opcode probe (kernel older than 5.6): {e}"))?;
+    let mut ops = [0u64; 4];
+    for code in 0..=u8::MAX {
+        if probe.is_supported(code) {
+            ops[usize::from(code / 64)] |= 1 << (code % 64);
+        }
+    }
+    let support = Support {
+        ops,
+        ext_arg: ring.params().is_feature_ext_arg(),
+    };
+    let mut required = vec![
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    ];
+    if !support.ext_arg {
+        required.push((opcode::Timeout::CODE, "TIMEOUT"));
+        required.push((opcode::TimeoutRemove::CODE, "TIMEOUT_REMOVE"));
+    }
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|(code, _)| !support.has(*code))
+        .map(|(_, name)| *name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the kernel's io_uring lacks required opcodes: {}",
+            missing.join(", ")
+        ));
+    }
+    Ok(support)
+}
+
+/// Explains a failed `io_uring_setup`.
+fn setup_refused(e: &io::Error) -> String {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .map(|s| s.trim().to_owned());
+    match (e.raw_os_error(), disabled.as_deref()) {
+        (Some(libc::ENOSYS), _) => {
+            "io_uring_setup is not available (ENOSYS: kernel without io_uring, or filtered)".into()
+        }
+        (Some(libc::EPERM), Some("2")) => {
+            "io_uring is disabled on this system (kernel.io_uring_disabled = 2)".into()
+        }
+        (Some(libc::EPERM), Some("1")) => {
+            "io_uring is restricted to privileged users (kernel.io_uring_disabled = 1)".into()
+        }
+        (Some(libc::EPERM), _) => {
+            "io_uring_setup refused (EPERM: a seccomp filter or container policy)".into()
+        }
+        _ => format!("io_uring_setup failed: {e}"),
+    }
+}
+
+/// One worker's ring.
+pub(crate) struct Uring {
+    ring: RefCell<IoUring>,
+    ops: RefCell<InFlight>,
+    /// The worker's eventfd (outlives the ring; see `WorkerLocal`'s field order).
+    wake_fd: BorrowedFd<'static>,
+    /// Whether a `POLL_ADD` on `wake_fd` is queued or in the kernel.
+    wake_armed: Cell<bool>,
+    /// Whether `io_uring_enter` takes a timeout (else a `TIMEOUT` SQE bounds the wait).
+    ext_arg: bool,
+    /// The standalone wait timeout's duration: the kernel reads it when the SQE is submitted,
+    /// which happens inside the `poll` that queued it.
+    timeout: Cell<Timespec>,
+    /// Whether a standalone `TIMEOUT` is in the kernel.
+    timeout_armed: Cell<bool>,
+    support: &'static Support,
+}
+
+impl Uring {
+    /// A new ring for one worker; `wake_fd` is the worker's eventfd, which outlives it.
+    pub(crate) fn new(wake_fd: BorrowedFd<'static>) -> io::Result<Uring> {
+        let support = support().map_err(io::Error::other)?;
+        Uring::with_support(wake_fd, support, support.ext_arg)
+    }
+
+    fn with_support(
+        wake_fd: BorrowedFd<'static>,
+        support: &'static Support,
+        ext_arg: bool,
+    ) -> io::Result<Uring> {
+        let ring = IoUring::builder()
+            .setup_cqsize(CQ_ENTRIES)
+            .setup_clamp()
+            .build(SQ_ENTRIES)?;
+        Ok(Uring {
+            ring: RefCell::new(ring),
+            ops: RefCell::new(InFlight::default()),
+            wake_fd,
+            wake_armed: Cell::new(false),
+            ext_arg,
+            timeout: Cell::new(Timespec::new()),
+            timeout_armed: Cell::new(false),
+            support,
+        })
+    }
+
+    /// Whether ops with opcode `code` can go through this ring.
+    pub(crate) fn supports(&self, code: u8) -> bool {
+        self.support.has(code)
+    }
+
+    /// Queues `entry` in the SQ, submitting early when it is full.
+    ///
+    /// # Safety
+    /// Every pointer in `entry` must stay valid until its completion has been reaped (see
+    /// [`super::op`]).
+    unsafe fn push(&self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            {
+                let mut ring = self.ring.borrow_mut();
+                // SAFETY: forwarded from this function's contract.
+                if unsafe { ring.submission().push(entry) }.is_ok() {
+                    return Ok(());
+                }
+            }
+            // The SQ is full: hand it to the kernel now.
+            let submitted = self.ring.borrow().submit();
+            match submitted {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // The CQ is full (the kernel keeps completions aside): make room and retry.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
+                    self.reap_and_wake();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Queues an entry that names no memory (poll, cancel).
+    fn push_plain(&self, entry: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: the entries given here (poll, async cancel, timeout removal) carry no pointer;
+        // the only other caller-supplied pointer, the standalone timeout's `Timespec`, lives in
+        // `self` and is pushed through `push` directly.
+        unsafe { self.push(entry) }
+    }
+
+    /// Wakes `waker` once `fd` may be ready for `interest`: a one-shot poll on the ring.
+    pub(crate) fn register(
+        &self,
+        fd: BorrowedFd<'_>,
+        interest: Interest,
+        waker: &Waker,
+    ) -> io::Result<OpKey> {
+        let events = match interest {
+            Interest::Read => libc::POLLIN | libc::POLLRDHUP,
+            Interest::Write => libc::POLLOUT,
+        };
+        let key = self.ops.borrow_mut().insert(waker.clone());
+        let entry = opcode::PollAdd::new(Fd(fd.as_raw_fd()), events as u32)
+            .build()
+            .user_data(key.user_data());
+        if let Err(e) = self.push_plain(&entry) {
+            // Never queued: nothing will complete it.
+            self.ops.borrow_mut().forget(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// Stops waiting for a registered poll. Its slot stays allocated until the kernel's
+    /// completion for it arrives.
+    pub(crate) fn deregister(&self, key: OpKey) {
+        let cancel = self.ops.borrow_mut().abandon(key);
+        if cancel {
+            self.cancel(key);
+        }
+    }
+
+    /// Submits a ring op whose completion wakes `waker`; its result is then collected with
+    /// [`take`](Self::take).
+    ///
+    /// # Safety
+    /// Every pointer in `entry` (buffers, addresses, lengths) must stay valid until `take`
+    /// returns `Some` for the returned key: the caller waits for the completion even when it is
+    /// canceled.
+    pub(crate) unsafe fn submit(&self, entry: squeue::Entry, waker: Waker) -> io::Result<OpKey> {
+        let key = self.ops.borrow_mut().insert(waker);
+        let entry = entry.user_data(key.user_data());
+        // SAFETY: forwarded from this function's contract.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            // Never queued: the kernel never saw the memory.
+            self.ops.borrow_mut().forget(key);
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// The op's result (the CQE's `res`) once it has completed, freeing its slot; else `None`
+    /// and `waker` will be woken by the completion.
+    pub(crate) fn take(&self, key: OpKey, waker: &Waker) -> Option<i32> {
+        self.ops.borrow_mut().take(key, waker)
+    }
+
+    /// Asks the kernel to cancel a submitted op. The op still owns its memory until its own
+    /// completion arrives (which may report success).
+    pub(crate) fn request_cancel(&self, key: OpKey) {
+        if self.ops.borrow_mut().request_cancel(key) {
+            self.cancel(key);
+        }
+    }
+
+    fn cancel(&self, key: OpKey) {
+        let entry = opcode::AsyncCancel::new(key.user_data())
+            .build()
+            .user_data(CANCEL_TOKEN);
+        if let Err(e) = self.push_plain(&entry) {
+            // The op then completes on its own (readiness, data, or the socket's close).
+            eprintln!("zsync: cannot queue an io_uring cancel: {e}");
+        }
+    }
+
+    /// Submits everything queued and waits up to `timeout` (`None`: until a completion; zero:
+    /// not at all) for completions, then wakes their owners.
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if !self.wake_armed.get() {
+            let entry = opcode::PollAdd::new(Fd(self.wake_fd.as_raw_fd()), libc::POLLIN as u32)
+                .build()
+                .user_data(WAKE_TOKEN);
+            self.push_plain(&entry)?;
+            self.wake_armed.set(true);
+        }
+        let result = match timeout {
+            Some(t) if t.is_zero() => {
+                let mut ring = self.ring.borrow_mut();
+                let pending = {
+                    let sq = ring.submission();
+                    !sq.is_empty() || sq.cq_overflow()
+                };
+                if pending {
+                    ring.submit()
+                } else {
+                    Ok(0)
+                }
+            }
+            None => self.ring.borrow().submit_and_wait(1),
+            Some(t) if self.ext_arg => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.borrow().submitter().submit_with_args(1, &args)
+            }
+            Some(t) => {
+                self.arm_timeout(t)?;
+                self.ring.borrow().submit_and_wait(1)
+            }
+        };
+        match result {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        self.reap_and_wake();
+        if self.timeout_armed.get() {
+            // The wait ended before its timeout: withdraw it, so that it does not cut a later
+            // wait short (queued now, submitted with the next turn).
+            let entry = opcode::TimeoutRemove::new(TIMEOUT_TOKEN)
+                .build()
+                .user_data(CANCEL_TOKEN);
+            self.push_plain(&entry)?;
+            self.timeout_armed.set(false);
+        }
+        Ok(())
+    }
+
+    /// Kernels without `IORING_FEAT_EXT_ARG`: bounds the coming wait with a `TIMEOUT` SQE.
+    fn arm_timeout(&self, t: Duration) -> io::Result<()> {
+        self.timeout.set(Timespec::from(t));
+        let entry = opcode::Timeout::new(self.timeout.as_ptr())
+            .build()
+            .user_data(TIMEOUT_TOKEN);
+        // SAFETY: the timespec lives in `self`; the kernel copies it when the SQE is submitted,
+        // which the caller does right away, before `self.timeout` can change.
+        unsafe { self.push(&entry) }?;
+        self.timeout_armed.set(true);
+        Ok(())
+    }
+
+    /// Reaps every completion (flushing a CQ overflow backlog) and wakes the owners, outside
+    /// any borrow of the ring.
+    fn reap_and_wake(&self) {
+        let mut wake: Vec<Waker> = Vec::new();
+        {
+            let mut ring = self.ring.borrow_mut();
+            let mut ops = self.ops.borrow_mut();
+            loop {
+                for cqe in ring.completion() {
+                    match cqe.user_data() {
+                        CANCEL_TOKEN => {}
+                        WAKE_TOKEN => {
+                            let mut buf = [0u8; 8];
+                            let _ = rustix::io::read(self.wake_fd, &mut buf);
+                            self.wake_armed.set(false);
+                        }
+                        TIMEOUT_TOKEN => {
+                            // -ECANCELED: removed before it fired; either way it is gone.
+                            self.timeout_armed.set(false);
+                        }
+                        data => wake.extend(ops.complete(data, cqe.result())),
+                    }
+                }
+                if !ring.submission().cq_overflow() {
+                    break;
+                }
+                // Completions the kernel set aside: an enter flushes them into the CQ we just
+                // emptied.
+                if ring.submit().is_err() {
+                    break;
+                }
+            }
+        }
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    /// Number of ops the kernel may still complete (for tests).
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
+        self.ops.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::Instant;
+
+    use rustix::event::{eventfd, EventfdFlags};
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn leak_eventfd() -> BorrowedFd<'static> {
+        let fd: OwnedFd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap();
+        let fd: &'static OwnedFd = Box::leak(Box::new(fd));
+        fd.as_fd()
+    }
+
+    fn rings() -> Vec<Uring> {
+        let Ok(support) = support() else {
+            return Vec::new();
+        };
+        let mut rings = vec![Uring::with_support(leak_eventfd(), support, false).unwrap()];
+        if support.ext_arg {
+            rings.push(Uring::with_support(leak_eventfd(), support, true).unwrap());
+        }
+        rings
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_timeout_with_and_without_ext_arg() {
+        for ring in rings() {
+            for _ in 0..3 {
+                let start = Instant::now();
+                ring.poll(Some(Duration::from_millis(20))).unwrap();
+                let took = start.elapsed();
+                assert!(took >= Duration::from_millis(15), "{took:?}");
+                assert!(took < Duration::from_secs(2), "{took:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_eventfd_write_ends_a_wait_forever() {
+        for ring in rings() {
+            ring.poll(Some(Duration::ZERO)).unwrap();
+            rustix::io::write(ring.wake_fd, &1u64.to_ne_bytes()).unwrap();
+            ring.poll(None).unwrap();
+            // Drained and re-armed: a second wake-up works too.
+            let fd = ring.wake_fd;
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                rustix::io::write(fd, &1u64.to_ne_bytes()).unwrap();
+            });
+            ring.poll(None).unwrap();
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn polls_wake_and_deregistered_polls_are_freed_by_their_cqe() {
+        for ring in rings() {
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            // Writable at once.
+            let ready = ring.register(a.as_fd(), Interest::Write, &waker).unwrap();
+            // Not readable: deregistered, canceled.
+            let idle = ring.register(b.as_fd(), Interest::Read, &waker).unwrap();
+            ring.poll(Some(Duration::from_millis(100))).unwrap();
+            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+            ring.deregister(ready);
+            assert_eq!(
+                ring.in_flight(),
+                1,
+                "a completed poll is freed when withdrawn"
+            );
+            ring.deregister(idle);
+            assert_eq!(
+                ring.in_flight(),
+                1,
+                "the slot waits for the kernel's answer"
+            );
+            for _ in 0..10 {
+                if ring.in_flight() == 0 {
+                    break;
+                }
+                ring.poll(Some(Duration::from_millis(10))).unwrap();
+            }
+            assert_eq!(ring.in_flight(), 0);
+            assert_eq!(
+                count.0.load(Ordering::SeqCst),
+                1,
+                "a canceled poll wakes nobody"
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_submission_queue_is_submitted_early() {
+        for ring in rings() {
+            let (_a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let waker = Waker::noop().clone();
+            let keys: Vec<OpKey> = (0..SQ_ENTRIES * 3)
+                .map(|_| ring.register(b.as_fd(), Interest::Read, &waker).unwrap())
+                .collect();
+            for k in keys {
+                ring.deregister(k);
+            }
+            for _ in 0..100 {
+                if ring.in_flight() == 0 {
+                    break;
+                }
+                ring.poll(Some(Duration::from_millis(10))).unwrap();
+            }
+            assert_eq!(ring.in_flight(), 0);
+        }
+    }
+}

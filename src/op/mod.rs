@@ -1,0 +1,34 @@
+//! The operation layer: one file per operation, each with its arguments, its io_uring
+//! submission, and its non-blocking (or blocking, for regular files) syscall.
+//!
+//! Every function here decides *what* to do; *how to wait* is the model's business:
+//!
+//! - On a Green fiber whose worker runs an io_uring whose kernel supports the opcode, the op is
+//!   submitted to the ring and the fiber parks until its completion
+//!   ([`green::ring_op`](crate::model::green::ring_op)): one step instead of "wait for
+//!   readiness, then do the syscall". The fiber waits for the completion even when it is
+//!   canceled (it asks the kernel to cancel and keeps waiting), so the buffers borrowed here
+//!   stay valid for as long as the kernel may use them.
+//! - Everywhere else (thread models, epoll workers, kernels without the opcode), the syscall is
+//!   tried first and, on `WouldBlock`, the task waits for readiness
+//!   ([`retry_on_fd`](crate::park::retry_on_fd)).
+//!
+//! Both paths are cancellation points and honour the op's deadline and the task's.
+
+pub(crate) mod accept;
+pub(crate) mod connect;
+pub(crate) mod fsync;
+pub(crate) mod read_at;
+pub(crate) mod recv;
+pub(crate) mod send;
+pub(crate) mod write_at;
+
+/// A buffer length as the ring takes it: ops on longer buffers transfer less, as syscalls do.
+fn ring_len(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// A completion's non-negative `res` as a byte count.
+fn count(res: i32) -> usize {
+    usize::try_from(res).unwrap_or(0)
+}
