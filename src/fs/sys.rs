@@ -31,6 +31,20 @@ fn blocking_op<T: Send>(io: &Io, f: impl FnOnce() -> io::Result<T> + Send) -> io
     }
 }
 
+/// A file operation with a ring form: on a Green io_uring fiber it is submitted to the ring (the
+/// fiber parks, the worker runs on); everywhere else it is a [`blocking_op`].
+fn ring_or_blocking<T: Send>(
+    io: &Io,
+    code: u8,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    if crate::model::green::ring_available(code) {
+        f()
+    } else {
+        blocking_op(io, f)
+    }
+}
+
 // ---- descriptors -------------------------------------------------------------------------------
 
 /// `openat(2)`.
@@ -74,8 +88,9 @@ pub(super) fn pread(
     buf: &mut [u8],
     offset: u64,
 ) -> io::Result<usize> {
-    let _ = io;
-    crate::op::read_at::read_at(file.as_fd(), buf, offset)
+    ring_or_blocking(io, io_uring::opcode::Read::CODE, || {
+        crate::op::read_at::read_at(file.as_fd(), buf, offset)
+    })
 }
 
 /// `preadv(2)`.
@@ -90,8 +105,9 @@ pub(super) fn preadv(
 
 /// `pwrite(2)`.
 pub(super) fn pwrite(io: &Io, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<usize> {
-    let _ = io;
-    crate::op::write_at::write_at(file.as_fd(), buf, offset)
+    ring_or_blocking(io, io_uring::opcode::Write::CODE, || {
+        crate::op::write_at::write_at(file.as_fd(), buf, offset)
+    })
 }
 
 /// `pwritev(2)`.
@@ -116,14 +132,16 @@ pub(super) fn fstat(io: &Io, file: &std::fs::File) -> io::Result<Metadata> {
 
 /// `fsync(2)`.
 pub(super) fn fsync(io: &Io, file: &std::fs::File) -> io::Result<()> {
-    let _ = io;
-    crate::op::fsync::fsync(file.as_fd(), false)
+    ring_or_blocking(io, io_uring::opcode::Fsync::CODE, || {
+        crate::op::fsync::fsync(file.as_fd(), false)
+    })
 }
 
 /// `fdatasync(2)`.
 pub(super) fn fdatasync(io: &Io, file: &std::fs::File) -> io::Result<()> {
-    let _ = io;
-    crate::op::fsync::fsync(file.as_fd(), true)
+    ring_or_blocking(io, io_uring::opcode::Fsync::CODE, || {
+        crate::op::fsync::fsync(file.as_fd(), true)
+    })
 }
 
 /// `ftruncate(2)`.

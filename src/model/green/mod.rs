@@ -376,6 +376,16 @@ pub(crate) fn wait_fd(
     Ok(())
 }
 
+/// Whether an op with opcode `code` would go through a ring here: on a fiber of an io_uring
+/// worker whose kernel supports the opcode.
+pub(crate) fn ring_available(code: u8) -> bool {
+    fiber::on_fiber()
+        && with_worker(|w| {
+            w.and_then(|w| w.reactor.uring())
+                .is_some_and(|u| u.supports(code))
+        })
+}
+
 /// Runs one ring op for the running fiber and returns the completion's `res`, or `None` when
 /// the op cannot go through a ring here (not on a fiber, an epoll worker, or a kernel without
 /// opcode `code`): the caller then takes its readiness path.
@@ -395,14 +405,7 @@ pub(crate) unsafe fn ring_op(
     deadline: Option<Instant>,
     sqe: impl FnOnce() -> io_uring::squeue::Entry,
 ) -> Option<io::Result<i32>> {
-    if !fiber::on_fiber() {
-        return None;
-    }
-    let ring_here = with_worker(|w| {
-        w.and_then(|w| w.reactor.uring())
-            .is_some_and(|u| u.supports(code))
-    });
-    if !ring_here {
+    if !ring_available(code) {
         return None;
     }
     let waker = fiber::current_waker()?;
