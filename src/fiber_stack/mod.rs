@@ -49,8 +49,9 @@
 //! slab) looks the fault address up in a lock-free registry of slab ranges. A hit in a guard
 //! page prints `zsync: fiber task '<name>' overflowed its stack of <N> KiB (fault at 0x...):
 //! raise the stack size with Builder::stack_size` and aborts; any other fault goes to the
-//! handler installed before ours (Rust's own, usually). The name is whatever the scheduler last
-//! passed to [`set_current_task_name`] on that thread. The handler needs an alternate signal
+//! handler installed before ours (Rust's own, usually). The name is the [`TaskName`] the
+//! scheduler last set on that thread with [`replace_current_task_name`] (a task's spawn
+//! location, `file:line`) or [`set_current_task_name`]. The handler needs an alternate signal
 //! stack, since the faulting fiber's stack is exhausted: workers call [`ensure_sigaltstack`]
 //! when they start.
 //!
@@ -80,10 +81,9 @@ use std::sync::Arc;
 
 use corosensei::stack::{Stack, StackPointer, MIN_STACK_SIZE};
 
-#[allow(unused_imports)] // the Green scheduler (another branch) is the user
-pub(crate) use overflow::{
-    ensure_sigaltstack, set_current_task_name, set_current_task_name_unchecked,
-};
+pub(crate) use overflow::{ensure_sigaltstack, replace_current_task_name, TaskName};
+#[allow(unused_imports)] // for schedulers naming tasks by string; the unit tests use the first
+pub(crate) use overflow::{set_current_task_name, set_current_task_name_unchecked};
 use overflow::{with_context, OverflowSite};
 use slab::{GuardPolicy, SlabMapping};
 
@@ -366,6 +366,16 @@ impl PooledStack {
         }
     }
 
+    /// A copy of what [`abort_if_overflowed`](Self::abort_if_overflowed) reads, for a scheduler
+    /// that must check the stack while a coroutine owns it (corosensei gives no access to a
+    /// coroutine's stack until it is taken back with `into_stack`).
+    pub(crate) fn overflow_check(&self) -> OverflowCheck {
+        OverflowCheck {
+            canary: (self.guard_kind == GuardKind::Canary).then(|| self.usable_bottom()),
+            usable: self.usable,
+        }
+    }
+
     /// Gives the usable pages back to the system (`MADV_DONTNEED`); they read as zeros next
     /// time. The guard is left alone.
     fn release_pages(&self) {
@@ -395,6 +405,38 @@ impl Drop for PooledStack {
         // until the whole slab goes. If we are the last user, munmap is about to do it.
         if Arc::strong_count(&self.slab) > 1 {
             self.release_pages();
+        }
+    }
+}
+
+/// [`PooledStack::abort_if_overflowed`] for a stack a coroutine owns; see
+/// [`PooledStack::overflow_check`]. Two words, `Copy`; checking it is one branch unless the stack
+/// is a [`GuardKind::Canary`] one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OverflowCheck {
+    /// Lowest usable address (the canary) of a canary stack; `None` for a guarded stack.
+    canary: Option<usize>,
+    /// Usable bytes of the stack, for the report.
+    usable: usize,
+}
+
+impl OverflowCheck {
+    /// Reports an overflow (with the current task name) and aborts if the stack is a canary
+    /// one whose canary was overwritten. The scheduler calls this whenever a fiber suspends or
+    /// finishes.
+    ///
+    /// # Safety
+    ///
+    /// The stack this check was taken from must still exist (for example inside a coroutine
+    /// the caller holds), so that its memory is mapped.
+    #[inline]
+    pub(crate) unsafe fn abort_if_overflowed(&self) {
+        if let Some(bottom) = self.canary {
+            // SAFETY: `bottom` is the canary of a live canary stack (caller's contract): mapped,
+            // page-aligned and readable (no guard on such a stack).
+            if !unsafe { slab::canary_intact(bottom) } {
+                overflow::report_overflow_and_abort(self.usable, OverflowSite::Canary(bottom));
+            }
         }
     }
 }

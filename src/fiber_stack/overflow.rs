@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::mem::MaybeUninit;
+use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -97,18 +98,59 @@ fn lookup_guard(addr: usize) -> Option<usize> {
     None
 }
 
-thread_local! {
-    /// Name of the fiber task running on this thread, as a raw (pointer, length) pair so the
-    /// signal handler can read it. `const`-initialised and without a destructor, so reading it
-    /// never allocates or registers anything.
-    static TASK_NAME: Cell<(*const u8, usize)> = const { Cell::new((ptr::null(), 0)) };
+/// The name an overflow report gives the fiber task running on a thread.
+///
+/// `Copy` and destructor-free, so the thread-local holding it can be read from the signal
+/// handler. A spawn location is formatted (`file:line`) only when a report is written, so naming
+/// a task costs nothing per spawn.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskName(Repr);
+
+/// What a [`TaskName`] holds.
+#[derive(Clone, Copy, Debug)]
+enum Repr {
+    /// No task (scheduler code, plain threads): reported as `<unnamed>`.
+    None,
+    /// A string given by pointer and length; see [`set_current_task_name_unchecked`].
+    Raw(*const u8, usize),
+    /// Where the task was spawned, reported as `file:line`.
+    Spawned(&'static Location<'static>),
 }
 
-/// Sets the name reported if the fiber running on this thread overflows its stack. The
-/// scheduler calls this each time it resumes a fiber (and with `None` when it switches back).
+impl TaskName {
+    /// No name.
+    pub(crate) const NONE: TaskName = TaskName(Repr::None);
+
+    /// A fixed name, e.g. for a runtime's root task.
+    pub(crate) const fn fixed(name: &'static str) -> TaskName {
+        TaskName(Repr::Raw(name.as_ptr(), name.len()))
+    }
+
+    /// The task spawned at `location`, reported as `file:line`.
+    pub(crate) const fn spawned(location: &'static Location<'static>) -> TaskName {
+        TaskName(Repr::Spawned(location))
+    }
+}
+
+thread_local! {
+    /// Name of the fiber task running on this thread. `const`-initialised and without a
+    /// destructor, so reading it never allocates or registers anything.
+    static TASK_NAME: Cell<TaskName> = const { Cell::new(TaskName::NONE) };
+}
+
+/// Makes `name` the name reported if the fiber running on this thread overflows its stack, and
+/// returns the previous one. The scheduler calls this around each resume of a fiber, and puts
+/// the previous name back when the fiber suspends (a runtime nested in another's fiber restores
+/// the outer fiber's name that way).
+#[inline]
+pub(crate) fn replace_current_task_name(name: TaskName) -> TaskName {
+    TASK_NAME.with(|c| c.replace(name))
+}
+
+/// Sets the name reported if the fiber running on this thread overflows its stack (`None`:
+/// no task runs).
 pub(crate) fn set_current_task_name(name: Option<&'static str>) {
-    // SAFETY: a `'static` string outlives any use the handler makes of it.
-    unsafe { set_current_task_name_unchecked(name) }
+    replace_current_task_name(name.map_or(TaskName::NONE, TaskName::fixed));
 }
 
 /// Like [`set_current_task_name`] for a name that is not `'static` (e.g. a task's `Arc<str>`).
@@ -118,8 +160,8 @@ pub(crate) fn set_current_task_name(name: Option<&'static str>) {
 /// The string must stay alive and unmoved until the name is replaced by another call (or by
 /// `None`) on this thread: the signal handler may read it at any moment before that.
 pub(crate) unsafe fn set_current_task_name_unchecked(name: Option<&str>) {
-    let raw = name.map_or((ptr::null(), 0), |s| (s.as_ptr(), s.len()));
-    TASK_NAME.with(|c| c.set(raw));
+    let raw = name.map_or(Repr::None, |s| Repr::Raw(s.as_ptr(), s.len()));
+    TASK_NAME.with(|c| c.set(TaskName(raw)));
 }
 
 /// A fixed-capacity message buffer: hand-rolled formatting usable inside a signal handler.
@@ -193,12 +235,26 @@ pub(crate) enum OverflowSite {
 }
 
 /// Builds the overflow report for a stack of `usable` bytes.
-fn format_report(msg: &mut MsgBuf, name: &[u8], usable: usize, site: OverflowSite) {
+fn format_report(msg: &mut MsgBuf, name: TaskName, usable: usize, site: OverflowSite) {
     msg.push(b"zsync: fiber task '");
-    if name.is_empty() {
-        msg.push(b"<unnamed>");
-    } else {
-        msg.push(&name[..name.len().min(128)]);
+    match name.0 {
+        Repr::None | Repr::Raw(_, 0) => {
+            msg.push(b"<unnamed>");
+        }
+        Repr::Raw(p, len) => {
+            // SAFETY: `Raw` names come from `TaskName::fixed` (a `'static` string) or from
+            // `set_current_task_name_unchecked`, whose callers keep the string alive while it is
+            // the current name.
+            let name = unsafe { std::slice::from_raw_parts(p, len) };
+            msg.push(&name[..len.min(128)]);
+        }
+        Repr::Spawned(loc) => {
+            let file = loc.file().as_bytes();
+            // Keep the end of a long path: it names the file.
+            msg.push(&file[file.len().saturating_sub(128)..])
+                .push(b":")
+                .dec(loc.line() as usize);
+        }
     }
     msg.push(b"' overflowed its stack of ").dec(usable / 1024);
     match site {
@@ -215,14 +271,7 @@ fn format_report(msg: &mut MsgBuf, name: &[u8], usable: usize, site: OverflowSit
 ///
 /// Async-signal-safe: no allocation, no locks, no `fmt`.
 pub(crate) fn report_overflow_and_abort(usable: usize, site: OverflowSite) -> ! {
-    let (p, len) = TASK_NAME.try_with(|c| c.get()).unwrap_or((ptr::null(), 0));
-    let name: &[u8] = if p.is_null() {
-        &[]
-    } else {
-        // SAFETY: `set_current_task_name*` only stores live strings, which their callers keep
-        // alive until they are replaced.
-        unsafe { std::slice::from_raw_parts(p, len) }
-    };
+    let name = TASK_NAME.try_with(Cell::get).unwrap_or(TaskName::NONE);
     let mut msg = MsgBuf::new();
     format_report(&mut msg, name, usable, site);
     let bytes = msg.as_bytes();
@@ -461,7 +510,7 @@ mod tests {
         let mut msg = MsgBuf::new();
         format_report(
             &mut msg,
-            b"worker",
+            TaskName::fixed("worker"),
             64 * 1024,
             OverflowSite::Fault(0x7f00_dead_b000),
         );
@@ -471,13 +520,40 @@ mod tests {
              0x7f00deadb000): raise the stack size with Builder::stack_size\n"
         );
         let mut msg = MsgBuf::new();
-        format_report(&mut msg, b"", 4096, OverflowSite::Canary(0x10));
+        format_report(&mut msg, TaskName::NONE, 4096, OverflowSite::Canary(0x10));
         let s = std::str::from_utf8(msg.as_bytes()).unwrap();
         assert!(s.starts_with("zsync: fiber task '<unnamed>' overflowed its stack of 4 KiB"));
         assert!(s.contains("canary at 0x10 clobbered"), "{s}");
         let mut msg = MsgBuf::new();
         msg.dec(0).push(b" ").dec(usize::MAX).push(b" ").hex(0);
         assert_eq!(msg.as_bytes(), b"0 18446744073709551615 0x0");
+    }
+
+    /// A spawn location is reported as `file:line`, and the previous name comes back.
+    #[test]
+    fn report_names_a_spawn_location() {
+        let here = Location::caller();
+        let mut msg = MsgBuf::new();
+        format_report(
+            &mut msg,
+            TaskName::spawned(here),
+            32 * 1024,
+            OverflowSite::Fault(0x1000),
+        );
+        let s = std::str::from_utf8(msg.as_bytes()).unwrap();
+        let expected = format!(
+            "zsync: fiber task '{}:{}' overflowed its stack of 32 KiB (fault at 0x1000)",
+            here.file(),
+            here.line()
+        );
+        assert!(s.starts_with(&expected), "{s}");
+
+        let outer = replace_current_task_name(TaskName::fixed("outer"));
+        let prev = replace_current_task_name(TaskName::spawned(here));
+        assert!(matches!(prev.0, Repr::Raw(_, 5)));
+        replace_current_task_name(prev);
+        replace_current_task_name(outer);
+        assert!(matches!(TASK_NAME.with(Cell::get).0, Repr::None));
     }
 
     /// The registry maps guard addresses (only) to their stack size.

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
-use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Worker};
 use slab::Slab;
@@ -33,21 +32,35 @@ use super::fiber::{self, Current, FiberHandle, Suspend, DONE, RUNNING, SCHEDULED
 use super::reactor::Reactor;
 use super::timers::{TimerId, Timers};
 use super::Shared;
+use crate::fiber_stack::{self, OverflowCheck, PooledStack, StackPool, TaskName};
 use crate::task::Runnable;
 
 /// Fibers resumed per loop turn before the reactor and timers get a look.
 const BATCH: usize = 128;
 
-type Fiber = Coroutine<(), Suspend, (), DefaultStack>;
+/// A fiber: a coroutine on a stack from the worker's [`StackPool`].
+type Fiber = Coroutine<(), Suspend, (), PooledStack>;
+
+/// A started fiber in the worker's fiber table.
+struct Slot {
+    /// The coroutine; `None` while it runs (taken out to be resumed).
+    co: Option<Fiber>,
+    /// The task's name in a stack-overflow report, made current around each resume.
+    name: TaskName,
+    /// Checks the fiber's stack after each suspension (a branch, except on canary stacks).
+    check: OverflowCheck,
+}
 
 pub(super) struct WorkerLocal {
     // Field order matters for drop: the reactor borrows `shared`'s eventfd.
     pub(super) reactor: Reactor,
     timers: RefCell<Timers>,
     ready: RefCell<VecDeque<Arc<FiberHandle>>>,
-    /// Started fibers. A slot is `None` while its fiber runs (taken out to be resumed).
-    fibers: RefCell<Slab<Option<Fiber>>>,
-    stacks: RefCell<Vec<DefaultStack>>,
+    /// Started fibers, keyed by `FiberHandle::key`.
+    fibers: RefCell<Slab<Slot>>,
+    /// Stacks for new fibers; finished fibers give theirs back, so a spawn maps memory only
+    /// when more fibers are alive than ever before on this worker.
+    stacks: RefCell<StackPool>,
     local: Worker<Runnable>,
     pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
@@ -110,7 +123,7 @@ impl WorkerLocal {
             timers: RefCell::new(Timers::default()),
             ready: RefCell::new(VecDeque::new()),
             fibers: RefCell::new(Slab::new()),
-            stacks: RefCell::new(Vec::new()),
+            stacks: RefCell::new(StackPool::new(shared.stack_size)),
             local,
             index,
             shared,
@@ -167,14 +180,14 @@ impl WorkerLocal {
                 .any(|(i, s)| i != self.index && !s.is_empty())
     }
 
-    pub(super) fn stack(&self) -> std::io::Result<DefaultStack> {
-        match self.stacks.borrow_mut().pop() {
-            Some(s) => Ok(s),
-            None => DefaultStack::new(self.shared.stack_size),
-        }
+    /// A stack for a new fiber: a recycled one when any fiber of this worker has finished
+    /// (no syscall), else a fresh slot carved from a slab.
+    pub(super) fn stack(&self) -> std::io::Result<PooledStack> {
+        self.stacks.borrow_mut().get()
     }
 
-    /// Starts a fiber running `body` and drives it to its first suspension.
+    /// Starts a fiber running `body` on `stack` and drives it to its first suspension. `name`
+    /// names the fiber in a stack-overflow report.
     ///
     /// # Safety
     /// Everything `body` borrows must stay valid until the fiber finishes. Tasks (`'static`)
@@ -182,10 +195,16 @@ impl WorkerLocal {
     /// until the root fiber has finished.
     pub(super) unsafe fn start(
         &self,
-        stack: DefaultStack,
+        stack: PooledStack,
+        name: TaskName,
         body: impl FnOnce(),
     ) -> Arc<FiberHandle> {
-        let key = self.fibers.borrow_mut().insert(None);
+        let check = stack.overflow_check();
+        let key = self.fibers.borrow_mut().insert(Slot {
+            co: None,
+            name,
+            check,
+        });
         let handle = FiberHandle::new(self.shared.clone(), self.index, key);
         let for_fiber = handle.clone();
         let entry = move |yielder: &fiber::FiberYielder, ()| {
@@ -200,14 +219,17 @@ impl WorkerLocal {
         // SAFETY: forwarded from this function's contract; the fiber is driven to completion
         // (the worker loop only exits when no fiber is left).
         let co: Fiber = unsafe { Coroutine::with_stack_unchecked(stack, entry) };
-        self.drive(key, handle.clone(), co);
+        self.drive(handle.clone(), co, name, check);
         handle
     }
 
     fn start_task(&self, task: Runnable) {
         match self.stack() {
-            // SAFETY: `Runnable` is 'static.
-            Ok(stack) => drop(unsafe { self.start(stack, move || task.run()) }),
+            Ok(stack) => {
+                let name = TaskName::spawned(task.location());
+                // SAFETY: `Runnable` is 'static.
+                drop(unsafe { self.start(stack, name, move || task.run()) })
+            }
             Err(e) => {
                 // No memory for a stack: run the task on the worker's own stack. Still correct,
                 // but it blocks the worker whenever it waits.
@@ -222,31 +244,36 @@ impl WorkerLocal {
             handle
                 .state
                 .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
-        let co = self
+        let taken = self
             .fibers
             .borrow_mut()
             .get_mut(handle.key)
-            .and_then(Option::take);
-        if let Some(co) = co {
-            self.drive(handle.key, handle, co);
+            .and_then(|slot| Some((slot.co.take()?, slot.name, slot.check)));
+        if let Some((co, name, check)) = taken {
+            self.drive(handle, co, name, check);
         }
     }
 
-    fn drive(&self, key: usize, handle: Arc<FiberHandle>, mut co: Fiber) {
+    /// Runs `co` until it suspends or finishes. No syscall: the overflow report's task name is
+    /// a thread-local store, and the stack check a branch (except on canary stacks).
+    fn drive(&self, handle: Arc<FiberHandle>, mut co: Fiber, name: TaskName, check: OverflowCheck) {
+        let key = handle.key;
         fiber::refill_budget();
-        match co.resume(()) {
-            CoroutineResult::Yield(Suspend::Park) => self.fibers.borrow_mut()[key] = Some(co),
+        let outer = fiber_stack::replace_current_task_name(name);
+        let result = co.resume(());
+        // SAFETY: `check` was taken from `co`'s stack, which `co` still owns.
+        unsafe { check.abort_if_overflowed() };
+        fiber_stack::replace_current_task_name(outer);
+        match result {
+            CoroutineResult::Yield(Suspend::Park) => self.fibers.borrow_mut()[key].co = Some(co),
             CoroutineResult::Yield(Suspend::Yield) => {
-                self.fibers.borrow_mut()[key] = Some(co);
+                self.fibers.borrow_mut()[key].co = Some(co);
                 self.ready.borrow_mut().push_back(handle);
             }
             CoroutineResult::Return(()) => {
                 handle.state.store(DONE, Ordering::Release);
                 self.fibers.borrow_mut().remove(key);
-                let mut stacks = self.stacks.borrow_mut();
-                if stacks.len() < 1024 {
-                    stacks.push(co.into_stack());
-                }
+                self.stacks.borrow_mut().put(co.into_stack());
             }
         }
     }
