@@ -45,7 +45,8 @@ type Fiber = Coroutine<(), Suspend, (), PooledStack>;
 struct Slot {
     /// The coroutine; `None` while it runs (taken out to be resumed).
     co: Option<Fiber>,
-    /// The task's name in a stack-overflow report, made current around each resume.
+    /// The fiber's name in a stack-overflow report (its task's spawn location, or that of a
+    /// task it runs inline), made current around each resume and saved at each suspension.
     name: TaskName,
     /// Checks the fiber's stack after each suspension (a branch, except on canary stacks).
     check: OverflowCheck,
@@ -263,12 +264,19 @@ impl WorkerLocal {
         let result = co.resume(());
         // SAFETY: `check` was taken from `co`'s stack, which `co` still owns.
         unsafe { check.abort_if_overflowed() };
-        fiber_stack::replace_current_task_name(outer);
+        // The fiber may have renamed itself: a task run inline by its joiner names itself
+        // while it runs. Keep the name it suspended with for its next resume.
+        let name = fiber_stack::replace_current_task_name(outer);
         match result {
-            CoroutineResult::Yield(Suspend::Park) => self.fibers.borrow_mut()[key].co = Some(co),
-            CoroutineResult::Yield(Suspend::Yield) => {
-                self.fibers.borrow_mut()[key].co = Some(co);
-                self.ready.borrow_mut().push_back(handle);
+            CoroutineResult::Yield(reason) => {
+                let mut fibers = self.fibers.borrow_mut();
+                let slot = &mut fibers[key];
+                slot.co = Some(co);
+                slot.name = name;
+                drop(fibers);
+                if reason == Suspend::Yield {
+                    self.ready.borrow_mut().push_back(handle);
+                }
             }
             CoroutineResult::Return(()) => {
                 handle.state.store(DONE, Ordering::Release);
