@@ -422,13 +422,14 @@ pub(crate) struct OverflowCheck {
 
 impl OverflowCheck {
     /// Reports an overflow (with the current task name) and aborts if the stack is a canary
-    /// one whose canary was overwritten. The scheduler calls this whenever a fiber suspends or
-    /// finishes.
+    /// one whose canary was overwritten. The Green model calls this whenever a fiber suspends
+    /// or finishes, from the fiber itself: reading the canary from the stack it guards is fine,
+    /// since a fiber that has not overflowed has no frame down there.
     ///
     /// # Safety
     ///
-    /// The stack this check was taken from must still exist (for example inside a coroutine
-    /// the caller holds), so that its memory is mapped.
+    /// The stack this check was taken from must still exist (the caller runs on it, or holds
+    /// the coroutine that owns it), so that its memory is mapped.
     #[inline]
     pub(crate) unsafe fn abort_if_overflowed(&self) {
         if let Some(bottom) = self.canary {

@@ -32,7 +32,7 @@ use super::fiber::{self, Current, FiberHandle, Suspend, DONE, RUNNING, SCHEDULED
 use super::reactor::Reactor;
 use super::timers::{TimerId, Timers};
 use super::Shared;
-use crate::fiber_stack::{self, OverflowCheck, PooledStack, StackPool, TaskName};
+use crate::fiber_stack::{self, PooledStack, StackPool, TaskName};
 use crate::task::Runnable;
 
 /// Fibers resumed per loop turn before the reactor and timers get a look.
@@ -41,24 +41,16 @@ const BATCH: usize = 128;
 /// A fiber: a coroutine on a stack from the worker's [`StackPool`].
 type Fiber = Coroutine<(), Suspend, (), PooledStack>;
 
-/// A started fiber in the worker's fiber table.
-struct Slot {
-    /// The coroutine; `None` while it runs (taken out to be resumed).
-    co: Option<Fiber>,
-    /// The fiber's name in a stack-overflow report (its task's spawn location, or that of a
-    /// task it runs inline), made current around each resume and saved at each suspension.
-    name: TaskName,
-    /// Checks the fiber's stack after each suspension (a branch, except on canary stacks).
-    check: OverflowCheck,
-}
-
 pub(super) struct WorkerLocal {
     // Field order matters for drop: the reactor borrows `shared`'s eventfd.
     pub(super) reactor: Reactor,
     timers: RefCell<Timers>,
     ready: RefCell<VecDeque<Arc<FiberHandle>>>,
-    /// Started fibers, keyed by `FiberHandle::key`.
-    fibers: RefCell<Slab<Slot>>,
+    /// Started fibers, keyed by `FiberHandle::key`. A slot is `None` while its fiber runs
+    /// (taken out to be resumed). Kept small: 100k parked fibers cost 100k slots. A fiber's
+    /// other per-fiber state (its overflow-report name and stack check) lives in its
+    /// `fiber::Current`, on its own stack.
+    fibers: RefCell<Slab<Option<Fiber>>>,
     /// Stacks for new fibers; finished fibers give theirs back, so a spawn maps memory only
     /// when more fibers are alive than ever before on this worker.
     stacks: RefCell<StackPool>,
@@ -188,7 +180,8 @@ impl WorkerLocal {
     }
 
     /// Starts a fiber running `body` on `stack` and drives it to its first suspension. `name`
-    /// names the fiber in a stack-overflow report.
+    /// names the fiber in a stack-overflow report (a task run inline on the fiber names itself
+    /// while it runs; see `TaskCell::execute`).
     ///
     /// # Safety
     /// Everything `body` borrows must stay valid until the fiber finishes. Tasks (`'static`)
@@ -201,26 +194,27 @@ impl WorkerLocal {
         body: impl FnOnce(),
     ) -> Arc<FiberHandle> {
         let check = stack.overflow_check();
-        let key = self.fibers.borrow_mut().insert(Slot {
-            co: None,
-            name,
-            check,
-        });
+        let key = self.fibers.borrow_mut().insert(None);
         let handle = FiberHandle::new(self.shared.clone(), self.index, key);
         let for_fiber = handle.clone();
         let entry = move |yielder: &fiber::FiberYielder, ()| {
             let current = Current {
                 handle: for_fiber,
                 yielder,
+                check,
             };
             fiber::enter(&current);
+            fiber_stack::replace_current_task_name(name);
             body();
             fiber::leave();
+            // Still named: a canary overflow found now is reported under this fiber's name.
+            // SAFETY: `check` describes the stack this code runs on.
+            unsafe { check.abort_if_overflowed() };
         };
         // SAFETY: forwarded from this function's contract; the fiber is driven to completion
         // (the worker loop only exits when no fiber is left).
         let co: Fiber = unsafe { Coroutine::with_stack_unchecked(stack, entry) };
-        self.drive(handle.clone(), co, name, check);
+        self.drive(key, handle.clone(), co);
         handle
     }
 
@@ -245,38 +239,30 @@ impl WorkerLocal {
             handle
                 .state
                 .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
-        let taken = self
+        let co = self
             .fibers
             .borrow_mut()
             .get_mut(handle.key)
-            .and_then(|slot| Some((slot.co.take()?, slot.name, slot.check)));
-        if let Some((co, name, check)) = taken {
-            self.drive(handle, co, name, check);
+            .and_then(Option::take);
+        if let Some(co) = co {
+            self.drive(handle.key, handle, co);
         }
     }
 
-    /// Runs `co` until it suspends or finishes. No syscall: the overflow report's task name is
-    /// a thread-local store, and the stack check a branch (except on canary stacks).
-    fn drive(&self, handle: Arc<FiberHandle>, mut co: Fiber, name: TaskName, check: OverflowCheck) {
-        let key = handle.key;
+    /// Runs `co` until it suspends or finishes. No syscall on the way: the fiber names itself
+    /// for overflow reports and checks its stack when it suspends (see `fiber::suspend`); this
+    /// only keeps the scheduler's own name (none, or an outer fiber's for a runtime nested in
+    /// a task) aside meanwhile.
+    fn drive(&self, key: usize, handle: Arc<FiberHandle>, mut co: Fiber) {
         fiber::refill_budget();
-        let outer = fiber_stack::replace_current_task_name(name);
+        let outer = fiber_stack::replace_current_task_name(TaskName::NONE);
         let result = co.resume(());
-        // SAFETY: `check` was taken from `co`'s stack, which `co` still owns.
-        unsafe { check.abort_if_overflowed() };
-        // The fiber may have renamed itself: a task run inline by its joiner names itself
-        // while it runs. Keep the name it suspended with for its next resume.
-        let name = fiber_stack::replace_current_task_name(outer);
+        fiber_stack::replace_current_task_name(outer);
         match result {
-            CoroutineResult::Yield(reason) => {
-                let mut fibers = self.fibers.borrow_mut();
-                let slot = &mut fibers[key];
-                slot.co = Some(co);
-                slot.name = name;
-                drop(fibers);
-                if reason == Suspend::Yield {
-                    self.ready.borrow_mut().push_back(handle);
-                }
+            CoroutineResult::Yield(Suspend::Park) => self.fibers.borrow_mut()[key] = Some(co),
+            CoroutineResult::Yield(Suspend::Yield) => {
+                self.fibers.borrow_mut()[key] = Some(co);
+                self.ready.borrow_mut().push_back(handle);
             }
             CoroutineResult::Return(()) => {
                 handle.state.store(DONE, Ordering::Release);
