@@ -60,6 +60,20 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// The thread count once it has dropped to `expected`, or after 1 s. A joined thread may still
+/// be listed in `/proc/self/task` for a moment: `pthread_join` returns when the kernel clears
+/// the thread's tid, before the exiting task is unlisted. A thread really left running stays.
+fn settled_thread_count(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let n = thread_count();
+        if n <= expected || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn the_whole_suite_leaks_no_fd_and_no_thread() {
     let suites: &[(&str, Suite)] = &[
@@ -91,7 +105,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
                 run(model.clone(), *body);
                 ran += 1;
                 assert_eq!(
-                    thread_count(),
+                    settled_thread_count(threads_before),
                     threads_before,
                     "{suite}::{name} on {model_name} left a thread running after run() returned"
                 );
