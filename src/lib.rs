@@ -66,6 +66,8 @@ mod cancel;
 mod context;
 mod error;
 mod event;
+#[allow(dead_code)] // used by the Green model, which is being built on another branch
+pub(crate) mod fiber_stack;
 mod io;
 mod model;
 mod op;

@@ -67,14 +67,14 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-/// The thread count once it stops exceeding `expected`: a thread that was joined has finished,
-/// but the kernel may list it under /proc/self/task for a few more microseconds while it is
-/// reaped. A thread still running after `run` returned never goes away and fails the check.
+/// The thread count once it has dropped to `expected`, or after 1 s. A joined thread may still
+/// be listed in `/proc/self/task` for a moment: `pthread_join` returns when the kernel clears
+/// the thread's tid, before the exiting task is unlisted. A thread really left running stays.
 fn settled_thread_count(expected: usize) -> usize {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     loop {
         let n = thread_count();
-        if n <= expected || std::time::Instant::now() > deadline {
+        if n <= expected || std::time::Instant::now() >= deadline {
             return n;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));

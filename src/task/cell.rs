@@ -24,6 +24,7 @@ use atomic_waker::AtomicWaker;
 
 use crate::cancel::CancelNode;
 use crate::context::{self, TaskContext};
+use crate::fiber_stack::{self, TaskName};
 use crate::{park, Io};
 
 const CLAIMED: u8 = 1;
@@ -204,10 +205,14 @@ where
         let core = &self.core;
         let ctx = TaskContext::new(core.io.clone(), core.cancel.clone());
         core.cancel.set_waker(park::current_waker);
+        // Name the task in a fiber stack-overflow report while it runs: it may run inline on
+        // another task's fiber (its joiner's), whose name is put back afterwards.
+        let outer = fiber_stack::replace_current_task_name(TaskName::spawned(core.location));
         let result = {
             let _entered = context::enter(&ctx);
             panic::catch_unwind(AssertUnwindSafe(|| func(&ctx.io)))
         };
+        fiber_stack::replace_current_task_name(outer);
         core.cancel.detach_from_parent();
         let state = core.io.inner.state.clone();
         core.complete(result);

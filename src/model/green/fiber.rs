@@ -35,6 +35,7 @@ use corosensei::Yielder;
 use super::worker;
 use super::Shared;
 use crate::context;
+use crate::fiber_stack::{self, OverflowCheck, TaskName};
 
 pub(super) const RUNNING: u8 = 0;
 pub(super) const PARKED: u8 = 1;
@@ -107,6 +108,9 @@ impl Wake for FiberHandle {
 pub(super) struct Current {
     pub(super) handle: Arc<FiberHandle>,
     pub(super) yielder: *const FiberYielder,
+    /// Checks this fiber's stack for an overflow each time it suspends: one branch, except on
+    /// canary stacks (see [`crate::fiber_stack`]).
+    pub(super) check: OverflowCheck,
 }
 
 thread_local! {
@@ -154,8 +158,13 @@ pub(crate) fn current_waker() -> Option<Waker> {
 }
 
 /// Switches back to the worker with `reason`, restoring this fiber's thread-local state when the
-/// worker resumes it.
+/// worker resumes it: the task context, the current fiber, and the name a stack-overflow report
+/// gives it (the worker's own name is put back while the fiber is away).
 fn suspend(current: *const Current, reason: Suspend) {
+    // SAFETY: `current` points into this fiber's stack (see `with_current`); `check` describes
+    // that stack, which is alive since we run on it.
+    unsafe { (*current).check.abort_if_overflowed() };
+    let name = fiber_stack::replace_current_task_name(TaskName::NONE);
     let task = context::swap_current(ptr::null());
     CURRENT.with(|c| c.set(ptr::null()));
     // SAFETY: `current` points into this fiber's stack (see `with_current`), and its yielder is
@@ -163,6 +172,7 @@ fn suspend(current: *const Current, reason: Suspend) {
     unsafe { (*(*current).yielder).suspend(reason) };
     CURRENT.with(|c| c.set(current));
     context::swap_current(task);
+    fiber_stack::replace_current_task_name(name);
 }
 
 /// Parks the running fiber until its waker fires. Returns at once if a wake-up arrived since the

@@ -34,6 +34,7 @@ use crossbeam_deque::{Injector, Stealer, Worker};
 use rustix::event::{eventfd, EventfdFlags};
 
 use crate::context::{self, TaskContext};
+use crate::fiber_stack::{self, TaskName};
 use crate::park::Interest;
 use crate::task::Runnable;
 use crate::Io;
@@ -104,6 +105,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub(crate) struct GreenConfig {
     pub(crate) workers: usize,
+    /// Usable bytes of each fiber stack (rounded up to whole pages, at least corosensei's
+    /// minimum), guard page excluded. Each worker's `StackPool` hands out stacks of this size.
     pub(crate) stack_size: usize,
     pub(crate) backend: Backend,
 }
@@ -150,6 +153,7 @@ pub(crate) struct Shared {
     remotes: Vec<Remote>,
     open: AtomicBool,
     backend: Backend,
+    /// [`GreenConfig::stack_size`], read by each worker when it builds its stack pool.
     stack_size: usize,
 }
 
@@ -250,6 +254,7 @@ impl Green {
             let handle = std::thread::Builder::new()
                 .name(format!("zsync-green-{index}"))
                 .spawn(move || {
+                    prepare_worker_thread(index);
                     let worker =
                         WorkerLocal::new(shared.clone(), index, local).unwrap_or_else(|e| {
                             panic!("zsync: cannot start Green worker {index}: {e}")
@@ -265,6 +270,7 @@ impl Green {
     /// Runs `f` as the root fiber on the calling thread (worker 0) and drives the runtime until
     /// the root and every task spawned from it have finished.
     pub(crate) fn run_root<T>(&self, io: &Io, f: impl FnOnce(&Io) -> T) -> std::thread::Result<T> {
+        prepare_worker_thread(0);
         let mut locals = self
             .start_threads()
             .unwrap_or_else(|e| panic!("zsync: cannot start Green workers: {e}"));
@@ -292,7 +298,7 @@ impl Green {
             // SAFETY: `body` borrows `io`, `f`, `result` and `root_done`, all of which outlive the
             // loop below, and the loop returns only once every fiber (the root's included) has
             // finished.
-            drop(unsafe { worker.start(stack, body) });
+            drop(unsafe { worker.start(stack, ROOT_TASK_NAME, body) });
             let shutting_down = Cell::new(false);
             let state = io.inner.state.clone();
             worker.run(&|| {
@@ -326,6 +332,20 @@ impl Green {
             }
         }
         self.blocking.shutdown();
+    }
+}
+
+/// How a stack-overflow report names the root fiber of [`run`](crate::run).
+const ROOT_TASK_NAME: TaskName = TaskName::fixed("the root task of zsync::run");
+
+/// Readies the calling thread to run fibers as worker `index`: a fiber that overflows its stack
+/// faults with that stack exhausted, so the overflow report needs an alternate signal stack.
+fn prepare_worker_thread(index: usize) {
+    if let Err(e) = fiber_stack::ensure_sigaltstack() {
+        eprintln!(
+            "zsync: Green worker {index} has no alternate signal stack ({e}): a fiber stack \
+             overflow will kill the process without naming the task"
+        );
     }
 }
 

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
-use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Worker};
 use slab::Slab;
@@ -33,21 +32,28 @@ use super::fiber::{self, Current, FiberHandle, Suspend, DONE, RUNNING, SCHEDULED
 use super::reactor::Reactor;
 use super::timers::{TimerId, Timers};
 use super::Shared;
+use crate::fiber_stack::{self, PooledStack, StackPool, TaskName};
 use crate::task::Runnable;
 
 /// Fibers resumed per loop turn before the reactor and timers get a look.
 const BATCH: usize = 128;
 
-type Fiber = Coroutine<(), Suspend, (), DefaultStack>;
+/// A fiber: a coroutine on a stack from the worker's [`StackPool`].
+type Fiber = Coroutine<(), Suspend, (), PooledStack>;
 
 pub(super) struct WorkerLocal {
     // Field order matters for drop: the reactor borrows `shared`'s eventfd.
     pub(super) reactor: Reactor,
     timers: RefCell<Timers>,
     ready: RefCell<VecDeque<Arc<FiberHandle>>>,
-    /// Started fibers. A slot is `None` while its fiber runs (taken out to be resumed).
+    /// Started fibers, keyed by `FiberHandle::key`. A slot is `None` while its fiber runs
+    /// (taken out to be resumed). Kept small: 100k parked fibers cost 100k slots. A fiber's
+    /// other per-fiber state (its overflow-report name and stack check) lives in its
+    /// `fiber::Current`, on its own stack.
     fibers: RefCell<Slab<Option<Fiber>>>,
-    stacks: RefCell<Vec<DefaultStack>>,
+    /// Stacks for new fibers; finished fibers give theirs back, so a spawn maps memory only
+    /// when more fibers are alive than ever before on this worker.
+    stacks: RefCell<StackPool>,
     local: Worker<Runnable>,
     pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
@@ -110,7 +116,7 @@ impl WorkerLocal {
             timers: RefCell::new(Timers::default()),
             ready: RefCell::new(VecDeque::new()),
             fibers: RefCell::new(Slab::new()),
-            stacks: RefCell::new(Vec::new()),
+            stacks: RefCell::new(StackPool::new(shared.stack_size)),
             local,
             index,
             shared,
@@ -167,14 +173,15 @@ impl WorkerLocal {
                 .any(|(i, s)| i != self.index && !s.is_empty())
     }
 
-    pub(super) fn stack(&self) -> std::io::Result<DefaultStack> {
-        match self.stacks.borrow_mut().pop() {
-            Some(s) => Ok(s),
-            None => DefaultStack::new(self.shared.stack_size),
-        }
+    /// A stack for a new fiber: a recycled one when any fiber of this worker has finished
+    /// (no syscall), else a fresh slot carved from a slab.
+    pub(super) fn stack(&self) -> std::io::Result<PooledStack> {
+        self.stacks.borrow_mut().get()
     }
 
-    /// Starts a fiber running `body` and drives it to its first suspension.
+    /// Starts a fiber running `body` on `stack` and drives it to its first suspension. `name`
+    /// names the fiber in a stack-overflow report (a task run inline on the fiber names itself
+    /// while it runs; see `TaskCell::execute`).
     ///
     /// # Safety
     /// Everything `body` borrows must stay valid until the fiber finishes. Tasks (`'static`)
@@ -182,9 +189,11 @@ impl WorkerLocal {
     /// until the root fiber has finished.
     pub(super) unsafe fn start(
         &self,
-        stack: DefaultStack,
+        stack: PooledStack,
+        name: TaskName,
         body: impl FnOnce(),
     ) -> Arc<FiberHandle> {
+        let check = stack.overflow_check();
         let key = self.fibers.borrow_mut().insert(None);
         let handle = FiberHandle::new(self.shared.clone(), self.index, key);
         let for_fiber = handle.clone();
@@ -192,10 +201,15 @@ impl WorkerLocal {
             let current = Current {
                 handle: for_fiber,
                 yielder,
+                check,
             };
             fiber::enter(&current);
+            fiber_stack::replace_current_task_name(name);
             body();
             fiber::leave();
+            // Still named: a canary overflow found now is reported under this fiber's name.
+            // SAFETY: `check` describes the stack this code runs on.
+            unsafe { check.abort_if_overflowed() };
         };
         // SAFETY: forwarded from this function's contract; the fiber is driven to completion
         // (the worker loop only exits when no fiber is left).
@@ -206,8 +220,11 @@ impl WorkerLocal {
 
     fn start_task(&self, task: Runnable) {
         match self.stack() {
-            // SAFETY: `Runnable` is 'static.
-            Ok(stack) => drop(unsafe { self.start(stack, move || task.run()) }),
+            Ok(stack) => {
+                let name = TaskName::spawned(task.location());
+                // SAFETY: `Runnable` is 'static.
+                drop(unsafe { self.start(stack, name, move || task.run()) })
+            }
             Err(e) => {
                 // No memory for a stack: run the task on the worker's own stack. Still correct,
                 // but it blocks the worker whenever it waits.
@@ -232,9 +249,16 @@ impl WorkerLocal {
         }
     }
 
+    /// Runs `co` until it suspends or finishes. No syscall on the way: the fiber names itself
+    /// for overflow reports and checks its stack when it suspends (see `fiber::suspend`); this
+    /// only keeps the scheduler's own name (none, or an outer fiber's for a runtime nested in
+    /// a task) aside meanwhile.
     fn drive(&self, key: usize, handle: Arc<FiberHandle>, mut co: Fiber) {
         fiber::refill_budget();
-        match co.resume(()) {
+        let outer = fiber_stack::replace_current_task_name(TaskName::NONE);
+        let result = co.resume(());
+        fiber_stack::replace_current_task_name(outer);
+        match result {
             CoroutineResult::Yield(Suspend::Park) => self.fibers.borrow_mut()[key] = Some(co),
             CoroutineResult::Yield(Suspend::Yield) => {
                 self.fibers.borrow_mut()[key] = Some(co);
@@ -243,10 +267,7 @@ impl WorkerLocal {
             CoroutineResult::Return(()) => {
                 handle.state.store(DONE, Ordering::Release);
                 self.fibers.borrow_mut().remove(key);
-                let mut stacks = self.stacks.borrow_mut();
-                if stacks.len() < 1024 {
-                    stacks.push(co.into_stack());
-                }
+                self.stacks.borrow_mut().put(co.into_stack());
             }
         }
     }

@@ -1,0 +1,603 @@
+//! Stack-overflow reporting: the process-wide `SIGSEGV`/`SIGBUS` handler, the registry of slab
+//! address ranges it reads, the current task's name, and per-thread alternate signal stacks.
+//!
+//! Everything the signal handler touches is async-signal-safe: the registry is a fixed-size
+//! static array of atomics (appended under a mutex by normal code, read lock-free by the
+//! handler), the task name is a `const`-initialised thread-local without a destructor, the
+//! message is formatted by hand into a stack buffer and written with a raw `write(2)`.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::mem::MaybeUninit;
+use std::panic::Location;
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// How many slabs the registry can describe at once. A slab that does not fit still has guard
+/// pages; its overflows just die with a plain `SIGSEGV` instead of a message.
+const REGISTRY_CAP: usize = 4096;
+
+/// One registered slab: `[start, end)` carved into `slot`-byte slots whose lowest `guard`
+/// bytes are the guard. `start == 0` means the entry is free.
+struct Entry {
+    /// Lowest address of the slab, or 0 when the entry is free. Published last (`Release`).
+    start: AtomicUsize,
+    /// One past the highest address of the slab.
+    end: AtomicUsize,
+    /// Bytes per slot (guard + usable stack).
+    slot: AtomicUsize,
+    /// Bytes of guard at the bottom of each slot.
+    guard: AtomicUsize,
+}
+
+impl Entry {
+    /// A free entry (usable in a `static` initialiser).
+    const fn new() -> Self {
+        Entry {
+            start: AtomicUsize::new(0),
+            end: AtomicUsize::new(0),
+            slot: AtomicUsize::new(0),
+            guard: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The slab registry the signal handler scans.
+static REGISTRY: [Entry; REGISTRY_CAP] = [const { Entry::new() }; REGISTRY_CAP];
+/// One past the highest entry index ever used: bounds the handler's scan.
+static REGISTRY_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// Serialises writers of the registry (readers never take it).
+static REGISTRY_LOCK: Mutex<()> = Mutex::new(());
+
+/// Records a slab so the signal handler can recognise faults in its guard pages.
+///
+/// Returns the entry index to pass to [`unregister`], or `None` if the registry is full (the
+/// slab's guards still fault, without the friendly message).
+pub(crate) fn register(start: usize, end: usize, slot: usize, guard: usize) -> Option<usize> {
+    let _lock = REGISTRY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let idx = REGISTRY
+        .iter()
+        .position(|e| e.start.load(Ordering::Relaxed) == 0)?;
+    let e = &REGISTRY[idx];
+    e.end.store(end, Ordering::Relaxed);
+    e.slot.store(slot, Ordering::Relaxed);
+    e.guard.store(guard, Ordering::Relaxed);
+    e.start.store(start, Ordering::Release);
+    REGISTRY_HIGH.fetch_max(idx + 1, Ordering::Release);
+    Some(idx)
+}
+
+/// Forgets the slab recorded at `idx` (called just before it is unmapped).
+pub(crate) fn unregister(idx: usize) {
+    let _lock = REGISTRY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    REGISTRY[idx].start.store(0, Ordering::Release);
+}
+
+/// If `addr` lies in the guard of a registered stack, the usable size of that stack in bytes.
+///
+/// Lock-free and allocation-free: callable from the signal handler.
+fn lookup_guard(addr: usize) -> Option<usize> {
+    let high = REGISTRY_HIGH.load(Ordering::Acquire).min(REGISTRY_CAP);
+    for e in &REGISTRY[..high] {
+        let start = e.start.load(Ordering::Acquire);
+        if start == 0 || addr < start || addr >= e.end.load(Ordering::Relaxed) {
+            continue;
+        }
+        let slot = e.slot.load(Ordering::Relaxed);
+        let guard = e.guard.load(Ordering::Relaxed);
+        if slot == 0 {
+            return None;
+        }
+        return if (addr - start) % slot < guard {
+            Some(slot - guard)
+        } else {
+            None
+        };
+    }
+    None
+}
+
+/// The name an overflow report gives the fiber task running on a thread.
+///
+/// `Copy` and destructor-free, so the thread-local holding it can be read from the signal
+/// handler. A spawn location is formatted (`file:line`) only when a report is written, so naming
+/// a task costs nothing per spawn.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskName(Repr);
+
+/// What a [`TaskName`] holds.
+#[derive(Clone, Copy, Debug)]
+enum Repr {
+    /// No task (scheduler code, plain threads): reported as `<unnamed>`.
+    None,
+    /// A string given by pointer and length; see [`set_current_task_name_unchecked`].
+    Raw(*const u8, usize),
+    /// Where the task was spawned, reported as `file:line`.
+    Spawned(&'static Location<'static>),
+}
+
+impl TaskName {
+    /// No name.
+    pub(crate) const NONE: TaskName = TaskName(Repr::None);
+
+    /// A fixed name, e.g. for a runtime's root task.
+    pub(crate) const fn fixed(name: &'static str) -> TaskName {
+        TaskName(Repr::Raw(name.as_ptr(), name.len()))
+    }
+
+    /// The task spawned at `location`, reported as `file:line`.
+    pub(crate) const fn spawned(location: &'static Location<'static>) -> TaskName {
+        TaskName(Repr::Spawned(location))
+    }
+}
+
+thread_local! {
+    /// Name of the fiber task running on this thread. `const`-initialised and without a
+    /// destructor, so reading it never allocates or registers anything.
+    static TASK_NAME: Cell<TaskName> = const { Cell::new(TaskName::NONE) };
+}
+
+/// Makes `name` the name reported if the fiber running on this thread overflows its stack, and
+/// returns the previous one. The scheduler calls this around each resume of a fiber, and puts
+/// the previous name back when the fiber suspends (a runtime nested in another's fiber restores
+/// the outer fiber's name that way).
+#[inline]
+pub(crate) fn replace_current_task_name(name: TaskName) -> TaskName {
+    TASK_NAME.with(|c| c.replace(name))
+}
+
+/// Sets the name reported if the fiber running on this thread overflows its stack (`None`:
+/// no task runs).
+pub(crate) fn set_current_task_name(name: Option<&'static str>) {
+    replace_current_task_name(name.map_or(TaskName::NONE, TaskName::fixed));
+}
+
+/// Like [`set_current_task_name`] for a name that is not `'static` (e.g. a task's `Arc<str>`).
+///
+/// # Safety
+///
+/// The string must stay alive and unmoved until the name is replaced by another call (or by
+/// `None`) on this thread: the signal handler may read it at any moment before that.
+pub(crate) unsafe fn set_current_task_name_unchecked(name: Option<&str>) {
+    let raw = name.map_or(Repr::None, |s| Repr::Raw(s.as_ptr(), s.len()));
+    TASK_NAME.with(|c| c.set(TaskName(raw)));
+}
+
+/// A fixed-capacity message buffer: hand-rolled formatting usable inside a signal handler.
+struct MsgBuf {
+    /// The bytes written so far.
+    buf: [u8; 512],
+    /// How many bytes of `buf` are used.
+    len: usize,
+}
+
+impl MsgBuf {
+    /// An empty buffer.
+    fn new() -> Self {
+        MsgBuf {
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    /// Appends `bytes`, truncating at capacity.
+    fn push(&mut self, bytes: &[u8]) -> &mut Self {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        self
+    }
+
+    /// Appends `v` in decimal.
+    fn dec(&mut self, mut v: usize) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..])
+    }
+
+    /// Appends `v` as `0x`-prefixed lowercase hexadecimal.
+    fn hex(&mut self, mut v: usize) -> &mut Self {
+        let mut digits = [0u8; 16];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b"0123456789abcdef"[v & 0xf];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(b"0x").push(&digits[i..])
+    }
+
+    /// The message so far.
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Where an overflow was noticed, for the report.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OverflowSite {
+    /// A fault at this address inside a guard page.
+    Fault(usize),
+    /// The canary at this address was found clobbered after the fact.
+    Canary(usize),
+}
+
+/// Builds the overflow report for a stack of `usable` bytes.
+fn format_report(msg: &mut MsgBuf, name: TaskName, usable: usize, site: OverflowSite) {
+    msg.push(b"zsync: fiber task '");
+    match name.0 {
+        Repr::None | Repr::Raw(_, 0) => {
+            msg.push(b"<unnamed>");
+        }
+        Repr::Raw(p, len) => {
+            // SAFETY: `Raw` names come from `TaskName::fixed` (a `'static` string) or from
+            // `set_current_task_name_unchecked`, whose callers keep the string alive while it is
+            // the current name.
+            let name = unsafe { std::slice::from_raw_parts(p, len) };
+            msg.push(&name[..len.min(128)]);
+        }
+        Repr::Spawned(loc) => {
+            let file = loc.file().as_bytes();
+            // Keep the end of a long path: it names the file.
+            msg.push(&file[file.len().saturating_sub(128)..])
+                .push(b":")
+                .dec(loc.line() as usize);
+        }
+    }
+    msg.push(b"' overflowed its stack of ").dec(usable / 1024);
+    match site {
+        OverflowSite::Fault(addr) => msg.push(b" KiB (fault at ").hex(addr),
+        OverflowSite::Canary(addr) => msg
+            .push(b" KiB (canary at ")
+            .hex(addr)
+            .push(b" clobbered, detected after the fact"),
+    };
+    msg.push(b"): raise the stack size with Builder::stack_size\n");
+}
+
+/// Writes the overflow report for the current task to stderr and aborts the process.
+///
+/// Async-signal-safe: no allocation, no locks, no `fmt`.
+pub(crate) fn report_overflow_and_abort(usable: usize, site: OverflowSite) -> ! {
+    let name = TASK_NAME.try_with(Cell::get).unwrap_or(TaskName::NONE);
+    let mut msg = MsgBuf::new();
+    format_report(&mut msg, name, usable, site);
+    let bytes = msg.as_bytes();
+    let mut off = 0;
+    while off < bytes.len() {
+        // SAFETY: writes initialised bytes from a live buffer to fd 2.
+        let n = unsafe { libc::write(2, bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        if n <= 0 {
+            break;
+        }
+        off += n as usize;
+    }
+    // SAFETY: abort is async-signal-safe and never returns.
+    unsafe { libc::abort() }
+}
+
+/// The previously installed action for one signal, saved for chaining.
+struct PrevAction {
+    /// `sa_sigaction` of the previous action (may be `SIG_DFL`/`SIG_IGN`).
+    handler: AtomicUsize,
+    /// `sa_flags` of the previous action.
+    flags: AtomicUsize,
+}
+
+/// Previous actions for `SIGSEGV` (index 0) and `SIGBUS` (index 1).
+static PREV: [PrevAction; 2] = [const {
+    PrevAction {
+        handler: AtomicUsize::new(libc::SIG_DFL),
+        flags: AtomicUsize::new(0),
+    }
+}; 2];
+
+/// Whether our handler is installed (guarded by the mutex so installation happens once).
+static INSTALLED: Mutex<bool> = Mutex::new(false);
+
+/// Installs (once per process) the `SIGSEGV`/`SIGBUS` handler that reports fiber stack
+/// overflows and chains every other fault to the handler that was there before.
+pub(crate) fn install_overflow_handler() -> io::Result<()> {
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed {
+        return Ok(());
+    }
+    for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: querying the current action into a valid, writable sigaction.
+        if unsafe { libc::sigaction(sig, ptr::null(), old.as_mut_ptr()) } != 0 {
+            return Err(with_context(
+                io::Error::last_os_error(),
+                "sigaction (query)",
+            ));
+        }
+        // SAFETY: sigaction succeeded, so it initialised `old`.
+        let old = unsafe { old.assume_init() };
+        if old.sa_sigaction == overflow_handler as *const () as usize {
+            continue; // installed by an earlier, partly failed call: never chain to ourselves
+        }
+        PREV[i].handler.store(old.sa_sigaction, Ordering::SeqCst);
+        PREV[i].flags.store(old.sa_flags as usize, Ordering::SeqCst);
+
+        // SAFETY: all-zero is a valid `sigaction` (empty mask, no flags); fields set below.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = overflow_handler as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: `sa.sa_mask` is a valid sigset_t to initialise.
+        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+        // SAFETY: installs a valid handler; `overflow_handler` only does async-signal-safe work.
+        if unsafe { libc::sigaction(sig, &sa, ptr::null_mut()) } != 0 {
+            return Err(with_context(
+                io::Error::last_os_error(),
+                "sigaction (install)",
+            ));
+        }
+    }
+    *installed = true;
+    Ok(())
+}
+
+/// The `SIGSEGV`/`SIGBUS` handler: reports faults in our guard pages, chains the rest.
+unsafe extern "C" fn overflow_handler(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers of fault signals.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    if let Some(usable) = lookup_guard(addr) {
+        report_overflow_and_abort(usable, OverflowSite::Fault(addr));
+    }
+    let prev = &PREV[usize::from(sig != libc::SIGSEGV)];
+    let handler = prev.handler.load(Ordering::SeqCst);
+    let flags = prev.flags.load(Ordering::SeqCst) as libc::c_int;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // Not ours and nobody else wants it: restore the default action and return, so the
+        // faulting instruction runs again and the fault kills the process as usual.
+        // SAFETY: all-zero is a valid sigaction; SIG_DFL is 0. sigaction is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &sa, ptr::null_mut());
+        }
+    } else if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous action declared SA_SIGINFO, so its handler has this signature.
+        let f: unsafe extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute::<usize, _>(handler) };
+        // SAFETY: chaining with the arguments the kernel gave us.
+        unsafe { f(sig, info, ctx) }
+    } else {
+        // SAFETY: without SA_SIGINFO, the previous handler is a plain `fn(c_int)`.
+        let f: unsafe extern "C" fn(libc::c_int) =
+            unsafe { std::mem::transmute::<usize, _>(handler) };
+        // SAFETY: chaining with the signal number.
+        unsafe { f(sig) }
+    }
+}
+
+/// An alternate signal stack this module allocated for the current thread.
+struct AltStack {
+    /// Start of the mapping (the lowest page is a guard).
+    map: *mut libc::c_void,
+    /// Length of the whole mapping.
+    len: usize,
+    /// The `ss_sp` we installed (just above the guard).
+    sp: *mut libc::c_void,
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // SAFETY: queries this thread's alternate stack into a valid, writable stack_t.
+        unsafe {
+            let mut cur: libc::stack_t = std::mem::zeroed();
+            if libc::sigaltstack(ptr::null(), &mut cur) == 0
+                && cur.ss_sp == self.sp
+                && cur.ss_flags & libc::SS_DISABLE == 0
+            {
+                let off = libc::stack_t {
+                    ss_sp: ptr::null_mut(),
+                    ss_flags: libc::SS_DISABLE,
+                    ss_size: 0,
+                };
+                libc::sigaltstack(&off, ptr::null_mut());
+            }
+        }
+        // SAFETY: `map`/`len` is the mapping made in `ensure_sigaltstack`, no longer in use as a
+        // signal stack (disabled above, or replaced by someone else).
+        unsafe { libc::munmap(self.map, self.len) };
+    }
+}
+
+thread_local! {
+    /// The alternate signal stack allocated for this thread, freed when the thread exits.
+    static ALT_STACK: RefCell<Option<AltStack>> = const { RefCell::new(None) };
+}
+
+/// Makes sure the calling thread has an alternate signal stack, so the overflow handler can run
+/// when a fiber has exhausted its own stack. Worker threads call this when they start.
+///
+/// If one is already set (Rust's std sets one on the threads it spawns), nothing changes.
+/// Otherwise one is `mmap`ed (with a guard page), installed, and freed in a thread-local
+/// destructor when the thread exits.
+pub(crate) fn ensure_sigaltstack() -> io::Result<()> {
+    // SAFETY: all-zero is a valid stack_t; sigaltstack writes the current one into it.
+    let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: querying this thread's alternate stack into a valid, writable stack_t.
+    if unsafe { libc::sigaltstack(ptr::null(), &mut cur) } != 0 {
+        return Err(with_context(
+            io::Error::last_os_error(),
+            "sigaltstack (query)",
+        ));
+    }
+    if cur.ss_flags & libc::SS_DISABLE == 0 {
+        return Ok(());
+    }
+    let page = super::page_size();
+    // AT_MINSIGSTKSZ (51): the kernel's minimum for this CPU's signal frame (AVX-512 etc.).
+    // SAFETY: getauxval has no preconditions; it returns 0 for unknown keys.
+    let min = unsafe { libc::getauxval(51) } as usize;
+    let size = (64 * 1024)
+        .max(min.saturating_mul(4))
+        .next_multiple_of(page);
+    let len = size + page;
+    // SAFETY: a fresh anonymous private mapping; no existing memory is affected.
+    let map = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(with_context(
+            io::Error::last_os_error(),
+            "mmap (sigaltstack)",
+        ));
+    }
+    // SAFETY: `map + page` stays inside the `len`-byte mapping just created.
+    let sp = unsafe { map.cast::<u8>().add(page) }.cast::<libc::c_void>();
+    let alt = AltStack { map, len, sp };
+    // SAFETY: the lowest page of our own fresh mapping becomes a guard.
+    if unsafe { libc::mprotect(map, page, libc::PROT_NONE) } != 0 {
+        return Err(with_context(
+            io::Error::last_os_error(),
+            "mprotect (sigaltstack guard)",
+        ));
+    }
+    let new = libc::stack_t {
+        ss_sp: sp,
+        ss_flags: 0,
+        ss_size: size,
+    };
+    // SAFETY: installs `size` bytes of our mapping, kept alive in ALT_STACK until thread exit.
+    if unsafe { libc::sigaltstack(&new, ptr::null_mut()) } != 0 {
+        return Err(with_context(
+            io::Error::last_os_error(),
+            "sigaltstack (install)",
+        ));
+    }
+    ALT_STACK.with(|s| *s.borrow_mut() = Some(alt));
+    Ok(())
+}
+
+/// Prefixes an OS error with the operation that failed, keeping its kind.
+pub(crate) fn with_context(err: io::Error, what: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("zsync fiber stacks: {what}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report reads as specified, numbers formatted by hand.
+    #[test]
+    fn report_format() {
+        let mut msg = MsgBuf::new();
+        format_report(
+            &mut msg,
+            TaskName::fixed("worker"),
+            64 * 1024,
+            OverflowSite::Fault(0x7f00_dead_b000),
+        );
+        assert_eq!(
+            std::str::from_utf8(msg.as_bytes()).unwrap(),
+            "zsync: fiber task 'worker' overflowed its stack of 64 KiB (fault at \
+             0x7f00deadb000): raise the stack size with Builder::stack_size\n"
+        );
+        let mut msg = MsgBuf::new();
+        format_report(&mut msg, TaskName::NONE, 4096, OverflowSite::Canary(0x10));
+        let s = std::str::from_utf8(msg.as_bytes()).unwrap();
+        assert!(s.starts_with("zsync: fiber task '<unnamed>' overflowed its stack of 4 KiB"));
+        assert!(s.contains("canary at 0x10 clobbered"), "{s}");
+        let mut msg = MsgBuf::new();
+        msg.dec(0).push(b" ").dec(usize::MAX).push(b" ").hex(0);
+        assert_eq!(msg.as_bytes(), b"0 18446744073709551615 0x0");
+    }
+
+    /// A spawn location is reported as `file:line`, and the previous name comes back.
+    #[test]
+    fn report_names_a_spawn_location() {
+        let here = Location::caller();
+        let mut msg = MsgBuf::new();
+        format_report(
+            &mut msg,
+            TaskName::spawned(here),
+            32 * 1024,
+            OverflowSite::Fault(0x1000),
+        );
+        let s = std::str::from_utf8(msg.as_bytes()).unwrap();
+        let expected = format!(
+            "zsync: fiber task '{}:{}' overflowed its stack of 32 KiB (fault at 0x1000)",
+            here.file(),
+            here.line()
+        );
+        assert!(s.starts_with(&expected), "{s}");
+
+        let outer = replace_current_task_name(TaskName::fixed("outer"));
+        let prev = replace_current_task_name(TaskName::spawned(here));
+        assert!(matches!(prev.0, Repr::Raw(_, 5)));
+        replace_current_task_name(prev);
+        replace_current_task_name(outer);
+        assert!(matches!(TASK_NAME.with(Cell::get).0, Repr::None));
+    }
+
+    /// The registry maps guard addresses (only) to their stack size.
+    #[test]
+    fn registry_lookup() {
+        let page = 4096;
+        let start = 0x1000_0000_0000;
+        let idx = register(start, start + 4 * 5 * page, 5 * page, page).unwrap();
+        assert_eq!(lookup_guard(start), Some(4 * page));
+        assert_eq!(lookup_guard(start + page - 1), Some(4 * page));
+        assert_eq!(lookup_guard(start + page), None);
+        assert_eq!(lookup_guard(start + 5 * page + 10), Some(4 * page));
+        assert_eq!(lookup_guard(start + 20 * page), None);
+        unregister(idx);
+        assert_eq!(lookup_guard(start), None);
+    }
+
+    /// `ensure_sigaltstack` installs one on a thread without, and is idempotent.
+    #[test]
+    fn sigaltstack_on_a_thread_without_one() {
+        std::thread::spawn(|| {
+            // SAFETY: disabling this thread's alternate stack (std's); nothing faults here.
+            unsafe {
+                let off = libc::stack_t {
+                    ss_sp: ptr::null_mut(),
+                    ss_flags: libc::SS_DISABLE,
+                    ss_size: 0,
+                };
+                assert_eq!(libc::sigaltstack(&off, ptr::null_mut()), 0);
+            }
+            ensure_sigaltstack().unwrap();
+            // SAFETY: querying into a valid stack_t.
+            let cur = unsafe {
+                let mut cur: libc::stack_t = std::mem::zeroed();
+                assert_eq!(libc::sigaltstack(ptr::null(), &mut cur), 0);
+                cur
+            };
+            assert_eq!(cur.ss_flags & libc::SS_DISABLE, 0);
+            assert!(cur.ss_size >= 64 * 1024);
+            assert!(ALT_STACK.with(|s| s.borrow().is_some()));
+            // Idempotent: a second call keeps the same stack.
+            ensure_sigaltstack().unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+}
