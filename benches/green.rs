@@ -544,7 +544,10 @@ fn measure(runtime: &str, bench: &str) -> Cell {
             ..Cell::default()
         };
     };
-    let v: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
     Cell {
         cold: v.first().copied(),
         warm: median(v[1..].to_vec()),
@@ -631,7 +634,11 @@ fn main() {
             };
             let show = |c: &Cell| {
                 if let Some(e) = &c.err {
-                    if e.starts_with("timed out") { "hang".to_string() } else { "crash".to_string() }
+                    if e.starts_with("timed out") {
+                        "hang".to_string()
+                    } else {
+                        "crash".to_string()
+                    }
                 } else {
                     fmt(get(c))
                 }

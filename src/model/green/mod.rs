@@ -141,7 +141,9 @@ impl Remote {
     /// `SeqCst` store of `sleeping` before its last look: one of the two sides sees the other.
     fn unpark_if_sleeping(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
+        // Only the first waker of a sleeping worker writes its eventfd: it clears the flag, and
+        // the worker, once up, handles everything published meanwhile before sleeping again.
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
             self.unpark();
         }
     }
@@ -163,7 +165,10 @@ impl Shared {
         // See `Remote::unpark_if_sleeping` for the fence.
         std::sync::atomic::fence(Ordering::SeqCst);
         for (i, r) in self.remotes.iter().enumerate() {
-            if Some(i) != except && r.sleeping.load(Ordering::SeqCst) {
+            if Some(i) != except
+                && r.sleeping.load(Ordering::SeqCst)
+                && r.sleeping.swap(false, Ordering::SeqCst)
+            {
                 r.unpark();
                 return;
             }
