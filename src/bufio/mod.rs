@@ -2,7 +2,7 @@
 //! writer's buffer and its caller's data leave together in one vectored syscall.
 //!
 //! - [`Reader`] over any [`Read`](std::io::Read): [`fill`](Reader::fill),
-//!   [`peek`](Reader::peek), [`take`](Reader::take), [`take_delimited`](Reader::take_delimited),
+//!   [`peek`](Reader::peek), [`take_bytes`](Reader::take_bytes), [`take_delimited`](Reader::take_delimited),
 //!   [`discard`](Reader::discard), [`stream_to`](Reader::stream_to), plus std's `Read` and
 //!   `BufRead` (`read_until`, `lines`).
 //! - [`Writer`] over any [`Write`](std::io::Write): `write`, `write_all`, `flush`,

@@ -8,7 +8,7 @@ use super::DEFAULT_CAPACITY;
 /// A buffered reader over any [`Read`], after Zig's `std.Io.Reader`.
 ///
 /// The buffer has a fixed size chosen at construction. Methods that *look* at data
-/// ([`peek`](Self::peek), [`take`](Self::take), [`take_delimited`](Self::take_delimited)) return
+/// ([`peek`](Self::peek), [`take_bytes`](Self::take_bytes), [`take_delimited`](Self::take_delimited)) return
 /// slices of the buffer itself — no copy — and read from the source as many times as needed to
 /// have the bytes asked for. Methods that *move* data ([`discard`](Self::discard),
 /// [`stream_to`](Self::stream_to)) hand it on straight from the buffer.
@@ -33,7 +33,7 @@ use super::DEFAULT_CAPACITY;
 ///     r.read_line(&mut line)?;                              // std's BufRead
 ///     assert_eq!(line, "Host: x\r\n");
 ///     assert_eq!(r.discard(2)?, 2);                         // the blank line
-///     assert_eq!(r.take(4)?, b"body");
+///     assert_eq!(r.take_bytes(4)?, b"body");
 ///     assert_eq!(r.fill_more()?, 0);                        // end of stream
 ///     Ok(())
 /// }).unwrap();
@@ -53,7 +53,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// A reader with a buffer of `capacity` bytes. [`peek`](Self::peek) and
-    /// [`take`](Self::take) can return at most this many bytes, and
+    /// [`take_bytes`](Self::take_bytes) can return at most this many bytes, and
     /// [`take_delimited`](Self::take_delimited) records of at most this length.
     pub fn with_capacity(capacity: usize, inner: R) -> Reader<R> {
         Reader {
@@ -160,10 +160,10 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next `n` bytes, consumed: [`peek`](Self::peek) then [`consume`](BufRead::consume).
-    /// Cancellation point.
+    /// Zig's `take` (that name is std's [`Read::take`] here). Cancellation point.
     ///
     /// Errors: as for [`fill`](Self::fill); nothing is consumed on error.
-    pub fn take(&mut self, n: usize) -> io::Result<&[u8]> {
+    pub fn take_bytes(&mut self, n: usize) -> io::Result<&[u8]> {
         self.fill(n)?;
         let start = self.pos;
         self.pos += n;
