@@ -23,8 +23,8 @@
 //!
 //! ## Which descriptors
 //!
-//! Anything that implements [`Descriptor`]: [`File`], [`TcpStream`](crate::net::TcpStream),
-//! [`UnixStream`](crate::net::UnixStream), and references to them. The trait tells the transfer
+//! Anything that implements [`Descriptor`]: [`File`], [`TcpStream`],
+//! [`UnixStream`], and references to them. The trait tells the transfer
 //! the descriptor's [`Io`] and how it waits ([`FdKind`]).
 //!
 //! ## A peer that goes away
@@ -77,8 +77,8 @@ pub enum FdKind {
 
 /// A zsync file or socket that lends its descriptor to zero-copy transfers.
 ///
-/// Implemented by [`File`], [`TcpStream`](crate::net::TcpStream),
-/// [`UnixStream`](crate::net::UnixStream) and references to anything that implements it. An
+/// Implemented by [`File`], [`TcpStream`],
+/// [`UnixStream`] and references to anything that implements it. An
 /// implementation for another type must report the [`FdKind`] that matches how its descriptor
 /// was opened (a blocking descriptor reported as `Socket` would block its thread).
 pub trait Descriptor: AsFd {
