@@ -4,7 +4,7 @@
 //!    `std::io::copy` vs spawning `cp`. The source is written once and read from the page cache
 //!    by every contender; each destination is deleted after its run.
 //! 2. **Serving a file over loopback TCP** (100 MiB by default): `zsync::transfer::send_file` (on
-//!    Blocking and on Green) vs a read/write loop through a 256 KiB buffer vs `std::io::copy`
+//!    Blocking and on Green; `transfer::splice` on Blocking) vs a read/write loop through a 256 KiB buffer vs `std::io::copy`
 //!    from a file to a socket. A std client thread reads everything into a 256 KiB buffer; the
 //!    time is from the first byte offered to the client seeing end of stream.
 //!
@@ -237,6 +237,20 @@ fn main() {
             Box::new(|| {
                 timed_serve(&listener, serve_bytes, |c| {
                     zsync_send_file(Model::Green, c, &src, serve_bytes)
+                })
+            }),
+        ),
+        (
+            "transfer::splice (Blocking)",
+            true,
+            Box::new(|| {
+                timed_serve(&listener, serve_bytes, |c| {
+                    zsync::run(Model::Blocking, |io| {
+                        let file = File::open(io, &src).unwrap();
+                        let sock = TcpStream::from_std(io, c).unwrap();
+                        let n = zsync::transfer::splice(&sock, &file, 0, serve_bytes).unwrap();
+                        assert_eq!(n, serve_bytes);
+                    })
                 })
             }),
         ),
