@@ -75,11 +75,13 @@ mod park;
 mod task;
 mod wait;
 
+pub mod bufio;
 pub mod channel;
 pub mod fs;
 pub mod net;
 pub mod select;
 pub mod sync;
+pub mod transfer;
 
 pub use error::{
     canceled, is_canceled, is_timed_out, timed_out, Canceled, ConcurrencyUnavailable, Elapsed,
@@ -88,3 +90,4 @@ pub use event::Event;
 pub use io::{run, Builder, Io, Model, Runtime};
 pub use model::green::Backend;
 pub use task::{Group, GroupPolicy, Runnable, Task};
+pub use transfer::copy;

@@ -22,6 +22,8 @@ macro_rules! standalone {
 #[allow(unused_macros)]
 mod support;
 
+#[path = "conformance/bufio.rs"]
+mod bufio;
 #[path = "conformance/channel.rs"]
 mod channel;
 #[path = "conformance/dns.rs"]
@@ -94,6 +96,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("unix", unix::ALL),
         ("dns", dns::ALL),
         ("sync", sync::ALL),
+        ("bufio", bufio::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

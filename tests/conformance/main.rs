@@ -3,6 +3,7 @@
 #[macro_use]
 pub mod support;
 
+mod bufio;
 mod channel;
 mod dns;
 mod fs;

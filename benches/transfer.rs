@@ -1,0 +1,293 @@
+//! Zero-copy transfers against the usual ways, side by side, in one run.
+//!
+//! 1. **File copy** (1 GiB by default): `zsync::copy` (on Blocking and on Green) vs
+//!    `std::io::copy` vs spawning `cp`. The source is written once and read from the page cache
+//!    by every contender; each destination is deleted after its run.
+//! 2. **Serving a file over loopback TCP** (100 MiB by default): `zsync::transfer::send_file` (on
+//!    Blocking and on Green; `transfer::splice` on Blocking) vs a read/write loop through a 256 KiB buffer vs `std::io::copy`
+//!    from a file to a socket. A std client thread reads everything into a 256 KiB buffer; the
+//!    time is from the first byte offered to the client seeing end of stream.
+//!
+//! Each contender runs `COPY_ROUNDS` / `SERVE_ROUNDS` times, interleaved with the others; the table shows the best
+//! time and throughput of each, and each zsync figure as a fraction of the best non-zsync one.
+//!
+//! ```text
+//! cargo bench --bench transfer
+//! ZSYNC_BENCH_COPY_MIB=256 ZSYNC_BENCH_SERVE_MIB=100 cargo bench --bench transfer
+//! ```
+//!
+//! Files go to `ZSYNC_BENCH_DIR` (default: the system temp dir); check its free space first
+//! (`df -h /tmp`): the copy needs twice its size.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use zsync::fs::File;
+use zsync::net::TcpStream;
+use zsync::Model;
+
+/// Rounds of the file copy (each copies the whole file once per contender).
+const COPY_ROUNDS: usize = 5;
+/// Rounds of the loopback serve (short: more rounds to see through scheduling noise).
+const SERVE_ROUNDS: usize = 21;
+const BUF: usize = 256 * 1024;
+
+fn env_mib(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn write_source(path: &Path, bytes: u64) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut chunk = vec![0u8; 8 << 20];
+    let mut x = 0x9e37_79b9_u32;
+    for b in chunk.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.sync_all().unwrap();
+}
+
+/// One contender: a name and a function that performs the transfer once and returns its time.
+type Contender<'a> = (&'static str, bool, Box<dyn FnMut() -> Duration + 'a>);
+
+fn report(title: &str, bytes: u64, rounds: usize, contenders: &mut [Contender<'_>]) {
+    let mut best = vec![Duration::MAX; contenders.len()];
+    for _ in 0..rounds {
+        for (i, (_, _, f)) in contenders.iter_mut().enumerate() {
+            best[i] = best[i].min(f());
+        }
+    }
+    let baseline = contenders
+        .iter()
+        .zip(&best)
+        .filter(|((_, zsync, _), _)| !zsync)
+        .map(|(_, t)| *t)
+        .min()
+        .unwrap();
+    println!("\n{title} ({} MiB, best of {rounds})", bytes >> 20);
+    println!(
+        "{:<34} {:>10} {:>11} {:>16}",
+        "contender", "time", "GiB/s", "vs best non-zsync"
+    );
+    for ((name, zsync, _), t) in contenders.iter().zip(&best) {
+        let gibs = bytes as f64 / t.as_secs_f64() / (1u64 << 30) as f64;
+        let ratio = baseline.as_secs_f64() / t.as_secs_f64();
+        let vs = if *zsync {
+            format!("{ratio:.2}x")
+        } else {
+            String::new()
+        };
+        println!(
+            "{name:<34} {:>8.1}ms {gibs:>11.2} {vs:>16}",
+            t.as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn timed_copy(dst: &Path, f: impl FnOnce() -> u64, expect: u64) -> Duration {
+    let t0 = Instant::now();
+    let n = f();
+    let t = t0.elapsed();
+    assert_eq!(n, expect);
+    std::fs::remove_file(dst).unwrap();
+    t
+}
+
+fn zsync_copy(model: Model, src: &Path, dst: &Path) -> u64 {
+    zsync::run(model, |io| {
+        let from = File::open(io, src).unwrap();
+        let to = File::create(io, dst).unwrap();
+        zsync::copy(&from, &to).unwrap()
+    })
+}
+
+/// Accepts one connection on `listener`, runs `serve` on it (a std socket), and returns the time
+/// until a std client has read `bytes` and end of stream.
+fn timed_serve(
+    listener: &TcpListener,
+    bytes: u64,
+    serve: impl FnOnce(std::net::TcpStream) + Send,
+) -> Duration {
+    let addr = listener.local_addr().unwrap();
+    std::thread::scope(|s| {
+        let client = s.spawn(move || {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            let mut buf = vec![0u8; BUF];
+            let mut got = 0u64;
+            loop {
+                let n = c.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            (got, Instant::now())
+        });
+        let (conn, _) = listener.accept().unwrap();
+        let t0 = Instant::now();
+        serve(conn);
+        let (got, end) = client.join().unwrap();
+        assert_eq!(got, bytes);
+        end - t0
+    })
+}
+
+fn zsync_send_file(model: Model, conn: std::net::TcpStream, src: &Path, bytes: u64) {
+    zsync::run(model, |io| {
+        let file = File::open(io, src).unwrap();
+        let sock = TcpStream::from_std(io, conn).unwrap();
+        assert_eq!(
+            zsync::transfer::send_file(&sock, &file, 0, bytes).unwrap(),
+            bytes
+        );
+    });
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let dir: PathBuf = std::env::var_os("ZSYNC_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("zsync-bench-transfer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy_bytes = env_mib("ZSYNC_BENCH_COPY_MIB", 1024) << 20;
+    let serve_bytes = env_mib("ZSYNC_BENCH_SERVE_MIB", 100) << 20;
+
+    // 1. File copy.
+    let src = dir.join("src");
+    let dst = dir.join("dst");
+    write_source(&src, copy_bytes);
+    let mut copiers: Vec<Contender<'_>> = vec![
+        (
+            "zsync::copy (Blocking)",
+            true,
+            Box::new(|| timed_copy(&dst, || zsync_copy(Model::Blocking, &src, &dst), copy_bytes)),
+        ),
+        (
+            "zsync::copy (Green)",
+            true,
+            Box::new(|| timed_copy(&dst, || zsync_copy(Model::Green, &src, &dst), copy_bytes)),
+        ),
+        (
+            "std::io::copy",
+            false,
+            Box::new(|| {
+                timed_copy(
+                    &dst,
+                    || {
+                        let mut from = std::fs::File::open(&src).unwrap();
+                        let mut to = std::fs::File::create(&dst).unwrap();
+                        std::io::copy(&mut from, &mut to).unwrap()
+                    },
+                    copy_bytes,
+                )
+            }),
+        ),
+        (
+            "cp (process)",
+            false,
+            Box::new(|| {
+                timed_copy(
+                    &dst,
+                    || {
+                        let ok = Command::new("cp").arg(&src).arg(&dst).status().unwrap();
+                        assert!(ok.success());
+                        std::fs::metadata(&dst).unwrap().len()
+                    },
+                    copy_bytes,
+                )
+            }),
+        ),
+    ];
+    report("file copy", copy_bytes, COPY_ROUNDS, &mut copiers);
+    drop(copiers);
+    std::fs::remove_file(&src).unwrap();
+
+    // 2. Serving a file over loopback.
+    let src = dir.join("served");
+    write_source(&src, serve_bytes);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut servers: Vec<Contender<'_>> = vec![
+        (
+            "send_file (Blocking)",
+            true,
+            Box::new(|| {
+                timed_serve(&listener, serve_bytes, |c| {
+                    zsync_send_file(Model::Blocking, c, &src, serve_bytes)
+                })
+            }),
+        ),
+        (
+            "send_file (Green)",
+            true,
+            Box::new(|| {
+                timed_serve(&listener, serve_bytes, |c| {
+                    zsync_send_file(Model::Green, c, &src, serve_bytes)
+                })
+            }),
+        ),
+        (
+            "transfer::splice (Blocking)",
+            true,
+            Box::new(|| {
+                timed_serve(&listener, serve_bytes, |c| {
+                    zsync::run(Model::Blocking, |io| {
+                        let file = File::open(io, &src).unwrap();
+                        let sock = TcpStream::from_std(io, c).unwrap();
+                        let n = zsync::transfer::splice(&sock, &file, 0, serve_bytes).unwrap();
+                        assert_eq!(n, serve_bytes);
+                    })
+                })
+            }),
+        ),
+        (
+            "read/write loop, 256 KiB buffer",
+            false,
+            Box::new(|| {
+                timed_serve(&listener, serve_bytes, |mut c| {
+                    let mut f = std::fs::File::open(&src).unwrap();
+                    let mut buf = vec![0u8; BUF];
+                    loop {
+                        let n = f.read(&mut buf).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        c.write_all(&buf[..n]).unwrap();
+                    }
+                })
+            }),
+        ),
+        (
+            "std::io::copy (file to socket)",
+            false,
+            Box::new(|| {
+                timed_serve(&listener, serve_bytes, |mut c| {
+                    let mut f = std::fs::File::open(&src).unwrap();
+                    std::io::copy(&mut f, &mut c).unwrap();
+                })
+            }),
+        ),
+    ];
+    report(
+        "serving a file over loopback TCP",
+        serve_bytes,
+        SERVE_ROUNDS,
+        &mut servers,
+    );
+    drop(servers);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

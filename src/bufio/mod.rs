@@ -1,0 +1,63 @@
+//! Buffered I/O after Zig's `std.Io.Reader`/`Writer`: the buffer lives in the interface, and a
+//! writer's buffer and its caller's data leave together in one vectored syscall.
+//!
+//! - [`Reader`] over any [`Read`](std::io::Read): [`fill`](Reader::fill),
+//!   [`peek`](Reader::peek), [`take_bytes`](Reader::take_bytes), [`take_delimited`](Reader::take_delimited),
+//!   [`discard`](Reader::discard), [`stream_to`](Reader::stream_to), plus std's `Read` and
+//!   `BufRead` (`read_until`, `lines`).
+//! - [`Writer`] over any [`Write`](std::io::Write): `write`, `write_all`, `flush`,
+//!   [`drain`](Writer::drain) with *splat*, [`write_vectored_all`](Writer::write_vectored_all),
+//!   and, over a zsync socket or file, [`send_file`](Writer::send_file) (zero-copy, see
+//!   [`crate::transfer`]).
+//!
+//! Both are plain `fn` code over the std traits, so they run on every model: every read or write
+//! they make on a zsync stream or file is that stream's own operation, hence a cancellation
+//! point that waits the model's way (parks the fiber on Green).
+//!
+//! ## drain and splat
+//!
+//! `writer.drain(&[a, b, c], splat)` writes the buffered bytes, then `a`, `b`, then `c` repeated
+//! `splat` times. The iovec array handed to `writev(2)` points into the buffer and into the
+//! caller's slices; the repeats of `c` are the *same* pointer again, so a run of padding or a
+//! fill pattern costs no copy and no allocation of its size:
+//!
+//! ```text
+//!   buffer: [h e a d e r . . . . . .]      a: [k e y = ]   b: [v a l u e]   c: [ 0 ]
+//!            ^^^^^^^^^^^ buffered               |               |              |
+//!   iovecs:  { buf, 6 } { a, 4 } { b, 5 } { c, 1 } { c, 1 } { c, 1 } ... ({ c, 1 } × splat)
+//!                                          '-------- same memory, splat times ----'
+//! ```
+//!
+//! `splat == 0` leaves `c` out (Zig uses that to write "all but the last slice"); `splat == 1`
+//! is a plain vectored write.
+//!
+//! Two limits shape the loop around that `writev`:
+//!
+//! - **Partial writes.** A socket takes what fits in its send buffer: `writev` may stop in the
+//!   middle of any iovec, even in the middle of the 3,000th repeat. The writer keeps a cursor
+//!   (segment, offset) and resumes at exactly the next byte, skipping whole repeats by division;
+//!   the buffered bytes the sink took leave the buffer, the rest stay at its front.
+//! - **`IOV_MAX`.** Linux refuses more than [`IOV_MAX`] (1024) iovecs per call, so a longer
+//!   sequence — 5,000 slices, a splat of 5,000 — goes out in batches of at most 1024.
+//!
+//! [`Writer::drain_once`] exposes the single call (Zig's exact `drain` contract: one write,
+//! returns how much of `data` went).
+//!
+//! ## SIGPIPE
+//!
+//! Writes go through the sink's own `write`/`write_vectored`. On a socket whose peer has gone,
+//! `writev` fails with `EPIPE` — and raises `SIGPIPE`, which Rust programs ignore (std's
+//! runtime sets it to `SIG_IGN` before `main`). A program that restores the default
+//! disposition should use [`crate::transfer`] (which suppresses it) or keep it ignored.
+
+mod reader;
+mod vectored;
+mod writer;
+
+pub use reader::Reader;
+pub use vectored::IOV_MAX;
+pub use writer::Writer;
+
+/// The buffer size of [`Reader::new`] and [`Writer::new`]: large enough that a bulk transfer
+/// makes few syscalls, small enough for many connections.
+pub const DEFAULT_CAPACITY: usize = 64 * 1024;

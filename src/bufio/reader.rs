@@ -1,0 +1,290 @@
+//! [`Reader`]: a buffered reader that lends out its buffer.
+
+use std::fmt;
+use std::io::{self, BufRead, Read, Write};
+
+use super::DEFAULT_CAPACITY;
+
+/// A buffered reader over any [`Read`], after Zig's `std.Io.Reader`.
+///
+/// The buffer has a fixed size chosen at construction. Methods that *look* at data
+/// ([`peek`](Self::peek), [`take_bytes`](Self::take_bytes), [`take_delimited`](Self::take_delimited)) return
+/// slices of the buffer itself — no copy — and read from the source as many times as needed to
+/// have the bytes asked for. Methods that *move* data ([`discard`](Self::discard),
+/// [`stream_to`](Self::stream_to)) hand it on straight from the buffer.
+///
+/// Implements [`std::io::Read`] and [`std::io::BufRead`] (so `read_until`, `read_line`, `lines`,
+/// `split` and parsers written against them work). Every method that reads from the source is a
+/// cancellation point when the source's reads are (all zsync streams and files).
+///
+/// ```
+/// use std::io::{BufRead, Write};
+/// use zsync::bufio::Reader;
+/// use zsync::net::UnixStream;
+///
+/// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+///     let (mut a, b) = UnixStream::pair(io)?;
+///     a.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody")?;
+///     drop(a);
+///     let mut r = Reader::with_capacity(64, b);
+///     assert_eq!(r.peek(3)?, b"GET");                       // still buffered
+///     assert_eq!(r.take_delimited(b'\n')?, Some(&b"GET / HTTP/1.1\r"[..]));
+///     let mut line = String::new();
+///     r.read_line(&mut line)?;                              // std's BufRead
+///     assert_eq!(line, "Host: x\r\n");
+///     assert_eq!(r.discard(2)?, 2);                         // the blank line
+///     assert_eq!(r.take_bytes(4)?, b"body");
+///     assert_eq!(r.fill_more()?, 0);                        // end of stream
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub struct Reader<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    /// `buf[pos..end]` are the buffered, unconsumed bytes.
+    pos: usize,
+    end: usize,
+}
+
+impl<R: Read> Reader<R> {
+    /// A reader with a buffer of 64 KiB.
+    pub fn new(inner: R) -> Reader<R> {
+        Reader::with_capacity(DEFAULT_CAPACITY, inner)
+    }
+
+    /// A reader with a buffer of `capacity` bytes. [`peek`](Self::peek) and
+    /// [`take_bytes`](Self::take_bytes) can return at most this many bytes, and
+    /// [`take_delimited`](Self::take_delimited) records of at most this length.
+    pub fn with_capacity(capacity: usize, inner: R) -> Reader<R> {
+        Reader {
+            inner,
+            buf: vec![0; capacity].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+        }
+    }
+
+    /// The buffer's size.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The buffered, unconsumed bytes (no read).
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    /// The source.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The source, mutably. Reading from it directly skips the buffered bytes.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// The source; the buffered bytes are lost.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Reads from the source once, appending to the buffered bytes (moving them to the front of
+    /// the buffer first if there is no room behind them). Returns the number of bytes added; 0
+    /// means end of stream. Cancellation point.
+    ///
+    /// Errors: the source's; `InvalidInput` if the buffer is full (consume something first).
+    pub fn fill_more(&mut self) -> io::Result<usize> {
+        if self.end == self.buf.len() {
+            if self.pos == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "fill_more on a full buffer",
+                ));
+            }
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        } else if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads until at least `n` bytes are buffered (no read if they already are). Cancellation
+    /// point.
+    ///
+    /// Errors: `UnexpectedEof` if the stream ends first (the bytes read stay buffered);
+    /// `InvalidInput` if `n` exceeds the capacity.
+    pub fn fill(&mut self, n: usize) -> io::Result<()> {
+        if n > self.buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "fill/peek/take of more bytes than the buffer holds",
+            ));
+        }
+        if self.pos + n > self.buf.len() {
+            // Not enough room behind the buffered bytes: move them to the front.
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        while self.end - self.pos < n {
+            if self.fill_more()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "stream ended before the requested bytes",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next `n` bytes, left in the buffer: reads as many times as needed. Cancellation
+    /// point.
+    ///
+    /// Errors: as for [`fill`](Self::fill).
+    pub fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        self.fill(n)?;
+        Ok(&self.buf[self.pos..self.pos + n])
+    }
+
+    /// The next `n` bytes, consumed: [`peek`](Self::peek) then [`consume`](BufRead::consume).
+    /// Zig's `take` (that name is std's [`Read::take`] here). Cancellation point.
+    ///
+    /// Errors: as for [`fill`](Self::fill); nothing is consumed on error.
+    pub fn take_bytes(&mut self, n: usize) -> io::Result<&[u8]> {
+        self.fill(n)?;
+        let start = self.pos;
+        self.pos += n;
+        Ok(&self.buf[start..start + n])
+    }
+
+    /// The next record ending in `delim`, consumed together with the delimiter and returned
+    /// without it, as a slice of the buffer. At the end of the stream, the bytes after the last
+    /// delimiter are the last record; then `None`. Cancellation point.
+    ///
+    /// Errors: `InvalidData` if a record does not fit in the buffer (it stays buffered; use
+    /// [`read_until`](BufRead::read_until) for unbounded records).
+    pub fn take_delimited(&mut self, delim: u8) -> io::Result<Option<&[u8]>> {
+        let mut scanned = 0;
+        loop {
+            let window = &self.buf[self.pos + scanned..self.end];
+            if let Some(i) = window.iter().position(|&b| b == delim) {
+                let start = self.pos;
+                let stop = start + scanned + i;
+                self.pos = stop + 1;
+                return Ok(Some(&self.buf[start..stop]));
+            }
+            scanned = self.end - self.pos;
+            if scanned == self.buf.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "delimited record longer than the buffer",
+                ));
+            }
+            if self.fill_more()? == 0 {
+                if self.pos == self.end {
+                    return Ok(None);
+                }
+                let start = self.pos;
+                self.pos = self.end;
+                return Ok(Some(&self.buf[start..self.end]));
+            }
+        }
+    }
+
+    /// Skips `n` bytes: the buffered ones, then reads and drops the rest. Returns the number
+    /// skipped, less than `n` only if the stream ended. Cancellation point.
+    pub fn discard(&mut self, n: u64) -> io::Result<u64> {
+        let mut done = 0;
+        while done < n {
+            if self.pos == self.end && self.fill_more()? == 0 {
+                break;
+            }
+            let step = (self.end - self.pos).min(usize::try_from(n - done).unwrap_or(usize::MAX));
+            self.pos += step;
+            done += step as u64;
+        }
+        Ok(done)
+    }
+
+    /// Writes up to `limit` bytes from this reader to `writer` (`u64::MAX` for no limit): the
+    /// buffered bytes first, then reads into the buffer and writes from it — one copy, the
+    /// kernel's. Returns the number of bytes moved, less than `limit` only if the stream ended.
+    /// Cancellation point.
+    ///
+    /// ```
+    /// use zsync::bufio::Reader;
+    /// let mut r = Reader::with_capacity(4, &b"abcdefghij"[..]);
+    /// let mut out = Vec::new();
+    /// assert_eq!(r.stream_to(&mut out, 7).unwrap(), 7);
+    /// assert_eq!(out, b"abcdefg");
+    /// assert_eq!(r.stream_to(&mut out, u64::MAX).unwrap(), 3);
+    /// ```
+    pub fn stream_to<W: Write + ?Sized>(&mut self, writer: &mut W, limit: u64) -> io::Result<u64> {
+        let mut done = 0;
+        while done < limit {
+            if self.pos == self.end && self.fill_more()? == 0 {
+                break;
+            }
+            let step =
+                (self.end - self.pos).min(usize::try_from(limit - done).unwrap_or(usize::MAX));
+            writer.write_all(&self.buf[self.pos..self.pos + step])?;
+            self.pos += step;
+            done += step as u64;
+        }
+        Ok(done)
+    }
+}
+
+impl<R: Read> Read for Reader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // An empty buffer and a large read: skip the copy, read straight into `out`.
+        if self.pos == self.end && out.len() >= self.buf.len() {
+            return self.inner.read(out);
+        }
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = avail.len().min(out.len());
+            out[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for Reader<R> {
+    /// The buffered bytes; reads once from the source if there are none. Cancellation point.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.end {
+            self.fill_more()?;
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.end);
+    }
+}
+
+impl<R: fmt::Debug> fmt::Debug for Reader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("inner", &self.inner)
+            .field("buffered", &(self.end - self.pos))
+            .field("capacity", &self.buf.len())
+            .finish()
+    }
+}

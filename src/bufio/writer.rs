@@ -1,0 +1,337 @@
+//! [`Writer`]: a buffered writer whose buffer and whose caller's slices leave in one `writev`.
+
+use std::fmt;
+use std::io::{self, IoSlice, Write};
+use std::ops::Deref;
+
+use super::vectored::Segments;
+use super::DEFAULT_CAPACITY;
+use crate::fs::File;
+use crate::transfer::{self, Descriptor};
+
+/// A buffered writer over any [`Write`], after Zig's `std.Io.Writer`.
+///
+/// Small writes are copied into the buffer; a write that does not fit, a [`drain`](Self::drain)
+/// and a [`flush`](Self::flush) send the buffered bytes *and* the caller's slices together in one
+/// vectored write, so large payloads are never copied. A pattern repeated many times (padding, a
+/// fill byte run, the same header to many records) costs no copy either: see
+/// [`drain`](Self::drain) and the [module docs](super).
+///
+/// Implements [`std::io::Write`]; the buffer is flushed (errors ignored) when the `Writer`
+/// drops, as std's `BufWriter` does — call [`flush`](Self::flush) to see the error. Every method
+/// that writes to the sink is a cancellation point when the sink's writes are (all zsync streams
+/// and files).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use zsync::bufio::Writer;
+/// use zsync::net::UnixStream;
+///
+/// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+///     let (a, mut b) = UnixStream::pair(io)?;
+///     let mut w = Writer::with_capacity(64, a);
+///     write!(w, "{}:", 42)?;                  // buffered
+///     w.drain(&[b"[", b"-"], 3)?;             // "42:" + "[" + "---" in one writev
+///     w.flush()?;
+///     drop(w);
+///     let mut got = String::new();
+///     b.read_to_string(&mut got)?;
+///     assert_eq!(got, "42:[---");
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub struct Writer<W: Write> {
+    inner: W,
+    /// The buffered bytes, oldest first; `buf.capacity()` is the chosen size and never grows.
+    buf: Vec<u8>,
+    /// Set while a write of the inner writer is in progress, so a panic inside it does not make
+    /// `Drop` write the same bytes again.
+    panicked: bool,
+}
+
+impl<W: Write> Writer<W> {
+    /// A writer with a buffer of 64 KiB.
+    pub fn new(inner: W) -> Writer<W> {
+        Writer::with_capacity(DEFAULT_CAPACITY, inner)
+    }
+
+    /// A writer with a buffer of `capacity` bytes (0 is allowed: nothing is ever buffered and
+    /// every write goes straight to the sink).
+    pub fn with_capacity(capacity: usize, inner: W) -> Writer<W> {
+        Writer {
+            inner,
+            buf: Vec::with_capacity(capacity),
+            panicked: false,
+        }
+    }
+
+    /// The buffer's size.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The bytes written to the `Writer` and not yet to the sink.
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The sink.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// The sink, mutably. Writing to it directly jumps ahead of the buffered bytes.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Flushes the buffer and returns the sink.
+    ///
+    /// Errors: the flush's error, together with the writer (nothing is lost).
+    pub fn into_inner(mut self) -> Result<W, (io::Error, Writer<W>)> {
+        match self.flush_buf() {
+            Ok(()) => {
+                let mut this = std::mem::ManuallyDrop::new(self);
+                // SAFETY: `this` is never used or dropped again; `buf` is dropped here so its
+                // allocation is not leaked, and `inner` is moved out exactly once.
+                unsafe {
+                    std::ptr::drop_in_place(&mut this.buf);
+                    Ok(std::ptr::read(&this.inner))
+                }
+            }
+            Err(e) => Err((e, self)),
+        }
+    }
+
+    /// Sends the buffered bytes, then `data` with its last slice repeated `splat` times, all in
+    /// as few vectored writes as the sink allows — one when the sink takes it all and there are
+    /// at most 1024 iovecs. Loops on partial writes, resuming at the exact byte the sink stopped
+    /// at. Returns the number of bytes of `data` written:
+    /// `data[..n-1]` in full plus `splat × data[n-1].len()`.
+    ///
+    /// The repeats are iovecs pointing at the same memory: no byte is copied (see the
+    /// [module docs](super) for the iovec array). `splat == 0` writes everything but the last
+    /// slice; an empty `data` just flushes the buffer.
+    ///
+    /// Cancellation point (each underlying write). On error the buffer keeps the buffered bytes
+    /// the sink did not take; how much of `data` went out is not reported (use
+    /// [`drain_once`](Self::drain_once) for exact accounting).
+    ///
+    /// ```
+    /// use zsync::bufio::Writer;
+    /// let mut w = Writer::with_capacity(16, Vec::new());
+    /// let n = w.drain(&[b"key=", b"0"], 8).unwrap();
+    /// assert_eq!(n, 4 + 8);
+    /// assert_eq!(w.get_ref().as_slice(), b"key=00000000");
+    /// ```
+    pub fn drain(&mut self, data: &[&[u8]], splat: usize) -> io::Result<u64> {
+        self.drain_segments(data, splat)
+    }
+
+    /// Zig's `drain` to the letter: *one* vectored write of the buffered bytes followed by
+    /// `data` with its last slice repeated `splat` times (at most 1024 iovecs of it). Returns the
+    /// number of bytes of `data` the sink took, 0 if it took only (some of) the buffered bytes;
+    /// the buffered bytes it took leave the buffer. Cancellation point.
+    ///
+    /// ```
+    /// use zsync::bufio::Writer;
+    /// let mut w = Writer::with_capacity(16, Vec::new());
+    /// std::io::Write::write_all(&mut w, b"ab").unwrap(); // buffered
+    /// assert_eq!(w.drain_once(&[b"c", b"d"], 2).unwrap(), 3);
+    /// assert_eq!(w.get_ref().as_slice(), b"abcdd");
+    /// ```
+    pub fn drain_once(&mut self, data: &[&[u8]], splat: usize) -> io::Result<usize> {
+        self.drain_once_segments(data, splat)
+    }
+
+    /// Writes every byte of `bufs`, in order, behind the buffered bytes, in as few vectored
+    /// writes as possible (at most 1024 iovecs each); partial writes resume at the exact byte.
+    /// Slices that fit in the buffer's free space are copied there instead. Cancellation point.
+    ///
+    /// ```
+    /// use std::io::IoSlice;
+    /// use zsync::bufio::Writer;
+    /// let mut w = Writer::with_capacity(4, Vec::new());
+    /// w.write_vectored_all(&[IoSlice::new(b"hello "), IoSlice::new(b"world")]).unwrap();
+    /// assert_eq!(w.get_ref().as_slice(), b"hello world");
+    /// ```
+    pub fn write_vectored_all(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total <= self.spare() {
+            for b in bufs {
+                self.buf.extend_from_slice(b);
+            }
+            return Ok(());
+        }
+        self.drain_segments(bufs, 1).map(|_| ())
+    }
+
+    /// Writes the buffered bytes to the sink, looping until all are written. Unlike
+    /// [`flush`](Write::flush) it does not flush the sink itself. Cancellation point.
+    pub fn flush_buf(&mut self) -> io::Result<()> {
+        let none: &[&[u8]] = &[];
+        self.drain_segments(none, 0).map(|_| ())
+    }
+
+    fn spare(&self) -> usize {
+        self.buf.capacity() - self.buf.len()
+    }
+
+    fn drain_segments<S: Deref<Target = [u8]>>(
+        &mut self,
+        data: &[S],
+        splat: usize,
+    ) -> io::Result<u64> {
+        let head_len = self.buf.len();
+        let mut segs = Segments::new(&self.buf, data, splat);
+        let total = segs.remaining();
+        self.panicked = true;
+        let r = segs.write_all(&mut self.inner);
+        self.panicked = false;
+        let written = total - segs.remaining();
+        self.consume_head(head_len, written);
+        r.map(|()| total - head_len as u64)
+    }
+
+    fn drain_once_segments<S: Deref<Target = [u8]>>(
+        &mut self,
+        data: &[S],
+        splat: usize,
+    ) -> io::Result<usize> {
+        let head_len = self.buf.len();
+        let mut segs = Segments::new(&self.buf, data, splat);
+        self.panicked = true;
+        let r = segs.write_once(&mut self.inner);
+        self.panicked = false;
+        let written = r?;
+        self.consume_head(head_len, written as u64);
+        Ok(written.saturating_sub(head_len))
+    }
+
+    /// Drops the first `min(written, head_len)` buffered bytes, which the sink took.
+    fn consume_head(&mut self, head_len: usize, written: u64) {
+        let from_head = usize::try_from(written).unwrap_or(usize::MAX).min(head_len);
+        if from_head == self.buf.len() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..from_head);
+        }
+    }
+
+    /// `Write::write` for slices that do not fit: one vectored write of buffer + slices. Never
+    /// returns `Ok(0)` for non-empty input unless the sink did.
+    fn write_through<S: Deref<Target = [u8]>>(&mut self, data: &[S]) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            let mut segs = Segments::new(&[], data, 1);
+            self.panicked = true;
+            let r = segs.write_once(&mut self.inner);
+            self.panicked = false;
+            return r;
+        }
+        let head_len = self.buf.len();
+        let n = self.drain_once_segments(data, 1)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        if self.buf.len() == head_len {
+            return Ok(0); // the sink took nothing
+        }
+        // The sink took only buffered bytes: copy what now fits.
+        let mut copied = 0;
+        for s in data {
+            let take = s.len().min(self.spare());
+            self.buf.extend_from_slice(&s[..take]);
+            copied += take;
+            if take < s.len() {
+                break;
+            }
+        }
+        Ok(copied)
+    }
+}
+
+impl<W: Write + Descriptor> Writer<W> {
+    /// Flushes the buffer, then sends `len` bytes of `file` starting at `offset` to the sink
+    /// with [`transfer::send_file`] (`sendfile(2)`, else `splice(2)`, else a buffered copy).
+    /// Returns the number of bytes sent: less than `len` only if the file ends first.
+    /// Cancellation point.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use zsync::bufio::Writer;
+    /// use zsync::fs::File;
+    /// use zsync::net::UnixStream;
+    ///
+    /// let path = std::env::temp_dir().join(format!("zsync-doc-sendfile-{}", std::process::id()));
+    /// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    ///     std::fs::write(&path, b"0123456789")?;
+    ///     let file = File::open(io, &path)?;
+    ///     let (a, mut b) = UnixStream::pair(io)?;
+    ///     let mut w = Writer::new(a);
+    ///     w.write_all(b"head:")?;
+    ///     assert_eq!(w.send_file(&file, 3, 4)?, 4);
+    ///     drop(w);
+    ///     let mut got = String::new();
+    ///     b.read_to_string(&mut got)?;
+    ///     assert_eq!(got, "head:3456");
+    ///     std::fs::remove_file(&path)
+    /// }).unwrap();
+    /// ```
+    pub fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        self.flush_buf()?;
+        transfer::send_file(&self.inner, file, offset, len)
+    }
+}
+
+impl<W: Write> Write for Writer<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.len() <= self.spare() {
+            self.buf.extend_from_slice(data);
+            return Ok(data.len());
+        }
+        self.write_through(&[data])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total <= self.spare() {
+            for b in bufs {
+                self.buf.extend_from_slice(b);
+            }
+            return Ok(total);
+        }
+        self.write_through(bufs)
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.len() <= self.spare() {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.drain_segments(&[data], 1).map(|_| ())
+    }
+
+    /// Writes the buffered bytes, then flushes the sink. Cancellation point.
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Writer<W> {
+    fn drop(&mut self) {
+        if !self.panicked {
+            let _ = self.flush_buf();
+        }
+    }
+}
+
+impl<W: Write + fmt::Debug> fmt::Debug for Writer<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("inner", &self.inner)
+            .field("buffered", &self.buf.len())
+            .field("capacity", &self.buf.capacity())
+            .finish()
+    }
+}

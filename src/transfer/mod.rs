@@ -1,0 +1,578 @@
+//! Zero-copy transfers between zsync files and sockets: [`send_file`], [`copy_file_range`],
+//! [`splice`] and the path-picking [`copy`], each falling back transparently.
+//!
+//! | from → to | tried in order |
+//! |---|---|
+//! | regular file → socket | `sendfile(2)` → `splice(2)` through a pipe → buffered read/write |
+//! | regular file → file (or pipe, `/dev/null`…) | `copy_file_range(2)` → `sendfile(2)` → buffered |
+//! | anything else (FIFO, character device, socket) → anything | buffered read/write |
+//!
+//! A path is abandoned for the next one when the kernel says it does not do that transfer
+//! (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`, `EXDEV`, …) or when its *first* call reports end of file
+//! (some pseudo-files, e.g. in `/proc`, claim size 0 to `copy_file_range`; the next path then
+//! confirms the end). The switch happens at the exact position reached, so a partial transfer
+//! followed by a fallback neither skips nor repeats a byte. Every path:
+//!
+//! - returns the number of bytes actually moved — less than asked only if the source ended
+//!   first (a file shorter than `offset + len`);
+//! - retries `EINTR`, and on a non-blocking socket treats `EAGAIN` as "wait until writable"
+//!   (`crate::park::retry_on_fd`: a cancellation point that parks the fiber on Green);
+//! - runs file-to-file syscalls as `zsync::fs` does: after a cancellation check, and on a helper
+//!   thread when called from a Green fiber. Chunks are at most 16 MiB, so a long copy is
+//!   cancellable between chunks.
+//!
+//! ## Which descriptors
+//!
+//! Anything that implements [`Descriptor`]: [`File`], [`TcpStream`],
+//! [`UnixStream`], and references to them. The trait tells the transfer
+//! the descriptor's [`Io`] and how it waits ([`FdKind`]).
+//!
+//! ## A peer that goes away
+//!
+//! A socket or pipe whose reader has closed fails with `BrokenPipe` (or `ConnectionReset` when
+//! the peer's close discarded unread data). `sendfile` and `splice` have no `MSG_NOSIGNAL`: the
+//! kernel raises `SIGPIPE` on the writing thread. Rust programs ignore `SIGPIPE` anyway; if its
+//! disposition is anything else, these functions block it on the calling thread around each such
+//! syscall and consume the one it raised, so the process never dies of it. Buffered writes to a
+//! socket use `send(MSG_NOSIGNAL)`.
+//!
+//! ## Not yet
+//!
+//! `sendfile` from a file whose pages are not cached waits for the disk on the calling thread —
+//! on Green, on the fiber's worker (as nginx without thread pools does). Green's io_uring backend
+//! will submit `SPLICE` instead.
+
+mod sys;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::FileType;
+use rustix::pipe::SpliceFlags;
+
+use crate::fs::File;
+use crate::net::{TcpStream, UnixStream};
+use crate::park::Interest;
+use crate::Io;
+
+/// The largest chunk of one file-to-file syscall: bounds how long a transfer runs without a
+/// cancellation check.
+const FILE_CHUNK: u64 = 16 << 20;
+/// `sendfile`'s per-call maximum on Linux (`MAX_RW_COUNT`).
+const SENDFILE_MAX: u64 = 0x7fff_f000;
+/// The buffer of the buffered fallback.
+const COPY_BUF: usize = 256 * 1024;
+/// The pipe size asked for by the `splice` path (the kernel may refuse: then 64 KiB).
+const PIPE_SIZE: usize = 1 << 20;
+
+/// How a descriptor's operations wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// A non-blocking socket: try the syscall, wait for readiness on `EAGAIN`.
+    Socket,
+    /// A file opened in blocking mode: the syscall runs to completion (on a helper thread on
+    /// Green), checked for cancellation before it starts.
+    File,
+}
+
+/// A zsync file or socket that lends its descriptor to zero-copy transfers.
+///
+/// Implemented by [`File`], [`TcpStream`],
+/// [`UnixStream`] and references to anything that implements it. An
+/// implementation for another type must report the [`FdKind`] that matches how its descriptor
+/// was opened (a blocking descriptor reported as `Socket` would block its thread).
+pub trait Descriptor: AsFd {
+    /// The `Io` its operations run on.
+    fn io(&self) -> &Io;
+    /// How its operations wait.
+    fn kind(&self) -> FdKind;
+}
+
+impl Descriptor for File {
+    fn io(&self) -> &Io {
+        File::io(self)
+    }
+    fn kind(&self) -> FdKind {
+        FdKind::File
+    }
+}
+
+impl Descriptor for TcpStream {
+    fn io(&self) -> &Io {
+        TcpStream::io(self)
+    }
+    fn kind(&self) -> FdKind {
+        FdKind::Socket
+    }
+}
+
+impl Descriptor for UnixStream {
+    fn io(&self) -> &Io {
+        UnixStream::io(self)
+    }
+    fn kind(&self) -> FdKind {
+        FdKind::Socket
+    }
+}
+
+impl<T: Descriptor + ?Sized> Descriptor for &T {
+    fn io(&self) -> &Io {
+        (**self).io()
+    }
+    fn kind(&self) -> FdKind {
+        (**self).kind()
+    }
+}
+
+/// Sends `len` bytes of `file`, starting at byte `offset`, to `sink` — a socket or a file —
+/// without copying them through user space when the kernel can: `sendfile(2)` to a socket (else
+/// `splice(2)`), `copy_file_range(2)` to a file (else `sendfile(2)`), a buffered loop as the
+/// last resort (see the [module docs](self)). `file`'s own offset is neither used nor moved.
+/// Returns the number of bytes sent: less than `len` only if the file ends first. Cancellation
+/// point.
+///
+/// A `file` that is not a regular file (a FIFO, a character device) is copied through a buffer;
+/// with `offset == 0` it is read from where it stands, as a stream.
+///
+/// Errors: `BrokenPipe`/`ConnectionReset` if the peer goes away (see the module docs on
+/// `SIGPIPE`), `Canceled`, the task's `TimedOut`, or the syscalls' own errors.
+///
+/// ```
+/// use std::io::Read;
+/// use zsync::fs::File;
+/// use zsync::net::UnixStream;
+///
+/// let path = std::env::temp_dir().join(format!("zsync-doc-send-file-{}", std::process::id()));
+/// zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+///     std::fs::write(&path, b"0123456789")?;
+///     let file = File::open(io, &path)?;
+///     let (a, mut b) = UnixStream::pair(io)?;
+///     assert_eq!(zsync::transfer::send_file(&a, &file, 2, 5)?, 5);
+///     assert_eq!(zsync::transfer::send_file(&a, &file, 8, 100)?, 2); // the file ends first
+///     drop(a);
+///     let mut got = String::new();
+///     b.read_to_string(&mut got)?;
+///     assert_eq!(got, "2345689");
+///     std::fs::remove_file(&path)
+/// }).unwrap();
+/// ```
+pub fn send_file<W: Descriptor + ?Sized>(
+    sink: &W,
+    file: &File,
+    offset: u64,
+    len: u64,
+) -> io::Result<u64> {
+    crate::context::check()?;
+    let src = End::of(file);
+    let dst = End::of(sink);
+    let regular = is_regular(file.as_fd())?;
+    let pos = if regular || offset != 0 {
+        Some(offset)
+    } else {
+        None
+    };
+    let methods: &[Method] = match (regular, dst.kind) {
+        (true, FdKind::Socket) => &[Method::SendFile, Method::Splice, Method::Buffered],
+        (true, FdKind::File) => &[Method::CopyFileRange, Method::SendFile, Method::Buffered],
+        (false, _) => &[Method::Buffered],
+    };
+    Job::new(src, pos, dst, None, len).run(methods)
+}
+
+/// Copies `len` bytes from `from` at byte `from_offset` to `to` at byte `to_offset` with
+/// `copy_file_range(2)` (in-kernel, a reflink on file systems that share extents), falling back
+/// to a buffered `pread`/`pwrite` loop (across file systems on old kernels, for non-regular
+/// files). Neither file's offset is used or moved. Returns the number of bytes copied: less
+/// than `len` only if `from` ends first. Cancellation point (between chunks of 16 MiB).
+///
+/// ```
+/// use zsync::fs::File;
+/// let dir = std::env::temp_dir();
+/// let (a, b) = (dir.join(format!("zsync-doc-cfr-a-{}", std::process::id())),
+///               dir.join(format!("zsync-doc-cfr-b-{}", std::process::id())));
+/// zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
+///     std::fs::write(&a, b"hello, world")?;
+///     let from = File::open(io, &a)?;
+///     let to = File::create(io, &b)?;
+///     assert_eq!(zsync::transfer::copy_file_range(&from, 7, &to, 2, 100)?, 5);
+///     assert_eq!(std::fs::read(&b)?, b"\0\0world");
+///     std::fs::remove_file(&a)?;
+///     std::fs::remove_file(&b)
+/// }).unwrap();
+/// ```
+pub fn copy_file_range(
+    from: &File,
+    from_offset: u64,
+    to: &File,
+    to_offset: u64,
+    len: u64,
+) -> io::Result<u64> {
+    crate::context::check()?;
+    let methods: &[Method] = if is_regular(from.as_fd())? {
+        &[Method::CopyFileRange, Method::Buffered]
+    } else {
+        &[Method::Buffered]
+    };
+    Job::new(
+        End::of(from),
+        Some(from_offset),
+        End::of(to),
+        Some(to_offset),
+        len,
+    )
+    .run(methods)
+}
+
+/// Sends `len` bytes of the regular file `file` from byte `offset` to the socket `sink` through
+/// a pipe with `splice(2)` — the path [`send_file`] takes when `sendfile(2)` is refused —
+/// falling back to a buffered loop. Returns the number of bytes sent: less than `len` only if
+/// the file ends first. Cancellation point.
+///
+/// ```
+/// use std::io::Read;
+/// use zsync::fs::File;
+/// use zsync::net::UnixStream;
+///
+/// let path = std::env::temp_dir().join(format!("zsync-doc-splice-{}", std::process::id()));
+/// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+///     std::fs::write(&path, b"spliced bytes")?;
+///     let file = File::open(io, &path)?;
+///     let (a, mut b) = UnixStream::pair(io)?;
+///     assert_eq!(zsync::transfer::splice(&a, &file, 8, 5)?, 5);
+///     drop(a);
+///     let mut got = String::new();
+///     b.read_to_string(&mut got)?;
+///     assert_eq!(got, "bytes");
+///     std::fs::remove_file(&path)
+/// }).unwrap();
+/// ```
+pub fn splice<W: Descriptor + ?Sized>(
+    sink: &W,
+    file: &File,
+    offset: u64,
+    len: u64,
+) -> io::Result<u64> {
+    crate::context::check()?;
+    let dst = End::of(sink);
+    let methods: &[Method] = if dst.kind == FdKind::Socket && is_regular(file.as_fd())? {
+        &[Method::Splice, Method::Buffered]
+    } else {
+        &[Method::Buffered]
+    };
+    Job::new(End::of(file), Some(offset), dst, None, len).run(methods)
+}
+
+/// Copies everything from `reader` (from where it stands) to `writer` until the reader's end,
+/// picking the fastest path the pair allows (see the [module docs](self)): `copy_file_range` for
+/// file to file, `sendfile`/`splice` for file to socket, a buffered loop otherwise. Like
+/// [`std::io::copy`], it uses and advances the file offsets of both. Returns the number of bytes
+/// copied. Cancellation point.
+///
+/// Both ends carry their own [`Io`], so there is none to pass.
+///
+/// ```
+/// use std::io::{Seek, SeekFrom};
+/// use zsync::fs::File;
+/// let dir = std::env::temp_dir();
+/// let (a, b) = (dir.join(format!("zsync-doc-copy-a-{}", std::process::id())),
+///               dir.join(format!("zsync-doc-copy-b-{}", std::process::id())));
+/// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+///     std::fs::write(&a, b"skip:payload")?;
+///     let mut from = File::open(io, &a)?;
+///     from.seek(SeekFrom::Start(5))?;
+///     let to = File::create(io, &b)?;
+///     assert_eq!(zsync::copy(&from, &to)?, 7);
+///     assert_eq!(std::fs::read(&b)?, b"payload");
+///     assert_eq!(from.stream_position()?, 12);
+///     std::fs::remove_file(&a)?;
+///     std::fs::remove_file(&b)
+/// }).unwrap();
+/// ```
+pub fn copy<R: Descriptor + ?Sized, W: Descriptor + ?Sized>(
+    reader: &R,
+    writer: &W,
+) -> io::Result<u64> {
+    crate::context::check()?;
+    let src = End::of(reader);
+    let dst = End::of(writer);
+    let regular = src.kind == FdKind::File && is_regular(src.fd)?;
+    let methods: &[Method] = match (regular, dst.kind) {
+        (true, FdKind::Socket) => &[Method::SendFile, Method::Splice, Method::Buffered],
+        (true, FdKind::File) => &[Method::CopyFileRange, Method::SendFile, Method::Buffered],
+        (false, _) => &[Method::Buffered],
+    };
+    Job::new(src, None, dst, None, u64::MAX).run(methods)
+}
+
+fn is_regular(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+}
+
+/// One end of a transfer.
+#[derive(Clone, Copy)]
+struct End<'a> {
+    fd: BorrowedFd<'a>,
+    io: &'a Io,
+    kind: FdKind,
+}
+
+impl<'a> End<'a> {
+    fn of<D: Descriptor + ?Sized>(d: &'a D) -> End<'a> {
+        End {
+            fd: d.as_fd(),
+            io: d.io(),
+            kind: d.kind(),
+        }
+    }
+}
+
+/// The ways to move bytes, fastest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    CopyFileRange,
+    SendFile,
+    Splice,
+    Buffered,
+}
+
+/// What a method reports when it stops without an error.
+enum Stop {
+    /// `len` reached or the source ended: the transfer is over.
+    Done,
+    /// The kernel refused this method here (or its first call claimed end of file): try the
+    /// next one from the position reached.
+    Unsupported,
+}
+
+/// A transfer in progress: where it stands and how much is left.
+struct Job<'a> {
+    src: End<'a>,
+    /// `Some(offset)`: positional reads at `offset` (advanced as bytes move; the file offset is
+    /// untouched). `None`: reads at the source's own offset / stream position.
+    src_pos: Option<u64>,
+    dst: End<'a>,
+    /// As `src_pos`, for writes.
+    dst_pos: Option<u64>,
+    left: u64,
+    moved: u64,
+    /// Whether SIGPIPE must be suppressed around syscalls that can raise it.
+    sigpipe: bool,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        src: End<'a>,
+        src_pos: Option<u64>,
+        dst: End<'a>,
+        dst_pos: Option<u64>,
+        len: u64,
+    ) -> Job<'a> {
+        Job {
+            src,
+            src_pos,
+            dst,
+            dst_pos,
+            left: len,
+            moved: 0,
+            sigpipe: sys::sigpipe_live(),
+        }
+    }
+
+    fn run(mut self, methods: &[Method]) -> io::Result<u64> {
+        for &m in methods {
+            if self.left == 0 {
+                break;
+            }
+            let stop = match m {
+                Method::CopyFileRange => self.copy_file_range(),
+                Method::SendFile => self.sendfile(),
+                Method::Splice => self.splice(),
+                Method::Buffered => self.buffered().map(|()| Stop::Done),
+            }?;
+            if let Stop::Done = stop {
+                break;
+            }
+        }
+        Ok(self.moved)
+    }
+
+    fn advance(&mut self, n: usize) {
+        let n = n as u64;
+        self.moved += n;
+        self.left -= n;
+        if let Some(p) = &mut self.src_pos {
+            *p += n;
+        }
+    }
+
+    /// Classifies a method's syscall result: `Ok(Some(n))` to go on, or how the method stops.
+    fn step(&self, r: io::Result<usize>, first: bool) -> io::Result<Result<usize, Stop>> {
+        match r {
+            Ok(0) if first => Ok(Err(Stop::Unsupported)),
+            Ok(0) => Ok(Err(Stop::Done)),
+            Ok(n) => Ok(Ok(n)),
+            Err(e) if sys::unsupported(&e) => Ok(Err(Stop::Unsupported)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `copy_file_range(2)`, file to file, in chunks of at most [`FILE_CHUNK`].
+    fn copy_file_range(&mut self) -> io::Result<Stop> {
+        let mut first = true;
+        while self.left > 0 {
+            let chunk = self.left.min(FILE_CHUNK) as usize;
+            let (src, dst) = (self.src.fd, self.dst.fd);
+            let (mut sp, mut dp) = (self.src_pos, self.dst_pos);
+            let r = sys::file_op(self.src.io, || {
+                Ok(rustix::fs::copy_file_range(
+                    src,
+                    sp.as_mut(),
+                    dst,
+                    dp.as_mut(),
+                    chunk,
+                )?)
+            });
+            match self.step(r, first)? {
+                Ok(n) => {
+                    if let Some(p) = &mut self.dst_pos {
+                        *p += n as u64;
+                    }
+                    self.advance(n);
+                }
+                Err(stop) => return Ok(stop),
+            }
+            first = false;
+        }
+        Ok(Stop::Done)
+    }
+
+    /// `sendfile(2)`: to a socket (waiting for writability) or to any file (offloaded). It
+    /// writes at the sink's own offset, so a positional sink rules it out.
+    fn sendfile(&mut self) -> io::Result<Stop> {
+        if self.dst_pos.is_some() {
+            return Ok(Stop::Unsupported);
+        }
+        let mut first = true;
+        let live = self.sigpipe;
+        while self.left > 0 {
+            let max = match self.dst.kind {
+                FdKind::Socket => SENDFILE_MAX,
+                FdKind::File => FILE_CHUNK,
+            };
+            let chunk = self.left.min(max) as usize;
+            let (src, dst) = (self.src.fd, self.dst.fd);
+            let mut sp = self.src_pos;
+            let r = sys::op(self.dst.io, self.dst.kind, dst, Interest::Write, || {
+                sys::no_sigpipe(live, || {
+                    Ok(rustix::fs::sendfile(dst, src, sp.as_mut(), chunk)?)
+                })
+            });
+            match self.step(r, first)? {
+                Ok(n) => self.advance(n),
+                Err(stop) => return Ok(stop),
+            }
+            first = false;
+        }
+        Ok(Stop::Done)
+    }
+
+    /// `splice(2)` file → pipe → socket. The pipe is emptied into the socket before it is filled
+    /// again, so bytes read from the file and not yet sent exist only while a send is pending;
+    /// if that send fails the transfer fails (`moved` counts only what the socket took).
+    fn splice(&mut self) -> io::Result<Stop> {
+        let (pipe_r, pipe_w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )?;
+        let pipe_size = rustix::pipe::fcntl_setpipe_size(&pipe_w, PIPE_SIZE)
+            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&pipe_w))?;
+        let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+        let live = self.sigpipe;
+        let mut first = true;
+        while self.left > 0 {
+            let chunk = (self.left.min(pipe_size as u64)) as usize;
+            let src = self.src.fd;
+            let mut sp = self.src_pos;
+            // Into the (empty) pipe: never waits for the pipe, only for the disk.
+            let r = loop {
+                match rustix::pipe::splice(src, sp.as_mut(), &pipe_w, None, chunk, flags) {
+                    Err(rustix::io::Errno::INTR) => crate::context::check()?,
+                    other => break other.map_err(io::Error::from),
+                }
+            };
+            let mut in_pipe = match self.step(r, first)? {
+                Ok(n) => n,
+                Err(stop) => return Ok(stop),
+            };
+            first = false;
+            // Out of the pipe into the socket, as fast as it takes it.
+            while in_pipe > 0 {
+                let dst = self.dst.fd;
+                let pipe_r = pipe_r.as_fd();
+                let n = sys::op(self.dst.io, self.dst.kind, dst, Interest::Write, || {
+                    sys::no_sigpipe(live, || {
+                        Ok(rustix::pipe::splice(
+                            pipe_r, None, dst, None, in_pipe, flags,
+                        )?)
+                    })
+                })?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                in_pipe -= n;
+                self.advance(n);
+            }
+        }
+        Ok(Stop::Done)
+    }
+
+    /// Read into a buffer, write it out: works for every pair of descriptors.
+    fn buffered(&mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; COPY_BUF.min(usize::try_from(self.left).unwrap_or(COPY_BUF))];
+        let live = self.sigpipe;
+        while self.left > 0 {
+            let want = buf
+                .len()
+                .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            let (src, sp) = (self.src.fd, self.src_pos);
+            let dst_buf = &mut buf[..want];
+            let n = sys::op(self.src.io, self.src.kind, src, Interest::Read, || {
+                Ok(match sp {
+                    Some(off) => rustix::io::pread(src, &mut *dst_buf, off)?,
+                    None => rustix::io::read(src, &mut *dst_buf)?,
+                })
+            })?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut done = 0;
+            while done < n {
+                let (dst, dp, kind) = (self.dst.fd, self.dst_pos, self.dst.kind);
+                let chunk = &buf[done..n];
+                let w = sys::op(self.dst.io, kind, dst, Interest::Write, || {
+                    Ok(match (kind, dp) {
+                        (_, Some(off)) => rustix::io::pwrite(dst, chunk, off)?,
+                        (FdKind::Socket, None) => {
+                            rustix::net::send(dst, chunk, rustix::net::SendFlags::NOSIGNAL)?
+                        }
+                        (FdKind::File, None) => {
+                            sys::no_sigpipe(live, || Ok(rustix::io::write(dst, chunk)?))?
+                        }
+                    })
+                })?;
+                if w == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                done += w;
+                if let Some(p) = &mut self.dst_pos {
+                    *p += w as u64;
+                }
+                self.advance(w);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
