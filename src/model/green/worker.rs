@@ -49,8 +49,8 @@ pub(super) struct WorkerLocal {
     pub(super) reactor: Reactor,
     timers: RefCell<Timers>,
     ready: RefCell<VecDeque<Arc<FiberHandle>>>,
-    /// Started fibers, keyed by `FiberHandle::key`. A slot is `None` while its fiber runs
-    /// (taken out to be resumed). Kept small: 100k parked fibers cost 100k slots. A fiber's
+    /// Started fibers, keyed by `FiberHandle::key`. A slot is `None` only while its fiber is
+    /// being created; fibers are resumed in place. Kept small: 100k parked fibers cost 100k slots. A fiber's
     /// other per-fiber state (its overflow-report name and stack check) lives in its
     /// `fiber::Current`, on its own stack.
     fibers: RefCell<Slab<Option<Fiber>>>,
@@ -220,7 +220,8 @@ impl WorkerLocal {
         // SAFETY: forwarded from this function's contract; the fiber is driven to completion
         // (the worker loop only exits when no fiber is left).
         let co: Fiber = unsafe { Coroutine::with_stack_unchecked(stack, entry) };
-        self.drive(key, handle.clone(), co);
+        self.fibers.borrow_mut()[key] = Some(co);
+        self.drive(handle.clone());
         handle
     }
 
@@ -241,38 +242,39 @@ impl WorkerLocal {
     }
 
     fn resume(&self, handle: Arc<FiberHandle>) {
-        let _ =
-            handle
-                .state
-                .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
-        let co = self
-            .fibers
-            .borrow_mut()
-            .get_mut(handle.key)
-            .and_then(Option::take);
-        if let Some(co) = co {
-            self.drive(handle.key, handle, co);
+        // Only this worker moves a fiber out of SCHEDULED (wakers leave it alone), so a plain
+        // store suffices; a yielded fiber is RUNNING or NOTIFIED and keeps its state.
+        if handle.state.load(Ordering::Acquire) == SCHEDULED {
+            handle.state.store(RUNNING, Ordering::Release);
         }
+        self.drive(handle);
     }
 
-    /// Runs `co` until it suspends or finishes. No syscall on the way: the fiber names itself
-    /// for overflow reports and checks its stack when it suspends (see `fiber::suspend`); this
-    /// only keeps the scheduler's own name (none, or an outer fiber's for a runtime nested in
-    /// a task) aside meanwhile.
-    fn drive(&self, key: usize, handle: Arc<FiberHandle>, mut co: Fiber) {
+    /// Resumes the fiber in place until it suspends or finishes.
+    fn drive(&self, handle: Arc<FiberHandle>) {
+        let key = handle.key;
+        let co: *mut Fiber = match self.fibers.borrow_mut().get_mut(key) {
+            Some(Some(co)) => co,
+            _ => return, // a stale queue entry of a finished fiber
+        };
         fiber::refill_budget();
         let outer = fiber_stack::replace_current_task_name(TaskName::NONE);
-        let result = co.resume(());
+        // SAFETY: the fiber table is mutated only by this worker's loop between resumes
+        // (`start` inserts, the `Return` arm below removes), never while a fiber runs: fibers
+        // queue new tasks instead of starting them. So the slot, and the coroutine in it, stay
+        // where they are for the whole resume, and nothing else borrows them meanwhile.
+        let result = unsafe { (*co).resume(()) };
         fiber_stack::replace_current_task_name(outer);
         match result {
-            CoroutineResult::Yield(Suspend::Park) => self.fibers.borrow_mut()[key] = Some(co),
-            CoroutineResult::Yield(Suspend::Yield) => {
-                self.fibers.borrow_mut()[key] = Some(co);
-                self.ready.borrow_mut().push_back(handle);
-            }
+            CoroutineResult::Yield(Suspend::Park) => {}
+            CoroutineResult::Yield(Suspend::Yield) => self.ready.borrow_mut().push_back(handle),
             CoroutineResult::Return(()) => {
                 handle.state.store(DONE, Ordering::Release);
-                self.fibers.borrow_mut().remove(key);
+                let co = self
+                    .fibers
+                    .borrow_mut()
+                    .remove(key)
+                    .expect("a finished fiber's slot");
                 self.stacks.borrow_mut().put(co.into_stack());
             }
         }
