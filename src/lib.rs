@@ -67,6 +67,7 @@ mod context;
 mod error;
 mod event;
 mod io;
+mod loom;
 mod model;
 mod park;
 mod task;
