@@ -17,8 +17,8 @@
 //!
 //! Wakers are plain `std::task::Waker`s: a thread parker today, a fiber or a future tomorrow.
 
-use std::collections::VecDeque;
 use crate::loom::sync::{Mutex, MutexGuard};
+use std::collections::VecDeque;
 use std::task::Waker;
 
 use slab::Slab;
