@@ -85,9 +85,10 @@ pub(crate) fn block_on<T>(
 /// partner that answers within a few yields is caught by the spin instead. Bounded, so a wait
 /// for something slow costs only these few yields of CPU before the thread sleeps.
 ///
-/// Measured with `cargo bench --bench channels` on 2 cores (ping-pong round trip, Threaded): no
-/// spin 4.4–8.0 µs; 50 polls with 32 × `spin_loop` between them 58 µs (the spinner keeps the
-/// partner off the CPU); 4 short spins then yields 6.6 µs; 50 polls with `yield_now` 2.3 µs.
+/// Measured with `cargo bench --bench channels -- ping_pong/zsync_threaded` on a shared 2-core
+/// VM, runs interleaved to cancel out load: no spin 31–47 µs per round trip; 10 yields 1.7 µs;
+/// 20 yields 2.6 µs; 50 yields 0.76–2.1 µs. Busy-spinning with `spin_loop` (50 polls × 32 hints)
+/// was far worse, 58 µs: the spinner keeps the partner it waits for off the CPU.
 const SPIN_POLLS: u32 = 50;
 
 /// The pause between two polls of the spin: give the CPU to the thread we are waiting for, if it
