@@ -1,5 +1,5 @@
-//! Channels side by side: zsync (Threaded, 2 workers) vs Tokio (multi-thread, 2 workers) vs
-//! crossbeam-channel (std threads).
+//! Channels side by side: zsync (Threaded and Green, 2 workers each) vs Tokio (multi-thread, 2
+//! workers) vs crossbeam-channel (std threads).
 //!
 //! - `ping_pong`: one round trip between two tasks over two channels of capacity 1.
 //! - `mpmc_4x4`: 4 producers and 4 consumers move 100 000 messages through a bounded(1024)
@@ -17,15 +17,23 @@ const MESSAGES: u64 = 100_000;
 const SIDES: u64 = 4;
 const CAP: usize = 1024;
 
+/// The zsync models measured, with their benchmark names. Tasks start with `io.concurrent`: an
+/// elastic thread each on Threaded, a fiber on Green.
+fn zsync_models() -> [(&'static str, zsync::Model); 2] {
+    [
+        ("zsync_threaded", zsync::Model::Threaded),
+        ("zsync_green", zsync::Model::Green),
+    ]
+}
+
 fn ping_pong(c: &mut Criterion) {
     let mut g = c.benchmark_group("ping_pong");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(20);
 
-    zsync::Builder::new(zsync::Model::Threaded)
-        .worker_threads(2)
-        .run(|io| {
+    for (name, model) in zsync_models() {
+        zsync::Builder::new(model).worker_threads(2).run(|io| {
             let (ping_tx, ping_rx) = zsync::channel::bounded::<u64>(1);
             let (pong_tx, pong_rx) = zsync::channel::bounded::<u64>(1);
             let echo = io
@@ -35,7 +43,7 @@ fn ping_pong(c: &mut Criterion) {
                     }
                 })
                 .unwrap();
-            g.bench_function("zsync_threaded", |b| {
+            g.bench_function(name, |b| {
                 b.iter(|| {
                     ping_tx.send(1).unwrap();
                     pong_rx.recv().unwrap()
@@ -44,6 +52,7 @@ fn ping_pong(c: &mut Criterion) {
             drop(ping_tx);
             echo.join().unwrap();
         });
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -101,10 +110,9 @@ fn mpmc(c: &mut Criterion) {
         .throughput(Throughput::Elements(MESSAGES));
     let per = MESSAGES / SIDES;
 
-    zsync::Builder::new(zsync::Model::Threaded)
-        .worker_threads(2)
-        .run(|io| {
-            g.bench_function("zsync_threaded", |b| {
+    for (name, model) in zsync_models() {
+        zsync::Builder::new(model).worker_threads(2).run(|io| {
+            g.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
@@ -138,6 +146,7 @@ fn mpmc(c: &mut Criterion) {
                 })
             });
         });
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -17,15 +17,19 @@
 //!
 //! The blocked side checks `CANCELED` after announcing that it is about to wait (the parker's
 //! `POLLING` state or the waker registration) and the canceler wakes after setting it, so a cancel
-//! landing just before the wait begins is never lost.
+//! landing just before the wait begins is never lost. The waker registration itself races with a
+//! cancel only when the task starts; a `SeqCst` fence on each side (in `set_waker` and `cancel`)
+//! makes sure one of them sees the other.
 //!
 //! **Shield**: a task may run a critical section with cancellation held back
 //! ([`Io::shielded`](crate::Io::shielded)); the flag stays set and is delivered by the first
 //! cancellation point after the shield ends. Only the owning task changes the shield depth.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::Waker;
+
+use crate::loom::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::{Mutex, MutexGuard};
 
 use slab::Slab;
 
@@ -81,6 +85,11 @@ impl CancelNode {
         if self.flags.fetch_or(CANCELED, Ordering::SeqCst) & CANCELED != 0 {
             return;
         }
+        // Store-buffering pair with `set_waker`: the task stores its waker then loads the flag,
+        // we store the flag then load the waker. The waker slot's own orderings are only
+        // release/acquire, which would let both loads miss (task parks, nobody wakes it); a
+        // `SeqCst` fence on each side forbids that. Found by the loom model below.
+        fence(Ordering::SeqCst);
         if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
         }
@@ -109,6 +118,9 @@ impl CancelNode {
     pub(crate) fn set_waker(&self, waker: impl FnOnce() -> Waker) {
         if self.waker.get().is_none() {
             let _ = self.waker.set(waker());
+            // Pairs with the fence in `cancel`: a cancel either sees this waker or its flag is
+            // seen by the task's next cancellation check. Once per task, so it costs nothing.
+            fence(Ordering::SeqCst);
         }
     }
 
@@ -140,11 +152,11 @@ impl CancelNode {
 
 /// Locks a mutex, ignoring poisoning: the protected data (a slab of `Arc`s) stays consistent even
 /// if a panic unwound through a holder.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -197,5 +209,104 @@ mod tests {
                 assert!(c.is_canceled());
             }
         }
+    }
+}
+
+/// Loom models of the cancellation protocol: `RUSTFLAGS="--cfg loom" cargo test --lib
+/// loom_models`. The waker slot is a std `OnceLock`, which loom does not instrument: these models
+/// treat it as sequentially consistent and check the flag, the children lock and the order of
+/// operations around them.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::loom::model::{counting_waker, model, thread_waker};
+    use ::loom::thread;
+
+    /// A child (and grandchild) created while its parent is being canceled ends up canceled:
+    /// either `cancel`'s snapshot sees it, or it sees the flag under the lock. A child finishing
+    /// (unlinking itself) at the same time is harmless.
+    #[test]
+    fn cancel_racing_child_creation_leaves_no_live_child() {
+        model(|| {
+            let root = CancelNode::root();
+            let done = CancelNode::child(&root);
+            let spawner = {
+                let root = root.clone();
+                thread::spawn(move || {
+                    let child = CancelNode::child(&root);
+                    let grandchild = CancelNode::child(&child);
+                    (child, grandchild)
+                })
+            };
+            let finisher = thread::spawn(move || done.detach_from_parent());
+            root.cancel();
+            let (child, grandchild) = spawner.join().unwrap();
+            finisher.join().unwrap();
+            assert!(child.is_canceled(), "a child escaped its parent's cancel");
+            assert!(grandchild.is_canceled(), "a grandchild escaped");
+            assert!(root.child_count() == 1);
+        });
+    }
+
+    /// The task registers its waker, then checks the flag before parking; two cancelers race
+    /// with it. The task is woken exactly when it needs to be: never parked forever (loom's
+    /// deadlock check), woken if it parked, and at most once however many cancelers there are.
+    #[test]
+    fn cancel_wakes_a_registered_task_exactly_once() {
+        struct Both(Waker, Waker);
+        impl std::task::Wake for Both {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.wake_by_ref();
+                self.1.wake_by_ref();
+            }
+        }
+        model(|| {
+            let node = CancelNode::root();
+            let (woken, counter) = counting_waker();
+            let task = {
+                let node = node.clone();
+                thread::spawn(move || {
+                    // A loom operation first, so the cancelers can run before the registration.
+                    thread::yield_now();
+                    node.set_waker(|| {
+                        // Count and unpark: the model checks both "once" and "in time".
+                        Waker::from(std::sync::Arc::new(Both(counter, thread_waker())))
+                    });
+                    let mut parked = false;
+                    while !node.is_pending() {
+                        parked = true;
+                        thread::park();
+                    }
+                    parked
+                })
+            };
+            let other = {
+                let node = node.clone();
+                thread::spawn(move || node.cancel())
+            };
+            node.cancel();
+            let parked = task.join().unwrap();
+            other.join().unwrap();
+            let woken = woken.load(Ordering::SeqCst);
+            assert!(woken <= 1, "woken {woken} times");
+            assert!(!parked || woken == 1, "parked but never woken");
+        });
+    }
+
+    /// A shielded task is not told about a cancel until the shield ends, and then is.
+    #[test]
+    fn shield_defers_a_concurrent_cancel() {
+        model(|| {
+            let node = CancelNode::root();
+            node.shield_enter();
+            let canceler = {
+                let node = node.clone();
+                thread::spawn(move || node.cancel())
+            };
+            assert!(!node.is_pending());
+            node.shield_exit();
+            canceler.join().unwrap();
+            assert!(node.is_pending());
+        });
     }
 }

@@ -69,6 +69,7 @@ mod event;
 #[allow(dead_code)] // used by the Green model, which is being built on another branch
 pub(crate) mod fiber_stack;
 mod io;
+mod loom;
 mod model;
 mod op;
 mod park;

@@ -12,11 +12,14 @@
 //! - `DETACHED`: set by [`Task::detach`](crate::Task::detach). Whichever of `DONE` and `DETACHED`
 //!   is set second disposes of the result (drops the value or reports a panic), so a detached
 //!   task's result is handled exactly once.
+//!
+//! The word and the two cells it guards (the closure and the result) are [`Lifecycle`] and
+//! [`Closure`]: small, runtime-free types whose atomics and cells come from [`crate::loom`], so the
+//! loom models in this file check exactly this protocol — every interleaving of claim, complete,
+//! detach and take — for data races and double disposal.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -25,6 +28,8 @@ use atomic_waker::AtomicWaker;
 use crate::cancel::CancelNode;
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, TaskName};
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU8, Ordering};
 use crate::{park, Io};
 
 const CLAIMED: u8 = 1;
@@ -71,10 +76,115 @@ pub(crate) trait Joinable<T>: Send + Sync {
     fn abandon(&self) -> bool;
 }
 
-pub(crate) struct Core<T> {
+/// The state word of a task and its result slot: the whole claim/complete/detach protocol of
+/// the module docs, without the runtime around it.
+pub(crate) struct Lifecycle<T> {
+    /// `CLAIMED | DONE | DETACHED` bits. `CLAIMED` is set by the runner or an inline joiner,
+    /// `DONE` by the runner, `DETACHED` by the handle; anyone reads it.
     state: AtomicU8,
     /// Written once by the runner before `DONE`; taken once by the party that owns the result.
     result: UnsafeCell<Option<thread::Result<T>>>,
+}
+
+/// Proof that [`Lifecycle::claim`] succeeded: the holder is the one party allowed to take the
+/// closure and complete the task.
+pub(crate) struct Claimed(());
+
+impl<T> Lifecycle<T> {
+    pub(crate) fn new() -> Lifecycle<T> {
+        Lifecycle {
+            state: AtomicU8::new(0),
+            result: UnsafeCell::new(None),
+        }
+    }
+
+    /// Whether the result is written. `Acquire` pairs with the `Release` half of `complete`'s
+    /// `fetch_or(DONE)`, so after `true` the result write is visible.
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) & DONE != 0
+    }
+
+    /// Claims the right to run the task; `Some` for exactly one caller. `AcqRel`: the winner
+    /// synchronizes with whoever created the cell (the closure write); one RMW on one word, so
+    /// two claimants cannot both see `CLAIMED` clear.
+    pub(crate) fn claim(&self) -> Option<Claimed> {
+        (self.state.fetch_or(CLAIMED, Ordering::AcqRel) & CLAIMED == 0).then_some(Claimed(()))
+    }
+
+    /// Takes the result. Call only after `is_done()` returned true, and only from the owner.
+    pub(crate) fn take(&self) -> thread::Result<T> {
+        debug_assert!(self.is_done());
+        // SAFETY: DONE was observed with Acquire, so the runner's write happened-before; the
+        // owner is the only reader (handle consumed or detached exactly once).
+        self.result
+            .with_mut(|r| unsafe { (*r).take() })
+            .expect("task result taken twice")
+    }
+
+    /// Publishes the result. Returns it back when the handle was detached first: the caller then
+    /// disposes of it; `None` means the joiner owns it and must be woken.
+    pub(crate) fn complete(
+        &self,
+        _claimed: Claimed,
+        result: thread::Result<T>,
+    ) -> Option<thread::Result<T>> {
+        // SAFETY: only the claimant reaches here, once, before DONE is published; nobody reads
+        // the slot before observing DONE.
+        self.result.with_mut(|r| unsafe { *r = Some(result) });
+        // Release publishes the write above; Acquire makes a prior detach's view ours (we may
+        // be the one to dispose).
+        let prev = self.state.fetch_or(DONE, Ordering::AcqRel);
+        if prev & DETACHED != 0 {
+            Some(self.take())
+        } else {
+            None
+        }
+    }
+
+    /// Marks the handle detached. Returns the result when the task already finished: the caller
+    /// disposes of it. Of `complete` and `detach`, the second to set its bit gets the result.
+    pub(crate) fn detach(&self) -> Option<thread::Result<T>> {
+        // Acquire: if DONE is set we read the result; Release: a later `complete` that sees
+        // DETACHED takes over the result.
+        if self.state.fetch_or(DETACHED, Ordering::AcqRel) & DONE != 0 {
+            Some(self.take())
+        } else {
+            None
+        }
+    }
+}
+
+// SAFETY: `result` is written by exactly one runner before it publishes `DONE` with Release, and
+// read by exactly one owner after observing `DONE` with Acquire (see the module docs); the state is
+// an atomic. `T: Send` because the value crosses from the runner's thread to the owner's.
+unsafe impl<T: Send> Sync for Lifecycle<T> {}
+// SAFETY: as above; the value is only moved, never shared.
+unsafe impl<T: Send> Send for Lifecycle<T> {}
+
+/// A task's closure until it runs: taken once, by the holder of the [`Claimed`] proof.
+pub(crate) struct Closure<F>(UnsafeCell<Option<F>>);
+
+impl<F> Closure<F> {
+    pub(crate) fn new(func: F) -> Closure<F> {
+        Closure(UnsafeCell::new(Some(func)))
+    }
+
+    /// Takes the closure. `_claimed` proves the caller won the claim of this task's lifecycle.
+    pub(crate) fn take(&self, _claimed: &Claimed) -> F {
+        // SAFETY: exactly one party wins the claim, so this is the only access after creation
+        // (whose write the claim's Acquire made visible).
+        self.0
+            .with_mut(|f| unsafe { (*f).take() })
+            .expect("task closure taken twice")
+    }
+}
+
+// SAFETY: the closure is moved out once by the single claimant (see `take`); `F: Send` lets it
+// run on another thread.
+unsafe impl<F: Send> Sync for Closure<F> {}
+
+pub(crate) struct Core<T> {
+    life: Lifecycle<T>,
     /// The joiner waiting for `DONE`.
     waiter: AtomicWaker,
     pub(crate) cancel: Arc<CancelNode>,
@@ -83,28 +193,14 @@ pub(crate) struct Core<T> {
     pub(crate) location: &'static Location<'static>,
 }
 
-// SAFETY: `result` is written by exactly one runner before it publishes `DONE` with Release, and
-// read by exactly one owner after observing `DONE` with Acquire (see the module docs); everything
-// else is Sync. `T: Send` because the value crosses from the runner's thread to the owner's.
-unsafe impl<T: Send> Sync for Core<T> {}
-// SAFETY: as above; the value is only moved, never shared.
-unsafe impl<T: Send> Send for Core<T> {}
-
 impl<T> Core<T> {
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) & DONE != 0
-    }
-
-    fn claim(&self) -> bool {
-        self.state.fetch_or(CLAIMED, Ordering::AcqRel) & CLAIMED == 0
+        self.life.is_done()
     }
 
     /// Takes the result. Call only after `is_done()` returned true, and only from the owner.
     pub(crate) fn take(&self) -> thread::Result<T> {
-        debug_assert!(self.is_done());
-        // SAFETY: DONE was observed with Acquire, so the runner's write happened-before; the
-        // owner is the only reader (handle consumed or detached exactly once).
-        unsafe { (*self.result.get()).take() }.expect("task result taken twice")
+        self.life.take()
     }
 
     /// Registers the waker to be woken when the task completes (one waiter at a time).
@@ -142,25 +238,21 @@ impl<T> Core<T> {
 
     /// Marks the handle detached; if the task already finished, disposes of its result now.
     pub(crate) fn detach(&self) {
-        if self.state.fetch_or(DETACHED, Ordering::AcqRel) & DONE != 0 {
-            self.dispose();
+        if let Some(result) = self.life.detach() {
+            self.dispose(result);
         }
     }
 
-    fn complete(&self, result: thread::Result<T>) {
-        // SAFETY: only the claimant reaches here, once, before DONE is published.
-        unsafe { *self.result.get() = Some(result) };
-        let prev = self.state.fetch_or(DONE, Ordering::AcqRel);
-        if prev & DETACHED != 0 {
-            self.dispose();
-        } else {
-            self.waiter.wake();
+    fn complete(&self, claimed: Claimed, result: thread::Result<T>) {
+        match self.life.complete(claimed, result) {
+            Some(result) => self.dispose(result),
+            None => self.waiter.wake(),
         }
     }
 
     /// Drops a detached task's value; records its panic so `run` re-raises it.
-    fn dispose(&self) {
-        if let Err(payload) = self.take() {
+    fn dispose(&self, result: thread::Result<T>) {
+        if let Err(payload) = result {
             self.io.inner.state.record_panic(payload);
         }
     }
@@ -168,12 +260,8 @@ impl<T> Core<T> {
 
 pub(crate) struct TaskCell<F, T> {
     core: Core<T>,
-    func: UnsafeCell<Option<F>>,
+    func: Closure<F>,
 }
-
-// SAFETY: `func` is taken exactly once, by the party whose `claim()` succeeded; F: Send lets it
-// run on another thread. `core` is Sync for T: Send.
-unsafe impl<F: Send, T: Send> Sync for TaskCell<F, T> {}
 
 impl<F, T> TaskCell<F, T>
 where
@@ -188,20 +276,18 @@ where
     ) -> Arc<Self> {
         Arc::new(TaskCell {
             core: Core {
-                state: AtomicU8::new(0),
-                result: UnsafeCell::new(None),
+                life: Lifecycle::new(),
                 waiter: AtomicWaker::new(),
                 cancel,
                 io,
                 location,
             },
-            func: UnsafeCell::new(Some(func)),
+            func: Closure::new(func),
         })
     }
 
-    fn execute(&self) {
-        // SAFETY: the caller won the claim, so it is the only party touching `func`.
-        let func = unsafe { (*self.func.get()).take() }.expect("task closure taken twice");
+    fn execute(&self, claimed: Claimed) {
+        let func = self.func.take(&claimed);
         let core = &self.core;
         let ctx = TaskContext::new(core.io.clone(), core.cancel.clone());
         core.cancel.set_waker(park::current_waker);
@@ -215,7 +301,7 @@ where
         fiber_stack::replace_current_task_name(outer);
         core.cancel.detach_from_parent();
         let state = core.io.inner.state.clone();
-        core.complete(result);
+        core.complete(claimed, result);
         state.task_finished();
     }
 }
@@ -226,8 +312,8 @@ where
     T: Send + 'static,
 {
     fn run(self: Arc<Self>) {
-        if self.core.claim() {
-            self.execute();
+        if let Some(claimed) = self.core.life.claim() {
+            self.execute(claimed);
         }
     }
 
@@ -246,8 +332,8 @@ where
     }
 
     fn run_if_unclaimed(&self) -> bool {
-        if self.core.claim() {
-            self.execute();
+        if let Some(claimed) = self.core.life.claim() {
+            self.execute(claimed);
             true
         } else {
             false
@@ -255,11 +341,10 @@ where
     }
 
     fn abandon(&self) -> bool {
-        if !self.core.claim() {
+        let Some(claimed) = self.core.life.claim() else {
             return false;
-        }
-        // SAFETY: the claim succeeded, so nobody else touches `func`.
-        drop(unsafe { (*self.func.get()).take() });
+        };
+        drop(self.func.take(&claimed));
         self.core.cancel.detach_from_parent();
         self.core.io.inner.state.task_finished();
         true
@@ -269,4 +354,110 @@ where
 /// Re-raises a task's panic on the joiner.
 pub(crate) fn resume(payload: Box<dyn Any + Send>) -> ! {
     panic::resume_unwind(payload)
+}
+
+/// Loom models of the task state machine: `RUSTFLAGS="--cfg loom" cargo test --lib loom_models`.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::loom::model::model;
+    use crate::loom::sync::atomic::AtomicUsize;
+    use crate::loom::sync::Arc;
+    use ::loom::thread;
+
+    /// A value that counts its drops: disposing of a result means dropping it.
+    struct Tracked(Arc<AtomicUsize>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The runner completing and the handle detaching race: whichever sets its bit second
+    /// disposes of the result, so it is dropped exactly once, and the result cell is never
+    /// touched by both (loom checks the `UnsafeCell` accesses).
+    #[test]
+    fn complete_racing_detach_disposes_exactly_once() {
+        model(|| {
+            let life = Arc::new(Lifecycle::<Tracked>::new());
+            let drops = Arc::new(AtomicUsize::new(0));
+            let claimed = life.claim().expect("first claim");
+            let runner = {
+                let (life, drops) = (life.clone(), drops.clone());
+                thread::spawn(move || {
+                    // Disposing: drop the returned result here, as `Core::dispose` does.
+                    drop(life.complete(claimed, Ok(Tracked(drops))));
+                })
+            };
+            drop(life.detach());
+            runner.join().unwrap();
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// Without detach the joiner, having seen `is_done`, owns the result.
+    #[test]
+    fn joiner_takes_the_result_after_done() {
+        model(|| {
+            let life = Arc::new(Lifecycle::<Tracked>::new());
+            let drops = Arc::new(AtomicUsize::new(0));
+            let claimed = life.claim().expect("first claim");
+            let runner = {
+                let (life, drops) = (life.clone(), drops.clone());
+                thread::spawn(move || assert!(life.complete(claimed, Ok(Tracked(drops))).is_none()))
+            };
+            while !life.is_done() {
+                thread::yield_now();
+            }
+            let value = life.take();
+            assert_eq!(drops.load(Ordering::SeqCst), 0);
+            drop(value);
+            runner.join().unwrap();
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// A worker that pops the task and a joiner that tries to run it inline both claim: the
+    /// closure runs exactly once, and the joiner gets its value either way.
+    #[test]
+    fn claim_by_worker_and_joiner_runs_the_closure_once() {
+        struct Cell<F> {
+            life: Lifecycle<usize>,
+            func: Closure<F>,
+        }
+        fn run_if_unclaimed<F: FnOnce() -> usize>(cell: &Cell<F>) -> bool {
+            let Some(claimed) = cell.life.claim() else {
+                return false;
+            };
+            let f = cell.func.take(&claimed);
+            assert!(cell.life.complete(claimed, Ok(f())).is_none());
+            true
+        }
+        model(|| {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let r = runs.clone();
+            let cell = Arc::new(Cell {
+                life: Lifecycle::new(),
+                func: Closure::new(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    42
+                }),
+            });
+            let worker = {
+                let cell = cell.clone();
+                thread::spawn(move || {
+                    run_if_unclaimed(&*cell);
+                })
+            };
+            if !run_if_unclaimed(&*cell) {
+                while !cell.life.is_done() {
+                    thread::yield_now();
+                }
+            }
+            assert_eq!(cell.life.take().ok(), Some(42));
+            worker.join().unwrap();
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
 }

@@ -17,8 +17,8 @@
 //!
 //! Wakers are plain `std::task::Waker`s: a thread parker today, a fiber or a future tomorrow.
 
+use crate::loom::sync::{Mutex, MutexGuard};
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
 use slab::Slab;
@@ -188,7 +188,7 @@ impl Drop for Waiter<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -274,5 +274,96 @@ mod tests {
         );
         assert_eq!(list.notify_tagged(Some(1), 1), 1);
         assert_eq!(a.0.load(Ordering::SeqCst), 1);
+    }
+}
+
+/// Loom models of the wake-up protocol: `RUSTFLAGS="--cfg loom" cargo test --lib loom_models`.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::loom::model::{counting_waker, model, thread_waker};
+    use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use crate::loom::sync::Arc;
+    use ::loom::thread;
+
+    /// Register → re-check → park never sleeps through a notification: a lost wake-up would
+    /// leave the waiter parked forever, which loom reports as a deadlock.
+    #[test]
+    fn notify_is_never_lost_between_check_and_park() {
+        model(|| {
+            let list = Arc::new(WaitList::new());
+            let ready = Arc::new(AtomicBool::new(false));
+            let notifier = {
+                let (list, ready) = (list.clone(), ready.clone());
+                thread::spawn(move || {
+                    ready.store(true, Ordering::Release);
+                    list.notify_one();
+                })
+            };
+            let waker = thread_waker();
+            let mut waiter = list.waiter();
+            loop {
+                if ready.load(Ordering::Acquire) {
+                    break;
+                }
+                waiter.register(&waker);
+                if ready.load(Ordering::Acquire) {
+                    break;
+                }
+                thread::park();
+            }
+            waiter.used();
+            notifier.join().unwrap();
+            assert_eq!(list.waiting(), 0);
+        });
+    }
+
+    /// A notified waiter that leaves without `used()` (canceled, timed out, lost a select) hands
+    /// its turn to the other waiter: the item still gets taken, nobody parks forever.
+    #[test]
+    fn unused_notification_is_passed_on() {
+        model(|| {
+            let list = Arc::new(WaitList::new());
+            let items = Arc::new(AtomicUsize::new(0));
+            let producer = {
+                let (list, items) = (list.clone(), items.clone());
+                thread::spawn(move || {
+                    items.fetch_add(1, Ordering::Release);
+                    list.notify_one();
+                })
+            };
+            let canceled = {
+                let list = list.clone();
+                thread::spawn(move || {
+                    let (_, waker) = counting_waker();
+                    let mut waiter = list.waiter();
+                    waiter.register(&waker);
+                    thread::yield_now();
+                    drop(waiter); // leaves without taking anything
+                })
+            };
+            let take = || {
+                items
+                    .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+            };
+            let waker = thread_waker();
+            let mut waiter = list.waiter();
+            loop {
+                if take() {
+                    break;
+                }
+                waiter.register(&waker);
+                if take() {
+                    break;
+                }
+                thread::park();
+            }
+            waiter.used();
+            producer.join().unwrap();
+            canceled.join().unwrap();
+            assert_eq!(items.load(Ordering::Relaxed), 0);
+            assert_eq!(list.waiting(), 0);
+        });
     }
 }

@@ -49,6 +49,12 @@ pub(crate) fn block_on<T>(
 ) -> io::Result<T> {
     crate::model::green::fiber::consume_budget();
     let waker = park::current_waker();
+    // Spinning only pays off for an OS thread: a fiber's park is a cheap context switch.
+    let mut spins = if crate::model::green::fiber::on_fiber() {
+        SPIN_POLLS
+    } else {
+        0
+    };
     loop {
         if check_cancel {
             context::check()?;
@@ -65,8 +71,31 @@ pub(crate) fn block_on<T>(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if spins < SPIN_POLLS {
+            spins += 1;
+            spin_pause();
+            continue;
+        }
         park::park(wake_at);
     }
+}
+
+/// How many times a waiting OS thread re-polls before it parks. Waking a parked thread costs a
+/// futex wake plus a trip through the scheduler (several to tens of microseconds on a VM); a
+/// partner that answers within a few yields is caught by the spin instead. Bounded, so a wait
+/// for something slow costs only these few yields of CPU before the thread sleeps.
+///
+/// Measured with `cargo bench --bench channels -- ping_pong/zsync_threaded` on a shared 2-core
+/// VM, runs interleaved to cancel out load: no spin 31–47 µs per round trip; 10 yields 1.7 µs;
+/// 20 yields 2.6 µs; 50 yields 0.76–2.1 µs. Busy-spinning with `spin_loop` (50 polls × 32 hints)
+/// was far worse, 58 µs: the spinner keeps the partner it waits for off the CPU.
+const SPIN_POLLS: u32 = 50;
+
+/// The pause between two polls of the spin: give the CPU to the thread we are waiting for, if it
+/// is runnable (on a machine with few cores it often shares ours); returns at once otherwise.
+#[inline]
+fn spin_pause() {
+    std::thread::yield_now();
 }
 
 /// Buckets of the futex table: waiters are hashed by address, tagged with it.

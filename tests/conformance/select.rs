@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use zsync::channel::{bounded, oneshot, RecvError, TryRecvError};
 use zsync::select::{canceled, sleep, sleep_until};
 use zsync::Io;
 
@@ -210,6 +211,212 @@ fn timeout_stops_blocking_operations_with_a_distinct_error(io: &Io) {
     assert!(zsync::is_timed_out(&err));
 }
 
+fn select_over_two_receivers_takes_only_the_ready_one(io: &Io) {
+    let (tx_a, rx_a) = bounded::<u32>(4);
+    let (tx_b, rx_b) = bounded::<u32>(4);
+    tx_b.send(2).unwrap();
+    let r = zsync::select!(io;
+        v = rx_a.recv_event() => ("a", v),
+        v = rx_b.recv_event() => ("b", v),
+    )
+    .unwrap();
+    assert_eq!(r, ("b", Ok(2)));
+    // Both ready: exactly one message is taken, the loser's stays in its channel.
+    tx_a.send(10).unwrap();
+    tx_b.send(20).unwrap();
+    let (won, v) = zsync::select!(io;
+        v = rx_a.recv_event() => ("a", v.unwrap()),
+        v = rx_b.recv_event() => ("b", v.unwrap()),
+    )
+    .unwrap();
+    let loser = if won == "a" { &rx_b } else { &rx_a };
+    assert_eq!(v, if won == "a" { 10 } else { 20 });
+    assert_eq!(loser.try_recv(), Ok(if won == "a" { 20 } else { 10 }));
+    assert_eq!(rx_a.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(rx_b.try_recv(), Err(TryRecvError::Empty));
+}
+
+fn select_recv_against_a_sleep_times_out_and_leaves_the_channel(io: &Io) {
+    let (tx, rx) = bounded::<u32>(1);
+    let start = Instant::now();
+    let r = zsync::select!(io;
+        v = rx.recv_event() => Some(v),
+        _ = sleep(Duration::from_millis(20)) => None,
+    )
+    .unwrap();
+    assert_eq!(r, None);
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(20), "woke early: {took:?}");
+    assert!(took < Duration::from_secs(2), "woke late: {took:?}");
+    // The abandoned receive left no trace: a later message is delivered normally.
+    tx.send(5).unwrap();
+    assert_eq!(rx.try_recv(), Ok(5));
+}
+
+fn select_send_on_a_full_channel_against_a_recv(io: &Io) {
+    let (full_tx, full_rx) = bounded::<u32>(1);
+    full_tx.send(1).unwrap();
+    let (tx, rx) = bounded::<u32>(1);
+    tx.send(7).unwrap();
+    let r = zsync::select!(io;
+        s = full_tx.send_event(2) => Err(s),
+        v = rx.recv_event() => Ok(v.unwrap()),
+    )
+    .unwrap();
+    assert_eq!(r, Ok(7));
+    // The send lost: its value was never pushed.
+    assert_eq!(full_rx.try_recv(), Ok(1));
+    assert_eq!(full_rx.try_recv(), Err(TryRecvError::Empty));
+    // Once there is room, the send arm wins.
+    let r = zsync::select!(io;
+        s = full_tx.send_event(3) => s.is_ok(),
+        _ = rx.recv_event() => false,
+    )
+    .unwrap();
+    assert!(r);
+    assert_eq!(full_rx.try_recv(), Ok(3));
+}
+
+fn select_is_fair_between_two_ready_receivers(io: &Io) {
+    const ROUNDS: u32 = 2000;
+    let (tx_a, rx_a) = bounded::<u32>(1);
+    let (tx_b, rx_b) = bounded::<u32>(1);
+    let mut a_wins = 0u32;
+    for _ in 0..ROUNDS {
+        // Keep both always ready: refill whichever was taken.
+        let _ = tx_a.try_send(0);
+        let _ = tx_b.try_send(1);
+        let v = zsync::select!(io;
+            v = rx_a.recv_event() => v.unwrap(),
+            v = rx_b.recv_event() => v.unwrap(),
+        )
+        .unwrap();
+        if v == 0 {
+            a_wins += 1;
+        }
+    }
+    let share = f64::from(a_wins) / f64::from(ROUNDS);
+    assert!(
+        (0.4..=0.6).contains(&share),
+        "receiver a won {a_wins} of {ROUNDS}"
+    );
+}
+
+fn select_on_two_empty_channels_wakes_on_a_send_to_either(io: &Io) {
+    if !has_concurrency(io) {
+        return;
+    }
+    for which in [0u32, 1] {
+        let (tx_a, rx_a) = bounded::<u32>(1);
+        let (tx_b, rx_b) = bounded::<u32>(1);
+        let waiter = io
+            .concurrent(move |io| {
+                zsync::select!(io;
+                    v = rx_a.recv_event() => (0, v.unwrap()),
+                    v = rx_b.recv_event() => (1, v.unwrap()),
+                )
+            })
+            .unwrap();
+        io.sleep(Duration::from_millis(20)).unwrap();
+        let tx = if which == 0 { &tx_a } else { &tx_b };
+        tx.send(40 + which).unwrap();
+        assert_eq!(waiter.join().unwrap().unwrap(), (which, 40 + which));
+    }
+}
+
+fn select_on_two_empty_channels_wakes_on_cancel(io: &Io) {
+    if !has_concurrency(io) {
+        return;
+    }
+    let (tx_a, rx_a) = bounded::<u32>(1);
+    let (tx_b, rx_b) = bounded::<u32>(1);
+    let (rx_a2, rx_b2) = (rx_a.clone(), rx_b.clone());
+    let (keep_a, keep_b) = (rx_a.clone(), rx_b.clone());
+    // A `canceled()` arm reports the cancellation as a value.
+    let with_arm = io
+        .concurrent(move |io| {
+            zsync::select!(io;
+                _ = rx_a2.recv_event() => "a",
+                _ = rx_b2.recv_event() => "b",
+                _ = canceled() => "canceled",
+            )
+        })
+        .unwrap();
+    // Without one, the select fails with Canceled.
+    let plain = io
+        .concurrent(move |io| {
+            zsync::select!(io;
+                _ = rx_a.recv_event() => "a",
+                _ = rx_b.recv_event() => "b",
+            )
+        })
+        .unwrap();
+    io.sleep(Duration::from_millis(20)).unwrap();
+    let start = Instant::now();
+    assert_eq!(with_arm.cancel().unwrap(), "canceled");
+    assert_canceled(plain.cancel());
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // Neither canceled select took anything or left a registration behind: the channels are
+    // empty and deliver normally.
+    assert_eq!(keep_a.try_recv(), Err(TryRecvError::Empty));
+    tx_a.send(1).unwrap();
+    tx_b.send(2).unwrap();
+    assert_eq!((keep_a.try_recv(), keep_b.try_recv()), (Ok(1), Ok(2)));
+}
+
+fn select_over_a_join_event_and_a_channel(io: &Io) {
+    let (tx, rx) = bounded::<u32>(1);
+    let (done_tx, done_rx) = oneshot::<u32>();
+    if io.supports_concurrency() {
+        // The channel delivers first; the task is left running and joined afterwards.
+        let mut task = io
+            .concurrent(move |io| {
+                io.sleep(Duration::from_millis(50))?;
+                done_tx.send(3).ok();
+                Ok::<_, std::io::Error>(9)
+            })
+            .unwrap();
+        let keep_open = tx.clone();
+        let sender = io
+            .concurrent(move |io| {
+                io.sleep(Duration::from_millis(5)).unwrap();
+                tx.send(8).unwrap();
+            })
+            .unwrap();
+        let r = zsync::select!(io;
+            v = task.join_event() => v.unwrap(),
+            v = rx.recv_event() => v.unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r, 8);
+        sender.join().unwrap();
+        // Then the task finishes: its join event wins against the now-empty channel.
+        let r = zsync::select!(io;
+            v = task.join_event() => v.unwrap(),
+            v = rx.recv_event() => v.unwrap() + 100,
+        )
+        .unwrap();
+        assert_eq!(r, 9);
+        assert_eq!(done_rx.recv(), Ok(3));
+        drop(keep_open);
+    } else {
+        // Blocking: the spawned task ran inline, so its join event is ready at once.
+        let mut task = io.spawn(move |_| {
+            done_tx.send(3).ok();
+            9
+        });
+        let r = zsync::select!(io;
+            v = task.join_event() => v,
+            v = rx.recv_event() => v.unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r, 9);
+        assert_eq!(done_rx.try_recv(), Ok(3));
+        drop(tx);
+        assert_eq!(rx.recv(), Err(RecvError::Closed));
+    }
+}
+
 conformance! {
     select_picks_the_first_ready_event,
     select_over_a_finished_task_and_a_timer,
@@ -222,4 +429,11 @@ conformance! {
     all_returns_every_result_in_order,
     try_all_reports_the_first_error_and_cancels_the_rest,
     timeout_stops_blocking_operations_with_a_distinct_error,
+    select_over_two_receivers_takes_only_the_ready_one,
+    select_recv_against_a_sleep_times_out_and_leaves_the_channel,
+    select_send_on_a_full_channel_against_a_recv,
+    select_is_fair_between_two_ready_receivers,
+    select_on_two_empty_channels_wakes_on_a_send_to_either,
+    select_on_two_empty_channels_wakes_on_cancel,
+    select_over_a_join_event_and_a_channel,
 }
