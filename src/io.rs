@@ -473,8 +473,9 @@ impl Io {
                 let (task, runnable) = self.new_task(parent, f);
                 (task, pool.concurrent(runnable).map_err(|_| refuse))
             }
-            // Every fiber runs concurrently with its spawner: a blocking wait parks the fiber
-            // and frees the worker for the others.
+            // A fiber runs concurrently with its spawner: a blocking wait parks the fiber and
+            // frees the worker, and the task is queued where an idle worker can steal it, so
+            // it progresses even while its spawner computes without blocking.
             ModelImpl::Green(green) if green.is_open() => {
                 let (task, runnable) = self.new_task(parent, f);
                 green.spawn(runnable);
