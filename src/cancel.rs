@@ -11,9 +11,14 @@
 //!    in-flight ring op.
 //! 3. It snapshots the children under the lock and cancels each, outside the lock.
 //!
-//! A child is inserted under the parent's lock and, still under the lock, inherits a `CANCELED`
-//! parent. Since `cancel()` sets the flag *before* taking the lock, a child inserted concurrently is
-//! either seen by the snapshot or sees the flag: no child escapes.
+//! **Lazy registration.** Creating a child costs no lock: a node only points at its parent, and
+//! [`is_canceled`](CancelNode::is_canceled) walks the chain of ancestors (pull). Only a task that
+//! is about to *block* needs to be reachable from its ancestors' `cancel()` (push, to wake it):
+//! [`ensure_registered`](CancelNode::ensure_registered), called on the way into every wait,
+//! inserts the node — and, first, its unregistered ancestors — into the parent's `children`.
+//! Most tasks never block and never touch a lock. A node is inserted under the parent's lock and
+//! checks the chain's flags after its insertion; since `cancel()` sets the flag *before* taking
+//! the lock, a registration racing a cancel is either seen by the snapshot or sees the flag.
 //!
 //! The blocked side checks `CANCELED` after announcing that it is about to wait (the parker's
 //! `POLLING` state or the waker registration) and the canceler wakes after setting it, so a cancel
@@ -35,6 +40,11 @@ use slab::Slab;
 
 /// Set once the node is canceled; never cleared.
 const CANCELED: u32 = 1;
+/// Set (under the parent's lock) when the node's task finished and left its parent's children;
+/// it is then never registered again.
+const FINISHED: u32 = 2;
+/// `key` of a node that is not in its parent's `children`.
+const UNREGISTERED: usize = usize::MAX;
 
 /// A task's place in the cancellation tree. Shared between the task, its handle and its children.
 pub(crate) struct CancelNode {
@@ -46,7 +56,8 @@ pub(crate) struct CancelNode {
     waker: OnceLock<Waker>,
     /// Live children, removed when they finish.
     children: Mutex<Slab<Arc<CancelNode>>>,
-    /// The parent and this node's key in the parent's `children`.
+    /// The parent, and this node's key in the parent's `children` (`UNREGISTERED` until the
+    /// task first blocks). `key` is read and written only under the parent's `children` lock.
     parent: Option<Arc<CancelNode>>,
     key: AtomicUsize,
 }
@@ -64,20 +75,47 @@ impl CancelNode {
             waker: OnceLock::new(),
             children: Mutex::new(Slab::new()),
             parent,
-            key: AtomicUsize::new(usize::MAX),
+            key: AtomicUsize::new(UNREGISTERED),
         }
     }
 
-    /// Creates a child of `parent`, canceled already if the parent is.
+    /// Creates a child of `parent`: canceled whenever an ancestor is (pull), registered with the
+    /// parent only when its task first blocks (see [`ensure_registered`](Self::ensure_registered)).
     pub(crate) fn child(parent: &Arc<CancelNode>) -> Arc<CancelNode> {
-        let node = Arc::new(Self::new(Some(parent.clone())));
-        let mut children = lock(&parent.children);
-        let key = children.insert(node.clone());
-        node.key.store(key, Ordering::Relaxed);
-        if parent.flags.load(Ordering::SeqCst) & CANCELED != 0 {
-            node.flags.fetch_or(CANCELED, Ordering::SeqCst);
+        Arc::new(Self::new(Some(parent.clone())))
+    }
+
+    /// Makes this node reachable from every ancestor's `cancel()`, so that a task about to block
+    /// is woken by the cancellation of any ancestor. Returns whether the node is canceled, as
+    /// seen *after* the registration: a caller that gets `true` must not block.
+    ///
+    /// Idempotent; cheap once registered (one load per ancestor level).
+    pub(crate) fn ensure_registered(self: &Arc<Self>) -> bool {
+        if self.parent.is_none() || self.key.load(Ordering::SeqCst) != UNREGISTERED {
+            return self.is_canceled();
         }
-        node
+        let mut node = self.clone();
+        while let Some(parent) = node.parent.clone() {
+            {
+                let mut children = lock(&parent.children);
+                if node.key.load(Ordering::Relaxed) != UNREGISTERED {
+                    // Registered, so were its ancestors (registration goes upwards from here).
+                    break;
+                }
+                // Insert first, then look for FINISHED: the mirror image of `detach_from_parent`
+                // (set FINISHED, then look at the key), so with both `SeqCst` at least one side
+                // sees the other and a finished node never stays in its parent.
+                let key = children.insert(node.clone());
+                node.key.store(key, Ordering::SeqCst);
+                fence(Ordering::SeqCst); // store-buffering pair with `detach_from_parent`
+                if node.flags.load(Ordering::SeqCst) & FINISHED != 0 {
+                    children.remove(key);
+                    node.key.store(UNREGISTERED, Ordering::SeqCst);
+                }
+            }
+            node = parent;
+        }
+        self.is_canceled()
     }
 
     /// Requests cancellation of this node and all its descendants. Idempotent, thread-safe.
@@ -102,15 +140,35 @@ impl CancelNode {
         }
     }
 
-    /// Whether cancellation was requested (shield or not).
+    /// Whether cancellation was requested (shield or not), of this node or of an ancestor.
     pub(crate) fn is_canceled(&self) -> bool {
-        self.flags.load(Ordering::SeqCst) & CANCELED != 0
+        let mut node = self;
+        loop {
+            if node.flags.load(Ordering::SeqCst) & CANCELED != 0 {
+                return true;
+            }
+            match &node.parent {
+                Some(parent) => node = parent,
+                None => return false,
+            }
+        }
     }
 
     /// Whether a cancellation point must report `Canceled` now: requested and not shielded.
     #[inline]
     pub(crate) fn is_pending(&self) -> bool {
         self.is_canceled() && self.shield.load(Ordering::Relaxed) == 0
+    }
+
+    /// A cancellation point's check: registers the node (a task reaching a cancellation point
+    /// may block next, and must then be reachable by its ancestors' `cancel`), then reports
+    /// [`is_pending`](Self::is_pending). Every blocking wait passes a cancellation point after
+    /// announcing itself and before it sleeps, so the registration always precedes the last
+    /// look at the flags.
+    #[inline]
+    pub(crate) fn check_pending(self: &Arc<Self>) -> bool {
+        self.ensure_registered();
+        self.is_pending()
     }
 
     /// Registers how to wake the owning task. The first registration wins: a task runs on one
@@ -135,12 +193,18 @@ impl CancelNode {
     /// Removes this node from its parent once its task has finished, so a long-lived parent does
     /// not accumulate finished children.
     pub(crate) fn detach_from_parent(&self) {
-        if let Some(parent) = &self.parent {
-            let key = self.key.load(Ordering::Relaxed);
-            let mut children = lock(&parent.children);
-            if children.contains(key) {
-                children.remove(key);
-            }
+        let Some(parent) = &self.parent else { return };
+        self.flags.fetch_or(FINISHED, Ordering::SeqCst);
+        fence(Ordering::SeqCst); // store-buffering pair with `ensure_registered`
+                                 // Most nodes were never registered (their task never blocked): no lock. A registration
+                                 // racing this one sees FINISHED and backs out (see `ensure_registered`).
+        if self.key.load(Ordering::SeqCst) == UNREGISTERED {
+            return;
+        }
+        let mut children = lock(&parent.children);
+        let key = self.key.swap(UNREGISTERED, Ordering::SeqCst);
+        if key != UNREGISTERED && children.contains(key) {
+            children.remove(key);
         }
     }
 
@@ -189,11 +253,40 @@ mod tests {
     fn finished_children_are_removed() {
         let root = CancelNode::root();
         let kids: Vec<_> = (0..10).map(|_| CancelNode::child(&root)).collect();
+        assert_eq!(
+            root.child_count(),
+            0,
+            "children register only when they block"
+        );
+        for k in &kids {
+            assert!(!k.ensure_registered());
+        }
         assert_eq!(root.child_count(), 10);
         for k in &kids {
             k.detach_from_parent();
         }
         assert_eq!(root.child_count(), 0);
+    }
+
+    #[test]
+    fn registration_reaches_through_unregistered_ancestors() {
+        let root = CancelNode::root();
+        let child = CancelNode::child(&root);
+        let grandchild = CancelNode::child(&child);
+        assert!(!grandchild.ensure_registered());
+        assert_eq!((root.child_count(), child.child_count()), (1, 1));
+        // A finished node leaves and never comes back.
+        child.detach_from_parent();
+        assert_eq!(root.child_count(), 0);
+        let other = CancelNode::child(&child);
+        other.ensure_registered();
+        assert_eq!(
+            root.child_count(),
+            0,
+            "a finished ancestor is not registered again"
+        );
+        root.cancel();
+        assert!(grandchild.is_canceled() && other.is_canceled());
     }
 
     #[test]
@@ -222,29 +315,55 @@ mod loom_models {
     use crate::loom::model::{counting_waker, model, thread_waker};
     use ::loom::thread;
 
-    /// A child (and grandchild) created while its parent is being canceled ends up canceled:
-    /// either `cancel`'s snapshot sees it, or it sees the flag under the lock. A child finishing
-    /// (unlinking itself) at the same time is harmless.
+    /// A grandchild that registers lazily (it is about to block) while the root is being
+    /// canceled — and while a sibling finishes and unlinks itself — is always woken or sees the
+    /// cancellation before it parks: either `cancel`'s snapshots reach it, or its check after
+    /// the registration sees a canceled ancestor. Loom's deadlock check catches a lost wake-up.
     #[test]
-    fn cancel_racing_child_creation_leaves_no_live_child() {
+    fn cancel_reaches_a_lazily_registered_grandchild() {
         model(|| {
             let root = CancelNode::root();
-            let done = CancelNode::child(&root);
-            let spawner = {
+            let sibling = CancelNode::child(&root);
+            sibling.ensure_registered();
+            let blocked = {
                 let root = root.clone();
                 thread::spawn(move || {
                     let child = CancelNode::child(&root);
                     let grandchild = CancelNode::child(&child);
-                    (child, grandchild)
+                    grandchild.set_waker(thread_waker);
+                    while !grandchild.check_pending() {
+                        thread::park();
+                    }
+                    assert!(
+                        child.is_canceled(),
+                        "a canceled root's child reports canceled"
+                    );
                 })
             };
-            let finisher = thread::spawn(move || done.detach_from_parent());
+            let finisher = thread::spawn(move || sibling.detach_from_parent());
             root.cancel();
-            let (child, grandchild) = spawner.join().unwrap();
+            blocked.join().unwrap();
             finisher.join().unwrap();
-            assert!(child.is_canceled(), "a child escaped its parent's cancel");
-            assert!(grandchild.is_canceled(), "a grandchild escaped");
-            assert!(root.child_count() == 1);
+        });
+    }
+
+    /// A node that finishes while a descendant registers it never stays in its parent.
+    #[test]
+    fn a_finished_node_never_stays_registered() {
+        model(|| {
+            let root = CancelNode::root();
+            let child = CancelNode::child(&root);
+            let grandchild = CancelNode::child(&child);
+            let registrar = thread::spawn(move || {
+                grandchild.ensure_registered();
+            });
+            child.detach_from_parent();
+            registrar.join().unwrap();
+            assert_eq!(
+                root.child_count(),
+                0,
+                "a finished node stayed in its parent"
+            );
         });
     }
 

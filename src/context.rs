@@ -84,7 +84,7 @@ pub(crate) fn current_cancel() -> Option<Arc<CancelNode>> {
 #[inline]
 pub(crate) fn check() -> io::Result<()> {
     with(|c| match c {
-        Some(c) if c.cancel.is_pending() => Err(canceled()),
+        Some(c) if c.cancel.check_pending() => Err(canceled()),
         Some(c) if c.deadline.get().is_some_and(|d| Instant::now() >= d) => Err(timed_out()),
         _ => Ok(()),
     })

@@ -223,7 +223,7 @@ impl Event for CancelRequested {
 
     fn poll_event(&mut self, _waker: &Waker) -> Poll<()> {
         // The task's own waker is woken by `cancel`, so no registration is needed.
-        if context::with(|c| c.is_some_and(|c| c.cancel.is_pending())) {
+        if context::with(|c| c.is_some_and(|c| c.cancel.check_pending())) {
             Poll::Ready(())
         } else {
             Poll::Pending
