@@ -104,6 +104,23 @@ pub(crate) fn current_waker() -> Waker {
     PARKER.with(|p| Waker::from(p.clone()))
 }
 
+thread_local! {
+    /// This thread's waker, built once (see [`with_current_waker`]).
+    static THREAD_WAKER: Waker = PARKER.with(|p| Waker::from(p.clone()));
+}
+
+/// Runs `f` with the running task's waker borrowed, not cloned: the fiber's own on Green, this
+/// thread's elsewhere. `f` may block (park) while it holds the borrow.
+pub(crate) fn with_current_waker<R>(f: impl FnOnce(&Waker) -> R) -> R {
+    let fiber_waker = green::fiber::current_waker_ptr();
+    if !fiber_waker.is_null() {
+        // SAFETY: the waker lives in the running fiber's `Current`, on that fiber's own stack,
+        // for the fiber's whole life; `f` runs on this same fiber, so it cannot outlive it.
+        return f(unsafe { &*fiber_waker });
+    }
+    THREAD_WAKER.with(|w| f(w))
+}
+
 /// Parks the running task until woken or until `deadline`: its fiber on Green, else the calling
 /// thread. May return spuriously.
 pub(crate) fn park(deadline: Option<Instant>) {

@@ -24,7 +24,8 @@ use std::task::Waker;
 use slab::Slab;
 
 struct Entry {
-    waker: Waker,
+    /// Taken (not cloned) by the notifier; put back by the next `register`.
+    waker: Option<Waker>,
     tag: usize,
     notified: bool,
 }
@@ -67,7 +68,31 @@ impl WaitList {
 
     /// Wakes the oldest waiter. Returns whether there was one.
     pub(crate) fn notify_one(&self) -> bool {
-        self.notify_tagged(None, 1) == 1
+        // The hot path of every channel send and lock release: no allocation.
+        let waker = {
+            let mut inner = self.lock();
+            let Inner { entries, queue } = &mut *inner;
+            loop {
+                let Some(key) = queue.pop_front() else {
+                    break None;
+                };
+                match entries.get_mut(key) {
+                    Some(entry) if !entry.notified => {
+                        entry.notified = true;
+                        break entry.waker.take();
+                    }
+                    _ => continue, // stale key, or already notified
+                }
+            }
+        };
+        // Wake outside the lock: the woken task may immediately contend for it.
+        match waker {
+            Some(w) => {
+                w.wake();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Wakes every waiter registered now. Returns how many.
@@ -95,7 +120,7 @@ impl WaitList {
                     continue;
                 }
                 entry.notified = true;
-                wakers.push(entry.waker.clone());
+                wakers.extend(entry.waker.take());
             }
             while let Some(key) = kept.pop_back() {
                 queue.push_front(key);
@@ -134,8 +159,8 @@ impl Waiter<'_> {
         match self.key {
             Some(key) if inner.entries.contains(key) => {
                 let entry = &mut inner.entries[key];
-                if !entry.waker.will_wake(waker) {
-                    entry.waker = waker.clone();
+                if !entry.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    entry.waker = Some(waker.clone());
                 }
                 if entry.notified {
                     entry.notified = false;
@@ -144,7 +169,7 @@ impl Waiter<'_> {
             }
             _ => {
                 let key = inner.entries.insert(Entry {
-                    waker: waker.clone(),
+                    waker: Some(waker.clone()),
                     tag: self.tag,
                     notified: false,
                 });

@@ -48,18 +48,17 @@ pub(crate) fn block_on<T>(
     mut poll: impl FnMut(&Waker) -> Poll<T>,
 ) -> io::Result<T> {
     crate::model::green::fiber::consume_budget();
-    let waker = park::current_waker();
     // Spinning only pays off for an OS thread: a fiber's park is a cheap context switch.
     let mut spins = if crate::model::green::fiber::on_fiber() {
         SPIN_POLLS
     } else {
         0
     };
-    loop {
+    park::with_current_waker(|waker| loop {
         if check_cancel {
             context::check()?;
         }
-        if let Poll::Ready(v) = poll(&waker) {
+        if let Poll::Ready(v) = poll(waker) {
             return Ok(v);
         }
         let deadline = context::effective_deadline(deadline);
@@ -77,7 +76,7 @@ pub(crate) fn block_on<T>(
             continue;
         }
         park::park(wake_at);
-    }
+    })
 }
 
 /// How many times a waiting OS thread re-polls before it parks. Waking a parked thread costs a

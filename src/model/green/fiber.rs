@@ -107,6 +107,8 @@ impl Wake for FiberHandle {
 /// What a running fiber knows about itself; lives on the fiber's own stack.
 pub(super) struct Current {
     pub(super) handle: Arc<FiberHandle>,
+    /// The fiber's waker, built once: waits borrow it instead of cloning the handle each time.
+    pub(super) waker: Waker,
     pub(super) yielder: *const FiberYielder,
     /// Checks this fiber's stack for an overflow each time it suspends: one branch, except on
     /// canary stacks (see [`crate::fiber_stack`]).
@@ -154,7 +156,13 @@ pub(super) fn leave() {
 
 /// A waker for the running fiber.
 pub(crate) fn current_waker() -> Option<Waker> {
-    with_current(|c| c.map(|c| Waker::from(c.handle.clone())))
+    with_current(|c| c.map(|c| c.waker.clone()))
+}
+
+/// The running fiber's waker, borrowed for as long as the fiber runs (it lives on the fiber's
+/// own stack), or null off fibers. Saves two reference-count updates per wait.
+pub(crate) fn current_waker_ptr() -> *const Waker {
+    with_current(|c| c.map_or(ptr::null(), |c| &c.waker as *const Waker))
 }
 
 /// Switches back to the worker with `reason`, restoring this fiber's thread-local state when the

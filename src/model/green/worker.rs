@@ -215,6 +215,7 @@ impl WorkerLocal {
         let for_fiber = handle.clone();
         let entry = move |yielder: &fiber::FiberYielder, ()| {
             let current = Current {
+                waker: Waker::from(for_fiber.clone()),
                 handle: for_fiber,
                 yielder,
                 check,
