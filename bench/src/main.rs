@@ -96,6 +96,8 @@ struct Saved {
 #[derive(Serialize)]
 struct Machine {
     cpus: usize,
+    /// 1-minute load average before the runs: well above 0 means a noisy neighbour.
+    loadavg_before: f64,
     kernel: String,
 }
 
@@ -330,13 +332,22 @@ fn main() {
         opts.secs,
         est
     ));
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let load_before = loadavg();
+    if load_before > cpus as f64 * 0.5 {
+        note(&format!(
+            "load average {load_before:.2} on {cpus} CPUs before the run: something else is busy, absolute numbers will be noisy"
+        ));
+    }
+    let run_start = Instant::now();
     let logs = target.join("bench-logs");
     let _ = std::fs::create_dir_all(&logs);
     let hz = clock_ticks_per_sec();
     let mut rows = Vec::new();
     let mut done = 0;
     for p in &peers {
-        let started = Instant::now();
         let mut server = match start(p, &logs) {
             Ok(s) => s,
             Err(e) => {
@@ -390,10 +401,16 @@ fn main() {
             }
         }
         server.stop();
-        let _ = started;
     }
 
     // ---- report
+    println!(
+        "\nran {} load runs in {:.0} s; load average before {:.2}, after {:.2}",
+        rows.len(),
+        run_start.elapsed().as_secs_f64(),
+        load_before,
+        loadavg()
+    );
     for kind in [Kind::Http, Kind::Echo] {
         print_table(kind, &rows, &opts);
     }
@@ -412,9 +429,8 @@ fn main() {
             .map(|d| d.as_secs())
             .unwrap_or(0),
         machine: Machine {
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            cpus,
+            loadavg_before: load_before,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .unwrap_or_default()
                 .trim()
@@ -493,6 +509,14 @@ fn skip(skipped: &mut Vec<Skipped>, peer: &str, reason: &str) {
         peer: peer.to_string(),
         reason: reason.to_string(),
     });
+}
+
+/// 1-minute load average.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn which(cmd: &str) -> Option<PathBuf> {
