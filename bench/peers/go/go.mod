@@ -1,0 +1,3 @@
+module zsync-bench/gohttp
+
+go 1.19

@@ -1,0 +1,957 @@
+//! `cargo run --release -p zsync-bench [-- --quick]`: the side-by-side benchmark runner.
+//!
+//! Builds every peer, then starts each server on loopback in turn, drives it — HTTP with
+//! `wrk -t1 -c<N> -d<secs>s --latency`, echo with the load client — at each connection count,
+//! samples the server's user+sys CPU ticks from `/proc/PID/stat` before and after each load run,
+//! and prints a table (req/s, p50, p99, CPU µs per request, ratios to Tokio and to the io_uring
+//! ceiling). Writes `bench/results.json` and `docs/bench.svg`.
+//!
+//! Flags: `--quick` (64 connections, 3 s), `--duration SECS`, `--conns 16,64,...`,
+//! `--only NAME,...` (peers whose name contains one of them), `--workers N` (server threads, 2),
+//! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--blocking` (also zsync's
+//! Blocking model, which serves one connection at a time), `--no-setup` (never run
+//! `bench/setup.sh`), `--json PATH`, `--svg PATH`, `--replot` (only redraw the chart from the
+//! JSON file).
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zsync_bench::{
+    clock_ticks_per_sec, cpu_us_per_request, parse_load_line, parse_wrk, read_proc_stat, Args,
+};
+
+const TOKIO: &str = "tokio";
+const CEILING: &str = "ceiling io_uring";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Http,
+    Echo,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Echo => "echo",
+        }
+    }
+}
+
+struct Peer {
+    name: String,
+    kind: Kind,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Served by the suite's stand-in rather than the zsync example.
+    standin: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Row {
+    bench: Kind,
+    peer: String,
+    standin: bool,
+    connections: usize,
+    req_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_req: f64,
+    requests: u64,
+    errors: u64,
+}
+
+#[derive(Serialize)]
+struct Skipped {
+    peer: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    generated_unix: u64,
+    machine: Machine,
+    quick: bool,
+    duration_secs: f64,
+    server_workers: usize,
+    http_driver: String,
+    echo_driver: String,
+    echo_size: usize,
+    rows: &'a [Row],
+    skipped: &'a [Skipped],
+}
+
+/// What `--replot` reads back from a results file.
+#[derive(Deserialize)]
+struct Saved {
+    duration_secs: f64,
+    rows: Vec<Row>,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cpus: usize,
+    /// 1-minute load average before the runs: well above 0 means a noisy neighbour.
+    loadavg_before: f64,
+    kernel: String,
+}
+
+struct Opts {
+    quick: bool,
+    secs: f64,
+    conns: Vec<usize>,
+    only: Vec<String>,
+    workers: usize,
+    size: usize,
+    http: bool,
+    echo: bool,
+    blocking: bool,
+    setup: bool,
+    json: PathBuf,
+    svg: PathBuf,
+}
+
+fn main() {
+    let args = Args::from_env();
+    if args.flag("--help") || args.flag("-h") {
+        println!(
+            "{}",
+            include_str!("main.rs")
+                .lines()
+                .take(15)
+                .map(|l| l.trim_start_matches("//!"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        return;
+    }
+    let root = workspace_root();
+    if args.flag("--replot") {
+        replot(&root, &args);
+        return;
+    }
+    let quick = args.flag("--quick");
+    let opts = Opts {
+        quick,
+        secs: args.parse_or("--duration", if quick { 3.0 } else { 5.0 }),
+        conns: match args.get("--conns") {
+            Some(list) => list
+                .split(',')
+                .map(|c| c.trim().parse().expect("--conns 16,64,..."))
+                .collect(),
+            None if quick => vec![64],
+            None => vec![16, 64, 256, 1024],
+        },
+        only: args
+            .get("--only")
+            .map(|s| s.split(',').map(|p| p.trim().to_lowercase()).collect())
+            .unwrap_or_default(),
+        workers: args.parse_or("--workers", 2usize),
+        size: args.parse_or("--size", 64usize),
+        http: !args.flag("--no-http"),
+        echo: !args.flag("--no-echo"),
+        blocking: args.flag("--blocking"),
+        setup: !args.flag("--no-setup"),
+        json: args
+            .get("--json")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("bench/results.json")),
+        svg: args
+            .get("--svg")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("docs/bench.svg")),
+    };
+    let mut skipped = Vec::new();
+
+    // ---- tools
+    if which("wrk").is_none() && opts.setup && opts.http {
+        note("wrk is missing: running bench/setup.sh once");
+        let ok = Command::new("bash")
+            .arg(root.join("bench/setup.sh"))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            note("bench/setup.sh failed (not root, or no apt-get?): peers it installs are skipped");
+        }
+    }
+    let wrk = which("wrk");
+    if wrk.is_none() && opts.http {
+        skip(
+            &mut skipped,
+            "all HTTP runs",
+            "wrk not installed (bench/setup.sh installs it)",
+        );
+    }
+
+    // ---- build
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let release = target.join("release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    section("building peers");
+    let ok = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "zsync-bench", "--bins"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("cargo build of the bench crate failed");
+        std::process::exit(1);
+    }
+    let mut examples = Vec::new();
+    for ex in ["http_server", "echo_server", "load_client"] {
+        if root.join(format!("examples/{ex}.rs")).exists() {
+            examples.push(ex);
+        } else {
+            note(&format!(
+                "examples/{ex}.rs not in this tree: using the bench crate's stand-in"
+            ));
+        }
+    }
+    if !examples.is_empty() {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&root)
+            .args(["build", "--release", "-p", "zsync-io"]);
+        for ex in &examples {
+            cmd.args(["--example", ex]);
+        }
+        if !cmd.status().map(|s| s.success()).unwrap_or(false) {
+            note("building the zsync examples failed: using the stand-ins");
+            examples.clear();
+        }
+    }
+    let example = |name: &str| {
+        examples
+            .contains(&name)
+            .then(|| release.join("examples").join(name))
+    };
+    let go_bin = build_go(&root, &target, &mut skipped);
+    let node = which("node");
+    if node.is_none() {
+        skip(
+            &mut skipped,
+            "node http",
+            "node not installed (bench/setup.sh installs nodejs)",
+        );
+    }
+
+    // ---- peers
+    let w = opts.workers.to_string();
+    let mut peers = Vec::new();
+    let mut zsync_models = vec![
+        ("zsync green/io_uring", "green", "io_uring"),
+        ("zsync green/epoll", "green", "epoll"),
+        ("zsync threaded", "threaded", "epoll"),
+    ];
+    if opts.blocking {
+        zsync_models.push(("zsync blocking", "blocking", "epoll"));
+    } else {
+        skip(
+            &mut skipped,
+            "zsync blocking",
+            "serves one connection at a time, so wrk's other connections only time out (--blocking runs it anyway)",
+        );
+    }
+    let peer = |name: &str, kind, program: PathBuf, args: &[&str]| Peer {
+        name: name.to_string(),
+        kind,
+        program,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: Vec::new(),
+        standin: false,
+    };
+    for kind in [Kind::Http, Kind::Echo] {
+        let (ex, mode) = match kind {
+            Kind::Http => ("http_server", "http"),
+            Kind::Echo => ("echo_server", "echo"),
+        };
+        for &(name, model, backend) in &zsync_models {
+            let zargs = ["--model", model, "--backend", backend, "--workers", &w];
+            let mut p = match example(ex) {
+                Some(prog) => peer(name, kind, prog, &zargs),
+                None => {
+                    let mut p = peer(name, kind, release.join("zsync-http-standin"), &zargs);
+                    p.args.extend(["--mode".into(), mode.into()]);
+                    p.standin = true;
+                    p
+                }
+            };
+            if model == "threaded" {
+                p.args.retain(|a| a != "--backend" && a != "epoll");
+            }
+            peers.push(p);
+        }
+        let rargs = ["--workers", &w, "--mode", mode];
+        peers.push(peer(TOKIO, kind, release.join("tokio-http"), &rargs));
+        if kind == Kind::Http {
+            peers.push(peer("may", kind, release.join("may-http"), &rargs));
+            if let Some(go) = &go_bin {
+                let mut p = peer("go net/http", kind, go.clone(), &["--workers", &w]);
+                p.env.push(("GOMAXPROCS".into(), w.clone()));
+                peers.push(p);
+            }
+            if let Some(node) = &node {
+                let script = root.join("bench/peers/node/server.js");
+                peers.push(peer(
+                    "node http",
+                    kind,
+                    node.clone(),
+                    &[script.to_str().unwrap()],
+                ));
+            }
+        }
+        peers.push(peer(CEILING, kind, release.join("uring-ceiling"), &rargs));
+    }
+    peers.retain(|p| match p.kind {
+        Kind::Http => opts.http && wrk.is_some(),
+        Kind::Echo => opts.echo,
+    });
+    if !opts.only.is_empty() {
+        peers.retain(|p| {
+            let n = p.name.to_lowercase();
+            opts.only.iter().any(|o| n.contains(o.as_str()))
+        });
+    }
+    let load_client = example("load_client").unwrap_or_else(|| release.join("load-standin"));
+
+    // ---- run
+    let total = peers.len() * opts.conns.len();
+    let est = peers.len() as f64 * (1.5 + opts.conns.len() as f64 * (opts.secs + 0.5));
+    section(&format!(
+        "{} peers x {} connection counts, {} s each: about {:.0} s",
+        peers.len(),
+        opts.conns.len(),
+        opts.secs,
+        est
+    ));
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let load_before = loadavg();
+    if load_before > cpus as f64 * 0.5 {
+        note(&format!(
+            "load average {load_before:.2} on {cpus} CPUs before the run: something else is busy, absolute numbers will be noisy"
+        ));
+    }
+    let run_start = Instant::now();
+    let logs = target.join("bench-logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let hz = clock_ticks_per_sec();
+    let mut rows = Vec::new();
+    let mut done = 0;
+    for p in &peers {
+        let mut server = match start(p, &logs) {
+            Ok(s) => s,
+            Err(e) => {
+                done += opts.conns.len();
+                skip(&mut skipped, &format!("{} {}", p.kind.name(), p.name), &e);
+                continue;
+            }
+        };
+        // Warm-up (not measured): JITs, lazily grown pools, page faults of fresh stacks.
+        let _ = drive(
+            p.kind,
+            &server.addr,
+            64,
+            1.0,
+            wrk.as_deref(),
+            &load_client,
+            opts.size,
+        );
+        for &c in &opts.conns {
+            done += 1;
+            print!(
+                "[{done:>2}/{total}] {:<4} {:<22} c={c:<5} ",
+                p.kind.name(),
+                p.name
+            );
+            let _ = std::io::stdout().flush();
+            match measure(p, &mut server, c, &opts, wrk.as_deref(), &load_client, hz) {
+                Ok(r) => {
+                    println!(
+                        "{:>9.0} req/s  p50 {:>8}  p99 {:>8}  cpu {:>5.2} µs/req{}",
+                        r.req_per_sec,
+                        fmt_us(r.p50_us),
+                        fmt_us(r.p99_us),
+                        r.cpu_us_per_req,
+                        if r.errors > 0 {
+                            format!("  ({} errors)", r.errors)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    rows.push(r);
+                }
+                Err(e) => {
+                    println!("failed: {e}");
+                    skip(
+                        &mut skipped,
+                        &format!("{} {} c={c}", p.kind.name(), p.name),
+                        &e,
+                    );
+                }
+            }
+        }
+        server.stop();
+    }
+
+    // ---- report
+    println!(
+        "\nran {} load runs in {:.0} s; load average before {:.2}, after {:.2}",
+        rows.len(),
+        run_start.elapsed().as_secs_f64(),
+        load_before,
+        loadavg()
+    );
+    for kind in [Kind::Http, Kind::Echo] {
+        print_table(kind, &rows, &opts);
+    }
+    if rows.iter().any(|r| r.standin) {
+        println!("\n* zsync served by the bench crate's stand-in (zsync-http-standin / load-standin), not by examples/");
+    }
+    if !skipped.is_empty() {
+        println!("\nskipped:");
+        for s in &skipped {
+            println!("  - {}: {}", s.peer, s.reason);
+        }
+    }
+    let report = Report {
+        generated_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        machine: Machine {
+            cpus,
+            loadavg_before: load_before,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        },
+        quick: opts.quick,
+        duration_secs: opts.secs,
+        server_workers: opts.workers,
+        http_driver: format!("wrk -t1 -c<N> -d{}s --latency", opts.secs),
+        echo_driver: format!(
+            "{} --connections <N> --size {} --duration {}",
+            load_client.file_name().unwrap().to_string_lossy(),
+            opts.size,
+            opts.secs
+        ),
+        echo_size: opts.size,
+        rows: &rows,
+        skipped: &skipped,
+    };
+    match serde_json::to_string_pretty(&report) {
+        Ok(j) => match std::fs::write(&opts.json, j + "\n") {
+            Ok(()) => println!("\nwrote {}", opts.json.display()),
+            Err(e) => eprintln!("writing {}: {e}", opts.json.display()),
+        },
+        Err(e) => eprintln!("json: {e}"),
+    }
+    if let Some(dir) = opts.svg.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match chart::draw(&opts.svg, &rows, &opts.conns, opts.secs) {
+        Ok(()) => println!("wrote {}", opts.svg.display()),
+        Err(e) => eprintln!("chart: {e}"),
+    }
+}
+
+/// `--replot [--json PATH] [--svg PATH]`: redraws the chart from a results file, no runs.
+fn replot(root: &Path, args: &Args) {
+    let json = args
+        .get("--json")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("bench/results.json"));
+    let svg = args
+        .get("--svg")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("docs/bench.svg"));
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", json.display()));
+    let saved: Saved = serde_json::from_str(&text).expect("results file");
+    let mut conns: Vec<usize> = saved.rows.iter().map(|r| r.connections).collect();
+    conns.sort_unstable();
+    conns.dedup();
+    match chart::draw(&svg, &saved.rows, &conns, saved.duration_secs) {
+        Ok(()) => println!("wrote {}", svg.display()),
+        Err(e) => eprintln!("chart: {e}"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+fn section(s: &str) {
+    println!("\n==== {s}");
+}
+
+fn note(s: &str) {
+    println!("note: {s}");
+}
+
+fn skip(skipped: &mut Vec<Skipped>, peer: &str, reason: &str) {
+    println!("note: skipping {peer}: {reason}");
+    skipped.push(Skipped {
+        peer: peer.to_string(),
+        reason: reason.to_string(),
+    });
+}
+
+/// 1-minute load average.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+}
+
+fn build_go(root: &Path, target: &Path, skipped: &mut Vec<Skipped>) -> Option<PathBuf> {
+    let Some(go) = which("go") else {
+        skip(
+            skipped,
+            "go net/http",
+            "go not installed (bench/setup.sh installs golang-go)",
+        );
+        return None;
+    };
+    let out = target.join("release/go-http");
+    let status = Command::new(go)
+        .current_dir(root.join("bench/peers/go"))
+        .env("GOCACHE", target.join("go-cache"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(out),
+        _ => {
+            skip(skipped, "go net/http", "go build failed");
+            None
+        }
+    }
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(2) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start(p: &Peer, logs: &Path) -> Result<Server, String> {
+    if !p.program.exists() {
+        return Err(format!("{} not built", p.program.display()));
+    }
+    let addr = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
+    let slug: String = format!("{}-{}", p.kind.name(), p.name)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let log_path = logs.join(format!("{slug}.log"));
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&p.program);
+    cmd.args(&p.args)
+        .args(["--addr", &addr])
+        .envs(p.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", p.program.display()))?;
+    let mut server = Server { child, addr };
+    let sa: SocketAddr = server.addr.parse().unwrap();
+    let t = Instant::now();
+    loop {
+        if let Ok(Some(st)) = server.child.try_wait() {
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(3).collect();
+            return Err(format!("exited at start ({st}): {}", tail.join(" | ")));
+        }
+        if TcpStream::connect_timeout(&sa, Duration::from_millis(100)).is_ok() {
+            return Ok(server);
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            return Err("did not listen within 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One load run: (req/s, p50 µs, p99 µs, requests, errors).
+fn drive(
+    kind: Kind,
+    addr: &str,
+    conns: usize,
+    secs: f64,
+    wrk: Option<&Path>,
+    load_client: &Path,
+    size: usize,
+) -> Result<(f64, f64, f64, u64, u64), String> {
+    match kind {
+        Kind::Http => {
+            let wrk = wrk.ok_or("wrk missing")?;
+            let out = Command::new(wrk)
+                .args([
+                    "-t1".to_string(),
+                    format!("-c{conns}"),
+                    format!("-d{}s", secs.round().max(1.0) as u64),
+                    "--latency".to_string(),
+                    format!("http://{addr}/"),
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("wrk: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let r = parse_wrk(&text).map_err(|e| {
+                format!(
+                    "wrk output: {e}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })?;
+            Ok((r.req_per_sec, r.p50_us, r.p99_us, r.requests, r.errors))
+        }
+        Kind::Echo => {
+            let out = Command::new(load_client)
+                .args([
+                    "--addr".to_string(),
+                    addr.to_string(),
+                    "--connections".to_string(),
+                    conns.to_string(),
+                    "--size".to_string(),
+                    size.to_string(),
+                    "--duration".to_string(),
+                    secs.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("load client: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let r = parse_load_line(&text).map_err(|e| {
+                format!(
+                    "load client output: {e}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })?;
+            let requests = r.requests.unwrap_or((r.req_per_sec * secs).round() as u64);
+            Ok((
+                r.req_per_sec,
+                r.p50_us,
+                r.p99_us,
+                requests,
+                r.errors.unwrap_or(0),
+            ))
+        }
+    }
+}
+
+fn measure(
+    p: &Peer,
+    server: &mut Server,
+    conns: usize,
+    opts: &Opts,
+    wrk: Option<&Path>,
+    load_client: &Path,
+    hz: f64,
+) -> Result<Row, String> {
+    let pid = server.pid();
+    let before = read_proc_stat(pid).map_err(|e| format!("server gone: {e}"))?;
+    let (rps, p50, p99, requests, errors) = drive(
+        p.kind,
+        &server.addr,
+        conns,
+        opts.secs,
+        wrk,
+        load_client,
+        opts.size,
+    )?;
+    let after = read_proc_stat(pid).map_err(|e| format!("server gone: {e}"))?;
+    if let Ok(Some(st)) = server.child.try_wait() {
+        return Err(format!("server exited during the run ({st})"));
+    }
+    Ok(Row {
+        bench: p.kind,
+        peer: p.name.clone(),
+        standin: p.standin,
+        connections: conns,
+        req_per_sec: rps,
+        p50_us: p50,
+        p99_us: p99,
+        cpu_us_per_req: cpu_us_per_request(before, after, hz, requests),
+        requests,
+        errors,
+    })
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn ratio(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 && a.is_finite() => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
+}
+
+fn print_table(kind: Kind, rows: &[Row], opts: &Opts) {
+    let rows: Vec<&Row> = rows.iter().filter(|r| r.bench == kind).collect();
+    if rows.is_empty() {
+        return;
+    }
+    let driver = match kind {
+        Kind::Http => "wrk -t1, GET / hello".to_string(),
+        Kind::Echo => format!("load client, {} B messages", opts.size),
+    };
+    section(&format!(
+        "{} ({driver}, {} s per run, {} server threads)",
+        kind.name().to_uppercase(),
+        opts.secs,
+        opts.workers
+    ));
+    println!(
+        "{:<23} {:>5} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "peer",
+        "conns",
+        "req/s",
+        "p50",
+        "p99",
+        "CPU/req",
+        "vs tokio",
+        "vs ceil",
+        "CPU/ceil",
+        "errors"
+    );
+    println!("{}", "-".repeat(104));
+    for &c in &opts.conns {
+        let at: Vec<&&Row> = rows.iter().filter(|r| r.connections == c).collect();
+        let find = |name: &str| at.iter().find(|r| r.peer == name).map(|r| **r);
+        let tokio = find(TOKIO);
+        let ceil = find(CEILING);
+        for r in &at {
+            println!(
+                "{:<23} {:>5} {:>10.0} {:>9} {:>9} {:>6.2} µs {:>8} {:>8} {:>8} {:>7}",
+                format!("{}{}", r.peer, if r.standin { "*" } else { "" }),
+                c,
+                r.req_per_sec,
+                fmt_us(r.p50_us),
+                fmt_us(r.p99_us),
+                r.cpu_us_per_req,
+                ratio(r.req_per_sec, tokio.map(|t| t.req_per_sec)),
+                ratio(r.req_per_sec, ceil.map(|t| t.req_per_sec)),
+                ratio(r.cpu_us_per_req, ceil.map(|t| t.cpu_us_per_req)),
+                r.errors
+            );
+        }
+        if !at.is_empty() {
+            println!();
+        }
+    }
+}
+
+mod chart {
+    use super::{Kind, Row};
+    use plotters::prelude::*;
+    use std::path::Path;
+
+    struct Panel {
+        title: &'static str,
+        kind: Kind,
+        y_label: &'static str,
+        value: fn(&Row) -> f64,
+    }
+
+    /// One color per peer, the same in every chart; zsync drawn thicker.
+    fn style(name: &str, i: usize) -> (RGBAColor, u32) {
+        let rgb = match name {
+            "zsync green/io_uring" => RGBColor(214, 39, 40),
+            "zsync green/epoll" => RGBColor(255, 127, 14),
+            "zsync threaded" => RGBColor(140, 86, 75),
+            "zsync blocking" => RGBColor(227, 119, 194),
+            "tokio" => RGBColor(31, 119, 180),
+            "may" => RGBColor(44, 160, 44),
+            "go net/http" => RGBColor(23, 190, 207),
+            "node http" => RGBColor(148, 103, 189),
+            "ceiling io_uring" => RGBColor(0, 0, 0),
+            _ => return (Palette99::pick(i).to_rgba(), 2),
+        };
+        (rgb.to_rgba(), if name.starts_with("zsync") { 3 } else { 2 })
+    }
+
+    /// Three panels side by side: HTTP req/s, HTTP CPU µs per request, echo req/s; one line
+    /// per peer over the connection counts (log scale).
+    pub fn draw(
+        path: &Path,
+        rows: &[Row],
+        conns: &[usize],
+        secs: f64,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let panels = [
+            Panel {
+                title: "HTTP hello: requests/s",
+                kind: Kind::Http,
+                y_label: "req/s (thousands)",
+                value: |r| r.req_per_sec / 1000.0,
+            },
+            Panel {
+                title: "HTTP hello: server CPU per request",
+                kind: Kind::Http,
+                y_label: "µs of CPU (user+sys) per request",
+                value: |r| r.cpu_us_per_req,
+            },
+            Panel {
+                title: "TCP echo: round trips/s",
+                kind: Kind::Echo,
+                y_label: "round trips/s (thousands)",
+                value: |r| r.req_per_sec / 1000.0,
+            },
+        ];
+        let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (head, body) = root.split_vertically(40);
+        head.draw(&Text::new(
+            format!(
+                "zsync vs Tokio, may, Go, Node and a runtime-free io_uring ceiling — loopback, wrk/load client and server share the machine, {secs} s per point"
+            ),
+            (20, 12),
+            ("sans-serif", 16).into_font(),
+        ))?;
+        let (plots, legend) = body.split_horizontally(1500 - 190);
+        let areas = plots.split_evenly((1, panels.len()));
+        // Connection counts as equally spaced categories (16, 64, 256, 1024 are a log scale).
+        let slot = |c: usize| conns.iter().position(|&x| x == c).map(|i| i as i32);
+        let (x0, x1) = (-1i32, conns.len() as i32);
+        let mut names: Vec<String> = Vec::new();
+        for r in rows {
+            if !names.contains(&r.peer) {
+                names.push(r.peer.clone());
+            }
+        }
+        for (area, panel) in areas.iter().zip(&panels) {
+            let pts: Vec<&Row> = rows.iter().filter(|r| r.bench == panel.kind).collect();
+            let ymax = pts
+                .iter()
+                .map(|r| (panel.value)(r))
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max)
+                * 1.15;
+            let ymax = if ymax > 0.0 { ymax } else { 1.0 };
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title, ("sans-serif", 17))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d(x0..x1, 0.0..ymax)?;
+            chart
+                .configure_mesh()
+                .x_desc("connections")
+                .y_desc(panel.y_label)
+                .x_labels(conns.len() + 2)
+                .x_label_formatter(&|x: &i32| {
+                    usize::try_from(*x)
+                        .ok()
+                        .and_then(|i| conns.get(i))
+                        .map(|c| c.to_string())
+                        .unwrap_or_default()
+                })
+                .disable_x_mesh()
+                .max_light_lines(0)
+                .bold_line_style(BLACK.mix(0.08))
+                .draw()?;
+            for (i, name) in names.iter().enumerate() {
+                let mut series: Vec<(i32, f64)> = pts
+                    .iter()
+                    .filter(|r| &r.peer == name)
+                    .filter_map(|r| Some((slot(r.connections)?, (panel.value)(r))))
+                    .filter(|(_, y)| y.is_finite())
+                    .collect();
+                if series.is_empty() {
+                    continue;
+                }
+                series.sort_by_key(|p| p.0);
+                let (color, width) = style(name, i);
+                chart.draw_series(LineSeries::new(series.clone(), color.stroke_width(width)))?;
+                chart.draw_series(
+                    series
+                        .iter()
+                        .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                )?;
+            }
+        }
+        for (i, name) in names.iter().enumerate() {
+            let (color, width) = style(name, i);
+            let y = 70 + 24 * i as i32;
+            legend.draw(&PathElement::new(
+                vec![(8, y), (34, y)],
+                color.stroke_width(width + 1),
+            ))?;
+            legend.draw(&Text::new(
+                name.clone(),
+                (42, y - 7),
+                ("sans-serif", 13).into_font(),
+            ))?;
+        }
+        root.present()?;
+        Ok(())
+    }
+}
