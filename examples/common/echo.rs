@@ -1,0 +1,52 @@
+//! The TCP echo server: every byte a client sends comes back, until the client closes.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zsync::net::{TcpListener, TcpStream};
+use zsync::Io;
+
+use super::server::{accept_loop, Control, Stats};
+
+/// The echo buffer per connection: one read of up to this many bytes, then one write of them.
+const BUF: usize = 16 * 1024;
+
+/// Serves one connection: reads and writes back whatever arrives, until the client closes
+/// (`Ok`) or stays silent longer than `idle_timeout` (`Ok` as well: an idle client is not an
+/// error). Colorblind: the same code on every model.
+pub fn handle(
+    io: &Io,
+    mut conn: TcpStream,
+    ctl: &Control,
+    idle_timeout: Duration,
+) -> io::Result<()> {
+    conn.set_nodelay(true)?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match io.with_deadline(io.now() + idle_timeout, || conn.read(&mut buf)) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if zsync::is_timed_out(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        conn.write_all(&buf[..n])?;
+        Stats::bump(&ctl.stats.requests);
+    }
+}
+
+/// Serves echo on `listener` until `ctl` is stopped.
+pub fn serve(
+    io: &Io,
+    listener: &TcpListener,
+    ctl: &Arc<Control>,
+    idle_timeout: Duration,
+) -> io::Result<()> {
+    let handler_ctl = ctl.clone();
+    accept_loop(
+        io,
+        listener,
+        ctl,
+        Arc::new(move |io: &Io, conn: TcpStream| handle(io, conn, &handler_ctl, idle_timeout)),
+    )
+}

@@ -1,0 +1,625 @@
+//! The HTTP/1.1 server: a colorblind connection handler ([`handle`]) and the accept loop around
+//! it ([`serve`]).
+//!
+//! Routes:
+//!
+//! | request | response |
+//! |---|---|
+//! | `GET /` (and `HEAD`) | `200`, `text/plain`, `Hello, World!` — the benchmark route |
+//! | `GET /file` (and `HEAD`) | `200`, `application/octet-stream`, the whole file, sent with `Writer::send_file` (`sendfile(2)`) |
+//! | `POST /echo` | the body back with `application/json` if it parses as JSON, else `400` |
+//! | a known path, another method | `405` with `allow` |
+//! | anything else | `404` |
+//!
+//! Protocol: keep-alive by default on HTTP/1.1 (`connection: close` honoured; HTTP/1.0 keeps the
+//! connection only with `connection: keep-alive`), pipelining (requests already buffered are
+//! answered into the buffered writer, and the responses leave together in one write when the
+//! handler runs out of buffered requests), `expect: 100-continue` on `/echo`. Request bodies need
+//! a `content-length` of at most [`MAX_BODY`]; `transfer-encoding` (chunked uploads) is answered
+//! with `501` and the connection closed — not needed by any client of these examples.
+//!
+//! Robustness, each covered by `tests/servers.rs`:
+//!
+//! - a request httparse rejects, a bad `content-length`: `400`, connection closed;
+//! - a request head over [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] headers: `431`,
+//!   connection closed;
+//! - a head not complete within `header_timeout` of its first byte (of the accept, for the
+//!   first request) — a slowloris client: connection closed without a response; an idle
+//!   keep-alive connection is closed after `idle_timeout`;
+//! - a client that goes away mid-response: the write fails, the handler returns the error (counted,
+//!   logged with `--verbose` only), the other connections are not affected.
+//!
+//! Every blocking step runs under a deadline (`Io::with_deadline`), so no client can hold a
+//! connection's task forever, on any model.
+
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::Shutdown;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use zsync::bufio::{Reader, Writer};
+use zsync::fs::File;
+use zsync::net::{TcpListener, TcpStream};
+use zsync::Io;
+
+use super::server::{accept_loop, Control, Stats};
+
+/// The largest request head (request line and headers) accepted; larger heads get `431`.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// The most headers a request may carry; more get `431`.
+pub const MAX_HEADERS: usize = 64;
+/// The largest request body accepted (`POST /echo`); larger ones get `413`.
+pub const MAX_BODY: u64 = 1 << 20;
+/// The body of `GET /`.
+pub const HELLO: &[u8] = b"Hello, World!";
+/// Read buffer per connection: larger than [`MAX_HEAD_BYTES`], so that an oversized head is
+/// seen as such (and pipelined requests fit behind a full-sized one).
+const READ_BUF: usize = 16 * 1024;
+/// Write buffer per connection: pipelined responses accumulate here and leave in one write.
+const WRITE_BUF: usize = 16 * 1024;
+/// How long a closing connection keeps reading (and discarding) what the client still sends, so
+/// that the final response is not destroyed by a reset (see [`close_gracefully`]).
+const LINGER: Duration = Duration::from_millis(500);
+/// How much a closing connection reads and discards at most.
+const LINGER_BYTES: u64 = 256 * 1024;
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// How long a request head may take to arrive, from its first byte (from the accept for the
+    /// first request of a connection); the body gets the same time again.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// How long one write (a flush, a file transfer) may wait for the client to read.
+    pub write_timeout: Duration,
+    /// The file `GET /file` serves.
+    pub file: PathBuf,
+}
+
+impl HttpConfig {
+    /// The defaults of `http_server` (header timeout 5 s, idle 60 s, write 30 s) for `file`.
+    pub fn new(file: PathBuf) -> HttpConfig {
+        HttpConfig {
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            file,
+        }
+    }
+}
+
+/// What every connection's handler shares: the settings, the open file, the control block.
+#[derive(Debug)]
+pub struct HttpApp {
+    cfg: HttpConfig,
+    /// `GET /file`'s file, opened once; `send_file` reads it at explicit offsets, so every
+    /// connection can share it.
+    file: File,
+    file_len: u64,
+    ctl: Arc<Control>,
+}
+
+impl HttpApp {
+    /// Opens the file of `cfg` on `io`.
+    pub fn new(io: &Io, cfg: HttpConfig, ctl: Arc<Control>) -> io::Result<HttpApp> {
+        let std_file = std::fs::File::open(&cfg.file)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", cfg.file.display())))?;
+        let file_len = std_file.metadata()?.len();
+        Ok(HttpApp {
+            cfg,
+            file: File::from_std(io, std_file),
+            file_len,
+            ctl,
+        })
+    }
+}
+
+/// Serves HTTP on `listener` until `ctl` is stopped: the accept loop of
+/// [`accept_loop`](super::server::accept_loop) with [`handle`] on every connection.
+pub fn serve(
+    io: &Io,
+    listener: &TcpListener,
+    cfg: HttpConfig,
+    ctl: &Arc<Control>,
+) -> io::Result<()> {
+    let app = Arc::new(HttpApp::new(io, cfg, ctl.clone())?);
+    accept_loop(
+        io,
+        listener,
+        ctl,
+        Arc::new(move |io: &Io, conn: TcpStream| handle(io, conn, &app)),
+    )
+}
+
+/// The bytes of the generated file `GET /file` serves by default: a repeating pattern that
+/// makes a misplaced or missing byte visible.
+pub fn file_pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Writes `len` bytes of [`file_pattern`] to `dir/name` and returns the path.
+pub fn generate_file(dir: &Path, name: &str, len: usize) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, file_pattern(len))?;
+    Ok(path)
+}
+
+/// What the handler needs of a parsed request head: owned, so the read buffer is free again.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    /// Length of the head in the read buffer, final blank line included.
+    len: usize,
+    method: Method,
+    route: Route,
+    keep_alive: bool,
+    content_length: u64,
+    expect_continue: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    Post,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Hello,
+    File,
+    Echo,
+    NotFound,
+}
+
+/// A response status: code and reason phrase, as written on the status line.
+type Status = &'static str;
+const OK: Status = "200 OK";
+const BAD_REQUEST: Status = "400 Bad Request";
+const NOT_FOUND: Status = "404 Not Found";
+const METHOD_NOT_ALLOWED: Status = "405 Method Not Allowed";
+const CONTENT_TOO_LARGE: Status = "413 Content Too Large";
+const HEADERS_TOO_LARGE: Status = "431 Request Header Fields Too Large";
+const NOT_IMPLEMENTED: Status = "501 Not Implemented";
+
+/// The outcome of parsing the start of the read buffer.
+enum Parsed {
+    Complete(Head),
+    /// More bytes are needed.
+    Partial,
+    /// Not a request this server accepts: answer with the status and close.
+    Invalid(Status, &'static str),
+}
+
+/// Parses the request head at the start of `buf` with httparse.
+fn parse(buf: &[u8]) -> Parsed {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+            return Parsed::Invalid(HEADERS_TOO_LARGE, "request head over 8 KiB")
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Invalid(HEADERS_TOO_LARGE, "more than 64 headers")
+        }
+        Err(_) => return Parsed::Invalid(BAD_REQUEST, "malformed request head"),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Parsed::Invalid(HEADERS_TOO_LARGE, "request head over 8 KiB");
+    }
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some("POST") => Method::Post,
+        _ => Method::Other,
+    };
+    let path = req.path.unwrap_or("");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let route = match path {
+        "/" => Route::Hello,
+        "/file" => Route::File,
+        "/echo" => Route::Echo,
+        _ => Route::NotFound,
+    };
+    let http11 = req.version == Some(1);
+    let mut keep_alive = http11;
+    let mut content_length: Option<u64> = None;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let Some(n) = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                return Parsed::Invalid(BAD_REQUEST, "invalid content-length");
+            };
+            if content_length.is_some_and(|prev| prev != n) {
+                return Parsed::Invalid(BAD_REQUEST, "conflicting content-length headers");
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Parsed::Invalid(NOT_IMPLEMENTED, "transfer-encoding is not supported");
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                    keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Parsed::Invalid("417 Expectation Failed", "unsupported expect");
+            }
+        }
+    }
+    Parsed::Complete(Head {
+        len,
+        method,
+        route,
+        keep_alive,
+        content_length: content_length.unwrap_or(0),
+        expect_continue,
+    })
+}
+
+type ConnReader<'a> = Reader<&'a TcpStream>;
+type ConnWriter<'a> = Writer<&'a TcpStream>;
+
+/// Serves one connection until the client closes it, asks to close it, sends something this
+/// server refuses, or times out. Colorblind: the same code on every model.
+///
+/// Returns `Ok` for the ordinary ends (the client closed between requests or asked to close,
+/// an idle keep-alive connection timed out) and an error otherwise (a refused request, a
+/// slowloris head, a client that vanished mid-response…), for the accept loop to count and log.
+pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
+    conn.set_nodelay(true)?;
+    let mut rd = Reader::with_capacity(READ_BUF, &conn);
+    let mut wr = Writer::with_capacity(WRITE_BUF, &conn);
+    // When the head of the request being received must be complete; `None` while the
+    // connection is idle between requests. The first request's clock starts at the accept.
+    let mut head_deadline = Some(io.now() + app.cfg.header_timeout);
+    loop {
+        let head = match parse(rd.buffer()) {
+            Parsed::Complete(head) => head,
+            Parsed::Invalid(status, why) => {
+                return refuse(io, &conn, &mut rd, &mut wr, app, status, why);
+            }
+            Parsed::Partial => {
+                // Out of buffered requests: the responses written so far leave now, in one write.
+                if !wr.buffer().is_empty() {
+                    write_phase(io, app, || wr.flush_buf())?;
+                }
+                let idle = rd.buffer().is_empty();
+                if !idle && head_deadline.is_none() {
+                    head_deadline = Some(io.now() + app.cfg.header_timeout);
+                }
+                let deadline = head_deadline.unwrap_or_else(|| io.now() + app.cfg.idle_timeout);
+                let want = rd.buffer().len() + 1;
+                match io.with_deadline(deadline, || rd.fill(want)) {
+                    Ok(()) => continue,
+                    // The client left between requests: a close, or a reset when it closed
+                    // with responses unread (load generators do at the end of a run).
+                    Err(e)
+                        if idle
+                            && matches!(
+                                e.kind(),
+                                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                            ) =>
+                    {
+                        return Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Err(io::Error::new(e.kind(), "client closed mid-request"))
+                    }
+                    Err(e) if zsync::is_timed_out(&e) && head_deadline.is_none() => {
+                        return Ok(()); // idle keep-alive connection
+                    }
+                    Err(e) if zsync::is_timed_out(&e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "request head not complete within {:?} (slowloris?)",
+                                app.cfg.header_timeout
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        io::BufRead::consume(&mut rd, head.len);
+        head_deadline = None;
+        let keep = respond(io, &mut rd, &mut wr, app, &head)?;
+        Stats::bump(&app.ctl.stats.requests);
+        if !keep {
+            write_phase(io, app, || wr.flush_buf())?;
+            close_gracefully(io, &conn, &mut rd);
+            return Ok(());
+        }
+    }
+}
+
+/// Answers one parsed request into the writer (not flushed, unless the route transfers a file
+/// or the client waits for `100 Continue`). Returns whether the connection stays open.
+fn respond(
+    io: &Io,
+    rd: &mut ConnReader<'_>,
+    wr: &mut ConnWriter<'_>,
+    app: &HttpApp,
+    head: &Head,
+) -> io::Result<bool> {
+    if head.content_length > MAX_BODY {
+        write_response(
+            wr,
+            CONTENT_TOO_LARGE,
+            "text/plain",
+            b"request body too large\n",
+            false,
+            head.method,
+        )?;
+        return Ok(false);
+    }
+    let wants_body = head.route == Route::Echo && head.method == Method::Post;
+    let mut keep = head.keep_alive;
+    if !wants_body && head.content_length > 0 {
+        if head.expect_continue {
+            // The client waits for `100 Continue` before sending the body it announced; with a
+            // final response instead, whether it sends the body anyway is up to it, so the
+            // connection's framing is unknown afterwards: close.
+            keep = false;
+        } else {
+            let skip = head.content_length;
+            let skipped = body_phase(io, app, || rd.discard(skip))?;
+            if skipped < skip {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed mid-body",
+                ));
+            }
+        }
+    }
+    match (head.route, head.method) {
+        (Route::Hello, Method::Get | Method::Head) => {
+            write_response(wr, OK, "text/plain", HELLO, keep, head.method)?;
+        }
+        (Route::File, Method::Get | Method::Head) => {
+            write_head(wr, OK, "application/octet-stream", app.file_len, keep, &[])?;
+            if head.method == Method::Get {
+                // Flushes the buffered responses and this head, then `sendfile(2)`.
+                let sent = write_phase(io, app, || wr.send_file(&app.file, 0, app.file_len))?;
+                if sent < app.file_len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while being served",
+                    ));
+                }
+            }
+        }
+        (Route::Echo, Method::Post) => {
+            if head.expect_continue && head.content_length > 0 {
+                wr.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+                write_phase(io, app, || wr.flush_buf())?;
+            }
+            let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+            let mut body = vec![0; len];
+            body_phase(io, app, || rd.read_exact(&mut body)).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(e.kind(), "client closed mid-body")
+                } else {
+                    e
+                }
+            })?;
+            if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
+                write_response(wr, OK, "application/json", &body, keep, head.method)?;
+            } else {
+                write_response(
+                    wr,
+                    BAD_REQUEST,
+                    "text/plain",
+                    b"invalid JSON\n",
+                    keep,
+                    head.method,
+                )?;
+            }
+        }
+        (Route::Hello | Route::File, _) => {
+            write_head(
+                wr,
+                METHOD_NOT_ALLOWED,
+                "text/plain",
+                0,
+                keep,
+                &[("allow", "GET, HEAD")],
+            )?;
+        }
+        (Route::Echo, _) => {
+            write_head(
+                wr,
+                METHOD_NOT_ALLOWED,
+                "text/plain",
+                0,
+                keep,
+                &[("allow", "POST")],
+            )?;
+        }
+        (Route::NotFound, _) => {
+            write_response(
+                wr,
+                NOT_FOUND,
+                "text/plain",
+                b"not found\n",
+                keep,
+                head.method,
+            )?;
+        }
+    }
+    Ok(keep)
+}
+
+/// Answers a request the server refuses (`400`, `431`, `501`…), closes the connection
+/// gracefully and returns the reason as an error, for the accept loop to count and log.
+fn refuse(
+    io: &Io,
+    conn: &TcpStream,
+    rd: &mut ConnReader<'_>,
+    wr: &mut ConnWriter<'_>,
+    app: &HttpApp,
+    status: Status,
+    why: &'static str,
+) -> io::Result<()> {
+    let mut body = Vec::with_capacity(why.len() + 1);
+    body.extend_from_slice(why.as_bytes());
+    body.push(b'\n');
+    write_response(wr, status, "text/plain", &body, false, Method::Get)?;
+    write_phase(io, app, || wr.flush_buf())?;
+    close_gracefully(io, conn, rd);
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{status}: {why}"),
+    ))
+}
+
+/// Closes a connection the server has finished with so that the client gets the last
+/// response: shut down the write side (the client sees the end of the stream), then read and
+/// discard what the client still sends for a short while. Closing a socket with unread input
+/// makes the kernel send a reset, which can destroy the response in the client's receive
+/// buffer before it reads it (the "lingering close" of Apache and nginx).
+fn close_gracefully(io: &Io, conn: &TcpStream, rd: &mut ConnReader<'_>) {
+    if conn.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let _ = io.with_deadline(io.now() + LINGER, || rd.discard(LINGER_BYTES));
+}
+
+/// Runs a write step (flush, file transfer) with the write timeout as its deadline.
+fn write_phase<T>(io: &Io, app: &HttpApp, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    io.with_deadline(io.now() + app.cfg.write_timeout, f)
+}
+
+/// Runs a body read with the header timeout as its deadline.
+fn body_phase<T>(io: &Io, app: &HttpApp, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    io.with_deadline(io.now() + app.cfg.header_timeout, f)
+}
+
+/// Writes a whole response with a body (the body left out for `HEAD`) into the writer.
+fn write_response(
+    wr: &mut ConnWriter<'_>,
+    status: Status,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    method: Method,
+) -> io::Result<()> {
+    write_head(wr, status, content_type, body.len() as u64, keep_alive, &[])?;
+    if method != Method::Head {
+        wr.write_all(body)?;
+    }
+    Ok(())
+}
+
+/// Writes a response head into the writer.
+fn write_head(
+    wr: &mut ConnWriter<'_>,
+    status: Status,
+    content_type: &str,
+    content_length: u64,
+    keep_alive: bool,
+    extra: &[(&str, &str)],
+) -> io::Result<()> {
+    wr.write_all(b"HTTP/1.1 ")?;
+    wr.write_all(status.as_bytes())?;
+    wr.write_all(b"\r\nserver: zsync\r\ncontent-type: ")?;
+    wr.write_all(content_type.as_bytes())?;
+    write!(wr, "\r\ncontent-length: {content_length}\r\ndate: ")?;
+    wr.write_all(&http_date())?;
+    for (name, value) in extra {
+        write!(wr, "\r\n{name}: {value}")?;
+    }
+    if !keep_alive {
+        wr.write_all(b"\r\nconnection: close")?;
+    }
+    wr.write_all(b"\r\n\r\n")
+}
+
+std::thread_local! {
+    /// The `date` header of the current second, formatted once per second per thread.
+    static DATE: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((u64::MAX, [0; 29])) };
+}
+
+/// The current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 IMF-fixdate).
+fn http_date() -> [u8; 29] {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let (secs, text) = cell.get();
+        if secs == now {
+            return text;
+        }
+        let text = format_http_date(now);
+        cell.set((now, text));
+        text
+    })
+}
+
+/// Formats `secs` since the Unix epoch as an IMF-fixdate.
+fn format_http_date(secs: u64) -> [u8; 29] {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), in u64: no date before
+    // the epoch reaches here.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let text = format!(
+        "{}, {day:02} {} {year:04} {h:02}:{m:02}:{s:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize]
+    );
+    let mut out = [b' '; 29];
+    let n = text.len().min(29);
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_date_known_values() {
+        assert_eq!(
+            &super::format_http_date(784_111_777),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            &super::format_http_date(0),
+            b"Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(
+            &super::format_http_date(951_782_400),
+            b"Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! An HTTP/1.1 server on zsync: keep-alive, pipelining, httparse, and the same colorblind
+//! handler (`fn handle(io: &Io, conn: TcpStream, ..)`) on every execution model.
+//!
+//! ```text
+//! cargo run --release --example http_server -- --model green --backend io_uring --addr 127.0.0.1:8080
+//! curl -s localhost:8080/                                    # Hello, World!
+//! curl -s localhost:8080/file | wc -c                        # 1048576
+//! curl -s -d '{"a":[1,2]}' localhost:8080/echo               # {"a":[1,2]}
+//! wrk -t2 -c64 -d10s http://127.0.0.1:8080/
+//! ```
+//!
+//! Routes: `GET /` → `Hello, World!` (the benchmark route); `GET /file` → the file given by
+//! `--file` (default: a generated 1 MiB file in a temporary directory), sent with
+//! `Writer::send_file` (`sendfile(2)`); `POST /echo` → the JSON body back with
+//! `content-type: application/json`, `400` if it does not parse. Malformed requests get `400`,
+//! heads over 8 KiB or with more than 64 headers `431`, and the connection is closed; a head
+//! not complete within `--header-timeout-ms` (slowloris) closes the connection. The protocol
+//! details are in `examples/common/http.rs`.
+//!
+//! Concurrency: the accept loop starts one task per connection with `io.concurrent`. On
+//! `--model blocking` there is no concurrency: connections are served one after another, each
+//! until its client closes it (or goes idle for `--idle-timeout-ms`), so a keep-alive client
+//! holds the server — that is the model's nature, not a bug. On `--model threaded` each
+//! connection gets a thread (up to `--max-threads`, then served inline by the accept loop);
+//! on `--model green` each connection is a fiber.
+//!
+//! Flags:
+//!
+//! ```text
+//!   --addr HOST:PORT          listen address (default 127.0.0.1:8080; port 0 picks one)
+//!   --model blocking|threaded|green, --backend io_uring|epoll|auto, --workers N, --max-threads N
+//!   --file PATH               file served by GET /file (default: generated, 1 MiB)
+//!   --header-timeout-ms MS    request head deadline, from its first byte (default 5000)
+//!   --idle-timeout-ms MS      keep-alive idle limit between requests (default 60000)
+//!   --write-timeout-ms MS     limit on one write waiting for the client (default 30000)
+//!   --verbose                 log every connection that ends with an error (peer reset,
+//!                             timeout, malformed request) to stderr; by default only counted
+//! ```
+//!
+//! It prints `listening on ADDR (...)` once bound (port 0 shows the port picked), then runs
+//! until killed.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io;
+use std::time::Duration;
+
+use common::cli::{self, RuntimeOpts};
+use common::http::{self, HttpConfig};
+use common::server::Control;
+use zsync::net::TcpListener;
+
+const USAGE: &str = "\
+usage: http_server [--addr 127.0.0.1:8080] [--model blocking|threaded|green] [--backend io_uring|epoll|auto]
+                   [--workers N] [--max-threads N] [--file PATH] [--header-timeout-ms 5000]
+                   [--idle-timeout-ms 60000] [--write-timeout-ms 30000] [--verbose]";
+
+/// Fiber stack size for Green: JSON validation recurses once per nesting level (serde_json stops
+/// at 128 levels), which needs more than the default 64 KiB. Stacks are committed lazily, so a
+/// connection that never parses deep JSON costs the same as before.
+const STACK: usize = 256 * 1024;
+
+/// A flag's value, or the usage message and exit status 2.
+fn or_exit<T>(r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| cli::exit_usage(USAGE, &e))
+}
+
+fn main() {
+    let valued = [
+        cli::RUNTIME_FLAGS,
+        &[
+            "addr",
+            "file",
+            "header-timeout-ms",
+            "idle-timeout-ms",
+            "write-timeout-ms",
+        ],
+    ]
+    .concat();
+    let args = cli::parse_or_exit(
+        &format!("{USAGE}\n\n{}", cli::RUNTIME_HELP),
+        &valued,
+        &["verbose"],
+    );
+    let rt = or_exit(RuntimeOpts::from_args(&args, "green"));
+    let addr = args.value("addr").unwrap_or("127.0.0.1:8080").to_string();
+    let ms = |name: &str, default: u64| -> Duration {
+        Duration::from_millis(or_exit(args.get_or(name, default)).max(1))
+    };
+    let file = match args.value("file") {
+        Some(path) => path.into(),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("zsync-http-server-{}", std::process::id()));
+            http::generate_file(&dir, "file.bin", 1 << 20).unwrap_or_else(|e| {
+                eprintln!(
+                    "error: cannot generate the file for GET /file in {}: {e}",
+                    dir.display()
+                );
+                std::process::exit(1);
+            })
+        }
+    };
+    let cfg = HttpConfig {
+        header_timeout: ms("header-timeout-ms", 5_000),
+        idle_timeout: ms("idle-timeout-ms", 60_000),
+        write_timeout: ms("write-timeout-ms", 30_000),
+        file,
+    };
+    let ctl = Control::new(args.switch("verbose"));
+    let result =
+        rt.builder().stack_size(STACK).run(|io| -> io::Result<()> {
+            let listener = TcpListener::bind(io, addr.as_str())?;
+            println!(
+            "listening on {} (model {}, backend {}, {} workers; GET /, GET /file = {}, POST /echo)",
+            listener.local_addr()?,
+            io.model_name(),
+            io.backend_name(),
+            if io.supports_concurrency() { rt.workers } else { 1 },
+            cfg.file.display(),
+        );
+            http::serve(io, &listener, cfg, &ctl)
+        });
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
