@@ -164,6 +164,11 @@ fn main() {
         println!(
             "  {total} round trips in {secs:.2} s = {rps:.0} req/s; latency p50 {p50:.1} µs, p99 {p99:.1} µs, max {max:.1} µs"
         );
+        // The machine-readable line the benchmark runner (`bench/`) parses.
+        println!(
+            "req/s={rps:.1} p50_us={p50:.1} p99_us={p99:.1} requests={total} errors={}",
+            errors.len()
+        );
         if !errors.is_empty() {
             println!(
                 "  {} connection(s) failed; first: {}",
