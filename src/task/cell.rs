@@ -208,32 +208,34 @@ impl<T> Core<T> {
         self.waiter.register(waker);
     }
 
-    /// Blocks the calling thread until the task is done, without cancellation.
+    /// Blocks the calling task until the task is done, without cancellation.
     pub(crate) fn wait_done(&self) {
-        while !self.is_done() {
-            self.waiter.register(&park::current_waker());
-            if self.is_done() {
-                break;
+        park::with_current_waker(|waker| {
+            while !self.is_done() {
+                self.waiter.register(waker);
+                if self.is_done() {
+                    break;
+                }
+                park::park(None);
             }
-            park::park(None);
-        }
+        });
     }
 
     /// Waits until done; returns `false` if the *calling* task got canceled first.
     pub(crate) fn wait_done_or_canceled(&self) -> bool {
-        loop {
+        park::with_current_waker(|waker| loop {
             if self.is_done() {
                 return true;
             }
             if context::check().is_err() {
                 return false;
             }
-            self.waiter.register(&park::current_waker());
+            self.waiter.register(waker);
             if self.is_done() {
                 return true;
             }
             park::park(None);
-        }
+        })
     }
 
     /// Marks the handle detached; if the task already finished, disposes of its result now.
