@@ -348,6 +348,47 @@ pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }
 
+/// One micro-benchmark child's figures: the first iteration of a fresh process (cold) and the
+/// median of the iterations after it (warm; `None` when only one ran).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MicroFigures {
+    /// The first iteration.
+    pub cold: f64,
+    /// The median of the later iterations.
+    pub warm: Option<f64>,
+}
+
+/// Parses the `RESULT v0 v1 ...` line a micro-benchmark child prints (zsync's `benches/green.rs`
+/// with `--child`, the Go and Node peers): the first value is the cold iteration, the rest warm.
+pub fn parse_micro_result(text: &str) -> Result<MicroFigures, String> {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("RESULT "))
+        .ok_or("no RESULT line")?;
+    let values = line
+        .split_whitespace()
+        .map(|v| {
+            v.parse::<f64>()
+                .map_err(|e| format!("bad value {v:?}: {e}"))
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    let (&cold, rest) = values.split_first().ok_or("empty RESULT line")?;
+    Ok(MicroFigures {
+        cold,
+        warm: median(rest),
+    })
+}
+
+/// The median of `values` (the upper one of an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,5 +566,22 @@ Transfer/sec:     27.37MB
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&v, 0.0), 1.0);
         assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn micro_result_line_gives_cold_and_warm_median() {
+        let out = "warming up\nRESULT 640.5 612.0 574.0 1023.0\n";
+        let f = parse_micro_result(out).unwrap();
+        assert_eq!(f.cold, 640.5);
+        assert_eq!(f.warm, Some(612.0));
+        let only_cold = parse_micro_result("RESULT 2.66").unwrap();
+        assert_eq!((only_cold.cold, only_cold.warm), (2.66, None));
+    }
+
+    #[test]
+    fn micro_result_rejects_missing_or_bad_lines() {
+        assert!(parse_micro_result("panicked at ...").is_err());
+        assert!(parse_micro_result("RESULT 1.0 x").is_err());
+        assert!(parse_micro_result("RESULT ").is_err());
     }
 }

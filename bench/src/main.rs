@@ -6,12 +6,16 @@
 //! and prints a table (req/s, p50, p99, CPU µs per request, ratios to Tokio and to the io_uring
 //! ceiling). Writes `bench/results.json` and `docs/bench.svg`.
 //!
+//! Then runs the micro-benchmarks (spawn+join, yield, ping-pong, 100k sleeps, RSS per parked
+//! task) for zsync, Tokio, may, Go and Node (see `micro.rs`) and charts them in
+//! `docs/bench-micro.svg`.
+//!
 //! Flags: `--quick` (64 connections, 3 s), `--duration SECS`, `--conns 16,64,...`,
 //! `--only NAME,...` (peers whose name contains one of them), `--workers N` (server threads, 2),
-//! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--blocking` (also zsync's
-//! Blocking model, which serves one connection at a time), `--no-setup` (never run
-//! `bench/setup.sh`), `--json PATH`, `--svg PATH`, `--replot` (only redraw the chart from the
-//! JSON file).
+//! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--no-micro`, `--blocking`
+//! (also zsync's Blocking model, which serves one connection at a time), `--no-setup` (never
+//! run `bench/setup.sh`), `--json PATH`, `--svg PATH`, `--replot` (only redraw the charts
+//! from the JSON file).
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -19,6 +23,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+mod micro;
+
+use micro::MicroRow;
 use zsync_bench::{
     clock_ticks_per_sec, cpu_us_per_request, parse_load_line, parse_wrk, read_proc_stat, Args,
 };
@@ -83,6 +90,7 @@ struct Report<'a> {
     echo_driver: String,
     echo_size: usize,
     rows: &'a [Row],
+    micro: &'a [MicroRow],
     skipped: &'a [Skipped],
 }
 
@@ -91,6 +99,8 @@ struct Report<'a> {
 struct Saved {
     duration_secs: f64,
     rows: Vec<Row>,
+    #[serde(default)]
+    micro: Vec<MicroRow>,
 }
 
 #[derive(Serialize)]
@@ -110,6 +120,7 @@ struct Opts {
     size: usize,
     http: bool,
     echo: bool,
+    micro: bool,
     blocking: bool,
     setup: bool,
     json: PathBuf,
@@ -123,7 +134,7 @@ fn main() {
             "{}",
             include_str!("main.rs")
                 .lines()
-                .take(15)
+                .take(19)
                 .map(|l| l.trim_start_matches("//!"))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -155,6 +166,7 @@ fn main() {
         size: args.parse_or("--size", 64usize),
         http: !args.flag("--no-http"),
         echo: !args.flag("--no-echo"),
+        micro: !args.flag("--no-micro"),
         blocking: args.flag("--blocking"),
         setup: !args.flag("--no-setup"),
         json: args
@@ -242,6 +254,27 @@ fn main() {
             "node not installed (bench/setup.sh installs nodejs)",
         );
     }
+
+    let suite = if opts.micro {
+        section("building micro-benchmarks");
+        let go = which("go");
+        let mut skip_note = |peer: &str, why: &str| skip(&mut skipped, peer, why);
+        let mut suite = micro::prepare(
+            &root,
+            &target,
+            &cargo,
+            go.as_deref(),
+            node.as_deref(),
+            opts.quick,
+            &mut skip_note,
+        );
+        if let Some(s) = &mut suite {
+            s.retain(&opts.only);
+        }
+        suite
+    } else {
+        None
+    };
 
     // ---- peers
     let w = opts.workers.to_string();
@@ -402,11 +435,22 @@ fn main() {
         }
         server.stop();
     }
+    let micro_rows = match &suite {
+        Some(suite) if suite.len() > 0 => {
+            section(&format!(
+                "micro-benchmarks: {} runs, each in a fresh process",
+                suite.len()
+            ));
+            suite.run()
+        }
+        _ => Vec::new(),
+    };
 
     // ---- report
     println!(
-        "\nran {} load runs in {:.0} s; load average before {:.2}, after {:.2}",
+        "\nran {} load runs and {} micro-benchmarks in {:.0} s; load average before {:.2}, after {:.2}",
         rows.len(),
+        micro_rows.iter().filter(|r| r.error.is_none()).count(),
         run_start.elapsed().as_secs_f64(),
         load_before,
         loadavg()
@@ -414,6 +458,7 @@ fn main() {
     for kind in [Kind::Http, Kind::Echo] {
         print_table(kind, &rows, &opts);
     }
+    micro::print_table(&micro_rows);
     if rows.iter().any(|r| r.standin) {
         println!("\n* zsync served by the bench crate's stand-in (zsync-http-standin / load-standin), not by examples/");
     }
@@ -448,6 +493,7 @@ fn main() {
         ),
         echo_size: opts.size,
         rows: &rows,
+        micro: &micro_rows,
         skipped: &skipped,
     };
     match serde_json::to_string_pretty(&report) {
@@ -460,10 +506,25 @@ fn main() {
     if let Some(dir) = opts.svg.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    match chart::draw(&opts.svg, &rows, &opts.conns, opts.secs) {
-        Ok(()) => println!("wrote {}", opts.svg.display()),
-        Err(e) => eprintln!("chart: {e}"),
+    if !rows.is_empty() {
+        match chart::draw(&opts.svg, &rows, &opts.conns, opts.secs) {
+            Ok(()) => println!("wrote {}", opts.svg.display()),
+            Err(e) => eprintln!("chart: {e}"),
+        }
     }
+    if !micro_rows.is_empty() {
+        let svg = micro_svg(&opts.svg);
+        match chart::draw_micro(&svg, &micro_rows) {
+            Ok(()) => println!("wrote {}", svg.display()),
+            Err(e) => eprintln!("micro chart: {e}"),
+        }
+    }
+}
+
+/// `docs/bench.svg` → `docs/bench-micro.svg`: where the micro chart goes.
+fn micro_svg(svg: &Path) -> PathBuf {
+    let stem = svg.file_stem().unwrap_or_default().to_string_lossy();
+    svg.with_file_name(format!("{stem}-micro.svg"))
 }
 
 /// `--replot [--json PATH] [--svg PATH]`: redraws the chart from a results file, no runs.
@@ -482,9 +543,18 @@ fn replot(root: &Path, args: &Args) {
     let mut conns: Vec<usize> = saved.rows.iter().map(|r| r.connections).collect();
     conns.sort_unstable();
     conns.dedup();
-    match chart::draw(&svg, &saved.rows, &conns, saved.duration_secs) {
-        Ok(()) => println!("wrote {}", svg.display()),
-        Err(e) => eprintln!("chart: {e}"),
+    if !saved.rows.is_empty() {
+        match chart::draw(&svg, &saved.rows, &conns, saved.duration_secs) {
+            Ok(()) => println!("wrote {}", svg.display()),
+            Err(e) => eprintln!("chart: {e}"),
+        }
+    }
+    if !saved.micro.is_empty() {
+        let micro = micro_svg(&svg);
+        match chart::draw_micro(&micro, &saved.micro) {
+            Ok(()) => println!("wrote {}", micro.display()),
+            Err(e) => eprintln!("micro chart: {e}"),
+        }
     }
 }
 
@@ -810,6 +880,7 @@ fn print_table(kind: Kind, rows: &[Row], opts: &Opts) {
 }
 
 mod chart {
+    use super::micro::{self, MicroRow};
     use super::{Kind, Row};
     use plotters::prelude::*;
     use std::path::Path;
@@ -953,5 +1024,110 @@ mod chart {
         }
         root.present()?;
         Ok(())
+    }
+
+    /// The micro-benchmarks as grouped bars: per benchmark, each runtime's figure divided by
+    /// Tokio's (Tokio = 1, lower is better; bars above 3× are clipped and labelled), and RSS per
+    /// parked task in KiB on its own axis (Tokio's stackless tasks make a ratio meaningless).
+    pub fn draw_micro(path: &Path, rows: &[MicroRow]) -> Result<(), Box<dyn std::error::Error>> {
+        let mut benches: Vec<&str> = Vec::new();
+        let mut runtimes: Vec<&str> = Vec::new();
+        for r in rows {
+            if !benches.contains(&r.bench.as_str()) {
+                benches.push(&r.bench);
+            }
+            if !runtimes.contains(&r.runtime.as_str()) {
+                runtimes.push(&r.runtime);
+            }
+        }
+        let (kib, ratios): (Vec<&str>, Vec<&str>) =
+            benches.iter().partition(|b| **b == "rss_parked");
+        let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (head, body) = root.split_vertically(40);
+        head.draw(&Text::new(
+            "zsync micro-benchmarks vs Tokio, may, Go and Node (2 workers each, Node 1 thread) — lower is better",
+            (20, 12),
+            ("sans-serif", 16).into_font(),
+        ))?;
+        let (plots, legend) = body.split_horizontally(1500 - 190);
+        let (left, right) = plots.split_horizontally(1010);
+        let value = |bench: &str, rt: &str| {
+            rows.iter()
+                .find(|r| r.bench == bench && r.runtime == rt)
+                .and_then(MicroRow::value)
+        };
+        let panels: [(&_, &[&str], &str, f64, bool); 2] = [
+            (&left, &ratios, "figure ÷ Tokio's", 3.0, true),
+            (&right, &kib, "KiB of RSS per parked task", 10.0, false),
+        ];
+        for (area, benches, y_desc, top, vs_tokio) in panels {
+            if benches.is_empty() {
+                continue;
+            }
+            let mut chart = ChartBuilder::on(area)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d(0.0..benches.len() as f64, 0.0..top * 1.1)?;
+            chart
+                .configure_mesh()
+                .y_desc(y_desc)
+                .x_labels(0)
+                .disable_x_mesh()
+                .max_light_lines(0)
+                .bold_line_style(BLACK.mix(0.08))
+                .draw()?;
+            let width = 0.8 / runtimes.len().max(1) as f64;
+            for (bi, bench) in benches.iter().enumerate() {
+                chart.draw_series(std::iter::once(Text::new(
+                    micro::label(bench).to_string(),
+                    (bi as f64 + 0.1, -top * 0.04),
+                    ("sans-serif", 13).into_font(),
+                )))?;
+                let tokio = value(bench, "tokio");
+                for (ri, rt) in runtimes.iter().enumerate() {
+                    let y = match (value(bench, rt), tokio) {
+                        (Some(v), _) if !vs_tokio => v,
+                        (Some(v), Some(t)) if t > 0.0 => v / t,
+                        _ => continue,
+                    };
+                    let x0 = bi as f64 + 0.1 + ri as f64 * width;
+                    let (color, _) = micro_style(rt, ri);
+                    chart.draw_series(std::iter::once(Rectangle::new(
+                        [(x0, 0.0), (x0 + width * 0.9, y.min(top))],
+                        color.filled(),
+                    )))?;
+                    chart.draw_series(std::iter::once(Text::new(
+                        format!("{y:.2}"),
+                        (x0, y.min(top) + top * 0.03),
+                        ("sans-serif", 10).into_font(),
+                    )))?;
+                }
+            }
+        }
+        for (i, rt) in runtimes.iter().enumerate() {
+            let (color, _) = micro_style(rt, i);
+            let y = 70 + 24 * i as i32;
+            legend.draw(&Rectangle::new([(8, y - 6), (34, y + 6)], color.filled()))?;
+            legend.draw(&Text::new(
+                rt.to_string(),
+                (42, y - 7),
+                ("sans-serif", 13).into_font(),
+            ))?;
+        }
+        root.present()?;
+        Ok(())
+    }
+
+    /// The micro chart's colors: the HTTP chart's peer colors where the runtime is the same.
+    fn micro_style(runtime: &str, i: usize) -> (RGBAColor, u32) {
+        let peer = match runtime {
+            "zsync green" => "zsync green/io_uring",
+            "go" => "go net/http",
+            "node" => "node http",
+            other => other,
+        };
+        style(peer, i)
     }
 }

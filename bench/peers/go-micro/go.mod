@@ -1,0 +1,3 @@
+module zsync-bench/gomicro
+
+go 1.19
