@@ -4,12 +4,13 @@
 //! This is the seam for models that do file I/O differently. On the thread models (Blocking,
 //! Threaded, custom models on OS threads) every operation is a plain blocking syscall, run by
 //! [`blocking_op`] after a cancellation check. Operations with an io_uring form go through
-//! [`crate::op`] instead (today `pread`, `pwrite`, `fsync`, `fdatasync`), which submits them to
-//! the worker's ring on Green+io_uring and makes the same syscall elsewhere; more (`openat`,
-//! `statx`, ...) can move there without changing anything above this module.
+//! [`crate::op`] instead (`openat`, `read`/`write` and their positioned and vectored forms,
+//! `fsync`, `fdatasync`, `unlinkat`, `renameat2`, `mkdirat`, `linkat`, `symlinkat`), which submits them to the worker's ring on Green+io_uring and makes
+//! the same syscall elsewhere. `statx` stays a blocking op: its result must be a
+//! `std::fs::Metadata`, which only `std` can build.
 
 use std::fs::{Metadata, Permissions};
-use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, IoSliceMut, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -45,11 +46,31 @@ fn ring_or_blocking<T: Send>(
     }
 }
 
+/// A path operation: the ring's result when `ring` ran it (a Green io_uring fiber), else `f` as
+/// a [`blocking_op`]. `ring` is evaluated first, so it is also the cancellation point there.
+fn ring_or(
+    io: &Io,
+    ring: Option<io::Result<()>>,
+    f: impl FnOnce() -> io::Result<()> + Send,
+) -> io::Result<()> {
+    match ring {
+        Some(res) => res,
+        None => blocking_op(io, f),
+    }
+}
+
 // ---- descriptors -------------------------------------------------------------------------------
 
-/// `openat(2)`.
-pub(super) fn open(io: &Io, opts: &std::fs::OpenOptions, path: &Path) -> io::Result<std::fs::File> {
-    blocking_op(io, || opts.open(path))
+/// `openat(2)`: on the ring on a Green io_uring fiber, with the flags `std` would use.
+pub(super) fn open(io: &Io, opts: &super::OpenOptions, path: &Path) -> io::Result<std::fs::File> {
+    if crate::op::open::on_ring() {
+        crate::context::check()?;
+        let (flags, mode) = opts.open_flags()?;
+        if let Some(fd) = crate::op::open::openat(path, flags, mode) {
+            return fd.map(std::fs::File::from);
+        }
+    }
+    blocking_op(io, || opts.as_std().open(path))
 }
 
 /// `fcntl(F_DUPFD_CLOEXEC)`.
@@ -58,27 +79,35 @@ pub(super) fn dup(io: &Io, file: &std::fs::File) -> io::Result<std::fs::File> {
 }
 
 /// `read(2)` at the file offset.
-pub(super) fn read(io: &Io, mut file: &std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
-    blocking_op(io, || file.read(buf))
+pub(super) fn read(io: &Io, file: &std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    ring_or_blocking(io, io_uring::opcode::Read::CODE, || {
+        crate::op::read_at::read(file.as_fd(), buf)
+    })
 }
 
 /// `readv(2)` at the file offset.
 pub(super) fn readv(
     io: &Io,
-    mut file: &std::fs::File,
+    file: &std::fs::File,
     bufs: &mut [IoSliceMut<'_>],
 ) -> io::Result<usize> {
-    blocking_op(io, || file.read_vectored(bufs))
+    ring_or_blocking(io, io_uring::opcode::Readv::CODE, || {
+        crate::op::vectored::readv(file.as_fd(), bufs, None)
+    })
 }
 
 /// `write(2)` at the file offset.
-pub(super) fn write(io: &Io, mut file: &std::fs::File, buf: &[u8]) -> io::Result<usize> {
-    blocking_op(io, || file.write(buf))
+pub(super) fn write(io: &Io, file: &std::fs::File, buf: &[u8]) -> io::Result<usize> {
+    ring_or_blocking(io, io_uring::opcode::Write::CODE, || {
+        crate::op::write_at::write(file.as_fd(), buf)
+    })
 }
 
 /// `writev(2)` at the file offset.
-pub(super) fn writev(io: &Io, mut file: &std::fs::File, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    blocking_op(io, || file.write_vectored(bufs))
+pub(super) fn writev(io: &Io, file: &std::fs::File, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    ring_or_blocking(io, io_uring::opcode::Writev::CODE, || {
+        crate::op::vectored::writev(file.as_fd(), bufs, None)
+    })
 }
 
 /// `pread(2)`.
@@ -100,7 +129,9 @@ pub(super) fn preadv(
     bufs: &mut [IoSliceMut<'_>],
     offset: u64,
 ) -> io::Result<usize> {
-    blocking_op(io, || Ok(rustix::io::preadv(file, bufs, offset)?))
+    ring_or_blocking(io, io_uring::opcode::Readv::CODE, || {
+        crate::op::vectored::readv(file.as_fd(), bufs, Some(offset))
+    })
 }
 
 /// `pwrite(2)`.
@@ -117,7 +148,9 @@ pub(super) fn pwritev(
     bufs: &[IoSlice<'_>],
     offset: u64,
 ) -> io::Result<usize> {
-    blocking_op(io, || Ok(rustix::io::pwritev(file, bufs, offset)?))
+    ring_or_blocking(io, io_uring::opcode::Writev::CODE, || {
+        crate::op::vectored::writev(file.as_fd(), bufs, Some(offset))
+    })
 }
 
 /// `lseek(2)`.
@@ -168,12 +201,16 @@ pub(super) fn lstat(io: &Io, path: &Path) -> io::Result<Metadata> {
 
 /// `unlinkat(2)`.
 pub(super) fn unlink(io: &Io, path: &Path) -> io::Result<()> {
-    blocking_op(io, || std::fs::remove_file(path))
+    ring_or(io, crate::op::path::unlink(path, false), || {
+        std::fs::remove_file(path)
+    })
 }
 
 /// `unlinkat(2)` with `AT_REMOVEDIR`.
 pub(super) fn rmdir(io: &Io, path: &Path) -> io::Result<()> {
-    blocking_op(io, || std::fs::remove_dir(path))
+    ring_or(io, crate::op::path::unlink(path, true), || {
+        std::fs::remove_dir(path)
+    })
 }
 
 /// A recursive removal (many `getdents64`/`unlinkat` calls), as one operation.
@@ -183,12 +220,16 @@ pub(super) fn rmdir_all(io: &Io, path: &Path) -> io::Result<()> {
 
 /// `renameat(2)`.
 pub(super) fn rename(io: &Io, from: &Path, to: &Path) -> io::Result<()> {
-    blocking_op(io, || std::fs::rename(from, to))
+    ring_or(io, crate::op::path::rename(from, to), || {
+        std::fs::rename(from, to)
+    })
 }
 
 /// `mkdirat(2)`.
 pub(super) fn mkdir(io: &Io, path: &Path) -> io::Result<()> {
-    blocking_op(io, || std::fs::create_dir(path))
+    ring_or(io, crate::op::path::mkdir(path), || {
+        std::fs::create_dir(path)
+    })
 }
 
 /// `mkdirat(2)` for every missing ancestor, as one operation.
@@ -216,12 +257,16 @@ pub(super) fn copy(io: &Io, from: &Path, to: &Path) -> io::Result<u64> {
 
 /// `linkat(2)`.
 pub(super) fn link(io: &Io, original: &Path, link: &Path) -> io::Result<()> {
-    blocking_op(io, || std::fs::hard_link(original, link))
+    ring_or(io, crate::op::path::link(original, link), || {
+        std::fs::hard_link(original, link)
+    })
 }
 
 /// `symlinkat(2)`.
 pub(super) fn symlink(io: &Io, original: &Path, link: &Path) -> io::Result<()> {
-    blocking_op(io, || std::os::unix::fs::symlink(original, link))
+    ring_or(io, crate::op::path::symlink(original, link), || {
+        std::os::unix::fs::symlink(original, link)
+    })
 }
 
 /// `readlinkat(2)`.

@@ -95,23 +95,25 @@ impl UdpSocket {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
             })?;
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Write,
-            self.timeouts.write_deadline(),
-            || self.inner.send_to(buf, target),
-        )
+        let deadline = self.timeouts.write_deadline();
+        if let Some(res) = crate::op::msg::send_to(self.inner.as_fd(), buf, target, deadline) {
+            return res;
+        }
+        retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
+            self.inner.send_to(buf, target)
+        })
     }
 
     /// Receives one datagram into `buf` (the excess of a longer datagram is discarded); returns
     /// its length and its sender. Cancellation point.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || self.inner.recv_from(buf),
-        )
+        let deadline = self.timeouts.read_deadline();
+        if let Some(res) = crate::op::msg::recv_from(self.inner.as_fd(), buf, deadline) {
+            return res;
+        }
+        retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+            self.inner.recv_from(buf)
+        })
     }
 
     /// Like [`recv_from`](Self::recv_from), but leaves the datagram in the queue.
@@ -137,22 +139,12 @@ impl UdpSocket {
     /// Errors: `NotConnected` without [`connect`](Self::connect); `ConnectionRefused` may report
     /// an ICMP "port unreachable" caused by an earlier datagram.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Write,
-            self.timeouts.write_deadline(),
-            || self.inner.send(buf),
-        )
+        crate::op::send::send(self.inner.as_fd(), buf, self.timeouts.write_deadline())
     }
 
     /// Receives one datagram from the connected peer. Cancellation point.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || self.inner.recv(buf),
-        )
+        crate::op::recv::recv(self.inner.as_fd(), buf, self.timeouts.read_deadline())
     }
 
     /// Like [`recv`](Self::recv), but leaves the datagram in the queue. Cancellation point.

@@ -18,9 +18,13 @@
 pub(crate) mod accept;
 pub(crate) mod connect;
 pub(crate) mod fsync;
+pub(crate) mod msg;
+pub(crate) mod open;
+pub(crate) mod path;
 pub(crate) mod read_at;
 pub(crate) mod recv;
 pub(crate) mod send;
+pub(crate) mod vectored;
 pub(crate) mod write_at;
 
 /// A buffer length as the ring takes it: ops on longer buffers transfer less, as syscalls do.

@@ -666,8 +666,34 @@ fn blocking_file_operation_does_not_stall_other_tasks(io: &Io) {
     }
 }
 
+/// A vector longer than `IOV_MAX` (1024 on Linux) is a partial transfer, never `EINVAL`:
+/// `write_all_vectored`-style loops make progress, and the bytes land in order.
+fn vectored_io_beyond_iov_max_is_partial_not_an_error(io: &Io) {
+    let dir = TempDir::new("fs-iov-max");
+    let f = File::create_new(io, dir.path().join("f")).unwrap();
+    let bytes: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let mut written = 0;
+    while written < bytes.len() {
+        let slices: Vec<IoSlice<'_>> = bytes[written..].chunks(1).map(IoSlice::new).collect();
+        let n = f.write_vectored_at(&slices, written as u64).unwrap();
+        assert!(n > 0 && n <= 1024, "wrote {n} bytes from one-byte slices");
+        written += n;
+    }
+    let mut back = vec![0u8; bytes.len()];
+    let mut read = 0;
+    while read < back.len() {
+        let mut slices: Vec<IoSliceMut<'_>> =
+            back[read..].chunks_mut(1).map(IoSliceMut::new).collect();
+        let n = f.read_vectored_at(&mut slices, read as u64).unwrap();
+        assert!(n > 0 && n <= 1024, "read {n} bytes into one-byte slices");
+        read += n;
+    }
+    assert_eq!(back, bytes);
+}
+
 conformance! {
     blocking_file_operation_does_not_stall_other_tasks,
+    vectored_io_beyond_iov_max_is_partial_not_an_error,
     write_then_read_at_offsets,
     vectored_at_lands_in_order,
     vectored_read_write_use_the_file_offset,
