@@ -21,6 +21,7 @@ pub(crate) mod fsync;
 pub(crate) mod read_at;
 pub(crate) mod recv;
 pub(crate) mod send;
+pub(crate) mod splice;
 pub(crate) mod write_at;
 
 /// A buffer length as the ring takes it: ops on longer buffers transfer less, as syscalls do.
