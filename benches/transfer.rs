@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use zsync::fs::File;
 use zsync::net::TcpStream;
-use zsync::Model;
+use zsync::{Backend, Builder, Model};
 
 /// Rounds of the file copy (each copies the whole file once per contender).
 const COPY_ROUNDS: usize = 5;
@@ -61,41 +61,75 @@ fn write_source(path: &Path, bytes: u64) {
     f.sync_all().unwrap();
 }
 
-/// One contender: a name and a function that performs the transfer once and returns its time.
+/// One contender: a name, whether it is zsync, and a function that performs the transfer once
+/// and returns its time.
 type Contender<'a> = (&'static str, bool, Box<dyn FnMut() -> Duration + 'a>);
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs every contender once per round, interleaved, and prints each one's best and median time
+/// and, for zsync, two ratios to the fastest non-zsync contender (higher is better): of the best
+/// times, and the median over rounds of the ratio within the round (both ran within a few
+/// milliseconds of each other, so a change of the machine's load mid-run hits both).
 fn report(title: &str, bytes: u64, rounds: usize, contenders: &mut [Contender<'_>]) {
-    let mut best = vec![Duration::MAX; contenders.len()];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
     for _ in 0..rounds {
         for (i, (_, _, f)) in contenders.iter_mut().enumerate() {
-            best[i] = best[i].min(f());
+            times[i].push(f());
         }
     }
-    let baseline = contenders
-        .iter()
-        .zip(&best)
-        .filter(|((_, zsync, _), _)| !zsync)
-        .map(|(_, t)| *t)
-        .min()
-        .unwrap();
-    println!("\n{title} ({} MiB, best of {rounds})", bytes >> 20);
+    let peers: Vec<usize> = (0..contenders.len())
+        .filter(|&i| !contenders[i].1)
+        .collect();
+    let best = |i: usize| *times[i].iter().min().unwrap();
+    let best_peer = peers.iter().map(|&i| best(i)).min().unwrap();
+    println!("\n{title} ({} MiB, {rounds} rounds)", bytes >> 20);
     println!(
-        "{:<34} {:>10} {:>11} {:>16}",
-        "contender", "time", "GiB/s", "vs best non-zsync"
+        "{:<34} {:>9} {:>9} {:>7} {:>11} {:>13}",
+        "contender", "best", "median", "GiB/s", "best/best", "per-round med"
     );
-    for ((name, zsync, _), t) in contenders.iter().zip(&best) {
-        let gibs = bytes as f64 / t.as_secs_f64() / (1u64 << 30) as f64;
-        let ratio = baseline.as_secs_f64() / t.as_secs_f64();
-        let vs = if *zsync {
-            format!("{ratio:.2}x")
+    for (i, (name, zsync, _)) in contenders.iter().enumerate() {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let med = median(times[i].iter().map(|d| ms(*d)).collect());
+        let gibs = bytes as f64 / best(i).as_secs_f64() / (1u64 << 30) as f64;
+        let (vs_best, vs_round) = if *zsync {
+            let per_round: Vec<f64> = (0..rounds)
+                .map(|r| {
+                    let peer = peers.iter().map(|&p| times[p][r]).min().unwrap();
+                    peer.as_secs_f64() / times[i][r].as_secs_f64()
+                })
+                .collect();
+            (
+                format!("{:.2}x", best_peer.as_secs_f64() / best(i).as_secs_f64()),
+                format!("{:.2}x", median(per_round)),
+            )
         } else {
-            String::new()
+            (String::new(), String::new())
         };
         println!(
-            "{name:<34} {:>8.1}ms {gibs:>11.2} {vs:>16}",
-            t.as_secs_f64() * 1e3
+            "{name:<34} {:>7.1}ms {med:>7.1}ms {gibs:>7.2} {vs_best:>11} {vs_round:>13}",
+            ms(best(i))
         );
     }
+}
+
+/// Pins the calling thread (and the threads it starts from now on) to `cpus`.
+fn pin(cpus: &[usize]) {
+    // SAFETY: `set` is a zeroed, then filled `cpu_set_t`; `sched_setaffinity` reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn all_cpus() -> Vec<usize> {
+    (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
 fn timed_copy(dst: &Path, f: impl FnOnce() -> u64, expect: u64) -> Duration {
@@ -120,11 +154,13 @@ fn zsync_copy(model: Model, src: &Path, dst: &Path) -> u64 {
 fn timed_serve(
     listener: &TcpListener,
     bytes: u64,
+    placement: Placement,
     serve: impl FnOnce(std::net::TcpStream) + Send,
 ) -> Duration {
     let addr = listener.local_addr().unwrap();
     std::thread::scope(|s| {
         let client = s.spawn(move || {
+            pin(&[placement.client]);
             let mut c = std::net::TcpStream::connect(addr).unwrap();
             let mut buf = vec![0u8; BUF];
             let mut got = 0u64;
@@ -139,15 +175,27 @@ fn timed_serve(
         });
         let (conn, _) = listener.accept().unwrap();
         let t0 = Instant::now();
-        serve(conn);
+        // The server (and the workers a runtime starts for it) on its CPU.
+        let t = s.spawn(move || {
+            pin(&[placement.server]);
+            serve(conn);
+        });
+        t.join().unwrap();
         let (got, end) = client.join().unwrap();
         assert_eq!(got, bytes);
         end - t0
     })
 }
 
-fn zsync_send_file(model: Model, conn: std::net::TcpStream, src: &Path, bytes: u64) {
-    zsync::run(model, |io| {
+/// Where the serving thread and the client thread run.
+#[derive(Clone, Copy)]
+struct Placement {
+    server: usize,
+    client: usize,
+}
+
+fn zsync_send_file(model: Builder, conn: std::net::TcpStream, src: &Path, bytes: u64) {
+    model.run(|io| {
         let file = File::open(io, src).unwrap();
         let sock = TcpStream::from_std(io, conn).unwrap();
         assert_eq!(
@@ -155,6 +203,80 @@ fn zsync_send_file(model: Model, conn: std::net::TcpStream, src: &Path, bytes: u
             bytes
         );
     });
+}
+
+fn serve_table(listener: &TcpListener, src: &Path, serve_bytes: u64, where_: &str, at: Placement) {
+    let send_file = |builder: fn() -> Builder| -> Box<dyn FnMut() -> Duration + '_> {
+        Box::new(move || {
+            timed_serve(listener, serve_bytes, at, |c| {
+                zsync_send_file(builder(), c, src, serve_bytes)
+            })
+        })
+    };
+    let mut servers: Vec<Contender<'_>> = vec![
+        (
+            "send_file (Blocking)",
+            true,
+            send_file(|| Builder::new(Model::Blocking)),
+        ),
+        (
+            "send_file (Green io_uring)",
+            true,
+            send_file(|| Builder::new(Model::Green).backend(Backend::IoUring)),
+        ),
+        (
+            "send_file (Green epoll)",
+            true,
+            send_file(|| Builder::new(Model::Green).backend(Backend::Epoll)),
+        ),
+        (
+            "transfer::splice (Blocking)",
+            true,
+            Box::new(|| {
+                timed_serve(listener, serve_bytes, at, |c| {
+                    zsync::run(Model::Blocking, |io| {
+                        let file = File::open(io, src).unwrap();
+                        let sock = TcpStream::from_std(io, c).unwrap();
+                        let n = zsync::transfer::splice(&sock, &file, 0, serve_bytes).unwrap();
+                        assert_eq!(n, serve_bytes);
+                    })
+                })
+            }),
+        ),
+        (
+            "read/write loop, 256 KiB buffer",
+            false,
+            Box::new(|| {
+                timed_serve(listener, serve_bytes, at, |mut c| {
+                    let mut f = std::fs::File::open(src).unwrap();
+                    let mut buf = vec![0u8; BUF];
+                    loop {
+                        let n = f.read(&mut buf).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        c.write_all(&buf[..n]).unwrap();
+                    }
+                })
+            }),
+        ),
+        (
+            "std::io::copy (file to socket)",
+            false,
+            Box::new(|| {
+                timed_serve(listener, serve_bytes, at, |mut c| {
+                    let mut f = std::fs::File::open(src).unwrap();
+                    std::io::copy(&mut f, &mut c).unwrap();
+                })
+            }),
+        ),
+    ];
+    report(
+        &format!("serving a file over loopback TCP, {where_}"),
+        serve_bytes,
+        SERVE_ROUNDS,
+        &mut servers,
+    );
 }
 
 fn main() {
@@ -217,77 +339,30 @@ fn main() {
     drop(copiers);
     std::fs::remove_file(&src).unwrap();
 
-    // 2. Serving a file over loopback.
+    // 2. Serving a file over loopback, with the client on its own core and on the server's.
     let src = dir.join("served");
     write_source(&src, serve_bytes);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut servers: Vec<Contender<'_>> = vec![
-        (
-            "send_file (Blocking)",
-            true,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |c| {
-                    zsync_send_file(Model::Blocking, c, &src, serve_bytes)
-                })
-            }),
-        ),
-        (
-            "send_file (Green)",
-            true,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |c| {
-                    zsync_send_file(Model::Green, c, &src, serve_bytes)
-                })
-            }),
-        ),
-        (
-            "transfer::splice (Blocking)",
-            true,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |c| {
-                    zsync::run(Model::Blocking, |io| {
-                        let file = File::open(io, &src).unwrap();
-                        let sock = TcpStream::from_std(io, c).unwrap();
-                        let n = zsync::transfer::splice(&sock, &file, 0, serve_bytes).unwrap();
-                        assert_eq!(n, serve_bytes);
-                    })
-                })
-            }),
-        ),
-        (
-            "read/write loop, 256 KiB buffer",
-            false,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |mut c| {
-                    let mut f = std::fs::File::open(&src).unwrap();
-                    let mut buf = vec![0u8; BUF];
-                    loop {
-                        let n = f.read(&mut buf).unwrap();
-                        if n == 0 {
-                            break;
-                        }
-                        c.write_all(&buf[..n]).unwrap();
-                    }
-                })
-            }),
-        ),
-        (
-            "std::io::copy (file to socket)",
-            false,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |mut c| {
-                    let mut f = std::fs::File::open(&src).unwrap();
-                    std::io::copy(&mut f, &mut c).unwrap();
-                })
-            }),
-        ),
-    ];
-    report(
-        "serving a file over loopback TCP",
-        serve_bytes,
-        SERVE_ROUNDS,
-        &mut servers,
-    );
-    drop(servers);
+    let cpus = all_cpus();
+    let mut placements = vec![(
+        "client on its own core",
+        Placement {
+            server: 0,
+            client: cpus.len() - 1,
+        },
+    )];
+    if cpus.len() > 1 {
+        placements.push((
+            "client sharing the server's core",
+            Placement {
+                server: 0,
+                client: 0,
+            },
+        ));
+    }
+    for (where_, at) in placements {
+        serve_table(&listener, &src, serve_bytes, where_, at);
+    }
+    drop(listener);
     std::fs::remove_dir_all(&dir).unwrap();
 }

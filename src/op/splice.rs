@@ -15,6 +15,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use io_uring::{opcode, types::Fd};
@@ -91,4 +93,70 @@ impl Splice<'_> {
             FLAGS,
         )?)
     }
+}
+
+/// `cachestat(2)`'s syscall number: 451 on every architecture (Linux 6.5+); the `libc` crate
+/// does not name it for x86_64 glibc yet.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// `struct cachestat_range` of `<linux/mman.h>`.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+/// `struct cachestat` of `<linux/mman.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Set once `cachestat(2)` reported `ENOSYS` (or is filtered): stop asking.
+static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
+
+/// Whether every page of bytes `offset..offset + len` of the file `fd` is in the page cache, so
+/// that reading them cannot wait for the disk (`cachestat(2)`, one syscall, no page touched).
+/// `false` when the kernel cannot tell (before 6.5) or a page lies beyond the end of the file.
+pub(crate) fn cached(fd: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
+    if len == 0 || NO_CACHESTAT.load(Ordering::Relaxed) {
+        return false;
+    }
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    let page = *PAGE.get_or_init(|| {
+        // SAFETY: `sysconf` only reads a configuration value.
+        u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+    });
+    let Some(end) = offset.checked_add(len) else {
+        return false;
+    };
+    let pages = end.div_ceil(page) - offset / page;
+    let range = CachestatRange { off: offset, len };
+    let mut stat = Cachestat::default();
+    // SAFETY: `range` and `stat` are valid `cachestat_range` / `cachestat` structs (the kernel
+    // reads the first and writes the second); flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            fd.as_raw_fd(),
+            &range as *const CachestatRange,
+            &mut stat as *mut Cachestat,
+            0,
+        )
+    };
+    if r != 0 {
+        if matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOSYS | libc::EPERM)
+        ) {
+            NO_CACHESTAT.store(true, Ordering::Relaxed);
+        }
+        return false;
+    }
+    stat.nr_cache >= pages
 }

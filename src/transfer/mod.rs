@@ -337,11 +337,12 @@ pub fn copy<R: Descriptor + ?Sized, W: Descriptor + ?Sized>(
     Job::new(src, None, dst, None, u64::MAX).run(methods)
 }
 
-/// The paths from a regular file to a socket, fastest first: `splice` as ring ops on a Green
-/// io_uring worker (the disk is waited for off the worker), else `sendfile`.
+/// The paths from a regular file to a socket, fastest first: on a Green io_uring worker,
+/// `sendfile` for what is cached and ring splices for what is not (the disk is waited for off
+/// the worker); elsewhere `sendfile`.
 fn to_socket() -> &'static [Method] {
     if op::splice::on_ring_here() {
-        &[Method::Splice, Method::SendFile, Method::Buffered]
+        &[Method::RingSplice, Method::SendFile, Method::Buffered]
     } else {
         &[Method::SendFile, Method::Splice, Method::Buffered]
     }
@@ -420,6 +421,8 @@ enum Method {
     CopyFileRange,
     SendFile,
     Splice,
+    /// Green io_uring: `sendfile` for cached chunks, ring splices for the others.
+    RingSplice,
     Buffered,
 }
 
@@ -475,6 +478,7 @@ impl<'a> Job<'a> {
                 Method::CopyFileRange => self.copy_file_range(),
                 Method::SendFile => self.sendfile(),
                 Method::Splice => self.splice(),
+                Method::RingSplice => self.ring_splice(),
                 Method::Buffered => self.buffered().map(|()| Stop::Done),
             }?;
             if let Stop::Done = stop {
@@ -597,11 +601,15 @@ impl<'a> Job<'a> {
         Ok(Stop::Done)
     }
 
-    /// File → (empty) pipe: never waits for the pipe, only for the disk — on an io-wq thread
-    /// when it is a ring op, on the calling thread otherwise.
+    /// File → (empty) pipe: never waits for the pipe, only for the disk. On a Green io_uring
+    /// worker, bytes not in the page cache are read by a ring splice, so the disk is waited for
+    /// on a kernel io-wq thread instead of the worker; cached bytes (and every other model) take
+    /// the syscall, which then cannot block.
     fn fill_pipe(&self, hop: &op::splice::Splice<'_>) -> io::Result<usize> {
-        if let Some(r) = hop.on_ring(None) {
-            return r;
+        if op::splice::on_ring_here() && !self.src_cached(hop.len as u64)? {
+            if let Some(r) = hop.on_ring(None) {
+                return r;
+            }
         }
         loop {
             match hop.syscall() {
@@ -611,8 +619,21 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// Whether the next `len` bytes of the source are all in the page cache.
+    fn src_cached(&self, len: u64) -> io::Result<bool> {
+        let pos = match self.src_pos {
+            Some(p) => p,
+            None => rustix::fs::tell(self.src.fd)?,
+        };
+        Ok(op::splice::cached(self.src.fd, pos, len))
+    }
+
     /// Pipe → socket: some of the `len` bytes in the pipe, waiting (at most the sink's write
-    /// timeout) while the socket is full.
+    /// timeout) while the socket is full. Always the non-blocking syscall, also on io_uring:
+    /// the pages are in the pipe already, so it never waits for the disk, and a ring op would
+    /// cost a hop through an io-wq thread per chunk (the kernel runs every ring splice there) —
+    /// measured: 100 MiB over loopback in 24.0 ms with ring ops for both hops, 16.8 ms with the
+    /// syscall here, same run.
     fn drain_pipe(&self, pipe: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
         let hop = op::splice::Splice {
             from: pipe,
@@ -621,20 +642,71 @@ impl<'a> Job<'a> {
             len,
         };
         let live = self.sigpipe;
-        let deadline = self.dst.deadline();
-        loop {
-            match hop.on_ring(deadline) {
-                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    crate::park::wait_fd(self.dst.fd, Interest::Write, deadline)?;
-                }
-                Some(r) => return r,
-                None => {
-                    return sys::op(&self.dst, Interest::Write, || {
-                        sys::no_sigpipe(live, || hop.syscall())
+        sys::op(&self.dst, Interest::Write, || {
+            sys::no_sigpipe(live, || hop.syscall())
+        })
+    }
+
+    /// Green io_uring, regular file to socket, chunk by chunk: bytes already in the page cache
+    /// leave with one `sendfile` (nothing to wait for, and the fewest syscalls); the others take
+    /// the pipe, file → pipe as a ring splice (the disk is waited for on an io-wq thread, not on
+    /// the worker), pipe → socket as a syscall. The pipe is made on the first uncached chunk.
+    fn ring_splice(&mut self) -> io::Result<Stop> {
+        let mut pipe: Option<Pipe> = None;
+        let mut first = true;
+        let live = self.sigpipe;
+        while self.left > 0 {
+            let chunk = self.left.min(FILE_CHUNK);
+            if self.src_cached(chunk)? {
+                let (src, dst) = (self.src.fd, self.dst.fd);
+                let mut sp = self.src_pos;
+                let r = sys::op(&self.dst, Interest::Write, || {
+                    sys::no_sigpipe(live, || {
+                        Ok(rustix::fs::sendfile(dst, src, sp.as_mut(), chunk as usize)?)
                     })
+                });
+                match self.step(r, first)? {
+                    Ok(n) => self.advance(n),
+                    Err(stop) => return Ok(stop),
+                }
+            } else {
+                let pipe = match &mut pipe {
+                    Some(p) => p,
+                    None => pipe.insert(Pipe::new()?),
+                };
+                let hop = op::splice::Splice {
+                    from: self.src.fd,
+                    offset: self.src_pos,
+                    to: pipe.write.as_fd(),
+                    len: self.left.min(pipe.size as u64) as usize,
+                };
+                let r = match hop.on_ring(None) {
+                    Some(r) => r,
+                    None => hop.syscall(),
+                };
+                let r = match r {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        crate::context::check()?;
+                        continue;
+                    }
+                    r => r,
+                };
+                let mut in_pipe = match self.step(r, first)? {
+                    Ok(n) => n,
+                    Err(stop) => return Ok(stop),
+                };
+                while in_pipe > 0 {
+                    let n = self.drain_pipe(pipe.read.as_fd(), in_pipe)?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    in_pipe -= n;
+                    self.advance(n);
                 }
             }
+            first = false;
         }
+        Ok(Stop::Done)
     }
 
     /// Read into a buffer, write it out: works for every pair of descriptors.

@@ -70,6 +70,7 @@ fn green_uring_send_file_goes_through_ring_splices() {
     let path = std::env::temp_dir().join(format!("zsync-ring-splice-{}", std::process::id()));
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     std::fs::write(&path, &data).unwrap();
+    drop_from_page_cache(&path);
     let builder = crate::Builder::new(crate::Model::Green).backend(crate::Backend::IoUring);
     let got = builder.worker_threads(1).run(|io| {
         assert!(
@@ -82,13 +83,30 @@ fn green_uring_send_file_goes_through_ring_splices() {
             let mut got = Vec::new();
             b.read_to_end(&mut got).map(|_| got)
         });
+        assert!(!op::splice::cached(file.as_fd(), 0, 300_000));
         let before = op::splice::RING_OPS.load(Ordering::Relaxed);
         assert_eq!(send_file(&a, &file, 1234, 100_000).unwrap(), 100_000);
         assert_eq!(send_file(&a, &file, 250_000, 100_000).unwrap(), 50_000);
-        assert!(op::splice::RING_OPS.load(Ordering::Relaxed) >= before + 4);
+        assert!(op::splice::RING_OPS.load(Ordering::Relaxed) >= before + 2);
+        // Now cached: `sendfile`, no ring op.
+        assert!(op::splice::cached(file.as_fd(), 1234, 100_000));
+        let before = op::splice::RING_OPS.load(Ordering::Relaxed);
+        assert_eq!(send_file(&a, &file, 1234, 100_000).unwrap(), 100_000);
+        assert_eq!(op::splice::RING_OPS.load(Ordering::Relaxed), before);
         drop(a);
         reader.unwrap().join().unwrap().unwrap()
     });
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(got, [&data[1234..101_234], &data[250_000..]].concat());
+    assert_eq!(
+        got,
+        [&data[1234..101_234], &data[250_000..], &data[1234..101_234]].concat()
+    );
+}
+
+/// Writes the file's pages back and drops them from the page cache, so the next read of it
+/// must go to the disk.
+pub(crate) fn drop_from_page_cache(path: &std::path::Path) {
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
 }
