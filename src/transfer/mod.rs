@@ -5,7 +5,8 @@
 //! |---|---|
 //! | regular file → socket | `sendfile(2)` → `splice(2)` through a pipe → buffered read/write |
 //! | regular file → file (or pipe, `/dev/null`…) | `copy_file_range(2)` → `sendfile(2)` → buffered |
-//! | anything else (FIFO, character device, socket) → anything | buffered read/write |
+//! | socket → socket ([`copy`] only) | `splice(2)` through a pipe → buffered read/write |
+//! | anything else (FIFO, character device, socket → file) → anything | buffered read/write |
 //!
 //! A path is abandoned for the next one when the kernel says it does not do that transfer
 //! (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`, `EXDEV`, …) or when its *first* call reports end of file
@@ -297,7 +298,8 @@ pub fn splice<W: Descriptor + ?Sized>(
 
 /// Copies everything from `reader` (from where it stands) to `writer` until the reader's end,
 /// picking the fastest path the pair allows (see the [module docs](self)): `copy_file_range` for
-/// file to file, `sendfile`/`splice` for file to socket, a buffered loop otherwise. Like
+/// file to file, `sendfile`/`splice` for file to socket, `splice` through a pipe for socket to
+/// socket (a proxy: the bytes never enter user space), a buffered loop otherwise. Like
 /// [`std::io::copy`], it uses and advances the file offsets of both. Returns the number of bytes
 /// copied. Cancellation point.
 ///
@@ -329,10 +331,11 @@ pub fn copy<R: Descriptor + ?Sized, W: Descriptor + ?Sized>(
     let src = End::source(reader);
     let dst = End::sink(writer);
     let regular = src.kind == FdKind::File && is_regular(src.fd)?;
-    let methods = match (regular, dst.kind) {
-        (true, FdKind::Socket) => to_socket(),
-        (true, FdKind::File) => &[Method::CopyFileRange, Method::SendFile, Method::Buffered],
-        (false, _) => &[Method::Buffered],
+    let methods = match (regular, src.kind, dst.kind) {
+        (true, _, FdKind::Socket) => to_socket(),
+        (true, _, FdKind::File) => &[Method::CopyFileRange, Method::SendFile, Method::Buffered],
+        (false, FdKind::Socket, FdKind::Socket) => &[Method::Splice, Method::Buffered],
+        (false, _, _) => &[Method::Buffered],
     };
     Job::new(src, None, dst, None, u64::MAX).run(methods)
 }
@@ -568,8 +571,9 @@ impl<'a> Job<'a> {
         Ok(Stop::Done)
     }
 
-    /// `splice(2)` file → pipe → socket, each hop a ring op on a Green io_uring worker (see
-    /// [`op::splice`]), else a syscall. The pipe is emptied into the socket before it is filled
+    /// `splice(2)` file (or socket) → pipe → socket: file → pipe as a ring op on a Green
+    /// io_uring worker for bytes not in the page cache (see [`op::splice`]), every other hop a
+    /// syscall. The pipe is emptied into the socket before it is filled
     /// again, so bytes read from the file and not yet sent exist only while a send is pending;
     /// if that send fails the transfer fails (`moved` counts only what the socket took).
     fn splice(&mut self) -> io::Result<Stop> {
@@ -601,11 +605,16 @@ impl<'a> Job<'a> {
         Ok(Stop::Done)
     }
 
-    /// File → (empty) pipe: never waits for the pipe, only for the disk. On a Green io_uring
+    /// Source → (empty) pipe. From a file: never waits for the pipe, only for the disk. On a Green io_uring
     /// worker, bytes not in the page cache are read by a ring splice, so the disk is waited for
     /// on a kernel io-wq thread instead of the worker; cached bytes (and every other model) take
     /// the syscall, which then cannot block.
     fn fill_pipe(&self, hop: &op::splice::Splice<'_>) -> io::Result<usize> {
+        if self.src.kind == FdKind::Socket {
+            // Socket → pipe: whatever the socket holds, waiting (at most its read timeout) for
+            // it to become readable.
+            return sys::op(&self.src, Interest::Read, || hop.syscall());
+        }
         if op::splice::on_ring_here() && !self.src_cached(hop.len as u64)? {
             if let Some(r) = hop.on_ring(None) {
                 return r;

@@ -200,6 +200,48 @@ fn send_file_of_a_cold_file_to_a_peer_that_closes(io: &Io) {
     }
 }
 
+// ---- socket to socket ------------------------------------------------------------------------
+
+/// `zsync::copy` between two sockets (a proxy) moves every byte in order through a pipe, ends
+/// at the source's end of stream, and reports a peer that went away.
+fn copy_between_two_sockets(io: &Io) {
+    let data = pattern(
+        if support::has_concurrency(io) {
+            3 << 20
+        } else {
+            20_000
+        },
+        15,
+    );
+    let (mut in_w, in_r) = UnixStream::pair(io).unwrap();
+    let (out_w, out_r) = tcp_pair(io);
+    if support::has_concurrency(io) {
+        let feed = data.clone();
+        let writer = io
+            .concurrent(move |_| std::io::Write::write_all(&mut in_w, &feed))
+            .unwrap();
+        let reader = io.concurrent(move |_| read_all(out_r)).unwrap();
+        assert_eq!(zsync::copy(&in_r, &out_w).unwrap(), data.len() as u64);
+        writer.join().unwrap().unwrap();
+        drop(out_w);
+        assert!(reader.join().unwrap().unwrap() == data);
+    } else {
+        std::io::Write::write_all(&mut in_w, &data).unwrap();
+        drop(in_w);
+        assert_eq!(zsync::copy(&in_r, &out_w).unwrap(), data.len() as u64);
+        drop(out_w);
+        assert_eq!(read_all(out_r).unwrap(), data);
+    }
+    // Into a socket whose peer is gone.
+    let (mut a, b) = UnixStream::pair(io).unwrap();
+    let (c, d) = UnixStream::pair(io).unwrap();
+    drop(d);
+    std::io::Write::write_all(&mut a, b"lost").unwrap();
+    drop(a);
+    let e = zsync::copy(&b, &c).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe);
+}
+
 // ---- a stalled peer ---------------------------------------------------------------------------
 
 /// The ways into a socket that the stall tests run: each sends far more than the socket
@@ -301,6 +343,7 @@ fn cancel_of_a_stalled_send_file(io: &Io) {
 
 conformance! {
     send_file_of_a_cold_file_from_an_offset,
+    copy_between_two_sockets,
     send_file_of_a_cold_file_that_ends_first,
     copy_of_a_cold_file_from_its_position,
     send_file_of_a_cold_file_to_a_peer_that_closes,
