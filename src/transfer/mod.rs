@@ -37,11 +37,24 @@
 //! syscall and consume the one it raised, so the process never dies of it. Buffered writes to a
 //! socket use `send(MSG_NOSIGNAL)`.
 //!
-//! ## Not yet
+//! ## Green on io_uring: the disk is waited for off the worker
 //!
 //! `sendfile` from a file whose pages are not cached waits for the disk on the calling thread —
-//! on Green, on the fiber's worker (as nginx without thread pools does). Green's io_uring backend
-//! will submit `SPLICE` instead.
+//! on Green, on the fiber's worker, stalling every fiber there. So on a Green io_uring worker a
+//! file-to-socket transfer goes chunk by chunk: a chunk whose pages are all cached
+//! (`cachestat(2)`) leaves with `sendfile`, which then cannot wait for the disk; any other chunk
+//! goes file → pipe as an `IORING_OP_SPLICE` ring op (run by a kernel io-wq thread) and pipe →
+//! socket as a non-blocking `splice`. Kernels without the opcode or without `cachestat` take the
+//! syscalls. Elsewhere — thread models, epoll workers — `sendfile` runs on the calling thread,
+//! as regular-file reads do there.
+//!
+//! ## Timeouts and deadlines
+//!
+//! Every wait for a socket end to become writable (or readable) is bounded by the socket's
+//! [`write_timeout`](Descriptor::write_timeout) ([`read_timeout`](Descriptor::read_timeout)) —
+//! a peer that stops reading makes the transfer fail with `TimedOut` — and by the task's
+//! deadline ([`Io::with_deadline`]); and it is a cancellation point, on every model. A transfer
+//! that fails after moving bytes does not report how many: the error wins.
 
 mod sys;
 
