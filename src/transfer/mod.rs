@@ -3,7 +3,7 @@
 //!
 //! | from → to | tried in order |
 //! |---|---|
-//! | regular file → socket | `sendfile(2)` → `splice(2)` through a pipe → buffered read/write |
+//! | regular file → socket | `sendfile(2)` → `splice(2)` through a pipe → buffered read/write (Green io_uring: see below) |
 //! | regular file → file (or pipe, `/dev/null`…) | `copy_file_range(2)` → `sendfile(2)` → buffered |
 //! | socket → socket ([`copy`] only) | `splice(2)` through a pipe → buffered read/write |
 //! | anything else (FIFO, character device, socket → file) → anything | buffered read/write |
