@@ -4,12 +4,21 @@
 //!    `std::io::copy` vs spawning `cp`. The source is written once and read from the page cache
 //!    by every contender; each destination is deleted after its run.
 //! 2. **Serving a file over loopback TCP** (100 MiB by default): `zsync::transfer::send_file` (on
-//!    Blocking and on Green; `transfer::splice` on Blocking) vs a read/write loop through a 256 KiB buffer vs `std::io::copy`
-//!    from a file to a socket. A std client thread reads everything into a 256 KiB buffer; the
-//!    time is from the first byte offered to the client seeing end of stream.
+//!    Blocking, Green io_uring, Green epoll; `transfer::splice` on Blocking) vs a read/write loop
+//!    through a 256 KiB buffer vs `std::io::copy` from a file to a socket (which std does with
+//!    `read`/`sendto` through an 8 KiB buffer, not `sendfile`: see `strace -c`). A std client
+//!    thread reads everything into a 256 KiB buffer; the time is from the first byte offered to
+//!    the client seeing end of stream.
 //!
-//! Each contender runs `COPY_ROUNDS` / `SERVE_ROUNDS` times, interleaved with the others; the table shows the best
-//! time and throughput of each, and each zsync figure as a fraction of the best non-zsync one.
+//! Each contender runs `COPY_ROUNDS` / `SERVE_ROUNDS` times, interleaved with the others in a
+//! rotating order; the table shows the best and median time of each and, for zsync, two ratios
+//! to the fastest non-zsync contender (higher is better): best time against best time, and the
+//! median over rounds of the ratio within a round. The serve runs twice, with the server and the
+//! client pinned to different CPUs and to the same one: on this kind of 2-core VM the scheduler
+//! otherwise picks either placement depending on the other load, and the two give opposite
+//! answers (see docs/ARCHITECTURE.md, "Zero-copy transfers").
+//!
+//! 3. **A fill pattern**: `Writer::drain` of one byte repeated a million times.
 //!
 //! ```text
 //! cargo bench --bench transfer
@@ -30,7 +39,7 @@ use zsync::net::TcpStream;
 use zsync::{Backend, Builder, Model};
 
 /// Rounds of the file copy (each copies the whole file once per contender).
-const COPY_ROUNDS: usize = 5;
+const COPY_ROUNDS: usize = 9;
 /// Rounds of the loopback serve (short: more rounds to see through scheduling noise).
 const SERVE_ROUNDS: usize = 21;
 const BUF: usize = 256 * 1024;
@@ -70,15 +79,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs every contender once per round, interleaved, and prints each one's best and median time
+/// Runs every contender once per round, interleaved (in a rotating order), and prints each one's best and median time
 /// and, for zsync, two ratios to the fastest non-zsync contender (higher is better): of the best
 /// times, and the median over rounds of the ratio within the round (both ran within a few
 /// milliseconds of each other, so a change of the machine's load mid-run hits both).
 fn report(title: &str, bytes: u64, rounds: usize, contenders: &mut [Contender<'_>]) {
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
-    for _ in 0..rounds {
-        for (i, (_, _, f)) in contenders.iter_mut().enumerate() {
-            times[i].push(f());
+    let n = contenders.len();
+    for r in 0..rounds {
+        // Each round starts with another contender, so none always runs right after the same
+        // one (a predecessor's freed page cache, its writeback, a warm socket buffer).
+        for k in 0..n {
+            let i = (r + k) % n;
+            let t = (contenders[i].2)();
+            times[i].push(t);
         }
     }
     let peers: Vec<usize> = (0..contenders.len())
