@@ -30,6 +30,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ use zsync::{Backend, Builder, Model};
 const COPY_ROUNDS: usize = 9;
 /// Rounds of the loopback serve (short: more rounds to see through scheduling noise).
 const SERVE_ROUNDS: usize = 21;
+/// Rounds of the serve from a file not in the page cache (each reads it from the disk).
+const COLD_ROUNDS: usize = 5;
 const BUF: usize = 256 * 1024;
 
 fn env_mib(name: &str, default: u64) -> u64 {
@@ -219,7 +222,25 @@ fn zsync_send_file(model: Builder, conn: std::net::TcpStream, src: &Path, bytes:
     });
 }
 
-fn serve_table(listener: &TcpListener, src: &Path, serve_bytes: u64, where_: &str, at: Placement) {
+/// Writes the file back and drops it from the page cache: the next read goes to the disk.
+fn evict(path: &Path) {
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: `posix_fadvise` only reads its arguments; the descriptor is open.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+}
+
+/// One serve table: every contender serves `src` to a client placed as `at`, `rounds` times; a
+/// `cold` table drops the file from the page cache before each transfer.
+fn serve_table(
+    listener: &TcpListener,
+    src: &Path,
+    serve_bytes: u64,
+    (where_, at): (&str, Placement),
+    cold: bool,
+    rounds: usize,
+) {
     let send_file = |builder: fn() -> Builder| -> Box<dyn FnMut() -> Duration + '_> {
         Box::new(move || {
             timed_serve(listener, serve_bytes, at, |c| {
@@ -227,7 +248,7 @@ fn serve_table(listener: &TcpListener, src: &Path, serve_bytes: u64, where_: &st
             })
         })
     };
-    let mut servers: Vec<Contender<'_>> = vec![
+    let servers: Vec<Contender<'_>> = vec![
         (
             "send_file (Blocking)",
             true,
@@ -285,10 +306,27 @@ fn serve_table(listener: &TcpListener, src: &Path, serve_bytes: u64, where_: &st
             }),
         ),
     ];
+    let mut servers: Vec<Contender<'_>> = servers
+        .into_iter()
+        .map(|(name, zsync, mut f)| -> Contender<'_> {
+            let run: Box<dyn FnMut() -> Duration + '_> = Box::new(move || {
+                if cold {
+                    evict(src);
+                }
+                f()
+            });
+            (name, zsync, run)
+        })
+        .collect();
+    let cache = if cold {
+        "file not cached"
+    } else {
+        "file cached"
+    };
     report(
-        &format!("serving a file over loopback TCP, {where_}"),
+        &format!("serving a file over loopback TCP, {where_}, {cache}"),
         serve_bytes,
-        SERVE_ROUNDS,
+        rounds,
         &mut servers,
     );
 }
@@ -374,9 +412,19 @@ fn main() {
             },
         ));
     }
-    for (where_, at) in placements {
-        serve_table(&listener, &src, serve_bytes, where_, at);
+    for &placement in &placements {
+        serve_table(&listener, &src, serve_bytes, placement, false, SERVE_ROUNDS);
     }
+    // From the disk: on Green io_uring the file -> pipe hop is a ring op (an io-wq thread waits
+    // for the disk, not the worker).
+    serve_table(
+        &listener,
+        &src,
+        serve_bytes,
+        placements[0],
+        true,
+        COLD_ROUNDS,
+    );
     drop(listener);
     std::fs::remove_dir_all(&dir).unwrap();
 
