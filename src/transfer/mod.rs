@@ -677,18 +677,34 @@ impl<'a> Job<'a> {
         let mut pipe: Option<Pipe> = None;
         let mut first = true;
         let live = self.sigpipe;
+        // Bytes from the current position known to be cached: a socket takes a few hundred KiB
+        // per `sendfile`, so one `cachestat` of a 16 MiB chunk serves many calls.
+        let mut cached = 0u64;
         while self.left > 0 {
-            let chunk = self.left.min(FILE_CHUNK);
-            if self.src_cached(chunk)? {
+            if cached == 0 {
+                let chunk = self.left.min(FILE_CHUNK);
+                if self.src_cached(chunk)? {
+                    cached = chunk;
+                }
+            }
+            if cached > 0 {
                 let (src, dst) = (self.src.fd, self.dst.fd);
                 let mut sp = self.src_pos;
                 let r = sys::op(&self.dst, Interest::Write, || {
                     sys::no_sigpipe(live, || {
-                        Ok(rustix::fs::sendfile(dst, src, sp.as_mut(), chunk as usize)?)
+                        Ok(rustix::fs::sendfile(
+                            dst,
+                            src,
+                            sp.as_mut(),
+                            cached as usize,
+                        )?)
                     })
                 });
                 match self.step(r, first)? {
-                    Ok(n) => self.advance(n),
+                    Ok(n) => {
+                        self.advance(n);
+                        cached -= n as u64;
+                    }
                     Err(stop) => return Ok(stop),
                 }
             } else {
