@@ -67,10 +67,8 @@ fn sigpipe_is_ignored_in_rust_programs() {
 fn green_uring_send_file_goes_through_ring_splices() {
     use std::io::Read;
     use std::sync::atomic::Ordering;
-    let path = std::env::temp_dir().join(format!("zsync-ring-splice-{}", std::process::id()));
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    std::fs::write(&path, &data).unwrap();
-    drop_from_page_cache(&path);
+    let path = uncached_file("zsync-ring-splice", &data);
     let builder = crate::Builder::new(crate::Model::Green).backend(crate::Backend::IoUring);
     let got = builder.worker_threads(1).run(|io| {
         assert!(
@@ -103,9 +101,30 @@ fn green_uring_send_file_goes_through_ring_splices() {
     );
 }
 
+/// A file holding `data` and not in the page cache: in the temp dir, or in the crate's directory
+/// when the temp dir keeps files in memory (tmpfs cannot drop them).
+fn uncached_file(name: &str, data: &[u8]) -> std::path::PathBuf {
+    let name = format!("{name}-{}", std::process::id());
+    let dirs = [
+        std::env::temp_dir(),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    ];
+    for dir in dirs {
+        let path = dir.join(&name);
+        std::fs::write(&path, data).unwrap();
+        drop_from_page_cache(&path);
+        let f = std::fs::File::open(&path).unwrap();
+        if !op::splice::cached(f.as_fd(), 0, data.len() as u64) {
+            return path;
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    panic!("no directory here lets a file leave the page cache");
+}
+
 /// Writes the file's pages back and drops them from the page cache, so the next read of it
 /// must go to the disk.
-pub(crate) fn drop_from_page_cache(path: &std::path::Path) {
+fn drop_from_page_cache(path: &std::path::Path) {
     let f = std::fs::File::open(path).unwrap();
     f.sync_all().unwrap();
     rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
