@@ -1,10 +1,13 @@
 //! `splice(2)`: moves bytes between a descriptor and a pipe inside the kernel — the two hops of
 //! a zero-copy file-to-socket transfer ([`crate::transfer`]): file → pipe, then pipe → socket.
 //!
-//! On a Green fiber whose worker runs an io_uring with `IORING_OP_SPLICE` the hop is a ring op:
-//! the kernel runs it on one of its io-wq threads, so a file whose pages are not cached makes
-//! *that* thread wait for the disk, not the fiber's worker. Elsewhere (thread models, epoll
-//! workers, kernels without the opcode) it is the syscall, made by the caller.
+//! On a Green fiber whose worker runs an io_uring with `IORING_OP_SPLICE` a hop can be a ring op
+//! ([`Splice::on_ring`]): the kernel runs it on one of its io-wq threads, so a file whose pages
+//! are not cached makes *that* thread wait for the disk, not the fiber's worker. Elsewhere
+//! (thread models, epoll workers, kernels without the opcode) it is the syscall
+//! ([`Splice::syscall`]). The transfer uses the ring only where it pays: file → pipe for bytes
+//! not in the page cache ([`cached`]); pipe → socket never waits for the disk and stays a
+//! syscall (a ring splice always costs an io-wq hand-off; see docs/ARCHITECTURE.md).
 //!
 //! **The pipe is the buffer here.** A ring splice names two descriptors and no memory, but the
 //! pages it moves sit in the pipe until a later hop takes them out, and the kernel may still be
