@@ -4,12 +4,21 @@
 //!    `std::io::copy` vs spawning `cp`. The source is written once and read from the page cache
 //!    by every contender; each destination is deleted after its run.
 //! 2. **Serving a file over loopback TCP** (100 MiB by default): `zsync::transfer::send_file` (on
-//!    Blocking and on Green; `transfer::splice` on Blocking) vs a read/write loop through a 256 KiB buffer vs `std::io::copy`
-//!    from a file to a socket. A std client thread reads everything into a 256 KiB buffer; the
-//!    time is from the first byte offered to the client seeing end of stream.
+//!    Blocking, Green io_uring, Green epoll; `transfer::splice` on Blocking) vs a read/write loop
+//!    through a 256 KiB buffer vs `std::io::copy` from a file to a socket (which std does with
+//!    `read`/`sendto` through an 8 KiB buffer, not `sendfile`: see `strace -c`). A std client
+//!    thread reads everything into a 256 KiB buffer; the time is from the first byte offered to
+//!    the client seeing end of stream.
 //!
-//! Each contender runs `COPY_ROUNDS` / `SERVE_ROUNDS` times, interleaved with the others; the table shows the best
-//! time and throughput of each, and each zsync figure as a fraction of the best non-zsync one.
+//! Each contender runs `COPY_ROUNDS` / `SERVE_ROUNDS` times, interleaved with the others in a
+//! rotating order; the table shows the best and median time of each and, for zsync, two ratios
+//! to the fastest non-zsync contender (higher is better): best time against best time, and the
+//! median over rounds of the ratio within a round. The serve runs twice, with the server and the
+//! client pinned to different CPUs and to the same one: on this kind of 2-core VM the scheduler
+//! otherwise picks either placement depending on the other load, and the two give opposite
+//! answers (see docs/ARCHITECTURE.md, "Zero-copy transfers").
+//!
+//! 3. **A fill pattern**: `Writer::drain` of one byte repeated a million times.
 //!
 //! ```text
 //! cargo bench --bench transfer
@@ -21,18 +30,21 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use zsync::fs::File;
 use zsync::net::TcpStream;
-use zsync::Model;
+use zsync::{Backend, Builder, Model};
 
 /// Rounds of the file copy (each copies the whole file once per contender).
-const COPY_ROUNDS: usize = 5;
+const COPY_ROUNDS: usize = 9;
 /// Rounds of the loopback serve (short: more rounds to see through scheduling noise).
 const SERVE_ROUNDS: usize = 21;
+/// Rounds of the serve from a file not in the page cache (each reads it from the disk).
+const COLD_ROUNDS: usize = 5;
 const BUF: usize = 256 * 1024;
 
 fn env_mib(name: &str, default: u64) -> u64 {
@@ -61,41 +73,80 @@ fn write_source(path: &Path, bytes: u64) {
     f.sync_all().unwrap();
 }
 
-/// One contender: a name and a function that performs the transfer once and returns its time.
+/// One contender: a name, whether it is zsync, and a function that performs the transfer once
+/// and returns its time.
 type Contender<'a> = (&'static str, bool, Box<dyn FnMut() -> Duration + 'a>);
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs every contender once per round, interleaved (in a rotating order), and prints each one's best and median time
+/// and, for zsync, two ratios to the fastest non-zsync contender (higher is better): of the best
+/// times, and the median over rounds of the ratio within the round (both ran within a few
+/// milliseconds of each other, so a change of the machine's load mid-run hits both).
 fn report(title: &str, bytes: u64, rounds: usize, contenders: &mut [Contender<'_>]) {
-    let mut best = vec![Duration::MAX; contenders.len()];
-    for _ in 0..rounds {
-        for (i, (_, _, f)) in contenders.iter_mut().enumerate() {
-            best[i] = best[i].min(f());
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
+    let n = contenders.len();
+    for r in 0..rounds {
+        // Each round starts with another contender, so none always runs right after the same
+        // one (a predecessor's freed page cache, its writeback, a warm socket buffer).
+        for k in 0..n {
+            let i = (r + k) % n;
+            let t = (contenders[i].2)();
+            times[i].push(t);
         }
     }
-    let baseline = contenders
-        .iter()
-        .zip(&best)
-        .filter(|((_, zsync, _), _)| !zsync)
-        .map(|(_, t)| *t)
-        .min()
-        .unwrap();
-    println!("\n{title} ({} MiB, best of {rounds})", bytes >> 20);
+    let peers: Vec<usize> = (0..contenders.len())
+        .filter(|&i| !contenders[i].1)
+        .collect();
+    let best = |i: usize| *times[i].iter().min().unwrap();
+    let best_peer = peers.iter().map(|&i| best(i)).min().unwrap();
+    println!("\n{title} ({} MiB, {rounds} rounds)", bytes >> 20);
     println!(
-        "{:<34} {:>10} {:>11} {:>16}",
-        "contender", "time", "GiB/s", "vs best non-zsync"
+        "{:<34} {:>9} {:>9} {:>7} {:>11} {:>13}",
+        "contender", "best", "median", "GiB/s", "best/best", "per-round med"
     );
-    for ((name, zsync, _), t) in contenders.iter().zip(&best) {
-        let gibs = bytes as f64 / t.as_secs_f64() / (1u64 << 30) as f64;
-        let ratio = baseline.as_secs_f64() / t.as_secs_f64();
-        let vs = if *zsync {
-            format!("{ratio:.2}x")
+    for (i, (name, zsync, _)) in contenders.iter().enumerate() {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let med = median(times[i].iter().map(|d| ms(*d)).collect());
+        let gibs = bytes as f64 / best(i).as_secs_f64() / (1u64 << 30) as f64;
+        let (vs_best, vs_round) = if *zsync {
+            let per_round: Vec<f64> = (0..rounds)
+                .map(|r| {
+                    let peer = peers.iter().map(|&p| times[p][r]).min().unwrap();
+                    peer.as_secs_f64() / times[i][r].as_secs_f64()
+                })
+                .collect();
+            (
+                format!("{:.2}x", best_peer.as_secs_f64() / best(i).as_secs_f64()),
+                format!("{:.2}x", median(per_round)),
+            )
         } else {
-            String::new()
+            (String::new(), String::new())
         };
         println!(
-            "{name:<34} {:>8.1}ms {gibs:>11.2} {vs:>16}",
-            t.as_secs_f64() * 1e3
+            "{name:<34} {:>7.1}ms {med:>7.1}ms {gibs:>7.2} {vs_best:>11} {vs_round:>13}",
+            ms(best(i))
         );
     }
+}
+
+/// Pins the calling thread (and the threads it starts from now on) to `cpus`.
+fn pin(cpus: &[usize]) {
+    // SAFETY: `set` is a zeroed, then filled `cpu_set_t`; `sched_setaffinity` reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn all_cpus() -> Vec<usize> {
+    (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
 fn timed_copy(dst: &Path, f: impl FnOnce() -> u64, expect: u64) -> Duration {
@@ -120,11 +171,13 @@ fn zsync_copy(model: Model, src: &Path, dst: &Path) -> u64 {
 fn timed_serve(
     listener: &TcpListener,
     bytes: u64,
+    placement: Placement,
     serve: impl FnOnce(std::net::TcpStream) + Send,
 ) -> Duration {
     let addr = listener.local_addr().unwrap();
     std::thread::scope(|s| {
         let client = s.spawn(move || {
+            pin(&[placement.client]);
             let mut c = std::net::TcpStream::connect(addr).unwrap();
             let mut buf = vec![0u8; BUF];
             let mut got = 0u64;
@@ -139,15 +192,27 @@ fn timed_serve(
         });
         let (conn, _) = listener.accept().unwrap();
         let t0 = Instant::now();
-        serve(conn);
+        // The server (and the workers a runtime starts for it) on its CPU.
+        let t = s.spawn(move || {
+            pin(&[placement.server]);
+            serve(conn);
+        });
+        t.join().unwrap();
         let (got, end) = client.join().unwrap();
         assert_eq!(got, bytes);
         end - t0
     })
 }
 
-fn zsync_send_file(model: Model, conn: std::net::TcpStream, src: &Path, bytes: u64) {
-    zsync::run(model, |io| {
+/// Where the serving thread and the client thread run.
+#[derive(Clone, Copy)]
+struct Placement {
+    server: usize,
+    client: usize,
+}
+
+fn zsync_send_file(model: Builder, conn: std::net::TcpStream, src: &Path, bytes: u64) {
+    model.run(|io| {
         let file = File::open(io, src).unwrap();
         let sock = TcpStream::from_std(io, conn).unwrap();
         assert_eq!(
@@ -155,6 +220,115 @@ fn zsync_send_file(model: Model, conn: std::net::TcpStream, src: &Path, bytes: u
             bytes
         );
     });
+}
+
+/// Writes the file back and drops it from the page cache: the next read goes to the disk.
+fn evict(path: &Path) {
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: `posix_fadvise` only reads its arguments; the descriptor is open.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+}
+
+/// One serve table: every contender serves `src` to a client placed as `at`, `rounds` times; a
+/// `cold` table drops the file from the page cache before each transfer.
+fn serve_table(
+    listener: &TcpListener,
+    src: &Path,
+    serve_bytes: u64,
+    (where_, at): (&str, Placement),
+    cold: bool,
+    rounds: usize,
+) {
+    let send_file = |builder: fn() -> Builder| -> Box<dyn FnMut() -> Duration + '_> {
+        Box::new(move || {
+            timed_serve(listener, serve_bytes, at, |c| {
+                zsync_send_file(builder(), c, src, serve_bytes)
+            })
+        })
+    };
+    let servers: Vec<Contender<'_>> = vec![
+        (
+            "send_file (Blocking)",
+            true,
+            send_file(|| Builder::new(Model::Blocking)),
+        ),
+        (
+            "send_file (Green io_uring)",
+            true,
+            send_file(|| Builder::new(Model::Green).backend(Backend::IoUring)),
+        ),
+        (
+            "send_file (Green epoll)",
+            true,
+            send_file(|| Builder::new(Model::Green).backend(Backend::Epoll)),
+        ),
+        (
+            "transfer::splice (Blocking)",
+            true,
+            Box::new(|| {
+                timed_serve(listener, serve_bytes, at, |c| {
+                    zsync::run(Model::Blocking, |io| {
+                        let file = File::open(io, src).unwrap();
+                        let sock = TcpStream::from_std(io, c).unwrap();
+                        let n = zsync::transfer::splice(&sock, &file, 0, serve_bytes).unwrap();
+                        assert_eq!(n, serve_bytes);
+                    })
+                })
+            }),
+        ),
+        (
+            "read/write loop, 256 KiB buffer",
+            false,
+            Box::new(|| {
+                timed_serve(listener, serve_bytes, at, |mut c| {
+                    let mut f = std::fs::File::open(src).unwrap();
+                    let mut buf = vec![0u8; BUF];
+                    loop {
+                        let n = f.read(&mut buf).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        c.write_all(&buf[..n]).unwrap();
+                    }
+                })
+            }),
+        ),
+        (
+            "std::io::copy (file to socket)",
+            false,
+            Box::new(|| {
+                timed_serve(listener, serve_bytes, at, |mut c| {
+                    let mut f = std::fs::File::open(src).unwrap();
+                    std::io::copy(&mut f, &mut c).unwrap();
+                })
+            }),
+        ),
+    ];
+    let mut servers: Vec<Contender<'_>> = servers
+        .into_iter()
+        .map(|(name, zsync, mut f)| -> Contender<'_> {
+            let run: Box<dyn FnMut() -> Duration + '_> = Box::new(move || {
+                if cold {
+                    evict(src);
+                }
+                f()
+            });
+            (name, zsync, run)
+        })
+        .collect();
+    let cache = if cold {
+        "file not cached"
+    } else {
+        "file cached"
+    };
+    report(
+        &format!("serving a file over loopback TCP, {where_}, {cache}"),
+        serve_bytes,
+        rounds,
+        &mut servers,
+    );
 }
 
 fn main() {
@@ -217,77 +391,78 @@ fn main() {
     drop(copiers);
     std::fs::remove_file(&src).unwrap();
 
-    // 2. Serving a file over loopback.
+    // 2. Serving a file over loopback, with the client on its own core and on the server's.
     let src = dir.join("served");
     write_source(&src, serve_bytes);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut servers: Vec<Contender<'_>> = vec![
-        (
-            "send_file (Blocking)",
-            true,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |c| {
-                    zsync_send_file(Model::Blocking, c, &src, serve_bytes)
-                })
-            }),
-        ),
-        (
-            "send_file (Green)",
-            true,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |c| {
-                    zsync_send_file(Model::Green, c, &src, serve_bytes)
-                })
-            }),
-        ),
-        (
-            "transfer::splice (Blocking)",
-            true,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |c| {
-                    zsync::run(Model::Blocking, |io| {
-                        let file = File::open(io, &src).unwrap();
-                        let sock = TcpStream::from_std(io, c).unwrap();
-                        let n = zsync::transfer::splice(&sock, &file, 0, serve_bytes).unwrap();
-                        assert_eq!(n, serve_bytes);
-                    })
-                })
-            }),
-        ),
-        (
-            "read/write loop, 256 KiB buffer",
-            false,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |mut c| {
-                    let mut f = std::fs::File::open(&src).unwrap();
-                    let mut buf = vec![0u8; BUF];
-                    loop {
-                        let n = f.read(&mut buf).unwrap();
-                        if n == 0 {
-                            break;
-                        }
-                        c.write_all(&buf[..n]).unwrap();
-                    }
-                })
-            }),
-        ),
-        (
-            "std::io::copy (file to socket)",
-            false,
-            Box::new(|| {
-                timed_serve(&listener, serve_bytes, |mut c| {
-                    let mut f = std::fs::File::open(&src).unwrap();
-                    std::io::copy(&mut f, &mut c).unwrap();
-                })
-            }),
-        ),
-    ];
-    report(
-        "serving a file over loopback TCP",
+    let cpus = all_cpus();
+    let mut placements = vec![(
+        "client on its own core",
+        Placement {
+            server: 0,
+            client: cpus.len() - 1,
+        },
+    )];
+    if cpus.len() > 1 {
+        placements.push((
+            "client sharing the server's core",
+            Placement {
+                server: 0,
+                client: 0,
+            },
+        ));
+    }
+    for &placement in &placements {
+        serve_table(&listener, &src, serve_bytes, placement, false, SERVE_ROUNDS);
+    }
+    // From the disk: on Green io_uring the file -> pipe hop is a ring op (an io-wq thread waits
+    // for the disk, not the worker).
+    serve_table(
+        &listener,
+        &src,
         serve_bytes,
-        SERVE_ROUNDS,
-        &mut servers,
+        placements[0],
+        true,
+        COLD_ROUNDS,
     );
-    drop(servers);
+    drop(listener);
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // 3. A fill pattern: `Writer::drain` of a 1-byte slice repeated a million times.
+    splat_table();
+}
+
+/// `Writer::drain(&[b"x"], 1_000_000)` into `/dev/null` and into a socket pair drained by a
+/// thread, against `write_all` of a materialised 1 MB buffer.
+fn splat_table() {
+    const SPLAT: usize = 1_000_000;
+    const ROUNDS: usize = 200;
+    zsync::run(Model::Blocking, |io| {
+        let null = File::options().write(true).open(io, "/dev/null").unwrap();
+        let mut w = zsync::bufio::Writer::with_capacity(0, &null);
+        let t0 = Instant::now();
+        for _ in 0..ROUNDS {
+            assert_eq!(w.drain(&[b"x"], SPLAT).unwrap(), SPLAT as u64);
+        }
+        let drain = t0.elapsed() / ROUNDS as u32;
+        let ones = vec![b'x'; SPLAT];
+        let mut null = std::fs::File::options()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        let t0 = Instant::now();
+        for _ in 0..ROUNDS {
+            null.write_all(&ones).unwrap();
+        }
+        let plain = t0.elapsed() / ROUNDS as u32;
+        println!("\nsplat: drain of 1 byte x {SPLAT} to /dev/null ({ROUNDS} rounds)");
+        println!(
+            "Writer::drain(&[b\"x\"], {SPLAT})     {:>8.1} us",
+            drain.as_secs_f64() * 1e6
+        );
+        println!(
+            "write_all of a 1 MB buffer          {:>8.1} us",
+            plain.as_secs_f64() * 1e6
+        );
+    });
 }

@@ -40,6 +40,8 @@ mod sync;
 mod tasks;
 #[path = "conformance/tcp.rs"]
 mod tcp;
+#[path = "conformance/transfer.rs"]
+mod transfer;
 #[path = "conformance/udp.rs"]
 mod udp;
 #[path = "conformance/unix.rs"]
@@ -97,6 +99,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("dns", dns::ALL),
         ("sync", sync::ALL),
         ("bufio", bufio::ALL),
+        ("transfer", transfer::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

@@ -7,6 +7,14 @@
 //! advances the position by exactly the count the kernel reported — whole segments are skipped,
 //! repeats of the splat slice in O(1) by division, and the first iovec of the next call starts
 //! mid-slice when the kernel stopped mid-slice.
+//!
+//! A *short* splat slice repeated many times (a fill byte, padding) would make as many tiny
+//! iovecs: a million one-byte iovecs are 977 `writev`s of 1 KiB each. So when the slice is
+//! shorter than [`SPLAT_BLOCK`] / 2 and repeated more than a stack batch holds, it is copied
+//! once into a block of about [`SPLAT_BLOCK`] bytes (whole repeats), the splat becomes repeats
+//! of that block plus a few of the slice, and one iovec carries up to 4 KiB (Zig's `Writer`
+//! fills its buffer with the pattern instead). The block is built once per call, in memory the
+//! caller lends (the `Writer` keeps it between calls).
 
 use std::io::{self, IoSlice, Write};
 use std::ops::Deref;
@@ -19,13 +27,27 @@ pub const IOV_MAX: usize = 1024;
 /// so a full `IOV_MAX` array of 16-byte iovecs stays on the heap).
 const STACK_IOVS: usize = 16;
 
+/// The size a short splat slice is repeated up to, to make one iovec (see the module docs).
+pub(crate) const SPLAT_BLOCK: usize = 4096;
+
 /// The logical sequence `head, data[..n-1], data[n-1] × splat` and a cursor into it.
 ///
-/// Logical segment `0` is `head`; `1..n` are `data[0..n-1]`; `n..n+splat` are repeats of
-/// `data[n-1]`. With `data` empty there is only `head`.
+/// Logical segment `0` is `head`; `1..n` are `data[0..n-1]`; then come the splat's segments:
+/// `splat` repeats of `data[n-1]` or, for a short slice repeated many times (see the module
+/// docs), `blocks` repeats of `block` (the slice copied `k` times) and one `tail` holding the
+/// `splat mod k` repeats left. With `data` empty there is only `head`.
 pub(crate) struct Segments<'a, S> {
     head: &'a [u8],
     data: &'a [S],
+    /// Whether the splat is made of blocks (then `block`, `blocks`, `tail` describe it).
+    blocked: bool,
+    /// The splat slice repeated `k` times.
+    block: &'a [u8],
+    /// Logical segments `n..n + blocks` are `block`.
+    blocks: usize,
+    /// The last logical segment, if any: the `splat - blocks·k` repeats left, a prefix of
+    /// `block`.
+    tail: &'a [u8],
     /// One past the last logical segment.
     count: usize,
     /// The cursor: the logical segment and the byte inside it where the next write starts.
@@ -36,8 +58,14 @@ pub(crate) struct Segments<'a, S> {
 }
 
 impl<'a, S: Deref<Target = [u8]>> Segments<'a, S> {
-    pub(crate) fn new(head: &'a [u8], data: &'a [S], splat: usize) -> Segments<'a, S> {
-        let (count, remaining) = match data.split_last() {
+    /// The sequence; `scratch` lends the memory of the splat block, if one is made.
+    pub(crate) fn new(
+        head: &'a [u8],
+        data: &'a [S],
+        splat: usize,
+        scratch: &'a mut Vec<u8>,
+    ) -> Segments<'a, S> {
+        let (mut count, remaining) = match data.split_last() {
             None => (1, head.len() as u64),
             Some((last, body)) => {
                 let body_len: u64 = body.iter().map(|s| s.len() as u64).sum();
@@ -50,9 +78,32 @@ impl<'a, S: Deref<Target = [u8]>> Segments<'a, S> {
                 )
             }
         };
+        let (mut blocked, mut block, mut blocks, mut tail): (bool, &'a [u8], usize, &'a [u8]) =
+            (false, &[], 0, &[]);
+        if let Some(last) = data.last() {
+            let len = last.len();
+            if len > 0 && len <= SPLAT_BLOCK / 2 && splat > STACK_IOVS {
+                let k = (SPLAT_BLOCK / len).min(splat);
+                scratch.clear();
+                scratch.reserve(k * len);
+                for _ in 0..k {
+                    scratch.extend_from_slice(last);
+                }
+                let all: &'a [u8] = scratch.as_slice();
+                blocked = true;
+                block = all;
+                blocks = splat / k;
+                tail = &all[..(splat % k) * len];
+                count = data.len() + blocks + usize::from(!tail.is_empty());
+            }
+        }
         let mut segs = Segments {
             head,
             data,
+            blocked,
+            block,
+            blocks,
+            tail,
             count,
             seg: 0,
             off: 0,
@@ -79,17 +130,33 @@ impl<'a, S: Deref<Target = [u8]>> Segments<'a, S> {
             // `data` outlives `self`'s borrow: re-borrow through the `'a` slice.
             let s: &'a S = &self.data[seg - 1];
             s
-        } else {
+        } else if !self.blocked {
             let s: &'a S = &self.data[self.data.len() - 1];
             s
+        } else if seg < self.data.len() + self.blocks {
+            self.block
+        } else {
+            self.tail
+        }
+    }
+
+    /// One past the last logical segment that is the same slice as `seg` (a splat segment):
+    /// the end of the block run or of the single repeats.
+    fn run_end(&self, seg: usize) -> usize {
+        let blocks_end = self.splat_start() + self.blocks;
+        if seg < blocks_end {
+            blocks_end
+        } else {
+            self.count
         }
     }
 
     /// Moves the cursor past empty segments (an empty splat slice ends the sequence).
     fn skip_empty(&mut self) {
         while self.seg < self.count && self.off == self.get(self.seg).len() {
-            if self.seg >= self.splat_start() {
-                // Every remaining segment is this same slice, and it is used up.
+            if self.seg >= self.splat_start() && self.get(self.seg).is_empty() {
+                // Every remaining segment is this same empty slice (an empty slice is never
+                // blocked).
                 self.seg = self.count;
             } else {
                 self.seg += 1;
@@ -130,10 +197,10 @@ impl<'a, S: Deref<Target = [u8]>> Segments<'a, S> {
             self.seg += 1;
             self.off = 0;
             if self.seg >= self.splat_start() && self.seg < self.count {
-                // Whole repeats of the splat slice in one step.
+                // Whole repeats of the splat slice (or block) in one step.
                 let len = self.get(self.seg).len();
                 if let Some(whole) = n.checked_div(len) {
-                    let whole = whole.min(self.count - self.seg);
+                    let whole = whole.min(self.run_end(self.seg) - self.seg);
                     self.seg += whole;
                     n -= whole * len;
                 }
@@ -272,7 +339,8 @@ mod tests {
                     limit,
                     calls: Vec::new(),
                 };
-                let mut segs = Segments::new(b"HEAD", data, splat);
+                let mut scratch = Vec::new();
+                let mut segs = Segments::new(b"HEAD", data, splat, &mut scratch);
                 segs.write_all(&mut w).unwrap();
                 assert_eq!(
                     w.out,
@@ -291,12 +359,14 @@ mod tests {
             calls: Vec::new(),
         };
         let data: &[&[u8]] = &[b"x", b""];
-        let mut segs = Segments::new(b"", data, usize::MAX);
+        let mut scratch = Vec::new();
+        let mut segs = Segments::new(b"", data, usize::MAX, &mut scratch);
         assert_eq!(segs.remaining(), 1);
         segs.write_all(&mut w).unwrap();
         assert_eq!((w.out.as_slice(), w.calls.len()), (&b"x"[..], 1));
         let none: &[&[u8]] = &[];
-        let mut segs = Segments::new(b"", none, 3);
+        let mut scratch = Vec::new();
+        let mut segs = Segments::new(b"", none, 3, &mut scratch);
         segs.write_all(&mut w).unwrap();
         assert_eq!(w.calls.len(), 1);
     }
@@ -308,10 +378,68 @@ mod tests {
             limit: usize::MAX,
             calls: Vec::new(),
         };
-        let data: &[&[u8]] = &[b"<", b"ab"];
-        let mut segs = Segments::new(b"", data, 5000);
+        // 5001 slices of 3 KiB: no block (the slice is longer than half a block).
+        let long = vec![7u8; 3000];
+        let data: &[&[u8]] = &[b"<", &long];
+        let mut scratch = Vec::new();
+        let mut segs = Segments::new(b"", data, 5000, &mut scratch);
         segs.write_all(&mut w).unwrap();
         assert_eq!(w.out, expected(b"", data, 5000));
         assert_eq!(w.calls, vec![1024, 1024, 1024, 1024, 905]);
+    }
+
+    #[test]
+    fn a_short_splat_slice_is_blocked_into_few_iovecs() {
+        // 1 + 2·5000 bytes: "<", 2 blocks of 2048 × "ab" (4096 bytes), then 904 × "ab" (a
+        // prefix of the block).
+        let mut w = Stingy {
+            out: Vec::new(),
+            limit: usize::MAX,
+            calls: Vec::new(),
+        };
+        let data: &[&[u8]] = &[b"<", b"ab"];
+        let mut scratch = Vec::new();
+        let mut segs = Segments::new(b"", data, 5000, &mut scratch);
+        segs.write_all(&mut w).unwrap();
+        assert_eq!(w.out, expected(b"", data, 5000));
+        assert_eq!(w.calls, vec![1 + 2 + 1]);
+        // A million single bytes: 244 iovecs of 4 KiB and one of the rest, one call.
+        w.out.clear();
+        w.calls.clear();
+        let data: &[&[u8]] = &[b"x"];
+        let mut scratch = Vec::new();
+        let mut segs = Segments::new(b"", data, 1_000_000, &mut scratch);
+        segs.write_all(&mut w).unwrap();
+        assert_eq!(w.out, vec![b'x'; 1_000_000]);
+        assert_eq!(w.calls, vec![245]);
+    }
+
+    #[test]
+    fn a_blocked_splat_resumes_at_the_exact_byte_after_every_cut() {
+        for len in [1usize, 3, 7, 1000, 2048] {
+            let slice: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let data: &[&[u8]] = &[b"head-", &slice];
+            for splat in [17, 100, 4097, 10_001] {
+                for limit in [1, 999, 4096, 4097, 65_521] {
+                    if limit == 1 && len * splat > 50_000 {
+                        continue; // a byte per call: only for the short ones
+                    }
+                    let mut w = Stingy {
+                        out: Vec::new(),
+                        limit,
+                        calls: Vec::new(),
+                    };
+                    let mut scratch = Vec::new();
+                    let mut segs = Segments::new(b"H", data, splat, &mut scratch);
+                    assert_eq!(segs.remaining(), 6 + (len * splat) as u64);
+                    segs.write_all(&mut w).unwrap();
+                    assert!(
+                        w.out == expected(b"H", data, splat),
+                        "len {len} splat {splat} limit {limit}"
+                    );
+                    assert!(w.calls.iter().all(|&c| c <= IOV_MAX));
+                }
+            }
+        }
     }
 }

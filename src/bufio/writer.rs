@@ -47,6 +47,9 @@ pub struct Writer<W: Write> {
     /// Set while a write of the inner writer is in progress, so a panic inside it does not make
     /// `Drop` write the same bytes again.
     panicked: bool,
+    /// Lent to [`Segments`] for the block of a short splat slice (kept between calls so that a
+    /// repeated drain allocates nothing; at most about 4 KiB).
+    splat_block: Vec<u8>,
 }
 
 impl<W: Write> Writer<W> {
@@ -62,6 +65,7 @@ impl<W: Write> Writer<W> {
             inner,
             buf: Vec::with_capacity(capacity),
             panicked: false,
+            splat_block: Vec::new(),
         }
     }
 
@@ -109,7 +113,9 @@ impl<W: Write> Writer<W> {
     /// at. Returns the number of bytes of `data` written:
     /// `data[..n-1]` in full plus `splat × data[n-1].len()`.
     ///
-    /// The repeats are iovecs pointing at the same memory: no byte is copied (see the
+    /// The repeats are iovecs pointing at the same memory: no byte is copied, except that a
+    /// slice of at most 2 KiB repeated more than 16 times is copied once into a block of about
+    /// 4 KiB of whole repeats, so that one iovec carries many (see the
     /// [module docs](super) for the iovec array). `splat == 0` writes everything but the last
     /// slice; an empty `data` just flushes the buffer.
     ///
@@ -183,7 +189,7 @@ impl<W: Write> Writer<W> {
         splat: usize,
     ) -> io::Result<u64> {
         let head_len = self.buf.len();
-        let mut segs = Segments::new(&self.buf, data, splat);
+        let mut segs = Segments::new(&self.buf, data, splat, &mut self.splat_block);
         let total = segs.remaining();
         self.panicked = true;
         let r = segs.write_all(&mut self.inner);
@@ -199,7 +205,7 @@ impl<W: Write> Writer<W> {
         splat: usize,
     ) -> io::Result<usize> {
         let head_len = self.buf.len();
-        let mut segs = Segments::new(&self.buf, data, splat);
+        let mut segs = Segments::new(&self.buf, data, splat, &mut self.splat_block);
         self.panicked = true;
         let r = segs.write_once(&mut self.inner);
         self.panicked = false;
@@ -222,7 +228,7 @@ impl<W: Write> Writer<W> {
     /// returns `Ok(0)` for non-empty input unless the sink did.
     fn write_through<S: Deref<Target = [u8]>>(&mut self, data: &[S]) -> io::Result<usize> {
         if self.buf.is_empty() {
-            let mut segs = Segments::new(&[], data, 1);
+            let mut segs = Segments::new(&[], data, 1, &mut self.splat_block);
             self.panicked = true;
             let r = segs.write_once(&mut self.inner);
             self.panicked = false;

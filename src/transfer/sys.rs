@@ -3,13 +3,12 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::BorrowedFd;
 use std::ptr;
 
 use crate::park::{retry_on_fd, Interest};
 use crate::Io;
 
-use super::FdKind;
+use super::{End, FdKind};
 
 /// Runs one blocking file syscall as `fs` does (mirrors `fs::sys::blocking_op`): a cancellation
 /// point, then `f` — here on the thread models, on a helper thread for a Green fiber, so a disk
@@ -31,19 +30,18 @@ pub(super) fn file_op<T: Send>(
     }
 }
 
-/// Runs `attempt` on a descriptor of `kind` and waits the way that kind waits: a non-blocking
-/// socket is tried, then waited on for `interest` (parking the fiber on Green) until it stops
-/// reporting `WouldBlock`; a file syscall goes through [`file_op`].
+/// Runs `attempt` on the transfer's end `end` and waits the way that kind of descriptor waits:
+/// a non-blocking socket is tried, then waited on for `interest` (parking the fiber on Green)
+/// until it stops reporting `WouldBlock` — for at most the end's timeout, then `TimedOut` —; a
+/// file syscall goes through [`file_op`].
 pub(super) fn op<T: Send>(
-    io: &Io,
-    kind: FdKind,
-    fd: BorrowedFd<'_>,
+    end: &End<'_>,
     interest: Interest,
     attempt: impl FnMut() -> io::Result<T> + Send,
 ) -> io::Result<T> {
-    match kind {
-        FdKind::Socket => retry_on_fd(fd, interest, None, attempt),
-        FdKind::File => file_op(io, attempt),
+    match end.kind {
+        FdKind::Socket => retry_on_fd(end.fd, interest, end.deadline(), attempt),
+        FdKind::File => file_op(end.io, attempt),
     }
 }
 

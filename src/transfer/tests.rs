@@ -27,35 +27,105 @@ fn sendfile_and_splice_to_a_closed_peer_with_default_sigpipe_do_not_kill() {
         .write_all(&[7u8; 100_000])
         .unwrap();
     let prev = set_sigpipe(libc::SIG_DFL);
-    let results = crate::run(crate::Model::Blocking, |io| {
-        let file = File::open(io, &path).unwrap();
-        let mut results = Vec::new();
-        for use_splice in [false, true] {
-            let (a, b) = UnixStream::pair(io).unwrap();
-            drop(b);
-            assert!(sys::sigpipe_live());
-            let r = if use_splice {
-                splice(&a, &file, 0, 100_000)
-            } else {
-                send_file(&a, &file, 0, 100_000)
-            };
-            results.push(r.map_err(|e| e.kind()));
-        }
-        results
-    });
+    let mut results = Vec::new();
+    for builder in [
+        crate::Builder::new(crate::Model::Blocking),
+        // The ring's splice runs on an io-wq thread of this process: its EPIPE must not kill.
+        crate::Builder::new(crate::Model::Green).backend(crate::Backend::IoUring),
+    ] {
+        results.extend(builder.run(|io| {
+            let file = File::open(io, &path).unwrap();
+            let mut results = Vec::new();
+            for use_splice in [false, true] {
+                let (a, b) = UnixStream::pair(io).unwrap();
+                drop(b);
+                assert!(sys::sigpipe_live());
+                let r = if use_splice {
+                    splice(&a, &file, 0, 100_000)
+                } else {
+                    send_file(&a, &file, 0, 100_000)
+                };
+                results.push(r.map_err(|e| e.kind()));
+            }
+            results
+        }));
+    }
     set_sigpipe(prev);
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(
-        results,
-        vec![
-            Err(io::ErrorKind::BrokenPipe),
-            Err(io::ErrorKind::BrokenPipe)
-        ]
-    );
+    assert_eq!(results, vec![Err(io::ErrorKind::BrokenPipe); 4]);
 }
 
 #[test]
 fn sigpipe_is_ignored_in_rust_programs() {
     let _serial = SIGNALS.lock().unwrap_or_else(|p| p.into_inner());
     assert!(!sys::sigpipe_live());
+}
+
+/// On a Green io_uring worker, a file-to-socket transfer goes file → pipe → socket as ring
+/// splices, from the right offset and with the right count when the file ends first.
+#[test]
+fn green_uring_send_file_goes_through_ring_splices() {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let path = uncached_file("zsync-ring-splice", &data);
+    let builder = crate::Builder::new(crate::Model::Green).backend(crate::Backend::IoUring);
+    let got = builder.worker_threads(1).run(|io| {
+        assert!(
+            op::splice::on_ring_here(),
+            "this kernel has IORING_OP_SPLICE"
+        );
+        let file = File::open(io, &path).unwrap();
+        let (a, mut b) = UnixStream::pair(io).unwrap();
+        let reader = io.concurrent(move |_| {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).map(|_| got)
+        });
+        assert!(!op::splice::cached(file.as_fd(), 0, 300_000));
+        let before = op::splice::RING_OPS.load(Ordering::Relaxed);
+        assert_eq!(send_file(&a, &file, 1234, 100_000).unwrap(), 100_000);
+        assert_eq!(send_file(&a, &file, 250_000, 100_000).unwrap(), 50_000);
+        assert!(op::splice::RING_OPS.load(Ordering::Relaxed) >= before + 2);
+        // Now cached: `sendfile`, no ring op.
+        assert!(op::splice::cached(file.as_fd(), 1234, 100_000));
+        let before = op::splice::RING_OPS.load(Ordering::Relaxed);
+        assert_eq!(send_file(&a, &file, 1234, 100_000).unwrap(), 100_000);
+        assert_eq!(op::splice::RING_OPS.load(Ordering::Relaxed), before);
+        drop(a);
+        reader.unwrap().join().unwrap().unwrap()
+    });
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        got,
+        [&data[1234..101_234], &data[250_000..], &data[1234..101_234]].concat()
+    );
+}
+
+/// A file holding `data` and not in the page cache: in the temp dir, or in the crate's directory
+/// when the temp dir keeps files in memory (tmpfs cannot drop them).
+fn uncached_file(name: &str, data: &[u8]) -> std::path::PathBuf {
+    let name = format!("{name}-{}", std::process::id());
+    let dirs = [
+        std::env::temp_dir(),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    ];
+    for dir in dirs {
+        let path = dir.join(&name);
+        std::fs::write(&path, data).unwrap();
+        drop_from_page_cache(&path);
+        let f = std::fs::File::open(&path).unwrap();
+        if !op::splice::cached(f.as_fd(), 0, data.len() as u64) {
+            return path;
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    panic!("no directory here lets a file leave the page cache");
+}
+
+/// Writes the file's pages back and drops them from the page cache, so the next read of it
+/// must go to the disk.
+fn drop_from_page_cache(path: &std::path::Path) {
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
 }

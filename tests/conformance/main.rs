@@ -12,5 +12,6 @@ mod select;
 mod sync;
 mod tasks;
 mod tcp;
+mod transfer;
 mod udp;
 mod unix;
