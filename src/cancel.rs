@@ -33,7 +33,7 @@
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 
-use crate::loom::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use slab::Slab;
@@ -60,6 +60,11 @@ pub(crate) struct CancelNode {
     /// task first blocks). `key` is read and written only under the parent's `children` lock.
     parent: Option<Arc<CancelNode>>,
     key: AtomicUsize,
+    /// Set when a child is created. Children of a node are only ever created by code that runs
+    /// before the node's owner finishes (its task, or the owner of a group's scope), so when
+    /// the owner finishes the flag tells whether any descendant could be registering this node
+    /// concurrently. Without one, nobody but the owner touches `key`.
+    has_children: AtomicBool,
 }
 
 impl CancelNode {
@@ -76,12 +81,16 @@ impl CancelNode {
             children: Mutex::new(Slab::new()),
             parent,
             key: AtomicUsize::new(UNREGISTERED),
+            has_children: AtomicBool::new(false),
         }
     }
 
     /// Creates a child of `parent`: canceled whenever an ancestor is (pull), registered with the
     /// parent only when its task first blocks (see [`ensure_registered`](Self::ensure_registered)).
     pub(crate) fn child(parent: &Arc<CancelNode>) -> Arc<CancelNode> {
+        if !parent.has_children.load(Ordering::Relaxed) {
+            parent.has_children.store(true, Ordering::Release);
+        }
         Arc::new(Self::new(Some(parent.clone())))
     }
 
@@ -160,19 +169,26 @@ impl CancelNode {
         self.is_canceled() && self.shield.load(Ordering::Relaxed) == 0
     }
 
-    /// A cancellation point's check: registers the node (a task reaching a cancellation point
-    /// may block next, and must then be reachable by its ancestors' `cancel`), then reports
-    /// [`is_pending`](Self::is_pending). Every blocking wait passes a cancellation point after
-    /// announcing itself and before it sleeps, so the registration always precedes the last
-    /// look at the flags.
+    /// A cancellation point's check: registers the running task's waker and the node (a task
+    /// reaching a cancellation point may block next, and must then be wakeable by `cancel` and
+    /// reachable by its ancestors' `cancel`), then reports [`is_pending`](Self::is_pending).
+    /// Every blocking wait passes a cancellation point after announcing itself and before it
+    /// sleeps, so both registrations always precede the last look at the flags.
+    ///
+    /// The waker is registered here, lazily, rather than when the task starts: a task that
+    /// never reaches a cancellation point (most short tasks) never clones or stores a waker.
     #[inline]
     pub(crate) fn check_pending(self: &Arc<Self>) -> bool {
+        self.set_waker(crate::park::current_waker);
         self.ensure_registered();
         self.is_pending()
     }
 
     /// Registers how to wake the owning task. The first registration wins: a task runs on one
-    /// thread (or fiber) for its whole life, so it never needs another.
+    /// thread (or fiber) for its whole life, so it never needs another. Called by the task
+    /// itself, at its first cancellation point at the latest (see
+    /// [`check_pending`](Self::check_pending)).
+    #[inline]
     pub(crate) fn set_waker(&self, waker: impl FnOnce() -> Waker) {
         if self.waker.get().is_none() {
             let _ = self.waker.set(waker());
@@ -192,12 +208,21 @@ impl CancelNode {
 
     /// Removes this node from its parent once its task has finished, so a long-lived parent does
     /// not accumulate finished children.
+    ///
+    /// Called by the node's owner when it finishes, after every child it created was created.
     pub(crate) fn detach_from_parent(&self) {
         let Some(parent) = &self.parent else { return };
-        self.flags.fetch_or(FINISHED, Ordering::SeqCst);
-        fence(Ordering::SeqCst); // store-buffering pair with `ensure_registered`
-                                 // Most nodes were never registered (their task never blocked): no lock. A registration
-                                 // racing this one sees FINISHED and backs out (see `ensure_registered`).
+        if self.has_children.load(Ordering::Acquire) {
+            // A descendant may be registering this node right now (`ensure_registered` inserts
+            // unregistered ancestors too). Store-buffering pair with it: we set FINISHED, then
+            // look at the key; it inserts, then looks for FINISHED. With both `SeqCst`, either
+            // we see its key and remove it below, or it sees FINISHED and backs out.
+            self.flags.fetch_or(FINISHED, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+        }
+        // Without children nobody but the owner (this thread, earlier) ever wrote `key`, so the
+        // common case, a task that never blocked, costs one load: no read-modify-write, no
+        // fence, no lock.
         if self.key.load(Ordering::SeqCst) == UNREGISTERED {
             return;
         }

@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -304,7 +304,7 @@ impl Builder {
             green.shutdown();
             result
         } else {
-            let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
+            let ctx = TaskContext::new(&io, &io.inner.root);
             ctx.cancel.set_waker(crate::park::current_waker);
             let result = {
                 let _entered = context::enter(&ctx);
@@ -403,8 +403,12 @@ impl Io {
             // Inline in the caller's own context: no scope to look up, nothing to allocate.
             return Task::ready(panic::catch_unwind(AssertUnwindSafe(|| f(self))));
         }
-        let parent = self.current_scope();
-        self.spawn_in(&parent, f)
+        // Borrow the spawner's node instead of cloning it: the child takes the one reference
+        // it keeps. The closure breaks `#[track_caller]`, so the location is taken here.
+        let location = Location::caller();
+        context::with_cancel(|parent| {
+            self.spawn_at(parent.unwrap_or(&self.inner.root), location, f)
+        })
     }
 
     /// Starts `f` as a task guaranteed to make progress concurrently with the caller.
@@ -432,22 +436,37 @@ impl Io {
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_at(parent, Location::caller(), f)
+    }
+
+    fn spawn_at<T, F>(
+        &self,
+        parent: &Arc<CancelNode>,
+        location: &'static Location<'static>,
+        f: F,
+    ) -> Task<T>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         match &self.inner.model {
             ModelImpl::Blocking => Task::ready(blocking::run_inline(self, parent, f)),
             ModelImpl::Threaded(pool) if pool.is_open() => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 pool.spawn(runnable);
                 task
             }
             ModelImpl::Threaded(_) => Task::ready(blocking::run_inline(self, parent, f)),
             ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(parent, f);
-                green.spawn(runnable);
+                let (task, runnable) = self.new_task(parent, location, f);
+                // `spawn` may run the task inline, so telling an idle worker about it can wait
+                // (see `Green::spawn`): a spawn that is joined at once then wakes nobody.
+                green.spawn(runnable, false);
                 task
             }
             ModelImpl::Green(_) => Task::ready(blocking::run_inline(self, parent, f)),
             ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 rt.spawn(runnable);
                 task
             }
@@ -464,26 +483,27 @@ impl Io {
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
+        let location = Location::caller();
         let refuse = ConcurrencyUnavailable {
             model: self.model_name(),
         };
         let submitted = match &self.inner.model {
             ModelImpl::Blocking => return Err(refuse),
             ModelImpl::Threaded(pool) => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 (task, pool.concurrent(runnable).map_err(|_| refuse))
             }
             // A fiber runs concurrently with its spawner: a blocking wait parks the fiber and
             // frees the worker, and the task is queued where an idle worker can steal it, so
             // it progresses even while its spawner computes without blocking.
             ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(parent, f);
-                green.spawn(runnable);
+                let (task, runnable) = self.new_task(parent, location, f);
+                green.spawn(runnable, true);
                 (task, Ok(()))
             }
             ModelImpl::Green(_) => return Err(refuse),
             ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 (task, rt.concurrent(runnable))
             }
         };
@@ -496,16 +516,29 @@ impl Io {
         }
     }
 
-    #[track_caller]
-    fn new_task<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> (Task<T>, Runnable)
+    fn new_task<T, F>(
+        &self,
+        parent: &Arc<CancelNode>,
+        location: &'static Location<'static>,
+        f: F,
+    ) -> (Task<T>, Runnable)
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let location = std::panic::Location::caller();
         let cell = TaskCell::new(self.clone(), CancelNode::child(parent), location, f);
         self.inner.state.task_started();
         (Task::shared(cell.clone()), Runnable(cell))
+    }
+
+    /// Takes the unstarted task whose cell is at `task` out of the calling worker's queue if
+    /// it was queued there last (see `Green::unqueue`), before its joiner runs it inline.
+    pub(crate) fn unqueue(&self, task: *const ()) {
+        match &self.inner.model {
+            ModelImpl::Green(green) => green.unqueue(task),
+            ModelImpl::Threaded(pool) => pool.unqueue(task),
+            ModelImpl::Blocking | ModelImpl::Custom(_) => {}
+        }
     }
 
     /// Runs `f`, a call that would block its thread (a C library, `std::fs` or `std::net` used
@@ -533,15 +566,18 @@ impl Io {
         let body = move |_: &Io| f();
         let submitted = match &self.inner.model {
             ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                let (task, runnable) =
+                    self.new_task(&self.current_scope(), Location::caller(), body);
                 (task, green.blocking(runnable).map_err(|_| ()))
             }
             ModelImpl::Threaded(pool) if pool.is_open() => {
-                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                let (task, runnable) =
+                    self.new_task(&self.current_scope(), Location::caller(), body);
                 (task, pool.blocking(runnable).map_err(|_| ()))
             }
             ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                let (task, runnable) =
+                    self.new_task(&self.current_scope(), Location::caller(), body);
                 (task, rt.concurrent(runnable).map_err(|_| ()))
             }
             _ => return Ok(body(self)),
@@ -630,7 +666,7 @@ impl Io {
     /// would wait past `deadline` stops there with an error of kind
     /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins.
     pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce() -> R) -> R {
-        struct Restore<'a>(Option<&'a TaskContext>, Option<Instant>);
+        struct Restore<'a>(Option<&'a TaskContext<'a>>, Option<Instant>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
                 if let Some(c) = self.0 {

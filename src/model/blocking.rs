@@ -25,8 +25,7 @@ pub(crate) fn run_inline<T>(
     if same {
         return panic::catch_unwind(AssertUnwindSafe(|| f(io)));
     }
-    let ctx = TaskContext::new(io.clone(), scope.clone());
-    ctx.cancel.set_waker(crate::park::current_waker);
+    let ctx = TaskContext::new(io, scope);
     let _entered = context::enter(&ctx);
-    panic::catch_unwind(AssertUnwindSafe(|| f(&ctx.io)))
+    panic::catch_unwind(AssertUnwindSafe(|| f(io)))
 }

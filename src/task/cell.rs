@@ -43,6 +43,11 @@ const DETACHED: u8 = 4;
 pub struct Runnable(pub(crate) Arc<dyn Run>);
 
 impl Runnable {
+    /// The address of the task's cell: identifies the task across its handles.
+    pub(crate) fn addr(&self) -> *const () {
+        Arc::as_ptr(&self.0) as *const ()
+    }
+
     /// Runs the task to completion on the calling thread. Does nothing if the task was already
     /// started elsewhere (for example inline by a joiner).
     pub fn run(self) {
@@ -102,6 +107,11 @@ impl<T> Lifecycle<T> {
     /// `fetch_or(DONE)`, so after `true` the result write is visible.
     pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) & DONE != 0
+    }
+
+    /// Whether someone claimed the task already (a hint: it may be claimed right after).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CLAIMED != 0
     }
 
     /// Claims the right to run the task; `Some` for exactly one caller. `AcqRel`: the winner
@@ -245,10 +255,14 @@ impl<T> Core<T> {
         }
     }
 
-    fn complete(&self, claimed: Claimed, result: thread::Result<T>) {
+    /// Publishes the result. `wake` is false when the handle's owner runs the task inline: it
+    /// is the joiner, so nobody else can be waiting (a waker left by an earlier `join_event`
+    /// poll would only be woken spuriously).
+    fn complete(&self, claimed: Claimed, result: thread::Result<T>, wake: bool) {
         match self.life.complete(claimed, result) {
             Some(result) => self.dispose(result),
-            None => self.waiter.wake(),
+            None if wake => self.waiter.wake(),
+            None => {}
         }
     }
 
@@ -288,23 +302,27 @@ where
         })
     }
 
-    fn execute(&self, claimed: Claimed) {
+    /// Runs the closure and publishes its result; `inline` when the handle's owner runs it.
+    fn execute(&self, claimed: Claimed, inline: bool) {
         let func = self.func.take(&claimed);
         let core = &self.core;
-        let ctx = TaskContext::new(core.io.clone(), core.cancel.clone());
-        core.cancel.set_waker(park::current_waker);
+        // The context borrows the cell's `Io` and node: no reference counts move. The node's
+        // waker is registered lazily, at the task's first cancellation point (see
+        // `CancelNode::check_pending`): a task that never blocks never needs waking.
+        let ctx = TaskContext::new(&core.io, &core.cancel);
         // Name the task in a fiber stack-overflow report while it runs: it may run inline on
         // another task's fiber (its joiner's), whose name is put back afterwards.
         let outer = fiber_stack::replace_current_task_name(TaskName::spawned(core.location));
         let result = {
             let _entered = context::enter(&ctx);
-            panic::catch_unwind(AssertUnwindSafe(|| func(&ctx.io)))
+            panic::catch_unwind(AssertUnwindSafe(|| func(&core.io)))
         };
         fiber_stack::replace_current_task_name(outer);
         core.cancel.detach_from_parent();
-        let state = core.io.inner.state.clone();
-        core.complete(claimed, result);
-        state.task_finished();
+        core.complete(claimed, result, !inline);
+        // The cell is still alive here: the caller holds a reference (the runnable, or the
+        // joiner's handle when it runs the task inline).
+        core.io.inner.state.task_finished();
     }
 }
 
@@ -315,7 +333,7 @@ where
 {
     fn run(self: Arc<Self>) {
         if let Some(claimed) = self.core.life.claim() {
-            self.execute(claimed);
+            self.execute(claimed, false);
         }
     }
 
@@ -334,8 +352,14 @@ where
     }
 
     fn run_if_unclaimed(&self) -> bool {
+        if self.core.life.is_claimed() {
+            return false;
+        }
+        // Still queued: take it back from our own queue if it sits on top, so no worker finds
+        // a stale entry later.
+        self.core.io.unqueue(self as *const Self as *const ());
         if let Some(claimed) = self.core.life.claim() {
-            self.execute(claimed);
+            self.execute(claimed, true);
             true
         } else {
             false

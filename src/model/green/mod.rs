@@ -225,21 +225,38 @@ impl Green {
     }
 
     /// Queues an unstarted task: on the caller's own deque when it is one of our workers.
-    pub(crate) fn spawn(&self, task: Runnable) {
+    ///
+    /// An idle worker is woken to take it, except that on a worker, unless `eager`, the wake-up
+    /// for the most recently queued task is held back until the spawning fiber spawns again or
+    /// gives its worker back (see `WorkerLocal::push_task`): a task spawned and joined at once
+    /// then runs inline on its joiner without waking anybody. `concurrent` passes `eager`,
+    /// since its task must progress even while its spawner computes.
+    pub(crate) fn spawn(&self, task: Runnable, eager: bool) {
         let here = with_worker(|w| match w {
-            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => {
-                w.push_task(task);
-                Ok(w.index)
-            }
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => Ok(w.push_task(task, eager)),
             _ => Err(task),
         });
         match here {
-            Ok(index) => self.shared.wake_one_idle(Some(index)),
+            Ok(Some(index)) => self.shared.wake_one_idle(Some(index)),
+            Ok(None) => {}
             Err(task) => {
                 self.shared.injector.push(task);
                 self.shared.wake_one_idle(None);
             }
         }
+    }
+
+    /// Takes `task` back out of the calling worker's deque if it is the task this worker queued
+    /// last and nobody took it meanwhile, so that its joiner runs it inline without leaving a
+    /// stale entry behind (which another worker would steal only to find it claimed).
+    pub(crate) fn unqueue(&self, task: *const ()) {
+        with_worker(|w| {
+            if let Some(w) = w {
+                if Arc::ptr_eq(&w.shared, &self.shared) {
+                    w.unqueue(task);
+                }
+            }
+        });
     }
 
     /// Runs `task` on a helper thread (for [`Io::blocking`](crate::Io::blocking)).
@@ -287,10 +304,10 @@ impl Green {
             let result = &mut result;
             let root_done = &root_done;
             let body = move || {
-                let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
+                let ctx = TaskContext::new(io, &io.inner.root);
                 ctx.cancel.set_waker(crate::park::current_waker);
                 let _entered = context::enter(&ctx);
-                *result = Some(panic::catch_unwind(AssertUnwindSafe(|| f(&ctx.io))));
+                *result = Some(panic::catch_unwind(AssertUnwindSafe(|| f(io))));
                 root_done.set(true);
             };
             // A nested runtime inside another task: keep the outer task's context aside.

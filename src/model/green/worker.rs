@@ -63,6 +63,10 @@ pub(super) struct WorkerLocal {
     /// when more fibers are alive than ever before on this worker.
     stacks: RefCell<StackPool>,
     local: Worker<Runnable>,
+    /// The task pushed on `local` last (its cell's address), for [`unqueue`](Self::unqueue).
+    last_pushed: Cell<*const ()>,
+    /// Whether the wake-up for the task pushed last was deferred (see `push_task`).
+    wake_deferred: Cell<bool>,
     pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
 }
@@ -129,6 +133,8 @@ impl WorkerLocal {
             // runtime lives. 131072 stacks ≈ 512 MiB of touched pages at most per worker.
             stacks: RefCell::new(StackPool::new(shared.stack_size).with_max_cached(HOT_STACKS)),
             local,
+            last_pushed: Cell::new(ptr::null()),
+            wake_deferred: Cell::new(false),
             index,
             shared,
         })
@@ -142,18 +148,49 @@ impl WorkerLocal {
         self.timers.borrow_mut().cancel(id);
     }
 
-    /// Pushes an unstarted task on this worker's own deque.
-    /// Queues a task spawned on this worker, where idle workers can steal it.
+    /// Queues a task spawned on this worker, where idle workers can steal it. Returns this
+    /// worker's index when the caller must wake an idle worker now.
     ///
-    /// There is deliberately no non-stealable LIFO slot (Tokio has one): it makes spawn-then-join
-    /// cheaper, but a task parked there is stuck while its worker is blocked in a call that
-    /// does not go through zsync, where here another worker picks it up.
-    pub(super) fn push_task(&self, task: Runnable) {
+    /// There is deliberately no non-stealable LIFO slot (Tokio has one): a task parked there is
+    /// stuck while its worker is blocked in a call that does not go through zsync, where here
+    /// another worker picks it up. What a LIFO slot buys for spawn-then-join is had another
+    /// way: the wake-up for the task queued last is *deferred* (unless `eager`) until the
+    /// spawning fiber spawns again or suspends (`drive` sends it then). If the spawner joins
+    /// the task first, [`unqueue`](Self::unqueue) pops it back and the wake-up is dropped:
+    /// nobody was disturbed. Meanwhile the task is in the deque, stealable by any worker that
+    /// is awake or spinning.
+    pub(super) fn push_task(&self, task: Runnable, eager: bool) -> Option<usize> {
+        self.last_pushed.set(task.addr());
         self.local.push(task);
+        let deferred = self.wake_deferred.replace(!eager);
+        (eager || deferred).then_some(self.index)
+    }
+
+    /// Pops `task` back off this worker's deque if it is the one pushed last and still on top;
+    /// its deferred wake-up is then not needed any more.
+    pub(super) fn unqueue(&self, task: *const ()) {
+        if self.last_pushed.get() != task {
+            return;
+        }
+        self.last_pushed.set(ptr::null());
+        match self.local.pop() {
+            Some(t) if t.addr() == task => self.wake_deferred.set(false),
+            Some(t) => self.local.push(t), // stolen meanwhile; the top is an older task
+            None => {}
+        }
+    }
+
+    /// Sends a wake-up that [`push_task`](Self::push_task) deferred, if any.
+    fn flush_deferred_wake(&self) {
+        if self.wake_deferred.replace(false) {
+            self.shared.wake_one_idle(Some(self.index));
+        }
     }
 
     fn find_task(&self) -> Option<Runnable> {
         if let Some(t) = self.local.pop() {
+            // The newest task: the one whose wake-up may have been deferred.
+            self.wake_deferred.set(false);
             return Some(t);
         }
         let shared = &self.shared;
@@ -276,6 +313,11 @@ impl WorkerLocal {
         // where they are for the whole resume, and nothing else borrows them meanwhile.
         let result = unsafe { (*co).resume(()) };
         fiber_stack::replace_current_task_name(outer);
+        if !self.ready.borrow().is_empty() {
+            // Busy with other fibers: let an idle worker take what the fiber spawned. When
+            // nothing else is ready, this worker pops that task itself next (`find_task`).
+            self.flush_deferred_wake();
+        }
         match result {
             CoroutineResult::Yield(Suspend::Park) => {}
             CoroutineResult::Yield(Suspend::Yield) => self.ready.borrow_mut().push_back(handle),
