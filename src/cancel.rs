@@ -47,18 +47,23 @@ const FINISHED: u32 = 2;
 const UNREGISTERED: usize = usize::MAX;
 
 /// A task's place in the cancellation tree. Shared between the task, its handle and its children.
+///
+/// A task's node lives inside the task's cell (one allocation per task, see
+/// [`crate::task`]); the root's and a group's scope node live alone. Either way it is reached
+/// through a [`NodeRef`], which keeps the allocation holding it alive.
 pub(crate) struct CancelNode {
     /// `CANCELED` bit. Written by any canceler, read by the owning task at each cancellation point.
     flags: AtomicU32,
     /// Depth of nested shields. Written and read only by the owning task.
     shield: AtomicU32,
-    /// How to wake the owning task while it waits. Set by the task when it starts running.
+    /// How to wake the owning task while it waits. Set by the task at its first cancellation
+    /// point (see [`check_pending`](Self::check_pending)).
     waker: OnceLock<Waker>,
     /// Live children, removed when they finish.
-    children: Mutex<Slab<Arc<CancelNode>>>,
+    children: Mutex<Slab<NodeRef>>,
     /// The parent, and this node's key in the parent's `children` (`UNREGISTERED` until the
     /// task first blocks). `key` is read and written only under the parent's `children` lock.
-    parent: Option<Arc<CancelNode>>,
+    parent: Option<NodeRef>,
     key: AtomicUsize,
     /// Set when a child is created. Children of a node are only ever created by code that runs
     /// before the node's owner finishes (its task, or the owner of a group's scope), so when
@@ -67,13 +72,97 @@ pub(crate) struct CancelNode {
     has_children: AtomicBool,
 }
 
-impl CancelNode {
-    /// A node with no parent: the root task of a `run`.
-    pub(crate) fn root() -> Arc<CancelNode> {
-        Arc::new(Self::new(None))
+/// Whatever holds a [`CancelNode`] in a shared allocation: a node on its own (the root, a
+/// group's scope) or a task's cell.
+pub(crate) trait NodeOwner: Send + Sync + 'static {
+    /// The node inside.
+    fn node(&self) -> &CancelNode;
+}
+
+impl NodeOwner for CancelNode {
+    fn node(&self) -> &CancelNode {
+        self
+    }
+}
+
+/// An owning reference to a [`CancelNode`]: keeps the allocation holding it (a task's cell, or
+/// the node alone) alive. Derefs to the node.
+#[derive(Clone)]
+pub(crate) struct NodeRef(Arc<dyn NodeOwner>);
+
+impl std::ops::Deref for NodeRef {
+    type Target = CancelNode;
+
+    #[inline]
+    fn deref(&self) -> &CancelNode {
+        self.0.node()
+    }
+}
+
+/// A node as a running task's context holds it: borrowed, with a way to take an owning
+/// reference when one is needed (registering with the parent, creating a child). A task's
+/// cell is its own source, so running a task moves no reference count until it blocks or
+/// spawns.
+pub(crate) trait NodeSource {
+    /// The node.
+    fn cancel_node(&self) -> &CancelNode;
+    /// An owning reference to the node.
+    fn node_ref(&self) -> NodeRef;
+}
+
+impl NodeSource for NodeRef {
+    fn cancel_node(&self) -> &CancelNode {
+        self
     }
 
-    fn new(parent: Option<Arc<CancelNode>>) -> CancelNode {
+    fn node_ref(&self) -> NodeRef {
+        self.clone()
+    }
+}
+
+impl dyn NodeSource + '_ {
+    /// [`CancelNode::check_pending`] for this node.
+    #[inline]
+    pub(crate) fn check_pending(&self) -> bool {
+        self.cancel_node().check_pending(|| self.node_ref())
+    }
+}
+
+impl std::ops::Deref for dyn NodeSource + '_ {
+    type Target = CancelNode;
+
+    #[inline]
+    fn deref(&self) -> &CancelNode {
+        self.cancel_node()
+    }
+}
+
+impl NodeRef {
+    /// A node with no parent: the root task of a `run`.
+    pub(crate) fn root() -> NodeRef {
+        NodeRef(Arc::new(CancelNode::new(None)))
+    }
+
+    /// A reference to the node inside `owner`.
+    pub(crate) fn new(owner: Arc<dyn NodeOwner>) -> NodeRef {
+        NodeRef(owner)
+    }
+
+    /// [`CancelNode::ensure_registered`] for this node.
+    #[cfg(test)]
+    pub(crate) fn ensure_registered(&self) -> bool {
+        (**self).ensure_registered(|| self.clone())
+    }
+
+    /// [`CancelNode::check_pending`] for this node.
+    #[cfg(test)]
+    pub(crate) fn check_pending(&self) -> bool {
+        (**self).check_pending(|| self.clone())
+    }
+}
+
+impl CancelNode {
+    fn new(parent: Option<NodeRef>) -> CancelNode {
         CancelNode {
             flags: AtomicU32::new(0),
             shield: AtomicU32::new(0),
@@ -85,25 +174,32 @@ impl CancelNode {
         }
     }
 
-    /// Creates a child of `parent`: canceled whenever an ancestor is (pull), registered with the
-    /// parent only when its task first blocks (see [`ensure_registered`](Self::ensure_registered)).
-    pub(crate) fn child(parent: &Arc<CancelNode>) -> Arc<CancelNode> {
+    /// A child of `parent`, to be embedded in its task's cell: canceled whenever an ancestor is
+    /// (pull), registered with the parent only when its task first blocks (see
+    /// [`ensure_registered`](Self::ensure_registered)).
+    pub(crate) fn child_of(parent: NodeRef) -> CancelNode {
         if !parent.has_children.load(Ordering::Relaxed) {
             parent.has_children.store(true, Ordering::Release);
         }
-        Arc::new(Self::new(Some(parent.clone())))
+        CancelNode::new(Some(parent))
+    }
+
+    /// A child of `parent` on its own (a group's scope).
+    pub(crate) fn child(parent: &NodeRef) -> NodeRef {
+        NodeRef(Arc::new(CancelNode::child_of(parent.clone())))
     }
 
     /// Makes this node reachable from every ancestor's `cancel()`, so that a task about to block
     /// is woken by the cancellation of any ancestor. Returns whether the node is canceled, as
-    /// seen *after* the registration: a caller that gets `true` must not block.
+    /// seen *after* the registration: a caller that gets `true` must not block. `me` makes an
+    /// owning reference to this node, for the parent's `children`.
     ///
     /// Idempotent; cheap once registered (one load per ancestor level).
-    pub(crate) fn ensure_registered(self: &Arc<Self>) -> bool {
+    pub(crate) fn ensure_registered(&self, me: impl FnOnce() -> NodeRef) -> bool {
         if self.parent.is_none() || self.key.load(Ordering::SeqCst) != UNREGISTERED {
             return self.is_canceled();
         }
-        let mut node = self.clone();
+        let mut node = me();
         while let Some(parent) = node.parent.clone() {
             {
                 let mut children = lock(&parent.children);
@@ -140,7 +236,7 @@ impl CancelNode {
         if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
         }
-        let children: Vec<Arc<CancelNode>> = lock(&self.children)
+        let children: Vec<NodeRef> = lock(&self.children)
             .iter()
             .map(|(_, c)| c.clone())
             .collect();
@@ -178,9 +274,9 @@ impl CancelNode {
     /// The waker is registered here, lazily, rather than when the task starts: a task that
     /// never reaches a cancellation point (most short tasks) never clones or stores a waker.
     #[inline]
-    pub(crate) fn check_pending(self: &Arc<Self>) -> bool {
+    pub(crate) fn check_pending(&self, me: impl FnOnce() -> NodeRef) -> bool {
         self.set_waker(crate::park::current_waker);
-        self.ensure_registered();
+        self.ensure_registered(me);
         self.is_pending()
     }
 
@@ -251,7 +347,7 @@ mod tests {
 
     #[test]
     fn cancel_propagates_to_descendants_and_new_children() {
-        let root = CancelNode::root();
+        let root = NodeRef::root();
         let a = CancelNode::child(&root);
         let b = CancelNode::child(&a);
         assert!(!b.is_canceled());
@@ -266,7 +362,7 @@ mod tests {
 
     #[test]
     fn shield_holds_back_delivery() {
-        let n = CancelNode::root();
+        let n = NodeRef::root();
         n.shield_enter();
         n.cancel();
         assert!(n.is_canceled() && !n.is_pending());
@@ -276,7 +372,7 @@ mod tests {
 
     #[test]
     fn finished_children_are_removed() {
-        let root = CancelNode::root();
+        let root = NodeRef::root();
         let kids: Vec<_> = (0..10).map(|_| CancelNode::child(&root)).collect();
         assert_eq!(
             root.child_count(),
@@ -295,7 +391,7 @@ mod tests {
 
     #[test]
     fn registration_reaches_through_unregistered_ancestors() {
-        let root = CancelNode::root();
+        let root = NodeRef::root();
         let child = CancelNode::child(&root);
         let grandchild = CancelNode::child(&child);
         assert!(!grandchild.ensure_registered());
@@ -317,7 +413,7 @@ mod tests {
     #[test]
     fn concurrent_child_creation_never_escapes_cancel() {
         for _ in 0..200 {
-            let root = CancelNode::root();
+            let root = NodeRef::root();
             let r2 = root.clone();
             let t = std::thread::spawn(move || {
                 (0..50).map(|_| CancelNode::child(&r2)).collect::<Vec<_>>()
@@ -347,7 +443,7 @@ mod loom_models {
     #[test]
     fn cancel_reaches_a_lazily_registered_grandchild() {
         model(|| {
-            let root = CancelNode::root();
+            let root = NodeRef::root();
             let sibling = CancelNode::child(&root);
             sibling.ensure_registered();
             let blocked = {
@@ -376,7 +472,7 @@ mod loom_models {
     #[test]
     fn a_finished_node_never_stays_registered() {
         model(|| {
-            let root = CancelNode::root();
+            let root = NodeRef::root();
             let child = CancelNode::child(&root);
             let grandchild = CancelNode::child(&child);
             let registrar = thread::spawn(move || {
@@ -405,7 +501,7 @@ mod loom_models {
             }
         }
         model(|| {
-            let node = CancelNode::root();
+            let node = NodeRef::root();
             let (woken, counter) = counting_waker();
             let task = {
                 let node = node.clone();
@@ -441,7 +537,7 @@ mod loom_models {
     #[test]
     fn shield_defers_a_concurrent_cancel() {
         model(|| {
-            let node = CancelNode::root();
+            let node = NodeRef::root();
             node.shield_enter();
             let canceler = {
                 let node = node.clone();

@@ -8,10 +8,9 @@
 use std::cell::Cell;
 use std::io;
 use std::ptr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cancel::CancelNode;
+use crate::cancel::{NodeRef, NodeSource};
 use crate::error::{canceled, timed_out};
 use crate::Io;
 
@@ -20,13 +19,13 @@ use crate::Io;
 /// reference-count traffic.
 pub(crate) struct TaskContext<'a> {
     pub(crate) io: &'a Io,
-    pub(crate) cancel: &'a Arc<CancelNode>,
+    pub(crate) cancel: &'a dyn NodeSource,
     /// The task's own deadline (set by timeouts); each blocking operation stops waiting at it.
     pub(crate) deadline: Cell<Option<Instant>>,
 }
 
 impl<'a> TaskContext<'a> {
-    pub(crate) fn new(io: &'a Io, cancel: &'a Arc<CancelNode>) -> TaskContext<'a> {
+    pub(crate) fn new(io: &'a Io, cancel: &'a dyn NodeSource) -> TaskContext<'a> {
         TaskContext {
             io,
             cancel,
@@ -80,13 +79,13 @@ pub(crate) fn with<R>(f: impl FnOnce(Option<&TaskContext<'_>>) -> R) -> R {
 }
 
 /// The cancellation node of the running task.
-pub(crate) fn current_cancel() -> Option<Arc<CancelNode>> {
-    with(|c| c.map(|c| c.cancel.clone()))
+pub(crate) fn current_cancel() -> Option<NodeRef> {
+    with(|c| c.map(|c| c.cancel.node_ref()))
 }
 
 /// Runs `f` with the running task's cancellation node borrowed, or `None` outside any task.
 #[inline]
-pub(crate) fn with_cancel<R>(f: impl FnOnce(Option<&Arc<CancelNode>>) -> R) -> R {
+pub(crate) fn with_cancel<R>(f: impl FnOnce(Option<&dyn NodeSource>) -> R) -> R {
     with(|c| f(c.map(|c| c.cancel)))
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cancel::CancelNode;
+use crate::cancel::{NodeRef, NodeSource};
 use crate::context::{self, TaskContext};
 use crate::error::{canceled, ConcurrencyUnavailable};
 use crate::model::blocking;
@@ -187,7 +187,7 @@ pub(crate) struct IoInner {
     pub(crate) model: ModelImpl,
     pub(crate) state: Arc<RunState>,
     /// The cancellation node of the root task; parent of tasks spawned from outside any task.
-    pub(crate) root: Arc<CancelNode>,
+    pub(crate) root: NodeRef,
 }
 
 /// The handle colorblind code receives: every blocking operation and every task goes through it.
@@ -292,7 +292,7 @@ impl Builder {
             inner: Arc::new(IoInner {
                 model,
                 state: Arc::new(RunState::new()),
-                root: CancelNode::root(),
+                root: NodeRef::root(),
             }),
         };
         if let ModelImpl::Threaded(pool) = &io.inner.model {
@@ -426,12 +426,12 @@ impl Io {
         self.concurrent_in(&parent, f)
     }
 
-    fn current_scope(&self) -> Arc<CancelNode> {
+    fn current_scope(&self) -> NodeRef {
         context::current_cancel().unwrap_or_else(|| self.inner.root.clone())
     }
 
     #[track_caller]
-    pub(crate) fn spawn_in<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> Task<T>
+    pub(crate) fn spawn_in<T, F>(&self, parent: &NodeRef, f: F) -> Task<T>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
@@ -441,7 +441,7 @@ impl Io {
 
     fn spawn_at<T, F>(
         &self,
-        parent: &Arc<CancelNode>,
+        parent: &dyn NodeSource,
         location: &'static Location<'static>,
         f: F,
     ) -> Task<T>
@@ -476,7 +476,7 @@ impl Io {
     #[track_caller]
     pub(crate) fn concurrent_in<T, F>(
         &self,
-        parent: &Arc<CancelNode>,
+        parent: &NodeRef,
         f: F,
     ) -> Result<Task<T>, ConcurrencyUnavailable>
     where
@@ -518,7 +518,7 @@ impl Io {
 
     fn new_task<T, F>(
         &self,
-        parent: &Arc<CancelNode>,
+        parent: &dyn NodeSource,
         location: &'static Location<'static>,
         f: F,
     ) -> (Task<T>, Runnable)
@@ -526,7 +526,7 @@ impl Io {
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let cell = TaskCell::new(self.clone(), CancelNode::child(parent), location, f);
+        let cell = TaskCell::new(self.clone(), parent.node_ref(), location, f);
         self.inner.state.task_started();
         (Task::shared(cell.clone()), Runnable(cell))
     }
@@ -609,7 +609,7 @@ impl Io {
     /// do not report `Canceled`; a cancel requested meanwhile is delivered by the first
     /// cancellation point after `f` returns. Zig: `io.swapCancelProtection`.
     pub fn shielded<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Unshield(Option<Arc<CancelNode>>);
+        struct Unshield(Option<NodeRef>);
         impl Drop for Unshield {
             fn drop(&mut self) {
                 if let Some(node) = &self.0 {

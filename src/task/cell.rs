@@ -25,7 +25,7 @@ use std::thread;
 
 use atomic_waker::AtomicWaker;
 
-use crate::cancel::CancelNode;
+use crate::cancel::{CancelNode, NodeOwner, NodeRef, NodeSource};
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, TaskName};
 use crate::loom::cell::UnsafeCell;
@@ -75,8 +75,10 @@ pub(crate) trait Run: Send + Sync {
 /// The typed half a handle needs, independent of the closure type.
 pub(crate) trait Joinable<T>: Send + Sync {
     fn core(&self) -> &Core<T>;
-    /// Runs the closure here if nobody has started it. Returns whether it ran.
-    fn run_if_unclaimed(&self) -> bool;
+    /// Runs the closure here if nobody has started it. Returns whether it ran. `me` is
+    /// `Arc::as_ptr` of the handle's `Arc` (the task's own cell): the running task's context
+    /// makes owning references to its node from it.
+    fn run_if_unclaimed(&self, me: *const ()) -> bool;
     /// Discards the task if nobody has started it (its model refused it). Returns whether it did.
     fn abandon(&self) -> bool;
 }
@@ -197,7 +199,8 @@ pub(crate) struct Core<T> {
     life: Lifecycle<T>,
     /// The joiner waiting for `DONE`.
     waiter: AtomicWaker,
-    pub(crate) cancel: Arc<CancelNode>,
+    /// The task's node in the cancellation tree, in the cell itself: no allocation of its own.
+    pub(crate) cancel: CancelNode,
     pub(crate) io: Io,
     /// Where the task was spawned: its name in diagnostics (a stack overflow report).
     pub(crate) location: &'static Location<'static>,
@@ -286,10 +289,11 @@ where
 {
     pub(crate) fn new(
         io: Io,
-        cancel: Arc<CancelNode>,
+        parent: NodeRef,
         location: &'static Location<'static>,
         func: F,
     ) -> Arc<Self> {
+        let cancel = CancelNode::child_of(parent);
         Arc::new(TaskCell {
             core: Core {
                 life: Lifecycle::new(),
@@ -303,13 +307,16 @@ where
     }
 
     /// Runs the closure and publishes its result; `inline` when the handle's owner runs it.
-    fn execute(&self, claimed: Claimed, inline: bool) {
+    /// `me` is `Arc::as_ptr` of an `Arc` of this cell that the caller holds for the call.
+    fn execute(&self, claimed: Claimed, inline: bool, me: *const Self) {
         let func = self.func.take(&claimed);
         let core = &self.core;
-        // The context borrows the cell's `Io` and node: no reference counts move. The node's
-        // waker is registered lazily, at the task's first cancellation point (see
-        // `CancelNode::check_pending`): a task that never blocks never needs waking.
-        let ctx = TaskContext::new(&core.io, &core.cancel);
+        // The context borrows the cell's `Io` and node: no reference counts move unless the
+        // task spawns or blocks. The node's waker is registered lazily, at the task's first
+        // cancellation point (see `CancelNode::check_pending`): a task that never blocks never
+        // needs waking.
+        let source = CellNode(me);
+        let ctx = TaskContext::new(&core.io, &source);
         // Name the task in a fiber stack-overflow report while it runs: it may run inline on
         // another task's fiber (its joiner's), whose name is put back afterwards.
         let outer = fiber_stack::replace_current_task_name(TaskName::spawned(core.location));
@@ -333,7 +340,7 @@ where
 {
     fn run(self: Arc<Self>) {
         if let Some(claimed) = self.core.life.claim() {
-            self.execute(claimed, false);
+            self.execute(claimed, false, Arc::as_ptr(&self));
         }
     }
 
@@ -351,15 +358,15 @@ where
         &self.core
     }
 
-    fn run_if_unclaimed(&self) -> bool {
+    fn run_if_unclaimed(&self, me: *const ()) -> bool {
         if self.core.life.is_claimed() {
             return false;
         }
         // Still queued: take it back from our own queue if it sits on top, so no worker finds
         // a stale entry later.
-        self.core.io.unqueue(self as *const Self as *const ());
+        self.core.io.unqueue(me);
         if let Some(claimed) = self.core.life.claim() {
-            self.execute(claimed, true);
+            self.execute(claimed, true, me as *const Self);
             true
         } else {
             false
@@ -374,6 +381,45 @@ where
         self.core.cancel.detach_from_parent();
         self.core.io.inner.state.task_finished();
         true
+    }
+}
+
+impl<F, T> NodeOwner for TaskCell<F, T>
+where
+    F: Send + 'static,
+    T: Send + 'static,
+{
+    fn node(&self) -> &CancelNode {
+        &self.core.cancel
+    }
+}
+
+/// The running task's node as its context sees it: the cell's own node, and owning references
+/// made from the cell's `Arc` on demand (a child's parent link, a registration with the
+/// parent).
+struct CellNode<F, T>(*const TaskCell<F, T>);
+
+impl<F, T> NodeSource for CellNode<F, T>
+where
+    F: Send + 'static,
+    T: Send + 'static,
+{
+    fn cancel_node(&self) -> &CancelNode {
+        // SAFETY: `self.0` comes from `Arc::as_ptr` of an `Arc` that the frame running the
+        // task (which owns this `CellNode`) holds for the whole run.
+        unsafe { &(*self.0).core.cancel }
+    }
+
+    fn node_ref(&self) -> NodeRef {
+        // SAFETY: `self.0` is `Arc::as_ptr` of a live `Arc<TaskCell<F, T>>` (possibly coerced
+        // to a trait object: same allocation, same pointer), held by the running frame, so the
+        // strong count is at least one; adding one and rebuilding an `Arc` from the pointer
+        // makes a new owning reference.
+        let cell = unsafe {
+            Arc::increment_strong_count(self.0);
+            Arc::from_raw(self.0)
+        };
+        NodeRef::new(cell)
     }
 }
 

@@ -64,7 +64,7 @@ impl<T> Task<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(r) => Ok(unwrap_or_resume(r)),
             State::Shared(cell) => {
-                cell.run_if_unclaimed();
+                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 let core = cell.core();
                 if core.wait_done_or_canceled() {
                     Ok(unwrap_or_resume(core.take()))
@@ -114,7 +114,7 @@ impl<T> Task<T> {
             State::Shared(cell) => {
                 let core = cell.core();
                 core.cancel.cancel();
-                cell.run_if_unclaimed();
+                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 core.wait_done();
                 unwrap_or_resume(core.take())
             }
@@ -198,7 +198,7 @@ impl<T> Drop for Task<T> {
             State::Shared(cell) => {
                 let core = cell.core();
                 core.cancel.cancel();
-                cell.run_if_unclaimed();
+                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 core.wait_done();
                 if let Err(payload) = core.take() {
                     drop_panic(payload);

@@ -43,6 +43,9 @@ const HOT_STACKS: usize = 1 << 17;
 const SPIN_ROUNDS: usize = 64;
 const SPIN_PAUSES: usize = 32;
 
+/// Finished fibers' handles a worker keeps for reuse.
+const SPARE_HANDLES: usize = 1024;
+
 /// Fibers resumed per loop turn before the reactor and timers get a look.
 const BATCH: usize = 128;
 
@@ -67,6 +70,9 @@ pub(super) struct WorkerLocal {
     last_pushed: Cell<*const ()>,
     /// Whether the wake-up for the task pushed last was deferred (see `push_task`).
     wake_deferred: Cell<bool>,
+    /// Handles of finished fibers that nothing refers to any more, reused for new fibers: a
+    /// fiber start then allocates nothing and moves no shared reference count.
+    spare_handles: RefCell<Vec<Arc<FiberHandle>>>,
     pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
 }
@@ -135,6 +141,7 @@ impl WorkerLocal {
             local,
             last_pushed: Cell::new(ptr::null()),
             wake_deferred: Cell::new(false),
+            spare_handles: RefCell::new(Vec::new()),
             index,
             shared,
         })
@@ -248,7 +255,7 @@ impl WorkerLocal {
     ) -> Arc<FiberHandle> {
         let check = stack.overflow_check();
         let key = self.fibers.borrow_mut().insert(None);
-        let handle = FiberHandle::new(self.shared.clone(), self.index, key);
+        let handle = self.fiber_handle(key);
         let for_fiber = handle.clone();
         let entry = move |yielder: &fiber::FiberYielder, ()| {
             let current = Current {
@@ -329,6 +336,33 @@ impl WorkerLocal {
                     .remove(key)
                     .expect("a finished fiber's slot");
                 self.stacks.borrow_mut().put(co.into_stack());
+                self.recycle_handle(handle);
+            }
+        }
+    }
+
+    /// A handle for a new fiber in slot `key`: a recycled one when a finished fiber left its
+    /// handle unshared, else a new allocation.
+    fn fiber_handle(&self, key: usize) -> Arc<FiberHandle> {
+        match self.spare_handles.borrow_mut().pop() {
+            Some(mut handle) => {
+                let h = Arc::get_mut(&mut handle).expect("spare handles are unshared");
+                h.key = key;
+                *h.state.get_mut() = RUNNING;
+                handle
+            }
+            None => FiberHandle::new(self.shared.clone(), self.index, key),
+        }
+    }
+
+    /// Keeps a finished fiber's handle for the next fiber if nothing else refers to it. A
+    /// handle still held elsewhere (a waker left in a wait list, a timer, or the task's
+    /// cancellation node) is dropped instead: that waker must keep seeing `DONE`.
+    fn recycle_handle(&self, mut handle: Arc<FiberHandle>) {
+        if Arc::get_mut(&mut handle).is_some() {
+            let mut spare = self.spare_handles.borrow_mut();
+            if spare.len() < SPARE_HANDLES {
+                spare.push(handle);
             }
         }
     }
