@@ -59,8 +59,8 @@ pub(crate) struct CancelNode {
     /// How to wake the owning task while it waits. Set by the task at its first cancellation
     /// point (see [`check_pending`](Self::check_pending)).
     waker: OnceLock<Waker>,
-    /// Live children, removed when they finish.
-    children: Mutex<Slab<NodeRef>>,
+    /// Live registered children, removed when they finish.
+    children: Mutex<Children>,
     /// The parent, and this node's key in the parent's `children` (`UNREGISTERED` until the
     /// task first blocks). `key` is read and written only under the parent's `children` lock.
     parent: Option<NodeRef>,
@@ -70,6 +70,36 @@ pub(crate) struct CancelNode {
     /// the owner finishes the flag tells whether any descendant could be registering this node
     /// concurrently. Without one, nobody but the owner touches `key`.
     has_children: AtomicBool,
+}
+
+/// The registered children of a node. Allocated on the first registration: most nodes (every
+/// task that never spawns a task that blocks) never have one, and the node lives in every
+/// task's cell, so it stays small.
+struct Children(Option<Box<Slab<NodeRef>>>);
+
+impl Children {
+    fn insert(&mut self, child: NodeRef) -> usize {
+        self.0.get_or_insert_with(Box::default).insert(child)
+    }
+
+    fn remove(&mut self, key: usize) {
+        if let Some(slab) = &mut self.0 {
+            if slab.contains(key) {
+                slab.remove(key);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<NodeRef> {
+        self.0
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.iter().map(|(_, c)| c.clone()).collect())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
 }
 
 /// Whatever holds a [`CancelNode`] in a shared allocation: a node on its own (the root, a
@@ -155,7 +185,7 @@ impl NodeRef {
     }
 
     /// [`CancelNode::check_pending`] for this node.
-    #[cfg(test)]
+    #[cfg(all(test, loom))]
     pub(crate) fn check_pending(&self) -> bool {
         (**self).check_pending(|| self.clone())
     }
@@ -167,7 +197,7 @@ impl CancelNode {
             flags: AtomicU32::new(0),
             shield: AtomicU32::new(0),
             waker: OnceLock::new(),
-            children: Mutex::new(Slab::new()),
+            children: Mutex::new(Children(None)),
             parent,
             key: AtomicUsize::new(UNREGISTERED),
             has_children: AtomicBool::new(false),
@@ -236,10 +266,7 @@ impl CancelNode {
         if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
         }
-        let children: Vec<NodeRef> = lock(&self.children)
-            .iter()
-            .map(|(_, c)| c.clone())
-            .collect();
+        let children = lock(&self.children).snapshot();
         for child in children {
             child.cancel();
         }
@@ -324,7 +351,7 @@ impl CancelNode {
         }
         let mut children = lock(&parent.children);
         let key = self.key.swap(UNREGISTERED, Ordering::SeqCst);
-        if key != UNREGISTERED && children.contains(key) {
+        if key != UNREGISTERED {
             children.remove(key);
         }
     }

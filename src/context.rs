@@ -49,7 +49,7 @@ pub(crate) struct EnterGuard {
 /// the thread-local; readers only ever see it re-borrowed for the duration of a [`with`] call,
 /// while the frame holding `ctx` (and the guard) is still active.
 pub(crate) fn enter(ctx: &TaskContext<'_>) -> EnterGuard {
-    let ptr = ctx as *const TaskContext<'_> as *const TaskContext<'static>;
+    let ptr: *const TaskContext<'static> = (ctx as *const TaskContext<'_>).cast();
     let prev = CURRENT.with(|c| c.replace(ptr));
     EnterGuard { prev }
 }

@@ -104,8 +104,29 @@ pub trait Runtime: Send + Sync + 'static {
 }
 
 /// State every model shares: live-task accounting for shutdown, panics of detached tasks.
+///
+/// **Live tasks without a shared counter.** A single counter incremented by every spawn and
+/// decremented by every completion is one cache line that every worker writes for every task.
+/// Instead each worker thread owns a [`Shard`] of two monotonic counts, `started` and
+/// `finished`, which only it writes (plain stores, no read-modify-write); other threads (the
+/// caller of `run` on the thread models, elastic threads, custom models' threads) share one
+/// more shard through `fetch_add`. A task counts as started on its spawner's shard and as
+/// finished on the shard of the thread that ran it.
+///
+/// Only shutdown reads them ([`all_finished`](RunState::all_finished)): it sums every
+/// `finished` first, then every `started`, and sees zero live tasks when the sums are equal.
+/// A finish it counted happened after its task's start, so that start is counted too; equal
+/// sums therefore mean every counted start finished. A task whose start it missed was spawned
+/// after the read by a live task, whose own start was counted and whose finish was not (its
+/// finish follows the spawn), so the sums differ. At shutdown the root has returned, so every
+/// task descends from one that was counted.
+///
+/// The last finisher notifies the waiter when it sees `shutting_down`; without a fence on the
+/// finisher's side the two can miss each other, so the waiter also re-checks on a short timer.
 pub(crate) struct RunState {
-    live: AtomicUsize,
+    /// One per worker thread of the model (owned: written by that thread only), then one
+    /// shared by every other thread.
+    shards: Box<[Shard]>,
     shutting_down: AtomicBool,
     idle: Mutex<()>,
     all_done: Condvar,
@@ -115,10 +136,55 @@ pub(crate) struct RunState {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
+/// Task counts of one thread (or of all threads without a shard of their own). Monotonic and
+/// wrapping; cache-line sized so that workers never share a line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard {
+    started: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+impl Shard {
+    /// Adds one to `count`: a plain load and store when the calling thread owns the shard,
+    /// an atomic add on the shared one.
+    #[inline]
+    fn bump(count: &AtomicUsize, owned: bool) {
+        if owned {
+            count.store(
+                count.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Release,
+            );
+        } else {
+            count.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+thread_local! {
+    /// The `RunState` whose shard this thread owns, and the shard's index (see
+    /// [`RunState::own_shard`]).
+    static SHARD: std::cell::Cell<(*const RunState, usize)> =
+        const { std::cell::Cell::new((std::ptr::null(), 0)) };
+}
+
+/// Gives the calling thread's shard back when dropped (see [`RunState::own_shard`]).
+pub(crate) struct ShardGuard((*const RunState, usize));
+
+impl Drop for ShardGuard {
+    fn drop(&mut self) {
+        SHARD.with(|s| s.set(self.0));
+    }
+}
+
+/// How often a shutdown waiting for tasks re-checks the counts on its own (see [`RunState`]).
+pub(crate) const SHUTDOWN_RECHECK: Duration = Duration::from_millis(1);
+
 impl RunState {
-    fn new() -> RunState {
+    /// State for a model with `workers` threads that own a shard each.
+    fn new(workers: usize) -> RunState {
         RunState {
-            live: AtomicUsize::new(0),
+            shards: (0..=workers).map(|_| Shard::default()).collect(),
             shutting_down: AtomicBool::new(false),
             idle: Mutex::new(()),
             all_done: Condvar::new(),
@@ -127,19 +193,46 @@ impl RunState {
         }
     }
 
-    /// Tasks spawned and not yet finished.
-    pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
+    /// Makes the calling thread the owner of shard `index` (a worker's index) until the guard
+    /// drops. Each index must be owned by one thread at a time.
+    pub(crate) fn own_shard(&self, index: usize) -> ShardGuard {
+        assert!(index + 1 < self.shards.len(), "worker {index} has no shard");
+        ShardGuard(SHARD.with(|s| s.replace((self as *const RunState, index))))
+    }
+
+    /// The calling thread's shard and whether it owns it.
+    #[inline]
+    fn shard(&self) -> (&Shard, bool) {
+        let (state, index) = SHARD.with(|s| s.get());
+        if std::ptr::eq(state, self) {
+            (&self.shards[index], true)
+        } else {
+            (&self.shards[self.shards.len() - 1], false)
+        }
+    }
+
+    /// Whether every task started so far has finished (see the type's docs for why reading
+    /// the shards one by one is enough).
+    pub(crate) fn all_finished(&self) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let finished = self.shards.iter().fold(0usize, |n, s| {
+            n.wrapping_add(s.finished.load(Ordering::Acquire))
+        });
+        let started = self.shards.iter().fold(0usize, |n, s| {
+            n.wrapping_add(s.started.load(Ordering::Acquire))
+        });
+        started == finished
     }
 
     pub(crate) fn task_started(&self) {
-        self.live.fetch_add(1, Ordering::SeqCst);
+        let (shard, owned) = self.shard();
+        Shard::bump(&shard.started, owned);
     }
 
     pub(crate) fn task_finished(&self) {
-        if self.live.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.shutting_down.load(Ordering::SeqCst)
-        {
+        let (shard, owned) = self.shard();
+        Shard::bump(&shard.finished, owned);
+        if self.shutting_down.load(Ordering::Relaxed) && self.all_finished() {
             let _guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             self.all_done.notify_all();
             if let Some(notify) = self.on_all_done.get() {
@@ -149,7 +242,8 @@ impl RunState {
     }
 
     /// Enters shutdown with `notify` to call when the last task finishes. The caller re-checks
-    /// [`live`](Self::live) after setting this up and after each wake-up.
+    /// [`all_finished`](Self::all_finished) after setting this up, after each wake-up and at
+    /// least every [`SHUTDOWN_RECHECK`].
     pub(crate) fn begin_shutdown(&self, notify: impl Fn() + Send + Sync + 'static) {
         let _ = self.on_all_done.set(Box::new(notify));
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -166,10 +260,10 @@ impl RunState {
     fn wait_all_done(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         let mut guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while self.live.load(Ordering::SeqCst) > 0 {
+        while !self.all_finished() {
             guard = self
                 .all_done
-                .wait_timeout(guard, Duration::from_millis(50))
+                .wait_timeout(guard, SHUTDOWN_RECHECK)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -279,6 +373,12 @@ impl Builder {
     /// thread the model started has exited, and then a panic of `f` or of a detached task is
     /// re-raised here.
     pub fn run<T>(self, f: impl FnOnce(&Io) -> T) -> T {
+        // Worker threads that own a live-task shard (see `RunState`).
+        let workers = match &self.model {
+            Model::Threaded => self.threaded.workers.max(1),
+            Model::Green => self.green.workers.max(1),
+            Model::Blocking | Model::Custom(_) => 0,
+        };
         let model = match self.model {
             Model::Blocking => ModelImpl::Blocking,
             Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
@@ -291,7 +391,7 @@ impl Builder {
         let io = Io {
             inner: Arc::new(IoInner {
                 model,
-                state: Arc::new(RunState::new()),
+                state: Arc::new(RunState::new(workers)),
                 root: NodeRef::root(),
             }),
         };

@@ -35,6 +35,7 @@ use rustix::event::{eventfd, EventfdFlags};
 
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, TaskName};
+use crate::io::RunState;
 use crate::park::Interest;
 use crate::task::Runnable;
 use crate::Io;
@@ -265,7 +266,7 @@ impl Green {
     }
 
     /// Starts workers `1..n` on threads of their own; worker 0 is the caller of `run`.
-    fn start_threads(&self) -> io::Result<Vec<Worker<Runnable>>> {
+    fn start_threads(&self, state: &Arc<RunState>) -> io::Result<Vec<Worker<Runnable>>> {
         let mut locals =
             std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
         let rest = locals.split_off(1);
@@ -273,10 +274,12 @@ impl Green {
         for (i, local) in rest.into_iter().enumerate() {
             let index = i + 1;
             let shared = self.shared.clone();
+            let state = state.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("zsync-green-{index}"))
                 .spawn(move || {
                     prepare_worker_thread(index);
+                    let _shard = state.own_shard(index);
                     let worker =
                         WorkerLocal::new(shared.clone(), index, local).unwrap_or_else(|e| {
                             panic!("zsync: cannot start Green worker {index}: {e}")
@@ -294,7 +297,7 @@ impl Green {
     pub(crate) fn run_root<T>(&self, io: &Io, f: impl FnOnce(&Io) -> T) -> std::thread::Result<T> {
         prepare_worker_thread(0);
         let mut locals = self
-            .start_threads()
+            .start_threads(&io.inner.state)
             .unwrap_or_else(|e| panic!("zsync: cannot start Green workers: {e}"));
         let worker = WorkerLocal::new(self.shared.clone(), 0, locals.remove(0))
             .unwrap_or_else(|e| panic!("zsync: cannot start Green worker 0: {e}"));
@@ -322,7 +325,11 @@ impl Green {
             // finished.
             drop(unsafe { worker.start(stack, ROOT_TASK_NAME, body) });
             let shutting_down = Cell::new(false);
-            let state = io.inner.state.clone();
+            let state = &io.inner.state;
+            let _shard = state.own_shard(0);
+            // While tasks are left at shutdown, a timer makes sure the loop looks at the counts
+            // again even if the last finisher's notification was missed (see `RunState`).
+            let recheck_at: Cell<Option<Instant>> = Cell::new(None);
             worker.run(&|| {
                 if !root_done.get() {
                     return false;
@@ -333,7 +340,16 @@ impl Green {
                     let shared = self.shared.clone();
                     state.begin_shutdown(move || shared.remotes[0].unpark());
                 }
-                state.live() == 0
+                if state.all_finished() {
+                    return true;
+                }
+                let now = Instant::now();
+                if recheck_at.get().is_none_or(|t| now >= t) {
+                    let at = now + crate::io::SHUTDOWN_RECHECK;
+                    worker.insert_timer(at, std::task::Waker::noop().clone());
+                    recheck_at.set(Some(at));
+                }
+                false
             });
             context::swap_current(outer);
             fiber::swap_current(outer_fiber);

@@ -94,16 +94,19 @@ impl Pool {
         }
     }
 
-    /// Starts the worker threads. `_io` keeps the signature ready for models that hand workers a
-    /// handle; tasks carry their own `Io`.
-    pub(crate) fn start(&self, _io: &Io) {
+    /// Starts the worker threads; worker `i` owns live-task shard `i` of `io`'s run state.
+    pub(crate) fn start(&self, io: &Io) {
         let locals = std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         for (index, local) in locals.into_iter().enumerate() {
             let shared = self.shared.clone();
+            let state = io.inner.state.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("zsync-worker-{index}"))
-                .spawn(move || worker_main(shared, index, local))
+                .spawn(move || {
+                    let _shard = state.own_shard(index);
+                    worker_main(shared, index, local)
+                })
                 .expect("zsync: cannot start a Threaded worker thread");
             threads.push(handle);
         }
