@@ -5,7 +5,8 @@
 //! futures it owns). The protocol:
 //!
 //! 1. `cancel()` sets `CANCELED` with a `SeqCst` read-modify-write; only the first call proceeds.
-//! 2. It wakes the task through the `Waker` the task registered when it started running. On the
+//! 2. It wakes the task through the `Waker` the task registered at its first cancellation point
+//!    (a task that never reaches one never needs waking, and never stores a waker). On the
 //!    thread models that waker unparks the OS thread and, if the thread sits in `poll`, writes its
 //!    eventfd (see [`crate::park`]); on Green it will resume the fiber, which then cancels its
 //!    in-flight ring op.
@@ -23,8 +24,19 @@
 //! The blocked side checks `CANCELED` after announcing that it is about to wait (the parker's
 //! `POLLING` state or the waker registration) and the canceler wakes after setting it, so a cancel
 //! landing just before the wait begins is never lost. The waker registration itself races with a
-//! cancel only when the task starts; a `SeqCst` fence on each side (in `set_waker` and `cancel`)
-//! makes sure one of them sees the other.
+//! cancel only at the task's first cancellation point; a `SeqCst` fence on each side (in
+//! `set_waker` and `cancel`) makes sure one of them sees the other.
+//!
+//! **Where nodes live.** A task's node is a field of its cell (see [`crate::task`]), so a spawn
+//! allocates once; the root's and groups' scope nodes stand alone. Links between nodes (a
+//! child's `parent`, a parent's registered `children`) are [`NodeRef`]s, which keep the whole
+//! allocation holding the node alive. A running task's context borrows its node through a
+//! [`NodeSource`] and makes a `NodeRef` only when it needs one (to spawn a child or register).
+//!
+//! **Finishing without a fence.** A finished node must leave its parent's `children`, racing a
+//! descendant that registers it on the way up (the FINISHED flag and a fence pair, below). A
+//! node that never had a child has no descendant, so only its owner ever wrote its `key`: its
+//! finish is one load.
 //!
 //! **Shield**: a task may run a critical section with cancellation held back
 //! ([`Io::shielded`](crate::Io::shielded)); the flag stays set and is delivered by the first

@@ -7,7 +7,8 @@
 //!
 //! - `CLAIMED`: set by whoever starts the closure, exactly once (`fetch_or`). A worker that pops a
 //!   task already claimed by its joiner skips it, which is how an unstarted task is run inline by
-//!   its joiner without being taken out of the queue.
+//!   its joiner without being taken out of the queue. (When the task is still on top of the
+//!   joiner's own deque, the joiner pops it first: see `Io::unqueue`.)
 //! - `DONE`: set (`Release`) after the result is written; readers `Acquire` it before reading.
 //! - `DETACHED`: set by [`Task::detach`](crate::Task::detach). Whichever of `DONE` and `DETACHED`
 //!   is set second disposes of the result (drops the value or reports a panic), so a detached
@@ -17,6 +18,11 @@
 //! [`Closure`]: small, runtime-free types whose atomics and cells come from [`crate::loom`], so the
 //! loom models in this file check exactly this protocol — every interleaving of claim, complete,
 //! detach and take — for data races and double disposal.
+//!
+//! The cancellation node is embedded, not boxed: the cell is a [`NodeOwner`], so a child's
+//! parent link or a parent's registration keeps the whole cell alive through a [`NodeRef`]. The
+//! running task's context borrows the node (a `CellNode`) and makes such a reference from the
+//! cell's `Arc` only when the task spawns or blocks.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe, Location};

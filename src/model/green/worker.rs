@@ -320,11 +320,6 @@ impl WorkerLocal {
         // where they are for the whole resume, and nothing else borrows them meanwhile.
         let result = unsafe { (*co).resume(()) };
         fiber_stack::replace_current_task_name(outer);
-        if !self.ready.borrow().is_empty() {
-            // Busy with other fibers: let an idle worker take what the fiber spawned. When
-            // nothing else is ready, this worker pops that task itself next (`find_task`).
-            self.flush_deferred_wake();
-        }
         match result {
             CoroutineResult::Yield(Suspend::Park) => {}
             CoroutineResult::Yield(Suspend::Yield) => self.ready.borrow_mut().push_back(handle),
@@ -338,6 +333,12 @@ impl WorkerLocal {
                 self.stacks.borrow_mut().put(co.into_stack());
                 self.recycle_handle(handle);
             }
+        }
+        if !self.ready.borrow().is_empty() {
+            // Busy with other fibers (a yielding one included): let an idle worker take what
+            // the fiber spawned. When nothing else is ready, this worker pops that task itself
+            // next (`find_task`).
+            self.flush_deferred_wake();
         }
     }
 
