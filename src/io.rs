@@ -641,6 +641,14 @@ impl Io {
         }
     }
 
+    /// Sends the wake-up for an idle worker that the calling worker deferred when it queued
+    /// its last task (see `Green::spawn`), for a task that will not be joined.
+    pub(crate) fn announce_spawned(&self) {
+        if let ModelImpl::Green(green) = &self.inner.model {
+            green.announce_spawned();
+        }
+    }
+
     /// Runs `f`, a call that would block its thread (a C library, `std::fs` or `std::net` used
     /// directly, a CPU-heavy computation), where it does not stall other tasks: on a helper
     /// thread on Green and Threaded, as a `concurrent` task on custom models, inline on Blocking.

@@ -185,7 +185,12 @@ impl<T> Task<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(Err(payload)) => crate::io::record_detached_panic(payload),
             State::Ready(Ok(_)) | State::Consumed => {}
-            State::Shared(cell) => cell.core().detach(),
+            State::Shared(cell) => {
+                let core = cell.core();
+                // Nobody will join it, so nobody will run it inline: any worker may have it.
+                core.io.announce_spawned();
+                core.detach();
+            }
         }
     }
 }

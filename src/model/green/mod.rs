@@ -247,6 +247,19 @@ impl Green {
         }
     }
 
+    /// Sends the calling worker's deferred wake-up now, if it has one: the task it is for will
+    /// not be joined (it was detached), so it must not wait for its spawner to suspend, which a
+    /// spawner blocked in a call outside zsync would not do.
+    pub(crate) fn announce_spawned(&self) {
+        with_worker(|w| {
+            if let Some(w) = w {
+                if Arc::ptr_eq(&w.shared, &self.shared) {
+                    w.flush_deferred_wake();
+                }
+            }
+        });
+    }
+
     /// Takes `task` back out of the calling worker's deque if it is the task this worker queued
     /// last and nobody took it meanwhile, so that its joiner runs it inline without leaving a
     /// stale entry behind (which another worker would steal only to find it claimed).

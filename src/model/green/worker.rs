@@ -188,7 +188,7 @@ impl WorkerLocal {
     }
 
     /// Sends a wake-up that [`push_task`](Self::push_task) deferred, if any.
-    fn flush_deferred_wake(&self) {
+    pub(super) fn flush_deferred_wake(&self) {
         if self.wake_deferred.replace(false) {
             self.shared.wake_one_idle(Some(self.index));
         }
