@@ -12,7 +12,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +22,7 @@ use crate::error::{canceled, ConcurrencyUnavailable};
 use crate::model::blocking;
 use crate::model::green::{self, Backend, GreenConfig};
 use crate::model::threaded::{self, ThreadedConfig};
+use crate::task::live::{LiveTasks, ShardId};
 use crate::task::{Runnable, Task, TaskCell};
 
 /// Which execution model runs the tasks of a [`run`](crate::run).
@@ -105,28 +106,13 @@ pub trait Runtime: Send + Sync + 'static {
 
 /// State every model shares: live-task accounting for shutdown, panics of detached tasks.
 ///
-/// **Live tasks without a shared counter.** A single counter incremented by every spawn and
-/// decremented by every completion is one cache line that every worker writes for every task.
-/// Instead each worker thread owns a [`Shard`] of two monotonic counts, `started` and
-/// `finished`, which only it writes (plain stores, no read-modify-write); other threads (the
-/// caller of `run` on the thread models, elastic threads, custom models' threads) share one
-/// more shard through `fetch_add`. A task counts as started on its spawner's shard and as
-/// finished on the shard of the thread that ran it.
-///
-/// Only shutdown reads them ([`all_finished`](RunState::all_finished)): it sums every
-/// `finished` first, then every `started`, and sees zero live tasks when the sums are equal.
-/// A finish it counted happened after its task's start, so that start is counted too; equal
-/// sums therefore mean every counted start finished. A task whose start it missed was spawned
-/// after the read by a live task, whose own start was counted and whose finish was not (its
-/// finish follows the spawn), so the sums differ. At shutdown the root has returned, so every
-/// task descends from one that was counted.
-///
-/// The last finisher notifies the waiter when it sees `shutting_down`; without a fence on the
-/// finisher's side the two can miss each other, so the waiter also re-checks on a short timer.
+/// Live tasks are counted per worker thread ([`LiveTasks`]): each worker owns a shard, found
+/// through a thread-local, and no cache line is written by every worker for every task. The
+/// last finisher notifies the waiter when it sees `shutting_down`; without a fence on the
+/// finisher's side the two can miss each other, so the waiter also re-checks every
+/// [`SHUTDOWN_RECHECK`].
 pub(crate) struct RunState {
-    /// One per worker thread of the model (owned: written by that thread only), then one
-    /// shared by every other thread.
-    shards: Box<[Shard]>,
+    live: LiveTasks,
     shutting_down: AtomicBool,
     idle: Mutex<()>,
     all_done: Condvar,
@@ -136,33 +122,8 @@ pub(crate) struct RunState {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
-/// Task counts of one thread (or of all threads without a shard of their own). Monotonic and
-/// wrapping; cache-line sized so that workers never share a line.
-#[repr(align(128))]
-#[derive(Default)]
-struct Shard {
-    started: AtomicUsize,
-    finished: AtomicUsize,
-}
-
-impl Shard {
-    /// Adds one to `count`: a plain load and store when the calling thread owns the shard,
-    /// an atomic add on the shared one.
-    #[inline]
-    fn bump(count: &AtomicUsize, owned: bool) {
-        if owned {
-            count.store(
-                count.load(Ordering::Relaxed).wrapping_add(1),
-                Ordering::Release,
-            );
-        } else {
-            count.fetch_add(1, Ordering::Release);
-        }
-    }
-}
-
 thread_local! {
-    /// The `RunState` whose shard this thread owns, and the shard's index (see
+    /// The `RunState` whose live-task shard this thread owns, and the shard's index (see
     /// [`RunState::own_shard`]).
     static SHARD: std::cell::Cell<(*const RunState, usize)> =
         const { std::cell::Cell::new((std::ptr::null(), 0)) };
@@ -181,10 +142,10 @@ impl Drop for ShardGuard {
 pub(crate) const SHUTDOWN_RECHECK: Duration = Duration::from_millis(1);
 
 impl RunState {
-    /// State for a model with `workers` threads that own a shard each.
+    /// State for a model with `workers` threads that own a live-task shard each.
     fn new(workers: usize) -> RunState {
         RunState {
-            shards: (0..=workers).map(|_| Shard::default()).collect(),
+            live: LiveTasks::new(workers),
             shutting_down: AtomicBool::new(false),
             idle: Mutex::new(()),
             all_done: Condvar::new(),
@@ -193,45 +154,35 @@ impl RunState {
         }
     }
 
-    /// Makes the calling thread the owner of shard `index` (a worker's index) until the guard
-    /// drops. Each index must be owned by one thread at a time.
+    /// Makes the calling thread the owner of live-task shard `index` (a worker's index) until
+    /// the guard drops. Each index must be owned by one thread at a time.
     pub(crate) fn own_shard(&self, index: usize) -> ShardGuard {
-        assert!(index + 1 < self.shards.len(), "worker {index} has no shard");
+        assert!(index < self.live.workers(), "worker {index} has no shard");
         ShardGuard(SHARD.with(|s| s.replace((self as *const RunState, index))))
     }
 
-    /// The calling thread's shard and whether it owns it.
+    /// Where the calling thread counts.
     #[inline]
-    fn shard(&self) -> (&Shard, bool) {
+    fn shard(&self) -> ShardId {
         let (state, index) = SHARD.with(|s| s.get());
         if std::ptr::eq(state, self) {
-            (&self.shards[index], true)
+            ShardId::Owned(index)
         } else {
-            (&self.shards[self.shards.len() - 1], false)
+            ShardId::Shared
         }
     }
 
-    /// Whether every task started so far has finished (see the type's docs for why reading
-    /// the shards one by one is enough).
+    /// Whether every task started so far has finished.
     pub(crate) fn all_finished(&self) -> bool {
-        std::sync::atomic::fence(Ordering::SeqCst);
-        let finished = self.shards.iter().fold(0usize, |n, s| {
-            n.wrapping_add(s.finished.load(Ordering::Acquire))
-        });
-        let started = self.shards.iter().fold(0usize, |n, s| {
-            n.wrapping_add(s.started.load(Ordering::Acquire))
-        });
-        started == finished
+        self.live.all_finished()
     }
 
     pub(crate) fn task_started(&self) {
-        let (shard, owned) = self.shard();
-        Shard::bump(&shard.started, owned);
+        self.live.started(self.shard());
     }
 
     pub(crate) fn task_finished(&self) {
-        let (shard, owned) = self.shard();
-        Shard::bump(&shard.finished, owned);
+        self.live.finished(self.shard());
         if self.shutting_down.load(Ordering::Relaxed) && self.all_finished() {
             let _guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             self.all_done.notify_all();

@@ -7,6 +7,7 @@
 
 mod cell;
 mod group;
+pub(crate) mod live;
 
 use std::fmt;
 use std::io;
