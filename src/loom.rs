@@ -8,8 +8,7 @@
 //!
 //! - `wait::list` — the `WaitList` mutex (registration, notification, passing an unused turn on);
 //! - `cancel` — the `CancelNode` flag word, the shield counter, the children lock;
-//! - `task::cell` — the `CLAIMED`/`DONE`/`DETACHED` state word and the closure/result cells;
-//! - `task::live` — the per-worker live-task counts read at shutdown.
+//! - `task::cell` — the `CLAIMED`/`DONE`/`DETACHED` state word and the closure/result cells.
 //!
 //! Everything else keeps using std directly. A loom type only works inside `loom::model`, so under
 //! `cfg(loom)` the crate still compiles whole but only the routed structures may be exercised; the
