@@ -5,7 +5,8 @@
 //! futures it owns). The protocol:
 //!
 //! 1. `cancel()` sets `CANCELED` with a `SeqCst` read-modify-write; only the first call proceeds.
-//! 2. It wakes the task through the `Waker` the task registered when it started running. On the
+//! 2. It wakes the task through the `Waker` the task registered at its first cancellation point
+//!    (a task that never reaches one never needs waking, and never stores a waker). On the
 //!    thread models that waker unparks the OS thread and, if the thread sits in `poll`, writes its
 //!    eventfd (see [`crate::park`]); on Green it will resume the fiber, which then cancels its
 //!    in-flight ring op.
@@ -23,8 +24,19 @@
 //! The blocked side checks `CANCELED` after announcing that it is about to wait (the parker's
 //! `POLLING` state or the waker registration) and the canceler wakes after setting it, so a cancel
 //! landing just before the wait begins is never lost. The waker registration itself races with a
-//! cancel only when the task starts; a `SeqCst` fence on each side (in `set_waker` and `cancel`)
-//! makes sure one of them sees the other.
+//! cancel only at the task's first cancellation point; a `SeqCst` fence on each side (in
+//! `set_waker` and `cancel`) makes sure one of them sees the other.
+//!
+//! **Where nodes live.** A task's node is a field of its cell (see [`crate::task`]), so a spawn
+//! allocates once; the root's and groups' scope nodes stand alone. Links between nodes (a
+//! child's `parent`, a parent's registered `children`) are [`NodeRef`]s, which keep the whole
+//! allocation holding the node alive. A running task's context borrows its node through a
+//! [`NodeSource`] and makes a `NodeRef` only when it needs one (to spawn a child or register).
+//!
+//! **Finishing without a fence.** A finished node must leave its parent's `children`, racing a
+//! descendant that registers it on the way up (the FINISHED flag and a fence pair, below). A
+//! node that never had a child has no descendant, so only its owner ever wrote its `key`: its
+//! finish is one load.
 //!
 //! **Shield**: a task may run a critical section with cancellation held back
 //! ([`Io::shielded`](crate::Io::shielded)); the flag stays set and is delivered by the first
@@ -33,7 +45,7 @@
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 
-use crate::loom::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use slab::Slab;
@@ -47,54 +59,189 @@ const FINISHED: u32 = 2;
 const UNREGISTERED: usize = usize::MAX;
 
 /// A task's place in the cancellation tree. Shared between the task, its handle and its children.
+///
+/// A task's node lives inside the task's cell (one allocation per task, see
+/// [`crate::task`]); the root's and a group's scope node live alone. Either way it is reached
+/// through a [`NodeRef`], which keeps the allocation holding it alive.
 pub(crate) struct CancelNode {
     /// `CANCELED` bit. Written by any canceler, read by the owning task at each cancellation point.
     flags: AtomicU32,
     /// Depth of nested shields. Written and read only by the owning task.
     shield: AtomicU32,
-    /// How to wake the owning task while it waits. Set by the task when it starts running.
+    /// How to wake the owning task while it waits. Set by the task at its first cancellation
+    /// point (see [`check_pending`](Self::check_pending)).
     waker: OnceLock<Waker>,
-    /// Live children, removed when they finish.
-    children: Mutex<Slab<Arc<CancelNode>>>,
+    /// Live registered children, removed when they finish.
+    children: Mutex<Children>,
     /// The parent, and this node's key in the parent's `children` (`UNREGISTERED` until the
     /// task first blocks). `key` is read and written only under the parent's `children` lock.
-    parent: Option<Arc<CancelNode>>,
+    parent: Option<NodeRef>,
     key: AtomicUsize,
+    /// Set when a child is created. Children of a node are only ever created by code that runs
+    /// before the node's owner finishes (its task, or the owner of a group's scope), so when
+    /// the owner finishes the flag tells whether any descendant could be registering this node
+    /// concurrently. Without one, nobody but the owner touches `key`.
+    has_children: AtomicBool,
+}
+
+/// The registered children of a node. Allocated on the first registration: most nodes (every
+/// task that never spawns a task that blocks) never have one, and the node lives in every
+/// task's cell, so it stays small.
+struct Children(Option<Box<Slab<NodeRef>>>);
+
+impl Children {
+    fn insert(&mut self, child: NodeRef) -> usize {
+        self.0.get_or_insert_with(Box::default).insert(child)
+    }
+
+    fn remove(&mut self, key: usize) {
+        if let Some(slab) = &mut self.0 {
+            if slab.contains(key) {
+                slab.remove(key);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<NodeRef> {
+        self.0
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.iter().map(|(_, c)| c.clone()).collect())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+}
+
+/// Whatever holds a [`CancelNode`] in a shared allocation: a node on its own (the root, a
+/// group's scope) or a task's cell.
+pub(crate) trait NodeOwner: Send + Sync + 'static {
+    /// The node inside.
+    fn node(&self) -> &CancelNode;
+}
+
+impl NodeOwner for CancelNode {
+    fn node(&self) -> &CancelNode {
+        self
+    }
+}
+
+/// An owning reference to a [`CancelNode`]: keeps the allocation holding it (a task's cell, or
+/// the node alone) alive. Derefs to the node.
+#[derive(Clone)]
+pub(crate) struct NodeRef(Arc<dyn NodeOwner>);
+
+impl std::ops::Deref for NodeRef {
+    type Target = CancelNode;
+
+    #[inline]
+    fn deref(&self) -> &CancelNode {
+        self.0.node()
+    }
+}
+
+/// A node as a running task's context holds it: borrowed, with a way to take an owning
+/// reference when one is needed (registering with the parent, creating a child). A task's
+/// cell is its own source, so running a task moves no reference count until it blocks or
+/// spawns.
+pub(crate) trait NodeSource {
+    /// The node.
+    fn cancel_node(&self) -> &CancelNode;
+    /// An owning reference to the node.
+    fn node_ref(&self) -> NodeRef;
+}
+
+impl NodeSource for NodeRef {
+    fn cancel_node(&self) -> &CancelNode {
+        self
+    }
+
+    fn node_ref(&self) -> NodeRef {
+        self.clone()
+    }
+}
+
+impl dyn NodeSource + '_ {
+    /// [`CancelNode::check_pending`] for this node.
+    #[inline]
+    pub(crate) fn check_pending(&self) -> bool {
+        self.cancel_node().check_pending(|| self.node_ref())
+    }
+}
+
+impl std::ops::Deref for dyn NodeSource + '_ {
+    type Target = CancelNode;
+
+    #[inline]
+    fn deref(&self) -> &CancelNode {
+        self.cancel_node()
+    }
+}
+
+impl NodeRef {
+    /// A node with no parent: the root task of a `run`.
+    pub(crate) fn root() -> NodeRef {
+        NodeRef(Arc::new(CancelNode::new(None)))
+    }
+
+    /// A reference to the node inside `owner`.
+    pub(crate) fn new(owner: Arc<dyn NodeOwner>) -> NodeRef {
+        NodeRef(owner)
+    }
+
+    /// [`CancelNode::ensure_registered`] for this node.
+    #[cfg(test)]
+    pub(crate) fn ensure_registered(&self) -> bool {
+        (**self).ensure_registered(|| self.clone())
+    }
+
+    /// [`CancelNode::check_pending`] for this node.
+    #[cfg(all(test, loom))]
+    pub(crate) fn check_pending(&self) -> bool {
+        (**self).check_pending(|| self.clone())
+    }
 }
 
 impl CancelNode {
-    /// A node with no parent: the root task of a `run`.
-    pub(crate) fn root() -> Arc<CancelNode> {
-        Arc::new(Self::new(None))
-    }
-
-    fn new(parent: Option<Arc<CancelNode>>) -> CancelNode {
+    fn new(parent: Option<NodeRef>) -> CancelNode {
         CancelNode {
             flags: AtomicU32::new(0),
             shield: AtomicU32::new(0),
             waker: OnceLock::new(),
-            children: Mutex::new(Slab::new()),
+            children: Mutex::new(Children(None)),
             parent,
             key: AtomicUsize::new(UNREGISTERED),
+            has_children: AtomicBool::new(false),
         }
     }
 
-    /// Creates a child of `parent`: canceled whenever an ancestor is (pull), registered with the
-    /// parent only when its task first blocks (see [`ensure_registered`](Self::ensure_registered)).
-    pub(crate) fn child(parent: &Arc<CancelNode>) -> Arc<CancelNode> {
-        Arc::new(Self::new(Some(parent.clone())))
+    /// A child of `parent`, to be embedded in its task's cell: canceled whenever an ancestor is
+    /// (pull), registered with the parent only when its task first blocks (see
+    /// [`ensure_registered`](Self::ensure_registered)).
+    pub(crate) fn child_of(parent: NodeRef) -> CancelNode {
+        if !parent.has_children.load(Ordering::Relaxed) {
+            parent.has_children.store(true, Ordering::Release);
+        }
+        CancelNode::new(Some(parent))
+    }
+
+    /// A child of `parent` on its own (a group's scope).
+    pub(crate) fn child(parent: &NodeRef) -> NodeRef {
+        NodeRef(Arc::new(CancelNode::child_of(parent.clone())))
     }
 
     /// Makes this node reachable from every ancestor's `cancel()`, so that a task about to block
     /// is woken by the cancellation of any ancestor. Returns whether the node is canceled, as
-    /// seen *after* the registration: a caller that gets `true` must not block.
+    /// seen *after* the registration: a caller that gets `true` must not block. `me` makes an
+    /// owning reference to this node, for the parent's `children`.
     ///
     /// Idempotent; cheap once registered (one load per ancestor level).
-    pub(crate) fn ensure_registered(self: &Arc<Self>) -> bool {
+    pub(crate) fn ensure_registered(&self, me: impl FnOnce() -> NodeRef) -> bool {
         if self.parent.is_none() || self.key.load(Ordering::SeqCst) != UNREGISTERED {
             return self.is_canceled();
         }
-        let mut node = self.clone();
+        let mut node = me();
         while let Some(parent) = node.parent.clone() {
             {
                 let mut children = lock(&parent.children);
@@ -131,10 +278,7 @@ impl CancelNode {
         if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
         }
-        let children: Vec<Arc<CancelNode>> = lock(&self.children)
-            .iter()
-            .map(|(_, c)| c.clone())
-            .collect();
+        let children = lock(&self.children).snapshot();
         for child in children {
             child.cancel();
         }
@@ -160,19 +304,26 @@ impl CancelNode {
         self.is_canceled() && self.shield.load(Ordering::Relaxed) == 0
     }
 
-    /// A cancellation point's check: registers the node (a task reaching a cancellation point
-    /// may block next, and must then be reachable by its ancestors' `cancel`), then reports
-    /// [`is_pending`](Self::is_pending). Every blocking wait passes a cancellation point after
-    /// announcing itself and before it sleeps, so the registration always precedes the last
-    /// look at the flags.
+    /// A cancellation point's check: registers the running task's waker and the node (a task
+    /// reaching a cancellation point may block next, and must then be wakeable by `cancel` and
+    /// reachable by its ancestors' `cancel`), then reports [`is_pending`](Self::is_pending).
+    /// Every blocking wait passes a cancellation point after announcing itself and before it
+    /// sleeps, so both registrations always precede the last look at the flags.
+    ///
+    /// The waker is registered here, lazily, rather than when the task starts: a task that
+    /// never reaches a cancellation point (most short tasks) never clones or stores a waker.
     #[inline]
-    pub(crate) fn check_pending(self: &Arc<Self>) -> bool {
-        self.ensure_registered();
+    pub(crate) fn check_pending(&self, me: impl FnOnce() -> NodeRef) -> bool {
+        self.set_waker(crate::park::current_waker);
+        self.ensure_registered(me);
         self.is_pending()
     }
 
     /// Registers how to wake the owning task. The first registration wins: a task runs on one
-    /// thread (or fiber) for its whole life, so it never needs another.
+    /// thread (or fiber) for its whole life, so it never needs another. Called by the task
+    /// itself, at its first cancellation point at the latest (see
+    /// [`check_pending`](Self::check_pending)).
+    #[inline]
     pub(crate) fn set_waker(&self, waker: impl FnOnce() -> Waker) {
         if self.waker.get().is_none() {
             let _ = self.waker.set(waker());
@@ -192,18 +343,27 @@ impl CancelNode {
 
     /// Removes this node from its parent once its task has finished, so a long-lived parent does
     /// not accumulate finished children.
+    ///
+    /// Called by the node's owner when it finishes, after every child it created was created.
     pub(crate) fn detach_from_parent(&self) {
         let Some(parent) = &self.parent else { return };
-        self.flags.fetch_or(FINISHED, Ordering::SeqCst);
-        fence(Ordering::SeqCst); // store-buffering pair with `ensure_registered`
-                                 // Most nodes were never registered (their task never blocked): no lock. A registration
-                                 // racing this one sees FINISHED and backs out (see `ensure_registered`).
+        if self.has_children.load(Ordering::Acquire) {
+            // A descendant may be registering this node right now (`ensure_registered` inserts
+            // unregistered ancestors too). Store-buffering pair with it: we set FINISHED, then
+            // look at the key; it inserts, then looks for FINISHED. With both `SeqCst`, either
+            // we see its key and remove it below, or it sees FINISHED and backs out.
+            self.flags.fetch_or(FINISHED, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+        }
+        // Without children nobody but the owner (this thread, earlier) ever wrote `key`, so the
+        // common case, a task that never blocked, costs one load: no read-modify-write, no
+        // fence, no lock.
         if self.key.load(Ordering::SeqCst) == UNREGISTERED {
             return;
         }
         let mut children = lock(&parent.children);
         let key = self.key.swap(UNREGISTERED, Ordering::SeqCst);
-        if key != UNREGISTERED && children.contains(key) {
+        if key != UNREGISTERED {
             children.remove(key);
         }
     }
@@ -226,7 +386,7 @@ mod tests {
 
     #[test]
     fn cancel_propagates_to_descendants_and_new_children() {
-        let root = CancelNode::root();
+        let root = NodeRef::root();
         let a = CancelNode::child(&root);
         let b = CancelNode::child(&a);
         assert!(!b.is_canceled());
@@ -241,7 +401,7 @@ mod tests {
 
     #[test]
     fn shield_holds_back_delivery() {
-        let n = CancelNode::root();
+        let n = NodeRef::root();
         n.shield_enter();
         n.cancel();
         assert!(n.is_canceled() && !n.is_pending());
@@ -251,7 +411,7 @@ mod tests {
 
     #[test]
     fn finished_children_are_removed() {
-        let root = CancelNode::root();
+        let root = NodeRef::root();
         let kids: Vec<_> = (0..10).map(|_| CancelNode::child(&root)).collect();
         assert_eq!(
             root.child_count(),
@@ -270,7 +430,7 @@ mod tests {
 
     #[test]
     fn registration_reaches_through_unregistered_ancestors() {
-        let root = CancelNode::root();
+        let root = NodeRef::root();
         let child = CancelNode::child(&root);
         let grandchild = CancelNode::child(&child);
         assert!(!grandchild.ensure_registered());
@@ -292,7 +452,7 @@ mod tests {
     #[test]
     fn concurrent_child_creation_never_escapes_cancel() {
         for _ in 0..200 {
-            let root = CancelNode::root();
+            let root = NodeRef::root();
             let r2 = root.clone();
             let t = std::thread::spawn(move || {
                 (0..50).map(|_| CancelNode::child(&r2)).collect::<Vec<_>>()
@@ -322,7 +482,7 @@ mod loom_models {
     #[test]
     fn cancel_reaches_a_lazily_registered_grandchild() {
         model(|| {
-            let root = CancelNode::root();
+            let root = NodeRef::root();
             let sibling = CancelNode::child(&root);
             sibling.ensure_registered();
             let blocked = {
@@ -351,7 +511,7 @@ mod loom_models {
     #[test]
     fn a_finished_node_never_stays_registered() {
         model(|| {
-            let root = CancelNode::root();
+            let root = NodeRef::root();
             let child = CancelNode::child(&root);
             let grandchild = CancelNode::child(&child);
             let registrar = thread::spawn(move || {
@@ -380,7 +540,7 @@ mod loom_models {
             }
         }
         model(|| {
-            let node = CancelNode::root();
+            let node = NodeRef::root();
             let (woken, counter) = counting_waker();
             let task = {
                 let node = node.clone();
@@ -416,7 +576,7 @@ mod loom_models {
     #[test]
     fn shield_defers_a_concurrent_cancel() {
         model(|| {
-            let node = CancelNode::root();
+            let node = NodeRef::root();
             node.shield_enter();
             let canceler = {
                 let node = node.clone();

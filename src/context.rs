@@ -8,23 +8,24 @@
 use std::cell::Cell;
 use std::io;
 use std::ptr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cancel::CancelNode;
+use crate::cancel::{NodeRef, NodeSource};
 use crate::error::{canceled, timed_out};
 use crate::Io;
 
-/// What a running task carries besides its closure.
-pub(crate) struct TaskContext {
-    pub(crate) io: Io,
-    pub(crate) cancel: Arc<CancelNode>,
+/// What a running task carries besides its closure. It borrows the task's `Io` and node from
+/// wherever they live (the task's cell, `run`'s frame), so entering a task costs no
+/// reference-count traffic.
+pub(crate) struct TaskContext<'a> {
+    pub(crate) io: &'a Io,
+    pub(crate) cancel: &'a dyn NodeSource,
     /// The task's own deadline (set by timeouts); each blocking operation stops waiting at it.
     pub(crate) deadline: Cell<Option<Instant>>,
 }
 
-impl TaskContext {
-    pub(crate) fn new(io: Io, cancel: Arc<CancelNode>) -> TaskContext {
+impl<'a> TaskContext<'a> {
+    pub(crate) fn new(io: &'a Io, cancel: &'a dyn NodeSource) -> TaskContext<'a> {
         TaskContext {
             io,
             cancel,
@@ -36,17 +37,20 @@ impl TaskContext {
 thread_local! {
     /// Points at the `TaskContext` of the running task, or is null outside any task. The pointee
     /// lives on the stack of the frame that installed it (see [`enter`]), which outlives the guard.
-    static CURRENT: Cell<*const TaskContext> = const { Cell::new(ptr::null()) };
+    static CURRENT: Cell<*const TaskContext<'static>> = const { Cell::new(ptr::null()) };
 }
 
 /// Restores the previous context when dropped.
 pub(crate) struct EnterGuard {
-    prev: *const TaskContext,
+    prev: *const TaskContext<'static>,
 }
 
-/// Makes `ctx` the current context until the returned guard drops.
-pub(crate) fn enter(ctx: &TaskContext) -> EnterGuard {
-    let prev = CURRENT.with(|c| c.replace(ctx));
+/// Makes `ctx` the current context until the returned guard drops. The lifetime is erased in
+/// the thread-local; readers only ever see it re-borrowed for the duration of a [`with`] call,
+/// while the frame holding `ctx` (and the guard) is still active.
+pub(crate) fn enter(ctx: &TaskContext<'_>) -> EnterGuard {
+    let ptr: *const TaskContext<'static> = (ctx as *const TaskContext<'_>).cast();
+    let prev = CURRENT.with(|c| c.replace(ptr));
     EnterGuard { prev }
 }
 
@@ -58,13 +62,13 @@ impl Drop for EnterGuard {
 
 /// Replaces the current context pointer, returning the previous one. A fiber uses this to
 /// take its task context with it when it suspends and to reinstall it when it resumes.
-pub(crate) fn swap_current(ctx: *const TaskContext) -> *const TaskContext {
+pub(crate) fn swap_current(ctx: *const TaskContext<'static>) -> *const TaskContext<'static> {
     CURRENT.with(|c| c.replace(ctx))
 }
 
 /// Runs `f` with the current context, if any.
 #[inline]
-pub(crate) fn with<R>(f: impl FnOnce(Option<&TaskContext>) -> R) -> R {
+pub(crate) fn with<R>(f: impl FnOnce(Option<&TaskContext<'_>>) -> R) -> R {
     CURRENT.with(|c| {
         let p = c.get();
         // SAFETY: a non-null pointer was installed by `enter` from a reference whose frame is
@@ -75,8 +79,14 @@ pub(crate) fn with<R>(f: impl FnOnce(Option<&TaskContext>) -> R) -> R {
 }
 
 /// The cancellation node of the running task.
-pub(crate) fn current_cancel() -> Option<Arc<CancelNode>> {
-    with(|c| c.map(|c| c.cancel.clone()))
+pub(crate) fn current_cancel() -> Option<NodeRef> {
+    with(|c| c.map(|c| c.cancel.node_ref()))
+}
+
+/// Runs `f` with the running task's cancellation node borrowed, or `None` outside any task.
+#[inline]
+pub(crate) fn with_cancel<R>(f: impl FnOnce(Option<&dyn NodeSource>) -> R) -> R {
+    with(|c| f(c.map(|c| c.cancel)))
 }
 
 /// A cancellation point: `Err(Canceled)` if the running task must stop, `Err(TimedOut)` if its

@@ -11,17 +11,18 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cancel::CancelNode;
+use crate::cancel::{NodeRef, NodeSource};
 use crate::context::{self, TaskContext};
 use crate::error::{canceled, ConcurrencyUnavailable};
 use crate::model::blocking;
 use crate::model::green::{self, Backend, GreenConfig};
 use crate::model::threaded::{self, ThreadedConfig};
+use crate::task::live::{LiveTasks, ShardId};
 use crate::task::{Runnable, Task, TaskCell};
 
 /// Which execution model runs the tasks of a [`run`](crate::run).
@@ -104,8 +105,14 @@ pub trait Runtime: Send + Sync + 'static {
 }
 
 /// State every model shares: live-task accounting for shutdown, panics of detached tasks.
+///
+/// Live tasks are counted per worker thread ([`LiveTasks`]): each worker owns a shard, found
+/// through a thread-local, and no cache line is written by every worker for every task. The
+/// last finisher notifies the waiter when it sees `shutting_down`; without a fence on the
+/// finisher's side the two can miss each other, so the waiter also re-checks every
+/// [`SHUTDOWN_RECHECK`].
 pub(crate) struct RunState {
-    live: AtomicUsize,
+    live: LiveTasks,
     shutting_down: AtomicBool,
     idle: Mutex<()>,
     all_done: Condvar,
@@ -115,10 +122,30 @@ pub(crate) struct RunState {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
+thread_local! {
+    /// The `RunState` whose live-task shard this thread owns, and the shard's index (see
+    /// [`RunState::own_shard`]).
+    static SHARD: std::cell::Cell<(*const RunState, usize)> =
+        const { std::cell::Cell::new((std::ptr::null(), 0)) };
+}
+
+/// Gives the calling thread's shard back when dropped (see [`RunState::own_shard`]).
+pub(crate) struct ShardGuard((*const RunState, usize));
+
+impl Drop for ShardGuard {
+    fn drop(&mut self) {
+        SHARD.with(|s| s.set(self.0));
+    }
+}
+
+/// How often a shutdown waiting for tasks re-checks the counts on its own (see [`RunState`]).
+pub(crate) const SHUTDOWN_RECHECK: Duration = Duration::from_millis(1);
+
 impl RunState {
-    fn new() -> RunState {
+    /// State for a model with `workers` threads that own a live-task shard each.
+    fn new(workers: usize) -> RunState {
         RunState {
-            live: AtomicUsize::new(0),
+            live: LiveTasks::new(workers),
             shutting_down: AtomicBool::new(false),
             idle: Mutex::new(()),
             all_done: Condvar::new(),
@@ -127,19 +154,36 @@ impl RunState {
         }
     }
 
-    /// Tasks spawned and not yet finished.
-    pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
+    /// Makes the calling thread the owner of live-task shard `index` (a worker's index) until
+    /// the guard drops. Each index must be owned by one thread at a time.
+    pub(crate) fn own_shard(&self, index: usize) -> ShardGuard {
+        assert!(index < self.live.workers(), "worker {index} has no shard");
+        ShardGuard(SHARD.with(|s| s.replace((self as *const RunState, index))))
+    }
+
+    /// Where the calling thread counts.
+    #[inline]
+    fn shard(&self) -> ShardId {
+        let (state, index) = SHARD.with(|s| s.get());
+        if std::ptr::eq(state, self) {
+            ShardId::Owned(index)
+        } else {
+            ShardId::Shared
+        }
+    }
+
+    /// Whether every task started so far has finished.
+    pub(crate) fn all_finished(&self) -> bool {
+        self.live.all_finished()
     }
 
     pub(crate) fn task_started(&self) {
-        self.live.fetch_add(1, Ordering::SeqCst);
+        self.live.started(self.shard());
     }
 
     pub(crate) fn task_finished(&self) {
-        if self.live.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.shutting_down.load(Ordering::SeqCst)
-        {
+        self.live.finished(self.shard());
+        if self.shutting_down.load(Ordering::Relaxed) && self.all_finished() {
             let _guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             self.all_done.notify_all();
             if let Some(notify) = self.on_all_done.get() {
@@ -149,7 +193,8 @@ impl RunState {
     }
 
     /// Enters shutdown with `notify` to call when the last task finishes. The caller re-checks
-    /// [`live`](Self::live) after setting this up and after each wake-up.
+    /// [`all_finished`](Self::all_finished) after setting this up, after each wake-up and at
+    /// least every [`SHUTDOWN_RECHECK`].
     pub(crate) fn begin_shutdown(&self, notify: impl Fn() + Send + Sync + 'static) {
         let _ = self.on_all_done.set(Box::new(notify));
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -166,10 +211,10 @@ impl RunState {
     fn wait_all_done(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         let mut guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while self.live.load(Ordering::SeqCst) > 0 {
+        while !self.all_finished() {
             guard = self
                 .all_done
-                .wait_timeout(guard, Duration::from_millis(50))
+                .wait_timeout(guard, SHUTDOWN_RECHECK)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -187,7 +232,7 @@ pub(crate) struct IoInner {
     pub(crate) model: ModelImpl,
     pub(crate) state: Arc<RunState>,
     /// The cancellation node of the root task; parent of tasks spawned from outside any task.
-    pub(crate) root: Arc<CancelNode>,
+    pub(crate) root: NodeRef,
 }
 
 /// The handle colorblind code receives: every blocking operation and every task goes through it.
@@ -279,6 +324,12 @@ impl Builder {
     /// thread the model started has exited, and then a panic of `f` or of a detached task is
     /// re-raised here.
     pub fn run<T>(self, f: impl FnOnce(&Io) -> T) -> T {
+        // Worker threads that own a live-task shard (see `RunState`).
+        let workers = match &self.model {
+            Model::Threaded => self.threaded.workers.max(1),
+            Model::Green => self.green.workers.max(1),
+            Model::Blocking | Model::Custom(_) => 0,
+        };
         let model = match self.model {
             Model::Blocking => ModelImpl::Blocking,
             Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
@@ -291,8 +342,8 @@ impl Builder {
         let io = Io {
             inner: Arc::new(IoInner {
                 model,
-                state: Arc::new(RunState::new()),
-                root: CancelNode::root(),
+                state: Arc::new(RunState::new(workers)),
+                root: NodeRef::root(),
             }),
         };
         if let ModelImpl::Threaded(pool) = &io.inner.model {
@@ -304,7 +355,7 @@ impl Builder {
             green.shutdown();
             result
         } else {
-            let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
+            let ctx = TaskContext::new(&io, &io.inner.root);
             ctx.cancel.set_waker(crate::park::current_waker);
             let result = {
                 let _entered = context::enter(&ctx);
@@ -403,8 +454,12 @@ impl Io {
             // Inline in the caller's own context: no scope to look up, nothing to allocate.
             return Task::ready(panic::catch_unwind(AssertUnwindSafe(|| f(self))));
         }
-        let parent = self.current_scope();
-        self.spawn_in(&parent, f)
+        // Borrow the spawner's node instead of cloning it: the child takes the one reference
+        // it keeps. The closure breaks `#[track_caller]`, so the location is taken here.
+        let location = Location::caller();
+        context::with_cancel(|parent| {
+            self.spawn_at(parent.unwrap_or(&self.inner.root), location, f)
+        })
     }
 
     /// Starts `f` as a task guaranteed to make progress concurrently with the caller.
@@ -422,12 +477,25 @@ impl Io {
         self.concurrent_in(&parent, f)
     }
 
-    fn current_scope(&self) -> Arc<CancelNode> {
+    fn current_scope(&self) -> NodeRef {
         context::current_cancel().unwrap_or_else(|| self.inner.root.clone())
     }
 
     #[track_caller]
-    pub(crate) fn spawn_in<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> Task<T>
+    pub(crate) fn spawn_in<T, F>(&self, parent: &NodeRef, f: F) -> Task<T>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_at(parent, Location::caller(), f)
+    }
+
+    fn spawn_at<T, F>(
+        &self,
+        parent: &dyn NodeSource,
+        location: &'static Location<'static>,
+        f: F,
+    ) -> Task<T>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
@@ -435,19 +503,21 @@ impl Io {
         match &self.inner.model {
             ModelImpl::Blocking => Task::ready(blocking::run_inline(self, parent, f)),
             ModelImpl::Threaded(pool) if pool.is_open() => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 pool.spawn(runnable);
                 task
             }
             ModelImpl::Threaded(_) => Task::ready(blocking::run_inline(self, parent, f)),
             ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(parent, f);
-                green.spawn(runnable);
+                let (task, runnable) = self.new_task(parent, location, f);
+                // `spawn` may run the task inline, so telling an idle worker about it can wait
+                // (see `Green::spawn`): a spawn that is joined at once then wakes nobody.
+                green.spawn(runnable, false);
                 task
             }
             ModelImpl::Green(_) => Task::ready(blocking::run_inline(self, parent, f)),
             ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 rt.spawn(runnable);
                 task
             }
@@ -457,33 +527,34 @@ impl Io {
     #[track_caller]
     pub(crate) fn concurrent_in<T, F>(
         &self,
-        parent: &Arc<CancelNode>,
+        parent: &NodeRef,
         f: F,
     ) -> Result<Task<T>, ConcurrencyUnavailable>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
+        let location = Location::caller();
         let refuse = ConcurrencyUnavailable {
             model: self.model_name(),
         };
         let submitted = match &self.inner.model {
             ModelImpl::Blocking => return Err(refuse),
             ModelImpl::Threaded(pool) => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 (task, pool.concurrent(runnable).map_err(|_| refuse))
             }
             // A fiber runs concurrently with its spawner: a blocking wait parks the fiber and
             // frees the worker, and the task is queued where an idle worker can steal it, so
             // it progresses even while its spawner computes without blocking.
             ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(parent, f);
-                green.spawn(runnable);
+                let (task, runnable) = self.new_task(parent, location, f);
+                green.spawn(runnable, true);
                 (task, Ok(()))
             }
             ModelImpl::Green(_) => return Err(refuse),
             ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(parent, f);
+                let (task, runnable) = self.new_task(parent, location, f);
                 (task, rt.concurrent(runnable))
             }
         };
@@ -496,16 +567,37 @@ impl Io {
         }
     }
 
-    #[track_caller]
-    fn new_task<T, F>(&self, parent: &Arc<CancelNode>, f: F) -> (Task<T>, Runnable)
+    fn new_task<T, F>(
+        &self,
+        parent: &dyn NodeSource,
+        location: &'static Location<'static>,
+        f: F,
+    ) -> (Task<T>, Runnable)
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let location = std::panic::Location::caller();
-        let cell = TaskCell::new(self.clone(), CancelNode::child(parent), location, f);
+        let cell = TaskCell::new(self.clone(), parent.node_ref(), location, f);
         self.inner.state.task_started();
         (Task::shared(cell.clone()), Runnable(cell))
+    }
+
+    /// Takes the unstarted task whose cell is at `task` out of the calling worker's queue if
+    /// it was queued there last (see `Green::unqueue`), before its joiner runs it inline.
+    pub(crate) fn unqueue(&self, task: *const ()) {
+        match &self.inner.model {
+            ModelImpl::Green(green) => green.unqueue(task),
+            ModelImpl::Threaded(pool) => pool.unqueue(task),
+            ModelImpl::Blocking | ModelImpl::Custom(_) => {}
+        }
+    }
+
+    /// Sends the wake-up for an idle worker that the calling worker deferred when it queued
+    /// its last task (see `Green::spawn`), for a task that will not be joined.
+    pub(crate) fn announce_spawned(&self) {
+        if let ModelImpl::Green(green) = &self.inner.model {
+            green.announce_spawned();
+        }
     }
 
     /// Runs `f`, a call that would block its thread (a C library, `std::fs` or `std::net` used
@@ -533,15 +625,18 @@ impl Io {
         let body = move |_: &Io| f();
         let submitted = match &self.inner.model {
             ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                let (task, runnable) =
+                    self.new_task(&self.current_scope(), Location::caller(), body);
                 (task, green.blocking(runnable).map_err(|_| ()))
             }
             ModelImpl::Threaded(pool) if pool.is_open() => {
-                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                let (task, runnable) =
+                    self.new_task(&self.current_scope(), Location::caller(), body);
                 (task, pool.blocking(runnable).map_err(|_| ()))
             }
             ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(&self.current_scope(), body);
+                let (task, runnable) =
+                    self.new_task(&self.current_scope(), Location::caller(), body);
                 (task, rt.concurrent(runnable).map_err(|_| ()))
             }
             _ => return Ok(body(self)),
@@ -573,7 +668,7 @@ impl Io {
     /// do not report `Canceled`; a cancel requested meanwhile is delivered by the first
     /// cancellation point after `f` returns. Zig: `io.swapCancelProtection`.
     pub fn shielded<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Unshield(Option<Arc<CancelNode>>);
+        struct Unshield(Option<NodeRef>);
         impl Drop for Unshield {
             fn drop(&mut self) {
                 if let Some(node) = &self.0 {
@@ -630,7 +725,7 @@ impl Io {
     /// would wait past `deadline` stops there with an error of kind
     /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins.
     pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce() -> R) -> R {
-        struct Restore<'a>(Option<&'a TaskContext>, Option<Instant>);
+        struct Restore<'a>(Option<&'a TaskContext<'a>>, Option<Instant>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
                 if let Some(c) = self.0 {

@@ -8,9 +8,8 @@
 //! degraded one.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 
-use crate::cancel::CancelNode;
+use crate::cancel::NodeSource;
 use crate::context::{self, TaskContext};
 use crate::Io;
 
@@ -18,15 +17,16 @@ use crate::Io;
 /// context whose cancellation scope is `scope` (a group's), so canceling the group reaches it.
 pub(crate) fn run_inline<T>(
     io: &Io,
-    scope: &Arc<CancelNode>,
+    scope: &dyn NodeSource,
     f: impl FnOnce(&Io) -> T,
 ) -> std::thread::Result<T> {
-    let same = context::with(|c| c.is_some_and(|c| Arc::ptr_eq(&c.cancel, scope)));
+    let same = context::with(|c| {
+        c.is_some_and(|c| std::ptr::eq(c.cancel.cancel_node(), scope.cancel_node()))
+    });
     if same {
         return panic::catch_unwind(AssertUnwindSafe(|| f(io)));
     }
-    let ctx = TaskContext::new(io.clone(), scope.clone());
-    ctx.cancel.set_waker(crate::park::current_waker);
+    let ctx = TaskContext::new(io, scope);
     let _entered = context::enter(&ctx);
-    panic::catch_unwind(AssertUnwindSafe(|| f(&ctx.io)))
+    panic::catch_unwind(AssertUnwindSafe(|| f(io)))
 }

@@ -7,7 +7,8 @@
 //!
 //! - `CLAIMED`: set by whoever starts the closure, exactly once (`fetch_or`). A worker that pops a
 //!   task already claimed by its joiner skips it, which is how an unstarted task is run inline by
-//!   its joiner without being taken out of the queue.
+//!   its joiner without being taken out of the queue. (When the task is still on top of the
+//!   joiner's own deque, the joiner pops it first: see `Io::unqueue`.)
 //! - `DONE`: set (`Release`) after the result is written; readers `Acquire` it before reading.
 //! - `DETACHED`: set by [`Task::detach`](crate::Task::detach). Whichever of `DONE` and `DETACHED`
 //!   is set second disposes of the result (drops the value or reports a panic), so a detached
@@ -17,6 +18,11 @@
 //! [`Closure`]: small, runtime-free types whose atomics and cells come from [`crate::loom`], so the
 //! loom models in this file check exactly this protocol — every interleaving of claim, complete,
 //! detach and take — for data races and double disposal.
+//!
+//! The cancellation node is embedded, not boxed: the cell is a [`NodeOwner`], so a child's
+//! parent link or a parent's registration keeps the whole cell alive through a [`NodeRef`]. The
+//! running task's context borrows the node (a `CellNode`) and makes such a reference from the
+//! cell's `Arc` only when the task spawns or blocks.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe, Location};
@@ -25,7 +31,7 @@ use std::thread;
 
 use atomic_waker::AtomicWaker;
 
-use crate::cancel::CancelNode;
+use crate::cancel::{CancelNode, NodeOwner, NodeRef, NodeSource};
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, TaskName};
 use crate::loom::cell::UnsafeCell;
@@ -43,6 +49,11 @@ const DETACHED: u8 = 4;
 pub struct Runnable(pub(crate) Arc<dyn Run>);
 
 impl Runnable {
+    /// The address of the task's cell: identifies the task across its handles.
+    pub(crate) fn addr(&self) -> *const () {
+        Arc::as_ptr(&self.0) as *const ()
+    }
+
     /// Runs the task to completion on the calling thread. Does nothing if the task was already
     /// started elsewhere (for example inline by a joiner).
     pub fn run(self) {
@@ -70,8 +81,10 @@ pub(crate) trait Run: Send + Sync {
 /// The typed half a handle needs, independent of the closure type.
 pub(crate) trait Joinable<T>: Send + Sync {
     fn core(&self) -> &Core<T>;
-    /// Runs the closure here if nobody has started it. Returns whether it ran.
-    fn run_if_unclaimed(&self) -> bool;
+    /// Runs the closure here if nobody has started it. Returns whether it ran. `me` is
+    /// `Arc::as_ptr` of the handle's `Arc` (the task's own cell): the running task's context
+    /// makes owning references to its node from it.
+    fn run_if_unclaimed(&self, me: *const ()) -> bool;
     /// Discards the task if nobody has started it (its model refused it). Returns whether it did.
     fn abandon(&self) -> bool;
 }
@@ -102,6 +115,11 @@ impl<T> Lifecycle<T> {
     /// `fetch_or(DONE)`, so after `true` the result write is visible.
     pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) & DONE != 0
+    }
+
+    /// Whether someone claimed the task already (a hint: it may be claimed right after).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CLAIMED != 0
     }
 
     /// Claims the right to run the task; `Some` for exactly one caller. `AcqRel`: the winner
@@ -187,7 +205,8 @@ pub(crate) struct Core<T> {
     life: Lifecycle<T>,
     /// The joiner waiting for `DONE`.
     waiter: AtomicWaker,
-    pub(crate) cancel: Arc<CancelNode>,
+    /// The task's node in the cancellation tree, in the cell itself: no allocation of its own.
+    pub(crate) cancel: CancelNode,
     pub(crate) io: Io,
     /// Where the task was spawned: its name in diagnostics (a stack overflow report).
     pub(crate) location: &'static Location<'static>,
@@ -245,10 +264,14 @@ impl<T> Core<T> {
         }
     }
 
-    fn complete(&self, claimed: Claimed, result: thread::Result<T>) {
+    /// Publishes the result. `wake` is false when the handle's owner runs the task inline: it
+    /// is the joiner, so nobody else can be waiting (a waker left by an earlier `join_event`
+    /// poll would only be woken spuriously).
+    fn complete(&self, claimed: Claimed, result: thread::Result<T>, wake: bool) {
         match self.life.complete(claimed, result) {
             Some(result) => self.dispose(result),
-            None => self.waiter.wake(),
+            None if wake => self.waiter.wake(),
+            None => {}
         }
     }
 
@@ -272,10 +295,11 @@ where
 {
     pub(crate) fn new(
         io: Io,
-        cancel: Arc<CancelNode>,
+        parent: NodeRef,
         location: &'static Location<'static>,
         func: F,
     ) -> Arc<Self> {
+        let cancel = CancelNode::child_of(parent);
         Arc::new(TaskCell {
             core: Core {
                 life: Lifecycle::new(),
@@ -288,23 +312,30 @@ where
         })
     }
 
-    fn execute(&self, claimed: Claimed) {
+    /// Runs the closure and publishes its result; `inline` when the handle's owner runs it.
+    /// `me` is `Arc::as_ptr` of an `Arc` of this cell that the caller holds for the call.
+    fn execute(&self, claimed: Claimed, inline: bool, me: *const Self) {
         let func = self.func.take(&claimed);
         let core = &self.core;
-        let ctx = TaskContext::new(core.io.clone(), core.cancel.clone());
-        core.cancel.set_waker(park::current_waker);
+        // The context borrows the cell's `Io` and node: no reference counts move unless the
+        // task spawns or blocks. The node's waker is registered lazily, at the task's first
+        // cancellation point (see `CancelNode::check_pending`): a task that never blocks never
+        // needs waking.
+        let source = CellNode(me);
+        let ctx = TaskContext::new(&core.io, &source);
         // Name the task in a fiber stack-overflow report while it runs: it may run inline on
         // another task's fiber (its joiner's), whose name is put back afterwards.
         let outer = fiber_stack::replace_current_task_name(TaskName::spawned(core.location));
         let result = {
             let _entered = context::enter(&ctx);
-            panic::catch_unwind(AssertUnwindSafe(|| func(&ctx.io)))
+            panic::catch_unwind(AssertUnwindSafe(|| func(&core.io)))
         };
         fiber_stack::replace_current_task_name(outer);
         core.cancel.detach_from_parent();
-        let state = core.io.inner.state.clone();
-        core.complete(claimed, result);
-        state.task_finished();
+        core.complete(claimed, result, !inline);
+        // The cell is still alive here: the caller holds a reference (the runnable, or the
+        // joiner's handle when it runs the task inline).
+        core.io.inner.state.task_finished();
     }
 }
 
@@ -315,7 +346,7 @@ where
 {
     fn run(self: Arc<Self>) {
         if let Some(claimed) = self.core.life.claim() {
-            self.execute(claimed);
+            self.execute(claimed, false, Arc::as_ptr(&self));
         }
     }
 
@@ -333,9 +364,15 @@ where
         &self.core
     }
 
-    fn run_if_unclaimed(&self) -> bool {
+    fn run_if_unclaimed(&self, me: *const ()) -> bool {
+        if self.core.life.is_claimed() {
+            return false;
+        }
+        // Still queued: take it back from our own queue if it sits on top, so no worker finds
+        // a stale entry later.
+        self.core.io.unqueue(me);
         if let Some(claimed) = self.core.life.claim() {
-            self.execute(claimed);
+            self.execute(claimed, true, me as *const Self);
             true
         } else {
             false
@@ -350,6 +387,45 @@ where
         self.core.cancel.detach_from_parent();
         self.core.io.inner.state.task_finished();
         true
+    }
+}
+
+impl<F, T> NodeOwner for TaskCell<F, T>
+where
+    F: Send + 'static,
+    T: Send + 'static,
+{
+    fn node(&self) -> &CancelNode {
+        &self.core.cancel
+    }
+}
+
+/// The running task's node as its context sees it: the cell's own node, and owning references
+/// made from the cell's `Arc` on demand (a child's parent link, a registration with the
+/// parent).
+struct CellNode<F, T>(*const TaskCell<F, T>);
+
+impl<F, T> NodeSource for CellNode<F, T>
+where
+    F: Send + 'static,
+    T: Send + 'static,
+{
+    fn cancel_node(&self) -> &CancelNode {
+        // SAFETY: `self.0` comes from `Arc::as_ptr` of an `Arc` that the frame running the
+        // task (which owns this `CellNode`) holds for the whole run.
+        unsafe { &(*self.0).core.cancel }
+    }
+
+    fn node_ref(&self) -> NodeRef {
+        // SAFETY: `self.0` is `Arc::as_ptr` of a live `Arc<TaskCell<F, T>>` (possibly coerced
+        // to a trait object: same allocation, same pointer), held by the running frame, so the
+        // strong count is at least one; adding one and rebuilding an `Arc` from the pointer
+        // makes a new owning reference.
+        let cell = unsafe {
+            Arc::increment_strong_count(self.0);
+            Arc::from_raw(self.0)
+        };
+        NodeRef::new(cell)
     }
 }
 

@@ -4,7 +4,7 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::cancel::CancelNode;
+use crate::cancel::{CancelNode, NodeRef};
 use crate::error::ConcurrencyUnavailable;
 use crate::{Io, Task};
 
@@ -37,7 +37,7 @@ pub enum GroupPolicy {
 /// ```
 pub struct Group<T> {
     io: Io,
-    scope: Arc<CancelNode>,
+    scope: NodeRef,
     tasks: Vec<Task<T>>,
     /// Index of the first task that failed, or `usize::MAX`.
     first_failure: Arc<AtomicUsize>,
@@ -111,7 +111,7 @@ impl<T: Send + 'static> Group<T> {
     }
 
     /// The group's cancellation scope, for combinators that cancel the group from inside a task.
-    pub(crate) fn scope_handle(&self) -> Arc<CancelNode> {
+    pub(crate) fn scope_handle(&self) -> NodeRef {
         self.scope.clone()
     }
 

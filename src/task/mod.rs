@@ -7,6 +7,7 @@
 
 mod cell;
 mod group;
+pub(crate) mod live;
 
 use std::fmt;
 use std::io;
@@ -64,7 +65,7 @@ impl<T> Task<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(r) => Ok(unwrap_or_resume(r)),
             State::Shared(cell) => {
-                cell.run_if_unclaimed();
+                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 let core = cell.core();
                 if core.wait_done_or_canceled() {
                     Ok(unwrap_or_resume(core.take()))
@@ -114,7 +115,7 @@ impl<T> Task<T> {
             State::Shared(cell) => {
                 let core = cell.core();
                 core.cancel.cancel();
-                cell.run_if_unclaimed();
+                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 core.wait_done();
                 unwrap_or_resume(core.take())
             }
@@ -185,7 +186,12 @@ impl<T> Task<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(Err(payload)) => crate::io::record_detached_panic(payload),
             State::Ready(Ok(_)) | State::Consumed => {}
-            State::Shared(cell) => cell.core().detach(),
+            State::Shared(cell) => {
+                let core = cell.core();
+                // Nobody will join it, so nobody will run it inline: any worker may have it.
+                core.io.announce_spawned();
+                core.detach();
+            }
         }
     }
 }
@@ -198,7 +204,7 @@ impl<T> Drop for Task<T> {
             State::Shared(cell) => {
                 let core = cell.core();
                 core.cancel.cancel();
-                cell.run_if_unclaimed();
+                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 core.wait_done();
                 if let Err(payload) = core.take() {
                     drop_panic(payload);

@@ -60,7 +60,8 @@ pub(crate) struct FiberHandle {
     pub(super) state: AtomicU8,
     /// Index of the owning worker.
     pub(super) worker: usize,
-    /// Slot of the fiber in the owner's fiber table.
+    /// Slot of the fiber in the owner's fiber table. Changes only while the handle is unshared
+    /// (recycled by its worker for a new fiber, see `WorkerLocal::fiber_handle`).
     pub(super) key: usize,
     pub(super) shared: Arc<Shared>,
 }

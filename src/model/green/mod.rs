@@ -35,6 +35,7 @@ use rustix::event::{eventfd, EventfdFlags};
 
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, TaskName};
+use crate::io::RunState;
 use crate::park::Interest;
 use crate::task::Runnable;
 use crate::Io;
@@ -225,21 +226,51 @@ impl Green {
     }
 
     /// Queues an unstarted task: on the caller's own deque when it is one of our workers.
-    pub(crate) fn spawn(&self, task: Runnable) {
+    ///
+    /// An idle worker is woken to take it, except that on a worker, unless `eager`, the wake-up
+    /// for the most recently queued task is held back until the spawning fiber spawns again or
+    /// gives its worker back (see `WorkerLocal::push_task`): a task spawned and joined at once
+    /// then runs inline on its joiner without waking anybody. `concurrent` passes `eager`,
+    /// since its task must progress even while its spawner computes.
+    pub(crate) fn spawn(&self, task: Runnable, eager: bool) {
         let here = with_worker(|w| match w {
-            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => {
-                w.push_task(task);
-                Ok(w.index)
-            }
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => Ok(w.push_task(task, eager)),
             _ => Err(task),
         });
         match here {
-            Ok(index) => self.shared.wake_one_idle(Some(index)),
+            Ok(Some(index)) => self.shared.wake_one_idle(Some(index)),
+            Ok(None) => {}
             Err(task) => {
                 self.shared.injector.push(task);
                 self.shared.wake_one_idle(None);
             }
         }
+    }
+
+    /// Sends the calling worker's deferred wake-up now, if it has one: the task it is for will
+    /// not be joined (it was detached), so it must not wait for its spawner to suspend, which a
+    /// spawner blocked in a call outside zsync would not do.
+    pub(crate) fn announce_spawned(&self) {
+        with_worker(|w| {
+            if let Some(w) = w {
+                if Arc::ptr_eq(&w.shared, &self.shared) {
+                    w.flush_deferred_wake();
+                }
+            }
+        });
+    }
+
+    /// Takes `task` back out of the calling worker's deque if it is the task this worker queued
+    /// last and nobody took it meanwhile, so that its joiner runs it inline without leaving a
+    /// stale entry behind (which another worker would steal only to find it claimed).
+    pub(crate) fn unqueue(&self, task: *const ()) {
+        with_worker(|w| {
+            if let Some(w) = w {
+                if Arc::ptr_eq(&w.shared, &self.shared) {
+                    w.unqueue(task);
+                }
+            }
+        });
     }
 
     /// Runs `task` on a helper thread (for [`Io::blocking`](crate::Io::blocking)).
@@ -248,7 +279,7 @@ impl Green {
     }
 
     /// Starts workers `1..n` on threads of their own; worker 0 is the caller of `run`.
-    fn start_threads(&self) -> io::Result<Vec<Worker<Runnable>>> {
+    fn start_threads(&self, state: &Arc<RunState>) -> io::Result<Vec<Worker<Runnable>>> {
         let mut locals =
             std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
         let rest = locals.split_off(1);
@@ -256,10 +287,12 @@ impl Green {
         for (i, local) in rest.into_iter().enumerate() {
             let index = i + 1;
             let shared = self.shared.clone();
+            let state = state.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("zsync-green-{index}"))
                 .spawn(move || {
                     prepare_worker_thread(index);
+                    let _shard = state.own_shard(index);
                     let worker =
                         WorkerLocal::new(shared.clone(), index, local).unwrap_or_else(|e| {
                             panic!("zsync: cannot start Green worker {index}: {e}")
@@ -277,7 +310,7 @@ impl Green {
     pub(crate) fn run_root<T>(&self, io: &Io, f: impl FnOnce(&Io) -> T) -> std::thread::Result<T> {
         prepare_worker_thread(0);
         let mut locals = self
-            .start_threads()
+            .start_threads(&io.inner.state)
             .unwrap_or_else(|e| panic!("zsync: cannot start Green workers: {e}"));
         let worker = WorkerLocal::new(self.shared.clone(), 0, locals.remove(0))
             .unwrap_or_else(|e| panic!("zsync: cannot start Green worker 0: {e}"));
@@ -287,10 +320,10 @@ impl Green {
             let result = &mut result;
             let root_done = &root_done;
             let body = move || {
-                let ctx = TaskContext::new(io.clone(), io.inner.root.clone());
+                let ctx = TaskContext::new(io, &io.inner.root);
                 ctx.cancel.set_waker(crate::park::current_waker);
                 let _entered = context::enter(&ctx);
-                *result = Some(panic::catch_unwind(AssertUnwindSafe(|| f(&ctx.io))));
+                *result = Some(panic::catch_unwind(AssertUnwindSafe(|| f(io))));
                 root_done.set(true);
             };
             // A nested runtime inside another task: keep the outer task's context aside.
@@ -305,7 +338,11 @@ impl Green {
             // finished.
             drop(unsafe { worker.start(stack, ROOT_TASK_NAME, body) });
             let shutting_down = Cell::new(false);
-            let state = io.inner.state.clone();
+            let state = &io.inner.state;
+            let _shard = state.own_shard(0);
+            // While tasks are left at shutdown, a timer makes sure the loop looks at the counts
+            // again even if the last finisher's notification was missed (see `RunState`).
+            let recheck_at: Cell<Option<Instant>> = Cell::new(None);
             worker.run(&|| {
                 if !root_done.get() {
                     return false;
@@ -316,7 +353,16 @@ impl Green {
                     let shared = self.shared.clone();
                     state.begin_shutdown(move || shared.remotes[0].unpark());
                 }
-                state.live() == 0
+                if state.all_finished() {
+                    return true;
+                }
+                let now = Instant::now();
+                if recheck_at.get().is_none_or(|t| now >= t) {
+                    let at = now + crate::io::SHUTDOWN_RECHECK;
+                    worker.insert_timer(at, std::task::Waker::noop().clone());
+                    recheck_at.set(Some(at));
+                }
+                false
             });
             context::swap_current(outer);
             fiber::swap_current(outer_fiber);

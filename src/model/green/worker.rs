@@ -43,6 +43,9 @@ const HOT_STACKS: usize = 1 << 17;
 const SPIN_ROUNDS: usize = 64;
 const SPIN_PAUSES: usize = 32;
 
+/// Finished fibers' handles a worker keeps for reuse.
+const SPARE_HANDLES: usize = 1024;
+
 /// Fibers resumed per loop turn before the reactor and timers get a look.
 const BATCH: usize = 128;
 
@@ -63,6 +66,13 @@ pub(super) struct WorkerLocal {
     /// when more fibers are alive than ever before on this worker.
     stacks: RefCell<StackPool>,
     local: Worker<Runnable>,
+    /// The task pushed on `local` last (its cell's address), for [`unqueue`](Self::unqueue).
+    last_pushed: Cell<*const ()>,
+    /// Whether the wake-up for the task pushed last was deferred (see `push_task`).
+    wake_deferred: Cell<bool>,
+    /// Handles of finished fibers that nothing refers to any more, reused for new fibers: a
+    /// fiber start then allocates nothing and moves no shared reference count.
+    spare_handles: RefCell<Vec<Arc<FiberHandle>>>,
     pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
 }
@@ -129,6 +139,9 @@ impl WorkerLocal {
             // runtime lives. 131072 stacks ≈ 512 MiB of touched pages at most per worker.
             stacks: RefCell::new(StackPool::new(shared.stack_size).with_max_cached(HOT_STACKS)),
             local,
+            last_pushed: Cell::new(ptr::null()),
+            wake_deferred: Cell::new(false),
+            spare_handles: RefCell::new(Vec::new()),
             index,
             shared,
         })
@@ -142,18 +155,49 @@ impl WorkerLocal {
         self.timers.borrow_mut().cancel(id);
     }
 
-    /// Pushes an unstarted task on this worker's own deque.
-    /// Queues a task spawned on this worker, where idle workers can steal it.
+    /// Queues a task spawned on this worker, where idle workers can steal it. Returns this
+    /// worker's index when the caller must wake an idle worker now.
     ///
-    /// There is deliberately no non-stealable LIFO slot (Tokio has one): it makes spawn-then-join
-    /// cheaper, but a task parked there is stuck while its worker is blocked in a call that
-    /// does not go through zsync, where here another worker picks it up.
-    pub(super) fn push_task(&self, task: Runnable) {
+    /// There is deliberately no non-stealable LIFO slot (Tokio has one): a task parked there is
+    /// stuck while its worker is blocked in a call that does not go through zsync, where here
+    /// another worker picks it up. What a LIFO slot buys for spawn-then-join is had another
+    /// way: the wake-up for the task queued last is *deferred* (unless `eager`) until the
+    /// spawning fiber spawns again or suspends (`drive` sends it then). If the spawner joins
+    /// the task first, [`unqueue`](Self::unqueue) pops it back and the wake-up is dropped:
+    /// nobody was disturbed. Meanwhile the task is in the deque, stealable by any worker that
+    /// is awake or spinning.
+    pub(super) fn push_task(&self, task: Runnable, eager: bool) -> Option<usize> {
+        self.last_pushed.set(task.addr());
         self.local.push(task);
+        let deferred = self.wake_deferred.replace(!eager);
+        (eager || deferred).then_some(self.index)
+    }
+
+    /// Pops `task` back off this worker's deque if it is the one pushed last and still on top;
+    /// its deferred wake-up is then not needed any more.
+    pub(super) fn unqueue(&self, task: *const ()) {
+        if self.last_pushed.get() != task {
+            return;
+        }
+        self.last_pushed.set(ptr::null());
+        match self.local.pop() {
+            Some(t) if t.addr() == task => self.wake_deferred.set(false),
+            Some(t) => self.local.push(t), // stolen meanwhile; the top is an older task
+            None => {}
+        }
+    }
+
+    /// Sends a wake-up that [`push_task`](Self::push_task) deferred, if any.
+    pub(super) fn flush_deferred_wake(&self) {
+        if self.wake_deferred.replace(false) {
+            self.shared.wake_one_idle(Some(self.index));
+        }
     }
 
     fn find_task(&self) -> Option<Runnable> {
         if let Some(t) = self.local.pop() {
+            // The newest task: the one whose wake-up may have been deferred.
+            self.wake_deferred.set(false);
             return Some(t);
         }
         let shared = &self.shared;
@@ -211,7 +255,7 @@ impl WorkerLocal {
     ) -> Arc<FiberHandle> {
         let check = stack.overflow_check();
         let key = self.fibers.borrow_mut().insert(None);
-        let handle = FiberHandle::new(self.shared.clone(), self.index, key);
+        let handle = self.fiber_handle(key);
         let for_fiber = handle.clone();
         let entry = move |yielder: &fiber::FiberYielder, ()| {
             let current = Current {
@@ -287,6 +331,39 @@ impl WorkerLocal {
                     .remove(key)
                     .expect("a finished fiber's slot");
                 self.stacks.borrow_mut().put(co.into_stack());
+                self.recycle_handle(handle);
+            }
+        }
+        if !self.ready.borrow().is_empty() {
+            // Busy with other fibers (a yielding one included): let an idle worker take what
+            // the fiber spawned. When nothing else is ready, this worker pops that task itself
+            // next (`find_task`).
+            self.flush_deferred_wake();
+        }
+    }
+
+    /// A handle for a new fiber in slot `key`: a recycled one when a finished fiber left its
+    /// handle unshared, else a new allocation.
+    fn fiber_handle(&self, key: usize) -> Arc<FiberHandle> {
+        match self.spare_handles.borrow_mut().pop() {
+            Some(mut handle) => {
+                let h = Arc::get_mut(&mut handle).expect("spare handles are unshared");
+                h.key = key;
+                *h.state.get_mut() = RUNNING;
+                handle
+            }
+            None => FiberHandle::new(self.shared.clone(), self.index, key),
+        }
+    }
+
+    /// Keeps a finished fiber's handle for the next fiber if nothing else refers to it. A
+    /// handle still held elsewhere (a waker left in a wait list, a timer, or the task's
+    /// cancellation node) is dropped instead: that waker must keep seeing `DONE`.
+    fn recycle_handle(&self, mut handle: Arc<FiberHandle>) {
+        if Arc::get_mut(&mut handle).is_some() {
+            let mut spare = self.spare_handles.borrow_mut();
+            if spare.len() < SPARE_HANDLES {
+                spare.push(handle);
             }
         }
     }

@@ -18,7 +18,7 @@
 
 mod sleepers;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -55,6 +55,8 @@ static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
 thread_local! {
     /// The local deque of the pool worker running on this thread, with its pool's id.
     static LOCAL: RefCell<Option<(usize, Worker<Runnable>)>> = const { RefCell::new(None) };
+    /// The task this worker pushed on its deque last (its cell's address), for `unqueue`.
+    static LAST_PUSHED: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
 }
 
 struct Shared {
@@ -92,16 +94,19 @@ impl Pool {
         }
     }
 
-    /// Starts the worker threads. `_io` keeps the signature ready for models that hand workers a
-    /// handle; tasks carry their own `Io`.
-    pub(crate) fn start(&self, _io: &Io) {
+    /// Starts the worker threads; worker `i` owns live-task shard `i` of `io`'s run state.
+    pub(crate) fn start(&self, io: &Io) {
         let locals = std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         for (index, local) in locals.into_iter().enumerate() {
             let shared = self.shared.clone();
+            let state = io.inner.state.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("zsync-worker-{index}"))
-                .spawn(move || worker_main(shared, index, local))
+                .spawn(move || {
+                    let _shard = state.own_shard(index);
+                    worker_main(shared, index, local)
+                })
                 .expect("zsync: cannot start a Threaded worker thread");
             threads.push(handle);
         }
@@ -115,6 +120,7 @@ impl Pool {
     pub(crate) fn spawn(&self, task: Runnable) {
         let task = LOCAL.with(|local| match &*local.borrow() {
             Some((id, worker)) if *id == self.shared.id => {
+                LAST_PUSHED.with(|l| l.set(task.addr()));
                 worker.push(task);
                 None
             }
@@ -124,6 +130,26 @@ impl Pool {
             self.shared.injector.push(task);
         }
         self.shared.sleepers.notify_one();
+    }
+
+    /// Takes `task` back off this worker's deque if it was pushed last and is still on top,
+    /// before its joiner runs it inline: no worker then pops a stale entry later.
+    pub(crate) fn unqueue(&self, task: *const ()) {
+        if LAST_PUSHED.with(|l| l.get()) != task {
+            return;
+        }
+        LAST_PUSHED.with(|l| l.set(std::ptr::null()));
+        LOCAL.with(|local| {
+            if let Some((id, worker)) = &*local.borrow() {
+                if *id == self.shared.id {
+                    match worker.pop() {
+                        Some(t) if t.addr() == task => {}
+                        Some(t) => worker.push(t),
+                        None => {}
+                    }
+                }
+            }
+        });
     }
 
     /// Hands a task to a thread of its own, or refuses (limit reached, pool closed, or the OS
