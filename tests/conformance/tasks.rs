@@ -318,16 +318,19 @@ fn join_is_a_cancellation_point(io: &Io) {
     if !has_concurrency(io) {
         return;
     }
-    // The outer task blocks in join on an inner task that shields itself for a while; canceling
-    // the outer one makes its join report Canceled (after waiting for the inner task, which it
-    // owns, so nothing leaks) rather than the inner task's value.
+    // The outer task blocks in join on an inner task that shields itself until released;
+    // canceling the outer one makes its join report Canceled (after waiting for the inner task,
+    // which it owns, so nothing leaks) rather than the inner task's value. The inner task is
+    // released only after the cancel request, so its result cannot be ready first, however
+    // slowly the outer task is scheduled.
+    let (release_tx, release_rx) = zsync::channel::bounded::<()>(1);
     let outer = io
-        .concurrent(|io| {
+        .concurrent(move |io| {
             let (started_tx, started) = mpsc::channel();
             let inner = io
                 .concurrent(move |io| {
                     started_tx.send(()).unwrap();
-                    io.shielded(|| io.sleep(Duration::from_millis(100)))
+                    io.shielded(|| release_rx.recv())
                 })
                 .unwrap();
             // Make sure the join really waits (an unstarted task would run inline).
@@ -337,7 +340,9 @@ fn join_is_a_cancellation_point(io: &Io) {
         .unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
     let start = Instant::now();
-    assert_canceled(outer.cancel());
+    outer.request_cancel();
+    release_tx.send(()).unwrap();
+    assert_canceled(outer.join().unwrap());
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 
