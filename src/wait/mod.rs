@@ -66,7 +66,7 @@ pub(crate) fn block_on<T>(
             return Ok(v);
         }
         let deadline = context::effective_deadline(deadline);
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(park::deadline_passed) {
             context::check()?;
             return Err(crate::error::timed_out());
         }
