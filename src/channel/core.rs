@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
-use crate::wait::{WaitQueue, WaitSlot, Wakeups};
+use crate::wait::{WaitQueue, WaitSlot};
 
 /// Capacity value of an unbounded channel.
 pub(crate) const UNBOUNDED: usize = usize::MAX;
@@ -95,11 +95,12 @@ impl<T> Chan<T> {
 
     /// Notifies the sender side after a message with `ticket` was taken: on a rendezvous channel
     /// the sender of that offer, else the oldest sender waiting for space.
-    pub(crate) fn wake_sender_after_pop(&self, st: &mut State<T>, ticket: u64) -> Wakeups {
+    #[inline]
+    pub(crate) fn wake_sender_after_pop(&self, st: &mut State<T>, ticket: u64) -> Option<Waker> {
         if self.cap == 0 {
-            st.send_q.notify_tagged(Some(ticket as usize), 1)
+            st.send_q.notify_tag(ticket as usize)
         } else {
-            st.send_q.notify_one().into()
+            st.send_q.notify_one()
         }
     }
 
@@ -165,7 +166,9 @@ impl<T> Chan<T> {
             Some((v, ticket)) => {
                 let wake = self.wake_sender_after_pop(&mut st, ticket);
                 drop(st);
-                wake.wake();
+                if let Some(w) = wake {
+                    w.wake();
+                }
                 Ok(v)
             }
             None if st.closed => Err(TryRecvError::Closed),
@@ -207,7 +210,9 @@ impl<T> crate::Event for RecvEvent<'_, T> {
             self.slot.used(&mut st.recv_q);
             let wake = self.chan.wake_sender_after_pop(&mut st, ticket);
             drop(st);
-            wake.wake();
+            if let Some(w) = wake {
+                w.wake();
+            }
             return Poll::Ready(Ok(v));
         }
         if st.closed {
@@ -225,7 +230,9 @@ impl<T> Drop for RecvEvent<'_, T> {
         if self.slot.is_registered() {
             // An unused notification goes on to the next receiver.
             let wake = self.slot.leave(&mut self.chan.lock().recv_q);
-            wake.wake();
+            if let Some(w) = wake {
+                w.wake();
+            }
         }
     }
 }
@@ -268,7 +275,9 @@ impl<'a, T> SendEvent<'a, T> {
             let wake = self.slot.leave(&mut st.send_q);
             let v = st.withdraw(t);
             drop(st);
-            wake.wake();
+            if let Some(w) = wake {
+                w.wake();
+            }
             return v;
         }
         None
@@ -358,7 +367,9 @@ impl<T> Drop for SendEvent<'_, T> {
                 };
                 (wake, withdrawn)
             };
-            wake.wake();
+            if let Some(w) = wake {
+                w.wake();
+            }
             drop(withdrawn); // outside the lock
         }
     }

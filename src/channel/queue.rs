@@ -44,7 +44,9 @@ impl<T> Drop for QueueWaiter<'_, T> {
             };
             let wake = self.slot.leave(q);
             drop(st);
-            wake.wake();
+            if let Some(w) = wake {
+                w.wake();
+            }
         }
     }
 }

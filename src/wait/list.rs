@@ -111,8 +111,10 @@ impl Waiter<'_> {
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         if self.slot.is_registered() {
-            let wakeups = self.slot.leave(&mut self.list.lock());
-            wakeups.wake();
+            let waker = self.slot.leave(&mut self.list.lock());
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
     }
 }
