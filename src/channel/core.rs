@@ -11,10 +11,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
+use crate::loom::sync::{Mutex, MutexGuard};
 use crate::wait::{WaitQueue, WaitSlot};
 
 /// Capacity value of an unbounded channel.
@@ -372,5 +372,115 @@ impl<T> Drop for SendEvent<'_, T> {
             }
             drop(withdrawn); // outside the lock
         }
+    }
+}
+
+/// Loom models of the one-lock protocol (`RUSTFLAGS="--cfg loom" cargo test --lib loom_models`):
+/// the state lock is loom's, so every interleaving of a poll with a concurrent send, receive or
+/// cancel is explored. A lost wake-up leaves the waiting thread parked forever, which loom
+/// reports as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use crate::channel::{bounded, unbounded};
+    use crate::loom::model::{counting_waker, model, thread_waker};
+    use crate::Event;
+    use ::loom::thread;
+    use std::task::Poll;
+
+    /// Poll → (register under the lock) → park never sleeps through a send.
+    #[test]
+    fn a_waiting_receiver_is_woken_by_a_concurrent_send() {
+        model(|| {
+            let (tx, rx) = bounded::<u32>(1);
+            let sender = thread::spawn(move || tx.try_send(7).unwrap());
+            let waker = thread_waker();
+            let mut ev = rx.recv_event();
+            let got = loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(v) => break v,
+                    Poll::Pending => thread::park(),
+                }
+            };
+            assert_eq!(got, Ok(7));
+            drop(ev);
+            sender.join().unwrap();
+            assert_eq!(rx.chan.lock().recv_q.registered(), 0);
+        });
+    }
+
+    /// A sender waiting for space is woken by a concurrent receive.
+    #[test]
+    fn a_waiting_sender_is_woken_by_a_concurrent_receive() {
+        model(|| {
+            let (tx, rx) = bounded::<u32>(1);
+            tx.try_send(1).unwrap();
+            let receiver = {
+                let rx = rx.clone(); // `rx` stays: the last receiver leaving would close
+                thread::spawn(move || {
+                    let waker = thread_waker();
+                    let mut ev = rx.recv_event();
+                    loop {
+                        match ev.poll_event(&waker) {
+                            Poll::Ready(v) => break v.unwrap(),
+                            Poll::Pending => thread::park(),
+                        }
+                    }
+                })
+            };
+            let waker = thread_waker();
+            let mut ev = tx.send_event(2);
+            loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(r) => break r.unwrap(),
+                    Poll::Pending => thread::park(),
+                }
+            }
+            drop(ev);
+            assert_eq!(receiver.join().unwrap(), 1);
+            assert_eq!(tx.chan.lock().send_q.registered(), 0);
+            assert_eq!(rx.try_recv(), Ok(2));
+        });
+    }
+
+    /// A receiver canceled after it was notified (its event dropped without taking the message)
+    /// hands the turn on: the other receiver still gets the message.
+    #[test]
+    fn a_canceled_receiver_passes_its_turn_on() {
+        model(|| {
+            let (tx, rx) = unbounded::<u32>();
+            let canceled = {
+                let (tx, rx) = (tx.clone(), rx.clone());
+                thread::spawn(move || {
+                    let (_, waker) = counting_waker();
+                    let mut ev = rx.recv_event();
+                    if let Poll::Ready(v) = ev.poll_event(&waker) {
+                        // It came too early to be canceled: put it back for the other receiver.
+                        drop(ev);
+                        tx.try_send(v.unwrap()).unwrap();
+                        return;
+                    }
+                    thread::yield_now();
+                    drop(ev); // canceled: never polled again
+                })
+            };
+            let sender = {
+                let tx = tx.clone();
+                thread::spawn(move || tx.try_send(3).unwrap())
+            };
+            let waker = thread_waker();
+            let mut ev = rx.recv_event();
+            let got = loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(v) => break v,
+                    Poll::Pending => thread::park(),
+                }
+            };
+            drop(ev);
+            canceled.join().unwrap();
+            sender.join().unwrap();
+            assert_eq!(got, Ok(3));
+            assert_eq!(rx.chan.lock().recv_q.registered(), 0);
+            drop(tx);
+        });
     }
 }
