@@ -256,7 +256,9 @@ impl WaitSlot {
     /// Leaves the queue, keeping any notification (the caller used its turn).
     #[inline]
     pub(crate) fn used(&mut self, q: &mut WaitQueue) {
-        self.remove(q);
+        if self.key.is_some() {
+            self.remove(q);
+        }
     }
 
     /// Leaves the queue; an unused notification goes to the next waiter of the same tag, whose
