@@ -2,6 +2,8 @@
 //! workers) vs crossbeam-channel (std threads).
 //!
 //! - `ping_pong`: one round trip between two tasks over two channels of capacity 1.
+//!   `zsync_green_1w` runs both fibers on one worker: no cross-core hand-off, so it measures the
+//!   channel, park and wake path alone.
 //! - `mpmc_4x4`: 4 producers and 4 consumers move 100 000 messages through a bounded(1024)
 //!   channel. Tokio has no MPMC channel: its 4 consumers share the `mpsc::Receiver` behind a
 //!   `tokio::sync::Mutex` (the usual workaround).
@@ -32,26 +34,32 @@ fn ping_pong(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .sample_size(20);
 
-    for (name, model) in zsync_models() {
-        zsync::Builder::new(model).worker_threads(2).run(|io| {
-            let (ping_tx, ping_rx) = zsync::channel::bounded::<u64>(1);
-            let (pong_tx, pong_rx) = zsync::channel::bounded::<u64>(1);
-            let echo = io
-                .concurrent(move |_| {
-                    for v in ping_rx.iter() {
-                        pong_tx.send(v).unwrap();
-                    }
-                })
-                .unwrap();
-            g.bench_function(name, |b| {
-                b.iter(|| {
-                    ping_tx.send(1).unwrap();
-                    pong_rx.recv().unwrap()
-                })
+    let configs = zsync_models()
+        .into_iter()
+        .map(|(name, model)| (name, model, 2))
+        .chain([("zsync_green_1w", zsync::Model::Green, 1)]);
+    for (name, model, workers) in configs {
+        zsync::Builder::new(model)
+            .worker_threads(workers)
+            .run(|io| {
+                let (ping_tx, ping_rx) = zsync::channel::bounded::<u64>(1);
+                let (pong_tx, pong_rx) = zsync::channel::bounded::<u64>(1);
+                let echo = io
+                    .concurrent(move |_| {
+                        for v in ping_rx.iter() {
+                            pong_tx.send(v).unwrap();
+                        }
+                    })
+                    .unwrap();
+                g.bench_function(name, |b| {
+                    b.iter(|| {
+                        ping_tx.send(1).unwrap();
+                        pong_rx.recv().unwrap()
+                    })
+                });
+                drop(ping_tx);
+                echo.join().unwrap();
             });
-            drop(ping_tx);
-            echo.join().unwrap();
-        });
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -699,7 +699,21 @@ impl Io {
         if duration.is_zero() {
             return context::check();
         }
-        self.sleep_until(Instant::now() + duration)
+        context::check()?;
+        // One clock reading to arm, none to find the deadline already passed (it is ahead).
+        let Some(deadline) = Instant::now().checked_add(duration) else {
+            loop {
+                crate::park::park(context::effective_deadline(None));
+                context::check()?;
+            }
+        };
+        loop {
+            crate::park::park(context::effective_deadline(Some(deadline)));
+            context::check()?;
+            if crate::park::deadline_passed(deadline) {
+                return Ok(());
+            }
+        }
     }
 
     /// Sleeps until the monotonic clock reaches `deadline`. Cancellation point.
@@ -708,14 +722,14 @@ impl Io {
     /// [`with_deadline`](Io::with_deadline)) comes first.
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
         context::check()?;
-        if Instant::now() >= deadline {
+        if crate::park::deadline_passed(deadline) {
             return Ok(());
         }
         // The task's waker (registered when it started) unparks this thread on cancel.
         loop {
             crate::park::park(context::effective_deadline(Some(deadline)));
             context::check()?;
-            if Instant::now() >= deadline {
+            if crate::park::deadline_passed(deadline) {
                 return Ok(());
             }
         }

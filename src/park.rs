@@ -26,6 +26,7 @@
 //! Regular-file I/O cannot be interrupted this way (nor with signals: the kernel sleeps
 //! uninterruptibly on disk); such operations check for cancellation before they start.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -136,6 +137,27 @@ pub(crate) fn park(deadline: Option<Instant>) {
             }
         }
     }
+}
+
+thread_local! {
+    /// The latest clock reading this thread published (a Green worker's timer check, once per
+    /// loop turn), so that a task woken by its timer need not read the clock again.
+    static CLOCK: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Publishes a reading of the monotonic clock taken on this thread, for [`deadline_passed`].
+#[inline]
+pub(crate) fn note_clock(now: Instant) {
+    CLOCK.with(|c| c.set(Some(now)));
+}
+
+/// Whether the monotonic clock has reached `deadline`. Looks at this thread's last published
+/// reading first: a reading is never ahead of the clock, so a deadline it reached has passed.
+/// Only otherwise is the clock read. A timer fires when the worker's reading reaches its
+/// deadline, so a task its timer woke answers without a clock read.
+#[inline]
+pub(crate) fn deadline_passed(deadline: Instant) -> bool {
+    CLOCK.with(|c| c.get()).is_some_and(|now| now >= deadline) || Instant::now() >= deadline
 }
 
 /// Which readiness a descriptor wait is for.

@@ -196,7 +196,7 @@ impl Event for Sleep {
     type Output = ();
 
     fn poll_event(&mut self, _waker: &Waker) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        if crate::park::deadline_passed(self.deadline) {
             Poll::Ready(())
         } else {
             Poll::Pending

@@ -1,19 +1,21 @@
-//! The shared core of every channel flavour: one lock around the buffer, two wait lists.
+//! The shared core of every channel flavour: one lock around the buffer and both wait queues.
 //!
-//! `Chan` is a `Mutex<State>` (the buffer, the closed flag, and how many waiters of each side are
-//! registered) plus two [`WaitList`]s: receivers wait in `recv_wait` for a message, senders wait
-//! in `send_wait` for space (or, on a rendezvous channel, for their offer to be taken). A waiter
-//! registers *under the state lock* after finding its condition false, and a state change notifies
-//! *after* releasing the lock, so no wake-up can be lost; a side whose registered count is zero is
-//! not notified at all, which keeps the uncontended path to one lock per operation.
+//! `Chan` is a `Mutex<State>`: the buffer, the closed flag, and two [`WaitQueue`]s — receivers
+//! wait in `recv_q` for a message, senders in `send_q` for space (or, on a rendezvous channel,
+//! for their offer to be taken). Every operation takes that one lock once: it changes the buffer,
+//! registers itself or notifies the other side's oldest waiter, and leaves. A waiter registers
+//! *under the lock* after finding its condition false, and a state change notifies under the same
+//! lock, so no wake-up can be lost; the notified waker is woken *after* the lock is released
+//! (the woken task may contend for it at once). Nothing is allocated per operation once the
+//! wait queues have grown to the number of simultaneous waiters.
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
-use crate::wait::{WaitList, Waiter};
+use crate::loom::sync::{Mutex, MutexGuard};
+use crate::wait::{WaitQueue, WaitSlot};
 
 /// Capacity value of an unbounded channel.
 pub(crate) const UNBOUNDED: usize = usize::MAX;
@@ -25,10 +27,10 @@ pub(crate) struct State<T> {
     tickets: VecDeque<u64>,
     next_ticket: u64,
     pub(crate) closed: bool,
-    /// Receivers currently registered in `recv_wait`.
-    pub(crate) recv_registered: usize,
-    /// Senders currently registered in `send_wait`.
-    pub(crate) send_registered: usize,
+    /// Receivers waiting for a message.
+    pub(crate) recv_q: WaitQueue,
+    /// Senders waiting for space (rendezvous: for their offer to be taken, tagged by ticket).
+    pub(crate) send_q: WaitQueue,
 }
 
 impl<T> State<T> {
@@ -61,8 +63,6 @@ impl<T> State<T> {
 /// The channel proper, shared by all handles.
 pub(crate) struct Chan<T> {
     state: Mutex<State<T>>,
-    pub(crate) recv_wait: WaitList,
-    pub(crate) send_wait: WaitList,
     /// 0: rendezvous; [`UNBOUNDED`]: unbounded; else the buffer size.
     pub(crate) cap: usize,
     pub(crate) senders: AtomicUsize,
@@ -78,11 +78,9 @@ impl<T> Chan<T> {
                 tickets: VecDeque::new(),
                 next_ticket: 0,
                 closed: false,
-                recv_registered: 0,
-                send_registered: 0,
+                recv_q: WaitQueue::default(),
+                send_q: WaitQueue::default(),
             }),
-            recv_wait: WaitList::new(),
-            send_wait: WaitList::new(),
             cap,
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
@@ -95,26 +93,29 @@ impl<T> Chan<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes the sender side after a message with `ticket` was taken.
-    pub(crate) fn wake_sender_after_pop(&self, ticket: u64) {
+    /// Notifies the sender side after a message with `ticket` was taken: on a rendezvous channel
+    /// the sender of that offer, else the oldest sender waiting for space.
+    #[inline]
+    pub(crate) fn wake_sender_after_pop(&self, st: &mut State<T>, ticket: u64) -> Option<Waker> {
         if self.cap == 0 {
-            self.send_wait.notify_tagged(Some(ticket as usize), 1);
+            st.send_q.notify_tag(ticket as usize)
         } else {
-            self.send_wait.notify_one();
+            st.send_q.notify_one()
         }
     }
 
     /// Closes the channel and wakes everyone. Returns whether this call closed it.
     pub(crate) fn close(&self) -> bool {
-        let was_open = {
-            let mut st = self.lock();
-            !std::mem::replace(&mut st.closed, true)
-        };
-        if was_open {
-            self.recv_wait.notify_all();
-            self.send_wait.notify_all();
+        let mut st = self.lock();
+        if std::mem::replace(&mut st.closed, true) {
+            return false;
         }
-        was_open
+        let receivers = st.recv_q.notify_all();
+        let senders = st.send_q.notify_all();
+        drop(st);
+        receivers.wake();
+        senders.wake();
+        true
     }
 
     /// The last receiver left: close, and drop buffered messages (nobody can take them). Offers
@@ -142,7 +143,7 @@ impl<T> Chan<T> {
         }
         if self.cap == 0 {
             // Rendezvous: only hand over to a receiver that is waiting right now.
-            if st.recv_registered <= st.queue.len() {
+            if st.recv_q.registered() <= st.queue.len() {
                 return Err(TrySendError::Full(v));
             }
             st.offer(v);
@@ -151,10 +152,10 @@ impl<T> Chan<T> {
         } else {
             return Err(TrySendError::Full(v));
         }
-        let wake = st.recv_registered > 0;
+        let wake = st.recv_q.notify_one();
         drop(st);
-        if wake {
-            self.recv_wait.notify_one();
+        if let Some(w) = wake {
+            w.wake();
         }
         Ok(())
     }
@@ -163,10 +164,10 @@ impl<T> Chan<T> {
         let mut st = self.lock();
         match st.pop() {
             Some((v, ticket)) => {
-                let wake = st.send_registered > 0;
+                let wake = self.wake_sender_after_pop(&mut st, ticket);
                 drop(st);
-                if wake {
-                    self.wake_sender_after_pop(ticket);
+                if let Some(w) = wake {
+                    w.wake();
                 }
                 Ok(v)
             }
@@ -179,7 +180,8 @@ impl<T> Chan<T> {
 impl<T> Drop for Chan<T> {
     fn drop(&mut self) {
         // Every event borrows the channel, so none can be registered any more.
-        debug_assert_eq!(self.recv_wait.waiting() + self.send_wait.waiting(), 0);
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        debug_assert_eq!(st.recv_q.registered() + st.send_q.registered(), 0);
     }
 }
 
@@ -187,22 +189,14 @@ impl<T> Drop for Chan<T> {
 /// and drained. See [`Receiver::recv_event`](super::Receiver::recv_event).
 pub struct RecvEvent<'a, T> {
     chan: &'a Chan<T>,
-    waiter: Waiter<'a>,
-    registered: bool,
+    slot: WaitSlot,
 }
 
 impl<'a, T> RecvEvent<'a, T> {
     pub(crate) fn new(chan: &'a Chan<T>) -> RecvEvent<'a, T> {
         RecvEvent {
             chan,
-            waiter: chan.recv_wait.waiter(),
-            registered: false,
-        }
-    }
-
-    fn leave(&mut self, st: &mut State<T>) {
-        if std::mem::take(&mut self.registered) {
-            st.recv_registered -= 1;
+            slot: WaitSlot::default(),
         }
     }
 }
@@ -213,37 +207,33 @@ impl<T> crate::Event for RecvEvent<'_, T> {
     fn poll_event(&mut self, waker: &Waker) -> Poll<Result<T, RecvError>> {
         let mut st = self.chan.lock();
         if let Some((v, ticket)) = st.pop() {
-            let wake = st.send_registered > 0;
-            self.leave(&mut st);
+            self.slot.used(&mut st.recv_q);
+            let wake = self.chan.wake_sender_after_pop(&mut st, ticket);
             drop(st);
-            self.waiter.used();
-            if wake {
-                self.chan.wake_sender_after_pop(ticket);
+            if let Some(w) = wake {
+                w.wake();
             }
             return Poll::Ready(Ok(v));
         }
         if st.closed {
-            self.leave(&mut st);
-            drop(st);
-            self.waiter.used();
+            self.slot.used(&mut st.recv_q);
             return Poll::Ready(Err(RecvError::Closed));
         }
-        if !self.registered {
-            self.registered = true;
-            st.recv_registered += 1;
-        }
-        // Under the state lock: a sender that pushes after we unlock sees us registered.
-        self.waiter.register(waker);
+        // Under the state lock: a sender that pushes after we unlock finds us in `recv_q`.
+        self.slot.register(&mut st.recv_q, waker);
         Poll::Pending
     }
 }
 
 impl<T> Drop for RecvEvent<'_, T> {
     fn drop(&mut self) {
-        if self.registered {
-            self.chan.lock().recv_registered -= 1;
+        if self.slot.is_registered() {
+            // An unused notification goes on to the next receiver.
+            let wake = self.slot.leave(&mut self.chan.lock().recv_q);
+            if let Some(w) = wake {
+                w.wake();
+            }
         }
-        // Then `waiter` drops: an unused notification goes on to the next receiver.
     }
 }
 
@@ -258,8 +248,7 @@ impl<T> Drop for RecvEvent<'_, T> {
 pub struct SendEvent<'a, T> {
     chan: &'a Chan<T>,
     value: Option<T>,
-    waiter: Waiter<'a>,
-    registered: bool,
+    slot: WaitSlot,
     /// Rendezvous: the ticket of our offer while it is in the queue; 0 otherwise.
     ticket: u64,
 }
@@ -269,15 +258,8 @@ impl<'a, T> SendEvent<'a, T> {
         SendEvent {
             chan,
             value: Some(value),
-            waiter: chan.send_wait.waiter(),
-            registered: false,
+            slot: WaitSlot::default(),
             ticket: 0,
-        }
-    }
-
-    fn leave(&mut self, st: &mut State<T>) {
-        if std::mem::take(&mut self.registered) {
-            st.send_registered -= 1;
         }
     }
 
@@ -285,65 +267,57 @@ impl<'a, T> SendEvent<'a, T> {
     /// rendezvous channel, once a receiver took the offer).
     pub fn into_value(mut self) -> Option<T> {
         if let Some(v) = self.value.take() {
-            return Some(v);
+            return Some(v); // `drop(self)` leaves the wait queue
         }
         if self.ticket != 0 {
             let t = std::mem::take(&mut self.ticket);
             let mut st = self.chan.lock();
-            self.leave(&mut st);
-            return st.withdraw(t);
+            let wake = self.slot.leave(&mut st.send_q);
+            let v = st.withdraw(t);
+            drop(st);
+            if let Some(w) = wake {
+                w.wake();
+            }
+            return v;
         }
         None
-    }
-
-    fn done(&mut self, st: MutexGuard<'_, State<T>>) {
-        let mut st = st;
-        self.leave(&mut st);
-        drop(st);
-        self.waiter.used();
     }
 
     fn poll_rendezvous(&mut self, waker: &Waker) -> Poll<Result<(), SendError<T>>> {
         let mut st = self.chan.lock();
         if self.ticket == 0 {
-            if st.closed {
-                let v = self
-                    .value
-                    .take()
-                    .expect("SendEvent polled after completion");
-                self.done(st);
-                return Poll::Ready(Err(SendError::Closed(v)));
-            }
             let v = self
                 .value
                 .take()
                 .expect("SendEvent polled after completion");
+            if st.closed {
+                return Poll::Ready(Err(SendError::Closed(v)));
+            }
             let t = st.offer(v);
             self.ticket = t;
             // Our wake-up is personal (our offer was taken): tag it with the ticket.
-            self.waiter = self.chan.send_wait.tagged_waiter(t as usize);
-            self.registered = true;
-            st.send_registered += 1;
-            self.waiter.register(waker);
-            let wake = st.recv_registered > 0;
+            debug_assert!(!self.slot.is_registered());
+            self.slot = WaitSlot::tagged(t as usize);
+            self.slot.register(&mut st.send_q, waker);
+            let wake = st.recv_q.notify_one();
             drop(st);
-            if wake {
-                self.chan.recv_wait.notify_one();
+            if let Some(w) = wake {
+                w.wake();
             }
             return Poll::Pending;
         }
         if !st.is_offered(self.ticket) {
             self.ticket = 0;
-            self.done(st);
+            self.slot.used(&mut st.send_q);
             return Poll::Ready(Ok(()));
         }
         if st.closed {
             let v = st.withdraw(self.ticket).expect("offer is queued");
             self.ticket = 0;
-            self.done(st);
+            self.slot.used(&mut st.send_q);
             return Poll::Ready(Err(SendError::Closed(v)));
         }
-        self.waiter.register(waker);
+        self.slot.register(&mut st.send_q, waker);
         Poll::Pending
     }
 }
@@ -361,43 +335,152 @@ impl<T> crate::Event for SendEvent<'_, T> {
             .take()
             .expect("SendEvent polled after completion");
         if st.closed {
-            self.done(st);
+            self.slot.used(&mut st.send_q);
             return Poll::Ready(Err(SendError::Closed(v)));
         }
         if st.queue.len() < self.chan.cap {
             st.queue.push_back(v);
-            let wake = st.recv_registered > 0;
-            self.done(st);
-            if wake {
-                self.chan.recv_wait.notify_one();
+            self.slot.used(&mut st.send_q);
+            let wake = st.recv_q.notify_one();
+            drop(st);
+            if let Some(w) = wake {
+                w.wake();
             }
             return Poll::Ready(Ok(()));
         }
         self.value = Some(v);
-        if !self.registered {
-            self.registered = true;
-            st.send_registered += 1;
-        }
-        self.waiter.register(waker);
+        self.slot.register(&mut st.send_q, waker);
         Poll::Pending
     }
 }
 
 impl<T> Drop for SendEvent<'_, T> {
     fn drop(&mut self) {
-        if self.registered || self.ticket != 0 {
-            let withdrawn = {
+        if self.slot.is_registered() || self.ticket != 0 {
+            let (wake, withdrawn) = {
                 let mut st = self.chan.lock();
-                if std::mem::take(&mut self.registered) {
-                    st.send_registered -= 1;
-                }
-                match std::mem::take(&mut self.ticket) {
+                // An unused turn for space goes on to the next sender.
+                let wake = self.slot.leave(&mut st.send_q);
+                let withdrawn = match std::mem::take(&mut self.ticket) {
                     0 => None,
                     t => st.withdraw(t),
-                }
+                };
+                (wake, withdrawn)
             };
+            if let Some(w) = wake {
+                w.wake();
+            }
             drop(withdrawn); // outside the lock
         }
-        // Then `waiter` drops: an unused turn for space goes on to the next sender.
+    }
+}
+
+/// Loom models of the one-lock protocol (`RUSTFLAGS="--cfg loom" cargo test --lib loom_models`):
+/// the state lock is loom's, so every interleaving of a poll with a concurrent send, receive or
+/// cancel is explored. A lost wake-up leaves the waiting thread parked forever, which loom
+/// reports as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use crate::channel::{bounded, unbounded};
+    use crate::loom::model::{counting_waker, model, thread_waker};
+    use crate::Event;
+    use ::loom::thread;
+    use std::task::Poll;
+
+    /// Poll → (register under the lock) → park never sleeps through a send.
+    #[test]
+    fn a_waiting_receiver_is_woken_by_a_concurrent_send() {
+        model(|| {
+            let (tx, rx) = bounded::<u32>(1);
+            let sender = thread::spawn(move || tx.try_send(7).unwrap());
+            let waker = thread_waker();
+            let mut ev = rx.recv_event();
+            let got = loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(v) => break v,
+                    Poll::Pending => thread::park(),
+                }
+            };
+            assert_eq!(got, Ok(7));
+            drop(ev);
+            sender.join().unwrap();
+            assert_eq!(rx.chan.lock().recv_q.registered(), 0);
+        });
+    }
+
+    /// A sender waiting for space is woken by a concurrent receive.
+    #[test]
+    fn a_waiting_sender_is_woken_by_a_concurrent_receive() {
+        model(|| {
+            let (tx, rx) = bounded::<u32>(1);
+            tx.try_send(1).unwrap();
+            let receiver = {
+                let rx = rx.clone(); // `rx` stays: the last receiver leaving would close
+                thread::spawn(move || {
+                    let waker = thread_waker();
+                    let mut ev = rx.recv_event();
+                    loop {
+                        match ev.poll_event(&waker) {
+                            Poll::Ready(v) => break v.unwrap(),
+                            Poll::Pending => thread::park(),
+                        }
+                    }
+                })
+            };
+            let waker = thread_waker();
+            let mut ev = tx.send_event(2);
+            loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(r) => break r.unwrap(),
+                    Poll::Pending => thread::park(),
+                }
+            }
+            drop(ev);
+            assert_eq!(receiver.join().unwrap(), 1);
+            assert_eq!(tx.chan.lock().send_q.registered(), 0);
+            assert_eq!(rx.try_recv(), Ok(2));
+        });
+    }
+
+    /// A receiver canceled after it was notified (its event dropped without taking the message)
+    /// hands the turn on: the other receiver still gets the message.
+    #[test]
+    fn a_canceled_receiver_passes_its_turn_on() {
+        model(|| {
+            let (tx, rx) = unbounded::<u32>();
+            let canceled = {
+                let (tx, rx) = (tx.clone(), rx.clone());
+                thread::spawn(move || {
+                    let (_, waker) = counting_waker();
+                    let mut ev = rx.recv_event();
+                    if let Poll::Ready(v) = ev.poll_event(&waker) {
+                        // It came too early to be canceled: put it back for the other receiver.
+                        drop(ev);
+                        tx.try_send(v.unwrap()).unwrap();
+                        return;
+                    }
+                    thread::yield_now();
+                    drop(ev); // canceled: never polled again
+                })
+            };
+            let sender = {
+                let tx = tx.clone();
+                thread::spawn(move || tx.try_send(3).unwrap())
+            };
+            let waker = thread_waker();
+            let mut ev = rx.recv_event();
+            let got = loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(v) => break v,
+                    Poll::Pending => thread::park(),
+                }
+            };
+            drop(ev);
+            canceled.join().unwrap();
+            sender.join().unwrap();
+            assert_eq!(got, Ok(3));
+            assert_eq!(rx.chan.lock().recv_q.registered(), 0);
+            drop(tx);
+        });
     }
 }

@@ -35,18 +35,19 @@
 //!
 //! # Design
 //!
-//! One `Mutex` guards the buffer (`VecDeque<T>`), the closed flag and two counters; two
-//! `WaitList`s hold the waiting receivers (waiting for a message) and the waiting
-//! senders (waiting for space). Every wait is written once as an [`Event`]
-//! ([`RecvEvent`], [`SendEvent`]) and the blocking calls are `block_until(deadline, |w|
-//! event.poll_event(w))`: one code path for `recv`, `recv_timeout`, [`Io::wait`](crate::Io::wait)
-//! and `select`.
+//! One `Mutex` guards the buffer (`VecDeque<T>`), the closed flag and two wait queues: the
+//! waiting receivers (waiting for a message) and the waiting senders (waiting for space). Every
+//! wait is written once as an [`Event`] ([`RecvEvent`], [`SendEvent`]) and the blocking calls
+//! are `block_until(deadline, |w| event.poll_event(w))`: one code path for `recv`,
+//! `recv_timeout`, [`Io::wait`](crate::Io::wait) and `select`.
 //!
-//! A poll takes the state lock once: it takes a message (or pushes one) if it can; otherwise it
-//! registers its waker in the wait list *while still holding the lock*. The other side changes
-//! the state under the lock and notifies *after* releasing it, and only if the counter says a
-//! waiter is registered: so the uncontended path is one lock and no wake-up can be lost (a waiter
-//! registered before the change is counted and notified; one that comes later sees the change).
+//! A poll takes the state lock once: it takes a message (or pushes one) if it can, and then
+//! notifies the other side's oldest waiter, if any; otherwise it registers its waker in its own
+//! side's queue. All of that happens under the one lock, so no wake-up can be lost (a waiter
+//! registered before the change is in the queue and notified; one that comes later sees the
+//! change), and the notified waker is woken *after* the lock is released. One lock per
+//! operation, and no allocation once the queues have grown to the number of simultaneous
+//! waiters.
 //!
 //! # Lossless cancellation
 //!
@@ -56,7 +57,7 @@
 //! 1. never takes a message: only a poll that returns `Ready` pops, and `block_until` reports
 //!    `Canceled` *instead of* polling again — the message stays in the buffer;
 //! 2. does not swallow the wake-up meant for that message: dropping its waiter with an unused
-//!    notification hands the notification to the next waiting receiver (the `WaitList` rule).
+//!    notification hands the notification to the next waiting receiver (the wait-queue rule).
 //!
 //! Senders waiting for space are symmetric: a canceled `send` pushed nothing and returns its value
 //! in [`SendError::Canceled`], and a space-turn it received goes on to the next sender. On a

@@ -6,8 +6,50 @@ use std::time::Instant;
 
 use super::core::Chan;
 use super::{QueueError, QueueErrorKind, RecvError, RecvEvent, SendError, SendEvent};
-use crate::wait::block_until;
+use crate::wait::{block_until, WaitSlot, Wakeups};
 use crate::Event;
+
+/// Which of the channel's wait queues a [`QueueWaiter`] is in.
+#[derive(Clone, Copy)]
+enum Side {
+    Senders,
+    Receivers,
+}
+
+/// A `put`/`get` call's place in the channel's wait queue. Leaves it on drop (an error, or a
+/// panic in `T::clone`), passing an unused turn on; the success paths leave it under the lock.
+struct QueueWaiter<'a, T> {
+    chan: &'a Chan<T>,
+    side: Side,
+    slot: WaitSlot,
+}
+
+impl<'a, T> QueueWaiter<'a, T> {
+    fn new(chan: &'a Chan<T>, side: Side) -> QueueWaiter<'a, T> {
+        QueueWaiter {
+            chan,
+            side,
+            slot: WaitSlot::default(),
+        }
+    }
+}
+
+impl<T> Drop for QueueWaiter<'_, T> {
+    fn drop(&mut self) {
+        if self.slot.is_registered() {
+            let mut st = self.chan.lock();
+            let q = match self.side {
+                Side::Senders => &mut st.send_q,
+                Side::Receivers => &mut st.recv_q,
+            };
+            let wake = self.slot.leave(q);
+            drop(st);
+            if let Some(w) = wake {
+                w.wake();
+            }
+        }
+    }
+}
 
 /// A fixed-capacity, multi-producer multi-consumer FIFO buffer, after Zig's `std.Io.Queue`:
 /// [`put`](Queue::put) blocks until at least `min` elements were added,
@@ -135,48 +177,40 @@ impl<T> Queue<T> {
         let chan = &self.chan;
         let min = min.min(items.len());
         let mut added = 0;
-        let mut waiter = chan.send_wait.waiter();
-        let mut registered = false;
+        let mut waiter = QueueWaiter::new(chan, Side::Senders);
         let result = block_until(deadline, |w| {
             let mut st = chan.lock();
             if st.closed {
+                // Closed: everyone was woken anyway, so our turn is not passed on.
+                waiter.slot.used(&mut st.send_q);
                 return Poll::Ready(Err(QueueErrorKind::Closed));
             }
             let n = (chan.cap - st.queue.len()).min(items.len() - added);
             st.queue.extend(items[added..added + n].iter().cloned());
             added += n;
-            let wake = n > 0 && st.recv_registered > 0;
+            let wake = if n > 0 {
+                st.recv_q.notify_tagged(None, n)
+            } else {
+                Wakeups::default()
+            };
             let done = added >= min;
-            if !done {
-                if !registered {
-                    registered = true;
-                    st.send_registered += 1;
-                }
-                waiter.register(w);
+            if done {
+                waiter.slot.used(&mut st.send_q);
+            } else {
+                waiter.slot.register(&mut st.send_q, w);
             }
             drop(st);
-            if wake {
-                chan.recv_wait.notify_tagged(None, n);
-            }
+            wake.wake();
             if done {
                 Poll::Ready(Ok(()))
             } else {
                 Poll::Pending
             }
         });
-        if registered {
-            chan.lock().send_registered -= 1;
-        }
+        // On an error `waiter` drops registered and passes an unused turn on.
         match result {
-            Ok(Ok(())) => {
-                waiter.used();
-                Ok(added)
-            }
-            Ok(Err(kind)) => {
-                waiter.used(); // closed: everyone was woken anyway
-                Err(QueueError { kind, count: added })
-            }
-            // `waiter` drops below and passes an unused turn on.
+            Ok(Ok(())) => Ok(added),
+            Ok(Err(kind)) => Err(QueueError { kind, count: added }),
             Err(e) => Err(QueueError {
                 kind: kind_of(&e),
                 count: added,
@@ -237,8 +271,7 @@ impl<T> Queue<T> {
         let chan = &self.chan;
         let min = min.min(buf.len());
         let mut got = 0;
-        let mut waiter = chan.recv_wait.waiter();
-        let mut registered = false;
+        let mut waiter = QueueWaiter::new(chan, Side::Receivers);
         let result = block_until(deadline, |w| {
             let mut st = chan.lock();
             let n = st.queue.len().min(buf.len() - got);
@@ -246,37 +279,29 @@ impl<T> Queue<T> {
                 *slot = v;
             }
             got += n;
-            let wake = n > 0 && st.send_registered > 0;
+            let wake = if n > 0 {
+                st.send_q.notify_tagged(None, n)
+            } else {
+                Wakeups::default()
+            };
             let outcome = if got >= min {
+                waiter.slot.used(&mut st.recv_q);
                 Poll::Ready(Ok(()))
             } else if st.closed {
+                waiter.slot.used(&mut st.recv_q);
                 Poll::Ready(Err(QueueErrorKind::Closed))
             } else {
-                if !registered {
-                    registered = true;
-                    st.recv_registered += 1;
-                }
-                waiter.register(w);
+                waiter.slot.register(&mut st.recv_q, w);
                 Poll::Pending
             };
             drop(st);
-            if wake {
-                chan.send_wait.notify_tagged(None, n);
-            }
+            wake.wake();
             outcome
         });
-        if registered {
-            chan.lock().recv_registered -= 1;
-        }
+        // On an error `waiter` drops registered and passes an unused turn on.
         match result {
-            Ok(Ok(())) => {
-                waiter.used();
-                Ok(got)
-            }
-            Ok(Err(kind)) => {
-                waiter.used();
-                Err(QueueError { kind, count: got })
-            }
+            Ok(Ok(())) => Ok(got),
+            Ok(Err(kind)) => Err(QueueError { kind, count: got }),
             Err(e) => Err(QueueError {
                 kind: kind_of(&e),
                 count: got,

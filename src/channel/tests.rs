@@ -38,8 +38,7 @@ fn pending_recv_is_woken_by_send_and_takes_the_message() {
 fn uncontended_send_notifies_nobody() {
     let (tx, rx) = bounded(2);
     tx.send(1).unwrap();
-    assert_eq!(rx.chan.lock().recv_registered, 0);
-    assert_eq!(rx.chan.recv_wait.waiting(), 0);
+    assert_eq!(rx.chan.lock().recv_q.registered(), 0);
     assert_eq!(rx.try_recv(), Ok(1));
 }
 
@@ -59,7 +58,7 @@ fn dropped_notified_receiver_passes_the_wake_up_on() {
     assert_eq!(rx.len(), 1, "the canceled receiver took nothing");
     assert_eq!(second.poll_event(&wb), Poll::Ready(Ok(9)));
     drop(second);
-    assert_eq!(rx.chan.lock().recv_registered, 0);
+    assert_eq!(rx.chan.lock().recv_q.registered(), 0);
 }
 
 #[test]
@@ -79,7 +78,7 @@ fn dropped_notified_sender_passes_the_space_on() {
     assert_eq!(second.poll_event(&wb), Poll::Ready(Ok(())));
     drop(second);
     assert_eq!(rx.try_recv(), Ok(2));
-    assert_eq!(tx.chan.lock().send_registered, 0);
+    assert_eq!(tx.chan.lock().send_q.registered(), 0);
 }
 
 #[test]

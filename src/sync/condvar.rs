@@ -148,7 +148,7 @@ impl Condvar {
             Ok(()) => Ok((mutex.lock()?, false)),
             Err(e)
                 if e.kind() == io::ErrorKind::TimedOut
-                    && deadline.is_some_and(|d| Instant::now() >= d) =>
+                    && deadline.is_some_and(crate::park::deadline_passed) =>
             {
                 // Our own timeout. Leave the list first: a notification that raced with the
                 // timeout is passed on to the next waiter instead of being lost.

@@ -16,32 +16,18 @@
 //! into a few lists and wakes only waiters of the address it was asked for).
 //!
 //! Wakers are plain `std::task::Waker`s: a thread parker today, a fiber or a future tomorrow.
+//!
+//! The FIFO itself is a [`WaitQueue`]; this type adds the lock and a `Waiter` that leaves on drop.
 
 use crate::loom::sync::{Mutex, MutexGuard};
-use std::collections::VecDeque;
 use std::task::Waker;
 
-use slab::Slab;
+use super::queue::{WaitQueue, WaitSlot};
 
-struct Entry {
-    /// Taken (not cloned) by the notifier; put back by the next `register`.
-    waker: Option<Waker>,
-    tag: usize,
-    notified: bool,
-}
-
-#[derive(Default)]
-struct Inner {
-    entries: Slab<Entry>,
-    /// Keys of registered, not yet notified entries, oldest first. May hold stale keys of
-    /// entries already removed; they are skipped.
-    queue: VecDeque<usize>,
-}
-
-/// A FIFO of waiting tasks. Thread-safe.
+/// A FIFO of waiting tasks: a [`WaitQueue`] behind a mutex of its own. Thread-safe.
 #[derive(Default)]
 pub(crate) struct WaitList {
-    inner: Mutex<Inner>,
+    inner: Mutex<WaitQueue>,
 }
 
 impl WaitList {
@@ -49,7 +35,7 @@ impl WaitList {
         WaitList::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, WaitQueue> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -61,31 +47,15 @@ impl WaitList {
     pub(crate) fn tagged_waiter(&self, tag: usize) -> Waiter<'_> {
         Waiter {
             list: self,
-            key: None,
-            tag,
+            slot: WaitSlot::tagged(tag),
         }
     }
 
     /// Wakes the oldest waiter. Returns whether there was one.
     pub(crate) fn notify_one(&self) -> bool {
-        // The hot path of every channel send and lock release: no allocation.
-        let waker = {
-            let mut inner = self.lock();
-            let Inner { entries, queue } = &mut *inner;
-            loop {
-                let Some(key) = queue.pop_front() else {
-                    break None;
-                };
-                match entries.get_mut(key) {
-                    Some(entry) if !entry.notified => {
-                        entry.notified = true;
-                        break entry.waker.take();
-                    }
-                    _ => continue, // stale key, or already notified
-                }
-            }
-        };
-        // Wake outside the lock: the woken task may immediately contend for it.
+        // The hot path of every lock release: no allocation. Wake outside the lock: the woken
+        // task may immediately contend for it.
+        let waker = self.lock().notify_one();
         match waker {
             Some(w) => {
                 w.wake();
@@ -102,113 +72,49 @@ impl WaitList {
 
     /// Wakes up to `n` of the oldest waiters whose tag is `tag` (all tags if `None`).
     pub(crate) fn notify_tagged(&self, tag: Option<usize>, n: usize) -> usize {
-        let mut wakers = Vec::new();
-        {
-            let mut inner = self.lock();
-            let Inner { entries, queue } = &mut *inner;
-            let mut kept = VecDeque::new();
-            while wakers.len() < n {
-                let Some(key) = queue.pop_front() else { break };
-                let Some(entry) = entries.get_mut(key) else {
-                    continue;
-                };
-                if entry.notified {
-                    continue;
-                }
-                if tag.is_some_and(|t| t != entry.tag) {
-                    kept.push_back(key);
-                    continue;
-                }
-                entry.notified = true;
-                wakers.extend(entry.waker.take());
-            }
-            while let Some(key) = kept.pop_back() {
-                queue.push_front(key);
-            }
-        }
-        // Wake outside the lock: a woken thread may immediately contend for it.
-        let count = wakers.len();
-        for w in wakers {
-            w.wake();
-        }
-        count
+        let wakeups = self.lock().notify_tagged(tag, n);
+        wakeups.wake()
     }
 
     /// Number of registered waiters that were not notified yet.
     pub(crate) fn waiting(&self) -> usize {
-        self.lock()
-            .entries
-            .iter()
-            .filter(|(_, e)| !e.notified)
-            .count()
+        self.lock().waiting()
     }
 }
 
 /// One task's place in a [`WaitList`]. Deregisters on drop, passing on an unused notification.
 pub(crate) struct Waiter<'a> {
     list: &'a WaitList,
-    key: Option<usize>,
-    tag: usize,
+    slot: WaitSlot,
 }
 
 impl Waiter<'_> {
     /// Registers (or refreshes) the waker. After a notification the waiter goes to the back of
     /// the queue again. Call *before* re-checking the condition.
     pub(crate) fn register(&mut self, waker: &Waker) {
-        let mut inner = self.list.lock();
-        match self.key {
-            Some(key) if inner.entries.contains(key) => {
-                let entry = &mut inner.entries[key];
-                if !entry.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                    entry.waker = Some(waker.clone());
-                }
-                if entry.notified {
-                    entry.notified = false;
-                    inner.queue.push_back(key);
-                }
-            }
-            _ => {
-                let key = inner.entries.insert(Entry {
-                    waker: Some(waker.clone()),
-                    tag: self.tag,
-                    notified: false,
-                });
-                inner.queue.push_back(key);
-                self.key = Some(key);
-            }
-        }
+        self.slot.register(&mut self.list.lock(), waker);
     }
 
     /// Whether a notification arrived since the last registration.
     pub(crate) fn is_notified(&self) -> bool {
-        let Some(key) = self.key else { return false };
-        self.list
-            .lock()
-            .entries
-            .get(key)
-            .is_some_and(|e| e.notified)
+        self.slot.is_registered() && self.slot.is_notified(&self.list.lock())
     }
 
     /// Leaves the list, keeping any notification (the caller used its turn).
     pub(crate) fn used(&mut self) {
-        if let Some(key) = self.key.take() {
-            let mut inner = self.list.lock();
-            if inner.entries.contains(key) {
-                inner.entries.remove(key);
-            }
+        if self.slot.is_registered() {
+            self.slot.used(&mut self.list.lock());
         }
     }
 }
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        let was_notified = {
-            let mut inner = self.list.lock();
-            inner.entries.try_remove(key).is_some_and(|e| e.notified)
-        };
-        if was_notified {
-            self.list.notify_tagged(Some(self.tag), 1);
+        if self.slot.is_registered() {
+            let waker = self.slot.leave(&mut self.list.lock());
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
     }
 }

@@ -3,7 +3,9 @@
 //! Two pieces:
 //!
 //! - [`WaitList`] (in [`list`]): who is waiting for a condition, woken in FIFO order, with the
-//!   rule that a waiter leaving with an unused notification passes it on.
+//!   rule that a waiter leaving with an unused notification passes it on. Its bookkeeping is a
+//!   [`WaitQueue`] (in [`queue`]), which a type with a lock of its own (a channel) keeps under
+//!   that lock instead, so that one operation takes one lock.
 //! - [`block_until`]: blocks the running task until a poll function is ready. It is a
 //!   cancellation point and honours deadlines. On the thread models "blocks" means parking the
 //!   OS thread; a fiber model parks the fiber instead; both wake through a `std::task::Waker`, so
@@ -14,6 +16,7 @@
 //! ([`Io::futex_wait`](crate::Io::futex_wait)), built on the same two pieces.
 
 pub(crate) mod list;
+pub(crate) mod queue;
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +26,7 @@ use std::time::Instant;
 
 use crate::{context, park};
 pub(crate) use list::{WaitList, Waiter};
+pub(crate) use queue::{WaitQueue, WaitSlot, Wakeups};
 
 /// Blocks the running task until `poll` returns `Ready`. Cancellation point: checked before
 /// each poll, so a canceled task stops even when its condition keeps being ready.
@@ -62,7 +66,7 @@ pub(crate) fn block_on<T>(
             return Ok(v);
         }
         let deadline = context::effective_deadline(deadline);
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(park::deadline_passed) {
             context::check()?;
             return Err(crate::error::timed_out());
         }

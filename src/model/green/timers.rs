@@ -1,11 +1,18 @@
-//! Per-worker timers: a binary heap of deadlines over a slab of wakers.
+//! Per-worker timers: a FIFO for deadlines that arrive in order, a binary heap for the rest, and
+//! a slab of wakers.
 //!
-//! Inserting and canceling are O(log n) and O(1); canceled entries stay in the heap until they
-//! surface and are skipped (their slab slot's generation no longer matches). The worker asks for
-//! the earliest deadline to bound its reactor wait and fires everything due after each wait.
+//! Most timers a worker arms come in deadline order: every sleep or timeout of one duration
+//! armed after another of the same duration ends later. Such a timer is appended to `sorted`, a
+//! FIFO whose front is its earliest deadline: arming and firing are O(1) and touch one cache line
+//! at each end. A timer that would break the order (shorter than the last one queued) goes to
+//! `heap` instead (O(log n)). The earliest deadline is the smaller of the two fronts.
+//!
+//! Canceling is O(1): the slab slot is freed and the queued entry, whose generation no longer
+//! matches, is skipped when it surfaces. A timer that fired needs no cancel: firing frees its
+//! slot, so the cancel that follows is a slot lookup that finds another generation (or nothing).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -18,9 +25,15 @@ pub(crate) struct TimerId {
     generation: u64,
 }
 
+/// A queued timer: its deadline, then its slab slot and generation (ordered by deadline first).
+type Entry = (Instant, usize, u64);
+
 #[derive(Default)]
 pub(super) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Entries in non-decreasing deadline order.
+    sorted: VecDeque<Entry>,
+    /// Entries that arrived out of order.
+    heap: BinaryHeap<Reverse<Entry>>,
     armed: Slab<(u64, Waker)>,
     generation: u64,
 }
@@ -30,7 +43,11 @@ impl Timers {
         self.generation += 1;
         let generation = self.generation;
         let key = self.armed.insert((generation, waker));
-        self.heap.push(Reverse((deadline, key, generation)));
+        let entry = (deadline, key, generation);
+        match self.sorted.back() {
+            Some(last) if last.0 > deadline => self.heap.push(Reverse(entry)),
+            _ => self.sorted.push_back(entry),
+        }
         TimerId { key, generation }
     }
 
@@ -48,24 +65,53 @@ impl Timers {
         self.armed.get(key).is_some_and(|(g, _)| *g == generation)
     }
 
-    /// The earliest armed deadline.
-    pub(super) fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(Reverse((deadline, key, generation))) = self.heap.peek().copied() {
+    /// The earliest live entry, dropping canceled ones from both fronts. `true`: it is the
+    /// front of `sorted`; `false`: the top of `heap`.
+    fn front(&mut self) -> Option<(Entry, bool)> {
+        while let Some(&(_, key, generation)) = self.sorted.front() {
             if self.is_live(key, generation) {
-                return Some(deadline);
+                break;
+            }
+            self.sorted.pop_front();
+        }
+        while let Some(&Reverse((_, key, generation))) = self.heap.peek() {
+            if self.is_live(key, generation) {
+                break;
             }
             self.heap.pop();
         }
-        None
+        match (self.sorted.front(), self.heap.peek()) {
+            (Some(&s), Some(&Reverse(h))) if h.0 < s.0 => Some((h, false)),
+            (Some(&s), _) => Some((s, true)),
+            (None, Some(&Reverse(h))) => Some((h, false)),
+            (None, None) => None,
+        }
+    }
+
+    /// The earliest armed deadline.
+    pub(super) fn next_deadline(&mut self) -> Option<Instant> {
+        self.front().map(|(entry, _)| entry.0)
     }
 
     /// Removes every timer due at `now` and appends its waker to `due`.
     pub(super) fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) {
-        while let Some(Reverse((deadline, key, generation))) = self.heap.peek().copied() {
+        loop {
+            // The earlier of the two fronts, live or not: a canceled entry is dropped here too.
+            let (entry, in_sorted) = match (self.sorted.front(), self.heap.peek()) {
+                (Some(&s), Some(&Reverse(h))) if h.0 < s.0 => (h, false),
+                (Some(&s), _) => (s, true),
+                (None, Some(&Reverse(h))) => (h, false),
+                (None, None) => break,
+            };
+            let (deadline, key, generation) = entry;
             if deadline > now {
                 break;
             }
-            self.heap.pop();
+            if in_sorted {
+                self.sorted.pop_front();
+            } else {
+                self.heap.pop();
+            }
             if self.is_live(key, generation) {
                 due.push(self.armed.remove(key).1);
             }
@@ -111,5 +157,36 @@ mod tests {
             "the canceled timer never fires"
         );
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn in_order_and_out_of_order_deadlines_fire_together_in_order() {
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Push(Arc<std::sync::Mutex<Vec<u64>>>, u64);
+        impl Wake for Push {
+            fn wake(self: Arc<Self>) {
+                self.0.lock().unwrap().push(self.1);
+            }
+        }
+        let mut t = Timers::default();
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let mut ids = Vec::new();
+        // 10, 20, 30 arrive in order; 5, 15, 25 break it; 40 continues it.
+        for d in [10, 20, 30, 5, 15, 25, 40] {
+            ids.push(t.insert(now + ms(d), Waker::from(Arc::new(Push(order.clone(), d)))));
+        }
+        t.cancel(ids[1]); // 20, in the FIFO
+        t.cancel(ids[4]); // 15, in the heap
+        assert_eq!(t.next_deadline(), Some(now + ms(5)));
+        let mut due = Vec::new();
+        t.expire(now + ms(30), &mut due);
+        due.drain(..).for_each(Waker::wake);
+        assert_eq!(*order.lock().unwrap(), [5, 10, 25, 30]);
+        t.cancel(ids[0]); // already fired: a no-op
+        assert_eq!(t.next_deadline(), Some(now + ms(40)));
+        t.expire(now + ms(40), &mut due);
+        assert_eq!(due.len(), 1);
+        assert!(t.is_empty() && t.next_deadline().is_none());
     }
 }

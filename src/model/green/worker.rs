@@ -457,11 +457,15 @@ impl WorkerLocal {
         false
     }
 
+    /// Wakes the fibers whose timers are due. The clock reading is published (see
+    /// [`crate::park::deadline_passed`]): a sleeper woken here then needs no reading of its own.
     fn fire_timers(&self, due: &mut Vec<Waker>) {
         if self.timers.borrow().is_empty() {
             return;
         }
-        self.timers.borrow_mut().expire(Instant::now(), due);
+        let now = Instant::now();
+        crate::park::note_clock(now);
+        self.timers.borrow_mut().expire(now, due);
         for w in due.drain(..) {
             w.wake();
         }
