@@ -298,15 +298,10 @@ impl CancelNode {
         }
     }
 
-    /// Whether a cancellation point must report `Canceled` now: requested and not shielded.
-    #[inline]
-    pub(crate) fn is_pending(&self) -> bool {
-        self.is_canceled() && self.shield.load(Ordering::Relaxed) == 0
-    }
-
     /// A cancellation point's check: registers the running task's waker and the node (a task
     /// reaching a cancellation point may block next, and must then be wakeable by `cancel` and
-    /// reachable by its ancestors' `cancel`), then reports [`is_pending`](Self::is_pending).
+    /// reachable by its ancestors' `cancel`), then reports whether it must return `Canceled` now:
+    /// cancellation requested (of this node or an ancestor) and no shield up.
     /// Every blocking wait passes a cancellation point after announcing itself and before it
     /// sleeps, so both registrations always precede the last look at the flags.
     ///
@@ -315,8 +310,8 @@ impl CancelNode {
     #[inline]
     pub(crate) fn check_pending(&self, me: impl FnOnce() -> NodeRef) -> bool {
         self.set_waker(crate::park::current_waker);
-        self.ensure_registered(me);
-        self.is_pending()
+        // `ensure_registered` already walked the ancestors for the canceled flag.
+        self.ensure_registered(me) && self.shield.load(Ordering::Relaxed) == 0
     }
 
     /// Registers how to wake the owning task. The first registration wins: a task runs on one

@@ -8,7 +8,9 @@
 //!
 //! - `wait::list` — the `WaitList` mutex (registration, notification, passing an unused turn on);
 //! - `cancel` — the `CancelNode` flag word, the shield counter, the children lock;
-//! - `task::cell` — the `CLAIMED`/`DONE`/`DETACHED` state word and the closure/result cells.
+//! - `task::cell` — the `CLAIMED`/`DONE`/`DETACHED` state word and the closure/result cells;
+//! - `task::live` — the per-worker started/finished shards and the shutdown sum;
+//! - `channel::core` — the channel's state lock with its waiter queue (one lock per operation).
 //!
 //! Everything else keeps using std directly. A loom type only works inside `loom::model`, so under
 //! `cfg(loom)` the crate still compiles whole but only the routed structures may be exercised; the
