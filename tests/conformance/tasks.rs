@@ -318,31 +318,24 @@ fn join_is_a_cancellation_point(io: &Io) {
     if !has_concurrency(io) {
         return;
     }
-    // The outer task blocks in join on an inner task that shields itself until released;
-    // canceling the outer one makes its join report Canceled (after waiting for the inner task,
-    // which it owns, so nothing leaks) rather than the inner task's value. The inner task is
-    // released only after the cancel request, so its result cannot be ready first, however
-    // slowly the outer task is scheduled.
-    let (release_tx, release_rx) = zsync::channel::bounded::<()>(1);
-    let outer = io
+    // The outer task blocks in join on a task that only ends when canceled. The inner task is
+    // started by the test (not a child of the outer one, so canceling the outer task does not
+    // reach it directly) and is running before the outer task exists (an unstarted task would
+    // run inline in its joiner). Canceling the outer task makes its join cancel the inner task,
+    // wait for it (nothing leaks) and report Canceled. Deterministic however slowly either task
+    // is scheduled: the inner task cannot finish before the outer join gives up on it.
+    let (started_tx, started) = mpsc::channel();
+    let inner = io
         .concurrent(move |io| {
-            let (started_tx, started) = mpsc::channel();
-            let inner = io
-                .concurrent(move |io| {
-                    started_tx.send(()).unwrap();
-                    io.shielded(|| release_rx.recv())
-                })
-                .unwrap();
-            // Make sure the join really waits (an unstarted task would run inline).
-            started.recv().unwrap();
-            inner.join()
+            started_tx.send(()).unwrap();
+            io.sleep(Duration::from_secs(3600))
         })
         .unwrap();
+    started.recv().unwrap();
+    let outer = io.concurrent(move |_| inner.join()).unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
     let start = Instant::now();
-    outer.request_cancel();
-    release_tx.send(()).unwrap();
-    assert_canceled(outer.join().unwrap());
+    assert_canceled(outer.cancel());
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 
