@@ -183,6 +183,8 @@ pub(crate) struct Uring {
     /// Whether a standalone `TIMEOUT` is in the kernel.
     timeout_armed: Cell<bool>,
     support: &'static Support,
+    /// The wakers of one reaping, kept between turns for their allocation.
+    woken: Cell<Vec<Waker>>,
 }
 
 impl Uring {
@@ -207,6 +209,7 @@ impl Uring {
             timeout: Cell::new(Timespec::new()),
             timeout_armed: Cell::new(false),
             support,
+            woken: Cell::new(Vec::new()),
         })
     }
 
@@ -399,7 +402,9 @@ impl Uring {
     /// Reaps every completion (flushing a CQ overflow backlog) and wakes the owners, outside
     /// any borrow of the ring.
     fn reap_and_wake(&self) {
-        let mut wake: Vec<Waker> = Vec::new();
+        // The list of a previous turn, reused for its allocation. Taken out of its cell, so a
+        // waker that reentered the reactor would find an empty one rather than a borrow.
+        let mut wake = self.woken.take();
         {
             let mut ring = self.ring.borrow_mut();
             let mut ops = self.ops.borrow_mut();
@@ -429,9 +434,10 @@ impl Uring {
                 }
             }
         }
-        for w in wake {
+        for w in wake.drain(..) {
             w.wake();
         }
+        self.woken.set(wake);
     }
 
     /// Number of ops the kernel may still complete (for tests).
