@@ -182,7 +182,7 @@ fn start_http(rt: Rt, file_len: usize, tune: impl FnOnce(&mut HttpConfig)) -> Ru
 /// Waits (up to [`CLIENT_TIMEOUT`]) until `counter` reaches `n`, and returns its value: the
 /// server updates its counters when a handler returns, which may be after the client has seen
 /// the last byte.
-fn wait_for(counter: &std::sync::atomic::AtomicU64, n: u64) -> u64 {
+fn wait_for(counter: &common::server::Counter, n: u64) -> u64 {
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     while Stats::get(counter) < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));

@@ -2,36 +2,80 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zsync::net::{TcpListener, TcpStream};
 use zsync::Io;
 
-/// Counters a server keeps while it runs (relaxed atomics: statistics, not synchronisation).
+/// Counters a server keeps while it runs (statistics, not synchronisation).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
-    pub accepted: AtomicU64,
+    pub accepted: Counter,
     /// Requests answered (HTTP responses written, echo reads echoed).
-    pub requests: AtomicU64,
+    pub requests: Counter,
     /// Connections that ended with an error (peer reset, timeout, malformed input…).
-    pub conn_errors: AtomicU64,
+    pub conn_errors: Counter,
     /// Connections handled inline because the model refused a concurrent task.
-    pub inline: AtomicU64,
+    pub inline: Counter,
 }
 
 impl Stats {
     /// Adds one to `counter`.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn bump(counter: &Counter) {
+        counter.add(1);
     }
 
     /// Reads `counter`.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn get(counter: &Counter) -> u64 {
+        counter.sum()
     }
+}
+
+/// Shards of a [`Counter`]: more than the threads that bump it at once, typically.
+const SHARDS: usize = 16;
+
+/// A statistics counter bumped from every worker thread: one relaxed atomic per shard, each on a
+/// cache line of its own, and each thread bumps its own shard. A single shared atomic was 56% of
+/// the HTTP handler's own CPU at 1024 connections (`perf annotate`: the `lock inc` of the
+/// request counter, its cache line bouncing between the two workers on every response).
+#[derive(Debug, Default)]
+pub struct Counter {
+    shards: [Shard; SHARDS],
+}
+
+/// One shard, alone on its cache line (128 bytes: adjacent-line prefetch pairs lines).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(AtomicU64);
+
+impl Counter {
+    /// Adds `n` to the calling thread's shard.
+    pub fn add(&self, n: u64) {
+        self.shards[shard_of_this_thread()]
+            .0
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The total over every shard: exact once the bumps it should count have happened-before
+    /// the call (a relaxed snapshot otherwise, as for any statistics counter).
+    pub fn sum(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// This thread's shard: threads take shards in turn, the first time they bump a counter.
+fn shard_of_this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 /// What the accept loop and the handlers share: the stop switch, the counters, the log level.

@@ -10,7 +10,7 @@
 //! The worker's eventfd is registered level-triggered under [`WAKE_TOKEN`]: other threads write
 //! it to end a blocking `epoll_wait`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
@@ -52,6 +52,8 @@ pub(crate) struct Epoll {
     wake_fd: BorrowedFd<'static>,
     waiters: RefCell<HashMap<RawFd, Waiters>>,
     events: RefCell<Vec<Event>>,
+    /// The wakers of one poll, kept between turns for their allocation.
+    woken: Cell<Vec<Waker>>,
 }
 
 impl Epoll {
@@ -73,6 +75,7 @@ impl Epoll {
             wake_fd,
             waiters: RefCell::new(HashMap::new()),
             events: RefCell::new(vec![empty; 256]),
+            woken: Cell::new(Vec::new()),
         })
     }
 
@@ -132,7 +135,8 @@ impl Epoll {
             Err(rustix::io::Errno::INTR) => 0,
             Err(e) => return Err(e.into()),
         };
-        let mut wake = Vec::new();
+        // Reused between turns for its allocation (see `woken`).
+        let mut wake = self.woken.take();
         {
             let mut waiters = self.waiters.borrow_mut();
             for event in &events[..n] {
@@ -167,9 +171,10 @@ impl Epoll {
             }
         }
         drop(events);
-        for w in wake {
+        for w in wake.drain(..) {
             w.wake();
         }
+        self.woken.set(wake);
         Ok(())
     }
 }

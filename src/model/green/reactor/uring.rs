@@ -15,7 +15,8 @@
 //! Submissions are only queued in the SQ while fibers run; [`Uring::poll`] hands them all to the
 //! kernel and waits for completions in a single `io_uring_enter` (with the wait's timeout passed
 //! as `IORING_ENTER_EXT_ARG`, or as a standalone `TIMEOUT` on kernels without it). A poll with a
-//! zero timeout and nothing queued makes no syscall at all: completions are read from shared
+//! zero timeout and nothing to do (no submission queued, no completion work pending in the
+//! kernel: see [`build_ring`]) makes no syscall at all: completions are read from shared
 //! memory. If the SQ fills up mid-turn, it is submitted early; if the CQ overflowed (the kernel
 //! then keeps the extra completions aside, `IORING_SQ_CQ_OVERFLOW`), reaping continues until the
 //! kernel's backlog is flushed.
@@ -126,6 +127,46 @@ fn setup_refused(e: &io::Error) -> String {
     }
 }
 
+/// Builds a worker's ring with the cheapest completion delivery the kernel offers.
+///
+/// Without flags, the kernel runs a socket op's completion work (the retried `recv`, posting the
+/// CQE) as task work on the submitting thread *as soon as it can*: it interrupts the worker
+/// (an IPI, then the signal-delivery path on the way back to user space) even while the worker
+/// is busy running fibers. Profiled under `wrk`, that interrupt path (reschedule IPIs,
+/// `get_signal`, `io_req_task_submit` and its lock contention) took ~12% of the server's CPU.
+/// So, newest first:
+///
+/// - `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG` (Linux 6.1): completion work waits until the
+///   worker asks for completions (an `io_uring_enter` with `GETEVENTS`, i.e. [`Uring::poll`]),
+///   and runs there in one batch; no interrupts at all. Only the thread that created the ring
+///   may submit to it, which holds: a worker builds its ring on its own thread and nothing else
+///   touches it (it sits in a `RefCell`). The kernel raises `IORING_SQ_TASKRUN` in the shared
+///   SQ flags while such work is pending, so a non-blocking poll knows when an enter is needed.
+/// - `COOP_TASKRUN | TASKRUN_FLAG` (5.19): no forced interrupts; the work runs at the next
+///   syscall or when the worker polls (same flag).
+/// - no flags (older kernels).
+fn build_ring() -> io::Result<IoUring> {
+    let base = || {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(CQ_ENTRIES).setup_clamp();
+        b
+    };
+    let mut deferred = base();
+    deferred
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag();
+    if let Ok(ring) = deferred.build(SQ_ENTRIES) {
+        return Ok(ring);
+    }
+    let mut coop = base();
+    coop.setup_coop_taskrun().setup_taskrun_flag();
+    if let Ok(ring) = coop.build(SQ_ENTRIES) {
+        return Ok(ring);
+    }
+    base().build(SQ_ENTRIES)
+}
+
 /// One worker's ring.
 pub(crate) struct Uring {
     ring: RefCell<IoUring>,
@@ -142,6 +183,8 @@ pub(crate) struct Uring {
     /// Whether a standalone `TIMEOUT` is in the kernel.
     timeout_armed: Cell<bool>,
     support: &'static Support,
+    /// The wakers of one reaping, kept between turns for their allocation.
+    woken: Cell<Vec<Waker>>,
 }
 
 impl Uring {
@@ -156,10 +199,7 @@ impl Uring {
         support: &'static Support,
         ext_arg: bool,
     ) -> io::Result<Uring> {
-        let ring = IoUring::builder()
-            .setup_cqsize(CQ_ENTRIES)
-            .setup_clamp()
-            .build(SQ_ENTRIES)?;
+        let ring = build_ring()?;
         Ok(Uring {
             ring: RefCell::new(ring),
             ops: RefCell::new(InFlight::default()),
@@ -169,6 +209,7 @@ impl Uring {
             timeout: Cell::new(Timespec::new()),
             timeout_armed: Cell::new(false),
             support,
+            woken: Cell::new(Vec::new()),
         })
     }
 
@@ -303,7 +344,8 @@ impl Uring {
                 let mut ring = self.ring.borrow_mut();
                 let pending = {
                     let sq = ring.submission();
-                    !sq.is_empty() || sq.cq_overflow()
+                    // `taskrun`: completion work waits for an enter (see `build_ring`).
+                    !sq.is_empty() || sq.cq_overflow() || sq.taskrun()
                 };
                 if pending {
                     ring.submit()
@@ -360,7 +402,9 @@ impl Uring {
     /// Reaps every completion (flushing a CQ overflow backlog) and wakes the owners, outside
     /// any borrow of the ring.
     fn reap_and_wake(&self) {
-        let mut wake: Vec<Waker> = Vec::new();
+        // The list of a previous turn, reused for its allocation. Taken out of its cell, so a
+        // waker that reentered the reactor would find an empty one rather than a borrow.
+        let mut wake = self.woken.take();
         {
             let mut ring = self.ring.borrow_mut();
             let mut ops = self.ops.borrow_mut();
@@ -390,9 +434,10 @@ impl Uring {
                 }
             }
         }
-        for w in wake {
+        for w in wake.drain(..) {
             w.wake();
         }
+        self.woken.set(wake);
     }
 
     /// Number of ops the kernel may still complete (for tests).
