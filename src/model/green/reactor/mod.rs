@@ -81,6 +81,17 @@ impl Reactor {
         }
     }
 
+    /// Whether a non-blocking [`poll`](Self::poll) would wake somebody, as far as can be told
+    /// without a syscall: on io_uring, completions posted or pending in the kernel; on epoll,
+    /// always `false` (readiness is only learnt from `epoll_wait`). For an idle worker's spin:
+    /// it may stop spinning and poll as soon as this turns true.
+    pub(crate) fn has_events(&self) -> bool {
+        match self {
+            Reactor::Uring(r) => r.has_events(),
+            Reactor::Epoll(_) => false,
+        }
+    }
+
     /// The ring, if this reactor has one.
     pub(crate) fn uring(&self) -> Option<&uring::Uring> {
         match self {

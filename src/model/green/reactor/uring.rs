@@ -329,6 +329,14 @@ impl Uring {
         }
     }
 
+    /// Whether completions are waiting to be reaped, or completion work waits in the kernel
+    /// for this thread's next enter (`IORING_SQ_TASKRUN`), as far as shared memory tells: no
+    /// syscall.
+    pub(crate) fn has_events(&self) -> bool {
+        let mut ring = self.ring.borrow_mut();
+        ring.submission().taskrun() || !ring.completion().is_empty()
+    }
+
     /// Submits everything queued and waits up to `timeout` (`None`: until a completion; zero:
     /// not at all) for completions, then wakes their owners.
     pub(crate) fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
