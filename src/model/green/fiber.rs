@@ -117,7 +117,8 @@ impl Wake for FiberHandle {
 
 /// What a running fiber knows about itself; lives on the fiber's own stack.
 pub(super) struct Current {
-    pub(super) handle: Arc<FiberHandle>,
+    /// The fiber's handle, kept alive by `waker` (built from it): one reference, not two.
+    pub(super) handle: *const FiberHandle,
     /// The fiber's waker, built once: waits borrow it instead of cloning the handle each time.
     pub(super) waker: Waker,
     pub(super) yielder: *const FiberYielder,
@@ -199,8 +200,9 @@ fn suspend(current: *const Current, reason: Suspend) {
 pub(crate) fn park() {
     let current = CURRENT.with(|c| c.get());
     assert!(!current.is_null(), "zsync: fiber park outside a fiber");
-    // SAFETY: non-null, set by this fiber (see `with_current`).
-    let handle = unsafe { &(*current).handle };
+    // SAFETY: non-null, set by this fiber (see `with_current`); the handle is kept alive by
+    // the `Current`'s waker.
+    let handle = unsafe { &*(*current).handle };
     match handle
         .state
         .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
