@@ -323,8 +323,14 @@ impl CancelNode {
         if self.parent.is_none() || self.key.load(Ordering::SeqCst) != UNREGISTERED {
             return self.is_canceled();
         }
-        let mut node = me();
-        while let Some(parent) = node.parent.clone() {
+        // Walk up by reference: the only reference counts that move are those of the entries
+        // inserted. (Cloning each parent on the way moved the root's count, one cache line
+        // written by every worker for every task that blocks.) `link` is the `NodeRef`
+        // pointing at `node` when `node` is an ancestor; for this node, `me` makes one.
+        let mut me = Some(me);
+        let mut node: &CancelNode = self;
+        let mut link: Option<&NodeRef> = None;
+        while let Some(parent) = &node.parent {
             {
                 // The home was set by the node's task before it could block or spawn: before
                 // this registration, on this thread or one this thread synchronized with.
@@ -334,10 +340,14 @@ impl CancelNode {
                     // Registered, so were its ancestors (registration goes upwards from here).
                     break;
                 }
+                let entry = match link {
+                    Some(link) => link.clone(),
+                    None => me.take().expect("this node is inserted at most once")(),
+                };
                 // Insert first, then look for FINISHED: the mirror image of `detach_from_parent`
                 // (set FINISHED, then look at the key), so with both `SeqCst` at least one side
                 // sees the other and a finished node never stays in its parent.
-                let key = children.insert(node.clone());
+                let key = children.insert(entry);
                 node.key.store(key, Ordering::SeqCst);
                 fence(Ordering::SeqCst); // store-buffering pair with `detach_from_parent`
                 if node.flags.load(Ordering::SeqCst) & FINISHED != 0 {
@@ -345,6 +355,7 @@ impl CancelNode {
                     node.key.store(UNREGISTERED, Ordering::SeqCst);
                 }
             }
+            link = Some(parent);
             node = parent;
         }
         self.is_canceled()
