@@ -63,15 +63,24 @@ pub(crate) struct FiberHandle {
     /// Slot of the fiber in the owner's fiber table. Changes only while the handle is unshared
     /// (recycled by its worker for a new fiber, see `WorkerLocal::fiber_handle`).
     pub(super) key: usize,
+    /// The top of the fiber's stack, for the worker's prefetch before a resume. Changes only
+    /// while the handle is unshared, like `key`.
+    pub(super) stack_top: usize,
     pub(super) shared: Arc<Shared>,
 }
 
 impl FiberHandle {
-    pub(super) fn new(shared: Arc<Shared>, worker: usize, key: usize) -> Arc<FiberHandle> {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        worker: usize,
+        key: usize,
+        stack_top: usize,
+    ) -> Arc<FiberHandle> {
         Arc::new(FiberHandle {
             state: AtomicU8::new(RUNNING),
             worker,
             key,
+            stack_top,
             shared,
         })
     }
