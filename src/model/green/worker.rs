@@ -50,7 +50,7 @@ const SPARE_HANDLES: usize = 1024;
 const BATCH: usize = 128;
 
 /// Tasks started per loop turn, at most, while no started fiber is ready.
-const START_BATCH: usize = 32;
+const START_BATCH: usize = 128;
 
 /// A fiber: a coroutine on a stack from the worker's [`StackPool`].
 type Fiber = Coroutine<(), Suspend, (), PooledStack>;
