@@ -10,7 +10,8 @@
 //!    thread models that waker unparks the OS thread and, if the thread sits in `poll`, writes its
 //!    eventfd (see [`crate::park`]); on Green it will resume the fiber, which then cancels its
 //!    in-flight ring op.
-//! 3. It snapshots the children under the lock and cancels each, outside the lock.
+//! 3. It snapshots the children, one shard at a time under that shard's lock, and cancels each,
+//!    outside the lock.
 //!
 //! **Lazy registration.** Creating a child costs no lock: a node only points at its parent, and
 //! [`is_canceled`](CancelNode::is_canceled) walks the chain of ancestors (pull). Only a task that
@@ -38,14 +39,24 @@
 //! node that never had a child has no descendant, so only its owner ever wrote its `key`: its
 //! finish is one load.
 //!
+//! **Sharded children.** A node's registered children are split into `SHARDS` shards, each with
+//! its own lock on its own cache lines, allocated together at the first registration. A node
+//! always registers in the same shard of its parent, its *home* shard: the shard of the thread
+//! its task runs on (a Green worker's index), recorded when the task starts and before it can
+//! create a child, so every registration and the detach of one node agree on the shard without
+//! encoding it in the key. When 100k tasks spawned from one parent block on two workers, each
+//! worker then inserts into and removes from its own shard: no lock handed between cores. The
+//! protocol is the one above, per shard; `cancel` snapshots every shard.
+//!
 //! **Shield**: a task may run a critical section with cancellation held back
 //! ([`Io::shielded`](crate::Io::shielded)); the flag stays set and is delivered by the first
 //! cancellation point after the shield ends. Only the owning task changes the shield depth.
 
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 
-use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use slab::Slab;
@@ -57,6 +68,37 @@ const CANCELED: u32 = 1;
 const FINISHED: u32 = 2;
 /// `key` of a node that is not in its parent's `children`.
 const UNREGISTERED: usize = usize::MAX;
+/// Shards of a node's registered children (see the module docs). A power of two; threads beyond
+/// that many share shards.
+const SHARDS: usize = 4;
+
+thread_local! {
+    /// This thread's shard: set by a Green worker to its index, else handed out round-robin on
+    /// first use. Only a placement hint: any value is correct, distinct ones avoid contention.
+    static LOCAL_SHARD: Cell<u8> = const { Cell::new(u8::MAX) };
+}
+
+/// The shard of the calling thread (see [`set_local_shard`]).
+#[inline]
+pub(crate) fn local_shard() -> u8 {
+    LOCAL_SHARD.with(|s| {
+        let shard = s.get();
+        if shard != u8::MAX {
+            return shard;
+        }
+        // A plain std counter: a placement hint, not part of the protocol loom checks.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let shard = (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS) as u8;
+        s.set(shard);
+        shard
+    })
+}
+
+/// Makes `index` (modulo the shard count) the calling thread's shard: a Green worker calls this
+/// with its worker index, so the workers of a runtime use distinct shards.
+pub(crate) fn set_local_shard(index: usize) {
+    LOCAL_SHARD.with(|s| s.set((index % SHARDS) as u8));
+}
 
 /// A task's place in the cancellation tree. Shared between the task, its handle and its children.
 ///
@@ -71,12 +113,18 @@ pub(crate) struct CancelNode {
     /// How to wake the owning task while it waits. Set by the task at its first cancellation
     /// point (see [`check_pending`](Self::check_pending)).
     waker: OnceLock<Waker>,
-    /// Live registered children, removed when they finish.
-    children: Mutex<Children>,
-    /// The parent, and this node's key in the parent's `children` (`UNREGISTERED` until the
-    /// task first blocks). `key` is read and written only under the parent's `children` lock.
+    /// Live registered children, removed when they finish: `0` until the first registration,
+    /// then the address of a leaked `Box<Shards>`, set once and freed with the node.
+    children: AtomicUsize,
+    /// The parent, and this node's key in its home shard of the parent's `children`
+    /// (`UNREGISTERED` until the task first blocks). `key` is read and written only under that
+    /// shard's lock.
     parent: Option<NodeRef>,
     key: AtomicUsize,
+    /// The shard of the parent's `children` this node registers in: set when the node is made
+    /// and again by its task when it starts (see [`settle`](Self::settle)), always before
+    /// anything registers the node, so all its registrations and its detach use one shard.
+    home: AtomicU8,
     /// Set when a child is created. Children of a node are only ever created by code that runs
     /// before the node's owner finishes (its task, or the owner of a group's scope), so when
     /// the owner finishes the flag tells whether any descendant could be registering this node
@@ -84,33 +132,23 @@ pub(crate) struct CancelNode {
     has_children: AtomicBool,
 }
 
+/// One shard of a node's registered children, on cache lines of its own (128 bytes: the
+/// adjacent-line prefetcher pairs lines) so that two shards never share one.
+#[repr(align(128))]
+struct Shard(Mutex<Slab<NodeRef>>);
+
 /// The registered children of a node. Allocated on the first registration: most nodes (every
-/// task that never spawns a task that blocks) never have one, and the node lives in every
+/// task that never spawns a task that blocks) never have them, and the node lives in every
 /// task's cell, so it stays small.
-struct Children(Option<Box<Slab<NodeRef>>>);
+struct Shards([Shard; SHARDS]);
 
-impl Children {
-    fn insert(&mut self, child: NodeRef) -> usize {
-        self.0.get_or_insert_with(Box::default).insert(child)
+impl Shards {
+    fn new() -> Shards {
+        Shards(std::array::from_fn(|_| Shard(Mutex::new(Slab::new()))))
     }
 
-    fn remove(&mut self, key: usize) {
-        if let Some(slab) = &mut self.0 {
-            if slab.contains(key) {
-                slab.remove(key);
-            }
-        }
-    }
-
-    fn snapshot(&self) -> Vec<NodeRef> {
-        self.0
-            .as_ref()
-            .map_or_else(Vec::new, |s| s.iter().map(|(_, c)| c.clone()).collect())
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |s| s.len())
+    fn shard(&self, home: u8) -> MutexGuard<'_, Slab<NodeRef>> {
+        lock(&self.0[home as usize % SHARDS].0)
     }
 }
 
@@ -209,11 +247,55 @@ impl CancelNode {
             flags: AtomicU32::new(0),
             shield: AtomicU32::new(0),
             waker: OnceLock::new(),
-            children: Mutex::new(Children(None)),
+            children: AtomicUsize::new(0),
             parent,
             key: AtomicUsize::new(UNREGISTERED),
+            home: AtomicU8::new(local_shard()),
             has_children: AtomicBool::new(false),
         }
+    }
+
+    /// The registered children, if any node was ever registered here.
+    fn shards(&self) -> Option<&Shards> {
+        let addr = self.children.load(Ordering::Acquire);
+        // SAFETY: a non-zero value is the address of a `Box<Shards>` leaked by `shards_or_init`
+        // and freed only when this node drops; the `Acquire` load pairs with its publication.
+        (addr != 0).then(|| unsafe { &*std::ptr::with_exposed_provenance::<Shards>(addr) })
+    }
+
+    /// The registered children, allocated on first use.
+    fn shards_or_init(&self) -> &Shards {
+        if let Some(shards) = self.shards() {
+            return shards;
+        }
+        let new = Box::into_raw(Box::new(Shards::new()));
+        match self.children.compare_exchange(
+            0,
+            new.expose_provenance(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: just published; freed only when this node drops.
+            Ok(_) => unsafe { &*new },
+            Err(_) => {
+                // SAFETY: `new` lost the race and was never shared.
+                drop(unsafe { Box::from_raw(new) });
+                self.shards().expect("published by the winner")
+            }
+        }
+    }
+
+    /// Records the calling thread's shard as this node's home: called by a task when it starts,
+    /// before it can block or create a child (so before anything registers the node).
+    #[inline]
+    pub(crate) fn settle(&self) {
+        self.home.store(local_shard(), Ordering::Relaxed);
+    }
+
+    /// Sets this node's home shard explicitly (loom models: their threads share one OS thread).
+    #[cfg(all(test, loom))]
+    fn set_home(&self, shard: u8) {
+        self.home.store(shard, Ordering::Relaxed);
     }
 
     /// A child of `parent`, to be embedded in its task's cell: canceled whenever an ancestor is
@@ -241,18 +323,31 @@ impl CancelNode {
         if self.parent.is_none() || self.key.load(Ordering::SeqCst) != UNREGISTERED {
             return self.is_canceled();
         }
-        let mut node = me();
-        while let Some(parent) = node.parent.clone() {
+        // Walk up by reference: the only reference counts that move are those of the entries
+        // inserted. (Cloning each parent on the way moved the root's count, one cache line
+        // written by every worker for every task that blocks.) `link` is the `NodeRef`
+        // pointing at `node` when `node` is an ancestor; for this node, `me` makes one.
+        let mut me = Some(me);
+        let mut node: &CancelNode = self;
+        let mut link: Option<&NodeRef> = None;
+        while let Some(parent) = &node.parent {
             {
-                let mut children = lock(&parent.children);
+                // The home was set by the node's task before it could block or spawn: before
+                // this registration, on this thread or one this thread synchronized with.
+                let home = node.home.load(Ordering::Relaxed);
+                let mut children = parent.shards_or_init().shard(home);
                 if node.key.load(Ordering::Relaxed) != UNREGISTERED {
                     // Registered, so were its ancestors (registration goes upwards from here).
                     break;
                 }
+                let entry = match link {
+                    Some(link) => link.clone(),
+                    None => me.take().expect("this node is inserted at most once")(),
+                };
                 // Insert first, then look for FINISHED: the mirror image of `detach_from_parent`
                 // (set FINISHED, then look at the key), so with both `SeqCst` at least one side
                 // sees the other and a finished node never stays in its parent.
-                let key = children.insert(node.clone());
+                let key = children.insert(entry);
                 node.key.store(key, Ordering::SeqCst);
                 fence(Ordering::SeqCst); // store-buffering pair with `detach_from_parent`
                 if node.flags.load(Ordering::SeqCst) & FINISHED != 0 {
@@ -260,6 +355,7 @@ impl CancelNode {
                     node.key.store(UNREGISTERED, Ordering::SeqCst);
                 }
             }
+            link = Some(parent);
             node = parent;
         }
         self.is_canceled()
@@ -278,9 +374,14 @@ impl CancelNode {
         if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
         }
-        let children = lock(&self.children).snapshot();
-        for child in children {
-            child.cancel();
+        // The fence above also orders the flag before this load: a registration this misses
+        // (the shards not yet published) sees the flag after its own fence.
+        let Some(shards) = self.shards() else { return };
+        for shard in &shards.0 {
+            let children: Vec<NodeRef> = lock(&shard.0).iter().map(|(_, c)| c.clone()).collect();
+            for child in children {
+                child.cancel();
+            }
         }
     }
 
@@ -363,16 +464,38 @@ impl CancelNode {
         if self.key.load(Ordering::SeqCst) == UNREGISTERED {
             return;
         }
-        let mut children = lock(&parent.children);
+        let shards = parent
+            .shards()
+            .expect("a registered node's parent has children");
+        let mut children = shards.shard(self.home.load(Ordering::Relaxed));
         let key = self.key.swap(UNREGISTERED, Ordering::SeqCst);
         if key != UNREGISTERED {
-            children.remove(key);
+            children.try_remove(key);
         }
+    }
+
+    /// Whether a cancellation point would return `Canceled` now (canceled, no shield up),
+    /// without registering anything: what the tests and models check.
+    #[cfg(test)]
+    fn is_pending(&self) -> bool {
+        self.is_canceled() && self.shield.load(Ordering::Relaxed) == 0
     }
 
     #[cfg(test)]
     fn child_count(&self) -> usize {
-        lock(&self.children).len()
+        self.shards()
+            .map_or(0, |s| s.0.iter().map(|shard| lock(&shard.0).len()).sum())
+    }
+}
+
+impl Drop for CancelNode {
+    fn drop(&mut self) {
+        // (A load rather than `get_mut`: loom's atomics have no `get_mut`.)
+        let addr = self.children.load(Ordering::Acquire);
+        if addr != 0 {
+            // SAFETY: published by `shards_or_init` from a `Box`, freed only here.
+            drop(unsafe { Box::from_raw(std::ptr::with_exposed_provenance_mut::<Shards>(addr)) });
+        }
     }
 }
 
@@ -506,6 +629,40 @@ mod loom_models {
             root.cancel();
             blocked.join().unwrap();
             finisher.join().unwrap();
+        });
+    }
+
+    /// Two children of one parent, at home in different shards, register (they are about to
+    /// block) while the parent is canceled: each is woken or sees the cancellation before it
+    /// parks. Fails if `cancel` snapshots only some shards, or if a registration's shard is
+    /// not the one its detach or the snapshot looks in.
+    #[test]
+    fn cancel_reaches_children_in_every_shard() {
+        model(|| {
+            let parent = NodeRef::root();
+            let blocked: Vec<_> = (0..2u8)
+                .map(|shard| {
+                    let parent = parent.clone();
+                    thread::spawn(move || {
+                        let child = CancelNode::child(&parent);
+                        child.set_home(shard);
+                        child.set_waker(thread_waker);
+                        while !child.check_pending() {
+                            thread::park();
+                        }
+                        child.detach_from_parent();
+                    })
+                })
+                .collect();
+            parent.cancel();
+            for b in blocked {
+                b.join().unwrap();
+            }
+            assert_eq!(
+                parent.child_count(),
+                0,
+                "a detached child stayed registered"
+            );
         });
     }
 

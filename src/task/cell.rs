@@ -321,6 +321,9 @@ where
         // task spawns or blocks. The node's waker is registered lazily, at the task's first
         // cancellation point (see `CancelNode::check_pending`): a task that never blocks never
         // needs waking.
+        // Register in the parent's children shard of the thread the task runs on (see
+        // `crate::cancel`): set before the task can block or spawn.
+        core.cancel.settle();
         let source = CellNode(me);
         let ctx = TaskContext::new(&core.io, &source);
         // Name the task in a fiber stack-overflow report while it runs: it may run inline on

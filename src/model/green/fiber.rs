@@ -63,15 +63,24 @@ pub(crate) struct FiberHandle {
     /// Slot of the fiber in the owner's fiber table. Changes only while the handle is unshared
     /// (recycled by its worker for a new fiber, see `WorkerLocal::fiber_handle`).
     pub(super) key: usize,
+    /// The top of the fiber's stack, for the worker's prefetch before a resume. Changes only
+    /// while the handle is unshared, like `key`.
+    pub(super) stack_top: usize,
     pub(super) shared: Arc<Shared>,
 }
 
 impl FiberHandle {
-    pub(super) fn new(shared: Arc<Shared>, worker: usize, key: usize) -> Arc<FiberHandle> {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        worker: usize,
+        key: usize,
+        stack_top: usize,
+    ) -> Arc<FiberHandle> {
         Arc::new(FiberHandle {
             state: AtomicU8::new(RUNNING),
             worker,
             key,
+            stack_top,
             shared,
         })
     }
@@ -117,7 +126,8 @@ impl Wake for FiberHandle {
 
 /// What a running fiber knows about itself; lives on the fiber's own stack.
 pub(super) struct Current {
-    pub(super) handle: Arc<FiberHandle>,
+    /// The fiber's handle, kept alive by `waker` (built from it): one reference, not two.
+    pub(super) handle: *const FiberHandle,
     /// The fiber's waker, built once: waits borrow it instead of cloning the handle each time.
     pub(super) waker: Waker,
     pub(super) yielder: *const FiberYielder,
@@ -199,8 +209,9 @@ fn suspend(current: *const Current, reason: Suspend) {
 pub(crate) fn park() {
     let current = CURRENT.with(|c| c.get());
     assert!(!current.is_null(), "zsync: fiber park outside a fiber");
-    // SAFETY: non-null, set by this fiber (see `with_current`).
-    let handle = unsafe { &(*current).handle };
+    // SAFETY: non-null, set by this fiber (see `with_current`); the handle is kept alive by
+    // the `Current`'s waker.
+    let handle = unsafe { &*(*current).handle };
     match handle
         .state
         .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)

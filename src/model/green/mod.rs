@@ -336,7 +336,7 @@ impl Green {
             // SAFETY: `body` borrows `io`, `f`, `result` and `root_done`, all of which outlive the
             // loop below, and the loop returns only once every fiber (the root's included) has
             // finished.
-            drop(unsafe { worker.start(stack, ROOT_TASK_NAME, body) });
+            unsafe { worker.start(stack, ROOT_TASK_NAME, body) };
             let shutting_down = Cell::new(false);
             let state = &io.inner.state;
             let _shard = state.own_shard(0);
