@@ -429,13 +429,6 @@ impl CancelNode {
         }
     }
 
-    /// Whether a cancellation point would report `Canceled` now (requested, no shield), without
-    /// registering anything.
-    #[cfg(test)]
-    fn is_pending(&self) -> bool {
-        self.is_canceled() && self.shield.load(Ordering::Relaxed) == 0
-    }
-
     pub(crate) fn shield_enter(&self) {
         self.shield.fetch_add(1, Ordering::Relaxed);
     }
