@@ -324,22 +324,30 @@ fn main() {
         }
         let rargs = ["--workers", &w, "--mode", mode];
         peers.push(peer(TOKIO, kind, release.join("tokio-http"), &rargs));
-        if kind == Kind::Http {
-            peers.push(peer("may", kind, release.join("may-http"), &rargs));
-            if let Some(go) = &go_bin {
-                let mut p = peer("go net/http", kind, go.clone(), &["--workers", &w]);
-                p.env.push(("GOMAXPROCS".into(), w.clone()));
-                peers.push(p);
-            }
-            if let Some(node) = &node {
-                let script = root.join("bench/peers/node/server.js");
-                peers.push(peer(
-                    "node http",
-                    kind,
-                    node.clone(),
-                    &[script.to_str().unwrap()],
-                ));
-            }
+        peers.push(peer("may", kind, release.join("may-http"), &rargs));
+        // Go and Node: `net/http` and `http` for HTTP, their plain TCP servers for echo.
+        let (go_name, node_name) = match kind {
+            Kind::Http => ("go net/http", "node http"),
+            Kind::Echo => ("go net", "node net"),
+        };
+        if let Some(go) = &go_bin {
+            let mut p = peer(
+                go_name,
+                kind,
+                go.clone(),
+                &["--workers", &w, "--mode", mode],
+            );
+            p.env.push(("GOMAXPROCS".into(), w.clone()));
+            peers.push(p);
+        }
+        if let Some(node) = &node {
+            let script = root.join("bench/peers/node/server.js");
+            peers.push(peer(
+                node_name,
+                kind,
+                node.clone(),
+                &[script.to_str().unwrap(), "--mode", mode],
+            ));
         }
         peers.push(peer(CEILING, kind, release.join("uring-ceiling"), &rargs));
     }
@@ -901,8 +909,8 @@ mod chart {
             "zsync blocking" => RGBColor(227, 119, 194),
             "tokio" => RGBColor(31, 119, 180),
             "may" => RGBColor(44, 160, 44),
-            "go net/http" => RGBColor(23, 190, 207),
-            "node http" => RGBColor(148, 103, 189),
+            "go net/http" | "go net" => RGBColor(23, 190, 207),
+            "node http" | "node net" => RGBColor(148, 103, 189),
             "ceiling io_uring" => RGBColor(0, 0, 0),
             _ => return (Palette99::pick(i).to_rgba(), 2),
         };
