@@ -613,23 +613,28 @@ fn build_go(root: &Path, target: &Path, skipped: &mut Vec<Skipped>) -> Option<Pa
         );
         return None;
     };
-    let out = target.join("release/go-http");
-    let status = Command::new(go)
-        .current_dir(root.join("bench/peers/go"))
+    let built = go_build(&go, root, target, "go", "go-http");
+    if built.is_none() {
+        skip(skipped, "go net/http", "go build failed");
+    }
+    built
+}
+
+/// Builds the Go program in `bench/peers/<package>` into `target/release/<binary>`, offline
+/// and with the local toolchain; `None` if the build fails.
+fn go_build(go: &Path, root: &Path, target: &Path, package: &str, binary: &str) -> Option<PathBuf> {
+    let out = target.join("release").join(binary);
+    Command::new(go)
+        .current_dir(root.join("bench/peers").join(package))
         .env("GOCACHE", target.join("go-cache"))
         .env("GOFLAGS", "-mod=mod")
         .env("GOTOOLCHAIN", "local")
         .args(["build", "-o"])
         .arg(&out)
         .arg(".")
-        .status();
-    match status {
-        Ok(s) if s.success() => Some(out),
-        _ => {
-            skip(skipped, "go net/http", "go build failed");
-            None
-        }
-    }
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(out)
 }
 
 struct Server {

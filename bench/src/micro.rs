@@ -154,12 +154,15 @@ pub fn prepare(
     .into_iter()
     .map(|(column, child)| (column, Source::GreenBench(green.clone(), child)))
     .collect();
-    match go.map(|go| build_go_micro(root, target, go)) {
-        Some(Ok(bin)) => runtimes.push((
+    match go.map(|go| super::go_build(go, root, target, "go-micro", "go-micro")) {
+        Some(Some(bin)) => runtimes.push((
             "go",
             Source::Program(bin, vec![("GOMAXPROCS".into(), "2".into())]),
         )),
-        Some(Err(e)) => skip("go micro-benchmarks", &e),
+        Some(None) => skip(
+            "go micro-benchmarks",
+            "go build of bench/peers/go-micro failed",
+        ),
         None => skip("go micro-benchmarks", "go not installed"),
     }
     match node {
@@ -272,26 +275,6 @@ fn build_green_bench(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, St
         .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "green")
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| "cargo did not report the green bench executable".into())
-}
-
-fn build_go_micro(root: &Path, target: &Path, go: &Path) -> Result<PathBuf, String> {
-    let out = target.join("release/go-micro");
-    let ok = Command::new(go)
-        .current_dir(root.join("bench/peers/go-micro"))
-        .env("GOCACHE", target.join("go-cache"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(".")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        Ok(out)
-    } else {
-        Err("go build of bench/peers/go-micro failed".into())
-    }
 }
 
 fn run_child(source: &Source, bench: &str, warm: usize) -> Result<MicroFigures, String> {

@@ -1,9 +1,7 @@
 //! `openat(2)`: open a file by path, relative to the working directory.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use io_uring::{opcode, squeue, types::Fd};
@@ -21,14 +19,9 @@ pub(crate) fn on_ring() -> bool {
 /// kernel has begun runs to completion (a descriptor it returns is never leaked: the completion
 /// is always taken, and a successful one is returned even if the task was canceled meanwhile).
 pub(crate) fn openat(path: &Path, flags: i32, mode: u32) -> Option<io::Result<OwnedFd>> {
-    let path = match CString::new(path.as_os_str().as_bytes()) {
+    let path = match super::path::c_path(path) {
         Ok(p) => p,
-        Err(_) => {
-            return Some(Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "file name contained an unexpected NUL byte",
-            )))
-        }
+        Err(e) => return Some(Err(e)),
     };
     let ptr = path.as_ptr();
     // `ASYNC`: the kernel's first, inline attempt at an open adds `O_NONBLOCK`, which changes

@@ -18,7 +18,7 @@ use crate::model::green;
 const CWD: Fd = Fd(libc::AT_FDCWD);
 
 /// `path` as the kernel takes it; a NUL inside is `InvalidInput`, as in `std`.
-fn c_path(path: &Path) -> io::Result<CString> {
+pub(super) fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
