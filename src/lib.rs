@@ -74,6 +74,8 @@ mod model;
 mod op;
 mod park;
 mod task;
+#[cfg(test)]
+mod test_waker;
 mod wait;
 
 pub mod bufio;

@@ -1,27 +1,11 @@
 //! Unit tests of the channel core at the event level, with counting wakers (no runtime).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Poll, Wake, Waker};
+use std::task::Poll;
 
 use super::*;
 
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counter() -> (Arc<Count>, Waker) {
-    let c = Arc::new(Count(AtomicUsize::new(0)));
-    (c.clone(), Waker::from(c))
-}
-
-fn wakes(c: &Count) -> usize {
-    c.0.load(Ordering::SeqCst)
-}
+use crate::test_waker::{counter, wakes};
 
 #[test]
 fn pending_recv_is_woken_by_send_and_takes_the_message() {

@@ -290,21 +290,8 @@ impl fmt::Debug for ResetEventWait<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
-    use std::task::Wake;
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
+    use crate::test_waker::{counter, wakes};
 
     #[test]
     fn notify_one_is_stored_once_without_waiters() {
@@ -327,11 +314,7 @@ mod tests {
         assert!(y.poll_event(&wb).is_pending());
         n.notify_one();
         drop(x);
-        assert_eq!(
-            b.0.load(Ordering::SeqCst),
-            1,
-            "passed on to the next waiter"
-        );
+        assert_eq!(wakes(&b), 1, "passed on to the next waiter");
         let mut z = n.notified_event();
         assert!(z.poll_event(&wb).is_pending(), "no permit stored: y has it");
         drop(y);
@@ -348,7 +331,7 @@ mod tests {
         assert!(x.poll_event(&wa).is_pending());
         assert!(y.poll_event(&wa).is_pending());
         n.notify_waiters();
-        assert_eq!(a.0.load(Ordering::SeqCst), 2);
+        assert_eq!(wakes(&a), 2);
         drop(x); // not passed on
         assert!(y.poll_event(&wa).is_ready());
         assert!(n.notified_event().poll_event(&wa).is_pending());

@@ -488,24 +488,8 @@ impl fmt::Debug for OwnedSemaphorePermit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
-
-    fn woken(c: &Count) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
+    use crate::test_waker::{counter, wakes};
 
     #[test]
     fn waiters_are_served_in_fifo_order_without_barging() {
@@ -519,10 +503,10 @@ mod tests {
         sem.add_permits(2);
         // Two permits are free but the head needs three: the small one behind it must wait,
         // and a newcomer may not barge either.
-        assert_eq!((woken(&a), woken(&b)), (0, 0));
+        assert_eq!((wakes(&a), wakes(&b)), (0, 0));
         assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
         sem.add_permits(2);
-        assert_eq!((woken(&a), woken(&b)), (1, 1));
+        assert_eq!((wakes(&a), wakes(&b)), (1, 1));
         assert_eq!(sem.available_permits(), 0);
         let p3 = match big.poll_event(&wa) {
             Poll::Ready(Ok(p)) => p,
@@ -546,7 +530,7 @@ mod tests {
         sem.add_permits(1);
         assert_eq!(sem.available_permits(), 0, "handed to the first waiter");
         drop(first); // canceled before it took the permit
-        assert_eq!(woken(&b), 1, "the next waiter is woken");
+        assert_eq!(wakes(&b), 1, "the next waiter is woken");
         assert!(matches!(second.poll_event(&wb), Poll::Ready(Ok(_))));
         assert_eq!(sem.available_permits(), 1);
     }
@@ -561,7 +545,7 @@ mod tests {
         assert!(big.poll_event(&wa).is_pending());
         assert!(small.poll_event(&wb).is_pending());
         drop(big);
-        assert_eq!(woken(&b), 1);
+        assert_eq!(wakes(&b), 1);
         assert!(matches!(small.poll_event(&wb), Poll::Ready(Ok(_))));
         assert_eq!(sem.available_permits(), 1);
         assert_eq!(sem.queued(), 0);
@@ -574,7 +558,7 @@ mod tests {
         let mut ev = sem.acquire_event();
         assert!(ev.poll_event(&wa).is_pending());
         sem.close();
-        assert_eq!(woken(&a), 1);
+        assert_eq!(wakes(&a), 1);
         match ev.poll_event(&wa) {
             Poll::Ready(Err(e)) => assert!(super::super::is_closed(&e)),
             _ => panic!("expected the closed error"),

@@ -122,21 +122,8 @@ impl Drop for Waiter<'_> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
+    use crate::test_waker::{counter, wakes};
 
     #[test]
     fn notify_one_wakes_in_fifo_order() {
@@ -148,12 +135,9 @@ mod tests {
         x.register(&wa);
         y.register(&wb);
         assert!(list.notify_one());
-        assert_eq!(
-            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
-            (1, 0)
-        );
+        assert_eq!((wakes(&a), wakes(&b)), (1, 0));
         assert!(list.notify_one());
-        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes(&b), 1);
         assert!(!list.notify_one());
     }
 
@@ -168,7 +152,7 @@ mod tests {
         y.register(&wb);
         list.notify_one();
         drop(x); // canceled without using its turn
-        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes(&b), 1);
         y.used();
     }
 
@@ -184,7 +168,7 @@ mod tests {
         list.notify_one();
         x.used();
         drop(x);
-        assert_eq!(b.0.load(Ordering::SeqCst), 0);
+        assert_eq!(wakes(&b), 0);
         drop(y);
         assert_eq!(list.waiting(), 0);
     }
@@ -199,12 +183,9 @@ mod tests {
         x.register(&wa);
         y.register(&wb);
         assert_eq!(list.notify_tagged(Some(2), usize::MAX), 1);
-        assert_eq!(
-            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
-            (0, 1)
-        );
+        assert_eq!((wakes(&a), wakes(&b)), (0, 1));
         assert_eq!(list.notify_tagged(Some(1), 1), 1);
-        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes(&a), 1);
     }
 }
 

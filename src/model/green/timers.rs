@@ -80,6 +80,12 @@ impl Timers {
             }
             self.heap.pop();
         }
+        self.earliest()
+    }
+
+    /// The earlier of the two fronts, live or not. `true`: it is the front of `sorted`;
+    /// `false`: the top of `heap`.
+    fn earliest(&self) -> Option<(Entry, bool)> {
         match (self.sorted.front(), self.heap.peek()) {
             (Some(&s), Some(&Reverse(h))) if h.0 < s.0 => Some((h, false)),
             (Some(&s), _) => Some((s, true)),
@@ -95,14 +101,8 @@ impl Timers {
 
     /// Removes every timer due at `now` and appends its waker to `due`.
     pub(super) fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) {
-        loop {
-            // The earlier of the two fronts, live or not: a canceled entry is dropped here too.
-            let (entry, in_sorted) = match (self.sorted.front(), self.heap.peek()) {
-                (Some(&s), Some(&Reverse(h))) if h.0 < s.0 => (h, false),
-                (Some(&s), _) => (s, true),
-                (None, Some(&Reverse(h))) => (h, false),
-                (None, None) => break,
-            };
+        // Live or not: a canceled entry is dropped here too.
+        while let Some((entry, in_sorted)) = self.earliest() {
             let (deadline, key, generation) = entry;
             if deadline > now {
                 break;
@@ -126,22 +126,16 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use std::sync::Arc;
     use std::task::Wake;
     use std::time::Duration;
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_waker::counter;
 
     #[test]
     fn fires_in_deadline_order_and_skips_canceled() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (_count, waker) = counter();
         let mut t = Timers::default();
         let now = Instant::now();
         let a = t.insert(now + Duration::from_millis(30), waker.clone());

@@ -201,19 +201,11 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_waker::counter;
 
     fn waker() -> Waker {
-        Waker::from(Arc::new(Count(AtomicUsize::new(0))))
+        counter().1
     }
 
     #[test]

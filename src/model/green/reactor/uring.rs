@@ -459,19 +459,12 @@ impl Uring {
 mod tests {
     use super::*;
     use std::os::fd::{AsFd, OwnedFd};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
+
     use std::time::Instant;
 
     use rustix::event::{eventfd, EventfdFlags};
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_waker::{counter, wakes};
 
     fn leak_eventfd() -> BorrowedFd<'static> {
         let fd: OwnedFd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap();
@@ -524,14 +517,13 @@ mod tests {
     fn polls_wake_and_deregistered_polls_are_freed_by_their_cqe() {
         for ring in rings() {
             let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-            let count = Arc::new(Count(AtomicUsize::new(0)));
-            let waker = Waker::from(count.clone());
+            let (count, waker) = counter();
             // Writable at once.
             let ready = ring.register(a.as_fd(), Interest::Write, &waker).unwrap();
             // Not readable: deregistered, canceled.
             let idle = ring.register(b.as_fd(), Interest::Read, &waker).unwrap();
             ring.poll(Some(Duration::from_millis(100))).unwrap();
-            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+            assert_eq!(wakes(&count), 1);
             ring.deregister(ready);
             assert_eq!(
                 ring.in_flight(),
@@ -551,11 +543,7 @@ mod tests {
                 ring.poll(Some(Duration::from_millis(10))).unwrap();
             }
             assert_eq!(ring.in_flight(), 0);
-            assert_eq!(
-                count.0.load(Ordering::SeqCst),
-                1,
-                "a canceled poll wakes nobody"
-            );
+            assert_eq!(wakes(&count), 1, "a canceled poll wakes nobody");
         }
     }
 
