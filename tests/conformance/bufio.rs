@@ -10,35 +10,15 @@ use std::sync::Arc;
 
 use zsync::bufio::{Reader, Writer, IOV_MAX};
 use zsync::fs::File;
-use zsync::net::{TcpListener, TcpStream, UnixStream};
+use zsync::net::UnixStream;
 use zsync::transfer;
 use zsync::Io;
 
+use crate::support::pattern;
 use crate::support::{self, TempDir};
-use crate::tcp::cancel_blocked;
+use crate::tcp::{cancel_blocked, pair as tcp_pair};
 
 // ---- helpers ------------------------------------------------------------------------------------
-
-/// `len` bytes of a pattern that never repeats with a short period, so an off-by-one anywhere
-/// shows.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn tcp_pair(io: &Io) -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind(io, "127.0.0.1:0").unwrap();
-    let c = TcpStream::connect(io, l.local_addr().unwrap()).unwrap();
-    let (s, _) = l.accept().unwrap();
-    (c, s)
-}
 
 fn file_with(io: &Io, dir: &TempDir, name: &str, bytes: &[u8]) -> (std::path::PathBuf, File) {
     let path = dir.path().join(name);

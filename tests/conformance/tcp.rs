@@ -98,7 +98,7 @@ fn listener(io: &Io) -> (TcpListener, SocketAddr) {
 }
 
 /// A connected pair: (client, server side).
-fn pair(io: &Io) -> (TcpStream, TcpStream) {
+pub(crate) fn pair(io: &Io) -> (TcpStream, TcpStream) {
     let (l, addr) = listener(io);
     let c = TcpStream::connect(io, addr).unwrap();
     let (s, _) = l.accept().unwrap();

@@ -13,36 +13,18 @@ use std::time::{Duration, Instant};
 
 use zsync::bufio::Writer;
 use zsync::fs::File;
-use zsync::net::{TcpListener, TcpStream, UnixStream};
+use zsync::net::UnixStream;
 use zsync::transfer;
 use zsync::Io;
 
+use crate::support::pattern;
 use crate::support::{self, TempDir};
-use crate::tcp::cancel_blocked;
+use crate::tcp::{cancel_blocked, pair as tcp_pair};
 
 /// How long a stalled transfer is given before its deadline or timeout.
 const STALL: Duration = Duration::from_millis(150);
 /// How late a deadline or timeout may end the transfer (a loaded CI machine).
 const LATE: Duration = Duration::from_secs(5);
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn tcp_pair(io: &Io) -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind(io, "127.0.0.1:0").unwrap();
-    let c = TcpStream::connect(io, l.local_addr().unwrap()).unwrap();
-    let (s, _) = l.accept().unwrap();
-    (c, s)
-}
 
 /// Writes `bytes` to `dir/name`, writes them back to the disk and drops them from the page
 /// cache, so the next read of the file must go to the disk.
