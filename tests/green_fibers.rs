@@ -428,6 +428,50 @@ fn unstarted_tasks_are_stolen() {
     });
 }
 
+/// 64 long-lived tasks started in a burst by one task (an accept loop's connections): both
+/// workers serve a fair share, as placement keeps their live fibers even. Left to timing, one
+/// worker could start all of them and serve them alone for life (fibers never migrate).
+#[test]
+fn long_lived_tasks_started_in_a_burst_spread_over_the_workers() {
+    const TASKS: usize = 64;
+    let _serial = serial();
+    let _watchdog = Watchdog::new("long_lived_tasks_started_in_a_burst_spread_over_the_workers");
+    green().run(|io| {
+        let release = Arc::new(ResetEvent::new());
+        let placed = Arc::new(Mutex::new(HashMap::<ThreadId, usize>::new()));
+        let tasks: Vec<Task<()>> = (0..TASKS)
+            .map(|_| {
+                let (release, placed) = (release.clone(), placed.clone());
+                let task = io
+                    .concurrent(move |_| {
+                        *placed
+                            .lock()
+                            .unwrap()
+                            .entry(thread::current().id())
+                            .or_default() += 1;
+                        release.wait().unwrap();
+                    })
+                    .unwrap();
+                // As an accept loop does between connections.
+                io.yield_now();
+                task
+            })
+            .collect();
+        while placed.lock().unwrap().values().sum::<usize>() < TASKS {
+            io.sleep(Duration::from_millis(1)).unwrap();
+        }
+        let counts = placed.lock().unwrap().clone();
+        release.set();
+        tasks.into_iter().for_each(|t| t.join().unwrap());
+        println!("long-lived tasks per worker thread: {:?}", counts.values());
+        assert_eq!(counts.len(), 2, "both workers serve some: {counts:?}");
+        assert!(
+            counts.values().all(|&n| n >= TASKS / 4),
+            "a fair share each: {counts:?}"
+        );
+    });
+}
+
 // ---- cross-worker wake storms ----------------------------------------------------------------
 
 /// One side of a ping-pong pair: `rounds` messages each way over `bounded(1)` channels.

@@ -17,6 +17,7 @@
 
 pub(crate) mod fiber;
 mod offload;
+mod placement;
 pub(crate) mod reactor;
 mod timers;
 mod worker;
@@ -128,6 +129,9 @@ pub(crate) struct Remote {
     inbox: Injector<Arc<FiberHandle>>,
     /// Set while the worker is about to sleep or sleeps in its reactor.
     sleeping: AtomicBool,
+    /// The worker's load, for the others' placement decisions (on a cache line of its own: it
+    /// is written every loop turn, `sleeping` is read on every cross-worker wake-up).
+    load: placement::Load,
     /// Written to end the worker's reactor sleep.
     eventfd: OwnedFd,
 }
@@ -162,6 +166,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Wakes one sleeping worker so that it looks for work.
+    /// Wakes worker `index` if it sleeps.
+    fn wake(&self, index: usize) {
+        self.remotes[index].unpark_if_sleeping();
+    }
+
     fn wake_one_idle(&self, except: Option<usize>) {
         // See `Remote::unpark_if_sleeping` for the fence.
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -195,6 +204,7 @@ impl Green {
                 Ok(Remote {
                     inbox: Injector::new(),
                     sleeping: AtomicBool::new(false),
+                    load: placement::Load::default(),
                     eventfd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
                 })
             })
@@ -402,10 +412,15 @@ fn prepare_worker_thread(index: usize) {
 
 /// Parks the running fiber until it is woken or `deadline` passes.
 pub(crate) fn park_until(deadline: Option<Instant>) {
-    let timer = deadline.and_then(|d| {
-        let waker = fiber::current_waker()?;
-        with_worker(|w| w.map(|w| w.insert_timer(d, waker)))
-    });
+    match deadline {
+        None => fiber::park(),
+        Some(_) => crate::park::with_current_waker(|waker| park_with_timer(deadline, waker)),
+    }
+}
+
+/// [`park_until`] for a caller that already borrows the running fiber's `waker`.
+fn park_with_timer(deadline: Option<Instant>, waker: &std::task::Waker) {
+    let timer = deadline.and_then(|d| with_worker(|w| w.map(|w| w.insert_timer(d, waker.clone()))));
     fiber::park();
     if let Some(id) = timer {
         with_worker(|w| {
@@ -479,7 +494,13 @@ pub(crate) unsafe fn ring_op(
     if !ring_available(code) {
         return None;
     }
-    let waker = fiber::current_waker()?;
+    let waker = fiber::current_waker_ptr();
+    if waker.is_null() {
+        return None;
+    }
+    // SAFETY: the waker lives in the running fiber's `Current`, on that fiber's own stack, for
+    // the fiber's whole life; this function runs on that fiber and does not outlive it.
+    let waker = unsafe { &*waker };
     fiber::consume_budget();
     if let Err(e) = context::check() {
         return Some(Err(e));
@@ -498,31 +519,39 @@ pub(crate) unsafe fn ring_op(
         Err(e) => return Some(Err(e)),
     };
     let mut stop: Option<io::Error> = None;
+    let mut first = true;
     let result = loop {
-        let done = with_worker(|w| {
-            let ring = w
-                .and_then(|w| w.reactor.uring())
-                .expect("a fiber stays on its worker");
-            ring.take(key, &waker)
-        });
-        if let Some(res) = done {
-            break res;
-        }
-        if stop.is_none() {
-            stop = context::check().err().or_else(|| {
-                deadline
-                    .is_some_and(|d| Instant::now() >= d)
-                    .then(crate::error::timed_out)
+        // The first pass skips straight to the park: the op was just queued (the kernel sees
+        // it at the worker's next enter, so it cannot have completed), and cancellation and
+        // the deadline were checked just before; a cancel wakes the fiber, the timer covers
+        // the deadline.
+        if !std::mem::take(&mut first) {
+            let done = with_worker(|w| {
+                let ring = w
+                    .and_then(|w| w.reactor.uring())
+                    .expect("a fiber stays on its worker");
+                ring.take(key, waker)
             });
-            if stop.is_some() {
-                with_worker(|w| {
-                    let ring = w.and_then(|w| w.reactor.uring()).expect("on its worker");
-                    ring.request_cancel(key);
+            if let Some(res) = done {
+                break res;
+            }
+            if stop.is_none() {
+                // A timer that woke us published a clock reading past the deadline: no read.
+                stop = context::check().err().or_else(|| {
+                    deadline
+                        .is_some_and(crate::park::deadline_passed)
+                        .then(crate::error::timed_out)
                 });
+                if stop.is_some() {
+                    with_worker(|w| {
+                        let ring = w.and_then(|w| w.reactor.uring()).expect("on its worker");
+                        ring.request_cancel(key);
+                    });
+                }
             }
         }
         // Once the cancel is requested only the completion matters: no more timers.
-        park_until(if stop.is_none() { deadline } else { None });
+        park_with_timer(if stop.is_none() { deadline } else { None }, waker);
     };
     Some(match (result, stop) {
         (res, _) if res >= 0 => Ok(res),

@@ -29,6 +29,7 @@ use crossbeam_deque::{Steal, Worker};
 use slab::Slab;
 
 use super::fiber::{self, Current, FiberHandle, Suspend, DONE, RUNNING, SCHEDULED};
+use super::placement::{self, OwnTasks, Placement};
 use super::reactor::Reactor;
 use super::timers::{TimerId, Timers};
 use super::Shared;
@@ -117,6 +118,10 @@ pub(super) struct WorkerLocal {
     last_pushed: Cell<*const ()>,
     /// Whether the wake-up for the task pushed last was deferred (see `push_task`).
     wake_deferred: Cell<bool>,
+    /// Whether to start fresh tasks here or leave them to another worker (see [`placement`]).
+    placement: Placement,
+    /// Loop turns so far, published in the worker's `Remote` for `placement`.
+    turns: Cell<u64>,
     /// Handles of finished fibers that nothing refers to any more, reused for new fibers: a
     /// fiber start then allocates nothing and moves no shared reference count.
     spare_handles: RefCell<Vec<Arc<FiberHandle>>>,
@@ -191,6 +196,8 @@ impl WorkerLocal {
             local,
             last_pushed: Cell::new(ptr::null()),
             wake_deferred: Cell::new(false),
+            placement: Placement::new(shared.remotes.len()),
+            turns: Cell::new(0),
             spare_handles: RefCell::new(Vec::new()),
             index,
             shared,
@@ -244,11 +251,58 @@ impl WorkerLocal {
         }
     }
 
+    /// Publishes this worker's live fiber count for the others' placement decisions.
+    fn publish_load(&self, live: usize) {
+        self.shared.remotes[self.index]
+            .load
+            .live
+            .store(live, Ordering::Relaxed);
+    }
+
+    /// The least loaded other worker and its load, if there is another worker.
+    fn lightest_other(&self) -> Option<(usize, usize)> {
+        self.shared
+            .remotes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != self.index)
+            .map(|(i, r)| (i, r.load.live.load(Ordering::Relaxed)))
+            .min_by_key(|&(_, load)| load)
+    }
+
+    /// Whether [`placement`] lets this worker steal from worker `victim` now.
+    fn may_steal_from(&self, victim: usize, mine: usize) -> bool {
+        let r = &self.shared.remotes[victim];
+        self.placement.may_steal(
+            victim,
+            mine,
+            r.load.live.load(Ordering::Relaxed),
+            r.load.turns.load(Ordering::Relaxed),
+            Instant::now,
+        )
+    }
+
+    /// A task to start here: this worker's newest, a global one, or one stolen from another
+    /// worker, as [`placement`] decides.
     fn find_task(&self) -> Option<Runnable> {
-        if let Some(t) = self.local.pop() {
-            // The newest task: the one whose wake-up may have been deferred.
-            self.wake_deferred.set(false);
-            return Some(t);
+        let mine = self.fibers.borrow().len();
+        if self.local.is_empty() {
+            self.placement.deque_empty();
+        } else {
+            match self
+                .placement
+                .own_tasks(mine, self.lightest_other(), Instant::now)
+            {
+                OwnTasks::Start => {
+                    if let Some(t) = self.local.pop() {
+                        // The newest task: the one whose wake-up may have been deferred.
+                        self.wake_deferred.set(false);
+                        return Some(t);
+                    }
+                }
+                OwnTasks::Leave => {}
+                OwnTasks::Offer(worker) => self.shared.wake(worker),
+            }
         }
         let shared = &self.shared;
         loop {
@@ -260,11 +314,16 @@ impl WorkerLocal {
             }
             let n = shared.stealers.len();
             for k in 1..n {
+                let victim = (self.index + k) % n;
+                let stealer = &shared.stealers[victim];
+                if stealer.is_empty() || !self.may_steal_from(victim, mine) {
+                    continue;
+                }
                 // One task, not a batch: tasks stolen in a batch would wait on this worker's
                 // own (LIFO) deque behind whichever of them runs first, stranded if that one
                 // blocks the thread in a call outside zsync (the conformance test
                 // `concurrent_tasks_blocking_on_each_other_do_not_deadlock` hangs that way).
-                match shared.stealers[(self.index + k) % n].steal() {
+                match stealer.steal() {
                     Steal::Success(t) => return Some(t),
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
@@ -276,9 +335,26 @@ impl WorkerLocal {
         }
     }
 
+    /// Whether [`find_task`](Self::find_task) may find a task to start now.
     fn has_tasks(&self) -> bool {
+        if !self.shared.injector.is_empty() {
+            return true;
+        }
+        let mine = self.fibers.borrow().len();
+        (!self.local.is_empty() && !self.placement.offering())
+            || self
+                .shared
+                .stealers
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i != self.index && !s.is_empty() && self.may_steal_from(i, mine))
+    }
+
+    /// Whether fresh tasks wait in some deque, this worker's own included, that
+    /// [`placement`] has this worker leave alone for now: it must look again within
+    /// [`placement::STUCK_AFTER`] (or [`placement::OFFER_WAIT`]) rather than sleep on.
+    fn tasks_held_back(&self) -> bool {
         !self.local.is_empty()
-            || !self.shared.injector.is_empty()
             || self
                 .shared
                 .stealers
@@ -311,7 +387,9 @@ impl WorkerLocal {
                 // for its top lines now, while the handle and the coroutine are set up.
                 prefetch_stack(top);
             }
-            fibers.insert(FiberSlot { co: None })
+            let key = fibers.insert(FiberSlot { co: None });
+            self.publish_load(fibers.len());
+            key
         };
         let handle = self.fiber_handle(key, top);
         let for_fiber = handle.clone();
@@ -382,12 +460,12 @@ impl WorkerLocal {
             CoroutineResult::Yield(Suspend::Yield) => self.ready.borrow_mut().push_back(handle),
             CoroutineResult::Return(()) => {
                 handle.state.store(DONE, Ordering::Release);
-                let co = self
-                    .fibers
-                    .borrow_mut()
-                    .remove(key)
-                    .co
-                    .expect("a finished fiber's coroutine");
+                let co = {
+                    let mut fibers = self.fibers.borrow_mut();
+                    let slot = fibers.remove(key);
+                    self.publish_load(fibers.len());
+                    slot.co.expect("a finished fiber's coroutine")
+                };
                 self.stacks.borrow_mut().put(co.into_stack());
                 self.recycle_handle(handle);
             }
@@ -469,6 +547,8 @@ impl WorkerLocal {
         let remote = &self.shared.remotes[self.index];
         let mut due: Vec<Waker> = Vec::new();
         loop {
+            self.turns.set(self.turns.get() + 1);
+            remote.load.turns.store(self.turns.get(), Ordering::Relaxed);
             while let Steal::Success(h) = remote.inbox.steal() {
                 self.ready.borrow_mut().push_back(h);
             }
@@ -524,7 +604,12 @@ impl WorkerLocal {
                     continue;
                 }
                 let next = self.timers.borrow_mut().next_deadline();
-                Some(next.map(|d| d.saturating_duration_since(Instant::now())))
+                let mut timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+                if self.tasks_held_back() {
+                    let look_again = placement::STUCK_AFTER.max(placement::OFFER_WAIT);
+                    timeout = Some(timeout.map_or(look_again, |t| t.min(look_again)));
+                }
+                Some(timeout)
             } else {
                 None
             };
