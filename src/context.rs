@@ -100,6 +100,26 @@ pub(crate) fn check() -> io::Result<()> {
     })
 }
 
+/// A cancellation point for an operation bounded by `deadline`: `Err(Canceled)` if the running
+/// task must stop, `Err(TimedOut)` if the earlier of `deadline` and the task's own deadline has
+/// passed; otherwise that earlier deadline. One clock reading at most ([`check`] followed by
+/// [`effective_deadline`] and a comparison takes two when the task has a deadline).
+#[inline]
+pub(crate) fn check_until(deadline: Option<Instant>) -> io::Result<Option<Instant>> {
+    let deadline = with(|c| match c {
+        Some(c) if c.cancel.check_pending() => Err(canceled()),
+        Some(c) => Ok(match (deadline, c.deadline.get()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }),
+        None => Ok(deadline),
+    })?;
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(timed_out());
+    }
+    Ok(deadline)
+}
+
 /// The earlier of `deadline` and the running task's own deadline.
 pub(crate) fn effective_deadline(deadline: Option<Instant>) -> Option<Instant> {
     let task = with(|c| c.and_then(|c| c.deadline.get()));

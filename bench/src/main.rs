@@ -761,6 +761,10 @@ fn drive(
                     size.to_string(),
                     "--duration".to_string(),
                     secs.to_string(),
+                    // One thread, as `wrk -t1` drives the HTTP runs: the load side then takes
+                    // one core's worth of CPU, not a share of both cores.
+                    "--workers".to_string(),
+                    "1".to_string(),
                 ])
                 .stdin(Stdio::null())
                 .output()

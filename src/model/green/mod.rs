@@ -442,18 +442,16 @@ pub(crate) fn wait_fd(
     let registration = with_worker(|w| {
         let w = w.expect("a fiber runs on a worker");
         let registration = w.reactor.register(fd, interest, &waker)?;
-        if let Err(e) = context::check() {
-            w.reactor.deregister(registration);
-            return Err(e);
+        match context::check_until(deadline) {
+            Ok(deadline) => Ok((registration, deadline)),
+            Err(e) => {
+                w.reactor.deregister(registration);
+                Err(e)
+            }
         }
-        let deadline = context::effective_deadline(deadline);
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            w.reactor.deregister(registration);
-            return Err(crate::error::timed_out());
-        }
-        Ok(registration)
     })?;
-    park_until(context::effective_deadline(deadline));
+    let (registration, deadline) = registration;
+    park_until(deadline);
     with_worker(|w| {
         if let Some(w) = w {
             w.reactor.deregister(registration);
@@ -502,13 +500,10 @@ pub(crate) unsafe fn ring_op(
     // the fiber's whole life; this function runs on that fiber and does not outlive it.
     let waker = unsafe { &*waker };
     fiber::consume_budget();
-    if let Err(e) = context::check() {
-        return Some(Err(e));
-    }
-    let deadline = context::effective_deadline(deadline);
-    if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Some(Err(crate::error::timed_out()));
-    }
+    let deadline = match context::check_until(deadline) {
+        Ok(deadline) => deadline,
+        Err(e) => return Some(Err(e)),
+    };
     let submitted = with_worker(|w| {
         let ring = w.and_then(|w| w.reactor.uring()).expect("checked above");
         // SAFETY: forwarded from this function's contract: we return only after the CQE.
