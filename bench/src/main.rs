@@ -4,7 +4,10 @@
 //! `wrk -t1 -c<N> -d<secs>s --latency`, echo with the load client — at each connection count,
 //! samples the server's user+sys CPU ticks from `/proc/PID/stat` before and after each load run,
 //! and prints a table (req/s, p50, p99, CPU µs per request, ratios to Tokio and to the io_uring
-//! ceiling). Writes `bench/results.json` and `docs/bench.svg`.
+//! ceiling). Writes `bench/results.json` and `docs/bench.svg`. Besides every peer at
+//! `--workers` threads, zsync Green runs once more with one worker (`zsync green, 1
+//! worker`): the load generator takes one of this machine's 2 cores, and Green's pinned fibers
+//! stall on a worker whose thread waits for a CPU, where Tokio's tasks move to the other one.
 //!
 //! Then runs the micro-benchmarks (spawn+join, yield, ping-pong, 100k sleeps, RSS per parked
 //! task) for zsync, Tokio, may, Go and Node (see `micro.rs`) and charts them in
@@ -32,6 +35,8 @@ use zsync_bench::{
 
 const TOKIO: &str = "tokio";
 const CEILING: &str = "ceiling io_uring";
+/// zsync Green on io_uring with a single worker (the others run `--workers`).
+const ZSYNC_ONE_WORKER: &str = "zsync green, 1 worker";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -321,6 +326,24 @@ fn main() {
                 p.args.retain(|a| a != "--backend" && a != "epoll");
             }
             peers.push(p);
+        }
+        // Green pins a connection's fiber to one worker for life, so a worker whose thread
+        // waits for a CPU (here: `wrk` or the load client takes one of the 2 cores) stalls its
+        // connections, where Tokio's other worker takes over its tasks. This row shows what the
+        // same server does with one worker, which then has a core of its own: not a
+        // like-for-like peer (the others run `--workers` threads), hence its own name.
+        if opts.workers > 1 {
+            if let Some(prog) = example(ex) {
+                let one = [
+                    "--model",
+                    "green",
+                    "--backend",
+                    "io_uring",
+                    "--workers",
+                    "1",
+                ];
+                peers.push(peer(ZSYNC_ONE_WORKER, kind, prog, &one));
+            }
         }
         let rargs = ["--workers", &w, "--mode", mode];
         peers.push(peer(TOKIO, kind, release.join("tokio-http"), &rargs));
@@ -914,6 +937,7 @@ mod chart {
         let rgb = match name {
             "zsync green/io_uring" => RGBColor(214, 39, 40),
             "zsync green/epoll" => RGBColor(255, 127, 14),
+            super::ZSYNC_ONE_WORKER => RGBColor(255, 152, 150),
             "zsync threaded" => RGBColor(140, 86, 75),
             "zsync blocking" => RGBColor(227, 119, 194),
             "tokio" => RGBColor(31, 119, 180),
