@@ -79,6 +79,7 @@ pub(crate) struct TimerId {
     generation: u32,
 }
 
+/// One worker's timers (see the module docs). Not thread-safe: the worker owns it.
 pub(super) struct Timers {
     /// Tick 0.
     origin: Instant,
@@ -113,7 +114,8 @@ impl Timers {
         }
     }
 
-    /// Arms a timer that wakes `waker` once `deadline` has passed. O(1).
+    /// Arms a timer that wakes `waker` once `deadline` has passed (at the next `expire` if it
+    /// already has). O(1).
     pub(super) fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerId {
         let tick = nanos(deadline.saturating_duration_since(self.origin))
             .div_ceil(TICK_NS)
