@@ -249,7 +249,7 @@ fn nanos(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     use std::sync::{Arc, Mutex};
     use std::task::Wake;
 
@@ -411,8 +411,8 @@ mod tests {
 
     #[test]
     fn randomized_against_a_model() {
-        for seed in 1..=4u64 {
-            run_model(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 20_000);
+        for seed in 1..=8u64 {
+            run_model(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 50_000);
         }
     }
 
@@ -425,13 +425,16 @@ mod tests {
         let mut live: HashMap<u64, (TimerId, u64)> = HashMap::new();
         let mut dead: Vec<TimerId> = Vec::new();
         let mut now: u64 = 0;
+        // Live timers armed with a deadline already due at the last `expire`.
+        let mut early: HashSet<u64> = HashSet::new();
         let mut next_tag = 0u64;
         let mut due = Vec::new();
         // Expires at `now` and checks the outcome against the model.
         let mut expire = |t: &mut Timers,
                           now: u64,
                           live: &mut HashMap<u64, (TimerId, u64)>,
-                          dead: &mut Vec<TimerId>| {
+                          dead: &mut Vec<TimerId>,
+                          early: &mut HashSet<u64>| {
             t.expire(origin + Duration::from_nanos(now), &mut due);
             due.drain(..).for_each(Waker::wake);
             let mut got = std::mem::take(&mut *fired.lock().unwrap());
@@ -440,8 +443,17 @@ mod tests {
                 .filter(|(_, &(_, d))| ceil_tick(d) <= now / TICK_NS)
                 .map(|(&tag, _)| tag)
                 .collect();
+            // Timers armed already due come first (in any order), then the others by tick.
+            let mut last_tick = 0;
+            let mut in_order = false;
             for tag in &got {
                 let (id, d) = live.remove(tag).expect("only live timers fire, once");
+                let armed_due = early.remove(tag);
+                if !armed_due || in_order {
+                    in_order = true;
+                    assert!(ceil_tick(d) >= last_tick, "fired out of tick order");
+                    last_tick = ceil_tick(d);
+                }
                 assert!(d <= now, "fired early: deadline {d} ns, now {now} ns");
                 dead.push(id);
             }
@@ -459,7 +471,21 @@ mod tests {
                 assert!(next > origin + Duration::from_nanos(now));
             }
         };
-        for _ in 0..steps {
+        // The clock's usual step, changed every 1000 steps: from sub-tick (timers pile up) to
+        // days (they all come due).
+        let mut step = 1;
+        for i in 0..steps {
+            if i % 1000 == 0 {
+                const MS: u64 = 1_000_000;
+                let steps = [
+                    3 * TICK_NS,
+                    5 * MS,
+                    2_000 * MS,
+                    3_600_000 * MS,
+                    60 * 86_400_000 * MS,
+                ];
+                step = steps[rng.below(steps.len() as u64) as usize];
+            }
             match rng.below(100) {
                 0..=44 => {
                     let deadline = match rng.below(20) {
@@ -470,6 +496,9 @@ mod tests {
                     next_tag += 1;
                     let id = t.insert(origin + Duration::from_nanos(deadline), tagged(&fired, tag));
                     live.insert(tag, (id, deadline));
+                    if ceil_tick(deadline) <= now / TICK_NS {
+                        early.insert(tag);
+                    }
                 }
                 45..=59 if !live.is_empty() => {
                     let tag = *live
@@ -477,6 +506,7 @@ mod tests {
                         .nth(rng.below(live.len() as u64) as usize)
                         .unwrap();
                     let (id, _) = live.remove(&tag).unwrap();
+                    early.remove(&tag);
                     t.cancel(id);
                     dead.push(id);
                 }
@@ -485,13 +515,12 @@ mod tests {
                     let id = dead[rng.below(dead.len() as u64) as usize];
                     t.cancel(id);
                 }
-                65..=89 => {
+                65..=94 => {
                     now += match rng.below(10) {
                         0 => 0,
-                        1..=3 => rng.below(3 * TICK_NS),
-                        _ => rng.span(),
+                        _ => rng.below(step),
                     };
-                    expire(&mut t, now, &mut live, &mut dead);
+                    expire(&mut t, now, &mut live, &mut dead, &mut early);
                 }
                 _ => {
                     // What the worker does: sleep until the next deadline, then expire. The
@@ -511,7 +540,7 @@ mod tests {
                             "next deadline {next} ns is after the earliest timer's tick"
                         );
                         now = now.max(next);
-                        expire(&mut t, now, &mut live, &mut dead);
+                        expire(&mut t, now, &mut live, &mut dead, &mut early);
                         wake_ups += 1;
                         assert!(wake_ups <= 16, "no progress towards {earliest} ns");
                     }
