@@ -158,7 +158,8 @@ impl Timers {
         Some(self.origin + Duration::from_nanos(tick << TICK_SHIFT))
     }
 
-    /// Removes every timer due at `now` and appends its waker to `due`, earliest tick first.
+    /// Removes every timer due at `now` and appends its waker to `due`: those armed already
+    /// due first, then by tick (in arming order within a tick).
     /// `now` must not go back in time from one call to the next (an earlier `now` counts as
     /// the latest one).
     pub(super) fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) {
