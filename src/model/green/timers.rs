@@ -344,6 +344,27 @@ mod tests {
     }
 
     #[test]
+    fn canceling_a_fired_timer_spares_the_timer_armed_in_its_node_since() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let origin = Instant::now();
+        let mut t = Timers::new(origin);
+        let ms = Duration::from_millis;
+        let fired = t.insert(origin + ms(1), tagged(&order, 1));
+        let mut due = Vec::new();
+        t.expire(origin + ms(2), &mut due);
+        assert_eq!(due.len(), 1);
+        let reused = t.insert(origin + ms(3), tagged(&order, 2));
+        assert_eq!(reused.index, fired.index, "the freed node is reused");
+        t.cancel(fired); // stale: a no-op
+        t.cancel(fired);
+        t.expire(origin + ms(4), &mut due);
+        due.drain(..).for_each(Waker::wake);
+        assert_eq!(*order.lock().unwrap(), [1, 2]);
+        t.cancel(reused); // fired too: still a no-op
+        assert!(t.is_empty());
+    }
+
+    #[test]
     fn many_sleeps_of_one_duration_fire_together_in_arming_order() {
         let order = Arc::new(Mutex::new(Vec::new()));
         let origin = Instant::now();
