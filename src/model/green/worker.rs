@@ -600,20 +600,24 @@ impl WorkerLocal {
                 break;
             }
             let timeout = if self.ready.borrow().is_empty() {
-                // Submit what the fibers queued on the ring and reap what already completed
-                // before anything else: a spin must not hold back the submissions.
-                if let Err(e) = self.reactor.poll(Some(std::time::Duration::ZERO)) {
-                    eprintln!("zsync: worker {} reactor failed: {e}", self.index);
-                }
-                if !self.ready.borrow().is_empty() {
-                    continue;
-                }
                 // Before sleeping in the kernel, look for work a little longer: a wake-up from
                 // another worker then costs a queue push instead of an eventfd write and a
                 // kernel wake-up (~40 µs on this VM). Bounded, so an idle worker does sleep.
-                if self.spin_pays() && self.spin_for_work(remote) {
-                    self.note_idle_period(true);
-                    continue;
+                // Without a spin, the sleeping poll below submits and reaps in the same
+                // syscall as it waits.
+                if self.spin_pays() {
+                    // Submit what the fibers queued on the ring and reap what already
+                    // completed first: a spin must not hold back the submissions.
+                    if let Err(e) = self.reactor.poll(Some(std::time::Duration::ZERO)) {
+                        eprintln!("zsync: worker {} reactor failed: {e}", self.index);
+                    }
+                    if !self.ready.borrow().is_empty() {
+                        continue;
+                    }
+                    if self.spin_for_work(remote) {
+                        self.note_idle_period(true);
+                        continue;
+                    }
                 }
                 remote.sleeping.store(true, Ordering::SeqCst);
                 if !remote.inbox.is_empty() || self.has_tasks() || done() {
