@@ -472,6 +472,70 @@ fn long_lived_tasks_started_in_a_burst_spread_over_the_workers() {
     });
 }
 
+/// Placement's progress guarantee: a fresh task queued on the lighter worker while that worker
+/// is blocked outside zsync is stolen by the heavier worker once the blocked one's loop has
+/// stood still for a moment, not left until the block ends.
+#[test]
+fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
+    const PARKED: usize = 24;
+    const BLOCK: Duration = Duration::from_millis(1000);
+    let _serial = serial();
+    let _watchdog =
+        Watchdog::new("a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one");
+    green().run(|io| {
+        let root_thread = thread::current().id();
+        // Long-lived tasks over both workers, each parked on its own event.
+        let parked: Vec<(Arc<ResetEvent>, Arc<Mutex<Option<ThreadId>>>, Task<()>)> = (0..PARKED)
+            .map(|_| {
+                let (release, on) = (Arc::new(ResetEvent::new()), Arc::new(Mutex::new(None)));
+                let (r, o) = (release.clone(), on.clone());
+                let task = io
+                    .concurrent(move |_| {
+                        *o.lock().unwrap() = Some(thread::current().id());
+                        r.wait().unwrap();
+                    })
+                    .unwrap();
+                io.yield_now();
+                (release, on, task)
+            })
+            .collect();
+        while parked.iter().any(|(_, on, _)| on.lock().unwrap().is_none()) {
+            io.sleep(Duration::from_millis(1)).unwrap();
+        }
+        // Finish the ones on the root's worker: it becomes the lighter one.
+        let (here, elsewhere): (Vec<_>, Vec<_>) = parked
+            .into_iter()
+            .partition(|(_, on, _)| *on.lock().unwrap() == Some(root_thread));
+        assert!(
+            elsewhere.len() >= 3,
+            "placement put at most 2 of {PARKED} tasks on the other worker"
+        );
+        for (release, _, task) in here {
+            release.set();
+            task.join().unwrap();
+        }
+        // Queue a task here, then block this worker's thread outside zsync.
+        let queued_at = Instant::now();
+        let started = Arc::new(Mutex::new(None));
+        let s = started.clone();
+        let fresh = io
+            .concurrent(move |_| *s.lock().unwrap() = Some(queued_at.elapsed()))
+            .unwrap();
+        thread::sleep(BLOCK);
+        let waited = started.lock().unwrap().expect("the fresh task has run");
+        println!("the fresh task started after {waited:?}");
+        assert!(
+            waited < BLOCK / 4,
+            "the heavier worker left the task until the block ended ({waited:?})"
+        );
+        fresh.join().unwrap();
+        for (release, _, task) in elsewhere {
+            release.set();
+            task.join().unwrap();
+        }
+    });
+}
+
 // ---- cross-worker wake storms ----------------------------------------------------------------
 
 /// One side of a ping-pong pair: `rounds` messages each way over `bounded(1)` channels.
