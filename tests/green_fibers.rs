@@ -484,8 +484,19 @@ fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
         Watchdog::new("a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one");
     green().run(|io| {
         let root_thread = thread::current().id();
-        // Long-lived tasks over both workers, each parked on its own event.
-        let parked: Vec<(Arc<ResetEvent>, Arc<Mutex<Option<ThreadId>>>, Task<()>)> = (0..PARKED)
+        /// A long-lived task parked on its own event, and the thread it runs on.
+        struct Parked {
+            release: Arc<ResetEvent>,
+            on: Arc<Mutex<Option<ThreadId>>>,
+            task: Task<()>,
+        }
+        impl Parked {
+            fn finish(self) {
+                self.release.set();
+                self.task.join().unwrap();
+            }
+        }
+        let parked: Vec<Parked> = (0..PARKED)
             .map(|_| {
                 let (release, on) = (Arc::new(ResetEvent::new()), Arc::new(Mutex::new(None)));
                 let (r, o) = (release.clone(), on.clone());
@@ -496,24 +507,21 @@ fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
                     })
                     .unwrap();
                 io.yield_now();
-                (release, on, task)
+                Parked { release, on, task }
             })
             .collect();
-        while parked.iter().any(|(_, on, _)| on.lock().unwrap().is_none()) {
+        while parked.iter().any(|p| p.on.lock().unwrap().is_none()) {
             io.sleep(Duration::from_millis(1)).unwrap();
         }
         // Finish the ones on the root's worker: it becomes the lighter one.
         let (here, elsewhere): (Vec<_>, Vec<_>) = parked
             .into_iter()
-            .partition(|(_, on, _)| *on.lock().unwrap() == Some(root_thread));
+            .partition(|p| *p.on.lock().unwrap() == Some(root_thread));
         assert!(
             elsewhere.len() >= 3,
             "placement put at most 2 of {PARKED} tasks on the other worker"
         );
-        for (release, _, task) in here {
-            release.set();
-            task.join().unwrap();
-        }
+        here.into_iter().for_each(Parked::finish);
         // Queue a task here, then block this worker's thread outside zsync.
         let queued_at = Instant::now();
         let started = Arc::new(Mutex::new(None));
@@ -529,10 +537,7 @@ fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
             "the heavier worker left the task until the block ended ({waited:?})"
         );
         fresh.join().unwrap();
-        for (release, _, task) in elsewhere {
-            release.set();
-            task.join().unwrap();
-        }
+        elsewhere.into_iter().for_each(Parked::finish);
     });
 }
 
