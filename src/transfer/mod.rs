@@ -600,20 +600,13 @@ impl<'a> Job<'a> {
                 len: self.left.min(pipe.size as u64) as usize,
             };
             let r = self.fill_pipe(&hop);
-            let mut in_pipe = match self.step(r, first)? {
+            let in_pipe = match self.step(r, first)? {
                 Ok(n) => n,
                 Err(stop) => return Ok(stop),
             };
             first = false;
             // Out of the pipe into the socket, as fast as it takes it.
-            while in_pipe > 0 {
-                let n = self.drain_pipe(pipe.read.as_fd(), in_pipe)?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                in_pipe -= n;
-                self.advance(n);
-            }
+            self.empty_pipe(pipe.read.as_fd(), in_pipe)?;
         }
         Ok(Stop::Done)
     }
@@ -648,6 +641,20 @@ impl<'a> Job<'a> {
             None => rustix::fs::tell(self.src.fd)?,
         };
         Ok(op::splice::cached(self.src.fd, pos, len))
+    }
+
+    /// Moves the `in_pipe` bytes waiting in `pipe` into the destination, all of them, counting
+    /// them as moved.
+    fn empty_pipe(&mut self, pipe: BorrowedFd<'_>, mut in_pipe: usize) -> io::Result<()> {
+        while in_pipe > 0 {
+            let n = self.drain_pipe(pipe, in_pipe)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            in_pipe -= n;
+            self.advance(n);
+        }
+        Ok(())
     }
 
     /// Pipe → socket: some of the `len` bytes in the pipe, waiting (at most the sink's write
@@ -729,18 +736,11 @@ impl<'a> Job<'a> {
                     }
                     r => r,
                 };
-                let mut in_pipe = match self.step(r, first)? {
+                let in_pipe = match self.step(r, first)? {
                     Ok(n) => n,
                     Err(stop) => return Ok(stop),
                 };
-                while in_pipe > 0 {
-                    let n = self.drain_pipe(pipe.read.as_fd(), in_pipe)?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                    in_pipe -= n;
-                    self.advance(n);
-                }
+                self.empty_pipe(pipe.read.as_fd(), in_pipe)?;
             }
             first = false;
         }
