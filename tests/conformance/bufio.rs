@@ -16,7 +16,7 @@ use zsync::Io;
 
 use crate::support::pattern;
 use crate::support::{self, TempDir};
-use crate::tcp::{cancel_blocked, pair as tcp_pair};
+use crate::tcp::{cancel_blocked, pair as tcp_pair, pair_with_vanishing_reader};
 
 // ---- helpers ------------------------------------------------------------------------------------
 
@@ -519,17 +519,8 @@ fn transfer_to_a_peer_that_closes_mid_transfer(io: &Io) {
 
     if support::has_concurrency(io) {
         for how in ["sendfile", "splice", "drain"] {
-            let (c, s) = tcp_pair(io);
-            c.set_send_buffer_size(4096).unwrap();
-            s.set_recv_buffer_size(4096).unwrap();
             // The peer reads 64 KiB, then closes with data unread (a reset).
-            let peer = io
-                .concurrent(move |_| {
-                    let mut s = s;
-                    let mut buf = vec![0u8; 64 * 1024];
-                    s.read_exact(&mut buf)
-                })
-                .unwrap();
+            let (c, peer) = pair_with_vanishing_reader(io);
             let r = match how {
                 "sendfile" => transfer::send_file(&c, &file, 0, 64 << 20),
                 "splice" => transfer::splice(&c, &file, 0, 64 << 20),

@@ -105,6 +105,23 @@ pub(crate) fn pair(io: &Io) -> (TcpStream, TcpStream) {
     (c, s)
 }
 
+/// A connected pair with small socket buffers whose receiving end, in a concurrent task, reads
+/// 64 KiB and then drops its socket with data unread (a reset): for the sender's "peer closed
+/// mid-transfer" cases. Returns the sender and the reader's task. Needs concurrency.
+pub(crate) fn pair_with_vanishing_reader(io: &Io) -> (TcpStream, zsync::Task<io::Result<()>>) {
+    let (c, s) = pair(io);
+    c.set_send_buffer_size(4096).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    let reader = io
+        .concurrent(move |_| {
+            let mut s = s;
+            let mut buf = vec![0u8; 64 * 1024];
+            s.read_exact(&mut buf)
+        })
+        .unwrap();
+    (c, reader)
+}
+
 /// A listener whose accept queue is full (backlog 0, filled with connections), so a further
 /// connect cannot complete; with the connections that fill it. `None` if this kernel completes
 /// connections regardless of the backlog.

@@ -19,7 +19,7 @@ use zsync::Io;
 
 use crate::support::pattern;
 use crate::support::{self, TempDir};
-use crate::tcp::{cancel_blocked, pair as tcp_pair};
+use crate::tcp::{cancel_blocked, pair as tcp_pair, pair_with_vanishing_reader};
 
 /// How long a stalled transfer is given before its deadline or timeout.
 const STALL: Duration = Duration::from_millis(150);
@@ -148,16 +148,7 @@ fn send_file_of_a_cold_file_to_a_peer_that_closes(io: &Io) {
     if support::has_concurrency(io) {
         for how in ["send_file", "splice"] {
             evict(&path);
-            let (c, s) = tcp_pair(io);
-            c.set_send_buffer_size(4096).unwrap();
-            s.set_recv_buffer_size(4096).unwrap();
-            let peer = io
-                .concurrent(move |_| {
-                    let mut s = s;
-                    let mut buf = vec![0u8; 64 * 1024];
-                    s.read_exact(&mut buf)
-                })
-                .unwrap();
+            let (c, peer) = pair_with_vanishing_reader(io);
             let r = match how {
                 "send_file" => transfer::send_file(&c, &file, 0, 64 << 20),
                 _ => transfer::splice(&c, &file, 0, 64 << 20),
