@@ -108,10 +108,7 @@ pub(crate) fn check() -> io::Result<()> {
 pub(crate) fn check_until(deadline: Option<Instant>) -> io::Result<Option<Instant>> {
     let deadline = with(|c| match c {
         Some(c) if c.cancel.check_pending() => Err(canceled()),
-        Some(c) => Ok(match (deadline, c.deadline.get()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }),
+        Some(c) => Ok(earlier(deadline, c.deadline.get())),
         None => Ok(deadline),
     })?;
     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -122,8 +119,12 @@ pub(crate) fn check_until(deadline: Option<Instant>) -> io::Result<Option<Instan
 
 /// The earlier of `deadline` and the running task's own deadline.
 pub(crate) fn effective_deadline(deadline: Option<Instant>) -> Option<Instant> {
-    let task = with(|c| c.and_then(|c| c.deadline.get()));
-    match (deadline, task) {
+    earlier(deadline, with(|c| c.and_then(|c| c.deadline.get())))
+}
+
+/// The earlier of two optional instants; `None` is "never".
+pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }

@@ -85,10 +85,7 @@ impl<A: Event, B: Event> Event for Or<A, B> {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        match (self.left.wake_at(), self.right.wake_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        crate::context::earlier(self.left.wake_at(), self.right.wake_at())
     }
 
     fn observes_cancel(&self) -> bool {

@@ -70,10 +70,7 @@ pub(crate) fn block_on<T>(
             context::check()?;
             return Err(crate::error::timed_out());
         }
-        let wake_at = match (deadline, wake_hint()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake_at = context::earlier(deadline, wake_hint());
         if spins < SPIN_POLLS {
             spins += 1;
             spin_pause();

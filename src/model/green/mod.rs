@@ -165,12 +165,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Wakes one sleeping worker so that it looks for work.
     /// Wakes worker `index` if it sleeps.
     fn wake(&self, index: usize) {
         self.remotes[index].unpark_if_sleeping();
     }
 
+    /// Wakes one sleeping worker so that it looks for work.
     fn wake_one_idle(&self, except: Option<usize>) {
         // See `Remote::unpark_if_sleeping` for the fence.
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -439,7 +439,7 @@ pub(crate) fn wait_fd(
     deadline: Option<Instant>,
 ) -> io::Result<()> {
     let waker = fiber::current_waker().expect("wait_fd on a fiber");
-    let registration = with_worker(|w| {
+    let (registration, deadline) = with_worker(|w| {
         let w = w.expect("a fiber runs on a worker");
         let registration = w.reactor.register(fd, interest, &waker)?;
         match context::check_until(deadline) {
@@ -450,7 +450,6 @@ pub(crate) fn wait_fd(
             }
         }
     })?;
-    let (registration, deadline) = registration;
     park_until(deadline);
     with_worker(|w| {
         if let Some(w) = w {
