@@ -599,7 +599,9 @@ impl WorkerLocal {
             if done() && self.live_fibers() == 0 {
                 break;
             }
-            let timeout = if self.ready.borrow().is_empty() {
+            // `Some((timeout, now))` to sleep in the kernel (`None` in the timeout: until
+            // something happens), `None` to poll without waiting.
+            let sleep = if self.ready.borrow().is_empty() {
                 // Before sleeping in the kernel, look for work a little longer: a wake-up from
                 // another worker then costs a queue push instead of an eventfd write and a
                 // kernel wake-up (~40 µs on this VM). Bounded, so an idle worker does sleep.
@@ -624,19 +626,19 @@ impl WorkerLocal {
                     remote.sleeping.store(false, Ordering::SeqCst);
                     continue;
                 }
+                let now = Instant::now();
                 let next = self.timers.borrow_mut().next_deadline();
-                let mut timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+                let mut timeout = next.map(|d| d.saturating_duration_since(now));
                 if self.tasks_held_back() {
                     let look_again = placement::STUCK_AFTER.max(placement::OFFER_WAIT);
                     timeout = Some(timeout.map_or(look_again, |t| t.min(look_again)));
                 }
-                Some(timeout)
+                Some((timeout, now))
             } else {
                 None
             };
-            let result = match timeout {
-                Some(t) => {
-                    let slept_at = Instant::now();
+            let result = match sleep {
+                Some((t, slept_at)) => {
                     let result = self.reactor.poll(t);
                     let woke = Instant::now();
                     self.note_idle_period(woke - slept_at <= SPIN_SPAN);
