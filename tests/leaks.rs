@@ -34,6 +34,8 @@ mod fs;
 mod green;
 #[path = "conformance/select.rs"]
 mod select;
+#[path = "conformance/shared_fd.rs"]
+mod shared_fd;
 #[path = "conformance/sync.rs"]
 mod sync;
 #[path = "conformance/tasks.rs"]
@@ -93,6 +95,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("fs", fs::ALL),
         ("green", green::ALL),
         ("select", select::ALL),
+        ("shared_fd", shared_fd::ALL),
         ("tcp", tcp::ALL),
         ("udp", udp::ALL),
         ("unix", unix::ALL),

@@ -9,6 +9,7 @@ mod dns;
 mod fs;
 mod green;
 mod select;
+mod shared_fd;
 mod sync;
 mod tasks;
 mod tcp;

@@ -80,9 +80,14 @@ pub fn custom() -> Builder {
 /// How long one test may take before the watchdog aborts the process.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// Runs `body` on a fresh runtime made by `builder`, aborting the whole test process if it
-/// hangs.
+/// Runs `body` on a fresh runtime made by `builder` with two workers, aborting the whole test
+/// process if it hangs.
 pub fn run_on(builder: MakeBuilder, name: &'static str, body: fn(&Io)) {
+    run_on_workers(builder, name, body, 2);
+}
+
+/// [`run_on`] with `workers` worker threads (Threaded and Green; the other models ignore it).
+pub fn run_on_workers(builder: MakeBuilder, name: &'static str, body: fn(&Io), workers: usize) {
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
     let model_name = format!("{:?}", builder());
@@ -97,7 +102,7 @@ pub fn run_on(builder: MakeBuilder, name: &'static str, body: fn(&Io)) {
         eprintln!("conformance test {name} on {model_name} hung for {WATCHDOG:?}: aborting");
         std::process::abort();
     });
-    builder().worker_threads(2).run(body);
+    builder().worker_threads(workers).run(body);
     done.store(true, Ordering::Release);
 }
 

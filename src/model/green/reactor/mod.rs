@@ -35,7 +35,7 @@ pub(crate) enum Reactor {
 
 /// A readiness wait in progress, to withdraw with [`Reactor::deregister`].
 pub(crate) enum Registration {
-    Epoll(RawFd, Interest),
+    Epoll(RawFd, Interest, epoll::Token),
     Uring(op::OpKey),
 }
 
@@ -57,8 +57,8 @@ impl Reactor {
     ) -> io::Result<Registration> {
         match self {
             Reactor::Epoll(r) => {
-                r.register(fd, interest, waker)?;
-                Ok(Registration::Epoll(fd.as_raw_fd(), interest))
+                let token = r.register(fd, interest, waker)?;
+                Ok(Registration::Epoll(fd.as_raw_fd(), interest, token))
             }
             Reactor::Uring(r) => Ok(Registration::Uring(r.register(fd, interest, waker)?)),
         }
@@ -67,7 +67,9 @@ impl Reactor {
     /// Withdraws a wait that ended (woken, canceled, timed out).
     pub(crate) fn deregister(&self, registration: Registration) {
         match (self, registration) {
-            (Reactor::Epoll(r), Registration::Epoll(fd, interest)) => r.deregister(fd, interest),
+            (Reactor::Epoll(r), Registration::Epoll(fd, interest, token)) => {
+                r.deregister(fd, interest, token)
+            }
             (Reactor::Uring(r), Registration::Uring(key)) => r.deregister(key),
             _ => debug_assert!(false, "a registration from another reactor"),
         }

@@ -548,6 +548,30 @@ mod tests {
     }
 
     #[test]
+    fn every_poll_of_one_descriptor_completes() {
+        use std::io::Write;
+        for ring in rings() {
+            let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (first, w1) = counter();
+            let (second, w2) = counter();
+            let k1 = ring.register(b.as_fd(), Interest::Read, &w1).unwrap();
+            let k2 = ring.register(b.as_fd(), Interest::Read, &w2).unwrap();
+            ring.poll(Some(Duration::ZERO)).unwrap(); // submitted, nothing ready
+            a.write_all(b"x").unwrap();
+            for _ in 0..100 {
+                if wakes(&first) + wakes(&second) == 2 {
+                    break;
+                }
+                ring.poll(Some(Duration::from_millis(50))).unwrap();
+            }
+            assert_eq!((wakes(&first), wakes(&second)), (1, 1));
+            ring.deregister(k1);
+            ring.deregister(k2);
+            assert_eq!(ring.in_flight(), 0);
+        }
+    }
+
+    #[test]
     fn a_full_submission_queue_is_submitted_early() {
         for ring in rings() {
             let (_a, b) = std::os::unix::net::UnixStream::pair().unwrap();
