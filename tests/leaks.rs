@@ -36,6 +36,8 @@ mod green;
 mod select;
 #[path = "conformance/shared_fd.rs"]
 mod shared_fd;
+#[path = "conformance/socket_timeouts.rs"]
+mod socket_timeouts;
 #[path = "conformance/sync.rs"]
 mod sync;
 #[path = "conformance/tasks.rs"]
@@ -96,6 +98,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("green", green::ALL),
         ("select", select::ALL),
         ("shared_fd", shared_fd::ALL),
+        ("socket_timeouts", socket_timeouts::ALL),
         ("tcp", tcp::ALL),
         ("udp", udp::ALL),
         ("unix", unix::ALL),

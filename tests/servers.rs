@@ -95,6 +95,7 @@ per_model! {
     http_slowloris,
     http_client_vanishes_mid_response,
     echo_round_trips,
+    echo_idle_client_is_closed_without_an_error,
 }
 
 /// A server running on a thread of its own; stopped and joined on drop.
@@ -569,4 +570,17 @@ fn echo_round_trips(rt: Rt) {
     drop(clients);
     // One echoed read per round at least (a read may take two requests that arrived together).
     assert!(Stats::get(&server.stats().requests) >= 50);
+}
+
+/// The echo server closes a silent client after its idle timeout (the socket's read timeout,
+/// which expires with `WouldBlock` as std's does) and counts no connection error for it.
+fn echo_idle_client_is_closed_without_an_error(rt: Rt) {
+    let server = start(rt, None, |io, listener, ctl| {
+        echo::serve(io, listener, ctl, Duration::from_millis(50))
+    });
+    let c = connect(server.addr);
+    assert_eq!((&c).read(&mut [0; 8]).unwrap(), 0, "closed by the server");
+    let ctl = server.ctl.clone();
+    drop(server); // stopped and joined: every handler has returned and been counted
+    assert_eq!(Stats::get(&ctl.stats.conn_errors), 0);
 }

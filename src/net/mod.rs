@@ -4,6 +4,13 @@
 //! its std counterpart implements (`Read`/`Write` for streams), converts from and into the std
 //! type, and exposes its descriptor (`AsFd`, `AsRawFd`). Every operation that can wait is a
 //! cancellation point.
+//!
+//! Timeouts behave as std's: a socket's read or write timeout (`set_read_timeout`,
+//! `set_write_timeout`) that expires fails the operation with
+//! [`WouldBlock`](std::io::ErrorKind::WouldBlock) (`EAGAIN`), as an expired `SO_RCVTIMEO` does
+//! on Unix; the task's deadline ([`Io::with_deadline`](crate::Io::with_deadline)) fails it with
+//! `TimedOut` ([`is_timed_out`](crate::is_timed_out)). With both, the one that passes first
+//! decides.
 
 /// `AsFd`, `AsRawFd`, `IntoRawFd` and `From<T> for OwnedFd` for a zsync socket type, through the
 /// std socket it wraps (its `inner` field).
@@ -94,7 +101,7 @@ pub(crate) use impl_stream_io;
 
 mod addr;
 mod tcp;
-mod timeout;
+pub(crate) mod timeout;
 mod udp;
 mod unix;
 

@@ -353,12 +353,48 @@ impl TcpStream {
         SockRef::from(&self.inner).send_buffer_size()
     }
 
-    /// Makes reads fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes reads that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_RCVTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
+    ///
+    /// Errors: `InvalidInput` for a zero duration, as std.
+    ///
+    /// ```
+    /// use std::io::{ErrorKind, Read};
+    /// use std::time::{Duration, Instant};
+    /// use zsync::net::{TcpListener, TcpStream};
+    ///
+    /// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    ///     let listener = TcpListener::bind(io, "127.0.0.1:0")?;
+    ///     let mut client = TcpStream::connect(io, listener.local_addr()?)?;
+    ///     let _server = listener.accept()?; // sends nothing
+    ///     client.set_read_timeout(Some(Duration::from_millis(10)))?;
+    ///     let e = client.read(&mut [0; 8]).unwrap_err();
+    ///     assert_eq!(e.kind(), ErrorKind::WouldBlock); // the socket's timeout, as std
+    ///     let deadline = Instant::now() + Duration::from_millis(5);
+    ///     let e = io.with_deadline(deadline, || client.read(&mut [0; 8])).unwrap_err();
+    ///     assert!(zsync::is_timed_out(&e)); // the task's deadline came first
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.timeouts.set_read(timeout)
     }
 
-    /// Makes writes fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes writes that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_SNDTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
+    ///
+    /// Errors: `InvalidInput` for a zero duration, as std.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.timeouts.set_write(timeout)
     }
@@ -375,12 +411,11 @@ impl TcpStream {
 
     /// Reads without removing the data from the queue. Cancellation point.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || self.inner.peek(buf),
-        )
+        self.timeouts.reading(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                self.inner.peek(buf)
+            })
+        })
     }
 
     /// Takes the pending socket error (`SO_ERROR`), if any.
@@ -389,29 +424,29 @@ impl TcpStream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::op::recv::recv(self.inner.as_fd(), buf, self.timeouts.read_deadline())
+        self.timeouts
+            .reading(|deadline| crate::op::recv::recv(self.inner.as_fd(), buf, deadline))
     }
 
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || (&self.inner).read_vectored(bufs),
-        )
+        self.timeouts.reading(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                (&self.inner).read_vectored(bufs)
+            })
+        })
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::op::send::send(self.inner.as_fd(), buf, self.timeouts.write_deadline())
+        self.timeouts
+            .writing(|deadline| crate::op::send::send(self.inner.as_fd(), buf, deadline))
     }
 
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Write,
-            self.timeouts.write_deadline(),
-            || (&self.inner).write_vectored(bufs),
-        )
+        self.timeouts.writing(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
+                (&self.inner).write_vectored(bufs)
+            })
+        })
     }
 }
 

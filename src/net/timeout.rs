@@ -1,8 +1,18 @@
 //! Per-socket read and write timeouts, as std's `set_read_timeout`/`set_write_timeout` offer.
+//!
+//! A socket timeout that expires is reported as std reports an expired `SO_RCVTIMEO` or
+//! `SO_SNDTIMEO` on Unix: `WouldBlock` (`EAGAIN`), which callers written for std sockets treat
+//! as "nothing yet, try again later" (tungstenite's handshake resumes on it). `TimedOut` stays
+//! the kind of the task's own deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+//! [`Io::timeout`](crate::Io::timeout)). An operation bounded by both waits until the earlier
+//! one and reports that one's kind; at a tie the task's deadline wins (it ends more than this
+//! operation).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::context;
 
 /// No timeout.
 const NONE: u64 = 0;
@@ -49,13 +59,42 @@ impl Timeouts {
         decode(self.write.load(Ordering::Relaxed))
     }
 
-    /// When a read starting now must give up.
-    pub(crate) fn read_deadline(&self) -> Option<Instant> {
-        self.read().map(|d| Instant::now() + d)
+    /// Runs a read `op` bounded by the read timeout (see [`bounded`]).
+    pub(crate) fn reading<T>(
+        &self,
+        op: impl FnOnce(Option<Instant>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        bounded(self.read(), op)
     }
 
-    /// When a write starting now must give up.
-    pub(crate) fn write_deadline(&self) -> Option<Instant> {
-        self.write().map(|d| Instant::now() + d)
+    /// Runs a write `op` bounded by the write timeout (see [`bounded`]).
+    pub(crate) fn writing<T>(
+        &self,
+        op: impl FnOnce(Option<Instant>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        bounded(self.write(), op)
     }
+}
+
+/// Runs `op` with the deadline `timeout` from now (`None`: none), which `op` hands to its waits
+/// (where it fails with [`timed_out`](crate::timed_out), as the task's deadline does), and turns
+/// the expiry of *that* deadline into `WouldBlock`, as std reports a socket timeout. A `TimedOut`
+/// of the task's deadline passes through: when both deadlines apply, the earlier one is the one
+/// that fired (at a tie, the task's).
+pub(crate) fn bounded<T>(
+    timeout: Option<Duration>,
+    op: impl FnOnce(Option<Instant>) -> io::Result<T>,
+) -> io::Result<T> {
+    let Some(deadline) = timeout.and_then(|t| Instant::now().checked_add(t)) else {
+        return op(None);
+    };
+    op(Some(deadline)).map_err(|e| {
+        if !crate::error::is_timed_out(&e) {
+            return e;
+        }
+        match context::effective_deadline(None) {
+            Some(task) if task <= deadline => e,
+            _ => io::Error::from_raw_os_error(libc::EAGAIN),
+        }
+    })
 }

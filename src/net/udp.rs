@@ -95,36 +95,37 @@ impl UdpSocket {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
             })?;
-        let deadline = self.timeouts.write_deadline();
-        if let Some(res) = crate::op::msg::send_to(self.inner.as_fd(), buf, target, deadline) {
-            return res;
-        }
-        retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
-            self.inner.send_to(buf, target)
+        self.timeouts.writing(|deadline| {
+            if let Some(res) = crate::op::msg::send_to(self.inner.as_fd(), buf, target, deadline) {
+                return res;
+            }
+            retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
+                self.inner.send_to(buf, target)
+            })
         })
     }
 
     /// Receives one datagram into `buf` (the excess of a longer datagram is discarded); returns
     /// its length and its sender. Cancellation point.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let deadline = self.timeouts.read_deadline();
-        if let Some(res) = crate::op::msg::recv_from(self.inner.as_fd(), buf, deadline) {
-            return res;
-        }
-        retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
-            self.inner.recv_from(buf)
+        self.timeouts.reading(|deadline| {
+            if let Some(res) = crate::op::msg::recv_from(self.inner.as_fd(), buf, deadline) {
+                return res;
+            }
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                self.inner.recv_from(buf)
+            })
         })
     }
 
     /// Like [`recv_from`](Self::recv_from), but leaves the datagram in the queue.
     /// Cancellation point.
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || self.inner.peek_from(buf),
-        )
+        self.timeouts.reading(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                self.inner.peek_from(buf)
+            })
+        })
     }
 
     /// Sets the default destination of [`send`](Self::send) and restricts
@@ -139,22 +140,23 @@ impl UdpSocket {
     /// Errors: `NotConnected` without [`connect`](Self::connect); `ConnectionRefused` may report
     /// an ICMP "port unreachable" caused by an earlier datagram.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::op::send::send(self.inner.as_fd(), buf, self.timeouts.write_deadline())
+        self.timeouts
+            .writing(|deadline| crate::op::send::send(self.inner.as_fd(), buf, deadline))
     }
 
     /// Receives one datagram from the connected peer. Cancellation point.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::op::recv::recv(self.inner.as_fd(), buf, self.timeouts.read_deadline())
+        self.timeouts
+            .reading(|deadline| crate::op::recv::recv(self.inner.as_fd(), buf, deadline))
     }
 
     /// Like [`recv`](Self::recv), but leaves the datagram in the queue. Cancellation point.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || self.inner.peek(buf),
-        )
+        self.timeouts.reading(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                self.inner.peek(buf)
+            })
+        })
     }
 
     /// The local address.
@@ -167,14 +169,26 @@ impl UdpSocket {
         self.inner.peer_addr()
     }
 
-    /// Makes receives fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes receives that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_RCVTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
     ///
     /// Errors: `InvalidInput` for a zero duration, as std.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.timeouts.set_read(timeout)
     }
 
-    /// Makes sends fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes sends that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_SNDTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
     ///
     /// Errors: `InvalidInput` for a zero duration, as std.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

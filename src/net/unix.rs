@@ -288,14 +288,26 @@ impl UnixStream {
         self.inner.local_addr()
     }
 
-    /// Makes reads fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes reads that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_RCVTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
     ///
     /// Errors: `InvalidInput` for a zero duration, as std.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.timeouts.set_read(timeout)
     }
 
-    /// Makes writes fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes writes that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_SNDTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
     ///
     /// Errors: `InvalidInput` for a zero duration, as std.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -318,29 +330,29 @@ impl UnixStream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::op::recv::recv(self.inner.as_fd(), buf, self.timeouts.read_deadline())
+        self.timeouts
+            .reading(|deadline| crate::op::recv::recv(self.inner.as_fd(), buf, deadline))
     }
 
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || (&self.inner).read_vectored(bufs),
-        )
+        self.timeouts.reading(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                (&self.inner).read_vectored(bufs)
+            })
+        })
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::op::send::send(self.inner.as_fd(), buf, self.timeouts.write_deadline())
+        self.timeouts
+            .writing(|deadline| crate::op::send::send(self.inner.as_fd(), buf, deadline))
     }
 
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Write,
-            self.timeouts.write_deadline(),
-            || SockRef::from(&self.inner).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
-        )
+        self.timeouts.writing(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
+                SockRef::from(&self.inner).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+            })
+        })
     }
 }
 
@@ -442,22 +454,20 @@ impl UnixDatagram {
     /// Sends `buf` to the connected peer, waiting while the peer's queue is full.
     /// Cancellation point.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Write,
-            self.timeouts.write_deadline(),
-            || self.inner.send(buf),
-        )
+        self.timeouts.writing(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
+                self.inner.send(buf)
+            })
+        })
     }
 
     /// Receives one datagram from the connected peer. Cancellation point.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || self.inner.recv(buf),
-        )
+        self.timeouts.reading(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                self.inner.recv(buf)
+            })
+        })
     }
 
     /// Sends `buf` to the socket bound at `path`. Cancellation point.
@@ -469,19 +479,17 @@ impl UnixDatagram {
     /// directly.
     pub fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let path = path.as_ref();
-        retry_with_backoff(self.timeouts.write_deadline(), || {
-            self.inner.send_to(buf, path)
-        })
+        self.timeouts
+            .writing(|deadline| retry_with_backoff(deadline, || self.inner.send_to(buf, path)))
     }
 
     /// Receives one datagram and its sender's address. Cancellation point.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        retry_on_fd(
-            self.inner.as_fd(),
-            Interest::Read,
-            self.timeouts.read_deadline(),
-            || self.inner.recv_from(buf),
-        )
+        self.timeouts.reading(|deadline| {
+            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
+                self.inner.recv_from(buf)
+            })
+        })
     }
 
     /// Shuts down the read half, the write half, or both.
@@ -499,14 +507,26 @@ impl UnixDatagram {
         self.inner.peer_addr()
     }
 
-    /// Makes receives fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes receives that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_RCVTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
     ///
     /// Errors: `InvalidInput` for a zero duration, as std.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.timeouts.set_read(timeout)
     }
 
-    /// Makes sends fail with `TimedOut` after waiting `timeout` (`None`: wait forever).
+    /// Makes sends that wait longer than `timeout` fail with
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
+    /// `SO_SNDTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
+    ///
+    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
+    /// apply, the one that passes first gives its kind.
     ///
     /// Errors: `InvalidInput` for a zero duration, as std.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

@@ -52,15 +52,16 @@
 //!
 //! Every wait for a socket end to become writable (or readable) is bounded by the socket's
 //! [`write_timeout`](Descriptor::write_timeout) ([`read_timeout`](Descriptor::read_timeout)) —
-//! a peer that stops reading makes the transfer fail with `TimedOut` — and by the task's
-//! deadline ([`Io::with_deadline`]); and it is a cancellation point, on every model. A transfer
-//! that fails after moving bytes does not report how many: the error wins.
+//! a peer that stops reading makes the transfer fail with `WouldBlock`, as a std socket's
+//! timeout does — and by the task's deadline ([`Io::with_deadline`]: `TimedOut`); and it is a
+//! cancellation point, on every model. A transfer that fails after moving bytes does not report
+//! how many: the error wins.
 
 mod sys;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::fs::FileType;
 
@@ -102,16 +103,16 @@ pub trait Descriptor: AsFd {
     /// How its operations wait.
     fn kind(&self) -> FdKind;
     /// How long one wait for the descriptor to become readable may last before a transfer
-    /// reading from it fails with `TimedOut` (a socket's
+    /// reading from it fails with `WouldBlock`, as std reports a socket timeout (a socket's
     /// [`set_read_timeout`](TcpStream::set_read_timeout)). `None`: no limit but the task's
     /// deadline.
     fn read_timeout(&self) -> Option<Duration> {
         None
     }
     /// How long one wait for the descriptor to become writable — a stalled peer — may last
-    /// before a transfer writing to it fails with `TimedOut` (a socket's
-    /// [`set_write_timeout`](TcpStream::set_write_timeout)). `None`: no limit but the task's
-    /// deadline.
+    /// before a transfer writing to it fails with `WouldBlock`, as std reports a socket timeout
+    /// (a socket's [`set_write_timeout`](TcpStream::set_write_timeout)). `None`: no limit but
+    /// the task's deadline.
     fn write_timeout(&self) -> Option<Duration> {
         None
     }
@@ -182,7 +183,8 @@ impl<T: Descriptor + ?Sized> Descriptor for &T {
 /// with `offset == 0` it is read from where it stands, as a stream.
 ///
 /// Errors: `BrokenPipe`/`ConnectionReset` if the peer goes away (see the module docs on
-/// `SIGPIPE`), `Canceled`, the task's `TimedOut`, or the syscalls' own errors.
+/// `SIGPIPE`), `Canceled`, the task's `TimedOut`, `WouldBlock` when a socket's timeout expires,
+/// or the syscalls' own errors.
 ///
 /// ```
 /// use std::io::Read;
@@ -395,11 +397,6 @@ impl<'a> End<'a> {
             timeout: d.write_timeout(),
             ..End::source(d)
         }
-    }
-
-    /// When a wait starting now must give up (the task's own deadline applies as well).
-    fn deadline(&self) -> Option<Instant> {
-        self.timeout.map(|t| Instant::now() + t)
     }
 }
 

@@ -10,6 +10,7 @@ mod fs;
 mod green;
 mod select;
 mod shared_fd;
+mod socket_timeouts;
 mod sync;
 mod tasks;
 mod tcp;

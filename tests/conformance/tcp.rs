@@ -150,7 +150,7 @@ fn fill_send_buffer(s: &TcpStream) -> usize {
     loop {
         match (&*s).write(&chunk) {
             Ok(n) => total += n,
-            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break, // the write timeout, as std
             Err(e) => panic!("filling the send buffer: {e:?}"),
         }
         assert!(total < 256 << 20, "the send buffer never filled");
@@ -223,7 +223,7 @@ fn try_clone_shares_the_socket_and_timeouts(io: &Io) {
     // The clone's read times out like the original would.
     assert_eq!(
         clone.read(&mut buf).unwrap_err().kind(),
-        ErrorKind::TimedOut
+        ErrorKind::WouldBlock
     );
 }
 
@@ -451,17 +451,23 @@ fn connect_timeout_on_full_backlog(io: &Io) {
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
 }
 
+/// An expired read timeout is `WouldBlock` (`EAGAIN`), as std's `SO_RCVTIMEO` on Unix.
 fn read_timeout_times_out(io: &Io) {
     let (c, _s) = pair(io);
     c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let t0 = Instant::now();
     let e = (&c).read(&mut [0; 4]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
     assert!(t0.elapsed() >= Duration::from_millis(50));
     let e = c.peek(&mut [0; 4]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
+    let e = (&c)
+        .read_vectored(&mut [IoSliceMut::new(&mut [0; 4])])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
 }
 
+/// An expired write timeout is `WouldBlock` (`EAGAIN`), as std's `SO_SNDTIMEO` on Unix.
 fn write_timeout_times_out(io: &Io) {
     let (c, _s) = pair(io);
     let sent = fill_send_buffer(&c);
@@ -469,7 +475,17 @@ fn write_timeout_times_out(io: &Io) {
     c.set_write_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let e = (&c).write(&[1; 1024]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
+    // The kernel may have moved more to the peer meanwhile: write until a wait expires again.
+    let mut total = 0;
+    let e = loop {
+        match (&c).write_vectored(&[IoSlice::new(&[1; 1024])]) {
+            Ok(n) => total += n,
+            Err(e) => break e,
+        }
+        assert!(total < 256 << 20, "the send buffer never filled");
+    };
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
 }
 
 fn std_round_trip(io: &Io) {

@@ -59,7 +59,7 @@ fn fill_stream(s: &UnixStream) {
     loop {
         match (&*s).write(&chunk) {
             Ok(n) => total += n,
-            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break, // the write timeout, as std
             Err(e) => panic!("filling the stream: {e:?}"),
         }
         assert!(total < 256 << 20, "the stream never filled");
@@ -195,15 +195,24 @@ fn stream_timeouts(io: &Io) {
     a.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     assert_eq!(a.read_timeout(), Some(Duration::from_millis(50)));
     let t0 = Instant::now();
+    // Expired timeouts are `WouldBlock`, as std's on Unix.
     let e = (&a).read(&mut [0; 4]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
     assert!(t0.elapsed() >= Duration::from_millis(50));
+    let e = (&a)
+        .read_vectored(&mut [IoSliceMut::new(&mut [0; 4])])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
     fill_stream(&a);
     a.set_write_timeout(Some(Duration::from_millis(30)))
         .unwrap();
     assert_eq!(a.write_timeout(), Some(Duration::from_millis(30)));
     let e = (&a).write(&[1; 4096]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
+    let e = (&a)
+        .write_vectored(&[IoSlice::new(&[1; 4096])])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
     let e = a.set_read_timeout(Some(Duration::ZERO)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
 }
@@ -370,10 +379,11 @@ fn datagram_timeouts(io: &Io) {
         .unwrap();
     assert_eq!(x.read_timeout(), Some(Duration::from_millis(40)));
     assert_eq!(x.write_timeout(), Some(Duration::from_millis(60)));
+    // Expired timeouts are `WouldBlock`, as std's on Unix.
     let e = x.recv(&mut [0; 4]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
     let e = x.recv_from(&mut [0; 4]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
     let e = x.set_write_timeout(Some(Duration::ZERO)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
 }
@@ -386,7 +396,7 @@ fn fill_datagram_queue(from: &UnixDatagram, to: &Path) {
     loop {
         match from.send_to(&[3; 512], to) {
             Ok(_) => sent += 1,
-            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break, // the write timeout
             Err(e) => panic!("filling the datagram queue: {e:?}"),
         }
         assert!(sent < 1_000_000, "the datagram queue never filled");
@@ -418,7 +428,7 @@ fn datagram_connected_send_waits_while_receiver_full(io: &Io) {
     loop {
         match x.send(&[3; 512]) {
             Ok(_) => sent += 1,
-            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break, // the write timeout
             Err(e) => panic!("filling the pair: {e:?}"),
         }
         assert!(sent < 1_000_000, "the datagram queue never filled");
