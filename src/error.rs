@@ -108,7 +108,9 @@ pub fn timed_out() -> io::Error {
 }
 
 /// Tells whether `err` reports that a deadline set by [`Io::timeout`](crate::Io::timeout),
-/// [`Io::with_deadline`](crate::Io::with_deadline) or an operation's own timeout passed.
+/// [`Io::with_deadline`](crate::Io::with_deadline) or an operation's own timeout passed. (A
+/// socket's read or write timeout is the exception: it expires with `WouldBlock`, as std's
+/// does; see [`TcpStream::set_read_timeout`](crate::net::TcpStream::set_read_timeout).)
 pub fn is_timed_out(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::TimedOut && err.get_ref().is_some_and(|e| e.is::<Elapsed>())
 }
