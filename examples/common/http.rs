@@ -868,8 +868,8 @@ fn render_head(
     out.write_all(b"\r\n\r\n")
 }
 
-/// Room for the keep-alive response to `GET /`: its head has a fixed length but for the
-/// date, which has a fixed width (the response is 128 bytes).
+/// Room for the keep-alive response to `GET /`: its length is fixed (the date has a fixed
+/// width), and well under this.
 const HELLO_RESPONSE_ROOM: usize = 192;
 
 /// The keep-alive `200` response to `GET /` rendered for one second, by value.
