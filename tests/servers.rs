@@ -7,6 +7,10 @@
 //! served one after another), Threaded, Green on epoll and Green on the default backend
 //! (io_uring where the kernel allows it). Every test is bounded: client sockets give up after
 //! 5 s, and a watchdog fails a test that has not finished after 60 s instead of hanging.
+//!
+//! Clients that never read ([`NonReader`]) keep their receive buffer small, so that the server's
+//! writes block soon. The accept-failure test runs its body in a child process (this binary,
+//! re-run on that one test), because it lowers the process's descriptor limit.
 
 #[path = "../examples/common/mod.rs"]
 mod common;
