@@ -13,7 +13,8 @@
 //! ```text
 //!   --addr HOST:PORT          listen address (default 127.0.0.1:9000; port 0 picks one)
 //!   --model blocking|threaded|green, --backend io_uring|epoll|auto, --workers N, --max-threads N
-//!   --idle-timeout-ms MS      close a connection silent for this long (default 60000)
+//!   --idle-timeout-ms MS      close a connection silent, or not reading what comes back, for
+//!                             this long (default 60000)
 //!   --verbose                 log every connection that ends with an error to stderr
 //! ```
 

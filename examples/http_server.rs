@@ -12,10 +12,15 @@
 //! Routes: `GET /` → `Hello, World!` (the benchmark route); `GET /file` → the file given by
 //! `--file` (default: a generated 1 MiB file in a temporary directory), sent with
 //! `Writer::send_file` (`sendfile(2)`); `POST /echo` → the JSON body back with
-//! `content-type: application/json`, `400` if it does not parse. Malformed requests get `400`,
-//! heads over 8 KiB or with more than 64 headers `431`, and the connection is closed; a head
-//! not complete within `--header-timeout-ms` (slowloris) closes the connection. The protocol
-//! details are in `examples/common/http.rs`.
+//! `content-type: application/json`, `400` if it does not parse. Malformed requests get `400`
+//! (so does an HTTP/1.1 request without `Host`, or any request with two or an invalid one),
+//! targets over 4 KiB `414`, heads over 8 KiB or with more than 64 headers `431`, and the
+//! connection is closed; a head not complete within `--header-timeout-ms` (slowloris) closes
+//! the connection, and so does a client that leaves a response unread for
+//! `--write-timeout-ms`. Request bodies are held against one budget for all connections
+//! (`--request-memory-mib`); one that does not fit gets `503`. Accept failures (out of
+//! descriptors) are logged at most once a second and retried after a growing pause. The
+//! protocol details are in `examples/common/http.rs`.
 //!
 //! Concurrency: the accept loop starts one task per connection with `io.concurrent`. On
 //! `--model blocking` there is no concurrency: connections are served one after another, each
@@ -33,6 +38,7 @@
 //!   --header-timeout-ms MS    request head deadline, from its first byte (default 5000)
 //!   --idle-timeout-ms MS      keep-alive idle limit between requests (default 60000)
 //!   --write-timeout-ms MS     limit on one write waiting for the client (default 30000)
+//!   --request-memory-mib N    request bodies held at once, over all connections (default 64)
 //!   --verbose                 log every connection that ends with an error (peer reset,
 //!                             timeout, malformed request) to stderr; by default only counted
 //! ```
@@ -44,17 +50,19 @@
 mod common;
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::cli::{self, RuntimeOpts};
-use common::http::{self, HttpConfig};
+use common::http::{self, HttpConfig, MemoryBudget};
 use common::server::Control;
 use zsync::net::TcpListener;
 
 const USAGE: &str = "\
 usage: http_server [--addr 127.0.0.1:8080] [--model blocking|threaded|green] [--backend io_uring|epoll|auto]
                    [--workers N] [--max-threads N] [--file PATH] [--header-timeout-ms 5000]
-                   [--idle-timeout-ms 60000] [--write-timeout-ms 30000] [--verbose]";
+                   [--idle-timeout-ms 60000] [--write-timeout-ms 30000]
+                   [--request-memory-mib 64] [--verbose]";
 
 /// Fiber stack size for Green: JSON validation recurses once per nesting level (serde_json stops
 /// at 128 levels), which needs more than the default 64 KiB. Stacks are committed lazily, so a
@@ -75,6 +83,7 @@ fn main() {
             "header-timeout-ms",
             "idle-timeout-ms",
             "write-timeout-ms",
+            "request-memory-mib",
         ],
     ]
     .concat();
@@ -106,6 +115,10 @@ fn main() {
         header_timeout: ms("header-timeout-ms", 5_000),
         idle_timeout: ms("idle-timeout-ms", 60_000),
         write_timeout: ms("write-timeout-ms", 30_000),
+        request_memory: Arc::new(MemoryBudget::new(
+            or_exit(args.get_or("request-memory-mib", http::DEFAULT_REQUEST_MEMORY >> 20))
+                .saturating_mul(1 << 20),
+        )),
         file,
     };
     let ctl = Control::new(args.switch("verbose"));

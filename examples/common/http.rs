@@ -14,28 +14,46 @@
 //! Protocol: keep-alive by default on HTTP/1.1 (`connection: close` honoured; HTTP/1.0 keeps the
 //! connection only with `connection: keep-alive`), pipelining (requests already buffered are
 //! answered into the buffered writer, and the responses leave together in one write when the
-//! handler runs out of buffered requests), `expect: 100-continue` on `/echo`. Request bodies need
-//! a `content-length` of at most [`MAX_BODY`]; `transfer-encoding` (chunked uploads) is answered
-//! with `501` and the connection closed — not needed by any client of these examples.
+//! handler runs out of buffered requests), `expect: 100-continue` on `/echo` (ignored in an
+//! HTTP/1.0 request, as RFC 9110 §10.1.1 requires). Request bodies need a `content-length` of at
+//! most [`MAX_BODY`]; `transfer-encoding` (chunked uploads) is answered with `501` and the
+//! connection closed — not needed by any client of these examples.
 //!
 //! Robustness, each covered by `tests/servers.rs`:
 //!
 //! - a request httparse rejects, a bad `content-length`: `400`, connection closed;
+//! - an HTTP/1.1 request without `Host`, any request with more than one `Host` or an invalid
+//!   one (RFC 9112 §3.2): `400`, connection closed;
+//! - a request target over [`MAX_TARGET_BYTES`]: `414`, connection closed (as soon as that many
+//!   bytes of target have arrived);
 //! - a request head over [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] headers: `431`,
 //!   connection closed;
 //! - a head not complete within `header_timeout` of its first byte (of the accept, for the
 //!   first request) — a slowloris client: connection closed without a response; an idle
 //!   keep-alive connection is closed after `idle_timeout`;
+//! - a client that stops reading: every write that reaches the socket (a flush, a large body,
+//!   a file transfer, the last flush when the handler returns) waits at most `write_timeout`,
+//!   then the connection is closed;
 //! - a client that goes away mid-response: the write fails, the handler returns the error (counted,
 //!   logged with `--verbose` only), the other connections are not affected.
+//!
+//! Memory per connection is bounded: requests are read into a fixed [`READ_BUF`]-byte buffer
+//! (the server reads the next pipelined requests only when it has answered those buffered, so a
+//! client that pipelines without reading stalls in its own socket buffers, not in the server),
+//! responses into a fixed [`WRITE_BUF`]-byte buffer; only `/echo` holds a body, of at most
+//! [`MAX_BODY`], and those bodies are held against one budget shared by every connection
+//! ([`MemoryBudget`], `request_memory` in [`HttpConfig`]): a body that does not fit gets `503`
+//! and the connection is closed.
 //!
 //! Every blocking step runs under a deadline (`Io::with_deadline`), so no client can hold a
 //! connection's task forever, on any model.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,21 +62,28 @@ use zsync::fs::File;
 use zsync::net::{TcpListener, TcpStream};
 use zsync::Io;
 
-use super::server::{accept_loop, Control, Stats};
+use super::server::{accept_loop, is_timeout, Control, Stats};
 
 /// The largest request head (request line and headers) accepted; larger heads get `431`.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// The longest request target accepted; longer ones get `414`.
+pub const MAX_TARGET_BYTES: usize = 4 * 1024;
 /// The most headers a request may carry; more get `431`.
 pub const MAX_HEADERS: usize = 64;
 /// The largest request body accepted (`POST /echo`); larger ones get `413`.
 pub const MAX_BODY: u64 = 1 << 20;
 /// The body of `GET /`.
 pub const HELLO: &[u8] = b"Hello, World!";
+/// The body of the `503` a request gets when its body does not fit in the request memory.
+const BUSY: &[u8] = b"request memory budget spent, retry later\n";
+/// The default of [`HttpConfig::request_memory`]: the request bodies buffered at once, over
+/// every connection.
+pub const DEFAULT_REQUEST_MEMORY: usize = 64 << 20;
 /// Read buffer per connection: larger than [`MAX_HEAD_BYTES`], so that an oversized head is
 /// seen as such (and pipelined requests fit behind a full-sized one).
-const READ_BUF: usize = 16 * 1024;
+pub const READ_BUF: usize = 16 * 1024;
 /// Write buffer per connection: pipelined responses accumulate here and leave in one write.
-const WRITE_BUF: usize = 16 * 1024;
+pub const WRITE_BUF: usize = 16 * 1024;
 /// How long a closing connection keeps reading (and discarding) what the client still sends, so
 /// that the final response is not destroyed by a reset (see [`close_gracefully`]).
 const LINGER: Duration = Duration::from_millis(500);
@@ -73,21 +98,114 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// How long a keep-alive connection may sit idle between requests.
     pub idle_timeout: Duration,
-    /// How long one write (a flush, a file transfer) may wait for the client to read.
+    /// How long one write (a flush, a body larger than the write buffer, a file transfer) may
+    /// wait for the client to read.
     pub write_timeout: Duration,
+    /// The budget request bodies are held against, shared by every connection (a clone of the
+    /// config shares it too): a body that does not fit gets `503`.
+    pub request_memory: Arc<MemoryBudget>,
     /// The file `GET /file` serves.
     pub file: PathBuf,
 }
 
 impl HttpConfig {
-    /// The defaults of `http_server` (header timeout 5 s, idle 60 s, write 30 s) for `file`.
+    /// The defaults of `http_server` (header timeout 5 s, idle 60 s, write 30 s, 64 MiB of
+    /// request bodies) for `file`.
     pub fn new(file: PathBuf) -> HttpConfig {
         HttpConfig {
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
+            request_memory: Arc::new(MemoryBudget::new(DEFAULT_REQUEST_MEMORY)),
             file,
         }
+    }
+}
+
+/// A limit on the bytes of request data held at once over every connection: a counter that a
+/// connection raises before it allocates a body ([`try_acquire`](Self::try_acquire)) and lowers
+/// when it frees it (the [`Permit`]'s drop). Without it, each connection may hold a body of up
+/// to [`MAX_BODY`] for as long as its client takes to read the response, so a few hundred
+/// clients that upload without reading hold hundreds of megabytes.
+///
+/// Thread-safe; the atomics are relaxed because the count publishes no data, it only limits.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    cap: usize,
+    /// Bytes held by live permits.
+    in_use: AtomicUsize,
+    /// The most `in_use` has been.
+    peak: AtomicUsize,
+    /// Acquisitions refused because they did not fit.
+    refused: AtomicU64,
+}
+
+impl MemoryBudget {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> MemoryBudget {
+        MemoryBudget {
+            cap,
+            in_use: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves `n` bytes, or returns `None` (and counts a refusal) if they do not fit beside
+    /// those already held. The bytes are returned when the permit is dropped.
+    pub fn try_acquire(&self, n: usize) -> Option<Permit<'_>> {
+        let mut held = self.in_use.load(Ordering::Relaxed);
+        loop {
+            let Some(total) = held.checked_add(n).filter(|&t| t <= self.cap) else {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            match self.in_use.compare_exchange_weak(
+                held,
+                total,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.peak.fetch_max(total, Ordering::Relaxed);
+                    return Some(Permit { budget: self, n });
+                }
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// The budget's size in bytes.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The bytes held right now.
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes held at once so far (never more than [`cap`](Self::cap)).
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// How many acquisitions were refused so far (each one a `503`).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes held against a [`MemoryBudget`], returned to it on drop.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    budget: &'a MemoryBudget,
+    n: usize,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.budget.in_use.fetch_sub(self.n, Ordering::Relaxed);
     }
 }
 
@@ -183,8 +301,10 @@ const BAD_REQUEST: Status = "400 Bad Request";
 const NOT_FOUND: Status = "404 Not Found";
 const METHOD_NOT_ALLOWED: Status = "405 Method Not Allowed";
 const CONTENT_TOO_LARGE: Status = "413 Content Too Large";
+const URI_TOO_LONG: Status = "414 URI Too Long";
 const HEADERS_TOO_LARGE: Status = "431 Request Header Fields Too Large";
 const NOT_IMPLEMENTED: Status = "501 Not Implemented";
+const SERVICE_UNAVAILABLE: Status = "503 Service Unavailable";
 
 /// The outcome of parsing the start of the read buffer.
 enum Parsed {
@@ -201,6 +321,11 @@ fn parse(buf: &[u8]) -> Parsed {
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial)
+            if buf.len() > MAX_TARGET_BYTES && partial_target_len(buf) > MAX_TARGET_BYTES =>
+        {
+            return Parsed::Invalid(URI_TOO_LONG, "request target over 4 KiB")
+        }
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
             return Parsed::Invalid(HEADERS_TOO_LARGE, "request head over 8 KiB")
         }
@@ -210,6 +335,10 @@ fn parse(buf: &[u8]) -> Parsed {
         }
         Err(_) => return Parsed::Invalid(BAD_REQUEST, "malformed request head"),
     };
+    let path = req.path.unwrap_or("");
+    if path.len() > MAX_TARGET_BYTES {
+        return Parsed::Invalid(URI_TOO_LONG, "request target over 4 KiB");
+    }
     if len > MAX_HEAD_BYTES {
         return Parsed::Invalid(HEADERS_TOO_LARGE, "request head over 8 KiB");
     }
@@ -219,7 +348,6 @@ fn parse(buf: &[u8]) -> Parsed {
         Some("POST") => Method::Post,
         _ => Method::Other,
     };
-    let path = req.path.unwrap_or("");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let route = match path {
         "/" => Route::Hello,
@@ -231,9 +359,18 @@ fn parse(buf: &[u8]) -> Parsed {
     let mut keep_alive = http11;
     let mut content_length: Option<u64> = None;
     let mut expect_continue = false;
+    let mut host_seen = false;
     for h in req.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            if host_seen {
+                return Parsed::Invalid(BAD_REQUEST, "more than one host header");
+            }
+            if !valid_host(h.value.trim_ascii()) {
+                return Parsed::Invalid(BAD_REQUEST, "invalid host header");
+            }
+            host_seen = true;
+        } else if name.eq_ignore_ascii_case("content-length") {
             let Some(n) = std::str::from_utf8(h.value)
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -258,11 +395,16 @@ fn parse(buf: &[u8]) -> Parsed {
             }
         } else if name.eq_ignore_ascii_case("expect") {
             if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
+                // An HTTP/1.0 client may not understand a `100`: RFC 9110 §10.1.1 says to
+                // ignore its expectation.
+                expect_continue = http11;
             } else {
                 return Parsed::Invalid("417 Expectation Failed", "unsupported expect");
             }
         }
+    }
+    if http11 && !host_seen {
+        return Parsed::Invalid(BAD_REQUEST, "HTTP/1.1 request without a host header");
     }
     Parsed::Complete(Head {
         len,
@@ -274,8 +416,151 @@ fn parse(buf: &[u8]) -> Parsed {
     })
 }
 
+/// How many bytes of request target the incomplete head in `buf` holds so far: from the space
+/// after the method to the next space, the end of the line or the end of `buf`.
+fn partial_target_len(buf: &[u8]) -> usize {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
+    let Some(space) = line.iter().position(|&b| b == b' ') else {
+        return 0;
+    };
+    let target = &line[space + 1..];
+    target
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r')
+        .unwrap_or(target.len())
+}
+
+/// Whether `value` is a valid `Host` field value (RFC 9110 §7.2: `uri-host [ ":" port ]`, with
+/// `uri-host` an IP literal in brackets, an IPv4 address or a registered name; RFC 3986 §3.2.2).
+/// An empty value is valid (a target without an authority). The IP literal is checked for its
+/// alphabet only, not parsed.
+fn valid_host(value: &[u8]) -> bool {
+    fn unreserved_or_sub_delim(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+    }
+    let (host_ok, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        let ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&b| b == b':' || unreserved_or_sub_delim(b));
+        (ok, &rest[close + 1..])
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let (name, port) = value.split_at(end);
+        // reg-name: unreserved, sub-delims and percent-encoded octets (an IPv4 address is one).
+        let mut ok = true;
+        let mut i = 0;
+        while i < name.len() && ok {
+            if name[i] == b'%' {
+                ok = name.len() > i + 2
+                    && name[i + 1].is_ascii_hexdigit()
+                    && name[i + 2].is_ascii_hexdigit();
+                i += 3;
+            } else {
+                ok = unreserved_or_sub_delim(name[i]);
+                i += 1;
+            }
+        }
+        (ok, port)
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    host_ok && port_ok
+}
+
 type ConnReader<'a> = Reader<&'a TcpStream>;
 type ConnWriter<'a> = Writer<&'a TcpStream>;
+
+/// A connection's buffered writer with the write deadline on every write that can block. A
+/// write that fits in the buffer's spare room is a copy and needs none; anything that reaches
+/// the socket — a flush, a body larger than the room, a file transfer, the last flush when the
+/// handler returns — waits at most `timeout` for the client to read, then fails with
+/// `TimedOut`. So a client that stops reading cannot hold its connection (and whatever the
+/// handler holds, such as a request body) for longer than that.
+struct Out<'c> {
+    io: &'c Io,
+    conn: &'c TcpStream,
+    wr: ConnWriter<'c>,
+    timeout: Duration,
+}
+
+impl<'c> Out<'c> {
+    fn new(io: &'c Io, conn: &'c TcpStream, timeout: Duration) -> Out<'c> {
+        Out {
+            io,
+            conn,
+            wr: Writer::with_capacity(WRITE_BUF, conn),
+            timeout,
+        }
+    }
+
+    /// Whether responses are buffered, not yet sent.
+    fn has_pending(&self) -> bool {
+        !self.wr.buffer().is_empty()
+    }
+
+    /// Whether `n` more bytes fit in the buffer: writing them is a copy, not a syscall.
+    fn has_room_for(&self, n: usize) -> bool {
+        n <= self.wr.capacity() - self.wr.buffer().len()
+    }
+
+    /// Runs `f` on the writer with the write timeout as its deadline.
+    fn timed<T>(&mut self, f: impl FnOnce(&mut ConnWriter<'c>) -> io::Result<T>) -> io::Result<T> {
+        let wr = &mut self.wr;
+        self.io
+            .with_deadline(self.io.now() + self.timeout, || f(wr))
+    }
+
+    /// Sends the buffered responses.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        self.timed(|wr| wr.flush_buf())
+    }
+
+    /// Sends the buffered responses, then `len` bytes of `file` from `offset` (`sendfile(2)`),
+    /// all within one write timeout.
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        self.timed(|wr| wr.send_file(file, offset, len))
+    }
+}
+
+impl Write for Out<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.has_room_for(data.len()) {
+            return self.wr.write(data);
+        }
+        self.timed(|wr| wr.write(data))
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.has_room_for(data.len()) {
+            return self.wr.write_all(data);
+        }
+        self.timed(|wr| wr.write_all(data))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.timed(|wr| wr.flush())
+    }
+}
+
+impl Drop for Out<'_> {
+    /// `Writer`'s own drop flushes what is still buffered with no deadline: into a client that
+    /// does not read, that waits for ever. Every ordinary end of a connection has flushed
+    /// already, so what is left belongs to one that failed; it gets one try, under a deadline
+    /// that has already passed (what the socket takes at once is sent, nothing is waited for).
+    fn drop(&mut self) {
+        let wr = std::mem::replace(&mut self.wr, Writer::with_capacity(0, self.conn));
+        let io = self.io;
+        io.with_deadline(io.now(), move || drop(wr));
+    }
+}
 
 /// Serves one connection until the client closes it, asks to close it, sends something this
 /// server refuses, or times out. Colorblind: the same code on every model.
@@ -286,7 +571,7 @@ type ConnWriter<'a> = Writer<&'a TcpStream>;
 pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
     conn.set_nodelay(true)?;
     let mut rd = Reader::with_capacity(READ_BUF, &conn);
-    let mut wr = Writer::with_capacity(WRITE_BUF, &conn);
+    let mut out = Out::new(io, &conn, app.cfg.write_timeout);
     // When the head of the request being received must be complete; `None` while the
     // connection is idle between requests. The first request's clock starts at the accept.
     let mut head_deadline = Some(io.now() + app.cfg.header_timeout);
@@ -294,12 +579,12 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
         let head = match parse(rd.buffer()) {
             Parsed::Complete(head) => head,
             Parsed::Invalid(status, why) => {
-                return refuse(io, &conn, &mut rd, &mut wr, app, status, why);
+                return refuse(io, &conn, &mut rd, &mut out, status, why);
             }
             Parsed::Partial => {
                 // Out of buffered requests: the responses written so far leave now, in one write.
-                if !wr.buffer().is_empty() {
-                    write_phase(io, app, || wr.flush_buf())?;
+                if out.has_pending() {
+                    out.flush_buf()?;
                 }
                 let idle = rd.buffer().is_empty();
                 if !idle && head_deadline.is_none() {
@@ -323,10 +608,10 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                         return Err(io::Error::new(e.kind(), "client closed mid-request"))
                     }
-                    Err(e) if zsync::is_timed_out(&e) && head_deadline.is_none() => {
+                    Err(e) if is_timeout(&e) && head_deadline.is_none() => {
                         return Ok(()); // idle keep-alive connection
                     }
-                    Err(e) if zsync::is_timed_out(&e) => {
+                    Err(e) if is_timeout(&e) => {
                         return Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             format!(
@@ -341,10 +626,10 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
         };
         io::BufRead::consume(&mut rd, head.len);
         head_deadline = None;
-        let keep = respond(io, &mut rd, &mut wr, app, &head)?;
+        let keep = respond(io, &mut rd, &mut out, app, &head)?;
         Stats::bump(&app.ctl.stats.requests);
         if !keep {
-            write_phase(io, app, || wr.flush_buf())?;
+            out.flush_buf()?;
             close_gracefully(io, &conn, &mut rd);
             return Ok(());
         }
@@ -356,7 +641,7 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
 fn respond(
     io: &Io,
     rd: &mut ConnReader<'_>,
-    wr: &mut ConnWriter<'_>,
+    wr: &mut Out<'_>,
     app: &HttpApp,
     head: &Head,
 ) -> io::Result<bool> {
@@ -391,7 +676,7 @@ fn respond(
         }
     }
     match (head.route, head.method) {
-        (Route::Hello, Method::Get) if keep => with_hello_response(|r| wr.write_all(r))?,
+        (Route::Hello, Method::Get) if keep => wr.write_all(hello_response().as_bytes())?,
         (Route::Hello, Method::Get | Method::Head) => {
             write_response(wr, OK, "text/plain", HELLO, keep, head.method)?;
         }
@@ -399,7 +684,7 @@ fn respond(
             write_head(wr, OK, "application/octet-stream", app.file_len, keep, &[])?;
             if head.method == Method::Get {
                 // Flushes the buffered responses and this head, then `sendfile(2)`.
-                let sent = write_phase(io, app, || wr.send_file(&app.file, 0, app.file_len))?;
+                let sent = wr.send_file(&app.file, 0, app.file_len)?;
                 if sent < app.file_len {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -409,11 +694,25 @@ fn respond(
             }
         }
         (Route::Echo, Method::Post) => {
+            let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
+            // Held until the echo is written (within the body and write timeouts).
+            let Some(_held) = app.cfg.request_memory.try_acquire(len) else {
+                // The body is not read: the connection's framing is lost, close it.
+                write_head(
+                    wr,
+                    SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    BUSY.len() as u64,
+                    false,
+                    &[("retry-after", "1")],
+                )?;
+                wr.write_all(BUSY)?;
+                return Ok(false);
+            };
             if head.expect_continue && head.content_length > 0 {
                 wr.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-                write_phase(io, app, || wr.flush_buf())?;
+                wr.flush_buf()?;
             }
-            let len = usize::try_from(head.content_length).unwrap_or(usize::MAX);
             let mut body = vec![0; len];
             body_phase(io, app, || rd.read_exact(&mut body)).map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -469,14 +768,13 @@ fn respond(
     Ok(keep)
 }
 
-/// Answers a request the server refuses (`400`, `431`, `501`…), closes the connection
+/// Answers a request the server refuses (`400`, `414`, `431`, `501`…), closes the connection
 /// gracefully and returns the reason as an error, for the accept loop to count and log.
 fn refuse(
     io: &Io,
     conn: &TcpStream,
     rd: &mut ConnReader<'_>,
-    wr: &mut ConnWriter<'_>,
-    app: &HttpApp,
+    wr: &mut Out<'_>,
     status: Status,
     why: &'static str,
 ) -> io::Result<()> {
@@ -484,7 +782,7 @@ fn refuse(
     body.extend_from_slice(why.as_bytes());
     body.push(b'\n');
     write_response(wr, status, "text/plain", &body, false, Method::Get)?;
-    write_phase(io, app, || wr.flush_buf())?;
+    wr.flush_buf()?;
     close_gracefully(io, conn, rd);
     Err(io::Error::new(
         io::ErrorKind::InvalidData,
@@ -504,11 +802,6 @@ fn close_gracefully(io: &Io, conn: &TcpStream, rd: &mut ConnReader<'_>) {
     let _ = io.with_deadline(io.now() + LINGER, || rd.discard(LINGER_BYTES));
 }
 
-/// Runs a write step (flush, file transfer) with the write timeout as its deadline.
-fn write_phase<T>(io: &Io, app: &HttpApp, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    io.with_deadline(io.now() + app.cfg.write_timeout, f)
-}
-
 /// Runs a body read with the header timeout as its deadline.
 fn body_phase<T>(io: &Io, app: &HttpApp, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     io.with_deadline(io.now() + app.cfg.header_timeout, f)
@@ -516,7 +809,7 @@ fn body_phase<T>(io: &Io, app: &HttpApp, f: impl FnOnce() -> io::Result<T>) -> i
 
 /// Writes a whole response with a body (the body left out for `HEAD`) into the writer.
 fn write_response(
-    wr: &mut ConnWriter<'_>,
+    wr: &mut Out<'_>,
     status: Status,
     content_type: &str,
     body: &[u8],
@@ -532,7 +825,7 @@ fn write_response(
 
 /// Writes a response head into the writer.
 fn write_head(
-    wr: &mut ConnWriter<'_>,
+    wr: &mut Out<'_>,
     status: Status,
     content_type: &str,
     content_length: u64,
@@ -575,15 +868,37 @@ fn render_head(
     out.write_all(b"\r\n\r\n")
 }
 
+/// Room for the keep-alive response to `GET /`: its length is fixed (the date has a fixed
+/// width), and well under this.
+const HELLO_RESPONSE_ROOM: usize = 192;
+
+/// The keep-alive `200` response to `GET /` rendered for one second, by value.
+#[derive(Clone, Copy)]
+struct HelloResponse {
+    /// The second it is dated (`u64::MAX`: not rendered yet).
+    secs: u64,
+    len: usize,
+    bytes: [u8; HELLO_RESPONSE_ROOM],
+}
+
+impl HelloResponse {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 std::thread_local! {
     /// The `date` header of the current second, formatted once per second per thread.
-    static DATE: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((u64::MAX, [0; 29])) };
+    static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
     /// The whole keep-alive response to `GET /` of the current second, rendered once per
     /// second per thread: the benchmark route then costs one copy into the writer instead of
-    /// a dozen small writes and a formatted number (a fiber never changes threads, so a
-    /// thread-local cache is safe to borrow between its blocking calls).
-    static HELLO_RESPONSE: std::cell::RefCell<(u64, Vec<u8>)> =
-        const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
+    /// a dozen small writes and a formatted number. A `Cell` read by copy, not a `RefCell`
+    /// borrowed: the write that follows may block, and another task of this thread (a fiber of
+    /// the same worker) then runs and needs the cache; a borrow held across that write made
+    /// it panic with "already borrowed".
+    static HELLO_RESPONSE: Cell<HelloResponse> = const {
+        Cell::new(HelloResponse { secs: u64::MAX, len: 0, bytes: [0; HELLO_RESPONSE_ROOM] })
+    };
 }
 
 /// Seconds since the Unix epoch, from the coarse wall clock: the date header has a resolution
@@ -612,28 +927,35 @@ fn date_at(now: u64) -> [u8; 29] {
     })
 }
 
-/// Runs `f` on the keep-alive `200` response to `GET /`, byte for byte what
-/// [`write_response`] writes, from the per-thread cache (re-rendered when the second changes).
-fn with_hello_response<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+/// The keep-alive `200` response to `GET /`, byte for byte what [`write_response`] writes,
+/// from the per-thread cache (re-rendered when the second changes).
+fn hello_response() -> HelloResponse {
     let now = unix_secs();
     HELLO_RESPONSE.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != now {
-            let mut rendered = Vec::with_capacity(160);
-            render_head(
-                &mut rendered,
-                OK,
-                "text/plain",
-                HELLO.len() as u64,
-                true,
-                &[],
-                &date_at(now),
-            )
-            .expect("writing to a Vec cannot fail");
-            rendered.extend_from_slice(HELLO);
-            *cached = (now, rendered);
+        let cached = cell.get();
+        if cached.secs == now {
+            return cached;
         }
-        f(&cached.1)
+        let mut rendered = Vec::with_capacity(HELLO_RESPONSE_ROOM);
+        render_head(
+            &mut rendered,
+            OK,
+            "text/plain",
+            HELLO.len() as u64,
+            true,
+            &[],
+            &date_at(now),
+        )
+        .expect("writing to a Vec cannot fail");
+        rendered.extend_from_slice(HELLO);
+        let mut fresh = HelloResponse {
+            secs: now,
+            len: rendered.len(),
+            bytes: [0; HELLO_RESPONSE_ROOM],
+        };
+        fresh.bytes[..rendered.len()].copy_from_slice(&rendered);
+        cell.set(fresh);
+        fresh
     })
 }
 
@@ -676,7 +998,7 @@ mod tests {
         // not twice in a row.
         for _ in 0..2 {
             let before = super::unix_secs();
-            let cached = super::with_hello_response(|r| r.to_vec());
+            let cached = super::hello_response().as_bytes().to_vec();
             let mut fresh = Vec::new();
             let date = super::date_at(before);
             super::render_head(&mut fresh, super::OK, "text/plain", 13, true, &[], &date).unwrap();
@@ -686,7 +1008,7 @@ mod tests {
                     String::from_utf8(cached).unwrap(),
                     String::from_utf8(fresh).unwrap()
                 );
-                let text = String::from_utf8(super::with_hello_response(|r| r.to_vec())).unwrap();
+                let text = String::from_utf8(super::hello_response().as_bytes().to_vec()).unwrap();
                 assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
                 assert!(text.contains("\r\ncontent-length: 13\r\n"), "{text}");
                 assert!(text.ends_with("\r\n\r\nHello, World!"), "{text}");
@@ -695,6 +1017,73 @@ mod tests {
             }
         }
         panic!("the second changed twice in a row");
+    }
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            "",
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:80",
+            "[v1.fe80::a+en1]",
+            "ex%41mple",
+            "a-b_c~d!$&'()*+,;=",
+        ] {
+            assert!(super::valid_host(ok.as_bytes()), "{ok:?} is valid");
+        }
+        for bad in [
+            "exa mple",
+            "example.com/",
+            "user@example.com",
+            "example.com:8x",
+            "example.com:80:80",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:x",
+            "ex%4",
+            "ex%zz",
+            "\u{e9}x",
+            "a\tb",
+        ] {
+            assert!(!super::valid_host(bad.as_bytes()), "{bad:?} is invalid");
+        }
+    }
+
+    #[test]
+    fn partial_target_length() {
+        assert_eq!(super::partial_target_len(b"GET /abc"), 4);
+        assert_eq!(
+            super::partial_target_len(b"GET /abc HTTP/1.1\r\nhost: x"),
+            4
+        );
+        assert_eq!(super::partial_target_len(b"GET /abc\r\n"), 4);
+        assert_eq!(super::partial_target_len(b"GET"), 0);
+    }
+
+    #[test]
+    fn memory_budget_holds_at_most_its_cap() {
+        let budget = super::MemoryBudget::new(100);
+        let a = budget.try_acquire(60).expect("fits");
+        assert!(budget.try_acquire(41).is_none());
+        let b = budget.try_acquire(40).expect("fits exactly");
+        assert_eq!(
+            (budget.in_use(), budget.peak(), budget.refused()),
+            (100, 100, 1)
+        );
+        assert!(budget.try_acquire(usize::MAX).is_none());
+        drop(a);
+        assert_eq!(budget.in_use(), 40);
+        assert!(budget.try_acquire(60).is_some());
+        drop(b);
+        assert_eq!(
+            (budget.in_use(), budget.peak(), budget.refused()),
+            (0, 100, 2)
+        );
     }
 
     #[test]

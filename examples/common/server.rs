@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zsync::net::{TcpListener, TcpStream};
 use zsync::Io;
@@ -20,6 +20,8 @@ pub struct Stats {
     pub conn_errors: Counter,
     /// Connections handled inline because the model refused a concurrent task.
     pub inline: Counter,
+    /// Failed `accept` calls (out of descriptors, a connection aborted before it was accepted…).
+    pub accept_errors: Counter,
 }
 
 impl Stats {
@@ -120,6 +122,74 @@ impl Control {
     }
 }
 
+/// Whether `e` reports a timeout: a deadline of `Io::timeout`/`Io::with_deadline`
+/// ([`zsync::is_timed_out`]), or a socket's own read or write timeout
+/// (`set_read_timeout`/`set_write_timeout`), which reports `WouldBlock` as std does on Unix (or
+/// `TimedOut`, as zsync did before).
+pub fn is_timeout(e: &io::Error) -> bool {
+    zsync::is_timed_out(e)
+        || matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+}
+
+/// The pause before the next `accept` after `failures` failures in a row (out of descriptors
+/// or memory): 10 ms, doubling with each failure up to 250 ms. Short enough that the server
+/// takes connections again soon after descriptors are freed, long enough that it does not spin
+/// on a listener whose backlog it cannot drain.
+pub fn accept_backoff(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_millis(250);
+    FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(MAX)
+}
+
+/// A log of repeated warnings that prints at most one line per `period` and counts the lines it
+/// holds back, for the next printed line (or a summary) to report.
+#[derive(Debug)]
+pub struct RateLimitedLog {
+    period: Duration,
+    /// When a line was last printed.
+    last: Option<Instant>,
+    /// Lines held back since then.
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// A log that prints at most one line per `period`.
+    pub fn new(period: Duration) -> RateLimitedLog {
+        RateLimitedLog {
+            period,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Asks to print a line at `now`: `Some(n)` if it may be printed, `n` being the number of
+    /// lines held back since the last printed one (the count restarts); `None` if it is held
+    /// back (and counted).
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.period)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+
+    /// The lines held back since the last printed one, if any (the count restarts): for a
+    /// summary when the condition that caused them ends. At most one summary follows each
+    /// printed line, so the log stays within two lines per `period`.
+    pub fn take_suppressed(&mut self) -> Option<u64> {
+        Some(std::mem::take(&mut self.suppressed)).filter(|&n| n > 0)
+    }
+}
+
 /// Accepts connections until [`Control::stop`] and runs `handler` on each, in a task of its own
 /// started with [`Io::concurrent`] (the handler blocks in reads for as long as the client keeps
 /// the connection open, so it needs a task that is guaranteed to make progress). Where the model
@@ -128,9 +198,13 @@ impl Control {
 /// connections are served one after another).
 ///
 /// A handler's error ends its connection only; it is counted and logged with `--verbose`.
-/// Errors of `accept` itself (out of descriptors, a connection aborted before it was accepted)
-/// are logged and retried after a short pause, so the server keeps serving. Returns `Ok` after a
-/// stop, or the cancellation error if the loop's task is canceled.
+/// Errors of `accept` itself are counted: a connection that failed before it was accepted
+/// (aborted, reset) is logged with `--verbose` and the loop accepts the next at once; any other
+/// error (out of descriptors — `EMFILE`, `ENFILE` —, out of memory) is logged at most once a
+/// second, with the number of failures not logged, and retried after a pause that grows while
+/// the failures last ([`accept_backoff`]); the first accept that works again logs how many
+/// failures went unlogged. So the server keeps serving and neither spins nor floods its log.
+/// Returns `Ok` after a stop, or the cancellation error if the loop's task is canceled.
 pub fn accept_loop<H>(
     io: &Io,
     listener: &TcpListener,
@@ -140,6 +214,9 @@ pub fn accept_loop<H>(
 where
     H: Fn(&Io, TcpStream) -> io::Result<()> + Send + Sync + 'static,
 {
+    let mut warnings = RateLimitedLog::new(Duration::from_secs(1));
+    // Failures in a row that need a pause.
+    let mut failures = 0u32;
     loop {
         let (conn, peer) = match listener.accept() {
             Ok(accepted) => accepted,
@@ -148,11 +225,34 @@ where
                 if ctl.stopped() {
                     return Ok(());
                 }
-                eprintln!("warning: accept failed: {e}; retrying in 10 ms");
-                io.sleep(Duration::from_millis(10))?;
+                Stats::bump(&ctl.stats.accept_errors);
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::Interrupted
+                ) {
+                    ctl.debug(format_args!("accept: {e}"));
+                    continue;
+                }
+                failures = failures.saturating_add(1);
+                let pause = accept_backoff(failures);
+                if let Some(held_back) = warnings.admit(Instant::now()) {
+                    let held_back = match held_back {
+                        0 => String::new(),
+                        n => format!("; {n} more failures not logged"),
+                    };
+                    eprintln!("warning: accept failed: {e}; retrying in {pause:?}{held_back}");
+                }
+                io.sleep(pause)?;
                 continue;
             }
         };
+        if std::mem::take(&mut failures) > 0 {
+            if let Some(n) = warnings.take_suppressed() {
+                eprintln!("warning: accept works again; {n} more failures were not logged");
+            }
+        }
         if ctl.stopped() {
             return Ok(());
         }
@@ -195,5 +295,58 @@ where
             Stats::bump(&ctl.stats.conn_errors);
             ctl.debug(format_args!("connection {peer}: {e}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limited_log_prints_one_line_per_period_and_counts_the_rest() {
+        let mut log = RateLimitedLog::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(log.admit(t0), Some(0), "the first line is printed");
+        for n in 1..=99 {
+            assert_eq!(log.admit(ms(n * 10)), None, "at {} ms", n * 10);
+        }
+        assert_eq!(
+            log.admit(ms(1_000)),
+            Some(99),
+            "one period later, with the count"
+        );
+        assert_eq!(log.admit(ms(1_500)), None);
+        assert_eq!(log.take_suppressed(), Some(1));
+        assert_eq!(log.take_suppressed(), None, "the count restarts");
+        assert_eq!(log.admit(ms(1_999)), None);
+        assert_eq!(log.admit(ms(2_000)), Some(1));
+        // 100 failures a second for 10 s: 10 lines.
+        let mut log = RateLimitedLog::new(Duration::from_secs(1));
+        let printed = (0..1_000)
+            .filter(|&n| log.admit(ms(n * 10)).is_some())
+            .count();
+        assert_eq!(printed, 10);
+    }
+
+    #[test]
+    fn accept_backoff_grows_to_a_bound() {
+        let pauses: Vec<u64> = (1..=8)
+            .map(|n| accept_backoff(n).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 250, 250, 250]);
+        assert_eq!(accept_backoff(u32::MAX), Duration::from_millis(250));
+        assert_eq!(accept_backoff(0), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn socket_and_deadline_timeouts_are_timeouts() {
+        assert!(is_timeout(&zsync::timed_out()));
+        assert!(is_timeout(&io::Error::from(io::ErrorKind::WouldBlock)));
+        assert!(is_timeout(&io::Error::from(io::ErrorKind::TimedOut)));
+        assert!(!is_timeout(&io::Error::from(
+            io::ErrorKind::ConnectionReset
+        )));
+        assert!(!is_timeout(&zsync::canceled()));
     }
 }
