@@ -12,10 +12,16 @@
 //!   [`crate::task`]), so fork-join never deadlocks a saturated pool; the stale queue entry is
 //!   skipped when popped.
 //!
+//! - A pool whose every worker is blocked while spawned tasks wait in the queue (N tasks waiting
+//!   for an (N+1)th, a task per connection blocked in a handshake) is noticed by a [`monitor`]
+//!   thread, which prints a one-time diagnostic and starts extra workers so the queued tasks
+//!   run.
+//!
 //! Workers sleep on a condvar when they find no work ([`sleepers`]). Shutdown happens after
 //! every task has finished (see [`crate::run`]): workers drain, see the pool closed, and exit;
 //! `shutdown` joins them all.
 
+mod monitor;
 mod sleepers;
 
 use std::cell::{Cell, RefCell};
@@ -29,6 +35,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use super::elastic::{self, Elastic};
 use crate::task::Runnable;
 use crate::Io;
+use monitor::Monitor;
 use sleepers::Sleepers;
 
 /// Settings of the Threaded model, filled in by [`Builder`](crate::Builder).
@@ -65,6 +72,7 @@ struct Shared {
     stealers: Vec<Stealer<Runnable>>,
     sleepers: Sleepers,
     open: AtomicBool,
+    monitor: Monitor,
 }
 
 pub(crate) struct Pool {
@@ -87,6 +95,7 @@ impl Pool {
                 stealers,
                 sleepers: Sleepers::new(),
                 open: AtomicBool::new(true),
+                monitor: Monitor::new(config.workers, config.max_concurrent, config.keep_alive),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
@@ -130,6 +139,7 @@ impl Pool {
             self.shared.injector.push(task);
         }
         self.shared.sleepers.notify_one();
+        monitor::ensure_started(&self.shared);
     }
 
     /// Takes `task` back off this worker's deque if it was pushed last and is still on top,
@@ -172,14 +182,18 @@ impl Pool {
             // Task panics are caught per task; a worker itself never panics.
             let _ = t.join();
         }
+        self.shared.monitor.shutdown();
         self.elastic.shutdown();
     }
 }
 
 fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
     LOCAL.with(|l| *l.borrow_mut() = Some((shared.id, local)));
+    let runner = shared.monitor.worker(index);
+    runner.bind();
     loop {
         if let Some(task) = find_task(&shared, index) {
+            runner.starting(&task);
             task.run();
             continue;
         }
@@ -187,6 +201,7 @@ fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
             || has_work(&shared, index),
             || shared.open.load(Ordering::Acquire),
         );
+        shared.monitor.worker_awake();
         if !keep_going && !has_work(&shared, index) {
             break;
         }
@@ -203,6 +218,33 @@ fn has_work(shared: &Shared, index: usize) -> bool {
             .iter()
             .enumerate()
             .any(|(i, s)| i != index && !s.is_empty())
+}
+
+impl Shared {
+    /// Whether any task waits in the injector or on a worker's deque.
+    fn has_queued(&self) -> bool {
+        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    /// One task from the injector or from any worker's deque, for a thread that is not one of
+    /// the pool's workers (a rescue worker, the monitor).
+    fn steal_any(&self) -> Option<Runnable> {
+        loop {
+            let mut retry = false;
+            for steal in std::iter::once(self.injector.steal())
+                .chain(self.stealers.iter().map(Stealer::steal))
+            {
+                match steal {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
 }
 
 /// Local deque first, then a batch from the injector, then the siblings, starting after ourselves.

@@ -1,11 +1,17 @@
 //! Idle workers of the Threaded pool sleep here until a task is queued or the pool closes.
 //!
 //! No lost wake-ups: a worker announces itself idle (`idle += 1`, `SeqCst`) and then looks for
-//! work once more before it blocks; a spawner pushes its task and then reads `idle` (`SeqCst`).
-//! Either the worker's second look finds the task, or the spawner sees the worker idle and posts
-//! a wake-up under the lock, which the worker consumes before it blocks.
+//! work once more before it blocks; a spawner pushes its task, issues a `SeqCst` fence and then
+//! reads `idle` (`SeqCst`). Either the worker's second look finds the task, or the spawner sees
+//! the worker idle and posts a wake-up under the lock, which the worker consumes before it
+//! blocks. The fence matters: a push onto a worker's own deque is a `Release` store, which a
+//! later load may overtake (x86's store buffer does exactly that); the stealers' `is_empty` in
+//! the worker's second look has the matching fence.
+//!
+//! `idle` also tells the pool's monitor when every worker is idle (it parks then; see
+//! `monitor`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 pub(super) struct Sleepers {
@@ -27,12 +33,19 @@ impl Sleepers {
 
     /// Wakes one idle worker, if any. Called after a task was queued.
     pub(super) fn notify_one(&self) {
+        fence(Ordering::SeqCst);
         if self.idle.load(Ordering::SeqCst) == 0 {
             return;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         *pending = (*pending + 1).min(self.idle.load(Ordering::SeqCst).max(1));
         self.cv.notify_one();
+    }
+
+    /// Whether all `workers` are idle (between announcing idleness and taking a wake-up).
+    /// `SeqCst`: the monitor's half of a Dekker pair with a waking worker (see `monitor`).
+    pub(super) fn all_idle(&self, workers: usize) -> bool {
+        self.idle.load(Ordering::SeqCst) >= workers
     }
 
     /// Wakes every worker (shutdown).
