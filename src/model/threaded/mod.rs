@@ -25,7 +25,7 @@ mod monitor;
 mod sleepers;
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -131,6 +131,9 @@ impl Pool {
             Some((id, worker)) if *id == self.shared.id => {
                 LAST_PUSHED.with(|l| l.set(task.addr()));
                 worker.push(task);
+                // The push is a `Release` store: keep `notify_one`'s load of `idle` after it
+                // (see `sleepers`).
+                fence(Ordering::SeqCst);
                 None
             }
             _ => Some(task),

@@ -1,17 +1,18 @@
 //! Idle workers of the Threaded pool sleep here until a task is queued or the pool closes.
 //!
 //! No lost wake-ups: a worker announces itself idle (`idle += 1`, `SeqCst`) and then looks for
-//! work once more before it blocks; a spawner pushes its task, issues a `SeqCst` fence and then
-//! reads `idle` (`SeqCst`). Either the worker's second look finds the task, or the spawner sees
-//! the worker idle and posts a wake-up under the lock, which the worker consumes before it
-//! blocks. The fence matters: a push onto a worker's own deque is a `Release` store, which a
-//! later load may overtake (x86's store buffer does exactly that); the stealers' `is_empty` in
-//! the worker's second look has the matching fence.
+//! work once more before it blocks; a spawner pushes its task and then reads `idle` (`SeqCst`).
+//! Either the worker's second look finds the task, or the spawner sees the worker idle and posts
+//! a wake-up under the lock, which the worker consumes before it blocks. A push on the
+//! injector is a `SeqCst` read-modify-write, so that pairing holds as written; a push on a
+//! worker's own deque is only a `Release` store, which the later load of `idle` may overtake
+//! (x86's store buffer does exactly that), so `Pool::spawn` puts a `SeqCst` fence between them
+//! (the stealers' `is_empty` in the worker's second look has the matching fence).
 //!
 //! `idle` also tells the pool's monitor when every worker is idle (it parks then; see
 //! `monitor`).
 
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 pub(super) struct Sleepers {
@@ -33,7 +34,6 @@ impl Sleepers {
 
     /// Wakes one idle worker, if any. Called after a task was queued.
     pub(super) fn notify_one(&self) {
-        fence(Ordering::SeqCst);
         if self.idle.load(Ordering::SeqCst) == 0 {
             return;
         }
