@@ -11,7 +11,6 @@
 //! - A joiner that finds its task still queued claims and runs it inline (see
 //!   [`crate::task`]), so fork-join never deadlocks a saturated pool; the stale queue entry is
 //!   skipped when popped.
-//!
 //! - A pool whose every worker is blocked while spawned tasks wait in the queue (N tasks waiting
 //!   for an (N+1)th, a task per connection blocked in a handshake) is noticed by a [`monitor`]
 //!   thread, which prints a one-time diagnostic and starts extra workers so the queued tasks
