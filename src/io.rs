@@ -305,7 +305,9 @@ impl Builder {
     }
 
     /// Threaded: most threads that run [`Io::concurrent`] tasks at once (default 1024); beyond it
-    /// `concurrent` reports [`ConcurrencyUnavailable`].
+    /// `concurrent` reports [`ConcurrencyUnavailable`]. The same number bounds, separately, the
+    /// extra threads that run spawned tasks while every worker is blocked (see
+    /// [`Io::spawn`]).
     pub fn max_concurrent_threads(mut self, n: usize) -> Builder {
         self.threaded.max_concurrent = n;
         self
@@ -444,6 +446,13 @@ impl Io {
     /// On Blocking, `f` runs to completion before `spawn` returns; on Threaded it is queued on
     /// the pool (a joiner runs it inline if no worker has started it). Use
     /// [`concurrent`](Io::concurrent) when the caller needs `f` to make progress meanwhile.
+    ///
+    /// On Threaded, a queued task can wait as long as every worker is busy. When every worker
+    /// has been blocked in a wait for a few milliseconds while tasks are queued (N tasks waiting
+    /// for an (N+1)th, or a task per connection blocked in a handshake), the pool prints a
+    /// one-time diagnostic to stderr naming those tasks' spawn sites and starts extra threads
+    /// so that the queued tasks run: a late start rather than a silent hang. A task that others
+    /// wait for belongs on `concurrent`.
     #[track_caller]
     pub fn spawn<T, F>(&self, f: F) -> Task<T>
     where

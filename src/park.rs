@@ -8,6 +8,10 @@
 //! - **Descriptor waits** (a socket not yet readable or writable) `ppoll` two descriptors: the
 //!   socket and the thread's eventfd. A waker writes the eventfd when the thread is polling.
 //!
+//! Both kinds show in the thread's parker state (`PARKED`, a relaxed store each way, or
+//! `POLLING`), which a [`WaitWatch`] reads from another thread: that is how the Threaded pool's
+//! monitor tells a worker blocked in a wait from one that runs.
+//!
 //! The race between "the canceler sets the flag and wakes" and "the waiter checks the flag and
 //! blocks" is closed Dekker-style with `SeqCst`:
 //!
@@ -44,11 +48,15 @@ use crate::model::green;
 const IDLE: u8 = 0;
 /// The thread is inside (or about to enter) `ppoll` and must be woken through its eventfd.
 const POLLING: u8 = 1;
+/// The thread is inside `park`. Wakers ignore it (unparking suffices); it is there for a
+/// [`WaitWatch`].
+const PARKED: u8 = 2;
 
 /// One per OS thread that runs zsync tasks; reached through a `Waker`.
 pub(crate) struct ThreadParker {
     thread: Thread,
-    /// `IDLE` or `POLLING`. Written by the owning thread, read by wakers.
+    /// `IDLE`, `POLLING` or `PARKED`. Written by the owning thread, read by wakers (which act on
+    /// `POLLING` only) and by a [`WaitWatch`].
     state: AtomicU8,
     /// Created on the first descriptor wait, closed when the last waker drops.
     eventfd: OnceLock<OwnedFd>,
@@ -128,6 +136,20 @@ pub(crate) fn park(deadline: Option<Instant>) {
     if green::fiber::on_fiber() {
         return green::park_until(deadline);
     }
+    // Announce the wait for a `WaitWatch`: one relaxed store each way. (`try_with`: a thread
+    // local's destructor may still wait here, after `PARKER` is gone.)
+    let announced = PARKER.try_with(|p| {
+        p.state.store(PARKED, Ordering::Relaxed);
+        park_thread(deadline);
+        p.state.store(IDLE, Ordering::Relaxed);
+    });
+    if announced.is_err() {
+        park_thread(deadline);
+    }
+}
+
+/// Parks the calling thread until unparked or until `deadline`. May return spuriously.
+fn park_thread(deadline: Option<Instant>) {
     match deadline {
         None => thread::park(),
         Some(d) => {
@@ -136,6 +158,23 @@ pub(crate) fn park(deadline: Option<Instant>) {
                 thread::park_timeout(d - now);
             }
         }
+    }
+}
+
+/// A view of one thread's waits from another thread: the Threaded pool's monitor asks whether a
+/// worker is blocked in a wait (in [`park`] or in [`wait_fd`]'s `ppoll`) rather than running.
+pub(crate) struct WaitWatch(Arc<ThreadParker>);
+
+impl WaitWatch {
+    /// The calling thread's waits.
+    pub(crate) fn this_thread() -> WaitWatch {
+        WaitWatch(PARKER.with(|p| p.clone()))
+    }
+
+    /// Whether the thread is blocked in (or entering, or just leaving) a wait of this module: a
+    /// hint, it may leave the wait at once.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.0.state.load(Ordering::Relaxed) != IDLE
     }
 }
 

@@ -1,5 +1,6 @@
 //! Elastic threads: each task gets a thread of its own, reused when idle. The Threaded model runs
 //! its `concurrent` tasks here; every model runs [`Io::blocking`](crate::Io::blocking) calls here.
+//! The Threaded monitor starts its rescue workers on a pool of its own (any [`Job`]).
 //!
 //! A task is queued only when an idle thread is waiting for it (`idle > queued`), so every
 //! accepted task starts without waiting for another task to finish: that is the guarantee
@@ -18,27 +19,41 @@ use crate::task::Runnable;
 #[derive(Debug)]
 pub(crate) struct Refused;
 
-struct State {
-    queued: VecDeque<Runnable>,
+/// Work an elastic thread runs: a task, or anything else a model needs a thread of its own for.
+pub(crate) trait Job: Send + 'static {
+    /// Runs the job to its end on the calling thread.
+    fn run(self);
+}
+
+impl Job for Runnable {
+    fn run(self) {
+        Runnable::run(self);
+    }
+}
+
+struct State<J> {
+    queued: VecDeque<J>,
     idle: usize,
     threads: usize,
     open: bool,
     handles: Vec<JoinHandle<()>>,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct Shared<J> {
+    state: Mutex<State<J>>,
     cv: Condvar,
     keep_alive: Duration,
 }
 
-pub(crate) struct Elastic {
-    shared: Arc<Shared>,
+pub(crate) struct Elastic<J = Runnable> {
+    shared: Arc<Shared<J>>,
     max: usize,
+    /// The name of its threads.
+    name: &'static str,
 }
 
-impl Elastic {
-    pub(crate) fn new(max: usize, keep_alive: Duration) -> Elastic {
+impl<J: Job> Elastic<J> {
+    pub(crate) fn new(max: usize, keep_alive: Duration) -> Elastic<J> {
         Elastic {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -52,10 +67,17 @@ impl Elastic {
                 keep_alive,
             }),
             max,
+            name: "zsync-concurrent",
         }
     }
 
-    pub(crate) fn submit(&self, task: Runnable) -> Result<(), Refused> {
+    /// Names the threads this pool starts `name` (default `zsync-concurrent`).
+    pub(crate) fn with_thread_name(mut self, name: &'static str) -> Elastic<J> {
+        self.name = name;
+        self
+    }
+
+    pub(crate) fn submit(&self, task: J) -> Result<(), Refused> {
         let mut state = self.shared.lock();
         if !state.open {
             return Err(Refused);
@@ -78,7 +100,7 @@ impl Elastic {
         }
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new()
-            .name("zsync-concurrent".into())
+            .name(self.name.into())
             .spawn(move || thread_main(shared, task));
         match spawned {
             Ok(handle) => {
@@ -104,13 +126,13 @@ impl Elastic {
     }
 }
 
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+impl<J> Shared<J> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<J>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn thread_main(shared: Arc<Shared>, first: Runnable) {
+fn thread_main<J: Job>(shared: Arc<Shared<J>>, first: J) {
     first.run();
     let mut state = shared.lock();
     loop {

@@ -64,6 +64,12 @@ impl Runnable {
     pub fn location(&self) -> &'static Location<'static> {
         self.0.location()
     }
+
+    /// Whether someone started the task already (a worker, or its joiner inline): a queue entry
+    /// for it is stale. A hint: it may be started right after.
+    pub(crate) fn is_started(&self) -> bool {
+        self.0.is_claimed()
+    }
 }
 
 impl std::fmt::Debug for Runnable {
@@ -76,6 +82,11 @@ pub(crate) trait Run: Send + Sync {
     fn run(self: Arc<Self>);
     /// Where the task was spawned.
     fn location(&self) -> &'static Location<'static>;
+    /// Whether the task was claimed (see [`Lifecycle::is_claimed`]); never, for work that is
+    /// not a task's.
+    fn is_claimed(&self) -> bool {
+        false
+    }
 }
 
 /// The typed half a handle needs, independent of the closure type.
@@ -355,6 +366,10 @@ where
 
     fn location(&self) -> &'static Location<'static> {
         self.core.location
+    }
+
+    fn is_claimed(&self) -> bool {
+        self.core.life.is_claimed()
     }
 }
 

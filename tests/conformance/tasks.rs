@@ -141,6 +141,45 @@ fn concurrent_tasks_blocking_on_each_other_do_not_deadlock(io: &Io) {
     }
 }
 
+/// How many spawned tasks block at once in the tests below: more than the suite's 2 workers, so
+/// on Threaded the ones beyond the workers start only on the monitor's rescue workers.
+const BLOCKERS: usize = 4;
+
+/// Spawned tasks that block every worker waiting for a task spawned after them must not hang the
+/// pool: `spawn` promises no concurrency, but a silent hang is worse than a late start. On
+/// Threaded the waiters beyond the workers, and the feeder, run because the pool's monitor
+/// notices every worker blocked with tasks queued and starts rescue workers.
+fn spawned_waiters_blocking_every_worker_still_let_the_queued_feeder_run(io: &Io) {
+    if !io.supports_concurrency() {
+        return; // Blocking runs `spawn` inline: the first waiter would wait forever.
+    }
+    let (started_tx, started_rx) = zsync::channel::unbounded::<()>();
+    let (go_tx, go_rx) = zsync::channel::unbounded::<usize>();
+    let waiters: Vec<_> = (0..BLOCKERS)
+        .map(|_| {
+            let (started_tx, go_rx) = (started_tx.clone(), go_rx.clone());
+            io.spawn(move |_| {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap()
+            })
+        })
+        .collect();
+    // Every waiter has started (and blocks, or is about to) before the feeder is queued.
+    for _ in 0..BLOCKERS {
+        started_rx.recv().unwrap();
+    }
+    let feeder = io.spawn(move |_| {
+        for i in 0..BLOCKERS {
+            go_tx.send(i).unwrap();
+        }
+    });
+    // The waiters first: joining the feeder first would run it inline.
+    let mut got: Vec<usize> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    feeder.join().unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..BLOCKERS).collect::<Vec<_>>());
+}
+
 fn spawn_storm_from_many_tasks_counts_exactly(io: &Io) {
     let total = Arc::new(AtomicUsize::new(0));
     let mut group = Group::new(io);
@@ -646,6 +685,7 @@ conformance! {
     current_io_is_set_in_root,
     blocking_spawn_runs_eagerly_others_eventually,
     many_spawns_each_run_exactly_once,
+    spawned_waiters_blocking_every_worker_still_let_the_queued_feeder_run,
     nested_fork_join_does_not_deadlock,
     join_of_unstarted_task_runs_inline_on_saturated_pool,
     concurrent_runs_concurrently_or_is_refused,
@@ -679,4 +719,77 @@ conformance! {
     group_wait_all_policy_lets_others_finish,
     dropping_a_group_cancels_its_tasks,
     group_cancel_returns_values,
+}
+
+standalone! {
+    /// A Threaded pool whose every worker is blocked while a spawned task waits says so on
+    /// stderr, once, naming the blocked and the waiting tasks' spawn sites and pointing at
+    /// `io.concurrent` (and then runs the waiting task: the child returns). Checked in a child
+    /// process (this test binary re-run on the ignored child test) to see its stderr.
+    #[test]
+    fn a_stuck_threaded_pool_is_reported_once_naming_the_tasks() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tasks::stuck_threaded_pool_child", "--nocapture", "--include-ignored"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the child test did not run: {stdout}");
+        let site = |what: &str| {
+            stderr
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("child: {what} site ")).map(str::to_owned))
+                .unwrap_or_else(|| panic!("no {what} site in:\n{stderr}"))
+        };
+        let (waiter, feeder) = (site("waiter"), site("feeder"));
+        let report = "zsync: every thread of the Threaded pool (2 workers) has been blocked";
+        assert_eq!(stderr.matches(report).count(), 1, "{stderr}");
+        let line = |label: &str| {
+            stderr
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("  {label}: ")))
+                .unwrap_or_else(|| panic!("no {label:?} line in:\n{stderr}"))
+        };
+        let blocked = line("blocked in");
+        assert!(blocked.starts_with(&waiter) && blocked.ends_with(" (x2)"), "{stderr}");
+        assert!(line("waiting").starts_with(&feeder), "{stderr}");
+        assert!(stderr.contains("`io.concurrent`"), "{stderr}");
+    }
+
+    /// The child of `a_stuck_threaded_pool_is_reported_once_naming_the_tasks`: 2 workers blocked in
+    /// spawned waiters, the feeder queued. Prints the spawn sites it expects in the report.
+    fn stuck_pool_child(io: &Io) {
+        assert_eq!(io.model_name(), "Threaded");
+        let (started_tx, started_rx) = zsync::channel::unbounded::<()>();
+        let (go_tx, go_rx) = zsync::channel::unbounded::<()>();
+        let waiter_line = line!() + 4;
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (started_tx, go_rx) = (started_tx.clone(), go_rx.clone());
+                io.spawn(move |_| {
+                    started_tx.send(()).unwrap();
+                    go_rx.recv().unwrap()
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            started_rx.recv().unwrap();
+        }
+        let feeder_line = line!() + 1;
+        let feeder = io.spawn(move |_| (0..2).for_each(|_| go_tx.send(()).unwrap()));
+        eprintln!("child: waiter site {}:{waiter_line}:", file!());
+        eprintln!("child: feeder site {}:{feeder_line}:", file!());
+        for w in waiters {
+            w.join().unwrap();
+        }
+        feeder.join().unwrap();
+    }
+
+    /// Run by `a_stuck_threaded_pool_is_reported_once_naming_the_tasks` only.
+    #[test]
+    #[ignore = "run in a child process by a_stuck_threaded_pool_is_reported_once_naming_the_tasks"]
+    fn stuck_threaded_pool_child() {
+        crate::support::run_on(crate::support::threaded, "stuck_threaded_pool_child", stuck_pool_child);
+    }
 }

@@ -599,7 +599,50 @@ fn precanceled_ops_report_canceled(io: &Io) {
     assert_eq!(io.shielded(|| (&c).write(b"x")).unwrap(), 1);
 }
 
+/// Spawned tasks blocked in `accept` on every worker must not keep the queued task that connects
+/// to them from running (on Threaded it runs on a rescue worker of the pool's monitor; see
+/// `tasks::spawned_waiters_blocking_every_worker_still_let_the_queued_feeder_run`). One listener
+/// per acceptor: several waiters on one descriptor is a test of its own.
+fn spawned_accepts_blocking_every_worker_still_let_the_queued_client_run(io: &Io) {
+    if !io.supports_concurrency() {
+        return; // Blocking runs `spawn` inline: the first accept would wait forever.
+    }
+    const ACCEPTORS: u8 = 4; // more than the suite's 2 workers
+    let (started_tx, started_rx) = zsync::channel::unbounded::<()>();
+    let mut addrs = Vec::new();
+    let acceptors: Vec<_> = (0..ACCEPTORS)
+        .map(|_| {
+            let l = TcpListener::bind(io, "127.0.0.1:0").unwrap();
+            addrs.push(l.local_addr().unwrap());
+            let started_tx = started_tx.clone();
+            io.spawn(move |_| {
+                started_tx.send(()).unwrap();
+                let (mut s, _) = l.accept().unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+                b[0]
+            })
+        })
+        .collect();
+    for _ in 0..ACCEPTORS {
+        started_rx.recv().unwrap();
+    }
+    let client = io.spawn(move |io| {
+        for (i, addr) in (0..).zip(addrs) {
+            TcpStream::connect(io, addr)
+                .unwrap()
+                .write_all(&[i])
+                .unwrap();
+        }
+    });
+    // The acceptors first: joining the client first would run it inline.
+    let got: Vec<u8> = acceptors.into_iter().map(|t| t.join().unwrap()).collect();
+    client.join().unwrap();
+    assert_eq!(got, (0..ACCEPTORS).collect::<Vec<_>>());
+}
+
 conformance! {
+    spawned_accepts_blocking_every_worker_still_let_the_queued_client_run,
     try_clone_shares_the_socket_and_timeouts,
     echo_round_trip_single_task,
     echo_with_concurrent_server,

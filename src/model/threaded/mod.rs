@@ -11,15 +11,20 @@
 //! - A joiner that finds its task still queued claims and runs it inline (see
 //!   [`crate::task`]), so fork-join never deadlocks a saturated pool; the stale queue entry is
 //!   skipped when popped.
+//! - A pool whose every worker is blocked while spawned tasks wait in the queue (N tasks waiting
+//!   for an (N+1)th, a task per connection blocked in a handshake) is noticed by a [`monitor`]
+//!   thread, which prints a one-time diagnostic and starts extra workers so the queued tasks
+//!   run.
 //!
 //! Workers sleep on a condvar when they find no work ([`sleepers`]). Shutdown happens after
 //! every task has finished (see [`crate::run`]): workers drain, see the pool closed, and exit;
 //! `shutdown` joins them all.
 
+mod monitor;
 mod sleepers;
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,6 +34,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use super::elastic::{self, Elastic};
 use crate::task::Runnable;
 use crate::Io;
+use monitor::Monitor;
 use sleepers::Sleepers;
 
 /// Settings of the Threaded model, filled in by [`Builder`](crate::Builder).
@@ -65,6 +71,7 @@ struct Shared {
     stealers: Vec<Stealer<Runnable>>,
     sleepers: Sleepers,
     open: AtomicBool,
+    monitor: Monitor,
 }
 
 pub(crate) struct Pool {
@@ -87,6 +94,7 @@ impl Pool {
                 stealers,
                 sleepers: Sleepers::new(),
                 open: AtomicBool::new(true),
+                monitor: Monitor::new(config.workers, config.max_concurrent, config.keep_alive),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
@@ -122,6 +130,9 @@ impl Pool {
             Some((id, worker)) if *id == self.shared.id => {
                 LAST_PUSHED.with(|l| l.set(task.addr()));
                 worker.push(task);
+                // The push is a `Release` store: keep `notify_one`'s load of `idle` after it
+                // (see `sleepers`).
+                fence(Ordering::SeqCst);
                 None
             }
             _ => Some(task),
@@ -130,6 +141,7 @@ impl Pool {
             self.shared.injector.push(task);
         }
         self.shared.sleepers.notify_one();
+        monitor::ensure_started(&self.shared);
     }
 
     /// Takes `task` back off this worker's deque if it was pushed last and is still on top,
@@ -172,14 +184,18 @@ impl Pool {
             // Task panics are caught per task; a worker itself never panics.
             let _ = t.join();
         }
+        self.shared.monitor.shutdown();
         self.elastic.shutdown();
     }
 }
 
 fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
     LOCAL.with(|l| *l.borrow_mut() = Some((shared.id, local)));
+    let runner = shared.monitor.worker(index);
+    runner.bind();
     loop {
         if let Some(task) = find_task(&shared, index) {
+            runner.starting(&task);
             task.run();
             continue;
         }
@@ -187,6 +203,7 @@ fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
             || has_work(&shared, index),
             || shared.open.load(Ordering::Acquire),
         );
+        shared.monitor.worker_awake();
         if !keep_going && !has_work(&shared, index) {
             break;
         }
@@ -203,6 +220,33 @@ fn has_work(shared: &Shared, index: usize) -> bool {
             .iter()
             .enumerate()
             .any(|(i, s)| i != index && !s.is_empty())
+}
+
+impl Shared {
+    /// Whether any task waits in the injector or on a worker's deque.
+    fn has_queued(&self) -> bool {
+        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    /// One task from the injector or from any worker's deque, for a thread that is not one of
+    /// the pool's workers (a rescue worker, the monitor).
+    fn steal_any(&self) -> Option<Runnable> {
+        loop {
+            let mut retry = false;
+            for steal in std::iter::once(self.injector.steal())
+                .chain(self.stealers.iter().map(Stealer::steal))
+            {
+                match steal {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
 }
 
 /// Local deque first, then a batch from the injector, then the siblings, starting after ourselves.

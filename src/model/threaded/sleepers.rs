@@ -3,7 +3,14 @@
 //! No lost wake-ups: a worker announces itself idle (`idle += 1`, `SeqCst`) and then looks for
 //! work once more before it blocks; a spawner pushes its task and then reads `idle` (`SeqCst`).
 //! Either the worker's second look finds the task, or the spawner sees the worker idle and posts
-//! a wake-up under the lock, which the worker consumes before it blocks.
+//! a wake-up under the lock, which the worker consumes before it blocks. A push on the
+//! injector is a `SeqCst` read-modify-write, so that pairing holds as written; a push on a
+//! worker's own deque is only a `Release` store, which the later load of `idle` may overtake
+//! (x86's store buffer does exactly that), so `Pool::spawn` puts a `SeqCst` fence between them
+//! (the stealers' `is_empty` in the worker's second look has the matching fence).
+//!
+//! `idle` also tells the pool's monitor when every worker is idle (it parks then; see
+//! `monitor`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -33,6 +40,12 @@ impl Sleepers {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         *pending = (*pending + 1).min(self.idle.load(Ordering::SeqCst).max(1));
         self.cv.notify_one();
+    }
+
+    /// Whether all `workers` are idle (between announcing idleness and taking a wake-up).
+    /// `SeqCst`: the monitor's half of a Dekker pair with a waking worker (see `monitor`).
+    pub(super) fn all_idle(&self, workers: usize) -> bool {
+        self.idle.load(Ordering::SeqCst) >= workers
     }
 
     /// Wakes every worker (shutdown).

@@ -1,0 +1,456 @@
+//! The monitor: rescues a Threaded pool whose every worker is blocked while spawned tasks wait.
+//!
+//! [`Io::spawn`](crate::Io::spawn) promises no concurrency (Zig's `io.async`): a spawned task may
+//! wait in the queue until a worker is free. A program that spawns N tasks that wait for an
+//! (N+1)th, or a task per connection that blocks in a handshake, can block every worker on a
+//! task that waits for a queued one, and would hang without a word. The monitor turns that into
+//! progress and a one-time diagnostic, the way Go's `sysmon` retakes a processor from a thread
+//! blocked in a system call:
+//!
+//! 1. Every *runner* (a pool worker, or a rescue worker started in step 3) publishes how many
+//!    tasks it has started and the spawn site of the current one (two relaxed stores per task,
+//!    on a cache line of its own), and its thread announces every blocking wait
+//!    ([`WaitWatch`]: a relaxed store each way around `park`, the `POLLING` state `ppoll`
+//!    already has).
+//! 2. The monitor thread (started by the pool's first spawn) samples every runner each
+//!    [`PERIOD`] while any worker is out of its idle sleep. The pool is *stuck* when tasks are
+//!    queued and every runner was blocked in a wait at two samples in a row and started no task
+//!    in between (a worker that serves one long connection counts as stuck: it is not free for
+//!    the queue, however many reads it completes).
+//! 3. Then the monitor takes the queued tasks out (up to [`SURVEY`]), drops the entries whose
+//!    task its joiner already ran inline, puts the others back on the injector, prints the
+//!    diagnostic once per run (the waiting and the blocked tasks' spawn sites, and a pointer to
+//!    `io.concurrent`), and starts one rescue worker on an elastic thread of its own pool
+//!    (`zsync-rescue`, at most `max_concurrent_threads` at once, idle ones reused and then
+//!    retired like `concurrent`'s). A rescue worker runs queued tasks as a worker does until it
+//!    finds none, then returns its thread. If it blocks too, the pool is stuck again two samples
+//!    later and another one starts.
+//! 4. When every worker sleeps for lack of work the monitor parks, and the first worker to wake
+//!    unparks it. The monitor stores `parked` and then reads the sleepers' `idle`; a worker
+//!    decrements `idle` and then reads `parked` (all `SeqCst`), so one of them sees the other;
+//!    the monitor holds its lock from its store to its wait, so the wake-up cannot fall between.
+//!
+//! Timing decides only *when* a stuck pool gets a rescue worker, never whether a task runs or
+//! runs twice: rescue workers take tasks from the same queues as the workers, and a task runs at
+//! most once (its cell's claim). The monitor and every rescue thread are joined by
+//! [`Pool::shutdown`](super::Pool::shutdown).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::Shared;
+use crate::model::elastic::{Elastic, Job};
+use crate::park::WaitWatch;
+use crate::task::Runnable;
+
+/// How often the monitor samples the runners while the pool is busy. A pool is rescued after
+/// one to two periods stuck.
+pub(super) const PERIOD: Duration = Duration::from_millis(10);
+
+/// At most this many queued tasks are taken out to be looked at per rescue.
+const SURVEY: usize = 1024;
+
+/// At most this many distinct spawn sites are listed per line of the diagnostic.
+const LISTED: usize = 8;
+
+/// What one runner publishes for the monitor. On a cache line of its own: its worker writes it
+/// for every task.
+#[repr(align(128))]
+pub(super) struct Runner {
+    /// Tasks started. Written by the runner only (relaxed), read by the monitor.
+    started: AtomicUsize,
+    /// The spawn site of the task started last (null before the first). Written by the runner,
+    /// read by the monitor's report.
+    task: AtomicPtr<Location<'static>>,
+    /// The waits of the runner's thread, set when the runner starts on it.
+    waits: OnceLock<WaitWatch>,
+}
+
+impl Runner {
+    fn new() -> Runner {
+        Runner {
+            started: AtomicUsize::new(0),
+            task: AtomicPtr::new(std::ptr::null_mut()),
+            waits: OnceLock::new(),
+        }
+    }
+
+    /// Binds the runner to the calling thread: its waits are this thread's.
+    pub(super) fn bind(&self) {
+        let _ = self.waits.set(WaitWatch::this_thread());
+    }
+
+    /// Records that the runner starts `task`.
+    #[inline]
+    pub(super) fn starting(&self, task: &Runnable) {
+        let started = self.started.load(Ordering::Relaxed).wrapping_add(1);
+        self.started.store(started, Ordering::Relaxed);
+        let site: *const Location<'static> = task.location();
+        self.task.store(site.cast_mut(), Ordering::Relaxed);
+    }
+
+    /// The spawn site of the task the runner started last.
+    fn task(&self) -> Option<&'static Location<'static>> {
+        let site = self.task.load(Ordering::Relaxed);
+        // SAFETY: `task` holds null or a pointer made from a `&'static Location` in `starting`;
+        // nothing writes through it.
+        unsafe { site.as_ref() }
+    }
+}
+
+/// One runner as the monitor saw it at one sample.
+struct Sample {
+    runner: Arc<Runner>,
+    started: usize,
+    waiting: bool,
+}
+
+impl Sample {
+    fn of(runner: &Arc<Runner>) -> Sample {
+        Sample {
+            runner: runner.clone(),
+            started: runner.started.load(Ordering::Relaxed),
+            waiting: runner.waits.get().is_some_and(WaitWatch::is_waiting),
+        }
+    }
+}
+
+/// Whether every runner in `now` was waiting at both samples and started no task in between.
+/// Both lists are in registration order (workers, then rescue workers as they came), which a
+/// removal keeps, so one pass over `before` finds each runner.
+fn stuck(before: &[Sample], now: &[Sample]) -> bool {
+    let mut before = before.iter();
+    !now.is_empty()
+        && now.iter().all(|s| {
+            s.waiting
+                && before
+                    .by_ref()
+                    .find(|b| Arc::ptr_eq(&b.runner, &s.runner))
+                    .is_some_and(|b| b.waiting && b.started == s.started)
+        })
+}
+
+struct State {
+    /// Set by `shutdown`: the monitor exits and none is started any more.
+    closed: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The pool's monitor: its runners, its thread and its rescue workers.
+pub(super) struct Monitor {
+    /// One per pool worker, by index.
+    workers: Vec<Arc<Runner>>,
+    /// The rescue workers running, in the order they started.
+    rescuers: Mutex<Vec<Arc<Runner>>>,
+    /// Threads for rescue workers.
+    rescue: Elastic<Rescue>,
+    /// Whether the monitor thread was started (or could not be). Set under `state`'s lock.
+    started: AtomicBool,
+    /// Set by the monitor before it parks (`SeqCst`, under the lock); cleared under the lock by
+    /// the worker that unparks it.
+    parked: AtomicBool,
+    /// Whether the diagnostic was printed.
+    reported: AtomicBool,
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+impl Monitor {
+    pub(super) fn new(workers: usize, max_rescuers: usize, keep_alive: Duration) -> Monitor {
+        Monitor {
+            workers: (0..workers).map(|_| Arc::new(Runner::new())).collect(),
+            rescuers: Mutex::new(Vec::new()),
+            rescue: Elastic::new(max_rescuers, keep_alive).with_thread_name("zsync-rescue"),
+            started: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
+            state: Mutex::new(State {
+                closed: false,
+                thread: None,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Worker `index`'s runner.
+    pub(super) fn worker(&self, index: usize) -> &Runner {
+        &self.workers[index]
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rescuers(&self) -> MutexGuard<'_, Vec<Arc<Runner>>> {
+        self.rescuers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called by a worker that has just left its idle sleep: unparks the monitor if it parked.
+    #[inline]
+    pub(super) fn worker_awake(&self) {
+        if self.parked.load(Ordering::SeqCst) {
+            let _state = self.lock();
+            self.parked.store(false, Ordering::SeqCst);
+            self.cv.notify_one();
+        }
+    }
+
+    /// Stops the monitor thread and every rescue thread, and joins them. Once every task has
+    /// finished: a rescue worker then finds the queues empty.
+    pub(super) fn shutdown(&self) {
+        let thread = {
+            let mut state = self.lock();
+            state.closed = true;
+            self.cv.notify_all();
+            state.thread.take()
+        };
+        if let Some(thread) = thread {
+            // The monitor catches nothing and calls no user code: it does not panic.
+            let _ = thread.join();
+        }
+        self.rescue.shutdown();
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        let rescuers = self.rescuers();
+        self.workers
+            .iter()
+            .chain(rescuers.iter())
+            .map(Sample::of)
+            .collect()
+    }
+}
+
+/// Starts the monitor thread of `shared`'s pool unless it runs already (called on every spawn:
+/// one relaxed load once it runs).
+#[inline]
+pub(super) fn ensure_started(shared: &Arc<Shared>) {
+    if !shared.monitor.started.load(Ordering::Relaxed) {
+        start(shared);
+    }
+}
+
+#[cold]
+fn start(shared: &Arc<Shared>) {
+    let monitor = &shared.monitor;
+    let mut state = monitor.lock();
+    if state.closed || monitor.started.load(Ordering::Relaxed) {
+        return;
+    }
+    let watched = shared.clone();
+    // Without a thread (the OS refused one) the pool runs unwatched, as it did before.
+    state.thread = std::thread::Builder::new()
+        .name("zsync-monitor".into())
+        .spawn(move || watch(watched))
+        .ok();
+    monitor.started.store(true, Ordering::Relaxed);
+}
+
+/// The monitor thread.
+fn watch(shared: Arc<Shared>) {
+    let monitor = &shared.monitor;
+    let workers = monitor.workers.len();
+    let mut before: Vec<Sample> = Vec::new();
+    let mut state = monitor.lock();
+    while !state.closed {
+        if shared.sleepers.all_idle(workers) {
+            monitor.parked.store(true, Ordering::SeqCst);
+            if shared.sleepers.all_idle(workers) {
+                before.clear();
+                while monitor.parked.load(Ordering::SeqCst) && !state.closed {
+                    state = monitor.cv.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                continue;
+            }
+            monitor.parked.store(false, Ordering::SeqCst);
+        }
+        state = monitor
+            .cv
+            .wait_timeout(state, PERIOD)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        if state.closed {
+            break;
+        }
+        drop(state);
+        let now = monitor.samples();
+        if stuck(&before, &now) && shared.has_queued() {
+            rescue(&shared, &now);
+        }
+        before = now;
+        state = monitor.lock();
+    }
+}
+
+/// Starts a rescue worker if tasks that nobody started wait in the queues; prints the
+/// diagnostic the first time.
+fn rescue(shared: &Arc<Shared>, blocked: &[Sample]) {
+    let mut waiting = Vec::new();
+    while waiting.len() < SURVEY {
+        match shared.steal_any() {
+            // An entry whose task its joiner ran inline is dropped, as a worker would skip it.
+            Some(task) if task.is_started() => {}
+            Some(task) => waiting.push(task),
+            None => break,
+        }
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    let sites: Vec<_> = waiting.iter().map(Runnable::location).collect();
+    for task in waiting {
+        shared.injector.push(task);
+        // A worker may have gone idle while the task was out of the queues.
+        shared.sleepers.notify_one();
+    }
+    let monitor = &shared.monitor;
+    if !monitor.reported.swap(true, Ordering::Relaxed) {
+        report(monitor.workers.len(), blocked, &sites);
+    }
+    // Refused when `max_concurrent_threads` rescue workers run already (or at shutdown): the
+    // next stuck sample tries again.
+    let _ = monitor.rescue.submit(Rescue(shared.clone()));
+}
+
+/// Prints the diagnostic: what waits, what blocks, what to do.
+#[cold]
+fn report(workers: usize, blocked: &[Sample], waiting: &[&'static Location<'static>]) {
+    let extra = blocked.len() - workers;
+    let mut msg = format!(
+        "zsync: every thread of the Threaded pool ({workers} workers{}) has been blocked for \
+         over {} ms while {}{} spawned task{} waited to start.\n",
+        match extra {
+            0 => String::new(),
+            n => format!(", {n} extra"),
+        },
+        PERIOD.as_millis(),
+        waiting.len(),
+        if waiting.len() >= SURVEY { "+" } else { "" },
+        if waiting.len() == 1 { "" } else { "s" },
+    );
+    let blocked: Vec<_> = blocked.iter().filter_map(|s| s.runner.task()).collect();
+    list(&mut msg, "blocked in", &blocked);
+    list(&mut msg, "waiting", waiting);
+    msg.push_str(
+        "  zsync starts extra threads to run the waiting tasks while this lasts. `spawn` does \
+         not promise concurrency: start a task that other tasks wait for (a producer, a \
+         connection's handler) with `io.concurrent`, which gives it a thread of its own, or use \
+         more workers (`Builder::worker_threads`). Printed once per run.\n",
+    );
+    // A failed write to stderr has nowhere better to go.
+    let _ = std::io::stderr().lock().write_all(msg.as_bytes());
+}
+
+/// Appends `  label: site (xN), site, … and N more` to `msg`.
+fn list(msg: &mut String, label: &str, sites: &[&'static Location<'static>]) {
+    let mut counted: Vec<(&Location<'static>, usize)> = Vec::new();
+    for site in sites {
+        match counted.iter_mut().find(|(s, _)| s == site) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((site, 1)),
+        }
+    }
+    let _ = write!(msg, "  {label}: ");
+    for (i, (site, n)) in counted.iter().take(LISTED).enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = match n {
+            1 => write!(msg, "{sep}{site}"),
+            n => write!(msg, "{sep}{site} (x{n})"),
+        };
+    }
+    if counted.len() > LISTED {
+        let _ = write!(msg, " and {} more", counted.len() - LISTED);
+    }
+    msg.push('\n');
+}
+
+/// A rescue worker: runs queued tasks like a pool worker until it finds none.
+pub(super) struct Rescue(Arc<Shared>);
+
+impl Job for Rescue {
+    fn run(self) {
+        let shared = self.0;
+        let runner = Arc::new(Runner::new());
+        runner.bind();
+        let monitor = &shared.monitor;
+        monitor.rescuers().push(runner.clone());
+        // Unlisted also if a task's disposal unwinds out of `run`: a runner that stays listed
+        // without running would keep the pool from ever looking stuck again.
+        let _listed = Listed(monitor, &runner);
+        while let Some(task) = shared.steal_any() {
+            runner.starting(&task);
+            task.run();
+        }
+    }
+}
+
+/// Removes a rescue worker's runner from the monitor's list on drop.
+struct Listed<'a>(&'a Monitor, &'a Arc<Runner>);
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.0.rescuers().retain(|r| !Arc::ptr_eq(r, self.1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(runner: &Arc<Runner>, started: usize, waiting: bool) -> Sample {
+        Sample {
+            runner: runner.clone(),
+            started,
+            waiting,
+        }
+    }
+
+    #[test]
+    fn stuck_needs_every_runner_waiting_twice_without_starting_a_task() {
+        let (a, b) = (Arc::new(Runner::new()), Arc::new(Runner::new()));
+        let before = [sample(&a, 3, true), sample(&b, 7, true)];
+        assert!(stuck(&before, &[sample(&a, 3, true), sample(&b, 7, true)]));
+        // One started a task in between, or runs now, or was running before.
+        assert!(!stuck(&before, &[sample(&a, 4, true), sample(&b, 7, true)]));
+        assert!(!stuck(
+            &before,
+            &[sample(&a, 3, true), sample(&b, 7, false)]
+        ));
+        let running_before = [sample(&a, 3, true), sample(&b, 7, false)];
+        assert!(!stuck(
+            &running_before,
+            &[sample(&a, 3, true), sample(&b, 7, true)]
+        ));
+        // A runner that was not there before (a fresh rescue worker) is not stuck yet.
+        let c = Arc::new(Runner::new());
+        assert!(!stuck(
+            &before,
+            &[
+                sample(&a, 3, true),
+                sample(&b, 7, true),
+                sample(&c, 0, true)
+            ]
+        ));
+        // A rescue worker that left does not count.
+        let with_c = [
+            sample(&a, 3, true),
+            sample(&c, 1, true),
+            sample(&b, 7, true),
+        ];
+        assert!(stuck(&with_c, &[sample(&a, 3, true), sample(&b, 7, true)]));
+        assert!(!stuck(&[], &[]));
+    }
+
+    #[test]
+    fn the_report_counts_sites() {
+        let here = Location::caller();
+        let mut msg = String::new();
+        list(&mut msg, "waiting", &[here, here]);
+        assert_eq!(msg, format!("  waiting: {here} (x2)\n"));
+    }
+}
