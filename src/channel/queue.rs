@@ -142,7 +142,8 @@ impl<T> Queue<T> {
     /// least `min` (clamped to `items.len()`) were added — and returns how many were added.
     /// `min == 0` never waits. Cancellation point. Zig: `queue.put(io, items, min)`.
     ///
-    /// Elements are cloned in under the queue's lock, so `T::clone` must not use this queue.
+    /// Elements are cloned with the queue's lock released, so `T::clone` may block or panic (a
+    /// panic leaves the queue as it was before the attempt).
     ///
     /// ```
     /// let q = zsync::channel::Queue::new(3);
@@ -177,6 +178,9 @@ impl<T> Queue<T> {
         let chan = &self.chan;
         let min = min.min(items.len());
         let mut added = 0;
+        // Clones made outside the lock for one attempt; those that no longer fit when the lock
+        // is taken again are dropped (unlocked) and cloned afresh next time.
+        let mut staged: Vec<T> = Vec::new();
         let mut waiter = QueueWaiter::new(chan, Side::Senders);
         let result = block_until(deadline, |w| {
             let mut st = chan.lock();
@@ -185,8 +189,23 @@ impl<T> Queue<T> {
                 waiter.slot.used(&mut st.send_q);
                 return Poll::Ready(Err(QueueErrorKind::Closed));
             }
-            let n = (chan.cap - st.queue.len()).min(items.len() - added);
-            st.queue.extend(items[added..added + n].iter().cloned());
+            // `T::clone` is user code: it runs with the lock released (it may block, or
+            // panic, and a fiber must never park holding a std mutex). Clone what fits now,
+            // then take the lock again and move in as much as still fits.
+            let space = (chan.cap - st.queue.len()).min(items.len() - added);
+            if space > 0 {
+                drop(st);
+                staged.extend(items[added..added + space].iter().cloned());
+                st = chan.lock();
+                if st.closed {
+                    waiter.slot.used(&mut st.send_q);
+                    drop(st);
+                    staged.clear(); // drops run unlocked
+                    return Poll::Ready(Err(QueueErrorKind::Closed));
+                }
+            }
+            let n = (chan.cap - st.queue.len()).min(staged.len());
+            st.queue.extend(staged.drain(..n));
             added += n;
             let wake = if n > 0 {
                 st.recv_q.notify_tagged(None, n)
@@ -200,6 +219,7 @@ impl<T> Queue<T> {
                 waiter.slot.register(&mut st.send_q, w);
             }
             drop(st);
+            staged.clear();
             wake.wake();
             if done {
                 Poll::Ready(Ok(()))
@@ -246,8 +266,8 @@ impl<T> Queue<T> {
     /// `min` (clamped to `buf.len()`) were taken — and returns how many. `min == 0` never waits.
     /// Cancellation point. Zig: `queue.get(io, buffer, min)`.
     ///
-    /// The elements of `buf` that are overwritten are dropped under the queue's lock, so their
-    /// destructor must not use this queue.
+    /// The elements of `buf` that are overwritten are dropped with the queue's lock released, so
+    /// their destructor may block or use this queue.
     ///
     /// ```
     /// let q = zsync::channel::Queue::new(8);
@@ -271,13 +291,16 @@ impl<T> Queue<T> {
         let chan = &self.chan;
         let min = min.min(buf.len());
         let mut got = 0;
+        // The values taken under the lock, on their way into `buf`.
+        let mut staged: Vec<T> = Vec::new();
         let mut waiter = QueueWaiter::new(chan, Side::Receivers);
         let result = block_until(deadline, |w| {
             let mut st = chan.lock();
             let n = st.queue.len().min(buf.len() - got);
-            for (slot, v) in buf[got..got + n].iter_mut().zip(st.queue.drain(..n)) {
-                *slot = v;
-            }
+            // Moved out under the lock, stored into `buf` after it: storing drops the values
+            // `buf` held, and a `Drop` is user code (it may block or panic).
+            staged.extend(st.queue.drain(..n));
+            let first = got;
             got += n;
             let wake = if n > 0 {
                 st.send_q.notify_tagged(None, n)
@@ -295,6 +318,9 @@ impl<T> Queue<T> {
                 Poll::Pending
             };
             drop(st);
+            for (slot, v) in buf[first..got].iter_mut().zip(staged.drain(..)) {
+                *slot = v;
+            }
             wake.wake();
             outcome
         });

@@ -532,6 +532,59 @@ fn queue_cancel_keeps_partial_progress(io: &Io) {
     assert_eq!(buf[..2], [1, 2]);
 }
 
+/// An element whose `clone` announces itself, then waits for an event: user code that blocks.
+struct Slow {
+    cloning: Arc<AtomicBool>,
+    gate: Arc<zsync::sync::ResetEvent>,
+}
+
+impl Clone for Slow {
+    fn clone(&self) -> Slow {
+        self.cloning.store(true, Ordering::SeqCst);
+        self.gate.wait().unwrap();
+        Slow {
+            cloning: self.cloning.clone(),
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// `Queue::put` clones with the queue's lock released: a clone that blocks until another task
+/// has put into the same queue does not deadlock it (it used to hold the queue's std mutex while
+/// its fiber or thread was parked, so the other task's put blocked its thread on the mutex).
+fn queue_clone_runs_unlocked(io: &Io) {
+    if !has_concurrency(io) {
+        return;
+    }
+    let cloning = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(zsync::sync::ResetEvent::new());
+    let item = Slow {
+        cloning: cloning.clone(),
+        gate: gate.clone(),
+    };
+    let q = Arc::new(Queue::new(4));
+    let putter = {
+        let q = q.clone();
+        io.concurrent(move |_| q.put_all(&[item]).map_err(|e| e.kind))
+            .unwrap()
+    };
+    let other = {
+        let (q, cloning, gate) = (q.clone(), cloning.clone(), gate.clone());
+        io.concurrent(move |_| {
+            wait_for("the putter's clone", || cloning.load(Ordering::SeqCst));
+            // The putter is inside `T::clone`: using the queue must not wait for it.
+            q.put_all(&[]).map_err(|e| e.kind)?;
+            let r = q.len();
+            gate.set();
+            Ok::<_, QueueErrorKind>(r)
+        })
+        .unwrap()
+    };
+    assert_eq!(other.join().unwrap(), Ok(0));
+    putter.join().unwrap().unwrap();
+    assert_eq!(q.len(), 1);
+}
+
 // ---- stress -----------------------------------------------------------------------------------
 
 const PRODUCERS: u32 = 4;
@@ -720,6 +773,7 @@ conformance! {
     oneshot_value_closed_timeout_cancel,
     queue_put_get_with_min,
     queue_cancel_keeps_partial_progress,
+    queue_clone_runs_unlocked,
     stress_bounded_mpmc,
     stress_unbounded_mpmc,
     stress_rendezvous_mpmc,
