@@ -175,8 +175,10 @@ fn hundred_thousand_parked_fibers() {
         // Release builds keep a parked task near one touched stack page; debug frames are bigger.
         // (Measured here: 4.45 KiB in release run alone, ~4.5 in debug.)
         let bound = if cfg!(debug_assertions) { 8.0 } else { 4.5 };
+        // Under AddressSanitizer (ci/asan.sh) shadow memory, redzones and the allocator's
+        // quarantine add their own RSS per task: the figure is printed, not bounded.
         assert!(
-            per_task_kib <= bound,
+            cfg!(zsync_asan) || per_task_kib <= bound,
             "{per_task_kib:.2} KiB per parked task (bound {bound} KiB)"
         );
     });

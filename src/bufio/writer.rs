@@ -95,13 +95,27 @@ impl<W: Write> Writer<W> {
     pub fn into_inner(mut self) -> Result<W, (io::Error, Writer<W>)> {
         match self.flush_buf() {
             Ok(()) => {
-                let mut this = std::mem::ManuallyDrop::new(self);
-                // SAFETY: `this` is never used or dropped again; `buf` is dropped here so its
-                // allocation is not leaked, and `inner` is moved out exactly once.
-                unsafe {
-                    std::ptr::drop_in_place(&mut this.buf);
-                    Ok(std::ptr::read(&this.inner))
-                }
+                // `Writer` implements `Drop`, so its fields are moved out of a `ManuallyDrop`.
+                let this = std::mem::ManuallyDrop::new(self);
+                // Every field is named (no `..`): a field added to `Writer` does not compile here
+                // until it is moved out below too, so none is leaked (`splat_block` once was).
+                let Writer {
+                    inner,
+                    buf,
+                    panicked: _,
+                    splat_block,
+                } = &*this;
+                // SAFETY: `this` is never used or dropped again, so each field is moved out
+                // exactly once: the buffers to be dropped here, the sink to be returned.
+                let (inner, buf, splat_block) = unsafe {
+                    (
+                        std::ptr::read(inner),
+                        std::ptr::read(buf),
+                        std::ptr::read(splat_block),
+                    )
+                };
+                drop((buf, splat_block));
+                Ok(inner)
             }
             Err(e) => Err((e, self)),
         }
