@@ -31,7 +31,7 @@ pub(super) fn file_op<T: Send>(
 }
 
 /// Runs `attempt` on the transfer's end `end` and waits the way that kind of descriptor waits:
-/// a non-blocking socket is tried, then waited on for `interest` (parking the fiber on Green)
+/// a non-blocking socket or pipe is tried, then waited on for `interest` (parking the fiber on Green)
 /// until it stops reporting `WouldBlock` — for at most the end's timeout, then `TimedOut` —; a
 /// file syscall goes through [`file_op`].
 pub(super) fn op<T: Send>(
@@ -40,7 +40,7 @@ pub(super) fn op<T: Send>(
     attempt: impl FnMut() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     match end.kind {
-        FdKind::Socket => retry_on_fd(end.fd, interest, end.deadline(), attempt),
+        FdKind::Socket | FdKind::Pipe => retry_on_fd(end.fd, interest, end.deadline(), attempt),
         FdKind::File => file_op(end.io, attempt),
     }
 }

@@ -8,6 +8,7 @@ mod channel;
 mod dns;
 mod fs;
 mod green;
+mod pipe;
 mod select;
 mod sync;
 mod tasks;
