@@ -73,6 +73,7 @@ mod loom;
 mod model;
 mod op;
 mod park;
+mod pipe;
 mod task;
 #[cfg(test)]
 mod test_waker;
@@ -92,5 +93,6 @@ pub use error::{
 pub use event::Event;
 pub use io::{run, Builder, Io, Model, Runtime};
 pub use model::green::Backend;
+pub use pipe::{pipe, PipeReader, PipeWriter};
 pub use task::{Group, GroupPolicy, Runnable, Task};
 pub use transfer::copy;

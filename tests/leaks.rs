@@ -32,6 +32,8 @@ mod dns;
 mod fs;
 #[path = "conformance/green.rs"]
 mod green;
+#[path = "conformance/pipe.rs"]
+mod pipe;
 #[path = "conformance/select.rs"]
 mod select;
 #[path = "conformance/shared_fd.rs"]
@@ -106,6 +108,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("sync", sync::ALL),
         ("bufio", bufio::ALL),
         ("transfer", transfer::ALL),
+        ("pipe", pipe::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use crate::fs::{sys, OpenOptions};
+use crate::op::stream;
 use crate::Io;
 
 /// An open file. Counterpart of [`std::fs::File`]; implements [`Read`], [`Write`] and [`Seek`]
@@ -17,6 +18,12 @@ use crate::Io;
 /// The file remembers the [`Io`] it was opened with. Every method that makes a syscall is a
 /// cancellation point, checked before the syscall starts (see the [module docs](crate::fs)).
 /// The descriptor is closed when the `File` drops.
+///
+/// A `File` that is not a regular file, block device or directory — a FIFO, a terminal, a
+/// character device, a socket or pipe wrapped with [`from_std`](File::from_std) — is put in
+/// non-blocking mode when it is opened or wrapped, and its reads and writes wait for readiness
+/// as a socket's do: a read waiting for the other end of a FIFO is interrupted by
+/// cancellation and deadlines on every model (see the [module docs](crate::fs#pipes-fifos-terminals-and-devices)).
 ///
 /// ```
 /// use std::io::{Read, Seek, SeekFrom, Write};
@@ -44,6 +51,34 @@ use crate::Io;
 pub struct File {
     io: Io,
     inner: std::fs::File,
+    kind: Kind,
+}
+
+/// How a file's reads and writes wait, decided once, when it is opened or wrapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A regular file, block device or directory: blocking syscalls that run to completion
+    /// (on the ring or a helper thread on Green), checked for cancellation before they start.
+    Disk,
+    /// Anything else (FIFO, pipe, terminal, character device, socket, eventfd…): a non-blocking
+    /// descriptor whose operations wait for readiness ([`crate::op::stream`]). `switched`: zsync
+    /// put its description in non-blocking mode, so [`File::into_std`] switches it back.
+    Stream { switched: bool },
+}
+
+impl Kind {
+    /// Classifies `file` and readies a stream for readiness waits. A descriptor whose type
+    /// cannot be read, or whose mode cannot be changed, stays blocking and is treated as a
+    /// disk file: correct, only not interruptible.
+    fn of(file: &std::fs::File) -> Kind {
+        match sys::is_disk(file) {
+            Ok(false) => match stream::set_nonblocking(file.as_fd()) {
+                Ok(switched) => Kind::Stream { switched },
+                Err(_) => Kind::Disk,
+            },
+            _ => Kind::Disk,
+        }
+    }
 }
 
 impl File {
@@ -79,15 +114,34 @@ impl File {
     }
 
     /// Wraps a std file. The descriptor and its offset are kept as they are.
+    ///
+    /// A descriptor that is not a regular file, block device or directory (a pipe, FIFO,
+    /// terminal, character device or socket) is switched to non-blocking mode (`O_NONBLOCK`), so
+    /// that its reads and writes can wait for readiness and be canceled. The mode belongs to the
+    /// *open file description*, so every descriptor sharing it sees the change: a `dup`, a
+    /// forked child, the other processes reading the same inherited stdin. A blocking reader
+    /// sharing it then gets `WouldBlock` errors. Wrap only descriptors this process alone uses
+    /// (or switch them back with [`into_std`](File::into_std) before others use them again);
+    /// a shared stdin is better read with [`Io::blocking`](crate::Io::blocking). Tokio's
+    /// `pipe::Receiver::from_file` and Python's `connect_read_pipe` make the same switch.
+    ///
+    /// Takes one `statx(2)` to tell the kinds apart (and two `fcntl(2)` for a stream).
     pub fn from_std(io: &Io, file: std::fs::File) -> File {
         File {
             io: io.clone(),
+            kind: Kind::of(&file),
             inner: file,
         }
     }
 
-    /// Unwraps into the std file (same descriptor, same offset).
+    /// Unwraps into the std file (same descriptor, same offset). A descriptor that
+    /// [`from_std`](File::from_std) (or `open`) switched to non-blocking mode is switched back.
     pub fn into_std(self) -> std::fs::File {
+        if let Kind::Stream { switched: true } = self.kind {
+            // `FIONBIO` on a descriptor this `File` owns does not fail; if it did, the caller
+            // would see `WouldBlock` errors rather than lose data.
+            let _ = stream::set_blocking(self.inner.as_fd());
+        }
         self.inner
     }
 
@@ -96,11 +150,20 @@ impl File {
         &self.io
     }
 
+    /// Whether the descriptor is a non-blocking stream (not a regular file, block device or
+    /// directory) whose operations wait for readiness.
+    pub(crate) fn is_stream(&self) -> bool {
+        matches!(self.kind, Kind::Stream { .. })
+    }
+
     /// Reads into `buf` from byte `offset` of the file (`pread(2)`), without using or moving the
     /// file offset. Returns the number of bytes read; 0 at or past the end of the file.
     /// Cancellation point.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        sys::pread(&self.io, &self.inner, buf, offset)
+        match self.kind {
+            Kind::Disk => sys::pread(&self.io, &self.inner, buf, offset),
+            Kind::Stream { .. } => stream::read(self.inner.as_fd(), buf, Some(offset), None),
+        }
     }
 
     /// Writes `buf` at byte `offset` of the file (`pwrite(2)`), without using or moving the file
@@ -109,19 +172,28 @@ impl File {
     ///
     /// On Linux, a file opened in append mode ignores `offset` and appends.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        sys::pwrite(&self.io, &self.inner, buf, offset)
+        match self.kind {
+            Kind::Disk => sys::pwrite(&self.io, &self.inner, buf, offset),
+            Kind::Stream { .. } => stream::write(self.inner.as_fd(), buf, Some(offset), None),
+        }
     }
 
     /// Reads into the buffers in order from byte `offset` (`preadv(2)`), without moving the file
     /// offset. Returns the total number of bytes read. Cancellation point.
     pub fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
-        sys::preadv(&self.io, &self.inner, bufs, offset)
+        match self.kind {
+            Kind::Disk => sys::preadv(&self.io, &self.inner, bufs, offset),
+            Kind::Stream { .. } => stream::readv(self.inner.as_fd(), bufs, Some(offset), None),
+        }
     }
 
     /// Writes the buffers in order at byte `offset` (`pwritev(2)`), without moving the file
     /// offset. Returns the total number of bytes written. Cancellation point.
     pub fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
-        sys::pwritev(&self.io, &self.inner, bufs, offset)
+        match self.kind {
+            Kind::Disk => sys::pwritev(&self.io, &self.inner, bufs, offset),
+            Kind::Stream { .. } => stream::writev(self.inner.as_fd(), bufs, Some(offset), None),
+        }
     }
 
     /// Fills `buf` from byte `offset`, retrying short reads. Each read is a cancellation point.
@@ -206,6 +278,7 @@ impl File {
         Ok(File {
             io: self.io.clone(),
             inner,
+            kind: self.kind,
         })
     }
 }
@@ -221,10 +294,16 @@ impl Read for File {
 
 impl Read for &File {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::read(&self.io, &self.inner, buf)
+        match self.kind {
+            Kind::Disk => sys::read(&self.io, &self.inner, buf),
+            Kind::Stream { .. } => stream::read(self.inner.as_fd(), buf, None, None),
+        }
     }
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        sys::readv(&self.io, &self.inner, bufs)
+        match self.kind {
+            Kind::Disk => sys::readv(&self.io, &self.inner, bufs),
+            Kind::Stream { .. } => stream::readv(self.inner.as_fd(), bufs, None, None),
+        }
     }
 }
 
@@ -242,10 +321,16 @@ impl Write for File {
 
 impl Write for &File {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::write(&self.io, &self.inner, buf)
+        match self.kind {
+            Kind::Disk => sys::write(&self.io, &self.inner, buf),
+            Kind::Stream { .. } => stream::write(self.inner.as_fd(), buf, None, None),
+        }
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        sys::writev(&self.io, &self.inner, bufs)
+        match self.kind {
+            Kind::Disk => sys::writev(&self.io, &self.inner, bufs),
+            Kind::Stream { .. } => stream::writev(self.inner.as_fd(), bufs, None, None),
+        }
     }
     /// Nothing to do: writes go straight to the kernel. Use [`File::sync_all`] for durability.
     fn flush(&mut self) -> io::Result<()> {
@@ -286,20 +371,24 @@ impl AsRawFd for File {
     }
 }
 
+/// The descriptor as it is: one that zsync switched to non-blocking mode stays so (use
+/// [`File::into_std`] to have it switched back).
 impl IntoRawFd for File {
     fn into_raw_fd(self) -> RawFd {
         self.inner.into_raw_fd()
     }
 }
 
+/// The descriptor as it is, like [`IntoRawFd`]: a stream stays in non-blocking mode.
 impl From<File> for OwnedFd {
     fn from(f: File) -> OwnedFd {
         f.inner.into()
     }
 }
 
+/// As [`File::into_std`]: a descriptor zsync switched to non-blocking mode is switched back.
 impl From<File> for std::fs::File {
     fn from(f: File) -> std::fs::File {
-        f.inner
+        f.into_std()
     }
 }

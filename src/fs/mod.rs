@@ -41,6 +41,23 @@
 //! once, before they start. Inside [`Io::shielded`](crate::Io::shielded) nothing reports
 //! `Canceled`.
 //!
+//! ## Pipes, FIFOs, terminals and devices
+//!
+//! Only I/O on regular files, block devices and directories is uninterruptible: it ends on its
+//! own once the disk answers. A [`File`] that is anything else — a FIFO, a terminal, a character device, or a pipe or socket wrapped
+//! with [`File::from_std`] — may wait on *another party* for ever, so when it is opened (or
+//! wrapped) zsync tells the kinds apart (one `statx(2)`) and puts such a descriptor in
+//! non-blocking mode. Its reads and writes then wait for readiness exactly as a socket's do: a
+//! read of an empty FIFO is interrupted by cancellation, by a dropped [`Task`](crate::Task)
+//! handle, by `run`'s shutdown and by deadlines ([`Io::timeout`](crate::Io::timeout),
+//! [`Io::with_deadline`](crate::Io::with_deadline)), on every model. On a Green io_uring worker
+//! the read is a ring op the kernel waits on and cancels.
+//!
+//! Non-blocking mode belongs to the open file description, which a `dup`, a forked child or an
+//! inherited stdin share: see [`File::from_std`] before wrapping a descriptor other processes
+//! use. Opening a FIFO still waits for the other end as `open(2)` does (off the worker on
+//! Green, but not interruptibly). For an anonymous pipe, use [`zsync::pipe`](crate::pipe).
+//!
 //! ## Models
 //!
 //! On the Blocking model each operation is a direct syscall on the calling thread. On the

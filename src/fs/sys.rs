@@ -73,6 +73,30 @@ pub(super) fn open(io: &Io, opts: &super::OpenOptions, path: &Path) -> io::Resul
     blocking_op(io, || opts.as_std().open(path))
 }
 
+/// Whether `file` is a regular file, block device or directory — I/O that runs to completion
+/// once started — rather than a stream that may wait for another party (pipe, FIFO, terminal,
+/// character device, socket). The file type never changes, so a cached answer is as good as a
+/// fresh one: `AT_STATX_DONT_SYNC` keeps a network file system from asking its server. Not a
+/// cancellation point: it runs on the caller's thread and does not wait for a disk.
+pub(super) fn is_disk(file: &std::fs::File) -> io::Result<bool> {
+    use rustix::fs::{AtFlags, FileType, StatxFlags};
+    let mode = match rustix::fs::statx(
+        file,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE,
+    ) {
+        Ok(st) => u32::from(st.stx_mode),
+        // `statx` predates nothing zsync runs on, but a seccomp filter may refuse it.
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => rustix::fs::fstat(file)?.st_mode,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(matches!(
+        FileType::from_raw_mode(mode),
+        FileType::RegularFile | FileType::BlockDevice | FileType::Directory
+    ))
+}
+
 /// `fcntl(F_DUPFD_CLOEXEC)`.
 pub(super) fn dup(io: &Io, file: &std::fs::File) -> io::Result<std::fs::File> {
     blocking_op(io, || file.try_clone())

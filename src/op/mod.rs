@@ -25,6 +25,7 @@ pub(crate) mod read_at;
 pub(crate) mod recv;
 pub(crate) mod send;
 pub(crate) mod splice;
+pub(crate) mod stream;
 pub(crate) mod vectored;
 pub(crate) mod write_at;
 

@@ -10,14 +10,14 @@ use crate::model::green;
 
 /// `IOV_MAX` on Linux: longer vectors are cut here (a vectored transfer may move less than
 /// asked, like any other), never refused with `EINVAL`.
-const IOV_MAX: usize = 1024;
+pub(super) const IOV_MAX: usize = 1024;
 
 /// The ring's offset for "at the file position, and advance it" (`-1`; every kernel whose
 /// ring zsync uses — it needs the 5.6 opcode probe — has `IORING_FEAT_RW_CUR_POS`).
 pub(crate) const AT_CURSOR: u64 = u64::MAX;
 
 /// Where a transfer reads or writes: at `Some(offset)`, or at the file position (`None`).
-fn ring_offset(offset: Option<u64>) -> Option<u64> {
+pub(super) fn ring_offset(offset: Option<u64>) -> Option<u64> {
     match offset {
         None => Some(AT_CURSOR),
         // The ring reads `u64::MAX` as the cursor; the syscalls reject offsets past i64::MAX.

@@ -3,10 +3,10 @@
 //!
 //! | from → to | tried in order |
 //! |---|---|
-//! | regular file → socket | `sendfile(2)` → `splice(2)` through a pipe → buffered read/write (Green io_uring: see below) |
-//! | regular file → file (or pipe, `/dev/null`…) | `copy_file_range(2)` → `sendfile(2)` → buffered |
-//! | socket → socket ([`copy`] only) | `splice(2)` through a pipe → buffered read/write |
-//! | anything else (FIFO, character device, socket → file) → anything | buffered read/write |
+//! | regular file → socket, pipe, FIFO, character device | `sendfile(2)` → `splice(2)` through a pipe → buffered read/write (Green io_uring: see below) |
+//! | regular file → regular file | `copy_file_range(2)` → `sendfile(2)` → buffered |
+//! | socket or pipe → socket or pipe ([`copy`] only) | `splice(2)` through a pipe → buffered read/write |
+//! | anything else (socket or pipe → regular file, …) | buffered read/write |
 //!
 //! A path is abandoned for the next one when the kernel says it does not do that transfer
 //! (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`, `EXDEV`, …) or when its *first* call reports end of file
@@ -25,7 +25,7 @@
 //! ## Which descriptors
 //!
 //! Anything that implements [`Descriptor`]: [`File`], [`TcpStream`],
-//! [`UnixStream`], and references to them. The trait tells the transfer
+//! [`UnixStream`], [`PipeReader`], [`PipeWriter`], and references to them. The trait tells the transfer
 //! the descriptor's [`Io`] and how it waits ([`FdKind`]).
 //!
 //! ## A peer that goes away
@@ -69,7 +69,7 @@ use crate::fs::File;
 use crate::net::{TcpStream, UnixStream};
 use crate::op;
 use crate::park::Interest;
-use crate::Io;
+use crate::{Io, PipeReader, PipeWriter};
 
 /// The largest chunk of one file-to-file syscall: bounds how long a transfer runs without a
 /// cancellation check.
@@ -89,14 +89,18 @@ pub enum FdKind {
     /// A file opened in blocking mode: the syscall runs to completion (on a helper thread on
     /// Green), checked for cancellation before it starts.
     File,
+    /// A non-blocking descriptor that is not a socket — a pipe, FIFO, terminal or character
+    /// device ([`PipeReader`], a [`File`] that is not a regular file): try the
+    /// syscall, wait for readiness on `EAGAIN`, as for a socket.
+    Pipe,
 }
 
 /// A zsync file or socket that lends its descriptor to zero-copy transfers.
 ///
-/// Implemented by [`File`], [`TcpStream`],
-/// [`UnixStream`] and references to anything that implements it. An
-/// implementation for another type must report the [`FdKind`] that matches how its descriptor
-/// was opened (a blocking descriptor reported as `Socket` would block its thread).
+/// Implemented by [`File`], [`TcpStream`], [`UnixStream`], [`PipeReader`], [`PipeWriter`] and
+/// references to anything that implements it. An implementation for another type must report
+/// the [`FdKind`] that matches how its descriptor was opened (a blocking descriptor reported as
+/// `Socket` or `Pipe` would block its thread).
 pub trait Descriptor: AsFd {
     /// The `Io` its operations run on.
     fn io(&self) -> &Io;
@@ -123,7 +127,29 @@ impl Descriptor for File {
         File::io(self)
     }
     fn kind(&self) -> FdKind {
-        FdKind::File
+        if self.is_stream() {
+            FdKind::Pipe
+        } else {
+            FdKind::File
+        }
+    }
+}
+
+impl Descriptor for PipeReader {
+    fn io(&self) -> &Io {
+        PipeReader::io(self)
+    }
+    fn kind(&self) -> FdKind {
+        FdKind::Pipe
+    }
+}
+
+impl Descriptor for PipeWriter {
+    fn io(&self) -> &Io {
+        PipeWriter::io(self)
+    }
+    fn kind(&self) -> FdKind {
+        FdKind::Pipe
     }
 }
 
@@ -221,7 +247,7 @@ pub fn send_file<W: Descriptor + ?Sized>(
         None
     };
     let methods = match (regular, dst.kind) {
-        (true, FdKind::Socket) => to_socket(),
+        (true, FdKind::Socket | FdKind::Pipe) => to_stream(),
         (true, FdKind::File) => &[Method::CopyFileRange, Method::SendFile, Method::Buffered],
         (false, _) => &[Method::Buffered],
     };
@@ -303,7 +329,7 @@ pub fn splice<W: Descriptor + ?Sized>(
 ) -> io::Result<u64> {
     crate::context::check()?;
     let dst = End::sink(sink);
-    let methods: &[Method] = if dst.kind == FdKind::Socket && is_regular(file.as_fd())? {
+    let methods: &[Method] = if dst.kind != FdKind::File && is_regular(file.as_fd())? {
         &[Method::Splice, Method::Buffered]
     } else {
         &[Method::Buffered]
@@ -347,18 +373,20 @@ pub fn copy<R: Descriptor + ?Sized, W: Descriptor + ?Sized>(
     let dst = End::sink(writer);
     let regular = src.kind == FdKind::File && is_regular(src.fd)?;
     let methods = match (regular, src.kind, dst.kind) {
-        (true, _, FdKind::Socket) => to_socket(),
+        (true, _, FdKind::Socket | FdKind::Pipe) => to_stream(),
         (true, _, FdKind::File) => &[Method::CopyFileRange, Method::SendFile, Method::Buffered],
-        (false, FdKind::Socket, FdKind::Socket) => &[Method::Splice, Method::Buffered],
+        (false, FdKind::Socket | FdKind::Pipe, FdKind::Socket | FdKind::Pipe) => {
+            &[Method::Splice, Method::Buffered]
+        }
         (false, _, _) => &[Method::Buffered],
     };
     Job::new(src, None, dst, None, u64::MAX).run(methods)
 }
 
-/// The paths from a regular file to a socket, fastest first: on a Green io_uring worker,
-/// `sendfile` for what is cached and ring splices for what is not (the disk is waited for off
-/// the worker); elsewhere `sendfile`.
-fn to_socket() -> &'static [Method] {
+/// The paths from a regular file to a socket or pipe, fastest first: on a Green io_uring
+/// worker, `sendfile` for what is cached and ring splices for what is not (the disk is waited
+/// for off the worker); elsewhere `sendfile`.
+fn to_stream() -> &'static [Method] {
     if op::splice::on_ring_here() {
         &[Method::RingSplice, Method::SendFile, Method::Buffered]
     } else {
@@ -561,7 +589,7 @@ impl<'a> Job<'a> {
         let live = self.sigpipe;
         while self.left > 0 {
             let max = match self.dst.kind {
-                FdKind::Socket => SENDFILE_MAX,
+                FdKind::Socket | FdKind::Pipe => SENDFILE_MAX,
                 FdKind::File => FILE_CHUNK,
             };
             let chunk = self.left.min(max) as usize;
@@ -613,8 +641,8 @@ impl<'a> Job<'a> {
     /// on a kernel io-wq thread instead of the worker; cached bytes (and every other model) take
     /// the syscall, which then cannot block.
     fn fill_pipe(&self, hop: &op::splice::Splice<'_>) -> io::Result<usize> {
-        if self.src.kind == FdKind::Socket {
-            // Socket → pipe: whatever the socket holds, waiting (at most its read timeout) for
+        if self.src.kind != FdKind::File {
+            // Socket (or pipe) → pipe: whatever the socket holds, waiting (at most its read timeout) for
             // it to become readable.
             return sys::op(&self.src, Interest::Read, || hop.syscall());
         }
@@ -773,7 +801,7 @@ impl<'a> Job<'a> {
                         (FdKind::Socket, None) => {
                             rustix::net::send(dst, chunk, rustix::net::SendFlags::NOSIGNAL)?
                         }
-                        (FdKind::File, None) => {
+                        (FdKind::File | FdKind::Pipe, None) => {
                             sys::no_sigpipe(live, || Ok(rustix::io::write(dst, chunk)?))?
                         }
                     })

@@ -31,17 +31,17 @@ pub(super) fn file_op<T: Send>(
 }
 
 /// Runs `attempt` on the transfer's end `end` and waits the way that kind of descriptor waits:
-/// a non-blocking socket is tried, then waited on for `interest` (parking the fiber on Green)
-/// until it stops reporting `WouldBlock` — each wait for at most the end's timeout, whose expiry
-/// is reported as `WouldBlock` like std's socket timeouts (the task's deadline: `TimedOut`) —;
-/// a file syscall goes through [`file_op`].
+/// a non-blocking socket or pipe is tried, then waited on for `interest` (parking the fiber on
+/// Green) until it stops reporting `WouldBlock` — each wait for at most the end's timeout, whose
+/// expiry is reported as `WouldBlock` like std's socket timeouts (the task's deadline:
+/// `TimedOut`) —; a file syscall goes through [`file_op`].
 pub(super) fn op<T: Send>(
     end: &End<'_>,
     interest: Interest,
     attempt: impl FnMut() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     match end.kind {
-        FdKind::Socket => crate::net::timeout::bounded(end.timeout, |deadline| {
+        FdKind::Socket | FdKind::Pipe => crate::net::timeout::bounded(end.timeout, |deadline| {
             retry_on_fd(end.fd, interest, deadline, attempt)
         }),
         FdKind::File => file_op(end.io, attempt),

@@ -8,6 +8,7 @@ mod channel;
 mod dns;
 mod fs;
 mod green;
+mod pipe;
 mod select;
 mod shared_fd;
 mod socket_timeouts;

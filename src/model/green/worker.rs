@@ -718,7 +718,8 @@ impl WorkerLocal {
     /// `clock` is this turn's reading if the timers took one; otherwise the clock is read
     /// every 16th turn.
     fn share_cpu(&self, clock: Option<Instant>) {
-        let Some(now) = clock.or_else(|| (self.turns.get() % 16 == 0).then(Instant::now)) else {
+        let Some(now) = clock.or_else(|| self.turns.get().is_multiple_of(16).then(Instant::now))
+        else {
             return;
         };
         if now.saturating_duration_since(self.busy_since.get()) >= YIELD_AFTER {
