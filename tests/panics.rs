@@ -49,9 +49,19 @@ impl Wake for PanickingWaker {
     }
 }
 
-/// Runs `body` on a runtime of `builder` and returns what `run` re-raised, aborting the test
-/// process if it hangs (a worker killed by an escaped panic used to leave `run` waiting).
-fn run_catching(builder: MakeBuilder, name: &str, body: fn(&Io)) -> Option<Box<dyn Any + Send>> {
+/// What `run` did with a body.
+struct Outcome {
+    /// What `run` re-raised, if anything.
+    payload: Option<Box<dyn Any + Send>>,
+    /// Whether the body returned: a contained panic is re-raised only after that, while an
+    /// escaped one unwound the runtime under it.
+    body_returned: bool,
+}
+
+/// Runs `body` on a runtime of `builder` with `workers` workers and reports what `run` did,
+/// aborting the test process if it hangs (a worker killed by an escaped panic used to leave
+/// `run` waiting for its task forever).
+fn run_catching(builder: MakeBuilder, workers: usize, name: &str, body: fn(&Io)) -> Outcome {
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
     let name = name.to_string();
@@ -65,12 +75,24 @@ fn run_catching(builder: MakeBuilder, name: &str, body: fn(&Io)) -> Option<Box<d
         eprintln!("{name} hung for 60 s: aborting");
         std::process::abort();
     });
+    let body_returned = AtomicBool::new(false);
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        builder().worker_threads(2).run(body);
+        builder().worker_threads(workers).run(|io| {
+            body(io);
+            body_returned.store(true, Ordering::SeqCst);
+        });
     }));
     done.store(true, Ordering::Release);
-    result.err()
+    Outcome {
+        payload: result.err(),
+        body_returned: body_returned.load(Ordering::SeqCst),
+    }
 }
+
+/// Worker counts each scenario runs with: with one, every task completes on the thread that
+/// called `run` (on Green, inside its fibers), which is where a stale current-fiber pointer
+/// shows.
+const WORKERS: [usize; 2] = [1, 2];
 
 /// The runtime still works on the thread that ran it, with zsync calls that look at the
 /// thread's current fiber: on Green a stale current-fiber pointer left by an unwound fiber
@@ -134,9 +156,12 @@ fn detached_task_whose_value_panics_on_drop(builder: MakeBuilder) {
         ("dropped by the worker", detached_value_dropped_by_the_worker as fn(&Io)),
         ("dropped by detach", detached_value_dropped_by_detach),
     ] {
-        let payload = run_catching(builder, name, body);
-        assert_str_payload(payload, "value drop");
-        zsync_still_works_on_this_thread();
+        for workers in WORKERS {
+            let outcome = run_catching(builder, workers, name, body);
+            assert!(outcome.body_returned, "{name}, {workers} workers");
+            assert_str_payload(outcome.payload, "value drop");
+            zsync_still_works_on_this_thread();
+        }
     }
 }
 
@@ -165,13 +190,16 @@ fn join_event_waker_panics(io: &Io) {
 }
 
 fn join_event_waker_that_panics(builder: MakeBuilder) {
-    let payload = run_catching(builder, "join_event waker", join_event_waker_panics);
-    if format!("{:?}", builder()).contains("Blocking") {
-        assert!(payload.is_none());
-    } else {
-        assert_str_payload(payload, "waker boom");
+    for workers in WORKERS {
+        let outcome = run_catching(builder, workers, "join_event waker", join_event_waker_panics);
+        assert!(outcome.body_returned, "{workers} workers");
+        if format!("{:?}", builder()).contains("Blocking") {
+            assert!(outcome.payload.is_none());
+        } else {
+            assert_str_payload(outcome.payload, "waker boom");
+        }
+        zsync_still_works_on_this_thread();
     }
-    zsync_still_works_on_this_thread();
 }
 
 // ---- panic payloads whose `Drop` panics -------------------------------------------------------
@@ -203,21 +231,26 @@ fn root_panics_after_a_detached_payload_bomb(io: &Io) {
 }
 
 fn panic_payload_whose_drop_panics(builder: MakeBuilder) {
-    let payload = run_catching(builder, "two payload bombs", two_detached_payload_bombs)
-        .expect("run re-raises the detached task's panic");
-    let mut payload = payload
-        .downcast::<PayloadBomb>()
-        .unwrap_or_else(|_| panic!("run re-raises the first payload"));
-    payload.armed = false;
-    zsync_still_works_on_this_thread();
+    for workers in WORKERS {
+        let outcome = run_catching(builder, workers, "payload bombs", two_detached_payload_bombs);
+        assert!(outcome.body_returned, "{workers} workers");
+        let mut payload = outcome
+            .payload
+            .expect("run re-raises the detached task's panic")
+            .downcast::<PayloadBomb>()
+            .unwrap_or_else(|_| panic!("run re-raises the first payload"));
+        payload.armed = false;
+        zsync_still_works_on_this_thread();
 
-    let payload = run_catching(
-        builder,
-        "root panic and a payload bomb",
-        root_panics_after_a_detached_payload_bomb,
-    );
-    assert_str_payload(payload, "root boom");
-    zsync_still_works_on_this_thread();
+        let outcome = run_catching(
+            builder,
+            workers,
+            "root panic and a payload bomb",
+            root_panics_after_a_detached_payload_bomb,
+        );
+        assert_str_payload(outcome.payload, "root boom");
+        zsync_still_works_on_this_thread();
+    }
 }
 
 // ---- per model --------------------------------------------------------------------------------
