@@ -159,20 +159,27 @@ fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
     })
 }
 
-/// Installs `current` for the fiber starting now. Called first thing on the fiber's stack.
-pub(super) fn enter(current: &Current) {
+/// Installs `current` for the fiber starting now. Called first thing on the fiber's stack; the
+/// fiber is current until the returned guard drops, which it does last thing on the fiber's
+/// stack, also if the fiber unwinds: the thread-local never outlives the stack it points into.
+pub(super) fn enter(current: &Current) -> Entered {
     CURRENT.with(|c| c.set(current));
+    Entered(())
+}
+
+/// Clears the current fiber when dropped (see [`enter`]).
+pub(super) struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(ptr::null()));
+    }
 }
 
 /// Replaces the current-fiber pointer, returning the previous one: a runtime nested inside a
 /// fiber of another sets the outer fiber aside while it runs its own.
 pub(super) fn swap_current(current: *const Current) -> *const Current {
     CURRENT.with(|c| c.replace(current))
-}
-
-/// Clears the current fiber. Called last thing on the fiber's stack.
-pub(super) fn leave() {
-    CURRENT.with(|c| c.set(ptr::null()));
 }
 
 /// A waker for the running fiber.
