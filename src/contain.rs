@@ -197,6 +197,100 @@ mod tests {
         drop_payload(Box::new(Bomb));
     }
 
+    /// A task whose scheduler-side code panics: what a bug in zsync would look like to a
+    /// worker (user code is caught before it gets there).
+    struct PanicsInRun;
+
+    impl crate::task::Run for PanicsInRun {
+        fn run(self: Arc<Self>) {
+            panic!("a bug in scheduler code");
+        }
+        fn location(&self) -> &'static std::panic::Location<'static> {
+            std::panic::Location::caller()
+        }
+    }
+
+    /// Set in the child process to the scenario it runs.
+    const CHILD_ENV: &str = "ZSYNC_TEST_ABORT_SCENARIO";
+
+    /// Lets a panic reach the scheduler of one model: the process must abort there.
+    fn panic_into_the_scheduler(scenario: &str) {
+        use crate::io::ModelImpl;
+        use crate::task::Runnable;
+        use crate::{Builder, Model};
+        let model = match scenario {
+            "green" => Model::Green,
+            _ => Model::Threaded,
+        };
+        Builder::new(model).worker_threads(1).run(|io| {
+            let task = Runnable(Arc::new(PanicsInRun));
+            match (&io.inner.model, scenario) {
+                (ModelImpl::Green(green), "green") => green.spawn(task, true),
+                (ModelImpl::Threaded(pool), "threaded") => pool.spawn(task),
+                (ModelImpl::Threaded(pool), "elastic") => pool.blocking(task).unwrap(),
+                _ => unreachable!("scenario {scenario}"),
+            }
+            // The task runs meanwhile (on Green, on this worker while the root sleeps).
+            io.sleep(std::time::Duration::from_secs(5)).unwrap();
+        });
+    }
+
+    /// A panic that reaches a worker's loop (Green, Threaded) or an elastic thread aborts the
+    /// process with a message naming where, instead of unwinding the scheduler (on Green:
+    /// freeing the stacks of live fibers; on Threaded: killing the worker, so that `run` waited
+    /// forever for the task). Each case runs in a child process: this test binary, re-run with
+    /// [`CHILD_ENV`] naming the case.
+    #[test]
+    fn a_panic_reaching_the_scheduler_aborts_with_a_message() {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        if let Ok(scenario) = std::env::var(CHILD_ENV) {
+            panic_into_the_scheduler(&scenario);
+            return; // not aborted: the parent sees a normal exit
+        }
+        for (scenario, place) in [
+            ("green", "a Green worker's loop"),
+            ("threaded", "a Threaded worker's loop"),
+            ("elastic", "an elastic thread's loop"),
+        ] {
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "contain::tests::a_panic_reaching_the_scheduler_aborts_with_a_message",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, scenario)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let give_up = Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break Some(status);
+                }
+                if Instant::now() > give_up {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            assert_eq!(
+                status.and_then(|s| s.signal()),
+                Some(libc::SIGABRT),
+                "{scenario}: {status:?}, stderr:\n{stderr}"
+            );
+            let expected = format!("zsync: a panic unwound into {place}");
+            assert!(stderr.contains("a bug in scheduler code"), "{scenario}: {stderr}");
+            assert!(stderr.contains(&expected), "{scenario}: {stderr}");
+        }
+    }
+
     #[test]
     fn wake_all_wakes_the_others_when_one_waker_panics() {
         use crate::test_waker::{counter, wakes};
