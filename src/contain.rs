@@ -77,7 +77,8 @@ fn probe_forced_unwind_type() -> TypeId {
     // Runs the body up to its suspension; dropping it then unwinds it from there.
     let _ = probe.resume(());
     drop(probe);
-    SEEN.with(Cell::take).expect("corosensei unwinds a dropped, suspended coroutine")
+    SEEN.with(Cell::take)
+        .expect("corosensei unwinds a dropped, suspended coroutine")
 }
 
 /// Drops a panic payload whose destructor is user code: a panic in that destructor is caught,
@@ -286,7 +287,10 @@ mod tests {
                 "{scenario}: {status:?}, stderr:\n{stderr}"
             );
             let expected = format!("zsync: a panic unwound into {place}");
-            assert!(stderr.contains("a bug in scheduler code"), "{scenario}: {stderr}");
+            assert!(
+                stderr.contains("a bug in scheduler code"),
+                "{scenario}: {stderr}"
+            );
             assert!(stderr.contains(&expected), "{scenario}: {stderr}");
         }
     }

@@ -153,7 +153,10 @@ fn detached_value_dropped_by_detach(io: &Io) {
 
 fn detached_task_whose_value_panics_on_drop(builder: MakeBuilder) {
     for (name, body) in [
-        ("dropped by the worker", detached_value_dropped_by_the_worker as fn(&Io)),
+        (
+            "dropped by the worker",
+            detached_value_dropped_by_the_worker as fn(&Io),
+        ),
         ("dropped by detach", detached_value_dropped_by_detach),
     ] {
         for workers in WORKERS {
@@ -191,7 +194,12 @@ fn join_event_waker_panics(io: &Io) {
 
 fn join_event_waker_that_panics(builder: MakeBuilder) {
     for workers in WORKERS {
-        let outcome = run_catching(builder, workers, "join_event waker", join_event_waker_panics);
+        let outcome = run_catching(
+            builder,
+            workers,
+            "join_event waker",
+            join_event_waker_panics,
+        );
         assert!(outcome.body_returned, "{workers} workers");
         if format!("{:?}", builder()).contains("Blocking") {
             assert!(outcome.payload.is_none());
@@ -232,7 +240,12 @@ fn root_panics_after_a_detached_payload_bomb(io: &Io) {
 
 fn panic_payload_whose_drop_panics(builder: MakeBuilder) {
     for workers in WORKERS {
-        let outcome = run_catching(builder, workers, "payload bombs", two_detached_payload_bombs);
+        let outcome = run_catching(
+            builder,
+            workers,
+            "payload bombs",
+            two_detached_payload_bombs,
+        );
         assert!(outcome.body_returned, "{workers} workers");
         let mut payload = outcome
             .payload

@@ -57,6 +57,9 @@ impl Runnable {
 
     /// Runs the task to completion on the calling thread. Does nothing if the task was already
     /// started elsewhere (for example inline by a joiner).
+    ///
+    /// Does not unwind: a panic of the task (or of its value's `Drop`, or of its joiner's
+    /// waker) is kept for whoever observes the task, or for [`run`](crate::run) to re-raise.
     pub fn run(self) {
         self.0.run();
     }
