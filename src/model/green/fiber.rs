@@ -154,7 +154,8 @@ pub(crate) fn on_fiber() -> bool {
 fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
     CURRENT.with(|c| {
         // SAFETY: a non-null pointer was set by the running fiber from a `Current` on its own
-        // stack, which lives until the fiber finishes; it is cleared before every switch away.
+        // stack, which lives until the fiber's entry frame ends; it is cleared before every
+        // switch away and when that frame ends, also by an unwind (`Entered`).
         f(unsafe { c.get().as_ref() })
     })
 }
