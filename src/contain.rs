@@ -131,18 +131,24 @@ impl AbortOnUnwind {
 }
 
 impl Drop for AbortOnUnwind {
-    #[cold]
     fn drop(&mut self) {
-        // `eprintln!` panics when stderr is gone; nothing may panic here.
-        let _ = writeln!(
-            std::io::stderr(),
-            "zsync: a panic unwound into {}, which must not unwind (memory still in use by \
-             fibers, helper threads or the kernel would be freed); aborting the process. The \
-             panic is reported above.",
-            self.what
-        );
-        std::process::abort();
+        abort_unwound_into(self.what);
     }
+}
+
+/// Reports that a panic unwound into `what` and aborts: what an [`AbortOnUnwind`] guard does
+/// when dropped (a zero-sized guard of a hot path calls it directly).
+#[cold]
+#[inline(never)]
+pub(crate) fn abort_unwound_into(what: &str) -> ! {
+    // `eprintln!` panics when stderr is gone; nothing may panic here.
+    let _ = writeln!(
+        std::io::stderr(),
+        "zsync: a panic unwound into {what}, which must not unwind (memory still in use by \
+         fibers, helper threads or the kernel would be freed); aborting the process. The \
+         panic is reported above."
+    );
+    std::process::abort();
 }
 
 /// Runs `f`, scheduler code, under an [`AbortOnUnwind`] guard for `what`.

@@ -32,7 +32,7 @@ use std::thread;
 use atomic_waker::AtomicWaker;
 
 use crate::cancel::{CancelNode, NodeOwner, NodeRef, NodeSource};
-use crate::contain::{self, AbortOnUnwind};
+use crate::contain;
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, TaskName};
 use crate::loom::cell::UnsafeCell;
@@ -340,7 +340,7 @@ where
     /// as finished, so an unwind out of here (only a bug, or a forced unwind of a coroutine
     /// running the task) aborts the process instead.
     fn execute(&self, claimed: Claimed, inline: bool, me: *const Self) {
-        let guard = AbortOnUnwind::new("a task's completion (zsync::task)");
+        let guard = CompletionGuard;
         let func = self.func.take(&claimed);
         let core = &self.core;
         // The context borrows the cell's `Io` and node: no reference counts move unless the
@@ -365,7 +365,16 @@ where
         // The cell is still alive here: the caller holds a reference (the runnable, or the
         // joiner's handle when it runs the task inline).
         core.io.inner.state.task_finished();
-        guard.disarm();
+        std::mem::forget(guard);
+    }
+}
+
+/// [`TaskCell::execute`]'s [`contain::AbortOnUnwind`], zero-sized: it runs for every task.
+struct CompletionGuard;
+
+impl Drop for CompletionGuard {
+    fn drop(&mut self) {
+        contain::abort_unwound_into("a task's completion (zsync::task)");
     }
 }
 
