@@ -266,6 +266,38 @@ fn panic_payload_whose_drop_panics(builder: MakeBuilder) {
     }
 }
 
+// ---- a refused task's closure panics in its `Drop` ---------------------------------------------
+
+/// Threaded with no thread for `concurrent` tasks: every `concurrent` is refused.
+fn threaded_refusing_concurrency() -> zsync::Builder {
+    zsync::Builder::new(zsync::Model::Threaded).max_concurrent_threads(0)
+}
+
+fn refused_closure_panics_on_drop(io: &Io) {
+    let bomb = PanicsOnDrop;
+    let refused = panic::catch_unwind(AssertUnwindSafe(|| {
+        io.concurrent(move |_| drop(bomb)).map(|_| ())
+    }));
+    // The closure is dropped unrun where `concurrent` refuses it: its panic resumes there, and
+    // the task it was to become is forgotten (not left counted as live: `run` would wait for it).
+    assert_str_payload(refused.err(), "value drop");
+    keeps_working(io);
+}
+
+#[test]
+fn refused_concurrent_task_whose_closure_panics_on_drop() {
+    for workers in WORKERS {
+        let outcome = run_catching(
+            threaded_refusing_concurrency,
+            workers,
+            "refused closure",
+            refused_closure_panics_on_drop,
+        );
+        assert!(outcome.body_returned);
+        assert!(outcome.payload.is_none());
+    }
+}
+
 // ---- per model --------------------------------------------------------------------------------
 
 macro_rules! per_model {
