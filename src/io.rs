@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::panic::{self, AssertUnwindSafe, Location};
+use std::panic::{self, Location};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -200,11 +200,22 @@ impl RunState {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
-    /// Keeps the first panic of a detached task for `run` to re-raise.
+    /// Keeps the first panic of a detached task (or of other user code the runtime ran, see
+    /// [`crate::contain`]) for `run` to re-raise. Later ones are dropped, outside the lock and
+    /// without unwinding: their payload's `Drop` is user code too.
     pub(crate) fn record_panic(&self, payload: Box<dyn Any + Send>) {
-        let mut slot = self.panic.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(payload);
+        let extra = {
+            let mut slot = self.panic.lock().unwrap_or_else(|p| p.into_inner());
+            match *slot {
+                None => {
+                    *slot = Some(payload);
+                    None
+                }
+                Some(_) => Some(payload),
+            }
+        };
+        if let Some(payload) = extra {
+            crate::contain::drop_payload(payload);
         }
     }
 
@@ -361,7 +372,7 @@ impl Builder {
             ctx.cancel.set_waker(crate::park::current_waker);
             let result = {
                 let _entered = context::enter(&ctx);
-                panic::catch_unwind(AssertUnwindSafe(|| f(&io)))
+                crate::contain::catch(|| f(&io))
             };
             io.inner.root.cancel();
             io.inner.state.wait_all_done();
@@ -380,8 +391,16 @@ impl Builder {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         match (result, detached_panic) {
-            (Err(payload), _) | (Ok(_), Some(payload)) => panic::resume_unwind(payload),
             (Ok(v), None) => v,
+            (Ok(_), Some(payload)) => panic::resume_unwind(payload),
+            (Err(payload), detached) => {
+                // Dropped before unwinding: a payload's `Drop` panicking during the unwind
+                // would abort.
+                if let Some(detached) = detached {
+                    crate::contain::drop_payload(detached);
+                }
+                panic::resume_unwind(payload)
+            }
         }
     }
 }
@@ -461,7 +480,7 @@ impl Io {
     {
         if let ModelImpl::Blocking = self.inner.model {
             // Inline in the caller's own context: no scope to look up, nothing to allocate.
-            return Task::ready(panic::catch_unwind(AssertUnwindSafe(|| f(self))));
+            return Task::ready(crate::contain::catch(|| f(self)));
         }
         // Borrow the spawner's node instead of cloning it: the child takes the one reference
         // it keeps. The closure breaks `#[track_caller]`, so the location is taken here.

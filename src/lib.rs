@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 
 mod cancel;
+mod contain;
 mod context;
 mod error;
 mod event;

@@ -113,8 +113,13 @@ impl<T> Chan<T> {
         let receivers = st.recv_q.notify_all();
         let senders = st.send_q.notify_all();
         drop(st);
-        receivers.wake();
+        // Both sides are woken even if a waker of the first panics (`Wakeups::wake` resumes
+        // the panic only after waking the rest of its own).
+        let woke_receivers = crate::contain::catch(|| receivers.wake());
         senders.wake();
+        if let Err(payload) = woke_receivers {
+            std::panic::resume_unwind(payload);
+        }
         true
     }
 

@@ -7,8 +7,6 @@
 //! `async` (may run inline) and `concurrent` (must not), Blocking is a correct model, not a
 //! degraded one.
 
-use std::panic::{self, AssertUnwindSafe};
-
 use crate::cancel::NodeSource;
 use crate::context::{self, TaskContext};
 use crate::Io;
@@ -24,9 +22,9 @@ pub(crate) fn run_inline<T>(
         c.is_some_and(|c| std::ptr::eq(c.cancel.cancel_node(), scope.cancel_node()))
     });
     if same {
-        return panic::catch_unwind(AssertUnwindSafe(|| f(io)));
+        return crate::contain::catch(|| f(io));
     }
     let ctx = TaskContext::new(io, scope);
     let _entered = context::enter(&ctx);
-    panic::catch_unwind(AssertUnwindSafe(|| f(io)))
+    crate::contain::catch(|| f(io))
 }

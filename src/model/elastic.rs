@@ -101,7 +101,12 @@ impl<J: Job> Elastic<J> {
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new()
             .name(self.name.into())
-            .spawn(move || thread_main(shared, task));
+            .spawn(move || {
+                // Tasks contain their own panics; one that reaches the loop aborts.
+                crate::contain::abort_on_unwind("an elastic thread's loop", || {
+                    thread_main(shared, task)
+                })
+            });
         match spawned {
             Ok(handle) => {
                 state.threads += 1;

@@ -124,9 +124,8 @@ impl HandOffQueue {
     }
 }
 
-/// Wakes every waker of `wakers` (call with no lock held).
+/// Wakes every waker of `wakers` (call with no lock held), all of them even if one panics (see
+/// [`crate::contain::wake_all`]).
 pub(crate) fn wake_all(wakers: Vec<Waker>) {
-    for w in wakers {
-        w.wake();
-    }
+    crate::contain::wake_all(wakers);
 }

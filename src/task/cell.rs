@@ -25,13 +25,14 @@
 //! cell's `Arc` only when the task spawns or blocks.
 
 use std::any::Any;
-use std::panic::{self, AssertUnwindSafe, Location};
+use std::panic::{self, Location};
 use std::sync::Arc;
 use std::thread;
 
 use atomic_waker::AtomicWaker;
 
 use crate::cancel::{CancelNode, NodeOwner, NodeRef, NodeSource};
+use crate::contain;
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, TaskName};
 use crate::loom::cell::UnsafeCell;
@@ -56,6 +57,9 @@ impl Runnable {
 
     /// Runs the task to completion on the calling thread. Does nothing if the task was already
     /// started elsewhere (for example inline by a joiner).
+    ///
+    /// Does not unwind: a panic of the task (or of its value's `Drop`, or of its joiner's
+    /// waker) is kept for whoever observes the task, or for [`run`](crate::run) to re-raise.
     pub fn run(self) {
         self.0.run();
     }
@@ -96,8 +100,9 @@ pub(crate) trait Joinable<T>: Send + Sync {
     /// `Arc::as_ptr` of the handle's `Arc` (the task's own cell): the running task's context
     /// makes owning references to its node from it.
     fn run_if_unclaimed(&self, me: *const ()) -> bool;
-    /// Discards the task if nobody has started it (its model refused it). Returns whether it did.
-    fn abandon(&self) -> bool;
+    /// Discards the task if nobody has started it (its model refused it). `None` if it was
+    /// started; else whether dropping the closure panicked (the task is discarded either way).
+    fn abandon(&self) -> Option<thread::Result<()>>;
 }
 
 /// The state word of a task and its result slot: the whole claim/complete/detach protocol of
@@ -278,19 +283,34 @@ impl<T> Core<T> {
     /// Publishes the result. `wake` is false when the handle's owner runs the task inline: it
     /// is the joiner, so nobody else can be waiting (a waker left by an earlier `join_event`
     /// poll would only be woken spuriously).
+    ///
+    /// Never unwinds: the joiner's waker may be the user's (an `Event` poll of `join_event`), and
+    /// a detached value's `Drop` is the user's; a panic of either is recorded for `run` to
+    /// re-raise (see [`crate::contain`]).
     fn complete(&self, claimed: Claimed, result: thread::Result<T>, wake: bool) {
         match self.life.complete(claimed, result) {
             Some(result) => self.dispose(result),
-            None if wake => self.waiter.wake(),
+            None if wake => {
+                if let Err(payload) = contain::catch(|| self.waiter.wake()) {
+                    self.io.inner.state.record_panic(payload);
+                }
+            }
             None => {}
         }
     }
 
-    /// Drops a detached task's value; records its panic so `run` re-raises it.
+    /// Drops a detached task's value; records its panic so `run` re-raises it. A panic in the
+    /// value's `Drop` is recorded the same way: it never unwinds into the caller, which may be
+    /// a worker completing the task.
     fn dispose(&self, result: thread::Result<T>) {
-        if let Err(payload) = result {
-            self.io.inner.state.record_panic(payload);
-        }
+        let payload = match result {
+            Ok(value) => match contain::catch(move || drop(value)) {
+                Ok(()) => return,
+                Err(payload) => payload,
+            },
+            Err(payload) => payload,
+        };
+        self.io.inner.state.record_panic(payload);
     }
 }
 
@@ -325,7 +345,13 @@ where
 
     /// Runs the closure and publishes its result; `inline` when the handle's owner runs it.
     /// `me` is `Arc::as_ptr` of an `Arc` of this cell that the caller holds for the call.
+    ///
+    /// Nothing but the closure is user code, and it runs inside [`contain::catch`]; what
+    /// follows it publishes the result and the task's end, and must run for the task to count
+    /// as finished, so an unwind out of here (only a bug, or a forced unwind of a coroutine
+    /// running the task) aborts the process instead.
     fn execute(&self, claimed: Claimed, inline: bool, me: *const Self) {
+        let guard = CompletionGuard;
         let func = self.func.take(&claimed);
         let core = &self.core;
         // The context borrows the cell's `Io` and node: no reference counts move unless the
@@ -342,7 +368,7 @@ where
         let outer = fiber_stack::replace_current_task_name(TaskName::spawned(core.location));
         let result = {
             let _entered = context::enter(&ctx);
-            panic::catch_unwind(AssertUnwindSafe(|| func(&core.io)))
+            contain::catch(|| func(&core.io))
         };
         fiber_stack::replace_current_task_name(outer);
         core.cancel.detach_from_parent();
@@ -350,6 +376,16 @@ where
         // The cell is still alive here: the caller holds a reference (the runnable, or the
         // joiner's handle when it runs the task inline).
         core.io.inner.state.task_finished();
+        std::mem::forget(guard);
+    }
+}
+
+/// [`TaskCell::execute`]'s [`contain::AbortOnUnwind`], zero-sized: it runs for every task.
+struct CompletionGuard;
+
+impl Drop for CompletionGuard {
+    fn drop(&mut self) {
+        contain::abort_unwound_into("a task's completion (zsync::task)");
     }
 }
 
@@ -397,14 +433,15 @@ where
         }
     }
 
-    fn abandon(&self) -> bool {
-        let Some(claimed) = self.core.life.claim() else {
-            return false;
-        };
-        drop(self.func.take(&claimed));
+    fn abandon(&self) -> Option<thread::Result<()>> {
+        let claimed = self.core.life.claim()?;
+        let func = self.func.take(&claimed);
+        // The closure's captures are the user's: their `Drop` may panic. The task is finished
+        // first, so a panic cannot leave it counted as live (shutdown would wait forever).
+        let dropped = contain::catch(move || drop(func));
         self.core.cancel.detach_from_parent();
         self.core.io.inner.state.task_finished();
-        true
+        Some(dropped)
     }
 }
 

@@ -171,10 +171,14 @@ impl<T> Task<T> {
     }
 
     /// Forgets a task its model refused to run; if it started after all, waits for it as drop does.
+    /// A panic in the `Drop` of the closure's captures resumes here, after the task is forgotten.
     pub(crate) fn abandon(mut self) {
         if let State::Shared(cell) = &self.state {
-            if cell.abandon() {
+            if let Some(dropped) = cell.abandon() {
                 self.state = State::Consumed;
+                if let Err(payload) = dropped {
+                    cell::resume(payload);
+                }
             }
         }
     }
@@ -185,7 +189,14 @@ impl<T> Task<T> {
     pub fn detach(mut self) {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(Err(payload)) => crate::io::record_detached_panic(payload),
-            State::Ready(Ok(_)) | State::Consumed => {}
+            // Dropped as a detached task's value is on the other models: a panic in its `Drop`
+            // is recorded for `run`, like the task's own panic.
+            State::Ready(Ok(value)) => {
+                if let Err(payload) = crate::contain::catch(move || drop(value)) {
+                    crate::io::record_detached_panic(payload);
+                }
+            }
+            State::Consumed => {}
             State::Shared(cell) => {
                 let core = cell.core();
                 // Nobody will join it, so nobody will run it inline: any worker may have it.
@@ -235,4 +246,6 @@ fn drop_panic(payload: Box<dyn std::any::Any + Send>) {
     if !std::thread::panicking() {
         cell::resume(payload);
     }
+    // A second panic while unwinding would abort: the payload's own `Drop` must not escape.
+    crate::contain::drop_payload(payload);
 }

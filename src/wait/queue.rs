@@ -173,14 +173,10 @@ impl Wakeups {
         }
     }
 
-    /// Wakes them all; returns how many waiters were notified.
+    /// Wakes them all; returns how many waiters were notified. A waker that panics (a user's,
+    /// from an `Event` poll) does not keep the others from being woken; its panic resumes after.
     pub(crate) fn wake(self) -> usize {
-        if let Some(w) = self.first {
-            w.wake();
-        }
-        for w in self.rest {
-            w.wake();
-        }
+        crate::contain::wake_all(self.first.into_iter().chain(self.rest));
         self.count
     }
 }

@@ -154,25 +154,33 @@ pub(crate) fn on_fiber() -> bool {
 fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
     CURRENT.with(|c| {
         // SAFETY: a non-null pointer was set by the running fiber from a `Current` on its own
-        // stack, which lives until the fiber finishes; it is cleared before every switch away.
+        // stack, which lives until the fiber's entry frame ends; it is cleared before every
+        // switch away and when that frame ends, also by an unwind (`Entered`).
         f(unsafe { c.get().as_ref() })
     })
 }
 
-/// Installs `current` for the fiber starting now. Called first thing on the fiber's stack.
-pub(super) fn enter(current: &Current) {
+/// Installs `current` for the fiber starting now. Called first thing on the fiber's stack; the
+/// fiber is current until the returned guard drops, which it does last thing on the fiber's
+/// stack, also if the fiber unwinds: the thread-local never outlives the stack it points into.
+pub(super) fn enter(current: &Current) -> Entered {
     CURRENT.with(|c| c.set(current));
+    Entered(())
+}
+
+/// Clears the current fiber when dropped (see [`enter`]).
+pub(super) struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(ptr::null()));
+    }
 }
 
 /// Replaces the current-fiber pointer, returning the previous one: a runtime nested inside a
 /// fiber of another sets the outer fiber aside while it runs its own.
 pub(super) fn swap_current(current: *const Current) -> *const Current {
     CURRENT.with(|c| c.replace(current))
-}
-
-/// Clears the current fiber. Called last thing on the fiber's stack.
-pub(super) fn leave() {
-    CURRENT.with(|c| c.set(ptr::null()));
 }
 
 /// A waker for the running fiber.

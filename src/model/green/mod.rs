@@ -25,7 +25,7 @@ mod worker;
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -333,7 +333,7 @@ impl Green {
                 let ctx = TaskContext::new(io, &io.inner.root);
                 ctx.cancel.set_waker(crate::park::current_waker);
                 let _entered = context::enter(&ctx);
-                *result = Some(panic::catch_unwind(AssertUnwindSafe(|| f(io))));
+                *result = Some(crate::contain::catch(|| f(io)));
                 root_done.set(true);
             };
             // A nested runtime inside another task: keep the outer task's context aside.
@@ -343,9 +343,12 @@ impl Green {
             let stack = worker
                 .stack()
                 .unwrap_or_else(|e| panic!("zsync: cannot allocate the root fiber's stack: {e}"));
+            // From the root fiber's start to the loop's end nothing may unwind: the root fiber
+            // writes `result` and `root_done`, which an unwind would drop first.
+            let guard = crate::contain::AbortOnUnwind::new("the Green scheduler of zsync::run");
             // SAFETY: `body` borrows `io`, `f`, `result` and `root_done`, all of which outlive the
             // loop below, and the loop returns only once every fiber (the root's included) has
-            // finished.
+            // finished; nothing in between unwinds (`guard`).
             unsafe { worker.start(stack, ROOT_TASK_NAME, body) };
             let shutting_down = Cell::new(false);
             let state = &io.inner.state;
@@ -374,6 +377,7 @@ impl Green {
                 }
                 false
             });
+            guard.disarm();
             context::swap_current(outer);
             fiber::swap_current(outer_fiber);
         }
@@ -482,7 +486,9 @@ pub(crate) fn ring_available(code: u8) -> bool {
 /// # Safety
 /// Every pointer in the entry built by `sqe` must stay valid until this function returns; it
 /// returns only after the kernel's completion for the op, so memory borrowed by the caller for
-/// the duration of the call qualifies.
+/// the duration of the call qualifies. It never unwinds while the op is in flight: an unwind
+/// there (a bug, or a forced unwind of the fiber) aborts the process rather than let the
+/// caller's frame, and the memory in it, go.
 pub(crate) unsafe fn ring_op(
     code: u8,
     deadline: Option<Instant>,
@@ -512,6 +518,9 @@ pub(crate) unsafe fn ring_op(
         Ok(key) => key,
         Err(e) => return Some(Err(e)),
     };
+    // The kernel owns the op's memory until its completion: leaving this frame any other way
+    // than through the loop below (an unwind of the fiber) would free it under the kernel.
+    let in_flight = crate::contain::AbortOnUnwind::new("a fiber waiting for its io_uring op");
     let mut stop: Option<io::Error> = None;
     let mut first = true;
     let result = loop {
@@ -547,6 +556,7 @@ pub(crate) unsafe fn ring_op(
         // Once the cancel is requested only the completion matters: no more timers.
         park_with_timer(if stop.is_none() { deadline } else { None }, waker);
     };
+    in_flight.disarm();
     Some(match (result, stop) {
         (res, _) if res >= 0 => Ok(res),
         (_, Some(stop)) => Err(stop),

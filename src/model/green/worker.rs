@@ -142,6 +142,25 @@ pub(super) struct WorkerLocal {
     pub(super) shared: Arc<Shared>,
 }
 
+impl Drop for WorkerLocal {
+    /// A worker is dropped only after its loop returned, which it does only once no fiber is
+    /// left. Dropping it with live fibers would force-unwind them, freeing stacks the kernel
+    /// (ring ops) or a helper thread (offloaded calls) may still write into: abort instead.
+    fn drop(&mut self) {
+        let live = self.fibers.get_mut().len();
+        if live != 0 {
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!(
+                    "zsync: Green worker {} dropped with {live} live fibers; aborting\n",
+                    self.index
+                ),
+            );
+            std::process::abort();
+        }
+    }
+}
+
 /// Restores the previously installed worker when dropped.
 pub(super) struct Installed(*const WorkerLocal);
 
@@ -415,16 +434,20 @@ impl WorkerLocal {
                 yielder,
                 check,
             };
-            fiber::enter(&current);
+            let entered = fiber::enter(&current);
             fiber_stack::replace_current_task_name(name);
             body();
-            fiber::leave();
+            drop(entered);
             // Still named: a canary overflow found now is reported under this fiber's name.
             // SAFETY: `check` describes the stack this code runs on.
             unsafe { check.abort_if_overflowed() };
         };
-        // SAFETY: forwarded from this function's contract; the fiber is driven to completion
-        // (the worker loop only exits when no fiber is left).
+        // SAFETY: forwarded from this function's contract: what `body` borrows stays valid
+        // until the coroutine is driven to completion or dropped, and it is never dropped
+        // unfinished. The loop returns only once no fiber is left, a panic that reaches it
+        // aborts the process (`run`'s guard) instead of unwinding past the fiber table, and
+        // dropping a worker with live fibers aborts too (`Drop for WorkerLocal`): the fiber
+        // finishes or the process ends.
         let co: Fiber = unsafe { Coroutine::with_stack_unchecked(stack, entry) };
         self.fibers.borrow_mut()[key].co = Some(co);
         self.drive(handle);
@@ -557,7 +580,15 @@ impl WorkerLocal {
 
     /// Runs the loop until `done()` holds and this worker has no fiber left. The worker must be
     /// installed on this thread.
+    ///
+    /// Never unwinds: a panic that reaches the loop (it can only come from zsync itself, since
+    /// every call into user code is contained, see [`crate::contain`]) aborts the process before
+    /// anything owned by the worker is dropped.
     pub(super) fn run(&self, done: &dyn Fn() -> bool) {
+        crate::contain::abort_on_unwind("a Green worker's loop", || self.run_loop(done));
+    }
+
+    fn run_loop(&self, done: &dyn Fn() -> bool) {
         debug_assert!(with_worker(|w| w.is_some_and(|w| ptr::eq(w, self))));
         let remote = &self.shared.remotes[self.index];
         let mut due: Vec<Waker> = Vec::new();

@@ -113,7 +113,10 @@ impl Pool {
                 .name(format!("zsync-worker-{index}"))
                 .spawn(move || {
                     let _shard = state.own_shard(index);
-                    worker_main(shared, index, local)
+                    // Tasks contain their own panics; one that reaches the loop aborts.
+                    crate::contain::abort_on_unwind("a Threaded worker's loop", || {
+                        worker_main(shared, index, local)
+                    })
                 })
                 .expect("zsync: cannot start a Threaded worker thread");
             threads.push(handle);

@@ -246,7 +246,9 @@ fn start(shared: &Arc<Shared>) {
     // Without a thread (the OS refused one) the pool runs unwatched, as it did before.
     state.thread = std::thread::Builder::new()
         .name("zsync-monitor".into())
-        .spawn(move || watch(watched))
+        .spawn(move || {
+            crate::contain::abort_on_unwind("the Threaded pool's monitor", || watch(watched))
+        })
         .ok();
     monitor.started.store(true, Ordering::Relaxed);
 }
