@@ -221,8 +221,8 @@ fn parse_nested_json(depth: usize, objects: bool) {
 
 /// `serde_json::from_reader` of JSON nested 100 deep, and up to serde_json's own limit (128),
 /// on Green fibers with the default stack size, in debug builds too (`cargo test --test
-/// green_fibers default_stack`): a debug build used to abort at 48 levels on the 64 KiB default,
-/// a release build at 127 levels of objects.
+/// green_fibers serde_json`): a debug build used to abort at 48 levels on the 64 KiB default, a
+/// release build at 127 levels of objects.
 #[test]
 fn serde_json_nested_100_deep_fits_the_default_fiber_stack() {
     let _serial = serial();
@@ -843,8 +843,8 @@ fn cancel_storm_then_recycled_stacks() {
         let maps_after = map_count();
 
         // A marker lies a few KiB below the top of its stack; distinct slots are a whole stack
-        // (64 KiB + guard) apart. So a marker within 32 KiB of a first-wave one ran on the same
-        // slot.
+        // (the default size, at least 256 KiB, + guard) apart. So a marker within 32 KiB of a
+        // first-wave one ran on the same slot.
         let mut first: Vec<usize> = first_wave.lock().unwrap().clone();
         first.sort_unstable();
         let fresh = second

@@ -67,9 +67,10 @@
 //! here), so it stays off the spawn path. Instead the worker calls [`StackPool::trim`] when it
 //! is about to sleep: every [`TRIM_PERIOD`], hot stacks that went unused for [`TRIM_AGE`]
 //! periods (the bottom of the LIFO, beyond the [`DEFAULT_KEEP_HOT`] most recent) are released
-//! with `MADV_DONTNEED`, sorted by address so that one call covers each run of adjacent slots,
-//! and kept *cold* for reuse before any new slot is carved; a slab whose every stack is then
-//! cold is unmapped, which also frees its page tables. A stack dropped instead of returned
+//! with `MADV_DONTNEED`, sorted by address so that one call covers each run of adjacent slots
+//! (at most [`TRIM_CHUNK`] stacks per `trim` call, so that an idle worker is back for new work
+//! soon), and kept *cold* for reuse before any new slot is carved; a slab whose every stack is
+//! then cold is unmapped, which also frees its page tables. A stack dropped instead of returned
 //! releases its pages too, but its slot is only reclaimed when the whole slab is unmapped.
 
 mod overflow;
