@@ -8,7 +8,8 @@
 //! 3. fire due timers;
 //! 4. if nothing is ready, start an unstarted task (own deque, then the injector, then steal);
 //! 5. poll the reactor: without blocking while work remains, else sleep in it until the next
-//!    timer or until another thread writes this worker's eventfd.
+//!    timer or until another thread writes this worker's eventfd (first giving back memory it
+//!    has not used for a while: see [`WorkerLocal::trim_memory`]).
 //!
 //! Sleeping is announced in `Remote::sleeping` (`SeqCst`) before the last look at the inbox and
 //! the task queues; a waker or spawner publishes its item first and reads `sleeping` after, and
