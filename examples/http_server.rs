@@ -64,11 +64,6 @@ usage: http_server [--addr 127.0.0.1:8080] [--model blocking|threaded|green] [--
                    [--idle-timeout-ms 60000] [--write-timeout-ms 30000]
                    [--request-memory-mib 64] [--verbose]";
 
-/// Fiber stack size for Green: JSON validation recurses once per nesting level (serde_json stops
-/// at 128 levels), which needs more than the default 64 KiB. Stacks are committed lazily, so a
-/// connection that never parses deep JSON costs the same as before.
-const STACK: usize = 256 * 1024;
-
 /// A flag's value, or the usage message and exit status 2.
 fn or_exit<T>(r: Result<T, String>) -> T {
     r.unwrap_or_else(|e| cli::exit_usage(USAGE, &e))
@@ -123,7 +118,7 @@ fn main() {
     };
     let ctl = Control::new(args.switch("verbose"));
     let result =
-        rt.builder().stack_size(STACK).run(|io| -> io::Result<()> {
+        rt.builder().run(|io| -> io::Result<()> {
             let listener = TcpListener::bind(io, addr.as_str())?;
             println!(
             "listening on {} (model {}, backend {}, {} workers; GET /, GET /file = {}, POST /echo)",

@@ -61,8 +61,8 @@ impl Rt {
             Rt::GreenEpoll => Builder::new(Model::Green).backend(Backend::Epoll),
             Rt::GreenAuto => Builder::new(Model::Green),
         };
-        // As in the http_server example: room for serde_json's recursion on fibers.
-        b.worker_threads(2).stack_size(256 * 1024)
+        // The default fiber stack has room for serde_json's recursion (the `/echo` route).
+        b.worker_threads(2)
     }
 }
 

@@ -23,8 +23,8 @@ use std::ops::Deref;
 /// `EINVAL`, so every batch is cut at this length.
 pub const IOV_MAX: usize = 1024;
 
-/// Below this many iovecs a batch lives on the stack (fiber stacks are small: 64 KiB by default,
-/// so a full `IOV_MAX` array of 16-byte iovecs stays on the heap).
+/// Below this many iovecs a batch lives on the stack (a fiber costs the stack pages it touches,
+/// so a full `IOV_MAX` array of 16-byte iovecs, 16 KiB, stays on the heap).
 const STACK_IOVS: usize = 16;
 
 /// The size a short splat slice is repeated up to, to make one iovec (see the module docs).

@@ -1,10 +1,12 @@
-//! Fiber stacks for the Green model: pooled, carved from large slabs, guarded without spending
-//! the process's VMA budget, and reporting overflows by task name.
+//! Fiber stacks for the Green model: pooled, carved from large slabs, always guarded without
+//! spending the process's VMA budget where the kernel allows, reporting overflows by task name,
+//! and given back to the system when a worker no longer needs them.
 //!
 //! # Layout
 //!
 //! A [`StackPool`] (one per worker thread) `mmap`s *slabs*: one anonymous
-//! `PROT_READ|PROT_WRITE`, `MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE` region cut into equal slots.
+//! `PROT_READ|PROT_WRITE`, `MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE` region cut into equal slots
+//! (and marked `MADV_NOHUGEPAGE`, so that a touched stack page never becomes a 2 MiB huge page).
 //! Nothing is committed until touched, so a parked fiber costs the pages it actually used
 //! (typically one). Slabs grow geometrically, 16 slots first, doubling up to 4096 slots (and at
 //! most 1 GiB) per slab.
@@ -15,33 +17,32 @@
 //!  | guard |  usable stack 0    | guard |  usable stack 1    |         | guard |  usable stack n-1  |
 //!  | page  |             <----- | page  |             <----- |         | page  |             <----- |
 //!  +-------+--------------------+-------+--------------------+-- ... --+-------+--------------------+
-//!  ^       ^                    ^
-//!  |       |                    base() of stack 0 (sp starts here, grows down) = limit() of stack 1
-//!  |       canary words (only for GuardKind::Canary stacks)
-//!  limit() of stack 0 (includes the guard)
+//!  ^                            ^
+//!  limit() of stack 0           base() of stack 0 (sp starts here, grows down) = limit() of stack 1
+//!  (includes the guard)
 //! ```
 //!
-//! # Guards within the mapping budget
+//! # Every stack has a guard page, within the mapping budget
 //!
 //! Linux limits a process to `vm.max_map_count` memory areas (65530 here). The classic layout —
 //! one `mmap` per stack plus an `mprotect(PROT_NONE)` guard — costs two VMAs per fiber and tops
 //! out near 32k fibers, after which `mmap` fails with `ENOMEM` (a peer stackful runtime dies at
-//! 100k parked coroutines this way). So, per stack, in order of preference:
+//! 100k parked coroutines this way). So, per slot, in order of preference:
 //!
 //! 1. [`GuardKind::GuardPage`]: `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+) marks the slot's
 //!    lowest page as a guard inside the slab's single VMA: no new VMA, faults like `PROT_NONE`.
 //!    Probed once per process.
 //! 2. [`GuardKind::Mprotect`]: on older kernels, `mprotect(PROT_NONE)` on that page, which splits
-//!    the slab's VMA (about +2 per stack). Allowed while the process holds fewer than
-//!    `max_map_count / 4` such guards, keeping half the map count for everything else.
-//! 3. [`GuardKind::Canary`]: beyond that budget, no guard page. Magic words at the bottom of the
-//!    usable stack are checked by [`PooledStack::check_canary`] (the scheduler calls
-//!    [`PooledStack::abort_if_overflowed`] whenever a fiber suspends or finishes, and
-//!    [`StackPool::put`] checks too): the overflow is reported *after the fact*. This mode is a
-//!    best-effort degradation — it does not meet `corosensei::stack::Stack`'s guard-page
-//!    requirement, and an overflow larger than the unguarded page below the stack can corrupt a
-//!    neighbouring stack before it is noticed. It only happens on pre-6.13 kernels with more
-//!    than ~16k fibers alive.
+//!    the slab's VMA (about +2 per stack). Allowed while the process holds fewer guards of this
+//!    kind than its [`GuardBudget`](slab::GuardBudget) (a quarter of `vm.max_map_count`, keeping half the map count
+//!    for everything else).
+//! 3. Otherwise **no stack**: [`StackPool::get`] fails (the slot stays uncarved until a guard can
+//!    be had) and the scheduler runs the task another way (the Green worker hands it to a helper
+//!    thread, whose stack has its own guard). An unguarded stack would let a deep recursion
+//!    write into the neighbouring slot, another fiber's live frames, before anything noticed:
+//!    safe code could corrupt memory. Stacks already carved keep their guard for life, so
+//!    recycling is unaffected; only the number of fibers alive at once is capped, at about
+//!    16k per process on a pre-6.13 kernel with the default map count.
 //!
 //! # Overflow reports
 //!
@@ -55,16 +56,22 @@
 //! stack, since the faulting fiber's stack is exhausted: workers call [`ensure_sigaltstack`]
 //! when they start.
 //!
-//! # Ownership and recycling
+//! # Ownership, recycling and trimming
 //!
 //! Every [`PooledStack`] holds an `Arc` of its slab, and the pool holds one for the slab it is
 //! carving, so a slab is unmapped exactly when its pool has moved on from it and all its stacks
 //! are gone: stacks of a dropped pool stay valid. [`StackPool::get`] never maps memory when a
-//! returned stack is available. [`StackPool::put`] keeps up to `max_cached` stacks *hot*
-//! (LIFO, pages still committed); beyond that it `MADV_DONTNEED`s the usable pages (RSS goes
-//! back to the system) and keeps the slot in a *cold* list, reused before carving new slots. A
-//! stack dropped instead of returned releases its pages too, but its slot is only reclaimed
-//! when the whole slab is unmapped.
+//! returned stack is available. [`StackPool::put`] keeps returned stacks *hot* (LIFO, pages
+//! still committed, no syscall). Releasing pages is what costs: an `madvise` on a
+//! multi-threaded process sends a TLB shootdown to the other CPUs (~35 µs per call measured
+//! here), so it stays off the spawn path. Instead the worker calls [`StackPool::trim`] when it
+//! is about to sleep: every [`TRIM_PERIOD`], hot stacks that went unused for [`TRIM_AGE`]
+//! periods (the bottom of the LIFO, beyond the [`DEFAULT_KEEP_HOT`] most recent) are released
+//! with `MADV_DONTNEED`, sorted by address so that one call covers each run of adjacent slots
+//! (at most [`TRIM_CHUNK`] stacks per `trim` call, so that an idle worker is back for new work
+//! soon), and kept *cold* for reuse before any new slot is carved; a slab whose every stack is
+//! then cold is unmapped, which also frees its page tables. A stack dropped instead of returned
+//! releases its pages too, but its slot is only reclaimed when the whole slab is unmapped.
 
 mod overflow;
 mod slab;
@@ -78,14 +85,16 @@ use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use corosensei::stack::{Stack, StackPointer, MIN_STACK_SIZE};
 
+use overflow::with_context;
 pub(crate) use overflow::{ensure_sigaltstack, replace_current_task_name, TaskName};
 #[allow(unused_imports)] // for schedulers naming tasks by string; the unit tests use the first
 pub(crate) use overflow::{set_current_task_name, set_current_task_name_unchecked};
-use overflow::{with_context, OverflowSite};
-use slab::{GuardPolicy, SlabMapping};
+pub(crate) use slab::GuardPolicy;
+use slab::SlabMapping;
 
 /// Slots in a pool's first slab.
 const FIRST_SLAB_SLOTS: usize = 16;
@@ -93,8 +102,19 @@ const FIRST_SLAB_SLOTS: usize = 16;
 const MAX_SLAB_SLOTS: usize = 4096;
 /// Most bytes in one slab (caps the slot count for big stacks).
 const MAX_SLAB_BYTES: usize = 1 << 30;
-/// Default number of hot stacks [`StackPool::put`] keeps with their pages committed.
-pub(crate) const DEFAULT_MAX_CACHED: usize = 1024;
+/// Most returned stacks [`StackPool::put`] keeps hot (pages committed) between two trims;
+/// beyond it, each further one is released on the spot (an `madvise`, see the module docs).
+pub(crate) const DEFAULT_MAX_CACHED: usize = 1 << 17;
+/// How often [`StackPool::trim`] looks at the hot stacks (one *period*).
+pub(crate) const TRIM_PERIOD: Duration = Duration::from_millis(250);
+/// Periods a hot stack may go unused before [`StackPool::trim`] releases it.
+pub(crate) const TRIM_AGE: u32 = 3;
+/// Hot stacks [`StackPool::trim`] never releases: the most recently returned ones.
+pub(crate) const DEFAULT_KEEP_HOT: usize = 64;
+/// Most stacks one [`StackPool::trim`] call releases, so that a call stays short (a few ms) and
+/// a worker that trims while idle is back for new work soon; a bigger batch is released over
+/// as many calls, each wanting the next at once.
+const TRIM_CHUNK: usize = 2048;
 
 /// The system page size (cached after the first call).
 pub(crate) fn page_size() -> usize {
@@ -115,15 +135,14 @@ pub(crate) fn page_size() -> usize {
     }
 }
 
-/// How a stack's overflow is caught.
+/// How a stack's overflow is caught. Every stack a pool hands out has one of these: a slot
+/// that cannot get a guard is never used (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GuardKind {
     /// A guard page installed with `madvise(MADV_GUARD_INSTALL)`: faults on touch, no extra VMA.
     GuardPage,
     /// A guard page made with `mprotect(PROT_NONE)`: faults on touch, costs about 2 VMAs.
     Mprotect,
-    /// No guard page (VMA budget exhausted): canary words checked after the fact.
-    Canary,
 }
 
 /// Counters describing a pool, for tests and diagnostics.
@@ -131,12 +150,36 @@ pub(crate) enum GuardKind {
 pub(crate) struct PoolStats {
     /// Slabs this pool has mapped over its life.
     pub(crate) slabs_mapped: usize,
+    /// Slabs [`StackPool::trim`] has unmapped (every slot of them was cached, none in use).
+    pub(crate) slabs_unmapped: usize,
     /// Slots carved from slabs over the pool's life (new stacks, as opposed to recycled ones).
     pub(crate) carved: usize,
     /// Stacks cached with their pages committed.
     pub(crate) hot: usize,
     /// Stacks cached with their pages released.
     pub(crate) cold: usize,
+    /// `madvise(MADV_DONTNEED)` calls made to release cached stacks (one per run of adjacent
+    /// slots when trimming).
+    pub(crate) release_calls: usize,
+}
+
+/// What a [`StackPool::trim`] call did, and when it wants the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Trim {
+    /// When to call again: `None` when nothing is left to trim (no need to call until stacks
+    /// come back), the time passed in while a release is under way.
+    pub(crate) next: Option<Instant>,
+    /// Stacks given back by a release that this call completed (0 if none did): many of them
+    /// mean a burst of fibers has ended, after which a worker can trim other memory too.
+    pub(crate) released: usize,
+}
+
+/// A returned stack kept with its pages committed.
+#[derive(Debug)]
+struct HotStack {
+    stack: PooledStack,
+    /// The pool's trim period when the stack was returned.
+    period: u32,
 }
 
 /// A per-worker pool of fiber stacks of one size. See the [module docs](self).
@@ -148,12 +191,24 @@ pub(crate) struct StackPool {
     usable: usize,
     /// Guard bytes per stack (one page).
     guard: usize,
-    /// Recycled stacks with committed pages, used LIFO.
-    hot: Vec<PooledStack>,
+    /// Recycled stacks with committed pages, used LIFO: oldest returns at the bottom.
+    hot: Vec<HotStack>,
+    /// Stale stacks `trim` is releasing, a chunk per call, highest address first (so the end,
+    /// released next, holds the lowest). Their pages are still committed: `get` takes them
+    /// after the hot ones.
+    releasing: Vec<PooledStack>,
     /// Recycled stacks whose pages were released.
     cold: Vec<PooledStack>,
     /// Most stacks kept in `hot`.
     max_cached: usize,
+    /// Hot stacks `trim` leaves alone (the top of `hot`).
+    keep_hot: usize,
+    /// Trim periods elapsed (advanced by `trim`).
+    period: u32,
+    /// Stacks released so far by the release under way (reported when it completes).
+    released: usize,
+    /// When `trim` next advances `period`, if it has work ahead.
+    next_trim: Option<Instant>,
     /// The slab being carved, if any slots remain in it.
     current: Option<Arc<SlabMapping>>,
     /// Next slot index to carve in `current`.
@@ -185,8 +240,13 @@ impl StackPool {
             usable: stack_size.max(MIN_STACK_SIZE).next_multiple_of(page),
             guard: page,
             hot: Vec::new(),
+            releasing: Vec::new(),
             cold: Vec::new(),
             max_cached: DEFAULT_MAX_CACHED,
+            keep_hot: DEFAULT_KEEP_HOT,
+            period: 0,
+            released: 0,
+            next_trim: None,
             current: None,
             next_slot: 0,
             current_slots: 0,
@@ -194,18 +254,27 @@ impl StackPool {
             policy,
             stats: PoolStats {
                 slabs_mapped: 0,
+                slabs_unmapped: 0,
                 carved: 0,
                 hot: 0,
                 cold: 0,
+                release_calls: 0,
             },
             _not_sync: PhantomData,
         }
     }
 
-    /// Sets how many returned stacks stay hot (pages committed); the rest are released to the
-    /// system and kept cold. Default [`DEFAULT_MAX_CACHED`].
+    /// Sets how many returned stacks may stay hot (pages committed) at once; the rest are
+    /// released to the system on return and kept cold. Default [`DEFAULT_MAX_CACHED`].
     pub(crate) fn with_max_cached(mut self, max_cached: usize) -> StackPool {
         self.max_cached = max_cached;
+        self
+    }
+
+    /// Sets how many of the most recently returned stacks [`trim`](Self::trim) keeps hot
+    /// however long they go unused. Default [`DEFAULT_KEEP_HOT`].
+    pub(crate) fn with_keep_hot(mut self, keep_hot: usize) -> StackPool {
+        self.keep_hot = keep_hot;
         self
     }
 
@@ -214,18 +283,21 @@ impl StackPool {
         self.usable
     }
 
-    /// A stack: a recycled one if any (no syscall for a hot one, none that maps memory for a
-    /// cold one), else a fresh slot of the current slab, mapping a new slab when it is full.
+    /// A guarded stack: a recycled one if any (no syscall for a hot one, none that maps memory
+    /// for a cold one), else a fresh slot of the current slab, mapping a new slab when it is
+    /// full.
+    ///
+    /// Fails when memory cannot be mapped, or when no guard page can be had for a new slot
+    /// (a kernel without `MADV_GUARD_INSTALL` whose mprotect guard budget is spent; see the
+    /// module docs): this pool never hands out a stack without a guard.
     pub(crate) fn get(&mut self) -> io::Result<PooledStack> {
-        if let Some(stack) = self.hot.pop() {
+        if let Some(hot) = self.hot.pop() {
+            return Ok(hot.stack);
+        }
+        if let Some(stack) = self.releasing.pop() {
             return Ok(stack);
         }
         if let Some(stack) = self.cold.pop() {
-            if stack.guard_kind == GuardKind::Canary {
-                // SAFETY: the canary area is the bottom of this unused stack's usable region,
-                // writable (no guard there) and zeroed by MADV_DONTNEED.
-                unsafe { slab::write_canary(stack.usable_bottom()) };
-            }
             return Ok(stack);
         }
         self.carve()
@@ -234,32 +306,147 @@ impl StackPool {
     /// Returns a stack to the pool. It must no longer be in use by a coroutine (take it back
     /// with `Coroutine::into_stack` once the coroutine has finished).
     ///
-    /// Aborts with an overflow report if the stack is a [`GuardKind::Canary`] one whose canary
-    /// was clobbered. A stack of the same size from another pool is adopted (it keeps its own slab
-    /// alive); one of another size is simply dropped.
+    /// A stack of the same size from another pool is adopted (it keeps its own slab alive);
+    /// one of another size is simply dropped.
     pub(crate) fn put(&mut self, stack: PooledStack) {
         if stack.usable != self.usable || stack.guard_len != self.guard {
             return;
         }
-        stack.abort_if_overflowed();
         if self.hot.len() < self.max_cached {
-            self.hot.push(stack);
+            self.hot.push(HotStack {
+                stack,
+                period: self.period,
+            });
         } else {
             stack.release_pages();
+            self.stats.release_calls += 1;
             self.cold.push(stack);
         }
+    }
+
+    /// Gives memory back to the system from an idle pool: the pages of hot stacks that went
+    /// unused for [`TRIM_AGE`] periods of [`TRIM_PERIOD`] (all but the `keep_hot` most recently
+    /// returned), and whole slabs none of whose slots is in use any more. Cheap unless a period
+    /// has ended (one comparison). Says when to call again: at once while a release is under
+    /// way (at most [`TRIM_CHUNK`] stacks per call), never when nothing is left to trim.
+    ///
+    /// Meant for the idle path of the worker (before it sleeps): releasing pages costs a TLB
+    /// shootdown per `madvise` call on a multi-threaded process, so the released stacks are
+    /// sorted by address and each run of adjacent slots goes in one call.
+    pub(crate) fn trim(&mut self, now: Instant) -> Trim {
+        let wait = |next| Trim { next, released: 0 };
+        if self.releasing.is_empty() {
+            if self.hot.len() <= self.keep_hot {
+                self.next_trim = None;
+                return wait(None);
+            }
+            match self.next_trim {
+                Some(at) if now < at => return wait(Some(at)),
+                Some(_) => self.period = self.period.wrapping_add(1),
+                None => {}
+            }
+            // Hot stacks are ordered by return time (pushed on top, taken from the top), so the
+            // stale ones are a prefix.
+            let candidates = self.hot.len() - self.keep_hot;
+            let stale = self.hot[..candidates]
+                .partition_point(|h| self.period.wrapping_sub(h.period) >= TRIM_AGE);
+            if stale > 0 {
+                self.releasing = self.hot.drain(..stale).map(|h| h.stack).collect();
+                self.releasing
+                    .sort_unstable_by_key(|s| std::cmp::Reverse(s.base.get()));
+                shrink_spare(&mut self.hot, self.keep_hot);
+            }
+        }
+        let mut released = 0;
+        if !self.releasing.is_empty() {
+            self.release_chunk();
+            if !self.releasing.is_empty() {
+                return wait(Some(now));
+            }
+            self.releasing = Vec::new();
+            self.unmap_idle_slabs();
+            released = std::mem::take(&mut self.released);
+        }
+        self.next_trim = (self.hot.len() > self.keep_hot).then(|| now + TRIM_PERIOD);
+        Trim {
+            next: self.next_trim,
+            released,
+        }
+    }
+
+    /// Releases the pages of up to [`TRIM_CHUNK`] stacks from the end of `releasing` (the lowest
+    /// addresses) and caches them cold.
+    fn release_chunk(&mut self) {
+        let from = self.releasing.len().saturating_sub(TRIM_CHUNK);
+        let mut chunk = self.releasing.split_off(from);
+        chunk.reverse(); // lowest address first
+        let slot = self.usable + self.guard;
+        let mut i = 0;
+        while i < chunk.len() {
+            // A run of slots whose stacks are adjacent in memory: one call for all of them,
+            // guards in between included (`MADV_DONTNEED` keeps both kinds of guard; see
+            // `release_range`).
+            let low = chunk[i].usable_bottom();
+            let mut j = i + 1;
+            while j < chunk.len() && chunk[j].base.get() == chunk[j - 1].base.get() + slot {
+                j += 1;
+            }
+            let high = chunk[j - 1].base.get();
+            // SAFETY: `[low, high)` covers the usable regions of stacks we own (none in use by a
+            // coroutine) and the guards between them, all inside mappings held alive by those
+            // stacks (adjacent slots of one slab, or of two slabs mapped next to each other).
+            unsafe { release_range(low, high - low) };
+            self.stats.release_calls += 1;
+            i = j;
+        }
+        self.released += chunk.len();
+        self.cold.append(&mut chunk);
+    }
+
+    /// Drops the cold stacks of every slab that only cold stacks keep alive (not the slab being
+    /// carved, which the pool holds too), unmapping it: its page tables and, for mprotect
+    /// guards, its map entries go back to the system as well.
+    fn unmap_idle_slabs(&mut self) {
+        // Group by slab, then compare each slab's cold count with its reference count.
+        self.cold
+            .sort_unstable_by_key(|s| Arc::as_ptr(&s.slab) as usize);
+        let mut kept = Vec::new();
+        let mut group: Vec<PooledStack> = Vec::new();
+        let mut stacks = std::mem::take(&mut self.cold).into_iter().peekable();
+        while let Some(stack) = stacks.next() {
+            let same_slab_next = stacks
+                .peek()
+                .is_some_and(|next| Arc::ptr_eq(&next.slab, &stack.slab));
+            group.push(stack);
+            if same_slab_next {
+                continue;
+            }
+            if Arc::strong_count(&group[0].slab) == group.len() {
+                // Only these stacks hold the slab: dropping them unmaps it (no `madvise` per
+                // stack: `into_slab` skips `PooledStack::drop`).
+                self.stats.slabs_unmapped += 1;
+                for stack in group.drain(..) {
+                    drop(stack.into_slab());
+                }
+            } else {
+                kept.append(&mut group);
+            }
+        }
+        shrink_spare(&mut kept, 0);
+        self.cold = kept;
     }
 
     /// Counters describing the pool.
     pub(crate) fn stats(&self) -> PoolStats {
         PoolStats {
-            hot: self.hot.len(),
+            hot: self.hot.len() + self.releasing.len(),
             cold: self.cold.len(),
             ..self.stats
         }
     }
 
-    /// Carves the next slot, mapping a new slab first if needed.
+    /// Carves the next slot, mapping a new slab first if needed. Fails, leaving the slot for a
+    /// later attempt, when no guard can be installed in it.
     fn carve(&mut self) -> io::Result<PooledStack> {
         let slot = self.usable + self.guard;
         let slab = match &self.current {
@@ -267,7 +454,7 @@ impl StackPool {
             _ => {
                 overflow::install_overflow_handler()?;
                 let slots = self.next_slab_slots.min((MAX_SLAB_BYTES / slot).max(1));
-                let slab = SlabMapping::map(slot, slots, self.guard)?;
+                let slab = SlabMapping::map(slot, slots, self.guard, self.policy.budget)?;
                 self.current = Some(Arc::clone(&slab));
                 self.current_slots = slots;
                 self.next_slot = 0;
@@ -277,7 +464,9 @@ impl StackPool {
             }
         };
         let bottom = slab.base() + self.next_slot * slot;
-        let guard_kind = slab.install_guard(bottom, self.guard, self.policy);
+        let Some(guard_kind) = slab.install_guard(bottom, self.guard, self.policy) else {
+            return Err(no_guard_error(self.policy));
+        };
         self.next_slot += 1;
         if self.next_slot == self.current_slots {
             // Full: the slab now lives exactly as long as its stacks.
@@ -297,12 +486,56 @@ impl StackPool {
     }
 }
 
+/// Gives a vector's spare capacity back once it is mostly unused (after a burst).
+fn shrink_spare<T>(v: &mut Vec<T>, floor: usize) {
+    let want = (2 * v.len()).max(floor);
+    if v.capacity() > 2 * want {
+        v.shrink_to(want);
+    }
+}
+
+/// The error of a [`StackPool::get`] that found no guard page for a new stack.
+fn no_guard_error(policy: GuardPolicy) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "zsync fiber stacks: no guard page left for a new stack: {}, and the {} mprotect \
+             guards allowed (a quarter of vm.max_map_count) are in use",
+            if policy.madvise {
+                "madvise(MADV_GUARD_INSTALL) failed"
+            } else {
+                "this kernel lacks madvise(MADV_GUARD_INSTALL) (Linux 6.13+)"
+            },
+            policy.budget.limit(),
+        ),
+    )
+}
+
+/// `madvise(MADV_DONTNEED)` over `len` bytes at `addr`: the pages read as zeros next time.
+/// Guard pages in the range stay guards (`mprotect` ones are a property of the memory area,
+/// `MADV_GUARD_INSTALL` markers survive `MADV_DONTNEED` by design).
+///
+/// # Safety
+///
+/// The range must lie in mappings of this module's slabs, and no live data may be there (no
+/// coroutine runs on a stack in it, no reference points into it).
+unsafe fn release_range(addr: usize, len: usize) {
+    // SAFETY: forwarded from the caller; MADV_DONTNEED on private anonymous memory just drops
+    // the pages.
+    let rc = unsafe { libc::madvise(addr as *mut _, len, libc::MADV_DONTNEED) };
+    debug_assert_eq!(rc, 0, "madvise(MADV_DONTNEED) on fiber stacks failed");
+}
+
 impl Drop for StackPool {
     fn drop(&mut self) {
         // Cached stacks are unused. Drop them without an madvise each: cold ones are released
         // already, and a slab whose last user this is gets unmapped. (Hot pages of a slab kept
         // alive by stacks still out stay committed until those stacks go: a shutdown-only case.)
-        for stack in self.hot.drain(..).chain(self.cold.drain(..)) {
+        let hot = self.hot.drain(..).map(|h| h.stack);
+        for stack in hot
+            .chain(self.releasing.drain(..))
+            .chain(self.cold.drain(..))
+        {
             drop(stack.into_slab());
         }
     }
@@ -337,58 +570,17 @@ impl PooledStack {
         self.usable
     }
 
-    /// Lowest usable address (just above the guard; where the canary lives).
+    /// Lowest usable address (just above the guard).
     fn usable_bottom(&self) -> usize {
         self.base.get() - self.usable
-    }
-
-    /// `false` if this is a [`GuardKind::Canary`] stack whose canary has been overwritten, i.e.
-    /// a fiber ran past the end of it. Always `true` for guarded stacks (an overflow of those
-    /// faults on the spot). Call only while no fiber is running on the stack.
-    pub(crate) fn check_canary(&self) -> bool {
-        if self.guard_kind != GuardKind::Canary {
-            return true;
-        }
-        // SAFETY: the canary lies in this stack's usable region, mapped while `self.slab`
-        // lives, page-aligned, and readable (no guard was installed on this stack).
-        unsafe { slab::canary_intact(self.usable_bottom()) }
-    }
-
-    /// Reports an overflow of this stack (with the current task name) and aborts if
-    /// [`check_canary`](Self::check_canary) fails. The scheduler calls this whenever a fiber
-    /// on the stack suspends or finishes.
-    pub(crate) fn abort_if_overflowed(&self) {
-        if !self.check_canary() {
-            overflow::report_overflow_and_abort(
-                self.usable,
-                OverflowSite::Canary(self.usable_bottom()),
-            );
-        }
-    }
-
-    /// A copy of what [`abort_if_overflowed`](Self::abort_if_overflowed) reads, for a scheduler
-    /// that must check the stack while a coroutine owns it (corosensei gives no access to a
-    /// coroutine's stack until it is taken back with `into_stack`).
-    pub(crate) fn overflow_check(&self) -> OverflowCheck {
-        OverflowCheck {
-            canary: (self.guard_kind == GuardKind::Canary).then(|| self.usable_bottom()),
-            usable: self.usable,
-        }
     }
 
     /// Gives the usable pages back to the system (`MADV_DONTNEED`); they read as zeros next
     /// time. The guard is left alone.
     fn release_pages(&self) {
-        // SAFETY: the usable region of this stack, which no coroutine is using (we own it).
-        // MADV_DONTNEED on private anonymous memory just drops the pages.
-        let rc = unsafe {
-            libc::madvise(
-                self.usable_bottom() as *mut _,
-                self.usable,
-                libc::MADV_DONTNEED,
-            )
-        };
-        debug_assert_eq!(rc, 0, "madvise(MADV_DONTNEED) on a fiber stack failed");
+        // SAFETY: the usable region of this stack, which no coroutine is using (we own it),
+        // inside its slab (kept mapped by `self.slab`).
+        unsafe { release_range(self.usable_bottom(), self.usable) };
     }
 
     /// Dismantles the stack without releasing its pages, returning its slab reference.
@@ -409,44 +601,11 @@ impl Drop for PooledStack {
     }
 }
 
-/// [`PooledStack::abort_if_overflowed`] for a stack a coroutine owns; see
-/// [`PooledStack::overflow_check`]. Two words, `Copy`; checking it is one branch unless the stack
-/// is a [`GuardKind::Canary`] one.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct OverflowCheck {
-    /// Lowest usable address (the canary) of a canary stack; `None` for a guarded stack.
-    canary: Option<usize>,
-    /// Usable bytes of the stack, for the report.
-    usable: usize,
-}
-
-impl OverflowCheck {
-    /// Reports an overflow (with the current task name) and aborts if the stack is a canary
-    /// one whose canary was overwritten. The Green model calls this whenever a fiber suspends
-    /// or finishes, from the fiber itself: reading the canary from the stack it guards is fine,
-    /// since a fiber that has not overflowed has no frame down there.
-    ///
-    /// # Safety
-    ///
-    /// The stack this check was taken from must still exist (the caller runs on it, or holds
-    /// the coroutine that owns it), so that its memory is mapped.
-    #[inline]
-    pub(crate) unsafe fn abort_if_overflowed(&self) {
-        if let Some(bottom) = self.canary {
-            // SAFETY: `bottom` is the canary of a live canary stack (caller's contract): mapped,
-            // page-aligned and readable (no guard on such a stack).
-            if !unsafe { slab::canary_intact(bottom) } {
-                overflow::report_overflow_and_abort(self.usable, OverflowSite::Canary(bottom));
-            }
-        }
-    }
-}
-
 // SAFETY: `base` is the top of a slot (page-aligned, so STACK_ALIGNMENT-aligned) and `limit` its
 // bottom, guard included; the memory stays mapped while `self.slab` is held. The slot's lowest
-// page is a guard (MADV or mprotect) except for `GuardKind::Canary` stacks, the documented
-// best-effort fallback used only when the VMA budget is exhausted on kernels without
-// MADV_GUARD_INSTALL. At least MIN_STACK_SIZE usable bytes (enforced by `StackPool::new`).
+// page is a guard page (MADV_GUARD_INSTALL or mprotect; `StackPool::carve` hands out no slot
+// without one, and releasing pages keeps it), so running off the stack faults before touching
+// any other memory. At least MIN_STACK_SIZE usable bytes (enforced by `StackPool::new`).
 unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {

@@ -225,17 +225,8 @@ impl MsgBuf {
     }
 }
 
-/// Where an overflow was noticed, for the report.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum OverflowSite {
-    /// A fault at this address inside a guard page.
-    Fault(usize),
-    /// The canary at this address was found clobbered after the fact.
-    Canary(usize),
-}
-
-/// Builds the overflow report for a stack of `usable` bytes.
-fn format_report(msg: &mut MsgBuf, name: TaskName, usable: usize, site: OverflowSite) {
+/// Builds the report of an overflow of a stack of `usable` bytes that faulted at `fault`.
+fn format_report(msg: &mut MsgBuf, name: TaskName, usable: usize, fault: usize) {
     msg.push(b"zsync: fiber task '");
     match name.0 {
         Repr::None | Repr::Raw(_, 0) => {
@@ -256,24 +247,20 @@ fn format_report(msg: &mut MsgBuf, name: TaskName, usable: usize, site: Overflow
                 .dec(loc.line() as usize);
         }
     }
-    msg.push(b"' overflowed its stack of ").dec(usable / 1024);
-    match site {
-        OverflowSite::Fault(addr) => msg.push(b" KiB (fault at ").hex(addr),
-        OverflowSite::Canary(addr) => msg
-            .push(b" KiB (canary at ")
-            .hex(addr)
-            .push(b" clobbered, detected after the fact"),
-    };
-    msg.push(b"): raise the stack size with Builder::stack_size\n");
+    msg.push(b"' overflowed its stack of ")
+        .dec(usable / 1024)
+        .push(b" KiB (fault at ")
+        .hex(fault)
+        .push(b"): raise the stack size with Builder::stack_size\n");
 }
 
 /// Writes the overflow report for the current task to stderr and aborts the process.
 ///
 /// Async-signal-safe: no allocation, no locks, no `fmt`.
-pub(crate) fn report_overflow_and_abort(usable: usize, site: OverflowSite) -> ! {
+fn report_overflow_and_abort(usable: usize, fault: usize) -> ! {
     let name = TASK_NAME.try_with(Cell::get).unwrap_or(TaskName::NONE);
     let mut msg = MsgBuf::new();
-    format_report(&mut msg, name, usable, site);
+    format_report(&mut msg, name, usable, fault);
     let bytes = msg.as_bytes();
     let mut off = 0;
     while off < bytes.len() {
@@ -358,7 +345,7 @@ unsafe extern "C" fn overflow_handler(
     // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers of fault signals.
     let addr = unsafe { (*info).si_addr() } as usize;
     if let Some(usable) = lookup_guard(addr) {
-        report_overflow_and_abort(usable, OverflowSite::Fault(addr));
+        report_overflow_and_abort(usable, addr);
     }
     let prev = &PREV[usize::from(sig != libc::SIGSEGV)];
     let handler = prev.handler.load(Ordering::SeqCst);
@@ -512,7 +499,7 @@ mod tests {
             &mut msg,
             TaskName::fixed("worker"),
             64 * 1024,
-            OverflowSite::Fault(0x7f00_dead_b000),
+            0x7f00_dead_b000,
         );
         assert_eq!(
             std::str::from_utf8(msg.as_bytes()).unwrap(),
@@ -520,10 +507,10 @@ mod tests {
              0x7f00deadb000): raise the stack size with Builder::stack_size\n"
         );
         let mut msg = MsgBuf::new();
-        format_report(&mut msg, TaskName::NONE, 4096, OverflowSite::Canary(0x10));
+        format_report(&mut msg, TaskName::NONE, 4096, 0x10);
         let s = std::str::from_utf8(msg.as_bytes()).unwrap();
         assert!(s.starts_with("zsync: fiber task '<unnamed>' overflowed its stack of 4 KiB"));
-        assert!(s.contains("canary at 0x10 clobbered"), "{s}");
+        assert!(s.contains("(fault at 0x10)"), "{s}");
         let mut msg = MsgBuf::new();
         msg.dec(0).push(b" ").dec(usize::MAX).push(b" ").hex(0);
         assert_eq!(msg.as_bytes(), b"0 18446744073709551615 0x0");
@@ -534,12 +521,7 @@ mod tests {
     fn report_names_a_spawn_location() {
         let here = Location::caller();
         let mut msg = MsgBuf::new();
-        format_report(
-            &mut msg,
-            TaskName::spawned(here),
-            32 * 1024,
-            OverflowSite::Fault(0x1000),
-        );
+        format_report(&mut msg, TaskName::spawned(here), 32 * 1024, 0x1000);
         let s = std::str::from_utf8(msg.as_bytes()).unwrap();
         let expected = format!(
             "zsync: fiber task '{}:{}' overflowed its stack of 32 KiB (fault at 0x1000)",

@@ -15,20 +15,65 @@ use super::GuardKind;
 /// Not (yet) in the `libc` crate.
 pub(crate) const MADV_GUARD_INSTALL: libc::c_int = 102;
 
-/// Magic words written at the bottom of the usable stack of a [`GuardKind::Canary`] stack.
-pub(crate) const CANARY: [u64; 4] = [
-    0x7a73_796e_635f_6361, // "zsync_ca"
-    0xdead_beef_cafe_f00d,
-    0x0123_4567_89ab_cdef,
-    0xfeed_face_8bad_f00d,
-];
+/// A limit on `mprotect` guards, shared by the pools that draw on it: each such guard splits a
+/// slab's memory area (about two more entries of `vm.max_map_count`), so their number must stay
+/// well below that limit. The process has one (see [`GuardBudget::process`]); tests make tiny
+/// ones to reach the "no guard left" path on a kernel that has `MADV_GUARD_INSTALL`.
+#[derive(Debug)]
+pub(crate) struct GuardBudget {
+    /// Most guards that may exist at once.
+    limit: usize,
+    /// Guards that exist now (taken by [`SlabMapping::install_guard`], given back when their
+    /// slab is unmapped).
+    used: AtomicUsize,
+}
 
-/// mprotect guards currently installed in this process (each costs about 2 VMAs).
-static MPROTECT_GUARDS: AtomicUsize = AtomicUsize::new(0);
+impl GuardBudget {
+    /// A budget of `limit` guards.
+    pub(crate) const fn new(limit: usize) -> GuardBudget {
+        GuardBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
 
-/// mprotect guards currently installed in this process.
-pub(crate) fn mprotect_guards_in_use() -> usize {
-    MPROTECT_GUARDS.load(Ordering::Relaxed)
+    /// The process's budget: a quarter of `vm.max_map_count` (read once), so that guards use
+    /// at most half of the map count and the rest stays for everything else (heap, threads,
+    /// files, ...).
+    pub(crate) fn process() -> &'static GuardBudget {
+        static BUDGET: OnceLock<GuardBudget> = OnceLock::new();
+        BUDGET.get_or_init(|| {
+            let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(65530);
+            GuardBudget::new(max / 4)
+        })
+    }
+
+    /// Most guards that may exist at once.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Guards that exist now.
+    pub(crate) fn in_use(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes one guard from the budget, if any is left.
+    fn take(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives `n` guards back.
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 /// Whether `MADV_GUARD_INSTALL` works on this kernel, probed once per process.
@@ -58,35 +103,22 @@ pub(crate) fn madv_guard_supported() -> bool {
     })
 }
 
-/// How many mprotect guards the process may hold: each splits a VMA (about 2 more map entries),
-/// and half of `vm.max_map_count` stays for everything else (heap, threads, files, ...).
-pub(crate) fn default_mprotect_budget() -> usize {
-    static BUDGET: OnceLock<usize> = OnceLock::new();
-    *BUDGET.get_or_init(|| {
-        let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .unwrap_or(65530);
-        max / 4
-    })
-}
-
 /// Which guards a pool may install: the process defaults, or forced ones in tests.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GuardPolicy {
     /// Try `MADV_GUARD_INSTALL` first.
     pub(crate) madvise: bool,
-    /// Install mprotect guards while fewer than this many exist process-wide.
-    pub(crate) mprotect_budget: usize,
+    /// Where `mprotect` guards are counted and limited.
+    pub(crate) budget: &'static GuardBudget,
 }
 
 impl GuardPolicy {
     /// The best this process can do: MADV guards if the kernel has them, else mprotect guards
-    /// within the VMA budget, else canaries.
+    /// within the process's budget.
     pub(crate) fn detect() -> Self {
         GuardPolicy {
             madvise: madv_guard_supported(),
-            mprotect_budget: default_mprotect_budget(),
+            budget: GuardBudget::process(),
         }
     }
 }
@@ -100,14 +132,22 @@ pub(crate) struct SlabMapping {
     len: usize,
     /// Entry in the overflow handler's registry, if it had room.
     registry: Option<usize>,
-    /// mprotect guards installed in this slab (returned to the budget when it is unmapped).
+    /// Where this slab's mprotect guards were counted (given back when it is unmapped).
+    budget: &'static GuardBudget,
+    /// mprotect guards installed in this slab.
     mprotect_guards: AtomicUsize,
 }
 
 impl SlabMapping {
     /// Maps `slots` slots of `slot` bytes each (`guard` of them a guard at each slot's bottom)
-    /// and registers the range with the overflow handler.
-    pub(crate) fn map(slot: usize, slots: usize, guard: usize) -> io::Result<Arc<Self>> {
+    /// and registers the range with the overflow handler. mprotect guards installed in it are
+    /// counted in `budget`.
+    pub(crate) fn map(
+        slot: usize,
+        slots: usize,
+        guard: usize,
+        budget: &'static GuardBudget,
+    ) -> io::Result<Arc<Self>> {
         let len = slot.checked_mul(slots).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -133,11 +173,18 @@ impl SlabMapping {
                 &format!("mmap of a {len}-byte slab ({slots} stacks of {slot} bytes)"),
             ));
         }
+        // No transparent huge pages: with THP set to `always`, the first touch of a 2 MiB
+        // stretch of the slab not yet holding a guard could fault in a huge page, 2 MiB of RSS
+        // for one stack page. A flag on the whole mapping: no split, no new memory area. Advice
+        // only, so a failure (a kernel without THP) changes nothing.
+        // SAFETY: advises on exactly the mapping just created; no data lives there yet.
+        unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
         let base = p as usize;
         Ok(Arc::new(SlabMapping {
             base,
             len,
             registry: overflow::register(base, base + len, slot, guard),
+            budget,
             mprotect_guards: AtomicUsize::new(0),
         }))
     }
@@ -148,65 +195,35 @@ impl SlabMapping {
     }
 
     /// Installs the guard for the slot starting at `bottom` (`guard` bytes) with the best kind
-    /// `policy` allows, or writes the canary just above it. Returns the kind obtained.
+    /// `policy` allows. `None` when no guard can be had (no `MADV_GUARD_INSTALL`, and the
+    /// mprotect budget is spent or the kernel's map count ran out): the slot must not be used.
     pub(crate) fn install_guard(
         &self,
         bottom: usize,
         guard: usize,
         policy: GuardPolicy,
-    ) -> GuardKind {
+    ) -> Option<GuardKind> {
         debug_assert!(bottom >= self.base && bottom + guard <= self.base + self.len);
+        debug_assert!(ptr::eq(policy.budget, self.budget));
         if policy.madvise {
             // SAFETY: `[bottom, bottom + guard)` is the unused guard area of a slot in our
             // mapping; no live data is there.
             if unsafe { libc::madvise(bottom as *mut _, guard, MADV_GUARD_INSTALL) } == 0 {
-                return GuardKind::GuardPage;
+                return Some(GuardKind::GuardPage);
             }
         }
-        let reserved = MPROTECT_GUARDS
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < policy.mprotect_budget).then_some(n + 1)
-            })
-            .is_ok();
-        if reserved {
-            // SAFETY: as above, the slot's guard area holds no data.
-            if unsafe { libc::mprotect(bottom as *mut _, guard, libc::PROT_NONE) } == 0 {
-                self.mprotect_guards.fetch_add(1, Ordering::Relaxed);
-                return GuardKind::Mprotect;
-            }
-            // ENOMEM: the map count ran out anyway. Give the budget back, use a canary.
-            MPROTECT_GUARDS.fetch_sub(1, Ordering::Relaxed);
+        if !self.budget.take() {
+            return None;
         }
-        // SAFETY: the canary goes at the bottom of the slot's usable stack, inside our mapping
-        // and writable (no guard was installed).
-        unsafe { write_canary(bottom + guard) };
-        GuardKind::Canary
+        // SAFETY: as above, the slot's guard area holds no data.
+        if unsafe { libc::mprotect(bottom as *mut _, guard, libc::PROT_NONE) } == 0 {
+            self.mprotect_guards.fetch_add(1, Ordering::Relaxed);
+            return Some(GuardKind::Mprotect);
+        }
+        // ENOMEM: the map count ran out anyway. Give the budget back; no guard.
+        self.budget.give_back(1);
+        None
     }
-}
-
-/// Writes [`CANARY`] at `addr`.
-///
-/// # Safety
-///
-/// `addr` must be 8-aligned and `size_of_val(&CANARY)` bytes there must be writable and not in
-/// use by anything else.
-pub(crate) unsafe fn write_canary(addr: usize) {
-    for (i, w) in CANARY.iter().enumerate() {
-        // SAFETY: guaranteed by the caller; volatile so the stores are not elided.
-        unsafe { ptr::write_volatile((addr as *mut u64).add(i), *w) };
-    }
-}
-
-/// Whether the [`CANARY`] at `addr` is intact.
-///
-/// # Safety
-///
-/// `addr` must be 8-aligned and `size_of_val(&CANARY)` bytes there must be readable.
-pub(crate) unsafe fn canary_intact(addr: usize) -> bool {
-    CANARY.iter().enumerate().all(|(i, w)| {
-        // SAFETY: guaranteed by the caller; volatile since a fiber may have written it.
-        unsafe { ptr::read_volatile((addr as *const u64).add(i)) == *w }
-    })
 }
 
 impl Drop for SlabMapping {
@@ -214,13 +231,12 @@ impl Drop for SlabMapping {
         if let Some(idx) = self.registry {
             overflow::unregister(idx);
         }
-        MPROTECT_GUARDS.fetch_sub(
-            self.mprotect_guards.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
         // SAFETY: unmaps exactly our mapping; every stack carved from it held an `Arc` to this
         // slab, so none is alive any more.
         let rc = unsafe { libc::munmap(self.base as *mut _, self.len) };
         debug_assert_eq!(rc, 0, "munmap of a fiber stack slab failed");
+        // The guards are gone with the mapping: their map entries are free again.
+        self.budget
+            .give_back(self.mprotect_guards.load(Ordering::Relaxed));
     }
 }

@@ -1,15 +1,17 @@
-//! Unit tests of the fiber stack pool. Tests that measure process-wide figures (maps, RSS,
-//! the mprotect budget) hold [`SERIAL`] so they do not disturb each other.
+//! Unit tests of the fiber stack pool, and of the Green runtime on a kernel without
+//! `MADV_GUARD_INSTALL` (forced with a [`GuardPolicy`]). Tests that measure process-wide figures
+//! (maps, RSS) hold [`SERIAL`] so they do not disturb each other.
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use super::slab::{self, GuardPolicy};
+use super::slab::{self, GuardBudget, GuardPolicy};
 use super::*;
 
 /// Serialises the tests that read `/proc/self/maps`, RSS or the global mprotect count.
@@ -38,20 +40,41 @@ fn rss_bytes() -> usize {
     pages * page_size()
 }
 
-/// A policy forcing mprotect guards (as on a kernel without MADV_GUARD_INSTALL).
+/// A policy forcing mprotect guards (as on a kernel without MADV_GUARD_INSTALL), counted in
+/// the process's budget.
 fn mprotect_policy() -> GuardPolicy {
     GuardPolicy {
         madvise: false,
-        mprotect_budget: slab::default_mprotect_budget(),
+        budget: GuardBudget::process(),
     }
 }
 
-/// A policy forcing canaries (as with the VMA budget exhausted).
-fn canary_policy() -> GuardPolicy {
+/// A policy forcing mprotect guards from a budget of its own of `limit` guards: an old kernel
+/// whose map count is nearly spent.
+fn tiny_budget_policy(limit: usize) -> GuardPolicy {
     GuardPolicy {
         madvise: false,
-        mprotect_budget: 0,
+        budget: Box::leak(Box::new(GuardBudget::new(limit))),
     }
+}
+
+/// Writes a byte to every usable page of `stack` (no coroutine on it).
+fn dirty(stack: &PooledStack) {
+    let bottom = stack.base().get() - stack.size();
+    for off in (0..stack.size()).step_by(page_size()) {
+        // SAFETY: inside the usable region of a stack we own and no coroutine uses.
+        unsafe { std::ptr::write_volatile((bottom + off) as *mut u8, 0xAB) };
+    }
+}
+
+/// Resident pages among the usable pages of `stack`.
+fn resident_pages(stack: &PooledStack) -> usize {
+    let bottom = stack.base().get() - stack.size();
+    let mut vec = vec![0u8; stack.size() / page_size()];
+    // SAFETY: queries a range of a mapping we hold alive into a buffer of one byte per page.
+    let rc = unsafe { libc::mincore(bottom as *mut _, stack.size(), vec.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().filter(|b| *b & 1 != 0).count()
 }
 
 /// Returned stacks come back LIFO, aligned, and warm-up maps no more slabs.
@@ -93,7 +116,7 @@ fn slabs_grow_and_have_one_guard_kind() {
     let expected = if slab::madv_guard_supported() {
         GuardKind::GuardPage
     } else {
-        stacks[0].guard_kind()
+        GuardKind::Mprotect
     };
     assert!(stacks.iter().all(|s| s.guard_kind() == expected));
     let mut bases: Vec<_> = stacks.iter().map(|s| s.base().get()).collect();
@@ -117,7 +140,6 @@ fn coroutine_runs_suspends_resumes_and_returns_its_stack() {
     assert!(matches!(co.resume(1), CoroutineResult::Yield(2)));
     assert!(matches!(co.resume(7), CoroutineResult::Return(70)));
     let stack = co.into_stack();
-    assert!(stack.check_canary());
     pool.put(stack);
     assert_eq!(pool.get().unwrap().base().get(), base);
     assert_eq!(pool.stats().carved, 1);
@@ -139,14 +161,7 @@ fn stacks_outlive_their_pool() {
 fn cold_stacks_release_pages_and_are_reused() {
     let mut pool = StackPool::new(64 * 1024).with_max_cached(2);
     let stacks: Vec<_> = (0..5).map(|_| pool.get().unwrap()).collect();
-    for s in &stacks {
-        // Dirty every usable page.
-        let bottom = s.base().get() - s.size();
-        for off in (0..s.size()).step_by(page_size()) {
-            // SAFETY: inside the usable region of a stack we own and no coroutine uses.
-            unsafe { std::ptr::write_volatile((bottom + off) as *mut u8, 0xAB) };
-        }
-    }
+    stacks.iter().for_each(dirty);
     for s in stacks {
         pool.put(s);
     }
@@ -165,58 +180,162 @@ fn cold_stacks_release_pages_and_are_reused() {
     assert_eq!(zeroed, 3);
 }
 
-/// `check_canary` sees a clobbered canary; a cold round trip rewrites it.
+/// mprotect guards cost ~2 VMAs each and are counted in their budget until their slab goes.
 #[test]
-fn canary_detects_a_clobbered_stack_and_survives_recycling() {
-    let mut pool = StackPool::with_policy(16 * 1024, canary_policy()).with_max_cached(0);
-    let stack = pool.get().unwrap();
-    assert_eq!(stack.guard_kind(), GuardKind::Canary);
-    assert!(stack.check_canary());
-    // Cold round trip: MADV_DONTNEED zeroes the canary, get rewrites it.
-    pool.put(stack);
-    let stack = pool.get().unwrap();
-    assert!(stack.check_canary());
-    let bottom = stack.base().get() - stack.size();
-    // SAFETY: the canary words of a stack we own, no coroutine on it.
-    unsafe { std::ptr::write_volatile((bottom + 8) as *mut u64, 0) };
-    assert!(!stack.check_canary());
-    drop(stack); // not put: put would abort with a report (see the subprocess test).
-}
-
-/// mprotect guards cost ~2 VMAs each; past the budget, stacks get canaries.
-#[test]
-fn mprotect_fallback_costs_vmas_and_canaries_beyond_the_budget() {
+fn mprotect_fallback_costs_vmas_and_counts_its_guards() {
     let _serial = serial();
-    let mut pool = StackPool::with_policy(16 * 1024, mprotect_policy());
+    let policy = tiny_budget_policy(5000);
+    let mut pool = StackPool::with_policy(16 * 1024, policy);
     let before = map_count();
     let stacks: Vec<_> = (0..1000).map(|_| pool.get().unwrap()).collect();
     let grown = map_count() - before;
     println!("mprotect guards: 1000 stacks -> +{grown} VMAs");
     assert!(stacks.iter().all(|s| s.guard_kind() == GuardKind::Mprotect));
     assert!(grown >= 1500, "mprotect guards split the slab: +{grown}");
+    assert_eq!(policy.budget.in_use(), 1000);
     drop(stacks);
     drop(pool);
+    assert_eq!(
+        policy.budget.in_use(),
+        0,
+        "unmapped slabs give their guards back"
+    );
+}
 
-    // A budget of 10 more guards: the 11th stack gets a canary.
-    let budget_now = slab::mprotect_guards_in_use() + 10;
-    let mut pool = StackPool::with_policy(
-        16 * 1024,
-        GuardPolicy {
-            madvise: false,
-            mprotect_budget: budget_now,
-        },
+/// The regression test of the canary fallback: past the mprotect budget, `get` used to hand out
+/// stacks without a guard page (a canary checked after the fact), whose overflow could write
+/// into the neighbouring stack before anything noticed. Now it refuses, clearly, and the slots
+/// it carved keep working.
+#[test]
+fn past_the_guard_budget_get_refuses_instead_of_handing_out_an_unguarded_stack() {
+    let policy = tiny_budget_policy(10);
+    let mut pool = StackPool::with_policy(16 * 1024, policy);
+    let stacks: Vec<_> = (0..10).map(|_| pool.get().unwrap()).collect();
+    assert!(stacks.iter().all(|s| s.guard_kind() == GuardKind::Mprotect));
+    for _ in 0..3 {
+        let err = pool.get().expect_err("no guard left: no stack");
+        assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory);
+        let msg = err.to_string();
+        assert!(msg.contains("no guard page left"), "{msg}");
+        assert!(msg.contains("MADV_GUARD_INSTALL"), "{msg}");
+        assert!(msg.contains("10 mprotect guards"), "{msg}");
+    }
+    assert_eq!(pool.stats().carved, 10);
+    // Returned stacks are recycled with their guards, budget or not.
+    for s in stacks {
+        pool.put(s);
+    }
+    let again: Vec<_> = (0..10).map(|_| pool.get().unwrap()).collect();
+    assert!(again.iter().all(|s| s.guard_kind() == GuardKind::Mprotect));
+    assert_eq!(pool.stats().carved, 10);
+    assert!(pool.get().is_err());
+    // Once a slab is gone, its guards are back in the budget and carving resumes.
+    drop(again);
+    drop(pool);
+    assert_eq!(policy.budget.in_use(), 0);
+    let mut pool = StackPool::with_policy(16 * 1024, policy);
+    assert_eq!(pool.get().unwrap().guard_kind(), GuardKind::Mprotect);
+}
+
+/// A base time for the trim tests: `trim` reads no clock, the tests pass their own instants.
+fn periods(t0: Instant, n: u32) -> Instant {
+    t0 + TRIM_PERIOD * n
+}
+
+/// Stacks nobody took for `TRIM_AGE` periods lose their pages, all but the `keep_hot` most
+/// recent; slabs left with cold stacks only are unmapped. Releases are batched per run of
+/// adjacent slots.
+#[test]
+fn trim_releases_stacks_unused_for_a_while_and_unmaps_idle_slabs() {
+    let mut pool = StackPool::new(16 * 1024).with_keep_hot(4);
+    // 16 + 32 + 64 + 128 slots: four slabs, the last one not full.
+    let stacks: Vec<_> = (0..200).map(|_| pool.get().unwrap()).collect();
+    assert_eq!(pool.stats().slabs_mapped, 4);
+    stacks.iter().for_each(dirty);
+    let tops: Vec<usize> = stacks.iter().map(|s| s.base().get()).collect();
+    for s in stacks {
+        pool.put(s);
+    }
+    let t0 = Instant::now();
+    // The first call only starts the clock; nothing is old yet.
+    assert_eq!(pool.trim(t0).next, Some(periods(t0, 1)));
+    assert_eq!(
+        pool.trim(periods(t0, 1) - Duration::from_millis(1)).next,
+        Some(periods(t0, 1))
     );
-    let stacks: Vec<_> = (0..20).map(|_| pool.get().unwrap()).collect();
-    let kinds: Vec<_> = stacks.iter().map(|s| s.guard_kind()).collect();
+    for n in 1..TRIM_AGE {
+        assert_eq!(pool.trim(periods(t0, n)).next, Some(periods(t0, n + 1)));
+        assert_eq!(pool.stats().hot, 200, "period {n}: too early");
+    }
+    // Old enough: everything but the 4 most recent goes, and the caller is told to stop.
+    let trim = pool.trim(periods(t0, TRIM_AGE));
+    assert_eq!(
+        trim,
+        Trim {
+            next: None,
+            released: 196
+        }
+    );
+    let st = pool.stats();
+    assert_eq!(st.hot, 4);
+    println!(
+        "trim of 196 stacks: {} madvise calls, {} slabs unmapped",
+        st.release_calls, st.slabs_unmapped
+    );
+    // Sorted and batched: one call per run of adjacent slots (slabs may even be adjacent).
     assert!(
-        kinds[..10].iter().all(|k| *k == GuardKind::Mprotect),
-        "{kinds:?}"
+        st.release_calls <= 4 + 4,
+        "{} calls for 4 slabs",
+        st.release_calls
     );
-    assert!(
-        kinds[10..].iter().all(|k| *k == GuardKind::Canary),
-        "{kinds:?}"
+    // The three full slabs held only cold stacks (the 4 kept hot ones are the last returned,
+    // from the slab still being carved): unmapped.
+    assert_eq!(st.slabs_unmapped, 3);
+    assert_eq!(st.cold, 196 - (16 + 32 + 64));
+    // The stacks still cached are the ones of the current slab; their pages are gone (cold)
+    // or still there (hot).
+    let hot: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    assert!(hot
+        .iter()
+        .all(|s| resident_pages(s) == s.size() / page_size()));
+    assert!(hot.iter().all(|s| tops[196..].contains(&s.base().get())));
+    let cold: Vec<_> = (0..st.cold).map(|_| pool.get().unwrap()).collect();
+    assert!(cold.iter().all(|s| resident_pages(s) == 0));
+    // Nothing left to trim: no more calls wanted.
+    assert_eq!(pool.trim(periods(t0, 100)).next, None);
+}
+
+/// A pool whose stacks are reused every period keeps them all hot, however many.
+#[test]
+fn trim_keeps_the_stacks_a_steady_load_reuses() {
+    let mut pool = StackPool::new(16 * 1024).with_keep_hot(0);
+    let t0 = Instant::now();
+    let mut at = pool.trim(t0).next;
+    for n in 0..4 * TRIM_AGE {
+        let stacks: Vec<_> = (0..100).map(|_| pool.get().unwrap()).collect();
+        for s in stacks {
+            pool.put(s);
+        }
+        at = pool.trim(periods(t0, n + 1)).next;
+    }
+    assert!(at.is_some());
+    let st = pool.stats();
+    assert_eq!(
+        (st.hot, st.cold, st.carved, st.release_calls),
+        (100, 0, 100, 0)
     );
-    assert!(stacks.iter().all(|s| s.check_canary()));
+    // Load gone: a period counts when the pool is looked at (a busy worker does not look), so
+    // the stacks go `TRIM_AGE` looks after their last use (the loop's last look was one), all
+    // at once and in few calls; the two full slabs (16 + 32 slots) are unmapped.
+    let mut looks = 0;
+    while let Some(next) = at {
+        looks += 1;
+        at = pool.trim(next).next;
+    }
+    assert_eq!(looks, TRIM_AGE - 1);
+    let st = pool.stats();
+    assert_eq!((st.hot, st.cold, st.slabs_unmapped), (0, 100 - 48, 2));
+    assert!(st.release_calls <= 2, "{} calls", st.release_calls);
 }
 
 /// 100k fibers parked at once: VMA and RSS growth, and timing (`--nocapture` prints them).
@@ -272,9 +391,39 @@ fn hundred_thousand_parked_fibers() {
         );
     }
     assert!(rss_per < 8192.0, "{rss_per} bytes of RSS per parked fiber");
-    assert_eq!(
-        (st.hot, st.cold),
-        (DEFAULT_MAX_CACHED, N - DEFAULT_MAX_CACHED)
+    assert_eq!((st.hot, st.cold), (N, 0));
+
+    drop(parked);
+    // Idle: trim until the pool has nothing left to release.
+    let t0 = Instant::now();
+    let mut at = pool.trim(t0).next;
+    let (mut trim_time, mut longest, mut calls) = (Duration::ZERO, Duration::ZERO, 0);
+    while let Some(next) = at {
+        let t = Instant::now();
+        at = pool.trim(next).next;
+        trim_time += t.elapsed();
+        longest = longest.max(t.elapsed());
+        calls += 1;
+    }
+    let rss3 = rss_bytes();
+    let st = pool.stats();
+    println!(
+        "trimmed {} stacks in {:.1} ms over {calls} calls (longest {:.1} ms): {} madvise calls, \
+         {} of {} slabs unmapped; RSS {:+.1} MiB vs start",
+        N - st.hot,
+        trim_time.as_secs_f64() * 1e3,
+        longest.as_secs_f64() * 1e3,
+        st.release_calls,
+        st.slabs_unmapped,
+        st.slabs_mapped,
+        (rss3 as f64 - rss0 as f64) / (1 << 20) as f64,
+    );
+    assert_eq!(st.hot, DEFAULT_KEEP_HOT);
+    assert!(st.release_calls < 200, "{} calls", st.release_calls);
+    // What stays is the C allocator's (this test's vectors), not stacks.
+    assert!(
+        rss3.saturating_sub(rss0) < (rss2 - rss0) / 20,
+        "RSS {rss0} before, {rss2} after put, {rss3} after the trim"
     );
 }
 
@@ -325,13 +474,39 @@ fn recurse_below(stop: usize) -> usize {
     recurse_below(stop) + usize::from(buf[0])
 }
 
-/// Child body: overflow a 16 KiB fiber stack from `pool`, named `deep-recursion`.
-fn child_overflow(mut pool: StackPool) {
+/// Child body: overflow a 16 KiB fiber stack from `pool`, named `deep-recursion`, after the
+/// stack went through a release of its pages: alone (`MADV_DONTNEED` of its usable pages, the
+/// cold list) or, with `batched`, in one `madvise` over three adjacent slots, guards included,
+/// as `StackPool::trim` does. The guard must survive both.
+fn child_overflow(pool: StackPool, batched: bool) {
     ensure_sigaltstack().unwrap();
-    // Through the cold list: the guard must survive MADV_DONTNEED of the stack.
-    let s = pool.get().unwrap();
-    pool.put(s);
-    let stack = pool.get().unwrap();
+    let mut pool = pool.with_max_cached(if batched { usize::MAX } else { 0 });
+    let stack = if batched {
+        let mut pool_ = pool.with_keep_hot(0);
+        let three: Vec<_> = (0..3).map(|_| pool_.get().unwrap()).collect();
+        for s in three {
+            pool_.put(s);
+        }
+        let mut at = pool_.trim(Instant::now()).next;
+        while let Some(next) = at {
+            at = pool_.trim(next).next;
+        }
+        let st = pool_.stats();
+        assert_eq!(
+            (st.cold, st.release_calls),
+            (3, 1),
+            "one call for three slots"
+        );
+        // The highest of the three: its guard lay inside the released range.
+        let mut three: Vec<_> = (0..3).map(|_| pool_.get().unwrap()).collect();
+        three.sort_by_key(|s| s.base().get());
+        pool = pool_;
+        three.pop().unwrap()
+    } else {
+        let s = pool.get().unwrap();
+        pool.put(s);
+        pool.get().unwrap()
+    };
     eprintln!("child: guard kind {:?}", stack.guard_kind());
     let mut co = Coroutine::with_stack(stack, |_: &Yielder<(), ()>, ()| recurse_forever(0));
     set_current_task_name(Some("deep-recursion"));
@@ -340,24 +515,7 @@ fn child_overflow(mut pool: StackPool) {
         "child: coroutine survived its overflow: {}",
         matches!(r, CoroutineResult::Return(_))
     );
-    std::process::exit(3);
-}
-
-/// Child body for the canary: overflow past the canary (within the unguarded page below the
-/// stack), then return the stack to the pool, which must report and abort.
-fn child_canary() {
-    let mut pool = StackPool::with_policy(16 * 1024, canary_policy());
-    let stack = pool.get().unwrap();
-    let stop = stack.base().get() - stack.size() - 1024;
-    let mut co = Coroutine::with_stack(stack, move |_: &Yielder<(), ()>, ()| recurse_below(stop));
-    set_current_task_name(Some("canary-victim"));
-    assert!(matches!(co.resume(()), CoroutineResult::Return(_)));
-    let stack = co.into_stack();
-    if stack.check_canary() {
-        eprintln!("child: canary intact after overflow");
-        std::process::exit(4);
-    }
-    pool.put(stack);
+    drop(pool);
     std::process::exit(3);
 }
 
@@ -383,12 +541,20 @@ fn run_child(test: &str, scenario: &str) -> (std::process::ExitStatus, String) {
 
 /// Dispatches to a child body when this process is a re-executed child.
 fn maybe_child() {
-    match std::env::var(CHILD_ENV).as_deref() {
-        Ok("auto") => child_overflow(StackPool::new(16 * 1024).with_max_cached(0)),
-        Ok("mprotect") => {
-            child_overflow(StackPool::with_policy(16 * 1024, mprotect_policy()).with_max_cached(0))
-        }
-        Ok("canary") => child_canary(),
+    let Ok(scenario) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (kind, batched) = match scenario.split_once('-') {
+        Some((kind, "batched")) => (kind, true),
+        _ => (scenario.as_str(), false),
+    };
+    match kind {
+        "auto" => child_overflow(StackPool::new(16 * 1024), batched),
+        "mprotect" => child_overflow(
+            StackPool::with_policy(16 * 1024, mprotect_policy()),
+            batched,
+        ),
+        "runaway_thread" | "runaway_fiber" => child_runaway_without_spare_guards(kind),
         _ => {}
     }
 }
@@ -429,16 +595,190 @@ fn overflow_hits_an_mprotect_guard_and_is_reported() {
     assert_overflow_report(status, &stderr, "deep-recursion", "fault at 0x");
 }
 
-/// An overflow of a canary stack is reported when the stack is returned.
+/// `trim` releases runs of adjacent stacks in one `madvise` that spans the guards between
+/// them: both kinds of guard must still fault afterwards.
 #[test]
-fn overflow_past_a_canary_is_reported_after_the_fact() {
+fn overflow_after_a_batched_release_still_hits_the_guard() {
     maybe_child();
-    let (status, stderr) = run_child(
-        "overflow_past_a_canary_is_reported_after_the_fact",
-        "canary",
+    let test = "overflow_after_a_batched_release_still_hits_the_guard";
+    let (status, stderr) = run_child(test, "auto-batched");
+    assert_overflow_report(status, &stderr, "deep-recursion", "fault at 0x");
+    let (status, stderr) = run_child(test, "mprotect-batched");
+    assert!(stderr.contains("guard kind Mprotect"), "{stderr}");
+    assert_overflow_report(status, &stderr, "deep-recursion", "fault at 0x");
+}
+
+// ---- the Green runtime without guard pages to spare ----------------------------------------
+
+/// An address in the caller's stack frame.
+#[inline(never)]
+fn stack_marker() -> usize {
+    let local = 0u8;
+    black_box(&local) as *const u8 as usize
+}
+
+/// The memory area holding `addr` (its lowest address), and whether an inaccessible area
+/// (`---p`: a guard) ends right where it begins, from `/proc/self/maps`.
+fn area_and_guard_below(addr: usize) -> (usize, bool) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let areas: Vec<(usize, usize, bool)> = maps
+        .lines()
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let (lo, hi) = fields.next().unwrap().split_once('-').unwrap();
+            let inaccessible = fields.next().unwrap().starts_with("---");
+            let hex = |s| usize::from_str_radix(s, 16).unwrap();
+            (hex(lo), hex(hi), inaccessible)
+        })
+        .collect();
+    let (start, _, _) = *areas
+        .iter()
+        .find(|&&(lo, hi, _)| lo <= addr && addr < hi)
+        .unwrap();
+    let guarded = areas.iter().any(|&(_, hi, none)| hi == start && none);
+    (start, guarded)
+}
+
+/// Green's stack fallback on an old kernel at its map limit: no `MADV_GUARD_INSTALL`, room for 8
+/// mprotect guards. 40 tasks alive at once: the first 7 get fibers (the root fiber holds the
+/// 8th guard), the others run on helper threads. Every task finds a guard page right below its
+/// own stack. Before the fix, tasks past the budget ran as fibers on unguarded stacks (their
+/// memory area continued into the neighbouring stack).
+#[test]
+fn no_green_fiber_runs_without_a_guard_page_past_the_budget() {
+    const TASKS: usize = 40;
+    const STACK: usize = 64 * 1024;
+    /// What a task saw: on a fiber?, its stack marker, the area holding it, guard below?
+    type Seen = (bool, usize, usize, bool);
+    let _serial = serial();
+    let policy = tiny_budget_policy(8);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let started = Arc::new(AtomicUsize::new(0));
+    let all_started = Arc::new(crate::sync::ResetEvent::new());
+    let gate = Arc::new(crate::sync::ResetEvent::new());
+    crate::Builder::new(crate::Model::Green)
+        .worker_threads(2)
+        .stack_size(STACK)
+        .guard_policy(policy)
+        .run(|io| {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let (seen, started) = (seen.clone(), started.clone());
+                    let (all_started, gate) = (all_started.clone(), gate.clone());
+                    io.spawn(move |_| {
+                        let marker = stack_marker();
+                        let (area, guarded) = area_and_guard_below(marker);
+                        let on_fiber = crate::model::green::fiber::on_fiber();
+                        seen.lock().unwrap().push((on_fiber, marker, area, guarded));
+                        if started.fetch_add(1, Ordering::AcqRel) + 1 == TASKS {
+                            all_started.set();
+                        }
+                        gate.wait().unwrap();
+                    })
+                })
+                .collect();
+            all_started.wait().unwrap();
+            gate.set();
+            for t in tasks {
+                t.join().unwrap();
+            }
+        });
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), TASKS);
+    let fibers = seen.iter().filter(|s| s.0).count();
+    println!("{fibers} of {TASKS} tasks ran on fibers, the others on helper threads");
+    assert_eq!(fibers, 7, "the budget of 8 guards, one of them the root's");
+    for &(on_fiber, marker, area, guarded) in seen.iter() {
+        // A fiber's stack is its own memory area above its guard, at most a stack long; a
+        // helper thread's likewise (std's 2 MiB, or RUST_MIN_STACK).
+        let own = if on_fiber { STACK } else { 64 << 20 };
+        assert!(
+            guarded && marker - area <= own,
+            "task on a {} at {marker:#x}: area from {area:#x} ({} KiB below), guard below: \
+             {guarded}",
+            if on_fiber { "fiber" } else { "thread" },
+            (marker - area) / 1024
+        );
+    }
+    assert_eq!(
+        policy.budget.in_use(),
+        0,
+        "the runtime's slabs are unmapped"
     );
-    assert_overflow_report(status, &stderr, "canary-victim", "canary at 0x");
-    println!("child stderr:\n{stderr}");
+}
+
+/// Recurses without bound like [`recurse_forever`]; on a fiber, says so (once) if a frame lies
+/// more than a stack below `start`: it would be writing into memory that is not its stack.
+fn recurse_checked(start: usize, n: usize) -> usize {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let mut buf = [n as u8; 512];
+    black_box(&mut buf);
+    let here = buf.as_ptr() as usize;
+    if start - here > 64 * 1024 + 4096
+        && crate::model::green::fiber::on_fiber()
+        && !SAID.swap(true, Ordering::Relaxed)
+    {
+        eprintln!("child: a fiber wrote below its own stack");
+    }
+    if n == usize::MAX {
+        return 0;
+    }
+    recurse_checked(start, n + 1) + usize::from(buf[n % 512])
+}
+
+/// Child body: a Green runtime on one worker with 64 KiB stacks and no `MADV_GUARD_INSTALL`;
+/// its guard budget has room for the root fiber only (`runaway_thread`: the task runs on a
+/// helper thread) or for one more fiber (`runaway_fiber`). A task recurses without bound.
+fn child_runaway_without_spare_guards(scenario: &str) -> ! {
+    let policy = tiny_budget_policy(if scenario == "runaway_thread" { 1 } else { 2 });
+    crate::Builder::new(crate::Model::Green)
+        .worker_threads(1)
+        .stack_size(64 * 1024)
+        .guard_policy(policy)
+        .run(|io| {
+            let started = Arc::new(crate::sync::ResetEvent::new());
+            let s = started.clone();
+            let task = io.spawn(move |_| {
+                eprintln!(
+                    "child: runaway on a fiber: {}",
+                    crate::model::green::fiber::on_fiber()
+                );
+                s.set();
+                recurse_checked(stack_marker(), 0)
+            });
+            // Not inline on the root's fiber: let it start as a task of its own first.
+            started.wait().unwrap();
+            let r = task.join();
+            eprintln!("child: the runaway task returned: {}", r.is_ok());
+        });
+    std::process::exit(3);
+}
+
+/// An overflow on the no-guard fallback aborts at a guard page and is reported, without ever
+/// writing below its own stack: on a helper thread (budget spent: Rust's own report) and on a
+/// fiber with an mprotect guard (zsync's report). Before the fix, the task past the budget ran
+/// as a fiber on an unguarded stack and wrote through its neighbour's stack.
+#[test]
+fn overflow_on_the_no_guard_fallback_is_reported_and_corrupts_nothing() {
+    maybe_child();
+    let test = "overflow_on_the_no_guard_fallback_is_reported_and_corrupts_nothing";
+    let (status, stderr) = run_child(test, "runaway_thread");
+    println!("child stderr (runaway_thread):\n{stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}\n{stderr}");
+    assert!(stderr.contains("runaway on a fiber: false"), "{stderr}");
+    assert!(stderr.contains("has overflowed its stack"), "{stderr}");
+    assert!(!stderr.contains("below its own stack"), "{stderr}");
+    assert!(!stderr.contains("returned"), "{stderr}");
+
+    let (status, stderr) = run_child(test, "runaway_fiber");
+    println!("child stderr (runaway_fiber):\n{stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}\n{stderr}");
+    assert!(stderr.contains("runaway on a fiber: true"), "{stderr}");
+    assert!(
+        stderr.contains("overflowed its stack of 64 KiB (fault at 0x"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("below its own stack"), "{stderr}");
 }
 
 /// Faults outside our guards still reach the previous handler and kill with SIGSEGV.

@@ -35,7 +35,7 @@ use corosensei::Yielder;
 use super::worker;
 use super::Shared;
 use crate::context;
-use crate::fiber_stack::{self, OverflowCheck, TaskName};
+use crate::fiber_stack::{self, TaskName};
 
 pub(super) const RUNNING: u8 = 0;
 pub(super) const PARKED: u8 = 1;
@@ -131,9 +131,6 @@ pub(super) struct Current {
     /// The fiber's waker, built once: waits borrow it instead of cloning the handle each time.
     pub(super) waker: Waker,
     pub(super) yielder: *const FiberYielder,
-    /// Checks this fiber's stack for an overflow each time it suspends: one branch, except on
-    /// canary stacks (see [`crate::fiber_stack`]).
-    pub(super) check: OverflowCheck,
 }
 
 thread_local! {
@@ -198,9 +195,6 @@ pub(crate) fn current_waker_ptr() -> *const Waker {
 /// worker resumes it: the task context, the current fiber, and the name a stack-overflow report
 /// gives it (the worker's own name is put back while the fiber is away).
 fn suspend(current: *const Current, reason: Suspend) {
-    // SAFETY: `current` points into this fiber's stack (see `with_current`); `check` describes
-    // that stack, which is alive since we run on it.
-    unsafe { (*current).check.abort_if_overflowed() };
     let name = fiber_stack::replace_current_task_name(TaskName::NONE);
     let task = context::swap_current(ptr::null());
     CURRENT.with(|c| c.set(ptr::null()));

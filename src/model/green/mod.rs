@@ -35,7 +35,7 @@ use crossbeam_deque::{Injector, Stealer, Worker};
 use rustix::event::{eventfd, EventfdFlags};
 
 use crate::context::{self, TaskContext};
-use crate::fiber_stack::{self, TaskName};
+use crate::fiber_stack::{self, GuardPolicy, TaskName};
 use crate::io::RunState;
 use crate::park::Interest;
 use crate::task::Runnable;
@@ -103,6 +103,17 @@ impl Backend {
     }
 }
 
+/// Usable bytes of a fiber stack unless [`Builder::stack_size`](crate::Builder::stack_size)
+/// says otherwise: 256 KiB in release builds, 512 KiB in debug builds, whose unoptimised frames
+/// are several times larger. Room for ordinary recursive crates (serde_json to its nesting
+/// limit) with a margin; address space only, since stacks cost the pages they touch (see
+/// "Stacks (Green)" in docs/ARCHITECTURE.md for the measurements behind the figures).
+pub(crate) const DEFAULT_STACK_SIZE: usize = if cfg!(debug_assertions) {
+    512 * 1024
+} else {
+    256 * 1024
+};
+
 /// Settings of the Green model, filled in by [`Builder`](crate::Builder).
 #[derive(Debug, Clone)]
 pub(crate) struct GreenConfig {
@@ -111,14 +122,18 @@ pub(crate) struct GreenConfig {
     /// minimum), guard page excluded. Each worker's `StackPool` hands out stacks of this size.
     pub(crate) stack_size: usize,
     pub(crate) backend: Backend,
+    /// Which guard pages the workers' stack pools may install: `None` for what the kernel
+    /// offers ([`GuardPolicy::detect`]); tests force the fallbacks with it.
+    pub(crate) guard_policy: Option<GuardPolicy>,
 }
 
 impl Default for GreenConfig {
     fn default() -> Self {
         GreenConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            stack_size: 64 * 1024,
+            stack_size: DEFAULT_STACK_SIZE,
             backend: Backend::Auto,
+            guard_policy: None,
         }
     }
 }
@@ -162,6 +177,12 @@ pub(crate) struct Shared {
     backend: Backend,
     /// [`GreenConfig::stack_size`], read by each worker when it builds its stack pool.
     stack_size: usize,
+    /// [`GreenConfig::guard_policy`] (resolved), read by each worker when it builds its stack
+    /// pool.
+    guard_policy: GuardPolicy,
+    /// Threads for `Io::blocking` calls, which would stall a worker, and for tasks a worker
+    /// cannot give a guarded fiber stack.
+    blocking: crate::model::elastic::Elastic,
 }
 
 impl Shared {
@@ -188,8 +209,6 @@ impl Shared {
 
 pub(crate) struct Green {
     shared: Arc<Shared>,
-    /// Threads for `Io::blocking` calls, which would stall a worker.
-    blocking: crate::model::elastic::Elastic,
     locals: Mutex<Vec<Worker<Runnable>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -210,7 +229,6 @@ impl Green {
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Green {
-            blocking: crate::model::elastic::Elastic::new(512, std::time::Duration::from_secs(5)),
             shared: Arc::new(Shared {
                 injector: Injector::new(),
                 stealers,
@@ -218,6 +236,11 @@ impl Green {
                 open: AtomicBool::new(true),
                 backend: config.backend.resolve()?,
                 stack_size: config.stack_size,
+                guard_policy: config.guard_policy.unwrap_or_else(GuardPolicy::detect),
+                blocking: crate::model::elastic::Elastic::new(
+                    512,
+                    std::time::Duration::from_secs(5),
+                ),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
@@ -285,7 +308,7 @@ impl Green {
 
     /// Runs `task` on a helper thread (for [`Io::blocking`](crate::Io::blocking)).
     pub(crate) fn blocking(&self, task: Runnable) -> Result<(), crate::model::elastic::Refused> {
-        self.blocking.submit(task)
+        self.shared.blocking.submit(task)
     }
 
     /// Starts workers `1..n` on threads of their own; worker 0 is the caller of `run`.
@@ -396,7 +419,7 @@ impl Green {
                 panic::resume_unwind(payload);
             }
         }
-        self.blocking.shutdown();
+        self.shared.blocking.shutdown();
     }
 }
 

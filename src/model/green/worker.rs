@@ -8,7 +8,8 @@
 //! 3. fire due timers;
 //! 4. if nothing is ready, start an unstarted task (own deque, then the injector, then steal);
 //! 5. poll the reactor: without blocking while work remains, else sleep in it until the next
-//!    timer or until another thread writes this worker's eventfd.
+//!    timer or until another thread writes this worker's eventfd (first giving back memory it
+//!    has not used for a while: see [`WorkerLocal::trim_memory`]).
 //!
 //! Sleeping is announced in `Remote::sleeping` (`SeqCst`) before the last look at the inbox and
 //! the task queues; a waker or spawner publishes its item first and reads `sleeping` after, and
@@ -36,9 +37,6 @@ use super::Shared;
 use crate::fiber_stack::{self, PooledStack, StackPool, TaskName};
 use crate::task::Runnable;
 
-/// Finished fibers' stacks a worker keeps with their pages committed for reuse.
-const HOT_STACKS: usize = 1 << 17;
-
 /// How long an idle worker looks for work before it sleeps in the kernel: rounds of checking
 /// its inbox, the task queues and its ring, `SPIN_PAUSES` pause instructions apart. A `pause`
 /// takes ~39 ns on this machine's CPUs, so a round is ~1.2 µs and the spin ~5 µs. It used to
@@ -57,6 +55,10 @@ const SPIN_SPAN: Duration = Duration::from_micros(5);
 
 /// Finished fibers' handles a worker keeps for reuse.
 const SPARE_HANDLES: usize = 1024;
+
+/// Stacks released at once by an idle trim from which a burst of fibers is taken to have ended
+/// and the worker trims its other memory too (see [`WorkerLocal::trim_memory`]).
+const BURST_STACKS: usize = 1024;
 
 /// Fibers resumed per loop turn before the reactor and timers get a look.
 const BATCH: usize = 128;
@@ -115,8 +117,8 @@ pub(super) struct WorkerLocal {
     ready: RefCell<VecDeque<Arc<FiberHandle>>>,
     /// Started fibers, keyed by `FiberHandle::key`. A slot is `None` only while its fiber is
     /// being created; fibers are resumed in place. Kept small: 100k parked fibers cost 100k slots. A fiber's
-    /// other per-fiber state (its overflow-report name and stack check) lives in its
-    /// `fiber::Current`, on its own stack.
+    /// other per-fiber state (its overflow-report name) lives in its `fiber::Current`, on its
+    /// own stack.
     fibers: RefCell<Slab<FiberSlot>>,
     /// Stacks for new fibers; finished fibers give theirs back, so a spawn maps memory only
     /// when more fibers are alive than ever before on this worker.
@@ -221,10 +223,12 @@ impl WorkerLocal {
             timers: RefCell::new(Timers::default()),
             ready: RefCell::new(VecDeque::new()),
             fibers: RefCell::new(Slab::new()),
-            // Keep the stacks of a burst hot: releasing pages costs a TLB shootdown per stack on a
-            // multi-threaded process (~35 µs here), far more than the memory is worth while the
-            // runtime lives. 131072 stacks ≈ 512 MiB of touched pages at most per worker.
-            stacks: RefCell::new(StackPool::new(shared.stack_size).with_max_cached(HOT_STACKS)),
+            // Finished fibers' stacks stay hot (no syscall on the spawn path); the idle path
+            // releases the ones a while unused (`StackPool::trim`).
+            stacks: RefCell::new(StackPool::with_policy(
+                shared.stack_size,
+                shared.guard_policy,
+            )),
             local,
             last_pushed: Cell::new(ptr::null()),
             wake_deferred: Cell::new(false),
@@ -412,7 +416,6 @@ impl WorkerLocal {
     /// satisfy this trivially; the root closure of `run` does because `run` drives the worker
     /// until the root fiber has finished.
     pub(super) unsafe fn start(&self, stack: PooledStack, name: TaskName, body: impl FnOnce()) {
-        let check = stack.overflow_check();
         let top = corosensei::stack::Stack::base(&stack).get();
         let key = {
             let mut fibers = self.fibers.borrow_mut();
@@ -432,15 +435,11 @@ impl WorkerLocal {
                 handle: Arc::as_ptr(&for_fiber),
                 waker: Waker::from(for_fiber),
                 yielder,
-                check,
             };
             let entered = fiber::enter(&current);
             fiber_stack::replace_current_task_name(name);
             body();
             drop(entered);
-            // Still named: a canary overflow found now is reported under this fiber's name.
-            // SAFETY: `check` describes the stack this code runs on.
-            unsafe { check.abort_if_overflowed() };
         };
         // SAFETY: forwarded from this function's contract: what `body` borrows stays valid
         // until the coroutine is driven to completion or dropped, and it is never dropped
@@ -454,18 +453,34 @@ impl WorkerLocal {
     }
 
     fn start_task(&self, task: Runnable) {
-        match self.stack() {
-            Ok(stack) => {
-                let name = TaskName::spawned(task.location());
-                // SAFETY: `Runnable` is 'static.
-                unsafe { self.start(stack, name, move || task.run()) }
-            }
-            Err(e) => {
-                // No memory for a stack: run the task on the worker's own stack. Still correct,
-                // but it blocks the worker whenever it waits.
-                eprintln!("zsync: cannot allocate a fiber stack ({e}); running a task on the worker stack");
-                task.run();
-            }
+        let stack = match self.stack() {
+            Ok(stack) => stack,
+            Err(e) => return self.start_without_fiber(task, &e),
+        };
+        let name = TaskName::spawned(task.location());
+        // SAFETY: `Runnable` is 'static.
+        unsafe { self.start(stack, name, move || task.run()) }
+    }
+
+    /// Runs a task for which no fiber stack can be had (no memory, or no guard page: see
+    /// [`crate::fiber_stack`]) on a thread of the helper pool, whose stack has its own guard:
+    /// off a fiber, its waits block that thread, and it keeps its concurrency. If the pool is
+    /// full too, it runs on this worker's own (guarded) stack, blocking the worker whenever it
+    /// waits. Says so once per process.
+    #[cold]
+    fn start_without_fiber(&self, task: Runnable, why: &std::io::Error) {
+        static TOLD: std::sync::Once = std::sync::Once::new();
+        TOLD.call_once(|| {
+            eprintln!(
+                "zsync: no fiber stack for a Green task ({why}); such tasks run on helper \
+                 threads (or, with those exhausted, on the worker's own stack)"
+            );
+        });
+        // A refused task is dropped unrun, so offer a second handle of it: a task runs once,
+        // whichever handle runs it.
+        let offered = Runnable(Arc::clone(&task.0));
+        if self.shared.blocking.submit(offered).is_err() {
+            task.run();
         }
     }
 
@@ -657,12 +672,22 @@ impl WorkerLocal {
                     remote.sleeping.store(false, Ordering::SeqCst);
                     continue;
                 }
-                let now = Instant::now();
+                let mut now = Instant::now();
+                // Idle: give back memory unused for a while, and look again in time for the
+                // next round.
+                let trim_at = self.trim_memory(now);
+                if trim_at.is_some() {
+                    now = Instant::now(); // the trim may have taken a while
+                }
                 let next = self.timers.borrow_mut().next_deadline();
                 let mut timeout = next.map(|d| d.saturating_duration_since(now));
                 if self.tasks_held_back() {
                     let look_again = placement::STUCK_AFTER.max(placement::OFFER_WAIT);
                     timeout = Some(timeout.map_or(look_again, |t| t.min(look_again)));
+                }
+                if let Some(at) = trim_at {
+                    let trim_in = at.saturating_duration_since(now);
+                    timeout = Some(timeout.map_or(trim_in, |t| t.min(trim_in)));
                 }
                 Some((timeout, now))
             } else {
@@ -683,6 +708,26 @@ impl WorkerLocal {
                 eprintln!("zsync: worker {} reactor failed: {e}", self.index);
             }
         }
+    }
+
+    /// Gives memory back to the system while the worker is idle: the pages of stacks unused for
+    /// a while (see [`StackPool::trim`]) and, once a release of many stacks shows that a burst
+    /// of fibers has ended, the fiber table's spare room and the C allocator's free memory
+    /// (the burst's task cells and handles, freed but kept by glibc's malloc). Returns when to
+    /// call again.
+    fn trim_memory(&self, now: Instant) -> Option<Instant> {
+        let trim = self.stacks.borrow_mut().trim(now);
+        if trim.released >= BURST_STACKS {
+            self.fibers.borrow_mut().shrink_to_fit();
+            self.ready.borrow_mut().shrink_to_fit();
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim has no preconditions; it only returns free memory of the
+            // allocator's arenas to the system (a no-op for memory of another allocator).
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+        trim.next
     }
 
     /// Whether to spin before sleeping: unless none of the last 8 idle periods got its work
