@@ -92,14 +92,6 @@ fn map_count() -> usize {
         .count()
 }
 
-/// Busy-waits for `d` without yielding: CPU-bound work that keeps its worker.
-fn spin_for(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
 /// An address on the caller's stack (a local of this non-inlined frame): which fiber stack the
 /// caller runs on.
 #[inline(never)]
@@ -397,7 +389,10 @@ fn non_send_state_survives_blocking_calls() {
 
 // ---- stealing --------------------------------------------------------------------------------
 
-/// 1000 CPU-bound tasks spawned from one task: the idle worker steals some of them.
+/// 1000 CPU-bound tasks spawned from one task: the idle worker steals some of them. Each task
+/// computes (without yielding its worker) until tasks have run on both workers, so the test
+/// does not depend on the other worker getting a CPU within the few milliseconds the tasks
+/// would otherwise take (it used to give each task 50 µs of work and hope).
 #[test]
 fn unstarted_tasks_are_stolen() {
     const TASKS: usize = 1000;
@@ -406,11 +401,17 @@ fn unstarted_tasks_are_stolen() {
     green().run(|io| {
         let counts = io
             .spawn(|io| {
+                let seen = Arc::new(Mutex::new(HashSet::new()));
                 let tasks: Vec<Task<ThreadId>> = (0..TASKS)
                     .map(|_| {
-                        io.spawn(|_| {
-                            spin_for(Duration::from_micros(50));
-                            thread::current().id()
+                        let seen = seen.clone();
+                        io.spawn(move |_| {
+                            let me = thread::current().id();
+                            seen.lock().unwrap().insert(me);
+                            while seen.lock().unwrap().len() < 2 {
+                                std::hint::spin_loop();
+                            }
+                            me
                         })
                     })
                     .collect();
