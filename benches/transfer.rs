@@ -222,6 +222,19 @@ fn zsync_send_file(model: Builder, conn: std::net::TcpStream, src: &Path, bytes:
     });
 }
 
+/// Whether the kernel lets this process use io_uring. Where it does not, the first call prints
+/// why, and the Green io_uring rows are left out of the tables.
+fn io_uring_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| match Backend::IoUring.resolve() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("Green io_uring rows skipped: io_uring unavailable: {e}");
+            false
+        }
+    })
+}
+
 /// Writes the file back and drops it from the page cache: the next read goes to the disk.
 fn evict(path: &Path) {
     let f = std::fs::File::open(path).unwrap();
@@ -308,6 +321,7 @@ fn serve_table(
     ];
     let mut servers: Vec<Contender<'_>> = servers
         .into_iter()
+        .filter(|(name, ..)| !name.contains("io_uring") || io_uring_available())
         .map(|(name, zsync, mut f)| -> Contender<'_> {
             let run: Box<dyn FnMut() -> Duration + '_> = Box::new(move || {
                 if cold {

@@ -104,14 +104,6 @@ fn map_count() -> usize {
         .count()
 }
 
-/// Busy-waits for `d` without yielding: CPU-bound work that keeps its worker.
-fn spin_for(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
 /// An address on the caller's stack (a local of this non-inlined frame): which fiber stack the
 /// caller runs on.
 #[inline(never)]
@@ -535,7 +527,10 @@ fn non_send_state_survives_blocking_calls() {
 
 // ---- stealing --------------------------------------------------------------------------------
 
-/// 1000 CPU-bound tasks spawned from one task: the idle worker steals some of them.
+/// 1000 CPU-bound tasks spawned from one task: the idle worker steals some of them. Each task
+/// computes (without yielding its worker) until tasks have run on both workers, so the test
+/// does not depend on the other worker getting a CPU within the few milliseconds the tasks
+/// would otherwise take (it used to give each task 50 µs of work and hope).
 #[test]
 fn unstarted_tasks_are_stolen() {
     const TASKS: usize = 1000;
@@ -544,11 +539,17 @@ fn unstarted_tasks_are_stolen() {
     green().run(|io| {
         let counts = io
             .spawn(|io| {
+                let seen = Arc::new(Mutex::new(HashSet::new()));
                 let tasks: Vec<Task<ThreadId>> = (0..TASKS)
                     .map(|_| {
-                        io.spawn(|_| {
-                            spin_for(Duration::from_micros(50));
-                            thread::current().id()
+                        let seen = seen.clone();
+                        io.spawn(move |_| {
+                            let me = thread::current().id();
+                            seen.lock().unwrap().insert(me);
+                            while seen.lock().unwrap().len() < 2 {
+                                std::hint::spin_loop();
+                            }
+                            me
                         })
                     })
                     .collect();
@@ -566,60 +567,144 @@ fn unstarted_tasks_are_stolen() {
     });
 }
 
+/// Starts 64 long-lived tasks in a burst from the root (an accept loop's connections) and
+/// returns how many started on each worker thread.
+fn burst_of_long_lived_tasks(io: &Io) -> HashMap<ThreadId, usize> {
+    const TASKS: usize = 64;
+    let release = Arc::new(ResetEvent::new());
+    let placed = Arc::new(Mutex::new(HashMap::<ThreadId, usize>::new()));
+    let all_placed = Arc::new(ResetEvent::new());
+    let tasks: Vec<Task<()>> = (0..TASKS)
+        .map(|_| {
+            let (release, placed, all_placed) =
+                (release.clone(), placed.clone(), all_placed.clone());
+            let task = io
+                .concurrent(move |_| {
+                    let mut placed = placed.lock().unwrap();
+                    *placed.entry(thread::current().id()).or_default() += 1;
+                    if placed.values().sum::<usize>() == TASKS {
+                        all_placed.set();
+                    }
+                    drop(placed);
+                    release.wait().unwrap();
+                })
+                .unwrap();
+            // As an accept loop does between connections.
+            io.yield_now();
+            task
+        })
+        .collect();
+    all_placed.wait().unwrap();
+    let counts = placed.lock().unwrap().clone();
+    release.set();
+    tasks.into_iter().for_each(|t| t.join().unwrap());
+    counts
+}
+
+/// Asserts that both workers started a fair share of the burst.
+#[track_caller]
+fn assert_fair_split(counts: &HashMap<ThreadId, usize>) {
+    let total: usize = counts.values().sum();
+    assert_eq!(counts.len(), 2, "both workers serve some: {counts:?}");
+    assert!(
+        counts.values().all(|&n| n >= total / 4),
+        "a fair share each: {counts:?}"
+    );
+}
+
 /// 64 long-lived tasks started in a burst by one task (an accept loop's connections): both
 /// workers serve a fair share, as placement keeps their live fibers even. Left to timing, one
 /// worker could start all of them and serve them alone for life (fibers never migrate).
 #[test]
 fn long_lived_tasks_started_in_a_burst_spread_over_the_workers() {
-    const TASKS: usize = 64;
     let _serial = serial();
     let _watchdog = Watchdog::new("long_lived_tasks_started_in_a_burst_spread_over_the_workers");
-    green().run(|io| {
-        let release = Arc::new(ResetEvent::new());
-        let placed = Arc::new(Mutex::new(HashMap::<ThreadId, usize>::new()));
-        let tasks: Vec<Task<()>> = (0..TASKS)
-            .map(|_| {
-                let (release, placed) = (release.clone(), placed.clone());
-                let task = io
-                    .concurrent(move |_| {
-                        *placed
-                            .lock()
-                            .unwrap()
-                            .entry(thread::current().id())
-                            .or_default() += 1;
-                        release.wait().unwrap();
-                    })
-                    .unwrap();
-                // As an accept loop does between connections.
-                io.yield_now();
-                task
-            })
-            .collect();
-        while placed.lock().unwrap().values().sum::<usize>() < TASKS {
-            io.sleep(Duration::from_millis(1)).unwrap();
-        }
-        let counts = placed.lock().unwrap().clone();
-        release.set();
-        tasks.into_iter().for_each(|t| t.join().unwrap());
-        println!("long-lived tasks per worker thread: {:?}", counts.values());
-        assert_eq!(counts.len(), 2, "both workers serve some: {counts:?}");
-        assert!(
-            counts.values().all(|&n| n >= TASKS / 4),
-            "a fair share each: {counts:?}"
-        );
-    });
+    let counts = green().run(burst_of_long_lived_tasks);
+    println!("long-lived tasks per worker thread: {:?}", counts.values());
+    assert_fair_split(&counts);
+}
+
+/// The CPU set of the calling thread.
+fn affinity() -> libc::cpu_set_t {
+    // SAFETY: an all-zero `cpu_set_t` is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the size passed is the set's own; the kernel writes only within it.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    set
+}
+
+/// Restricts the calling thread (and the threads it starts from now on) to `set`.
+fn set_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: the size passed is the set's own; the kernel only reads it.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(set), set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// What a loaded machine does to placement, made certain: both workers and a thread that
+/// never sleeps share one CPU, so a worker woken to take offered tasks waits for that CPU,
+/// often longer than a millisecond. The burst must still split fairly: an offer to a worker
+/// that waits for a CPU stands until it runs (it used to expire after 1 ms, and the owner
+/// started the whole burst itself).
+#[test]
+fn a_burst_spreads_over_workers_that_share_one_busy_cpu() {
+    let _serial = serial();
+    let _watchdog = Watchdog::new("a_burst_spreads_over_workers_that_share_one_busy_cpu");
+    let all = affinity();
+    // SAFETY: an all-zero `cpu_set_t` is a valid (empty) set.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below `CPU_SETSIZE`: a bit of the set.
+        .find(|&c| unsafe { libc::CPU_ISSET(c, &all) })
+        .unwrap();
+    // SAFETY: `cpu` is below `CPU_SETSIZE`: a bit of the set.
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    set_affinity(&one);
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let counts = green().run(burst_of_long_lived_tasks);
+    stop.store(true, Ordering::Relaxed);
+    hog.join().unwrap();
+    set_affinity(&all);
+    println!(
+        "long-lived tasks per worker thread on one busy CPU: {:?}",
+        counts.values()
+    );
+    assert_fair_split(&counts);
+}
+
+/// How the lighter worker's thread is held up after it queues a fresh task.
+#[derive(Clone, Copy, Debug)]
+enum HeldUp {
+    /// Blocked in a call outside zsync (a std channel receive).
+    Blocked,
+    /// Computing without yielding.
+    Computing,
 }
 
 /// Placement's progress guarantee: a fresh task queued on the lighter worker while that worker
-/// is blocked outside zsync is stolen by the heavier worker once the blocked one's loop has
-/// stood still for a moment, not left until the block ends.
-#[test]
-fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
+/// is held up (`how`) is started by the heavier worker, which otherwise leaves the lighter
+/// worker's tasks alone. The lighter worker stays held up until the task has started: if
+/// the heavier worker never took it, the watchdog would fail the test.
+fn fresh_task_on_a_held_up_lighter_worker_starts_elsewhere(how: HeldUp) {
     const PARKED: usize = 24;
-    const BLOCK: Duration = Duration::from_millis(1000);
-    let _serial = serial();
-    let _watchdog =
-        Watchdog::new("a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one");
     green().run(|io| {
         let root_thread = thread::current().id();
         /// A long-lived task parked on its own event, and the thread it runs on.
@@ -649,7 +734,7 @@ fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
             })
             .collect();
         while parked.iter().any(|p| p.on.lock().unwrap().is_none()) {
-            io.sleep(Duration::from_millis(1)).unwrap();
+            io.yield_now();
         }
         // Finish the ones on the root's worker: it becomes the lighter one.
         let (here, elsewhere): (Vec<_>, Vec<_>) = parked
@@ -660,23 +745,75 @@ fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
             "placement put at most 2 of {PARKED} tasks on the other worker"
         );
         here.into_iter().for_each(Parked::finish);
-        // Queue a task here, then block this worker's thread outside zsync.
+        // Queue a task here, then hold this worker's thread up until the task has started.
         let queued_at = Instant::now();
-        let started = Arc::new(Mutex::new(None));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let started = Arc::new(AtomicBool::new(false));
         let s = started.clone();
         let fresh = io
-            .concurrent(move |_| *s.lock().unwrap() = Some(queued_at.elapsed()))
+            .concurrent(move |_| {
+                s.store(true, Ordering::Release);
+                started_tx
+                    .send((thread::current().id(), queued_at.elapsed()))
+                    .unwrap();
+            })
             .unwrap();
-        thread::sleep(BLOCK);
-        let waited = started.lock().unwrap().expect("the fresh task has run");
-        println!("the fresh task started after {waited:?}");
-        assert!(
-            waited < BLOCK / 4,
-            "the heavier worker left the task until the block ended ({waited:?})"
-        );
+        match how {
+            HeldUp::Blocked => {}
+            HeldUp::Computing => {
+                while !started.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let (on, waited) = started_rx.recv().unwrap();
+        println!("{how:?}: the fresh task started after {waited:?}");
+        assert_ne!(on, root_thread, "the fresh task ran on its held-up worker");
         fresh.join().unwrap();
         elsewhere.into_iter().for_each(Parked::finish);
     });
+}
+
+/// The progress guarantee when the lighter worker's thread is blocked outside zsync.
+#[test]
+fn a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one() {
+    let _serial = serial();
+    let _watchdog =
+        Watchdog::new("a_task_queued_on_a_blocked_lighter_worker_is_started_by_the_heavier_one");
+    fresh_task_on_a_held_up_lighter_worker_starts_elsewhere(HeldUp::Blocked);
+}
+
+/// The progress guarantee when a fiber of the lighter worker computes without yielding.
+#[test]
+fn a_task_queued_on_a_computing_lighter_worker_is_started_by_the_heavier_one() {
+    let _serial = serial();
+    let _watchdog =
+        Watchdog::new("a_task_queued_on_a_computing_lighter_worker_is_started_by_the_heavier_one");
+    fresh_task_on_a_held_up_lighter_worker_starts_elsewhere(HeldUp::Computing);
+}
+
+/// A task started with `concurrent` runs while its spawner only yields, even with one worker:
+/// the worker used to start fresh tasks only when no fiber was ready, so the spawner, always
+/// ready again after a yield, held the task back for ever.
+#[test]
+fn a_concurrent_task_starts_while_its_spawner_only_yields() {
+    let _serial = serial();
+    let _watchdog = Watchdog::new("a_concurrent_task_starts_while_its_spawner_only_yields");
+    for workers in [1, 2] {
+        Builder::new(Model::Green)
+            .worker_threads(workers)
+            .run(|io| {
+                let started = Arc::new(AtomicBool::new(false));
+                let s = started.clone();
+                let task = io
+                    .concurrent(move |_| s.store(true, Ordering::Release))
+                    .unwrap();
+                while !started.load(Ordering::Acquire) {
+                    io.yield_now();
+                }
+                task.join().unwrap();
+            });
+    }
 }
 
 // ---- cross-worker wake storms ----------------------------------------------------------------

@@ -77,11 +77,12 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-/// The thread count once it has dropped to `expected`, or after 1 s. A joined thread may still
+/// The thread count once it has dropped to `expected`, or after 10 s. A joined thread may still
 /// be listed in `/proc/self/task` for a moment: `pthread_join` returns when the kernel clears
-/// the thread's tid, before the exiting task is unlisted. A thread really left running stays.
+/// the thread's tid, before the exiting task is unlisted (longer if it is preempted in between
+/// on a loaded machine). A thread really left running stays.
 fn settled_thread_count(expected: usize) -> usize {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let n = thread_count();
         if n <= expected || std::time::Instant::now() >= deadline {
@@ -120,7 +121,9 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
     // Warm up process-wide lazies (the resolver, std's runtime, the io_uring probe) before the
     // baseline.
     run(support::blocking, |_| ());
-    run(support::green_uring, |_| ());
+    if support::io_uring_unavailable().is_none() {
+        run(support::green_uring, |_| ());
+    }
     let fds_before = open_fds();
     let threads_before = thread_count();
     let mut ran = 0;

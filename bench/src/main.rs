@@ -289,6 +289,18 @@ fn main() {
         ("zsync green/epoll", "green", "epoll"),
         ("zsync threaded", "threaded", "epoll"),
     ];
+    // Where the kernel refuses io_uring (`kernel.io_uring_disabled`, a container's seccomp
+    // profile), the io_uring rows cannot run: say why and leave them out.
+    let no_uring = zsync::Backend::IoUring
+        .resolve()
+        .err()
+        .map(|e| e.to_string());
+    if let Some(why) = &no_uring {
+        zsync_models.retain(|&(_, _, backend)| backend != "io_uring");
+        for name in ["zsync green/io_uring", ZSYNC_ONE_WORKER, CEILING] {
+            skip(&mut skipped, name, &format!("io_uring unavailable: {why}"));
+        }
+    }
     if opts.blocking {
         zsync_models.push(("zsync blocking", "blocking", "epoll"));
     } else {
@@ -332,7 +344,7 @@ fn main() {
         // connections, where Tokio's other worker takes over its tasks. This row shows what the
         // same server does with one worker, which then has a core of its own: not a
         // like-for-like peer (the others run `--workers` threads), hence its own name.
-        if opts.workers > 1 {
+        if opts.workers > 1 && no_uring.is_none() {
             if let Some(prog) = example(ex) {
                 let one = [
                     "--model",
@@ -372,7 +384,9 @@ fn main() {
                 &[script.to_str().unwrap(), "--mode", mode],
             ));
         }
-        peers.push(peer(CEILING, kind, release.join("uring-ceiling"), &rargs));
+        if no_uring.is_none() {
+            peers.push(peer(CEILING, kind, release.join("uring-ceiling"), &rargs));
+        }
     }
     peers.retain(|p| match p.kind {
         Kind::Http => opts.http && wrk.is_some(),

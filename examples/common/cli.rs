@@ -111,6 +111,13 @@ impl RuntimeOpts {
                 ))
             }
         };
+        if matches!(model, Model::Green) && backend == Backend::IoUring {
+            // Asked for by name where the kernel refuses it: an error naming why, not a panic
+            // when the runtime starts.
+            backend
+                .resolve()
+                .map_err(|e| format!("--backend io_uring: {e}"))?;
+        }
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(RuntimeOpts {
             model,

@@ -51,6 +51,11 @@ unsafe impl Sync for Racy {}
 
 // ---- Mutex -----------------------------------------------------------------------------------
 
+/// Lock acquisitions per task in the contention tests. Each holds the lock across a yield of
+/// the thread, so with CPU hogs running every hand-off waits for a CPU: 1000 per task took
+/// over 60 s on a loaded 2-core machine.
+const CONTENDED_ROUNDS: usize = 250;
+
 fn mutex_excludes_under_contention(io: &Io) {
     let lock = Arc::new(Mutex::new(()));
     let racy = Arc::new(Racy(UnsafeCell::new(0)));
@@ -58,7 +63,7 @@ fn mutex_excludes_under_contention(io: &Io) {
         .map(|_| {
             let (lock, racy) = (lock.clone(), racy.clone());
             io.spawn(move |_| {
-                for _ in 0..1000 {
+                for _ in 0..CONTENDED_ROUNDS {
                     let _g = lock.lock().unwrap();
                     // SAFETY: the mutex is held; no other task touches the counter now.
                     unsafe {
@@ -76,7 +81,7 @@ fn mutex_excludes_under_contention(io: &Io) {
     }
     let _g = lock.lock().unwrap();
     // SAFETY: the mutex is held and every task has finished.
-    assert_eq!(unsafe { *racy.0.get() }, 8000);
+    assert_eq!(unsafe { *racy.0.get() }, 8 * CONTENDED_ROUNDS as u64);
 }
 
 fn mutex_try_lock_and_timeout_fail_while_held(io: &Io) {
@@ -289,7 +294,7 @@ fn semaphore_limits_concurrency_stress(io: &Io) {
                 done.clone(),
             );
             io.spawn(move |_| {
-                for _ in 0..200 {
+                for _ in 0..CONTENDED_ROUNDS / 4 {
                     let _p = sem.acquire().unwrap();
                     let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     max_inside.fetch_max(now, Ordering::SeqCst);
@@ -303,7 +308,7 @@ fn semaphore_limits_concurrency_stress(io: &Io) {
     for t in tasks {
         t.join().unwrap();
     }
-    assert_eq!(done.load(Ordering::Relaxed), 16 * 200);
+    assert_eq!(done.load(Ordering::Relaxed), 16 * (CONTENDED_ROUNDS / 4));
     assert!(max_inside.load(Ordering::SeqCst) <= 3);
     assert_eq!(sem.available_permits(), 3);
 }
@@ -392,7 +397,7 @@ fn rwlock_writers_exclude_stress(io: &Io) {
         .map(|i| {
             let lock = lock.clone();
             io.spawn(move |_| {
-                for _ in 0..300 {
+                for _ in 0..CONTENDED_ROUNDS / 2 {
                     if i % 2 == 0 {
                         let mut w = lock.write().unwrap();
                         w.0 += 1;
@@ -409,7 +414,8 @@ fn rwlock_writers_exclude_stress(io: &Io) {
     for t in tasks {
         t.join().unwrap();
     }
-    assert_eq!(*lock.read().unwrap(), (1200, 1200));
+    let writes = 4 * (CONTENDED_ROUNDS / 2) as u64;
+    assert_eq!(*lock.read().unwrap(), (writes, writes));
 }
 
 fn rwlock_cancel_while_waiting(io: &Io) {

@@ -76,26 +76,38 @@ fn join_of_unstarted_task_runs_inline_on_saturated_pool(io: &Io) {
     }
     // Occupy both workers with tasks that wait for a signal the root sends only after joining a
     // task queued behind them: the join must run it inline instead of waiting for a worker.
+    // On Green the root's fiber itself occupies one of the two workers (blocking that worker's
+    // thread would block the root too), so one blocker saturates the pool there; it is started
+    // with `concurrent`, whose wake-up is not deferred until the (spinning) root suspends. With
+    // two blockers on Green, the second waited on the root's worker until the first one's
+    // 10 s receive timed out, and the test passed only thanks to that timeout.
+    let green = io.model_name() == "Green";
+    let blockers = if green { 1 } else { 2 };
     let started = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel::<()>();
     let rx = Arc::new(std::sync::Mutex::new(rx));
-    let blockers: Vec<_> = (0..2)
+    let blockers: Vec<_> = (0..blockers)
         .map(|_| {
             let (rx, started) = (rx.clone(), started.clone());
-            io.spawn(move |_| {
+            let body = move |_: &Io| {
                 started.fetch_add(1, Ordering::SeqCst);
-                let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
-            })
+                let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(60));
+            };
+            if green {
+                io.concurrent(body).unwrap()
+            } else {
+                io.spawn(body)
+            }
         })
         .collect();
-    while started.load(Ordering::SeqCst) < 2 {
+    while started.load(Ordering::SeqCst) < blockers.len() {
         std::thread::yield_now();
     }
     let start = Instant::now();
     let queued = io.spawn(|_| 7);
     assert_eq!(queued.join().unwrap(), 7);
-    assert!(start.elapsed() < Duration::from_secs(5));
-    for _ in 0..2 {
+    assert!(start.elapsed() < Duration::from_secs(30));
+    for _ in 0..blockers.len() {
         tx.send(()).unwrap();
     }
     for b in blockers {
@@ -482,11 +494,14 @@ fn blocking_call_does_not_stall_other_tasks(io: &Io) {
     if !has_concurrency(io) {
         return;
     }
-    // While one task sits in a 300 ms std::thread::sleep through `blocking`, others keep running.
+    // While one task sits in a blocking call through `blocking` (a std channel receive that
+    // only ends once the quick tasks are done), others keep running: if the call stalled them,
+    // the test would hang (the watchdog fails it). It used to sleep 300 ms and require the
+    // quick tasks within 250 ms, which a loaded machine could miss.
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
     let slow = io
-        .concurrent(|io| io.blocking(|| std::thread::sleep(Duration::from_millis(300))))
+        .concurrent(move |io| io.blocking(move || gate_rx.recv().is_ok()))
         .unwrap();
-    let start = Instant::now();
     let quick: Vec<_> = (0..4)
         .map(|i| {
             io.concurrent(move |io| {
@@ -498,12 +513,11 @@ fn blocking_call_does_not_stall_other_tasks(io: &Io) {
         .collect();
     let sum: i32 = quick.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(sum, 6);
+    gate_tx.send(()).unwrap();
     assert!(
-        start.elapsed() < Duration::from_millis(250),
-        "quick tasks took {:?}",
-        start.elapsed()
+        slow.join().unwrap().unwrap(),
+        "the blocking call got the gate's message"
     );
-    slow.join().unwrap().unwrap();
 }
 
 fn canceled_blocking_call_returns_at_once(io: &Io) {
@@ -512,17 +526,16 @@ fn canceled_blocking_call_returns_at_once(io: &Io) {
         assert_canceled(io.blocking(|| 1));
         return;
     }
+    // The blocking call ends only when the gate is dropped, after `cancel` has returned: a
+    // cancel that waited for the call would hang (the watchdog fails it). It used to sleep
+    // 400 ms and require the cancel within 300 ms.
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
     let t = io
-        .concurrent(|io| io.blocking(|| std::thread::sleep(Duration::from_millis(400))))
+        .concurrent(move |io| io.blocking(move || gate_rx.recv().is_err()))
         .unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
-    let start = Instant::now();
     assert_canceled(t.cancel());
-    assert!(
-        start.elapsed() < Duration::from_millis(300),
-        "cancel took {:?}",
-        start.elapsed()
-    );
+    drop(gate_tx);
 }
 
 // ---- time ------------------------------------------------------------------------------------
@@ -541,22 +554,26 @@ fn concurrent_sleeps_overlap(io: &Io) {
     if !has_concurrency(io) {
         return;
     }
-    let start = Instant::now();
+    // Eight tasks are all in a long sleep at once (a sleep that held its thread or worker
+    // would keep the others from getting there, and the test would hang), then all canceled.
+    // It used to time eight 100 ms sleeps and require them within 700 ms.
+    let asleep = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            io.concurrent(|io| io.sleep(Duration::from_millis(100)))
-                .unwrap()
+            let asleep = asleep.clone();
+            io.concurrent(move |io| {
+                asleep.fetch_add(1, Ordering::SeqCst);
+                io.sleep(Duration::from_secs(3600))
+            })
+            .unwrap()
         })
         .collect();
-    for t in tasks {
-        t.join().unwrap().unwrap();
+    while asleep.load(Ordering::SeqCst) < 8 {
+        io.sleep(Duration::from_millis(1)).unwrap();
     }
-    let took = start.elapsed();
-    assert!(took >= Duration::from_millis(100));
-    assert!(
-        took < Duration::from_millis(700),
-        "8 sleeps of 100 ms took {took:?}"
-    );
+    for t in tasks {
+        assert_canceled(t.cancel());
+    }
 }
 
 fn deadline_stops_a_sleep_with_timed_out(io: &Io) {

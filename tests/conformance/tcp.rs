@@ -33,8 +33,10 @@ where
     let started = Arc::new(AtomicBool::new(false));
     let flag = started.clone();
     let Some(task) = support::concurrent_or_refused(io, move |io| {
-        flag.store(true, Ordering::SeqCst);
+        // The clock first: read after the flag, a task descheduled between the two could
+        // start its clock after the cancel, and the "blocked for" check below failed.
         let t0 = Instant::now();
+        flag.store(true, Ordering::SeqCst);
         let r = op(io);
         (r, t0.elapsed())
     }) else {

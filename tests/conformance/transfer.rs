@@ -8,7 +8,6 @@
 
 use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zsync::bufio::Writer;
@@ -222,6 +221,12 @@ fn copy_between_two_sockets(io: &Io) {
 const STALLED: [&str; 4] = ["send_file", "send_file cold", "splice", "drain"];
 
 fn stalled_send(io: &Io, how: &str, sink: &UnixStream, dir: &TempDir) -> io::Result<u64> {
+    send_stalled(how, sink, &stalled_source(io, how, dir))
+}
+
+/// The source file of a stalled send: 64 MiB, sparse, dropped from the page cache for
+/// `send_file cold`.
+fn stalled_source(io: &Io, how: &str, dir: &TempDir) -> File {
     let path = dir.path().join("big");
     if !path.exists() {
         std::fs::File::create(&path)
@@ -232,10 +237,14 @@ fn stalled_send(io: &Io, how: &str, sink: &UnixStream, dir: &TempDir) -> io::Res
     if how == "send_file cold" {
         evict(&path);
     }
-    let file = File::open(io, &path).unwrap();
+    File::open(io, &path).unwrap()
+}
+
+/// Sends far more of `file` (or of memory, for `drain`) into `sink` than its buffers hold.
+fn send_stalled(how: &str, sink: &UnixStream, file: &File) -> io::Result<u64> {
     match how {
-        "send_file" | "send_file cold" => transfer::send_file(sink, &file, 0, 64 << 20),
-        "splice" => transfer::splice(sink, &file, 0, 64 << 20),
+        "send_file" | "send_file cold" => transfer::send_file(sink, file, 0, 64 << 20),
+        "splice" => transfer::splice(sink, file, 0, 64 << 20),
         _ => Writer::with_capacity(0, sink).drain(&[b"0123456789abcdef"], 1 << 22),
     }
 }
@@ -303,11 +312,14 @@ fn write_timeout_on_a_stalled_send_file(io: &Io) {
 /// Cancellation ends a transfer stalled on a peer that does not read, from a cached and from a
 /// cold file, on every model with concurrency.
 fn cancel_of_a_stalled_send_file(io: &Io) {
-    let dir = Arc::new(TempDir::new("transfer-cancel"));
+    let dir = TempDir::new("transfer-cancel");
     for how in STALLED {
         let (a, b) = UnixStream::pair(io).unwrap();
-        let d = dir.clone();
-        if !cancel_blocked(io, how, move |io| stalled_send(io, how, &a, &d)) {
+        // The file is prepared here, not in the task: on a loaded machine the cancel could
+        // land while the task still wrote back and opened the file (a cancellation point),
+        // and the test failed on that open instead of canceling the stalled send.
+        let file = stalled_source(io, how, &dir);
+        if !cancel_blocked(io, how, move |_| send_stalled(how, &a, &file)) {
             return;
         }
         drop(b);

@@ -61,12 +61,27 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The engine this request runs on here, probing the kernel once per process.
+    /// The engine a Green runtime built with this choice runs on in this process (`IoUring` or
+    /// `Epoll`), probing the kernel once per process.
     ///
     /// `Auto` follows `ZSYNC_BACKEND` (`epoll` or `io_uring`) if set, else takes io_uring when
     /// the probe succeeds and epoll otherwise, silently. An explicit io_uring request (`IoUring`,
-    /// or `Auto` with `ZSYNC_BACKEND=io_uring`) that the kernel refuses is an error naming why.
-    pub(crate) fn resolve(self) -> io::Result<Backend> {
+    /// or `Auto` with `ZSYNC_BACKEND=io_uring`) that the kernel refuses is an error naming why
+    /// (`kernel.io_uring_disabled`, a seccomp filter such as Docker's default profile, a kernel
+    /// without io_uring or without an opcode zsync needs): the error
+    /// [`Builder::run`](crate::Builder::run) would panic with. So code (or a test) that forces
+    /// io_uring can ask first and fall back or skip.
+    ///
+    /// ```
+    /// use zsync::Backend;
+    ///
+    /// assert_eq!(Backend::Epoll.resolve().unwrap(), Backend::Epoll);
+    /// match Backend::IoUring.resolve() {
+    ///     Ok(b) => assert_eq!(b, Backend::IoUring),
+    ///     Err(e) => println!("skipped: io_uring unavailable: {e}"),
+    /// }
+    /// ```
+    pub fn resolve(self) -> io::Result<Backend> {
         Self::resolve_with(self, std::env::var("ZSYNC_BACKEND").ok().as_deref(), || {
             reactor::uring::support().map(drop)
         })

@@ -218,6 +218,11 @@ impl WorkerLocal {
                 &shared.remotes[index].eventfd.as_fd(),
             ))
         };
+        // Built on the worker's own thread: where the others examine it (see `placement`).
+        shared.remotes[index].load.tid.store(
+            rustix::thread::gettid().as_raw_nonzero().get(),
+            Ordering::Relaxed,
+        );
         Ok(WorkerLocal {
             reactor: Reactor::new(wake_fd, shared.backend)?,
             timers: RefCell::new(Timers::default()),
@@ -297,27 +302,39 @@ impl WorkerLocal {
             .store(live, Ordering::Relaxed);
     }
 
-    /// The least loaded other worker and its load, if there is another worker.
-    fn lightest_other(&self) -> Option<(usize, usize)> {
-        self.shared
-            .remotes
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != self.index)
-            .map(|(i, r)| (i, r.load.live.load(Ordering::Relaxed)))
-            .min_by_key(|&(_, load)| load)
+    /// What [`placement`] needs to know of worker `index`.
+    fn other(&self, index: usize) -> placement::Other {
+        let load = &self.shared.remotes[index].load;
+        // The turn count first: a count seen implies the loads published before it.
+        let turns = load.turns.load(Ordering::Acquire);
+        placement::Other {
+            index,
+            live: load.live.load(Ordering::Relaxed),
+            turns,
+        }
+    }
+
+    /// Examines the thread of worker `index`, whose loop stands still (see [`placement`]).
+    fn examine(&self, index: usize) -> placement::Activity {
+        let r = &self.shared.remotes[index];
+        placement::examine(
+            r.load.tid.load(Ordering::Relaxed),
+            r.sleeping.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The least loaded other worker, if there is another worker.
+    fn lightest_other(&self) -> Option<placement::Other> {
+        (0..self.shared.remotes.len())
+            .filter(|&i| i != self.index)
+            .map(|i| self.other(i))
+            .min_by_key(|o| o.live)
     }
 
     /// Whether [`placement`] lets this worker steal from worker `victim` now.
     fn may_steal_from(&self, victim: usize, mine: usize) -> bool {
-        let r = &self.shared.remotes[victim];
-        self.placement.may_steal(
-            victim,
-            mine,
-            r.load.live.load(Ordering::Relaxed),
-            r.load.turns.load(Ordering::Relaxed),
-            Instant::now,
-        )
+        self.placement
+            .may_steal(mine, self.other(victim), Instant::now, |i| self.examine(i))
     }
 
     /// A task to start here: this worker's newest, a global one, or one stolen from another
@@ -327,9 +344,10 @@ impl WorkerLocal {
         if self.local.is_empty() {
             self.placement.deque_empty();
         } else {
+            let lightest = self.lightest_other();
             match self
                 .placement
-                .own_tasks(mine, self.lightest_other(), Instant::now)
+                .own_tasks(mine, lightest, Instant::now, |i| self.examine(i))
             {
                 OwnTasks::Start => {
                     if let Some(t) = self.local.pop() {
@@ -390,7 +408,7 @@ impl WorkerLocal {
 
     /// Whether fresh tasks wait in some deque, this worker's own included, that
     /// [`placement`] has this worker leave alone for now: it must look again within
-    /// [`placement::STUCK_AFTER`] (or [`placement::OFFER_WAIT`]) rather than sleep on.
+    /// [`placement::LOOK_AGAIN`] rather than sleep on.
     fn tasks_held_back(&self) -> bool {
         !self.local.is_empty()
             || self
@@ -609,7 +627,7 @@ impl WorkerLocal {
         let mut due: Vec<Waker> = Vec::new();
         loop {
             self.turns.set(self.turns.get() + 1);
-            remote.load.turns.store(self.turns.get(), Ordering::Relaxed);
+            remote.load.turns.store(self.turns.get(), Ordering::Release);
             while let Steal::Success(h) = remote.inbox.steal() {
                 self.ready.borrow_mut().push_back(h);
             }
@@ -625,9 +643,13 @@ impl WorkerLocal {
             }
             let clock = self.fire_timers(&mut due);
             self.share_cpu(clock);
-            if self.ready.borrow().is_empty() {
-                if let Some(task) = self.find_task() {
-                    self.start_task(task);
+            // While fibers are ready, one fresh task per turn still starts: otherwise a fiber
+            // that only yields (waiting for a task it started with `concurrent`) would hold
+            // every fresh task of this worker back for ever.
+            let busy = !self.ready.borrow().is_empty();
+            if let Some(task) = self.find_task() {
+                self.start_task(task);
+                if !busy {
                     // Start more while nothing else is ready: a loop turn (the inbox, the
                     // clock reading for the timers) per task would cost more than the start.
                     for _ in 1..START_BATCH {
@@ -682,7 +704,7 @@ impl WorkerLocal {
                 let next = self.timers.borrow_mut().next_deadline();
                 let mut timeout = next.map(|d| d.saturating_duration_since(now));
                 if self.tasks_held_back() {
-                    let look_again = placement::STUCK_AFTER.max(placement::OFFER_WAIT);
+                    let look_again = placement::LOOK_AGAIN;
                     timeout = Some(timeout.map_or(look_again, |t| t.min(look_again)));
                 }
                 if let Some(at) = trim_at {
