@@ -312,7 +312,11 @@ macro_rules! per_model {
             $(#[test] fn $name() { super::$name(super::support::green_epoll) })*
         }
         mod green_uring {
-            $(#[test] fn $name() { super::$name(super::support::green_uring) })*
+            $(#[test] fn $name() {
+                if !super::support::skip_without_io_uring(concat!("panics test ", stringify!($name), " on green_uring")) {
+                    super::$name(super::support::green_uring)
+                }
+            })*
         }
         mod custom {
             $(#[test] fn $name() { super::$name(super::support::custom) })*
