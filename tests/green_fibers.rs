@@ -10,6 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::panic::Location;
 use std::process::Command;
@@ -1018,4 +1019,99 @@ fn cancel_storm_then_recycled_stacks() {
             "memory areas {maps_parked} -> {maps_after}"
         );
     });
+}
+
+// ---- start-up failures ------------------------------------------------------------------------
+
+/// Child body: for descriptor limits from the lowest free descriptor up, a Green runtime of 4
+/// workers either runs or fails `run` with a message; either way no thread is left behind. The
+/// child prints one line per limit.
+fn child_without_descriptors() -> ! {
+    // Open everything the test harness and std need first, then cap the table just above.
+    let probe = std::fs::File::open("/dev/null").unwrap();
+    let lowest_free = probe.as_raw_fd() as libc::rlim_t;
+    drop(probe);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the struct it is given, which lives on this frame.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let original = limit.rlim_cur;
+    // Prime the process-wide lazies (the io_uring probe) with descriptors to spare.
+    Builder::new(Model::Green).worker_threads(1).run(|_| ());
+    for spare in 0..16 {
+        let threads_before = std::fs::read_dir("/proc/self/task").unwrap().count();
+        limit.rlim_cur = lowest_free + spare;
+        // SAFETY: `setrlimit` reads the struct it is given, which lives on this frame.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let result =
+            std::panic::catch_unwind(|| Builder::new(Model::Green).worker_threads(4).run(|_| ()));
+        limit.rlim_cur = original;
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let outcome = match result {
+            Ok(()) => "ran".to_string(),
+            Err(payload) => payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default(),
+        };
+        let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+        eprintln!(
+            "child: spare {spare}: {outcome}; extra threads: {}",
+            threads - threads_before
+        );
+    }
+    std::process::exit(0);
+}
+
+/// A Green runtime whose workers cannot get descriptors (`EMFILE` at start-up) makes `run` fail
+/// with a message naming the worker and the cause, and leaves no worker thread running. (A
+/// worker thread used to panic on its own, and `run` went on without it.)
+#[test]
+fn green_start_without_descriptors_fails_run_and_leaves_no_thread() {
+    if std::env::var(CHILD_ENV).as_deref() == Ok("emfile") {
+        child_without_descriptors();
+    }
+    let _serial = serial();
+    let _watchdog = Watchdog::new("green_start_without_descriptors_fails_run_and_leaves_no_thread");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "green_start_without_descriptors_fails_run_and_leaves_no_thread",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "emfile")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}:\n{stderr}", out.status);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("child: spare "))
+        .collect();
+    assert_eq!(lines.len(), 16, "{stderr}");
+    for line in &lines {
+        assert!(
+            line.ends_with("; extra threads: 0"),
+            "a thread outlived run: {line}"
+        );
+        assert!(
+            line.contains(": ran;") || line.contains(": zsync: cannot "),
+            "an unclear failure: {line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("zsync: cannot start Green worker") && l.contains("open files")),
+        "no limit hit a worker's start-up: {stderr}"
+    );
+    assert!(lines.last().unwrap().contains(": ran;"), "{stderr}");
 }

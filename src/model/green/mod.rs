@@ -326,31 +326,88 @@ impl Green {
         self.shared.blocking.submit(task)
     }
 
-    /// Starts workers `1..n` on threads of their own; worker 0 is the caller of `run`.
+    /// Starts workers `1..n` on threads of their own; worker 0 is the caller of `run`. Returns
+    /// once every started worker has built its reactor (on its own thread: a ring may only be
+    /// used by the thread that made it), or, if one cannot be started (no thread, or no
+    /// descriptors for its eventfd and ring: `EMFILE`), the first error after stopping and
+    /// joining the ones that did start: nothing is left running.
     fn start_threads(&self, state: &Arc<RunState>) -> io::Result<Vec<Worker<Runnable>>> {
         let mut locals =
             std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
         let rest = locals.split_off(1);
-        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        let mut started = Vec::new();
+        let mut failure = None;
         for (i, local) in rest.into_iter().enumerate() {
             let index = i + 1;
             let shared = self.shared.clone();
             let state = state.clone();
-            let handle = std::thread::Builder::new()
+            let ready = ready_tx.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("zsync-green-{index}"))
                 .spawn(move || {
                     prepare_worker_thread(index);
                     let _shard = state.own_shard(index);
-                    let worker =
-                        WorkerLocal::new(shared.clone(), index, local).unwrap_or_else(|e| {
-                            panic!("zsync: cannot start Green worker {index}: {e}")
-                        });
+                    let worker = match WorkerLocal::new(shared.clone(), index, local) {
+                        Ok(worker) => {
+                            let _ = ready.send(Ok(()));
+                            worker
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(io::Error::new(
+                                e.kind(),
+                                format!("cannot start Green worker {index}: {e}"),
+                            )));
+                            return;
+                        }
+                    };
+                    drop(ready);
                     let _installed = worker.install();
                     worker.run(&|| !shared.open.load(Ordering::Acquire));
-                })?;
-            threads.push(handle);
+                });
+            match spawned {
+                Ok(handle) => started.push(handle),
+                Err(e) => {
+                    failure = Some(io::Error::new(
+                        e.kind(),
+                        format!("cannot start a thread for Green worker {index}: {e}"),
+                    ));
+                    break;
+                }
+            }
         }
-        Ok(locals)
+        drop(ready_tx);
+        for _ in 0..started.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(_) => break, // every started thread has reported (or died)
+            }
+        }
+        *self.threads.lock().unwrap_or_else(|p| p.into_inner()) = started;
+        match failure {
+            None => Ok(locals),
+            Some(e) => {
+                self.stop_threads();
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the worker threads started so far, before any task ran: they have no fiber, so
+    /// they leave their loops as soon as they see the runtime closed.
+    fn stop_threads(&self) {
+        self.shared.open.store(false, Ordering::Release);
+        for r in &self.shared.remotes {
+            r.unpark();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+        self.shared.blocking.shutdown();
     }
 
     /// Runs `f` as the root fiber on the calling thread (worker 0) and drives the runtime until
@@ -359,9 +416,14 @@ impl Green {
         prepare_worker_thread(0);
         let mut locals = self
             .start_threads(&io.inner.state)
-            .unwrap_or_else(|e| panic!("zsync: cannot start Green workers: {e}"));
-        let worker = WorkerLocal::new(self.shared.clone(), 0, locals.remove(0))
-            .unwrap_or_else(|e| panic!("zsync: cannot start Green worker 0: {e}"));
+            .unwrap_or_else(|e| panic!("zsync: {e}"));
+        let worker = match WorkerLocal::new(self.shared.clone(), 0, locals.remove(0)) {
+            Ok(worker) => worker,
+            Err(e) => {
+                self.stop_threads();
+                panic!("zsync: cannot start Green worker 0: {e}")
+            }
+        };
         let mut result: Option<std::thread::Result<T>> = None;
         let root_done = Cell::new(false);
         {
