@@ -22,6 +22,11 @@ use crate::transfer::{self, Descriptor};
 /// that writes to the sink is a cancellation point when the sink's writes are (all zsync streams
 /// and files).
 ///
+/// The flush on drop waits like any other write: into a peer that stopped reading it waits until
+/// the sink's write timeout, the task's deadline or a cancellation ends it — without any of
+/// those, for as long as the peer does not read. A server that must not wait on its clients sets
+/// a write timeout on the stream (or drops the `Writer` under [`Io::timeout`](crate::Io::timeout)).
+///
 /// ```
 /// use std::io::{Read, Write};
 /// use zsync::bufio::Writer;
