@@ -1036,10 +1036,8 @@ fn child_without_descriptors() -> ! {
         rlim_max: 0,
     };
     // SAFETY: `getrlimit` writes the struct it is given, which lives on this frame.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(got, 0);
     let original = limit.rlim_cur;
     // Prime the process-wide lazies (the io_uring probe) with descriptors to spare.
     Builder::new(Model::Green).worker_threads(1).run(|_| ());
