@@ -54,7 +54,7 @@ pub enum Backend {
     Auto,
     /// Linux io_uring (completion-based): socket reads and writes, accept, connect and
     /// positioned file I/O run on each worker's ring. If the kernel refuses io_uring, `run`
-    /// panics with the reason instead of falling back.
+    /// panics with the reason instead of falling back ([`Backend::resolve`] tells beforehand).
     IoUring,
     /// Linux epoll (readiness-based), with a helper pool for regular-file operations.
     Epoll,

@@ -239,7 +239,12 @@ impl Placement {
         };
         match self.offer.get() {
             Offer::Expired => OwnTasks::Start,
-            _ if mine <= target.live + SLACK => OwnTasks::Start,
+            _ if mine <= target.live + SLACK => {
+                // Even: a later imbalance makes a fresh offer (measured from then, not from
+                // this one's turn count).
+                self.offer.set(Offer::None);
+                OwnTasks::Start
+            }
             Offer::Standing { to, turns, live } if to == target.index => {
                 if target.live > live {
                     // It is taking them: the offer stands on.
@@ -461,6 +466,25 @@ mod tests {
         assert_eq!(
             p.own_tasks(4, Some(w1(3, 1)), || t0, unexamined),
             OwnTasks::Start
+        );
+    }
+
+    #[test]
+    fn a_new_imbalance_after_the_loads_evened_out_makes_a_fresh_offer() {
+        let p = Placement::new(2);
+        let t0 = Instant::now();
+        assert_eq!(
+            p.own_tasks(4, Some(w1(0, 10)), || t0, unexamined),
+            OwnTasks::Offer(1)
+        );
+        assert_eq!(
+            p.own_tasks(4, Some(w1(3, 11)), || t0, unexamined),
+            OwnTasks::Start
+        );
+        // Much later this worker is ahead again: a new offer, not an expired old one.
+        assert_eq!(
+            p.own_tasks(9, Some(w1(3, 90)), || t0, unexamined),
+            OwnTasks::Offer(1)
         );
     }
 
