@@ -127,13 +127,18 @@ fn assert_str_payload(payload: Option<Box<dyn Any + Send>>, expected: &str) {
 /// The task finishes after it was detached: its worker drops the value (in `Core::complete`).
 fn detached_value_dropped_by_the_worker(io: &Io) {
     let (tx, rx) = zsync::channel::bounded::<()>(1);
+    let (ack_tx, ack_rx) = zsync::channel::bounded::<()>(1);
     match support::concurrent_or_refused(io, move |_| {
         rx.recv().unwrap();
+        ack_tx.send(()).unwrap();
         PanicsOnDrop
     }) {
         Some(task) => {
             task.detach();
             tx.send(()).unwrap();
+            // Until the task has its message, the body must not return: `run` would cancel the
+            // task at its `recv` (a loaded machine may not have started it yet).
+            ack_rx.recv().unwrap();
         }
         // Blocking: the task ran inline at spawn already.
         None => io.spawn(|_| PanicsOnDrop).detach(),
