@@ -81,12 +81,20 @@ fn probe_forced_unwind_type() -> TypeId {
         .expect("corosensei unwinds a dropped, suspended coroutine")
 }
 
-/// Drops a panic payload whose destructor is user code: a panic in that destructor is caught,
-/// and its own payload, which might panic in turn, is leaked (the panic hook has reported it).
+/// Drops a panic payload whose destructor is user code: a panic in that destructor is caught
+/// (the panic hook has reported it) and its own payload dropped the same way. A chain of payloads
+/// that keep panicking in their destructors is cut after a few and the rest leaked: dropping
+/// must end.
 pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(nested) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(nested);
+    const MAX_NESTED: usize = 8;
+    let mut payload = payload;
+    for _ in 0..MAX_NESTED {
+        match panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(nested) => payload = nested,
+        }
     }
+    std::mem::forget(payload);
 }
 
 /// Wakes every waker of `wakers`, also when one of them panics (a waker may be user code: an

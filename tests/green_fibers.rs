@@ -254,7 +254,7 @@ fn serde_json_nested_100_deep_fits_the_default_fiber_stack() {
 fn rss_returns_to_its_pre_spike_level_after_100k_parked_tasks_finish() {
     const N: usize = 100_000;
     const SLACK: usize = 10 << 20;
-    const GIVE_UP: Duration = Duration::from_secs(30);
+    const GIVE_UP: Duration = Duration::from_secs(if cfg!(zsync_asan) { 2 } else { 30 });
     let _serial = serial();
     let _watchdog =
         Watchdog::new("rss_returns_to_its_pre_spike_level_after_100k_parked_tasks_finish");
@@ -304,8 +304,10 @@ fn rss_returns_to_its_pre_spike_level_after_100k_parked_tasks_finish() {
             mib(after),
             took.as_secs_f64()
         );
+        // Under AddressSanitizer (ci/asan.sh) its allocator's quarantine holds freed memory
+        // back: the trim runs (and is checked for memory errors), the figure is not bounded.
         assert!(
-            after <= before + SLACK,
+            cfg!(zsync_asan) || after <= before + SLACK,
             "RSS {:.1} MiB {:.0} s after the spike, {:.1} MiB before it",
             mib(after),
             took.as_secs_f64(),

@@ -335,7 +335,9 @@ fn trim_keeps_the_stacks_a_steady_load_reuses() {
     assert_eq!(looks, TRIM_AGE - 1);
     let st = pool.stats();
     assert_eq!((st.hot, st.cold, st.slabs_unmapped), (0, 100 - 48, 2));
-    assert!(st.release_calls <= 2, "{} calls", st.release_calls);
+    // Batched: at most one call per slab (100 stacks in three slabs; the kernel places the
+    // slabs' mappings, adjacent or not, so runs may or may not merge across them).
+    assert!(st.release_calls <= 3, "{} calls", st.release_calls);
 }
 
 /// 100k fibers parked at once: VMA and RSS growth, and timing (`--nocapture` prints them).
