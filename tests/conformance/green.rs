@@ -219,7 +219,8 @@ standalone! {
     /// Where the kernel refuses io_uring (here: a seccomp filter that fails `io_uring_setup`
     /// with EPERM, as Docker's default profile does; no root needed), `Auto` runs on epoll, a
     /// forced io_uring fails naming why, and the suite's io_uring-forced tests skip with a
-    /// note. Checked in a child process, which installs the filter before anything probes.
+    /// note. Checked in a child process, which installs the filter after asking once (as a
+    /// process started before `kernel.io_uring_disabled` was switched would have).
     #[test]
     fn where_the_kernel_refuses_io_uring_auto_runs_on_epoll_and_uring_tests_skip() {
         if !cfg!(target_arch = "x86_64") {
@@ -245,6 +246,10 @@ standalone! {
     #[test]
     #[ignore = "run in a child process by where_the_kernel_refuses_io_uring_auto_runs_on_epoll_and_uring_tests_skip"]
     fn io_uring_refused_child() {
+        // Asked first, as a process that started before io_uring was refused: `resolve` (and
+        // so `run`) must not rely on that answer afterwards.
+        let before = zsync::Backend::Auto.resolve().unwrap();
+        println!("before the filter: {before:?}");
         refuse_io_uring_setup();
         let why = zsync::Backend::IoUring.resolve().unwrap_err().to_string();
         assert!(why.contains("cannot start"), "{why}");

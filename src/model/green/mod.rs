@@ -47,8 +47,9 @@ use worker::{with_worker, WorkerLocal};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// io_uring where the kernel allows it (probed once per process: `io_uring_setup` accepted
-    /// and the required opcodes present), else epoll, silently. Overridden by the
+    /// io_uring where the kernel allows it (`io_uring_setup` accepted, checked at each runtime
+    /// start, and the required opcodes present, probed once per process), else epoll, silently.
+    /// Overridden by the
     /// `ZSYNC_BACKEND` environment variable (`io_uring` or `epoll`).
     #[default]
     Auto,
@@ -61,8 +62,10 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The engine a Green runtime built with this choice runs on in this process (`IoUring` or
-    /// `Epoll`), probing the kernel once per process.
+    /// The engine a Green runtime built with this choice would run on if it started now
+    /// (`IoUring` or `Epoll`). The kernel's io_uring capabilities are probed once per process;
+    /// whether io_uring may be used at all is asked again at each call (and so at each runtime
+    /// start), since `kernel.io_uring_disabled` can change while a process runs.
     ///
     /// `Auto` follows `ZSYNC_BACKEND` (`epoll` or `io_uring`) if set, else takes io_uring when
     /// the probe succeeds and epoll otherwise, silently. An explicit io_uring request (`IoUring`,
@@ -82,16 +85,18 @@ impl Backend {
     /// }
     /// ```
     pub fn resolve(self) -> io::Result<Backend> {
-        Self::resolve_with(self, std::env::var("ZSYNC_BACKEND").ok().as_deref(), || {
-            reactor::uring::support().map(drop)
-        })
+        Self::resolve_with(
+            self,
+            std::env::var("ZSYNC_BACKEND").ok().as_deref(),
+            reactor::uring::available,
+        )
     }
 
     /// [`resolve`](Self::resolve) with the environment and the probe passed in (for tests).
     fn resolve_with(
         self,
         env: Option<&str>,
-        probe: impl FnOnce() -> Result<(), &'static str>,
+        probe: impl FnOnce() -> Result<(), String>,
     ) -> io::Result<Backend> {
         let requested = match self {
             Backend::Auto => match env {
@@ -671,10 +676,9 @@ mod tests {
     #[test]
     fn backend_resolution_follows_request_then_env_then_probe() {
         let works = || Ok(());
-        let refused = || Err("io_uring_setup refused (EPERM)");
-        let r = |b: Backend, env, probe: &dyn Fn() -> Result<(), &'static str>| {
-            b.resolve_with(env, probe)
-        };
+        let refused = || Err("io_uring_setup refused (EPERM)".to_string());
+        let r =
+            |b: Backend, env, probe: &dyn Fn() -> Result<(), String>| b.resolve_with(env, probe);
         assert_eq!(r(Backend::Auto, None, &works).unwrap(), Backend::IoUring);
         assert_eq!(r(Backend::Auto, None, &refused).unwrap(), Backend::Epoll);
         assert_eq!(

@@ -67,6 +67,16 @@ pub(crate) fn support() -> Result<&'static Support, &'static str> {
     SUPPORT.get_or_init(probe).as_ref().map_err(String::as_str)
 }
 
+/// Whether this process may use io_uring now. The capabilities are probed once per process
+/// ([`support`]); `io_uring_setup` itself is tried again (a one-entry ring, set up and closed at
+/// once, some 10–30 µs), because whether it is allowed can change while the process runs
+/// (`kernel.io_uring_disabled`): a runtime started after that then takes epoll (`Auto`) or
+/// fails naming why, instead of failing to build its workers' rings with a bare EPERM.
+pub(crate) fn available() -> Result<(), String> {
+    support().map_err(str::to_owned)?;
+    IoUring::new(1).map(drop).map_err(|e| setup_refused(&e))
+}
+
 fn probe() -> Result<Support, String> {
     let ring = IoUring::new(2).map_err(|e| setup_refused(&e))?;
     let mut probe = Probe::new();
