@@ -177,6 +177,22 @@ fn build_ring() -> io::Result<IoUring> {
     base().build(SQ_ENTRIES)
 }
 
+/// Gives this thread's io-wq (the kernel threads that run the thread's blocking ring ops: file
+/// I/O, a FIFO's open) the concurrency the worker's own ring would have given it. The kernel
+/// sizes a thread's io-wq once, from the first ring the thread sets up: min(its SQ entries,
+/// 4 × online CPUs) "bounded" workers. A smaller ring set up earlier on the thread (the
+/// capability probe, 2 entries; `Backend::resolve`'s check, 1) left worker 0 at 2, then 1:
+/// a FIFO's reader and writer, both opening through the ring, then waited for each other for
+/// ever (a conformance test hung). Kernels without the call (before 5.15) keep their sizing.
+fn size_io_wq(ring: &IoUring) {
+    // SAFETY: `sysconf` has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let cpus = u32::try_from(cpus).unwrap_or(1).max(1);
+    // [bounded, unbounded]; 0 leaves the unbounded limit as it is.
+    let mut max = [SQ_ENTRIES.min(4 * cpus), 0];
+    let _ = ring.submitter().register_iowq_max_workers(&mut max);
+}
+
 /// One worker's ring.
 pub(crate) struct Uring {
     ring: RefCell<IoUring>,
@@ -210,6 +226,7 @@ impl Uring {
         ext_arg: bool,
     ) -> io::Result<Uring> {
         let ring = build_ring()?;
+        size_io_wq(&ring);
         Ok(Uring {
             ring: RefCell::new(ring),
             ops: RefCell::new(InFlight::default()),
@@ -501,6 +518,33 @@ mod tests {
             rings.push(Uring::with_support(leak_eventfd(), support, true).unwrap());
         }
         rings
+    }
+
+    /// A small ring set up first on a thread (as the capability probe does) must not leave a
+    /// worker ring built later on that thread with a one- or two-worker io-wq.
+    #[test]
+    fn a_worker_ring_gets_a_full_io_wq_after_a_small_probe_ring() {
+        if rings().is_empty() {
+            return;
+        }
+        let limits = std::thread::spawn(|| {
+            drop(IoUring::new(1).unwrap());
+            let ring = Uring::new(leak_eventfd()).unwrap();
+            let mut max = [0u32; 2]; // 0: read the limits without changing them
+            let ring = ring.ring.borrow();
+            ring.submitter()
+                .register_iowq_max_workers(&mut max)
+                .map(|()| max)
+        })
+        .join()
+        .unwrap();
+        let Ok([bounded, _]) = limits else {
+            return; // a kernel before 5.15: neither the call nor the per-thread sizing
+        };
+        // SAFETY: `sysconf` has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+        let cpus = u32::try_from(cpus).unwrap_or(1).max(1);
+        assert_eq!(bounded, SQ_ENTRIES.min(4 * cpus));
     }
 
     #[test]
