@@ -52,9 +52,17 @@ fn mprotect_policy() -> GuardPolicy {
 /// A policy forcing mprotect guards from a budget of its own of `limit` guards: an old kernel
 /// whose map count is nearly spent.
 fn tiny_budget_policy(limit: usize) -> GuardPolicy {
+    /// The budgets handed out, kept reachable for the process's life (a policy needs a
+    /// `&'static` budget; LeakSanitizer does not count memory a static still refers to).
+    static BUDGETS: std::sync::Mutex<Vec<&'static GuardBudget>> = std::sync::Mutex::new(Vec::new());
+    let budget: &'static GuardBudget = Box::leak(Box::new(GuardBudget::new(limit)));
+    BUDGETS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(budget);
     GuardPolicy {
         madvise: false,
-        budget: Box::leak(Box::new(GuardBudget::new(limit))),
+        budget,
     }
 }
 

@@ -683,7 +683,7 @@ impl WorkerLocal {
             let busy = !self.ready.borrow().is_empty();
             let task = if !busy {
                 self.find_task()
-            } else if self.turns.get() % BUSY_START_EVERY == 0 {
+            } else if self.turns.get().is_multiple_of(BUSY_START_EVERY) {
                 self.find_task_while_busy()
             } else {
                 None
