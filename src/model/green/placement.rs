@@ -13,8 +13,9 @@
 //!   for as long as its loop has not turned: a worker whose thread waits for a CPU does not
 //!   turn its loop, and it takes the tasks once it runs. The offer *expires* — the owner then
 //!   starts its tasks itself until its deque has been emptied — when that worker turned its
-//!   loop twice without taking one (it is busy with other work), or when it is
-//!   [stuck](#stuck-workers).
+//!   loop twice without taking one (it is busy with other work). While that worker is
+//!   [stuck](#stuck-workers), the owner starts its tasks itself but the offer stands: a worker
+//!   held up only briefly gets the rest of the burst once its loop turns again.
 //! - **Thief side.** A worker steals a fresh task only from a worker at least as loaded as
 //!   itself (within `SLACK`), unless that worker is stuck: every task then still starts
 //!   somewhere, whatever the loads.
@@ -39,7 +40,9 @@
 //!    without turning its loop once, which waiting for a CPU does not accumulate) → stuck;
 //!    asleep in its own reactor → idle, not stuck (a wake-up or its own timeout turns its loop);
 //! 3. where the thread cannot be examined (no `/proc`, or the thread has gone), only a
-//!    standstill of [`STALL_LIMIT`] counts as stuck.
+//!    standstill of [`STALL_LIMIT`] counts as stuck;
+//! 4. a worker that has not begun its loop (a turn count of 0: its thread is starting, building
+//!    its ring) is never stuck.
 //!
 //! The verdict holds until the count moves. Wall-clock time only spaces the looks: load can
 //! delay a decision, never cause one.
@@ -250,10 +253,17 @@ impl Placement {
                     // It is taking them: the offer stands on.
                     self.stand(target);
                     OwnTasks::Leave
-                } else if target.turns >= turns + 2 || self.stuck(target, now, examine) {
-                    // It went through a whole loop turn without taking one (busy with other
-                    // work), or its loop does not turn at all although its thread could run.
+                } else if target.turns >= turns + 2 {
+                    // It went through a whole loop turn without taking one: busy with other
+                    // work, for the rest of this burst.
                     self.offer.set(Offer::Expired);
+                    OwnTasks::Start
+                } else if self.stuck(target, now, examine) {
+                    // Its loop does not turn although its thread could run it: this task
+                    // starts here, and so does every next one while the verdict holds; the
+                    // offer stands, so a worker that was only held up briefly (a page fault or
+                    // a kernel lock on a loaded machine look the same for a moment) gets the
+                    // rest of the burst once its loop turns again.
                     OwnTasks::Start
                 } else {
                     // Not looked yet: asleep and woken, or waiting for a CPU.
@@ -297,6 +307,11 @@ impl Placement {
         now: impl FnOnce() -> Instant,
         examine: impl FnOnce(usize) -> Activity,
     ) -> bool {
+        if other.turns == 0 {
+            // It has not begun its loop: a worker still starting up (its thread, its ring),
+            // which looks at the queues as soon as it runs.
+            return false;
+        }
         let mut watch = self.watch.borrow_mut();
         let slot = &mut watch[other.index];
         let w = match slot {
@@ -436,23 +451,43 @@ mod tests {
     }
 
     #[test]
-    fn an_offer_expires_when_the_other_worker_is_stuck() {
+    fn the_owner_starts_its_tasks_while_the_other_worker_is_stuck_and_offers_again_after() {
+        let p = Placement::new(2);
+        let t0 = Instant::now();
+        let blocked = |_| Activity::Blocked;
+        let own = |mine, w: Other, ms, examine: fn(usize) -> Activity| {
+            p.own_tasks(mine, Some(w), || at(t0, ms), examine)
+        };
+        assert_eq!(own(4, w1(0, 10), 0, blocked), OwnTasks::Offer(1));
+        // The first look records the standstill; the thread is examined a `LOOK_AGAIN` later.
+        assert_eq!(own(4, w1(0, 10), 0, unexamined), OwnTasks::Leave);
+        assert_eq!(own(4, w1(0, 10), 1, blocked), OwnTasks::Start);
+        // The verdict holds while its loop stands still: no new examination.
+        assert_eq!(own(5, w1(0, 10), 1, unexamined), OwnTasks::Start);
+        // It turns again (it was only held up): the offer still stands, and it takes tasks.
+        assert_eq!(own(6, w1(0, 11), 2, unexamined), OwnTasks::Leave);
+        assert_eq!(own(6, w1(1, 11), 2, unexamined), OwnTasks::Leave);
+    }
+
+    /// What a loaded run showed once (64:0): a worker still starting up, its thread blocked
+    /// in the kernel for a moment, must not be taken for stuck.
+    #[test]
+    fn a_worker_that_has_not_begun_its_loop_is_never_stuck() {
         let p = Placement::new(2);
         let t0 = Instant::now();
         let blocked = |_| Activity::Blocked;
         assert_eq!(
-            p.own_tasks(4, Some(w1(0, 10)), || t0, blocked),
+            p.own_tasks(4, Some(w1(0, 0)), || t0, blocked),
             OwnTasks::Offer(1)
         );
-        // The first look records the standstill; the thread is examined a `LOOK_AGAIN` later.
-        assert_eq!(
-            p.own_tasks(4, Some(w1(0, 10)), || t0, unexamined),
-            OwnTasks::Leave
-        );
-        assert_eq!(
-            p.own_tasks(4, Some(w1(0, 10)), || at(t0, 1), blocked),
-            OwnTasks::Start
-        );
+        for ms in [0, 1, 2, 50, 500] {
+            let later = || at(t0, ms);
+            assert_eq!(
+                p.own_tasks(4, Some(w1(0, 0)), later, blocked),
+                OwnTasks::Leave
+            );
+            assert!(!p.may_steal(5, w1(1, 0), later, blocked));
+        }
     }
 
     #[test]
