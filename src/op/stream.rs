@@ -20,7 +20,7 @@ use io_uring::{opcode, types::Fd};
 use crate::model::green;
 use crate::park::{retry_on_fd, Interest};
 
-use super::vectored::{ring_offset, IOV_MAX};
+use super::vectored::{ring_offset, ring_readv, ring_writev, IOV_MAX};
 
 /// The ring's answer unless it is `WouldBlock` (the driver cannot wait in the kernel): `None`
 /// then, and when the op did not go through a ring.
@@ -92,17 +92,7 @@ pub(crate) fn readv(
     let n = bufs.len().min(IOV_MAX);
     let bufs = &mut bufs[..n];
     if let Some(at) = ring_offset(offset) {
-        let (raw, iov) = (fd.as_raw_fd(), bufs.as_ptr().cast::<libc::iovec>());
-        // `n` ≤ IOV_MAX fits the ring's u32.
-        let sqe = || {
-            opcode::Readv::new(Fd(raw), iov, n as u32)
-                .offset(at)
-                .build()
-        };
-        // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix; the slices, the buffers
-        // they name and `fd` stay borrowed until `ring_op` returns, after the completion.
-        let res = unsafe { green::ring_op(opcode::Readv::CODE, deadline, sqe) };
-        if let Some(res) = unless_would_block(res) {
+        if let Some(res) = unless_would_block(ring_readv(fd, bufs, at, deadline)) {
             return res;
         }
     }
@@ -124,21 +114,7 @@ pub(crate) fn writev(
 ) -> io::Result<usize> {
     let bufs = &bufs[..bufs.len().min(IOV_MAX)];
     if let Some(at) = ring_offset(offset) {
-        let (raw, iov, n) = (
-            fd.as_raw_fd(),
-            bufs.as_ptr().cast::<libc::iovec>(),
-            bufs.len(),
-        );
-        // `n` ≤ IOV_MAX fits the ring's u32.
-        let sqe = || {
-            opcode::Writev::new(Fd(raw), iov, n as u32)
-                .offset(at)
-                .build()
-        };
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; the slices, the buffers they
-        // name and `fd` stay borrowed until `ring_op` returns, after the completion.
-        let res = unsafe { green::ring_op(opcode::Writev::CODE, deadline, sqe) };
-        if let Some(res) = unless_would_block(res) {
+        if let Some(res) = unless_would_block(ring_writev(fd, bufs, at, deadline)) {
             return res;
         }
     }

@@ -26,6 +26,56 @@ pub(super) fn ring_offset(offset: Option<u64>) -> Option<u64> {
     }
 }
 
+/// `readv` as a ring op at ring offset `at` (see [`ring_offset`]), waiting at most until
+/// `deadline`; `None` when the caller is not on a ring worker or the kernel lacks the opcode.
+/// At most `IOV_MAX` slices (the caller cuts the vector).
+pub(super) fn ring_readv(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [IoSliceMut<'_>],
+    at: u64,
+    deadline: Option<std::time::Instant>,
+) -> Option<io::Result<i32>> {
+    debug_assert!(bufs.len() <= IOV_MAX);
+    let (raw, iov, n) = (
+        fd.as_raw_fd(),
+        bufs.as_ptr().cast::<libc::iovec>(),
+        bufs.len(),
+    );
+    // `n` ≤ IOV_MAX fits the ring's u32.
+    let sqe = || {
+        opcode::Readv::new(Fd(raw), iov, n as u32)
+            .offset(at)
+            .build()
+    };
+    // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix; the slices, the buffers they
+    // name and `fd` stay borrowed until `ring_op` returns, after the completion.
+    unsafe { green::ring_op(opcode::Readv::CODE, deadline, sqe) }
+}
+
+/// `writev` as a ring op; see [`ring_readv`].
+pub(super) fn ring_writev(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    at: u64,
+    deadline: Option<std::time::Instant>,
+) -> Option<io::Result<i32>> {
+    debug_assert!(bufs.len() <= IOV_MAX);
+    let (raw, iov, n) = (
+        fd.as_raw_fd(),
+        bufs.as_ptr().cast::<libc::iovec>(),
+        bufs.len(),
+    );
+    // `n` ≤ IOV_MAX fits the ring's u32.
+    let sqe = || {
+        opcode::Writev::new(Fd(raw), iov, n as u32)
+            .offset(at)
+            .build()
+    };
+    // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; the slices, the buffers they
+    // name and `fd` stay borrowed until `ring_op` returns, after the completion.
+    unsafe { green::ring_op(opcode::Writev::CODE, deadline, sqe) }
+}
+
 /// Reads into `bufs` in order, at `offset` or at the file position. Cancellation point before
 /// it starts; on the ring it can also be canceled while queued.
 pub(crate) fn readv(
@@ -37,20 +87,7 @@ pub(crate) fn readv(
     let n = bufs.len().min(IOV_MAX);
     let bufs = &mut bufs[..n];
     if let Some(at) = ring_offset(offset) {
-        let (raw, iov, n) = (
-            fd.as_raw_fd(),
-            bufs.as_ptr().cast::<libc::iovec>(),
-            bufs.len(),
-        );
-        // `n` ≤ IOV_MAX fits the ring's u32.
-        let sqe = || {
-            opcode::Readv::new(Fd(raw), iov, n as u32)
-                .offset(at)
-                .build()
-        };
-        // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix; the slices, the buffers
-        // they name and `fd` stay borrowed until `ring_op` returns, after the completion.
-        if let Some(res) = unsafe { green::ring_op(opcode::Readv::CODE, None, sqe) } {
+        if let Some(res) = ring_readv(fd, bufs, at, None) {
             return res.map(super::count);
         }
     }
@@ -70,20 +107,7 @@ pub(crate) fn writev(
     crate::context::check()?;
     let bufs = &bufs[..bufs.len().min(IOV_MAX)];
     if let Some(at) = ring_offset(offset) {
-        let (raw, iov, n) = (
-            fd.as_raw_fd(),
-            bufs.as_ptr().cast::<libc::iovec>(),
-            bufs.len(),
-        );
-        // `n` ≤ IOV_MAX fits the ring's u32.
-        let sqe = || {
-            opcode::Writev::new(Fd(raw), iov, n as u32)
-                .offset(at)
-                .build()
-        };
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; the slices, the buffers
-        // they name and `fd` stay borrowed until `ring_op` returns, after the completion.
-        if let Some(res) = unsafe { green::ring_op(opcode::Writev::CODE, None, sqe) } {
+        if let Some(res) = ring_writev(fd, bufs, at, None) {
             return res.map(super::count);
         }
     }
