@@ -79,12 +79,12 @@ pub fn green_uring() -> Builder {
     Builder::new(Model::Green).backend(Backend::IoUring)
 }
 
-/// Why io_uring cannot be used in this process (`kernel.io_uring_disabled`, a seccomp filter
-/// such as Docker's default profile, an old kernel), or `None` where it can. Probed once.
-pub fn io_uring_unavailable() -> Option<&'static str> {
-    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    WHY.get_or_init(|| Backend::IoUring.resolve().err().map(|e| e.to_string()))
-        .as_deref()
+/// Why io_uring cannot be used now (`kernel.io_uring_disabled`, a seccomp filter such as
+/// Docker's default profile, an old kernel), or `None` where it can. Asked at each call, not
+/// once per process: the setting can be switched while the suite runs (it was, by another
+/// session on a shared machine, and every later io_uring test failed instead of skipping).
+pub fn io_uring_unavailable() -> Option<String> {
+    Backend::IoUring.resolve().err().map(|e| e.to_string())
 }
 
 /// Where io_uring is unavailable, writes `skipped: io_uring unavailable: <reason>` for `what`

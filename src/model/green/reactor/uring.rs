@@ -502,7 +502,7 @@ mod tests {
     /// The rings to test (with and without `EXT_ARG`), or none, with a note written past the
     /// harness's capture, where the kernel refuses io_uring.
     fn rings() -> Vec<Uring> {
-        let support = match support() {
+        let support = match available().and_then(|()| support().map_err(str::to_owned)) {
             Ok(support) => support,
             Err(why) => {
                 use std::io::Write as _;
