@@ -25,11 +25,7 @@ use crate::Io;
 #[inline]
 fn blocking_op<T: Send>(io: &Io, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     crate::context::check()?;
-    match &io.inner.model {
-        // On a Green fiber the call goes to a helper thread, so it cannot stall the worker.
-        crate::io::ModelImpl::Green(green) => green.offload(f),
-        _ => f(),
-    }
+    io.inner.model.offload(f)
 }
 
 /// A file operation with a ring form: on a Green io_uring fiber it is submitted to the ring (the

@@ -18,16 +18,13 @@ pub(super) fn file_op<T: Send>(
     mut f: impl FnMut() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     crate::context::check()?;
-    let mut run = move || loop {
+    let run = move || loop {
         match f() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
         }
     };
-    match &io.inner.model {
-        crate::io::ModelImpl::Green(green) => green.offload(run),
-        _ => run(),
-    }
+    io.inner.model.offload(run)
 }
 
 /// Runs `attempt` on the transfer's end `end` and waits the way that kind of descriptor waits:

@@ -1,0 +1,45 @@
+//! The trait a user-supplied model implements: scheduling, and optionally the I/O operations.
+
+use crate::error::ConcurrencyUnavailable;
+use crate::task::Runnable;
+
+/// A user-supplied execution model: decides where and when tasks run.
+///
+/// Tasks of a custom model run on OS threads and wait the way the thread models do (parking the
+/// thread, polling the descriptor), so a custom model only chooses scheduling. Shutdown
+/// (cancel what is left, wait for every task, re-raise panics of detached tasks) is handled by
+/// [`run`](crate::run) for every model.
+///
+/// ```
+/// use std::sync::Arc;
+/// use zsync::{ConcurrencyUnavailable, Model, Runnable, CustomModel};
+///
+/// /// One OS thread per task.
+/// struct ThreadPerTask;
+/// impl CustomModel for ThreadPerTask {
+///     fn name(&self) -> &'static str { "ThreadPerTask" }
+///     fn spawn(&self, task: Runnable) {
+///         std::thread::spawn(move || task.run());
+///     }
+///     fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable> {
+///         self.spawn(task);
+///         Ok(())
+///     }
+/// }
+///
+/// let v = zsync::run(Model::Custom(Arc::new(ThreadPerTask)), |io| {
+///     io.concurrent(|_| 6 * 7).unwrap().join().unwrap()
+/// });
+/// assert_eq!(v, 42);
+/// ```
+pub trait CustomModel: Send + Sync + 'static {
+    /// The model's name.
+    fn name(&self) -> &'static str;
+    /// Arranges for `task` to run, possibly inline on the caller. Zig: `vtable.async`.
+    fn spawn(&self, task: Runnable);
+    /// Arranges for `task` to run concurrently with the caller, or refuses.
+    /// Zig: `vtable.concurrent`.
+    fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable>;
+    /// Called once by [`run`](crate::run) after every task has finished: release threads here.
+    fn shutdown(&self) {}
+}
