@@ -269,13 +269,34 @@ impl Io {
     }
 
     /// Current time of the monotonic clock.
+    ///
+    /// On a custom model this is [`Operation::Now`](crate::Operation::Now), so a model may run
+    /// its own clock. A clock read cannot fail: a model that fails it panics the task.
     pub fn now(&self) -> Instant {
-        Instant::now()
+        match crate::op::custom(self) {
+            None => Instant::now(),
+            Some(model) => model
+                .operate(crate::Operation::Now)
+                .and_then(|c| c.into_instant("now"))
+                .unwrap_or_else(|e| {
+                    panic!("zsync: the {} model failed a clock read: {e}", model.name())
+                }),
+        }
     }
 
     /// Current wall-clock time (may jump; use [`now`](Io::now) to measure durations).
+    ///
+    /// On a custom model this is [`Operation::WallClock`](crate::Operation::WallClock).
     pub fn wall_clock(&self) -> SystemTime {
-        SystemTime::now()
+        match crate::op::custom(self) {
+            None => SystemTime::now(),
+            Some(model) => model
+                .operate(crate::Operation::WallClock)
+                .and_then(|c| c.into_system_time("wall_clock"))
+                .unwrap_or_else(|e| {
+                    panic!("zsync: the {} model failed a clock read: {e}", model.name())
+                }),
+        }
     }
 
     /// Sleeps for `duration`. Cancellation point. Zig: `io.sleep`.
@@ -284,6 +305,12 @@ impl Io {
             return context::check();
         }
         context::check()?;
+        if let Some(model) = crate::op::custom(self) {
+            return match self.now().checked_add(duration) {
+                Some(deadline) => self.sleep_on(model, deadline),
+                None => self.sleep_on(model, far_future(self.now())),
+            };
+        }
         // One clock reading to arm, none to find the deadline already passed (it is ahead).
         let Some(deadline) = Instant::now().checked_add(duration) else {
             loop {
@@ -306,6 +333,9 @@ impl Io {
     /// [`with_deadline`](Io::with_deadline)) comes first.
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
         context::check()?;
+        if let Some(model) = crate::op::custom(self) {
+            return self.sleep_on(model, deadline);
+        }
         if crate::park::deadline_passed(deadline) {
             return Ok(());
         }
@@ -316,6 +346,20 @@ impl Io {
             if crate::park::deadline_passed(deadline) {
                 return Ok(());
             }
+        }
+    }
+
+    /// A sleep until `deadline` on a custom model, as [`Operation::Sleep`](crate::Operation)s
+    /// until the model's clock reaches it.
+    fn sleep_on(&self, model: &dyn crate::CustomModel, deadline: Instant) -> io::Result<()> {
+        loop {
+            if self.now() >= deadline {
+                return Ok(());
+            }
+            model
+                .operate(crate::Operation::Sleep { deadline })?
+                .into_done("sleep")?;
+            context::check()?;
         }
     }
 
@@ -481,4 +525,10 @@ pub(crate) fn record_detached_panic(payload: Box<dyn std::any::Any + Send>) {
         Some(state) => state.record_panic(payload),
         None => std::panic::resume_unwind(payload),
     }
+}
+
+/// A deadline further away than any run lasts, for a sleep whose end the clock cannot count
+/// to (about 30 years: `Instant` arithmetic overflows far later).
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(1 << 30)
 }

@@ -11,6 +11,7 @@
 //! - [`threaded`]: a work-stealing pool plus elastic threads for `concurrent` tasks.
 //! - [`green`]: M:N stackful fibers on per-worker event loops.
 //! - [`custom`]: the trait a user's model implements.
+//! - [`operation`]: the I/O operations as a custom model receives them.
 //! - [`run_state`]: what every model shares during a run (live tasks, panics of detached tasks).
 //!
 //! How each model's tasks *wait* is [`crate::park`]'s business.
@@ -19,6 +20,7 @@ pub(crate) mod blocking;
 pub(crate) mod custom;
 pub(crate) mod elastic;
 pub(crate) mod green;
+pub(crate) mod operation;
 pub(crate) mod run_state;
 pub(crate) mod threaded;
 
@@ -26,6 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use custom::CustomModel;
+pub use operation::{Completion, Operation};
 
 use crate::error::ConcurrencyUnavailable;
 use crate::task::Runnable;

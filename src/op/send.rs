@@ -9,11 +9,21 @@ use io_uring::{opcode, types::Fd};
 use rustix::net::SendFlags;
 
 use crate::model::green;
+use crate::model::operation::Operation;
 use crate::park::{retry_on_fd, Interest};
+use crate::Io;
 
 /// Writes some of `buf`, returning how much. Cancellation point; gives up with `TimedOut` at
 /// `deadline`.
-pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8], deadline: Option<Instant>) -> io::Result<usize> {
+pub(crate) fn send(
+    io: &Io,
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    if let Some(model) = super::custom(io) {
+        return super::count_of(model, Operation::Send { fd, buf, deadline });
+    }
     let (raw, ptr, len) = (fd.as_raw_fd(), buf.as_ptr(), super::ring_len(buf.len()));
     let sqe = || {
         opcode::Send::new(Fd(raw), ptr, len)

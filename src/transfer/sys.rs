@@ -24,7 +24,10 @@ pub(super) fn file_op<T: Send>(
             other => return other,
         }
     };
-    io.inner.model.offload(run)
+    match crate::op::custom(io) {
+        Some(model) => crate::op::other(model, "transfer::file", run),
+        None => io.inner.model.offload(run),
+    }
 }
 
 /// Runs `attempt` on the transfer's end `end` and waits the way that kind of descriptor waits:
@@ -38,8 +41,10 @@ pub(super) fn op<T: Send>(
     attempt: impl FnMut() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     match end.kind {
-        FdKind::Socket | FdKind::Pipe => crate::net::timeout::bounded(end.timeout, |deadline| {
-            retry_on_fd(end.fd, interest, deadline, attempt)
+        FdKind::Socket | FdKind::Pipe => crate::op::other_or(end.io, "transfer::stream", || {
+            crate::net::timeout::bounded(end.timeout, |deadline| {
+                retry_on_fd(end.fd, interest, deadline, attempt)
+            })
         }),
         FdKind::File => file_op(end.io, attempt),
     }
