@@ -272,15 +272,11 @@ impl Io {
     ///
     /// On a custom model this is [`Operation::Now`](crate::Operation::Now), so a model may run
     /// its own clock. A clock read cannot fail: a model that fails it panics the task.
+    #[inline]
     pub fn now(&self) -> Instant {
         match crate::op::custom(self) {
             None => Instant::now(),
-            Some(model) => model
-                .operate(crate::Operation::Now)
-                .and_then(|c| c.into_instant("now"))
-                .unwrap_or_else(|e| {
-                    panic!("zsync: the {} model failed a clock read: {e}", model.name())
-                }),
+            Some(model) => model_clock(model),
         }
     }
 
@@ -525,6 +521,16 @@ pub(crate) fn record_detached_panic(payload: Box<dyn std::any::Any + Send>) {
         Some(state) => state.record_panic(payload),
         None => std::panic::resume_unwind(payload),
     }
+}
+
+/// [`Io::now`] on a custom model. Out of line, so that `now` stays a clock read on the others.
+#[cold]
+#[inline(never)]
+fn model_clock(model: &dyn crate::CustomModel) -> Instant {
+    model
+        .operate(crate::Operation::Now)
+        .and_then(|c| c.into_instant("now"))
+        .unwrap_or_else(|e| panic!("zsync: the {} model failed a clock read: {e}", model.name()))
 }
 
 /// A deadline further away than any run lasts, for a sleep whose end the clock cannot count

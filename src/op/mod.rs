@@ -45,7 +45,9 @@ pub(crate) fn custom(io: &Io) -> Option<&dyn CustomModel> {
 
 /// Hands an operation that [`Operation`] does not describe to a custom model, as
 /// [`Operation::Other`] named `name`: `f` runs when the model performs it, and its value comes
-/// back here.
+/// back here. Out of line.
+#[cold]
+#[inline(never)]
 pub(crate) fn other<T>(
     model: &dyn CustomModel,
     name: &'static str,
@@ -87,13 +89,18 @@ pub(crate) fn other_or<T>(
     }
 }
 
-/// Hands `op` to the custom model and takes its byte count.
+/// Hands `op` to the custom model and takes its byte count. Out of line, so that the
+/// built-in models' path through the caller stays as small as it was.
+#[cold]
+#[inline(never)]
 pub(crate) fn count_of(model: &dyn CustomModel, op: Operation<'_, '_>) -> io::Result<usize> {
     let name = op.name();
     model.operate(op)?.into_count(name)
 }
 
-/// Hands `op` to the custom model and checks it completed without a value.
+/// Hands `op` to the custom model and checks it completed without a value. Out of line.
+#[cold]
+#[inline(never)]
 pub(crate) fn done_of(model: &dyn CustomModel, op: Operation<'_, '_>) -> io::Result<()> {
     let name = op.name();
     model.operate(op)?.into_done(name)
