@@ -60,7 +60,11 @@ fn writes_to_a_closed_peer_fail_with_broken_pipe(io: &Io) {
     let listener = TcpListener::bind(io, "127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     for vectored in [false, true] {
-        let what = if vectored { "tcp write_vectored" } else { "tcp write" };
+        let what = if vectored {
+            "tcp write_vectored"
+        } else {
+            "tcp write"
+        };
         let mut client = TcpStream::connect(io, addr).unwrap();
         drop(listener.accept().unwrap());
         write_until_broken(io, &mut client, vectored, what);
@@ -70,7 +74,11 @@ fn writes_to_a_closed_peer_fail_with_broken_pipe(io: &Io) {
     }
 
     for vectored in [false, true] {
-        let what = if vectored { "unix write_vectored" } else { "unix write" };
+        let what = if vectored {
+            "unix write_vectored"
+        } else {
+            "unix write"
+        };
         let (mut a, b) = UnixStream::pair(io).unwrap();
         drop(b);
         assert_broken_pipe(write_once(&mut a, vectored), what);
@@ -82,11 +90,17 @@ fn writes_to_a_closed_peer_fail_with_broken_pipe(io: &Io) {
     let _server = listener.accept().unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     assert_broken_pipe(write_once(&mut client, false), "tcp write after shutdown");
-    assert_broken_pipe(write_once(&mut client, true), "tcp write_vectored after shutdown");
+    assert_broken_pipe(
+        write_once(&mut client, true),
+        "tcp write_vectored after shutdown",
+    );
     let (mut a, _b) = UnixStream::pair(io).unwrap();
     a.shutdown(Shutdown::Write).unwrap();
     assert_broken_pipe(write_once(&mut a, false), "unix write after shutdown");
-    assert_broken_pipe(write_once(&mut a, true), "unix write_vectored after shutdown");
+    assert_broken_pipe(
+        write_once(&mut a, true),
+        "unix write_vectored after shutdown",
+    );
 }
 
 standalone! {
