@@ -59,7 +59,8 @@ macro_rules! impl_socket {
             }
 
             /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The
-            /// clone shares the socket and starts with this handle's timeouts.
+            /// clone shares the socket (and its non-blocking mode) and starts with this handle's
+            /// read and write timeouts, where it has them.
             pub fn try_clone(&self) -> std::io::Result<$t> {
                 Ok($t {
                     sock: self.sock.try_clone()?,
