@@ -157,6 +157,10 @@ pub(crate) use impl_timeouts;
 /// `MSG_NOSIGNAL`). `flush` has nothing to do: streams do not buffer.
 macro_rules! impl_stream_io {
     ($t:ty) => {
+        $crate::net::methods::impl_stream_io!(@for $t);
+        $crate::net::methods::impl_stream_io!(@for &$t);
+    };
+    (@for $t:ty) => {
         impl std::io::Read for $t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 self.sock.recv(buf)
@@ -169,31 +173,7 @@ macro_rules! impl_stream_io {
             }
         }
 
-        impl std::io::Read for &$t {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.sock.recv(buf)
-            }
-            fn read_vectored(
-                &mut self,
-                bufs: &mut [std::io::IoSliceMut<'_>],
-            ) -> std::io::Result<usize> {
-                self.sock.recv_vectored(bufs)
-            }
-        }
-
         impl std::io::Write for $t {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.sock.send(buf)
-            }
-            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                self.sock.send_vectored(bufs)
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-
-        impl std::io::Write for &$t {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 self.sock.send(buf)
             }
