@@ -115,18 +115,22 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
         SockRef::from(&self.std).shutdown(how)
     }
 
+    /// Sets the read timeout (`None`: none; `InvalidInput` for zero, as std).
     pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.timeouts.set_read(timeout)
     }
 
+    /// Sets the write timeout (as [`set_read_timeout`](Self::set_read_timeout)).
     pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.timeouts.set_write(timeout)
     }
 
+    /// The read timeout.
     pub(crate) fn read_timeout(&self) -> Option<Duration> {
         self.timeouts.read()
     }
 
+    /// The write timeout.
     pub(crate) fn write_timeout(&self) -> Option<Duration> {
         self.timeouts.write()
     }
