@@ -22,6 +22,8 @@ macro_rules! standalone {
 #[allow(unused_macros)]
 mod support;
 
+#[path = "conformance/broken_pipe.rs"]
+mod broken_pipe;
 #[path = "conformance/bufio.rs"]
 mod bufio;
 #[path = "conformance/channel.rs"]
@@ -107,6 +109,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("unix", unix::ALL),
         ("dns", dns::ALL),
         ("sync", sync::ALL),
+        ("broken_pipe", broken_pipe::ALL),
         ("bufio", bufio::ALL),
         ("transfer", transfer::ALL),
         ("pipe", pipe::ALL),

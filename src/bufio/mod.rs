@@ -57,10 +57,12 @@
 //!
 //! ## SIGPIPE
 //!
-//! Writes go through the sink's own `write`/`write_vectored`. On a socket whose peer has gone,
-//! `writev` fails with `EPIPE` — and raises `SIGPIPE`, which Rust programs ignore (std's
-//! runtime sets it to `SIG_IGN` before `main`). A program that restores the default
-//! disposition should use [`crate::transfer`] (which suppresses it) or keep it ignored.
+//! Writes go through the sink's own `write`/`write_vectored`. zsync's sockets send both with
+//! `MSG_NOSIGNAL`: on a socket whose peer has gone they fail with `BrokenPipe` and never raise
+//! `SIGPIPE`. A pipe has no such flag: a write to a [`PipeWriter`](crate::PipeWriter) (or a
+//! FIFO) without a reader raises `SIGPIPE`, which Rust programs ignore (std's runtime sets it to
+//! `SIG_IGN` before `main`); a program that restores the default disposition should keep pipes
+//! out of its writers or use [`crate::transfer`] (which suppresses it).
 
 mod reader;
 mod vectored;

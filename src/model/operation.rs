@@ -164,6 +164,26 @@ pub enum Operation<'a, 'b> {
         /// The operation's own deadline.
         deadline: Option<Instant>,
     },
+    /// Receives from a connected socket into `bufs` in order (`readv(2)`). Completes with
+    /// [`Completion::Count`].
+    RecvVectored {
+        /// The socket.
+        fd: BorrowedFd<'a>,
+        /// Where the bytes go.
+        bufs: &'a mut [IoSliceMut<'b>],
+        /// The operation's own deadline.
+        deadline: Option<Instant>,
+    },
+    /// Sends `bufs` in order on a connected socket (`sendmsg(2)` with `MSG_NOSIGNAL`).
+    /// Completes with [`Completion::Count`].
+    SendVectored {
+        /// The socket.
+        fd: BorrowedFd<'a>,
+        /// The bytes to send.
+        bufs: &'a [IoSlice<'b>],
+        /// The operation's own deadline.
+        deadline: Option<Instant>,
+    },
     /// Receives one datagram and its sender on an IP socket (`recvfrom(2)`). Completes with
     /// [`Completion::Datagram`].
     RecvFrom {
@@ -226,6 +246,8 @@ impl Operation<'_, '_> {
             Operation::Connect { .. } => "connect",
             Operation::Recv { .. } => "recv",
             Operation::Send { .. } => "send",
+            Operation::RecvVectored { .. } => "recv_vectored",
+            Operation::SendVectored { .. } => "send_vectored",
             Operation::RecvFrom { .. } => "recv_from",
             Operation::SendTo { .. } => "send_to",
             Operation::Sleep { .. } => "sleep",
@@ -332,9 +354,15 @@ impl Operation<'_, '_> {
             }
             Operation::Send { fd, buf, deadline } => {
                 retry_on_fd(fd, Interest::Write, deadline, || {
-                    Ok(rustix::net::send(fd, buf, SendFlags::NOSIGNAL)?)
+                    Ok(rustix::net::send(fd, buf, crate::op::send::flags())?)
                 })
                 .map(count)
+            }
+            Operation::RecvVectored { fd, bufs, deadline } => {
+                crate::op::recv::recv_vectored_on_thread(fd, bufs, deadline).map(count)
+            }
+            Operation::SendVectored { fd, bufs, deadline } => {
+                crate::op::send::send_vectored_on_thread(fd, bufs, deadline).map(count)
             }
             Operation::RecvFrom {
                 fd,
@@ -389,10 +417,11 @@ impl fmt::Debug for Operation<'_, '_> {
                 .field("fd", fd)
                 .field("len", &buf.len())
                 .field("addr", addr),
-            Operation::ReadVectored { fd, bufs, .. } => {
+            Operation::ReadVectored { fd, bufs, .. } | Operation::RecvVectored { fd, bufs, .. } => {
                 d.field("fd", fd).field("bufs", &bufs.len())
             }
-            Operation::WriteVectored { fd, bufs, .. } => {
+            Operation::WriteVectored { fd, bufs, .. }
+            | Operation::SendVectored { fd, bufs, .. } => {
                 d.field("fd", fd).field("bufs", &bufs.len())
             }
             Operation::Sync { fd, .. } | Operation::Accept { fd, .. } => d.field("fd", fd),

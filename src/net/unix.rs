@@ -13,18 +13,18 @@
 //! cancellation point and honours the running task's deadline (and, for `send_to`, the write
 //! timeout).
 
-use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read};
+use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockAddr, Type};
 
+use super::methods::{impl_socket, impl_stream_io, impl_timeouts};
+use super::socket::Socket;
 use crate::context;
-use crate::net::timeout::Timeouts;
 use crate::park::{self, retry_on_fd, Interest};
 use crate::Io;
 
@@ -95,9 +95,15 @@ fn retry_with_backoff<T>(
 /// .unwrap();
 /// ```
 pub struct UnixListener {
-    io: Io,
-    inner: std::os::unix::net::UnixListener,
+    sock: Socket<std::os::unix::net::UnixListener>,
 }
+
+impl_socket!(
+    UnixListener,
+    std::os::unix::net::UnixListener,
+    SocketAddr,
+    "listener"
+);
 
 impl UnixListener {
     /// Creates the socket file `path` and listens on it.
@@ -109,83 +115,43 @@ impl UnixListener {
         UnixListener::from_std(io, std::os::unix::net::UnixListener::bind(path)?)
     }
 
-    /// Wraps a std listener (switching it to non-blocking mode).
-    pub fn from_std(
-        io: &Io,
-        listener: std::os::unix::net::UnixListener,
-    ) -> io::Result<UnixListener> {
-        listener.set_nonblocking(true)?;
-        Ok(UnixListener {
-            io: io.clone(),
-            inner: listener,
-        })
-    }
-
-    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
-    /// shares the socket and starts with this handle's timeouts.
-    pub fn try_clone(&self) -> io::Result<UnixListener> {
-        let clone = UnixListener::from_std(&self.io, self.inner.try_clone()?)?;
-        Ok(clone)
-    }
-
-    /// Unwraps into a std listener in blocking mode.
-    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
-        self.inner.set_nonblocking(false)?;
-        Ok(self.inner)
-    }
-
     /// Waits for a connection. Cancellation point.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (stream, peer) = retry_on_fd(self.inner.as_fd(), Interest::Read, None, || {
-            self.inner.accept()
+        let (stream, peer) = crate::op::other_or(self.sock.io(), "net::unix_accept", || {
+            retry_on_fd(self.sock.fd(), Interest::Read, None, || {
+                self.sock.get().accept()
+            })
         })?;
-        Ok((UnixStream::from_std(&self.io, stream)?, peer))
+        Ok((UnixStream::from_std(self.sock.io(), stream)?, peer))
     }
 
     /// An iterator over accepted connections (each item as from [`accept`](Self::accept)).
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<UnixStream>> + '_ {
         std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
     }
-
-    /// The local address the listener is bound to.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`), if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.inner.take_error()
-    }
-
-    /// The `Io` this listener was created with.
-    pub fn io(&self) -> &Io {
-        &self.io
-    }
 }
-
-impl fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixListener")
-            .field("addr", &self.inner.local_addr().ok())
-            .field("fd", &self.inner.as_raw_fd())
-            .finish()
-    }
-}
-
-super::impl_fd_traits!(UnixListener);
 
 /// A Unix-domain stream connection. Counterpart of [`std::os::unix::net::UnixStream`];
-/// implements [`Read`] and [`Write`](std::io::Write) (also through `&UnixStream`).
+/// implements [`Read`](std::io::Read) and [`Write`](std::io::Write) (also through `&UnixStream`).
 ///
-/// Writes use `MSG_NOSIGNAL`, as std's TCP writes do: writing to a closed peer fails with
-/// `BrokenPipe` instead of raising `SIGPIPE`.
+/// Writes use `MSG_NOSIGNAL`, vectored ones too, as [`TcpStream`](super::TcpStream)'s do:
+/// writing to a closed peer fails with `BrokenPipe` instead of raising `SIGPIPE`. The local and
+/// peer addresses are unnamed for a client socket and for a [`pair`](Self::pair).
 ///
 /// Every read, write and connect is a cancellation point.
 pub struct UnixStream {
-    io: Io,
-    inner: std::os::unix::net::UnixStream,
-    timeouts: Timeouts,
+    sock: Socket<std::os::unix::net::UnixStream>,
 }
+
+impl_socket!(
+    UnixStream,
+    std::os::unix::net::UnixStream,
+    SocketAddr,
+    "stream",
+    peer_addr
+);
+impl_stream_io!(UnixStream);
+impl_timeouts!(UnixStream, "reads", "writes");
 
 impl UnixStream {
     /// Connects to the listener at `path`. Cancellation point.
@@ -199,30 +165,11 @@ impl UnixStream {
     pub fn connect(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let addr = SockAddr::unix(path)?;
         context::check()?;
-        let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
-        retry_with_backoff(None, || match socket.connect(&addr) {
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-                // Not what Linux does for Unix sockets, but POSIX allows it: wait as for TCP.
-                retry_on_fd(socket.as_fd(), Interest::Write, None, || {
-                    if let Some(err) = socket.take_error()? {
-                        return Err(err);
-                    }
-                    match socket.peer_addr() {
-                        Ok(_) => Ok(()),
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            Err(io::ErrorKind::WouldBlock.into())
-                        }
-                        Err(e) => Err(e),
-                    }
-                })
-            }
-            other => other,
-        })?;
-        let fd: OwnedFd = socket.into();
+        let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+        crate::op::other_or(io, "net::unix_connect", || connect_unix(&socket, &addr))?;
+        let stream = std::os::unix::net::UnixStream::from(OwnedFd::from(socket));
         Ok(UnixStream {
-            io: io.clone(),
-            inner: std::os::unix::net::UnixStream::from(fd),
-            timeouts: Timeouts::default(),
+            sock: Socket::from_nonblocking(io, stream),
         })
     }
 
@@ -232,140 +179,25 @@ impl UnixStream {
         Ok((UnixStream::from_std(io, a)?, UnixStream::from_std(io, b)?))
     }
 
-    /// Wraps a connected std stream (switching it to non-blocking mode).
-    pub fn from_std(io: &Io, stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
-        stream.set_nonblocking(true)?;
-        Ok(UnixStream {
-            io: io.clone(),
-            inner: stream,
-            timeouts: Timeouts::default(),
-        })
-    }
-
-    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
-    /// shares the socket and starts with this handle's timeouts.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        let clone = UnixStream::from_std(&self.io, self.inner.try_clone()?)?;
-        clone.timeouts.set_read(self.timeouts.read())?;
-        clone.timeouts.set_write(self.timeouts.write())?;
-        Ok(clone)
-    }
-
-    /// Unwraps into a std stream in blocking mode.
-    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
-        self.inner.set_nonblocking(false)?;
-        Ok(self.inner)
-    }
-
     /// Wraps a raw connected Unix stream socket descriptor.
     ///
     /// # Safety
     /// `fd` must be an open, connected Unix stream socket that nothing else owns.
     pub unsafe fn from_raw_fd(io: &Io, fd: RawFd) -> io::Result<UnixStream> {
         // SAFETY: the caller guarantees `fd` is an owned, open Unix stream socket.
-        let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
-        UnixStream::from_std(io, stream)
-    }
-
-    /// The `Io` this stream was created with.
-    pub fn io(&self) -> &Io {
-        &self.io
+        let sock = unsafe { Socket::from_raw_fd(io, fd) }?;
+        Ok(UnixStream { sock })
     }
 
     /// Shuts down the read half, the write half, or both. Reads after `Shutdown::Read` return 0;
     /// after the peer's `Shutdown::Write` they return 0 once the queued data is read.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.inner.shutdown(how)
+        self.sock.shutdown(how)
     }
 
     /// The remote address (unnamed for a client socket or a [`pair`](Self::pair)).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.peer_addr()
-    }
-
-    /// The local address (unnamed for a client socket or a [`pair`](Self::pair)).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-
-    /// Makes reads that wait longer than `timeout` fail with
-    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
-    /// `SO_RCVTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
-    ///
-    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
-    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
-    /// apply, the one that passes first gives its kind.
-    ///
-    /// Errors: `InvalidInput` for a zero duration, as std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timeouts.set_read(timeout)
-    }
-
-    /// Makes writes that wait longer than `timeout` fail with
-    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
-    /// `SO_SNDTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
-    ///
-    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
-    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
-    /// apply, the one that passes first gives its kind.
-    ///
-    /// Errors: `InvalidInput` for a zero duration, as std.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timeouts.set_write(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        self.timeouts.read()
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        self.timeouts.write()
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`), if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.inner.take_error()
-    }
-
-    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.timeouts
-            .reading(|deadline| crate::op::recv::recv(&self.io, self.inner.as_fd(), buf, deadline))
-    }
-
-    fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.timeouts.reading(|deadline| {
-            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
-                (&self.inner).read_vectored(bufs)
-            })
-        })
-    }
-
-    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        self.timeouts
-            .writing(|deadline| crate::op::send::send(&self.io, self.inner.as_fd(), buf, deadline))
-    }
-
-    fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.timeouts.writing(|deadline| {
-            retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
-                SockRef::from(&self.inner).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
-            })
-        })
-    }
-}
-
-super::impl_stream_io!(UnixStream);
-super::impl_fd_traits!(UnixStream);
-
-impl fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixStream")
-            .field("local", &self.inner.local_addr().ok())
-            .field("peer", &self.inner.peer_addr().ok())
-            .field("fd", &self.inner.as_raw_fd())
-            .finish()
+        self.sock.get().peer_addr()
     }
 }
 
@@ -386,10 +218,17 @@ impl fmt::Debug for UnixStream {
 /// .unwrap();
 /// ```
 pub struct UnixDatagram {
-    io: Io,
-    inner: std::os::unix::net::UnixDatagram,
-    timeouts: Timeouts,
+    sock: Socket<std::os::unix::net::UnixDatagram>,
 }
+
+impl_socket!(
+    UnixDatagram,
+    std::os::unix::net::UnixDatagram,
+    SocketAddr,
+    "socket",
+    peer_addr
+);
+impl_timeouts!(UnixDatagram, "receives", "sends");
 
 impl UnixDatagram {
     /// Creates the socket file `path` and binds a datagram socket to it.
@@ -413,61 +252,23 @@ impl UnixDatagram {
         ))
     }
 
-    /// Wraps a std socket (switching it to non-blocking mode).
-    pub fn from_std(io: &Io, socket: std::os::unix::net::UnixDatagram) -> io::Result<UnixDatagram> {
-        socket.set_nonblocking(true)?;
-        Ok(UnixDatagram {
-            io: io.clone(),
-            inner: socket,
-            timeouts: Timeouts::default(),
-        })
-    }
-
-    /// Creates a second handle to the same socket (`dup`), like std's `try_clone`. The clone
-    /// shares the socket and starts with this handle's timeouts.
-    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        let clone = UnixDatagram::from_std(&self.io, self.inner.try_clone()?)?;
-        clone.timeouts.set_read(self.timeouts.read())?;
-        clone.timeouts.set_write(self.timeouts.write())?;
-        Ok(clone)
-    }
-
-    /// Unwraps into a std socket in blocking mode.
-    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
-        self.inner.set_nonblocking(false)?;
-        Ok(self.inner)
-    }
-
-    /// The `Io` this socket was created with.
-    pub fn io(&self) -> &Io {
-        &self.io
-    }
-
     /// Sets the default destination of [`send`](Self::send) and restricts
     /// [`recv`](Self::recv) to datagrams from the socket at `path`. Does not wait.
     ///
     /// Errors: `NotFound` if `path` does not exist, `ConnectionRefused` if no socket is bound to it.
     pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        self.inner.connect(path)
+        self.sock.get().connect(path)
     }
 
     /// Sends `buf` to the connected peer, waiting while the peer's queue is full.
     /// Cancellation point.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.timeouts.writing(|deadline| {
-            retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
-                self.inner.send(buf)
-            })
-        })
+        self.sock.write_with(|s| s.send(buf))
     }
 
     /// Receives one datagram from the connected peer. Cancellation point.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.timeouts.reading(|deadline| {
-            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
-                self.inner.recv(buf)
-            })
-        })
+        self.sock.read_with(|s| s.recv(buf))
     }
 
     /// Sends `buf` to the socket bound at `path`. Cancellation point.
@@ -479,84 +280,45 @@ impl UnixDatagram {
     /// directly.
     pub fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
         let path = path.as_ref();
-        self.timeouts
-            .writing(|deadline| retry_with_backoff(deadline, || self.inner.send_to(buf, path)))
+        self.sock
+            .writing(|deadline| retry_with_backoff(deadline, || self.sock.get().send_to(buf, path)))
     }
 
     /// Receives one datagram and its sender's address. Cancellation point.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.timeouts.reading(|deadline| {
-            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
-                self.inner.recv_from(buf)
-            })
-        })
+        self.sock.read_with(|s| s.recv_from(buf))
     }
 
     /// Shuts down the read half, the write half, or both.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.inner.shutdown(how)
-    }
-
-    /// The local address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        self.sock.shutdown(how)
     }
 
     /// The connected peer's address (`NotConnected` without [`connect`](Self::connect)).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.peer_addr()
-    }
-
-    /// Makes receives that wait longer than `timeout` fail with
-    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
-    /// `SO_RCVTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
-    ///
-    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
-    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
-    /// apply, the one that passes first gives its kind.
-    ///
-    /// Errors: `InvalidInput` for a zero duration, as std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timeouts.set_read(timeout)
-    }
-
-    /// Makes sends that wait longer than `timeout` fail with
-    /// [`WouldBlock`](io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets report an expired
-    /// `SO_SNDTIMEO` on Unix (`None`: wait forever). Each wait gets the whole `timeout`.
-    ///
-    /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
-    /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`; when both
-    /// apply, the one that passes first gives its kind.
-    ///
-    /// Errors: `InvalidInput` for a zero duration, as std.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.timeouts.set_write(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        self.timeouts.read()
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        self.timeouts.write()
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`), if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.inner.take_error()
+        self.sock.get().peer_addr()
     }
 }
 
-impl fmt::Debug for UnixDatagram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixDatagram")
-            .field("local", &self.inner.local_addr().ok())
-            .field("peer", &self.inner.peer_addr().ok())
-            .field("fd", &self.inner.as_raw_fd())
-            .finish()
-    }
+/// `connect(2)` of a non-blocking Unix stream socket, retried while the listener's backlog is
+/// full (see `retry_with_backoff`).
+fn connect_unix(socket: &socket2::Socket, addr: &SockAddr) -> io::Result<()> {
+    retry_with_backoff(None, || match socket.connect(addr) {
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            // Not what Linux does for Unix sockets, but POSIX allows it: wait as for TCP.
+            retry_on_fd(socket.as_fd(), Interest::Write, None, || {
+                if let Some(err) = socket.take_error()? {
+                    return Err(err);
+                }
+                match socket.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+        }
+        other => other,
+    })
 }
-
-super::impl_fd_traits!(UnixDatagram);

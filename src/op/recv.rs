@@ -1,6 +1,7 @@
-//! `recv(2)` on a connected socket: `read` of TCP and Unix streams.
+//! `recv(2)` and `readv(2)` on a connected socket: `read` and `read_vectored` of TCP and Unix
+//! streams, `recv` of UDP sockets.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Instant;
 
@@ -12,6 +13,8 @@ use crate::model::operation::Operation;
 use crate::model::CustomModel;
 use crate::park::{retry_on_fd, Interest};
 use crate::Io;
+
+use super::vectored::IOV_MAX;
 
 /// Reads up to `buf.len()` bytes; 0 at end of stream. Cancellation point; gives up with
 /// `TimedOut` at `deadline`.
@@ -59,5 +62,32 @@ fn native(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> io::
     }
     retry_on_fd(fd, Interest::Read, deadline, || {
         Ok(rustix::net::recv(fd, &mut *buf, RecvFlags::empty())?.0)
+    })
+}
+
+/// Reads into `bufs` in order (at most `IOV_MAX` of them), tried first, then waited for like
+/// [`recv`]; 0 at end of stream. Cancellation point; gives up with `TimedOut` at `deadline`.
+pub(crate) fn recv_vectored(
+    io: &Io,
+    fd: BorrowedFd<'_>,
+    bufs: &mut [IoSliceMut<'_>],
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    if let Some(model) = super::custom(io) {
+        return super::count_of(model, Operation::RecvVectored { fd, bufs, deadline });
+    }
+    recv_vectored_on_thread(fd, bufs, deadline)
+}
+
+/// [`recv_vectored`] by `readv(2)` and readiness waits.
+pub(crate) fn recv_vectored_on_thread(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [IoSliceMut<'_>],
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    let n = bufs.len().min(IOV_MAX);
+    let bufs = &mut bufs[..n];
+    retry_on_fd(fd, Interest::Read, deadline, || {
+        Ok(rustix::io::readv(fd, &mut *bufs)?)
     })
 }

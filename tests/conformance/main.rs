@@ -3,6 +3,7 @@
 #[macro_use]
 pub mod support;
 
+mod broken_pipe;
 mod bufio;
 mod channel;
 mod dns;

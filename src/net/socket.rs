@@ -1,0 +1,222 @@
+//! The socket core: the one implementation of what every socket type does the same way.
+//!
+//! [`TcpListener`](super::TcpListener), [`TcpStream`](super::TcpStream),
+//! [`UdpSocket`](super::UdpSocket), [`UnixListener`](super::UnixListener),
+//! [`UnixStream`](super::UnixStream) and [`UnixDatagram`](super::UnixDatagram) are each one
+//! field, a [`Socket`] over their std counterpart. The core owns the descriptor's life:
+//!
+//! - **Non-blocking from start to end.** A socket is switched to `O_NONBLOCK` when it is wrapped
+//!   ([`Socket::from_std`]; a socket made by `accept4`/`socket` with `SOCK_NONBLOCK` is taken as
+//!   it is), and back to blocking mode only when it is unwrapped ([`Socket::into_std`]). A
+//!   [`try_clone`](Socket::try_clone) (`dup`) shares the open file description, so it is
+//!   non-blocking already.
+//! - **Timeouts.** The read and write timeouts live here, and every operation that can wait runs
+//!   through [`reading`](Timeouts::reading)/[`writing`](Timeouts::writing): an expired socket
+//!   timeout is `WouldBlock`, the task's deadline `TimedOut` (see [`super::timeout`]).
+//! - **Transfers.** Stream reads and writes go to the op layer (`op::recv`, `op::send`), which
+//!   picks the ring or the readiness path. Every write carries `MSG_NOSIGNAL`
+//!   (`op/send.rs` decides it once): a peer that has gone is `BrokenPipe`, never `SIGPIPE`.
+//!   Type-specific calls (`peek`, `recv_from`, ...) take the readiness path through
+//!   [`read_with`](Socket::read_with)/[`write_with`](Socket::write_with).
+//!
+//! The public methods the types share (`from_std`, `try_clone`, `into_std`, the timeouts,
+//! `take_error`, the descriptor traits, `Read`/`Write`) are generated once, with their docs, by
+//! the macros of [`super::methods`].
+//!
+//! The core adds nothing to the hot path: a `read` is the timeout check (one relaxed load) and
+//! the op, as before; the struct is the std socket (one descriptor), the `Io` (one pointer) and
+//! two timeout words.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use socket2::SockRef;
+
+use crate::net::timeout::Timeouts;
+use crate::park::{retry_on_fd, Interest};
+use crate::{op, Io};
+
+/// A std socket `S` in non-blocking mode, the [`Io`] it waits through, and its timeouts.
+///
+/// `S` is one of std's socket types: a descriptor that converts from and into an [`OwnedFd`].
+pub(crate) struct Socket<S> {
+    io: Io,
+    std: S,
+    timeouts: Timeouts,
+}
+
+impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
+    /// Wraps a std socket, switching it to non-blocking mode (`FIONBIO`, as std's
+    /// `set_nonblocking`).
+    pub(crate) fn from_std(io: &Io, std: S) -> io::Result<Socket<S>> {
+        rustix::io::ioctl_fionbio(std.as_fd(), true)?;
+        Ok(Socket::from_nonblocking(io, std))
+    }
+
+    /// Wraps a socket that is non-blocking already (made or accepted with `SOCK_NONBLOCK`).
+    pub(crate) fn from_nonblocking(io: &Io, std: S) -> Socket<S> {
+        Socket {
+            io: io.clone(),
+            std,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Wraps a raw socket descriptor, switching it to non-blocking mode.
+    ///
+    /// # Safety
+    /// `fd` must be an open socket of the kind `S` stands for, which nothing else owns.
+    pub(crate) unsafe fn from_raw_fd(io: &Io, fd: RawFd) -> io::Result<Socket<S>> {
+        // SAFETY: the caller guarantees `fd` is an open socket that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Socket::from_std(io, S::from(fd))
+    }
+
+    /// A second handle to the same socket (`dup`, close-on-exec), with this one's timeouts. It
+    /// shares the open file description, hence `O_NONBLOCK`: no mode switch.
+    pub(crate) fn try_clone(&self) -> io::Result<Socket<S>> {
+        let fd = self.std.as_fd().try_clone_to_owned()?;
+        let clone = Socket::from_nonblocking(&self.io, S::from(fd));
+        clone.timeouts.set_read(self.timeouts.read())?;
+        clone.timeouts.set_write(self.timeouts.write())?;
+        Ok(clone)
+    }
+
+    /// Unwraps into the std socket, back in blocking mode.
+    pub(crate) fn into_std(self) -> io::Result<S> {
+        rustix::io::ioctl_fionbio(self.std.as_fd(), false)?;
+        Ok(self.std)
+    }
+
+    /// The `Io` the socket was created with.
+    pub(crate) fn io(&self) -> &Io {
+        &self.io
+    }
+
+    /// The std socket, for the options only one type has (`TCP_NODELAY`, multicast, ...).
+    pub(crate) fn get(&self) -> &S {
+        &self.std
+    }
+
+    /// The descriptor.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.std.as_fd()
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`).
+    pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        SockRef::from(&self.std).take_error()
+    }
+
+    /// `shutdown(2)`.
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        SockRef::from(&self.std).shutdown(how)
+    }
+
+    /// Sets the read timeout (`None`: none; `InvalidInput` for zero, as std).
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set_read(timeout)
+    }
+
+    /// Sets the write timeout (as [`set_read_timeout`](Self::set_read_timeout)).
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set_write(timeout)
+    }
+
+    /// The read timeout.
+    pub(crate) fn read_timeout(&self) -> Option<Duration> {
+        self.timeouts.read()
+    }
+
+    /// The write timeout.
+    pub(crate) fn write_timeout(&self) -> Option<Duration> {
+        self.timeouts.write()
+    }
+
+    /// `recv(2)` of a connected socket (a stream's `read`). Cancellation point.
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let fd = self.fd();
+        self.timeouts
+            .reading(|deadline| op::recv::recv(&self.io, fd, buf, deadline))
+    }
+
+    /// `readv(2)` of a connected socket (a stream's `read_vectored`). Cancellation point.
+    pub(crate) fn recv_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let fd = self.fd();
+        self.timeouts
+            .reading(|deadline| op::recv::recv_vectored(&self.io, fd, bufs, deadline))
+    }
+
+    /// `send(2)` with `MSG_NOSIGNAL` (a stream's `write`). Cancellation point.
+    pub(crate) fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let fd = self.fd();
+        self.timeouts
+            .writing(|deadline| op::send::send(&self.io, fd, buf, deadline))
+    }
+
+    /// `sendmsg(2)` with `MSG_NOSIGNAL` (a stream's `write_vectored`). Cancellation point.
+    pub(crate) fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let fd = self.fd();
+        self.timeouts
+            .writing(|deadline| op::send::send_vectored(&self.io, fd, bufs, deadline))
+    }
+
+    /// Runs the non-blocking read `attempt` on the std socket until it stops reporting
+    /// `WouldBlock`, waiting for readability in between, bounded by the read timeout.
+    /// Cancellation point.
+    pub(crate) fn read_with<T>(
+        &self,
+        mut attempt: impl FnMut(&S) -> io::Result<T>,
+    ) -> io::Result<T> {
+        op::other_or(&self.io, "net::read", || {
+            self.timeouts.reading(|deadline| {
+                retry_on_fd(self.fd(), Interest::Read, deadline, || attempt(&self.std))
+            })
+        })
+    }
+
+    /// [`read_with`](Self::read_with) for a write: waits for writability, bounded by the write
+    /// timeout.
+    pub(crate) fn write_with<T>(
+        &self,
+        mut attempt: impl FnMut(&S) -> io::Result<T>,
+    ) -> io::Result<T> {
+        op::other_or(&self.io, "net::write", || {
+            self.timeouts.writing(|deadline| {
+                retry_on_fd(self.fd(), Interest::Write, deadline, || attempt(&self.std))
+            })
+        })
+    }
+
+    /// The write timeout's bound around `op`, for a write that waits in its own way (a Unix
+    /// datagram's `send_to`, a UDP `send_to` on the ring).
+    pub(crate) fn writing<T>(
+        &self,
+        op: impl FnOnce(Option<std::time::Instant>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.timeouts.writing(op)
+    }
+
+    /// The read timeout's bound around `op` (see [`writing`](Self::writing)).
+    pub(crate) fn reading<T>(
+        &self,
+        op: impl FnOnce(Option<std::time::Instant>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.timeouts.reading(op)
+    }
+}
+
+impl<S: AsFd> AsFd for Socket<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.std.as_fd()
+    }
+}
+
+/// The descriptor, left in non-blocking mode (`IntoRawFd`, `OwnedFd::from` of a socket type).
+impl<S: Into<OwnedFd>> From<Socket<S>> for OwnedFd {
+    fn from(sock: Socket<S>) -> OwnedFd {
+        sock.std.into()
+    }
+}
