@@ -68,9 +68,12 @@ impl Child {
         mut inner: std::process::Child,
         kill_on_drop: bool,
     ) -> io::Result<Child> {
-        let (stdin, stdout, stderr) = (inner.stdin.take(), inner.stdout.take(), inner.stderr.take());
+        let (stdin, stdout, stderr) =
+            (inner.stdin.take(), inner.stdout.take(), inner.stderr.take());
         let pidfd = Pid::from_raw(inner.id() as i32)
-            .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok())
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+            })
             .filter(|_| !force_sigchld());
         // Built before the conversions below, so that the child is killed or reaped by `Drop`
         // if one fails.
@@ -141,6 +144,19 @@ impl Child {
 
     /// The exit status if the child has exited (collecting it), `None` if it is still running.
     /// Never waits.
+    ///
+    /// ```
+    /// use zsync::process::Command;
+    ///
+    /// zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
+    ///     let mut child = Command::new("sleep").arg("30").spawn(io)?;
+    ///     assert!(child.try_wait()?.is_none());
+    ///     child.kill()?;
+    ///     let status = child.wait()?;
+    ///     assert_eq!(child.try_wait()?, Some(status)); // kept
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         reap_orphans();
         self.inner.try_wait()
@@ -232,7 +248,10 @@ pub(super) fn reap_orphans() {
             return false;
         };
         // Still running: keep it. Exited (collected now) or not our child: drop it.
-        matches!(rustix::process::waitpid(Some(p), WaitOptions::NOHANG), Ok(None))
+        matches!(
+            rustix::process::waitpid(Some(p), WaitOptions::NOHANG),
+            Ok(None)
+        )
     });
 }
 

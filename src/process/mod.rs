@@ -239,6 +239,14 @@ impl Command {
     ///
     /// Cancellation point; honours the task's deadline. Canceled, the child is dropped
     /// ([`kill_on_drop`](Command::kill_on_drop) decides whether it is killed).
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    ///     let status = zsync::process::Command::new("false").status(io)?;
+    ///     assert_eq!(status.code(), Some(1));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn status(&mut self, io: &Io) -> io::Result<ExitStatus> {
         self.spawn(io)?.wait()
     }

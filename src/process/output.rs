@@ -59,7 +59,11 @@ pub(super) fn read_both(
                 tv_sec: 0,
                 tv_nsec: 0,
             };
-            match epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), Some(&zero))? {
+            match epoll::wait(
+                &ep,
+                rustix::buffer::spare_capacity(&mut events),
+                Some(&zero),
+            )? {
                 0 => Err(io::ErrorKind::WouldBlock.into()),
                 _ => Ok(()),
             }

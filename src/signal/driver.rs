@@ -145,10 +145,12 @@ impl Driver {
         for p in &PENDING {
             p.store(false, Ordering::SeqCst);
         }
-        let thread = std::thread::Builder::new().name("zsync-signal".into()).spawn({
-            let (wake, stop) = (wake.clone(), stop.clone());
-            move || dispatch_loop(&wake, &stop)
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("zsync-signal".into())
+            .spawn({
+                let (wake, stop) = (wake.clone(), stop.clone());
+                move || dispatch_loop(&wake, &stop)
+            })?;
         Ok(Driver {
             listeners: 0,
             wake,

@@ -17,6 +17,7 @@
 //! zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
 //!     let mut shutdown = Signals::new(io, &[SignalKind::terminate(), SignalKind::user_defined1()])?;
 //!     // Somebody asks this process to stop (here: itself).
+//!     // SAFETY: kill(2) has no memory-safety preconditions.
 //!     unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
 //!     let why = zsync::select!(io;
 //!         kind = shutdown.recv_event() => Some(kind),
@@ -176,6 +177,7 @@ impl fmt::Debug for SignalKind {
 /// zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
 ///     let mut usr2 = Signals::new(io, &[SignalKind::user_defined2()])?;
 ///     let mut also = zsync::signal::signal(io, SignalKind::user_defined2())?;
+///     // SAFETY: kill(2) has no memory-safety preconditions.
 ///     unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
 ///     assert_eq!(usr2.recv()?, SignalKind::user_defined2());
 ///     assert_eq!(also.recv()?, SignalKind::user_defined2()); // every listener sees it
@@ -243,12 +245,38 @@ impl Signals {
     /// if one arrived since the last `recv`.
     ///
     /// Cancellation point; honours the task's deadline (`TimedOut`).
+    ///
+    /// ```
+    /// use zsync::signal::{signal, SignalKind};
+    ///
+    /// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    ///     let mut winch = signal(io, SignalKind::window_change())?;
+    ///     for _ in 0..3 {
+    ///         // SAFETY: kill(2) has no memory-safety preconditions.
+    ///         unsafe { libc::kill(libc::getpid(), libc::SIGWINCH) };
+    ///     }
+    ///     winch.recv()?; // one, two or three deliveries: those not yet seen coalesce
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn recv(&mut self) -> io::Result<SignalKind> {
         let mut ev = self.recv_event();
         block_until(None, |w| ev.poll_event(w))
     }
 
     /// Like [`recv`](Signals::recv), giving up with `TimedOut` at `deadline`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use zsync::signal::{signal, SignalKind};
+    ///
+    /// zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+    ///     let mut hup = signal(io, SignalKind::hangup())?;
+    ///     let err = hup.recv_until(Instant::now() + Duration::from_millis(10)).unwrap_err();
+    ///     assert!(zsync::is_timed_out(&err)); // nobody sent SIGHUP
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn recv_until(&mut self, deadline: Instant) -> io::Result<SignalKind> {
         let mut ev = self.recv_event();
         block_until(Some(deadline), |w| ev.poll_event(w))

@@ -30,27 +30,47 @@ fn child_state(pid: u32) -> Option<char> {
 fn eventually(io: &Io, pid: u32, what: &str, done: impl Fn(Option<char>) -> bool) {
     let start = Instant::now();
     while !done(child_state(pid)) {
-        assert!(start.elapsed() < FINISH, "{what}: child {pid} is still {:?}", child_state(pid));
+        assert!(
+            start.elapsed() < FINISH,
+            "{what}: child {pid} is still {:?}",
+            child_state(pid)
+        );
         Command::new("true").status(io).unwrap();
         io.sleep(Duration::from_millis(5)).unwrap();
     }
 }
 
 fn echo_output_is_captured(io: &Io) {
-    let out = Command::new("/bin/echo").args(["hello", "world"]).output(io).unwrap();
+    let out = Command::new("/bin/echo")
+        .args(["hello", "world"])
+        .output(io)
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout, b"hello world\n");
     assert!(out.stderr.is_empty());
 }
 
 fn exit_status_is_reported(io: &Io) {
-    let status = Command::new("sh").args(["-c", "exit 3"]).status(io).unwrap();
+    let status = Command::new("sh")
+        .args(["-c", "exit 3"])
+        .status(io)
+        .unwrap();
     assert_eq!(status.code(), Some(3));
-    let out = Command::new("sh").args(["-c", "echo err >&2; exit 4"]).output(io).unwrap();
-    assert_eq!((out.status.code(), &out.stderr[..]), (Some(4), &b"err\n"[..]));
+    let out = Command::new("sh")
+        .args(["-c", "echo err >&2; exit 4"])
+        .output(io)
+        .unwrap();
+    assert_eq!(
+        (out.status.code(), &out.stderr[..]),
+        (Some(4), &b"err\n"[..])
+    );
     let mut child = Command::new("sh").args(["-c", "exit 5"]).spawn(io).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(5));
-    assert_eq!(child.wait().unwrap().code(), Some(5), "a second wait returns the status again");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(5),
+        "a second wait returns the status again"
+    );
     assert_eq!(child.try_wait().unwrap().and_then(|s| s.code()), Some(5));
     child.kill().unwrap(); // waited for: nothing to signal
 }
@@ -67,22 +87,25 @@ fn cat_round_trips_through_piped_stdin_and_stdout(io: &Io) {
     stdin.write_all(&data).unwrap(); // fits in the pipes: no reader needed yet
     drop(stdin);
     let mut echoed = Vec::new();
-    io.timeout(FINISH, |_| stdout.read_to_end(&mut echoed)).unwrap();
+    io.timeout(FINISH, |_| stdout.read_to_end(&mut echoed))
+        .unwrap();
     assert_eq!(echoed, data);
     assert!(child.wait().unwrap().success());
 }
 
 fn a_large_output_on_both_pipes_does_not_deadlock(io: &Io) {
     const N: usize = 1_500_000; // far beyond a pipe's 64 KiB
-    // stderr first, then stdout, then both in small turns: whichever pipe a reader waits on
-    // first, the child fills the other.
+                                // stderr first, then stdout, then both in small turns: whichever pipe a reader waits on
+                                // first, the child fills the other.
     let script = format!(
         "head -c {N} /dev/zero | tr '\\0' e >&2; head -c {N} /dev/zero | tr '\\0' o; \
          for i in 1 2 3 4 5 6 7 8; do head -c 100000 /dev/zero | tr '\\0' o; \
          head -c 100000 /dev/zero | tr '\\0' e >&2; done"
     );
     let out = io
-        .timeout(FINISH, |io| Command::new("sh").args(["-c", &script]).output(io))
+        .timeout(FINISH, |io| {
+            Command::new("sh").args(["-c", &script]).output(io)
+        })
         .unwrap();
     assert!(out.status.success(), "{:?}", out.status);
     assert_eq!(out.stdout.len(), N + 800_000);
@@ -92,7 +115,11 @@ fn a_large_output_on_both_pipes_does_not_deadlock(io: &Io) {
 }
 
 fn a_canceled_wait_leaves_the_child_to_kill_and_wait(io: &Io) {
-    let child = Command::new("sleep").arg("30").kill_on_drop(true).spawn(io).unwrap();
+    let child = Command::new("sleep")
+        .arg("30")
+        .kill_on_drop(true)
+        .spawn(io)
+        .unwrap();
     let mut child = if io.supports_concurrency() {
         let task = io
             .concurrent(move |_| {
@@ -107,7 +134,9 @@ fn a_canceled_wait_leaves_the_child_to_kill_and_wait(io: &Io) {
         child
     } else {
         let mut child = child;
-        let err = io.timeout(Duration::from_millis(5), |_| child.wait()).unwrap_err();
+        let err = io
+            .timeout(Duration::from_millis(5), |_| child.wait())
+            .unwrap_err();
         assert!(zsync::is_timed_out(&err), "{err:?}");
         child
     };
@@ -122,11 +151,18 @@ fn a_canceled_wait_leaves_the_child_to_kill_and_wait(io: &Io) {
 fn output_honours_the_deadline_and_kill_on_drop_kills(io: &Io) {
     let err = io
         .timeout(Duration::from_millis(20), |io| {
-            Command::new("sleep").arg("30").kill_on_drop(true).output(io)
+            Command::new("sleep")
+                .arg("30")
+                .kill_on_drop(true)
+                .output(io)
         })
         .unwrap_err();
     assert!(zsync::is_timed_out(&err), "{err:?}");
-    let child = Command::new("sleep").arg("30").kill_on_drop(true).spawn(io).unwrap();
+    let child = Command::new("sleep")
+        .arg("30")
+        .kill_on_drop(true)
+        .spawn(io)
+        .unwrap();
     let pid = child.id();
     drop(child);
     eventually(io, pid, "killed on drop and reaped", |s| s.is_none());
@@ -137,20 +173,31 @@ fn a_dropped_child_is_reaped_when_it_exits(io: &Io) {
     let pid = child.id();
     let stdin = child.stdin.take().unwrap();
     drop(child); // still running: cat waits for its input
-    assert!(matches!(child_state(pid), Some(s) if s != 'Z'), "not killed");
+    assert!(
+        matches!(child_state(pid), Some(s) if s != 'Z'),
+        "not killed"
+    );
     drop(stdin); // now it exits
     eventually(io, pid, "reaped after it exited", |s| s.is_none());
 }
 
 fn a_missing_program_is_not_found(io: &Io) {
-    let err = Command::new("/nonexistent/zsync-no-such-program").spawn(io).unwrap_err();
+    let err = Command::new("/nonexistent/zsync-no-such-program")
+        .spawn(io)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    let err = Command::new("zsync-no-such-program-in-path").output(io).unwrap_err();
+    let err = Command::new("zsync-no-such-program-in-path")
+        .output(io)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 fn a_child_stdout_feeds_another_child(io: &Io) {
-    let mut first = Command::new("echo").arg("piped along").stdout(Stdio::piped()).spawn(io).unwrap();
+    let mut first = Command::new("echo")
+        .arg("piped along")
+        .stdout(Stdio::piped())
+        .spawn(io)
+        .unwrap();
     let out = Command::new("cat")
         .stdin(Stdio::from(first.stdout.take().unwrap()))
         .output(io)

@@ -35,11 +35,17 @@ fn a_signal_sent_to_the_process_is_received(io: &Io) {
     let mut usr1 = signal::signal(io, SignalKind::user_defined1()).unwrap();
     assert_eq!(usr1.try_recv(), None);
     kill_self(libc::SIGUSR1);
-    assert_eq!(usr1.recv_timeout(SENT).unwrap(), SignalKind::user_defined1());
+    assert_eq!(
+        usr1.recv_timeout(SENT).unwrap(),
+        SignalKind::user_defined1()
+    );
     // `raise` delivers to the calling thread: a worker, on the models that have them.
     // SAFETY: raise(3) has no memory-safety preconditions.
     assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
-    assert_eq!(usr1.recv_timeout(SENT).unwrap(), SignalKind::user_defined1());
+    assert_eq!(
+        usr1.recv_timeout(SENT).unwrap(),
+        SignalKind::user_defined1()
+    );
 }
 
 fn every_listener_sees_each_delivery(io: &Io) {
@@ -57,7 +63,10 @@ fn every_listener_sees_each_delivery(io: &Io) {
     }
     // The multi-signal listener tells the kinds apart.
     kill_self(libc::SIGUSR1);
-    assert_eq!(both.recv_timeout(SENT).unwrap(), SignalKind::user_defined1());
+    assert_eq!(
+        both.recv_timeout(SENT).unwrap(),
+        SignalKind::user_defined1()
+    );
 }
 
 fn a_listener_is_woken_from_another_task(io: &Io) {
@@ -116,7 +125,10 @@ fn a_signal_event_wins_a_select(io: &Io) {
     .unwrap();
     assert_eq!(got, "message 7");
     kill_self(libc::SIGUSR1);
-    assert_eq!(usr1.recv_timeout(SENT).unwrap(), SignalKind::user_defined1());
+    assert_eq!(
+        usr1.recv_timeout(SENT).unwrap(),
+        SignalKind::user_defined1()
+    );
 }
 
 fn signals_that_cannot_be_listened_for_are_refused(io: &Io) {
@@ -149,7 +161,10 @@ fn no_delivery_is_lost_while_listeners_come_and_go(io: &Io) {
     for _ in 0..30 {
         let mut s = Signals::new(
             io,
-            &[SignalKind::from_raw(libc::SIGURG), SignalKind::user_defined2()],
+            &[
+                SignalKind::from_raw(libc::SIGURG),
+                SignalKind::user_defined2(),
+            ],
         )
         .unwrap();
         assert_eq!(s.recv_timeout(SENT).unwrap(), SignalKind::user_defined2());
@@ -210,7 +225,7 @@ standalone! {
         use std::io::Write;
         zsync::run(zsync::Model::Green, |io| {
             // Without a Ctrl-C, both forms honour the task's deadline.
-            let err = io.timeout(Duration::from_millis(5), |io| signal::ctrl_c(io)).unwrap_err();
+            let err = io.timeout(Duration::from_millis(5), signal::ctrl_c).unwrap_err();
             assert!(zsync::is_timed_out(&err), "{err:?}");
             let ev = signal::ctrl_c_event(io).unwrap();
             println!("child: listening (event)");
