@@ -139,6 +139,7 @@ impl Child {
                 return Ok(status);
             }
             exits.recv()?;
+            reap_orphans();
         }
     }
 
