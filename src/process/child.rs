@@ -23,9 +23,11 @@ use crate::Io;
 ///
 /// Dropping a `Child` does not wait for the process (as with std and Tokio): it keeps running,
 /// or is killed first if [`kill_on_drop`](super::Command::kill_on_drop) was set. Either way its
-/// exit status is collected for it (no zombie is left behind): at once if it has already exited,
-/// else the next time this process spawns, waits for or drops a child through
-/// `zsync::process` (Tokio keeps such "orphans" in a queue the same way).
+/// exit status is collected for it, so it does not stay a zombie: at once if it has already
+/// exited, else the next time this process spawns, waits for or drops a child through
+/// `zsync::process`. Tokio keeps such "orphans" in a queue the same way (and also sweeps it on
+/// `SIGCHLD`); a program that never touches `zsync::process` again keeps the zombie until it
+/// exits.
 ///
 /// ```
 /// use std::io::{Read, Write};

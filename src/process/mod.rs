@@ -28,8 +28,9 @@
 //!   the other is read does not deadlock, even on the Blocking model.
 //! - Spawning itself is std's (`posix_spawn` or `fork`+`exec`): it blocks the caller until the
 //!   child has started or failed to (so `NotFound` is reported by `spawn`), as Tokio's does.
-//! - No zombie is left behind: a dropped `Child` is killed if
-//!   [`kill_on_drop`](Command::kill_on_drop) says so, and reaped once it exits (see [`Child`]).
+//! - A dropped `Child` is killed if [`kill_on_drop`](Command::kill_on_drop) says so, and its
+//!   exit status is collected once it has exited, so it does not stay a zombie (see [`Child`]
+//!   for when).
 
 mod child;
 mod output;
