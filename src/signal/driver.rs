@@ -192,8 +192,14 @@ fn dispatch_loop(wake: &OwnedFd, stop: &AtomicBool) {
     }
 }
 
+/// What the handler's action records, without a signal: for unit tests of the dispatch step.
+#[cfg(test)]
+pub(super) fn raise_for_test(sig: usize) {
+    PENDING[sig].store(true, Ordering::SeqCst);
+}
+
 /// Turns each raised flag into one delivery and wakes the listeners.
-fn dispatch() {
+pub(super) fn dispatch() {
     let mut delivered = false;
     for sig in 1..NSIG {
         if PENDING[sig].swap(false, Ordering::SeqCst) {

@@ -438,3 +438,43 @@ impl fmt::Debug for CtrlCEvent {
             .finish()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Deliveries the listener has not looked at yet coalesce into one; a listener created
+    /// after a delivery does not see it. Drives the dispatcher's step by hand (no signal is
+    /// sent, so the dispatcher thread is not woken meanwhile).
+    #[test]
+    fn pending_deliveries_coalesce_into_one() {
+        crate::run(crate::Model::Blocking, |io| {
+            let mut s = Signals::new(io, &[SignalKind::user_defined2()]).unwrap();
+            for _ in 0..3 {
+                driver::raise_for_test(libc::SIGUSR2 as usize);
+            }
+            driver::dispatch();
+            let mut late = Signals::new(io, &[SignalKind::user_defined2()]).unwrap();
+            assert_eq!(s.try_recv(), Some(SignalKind::user_defined2()));
+            assert_eq!(s.try_recv(), None);
+            assert_eq!(late.try_recv(), None);
+            for _ in 0..2 {
+                driver::raise_for_test(libc::SIGUSR2 as usize);
+                driver::dispatch();
+            }
+            assert_eq!(
+                s.try_recv(),
+                Some(SignalKind::user_defined2()),
+                "two, seen as one"
+            );
+            assert_eq!(s.try_recv(), None);
+            assert_eq!(late.try_recv(), Some(SignalKind::user_defined2()));
+        });
+    }
+
+    #[test]
+    fn kinds_print_their_names() {
+        assert_eq!(format!("{:?}", SignalKind::terminate()), "SIGTERM");
+        assert_eq!(format!("{:?}", SignalKind::from_raw(40)), "SignalKind(40)");
+    }
+}
