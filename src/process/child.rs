@@ -5,11 +5,10 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{ExitStatus, Output};
-use std::sync::Mutex;
 
-use rustix::process::{Pid, WaitOptions};
+use rustix::process::Pid;
 
-use super::{output, ChildStderr, ChildStdin, ChildStdout};
+use super::{output, reaper, ChildStderr, ChildStdin, ChildStdout};
 use crate::park::{retry_on_fd, Interest};
 use crate::signal::{self, SignalKind};
 use crate::Io;
@@ -24,10 +23,10 @@ use crate::Io;
 /// Dropping a `Child` does not wait for the process (as with std and Tokio): it keeps running,
 /// or is killed first if [`kill_on_drop`](super::Command::kill_on_drop) was set. Either way its
 /// exit status is collected for it, so it does not stay a zombie: at once if it has already
-/// exited, else the next time this process spawns, waits for or drops a child through
-/// `zsync::process`. Tokio keeps such "orphans" in a queue the same way (and also sweeps it on
-/// `SIGCHLD`); a program that never touches `zsync::process` again keeps the zombie until it
-/// exits.
+/// exited, else as soon as it exits, by a thread (`zsync-reaper`) that waits on the pidfds of
+/// all such children and ends with the last one. Where pidfds are unavailable, it is collected
+/// the next time this process spawns, waits for or drops a child through `zsync::process`, as
+/// Tokio collects its "orphans" when its driver sees `SIGCHLD`.
 ///
 /// ```
 /// use std::io::{Read, Write};
@@ -122,7 +121,7 @@ impl Child {
     /// ```
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         drop(self.stdin.take());
-        reap_orphans();
+        reaper::sweep();
         if let Some(status) = self.inner.try_wait()? {
             return Ok(status);
         }
@@ -141,7 +140,7 @@ impl Child {
                 return Ok(status);
             }
             exits.recv()?;
-            reap_orphans();
+            reaper::sweep();
         }
     }
 
@@ -161,7 +160,7 @@ impl Child {
     /// }).unwrap();
     /// ```
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        reap_orphans();
+        reaper::sweep();
         self.inner.try_wait()
     }
 
@@ -215,11 +214,12 @@ impl Drop for Child {
         if self.kill_on_drop {
             let _ = self.inner.kill();
         }
-        // Collected now if it has exited (a killed child may take a moment: then later).
+        // Collected now if it has exited, else by the reaper when it does (a killed child may
+        // take a moment).
         if let Ok(None) = self.inner.try_wait() {
-            orphans().push(self.inner.id() as i32);
+            reaper::adopt(self.inner.id() as i32, self.pidfd.take());
         }
-        reap_orphans();
+        reaper::sweep();
     }
 }
 
@@ -233,29 +233,6 @@ impl fmt::Debug for Child {
             .field("model", &self.io.model_name())
             .finish()
     }
-}
-
-/// Children dropped while still running, by pid: not yet waited for, so their pids cannot have
-/// been reused.
-static ORPHANS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-fn orphans() -> std::sync::MutexGuard<'static, Vec<i32>> {
-    ORPHANS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Collects the exit status of every orphan that has exited (never waits).
-pub(super) fn reap_orphans() {
-    let mut list = orphans();
-    list.retain(|&pid| {
-        let Some(p) = Pid::from_raw(pid) else {
-            return false;
-        };
-        // Still running: keep it. Exited (collected now) or not our child: drop it.
-        matches!(
-            rustix::process::waitpid(Some(p), WaitOptions::NOHANG),
-            Ok(None)
-        )
-    });
 }
 
 /// Tests force the `SIGCHLD` fallback with this, to cover it on a kernel that has pidfds.

@@ -34,6 +34,7 @@
 
 mod child;
 mod output;
+mod reaper;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -207,7 +208,7 @@ impl Command {
     /// ```
     pub fn spawn(&mut self, io: &Io) -> io::Result<Child> {
         crate::context::check()?;
-        child::reap_orphans();
+        reaper::sweep();
         let inner = self.std.spawn()?;
         Child::new(io, inner, self.kill_on_drop)
     }
