@@ -84,7 +84,9 @@ pub mod bufio;
 pub mod channel;
 pub mod fs;
 pub mod net;
+pub mod process;
 pub mod select;
+pub mod signal;
 pub mod sync;
 pub mod transfer;
 

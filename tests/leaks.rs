@@ -36,10 +36,14 @@ mod fs;
 mod green;
 #[path = "conformance/pipe.rs"]
 mod pipe;
+#[path = "conformance/process.rs"]
+mod process;
 #[path = "conformance/select.rs"]
 mod select;
 #[path = "conformance/shared_fd.rs"]
 mod shared_fd;
+#[path = "conformance/signal.rs"]
+mod signal;
 #[path = "conformance/socket_timeouts.rs"]
 mod socket_timeouts;
 #[path = "conformance/sync.rs"]
@@ -113,6 +117,8 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("bufio", bufio::ALL),
         ("transfer", transfer::ALL),
         ("pipe", pipe::ALL),
+        ("process", process::ALL),
+        ("signal", signal::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.
