@@ -75,6 +75,7 @@ mod model;
 mod op;
 mod park;
 mod pipe;
+mod runtime;
 mod task;
 #[cfg(test)]
 mod test_waker;
@@ -97,5 +98,6 @@ pub use io::Io;
 pub use model::green::Backend;
 pub use model::{CustomModel, Model};
 pub use pipe::{pipe, PipeReader, PipeWriter};
+pub use runtime::{Handle, Runtime, ShutdownStatus};
 pub use task::{Group, GroupPolicy, Runnable, Task};
 pub use transfer::copy;

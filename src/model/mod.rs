@@ -208,6 +208,17 @@ impl ModelImpl {
         }
     }
 
+    /// Whether a joiner on the calling thread may run an unstarted task inline (Zig's `await`
+    /// of a future nobody started). Green tasks run on fibers of its workers, so a joiner on a
+    /// foreign thread (a [`Runtime`](crate::Runtime)'s caller) waits for a worker instead; on
+    /// the other models a task may run on any thread, the joiner's included.
+    pub(crate) fn runs_joined_inline_here(&self) -> bool {
+        match self {
+            ModelImpl::Green(green) => green.on_own_worker(),
+            ModelImpl::Blocking | ModelImpl::Threaded(_) | ModelImpl::Custom(_) => true,
+        }
+    }
+
     /// Sends the wake-up for an idle worker that the calling worker deferred when it queued its
     /// last task (see `Green::spawn`), for a task that will not be joined.
     pub(crate) fn announce_spawned(&self) {

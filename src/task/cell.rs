@@ -419,7 +419,9 @@ where
     }
 
     fn run_if_unclaimed(&self, me: *const ()) -> bool {
-        if self.core.life.is_claimed() {
+        // Not on a thread of the runtime (a Green task joined from a foreign thread): the
+        // task waits for a worker instead.
+        if self.core.life.is_claimed() || !self.core.io.runs_joined_inline_here() {
             return false;
         }
         // Still queued: take it back from our own queue if it sits on top, so no worker finds

@@ -9,6 +9,7 @@ mod dns;
 mod fs;
 mod green;
 mod pipe;
+mod runtime;
 mod select;
 mod shared_fd;
 mod socket_timeouts;
