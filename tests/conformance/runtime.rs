@@ -134,7 +134,10 @@ fn spawn_from_a_foreign_thread_and_join_there() {
             }
             "Threaded" => {
                 let ran_on = left_to_run.as_deref().unwrap_or("");
-                assert!(ran_on.starts_with("zsync-worker-"), "{name} ran on {ran_on}");
+                assert!(
+                    ran_on.starts_with("zsync-worker-"),
+                    "{name} ran on {ran_on}"
+                );
             }
             // Spawn runs inline.
             "Blocking" => {
@@ -184,9 +187,15 @@ fn a_task_still_running_at_drop_is_canceled_and_waited_for() {
         }
         drop(rt);
         // Both finished before `drop` returned.
-        assert!(in_block_on.load(Ordering::SeqCst), "{name}: block_on not waited for");
+        assert!(
+            in_block_on.load(Ordering::SeqCst),
+            "{name}: block_on not waited for"
+        );
         if detached.is_some() {
-            assert!(dropped.load(Ordering::SeqCst), "{name}: task not waited for");
+            assert!(
+                dropped.load(Ordering::SeqCst),
+                "{name}: task not waited for"
+            );
             assert_eq!(*outcome.lock().unwrap(), Some(Err(true)), "{name}");
         }
         support::assert_canceled(foreign.join().unwrap());
@@ -242,7 +251,8 @@ fn shutdown_reports_a_detached_panic() {
         }
         // Printed, not raised, when the runtime is dropped instead.
         let rt = make().worker_threads(2).build().unwrap();
-        rt.spawn(|_| -> () { panic!("printed, not raised") }).detach();
+        rt.spawn(|_| -> () { panic!("printed, not raised") })
+            .detach();
         drop(rt);
     }
 }
@@ -312,4 +322,38 @@ fn runtime_and_handle_are_send_and_sync() {
     rt.block_on(|_| counter.fetch_add(1, Ordering::SeqCst));
     assert_eq!(counter.load(Ordering::SeqCst), 1);
     assert!(format!("{rt:?}").contains("Blocking"));
+}
+
+/// Pins a bug of the cancellation tree (src/cancel.rs), not of `Runtime`: a detached task whose
+/// parent finished before it blocked is left out of the push side of the tree (the finished
+/// parent backs out of its own parent's children), so the shutdown's cancel of the root does
+/// not wake it: it sees `Canceled` only when its wait ends on its own. `run` has the same
+/// problem; here a `block_on` is the parent that finishes. Ignored until the tree keeps a
+/// finished node reachable while it has live registered children.
+#[test]
+#[ignore = "cancel tree: a detached grandchild of a finished task is not woken by shutdown"]
+fn a_task_detached_inside_a_finished_block_on_is_woken_by_the_shutdown() {
+    let _watchdog = Watchdog::new("a_task_detached_inside_a_finished_block_on");
+    for (name, builder) in builders() {
+        let rt = builder.build().unwrap();
+        if !rt.io().supports_concurrency() {
+            continue;
+        }
+        let (started_tx, started_rx) = mpsc::channel();
+        rt.block_on(|io| {
+            io.spawn(move |io| {
+                started_tx.send(()).unwrap();
+                io.sleep(Duration::from_secs(60))
+            })
+            .detach()
+        });
+        started_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(10)); // let it block
+        let start = Instant::now();
+        drop(rt);
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{name}: waited for the sleep"
+        );
+    }
 }
