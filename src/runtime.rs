@@ -141,6 +141,12 @@ pub enum ShutdownStatus {
 
 impl ShutdownStatus {
     /// Whether every task finished and every thread was joined (`Complete` or `Panicked`).
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Green)?;
+    /// assert!(rt.shutdown().is_complete());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_complete(&self) -> bool {
         match self {
             ShutdownStatus::Complete | ShutdownStatus::Panicked(_) => true,
@@ -231,22 +237,49 @@ impl Runtime {
     }
 
     /// The runtime's `Io`: everything colorblind code needs, usable from any thread.
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Green)?;
+    /// assert_eq!(rt.io().model_name(), "Green");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn io(&self) -> &Io {
         &self.handle.io
     }
 
     /// A handle to this runtime for other threads.
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Threaded)?;
+    /// let handle = rt.handle();
+    /// let v = std::thread::spawn(move || handle.block_on(|_| 7)).join().unwrap();
+    /// assert_eq!(v, 7);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
 
     /// Runs `f` with the runtime's `Io` on the calling thread and returns its value; see
     /// [`Handle::block_on`].
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Green)?;
+    /// let v = rt.block_on(|io| io.spawn(|_| 40).join().unwrap() + 2);
+    /// assert_eq!(v, 42);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn block_on<T>(&self, f: impl FnOnce(&Io) -> T) -> T {
         self.handle.block_on(f)
     }
 
     /// Starts `f` as a task of the runtime; see [`Handle::spawn`].
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Threaded)?;
+    /// assert_eq!(rt.spawn(|_| 42).join().unwrap(), 42);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[track_caller]
     pub fn spawn<T, F>(&self, f: F) -> Task<T>
     where
@@ -258,6 +291,12 @@ impl Runtime {
 
     /// Starts `f` as a task of the runtime that runs concurrently with the caller; see
     /// [`Io::concurrent`].
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Blocking)?;
+    /// assert!(rt.concurrent(|_| ()).is_err()); // Blocking has no concurrency
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[track_caller]
     pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable>
     where
@@ -310,6 +349,14 @@ impl Runtime {
     }
 
     /// [`shutdown_timeout`](Runtime::shutdown_timeout) with a deadline.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let rt = zsync::Runtime::new(zsync::Model::Threaded)?;
+    /// let status = rt.shutdown_until(Instant::now() + Duration::from_secs(60));
+    /// assert!(status.is_complete());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn shutdown_until(mut self, deadline: Instant) -> ShutdownStatus {
         self.stop(Some(deadline))
     }
@@ -378,6 +425,13 @@ impl fmt::Debug for Runtime {
 
 impl Handle {
     /// The runtime's `Io`.
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Blocking)?;
+    /// let handle = rt.handle();
+    /// assert_eq!(handle.io().model_name(), "Blocking");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn io(&self) -> &Io {
         &self.io
     }
@@ -435,6 +489,14 @@ impl Handle {
     /// is not one of the runtime's, the task is queued for the model's workers (Blocking: it
     /// runs inline, at once). On Green, joining it from such a thread waits for a worker to run
     /// it; the thread models may run it inline on the joiner if no worker started it yet.
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Green)?;
+    /// let handle = rt.handle();
+    /// let t = std::thread::spawn(move || handle.spawn(|_| 42).join().unwrap());
+    /// assert_eq!(t.join().unwrap(), 42);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[track_caller]
     pub fn spawn<T, F>(&self, f: F) -> Task<T>
     where
