@@ -357,3 +357,20 @@ fn a_task_detached_inside_a_finished_block_on_is_woken_by_the_shutdown() {
         );
     }
 }
+
+#[test]
+fn shutdown_from_one_of_its_own_tasks_cancels_and_returns_incomplete() {
+    let _watchdog = Watchdog::new("shutdown_from_one_of_its_own_tasks");
+    for (name, builder) in builders() {
+        let rt = builder.build().unwrap();
+        let handle = rt.handle();
+        // The task owns the runtime: its shutdown cannot wait for the task itself.
+        let task = handle.spawn(move |io| {
+            let status = rt.shutdown();
+            (status.is_complete(), io.is_cancel_requested())
+        });
+        assert_eq!(task.join().unwrap(), (false, true), "{name}");
+        // The host finishes the shutdown once that task has ended: later closures run canceled.
+        support::assert_canceled(handle.block_on(|io| io.sleep(Duration::from_secs(3600))));
+    }
+}
