@@ -15,7 +15,8 @@
 //!   runtime's tasks, `f` runs as a task of its own: a child of the root (shutdown cancels it),
 //!   counted as live (shutdown waits for it), its waits parking the calling thread; the tasks it
 //!   spawns go to the model (on Green: injected and run by a worker, and a join from this thread
-//!   waits for the worker rather than running the task here; see `ModelImpl::runs_joined_inline_here`).
+//!   waits for the worker rather than running the task here; see
+//!   `ModelImpl::runs_joined_inline_here`).
 //!   Called from a task of the same runtime, `block_on(f)` is `f(io)`, a plain call in the
 //!   calling task: `f`'s waits are the model's own (a fiber parks, a worker does not block), so
 //!   nothing deadlocks, where Tokio's `block_on`, which would block a worker thread, panics.
