@@ -425,6 +425,20 @@ impl fmt::Debug for Runtime {
 }
 
 impl Handle {
+    /// A handle to the runtime whose task runs on this thread, if any (a `run` counts too).
+    /// Tokio: `Handle::try_current`.
+    ///
+    /// ```
+    /// assert!(zsync::Handle::current().is_none());
+    /// let rt = zsync::Runtime::new(zsync::Model::Threaded)?;
+    /// let h = rt.spawn(|_| zsync::Handle::current()).join().unwrap().unwrap();
+    /// assert_eq!(h.block_on(|io| io.model_name()), "Threaded");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn current() -> Option<Handle> {
+        Io::current().map(|io| Handle { io })
+    }
+
     /// The runtime's `Io`.
     ///
     /// ```

@@ -319,7 +319,11 @@ fn runtime_and_handle_are_send_and_sync() {
     is_send_sync::<zsync::Handle>();
     let counter = AtomicUsize::new(0);
     let rt = Runtime::new(zsync::Model::Blocking).unwrap();
-    rt.block_on(|_| counter.fetch_add(1, Ordering::SeqCst));
+    assert!(zsync::Handle::current().is_none());
+    rt.block_on(|_| {
+        assert!(zsync::Handle::current().is_some());
+        counter.fetch_add(1, Ordering::SeqCst)
+    });
     assert_eq!(counter.load(Ordering::SeqCst), 1);
     assert!(format!("{rt:?}").contains("Blocking"));
 }
