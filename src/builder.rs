@@ -96,7 +96,7 @@ impl Builder {
     }
 
     /// Threaded: most threads that run [`Io::concurrent`] tasks at once (default 1024); beyond it
-    /// `concurrent` reports [`ConcurrencyUnavailable`]. The same number bounds, separately, the
+    /// `concurrent` reports [`ConcurrencyUnavailable`](crate::ConcurrencyUnavailable). The same number bounds, separately, the
     /// extra threads that run spawned tasks while every worker is blocked (see
     /// [`Io::spawn`]).
     pub fn max_concurrent_threads(mut self, n: usize) -> Builder {
@@ -116,32 +116,34 @@ impl Builder {
     /// When `f` returns, tasks still running (detached ones) are canceled and waited for, every
     /// thread the model started has exited, and then a panic of `f` or of a detached task is
     /// re-raised here.
+    ///
+    /// Panics if the runtime cannot start (Green: io_uring forced but refused, no descriptors
+    /// or threads for the workers); [`build`](Builder::build) reports that as an error.
     pub fn run<T>(self, f: impl FnOnce(&Io) -> T) -> T {
-        // Worker threads that own a live-task shard (see `RunState`).
-        let workers = match &self.model {
-            Model::Threaded => self.threaded.workers.max(1),
-            Model::Green => self.green.workers.max(1),
-            Model::Blocking | Model::Custom(_) => 0,
-        };
-        let model = match self.model {
-            Model::Blocking => ModelImpl::Blocking,
-            Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
-            Model::Green => ModelImpl::Green(
-                green::Green::new(self.green)
-                    .unwrap_or_else(|e| panic!("zsync: cannot create the Green runtime: {e}")),
-            ),
-            Model::Custom(rt) => ModelImpl::Custom(rt),
-        };
-        let io = Io {
-            inner: Arc::new(IoInner {
-                model,
-                state: Arc::new(RunState::new(workers)),
-                root: NodeRef::root(),
-            }),
-        };
+        self.try_run(f).unwrap_or_else(|e| panic!("zsync: {e}"))
+    }
+
+    /// Creates a long-lived [`Runtime`](crate::Runtime) with these settings: the same runtime
+    /// [`run`](Builder::run) would make, hosted on a thread of its own until the `Runtime` is
+    /// shut down or dropped. `Err` if the model cannot start (nothing is left running then).
+    ///
+    /// ```
+    /// use zsync::{Builder, Model};
+    /// let rt = Builder::new(Model::Green).worker_threads(2).build()?;
+    /// assert_eq!(rt.block_on(|io| io.spawn(|_| 6 * 7).join().unwrap()), 42);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn build(self) -> std::io::Result<crate::Runtime> {
+        crate::runtime::Runtime::start(self)
+    }
+
+    /// [`run`](Builder::run), with a runtime that cannot start reported as `Err` (then `f` has
+    /// not run and no thread of the model is left) instead of a panic.
+    pub(crate) fn try_run<T>(self, f: impl FnOnce(&Io) -> T) -> std::io::Result<T> {
+        let io = self.into_io()?;
         let result = match &io.inner.model {
             // Worker 0 runs the root as a fiber until every task has finished.
-            ModelImpl::Green(green) => green.run_root(&io, f),
+            ModelImpl::Green(green) => green.run_root(&io, f)?,
             ModelImpl::Threaded(pool) => {
                 pool.start(&io);
                 run_root_on_thread(&io, f)
@@ -156,7 +158,7 @@ impl Builder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        match (result, detached_panic) {
+        Ok(match (result, detached_panic) {
             (Ok(v), None) => v,
             (Ok(_), Some(payload)) => panic::resume_unwind(payload),
             (Err(payload), detached) => {
@@ -167,7 +169,37 @@ impl Builder {
                 }
                 panic::resume_unwind(payload)
             }
-        }
+        })
+    }
+
+    /// The model's state and the `Io` over it, before any thread is started.
+    fn into_io(self) -> std::io::Result<Io> {
+        // Worker threads that own a live-task shard (see `RunState`).
+        let workers = match &self.model {
+            Model::Threaded => self.threaded.workers.max(1),
+            Model::Green => self.green.workers.max(1),
+            Model::Blocking | Model::Custom(_) => 0,
+        };
+        let model = match self.model {
+            Model::Blocking => ModelImpl::Blocking,
+            Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
+            Model::Green => ModelImpl::Green(green::Green::new(self.green).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot create the Green runtime: {e}"))
+            })?),
+            Model::Custom(rt) => ModelImpl::Custom(rt),
+        };
+        Ok(Io {
+            inner: Arc::new(IoInner {
+                model,
+                state: Arc::new(RunState::new(workers)),
+                root: NodeRef::root(),
+            }),
+        })
+    }
+
+    /// The model this builder makes.
+    pub(crate) fn model(&self) -> &Model {
+        &self.model
     }
 }
 

@@ -171,6 +171,21 @@ impl Io {
         }
     }
 
+    /// Runs `f` to completion on the calling thread as a task of its own, a child of `parent`:
+    /// a [`Runtime`](crate::Runtime)'s spawn from outside its tasks when the model runs spawns
+    /// inline (Blocking, or shut down), so the task's panic, if it is detached, reaches the
+    /// runtime's shutdown like any detached task's.
+    #[track_caller]
+    pub(crate) fn spawn_here<T, F>(&self, parent: &NodeRef, f: F) -> Task<T>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (task, runnable) = self.new_task(parent, Location::caller(), f);
+        runnable.run();
+        task
+    }
+
     fn new_task<T, F>(
         &self,
         parent: &dyn NodeSource,
@@ -190,6 +205,12 @@ impl Io {
     /// it was queued there last (see `Green::unqueue`), before its joiner runs it inline.
     pub(crate) fn unqueue(&self, task: *const ()) {
         self.inner.model.unqueue(task)
+    }
+
+    /// Whether a joiner on the calling thread may run an unstarted task of this runtime inline
+    /// (see `ModelImpl::runs_joined_inline_here`).
+    pub(crate) fn runs_joined_inline_here(&self) -> bool {
+        self.inner.model.runs_joined_inline_here()
     }
 
     /// Sends the wake-up for an idle worker that the calling worker deferred when it queued

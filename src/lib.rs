@@ -37,6 +37,22 @@
 //! }
 //! ```
 //!
+//! ## A long-lived runtime
+//!
+//! [`run`] is scoped: the runtime lives for one call. [`Runtime`] lives until it is shut down
+//! or dropped, and is entered from any thread (Tokio's `Runtime`/`Handle`):
+//!
+//! ```
+//! let rt = zsync::Runtime::new(zsync::Model::Green)?;
+//! let handle = rt.handle();
+//! let from_elsewhere = std::thread::spawn(move || handle.block_on(|io| {
+//!     io.spawn(|_| 21).join().unwrap() * 2
+//! }));
+//! assert_eq!(from_elsewhere.join().unwrap(), 42);
+//! assert!(rt.shutdown().is_complete()); // or drop(rt): cancels, waits, joins every thread
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! ## Zig correspondence
 //!
 //! | Zig `std.Io` | zsync |
@@ -75,6 +91,7 @@ mod model;
 mod op;
 mod park;
 mod pipe;
+mod runtime;
 mod task;
 #[cfg(test)]
 mod test_waker;
@@ -99,5 +116,6 @@ pub use io::Io;
 pub use model::green::Backend;
 pub use model::{Completion, CustomModel, Model, Operation};
 pub use pipe::{pipe, PipeReader, PipeWriter};
+pub use runtime::{Handle, Runtime, ShutdownStatus};
 pub use task::{Group, GroupPolicy, Runnable, Task};
 pub use transfer::copy;

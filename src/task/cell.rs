@@ -45,7 +45,7 @@ const DETACHED: u8 = 4;
 
 /// A task ready to run, as a scheduler sees it: type-erased, cheap to move between threads.
 ///
-/// Custom models (see [`Runtime`](crate::Runtime)) receive tasks as `Runnable`s and call
+/// Custom models (see [`CustomModel`](crate::CustomModel)) receive tasks as `Runnable`s and call
 /// [`run`](Runnable::run) on whatever thread they choose.
 pub struct Runnable(pub(crate) Arc<dyn Run>);
 
@@ -419,7 +419,9 @@ where
     }
 
     fn run_if_unclaimed(&self, me: *const ()) -> bool {
-        if self.core.life.is_claimed() {
+        // Not on a thread of the runtime (a Green task joined from a foreign thread): the
+        // task waits for a worker instead.
+        if self.core.life.is_claimed() || !self.core.io.runs_joined_inline_here() {
             return false;
         }
         // Still queued: take it back from our own queue if it sits on top, so no worker finds

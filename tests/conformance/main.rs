@@ -11,6 +11,7 @@ mod fs;
 mod green;
 mod pipe;
 mod process;
+mod runtime;
 mod select;
 mod shared_fd;
 mod signal;

@@ -313,6 +313,11 @@ impl Green {
         });
     }
 
+    /// Whether the calling thread is one of this runtime's workers.
+    pub(crate) fn on_own_worker(&self) -> bool {
+        with_worker(|w| w.is_some_and(|w| Arc::ptr_eq(&w.shared, &self.shared)))
+    }
+
     /// Takes `task` back out of the calling worker's deque if it is the task this worker queued
     /// last and nobody took it meanwhile, so that its joiner runs it inline without leaving a
     /// stale entry behind (which another worker would steal only to find it claimed).
@@ -416,17 +421,23 @@ impl Green {
     }
 
     /// Runs `f` as the root fiber on the calling thread (worker 0) and drives the runtime until
-    /// the root and every task spawned from it have finished.
-    pub(crate) fn run_root<T>(&self, io: &Io, f: impl FnOnce(&Io) -> T) -> std::thread::Result<T> {
+    /// the root and every task spawned from it have finished. `Err` if a worker could not be
+    /// started: `f` has not run, and no worker thread is left running.
+    pub(crate) fn run_root<T>(
+        &self,
+        io: &Io,
+        f: impl FnOnce(&Io) -> T,
+    ) -> io::Result<std::thread::Result<T>> {
         prepare_worker_thread(0);
-        let mut locals = self
-            .start_threads(&io.inner.state)
-            .unwrap_or_else(|e| panic!("zsync: {e}"));
+        let mut locals = self.start_threads(&io.inner.state)?;
         let worker = match WorkerLocal::new(self.shared.clone(), 0, locals.remove(0)) {
             Ok(worker) => worker,
             Err(e) => {
                 self.stop_threads();
-                panic!("zsync: cannot start Green worker 0: {e}")
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot start Green worker 0: {e}"),
+                ));
             }
         };
         let mut result: Option<std::thread::Result<T>> = None;
@@ -486,7 +497,7 @@ impl Green {
             context::swap_current(outer);
             fiber::swap_current(outer_fiber);
         }
-        result.expect("the root fiber finished")
+        Ok(result.expect("the root fiber finished"))
     }
 
     /// Closes the pool and joins the worker threads. Called once every task has finished.

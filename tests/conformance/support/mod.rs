@@ -10,7 +10,7 @@ use std::time::Duration;
 use zsync::{Backend, Builder, ConcurrencyUnavailable, CustomModel, Io, Model, Runnable};
 
 /// A user-defined model: one OS thread per task, joined at shutdown. Proves the public
-/// `Runtime` trait carries the whole suite.
+/// `CustomModel` trait carries the whole suite.
 #[derive(Default)]
 pub struct ThreadPerTask {
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
