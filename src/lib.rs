@@ -86,6 +86,7 @@ pub mod fs;
 pub mod net;
 pub mod select;
 pub mod sync;
+pub mod time;
 pub mod transfer;
 
 pub use error::{
