@@ -82,7 +82,9 @@ use std::time::{Duration, Instant};
 
 use self::core::{Chan, UNBOUNDED};
 pub use self::core::{RecvEvent, SendEvent};
-pub use error::{is_closed, QueueError, QueueErrorKind, RecvError, SendError, TryRecvError, TrySendError};
+pub use error::{
+    is_closed, QueueError, QueueErrorKind, RecvError, SendError, TryRecvError, TrySendError,
+};
 pub use oneshot::{oneshot, OneshotReceiver, OneshotSender};
 pub use queue::Queue;
 

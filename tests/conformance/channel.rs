@@ -447,11 +447,7 @@ fn queue_put_get_with_min(io: &Io) {
     let mut buf = [0; 3];
     assert_eq!(q.get(&mut buf, 1), Ok(3));
     assert_eq!(buf, [1, 2, 3]);
-    let err = q.get_until(
-        &mut buf,
-        3,
-        Some(Instant::now() + Duration::from_millis(20)),
-    );
+    let err = q.get_until(&mut buf, 3, Instant::now() + Duration::from_millis(20));
     assert_eq!(
         err.unwrap_err().count,
         1,

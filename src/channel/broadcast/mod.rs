@@ -87,7 +87,10 @@ impl<T> Shared<T> {
 /// assert_eq!(rx.recv(), Ok(4));
 /// ```
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-    assert!(capacity > 0, "a broadcast channel needs a capacity of at least 1");
+    assert!(
+        capacity > 0,
+        "a broadcast channel needs a capacity of at least 1"
+    );
     let shared = Arc::new(Shared {
         ring: Mutex::new(Ring::new(capacity)),
     });
