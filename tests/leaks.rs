@@ -22,6 +22,8 @@ macro_rules! standalone {
 #[allow(unused_macros)]
 mod support;
 
+#[path = "conformance/broadcast.rs"]
+mod broadcast;
 #[path = "conformance/bufio.rs"]
 mod bufio;
 #[path = "conformance/channel.rs"]
@@ -32,6 +34,8 @@ mod dns;
 mod fs;
 #[path = "conformance/green.rs"]
 mod green;
+#[path = "conformance/interval.rs"]
+mod interval;
 #[path = "conformance/pipe.rs"]
 mod pipe;
 #[path = "conformance/select.rs"]
@@ -52,6 +56,8 @@ mod transfer;
 mod udp;
 #[path = "conformance/unix.rs"]
 mod unix;
+#[path = "conformance/watch.rs"]
+mod watch;
 
 /// A conformance module's bodies, by name.
 type Suite = &'static [(&'static str, fn(&Io))];
@@ -110,6 +116,9 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("bufio", bufio::ALL),
         ("transfer", transfer::ALL),
         ("pipe", pipe::ALL),
+        ("watch", watch::ALL),
+        ("broadcast", broadcast::ALL),
+        ("interval", interval::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

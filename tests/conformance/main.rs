@@ -3,11 +3,13 @@
 #[macro_use]
 pub mod support;
 
+mod broadcast;
 mod bufio;
 mod channel;
 mod dns;
 mod fs;
 mod green;
+mod interval;
 mod pipe;
 mod select;
 mod shared_fd;
@@ -18,3 +20,4 @@ mod tcp;
 mod transfer;
 mod udp;
 mod unix;
+mod watch;

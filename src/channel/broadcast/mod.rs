@@ -18,8 +18,8 @@
 //!     let t2 = io.spawn(move |_| (rx2.recv(), rx2.recv()));
 //!     tx.send(10).unwrap();
 //!     tx.send(20).unwrap();
-//!     assert_eq!(t1.join(), (Ok(10), Ok(20)));
-//!     assert_eq!(t2.join(), (Ok(10), Ok(20)));
+//!     assert_eq!(t1.join().unwrap(), (Ok(10), Ok(20)));
+//!     assert_eq!(t2.join().unwrap(), (Ok(10), Ok(20)));
 //! });
 //! ```
 //!

@@ -19,7 +19,7 @@
 //!         state
 //!     });
 //!     tx.send("running").unwrap();
-//!     assert_eq!(worker.join(), "running");
+//!     assert_eq!(worker.join().unwrap(), "running");
 //! });
 //! ```
 //!
@@ -280,7 +280,7 @@ impl<T> Sender<T> {
     ///     let (tx, rx) = zsync::channel::watch::channel(());
     ///     let t = io.spawn(move |_| drop(rx));
     ///     tx.closed().unwrap();
-    ///     t.join();
+    ///     t.join().unwrap();
     /// });
     /// ```
     pub fn closed(&self) -> io::Result<()> {
