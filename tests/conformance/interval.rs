@@ -17,7 +17,7 @@ const BLOCK: Duration = Duration::from_millis(60);
 
 /// Whether `t` is on the schedule `start + k × PERIOD`.
 fn on_grid(start: Instant, t: Instant) -> bool {
-    (t - start).as_nanos() % PERIOD.as_nanos() == 0
+    (t - start).as_nanos().is_multiple_of(PERIOD.as_nanos())
 }
 
 fn interval_ticks_on_its_schedule(io: &Io) {

@@ -494,10 +494,9 @@ impl<T> Receiver<T> {
             let version = shared.version();
             let has_changed = version != self.seen;
             self.seen = version;
-            if !closed || has_changed {
-                if pred(&guard) {
-                    return Ok(Ref { guard, has_changed });
-                }
+            // After the close only a version not tested yet is worth testing.
+            if (!closed || has_changed) && pred(&guard) {
+                return Ok(Ref { guard, has_changed });
             }
             drop(guard);
             if closed {
