@@ -10,7 +10,9 @@
 //! - `cancel` — the `CancelNode` flag word, the shield counter, the children lock;
 //! - `task::cell` — the `CLAIMED`/`DONE`/`DETACHED` state word and the closure/result cells;
 //! - `task::live` — the per-worker started/finished shards and the shutdown sum;
-//! - `channel::core` — the channel's state lock with its waiter queue (one lock per operation).
+//! - `channel::core` — the channel's state lock with its waiter queue (one lock per operation);
+//! - `channel::watch::lock` — the watch value's lock: tried, never blocked on, with a counted
+//!   waiter list (a Dekker pair between a release and a waiter's registration).
 //!
 //! Everything else keeps using std directly. A loom type only works inside `loom::model`, so under
 //! `cfg(loom)` the crate still compiles whole but only the routed structures may be exercised; the
@@ -54,9 +56,11 @@ pub(crate) mod cell {
 /// `Arc`, `Mutex` and the atomics.
 pub(crate) mod sync {
     #[cfg(loom)]
-    pub(crate) use ::loom::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use ::loom::sync::{
+        Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
     #[cfg(not(loom))]
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
     /// The atomic integer types and `Ordering`.
     pub(crate) mod atomic {

@@ -22,11 +22,14 @@
 //! readers can keep a writer waiting: borrows are meant to be short.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError, TryLockResult};
+use std::sync::{TryLockError, TryLockResult};
+use std::task::{Poll, Waker};
+
+use crate::loom::sync::atomic::{fence, AtomicUsize, Ordering};
+use crate::loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::park;
-use crate::wait::WaitList;
+use crate::wait::{WaitList, Waiter};
 
 /// A value behind a lock whose contended acquisitions park the running task.
 pub(super) struct ValueLock<T> {
@@ -47,35 +50,42 @@ impl<T> ValueLock<T> {
 
     /// Shared access; waits (parking the task) while a writer holds the lock.
     pub(super) fn read(&self) -> ReadGuard<'_, T> {
-        ReadGuard {
-            guard: Some(self.acquire(RwLock::try_read)),
-            lock: self,
-        }
+        self.read_with(park_task)
     }
 
     /// Exclusive access; waits (parking the task) while anyone holds the lock.
     pub(super) fn write(&self) -> WriteGuard<'_, T> {
-        WriteGuard {
-            guard: Some(self.acquire(RwLock::try_write)),
+        self.write_with(park_task)
+    }
+
+    /// [`read`](Self::read), blocking with `block` (the loom models bring their own).
+    fn read_with<'a>(&'a self, block: impl BlockFn<RwLockReadGuard<'a, T>>) -> ReadGuard<'a, T> {
+        ReadGuard {
+            guard: Some(self.acquire(RwLock::try_read, block)),
             lock: self,
         }
     }
 
-    fn acquire<'a, G>(&'a self, try_lock: impl Fn(&'a RwLock<T>) -> TryLockResult<G>) -> G {
+    fn write_with<'a>(&'a self, block: impl BlockFn<RwLockWriteGuard<'a, T>>) -> WriteGuard<'a, T> {
+        WriteGuard {
+            guard: Some(self.acquire(RwLock::try_write, block)),
+            lock: self,
+        }
+    }
+
+    fn acquire<'a, G>(
+        &'a self,
+        try_lock: impl Fn(&'a RwLock<T>) -> TryLockResult<G>,
+        block: impl BlockFn<G>,
+    ) -> G {
         if let Some(g) = tried(try_lock(&self.lock)) {
             return g;
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let mut waiter = self.waiters.waiter();
-        let guard = park::with_current_waker(|waker| loop {
-            waiter.register(waker);
-            if let Some(g) = tried(try_lock(&self.lock)) {
-                waiter.used();
-                break g;
-            }
-            park::park(None);
-        });
+        let guard =
+            block(&mut |waker: &Waker| poll_acquire(&self.lock, &try_lock, &mut waiter, waker));
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         guard
     }
@@ -86,6 +96,38 @@ impl<T> ValueLock<T> {
         if self.waiting.load(Ordering::SeqCst) != 0 {
             self.waiters.notify_all();
         }
+    }
+}
+
+/// Blocks the caller until a poll function is ready.
+trait BlockFn<G>: FnOnce(&mut dyn FnMut(&Waker) -> Poll<G>) -> G {}
+impl<G, F: FnOnce(&mut dyn FnMut(&Waker) -> Poll<G>) -> G> BlockFn<G> for F {}
+
+/// Blocks the running task (its fiber on Green, else its thread) until `poll` is ready: not a
+/// cancellation point, no deadline (see the module docs).
+fn park_task<G>(poll: &mut dyn FnMut(&Waker) -> Poll<G>) -> G {
+    park::with_current_waker(|waker| loop {
+        if let Poll::Ready(g) = poll(waker) {
+            break g;
+        }
+        park::park(None);
+    })
+}
+
+/// One attempt of a waiting acquisition: registered first, then tried (see the module docs).
+fn poll_acquire<'a, T, G>(
+    lock: &'a RwLock<T>,
+    try_lock: &impl Fn(&'a RwLock<T>) -> TryLockResult<G>,
+    waiter: &mut Waiter<'_>,
+    waker: &Waker,
+) -> Poll<G> {
+    waiter.register(waker);
+    match tried(try_lock(lock)) {
+        Some(g) => {
+            waiter.used();
+            Poll::Ready(g)
+        }
+        None => Poll::Pending,
     }
 }
 
@@ -164,5 +206,68 @@ mod tests {
         drop(r);
         writer.join().unwrap();
         assert_eq!(*lock.read(), 2);
+    }
+}
+
+/// Loom models of the lock's wake-up protocol (`RUSTFLAGS="--cfg loom" cargo test --lib
+/// loom_models`): a waiter that misses the release it waits for stays parked, which loom
+/// reports as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::loom::model::{model, thread_waker};
+    use crate::loom::sync::Arc;
+    use ::loom::thread;
+
+    fn park_loom<G>(poll: &mut dyn FnMut(&Waker) -> Poll<G>) -> G {
+        let waker = thread_waker();
+        loop {
+            if let Poll::Ready(g) = poll(&waker) {
+                return g;
+            }
+            thread::park();
+        }
+    }
+
+    /// A writer that finds a borrow is woken when it ends.
+    #[test]
+    fn a_writer_is_woken_by_the_end_of_a_borrow() {
+        model(|| {
+            let lock = Arc::new(ValueLock::new(0));
+            let reader = {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let r = lock.read_with(park_loom);
+                    let v = *r;
+                    drop(r);
+                    v
+                })
+            };
+            *lock.write_with(park_loom) = 1;
+            let seen = reader.join().unwrap();
+            assert!(seen == 0 || seen == 1);
+            assert_eq!(*lock.read_with(park_loom), 1);
+            assert_eq!(lock.waiting.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// Two writers and a reader contend; everyone gets through.
+    #[test]
+    fn contending_writers_and_a_reader_all_get_through() {
+        model(|| {
+            let lock = Arc::new(ValueLock::new(0));
+            let writer = {
+                let lock = lock.clone();
+                thread::spawn(move || *lock.write_with(park_loom) += 1)
+            };
+            let reader = {
+                let lock = lock.clone();
+                thread::spawn(move || *lock.read_with(park_loom))
+            };
+            *lock.write_with(park_loom) += 1;
+            writer.join().unwrap();
+            assert!(reader.join().unwrap() <= 2);
+            assert_eq!(*lock.read_with(park_loom), 2);
+        });
     }
 }

@@ -28,7 +28,7 @@
 //! `changed` and `wait_for` are cancellation points, honour the task's deadline
 //! ([`Io::with_deadline`](crate::Io::with_deadline)) and their own (`*_timeout`, `*_until`), and
 //! park the fiber on Green. [`Receiver::changed_event`] and [`Sender::closed_event`] are the
-//! [`Event`](crate::Event) forms, for `select!` and [`Io::wait`](crate::Io::wait). A receiver
+//! [`Event`] forms, for `select!` and [`Io::wait`](crate::Io::wait). A receiver
 //! waits in a `WaitList` (the crate's wait queue); a send bumps a version number and wakes them
 //! all. A canceled or timed-out wait leaves the receiver's "seen" version as it was, so the
 //! change it missed is reported by its next `changed`.
