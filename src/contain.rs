@@ -230,7 +230,7 @@ mod tests {
 
     /// Lets a panic reach the scheduler of one model: the process must abort there.
     fn panic_into_the_scheduler(scenario: &str) {
-        use crate::io::ModelImpl;
+        use crate::model::ModelImpl;
         use crate::task::Runnable;
         use crate::{Builder, Model};
         let model = match scenario {

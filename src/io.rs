@@ -1,243 +1,19 @@
-//! The `Io` handle: the one seam between colorblind code and the execution model.
-//!
-//! Zig's `std.Io` is a vtable every model fills in; zsync's [`Io`] is a cheap handle around a
-//! closed enum of the built-in models (one `match`, inlinable, no virtual call for a program that
-//! uses one model) plus [`Model::Custom`] for a user's [`Runtime`] behind a trait object.
-//!
-//! Adding a model means one arm in [`ModelImpl`] for the scheduling calls (`spawn`, `concurrent`,
-//! shutdown) and, where it waits differently from an OS thread, an arm in the wait layer
-//! ([`crate::park`]) and the operation layer.
+//! The `Io` handle: what colorblind code receives. Every `impl Io` is here; each method hands
+//! its work to the model through the one seam in [`crate::model`] (scheduling) and
+//! [`crate::op`] (operations).
 
-use std::any::Any;
 use std::fmt;
 use std::io;
-use std::panic::{self, Location};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::panic::Location;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cancel::{NodeRef, NodeSource};
 use crate::context::{self, TaskContext};
-use crate::error::{canceled, ConcurrencyUnavailable};
-use crate::model::blocking;
-use crate::model::green::{self, Backend, GreenConfig};
-use crate::model::threaded::{self, ThreadedConfig};
-use crate::task::live::{LiveTasks, ShardId};
+use crate::error::ConcurrencyUnavailable;
+use crate::model::run_state::RunState;
+use crate::model::{blocking, ModelImpl};
 use crate::task::{Runnable, Task, TaskCell};
-
-/// Which execution model runs the tasks of a [`run`](crate::run).
-///
-/// The same colorblind code runs unchanged on every model; only timing and concurrency differ.
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum Model {
-    /// Direct syscalls on the calling thread. [`Io::spawn`] runs the closure inline, at once;
-    /// [`Io::concurrent`] reports [`ConcurrencyUnavailable`]. Zero overhead over plain std calls.
-    Blocking,
-    /// A work-stealing pool of OS threads (default size: available parallelism); blocking
-    /// syscalls run on the workers, and each [`Io::concurrent`] task gets a thread of its own.
-    Threaded,
-    /// Stackful fibers, M:N on per-worker event loops (the calling thread becomes worker 0).
-    /// A blocking operation parks the fiber, not the thread. The I/O engine is chosen with
-    /// [`Builder::backend`].
-    Green,
-    /// A model supplied by the user.
-    Custom(Arc<dyn Runtime>),
-}
-
-impl Model {
-    /// The model's name, as printed by the demo and in error messages.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Model::Blocking => "Blocking",
-            Model::Threaded => "Threaded",
-            Model::Green => "Green",
-            Model::Custom(rt) => rt.name(),
-        }
-    }
-}
-
-impl fmt::Debug for Model {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A user-supplied execution model: decides where and when tasks run.
-///
-/// Tasks of a custom model run on OS threads and wait the way the thread models do (parking the
-/// thread, polling the descriptor), so a custom model only chooses scheduling. Shutdown
-/// (cancel what is left, wait for every task, re-raise panics of detached tasks) is handled by
-/// [`run`](crate::run) for every model.
-///
-/// ```
-/// use std::sync::Arc;
-/// use zsync::{ConcurrencyUnavailable, Model, Runnable, Runtime};
-///
-/// /// One OS thread per task.
-/// struct ThreadPerTask;
-/// impl Runtime for ThreadPerTask {
-///     fn name(&self) -> &'static str { "ThreadPerTask" }
-///     fn spawn(&self, task: Runnable) {
-///         std::thread::spawn(move || task.run());
-///     }
-///     fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable> {
-///         self.spawn(task);
-///         Ok(())
-///     }
-/// }
-///
-/// let v = zsync::run(Model::Custom(Arc::new(ThreadPerTask)), |io| {
-///     io.concurrent(|_| 6 * 7).unwrap().join().unwrap()
-/// });
-/// assert_eq!(v, 42);
-/// ```
-pub trait Runtime: Send + Sync + 'static {
-    /// The model's name.
-    fn name(&self) -> &'static str;
-    /// Arranges for `task` to run, possibly inline on the caller. Zig: `vtable.async`.
-    fn spawn(&self, task: Runnable);
-    /// Arranges for `task` to run concurrently with the caller, or refuses.
-    /// Zig: `vtable.concurrent`.
-    fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable>;
-    /// Called once by [`run`](crate::run) after every task has finished: release threads here.
-    fn shutdown(&self) {}
-}
-
-/// State every model shares: live-task accounting for shutdown, panics of detached tasks.
-///
-/// Live tasks are counted per worker thread ([`LiveTasks`]): each worker owns a shard, found
-/// through a thread-local, and no cache line is written by every worker for every task. The
-/// last finisher notifies the waiter when it sees `shutting_down`; without a fence on the
-/// finisher's side the two can miss each other, so the waiter also re-checks every
-/// [`SHUTDOWN_RECHECK`].
-pub(crate) struct RunState {
-    live: LiveTasks,
-    shutting_down: AtomicBool,
-    idle: Mutex<()>,
-    all_done: Condvar,
-    /// Called when the last task finishes during shutdown, for models whose shutdown waits in
-    /// an event loop rather than on `all_done` (Green's worker 0).
-    on_all_done: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
-    panic: Mutex<Option<Box<dyn Any + Send>>>,
-}
-
-thread_local! {
-    /// The `RunState` whose live-task shard this thread owns, and the shard's index (see
-    /// [`RunState::own_shard`]).
-    static SHARD: std::cell::Cell<(*const RunState, usize)> =
-        const { std::cell::Cell::new((std::ptr::null(), 0)) };
-}
-
-/// Gives the calling thread's shard back when dropped (see [`RunState::own_shard`]).
-pub(crate) struct ShardGuard((*const RunState, usize));
-
-impl Drop for ShardGuard {
-    fn drop(&mut self) {
-        SHARD.with(|s| s.set(self.0));
-    }
-}
-
-/// How often a shutdown waiting for tasks re-checks the counts on its own (see [`RunState`]).
-pub(crate) const SHUTDOWN_RECHECK: Duration = Duration::from_millis(1);
-
-impl RunState {
-    /// State for a model with `workers` threads that own a live-task shard each.
-    fn new(workers: usize) -> RunState {
-        RunState {
-            live: LiveTasks::new(workers),
-            shutting_down: AtomicBool::new(false),
-            idle: Mutex::new(()),
-            all_done: Condvar::new(),
-            on_all_done: std::sync::OnceLock::new(),
-            panic: Mutex::new(None),
-        }
-    }
-
-    /// Makes the calling thread the owner of live-task shard `index` (a worker's index) until
-    /// the guard drops. Each index must be owned by one thread at a time.
-    pub(crate) fn own_shard(&self, index: usize) -> ShardGuard {
-        assert!(index < self.live.workers(), "worker {index} has no shard");
-        ShardGuard(SHARD.with(|s| s.replace((self as *const RunState, index))))
-    }
-
-    /// Where the calling thread counts.
-    #[inline]
-    fn shard(&self) -> ShardId {
-        let (state, index) = SHARD.with(|s| s.get());
-        if std::ptr::eq(state, self) {
-            ShardId::Owned(index)
-        } else {
-            ShardId::Shared
-        }
-    }
-
-    /// Whether every task started so far has finished.
-    pub(crate) fn all_finished(&self) -> bool {
-        self.live.all_finished()
-    }
-
-    pub(crate) fn task_started(&self) {
-        self.live.started(self.shard());
-    }
-
-    pub(crate) fn task_finished(&self) {
-        self.live.finished(self.shard());
-        if self.shutting_down.load(Ordering::Relaxed) && self.all_finished() {
-            let _guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            self.all_done.notify_all();
-            if let Some(notify) = self.on_all_done.get() {
-                notify();
-            }
-        }
-    }
-
-    /// Enters shutdown with `notify` to call when the last task finishes. The caller re-checks
-    /// [`all_finished`](Self::all_finished) after setting this up, after each wake-up and at
-    /// least every [`SHUTDOWN_RECHECK`].
-    pub(crate) fn begin_shutdown(&self, notify: impl Fn() + Send + Sync + 'static) {
-        let _ = self.on_all_done.set(Box::new(notify));
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    /// Keeps the first panic of a detached task (or of other user code the runtime ran, see
-    /// [`crate::contain`]) for `run` to re-raise. Later ones are dropped, outside the lock and
-    /// without unwinding: their payload's `Drop` is user code too.
-    pub(crate) fn record_panic(&self, payload: Box<dyn Any + Send>) {
-        let extra = {
-            let mut slot = self.panic.lock().unwrap_or_else(|p| p.into_inner());
-            match *slot {
-                None => {
-                    *slot = Some(payload);
-                    None
-                }
-                Some(_) => Some(payload),
-            }
-        };
-        if let Some(payload) = extra {
-            crate::contain::drop_payload(payload);
-        }
-    }
-
-    fn wait_all_done(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-        let mut guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while !self.all_finished() {
-            guard = self
-                .all_done
-                .wait_timeout(guard, SHUTDOWN_RECHECK)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-}
-
-pub(crate) enum ModelImpl {
-    Blocking,
-    Threaded(threaded::Pool),
-    Green(green::Green),
-    Custom(Arc<dyn Runtime>),
-}
 
 pub(crate) struct IoInner {
     pub(crate) model: ModelImpl,
@@ -264,197 +40,6 @@ impl fmt::Debug for Io {
             .finish()
     }
 }
-
-/// Configures and runs a runtime. [`run`](crate::run) is `Builder::new(model).run(f)`.
-///
-/// ```
-/// use zsync::{Builder, Model};
-/// let n = Builder::new(Model::Threaded).worker_threads(2).run(|io| {
-///     let a = io.spawn(|_| 20);
-///     let b = io.spawn(|_| 22);
-///     a.join().unwrap() + b.join().unwrap()
-/// });
-/// assert_eq!(n, 42);
-/// ```
-#[derive(Debug, Clone)]
-pub struct Builder {
-    model: Model,
-    threaded: ThreadedConfig,
-    green: GreenConfig,
-}
-
-impl Builder {
-    /// A builder for `model` with default settings.
-    pub fn new(model: Model) -> Builder {
-        Builder {
-            model,
-            threaded: ThreadedConfig::default(),
-            green: GreenConfig::default(),
-        }
-    }
-
-    /// Threaded and Green: number of workers (default: available parallelism). Values below 1
-    /// are treated as 1. On Green the calling thread is worker 0.
-    pub fn worker_threads(mut self, n: usize) -> Builder {
-        self.threaded.workers = n.max(1);
-        self.green.workers = n.max(1);
-        self
-    }
-
-    /// Green: the usable size of each fiber's stack, rounded up to whole pages (a guard page
-    /// comes on top).
-    ///
-    /// The default depends on the build: **256 KiB** in release builds and **512 KiB** with
-    /// `debug_assertions`, whose unoptimised frames are several times larger. Either leaves
-    /// room for ordinary recursive crates: `serde_json` parsing JSON nested to its limit of 128
-    /// levels needs about 80 KiB in release and 240 KiB in debug.
-    ///
-    /// The size is address space, not memory: stacks are reserved with `MAP_NORESERVE` and a
-    /// fiber costs the pages it touches (one 4 KiB page for a task parked in a plain wait),
-    /// and a worker gives the pages of stacks it no longer uses back to the system when it is
-    /// idle. So a bigger stack costs nothing until used, except page tables (about 0.5 KiB per
-    /// live fiber at 256 KiB). A fiber that runs past its stack hits the guard page and the
-    /// process aborts with a message naming the task's spawn location.
-    ///
-    /// ```
-    /// use zsync::{Builder, Model};
-    /// let depth = Builder::new(Model::Green)
-    ///     .stack_size(4 << 20) // deep recursion ahead
-    ///     .run(|io| io.spawn(|_| count_down(10_000)).join().unwrap());
-    /// assert_eq!(depth, 10_000);
-    ///
-    /// fn count_down(n: u32) -> u32 {
-    ///     if n == 0 { 0 } else { 1 + count_down(std::hint::black_box(n - 1)) }
-    /// }
-    /// ```
-    pub fn stack_size(mut self, bytes: usize) -> Builder {
-        self.green.stack_size = bytes;
-        self
-    }
-
-    /// Green, tests only: which guard pages the stack pools may install (e.g. none of
-    /// `MADV_GUARD_INSTALL` and a tiny mprotect budget, as on an old kernel at its limit).
-    #[cfg(test)]
-    pub(crate) fn guard_policy(mut self, policy: crate::fiber_stack::GuardPolicy) -> Builder {
-        self.green.guard_policy = Some(policy);
-        self
-    }
-
-    /// Green: the I/O engine (default [`Backend::Auto`]: io_uring where available, else epoll;
-    /// the `ZSYNC_BACKEND` environment variable overrides `Auto`).
-    pub fn backend(mut self, backend: Backend) -> Builder {
-        self.green.backend = backend;
-        self
-    }
-
-    /// Threaded: most threads that run [`Io::concurrent`] tasks at once (default 1024); beyond it
-    /// `concurrent` reports [`ConcurrencyUnavailable`]. The same number bounds, separately, the
-    /// extra threads that run spawned tasks while every worker is blocked (see
-    /// [`Io::spawn`]).
-    pub fn max_concurrent_threads(mut self, n: usize) -> Builder {
-        self.threaded.max_concurrent = n;
-        self
-    }
-
-    /// Threaded: how long an idle thread for concurrent tasks waits for more work before it exits
-    /// (default 5 s).
-    pub fn concurrent_keep_alive(mut self, d: Duration) -> Builder {
-        self.threaded.keep_alive = d;
-        self
-    }
-
-    /// Runs `f` as the root task on the calling thread and returns its value.
-    ///
-    /// When `f` returns, tasks still running (detached ones) are canceled and waited for, every
-    /// thread the model started has exited, and then a panic of `f` or of a detached task is
-    /// re-raised here.
-    pub fn run<T>(self, f: impl FnOnce(&Io) -> T) -> T {
-        // Worker threads that own a live-task shard (see `RunState`).
-        let workers = match &self.model {
-            Model::Threaded => self.threaded.workers.max(1),
-            Model::Green => self.green.workers.max(1),
-            Model::Blocking | Model::Custom(_) => 0,
-        };
-        let model = match self.model {
-            Model::Blocking => ModelImpl::Blocking,
-            Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
-            Model::Green => ModelImpl::Green(
-                green::Green::new(self.green)
-                    .unwrap_or_else(|e| panic!("zsync: cannot create the Green runtime: {e}")),
-            ),
-            Model::Custom(rt) => ModelImpl::Custom(rt),
-        };
-        let io = Io {
-            inner: Arc::new(IoInner {
-                model,
-                state: Arc::new(RunState::new(workers)),
-                root: NodeRef::root(),
-            }),
-        };
-        if let ModelImpl::Threaded(pool) = &io.inner.model {
-            pool.start(&io);
-        }
-        let result = if let ModelImpl::Green(green) = &io.inner.model {
-            // Worker 0 runs the root as a fiber until every task has finished.
-            let result = green.run_root(&io, f);
-            green.shutdown();
-            result
-        } else {
-            let ctx = TaskContext::new(&io, &io.inner.root);
-            ctx.cancel.set_waker(crate::park::current_waker);
-            let result = {
-                let _entered = context::enter(&ctx);
-                crate::contain::catch(|| f(&io))
-            };
-            io.inner.root.cancel();
-            io.inner.state.wait_all_done();
-            match &io.inner.model {
-                ModelImpl::Blocking | ModelImpl::Green(_) => {}
-                ModelImpl::Threaded(pool) => pool.shutdown(),
-                ModelImpl::Custom(rt) => rt.shutdown(),
-            }
-            result
-        };
-        let detached_panic = io
-            .inner
-            .state
-            .panic
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        match (result, detached_panic) {
-            (Ok(v), None) => v,
-            (Ok(_), Some(payload)) => panic::resume_unwind(payload),
-            (Err(payload), detached) => {
-                // Dropped before unwinding: a payload's `Drop` panicking during the unwind
-                // would abort.
-                if let Some(detached) = detached {
-                    crate::contain::drop_payload(detached);
-                }
-                panic::resume_unwind(payload)
-            }
-        }
-    }
-}
-
-/// Runs `f` on a fresh runtime of the given model and returns its value.
-///
-/// ```
-/// use zsync::{Io, Model};
-///
-/// fn work(io: &Io) -> u32 {
-///     let a = io.spawn(|_| 1);
-///     let b = io.spawn(|_| 2);
-///     a.join().unwrap() + b.join().unwrap()
-/// }
-/// for model in [Model::Blocking, Model::Threaded] {
-///     assert_eq!(zsync::run(model, work), 3);
-/// }
-/// ```
-pub fn run<T>(model: Model, f: impl FnOnce(&Io) -> T) -> T {
-    Builder::new(model).run(f)
-}
-
 impl Io {
     /// The `Io` of the task running on this thread, if any.
     pub fn current() -> Option<Io> {
@@ -463,21 +48,13 @@ impl Io {
 
     /// The name of the model behind this handle.
     pub fn model_name(&self) -> &'static str {
-        match &self.inner.model {
-            ModelImpl::Blocking => "Blocking",
-            ModelImpl::Threaded(_) => "Threaded",
-            ModelImpl::Green(_) => "Green",
-            ModelImpl::Custom(rt) => rt.name(),
-        }
+        self.inner.model.name()
     }
 
     /// The I/O engine behind this handle: `"io_uring"` or `"epoll"` on Green, `"syscalls"` (direct
     /// blocking-style syscalls on the task's thread) elsewhere.
     pub fn backend_name(&self) -> &'static str {
-        match &self.inner.model {
-            ModelImpl::Green(g) => g.backend_name(),
-            _ => "syscalls",
-        }
+        self.inner.model.backend_name()
     }
 
     /// Lets other tasks run: on Green the fiber goes behind the other ready fibers of its
@@ -489,7 +66,7 @@ impl Io {
 
     /// Whether [`concurrent`](Io::concurrent) can succeed on this model at all.
     pub fn supports_concurrency(&self) -> bool {
-        !matches!(self.inner.model, ModelImpl::Blocking)
+        self.inner.model.supports_concurrency()
     }
 
     /// Starts `f` as a task that may run inline, now or when joined. Zig: `io.async(f)`.
@@ -560,28 +137,12 @@ impl Io {
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
-        match &self.inner.model {
-            ModelImpl::Blocking => Task::ready(blocking::run_inline(self, parent, f)),
-            ModelImpl::Threaded(pool) if pool.is_open() => {
-                let (task, runnable) = self.new_task(parent, location, f);
-                pool.spawn(runnable);
-                task
-            }
-            ModelImpl::Threaded(_) => Task::ready(blocking::run_inline(self, parent, f)),
-            ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(parent, location, f);
-                // `spawn` may run the task inline, so telling an idle worker about it can wait
-                // (see `Green::spawn`): a spawn that is joined at once then wakes nobody.
-                green.spawn(runnable, false);
-                task
-            }
-            ModelImpl::Green(_) => Task::ready(blocking::run_inline(self, parent, f)),
-            ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(parent, location, f);
-                rt.spawn(runnable);
-                task
-            }
+        if !self.inner.model.queues_spawns() {
+            return Task::ready(blocking::run_inline(self, parent, f));
         }
+        let (task, runnable) = self.new_task(parent, location, f);
+        self.inner.model.spawn(runnable);
+        task
     }
 
     #[track_caller]
@@ -595,32 +156,15 @@ impl Io {
         T: Send + 'static,
     {
         let location = Location::caller();
-        let refuse = ConcurrencyUnavailable {
-            model: self.model_name(),
-        };
-        let submitted = match &self.inner.model {
-            ModelImpl::Blocking => return Err(refuse),
-            ModelImpl::Threaded(pool) => {
-                let (task, runnable) = self.new_task(parent, location, f);
-                (task, pool.concurrent(runnable).map_err(|_| refuse))
-            }
-            // A fiber runs concurrently with its spawner: a blocking wait parks the fiber and
-            // frees the worker, and the task is queued where an idle worker can steal it, so
-            // it progresses even while its spawner computes without blocking.
-            ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) = self.new_task(parent, location, f);
-                green.spawn(runnable, true);
-                (task, Ok(()))
-            }
-            ModelImpl::Green(_) => return Err(refuse),
-            ModelImpl::Custom(rt) => {
-                let (task, runnable) = self.new_task(parent, location, f);
-                (task, rt.concurrent(runnable))
-            }
-        };
-        match submitted {
-            (task, Ok(())) => Ok(task),
-            (task, Err(e)) => {
+        if self.inner.model.refuses_concurrency() {
+            return Err(ConcurrencyUnavailable {
+                model: self.model_name(),
+            });
+        }
+        let (task, runnable) = self.new_task(parent, location, f);
+        match self.inner.model.concurrent(runnable) {
+            Ok(()) => Ok(task),
+            Err(e) => {
                 task.abandon();
                 Err(e)
             }
@@ -645,19 +189,13 @@ impl Io {
     /// Takes the unstarted task whose cell is at `task` out of the calling worker's queue if
     /// it was queued there last (see `Green::unqueue`), before its joiner runs it inline.
     pub(crate) fn unqueue(&self, task: *const ()) {
-        match &self.inner.model {
-            ModelImpl::Green(green) => green.unqueue(task),
-            ModelImpl::Threaded(pool) => pool.unqueue(task),
-            ModelImpl::Blocking | ModelImpl::Custom(_) => {}
-        }
+        self.inner.model.unqueue(task)
     }
 
     /// Sends the wake-up for an idle worker that the calling worker deferred when it queued
     /// its last task (see `Green::spawn`), for a task that will not be joined.
     pub(crate) fn announce_spawned(&self) {
-        if let ModelImpl::Green(green) = &self.inner.model {
-            green.announce_spawned();
-        }
+        self.inner.model.announce_spawned()
     }
 
     /// Runs `f`, a call that would block its thread (a C library, `std::fs` or `std::net` used
@@ -683,27 +221,13 @@ impl Io {
     {
         context::check()?;
         let body = move |_: &Io| f();
-        let submitted = match &self.inner.model {
-            ModelImpl::Green(green) if green.is_open() => {
-                let (task, runnable) =
-                    self.new_task(&self.current_scope(), Location::caller(), body);
-                (task, green.blocking(runnable).map_err(|_| ()))
-            }
-            ModelImpl::Threaded(pool) if pool.is_open() => {
-                let (task, runnable) =
-                    self.new_task(&self.current_scope(), Location::caller(), body);
-                (task, pool.blocking(runnable).map_err(|_| ()))
-            }
-            ModelImpl::Custom(rt) => {
-                let (task, runnable) =
-                    self.new_task(&self.current_scope(), Location::caller(), body);
-                (task, rt.concurrent(runnable).map_err(|_| ()))
-            }
-            _ => return Ok(body(self)),
-        };
-        match submitted {
-            (task, Ok(())) => task.join_or_detach(),
-            (task, Err(())) => {
+        if !self.inner.model.offloads_blocking() {
+            return Ok(body(self));
+        }
+        let (task, runnable) = self.new_task(&self.current_scope(), Location::caller(), body);
+        match self.inner.model.blocking(runnable) {
+            Ok(()) => task.join_or_detach(),
+            Err(_) => {
                 task.abandon();
                 Err(ConcurrencyUnavailable {
                     model: self.model_name(),
@@ -745,13 +269,30 @@ impl Io {
     }
 
     /// Current time of the monotonic clock.
+    ///
+    /// On a custom model this is [`Operation::Now`](crate::Operation::Now), so a model may run
+    /// its own clock. A clock read cannot fail: a model that fails it panics the task.
+    #[inline]
     pub fn now(&self) -> Instant {
-        Instant::now()
+        match crate::op::custom(self) {
+            None => Instant::now(),
+            Some(model) => model_clock(model),
+        }
     }
 
     /// Current wall-clock time (may jump; use [`now`](Io::now) to measure durations).
+    ///
+    /// On a custom model this is [`Operation::WallClock`](crate::Operation::WallClock).
     pub fn wall_clock(&self) -> SystemTime {
-        SystemTime::now()
+        match crate::op::custom(self) {
+            None => SystemTime::now(),
+            Some(model) => model
+                .operate(crate::Operation::WallClock)
+                .and_then(|c| c.into_system_time("wall_clock"))
+                .unwrap_or_else(|e| {
+                    panic!("zsync: the {} model failed a clock read: {e}", model.name())
+                }),
+        }
     }
 
     /// Sleeps for `duration`. Cancellation point. Zig: `io.sleep`.
@@ -760,6 +301,12 @@ impl Io {
             return context::check();
         }
         context::check()?;
+        if let Some(model) = crate::op::custom(self) {
+            return match self.now().checked_add(duration) {
+                Some(deadline) => self.sleep_on(model, deadline),
+                None => self.sleep_on(model, far_future(self.now())),
+            };
+        }
         // One clock reading to arm, none to find the deadline already passed (it is ahead).
         let Some(deadline) = Instant::now().checked_add(duration) else {
             loop {
@@ -782,6 +329,9 @@ impl Io {
     /// [`with_deadline`](Io::with_deadline)) comes first.
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
         context::check()?;
+        if let Some(model) = crate::op::custom(self) {
+            return self.sleep_on(model, deadline);
+        }
         if crate::park::deadline_passed(deadline) {
             return Ok(());
         }
@@ -792,6 +342,20 @@ impl Io {
             if crate::park::deadline_passed(deadline) {
                 return Ok(());
             }
+        }
+    }
+
+    /// A sleep until `deadline` on a custom model, as [`Operation::Sleep`](crate::Operation)s
+    /// until the model's clock reaches it.
+    fn sleep_on(&self, model: &dyn crate::CustomModel, deadline: Instant) -> io::Result<()> {
+        loop {
+            if self.now() >= deadline {
+                return Ok(());
+            }
+            model
+                .operate(crate::Operation::Sleep { deadline })?
+                .into_done("sleep")?;
+            context::check()?;
         }
     }
 
@@ -828,7 +392,7 @@ impl Io {
     /// Runs `f` with a deadline for the running task: every blocking operation inside `f` that
     /// would wait past `deadline` stops there with an error of kind
     /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins.
-    pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce() -> R) -> R {
+    pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce(&Io) -> R) -> R {
         struct Restore<'a>(Option<&'a TaskContext<'a>>, Option<Instant>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
@@ -844,8 +408,80 @@ impl Io {
                     .set(Some(prev.map_or(deadline, |p| p.min(deadline))));
             }
             let _restore = Restore(c, prev);
-            f()
+            f(self)
         })
+    }
+
+    /// Runs `f` with a deadline `duration` from now: every blocking operation inside `f` that
+    /// would wait past it fails with a `TimedOut` error ([`is_timed_out`](crate::is_timed_out)),
+    /// which `f` propagates. Works on every model, Blocking included. Takes the same closure as
+    /// [`with_deadline`](Io::with_deadline).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let r = io.timeout(Duration::from_millis(10), |io| io.sleep(Duration::from_secs(5)));
+    ///     assert!(zsync::is_timed_out(&r.unwrap_err()));
+    /// });
+    /// ```
+    pub fn timeout<R>(&self, duration: Duration, f: impl FnOnce(&Io) -> R) -> R {
+        match Instant::now().checked_add(duration) {
+            Some(deadline) => self.with_deadline(deadline, f),
+            None => f(self), // further away than the clock can count: no deadline
+        }
+    }
+
+    /// Runs each closure as a task and returns the first result to arrive; the other tasks are
+    /// canceled and waited for. Tasks run concurrently where the model allows (else they run
+    /// inline in order, and the first one wins).
+    ///
+    /// Cancellation point. Panics if `fs` is empty.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let fast = io.race(vec![
+    ///         Box::new(|io: &zsync::Io| { io.sleep(Duration::from_secs(5)).ok(); "slow" })
+    ///             as Box<dyn FnOnce(&zsync::Io) -> &'static str + Send>,
+    ///         Box::new(|_: &zsync::Io| "fast"),
+    ///     ]).unwrap();
+    ///     assert_eq!(fast, "fast");
+    /// });
+    /// ```
+    pub fn race<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Io) -> T + Send + 'static,
+    {
+        crate::select::race(self, fs)
+    }
+
+    /// Runs each closure as a task and returns all results in order. Cancellation point.
+    pub fn all<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Io) -> T + Send + 'static,
+    {
+        let mut group = crate::Group::new(self);
+        for f in fs {
+            group.spawn(f);
+        }
+        group.join_all()
+    }
+
+    /// Runs each fallible closure as a task; returns all values, or the first error, in which
+    /// case the other tasks are canceled as soon as it happens.
+    pub fn try_all<T, E, F>(&self, fs: impl IntoIterator<Item = F>) -> Result<Vec<T>, E>
+    where
+        T: Send + 'static,
+        E: Send + From<io::Error> + 'static,
+        F: FnOnce(&Io) -> Result<T, E> + Send + 'static,
+    {
+        let mut group = crate::Group::fail_fast(self);
+        for f in fs {
+            group.spawn(f);
+        }
+        group.try_join_all()
     }
 
     /// Blocks the running task until `event` completes and returns its output. Cancellation
@@ -910,16 +546,26 @@ impl Io {
 
 /// Records a panic of a detached inline task for `run` to re-raise (or re-raises it now outside
 /// any runtime).
-pub(crate) fn record_detached_panic(payload: Box<dyn Any + Send>) {
+pub(crate) fn record_detached_panic(payload: Box<dyn std::any::Any + Send>) {
     let state = context::with(|c| c.map(|c| c.io.inner.state.clone()));
     match state {
         Some(state) => state.record_panic(payload),
-        None => panic::resume_unwind(payload),
+        None => std::panic::resume_unwind(payload),
     }
 }
 
-/// `Err(Canceled)`: for models that check cancellation outside the usual helpers.
-#[allow(dead_code)]
-pub(crate) fn canceled_err<T>() -> io::Result<T> {
-    Err(canceled())
+/// [`Io::now`] on a custom model. Out of line, so that `now` stays a clock read on the others.
+#[cold]
+#[inline(never)]
+fn model_clock(model: &dyn crate::CustomModel) -> Instant {
+    model
+        .operate(crate::Operation::Now)
+        .and_then(|c| c.into_instant("now"))
+        .unwrap_or_else(|e| panic!("zsync: the {} model failed a clock read: {e}", model.name()))
+}
+
+/// A deadline further away than any run lasts, for a sleep whose end the clock cannot count
+/// to (about 30 years: `Instant` arithmetic overflows far later).
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(1 << 30)
 }

@@ -62,12 +62,12 @@
 
 #![warn(missing_docs)]
 
+mod builder;
 mod cancel;
 mod contain;
 mod context;
 mod error;
 mod event;
-#[allow(dead_code)] // used by the Green model, which is being built on another branch
 pub(crate) mod fiber_stack;
 mod io;
 mod loom;
@@ -89,12 +89,14 @@ pub mod sync;
 pub mod time;
 pub mod transfer;
 
+pub use builder::{run, Builder};
 pub use error::{
     canceled, is_canceled, is_timed_out, timed_out, Canceled, ConcurrencyUnavailable, Elapsed,
 };
 pub use event::Event;
-pub use io::{run, Builder, Io, Model, Runtime};
+pub use io::Io;
 pub use model::green::Backend;
+pub use model::{Completion, CustomModel, Model, Operation};
 pub use pipe::{pipe, PipeReader, PipeWriter};
 pub use task::{Group, GroupPolicy, Runnable, Task};
 pub use transfer::copy;

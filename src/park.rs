@@ -104,38 +104,96 @@ thread_local! {
     });
 }
 
+thread_local! {
+    /// This thread's waker, built once (see [`with_waiter`]).
+    static THREAD_WAKER: Waker = PARKER.with(|p| Waker::from(p.clone()));
+}
+
+/// How the running task waits, found once per blocking call ([`with_waiter`]): the one place
+/// that tells a Green fiber from an OS thread.
+#[derive(Clone, Copy)]
+pub(crate) enum Waiter<'a> {
+    /// A Green fiber, with its waker: a park switches to its worker's loop.
+    Fiber(&'a Waker),
+    /// An OS thread (Blocking, Threaded, custom models, code outside any runtime), with its
+    /// waker: a park blocks the thread.
+    Thread(&'a Waker),
+}
+
+/// Runs `f` with the running task's [`Waiter`], its waker borrowed, not cloned. `f` may block
+/// (park) while it holds the borrow.
+#[inline]
+pub(crate) fn with_waiter<R>(f: impl FnOnce(Waiter<'_>) -> R) -> R {
+    let fiber_waker = green::fiber::current_waker_ptr();
+    if !fiber_waker.is_null() {
+        // SAFETY: the waker lives in the running fiber's `Current`, on that fiber's own stack,
+        // for the fiber's whole life; `f` runs on this same fiber, so it cannot outlive it.
+        return f(Waiter::Fiber(unsafe { &*fiber_waker }));
+    }
+    THREAD_WAKER.with(|w| f(Waiter::Thread(w)))
+}
+
+impl Waiter<'_> {
+    /// The task's waker: waking it ends a [`park`](Self::park) or a descriptor wait.
+    #[inline]
+    pub(crate) fn waker(&self) -> &Waker {
+        match *self {
+            Waiter::Fiber(w) | Waiter::Thread(w) => w,
+        }
+    }
+
+    /// Whether the task is a fiber, whose park is a cheap context switch (spinning first only
+    /// pays off for a thread).
+    #[inline]
+    pub(crate) fn is_fiber(&self) -> bool {
+        match self {
+            Waiter::Fiber(_) => true,
+            Waiter::Thread(_) => false,
+        }
+    }
+
+    /// Parks the task until woken or until `deadline`. May return spuriously.
+    pub(crate) fn park(&self, deadline: Option<Instant>) {
+        match self {
+            Waiter::Fiber(_) => green::park_until(deadline),
+            Waiter::Thread(_) => park_this_thread(deadline),
+        }
+    }
+
+    /// Blocks until `fd` may be ready for `interest` (see [`wait_fd`]).
+    fn wait_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        interest: Interest,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        match self {
+            Waiter::Fiber(_) => green::wait_fd(fd, interest, deadline),
+            Waiter::Thread(_) => poll_this_thread(fd, interest, deadline),
+        }
+    }
+}
+
 /// A waker for the running task: its fiber's on Green, else one that wakes the calling thread
 /// wherever it waits (park or poll).
 pub(crate) fn current_waker() -> Waker {
-    if let Some(waker) = green::fiber::current_waker() {
-        return waker;
-    }
-    PARKER.with(|p| Waker::from(p.clone()))
-}
-
-thread_local! {
-    /// This thread's waker, built once (see [`with_current_waker`]).
-    static THREAD_WAKER: Waker = PARKER.with(|p| Waker::from(p.clone()));
+    with_waiter(|w| w.waker().clone())
 }
 
 /// Runs `f` with the running task's waker borrowed, not cloned: the fiber's own on Green, this
 /// thread's elsewhere. `f` may block (park) while it holds the borrow.
 pub(crate) fn with_current_waker<R>(f: impl FnOnce(&Waker) -> R) -> R {
-    let fiber_waker = green::fiber::current_waker_ptr();
-    if !fiber_waker.is_null() {
-        // SAFETY: the waker lives in the running fiber's `Current`, on that fiber's own stack,
-        // for the fiber's whole life; `f` runs on this same fiber, so it cannot outlive it.
-        return f(unsafe { &*fiber_waker });
-    }
-    THREAD_WAKER.with(|w| f(w))
+    with_waiter(|w| f(w.waker()))
 }
 
 /// Parks the running task until woken or until `deadline`: its fiber on Green, else the calling
 /// thread. May return spuriously.
 pub(crate) fn park(deadline: Option<Instant>) {
-    if green::fiber::on_fiber() {
-        return green::park_until(deadline);
-    }
+    with_waiter(|w| w.park(deadline))
+}
+
+/// Parks the calling thread, announced to a [`WaitWatch`], until unparked or `deadline`.
+fn park_this_thread(deadline: Option<Instant>) {
     // Announce the wait for a `WaitWatch`: one relaxed store each way. (`try_with`: a thread
     // local's destructor may still wait here, after `PARKER` is gone.)
     let announced = PARKER.try_with(|p| {
@@ -214,9 +272,15 @@ pub(crate) fn wait_fd(
     interest: Interest,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
-    if green::fiber::on_fiber() {
-        return green::wait_fd(fd, interest, deadline);
-    }
+    with_waiter(|w| w.wait_fd(fd, interest, deadline))
+}
+
+/// [`wait_fd`] on an OS thread: `ppoll` on `fd` and the thread's eventfd.
+fn poll_this_thread(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
     PARKER.with(|p| {
         let evfd = p.eventfd()?;
         p.state.store(POLLING, Ordering::SeqCst);

@@ -158,11 +158,11 @@ impl PipeReader {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        stream::read(self.inner.as_fd(), buf, None, None)
+        stream::read(&self.io, self.inner.as_fd(), buf, None, None)
     }
 
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        stream::readv(self.inner.as_fd(), bufs, None, None)
+        stream::readv(&self.io, self.inner.as_fd(), bufs, None, None)
     }
 }
 
@@ -239,11 +239,11 @@ impl PipeWriter {
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        stream::write(self.inner.as_fd(), buf, None, None)
+        stream::write(&self.io, self.inner.as_fd(), buf, None, None)
     }
 
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        stream::writev(self.inner.as_fd(), bufs, None, None)
+        stream::writev(&self.io, self.inner.as_fd(), bufs, None, None)
     }
 }
 

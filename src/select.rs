@@ -252,122 +252,56 @@ impl<T> std::fmt::Debug for JoinEvent<'_, T> {
     }
 }
 
-impl Io {
-    /// Runs each closure as a task and returns the first result to arrive; the other tasks are
-    /// canceled and waited for. Tasks run concurrently where the model allows (else they run
-    /// inline in order, and the first one wins).
-    ///
-    /// Cancellation point. Panics if `fs` is empty.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// zsync::run(zsync::Model::Threaded, |io| {
-    ///     let fast = io.race(vec![
-    ///         Box::new(|io: &zsync::Io| { io.sleep(Duration::from_secs(5)).ok(); "slow" })
-    ///             as Box<dyn FnOnce(&zsync::Io) -> &'static str + Send>,
-    ///         Box::new(|_: &zsync::Io| "fast"),
-    ///     ]).unwrap();
-    ///     assert_eq!(fast, "fast");
-    /// });
-    /// ```
-    pub fn race<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Io) -> T + Send + 'static,
-    {
-        let winner: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
-        let mut group: Group<()> = Group::new(self);
-        let mut any = false;
-        for f in fs {
-            any = true;
-            if winner.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                break; // an inline task already won
+/// [`Io::race`]: each closure in a task of one group; the first value wins and cancels the group.
+pub(crate) fn race<T, F>(io: &Io, fs: impl IntoIterator<Item = F>) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Io) -> T + Send + 'static,
+{
+    let winner: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+    let mut group: Group<()> = Group::new(io);
+    let mut any = false;
+    for f in fs {
+        any = true;
+        if winner.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            break; // an inline task already won
+        }
+        let slot = winner.clone();
+        let scope = group.scope_handle();
+        let body = move |io: &Io| {
+            let value = f(io);
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(value);
+                scope.cancel();
             }
-            let slot = winner.clone();
-            let scope = group.scope_handle();
-            let body = move |io: &Io| {
-                let value = f(io);
-                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-                if slot.is_none() {
-                    *slot = Some(value);
-                    scope.cancel();
+        };
+        // `concurrent` consumes its closure even when it refuses, so share the body and
+        // fall back to `spawn` (inline on Blocking) with the same one.
+        let shared = Arc::new(Mutex::new(Some(body)));
+        let take =
+            move |cell: &Mutex<Option<_>>| cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let first = shared.clone();
+        let refused = group
+            .concurrent(move |io| {
+                if let Some(body) = take(&first) {
+                    body(io);
                 }
-            };
-            // `concurrent` consumes its closure even when it refuses, so share the body and
-            // fall back to `spawn` (inline on Blocking) with the same one.
-            let shared = Arc::new(Mutex::new(Some(body)));
-            let take = move |cell: &Mutex<Option<_>>| {
-                cell.lock().unwrap_or_else(|p| p.into_inner()).take()
-            };
-            let first = shared.clone();
-            let refused = group
-                .concurrent(move |io| {
-                    if let Some(body) = take(&first) {
-                        body(io);
-                    }
-                })
-                .is_err();
-            if refused {
-                group.spawn(move |io| {
-                    if let Some(body) = take(&shared) {
-                        body(io);
-                    }
-                });
-            }
-        }
-        assert!(any, "Io::race needs at least one closure");
-        let joined = group.join_all();
-        let value = winner.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match value {
-            Some(v) => Ok(v),
-            None => Err(joined.err().unwrap_or_else(crate::error::canceled)),
+            })
+            .is_err();
+        if refused {
+            group.spawn(move |io| {
+                if let Some(body) = take(&shared) {
+                    body(io);
+                }
+            });
         }
     }
-
-    /// Runs each closure as a task and returns all results in order. Cancellation point.
-    pub fn all<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<Vec<T>>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Io) -> T + Send + 'static,
-    {
-        let mut group = Group::new(self);
-        for f in fs {
-            group.spawn(f);
-        }
-        group.join_all()
-    }
-
-    /// Runs each fallible closure as a task; returns all values, or the first error, in which
-    /// case the other tasks are canceled as soon as it happens.
-    pub fn try_all<T, E, F>(&self, fs: impl IntoIterator<Item = F>) -> Result<Vec<T>, E>
-    where
-        T: Send + 'static,
-        E: Send + From<io::Error> + 'static,
-        F: FnOnce(&Io) -> Result<T, E> + Send + 'static,
-    {
-        let mut group = Group::fail_fast(self);
-        for f in fs {
-            group.spawn(f);
-        }
-        group.try_join_all()
-    }
-
-    /// Runs `f` with a deadline `duration` from now: every blocking operation inside `f` that
-    /// would wait past it fails with a `TimedOut` error ([`is_timed_out`](crate::is_timed_out)),
-    /// which `f` propagates. Works on every model, Blocking included.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// zsync::run(zsync::Model::Blocking, |io| {
-    ///     let r = io.timeout(Duration::from_millis(10), |io| io.sleep(Duration::from_secs(5)));
-    ///     assert!(zsync::is_timed_out(&r.unwrap_err()));
-    /// });
-    /// ```
-    pub fn timeout<T>(
-        &self,
-        duration: Duration,
-        f: impl FnOnce(&Io) -> io::Result<T>,
-    ) -> io::Result<T> {
-        self.with_deadline(Instant::now() + duration, || f(self))
+    assert!(any, "Io::race needs at least one closure");
+    let joined = group.join_all();
+    let value = winner.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match value {
+        Some(v) => Ok(v),
+        None => Err(joined.err().unwrap_or_else(crate::error::canceled)),
     }
 }

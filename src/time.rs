@@ -145,10 +145,12 @@ impl Interval {
 
     /// Waits for the next tick and returns its *scheduled* instant (a late tick returns when it
     /// was due, not when it completed). Cancellation point; `TimedOut` at the task's deadline.
-    /// Neither consumes the tick.
+    /// Neither consumes the tick. The wait is [`Io::sleep_until`] and the clock read
+    /// [`Io::now`], so a custom model provides both.
     pub fn tick(&mut self) -> io::Result<Instant> {
-        let io = self.io.clone();
-        io.wait(self.tick_event())
+        self.io.sleep_until(self.next)?;
+        let now = self.io.now();
+        Ok(self.advance(now))
     }
 
     /// Like [`tick`](Interval::tick), giving up with `TimedOut` at `deadline` (the tick is not
@@ -165,12 +167,23 @@ impl Interval {
     /// ```
     pub fn tick_until(&mut self, deadline: Instant) -> io::Result<Instant> {
         let io = self.io.clone();
-        io.wait_until(self.tick_event(), deadline)
+        io.with_deadline(deadline, |_| self.tick())
     }
 
     /// Like [`tick`](Interval::tick), giving up with `TimedOut` after `timeout`.
     pub fn tick_timeout(&mut self, timeout: Duration) -> io::Result<Instant> {
         self.tick_until(later(Instant::now(), timeout))
+    }
+
+    /// Consumes the tick scheduled at `self.next`, handled at `now`; returns its instant.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let scheduled = self.next;
+        self.next = if now > later(scheduled, MISSED_AFTER) {
+            self.missed.next_after(scheduled, now, self.period)
+        } else {
+            later(scheduled, self.period)
+        };
+        scheduled
     }
 
     /// The next tick as an [`Event`], for `select!` and [`Io::wait`](crate::Io::wait). It
@@ -252,19 +265,11 @@ impl Event for TickEvent<'_> {
     type Output = Instant;
 
     fn poll_event(&mut self, _waker: &Waker) -> Poll<Instant> {
-        let iv = &mut *self.interval;
-        let scheduled = iv.next;
         // A timer, like `select::sleep`: no registration, the wait re-polls at `wake_at`.
-        if !crate::park::deadline_passed(scheduled) {
+        if !crate::park::deadline_passed(self.interval.next) {
             return Poll::Pending;
         }
-        let now = Instant::now();
-        iv.next = if now > later(scheduled, MISSED_AFTER) {
-            iv.missed.next_after(scheduled, now, iv.period)
-        } else {
-            later(scheduled, iv.period)
-        };
-        Poll::Ready(scheduled)
+        Poll::Ready(self.interval.advance(Instant::now()))
     }
 
     fn wake_at(&self) -> Option<Instant> {

@@ -89,10 +89,10 @@ use std::time::{Duration, Instant};
 
 use corosensei::stack::{Stack, StackPointer, MIN_STACK_SIZE};
 
+#[cfg(test)]
+pub(crate) use overflow::set_current_task_name;
 use overflow::with_context;
 pub(crate) use overflow::{ensure_sigaltstack, replace_current_task_name, TaskName};
-#[allow(unused_imports)] // for schedulers naming tasks by string; the unit tests use the first
-pub(crate) use overflow::{set_current_task_name, set_current_task_name_unchecked};
 pub(crate) use slab::GuardPolicy;
 use slab::SlabMapping;
 
@@ -229,6 +229,7 @@ impl StackPool {
     /// A pool of stacks with at least `stack_size` usable bytes each (rounded up to whole pages,
     /// at least `MIN_STACK_SIZE`), plus one guard page each. Maps nothing until the first
     /// [`get`](Self::get).
+    #[cfg(test)]
     pub(crate) fn new(stack_size: usize) -> StackPool {
         Self::with_policy(stack_size, GuardPolicy::detect())
     }
@@ -266,6 +267,7 @@ impl StackPool {
 
     /// Sets how many returned stacks may stay hot (pages committed) at once; the rest are
     /// released to the system on return and kept cold. Default [`DEFAULT_MAX_CACHED`].
+    #[cfg(test)]
     pub(crate) fn with_max_cached(mut self, max_cached: usize) -> StackPool {
         self.max_cached = max_cached;
         self
@@ -273,12 +275,14 @@ impl StackPool {
 
     /// Sets how many of the most recently returned stacks [`trim`](Self::trim) keeps hot
     /// however long they go unused. Default [`DEFAULT_KEEP_HOT`].
+    #[cfg(test)]
     pub(crate) fn with_keep_hot(mut self, keep_hot: usize) -> StackPool {
         self.keep_hot = keep_hot;
         self
     }
 
     /// Usable bytes per stack (the requested size rounded up to whole pages; guard excluded).
+    #[cfg(test)]
     pub(crate) fn stack_size(&self) -> usize {
         self.usable
     }
@@ -437,6 +441,7 @@ impl StackPool {
     }
 
     /// Counters describing the pool.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> PoolStats {
         PoolStats {
             hot: self.hot.len() + self.releasing.len(),
@@ -555,17 +560,20 @@ pub(crate) struct PooledStack {
     usable: usize,
     /// Guard bytes below the usable region.
     guard_len: usize,
-    /// How overflows of this stack are caught.
+    /// How overflows of this stack are caught (the tests check it).
+    #[cfg_attr(not(test), allow(dead_code))]
     guard_kind: GuardKind,
 }
 
 impl PooledStack {
     /// How an overflow of this stack is caught.
+    #[cfg(test)]
     pub(crate) fn guard_kind(&self) -> GuardKind {
         self.guard_kind
     }
 
     /// Usable bytes (guard excluded).
+    #[cfg(test)]
     pub(crate) fn size(&self) -> usize {
         self.usable
     }

@@ -111,7 +111,7 @@ pub(crate) struct TaskName(Repr);
 enum Repr {
     /// No task (scheduler code, plain threads): reported as `<unnamed>`.
     None,
-    /// A string given by pointer and length; see [`set_current_task_name_unchecked`].
+    /// A `'static` string given by pointer and length (see [`TaskName::fixed`]).
     Raw(*const u8, usize),
     /// Where the task was spawned, reported as `file:line`.
     Spawned(&'static Location<'static>),
@@ -149,19 +149,9 @@ pub(crate) fn replace_current_task_name(name: TaskName) -> TaskName {
 
 /// Sets the name reported if the fiber running on this thread overflows its stack (`None`:
 /// no task runs).
+#[cfg(test)]
 pub(crate) fn set_current_task_name(name: Option<&'static str>) {
     replace_current_task_name(name.map_or(TaskName::NONE, TaskName::fixed));
-}
-
-/// Like [`set_current_task_name`] for a name that is not `'static` (e.g. a task's `Arc<str>`).
-///
-/// # Safety
-///
-/// The string must stay alive and unmoved until the name is replaced by another call (or by
-/// `None`) on this thread: the signal handler may read it at any moment before that.
-pub(crate) unsafe fn set_current_task_name_unchecked(name: Option<&str>) {
-    let raw = name.map_or(Repr::None, |s| Repr::Raw(s.as_ptr(), s.len()));
-    TASK_NAME.with(|c| c.set(TaskName(raw)));
 }
 
 /// A fixed-capacity message buffer: hand-rolled formatting usable inside a signal handler.
@@ -233,9 +223,7 @@ fn format_report(msg: &mut MsgBuf, name: TaskName, usable: usize, fault: usize) 
             msg.push(b"<unnamed>");
         }
         Repr::Raw(p, len) => {
-            // SAFETY: `Raw` names come from `TaskName::fixed` (a `'static` string) or from
-            // `set_current_task_name_unchecked`, whose callers keep the string alive while it is
-            // the current name.
+            // SAFETY: `Raw` names come only from `TaskName::fixed`, a `'static` string.
             let name = unsafe { std::slice::from_raw_parts(p, len) };
             msg.push(&name[..len.min(128)]);
         }

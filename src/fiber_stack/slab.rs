@@ -57,6 +57,7 @@ impl GuardBudget {
     }
 
     /// Guards that exist now.
+    #[cfg(test)]
     pub(crate) fn in_use(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }

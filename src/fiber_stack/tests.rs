@@ -473,17 +473,6 @@ fn recurse_forever(n: usize) -> usize {
     recurse_forever(n + 1) + usize::from(buf[n % 512])
 }
 
-/// Recurses until a frame lies below `stop`, then returns.
-fn recurse_below(stop: usize) -> usize {
-    let mut buf = [0x55u8; 256];
-    black_box(&mut buf);
-    let here = buf.as_ptr() as usize;
-    if here < stop {
-        return here;
-    }
-    recurse_below(stop) + usize::from(buf[0])
-}
-
 /// Child body: overflow a 16 KiB fiber stack from `pool`, named `deep-recursion`, after the
 /// stack went through a release of its pages: alone (`MADV_DONTNEED` of its usable pages, the
 /// cold list) or, with `batched`, in one `madvise` over three adjacent slots, guards included,

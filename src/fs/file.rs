@@ -162,7 +162,9 @@ impl File {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::pread(&self.io, &self.inner, buf, offset),
-            Kind::Stream { .. } => stream::read(self.inner.as_fd(), buf, Some(offset), None),
+            Kind::Stream { .. } => {
+                stream::read(&self.io, self.inner.as_fd(), buf, Some(offset), None)
+            }
         }
     }
 
@@ -174,7 +176,9 @@ impl File {
     pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::pwrite(&self.io, &self.inner, buf, offset),
-            Kind::Stream { .. } => stream::write(self.inner.as_fd(), buf, Some(offset), None),
+            Kind::Stream { .. } => {
+                stream::write(&self.io, self.inner.as_fd(), buf, Some(offset), None)
+            }
         }
     }
 
@@ -183,7 +187,9 @@ impl File {
     pub fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::preadv(&self.io, &self.inner, bufs, offset),
-            Kind::Stream { .. } => stream::readv(self.inner.as_fd(), bufs, Some(offset), None),
+            Kind::Stream { .. } => {
+                stream::readv(&self.io, self.inner.as_fd(), bufs, Some(offset), None)
+            }
         }
     }
 
@@ -192,7 +198,9 @@ impl File {
     pub fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::pwritev(&self.io, &self.inner, bufs, offset),
-            Kind::Stream { .. } => stream::writev(self.inner.as_fd(), bufs, Some(offset), None),
+            Kind::Stream { .. } => {
+                stream::writev(&self.io, self.inner.as_fd(), bufs, Some(offset), None)
+            }
         }
     }
 
@@ -296,13 +304,13 @@ impl Read for &File {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::read(&self.io, &self.inner, buf),
-            Kind::Stream { .. } => stream::read(self.inner.as_fd(), buf, None, None),
+            Kind::Stream { .. } => stream::read(&self.io, self.inner.as_fd(), buf, None, None),
         }
     }
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::readv(&self.io, &self.inner, bufs),
-            Kind::Stream { .. } => stream::readv(self.inner.as_fd(), bufs, None, None),
+            Kind::Stream { .. } => stream::readv(&self.io, self.inner.as_fd(), bufs, None, None),
         }
     }
 }
@@ -323,13 +331,13 @@ impl Write for &File {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::write(&self.io, &self.inner, buf),
-            Kind::Stream { .. } => stream::write(self.inner.as_fd(), buf, None, None),
+            Kind::Stream { .. } => stream::write(&self.io, self.inner.as_fd(), buf, None, None),
         }
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.kind {
             Kind::Disk => sys::writev(&self.io, &self.inner, bufs),
-            Kind::Stream { .. } => stream::writev(self.inner.as_fd(), bufs, None, None),
+            Kind::Stream { .. } => stream::writev(&self.io, self.inner.as_fd(), bufs, None, None),
         }
     }
     /// Nothing to do: writes go straight to the kernel. Use [`File::sync_all`] for durability.

@@ -143,7 +143,7 @@ impl OpenOptions {
     }
 
     /// The `std` options, for the thread models' `open`.
-    pub(super) fn as_std(&self) -> &std::fs::OpenOptions {
+    pub(crate) fn as_std(&self) -> &std::fs::OpenOptions {
         &self.inner
     }
 

@@ -14,6 +14,7 @@ use std::io::{self, IoSlice, IoSliceMut, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use crate::model::operation::Operation;
 use crate::Io;
 
 /// Runs one blocking file-system operation: a cancellation point, then the syscall(s) of `f` —
@@ -23,12 +24,15 @@ use crate::Io;
 /// Regular-file I/O cannot be interrupted once started (the kernel waits uninterruptibly on the
 /// disk), so cancellation and deadlines are checked before it starts, never during.
 #[inline]
-fn blocking_op<T: Send>(io: &Io, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+fn blocking_op<T: Send>(
+    io: &Io,
+    name: &'static str,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     crate::context::check()?;
-    match &io.inner.model {
-        // On a Green fiber the call goes to a helper thread, so it cannot stall the worker.
-        crate::io::ModelImpl::Green(green) => green.offload(f),
-        _ => f(),
+    match crate::op::custom(io) {
+        Some(model) => crate::op::other(model, name, f),
+        None => io.inner.model.offload(f),
     }
 }
 
@@ -42,7 +46,8 @@ fn ring_or_blocking<T: Send>(
     if crate::model::green::ring_available(code) {
         f()
     } else {
-        blocking_op(io, f)
+        crate::context::check()?;
+        io.inner.model.offload(f)
     }
 }
 
@@ -50,12 +55,13 @@ fn ring_or_blocking<T: Send>(
 /// a [`blocking_op`]. `ring` is evaluated first, so it is also the cancellation point there.
 fn ring_or(
     io: &Io,
+    name: &'static str,
     ring: Option<io::Result<()>>,
     f: impl FnOnce() -> io::Result<()> + Send,
 ) -> io::Result<()> {
     match ring {
         Some(res) => res,
-        None => blocking_op(io, f),
+        None => blocking_op(io, name, f),
     }
 }
 
@@ -63,6 +69,13 @@ fn ring_or(
 
 /// `openat(2)`: on the ring on a Green io_uring fiber, with the flags `std` would use.
 pub(super) fn open(io: &Io, opts: &super::OpenOptions, path: &Path) -> io::Result<std::fs::File> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Open {
+            path,
+            options: opts,
+        };
+        return Ok(model.operate(op)?.into_fd("open")?.into());
+    }
     if crate::op::open::on_ring() {
         crate::context::check()?;
         let (flags, mode) = opts.open_flags()?;
@@ -70,7 +83,7 @@ pub(super) fn open(io: &Io, opts: &super::OpenOptions, path: &Path) -> io::Resul
             return fd.map(std::fs::File::from);
         }
     }
-    blocking_op(io, || opts.as_std().open(path))
+    blocking_op(io, "fs::open", || opts.as_std().open(path))
 }
 
 /// Whether `file` is a regular file, block device or directory — I/O that runs to completion
@@ -99,11 +112,20 @@ pub(super) fn is_disk(file: &std::fs::File) -> io::Result<bool> {
 
 /// `fcntl(F_DUPFD_CLOEXEC)`.
 pub(super) fn dup(io: &Io, file: &std::fs::File) -> io::Result<std::fs::File> {
-    blocking_op(io, || file.try_clone())
+    blocking_op(io, "fs::dup", || file.try_clone())
 }
 
 /// `read(2)` at the file offset.
 pub(super) fn read(io: &Io, file: &std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Read {
+            fd: file.as_fd(),
+            buf,
+            offset: None,
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Read::CODE, || {
         crate::op::read_at::read(file.as_fd(), buf)
     })
@@ -115,6 +137,15 @@ pub(super) fn readv(
     file: &std::fs::File,
     bufs: &mut [IoSliceMut<'_>],
 ) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::ReadVectored {
+            fd: file.as_fd(),
+            bufs,
+            offset: None,
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Readv::CODE, || {
         crate::op::vectored::readv(file.as_fd(), bufs, None)
     })
@@ -122,6 +153,15 @@ pub(super) fn readv(
 
 /// `write(2)` at the file offset.
 pub(super) fn write(io: &Io, file: &std::fs::File, buf: &[u8]) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Write {
+            fd: file.as_fd(),
+            buf,
+            offset: None,
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Write::CODE, || {
         crate::op::write_at::write(file.as_fd(), buf)
     })
@@ -129,6 +169,15 @@ pub(super) fn write(io: &Io, file: &std::fs::File, buf: &[u8]) -> io::Result<usi
 
 /// `writev(2)` at the file offset.
 pub(super) fn writev(io: &Io, file: &std::fs::File, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::WriteVectored {
+            fd: file.as_fd(),
+            bufs,
+            offset: None,
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Writev::CODE, || {
         crate::op::vectored::writev(file.as_fd(), bufs, None)
     })
@@ -141,6 +190,15 @@ pub(super) fn pread(
     buf: &mut [u8],
     offset: u64,
 ) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Read {
+            fd: file.as_fd(),
+            buf,
+            offset: Some(offset),
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Read::CODE, || {
         crate::op::read_at::read_at(file.as_fd(), buf, offset)
     })
@@ -153,6 +211,15 @@ pub(super) fn preadv(
     bufs: &mut [IoSliceMut<'_>],
     offset: u64,
 ) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::ReadVectored {
+            fd: file.as_fd(),
+            bufs,
+            offset: Some(offset),
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Readv::CODE, || {
         crate::op::vectored::readv(file.as_fd(), bufs, Some(offset))
     })
@@ -160,6 +227,15 @@ pub(super) fn preadv(
 
 /// `pwrite(2)`.
 pub(super) fn pwrite(io: &Io, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Write {
+            fd: file.as_fd(),
+            buf,
+            offset: Some(offset),
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Write::CODE, || {
         crate::op::write_at::write_at(file.as_fd(), buf, offset)
     })
@@ -172,6 +248,15 @@ pub(super) fn pwritev(
     bufs: &[IoSlice<'_>],
     offset: u64,
 ) -> io::Result<usize> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::WriteVectored {
+            fd: file.as_fd(),
+            bufs,
+            offset: Some(offset),
+            deadline: None,
+        };
+        return crate::op::count_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Writev::CODE, || {
         crate::op::vectored::writev(file.as_fd(), bufs, Some(offset))
     })
@@ -179,16 +264,23 @@ pub(super) fn pwritev(
 
 /// `lseek(2)`.
 pub(super) fn seek(io: &Io, mut file: &std::fs::File, pos: SeekFrom) -> io::Result<u64> {
-    blocking_op(io, || file.seek(pos))
+    blocking_op(io, "fs::seek", || file.seek(pos))
 }
 
 /// `statx(2)` / `fstat(2)` on a descriptor.
 pub(super) fn fstat(io: &Io, file: &std::fs::File) -> io::Result<Metadata> {
-    blocking_op(io, || file.metadata())
+    blocking_op(io, "fs::fstat", || file.metadata())
 }
 
 /// `fsync(2)`.
 pub(super) fn fsync(io: &Io, file: &std::fs::File) -> io::Result<()> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Sync {
+            fd: file.as_fd(),
+            data_only: false,
+        };
+        return crate::op::done_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Fsync::CODE, || {
         crate::op::fsync::fsync(file.as_fd(), false)
     })
@@ -196,6 +288,13 @@ pub(super) fn fsync(io: &Io, file: &std::fs::File) -> io::Result<()> {
 
 /// `fdatasync(2)`.
 pub(super) fn fdatasync(io: &Io, file: &std::fs::File) -> io::Result<()> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Sync {
+            fd: file.as_fd(),
+            data_only: true,
+        };
+        return crate::op::done_of(model, op);
+    }
     ring_or_blocking(io, io_uring::opcode::Fsync::CODE, || {
         crate::op::fsync::fsync(file.as_fd(), true)
     })
@@ -203,67 +302,70 @@ pub(super) fn fdatasync(io: &Io, file: &std::fs::File) -> io::Result<()> {
 
 /// `ftruncate(2)`.
 pub(super) fn ftruncate(io: &Io, file: &std::fs::File, len: u64) -> io::Result<()> {
-    blocking_op(io, || file.set_len(len))
+    blocking_op(io, "fs::ftruncate", || file.set_len(len))
 }
 
 /// `fchmod(2)`.
 pub(super) fn fchmod(io: &Io, file: &std::fs::File, perm: Permissions) -> io::Result<()> {
-    blocking_op(io, || file.set_permissions(perm))
+    blocking_op(io, "fs::fchmod", || file.set_permissions(perm))
 }
 
 // ---- paths -------------------------------------------------------------------------------------
 
 /// `statx(2)` / `stat(2)`, following symbolic links.
 pub(super) fn stat(io: &Io, path: &Path) -> io::Result<Metadata> {
-    blocking_op(io, || std::fs::metadata(path))
+    blocking_op(io, "fs::stat", || std::fs::metadata(path))
 }
 
 /// `statx(2)` / `lstat(2)`, not following symbolic links.
 pub(super) fn lstat(io: &Io, path: &Path) -> io::Result<Metadata> {
-    blocking_op(io, || std::fs::symlink_metadata(path))
+    blocking_op(io, "fs::lstat", || std::fs::symlink_metadata(path))
 }
 
 /// `unlinkat(2)`.
 pub(super) fn unlink(io: &Io, path: &Path) -> io::Result<()> {
-    ring_or(io, crate::op::path::unlink(path, false), || {
-        std::fs::remove_file(path)
-    })
+    ring_or(
+        io,
+        "fs::unlink",
+        crate::op::path::unlink(path, false),
+        || std::fs::remove_file(path),
+    )
 }
 
 /// `unlinkat(2)` with `AT_REMOVEDIR`.
 pub(super) fn rmdir(io: &Io, path: &Path) -> io::Result<()> {
-    ring_or(io, crate::op::path::unlink(path, true), || {
+    ring_or(io, "fs::rmdir", crate::op::path::unlink(path, true), || {
         std::fs::remove_dir(path)
     })
 }
 
 /// A recursive removal (many `getdents64`/`unlinkat` calls), as one operation.
 pub(super) fn rmdir_all(io: &Io, path: &Path) -> io::Result<()> {
-    blocking_op(io, || std::fs::remove_dir_all(path))
+    blocking_op(io, "fs::rmdir_all", || std::fs::remove_dir_all(path))
 }
 
 /// `renameat(2)`.
 pub(super) fn rename(io: &Io, from: &Path, to: &Path) -> io::Result<()> {
-    ring_or(io, crate::op::path::rename(from, to), || {
+    ring_or(io, "fs::rename", crate::op::path::rename(from, to), || {
         std::fs::rename(from, to)
     })
 }
 
 /// `mkdirat(2)`.
 pub(super) fn mkdir(io: &Io, path: &Path) -> io::Result<()> {
-    ring_or(io, crate::op::path::mkdir(path), || {
+    ring_or(io, "fs::mkdir", crate::op::path::mkdir(path), || {
         std::fs::create_dir(path)
     })
 }
 
 /// `mkdirat(2)` for every missing ancestor, as one operation.
 pub(super) fn mkdir_all(io: &Io, path: &Path) -> io::Result<()> {
-    blocking_op(io, || std::fs::create_dir_all(path))
+    blocking_op(io, "fs::mkdir_all", || std::fs::create_dir_all(path))
 }
 
 /// `openat(2)` of a directory for listing.
 pub(super) fn opendir(io: &Io, path: &Path) -> io::Result<std::fs::ReadDir> {
-    blocking_op(io, || std::fs::read_dir(path))
+    blocking_op(io, "fs::opendir", || std::fs::read_dir(path))
 }
 
 /// The next entry of a listing (`getdents64(2)` when the buffered batch is used up).
@@ -271,39 +373,45 @@ pub(super) fn readdir(
     io: &Io,
     dir: &mut std::fs::ReadDir,
 ) -> Option<io::Result<std::fs::DirEntry>> {
-    blocking_op(io, || Ok(dir.next())).unwrap_or_else(|e| Some(Err(e)))
+    blocking_op(io, "fs::readdir", || Ok(dir.next())).unwrap_or_else(|e| Some(Err(e)))
 }
 
 /// A whole-file copy (`copy_file_range(2)` or `sendfile(2)` in the kernel), as one operation.
 pub(super) fn copy(io: &Io, from: &Path, to: &Path) -> io::Result<u64> {
-    blocking_op(io, || std::fs::copy(from, to))
+    blocking_op(io, "fs::copy", || std::fs::copy(from, to))
 }
 
 /// `linkat(2)`.
 pub(super) fn link(io: &Io, original: &Path, link: &Path) -> io::Result<()> {
-    ring_or(io, crate::op::path::link(original, link), || {
-        std::fs::hard_link(original, link)
-    })
+    ring_or(
+        io,
+        "fs::link",
+        crate::op::path::link(original, link),
+        || std::fs::hard_link(original, link),
+    )
 }
 
 /// `symlinkat(2)`.
 pub(super) fn symlink(io: &Io, original: &Path, link: &Path) -> io::Result<()> {
-    ring_or(io, crate::op::path::symlink(original, link), || {
-        std::os::unix::fs::symlink(original, link)
-    })
+    ring_or(
+        io,
+        "fs::symlink",
+        crate::op::path::symlink(original, link),
+        || std::os::unix::fs::symlink(original, link),
+    )
 }
 
 /// `readlinkat(2)`.
 pub(super) fn readlink(io: &Io, path: &Path) -> io::Result<PathBuf> {
-    blocking_op(io, || std::fs::read_link(path))
+    blocking_op(io, "fs::readlink", || std::fs::read_link(path))
 }
 
 /// `realpath(3)`.
 pub(super) fn realpath(io: &Io, path: &Path) -> io::Result<PathBuf> {
-    blocking_op(io, || std::fs::canonicalize(path))
+    blocking_op(io, "fs::realpath", || std::fs::canonicalize(path))
 }
 
 /// `chmod(2)`.
 pub(super) fn chmod(io: &Io, path: &Path, perm: Permissions) -> io::Result<()> {
-    blocking_op(io, || std::fs::set_permissions(path, perm))
+    blocking_op(io, "fs::chmod", || std::fs::set_permissions(path, perm))
 }

@@ -136,6 +136,9 @@ pub fn resolve(io: &Io, addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>>
         Lookup::Ready(addrs) => Ok(addrs),
         Lookup::Name(name) => {
             crate::context::check()?;
+            if let Some(model) = crate::op::custom(io) {
+                return crate::op::other(model, "net::resolve", || lookup_name(name));
+            }
             if io.supports_concurrency() {
                 let owned = name.clone();
                 if let Ok(task) = io.concurrent(move |_: &Io| lookup_name(owned)) {

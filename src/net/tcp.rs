@@ -148,7 +148,7 @@ impl TcpListener {
 
     /// Waits for a connection. Cancellation point.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, peer) = crate::op::accept::accept(self.inner.as_fd())?;
+        let (fd, peer) = crate::op::accept::accept(&self.io, self.inner.as_fd())?;
         let peer = peer
             .as_socket()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP peer address"))?;
@@ -234,7 +234,7 @@ impl TcpStream {
             Type::STREAM.nonblocking(),
             Some(Protocol::TCP),
         )?;
-        crate::op::connect::connect(socket.as_fd(), &addr.into(), deadline)?;
+        crate::op::connect::connect(io, socket.as_fd(), &addr.into(), deadline)?;
         let stream: std::net::TcpStream = socket.into();
         Ok(TcpStream {
             io: io.clone(),
@@ -376,7 +376,7 @@ impl TcpStream {
     ///     let e = client.read(&mut [0; 8]).unwrap_err();
     ///     assert_eq!(e.kind(), ErrorKind::WouldBlock); // the socket's timeout, as std
     ///     let deadline = Instant::now() + Duration::from_millis(5);
-    ///     let e = io.with_deadline(deadline, || client.read(&mut [0; 8])).unwrap_err();
+    ///     let e = io.with_deadline(deadline, |_| client.read(&mut [0; 8])).unwrap_err();
     ///     assert!(zsync::is_timed_out(&e)); // the task's deadline came first
     ///     Ok(())
     /// })
@@ -425,7 +425,7 @@ impl TcpStream {
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.timeouts
-            .reading(|deadline| crate::op::recv::recv(self.inner.as_fd(), buf, deadline))
+            .reading(|deadline| crate::op::recv::recv(&self.io, self.inner.as_fd(), buf, deadline))
     }
 
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
@@ -438,7 +438,7 @@ impl TcpStream {
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
         self.timeouts
-            .writing(|deadline| crate::op::send::send(self.inner.as_fd(), buf, deadline))
+            .writing(|deadline| crate::op::send::send(&self.io, self.inner.as_fd(), buf, deadline))
     }
 
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

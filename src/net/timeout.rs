@@ -85,10 +85,13 @@ pub(crate) fn bounded<T>(
     timeout: Option<Duration>,
     op: impl FnOnce(Option<Instant>) -> io::Result<T>,
 ) -> io::Result<T> {
-    let Some(deadline) = timeout.and_then(|t| Instant::now().checked_add(t)) else {
-        return op(None);
+    // One call site of `op`, so that it is inlined here.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let result = op(deadline);
+    let Some(deadline) = deadline else {
+        return result;
     };
-    op(Some(deadline)).map_err(|e| {
+    result.map_err(|e| {
         if !crate::error::is_timed_out(&e) {
             return e;
         }

@@ -96,12 +96,7 @@ impl UdpSocket {
                 io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
             })?;
         self.timeouts.writing(|deadline| {
-            if let Some(res) = crate::op::msg::send_to(self.inner.as_fd(), buf, target, deadline) {
-                return res;
-            }
-            retry_on_fd(self.inner.as_fd(), Interest::Write, deadline, || {
-                self.inner.send_to(buf, target)
-            })
+            crate::op::msg::send_to(&self.io, self.inner.as_fd(), buf, target, deadline)
         })
     }
 
@@ -109,12 +104,7 @@ impl UdpSocket {
     /// its length and its sender. Cancellation point.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.timeouts.reading(|deadline| {
-            if let Some(res) = crate::op::msg::recv_from(self.inner.as_fd(), buf, deadline) {
-                return res;
-            }
-            retry_on_fd(self.inner.as_fd(), Interest::Read, deadline, || {
-                self.inner.recv_from(buf)
-            })
+            crate::op::msg::recv_from(&self.io, self.inner.as_fd(), buf, deadline)
         })
     }
 
@@ -141,13 +131,13 @@ impl UdpSocket {
     /// an ICMP "port unreachable" caused by an earlier datagram.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.timeouts
-            .writing(|deadline| crate::op::send::send(self.inner.as_fd(), buf, deadline))
+            .writing(|deadline| crate::op::send::send(&self.io, self.inner.as_fd(), buf, deadline))
     }
 
     /// Receives one datagram from the connected peer. Cancellation point.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.timeouts
-            .reading(|deadline| crate::op::recv::recv(self.inner.as_fd(), buf, deadline))
+            .reading(|deadline| crate::op::recv::recv(&self.io, self.inner.as_fd(), buf, deadline))
     }
 
     /// Like [`recv`](Self::recv), but leaves the datagram in the queue. Cancellation point.

@@ -331,7 +331,7 @@ impl UnixStream {
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.timeouts
-            .reading(|deadline| crate::op::recv::recv(self.inner.as_fd(), buf, deadline))
+            .reading(|deadline| crate::op::recv::recv(&self.io, self.inner.as_fd(), buf, deadline))
     }
 
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
@@ -344,7 +344,7 @@ impl UnixStream {
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
         self.timeouts
-            .writing(|deadline| crate::op::send::send(self.inner.as_fd(), buf, deadline))
+            .writing(|deadline| crate::op::send::send(&self.io, self.inner.as_fd(), buf, deadline))
     }
 
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

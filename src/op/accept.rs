@@ -7,13 +7,24 @@ use io_uring::{opcode, types::Fd};
 use socket2::{SockAddr, SockAddrStorage};
 
 use crate::model::green;
+use crate::model::operation::Operation;
 use crate::park::{retry_on_fd, Interest};
+use crate::Io;
 
 const FLAGS: libc::c_int = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
 
 /// Waits for a connection: the new (non-blocking, close-on-exec) socket and the peer's
 /// address. Cancellation point.
-pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
+pub(crate) fn accept(io: &Io, listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SockAddr)> {
+    if let Some(model) = super::custom(io) {
+        let op = Operation::Accept {
+            fd: listener,
+            deadline: None,
+        };
+        let fd = model.operate(op)?.into_fd("accept")?;
+        let peer = socket2::SockRef::from(&fd).peer_addr()?;
+        return Ok((fd, peer));
+    }
     let raw = listener.as_raw_fd();
     let init = |storage: *mut SockAddrStorage, len: *mut libc::socklen_t| {
         let sqe = || {

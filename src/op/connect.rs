@@ -8,15 +8,26 @@ use io_uring::{opcode, types::Fd};
 use socket2::{SockAddr, SockRef};
 
 use crate::model::green;
+use crate::model::operation::Operation;
 use crate::park::{retry_on_fd, Interest};
+use crate::Io;
 
 /// Connects `socket` (non-blocking) to `addr`. Cancellation point; gives up with `TimedOut`
 /// at `deadline`.
 pub(crate) fn connect(
+    io: &Io,
     socket: BorrowedFd<'_>,
     addr: &SockAddr,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
+    if let (Some(model), Some(ip)) = (super::custom(io), addr.as_socket()) {
+        let op = Operation::Connect {
+            fd: socket,
+            addr: ip,
+            deadline,
+        };
+        return super::done_of(model, op);
+    }
     crate::context::check()?;
     let (raw, ptr, len) = (socket.as_raw_fd(), addr.as_ptr(), addr.len());
     let sqe = || opcode::Connect::new(Fd(raw), ptr.cast(), len).build();
@@ -24,6 +35,16 @@ pub(crate) fn connect(
     if let Some(res) = unsafe { green::ring_op(opcode::Connect::CODE, deadline, sqe) } {
         return res.map(drop);
     }
+    connect_on_thread(socket, addr, deadline)
+}
+
+/// [`connect`] by `connect(2)` and a wait for writability: how the thread models connect.
+pub(crate) fn connect_on_thread(
+    socket: BorrowedFd<'_>,
+    addr: &SockAddr,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    crate::context::check()?;
     let sock = SockRef::from(&socket);
     match sock.connect(addr) {
         Ok(()) => Ok(()),

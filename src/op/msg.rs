@@ -1,8 +1,7 @@
 //! `sendmsg(2)`/`recvmsg(2)` with an address: `send_to` and `recv_from` of datagram sockets.
 //!
-//! Only the ring forms live here: each returns `None` where the op cannot go through a ring
-//! (not a Green io_uring fiber, or a kernel without the opcode), and the socket then takes its
-//! readiness path with the plain `sendto`/`recvfrom`.
+//! On a Green io_uring fiber (kernel with the opcode) the op goes through the ring; elsewhere
+//! the plain `sendto`/`recvfrom` is tried and the task waits for readiness.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,11 +11,41 @@ use std::time::Instant;
 use io_uring::{opcode, types::Fd};
 use socket2::{SockAddr, SockAddrStorage};
 
-use crate::model::green;
+use rustix::net::{RecvFlags, SendFlags};
 
-/// Sends `buf` as one datagram to `addr` on the ring. Cancellation point; gives up with
+use crate::model::green;
+use crate::model::operation::Operation;
+use crate::park::{retry_on_fd, Interest};
+use crate::Io;
+
+/// Sends `buf` as one datagram to `addr`. Cancellation point; gives up with
 /// `TimedOut` at `deadline`.
 pub(crate) fn send_to(
+    io: &Io,
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    addr: SocketAddr,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    if let Some(model) = super::custom(io) {
+        let op = Operation::SendTo {
+            fd,
+            buf,
+            addr,
+            deadline,
+        };
+        return super::count_of(model, op);
+    }
+    if let Some(res) = send_to_on_ring(fd, buf, addr, deadline) {
+        return res;
+    }
+    retry_on_fd(fd, Interest::Write, deadline, || {
+        Ok(rustix::net::sendto(fd, buf, SendFlags::NOSIGNAL, &addr)?)
+    })
+}
+
+/// [`send_to`] through the ring, or `None` where the op cannot go through one.
+fn send_to_on_ring(
     fd: BorrowedFd<'_>,
     buf: &[u8],
     addr: SocketAddr,
@@ -48,6 +77,43 @@ pub(crate) fn send_to(
 /// returns its length and its sender. Cancellation point; gives up with `TimedOut` at
 /// `deadline`.
 pub(crate) fn recv_from(
+    io: &Io,
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> io::Result<(usize, SocketAddr)> {
+    if let Some(model) = super::custom(io) {
+        let peek = false;
+        let op = Operation::RecvFrom {
+            fd,
+            buf,
+            peek,
+            deadline,
+        };
+        return model.operate(op)?.into_datagram("recv_from");
+    }
+    if let Some(res) = recv_from_on_ring(fd, &mut *buf, deadline) {
+        return res;
+    }
+    retry_on_fd(fd, Interest::Read, deadline, || {
+        let (n, _, from) = rustix::net::recvfrom(fd, &mut *buf, RecvFlags::empty())?;
+        ip_sender(from).map(|from| (n, from))
+    })
+}
+
+/// The sender of a datagram received on an IP socket.
+pub(crate) fn ip_sender(from: Option<rustix::net::SocketAddrAny>) -> io::Result<SocketAddr> {
+    from.and_then(|a| SocketAddr::try_from(a).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "datagram from a non-IP address on an IP socket",
+            )
+        })
+}
+
+/// [`recv_from`] through the ring, or `None` where the op cannot go through one.
+fn recv_from_on_ring(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
     deadline: Option<Instant>,

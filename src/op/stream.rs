@@ -18,7 +18,9 @@ use std::time::Instant;
 use io_uring::{opcode, types::Fd};
 
 use crate::model::green;
+use crate::model::operation::Operation;
 use crate::park::{retry_on_fd, Interest};
+use crate::Io;
 
 use super::vectored::{ring_offset, ring_readv, ring_writev, IOV_MAX};
 
@@ -34,11 +36,21 @@ fn unless_would_block(res: Option<io::Result<i32>>) -> Option<io::Result<usize>>
 /// Reads up to `buf.len()` bytes, at `offset` or at the stream position (`None`); 0 at end of
 /// stream. Cancellation point; gives up with `TimedOut` at `deadline`.
 pub(crate) fn read(
+    io: &Io,
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
     offset: Option<u64>,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
+    if let Some(model) = super::custom(io) {
+        let op = Operation::Read {
+            fd,
+            buf,
+            offset,
+            deadline,
+        };
+        return super::count_of(model, op);
+    }
     if let Some(at) = ring_offset(offset) {
         let (raw, ptr, len) = (fd.as_raw_fd(), buf.as_mut_ptr(), super::ring_len(buf.len()));
         let sqe = || opcode::Read::new(Fd(raw), ptr, len).offset(at).build();
@@ -59,11 +71,21 @@ pub(crate) fn read(
 /// Writes some of `buf`, at `offset` or at the stream position; returns how much.
 /// Cancellation point; gives up with `TimedOut` at `deadline`.
 pub(crate) fn write(
+    io: &Io,
     fd: BorrowedFd<'_>,
     buf: &[u8],
     offset: Option<u64>,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
+    if let Some(model) = super::custom(io) {
+        let op = Operation::Write {
+            fd,
+            buf,
+            offset,
+            deadline,
+        };
+        return super::count_of(model, op);
+    }
     if let Some(at) = ring_offset(offset) {
         let (raw, ptr, len) = (fd.as_raw_fd(), buf.as_ptr(), super::ring_len(buf.len()));
         let sqe = || opcode::Write::new(Fd(raw), ptr, len).offset(at).build();
@@ -84,11 +106,21 @@ pub(crate) fn write(
 /// Reads into `bufs` in order (at most `IOV_MAX` of them), at `offset` or at the stream
 /// position. Cancellation point; gives up with `TimedOut` at `deadline`.
 pub(crate) fn readv(
+    io: &Io,
     fd: BorrowedFd<'_>,
     bufs: &mut [IoSliceMut<'_>],
     offset: Option<u64>,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
+    if let Some(model) = super::custom(io) {
+        let op = Operation::ReadVectored {
+            fd,
+            bufs,
+            offset,
+            deadline,
+        };
+        return super::count_of(model, op);
+    }
     let n = bufs.len().min(IOV_MAX);
     let bufs = &mut bufs[..n];
     if let Some(at) = ring_offset(offset) {
@@ -107,11 +139,21 @@ pub(crate) fn readv(
 /// Writes from `bufs` in order (at most `IOV_MAX` of them), at `offset` or at the stream
 /// position; returns how much. Cancellation point; gives up with `TimedOut` at `deadline`.
 pub(crate) fn writev(
+    io: &Io,
     fd: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
     offset: Option<u64>,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
+    if let Some(model) = super::custom(io) {
+        let op = Operation::WriteVectored {
+            fd,
+            bufs,
+            offset,
+            deadline,
+        };
+        return super::count_of(model, op);
+    }
     let bufs = &bufs[..bufs.len().min(IOV_MAX)];
     if let Some(at) = ring_offset(offset) {
         if let Some(res) = unless_would_block(ring_writev(fd, bufs, at, deadline)) {

@@ -18,15 +18,15 @@ pub(super) fn file_op<T: Send>(
     mut f: impl FnMut() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     crate::context::check()?;
-    let mut run = move || loop {
+    let run = move || loop {
         match f() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
         }
     };
-    match &io.inner.model {
-        crate::io::ModelImpl::Green(green) => green.offload(run),
-        _ => run(),
+    match crate::op::custom(io) {
+        Some(model) => crate::op::other(model, "transfer::file", run),
+        None => io.inner.model.offload(run),
     }
 }
 
@@ -41,8 +41,10 @@ pub(super) fn op<T: Send>(
     attempt: impl FnMut() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     match end.kind {
-        FdKind::Socket | FdKind::Pipe => crate::net::timeout::bounded(end.timeout, |deadline| {
-            retry_on_fd(end.fd, interest, deadline, attempt)
+        FdKind::Socket | FdKind::Pipe => crate::op::other_or(end.io, "transfer::stream", || {
+            crate::net::timeout::bounded(end.timeout, |deadline| {
+                retry_on_fd(end.fd, interest, deadline, attempt)
+            })
         }),
         FdKind::File => file_op(end.io, attempt),
     }

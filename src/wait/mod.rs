@@ -52,31 +52,30 @@ pub(crate) fn block_on<T>(
     mut poll: impl FnMut(&Waker) -> Poll<T>,
 ) -> io::Result<T> {
     crate::model::green::fiber::consume_budget();
-    // Spinning only pays off for an OS thread: a fiber's park is a cheap context switch.
-    let mut spins = if crate::model::green::fiber::on_fiber() {
-        SPIN_POLLS
-    } else {
-        0
-    };
-    park::with_current_waker(|waker| loop {
-        if check_cancel {
-            context::check()?;
+    park::with_waiter(|waiter| {
+        // Spinning only pays off for an OS thread: a fiber's park is a cheap context switch.
+        let mut spins = if waiter.is_fiber() { SPIN_POLLS } else { 0 };
+        let waker = waiter.waker();
+        loop {
+            if check_cancel {
+                context::check()?;
+            }
+            if let Poll::Ready(v) = poll(waker) {
+                return Ok(v);
+            }
+            let deadline = context::effective_deadline(deadline);
+            if deadline.is_some_and(park::deadline_passed) {
+                context::check()?;
+                return Err(crate::error::timed_out());
+            }
+            let wake_at = context::earlier(deadline, wake_hint());
+            if spins < SPIN_POLLS {
+                spins += 1;
+                spin_pause();
+                continue;
+            }
+            waiter.park(wake_at);
         }
-        if let Poll::Ready(v) = poll(waker) {
-            return Ok(v);
-        }
-        let deadline = context::effective_deadline(deadline);
-        if deadline.is_some_and(park::deadline_passed) {
-            context::check()?;
-            return Err(crate::error::timed_out());
-        }
-        let wake_at = context::earlier(deadline, wake_hint());
-        if spins < SPIN_POLLS {
-            spins += 1;
-            spin_pause();
-            continue;
-        }
-        park::park(wake_at);
     })
 }
 

@@ -199,7 +199,7 @@ fn broadcast_cancel_while_blocked(io: &Io) {
 
 fn broadcast_deadline_while_blocked(io: &Io) {
     let (tx, mut rx) = broadcast::channel::<u8>(4);
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(20), || rx.recv());
+    let r = io.with_deadline(Instant::now() + Duration::from_millis(20), |_| rx.recv());
     assert_eq!(r, Err(RecvError::TimedOut));
     assert_eq!(
         rx.recv_timeout(Duration::from_millis(10)),

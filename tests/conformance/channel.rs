@@ -274,7 +274,7 @@ fn recv_timeout_times_out_in_time(_io: &Io) {
 fn task_deadline_applies_to_recv(io: &Io) {
     let (_tx, rx) = channel::unbounded::<u8>();
     let start = Instant::now();
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), || rx.recv());
+    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), |_| rx.recv());
     assert_eq!(r, Err(RecvError::TimedOut));
     assert!(start.elapsed() >= Duration::from_millis(30));
 }
@@ -548,7 +548,7 @@ fn queue_timeouts_and_deadlines(io: &Io) {
         q.put_one_until(7, Instant::now() + ms(10)),
         Err(SendError::TimedOut(7))
     );
-    let r = io.with_deadline(Instant::now() + ms(10), || q.put_all(&[8]));
+    let r = io.with_deadline(Instant::now() + ms(10), |_| q.put_all(&[8]));
     assert!(r.unwrap_err().is_timed_out(), "the task's deadline applies");
     let mut buf = [0; 3];
     let err = q.get_timeout(&mut buf, 3, ms(10)).unwrap_err();

@@ -243,7 +243,7 @@ fn blocked_read_scenarios<R: SharedRead>(
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{what}: {e:?}");
     assert!(t0.elapsed() >= DEADLINE && t0.elapsed() < DEADLINE + PROMPT);
     let e = io
-        .with_deadline(Instant::now() + DEADLINE, || {
+        .with_deadline(Instant::now() + DEADLINE, |_| {
             reader.read_some_vectored(&mut [IoSliceMut::new(&mut [0; 8])])
         })
         .unwrap_err();

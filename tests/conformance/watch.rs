@@ -194,7 +194,7 @@ fn watch_cancel_while_blocked(io: &Io) {
 
 fn watch_deadline_while_blocked(io: &Io) {
     let (tx, mut rx) = watch::channel(0);
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(20), || rx.changed());
+    let r = io.with_deadline(Instant::now() + Duration::from_millis(20), |_| rx.changed());
     assert_eq!(r, Err(RecvError::TimedOut));
     assert_eq!(
         rx.changed_timeout(Duration::from_millis(10)),
@@ -208,7 +208,7 @@ fn watch_deadline_while_blocked(io: &Io) {
         RecvError::TimedOut
     );
     assert_timed_out(tx.closed_timeout(Duration::from_millis(10)));
-    assert_timed_out(io.with_deadline(Instant::now() + Duration::from_millis(10), || tx.closed()));
+    assert_timed_out(io.with_deadline(Instant::now() + Duration::from_millis(10), |_| tx.closed()));
     // Nothing was marked seen by the failed waits.
     tx.send(1).unwrap();
     assert_eq!(rx.changed_timeout(Duration::from_secs(5)), Ok(()));

@@ -36,7 +36,7 @@ use rustix::event::{eventfd, EventfdFlags};
 
 use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, GuardPolicy, TaskName};
-use crate::io::RunState;
+use crate::model::run_state::RunState;
 use crate::park::Interest;
 use crate::task::Runnable;
 use crate::Io;
@@ -476,7 +476,7 @@ impl Green {
                 }
                 let now = Instant::now();
                 if recheck_at.get().is_none_or(|t| now >= t) {
-                    let at = now + crate::io::SHUTDOWN_RECHECK;
+                    let at = now + crate::model::run_state::SHUTDOWN_RECHECK;
                     worker.insert_timer(at, std::task::Waker::noop().clone());
                     recheck_at.set(Some(at));
                 }

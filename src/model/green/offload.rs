@@ -105,7 +105,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use crate::io::ModelImpl;
+    use crate::model::ModelImpl;
     use crate::{Builder, Model};
 
     thread_local! {

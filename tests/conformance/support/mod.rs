@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zsync::{Backend, Builder, ConcurrencyUnavailable, Io, Model, Runnable, Runtime};
+use zsync::{Backend, Builder, ConcurrencyUnavailable, CustomModel, Io, Model, Runnable};
 
 /// A user-defined model: one OS thread per task, joined at shutdown. Proves the public
 /// `Runtime` trait carries the whole suite.
@@ -16,7 +16,7 @@ pub struct ThreadPerTask {
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
-impl Runtime for ThreadPerTask {
+impl CustomModel for ThreadPerTask {
     fn name(&self) -> &'static str {
         "ThreadPerTask"
     }

@@ -1,0 +1,204 @@
+//! [`Builder`]: configures a runtime and runs the root task on it; [`run`] is the short form.
+
+use std::panic;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cancel::NodeRef;
+use crate::context::{self, TaskContext};
+use crate::io::IoInner;
+use crate::model::green::{self, Backend, GreenConfig};
+use crate::model::run_state::RunState;
+use crate::model::threaded::{self, ThreadedConfig};
+use crate::model::{Model, ModelImpl};
+use crate::Io;
+
+/// Configures and runs a runtime. [`run`](crate::run) is `Builder::new(model).run(f)`.
+///
+/// ```
+/// use zsync::{Builder, Model};
+/// let n = Builder::new(Model::Threaded).worker_threads(2).run(|io| {
+///     let a = io.spawn(|_| 20);
+///     let b = io.spawn(|_| 22);
+///     a.join().unwrap() + b.join().unwrap()
+/// });
+/// assert_eq!(n, 42);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    model: Model,
+    threaded: ThreadedConfig,
+    green: GreenConfig,
+}
+
+impl Builder {
+    /// A builder for `model` with default settings.
+    pub fn new(model: Model) -> Builder {
+        Builder {
+            model,
+            threaded: ThreadedConfig::default(),
+            green: GreenConfig::default(),
+        }
+    }
+
+    /// Threaded and Green: number of workers (default: available parallelism). Values below 1
+    /// are treated as 1. On Green the calling thread is worker 0.
+    pub fn worker_threads(mut self, n: usize) -> Builder {
+        self.threaded.workers = n.max(1);
+        self.green.workers = n.max(1);
+        self
+    }
+
+    /// Green: the usable size of each fiber's stack, rounded up to whole pages (a guard page
+    /// comes on top).
+    ///
+    /// The default depends on the build: **256 KiB** in release builds and **512 KiB** with
+    /// `debug_assertions`, whose unoptimised frames are several times larger. Either leaves
+    /// room for ordinary recursive crates: `serde_json` parsing JSON nested to its limit of 128
+    /// levels needs about 80 KiB in release and 240 KiB in debug.
+    ///
+    /// The size is address space, not memory: stacks are reserved with `MAP_NORESERVE` and a
+    /// fiber costs the pages it touches (one 4 KiB page for a task parked in a plain wait),
+    /// and a worker gives the pages of stacks it no longer uses back to the system when it is
+    /// idle. So a bigger stack costs nothing until used, except page tables (about 0.5 KiB per
+    /// live fiber at 256 KiB). A fiber that runs past its stack hits the guard page and the
+    /// process aborts with a message naming the task's spawn location.
+    ///
+    /// ```
+    /// use zsync::{Builder, Model};
+    /// let depth = Builder::new(Model::Green)
+    ///     .stack_size(4 << 20) // deep recursion ahead
+    ///     .run(|io| io.spawn(|_| count_down(10_000)).join().unwrap());
+    /// assert_eq!(depth, 10_000);
+    ///
+    /// fn count_down(n: u32) -> u32 {
+    ///     if n == 0 { 0 } else { 1 + count_down(std::hint::black_box(n - 1)) }
+    /// }
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.green.stack_size = bytes;
+        self
+    }
+
+    /// Green, tests only: which guard pages the stack pools may install (e.g. none of
+    /// `MADV_GUARD_INSTALL` and a tiny mprotect budget, as on an old kernel at its limit).
+    #[cfg(test)]
+    pub(crate) fn guard_policy(mut self, policy: crate::fiber_stack::GuardPolicy) -> Builder {
+        self.green.guard_policy = Some(policy);
+        self
+    }
+
+    /// Green: the I/O engine (default [`Backend::Auto`]: io_uring where available, else epoll;
+    /// the `ZSYNC_BACKEND` environment variable overrides `Auto`).
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.green.backend = backend;
+        self
+    }
+
+    /// Threaded: most threads that run [`Io::concurrent`] tasks at once (default 1024); beyond it
+    /// `concurrent` reports [`ConcurrencyUnavailable`]. The same number bounds, separately, the
+    /// extra threads that run spawned tasks while every worker is blocked (see
+    /// [`Io::spawn`]).
+    pub fn max_concurrent_threads(mut self, n: usize) -> Builder {
+        self.threaded.max_concurrent = n;
+        self
+    }
+
+    /// Threaded: how long an idle thread for concurrent tasks waits for more work before it exits
+    /// (default 5 s).
+    pub fn concurrent_keep_alive(mut self, d: Duration) -> Builder {
+        self.threaded.keep_alive = d;
+        self
+    }
+
+    /// Runs `f` as the root task on the calling thread and returns its value.
+    ///
+    /// When `f` returns, tasks still running (detached ones) are canceled and waited for, every
+    /// thread the model started has exited, and then a panic of `f` or of a detached task is
+    /// re-raised here.
+    pub fn run<T>(self, f: impl FnOnce(&Io) -> T) -> T {
+        // Worker threads that own a live-task shard (see `RunState`).
+        let workers = match &self.model {
+            Model::Threaded => self.threaded.workers.max(1),
+            Model::Green => self.green.workers.max(1),
+            Model::Blocking | Model::Custom(_) => 0,
+        };
+        let model = match self.model {
+            Model::Blocking => ModelImpl::Blocking,
+            Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
+            Model::Green => ModelImpl::Green(
+                green::Green::new(self.green)
+                    .unwrap_or_else(|e| panic!("zsync: cannot create the Green runtime: {e}")),
+            ),
+            Model::Custom(rt) => ModelImpl::Custom(rt),
+        };
+        let io = Io {
+            inner: Arc::new(IoInner {
+                model,
+                state: Arc::new(RunState::new(workers)),
+                root: NodeRef::root(),
+            }),
+        };
+        let result = match &io.inner.model {
+            // Worker 0 runs the root as a fiber until every task has finished.
+            ModelImpl::Green(green) => green.run_root(&io, f),
+            ModelImpl::Threaded(pool) => {
+                pool.start(&io);
+                run_root_on_thread(&io, f)
+            }
+            ModelImpl::Blocking | ModelImpl::Custom(_) => run_root_on_thread(&io, f),
+        };
+        io.inner.model.shutdown();
+        let detached_panic = io
+            .inner
+            .state
+            .panic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match (result, detached_panic) {
+            (Ok(v), None) => v,
+            (Ok(_), Some(payload)) => panic::resume_unwind(payload),
+            (Err(payload), detached) => {
+                // Dropped before unwinding: a payload's `Drop` panicking during the unwind
+                // would abort.
+                if let Some(detached) = detached {
+                    crate::contain::drop_payload(detached);
+                }
+                panic::resume_unwind(payload)
+            }
+        }
+    }
+}
+
+/// Runs `f` as the root task on the calling thread, then cancels what is left and waits until
+/// every task has finished (the thread models; Green's worker 0 does this in its loop).
+fn run_root_on_thread<T>(io: &Io, f: impl FnOnce(&Io) -> T) -> std::thread::Result<T> {
+    let ctx = TaskContext::new(io, &io.inner.root);
+    ctx.cancel.set_waker(crate::park::current_waker);
+    let result = {
+        let _entered = context::enter(&ctx);
+        crate::contain::catch(|| f(io))
+    };
+    io.inner.root.cancel();
+    io.inner.state.wait_all_done();
+    result
+}
+
+/// Runs `f` on a fresh runtime of the given model and returns its value.
+///
+/// ```
+/// use zsync::{Io, Model};
+///
+/// fn work(io: &Io) -> u32 {
+///     let a = io.spawn(|_| 1);
+///     let b = io.spawn(|_| 2);
+///     a.join().unwrap() + b.join().unwrap()
+/// }
+/// for model in [Model::Blocking, Model::Threaded] {
+///     assert_eq!(zsync::run(model, work), 3);
+/// }
+/// ```
+pub fn run<T>(model: Model, f: impl FnOnce(&Io) -> T) -> T {
+    Builder::new(model).run(f)
+}
