@@ -380,6 +380,36 @@ impl Io {
         }
     }
 
+    /// An [`Interval`](crate::time::Interval) ticking every `period`, the first tick at once. Tokio:
+    /// `tokio::time::interval`.
+    ///
+    /// # Panics
+    ///
+    /// If `period` is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let mut every_ms = io.interval(Duration::from_millis(1));
+    ///     for _ in 0..3 {
+    ///         every_ms.tick().unwrap();
+    ///     }
+    /// });
+    /// ```
+    pub fn interval(&self, period: Duration) -> crate::time::Interval {
+        crate::time::Interval::new(self, period)
+    }
+
+    /// An [`Interval`](crate::time::Interval) whose first tick is at `start`, then every `period`. Tokio:
+    /// `tokio::time::interval_at`.
+    ///
+    /// # Panics
+    ///
+    /// If `period` is zero.
+    pub fn interval_at(&self, start: Instant, period: Duration) -> crate::time::Interval {
+        crate::time::Interval::new_at(self, start, period)
+    }
+
     /// Runs `f` with a deadline for the running task: every blocking operation inside `f` that
     /// would wait past `deadline` stops there with an error of kind
     /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins.
@@ -484,10 +514,11 @@ impl Io {
     /// Like [`wait`](Io::wait), giving up with `TimedOut` at `deadline`.
     pub fn wait_until<E: crate::Event>(
         &self,
-        mut event: E,
+        event: E,
         deadline: Instant,
     ) -> io::Result<E::Output> {
-        crate::wait::block_until(Some(deadline), |waker| event.poll_event(waker))
+        // `event::wait` re-polls at the event's `wake_at` (a sleep, a tick) before `deadline`.
+        crate::event::wait(event, Some(deadline))
     }
 
     /// Blocks until `word` no longer holds `expected`, a [`futex_wake`](Io::futex_wake) on it, or

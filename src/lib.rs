@@ -105,6 +105,7 @@ pub mod process;
 pub mod select;
 pub mod signal;
 pub mod sync;
+pub mod time;
 pub mod transfer;
 
 pub use builder::{run, Builder};

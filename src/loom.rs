@@ -10,7 +10,9 @@
 //! - `cancel` — the `CancelNode` flag word, the shield counter, the children lock;
 //! - `task::cell` — the `CLAIMED`/`DONE`/`DETACHED` state word and the closure/result cells;
 //! - `task::live` — the per-worker started/finished shards and the shutdown sum;
-//! - `channel::core` — the channel's state lock with its waiter queue (one lock per operation).
+//! - `channel::core` — the channel's state lock with its waiter queue (one lock per operation);
+//! - `channel::watch::lock` — the watch value's lock: tried, never blocked on, with a counted
+//!   waiter list (a Dekker pair between a release and a waiter's registration).
 //!
 //! Everything else keeps using std directly. A loom type only works inside `loom::model`, so under
 //! `cfg(loom)` the crate still compiles whole but only the routed structures may be exercised; the
@@ -54,9 +56,11 @@ pub(crate) mod cell {
 /// `Arc`, `Mutex` and the atomics.
 pub(crate) mod sync {
     #[cfg(loom)]
+    pub(crate) use super::try_rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+    #[cfg(loom)]
     pub(crate) use ::loom::sync::{Arc, Mutex, MutexGuard};
     #[cfg(not(loom))]
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
     /// The atomic integer types and `Ordering`.
     pub(crate) mod atomic {
@@ -68,6 +72,109 @@ pub(crate) mod sync {
         pub(crate) use std::sync::atomic::{
             fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering,
         };
+    }
+}
+
+/// A read-write lock with std's `try_read`/`try_write` (the only calls the crate makes on one),
+/// built on a loom atomic. loom's own `RwLock` cannot stand in: it schedules a thread whose next
+/// operation is on a held lock only once the lock is free, so a `try_*` never finds it taken and
+/// the contended path of its caller is never explored.
+#[cfg(loom)]
+mod try_rwlock {
+    use std::ops::{Deref, DerefMut};
+    use std::sync::{TryLockError, TryLockResult};
+
+    use ::loom::sync::atomic::{AtomicUsize, Ordering};
+
+    /// [`RwLock::state`] while a writer holds the lock; otherwise the number of readers.
+    const WRITER: usize = usize::MAX;
+
+    pub(crate) struct RwLock<T> {
+        state: AtomicUsize,
+        data: std::cell::UnsafeCell<T>,
+    }
+
+    // SAFETY: as std's `RwLock`: the value moves with the lock, and is shared (`&T` to readers on
+    // several threads, `&mut T` to one writer) only under the `state` protocol.
+    unsafe impl<T: Send> Send for RwLock<T> {}
+    // SAFETY: see `Send`; readers on several threads need `T: Sync`, a writer `T: Send`.
+    unsafe impl<T: Send + Sync> Sync for RwLock<T> {}
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> RwLock<T> {
+            RwLock {
+                state: AtomicUsize::new(0),
+                data: std::cell::UnsafeCell::new(value),
+            }
+        }
+
+        pub(crate) fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
+            let s = self.state.load(Ordering::Relaxed);
+            if s == WRITER || s == WRITER - 1 {
+                return Err(TryLockError::WouldBlock);
+            }
+            match self
+                .state
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => Ok(RwLockReadGuard { lock: self }),
+                Err(_) => Err(TryLockError::WouldBlock),
+            }
+        }
+
+        pub(crate) fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
+            match self
+                .state
+                .compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => Ok(RwLockWriteGuard { lock: self }),
+                Err(_) => Err(TryLockError::WouldBlock),
+            }
+        }
+    }
+
+    pub(crate) struct RwLockReadGuard<'a, T> {
+        lock: &'a RwLock<T>,
+    }
+
+    impl<T> Deref for RwLockReadGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            // SAFETY: this guard counts as a reader in `state`, so no writer holds the lock
+            // until it drops: shared access only.
+            unsafe { &*self.lock.data.get() }
+        }
+    }
+
+    impl<T> Drop for RwLockReadGuard<'_, T> {
+        fn drop(&mut self) {
+            self.lock.state.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    pub(crate) struct RwLockWriteGuard<'a, T> {
+        lock: &'a RwLock<T>,
+    }
+
+    impl<T> Deref for RwLockWriteGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            // SAFETY: `state` is `WRITER` while this guard lives: no other guard exists.
+            unsafe { &*self.lock.data.get() }
+        }
+    }
+
+    impl<T> DerefMut for RwLockWriteGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            // SAFETY: as `deref`, and `&mut self` makes this the only borrow through the guard.
+            unsafe { &mut *self.lock.data.get() }
+        }
+    }
+
+    impl<T> Drop for RwLockWriteGuard<'_, T> {
+        fn drop(&mut self) {
+            self.lock.state.store(0, Ordering::Release);
+        }
     }
 }
 

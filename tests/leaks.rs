@@ -24,6 +24,9 @@ mod support;
 
 #[path = "conformance/broken_pipe.rs"]
 mod broken_pipe;
+#[path = "conformance/broadcast.rs"]
+mod broadcast;
+
 #[path = "conformance/bufio.rs"]
 mod bufio;
 #[path = "conformance/channel.rs"]
@@ -34,6 +37,8 @@ mod dns;
 mod fs;
 #[path = "conformance/green.rs"]
 mod green;
+#[path = "conformance/interval.rs"]
+mod interval;
 #[path = "conformance/pipe.rs"]
 mod pipe;
 #[path = "conformance/process.rs"]
@@ -58,6 +63,8 @@ mod transfer;
 mod udp;
 #[path = "conformance/unix.rs"]
 mod unix;
+#[path = "conformance/watch.rs"]
+mod watch;
 
 /// A conformance module's bodies, by name.
 type Suite = &'static [(&'static str, fn(&Io))];
@@ -119,6 +126,10 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("pipe", pipe::ALL),
         ("process", process::ALL),
         ("signal", signal::ALL),
+        ("watch", watch::ALL),
+        ("broadcast", broadcast::ALL),
+        ("interval", interval::ALL),
+
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

@@ -66,7 +66,7 @@ impl<T> std::error::Error for SendError<T> {}
 impl<T> From<SendError<T>> for io::Error {
     fn from(e: SendError<T>) -> io::Error {
         match e {
-            SendError::Closed(_) => io::Error::new(io::ErrorKind::BrokenPipe, ChannelClosed),
+            SendError::Closed(_) => closed(io::ErrorKind::BrokenPipe),
             SendError::Canceled(_) => crate::canceled(),
             SendError::TimedOut(_) => crate::timed_out(),
         }
@@ -100,7 +100,7 @@ impl std::error::Error for RecvError {}
 impl From<RecvError> for io::Error {
     fn from(e: RecvError) -> io::Error {
         match e {
-            RecvError::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, ChannelClosed),
+            RecvError::Closed => closed(io::ErrorKind::UnexpectedEof),
             RecvError::Canceled => crate::canceled(),
             RecvError::TimedOut => crate::timed_out(),
         }
@@ -108,6 +108,21 @@ impl From<RecvError> for io::Error {
 }
 
 impl RecvError {
+    /// Whether the channel is closed (and, for a receive, drained).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvError::Closed)
+    }
+
+    /// Whether the receiving task was canceled.
+    pub fn is_canceled(&self) -> bool {
+        matches!(self, RecvError::Canceled)
+    }
+
+    /// Whether the deadline passed.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, RecvError::TimedOut)
+    }
+
     /// Maps the error of a wait (Canceled or TimedOut) to a `RecvError`.
     pub(crate) fn from_wait(e: &io::Error) -> RecvError {
         if crate::is_canceled(e) {
@@ -128,6 +143,11 @@ pub enum TrySendError<T> {
 }
 
 impl<T> TrySendError<T> {
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySendError::Closed(_))
+    }
+
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
         match self {
@@ -161,7 +181,7 @@ impl<T> From<TrySendError<T>> for io::Error {
     fn from(e: TrySendError<T>) -> io::Error {
         match e {
             TrySendError::Full(_) => io::ErrorKind::WouldBlock.into(),
-            TrySendError::Closed(_) => io::Error::new(io::ErrorKind::BrokenPipe, ChannelClosed),
+            TrySendError::Closed(_) => closed(io::ErrorKind::BrokenPipe),
         }
     }
 }
@@ -173,6 +193,13 @@ pub enum TryRecvError {
     Empty,
     /// The channel is closed and every message has been received.
     Closed,
+}
+
+impl TryRecvError {
+    /// Whether the channel is closed and drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecvError::Closed)
+    }
 }
 
 impl fmt::Display for TryRecvError {
@@ -192,7 +219,7 @@ impl From<TryRecvError> for io::Error {
     fn from(e: TryRecvError) -> io::Error {
         match e {
             TryRecvError::Empty => io::ErrorKind::WouldBlock.into(),
-            TryRecvError::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, ChannelClosed),
+            TryRecvError::Closed => closed(io::ErrorKind::UnexpectedEof),
         }
     }
 }
@@ -218,6 +245,23 @@ pub struct QueueError {
     pub count: usize,
 }
 
+impl QueueError {
+    /// Whether the queue is closed (for a `get`: closed and drained).
+    pub fn is_closed(&self) -> bool {
+        self.kind == QueueErrorKind::Closed
+    }
+
+    /// Whether the task was canceled.
+    pub fn is_canceled(&self) -> bool {
+        self.kind == QueueErrorKind::Canceled
+    }
+
+    /// Whether the deadline passed.
+    pub fn is_timed_out(&self) -> bool {
+        self.kind == QueueErrorKind::TimedOut
+    }
+}
+
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let why = match self.kind {
@@ -239,11 +283,35 @@ impl std::error::Error for QueueError {}
 impl From<QueueError> for io::Error {
     fn from(e: QueueError) -> io::Error {
         match e.kind {
-            QueueErrorKind::Closed => io::Error::new(io::ErrorKind::BrokenPipe, ChannelClosed),
+            QueueErrorKind::Closed => closed(io::ErrorKind::BrokenPipe),
             QueueErrorKind::Canceled => crate::canceled(),
             QueueErrorKind::TimedOut => crate::timed_out(),
         }
     }
+}
+
+/// An `io::Error` of `kind` for a closed channel, recognised by [`is_closed`].
+pub(crate) fn closed(kind: io::ErrorKind) -> io::Error {
+    io::Error::new(kind, ChannelClosed)
+}
+
+/// Tells whether `err` is a closed channel's error converted into `std::io::Error` (from
+/// [`SendError::Closed`], [`RecvError::Closed`], a closed [`Queue`](super::Queue), a closed
+/// [`watch`](super::watch) or [`broadcast`](super::broadcast) channel): its kind alone
+/// (`BrokenPipe`, `UnexpectedEof`) could also come from a socket.
+///
+/// ```
+/// use zsync::channel::{self, is_closed};
+/// fn relay(rx: &channel::Receiver<u8>) -> std::io::Result<u8> {
+///     Ok(rx.recv()?)
+/// }
+/// let (tx, rx) = channel::bounded(1);
+/// drop(tx);
+/// assert!(is_closed(&relay(&rx).unwrap_err()));
+/// assert!(!is_closed(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+/// ```
+pub fn is_closed(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<ChannelClosed>())
 }
 
 /// Payload of the `io::Error` a closed channel converts into.

@@ -5,6 +5,9 @@
 //! - [`oneshot`]: one value, once.
 //! - [`Queue`]: Zig's `std.Io.Queue`, a fixed-capacity buffer moving many elements per call
 //!   ("put at least `min`", "get at least `min`").
+//! - [`watch`]: one value, many receivers that see its latest version (Tokio's `watch`).
+//! - [`broadcast`]: every receiver sees every value, from a bounded ring; a receiver that falls
+//!   behind is told how many it missed (Tokio's `broadcast`).
 //!
 //! Like every zsync operation, the blocking calls are plain functions: a task on the Threaded
 //! model parks its thread, a Green fiber (later) parks the fiber, and on the Blocking model the
@@ -65,10 +68,12 @@
 //! it back under the lock — unless a receiver already took it, in which case the send did
 //! happen and returns `Ok`.
 
+pub mod broadcast;
 mod core;
 mod error;
 mod oneshot;
 mod queue;
+pub mod watch;
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -77,7 +82,9 @@ use std::time::{Duration, Instant};
 
 use self::core::{Chan, UNBOUNDED};
 pub use self::core::{RecvEvent, SendEvent};
-pub use error::{QueueError, QueueErrorKind, RecvError, SendError, TryRecvError, TrySendError};
+pub use error::{
+    is_closed, QueueError, QueueErrorKind, RecvError, SendError, TryRecvError, TrySendError,
+};
 pub use oneshot::{oneshot, OneshotReceiver, OneshotSender};
 pub use queue::Queue;
 

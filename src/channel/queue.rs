@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::core::Chan;
 use super::{QueueError, QueueErrorKind, RecvError, RecvEvent, SendError, SendEvent};
@@ -59,7 +59,10 @@ impl<T> Drop for QueueWaiter<'_, T> {
 /// It is a plain value, not a pair of handles: share it by reference (or in an `Arc`), and end it
 /// with [`close`](Queue::close). It shares the core of the [bounded channel](super::bounded), so
 /// waits are cancellation points and lose nothing when canceled: elements moved before the
-/// cancel stay moved, and [`QueueError::count`] says how many.
+/// cancel stay moved, and [`QueueError::count`] says how many. Every waiting call (`put`,
+/// `put_all`, `put_one`, `get`, `get_one`) has a `_timeout(.., timeout)` and an
+/// `_until(.., deadline)` form, and honours the task's deadline
+/// ([`Io::with_deadline`](crate::Io::with_deadline)).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -88,6 +91,11 @@ impl<T> Drop for QueueWaiter<'_, T> {
 /// ```
 pub struct Queue<T> {
     chan: Chan<T>,
+}
+
+/// `now + timeout`, or no deadline if that overflows the clock.
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }
 
 fn kind_of(e: &std::io::Error) -> QueueErrorKind {
@@ -153,7 +161,37 @@ impl<T> Queue<T> {
     where
         T: Clone,
     {
-        self.put_until(items, min, None)
+        self.put_with(items, min, None)
+    }
+
+    /// Like [`put`](Queue::put), giving up with [`QueueErrorKind::TimedOut`] after `timeout`
+    /// (the elements added by then stay added: [`QueueError::count`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = zsync::channel::Queue::new(2);
+    /// let err = q.put_timeout(&[1, 2, 3], 3, Duration::from_millis(5)).unwrap_err();
+    /// assert!(err.is_timed_out());
+    /// assert_eq!(err.count, 2);
+    /// ```
+    pub fn put_timeout(
+        &self,
+        items: &[T],
+        min: usize,
+        timeout: Duration,
+    ) -> Result<usize, QueueError>
+    where
+        T: Clone,
+    {
+        self.put_with(items, min, deadline_after(timeout))
+    }
+
+    /// Like [`put`](Queue::put), giving up with [`QueueErrorKind::TimedOut`] at `deadline`.
+    pub fn put_until(&self, items: &[T], min: usize, deadline: Instant) -> Result<usize, QueueError>
+    where
+        T: Clone,
+    {
+        self.put_with(items, min, Some(deadline))
     }
 
     /// Adds all of `items`, waiting for space as needed. Zig: `queue.putAll(io, items)`.
@@ -161,12 +199,29 @@ impl<T> Queue<T> {
     where
         T: Clone,
     {
-        self.put_until(items, items.len(), None).map(drop)
+        self.put_with(items, items.len(), None).map(drop)
     }
 
-    /// Like [`put`](Queue::put), giving up at `deadline` (if any) with
-    /// [`QueueErrorKind::TimedOut`].
-    pub fn put_until(
+    /// Like [`put_all`](Queue::put_all), giving up with [`QueueErrorKind::TimedOut`] after
+    /// `timeout`.
+    pub fn put_all_timeout(&self, items: &[T], timeout: Duration) -> Result<(), QueueError>
+    where
+        T: Clone,
+    {
+        self.put_with(items, items.len(), deadline_after(timeout))
+            .map(drop)
+    }
+
+    /// Like [`put_all`](Queue::put_all), giving up with [`QueueErrorKind::TimedOut`] at
+    /// `deadline`.
+    pub fn put_all_until(&self, items: &[T], deadline: Instant) -> Result<(), QueueError>
+    where
+        T: Clone,
+    {
+        self.put_with(items, items.len(), Some(deadline)).map(drop)
+    }
+
+    fn put_with(
         &self,
         items: &[T],
         min: usize,
@@ -246,8 +301,32 @@ impl<T> Queue<T> {
     /// assert_eq!(q.get_one(), Ok('a'));
     /// ```
     pub fn put_one(&self, item: T) -> Result<(), SendError<T>> {
+        self.put_one_with(item, None)
+    }
+
+    /// Like [`put_one`](Queue::put_one), giving up (and giving the element back) with
+    /// [`SendError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = zsync::channel::Queue::new(1);
+    /// q.put_one(1).unwrap();
+    /// let err = q.put_one_timeout(2, Duration::from_millis(5)).unwrap_err();
+    /// assert!(err.is_timed_out());
+    /// assert_eq!(err.into_inner(), 2);
+    /// ```
+    pub fn put_one_timeout(&self, item: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.put_one_with(item, deadline_after(timeout))
+    }
+
+    /// Like [`put_one`](Queue::put_one), giving up with [`SendError::TimedOut`] at `deadline`.
+    pub fn put_one_until(&self, item: T, deadline: Instant) -> Result<(), SendError<T>> {
+        self.put_one_with(item, Some(deadline))
+    }
+
+    fn put_one_with(&self, item: T, deadline: Option<Instant>) -> Result<(), SendError<T>> {
         let mut ev = SendEvent::new(&self.chan, item);
-        match block_until(None, |w| ev.poll_event(w)) {
+        match block_until(deadline, |w| ev.poll_event(w)) {
             Ok(r) => r,
             Err(e) => {
                 let v = ev
@@ -260,6 +339,11 @@ impl<T> Queue<T> {
                 })
             }
         }
+    }
+
+    /// Adds one element as an [`Event`], for [`Io::wait`](crate::Io::wait) and `select`.
+    pub fn put_event(&self, item: T) -> SendEvent<'_, T> {
+        SendEvent::new(&self.chan, item)
     }
 
     /// Moves elements into `buf` in order — as many as are there, then waiting until at least
@@ -277,12 +361,41 @@ impl<T> Queue<T> {
     /// assert_eq!(buf, [1, 2]);
     /// ```
     pub fn get(&self, buf: &mut [T], min: usize) -> Result<usize, QueueError> {
-        self.get_until(buf, min, None)
+        self.get_with(buf, min, None)
     }
 
-    /// Like [`get`](Queue::get), giving up at `deadline` (if any) with
-    /// [`QueueErrorKind::TimedOut`].
+    /// Like [`get`](Queue::get), giving up with [`QueueErrorKind::TimedOut`] after `timeout`
+    /// (the elements taken by then are in `buf`: [`QueueError::count`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = zsync::channel::Queue::new(4);
+    /// q.put_one(7).unwrap();
+    /// let mut buf = [0; 2];
+    /// let err = q.get_timeout(&mut buf, 2, Duration::from_millis(5)).unwrap_err();
+    /// assert!(err.is_timed_out());
+    /// assert_eq!((err.count, buf[0]), (1, 7));
+    /// ```
+    pub fn get_timeout(
+        &self,
+        buf: &mut [T],
+        min: usize,
+        timeout: Duration,
+    ) -> Result<usize, QueueError> {
+        self.get_with(buf, min, deadline_after(timeout))
+    }
+
+    /// Like [`get`](Queue::get), giving up with [`QueueErrorKind::TimedOut`] at `deadline`.
     pub fn get_until(
+        &self,
+        buf: &mut [T],
+        min: usize,
+        deadline: Instant,
+    ) -> Result<usize, QueueError> {
+        self.get_with(buf, min, Some(deadline))
+    }
+
+    fn get_with(
         &self,
         buf: &mut [T],
         min: usize,
@@ -338,8 +451,30 @@ impl<T> Queue<T> {
     /// Takes one element, waiting while the queue is empty; `Closed` once it is closed and
     /// drained. Zig: `queue.getOne(io)`.
     pub fn get_one(&self) -> Result<T, RecvError> {
+        self.get_one_with(None)
+    }
+
+    /// Like [`get_one`](Queue::get_one), giving up with [`RecvError::TimedOut`] after
+    /// `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zsync::channel::{Queue, RecvError};
+    /// let q = Queue::<u8>::new(1);
+    /// assert_eq!(q.get_one_timeout(Duration::from_millis(5)), Err(RecvError::TimedOut));
+    /// ```
+    pub fn get_one_timeout(&self, timeout: Duration) -> Result<T, RecvError> {
+        self.get_one_with(deadline_after(timeout))
+    }
+
+    /// Like [`get_one`](Queue::get_one), giving up with [`RecvError::TimedOut`] at `deadline`.
+    pub fn get_one_until(&self, deadline: Instant) -> Result<T, RecvError> {
+        self.get_one_with(Some(deadline))
+    }
+
+    fn get_one_with(&self, deadline: Option<Instant>) -> Result<T, RecvError> {
         let mut ev = RecvEvent::new(&self.chan);
-        match block_until(None, |w| ev.poll_event(w)) {
+        match block_until(deadline, |w| ev.poll_event(w)) {
             Ok(r) => r,
             Err(e) => Err(RecvError::from_wait(&e)),
         }

@@ -40,7 +40,7 @@ use crate::task::Runnable;
 #[non_exhaustive]
 pub enum Model {
     /// Direct syscalls on the calling thread. [`Io::spawn`](crate::Io::spawn) runs the closure inline, at once;
-    /// [`Io::concurrent`](crate::Io::concurrent) reports [`ConcurrencyUnavailable`]. Zero overhead over plain std calls.
+    /// [`Io::concurrent`](crate::Io::concurrent) reports [`ConcurrencyUnavailable`](crate::ConcurrencyUnavailable). Zero overhead over plain std calls.
     Blocking,
     /// A work-stealing pool of OS threads (default size: available parallelism); blocking
     /// syscalls run on the workers, and each [`Io::concurrent`](crate::Io::concurrent) task gets a thread of its own.

@@ -4,17 +4,23 @@ use std::fmt;
 use std::io;
 use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use crate::wait::{block_until, WaitList};
 
 /// Lets `n` tasks wait until all of them have arrived; then all proceed, and the barrier is ready
 /// for the next round. Exactly one task per round (the last to arrive) is the *leader*.
 ///
-/// **Cancellation.** [`wait`](Barrier::wait) is a cancellation point. A canceled waiter *leaves*:
-/// its arrival is taken back, so the round now needs one more task, and the others keep waiting
-/// (they are not released early). If the round completed before the waiter noticed its
-/// cancellation, it was counted and the others went through: `wait` then returns `Ok` and the
-/// cancellation is reported by the task's next cancellation point.
+/// **Cancellation and timeouts.** [`wait`](Barrier::wait) is a cancellation point, and
+/// [`wait_timeout`](Barrier::wait_timeout) / [`wait_until`](Barrier::wait_until) (and the task's
+/// own deadline) bound it. A waiter that is canceled or times out *withdraws*: its arrival is
+/// taken back, so the round now needs one more task, and the others keep waiting (they are
+/// neither released early nor failed). If the round completed before the waiter noticed, it was
+/// counted and the others went through: the wait then returns `Ok` (a cancellation is reported
+/// by the task's next cancellation point). Java's `CyclicBarrier` instead *breaks* the barrier
+/// for everyone when one waiter times out; Go and Tokio have no timed barrier wait. Withdrawing
+/// keeps the count exact for the tasks that stay, and a task that gave up can simply arrive
+/// again.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -75,6 +81,32 @@ impl Barrier {
     /// Arrives and waits for the other tasks of this round. Cancellation point (see the type's
     /// docs for what cancellation does to the round).
     pub fn wait(&self) -> io::Result<BarrierWaitResult> {
+        self.wait_with(None)
+    }
+
+    /// Like [`wait`](Barrier::wait), giving up with `TimedOut` after `timeout`; a waiter that
+    /// gives up withdraws its arrival (see the type's docs).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zsync::sync::Barrier;
+    /// zsync::run(zsync::Model::Blocking, |_| {
+    ///     let barrier = Barrier::new(2);
+    ///     let err = barrier.wait_timeout(Duration::from_millis(5)).unwrap_err();
+    ///     assert!(zsync::is_timed_out(&err));
+    /// });
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> io::Result<BarrierWaitResult> {
+        self.wait_with(super::deadline_after(timeout))
+    }
+
+    /// Like [`wait`](Barrier::wait), giving up with `TimedOut` at `deadline`; a waiter that
+    /// gives up withdraws its arrival (see the type's docs).
+    pub fn wait_until(&self, deadline: Instant) -> io::Result<BarrierWaitResult> {
+        self.wait_with(Some(deadline))
+    }
+
+    fn wait_with(&self, deadline: Option<Instant>) -> io::Result<BarrierWaitResult> {
         crate::context::check()?;
         let generation = {
             let mut s = self.lock();
@@ -89,7 +121,7 @@ impl Barrier {
             s.generation
         };
         let mut waiter = self.waiters.waiter();
-        let waited = block_until(None, |waker| {
+        let waited = block_until(deadline, |waker| {
             waiter.register(waker);
             if self.lock().generation != generation {
                 waiter.used();

@@ -63,8 +63,9 @@
 //! - permits already handed to it are returned and handed on to the next waiters;
 //! - a `notify_one` handed to a canceled [`Notify`] waiter goes to the next waiter, or becomes
 //!   the stored permit; a `WaitList` notification a canceled waiter received is passed on;
-//! - a [`Barrier`] waiter takes its arrival back; a [`Condvar`] waiter returns *without* the
-//!   lock (see [`Condvar`] for why that is the deadlock-free choice).
+//! - a [`Barrier`] waiter takes its arrival back (on a timeout too: the others keep waiting for
+//!   a full round); a [`Condvar`] waiter returns *without* the lock (see [`Condvar`] for why
+//!   that is the deadlock-free choice).
 //!
 //! Waits inside [`Io::shielded`](crate::Io::shielded) are not interrupted by cancellation.
 //!

@@ -447,11 +447,7 @@ fn queue_put_get_with_min(io: &Io) {
     let mut buf = [0; 3];
     assert_eq!(q.get(&mut buf, 1), Ok(3));
     assert_eq!(buf, [1, 2, 3]);
-    let err = q.get_until(
-        &mut buf,
-        3,
-        Some(Instant::now() + Duration::from_millis(20)),
-    );
+    let err = q.get_until(&mut buf, 3, Instant::now() + Duration::from_millis(20));
     assert_eq!(
         err.unwrap_err().count,
         1,
@@ -530,6 +526,84 @@ fn queue_cancel_keeps_partial_progress(io: &Io) {
     let mut buf = [0; 4];
     assert_eq!(q.get(&mut buf, 0), Ok(2));
     assert_eq!(buf[..2], [1, 2]);
+}
+
+/// Every waiting Queue call has a `_timeout` and an `_until` form; each keeps what it moved.
+fn queue_timeouts_and_deadlines(io: &Io) {
+    let ms = Duration::from_millis;
+    let q = Queue::new(2);
+    let err = q.put_timeout(&[1, 2, 3], 3, ms(10)).unwrap_err();
+    assert_eq!((err.kind, err.count), (QueueErrorKind::TimedOut, 2));
+    assert!(err.is_timed_out() && !err.is_closed());
+    let err = q.put_until(&[4], 1, Instant::now() + ms(10)).unwrap_err();
+    assert_eq!(err.count, 0);
+    assert!(q.put_all_timeout(&[5], ms(10)).unwrap_err().is_timed_out());
+    assert!(q
+        .put_all_until(&[5], Instant::now() + ms(10))
+        .unwrap_err()
+        .is_timed_out());
+    let err = q.put_one_timeout(6, ms(10)).unwrap_err();
+    assert_eq!(err, SendError::TimedOut(6));
+    assert_eq!(
+        q.put_one_until(7, Instant::now() + ms(10)),
+        Err(SendError::TimedOut(7))
+    );
+    let r = io.with_deadline(Instant::now() + ms(10), |_| q.put_all(&[8]));
+    assert!(r.unwrap_err().is_timed_out(), "the task's deadline applies");
+    let mut buf = [0; 3];
+    let err = q.get_timeout(&mut buf, 3, ms(10)).unwrap_err();
+    assert_eq!(
+        (err.kind, err.count, &buf[..2]),
+        (QueueErrorKind::TimedOut, 2, &[1, 2][..])
+    );
+    assert_eq!(
+        q.get_until(&mut buf, 1, Instant::now() + ms(10))
+            .unwrap_err()
+            .count,
+        0
+    );
+    assert_eq!(q.get_one_timeout(ms(10)), Err(RecvError::TimedOut));
+    assert_eq!(
+        q.get_one_until(Instant::now() + ms(10)),
+        Err(RecvError::TimedOut)
+    );
+    io.wait(q.put_event(9)).unwrap().unwrap();
+    assert_eq!(q.get_one_timeout(ms(5000)), Ok(9));
+    assert_eq!(q.put_timeout(&[10, 11], 2, ms(5000)), Ok(2));
+    assert_eq!(q.get_until(&mut buf, 2, Instant::now() + ms(5000)), Ok(2));
+    q.close();
+    let err = q.get_timeout(&mut buf, 1, ms(5000)).unwrap_err();
+    assert!(err.is_closed());
+    assert!(channel::is_closed(&err.into()));
+}
+
+/// `channel::is_closed` recognises every closed-channel error converted into `io::Error`, and
+/// nothing else.
+fn closed_errors_are_recognisable(_io: &Io) {
+    let closed: Vec<std::io::Error> = vec![
+        SendError::Closed(1).into(),
+        RecvError::Closed.into(),
+        TrySendError::Closed(1).into(),
+        TryRecvError::Closed.into(),
+        zsync::channel::QueueError {
+            kind: QueueErrorKind::Closed,
+            count: 0,
+        }
+        .into(),
+        zsync::channel::broadcast::RecvError::Closed.into(),
+    ];
+    for e in &closed {
+        assert!(channel::is_closed(e), "{e:?}");
+    }
+    assert!(RecvError::Closed.is_closed() && TryRecvError::Closed.is_closed());
+    assert!(TrySendError::Closed(()).is_closed() && SendError::Closed(()).is_closed());
+    for e in [
+        std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+        RecvError::TimedOut.into(),
+        zsync::canceled(),
+    ] {
+        assert!(!channel::is_closed(&e), "{e:?}");
+    }
 }
 
 /// An element whose `clone` announces itself, then waits for an event: user code that blocks.
@@ -776,6 +850,8 @@ conformance! {
     queue_put_get_with_min,
     queue_cancel_keeps_partial_progress,
     queue_clone_runs_unlocked,
+    queue_timeouts_and_deadlines,
+    closed_errors_are_recognisable,
     stress_bounded_mpmc,
     stress_unbounded_mpmc,
     stress_rendezvous_mpmc,

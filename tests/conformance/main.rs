@@ -4,11 +4,14 @@
 pub mod support;
 
 mod broken_pipe;
+mod broadcast;
+
 mod bufio;
 mod channel;
 mod dns;
 mod fs;
 mod green;
+mod interval;
 mod pipe;
 mod process;
 mod runtime;
@@ -22,3 +25,4 @@ mod tcp;
 mod transfer;
 mod udp;
 mod unix;
+mod watch;

@@ -627,6 +627,49 @@ fn barrier_cancel_restores_the_count(io: &Io) {
     assert!(io.shielded(|| b.wait()).unwrap().is_leader());
 }
 
+/// A waiter that times out withdraws its arrival: the round still needs as many tasks as before,
+/// the tasks already waiting are neither released nor failed, and the barrier works on.
+fn barrier_timeout_withdraws_the_arrival(io: &Io) {
+    let b = Barrier::new(2);
+    assert_timed_out(b.wait_timeout(Duration::from_millis(10)));
+    assert_timed_out(b.wait_until(Instant::now() + Duration::from_millis(10)));
+    assert_timed_out(io.with_deadline(Instant::now() + Duration::from_millis(10), |_| b.wait()));
+    let single = Barrier::new(1);
+    assert!(
+        single.wait_timeout(Duration::ZERO).unwrap().is_leader(),
+        "no wait needed"
+    );
+    assert!(!format!("{b:?}").is_empty());
+    if !has_concurrency(io) {
+        return;
+    }
+    let b = Arc::new(Barrier::new(3));
+    let arrive = |b: &Arc<Barrier>| {
+        let b = b.clone();
+        io.concurrent(move |_| b.wait().map(|r| r.is_leader()))
+            .unwrap()
+    };
+    let first = arrive(&b);
+    io.sleep(SETTLE).unwrap();
+    // Arrives second, gives up: were its arrival kept, the next task would complete the round.
+    assert_timed_out(b.wait_timeout(Duration::from_millis(20)));
+    let second = arrive(&b);
+    io.sleep(SETTLE).unwrap();
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "two of three: the round is not complete"
+    );
+    let third = arrive(&b);
+    let leaders = [first, second, third]
+        .into_iter()
+        .map(|t| t.join().unwrap().unwrap())
+        .filter(|&leader| leader)
+        .count();
+    assert_eq!(leaders, 1);
+    // The next round starts from zero.
+    assert_timed_out(b.wait_timeout(Duration::from_millis(10)));
+}
+
 // ---- WaitGroup -------------------------------------------------------------------------------
 
 fn wait_group_waits_for_every_job(io: &Io) {
@@ -879,6 +922,7 @@ conformance! {
     condvar_cancel_while_waiting_releases_the_lock,
     barrier_has_exactly_one_leader_per_round,
     barrier_cancel_restores_the_count,
+    barrier_timeout_withdraws_the_arrival,
     wait_group_waits_for_every_job,
     notify_permit_is_not_lost,
     notify_wakes_waiters,

@@ -263,3 +263,93 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Waits (bounded) until `cond` holds, yielding the thread; fails the test after 10 s.
+#[track_caller]
+pub fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Lets a task that announced it is about to block actually block. Tests are correct whether
+/// or not it did; this only makes the "interrupted mid-wait" path the likely one.
+pub fn let_it_block() {
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+/// Asserts `r` is the TimedOut error.
+#[track_caller]
+pub fn assert_timed_out<T: std::fmt::Debug>(r: std::io::Result<T>) {
+    match r {
+        Err(e) => assert!(zsync::is_timed_out(&e), "expected TimedOut, got {e:?}"),
+        Ok(v) => panic!("expected TimedOut, got Ok({v:?})"),
+    }
+}
+
+/// Counts the values of a type made and dropped: a test checks that every value made (by `new`
+/// or `clone`) is dropped exactly once.
+#[derive(Debug, Default)]
+pub struct Census {
+    /// Values made (by `new` or `clone`).
+    pub made: std::sync::atomic::AtomicUsize,
+    /// Values dropped.
+    pub dropped: std::sync::atomic::AtomicUsize,
+}
+
+impl Census {
+    /// (made, dropped) now.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.made.load(Ordering::SeqCst),
+            self.dropped.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// A value counted by a [`Census`]; its `clone` panics when `poisoned`.
+#[derive(Debug)]
+pub struct Counted {
+    /// Which value this is (a clone keeps it).
+    pub id: u64,
+    /// Whether `clone` panics.
+    pub poisoned: bool,
+    census: Arc<Census>,
+}
+
+impl Counted {
+    /// A value counted by `census`.
+    pub fn new(census: &Arc<Census>, id: u64) -> Counted {
+        census.made.fetch_add(1, Ordering::SeqCst);
+        Counted {
+            id,
+            poisoned: false,
+            census: census.clone(),
+        }
+    }
+
+    /// A value whose `clone` panics.
+    pub fn poisoned(census: &Arc<Census>, id: u64) -> Counted {
+        let mut c = Counted::new(census, id);
+        c.poisoned = true;
+        c
+    }
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Counted {
+        assert!(!self.poisoned, "Counted {} refuses to be cloned", self.id);
+        Counted::new(&self.census, self.id)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.census.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
