@@ -75,7 +75,7 @@ mod model;
 mod op;
 mod park;
 mod pipe;
-mod task;
+pub mod task;
 #[cfg(test)]
 mod test_waker;
 mod wait;
