@@ -51,7 +51,11 @@ impl TaskRef<'static> {
 }
 
 impl<'a> TaskContext<'a> {
-    pub(crate) fn new(io: &'a Io, cancel: &'a dyn NodeSource, task: TaskRef<'a>) -> TaskContext<'a> {
+    pub(crate) fn new(
+        io: &'a Io,
+        cancel: &'a dyn NodeSource,
+        task: TaskRef<'a>,
+    ) -> TaskContext<'a> {
         TaskContext {
             io,
             cancel,

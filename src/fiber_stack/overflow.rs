@@ -150,7 +150,12 @@ impl TaskName {
     ) -> TaskName {
         match name {
             None => TaskName::spawned(location),
-            Some(name) => TaskName(Repr::Named(name.as_ptr(), name.len(), id.as_u64(), location)),
+            Some(name) => TaskName(Repr::Named(
+                name.as_ptr(),
+                name.len(),
+                id.as_u64(),
+                location,
+            )),
         }
     }
 }

@@ -112,7 +112,8 @@ impl<'a, T: Send + 'static> GroupTaskBuilder<'a, T> {
     where
         F: FnOnce(&Io) -> T + Send + 'static,
     {
-        self.group.spawn_meta(meta(self.name, Location::caller()), f)
+        self.group
+            .spawn_meta(meta(self.name, Location::caller()), f)
     }
 
     /// [`Group::concurrent`] with this configuration.

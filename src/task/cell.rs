@@ -35,9 +35,9 @@ use crate::cancel::{CancelNode, NodeOwner, NodeRef, NodeSource};
 use crate::contain;
 use crate::context::{self, TaskContext, TaskRef};
 use crate::fiber_stack::{self, TaskName};
-use crate::task::id::{Meta, TaskId};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::task::id::{Meta, TaskId};
 use crate::{park, Io};
 
 const CLAIMED: u8 = 1;

@@ -293,7 +293,10 @@ impl<T: Send + 'static> Group<T> {
             }
             let task = self.tasks.remove(&seq).expect("present");
             // Finished: `join` returns its value without waiting and never reports `Canceled`.
-            return Some(task.join().unwrap_or_else(|_| unreachable!("a finished task")));
+            return Some(
+                task.join()
+                    .unwrap_or_else(|_| unreachable!("a finished task")),
+            );
         }
         None
     }

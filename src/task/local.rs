@@ -106,9 +106,9 @@ impl<T: 'static> LocalKey<T> {
     {
         match self.try_with(f) {
             Ok(r) => r,
-            Err(AccessError) => panic!(
-                "cannot access a task-local value outside a `scope` of its key in this task"
-            ),
+            Err(AccessError) => {
+                panic!("cannot access a task-local value outside a `scope` of its key in this task")
+            }
         }
     }
 

@@ -18,8 +18,8 @@ use std::io;
 use std::sync::Arc;
 
 pub use builder::{GroupTaskBuilder, TaskBuilder};
-pub(crate) use cell::{Body, Joinable, Run, TaskCell};
 pub use cell::Runnable;
+pub(crate) use cell::{Body, Joinable, Run, TaskCell};
 pub use group::{Group, GroupPolicy};
 pub use id::{current, CurrentTask, TaskId};
 pub use local::{AccessError, LocalKey};

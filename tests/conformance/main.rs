@@ -13,6 +13,7 @@ mod select;
 mod shared_fd;
 mod socket_timeouts;
 mod sync;
+mod task_api;
 mod tasks;
 mod tcp;
 mod transfer;
