@@ -28,7 +28,7 @@
 //!         let mut client = TcpStream::connect(io, addr)?; // queued in the kernel's backlog
 //!         client.write_all(b"hello")?;
 //!         let server = io.spawn(move |io| echo_once(io, &listener)); // may run inline
-//!         server.join()??;
+//!         server.try_join()?;
 //!         let mut reply = vec![0; 5];
 //!         client.read_exact(&mut reply)?;
 //!         Ok(reply)
@@ -75,7 +75,6 @@ mod model;
 mod op;
 mod park;
 mod pipe;
-pub mod task;
 #[cfg(test)]
 mod test_waker;
 mod wait;
@@ -86,6 +85,7 @@ pub mod fs;
 pub mod net;
 pub mod select;
 pub mod sync;
+pub mod task;
 pub mod transfer;
 
 pub use builder::{run, Builder};

@@ -1,7 +1,8 @@
 //! The Blocking model: no threads, direct syscalls, `spawn` is a function call.
 //!
-//! A spawned closure runs to completion inside [`Io::spawn`](crate::Io::spawn), in the caller's
-//! own task context (or in a group's scope), with its panic caught and kept for the handle, so
+//! A spawned closure runs to completion inside [`Io::spawn`](crate::Io::spawn), in a task context
+//! of its own (its id and name, no task-local values of the caller) under the caller's
+//! cancellation node (or a group's scope), with its panic caught and kept for the handle, so
 //! `join`, `cancel`, `detach` and drop behave exactly as on the other models. `concurrent`
 //! always reports [`ConcurrencyUnavailable`](crate::ConcurrencyUnavailable): under Zig's split of
 //! `async` (may run inline) and `concurrent` (must not), Blocking is a correct model, not a

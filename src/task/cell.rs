@@ -640,4 +640,40 @@ mod loom_models {
             assert_eq!(runs.load(Ordering::SeqCst), 1);
         });
     }
+
+    /// A refused task's closure taken back by its spawner (`TaskCell::take_back`) while the
+    /// model that refused it runs its `Runnable` anyway (a custom model that kept it): exactly
+    /// one of them gets the closure, and the closure cell is never touched by both.
+    #[test]
+    fn take_back_racing_a_run_hands_the_closure_to_exactly_one() {
+        struct Cell<F> {
+            life: Lifecycle<usize>,
+            func: Closure<F>,
+        }
+        fn take<F>(cell: &Cell<F>) -> Option<F> {
+            let claimed = cell.life.claim()?;
+            Some(cell.func.take(&claimed))
+        }
+        model(|| {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let r = runs.clone();
+            let cell = Arc::new(Cell {
+                life: Lifecycle::new(),
+                func: Closure::new(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }),
+            });
+            let runner = {
+                let cell = cell.clone();
+                thread::spawn(move || take(&*cell).map(|f| f()).is_some())
+            };
+            let taken_back = take(&*cell);
+            let ran = runner.join().unwrap();
+            assert_ne!(taken_back.is_some(), ran, "exactly one got it");
+            if let Some(f) = taken_back {
+                f();
+            }
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
 }
