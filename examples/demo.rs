@@ -109,9 +109,9 @@ fn echo(io: &Io) -> io::Result<(usize, Duration, bool)> {
                 .collect();
             let mut total = 0;
             for c in clients {
-                total += c.join()??;
+                total += c.try_join()?;
             }
-            let echoed = server.join()??;
+            let echoed = server.try_join()?;
             assert_eq!(
                 echoed,
                 total * MSG,
@@ -130,7 +130,7 @@ fn echo(io: &Io) -> io::Result<(usize, Duration, bool)> {
                 .collect();
             let mut total = 0;
             for c in clients {
-                total += c.join()??;
+                total += c.try_join()?;
             }
             (total, false)
         }
@@ -156,7 +156,7 @@ fn serve(io: &Io, listener: &TcpListener, n: usize) -> io::Result<usize> {
     }
     let mut echoed = 0;
     for h in handlers {
-        echoed += h.join()??;
+        echoed += h.try_join()?;
     }
     Ok(echoed)
 }
@@ -231,10 +231,13 @@ fn sleep_fan_out(io: &Io) -> io::Result<Duration> {
     let start = io.now();
     let nap = |io: &Io| io.sleep(NAP);
     let tasks: Vec<_> = (0..SLEEPERS)
-        .map(|_| io.concurrent(nap).unwrap_or_else(|_| io.spawn(nap)))
+        .map(|_| {
+            io.concurrent(nap)
+                .unwrap_or_else(|refused| io.spawn(refused.into_inner()))
+        })
         .collect();
     for t in tasks {
-        t.join()??;
+        t.try_join()?;
     }
     let elapsed = start.elapsed();
     println!(

@@ -5,8 +5,10 @@
 //! cargo run --release --example load_client -- --addr 127.0.0.1:9000 --connections 64 --duration 10
 //! ```
 //!
-//! One task per connection (`io.concurrent`); on `--model blocking` connections are served one
-//! after another, each until its client closes it, as in `http_server`.
+//! One task per connection, named `conn`, started with `concurrent` into a `zsync::Group` that
+//! the accept loop reaps as connections end (`try_join_next`) and that cancels the rest when the
+//! loop returns (see `examples/common/server.rs`); on `--model blocking` connections are served
+//! one after another, each until its client closes it, as in `http_server`.
 //!
 //! Flags:
 //!

@@ -22,7 +22,8 @@
 //! descriptors) are logged at most once a second and retried after a growing pause. The
 //! protocol details are in `examples/common/http.rs`.
 //!
-//! Concurrency: the accept loop starts one task per connection with `io.concurrent`. On
+//! Concurrency: the accept loop starts one task per connection with `concurrent`, in a
+//! `zsync::Group` it reaps as connections end (see `examples/common/server.rs`). On
 //! `--model blocking` there is no concurrency: connections are served one after another, each
 //! until its client closes it (or goes idle for `--idle-timeout-ms`), so a keep-alive client
 //! holds the server — that is the model's nature, not a bug. On `--model threaded` each

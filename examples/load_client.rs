@@ -117,7 +117,8 @@ fn main() {
             .into_iter()
             .map(|stop| {
                 let conn = move |io: &Io| connection(io, addr, size, stop);
-                io.concurrent(conn).unwrap_or_else(|_| io.spawn(conn))
+                io.concurrent(conn)
+                    .unwrap_or_else(|refused| io.spawn(refused.into_inner()))
             })
             .collect();
         let results: Vec<ConnResult> = tasks

@@ -206,7 +206,7 @@ impl Builder {
 /// Runs `f` as the root task on the calling thread, then cancels what is left and waits until
 /// every task has finished (the thread models; Green's worker 0 does this in its loop).
 fn run_root_on_thread<T>(io: &Io, f: impl FnOnce(&Io) -> T) -> std::thread::Result<T> {
-    let ctx = TaskContext::new(io, &io.inner.root);
+    let ctx = TaskContext::new(io, &io.inner.root, crate::context::TaskRef::root());
     ctx.cancel.set_waker(crate::park::current_waker);
     let result = {
         let _entered = context::enter(&ctx);

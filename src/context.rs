@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use crate::cancel::{NodeRef, NodeSource};
 use crate::error::{canceled, timed_out};
+use crate::task::id::{Name, TaskId};
+use crate::task::local;
 use crate::Io;
 
 /// What a running task carries besides its closure. It borrows the task's `Io` and node from
@@ -22,14 +24,44 @@ pub(crate) struct TaskContext<'a> {
     pub(crate) cancel: &'a dyn NodeSource,
     /// The task's own deadline (set by timeouts); each blocking operation stops waiting at it.
     pub(crate) deadline: Cell<Option<Instant>>,
+    /// Who the task is, for [`crate::task::current`].
+    pub(crate) task: TaskRef<'a>,
+    /// The task's innermost [`task_local!`](crate::task_local) scope: a list of entries on the
+    /// stacks of the `scope` calls that made them (see [`crate::task::local`]). Here, and not
+    /// in a thread-local, because a Green worker runs many tasks on one thread: the context is
+    /// swapped with its fiber on every switch, and the values with it.
+    pub(crate) locals: Cell<*const local::Entry>,
+}
+
+/// A running task's identity, borrowed from its cell (or `run`'s frame).
+#[derive(Clone, Copy)]
+pub(crate) struct TaskRef<'a> {
+    pub(crate) id: TaskId,
+    pub(crate) name: Option<&'a Name>,
+}
+
+impl TaskRef<'static> {
+    /// A task with a fresh id and no name: the root task of a `run`, a foreign `block_on`.
+    pub(crate) fn root() -> TaskRef<'static> {
+        TaskRef {
+            id: TaskId::next(),
+            name: None,
+        }
+    }
 }
 
 impl<'a> TaskContext<'a> {
-    pub(crate) fn new(io: &'a Io, cancel: &'a dyn NodeSource) -> TaskContext<'a> {
+    pub(crate) fn new(
+        io: &'a Io,
+        cancel: &'a dyn NodeSource,
+        task: TaskRef<'a>,
+    ) -> TaskContext<'a> {
         TaskContext {
             io,
             cancel,
             deadline: Cell::new(None),
+            task,
+            locals: Cell::new(ptr::null()),
         }
     }
 }

@@ -61,17 +61,94 @@ pub fn is_canceled(err: &io::Error) -> bool {
 }
 
 /// Returned by [`Io::concurrent`](crate::Io::concurrent) when the model cannot run the task
-/// concurrently with its caller.
+/// concurrently with its caller, with the closure it was given (`F`), unrun, so that the caller
+/// can run it another way.
 ///
 /// Zig: `error.ConcurrencyUnavailable`. The Blocking model always returns it; the Threaded model
-/// returns it only when its limit of threads for concurrent tasks is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConcurrencyUnavailable {
+/// returns it only when its limit of threads for concurrent tasks is reached; a
+/// [`CustomModel`](crate::CustomModel) returns it (made with [`new`](Self::new)) when it refuses.
+///
+/// Why one generic type rather than a wrapper around it: the error users match on keeps its
+/// name, and `ConcurrencyUnavailable` with no parameter (`F = ()`) is still the plain error of
+/// the past, what a [`CustomModel`](crate::CustomModel) returns and what a function may declare.
+/// With the closure inside it still converts into `io::Error` with `?` (the closure is dropped),
+/// prints "concurrency unavailable: …", and `unwrap` works (its `Debug` needs no `F: Debug`).
+/// It is `Sync` whatever `F` is: the closure can only be reached by value or through `&mut`.
+///
+/// ```
+/// use zsync::{ConcurrencyUnavailable, Model};
+/// zsync::run(Model::Blocking, |io| {
+///     // Zig: `io.concurrent(f) catch io.async(f)`.
+///     let task = match io.concurrent(|_| 6 * 7) {
+///         Ok(task) => task,
+///         Err(refused) => {
+///             assert!(refused.to_string().contains("concurrency unavailable"));
+///             io.spawn(refused.into_inner())
+///         }
+///     };
+///     assert_eq!(task.join().unwrap(), 42);
+///     // Into io::Error with `?`, closure dropped:
+///     let err: std::io::Error = io.concurrent(|_| ()).unwrap_err().into();
+///     assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+/// });
+/// ```
+pub struct ConcurrencyUnavailable<F = ()> {
     /// Which model refused, for the message.
-    pub(crate) model: &'static str,
+    model: &'static str,
+    /// The refused closure (`()` for the plain error).
+    closure: F,
 }
 
-impl fmt::Display for ConcurrencyUnavailable {
+impl ConcurrencyUnavailable {
+    /// The plain error, for a [`CustomModel`](crate::CustomModel) named `model` that refuses a
+    /// task: zsync puts the closure back in before the caller sees it.
+    pub fn new(model: &'static str) -> ConcurrencyUnavailable {
+        ConcurrencyUnavailable { model, closure: () }
+    }
+
+    /// The error with the refused closure in it.
+    pub(crate) fn with_closure<F>(self, closure: F) -> ConcurrencyUnavailable<F> {
+        ConcurrencyUnavailable {
+            model: self.model,
+            closure,
+        }
+    }
+}
+
+impl<F> ConcurrencyUnavailable<F> {
+    /// The name of the model that refused.
+    pub fn model_name(&self) -> &'static str {
+        self.model
+    }
+
+    /// The refused closure, unrun: run it another way (`io.spawn(e.into_inner())`, inline).
+    pub fn into_inner(self) -> F {
+        self.closure
+    }
+
+    /// The plain error and the refused closure, apart.
+    pub fn into_parts(self) -> (ConcurrencyUnavailable, F) {
+        (ConcurrencyUnavailable::new(self.model), self.closure)
+    }
+
+    /// The same error with the closure replaced by `f(closure)`.
+    pub fn map<G>(self, f: impl FnOnce(F) -> G) -> ConcurrencyUnavailable<G> {
+        ConcurrencyUnavailable {
+            model: self.model,
+            closure: f(self.closure),
+        }
+    }
+}
+
+impl<F> fmt::Debug for ConcurrencyUnavailable<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrencyUnavailable")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Display for ConcurrencyUnavailable<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -81,11 +158,33 @@ impl fmt::Display for ConcurrencyUnavailable {
     }
 }
 
-impl std::error::Error for ConcurrencyUnavailable {}
+impl<F> std::error::Error for ConcurrencyUnavailable<F> {}
 
-impl From<ConcurrencyUnavailable> for io::Error {
-    fn from(e: ConcurrencyUnavailable) -> io::Error {
-        io::Error::new(io::ErrorKind::Unsupported, e)
+// SAFETY: no `&self` method reaches the closure (only `into_inner`/`into_parts`/`map`, which take
+// it by value), so sharing a `&ConcurrencyUnavailable<F>` between threads shares only the model
+// name: the `Exclusive` argument. Lets the error go into `Box<dyn Error + Send + Sync>` (and
+// `io::Error`) whatever the closure captures.
+unsafe impl<F> Sync for ConcurrencyUnavailable<F> {}
+
+impl Clone for ConcurrencyUnavailable {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl Copy for ConcurrencyUnavailable {}
+
+impl PartialEq for ConcurrencyUnavailable {
+    fn eq(&self, other: &Self) -> bool {
+        self.model == other.model
+    }
+}
+
+impl Eq for ConcurrencyUnavailable {}
+
+impl<F> From<ConcurrencyUnavailable<F>> for io::Error {
+    fn from(e: ConcurrencyUnavailable<F>) -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, e.into_parts().0)
     }
 }
 
@@ -132,7 +231,7 @@ mod tests {
 
     #[test]
     fn concurrency_unavailable_message_names_model() {
-        let e = io::Error::from(ConcurrencyUnavailable { model: "Blocking" });
+        let e = io::Error::from(ConcurrencyUnavailable::new("Blocking"));
         assert!(e.to_string().contains("Blocking"));
     }
 }

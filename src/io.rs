@@ -13,7 +13,8 @@ use crate::context::{self, TaskContext};
 use crate::error::ConcurrencyUnavailable;
 use crate::model::run_state::RunState;
 use crate::model::{blocking, ModelImpl};
-use crate::task::{Runnable, Task, TaskCell};
+use crate::task::id::Meta;
+use crate::task::{Body, Runnable, Task, TaskBuilder, TaskCell};
 
 pub(crate) struct IoInner {
     pub(crate) model: ModelImpl,
@@ -87,87 +88,97 @@ impl Io {
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_meta(Meta::new(Location::caller()), f)
+    }
+
+    /// [`spawn`](Io::spawn) of a task whose identity is made already (see [`TaskBuilder`]).
+    pub(crate) fn spawn_meta<T, F>(&self, meta: Meta, f: F) -> Task<T>
+    where
+        F: FnOnce(&Io) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         if let ModelImpl::Blocking = self.inner.model {
-            // Inline in the caller's own context: no scope to look up, nothing to allocate.
-            return Task::ready(crate::contain::catch(|| f(self)));
+            // Inline, in the caller's cancellation scope: no node to look up, nothing to
+            // allocate.
+            let result = blocking::run_inline(self, None, &meta, f);
+            return Task::ready(meta.id, meta.name, result);
         }
         // Borrow the spawner's node instead of cloning it: the child takes the one reference
-        // it keeps. The closure breaks `#[track_caller]`, so the location is taken here.
-        let location = Location::caller();
-        context::with_cancel(|parent| {
-            self.spawn_at(parent.unwrap_or(&self.inner.root), location, f)
-        })
+        // it keeps.
+        context::with_cancel(|parent| self.spawn_at(parent.unwrap_or(&self.inner.root), meta, f))
     }
 
     /// Starts `f` as a task guaranteed to make progress concurrently with the caller.
     /// Zig: `io.concurrent(f)`.
     ///
     /// Fails with [`ConcurrencyUnavailable`] on Blocking, and on Threaded when the limit of
-    /// concurrent threads is reached.
+    /// concurrent threads is reached. The error gives `f` back, unrun
+    /// ([`ConcurrencyUnavailable::into_inner`]), so the caller can run it another way: Zig's
+    /// `io.concurrent(f) catch io.async(f)` is
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let task = io.concurrent(|_| 42).unwrap_or_else(|refused| io.spawn(refused.into_inner()));
+    ///     assert_eq!(task.join().unwrap(), 42);
+    /// });
+    /// ```
     #[track_caller]
-    pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable>
+    pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable<F>>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let parent = self.current_scope();
-        self.concurrent_in(&parent, f)
+        self.concurrent_in(&self.current_scope(), Meta::new(Location::caller()), f)
     }
 
-    fn current_scope(&self) -> NodeRef {
+    /// Starts building a task with a name: `io.task().name("conn").spawn(f)`. See
+    /// [`TaskBuilder`].
+    pub fn task(&self) -> TaskBuilder<'_> {
+        TaskBuilder::new(self)
+    }
+
+    pub(crate) fn current_scope(&self) -> NodeRef {
         context::current_cancel().unwrap_or_else(|| self.inner.root.clone())
     }
 
-    #[track_caller]
-    pub(crate) fn spawn_in<T, F>(&self, parent: &NodeRef, f: F) -> Task<T>
+    pub(crate) fn spawn_at<T, F>(&self, parent: &dyn NodeSource, meta: Meta, f: F) -> Task<T>
     where
-        F: FnOnce(&Io) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        self.spawn_at(parent, Location::caller(), f)
-    }
-
-    fn spawn_at<T, F>(
-        &self,
-        parent: &dyn NodeSource,
-        location: &'static Location<'static>,
-        f: F,
-    ) -> Task<T>
-    where
-        F: FnOnce(&Io) -> T + Send + 'static,
+        F: Body<T>,
         T: Send + 'static,
     {
         if !self.inner.model.queues_spawns() {
-            return Task::ready(blocking::run_inline(self, parent, f));
+            let result = blocking::run_inline(self, Some(parent), &meta, f);
+            return Task::ready(meta.id, meta.name, result);
         }
-        let (task, runnable) = self.new_task(parent, location, f);
+        let (cell, runnable) = self.new_task(parent, meta, f);
         self.inner.model.spawn(runnable);
-        task
+        Task::shared(cell)
     }
 
-    #[track_caller]
+    /// Hands a new task to the model's `concurrent`; a refusal gives `f` back (see
+    /// [`TaskCell::take_back`]).
     pub(crate) fn concurrent_in<T, F>(
         &self,
         parent: &NodeRef,
+        meta: Meta,
         f: F,
-    ) -> Result<Task<T>, ConcurrencyUnavailable>
+    ) -> Result<Task<T>, ConcurrencyUnavailable<F>>
     where
-        F: FnOnce(&Io) -> T + Send + 'static,
+        F: Body<T>,
         T: Send + 'static,
     {
-        let location = Location::caller();
         if self.inner.model.refuses_concurrency() {
-            return Err(ConcurrencyUnavailable {
-                model: self.model_name(),
-            });
+            return Err(ConcurrencyUnavailable::new(self.model_name()).with_closure(f));
         }
-        let (task, runnable) = self.new_task(parent, location, f);
+        let (cell, runnable) = self.new_task(parent, meta, f);
         match self.inner.model.concurrent(runnable) {
-            Ok(()) => Ok(task),
-            Err(e) => {
-                task.abandon();
-                Err(e)
-            }
+            Ok(()) => Ok(Task::shared(cell)),
+            Err(refused) => match cell.take_back() {
+                Some(f) => Err(refused.with_closure(f)),
+                // A custom model refused a task it had started anyway: it runs, so it counts
+                // as accepted.
+                None => Ok(Task::shared(cell)),
+            },
         }
     }
 
@@ -181,24 +192,24 @@ impl Io {
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (task, runnable) = self.new_task(parent, Location::caller(), f);
+        let (cell, runnable) = self.new_task(parent, Meta::new(Location::caller()), f);
         runnable.run();
-        task
+        Task::shared(cell)
     }
 
     fn new_task<T, F>(
         &self,
         parent: &dyn NodeSource,
-        location: &'static Location<'static>,
+        meta: Meta,
         f: F,
-    ) -> (Task<T>, Runnable)
+    ) -> (Arc<TaskCell<F, T>>, Runnable)
     where
-        F: FnOnce(&Io) -> T + Send + 'static,
+        F: Body<T>,
         T: Send + 'static,
     {
-        let cell = TaskCell::new(self.clone(), parent.node_ref(), location, f);
+        let cell = TaskCell::new(self.clone(), parent.node_ref(), meta, f);
         self.inner.state.task_started();
-        (Task::shared(cell.clone()), Runnable(cell))
+        (cell.clone(), Runnable(cell))
     }
 
     /// Takes the unstarted task whose cell is at `task` out of the calling worker's queue if
@@ -245,16 +256,19 @@ impl Io {
         if !self.inner.model.offloads_blocking() {
             return Ok(body(self));
         }
-        let (task, runnable) = self.new_task(&self.current_scope(), Location::caller(), body);
-        match self.inner.model.blocking(runnable) {
-            Ok(()) => task.join_or_detach(),
-            Err(_) => {
-                task.abandon();
-                Err(ConcurrencyUnavailable {
-                    model: self.model_name(),
-                }
-                .into())
+        let meta = Meta::new(Location::caller());
+        let (cell, runnable) = self.new_task(&self.current_scope(), meta, body);
+        if self.inner.model.blocking(runnable).is_ok() {
+            return Task::shared(cell).join_or_detach();
+        }
+        match cell.take_back() {
+            // Dropped here: a panic in the `Drop` of its captures resumes on the caller.
+            Some(body) => {
+                drop(body);
+                Err(ConcurrencyUnavailable::new(self.model_name()).into())
             }
+            // Started after all: it runs, so wait for it.
+            None => Task::shared(cell).join_or_detach(),
         }
     }
 

@@ -28,7 +28,7 @@
 //!         let mut client = TcpStream::connect(io, addr)?; // queued in the kernel's backlog
 //!         client.write_all(b"hello")?;
 //!         let server = io.spawn(move |io| echo_once(io, &listener)); // may run inline
-//!         server.join()??;
+//!         server.try_join()?;
 //!         let mut reply = vec![0; 5];
 //!         client.read_exact(&mut reply)?;
 //!         Ok(reply)
@@ -92,7 +92,6 @@ mod op;
 mod park;
 mod pipe;
 mod runtime;
-mod task;
 #[cfg(test)]
 mod test_waker;
 mod wait;
@@ -105,6 +104,7 @@ pub mod process;
 pub mod select;
 pub mod signal;
 pub mod sync;
+pub mod task;
 pub mod time;
 pub mod transfer;
 

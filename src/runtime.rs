@@ -299,7 +299,7 @@ impl Runtime {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     #[track_caller]
-    pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable>
+    pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable<F>>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,
@@ -484,7 +484,7 @@ impl Handle {
         }
         let node = CancelNode::child(&io.inner.root);
         node.settle();
-        let ctx = TaskContext::new(io, &node);
+        let ctx = TaskContext::new(io, &node, context::TaskRef::root());
         io.inner.state.task_started();
         let result = {
             // Replaces (and then restores) the context of a task of another runtime, if the
@@ -537,7 +537,7 @@ impl Handle {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     #[track_caller]
-    pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable>
+    pub fn concurrent<T, F>(&self, f: F) -> Result<Task<T>, ConcurrencyUnavailable<F>>
     where
         F: FnOnce(&Io) -> T + Send + 'static,
         T: Send + 'static,

@@ -12,7 +12,6 @@
 
 use std::cell::Cell;
 use std::io;
-use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -252,56 +251,25 @@ impl<T> std::fmt::Debug for JoinEvent<'_, T> {
     }
 }
 
-/// [`Io::race`]: each closure in a task of one group; the first value wins and cancels the group.
+/// [`Io::race`]: each closure in a task of one group; the first to finish wins, and dropping the
+/// group cancels and waits for the others.
 pub(crate) fn race<T, F>(io: &Io, fs: impl IntoIterator<Item = F>) -> io::Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Io) -> T + Send + 'static,
 {
-    let winner: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
-    let mut group: Group<()> = Group::new(io);
-    let mut any = false;
+    let mut group: Group<T> = Group::new(io);
     for f in fs {
-        any = true;
-        if winner.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-            break; // an inline task already won
+        // Zig: `group.concurrent(f) catch group.async(f)` (inline on Blocking).
+        if let Err(refused) = group.concurrent(f) {
+            group.spawn(refused.into_inner());
         }
-        let slot = winner.clone();
-        let scope = group.scope_handle();
-        let body = move |io: &Io| {
-            let value = f(io);
-            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(value);
-                scope.cancel();
-            }
-        };
-        // `concurrent` consumes its closure even when it refuses, so share the body and
-        // fall back to `spawn` (inline on Blocking) with the same one.
-        let shared = Arc::new(Mutex::new(Some(body)));
-        let take =
-            move |cell: &Mutex<Option<_>>| cell.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let first = shared.clone();
-        let refused = group
-            .concurrent(move |io| {
-                if let Some(body) = take(&first) {
-                    body(io);
-                }
-            })
-            .is_err();
-        if refused {
-            group.spawn(move |io| {
-                if let Some(body) = take(&shared) {
-                    body(io);
-                }
-            });
+        if let Some(first) = group.try_join_next() {
+            return Ok(first); // it won before the rest started
         }
     }
-    assert!(any, "Io::race needs at least one closure");
-    let joined = group.join_all();
-    let value = winner.lock().unwrap_or_else(|p| p.into_inner()).take();
-    match value {
-        Some(v) => Ok(v),
-        None => Err(joined.err().unwrap_or_else(crate::error::canceled)),
-    }
+    assert!(!group.is_empty(), "Io::race needs at least one closure");
+    Ok(group
+        .join_next()?
+        .expect("a group with tasks has a next one"))
 }

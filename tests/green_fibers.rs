@@ -333,16 +333,25 @@ fn recurse_forever(n: usize) -> usize {
 
 /// Spawns the runaway task, printing the spawn location (the caller's) for the parent to find
 /// in the report. The task sends on `started` (if any) before it recurses.
+/// `named`: the task is named `runaway` (an owned name: the report reads it from the task's
+/// cell), and its id is printed too.
 #[track_caller]
-fn spawn_runaway(io: &Io, started: Option<Sender<()>>) -> Task<usize> {
+fn spawn_runaway(io: &Io, started: Option<Sender<()>>, named: bool) -> Task<usize> {
     let site = Location::caller();
     eprintln!("child: spawn site {}:{}", site.file(), site.line());
-    io.spawn(move |_| {
+    let body = move |_: &Io| {
         if let Some(started) = started {
             started.send(()).unwrap();
         }
         recurse_forever(0)
-    })
+    };
+    if named {
+        let task = io.task().name(String::from("runaway")).spawn(body);
+        eprintln!("child: task id {}", task.id());
+        task
+    } else {
+        io.spawn(body)
+    }
 }
 
 /// Child body: a Green task overflows its 32 KiB stack; the process must abort with a report.
@@ -356,10 +365,10 @@ fn child_overflow(scenario: &str) -> ! {
         .stack_size(32 * 1024)
         .run(|io| {
             let task = if scenario == "inline" {
-                spawn_runaway(io, None)
+                spawn_runaway(io, None, false)
             } else {
                 let (tx, rx) = channel::bounded(1);
-                let task = spawn_runaway(io, Some(tx));
+                let task = spawn_runaway(io, Some(tx), scenario == "named");
                 rx.recv().unwrap();
                 task
             };
@@ -393,8 +402,16 @@ fn assert_child_reports_overflow(test: &str, scenario: &str) {
         .strip_prefix("tests/green_fibers.rs:")
         .unwrap_or_else(|| panic!("{site}"));
     assert!(line.parse::<u32>().is_ok(), "{site}");
-    let expected =
-        format!("zsync: fiber task '{site}' overflowed its stack of 32 KiB (fault at 0x");
+    let expected = match stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("child: task id "))
+    {
+        Some(id) => format!(
+            "zsync: fiber task 'runaway' ({id}, spawned at {site}) overflowed its stack of 32 KiB \
+             (fault at 0x"
+        ),
+        None => format!("zsync: fiber task '{site}' overflowed its stack of 32 KiB (fault at 0x"),
+    };
     assert!(
         stderr.contains(&expected),
         "expected {expected:?} in:\n{stderr}"
@@ -427,6 +444,20 @@ fn stack_overflow_of_an_inline_task_names_that_task() {
     let _serial = serial();
     let _watchdog = Watchdog::new("stack_overflow_of_an_inline_task_names_that_task");
     assert_child_reports_overflow("stack_overflow_of_an_inline_task_names_that_task", "inline");
+}
+
+/// A named task's overflow report gives its name and id besides its spawn location.
+#[test]
+fn stack_overflow_of_a_named_task_gives_its_name_and_id() {
+    if let Ok(scenario) = std::env::var(CHILD_ENV) {
+        child_overflow(&scenario);
+    }
+    let _serial = serial();
+    let _watchdog = Watchdog::new("stack_overflow_of_a_named_task_gives_its_name_and_id");
+    assert_child_reports_overflow(
+        "stack_overflow_of_a_named_task_gives_its_name_and_id",
+        "named",
+    );
 }
 
 // ---- !Send state across blocking calls -------------------------------------------------------

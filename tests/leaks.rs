@@ -53,6 +53,8 @@ mod signal;
 mod socket_timeouts;
 #[path = "conformance/sync.rs"]
 mod sync;
+#[path = "conformance/task_api.rs"]
+mod task_api;
 #[path = "conformance/tasks.rs"]
 mod tasks;
 #[path = "conformance/tcp.rs"]
@@ -109,6 +111,7 @@ fn settled_thread_count(expected: usize) -> usize {
 fn the_whole_suite_leaks_no_fd_and_no_thread() {
     let suites: &[(&str, Suite)] = &[
         ("tasks", tasks::ALL),
+        ("task_api", task_api::ALL),
         ("channel", channel::ALL),
         ("fs", fs::ALL),
         ("green", green::ALL),

@@ -3,11 +3,11 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zsync::net::{TcpListener, TcpStream};
-use zsync::Io;
+use zsync::{Group, Io};
 
 /// Counters a server keeps while it runs (statistics, not synchronisation).
 #[derive(Debug, Default)]
@@ -191,11 +191,19 @@ impl RateLimitedLog {
 }
 
 /// Accepts connections until [`Control::stop`] and runs `handler` on each, in a task of its own
-/// started with [`Io::concurrent`] (the handler blocks in reads for as long as the client keeps
-/// the connection open, so it needs a task that is guaranteed to make progress). Where the model
-/// refuses — always on Blocking, on Threaded beyond `--max-threads` — the connection is served
-/// inline: the loop accepts the next connection only when this one is done (on Blocking,
-/// connections are served one after another).
+/// named `conn` started with [`Group::concurrent`] (the handler blocks in reads for as long as the
+/// client keeps the connection open, so it needs a task that is guaranteed to make progress).
+/// Where the model refuses — always on Blocking, on Threaded beyond `--max-threads` — the
+/// refusal hands the closure back and the connection is served inline: the loop accepts the
+/// next connection only when this one is done (on Blocking, connections are served one after
+/// another).
+///
+/// The connection tasks live in one [`Group`], the loop's scope: each accept reaps the tasks
+/// that ended since the last one ([`Group::try_join_next`]), so the group holds only live
+/// connections however long the server runs, and when the loop returns the group cancels and
+/// waits for those still open. A handler that panics is counted as a connection error (the
+/// panic hook and zsync's `task 'conn' (#id, …) panicked` line have reported it); the server
+/// goes on.
 ///
 /// A handler's error ends its connection only; it is counted and logged with `--verbose`.
 /// Errors of `accept` itself are counted: a connection that failed before it was accepted
@@ -214,6 +222,7 @@ pub fn accept_loop<H>(
 where
     H: Fn(&Io, TcpStream) -> io::Result<()> + Send + Sync + 'static,
 {
+    let mut conns: Group<()> = Group::new(io);
     let mut warnings = RateLimitedLog::new(Duration::from_secs(1));
     // Failures in a row that need a pause.
     let mut failures = 0u32;
@@ -257,27 +266,24 @@ where
             return Ok(());
         }
         Stats::bump(&ctl.stats.accepted);
-        // The connection travels in a slot rather than in the closure itself: if `concurrent`
-        // refuses, the closure is dropped, and the connection must survive to be served inline.
-        let slot = Arc::new(Mutex::new(Some(conn)));
-        let task_slot = slot.clone();
         let (task_ctl, task_handler) = (ctl.clone(), handler.clone());
-        let started = io.concurrent(move |io| {
-            let conn = task_slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(conn) = conn {
-                serve_one(io, conn, peer, &task_ctl, &*task_handler);
-            }
-        });
-        match started {
-            // Detached: it runs until its client leaves; `zsync::run` cancels it at shutdown.
-            Ok(task) => task.detach(),
-            Err(_) => {
-                let conn = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(conn) = conn {
-                    Stats::bump(&ctl.stats.inline);
-                    serve_one(io, conn, peer, ctl, &*handler);
-                }
-            }
+        let serve = move |io: &Io| serve_one(io, conn, peer, &task_ctl, &*task_handler);
+        if let Err(refused) = conns.task().name("conn").concurrent(serve) {
+            // Refused: the closure, connection inside, comes back to be served inline.
+            Stats::bump(&ctl.stats.inline);
+            (refused.into_inner())(io);
+        }
+        reap(&mut conns, ctl);
+    }
+}
+
+/// Joins the connection tasks that have ended, counting a panicked one as a connection error.
+fn reap(conns: &mut Group<()>, ctl: &Control) {
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conns.try_join_next())) {
+            Ok(Some(())) => {}
+            Ok(None) => return,
+            Err(_panic) => Stats::bump(&ctl.stats.conn_errors),
         }
     }
 }

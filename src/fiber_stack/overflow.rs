@@ -115,6 +115,9 @@ enum Repr {
     Raw(*const u8, usize),
     /// Where the task was spawned, reported as `file:line`.
     Spawned(&'static Location<'static>),
+    /// A named task: its name (pointer and length, see [`TaskName::task`]), id and spawn
+    /// location, reported as `name' (#id, spawned at file:line)`.
+    Named(*const u8, usize, u64, &'static Location<'static>),
 }
 
 impl TaskName {
@@ -129,6 +132,31 @@ impl TaskName {
     /// The task spawned at `location`, reported as `file:line`.
     pub(crate) const fn spawned(location: &'static Location<'static>) -> TaskName {
         TaskName(Repr::Spawned(location))
+    }
+
+    /// A task with id `id` spawned at `location`, named `name` if it has a name (else as
+    /// [`spawned`](Self::spawned)).
+    ///
+    /// # Safety
+    ///
+    /// `name` must stay alive and unmoved for as long as the returned name is current on any
+    /// thread ([`replace_current_task_name`]): the overflow handler may read it at any moment
+    /// until it is replaced. A task's cell owns its name and outlives the task's run, during
+    /// which alone the name is current.
+    pub(crate) unsafe fn task(
+        name: Option<&str>,
+        id: crate::task::TaskId,
+        location: &'static Location<'static>,
+    ) -> TaskName {
+        match name {
+            None => TaskName::spawned(location),
+            Some(name) => TaskName(Repr::Named(
+                name.as_ptr(),
+                name.len(),
+                id.as_u64(),
+                location,
+            )),
+        }
     }
 }
 
@@ -215,27 +243,43 @@ impl MsgBuf {
     }
 }
 
+/// Appends `loc` as `file:line`, keeping the end of a long path (it names the file).
+fn push_location(msg: &mut MsgBuf, loc: &Location<'_>) {
+    let file = loc.file().as_bytes();
+    msg.push(&file[file.len().saturating_sub(128)..])
+        .push(b":")
+        .dec(loc.line() as usize);
+}
+
 /// Builds the report of an overflow of a stack of `usable` bytes that faulted at `fault`.
 fn format_report(msg: &mut MsgBuf, name: TaskName, usable: usize, fault: usize) {
     msg.push(b"zsync: fiber task '");
     match name.0 {
         Repr::None | Repr::Raw(_, 0) => {
-            msg.push(b"<unnamed>");
+            msg.push(b"<unnamed>'");
         }
         Repr::Raw(p, len) => {
             // SAFETY: `Raw` names come only from `TaskName::fixed`, a `'static` string.
             let name = unsafe { std::slice::from_raw_parts(p, len) };
-            msg.push(&name[..len.min(128)]);
+            msg.push(&name[..len.min(128)]).push(b"'");
         }
         Repr::Spawned(loc) => {
-            let file = loc.file().as_bytes();
-            // Keep the end of a long path: it names the file.
-            msg.push(&file[file.len().saturating_sub(128)..])
-                .push(b":")
-                .dec(loc.line() as usize);
+            push_location(msg, loc);
+            msg.push(b"'");
+        }
+        Repr::Named(p, len, id, loc) => {
+            // SAFETY: `Named` names come only from `TaskName::task`, whose callers keep the
+            // string alive while the name is current.
+            let name = unsafe { std::slice::from_raw_parts(p, len) };
+            msg.push(&name[..len.min(128)])
+                .push(b"' (#")
+                .dec(id as usize)
+                .push(b", spawned at ");
+            push_location(msg, loc);
+            msg.push(b")");
         }
     }
-    msg.push(b"' overflowed its stack of ")
+    msg.push(b" overflowed its stack of ")
         .dec(usable / 1024)
         .push(b" KiB (fault at ")
         .hex(fault)
@@ -513,6 +557,20 @@ mod tests {
         let s = std::str::from_utf8(msg.as_bytes()).unwrap();
         let expected = format!(
             "zsync: fiber task '{}:{}' overflowed its stack of 32 KiB (fault at 0x1000)",
+            here.file(),
+            here.line()
+        );
+        assert!(s.starts_with(&expected), "{s}");
+
+        let name = String::from("conn");
+        let id = crate::task::TaskId::next();
+        let mut msg = MsgBuf::new();
+        // SAFETY: `name` outlives the call; the name is never made current.
+        let named = unsafe { TaskName::task(Some(&name), id, here) };
+        format_report(&mut msg, named, 32 * 1024, 0x1000);
+        let s = std::str::from_utf8(msg.as_bytes()).unwrap();
+        let expected = format!(
+            "zsync: fiber task 'conn' ({id}, spawned at {}:{}) overflowed its stack of 32 KiB",
             here.file(),
             here.line()
         );

@@ -45,8 +45,13 @@ pub trait CustomModel: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Arranges for `task` to run, possibly inline on the caller. Zig: `vtable.async`.
     fn spawn(&self, task: Runnable);
-    /// Arranges for `task` to run concurrently with the caller, or refuses.
-    /// Zig: `vtable.concurrent`.
+    /// Arranges for `task` to run concurrently with the caller, or refuses with
+    /// `Err(ConcurrencyUnavailable::new(self.name()))`. Zig: `vtable.concurrent`.
+    ///
+    /// On a refusal zsync takes the closure back out of the task and hands it to the caller of
+    /// [`Io::concurrent`](crate::Io::concurrent) in the error; the `Runnable` may be dropped, or
+    /// kept (running it later does nothing). A refused task that the model started anyway
+    /// counts as accepted.
     fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable>;
     /// Called once by [`run`](crate::run) after every task has finished: release threads here.
     fn shutdown(&self) {}

@@ -113,7 +113,8 @@ impl<J: Job> Elastic<J> {
                 state.handles.push(handle);
                 Ok(())
             }
-            // The task was dropped unrun with the closure; the caller abandons its handle.
+            // The `Runnable` was dropped unrun; the caller takes the closure back out of the
+            // task's cell (`TaskCell::take_back`).
             Err(_) => Err(Refused),
         }
     }

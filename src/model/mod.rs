@@ -148,7 +148,7 @@ impl ModelImpl {
 
     /// Hands a task to the model to run concurrently with the caller, or refuses it.
     pub(crate) fn concurrent(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable> {
-        let refused = ConcurrencyUnavailable { model: self.name() };
+        let refused = ConcurrencyUnavailable::new(self.name());
         match self {
             ModelImpl::Blocking => Err(refused),
             ModelImpl::Threaded(pool) => pool.concurrent(task).map_err(|_| refused),

@@ -33,10 +33,11 @@ use atomic_waker::AtomicWaker;
 
 use crate::cancel::{CancelNode, NodeOwner, NodeRef, NodeSource};
 use crate::contain;
-use crate::context::{self, TaskContext};
+use crate::context::{self, TaskContext, TaskRef};
 use crate::fiber_stack::{self, TaskName};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::task::id::{Meta, TaskId};
 use crate::{park, Io};
 
 const CLAIMED: u8 = 1;
@@ -69,6 +70,16 @@ impl Runnable {
         self.0.location()
     }
 
+    /// The task's id (`None` for work that is not a task's, such as a model's internal jobs).
+    pub fn id(&self) -> Option<TaskId> {
+        self.0.meta().map(|m| m.id)
+    }
+
+    /// The task's name, if it was given one (see [`TaskBuilder`](crate::task::TaskBuilder)).
+    pub fn name(&self) -> Option<&str> {
+        self.0.meta().and_then(Meta::name)
+    }
+
     /// Whether someone started the task already (a worker, or its joiner inline): a queue entry
     /// for it is stale. A hint: it may be started right after.
     pub(crate) fn is_started(&self) -> bool {
@@ -78,7 +89,27 @@ impl Runnable {
 
 impl std::fmt::Debug for Runnable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Runnable")
+        f.debug_struct("Runnable")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("location", &self.location())
+            .finish()
+    }
+}
+
+/// What a task runs: a closure taking the task's `Io`, or a wrapper around one that can give the
+/// closure back (a [`Group`](crate::Group)'s, see [`Io::concurrent`](crate::Io::concurrent)).
+pub(crate) trait Body<T>: Send + 'static {
+    fn call(self, io: &Io) -> T;
+}
+
+impl<T, F> Body<T> for F
+where
+    F: FnOnce(&Io) -> T + Send + 'static,
+{
+    #[inline]
+    fn call(self, io: &Io) -> T {
+        self(io)
     }
 }
 
@@ -86,6 +117,10 @@ pub(crate) trait Run: Send + Sync {
     fn run(self: Arc<Self>);
     /// Where the task was spawned.
     fn location(&self) -> &'static Location<'static>;
+    /// The task's identity; none for work that is not a task's.
+    fn meta(&self) -> Option<&Meta> {
+        None
+    }
     /// Whether the task was claimed (see [`Lifecycle::is_claimed`]); never, for work that is
     /// not a task's.
     fn is_claimed(&self) -> bool {
@@ -100,9 +135,6 @@ pub(crate) trait Joinable<T>: Send + Sync {
     /// `Arc::as_ptr` of the handle's `Arc` (the task's own cell): the running task's context
     /// makes owning references to its node from it.
     fn run_if_unclaimed(&self, me: *const ()) -> bool;
-    /// Discards the task if nobody has started it (its model refused it). `None` if it was
-    /// started; else whether dropping the closure panicked (the task is discarded either way).
-    fn abandon(&self) -> Option<thread::Result<()>>;
 }
 
 /// The state word of a task and its result slot: the whole claim/complete/detach protocol of
@@ -224,8 +256,9 @@ pub(crate) struct Core<T> {
     /// The task's node in the cancellation tree, in the cell itself: no allocation of its own.
     pub(crate) cancel: CancelNode,
     pub(crate) io: Io,
-    /// Where the task was spawned: its name in diagnostics (a stack overflow report).
-    pub(crate) location: &'static Location<'static>,
+    /// Id, name and spawn location: what diagnostics (a panic, a stack overflow report) and
+    /// [`crate::task::current`] say about the task. No allocation for an unnamed task.
+    pub(crate) meta: Meta,
 }
 
 impl<T> Core<T> {
@@ -321,15 +354,10 @@ pub(crate) struct TaskCell<F, T> {
 
 impl<F, T> TaskCell<F, T>
 where
-    F: FnOnce(&Io) -> T + Send + 'static,
+    F: Body<T>,
     T: Send + 'static,
 {
-    pub(crate) fn new(
-        io: Io,
-        parent: NodeRef,
-        location: &'static Location<'static>,
-        func: F,
-    ) -> Arc<Self> {
+    pub(crate) fn new(io: Io, parent: NodeRef, meta: Meta, func: F) -> Arc<Self> {
         let cancel = CancelNode::child_of(parent);
         Arc::new(TaskCell {
             core: Core {
@@ -337,10 +365,22 @@ where
                 waiter: AtomicWaker::new(),
                 cancel,
                 io,
-                location,
+                meta,
             },
             func: Closure::new(func),
         })
+    }
+
+    /// Takes the closure back from a task its model refused, if nobody started it: the task is
+    /// then over (counted as finished, unlinked from its parent) and never runs, whoever still
+    /// holds a [`Runnable`] of it (running that does nothing). `None` if it was started after
+    /// all (a custom model that refused a task it had already run).
+    pub(crate) fn take_back(&self) -> Option<F> {
+        let claimed = self.core.life.claim()?;
+        let func = self.func.take(&claimed);
+        self.core.cancel.detach_from_parent();
+        self.core.io.inner.state.task_finished();
+        Some(func)
     }
 
     /// Runs the closure and publishes its result; `inline` when the handle's owner runs it.
@@ -362,15 +402,29 @@ where
         // `crate::cancel`): set before the task can block or spawn.
         core.cancel.settle();
         let source = CellNode(me);
-        let ctx = TaskContext::new(&core.io, &source);
+        let meta = &core.meta;
+        let ctx = TaskContext::new(
+            &core.io,
+            &source,
+            TaskRef {
+                id: meta.id,
+                name: meta.name.as_ref(),
+            },
+        );
         // Name the task in a fiber stack-overflow report while it runs: it may run inline on
         // another task's fiber (its joiner's), whose name is put back afterwards.
-        let outer = fiber_stack::replace_current_task_name(TaskName::spawned(core.location));
+        // SAFETY: the name lives in this cell, which the caller keeps alive for the whole call,
+        // and it is replaced below before this function returns (nothing here unwinds).
+        let name = unsafe { TaskName::task(meta.name(), meta.id, meta.location) };
+        let outer = fiber_stack::replace_current_task_name(name);
         let result = {
             let _entered = context::enter(&ctx);
-            contain::catch(|| func(&core.io))
+            contain::catch(|| func.call(&core.io))
         };
         fiber_stack::replace_current_task_name(outer);
+        if result.is_err() {
+            meta.report_panic();
+        }
         core.cancel.detach_from_parent();
         core.complete(claimed, result, !inline);
         // The cell is still alive here: the caller holds a reference (the runnable, or the
@@ -391,7 +445,7 @@ impl Drop for CompletionGuard {
 
 impl<F, T> Run for TaskCell<F, T>
 where
-    F: FnOnce(&Io) -> T + Send + 'static,
+    F: Body<T>,
     T: Send + 'static,
 {
     fn run(self: Arc<Self>) {
@@ -401,7 +455,11 @@ where
     }
 
     fn location(&self) -> &'static Location<'static> {
-        self.core.location
+        self.core.meta.location
+    }
+
+    fn meta(&self) -> Option<&Meta> {
+        Some(&self.core.meta)
     }
 
     fn is_claimed(&self) -> bool {
@@ -411,7 +469,7 @@ where
 
 impl<F, T> Joinable<T> for TaskCell<F, T>
 where
-    F: FnOnce(&Io) -> T + Send + 'static,
+    F: Body<T>,
     T: Send + 'static,
 {
     fn core(&self) -> &Core<T> {
@@ -433,17 +491,6 @@ where
         } else {
             false
         }
-    }
-
-    fn abandon(&self) -> Option<thread::Result<()>> {
-        let claimed = self.core.life.claim()?;
-        let func = self.func.take(&claimed);
-        // The closure's captures are the user's: their `Drop` may panic. The task is finished
-        // first, so a panic cannot leave it counted as live (shutdown would wait forever).
-        let dropped = contain::catch(move || drop(func));
-        self.core.cancel.detach_from_parent();
-        self.core.io.inner.state.task_finished();
-        Some(dropped)
     }
 }
 
@@ -592,6 +639,42 @@ mod loom_models {
             }
             assert_eq!(cell.life.take().ok(), Some(42));
             worker.join().unwrap();
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// A refused task's closure taken back by its spawner (`TaskCell::take_back`) while the
+    /// model that refused it runs its `Runnable` anyway (a custom model that kept it): exactly
+    /// one of them gets the closure, and the closure cell is never touched by both.
+    #[test]
+    fn take_back_racing_a_run_hands_the_closure_to_exactly_one() {
+        struct Cell<F> {
+            life: Lifecycle<usize>,
+            func: Closure<F>,
+        }
+        fn take<F>(cell: &Cell<F>) -> Option<F> {
+            let claimed = cell.life.claim()?;
+            Some(cell.func.take(&claimed))
+        }
+        model(|| {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let r = runs.clone();
+            let cell = Arc::new(Cell {
+                life: Lifecycle::new(),
+                func: Closure::new(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }),
+            });
+            let runner = {
+                let cell = cell.clone();
+                thread::spawn(move || take(&*cell).map(|f| f()).is_some())
+            };
+            let taken_back = take(&*cell);
+            let ran = runner.join().unwrap();
+            assert_ne!(taken_back.is_some(), ran, "exactly one got it");
+            if let Some(f) = taken_back {
+                f();
+            }
             assert_eq!(runs.load(Ordering::SeqCst), 1);
         });
     }

@@ -1,23 +1,31 @@
-//! Task handles: what [`Io::spawn`](crate::Io::spawn) and [`Io::concurrent`](crate::Io::concurrent)
-//! return.
+//! Tasks: the handles [`Io::spawn`](crate::Io::spawn) and [`Io::concurrent`](crate::Io::concurrent)
+//! return, [`Group`]s of them, their ids and names ([`TaskBuilder`], [`current`]) and
+//! task-local storage ([`task_local!`](crate::task_local)).
 //!
-//! Zig's `std.Io` names this a `Future` and its operations `await` and `cancel`; zsync calls it a
-//! [`Task`] with [`join`](Task::join) and [`cancel`](Task::cancel), because in Rust "future" means
-//! the `async` trait.
+//! Zig's `std.Io` names a task handle a `Future` and its operations `await` and `cancel`; zsync
+//! calls it a [`Task`] with [`join`](Task::join) and [`cancel`](Task::cancel), because in Rust
+//! "future" means the `async` trait.
 
+mod builder;
 mod cell;
 mod group;
+pub(crate) mod id;
 pub(crate) mod live;
+pub(crate) mod local;
 
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+pub use builder::{GroupTaskBuilder, TaskBuilder};
 pub use cell::Runnable;
-pub(crate) use cell::{Joinable, Run, TaskCell};
+pub(crate) use cell::{Body, Joinable, Run, TaskCell};
 pub use group::{Group, GroupPolicy};
+pub use id::{current, CurrentTask, TaskId};
+pub use local::{AccessError, LocalKey};
 
 use crate::error::canceled;
+use id::Name;
 
 /// A handle to a task started by [`Io::spawn`](crate::Io::spawn) or
 /// [`Io::concurrent`](crate::Io::concurrent).
@@ -28,6 +36,8 @@ use crate::error::canceled;
 /// scope never leaks a running task; call [`detach`](Task::detach) to let it run on.
 #[must_use = "dropping a Task cancels it; call join() for its value or detach() to let it run"]
 pub struct Task<T> {
+    id: TaskId,
+    name: Option<Name>,
     state: State<T>,
 }
 
@@ -41,16 +51,39 @@ enum State<T> {
 }
 
 impl<T> Task<T> {
-    pub(crate) fn ready(result: std::thread::Result<T>) -> Task<T> {
+    pub(crate) fn ready(id: TaskId, name: Option<Name>, result: std::thread::Result<T>) -> Task<T> {
         Task {
+            id,
+            name,
             state: State::Ready(result),
         }
     }
 
     pub(crate) fn shared(cell: Arc<dyn Joinable<T>>) -> Task<T> {
+        let meta = &cell.core().meta;
         Task {
+            id: meta.id,
+            name: meta.name.clone(),
             state: State::Shared(cell),
         }
+    }
+
+    /// The task's id, unique in the process. Inside the task, [`current`] returns it too.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The task's name, if it was started with one ([`Io::task`](crate::Io::task)).
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let named = io.task().name("conn").spawn(|_| ());
+    ///     assert_eq!(named.name(), Some("conn"));
+    ///     assert_eq!(io.spawn(|_| ()).name(), None);
+    /// });
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(Name::as_str)
     }
 
     /// Waits for the task and returns its value. Zig: `future.await(io)`.
@@ -132,6 +165,22 @@ impl<T> Task<T> {
         }
     }
 
+    /// Leaves `waker` to be woken when the task finishes; returns whether it has finished
+    /// already (then it may not be woken). Replaces a waker left by an earlier call.
+    pub(crate) fn notify_finished(&self, waker: &std::task::Waker) -> bool {
+        match &self.state {
+            State::Ready(_) | State::Consumed => true,
+            State::Shared(cell) => {
+                let core = cell.core();
+                if core.is_done() {
+                    return true;
+                }
+                core.register_waiter(waker);
+                core.is_done()
+            }
+        }
+    }
+
     /// Requests cancellation without waiting. The task sees `Canceled` at its next cancellation
     /// point; join or drop the handle to wait for it.
     pub fn request_cancel(&self) {
@@ -167,19 +216,6 @@ impl<T> Task<T> {
             State::Ready(r) => Poll::Ready(unwrap_or_resume(r)),
             State::Shared(cell) => Poll::Ready(unwrap_or_resume(cell.core().take())),
             State::Consumed => unreachable!(),
-        }
-    }
-
-    /// Forgets a task its model refused to run; if it started after all, waits for it as drop does.
-    /// A panic in the `Drop` of the closure's captures resumes here, after the task is forgotten.
-    pub(crate) fn abandon(mut self) {
-        if let State::Shared(cell) = &self.state {
-            if let Some(dropped) = cell.abandon() {
-                self.state = State::Consumed;
-                if let Err(payload) = dropped {
-                    cell::resume(payload);
-                }
-            }
         }
     }
 
@@ -225,9 +261,33 @@ impl<T> Drop for Task<T> {
     }
 }
 
+impl<T, E: From<io::Error>> Task<Result<T, E>> {
+    /// Joins a fallible task: its own error, or the join's (`Canceled` when the *caller* is
+    /// canceled while waiting), in one `Result`: `task.try_join()?` where `task.join()??` would
+    /// be. A panic in the task resumes on the caller, as with [`join`](Task::join).
+    ///
+    /// `E` is the task's error type; any that converts from `io::Error` works (an
+    /// `io::Result` task's error is `io::Error` itself).
+    ///
+    /// ```
+    /// use std::io;
+    /// fn total(io: &zsync::Io) -> io::Result<u32> {
+    ///     let a = io.spawn(|_| Ok::<_, io::Error>(20));
+    ///     let b = io.spawn(|_| Ok::<_, io::Error>(22));
+    ///     Ok(a.try_join()? + b.try_join()?)
+    /// }
+    /// assert_eq!(zsync::run(zsync::Model::Threaded, total).unwrap(), 42);
+    /// ```
+    pub fn try_join(self) -> Result<T, E> {
+        self.join().map_err(E::from)?
+    }
+}
+
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("name", &self.name())
             .field("finished", &self.is_finished())
             .finish()
     }

@@ -20,6 +20,7 @@ mod shared_fd;
 mod signal;
 mod socket_timeouts;
 mod sync;
+mod task_api;
 mod tasks;
 mod tcp;
 mod transfer;

@@ -446,7 +446,7 @@ impl Green {
             let result = &mut result;
             let root_done = &root_done;
             let body = move || {
-                let ctx = TaskContext::new(io, &io.inner.root);
+                let ctx = TaskContext::new(io, &io.inner.root, crate::context::TaskRef::root());
                 ctx.cancel.set_waker(crate::park::current_waker);
                 let _entered = context::enter(&ctx);
                 *result = Some(crate::contain::catch(|| f(io)));
