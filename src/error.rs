@@ -108,7 +108,7 @@ pub fn timed_out() -> io::Error {
 }
 
 /// Tells whether `err` reports that a deadline set by [`Io::timeout`](crate::Io::timeout),
-/// [`Io::with_deadline`](crate::Io::with_deadline) or an operation's own timeout passed. (A
+/// [`Io::timeout_until`](crate::Io::timeout_until) or an operation's own timeout passed. (A
 /// socket's read or write timeout is the exception: it expires with `WouldBlock`, as std's
 /// does; see [`TcpStream::set_read_timeout`](crate::net::TcpStream::set_read_timeout).)
 pub fn is_timed_out(err: &io::Error) -> bool {

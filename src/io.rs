@@ -303,7 +303,7 @@ impl Io {
     /// Sleeps until the monotonic clock reaches `deadline`. Cancellation point.
     ///
     /// Returns `Err(TimedOut)` early if the running task's own deadline (see
-    /// [`with_deadline`](Io::with_deadline)) comes first.
+    /// [`timeout_until`](Io::timeout_until)) comes first.
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
         context::check()?;
         if crate::park::deadline_passed(deadline) {
@@ -321,8 +321,18 @@ impl Io {
 
     /// Runs `f` with a deadline for the running task: every blocking operation inside `f` that
     /// would wait past `deadline` stops there with an error of kind
-    /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins.
-    pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce(&Io) -> R) -> R {
+    /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins. The
+    /// deadline form of [`timeout`](Io::timeout) (Tokio: `timeout_at`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let deadline = io.now() + Duration::from_millis(10);
+    ///     let r = io.timeout_until(deadline, |io| io.sleep(Duration::from_secs(5)));
+    ///     assert!(zsync::is_timed_out(&r.unwrap_err()));
+    /// });
+    /// ```
+    pub fn timeout_until<R>(&self, deadline: Instant, f: impl FnOnce(&Io) -> R) -> R {
         struct Restore<'a>(Option<&'a TaskContext<'a>>, Option<Instant>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
@@ -342,10 +352,18 @@ impl Io {
         })
     }
 
+    /// The old name of [`timeout_until`](Io::timeout_until), kept while other modules' docs
+    /// still link to it.
+    #[doc(hidden)]
+    #[deprecated(note = "renamed to `Io::timeout_until`")]
+    pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce(&Io) -> R) -> R {
+        self.timeout_until(deadline, f)
+    }
+
     /// Runs `f` with a deadline `duration` from now: every blocking operation inside `f` that
     /// would wait past it fails with a `TimedOut` error ([`is_timed_out`](crate::is_timed_out)),
     /// which `f` propagates. Works on every model, Blocking included. Takes the same closure as
-    /// [`with_deadline`](Io::with_deadline).
+    /// [`timeout_until`](Io::timeout_until).
     ///
     /// ```
     /// use std::time::Duration;
@@ -356,7 +374,7 @@ impl Io {
     /// ```
     pub fn timeout<R>(&self, duration: Duration, f: impl FnOnce(&Io) -> R) -> R {
         match Instant::now().checked_add(duration) {
-            Some(deadline) => self.with_deadline(deadline, f),
+            Some(deadline) => self.timeout_until(deadline, f),
             None => f(self), // further away than the clock can count: no deadline
         }
     }

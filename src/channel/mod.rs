@@ -10,8 +10,8 @@
 //! model parks its thread, a Green fiber (later) parks the fiber, and on the Blocking model the
 //! single thread waits inline (so a `recv` there completes only if the message is already sent,
 //! the channel is closed, or a deadline passes). Every blocking call is a **cancellation point**
-//! and honours deadlines — the call's own (`*_timeout`, `*_deadline`) and the task's
-//! ([`Io::with_deadline`](crate::Io::with_deadline)). Errors keep the cases apart
+//! and honours deadlines — the call's own (`*_timeout`, `*_until`) and the task's
+//! ([`Io::timeout_until`](crate::Io::timeout_until)). Errors keep the cases apart
 //! ([`SendError`], [`RecvError`]), a failed send gives its value back, and each error converts
 //! into `std::io::Error` for `?`.
 //!
@@ -213,11 +213,19 @@ impl<T> Sender<T> {
     /// assert_eq!(err.into_inner(), 2);
     /// ```
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_deadline(value, Instant::now() + timeout)
+        self.send_until(value, Instant::now() + timeout)
     }
 
     /// Like [`send`](Sender::send), giving up with [`SendError::TimedOut`] at `deadline`.
-    pub fn send_deadline(&self, value: T, deadline: Instant) -> Result<(), SendError<T>> {
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (tx, _rx) = zsync::channel::bounded(1);
+    /// tx.send(1).unwrap();
+    /// let err = tx.send_until(2, Instant::now() + Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_timed_out());
+    /// ```
+    pub fn send_until(&self, value: T, deadline: Instant) -> Result<(), SendError<T>> {
         send_with(self.send_event(value), Some(deadline))
     }
 
@@ -286,11 +294,19 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv_timeout(Duration::from_millis(10)), Err(RecvError::TimedOut));
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_deadline(Instant::now() + timeout)
+        self.recv_until(Instant::now() + timeout)
     }
 
     /// Like [`recv`](Receiver::recv), giving up with [`RecvError::TimedOut`] at `deadline`.
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvError> {
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use zsync::channel::{bounded, RecvError};
+    /// let (_tx, rx) = bounded::<u8>(1);
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// assert_eq!(rx.recv_until(deadline), Err(RecvError::TimedOut));
+    /// ```
+    pub fn recv_until(&self, deadline: Instant) -> Result<T, RecvError> {
         recv_with(self.recv_event(), Some(deadline))
     }
 

@@ -5,7 +5,7 @@
 //! an OS thread with a std lock or condvar: they wait through the crate's wait primitive, which
 //! parks the OS thread on the thread models and will park only the *fiber* on a green model.
 //! Every wait is a **cancellation point** (it reports `Canceled` when the task is asked to stop,
-//! and `TimedOut` at the task's deadline, see [`Io::with_deadline`](crate::Io::with_deadline)),
+//! and `TimedOut` at the task's deadline, see [`Io::timeout_until`](crate::Io::timeout_until)),
 //! most have a `_timeout` variant, and each one that can sit in a `select` also has an
 //! [`Event`](crate::Event) form (`acquire_event`, `lock_event`, `read_event`, `write_event`,
 //! `notified_event`, `wait_event`), usable with [`Io::wait`](crate::Io::wait).

@@ -261,7 +261,7 @@ fn recv_timeout_times_out_in_time(_io: &Io) {
     tx.send(1).unwrap();
     let start = Instant::now();
     let err = tx
-        .send_deadline(2, Instant::now() + Duration::from_millis(50))
+        .send_until(2, Instant::now() + Duration::from_millis(50))
         .unwrap_err();
     assert!(err.is_timed_out());
     assert_eq!(err.into_inner(), 2);
@@ -274,7 +274,7 @@ fn recv_timeout_times_out_in_time(_io: &Io) {
 fn task_deadline_applies_to_recv(io: &Io) {
     let (_tx, rx) = channel::unbounded::<u8>();
     let start = Instant::now();
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), |_| rx.recv());
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(30), |_| rx.recv());
     assert_eq!(r, Err(RecvError::TimedOut));
     assert!(start.elapsed() >= Duration::from_millis(30));
 }

@@ -526,7 +526,7 @@ fn condvar_wait_timeout_relocks_and_reports(io: &Io) {
     assert!(res.timed_out());
     drop(_g);
     // Inside a task deadline, the task's deadline is an error and the lock is not held.
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(10), |_| {
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(10), |_| {
         cv.wait(m.lock().unwrap())
     });
     assert_timed_out(r);

@@ -578,7 +578,7 @@ fn concurrent_sleeps_overlap(io: &Io) {
 
 fn deadline_stops_a_sleep_with_timed_out(io: &Io) {
     let start = Instant::now();
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), |_| {
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(30), |_| {
         io.sleep(Duration::from_secs(30))
     });
     let err = r.unwrap_err();
