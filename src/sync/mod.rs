@@ -101,12 +101,14 @@ use std::time::{Duration, Instant};
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
-pub use mutex::{Lock, Mutex, MutexGuard};
-pub use notify::{Notified, Notify, ResetEvent, ResetEventWait};
+pub use mutex::{LockEvent, Mutex, MutexGuard};
+pub use notify::{NotifiedEvent, Notify, ResetEvent, ResetWaitEvent};
 pub use once_cell::OnceCell;
-pub use rwlock::{Read, RwLock, RwLockReadGuard, RwLockWriteGuard, Write};
-pub use semaphore::{Acquire, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError};
-pub use wait_group::{WaitGroup, WaitGroupWait};
+pub use rwlock::{ReadLockEvent, RwLock, RwLockReadGuard, RwLockWriteGuard, WriteLockEvent};
+pub use semaphore::{
+    AcquireEvent, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
+};
+pub use wait_group::{WaitGroup, WaitGroupEvent};
 
 /// The payload of the `io::Error` an acquire reports when its [`Semaphore`] was closed.
 /// Recognise it with [`is_closed`].

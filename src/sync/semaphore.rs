@@ -280,13 +280,13 @@ impl Semaphore {
     ///     assert_eq!(sem.available_permits(), 1);
     /// });
     /// ```
-    pub fn acquire_event(&self) -> Acquire<'_> {
+    pub fn acquire_event(&self) -> AcquireEvent<'_> {
         self.acquire_many_event(1)
     }
 
     /// The [`Event`] form of [`acquire_many`](Semaphore::acquire_many).
-    pub fn acquire_many_event(&self, n: usize) -> Acquire<'_> {
-        Acquire {
+    pub fn acquire_many_event(&self, n: usize) -> AcquireEvent<'_> {
+        AcquireEvent {
             raw: self.acquire_raw(n),
         }
     }
@@ -388,11 +388,11 @@ impl Drop for RawAcquire<'_> {
 ///
 /// Output: the permit, or the closed error.
 #[must_use = "an event does nothing until waited for"]
-pub struct Acquire<'a> {
+pub struct AcquireEvent<'a> {
     raw: RawAcquire<'a>,
 }
 
-impl<'a> Event for Acquire<'a> {
+impl<'a> Event for AcquireEvent<'a> {
     type Output = io::Result<SemaphorePermit<'a>>;
 
     fn poll_event(&mut self, waker: &Waker) -> Poll<Self::Output> {
@@ -404,9 +404,9 @@ impl<'a> Event for Acquire<'a> {
     }
 }
 
-impl fmt::Debug for Acquire<'_> {
+impl fmt::Debug for AcquireEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Acquire")
+        f.debug_struct("AcquireEvent")
             .field("permits", &self.raw.need)
             .field("queued", &self.raw.key.is_some())
             .finish()

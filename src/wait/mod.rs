@@ -43,7 +43,7 @@ pub(crate) fn block_until<T>(
 }
 
 /// The general form of [`block_until`]: `check_cancel = false` lets `poll` observe cancellation
-/// itself (a `select` with a `canceled()` arm), and `wake_hint` names a time at which `poll` wants
+/// itself (a `select` with a `cancel_requested()` arm), and `wake_hint` names a time at which `poll` wants
 /// to run again even if nobody wakes it (a sleep arm), without that being an error.
 pub(crate) fn block_on<T>(
     deadline: Option<Instant>,
