@@ -46,7 +46,21 @@ impl Io {
         context::with(|c| c.map(|c| c.io.clone()))
     }
 
-    /// The name of the model behind this handle.
+    /// Which kind of model runs this handle's tasks: compare this, not
+    /// [`model_name`](Io::model_name).
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     assert_eq!(io.model(), zsync::ModelKind::Blocking);
+    ///     assert!(!io.supports_concurrency());
+    /// });
+    /// ```
+    pub fn model(&self) -> crate::ModelKind {
+        self.inner.model.kind()
+    }
+
+    /// The name of the model behind this handle, for display: `"Blocking"`, `"Threaded"`,
+    /// `"Green"`, or a custom model's [`name`](crate::CustomModel::name).
     pub fn model_name(&self) -> &'static str {
         self.inner.model.name()
     }

@@ -95,7 +95,7 @@ pub use error::{
 pub use event::Event;
 pub use io::Io;
 pub use model::green::Backend;
-pub use model::{CustomModel, Model};
+pub use model::{CustomModel, Model, ModelKind};
 pub use pipe::{pipe, PipeReader, PipeWriter};
 pub use task::{Group, GroupPolicy, Runnable, Task};
 pub use transfer::copy;

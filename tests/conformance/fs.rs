@@ -657,7 +657,7 @@ fn blocking_file_operation_does_not_stall_other_tasks(io: &Io) {
         writer.join().unwrap().unwrap();
         assert_eq!(reader.join().unwrap().unwrap(), b"through the fifo");
     };
-    if io.model_name() == "Green" {
+    if io.model() == zsync::ModelKind::Green {
         zsync::Builder::new(zsync::Model::Green)
             .worker_threads(1)
             .run(exchange);

@@ -155,10 +155,10 @@ impl Fifo {
 
 /// A `Builder` for a fresh runtime of the same model (and backend) as `io`.
 fn same_model(io: &Io) -> zsync::Builder {
-    let model = match io.model_name() {
-        "Blocking" => zsync::Model::Blocking,
-        "Threaded" => zsync::Model::Threaded,
-        "Green" => {
+    let model = match io.model() {
+        zsync::ModelKind::Blocking => zsync::Model::Blocking,
+        zsync::ModelKind::Threaded => zsync::Model::Threaded,
+        zsync::ModelKind::Green => {
             let backend = match io.backend_name() {
                 "io_uring" => zsync::Backend::IoUring,
                 _ => zsync::Backend::Epoll,
