@@ -90,7 +90,8 @@ pub mod transfer;
 
 pub use builder::{run, Builder};
 pub use error::{
-    canceled, is_canceled, is_timed_out, timed_out, Canceled, ConcurrencyUnavailable, Elapsed,
+    canceled, is_canceled, is_closed, is_timed_out, timed_out, Canceled, Closed,
+    ConcurrencyUnavailable, Elapsed,
 };
 pub use event::Event;
 pub use io::Io;

@@ -1,9 +1,13 @@
 //! Errors of channel operations. Each converts into `std::io::Error`, so `?` works in the
 //! `io::Result` functions colorblind code is written in: `Canceled` becomes
-//! [`zsync::canceled()`](crate::canceled), `TimedOut` becomes [`zsync::timed_out()`](crate::timed_out).
+//! [`zsync::canceled()`](crate::canceled), `TimedOut` becomes [`zsync::timed_out()`](crate::timed_out),
+//! and `Closed` an error carrying a [`Closed`](crate::Closed) payload, recognised by
+//! [`zsync::is_closed`](crate::is_closed). Every error type here has `is_closed()`.
 
 use std::fmt;
 use std::io;
+
+use crate::Closed;
 
 /// Why a blocking send failed. Every variant gives the value back.
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -66,7 +70,7 @@ impl<T> std::error::Error for SendError<T> {}
 impl<T> From<SendError<T>> for io::Error {
     fn from(e: SendError<T>) -> io::Error {
         match e {
-            SendError::Closed(_) => io::Error::new(io::ErrorKind::BrokenPipe, ChannelClosed),
+            SendError::Closed(_) => Closed::error(io::ErrorKind::BrokenPipe, "channel"),
             SendError::Canceled(_) => crate::canceled(),
             SendError::TimedOut(_) => crate::timed_out(),
         }
@@ -100,7 +104,7 @@ impl std::error::Error for RecvError {}
 impl From<RecvError> for io::Error {
     fn from(e: RecvError) -> io::Error {
         match e {
-            RecvError::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, ChannelClosed),
+            RecvError::Closed => Closed::error(io::ErrorKind::UnexpectedEof, "channel"),
             RecvError::Canceled => crate::canceled(),
             RecvError::TimedOut => crate::timed_out(),
         }
@@ -108,6 +112,27 @@ impl From<RecvError> for io::Error {
 }
 
 impl RecvError {
+    /// Whether the channel is closed and drained.
+    ///
+    /// ```
+    /// let (tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// drop(tx);
+    /// assert!(rx.recv().unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvError::Closed)
+    }
+
+    /// Whether the receiving task was canceled.
+    pub fn is_canceled(&self) -> bool {
+        matches!(self, RecvError::Canceled)
+    }
+
+    /// Whether the deadline passed.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, RecvError::TimedOut)
+    }
+
     /// Maps the error of a wait (Canceled or TimedOut) to a `RecvError`.
     pub(crate) fn from_wait(e: &io::Error) -> RecvError {
         if crate::is_canceled(e) {
@@ -133,6 +158,22 @@ impl<T> TrySendError<T> {
         match self {
             TrySendError::Full(v) | TrySendError::Closed(v) => v,
         }
+    }
+
+    /// Whether the channel was closed (rather than full).
+    ///
+    /// ```
+    /// let (tx, rx) = zsync::channel::bounded(1);
+    /// drop(rx);
+    /// assert!(tx.try_send(1).unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySendError::Closed(_))
+    }
+
+    /// Whether the channel had no room (rather than being closed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
     }
 }
 
@@ -161,7 +202,7 @@ impl<T> From<TrySendError<T>> for io::Error {
     fn from(e: TrySendError<T>) -> io::Error {
         match e {
             TrySendError::Full(_) => io::ErrorKind::WouldBlock.into(),
-            TrySendError::Closed(_) => io::Error::new(io::ErrorKind::BrokenPipe, ChannelClosed),
+            TrySendError::Closed(_) => Closed::error(io::ErrorKind::BrokenPipe, "channel"),
         }
     }
 }
@@ -186,13 +227,32 @@ impl fmt::Display for TryRecvError {
 
 impl std::error::Error for TryRecvError {}
 
+impl TryRecvError {
+    /// Whether the channel is closed and drained (rather than empty for now).
+    ///
+    /// ```
+    /// let (tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// assert!(!rx.try_recv().unwrap_err().is_closed());
+    /// drop(tx);
+    /// assert!(rx.try_recv().unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecvError::Closed)
+    }
+
+    /// Whether the channel is empty for now (and still open).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+}
+
 /// `Empty` becomes [`WouldBlock`](io::ErrorKind::WouldBlock), `Closed`
 /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof).
 impl From<TryRecvError> for io::Error {
     fn from(e: TryRecvError) -> io::Error {
         match e {
             TryRecvError::Empty => io::ErrorKind::WouldBlock.into(),
-            TryRecvError::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, ChannelClosed),
+            TryRecvError::Closed => Closed::error(io::ErrorKind::UnexpectedEof, "channel"),
         }
     }
 }
@@ -235,25 +295,36 @@ impl fmt::Display for QueueError {
 
 impl std::error::Error for QueueError {}
 
+impl QueueError {
+    /// Whether the queue was closed (for `get`: closed and drained).
+    ///
+    /// ```
+    /// let q = zsync::channel::Queue::<u8>::new(4);
+    /// q.close();
+    /// assert!(q.put(&[1], 1).unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.kind == QueueErrorKind::Closed
+    }
+
+    /// Whether the task was canceled while it waited.
+    pub fn is_canceled(&self) -> bool {
+        self.kind == QueueErrorKind::Canceled
+    }
+
+    /// Whether the deadline passed first.
+    pub fn is_timed_out(&self) -> bool {
+        self.kind == QueueErrorKind::TimedOut
+    }
+}
+
 /// Like [`RecvError`]'s conversion; the count is dropped.
 impl From<QueueError> for io::Error {
     fn from(e: QueueError) -> io::Error {
         match e.kind {
-            QueueErrorKind::Closed => io::Error::new(io::ErrorKind::BrokenPipe, ChannelClosed),
+            QueueErrorKind::Closed => Closed::error(io::ErrorKind::BrokenPipe, "queue"),
             QueueErrorKind::Canceled => crate::canceled(),
             QueueErrorKind::TimedOut => crate::timed_out(),
         }
     }
 }
-
-/// Payload of the `io::Error` a closed channel converts into.
-#[derive(Debug, Clone, Copy)]
-struct ChannelClosed;
-
-impl fmt::Display for ChannelClosed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("channel closed")
-    }
-}
-
-impl std::error::Error for ChannelClosed {}

@@ -95,7 +95,6 @@ mod rwlock;
 mod semaphore;
 mod wait_group;
 
-use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -110,35 +109,10 @@ pub use semaphore::{
 };
 pub use wait_group::{WaitGroup, WaitGroupEvent};
 
-/// The payload of the `io::Error` an acquire reports when its [`Semaphore`] was closed.
-/// Recognise it with [`is_closed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Closed;
-
-impl fmt::Display for Closed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("semaphore closed")
-    }
-}
-
-impl std::error::Error for Closed {}
-
+/// The `io::Error` an acquire reports when its [`Semaphore`] was closed: recognise it with
+/// [`zsync::is_closed`](crate::is_closed).
 fn closed_error() -> io::Error {
-    io::Error::other(Closed)
-}
-
-/// Tells whether `err` reports a closed [`Semaphore`].
-///
-/// ```
-/// use zsync::sync::{is_closed, Semaphore};
-/// zsync::run(zsync::Model::Blocking, |_| {
-///     let sem = Semaphore::new(1);
-///     sem.close();
-///     assert!(is_closed(&sem.acquire().unwrap_err()));
-/// });
-/// ```
-pub fn is_closed(err: &io::Error) -> bool {
-    err.get_ref().is_some_and(|e| e.is::<Closed>())
+    crate::Closed::error(io::ErrorKind::Other, "semaphore")
 }
 
 /// `now + timeout`, or no deadline if that overflows the clock.

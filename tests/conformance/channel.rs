@@ -756,7 +756,58 @@ fn stress_random_receiver_cancellation(io: &Io) {
     }
 }
 
+/// Every closed-channel error answers `is_closed()`, and the `io::Error` it converts into (by `?`)
+/// is recognised by `zsync::is_closed`, through one more wrapping too; a cancel or timeout is not.
+fn closed_errors_are_recognised_after_conversion(io: &Io) {
+    fn as_io<E: Into<std::io::Error>>(e: E) -> std::io::Error {
+        e.into()
+    }
+    let (tx, rx) = channel::bounded::<u8>(1);
+    drop(rx);
+    let e = tx.send(1).unwrap_err();
+    assert!(e.is_closed());
+    assert!(zsync::is_closed(&as_io(e)));
+    let e = tx.try_send(2).unwrap_err();
+    assert!(e.is_closed() && !e.is_full());
+    assert!(zsync::is_closed(&as_io(e)));
+
+    let (tx, rx) = channel::unbounded::<u8>();
+    drop(tx);
+    let e = rx.recv().unwrap_err();
+    assert!(e.is_closed() && !e.is_canceled() && !e.is_timed_out());
+    let wrapped = std::io::Error::other(as_io(e));
+    assert!(zsync::is_closed(&wrapped));
+    let e = rx.try_recv().unwrap_err();
+    assert!(e.is_closed() && !e.is_empty());
+    assert!(zsync::is_closed(&as_io(e)));
+
+    let (tx, rx) = oneshot::<u8>();
+    drop(tx);
+    assert!(zsync::is_closed(&as_io(rx.recv().unwrap_err())));
+
+    let q = Queue::<u8>::new(2);
+    q.close();
+    let e = q.put(&[1], 1).unwrap_err();
+    assert!(e.is_closed() && !e.is_canceled() && !e.is_timed_out());
+    assert!(zsync::is_closed(&as_io(e)));
+
+    let sem = zsync::sync::Semaphore::new(1);
+    sem.close();
+    assert!(sem.try_acquire().unwrap_err().is_closed());
+    assert!(zsync::is_closed(&sem.acquire().unwrap_err()));
+
+    // Not closed: a timed-out receive, and a canceled one.
+    let (_tx, rx) = channel::bounded::<u8>(1);
+    let e = rx.recv_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(e.is_timed_out() && !e.is_closed());
+    assert!(!zsync::is_closed(&as_io(e)));
+    let r = io.timeout(Duration::from_millis(1), |_| rx.recv().map_err(as_io));
+    assert!(!zsync::is_closed(&r.unwrap_err()));
+    assert!(!zsync::is_closed(&zsync::canceled()));
+}
+
 conformance! {
+    closed_errors_are_recognised_after_conversion,
     fifo_order_is_kept,
     close_drains_then_reports_closed,
     dropping_all_senders_closes_after_drain,

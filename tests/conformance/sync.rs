@@ -185,12 +185,12 @@ fn semaphore_close_fails_waiters_and_newcomers(io: &Io) {
         io.sleep(SETTLE).unwrap();
         sem.close();
         let err = waiter.join().unwrap().unwrap_err();
-        assert!(zsync::sync::is_closed(&err), "{err:?}");
+        assert!(zsync::is_closed(&err), "{err:?}");
     } else {
         sem.close();
     }
     assert!(sem.is_closed());
-    assert!(zsync::sync::is_closed(&sem.acquire().unwrap_err()));
+    assert!(zsync::is_closed(&sem.acquire().unwrap_err()));
     assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::Closed);
 }
 
