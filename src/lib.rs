@@ -61,6 +61,7 @@
 //! See `docs/ARCHITECTURE.md` for how a call flows from user code to the syscall.
 
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 mod builder;
 mod cancel;

@@ -32,6 +32,7 @@ pub enum Either<L, R> {
 /// each side, so that a chain of `OrEvent`s picks uniformly among ready arms. Built by `select!`.
 #[doc(hidden)]
 #[derive(Debug)]
+#[must_use = "an event does nothing until waited for"]
 pub struct OrEvent<A, B> {
     left: A,
     right: B,
@@ -173,6 +174,7 @@ macro_rules! __select_match {
 
 /// An event that completes when the monotonic clock reaches a deadline.
 #[derive(Debug, Clone, Copy)]
+#[must_use = "an event does nothing until waited for"]
 pub struct SleepEvent {
     deadline: Instant,
 }
@@ -208,6 +210,7 @@ impl Event for SleepEvent {
 /// An event that completes when the waiting task is asked to cancel: a `select!` arm with it
 /// reports the cancellation as a value instead of failing with `Canceled`.
 #[derive(Debug, Clone, Copy, Default)]
+#[must_use = "an event does nothing until waited for"]
 pub struct CancelRequestedEvent;
 
 /// An event that completes when the waiting task is asked to cancel (not to be confused with
@@ -249,6 +252,7 @@ impl Event for CancelRequestedEvent {
 
 /// An event that completes when a task finishes, yielding its value; see
 /// [`Task::join_event`](crate::Task::join_event).
+#[must_use = "an event does nothing until waited for"]
 pub struct JoinEvent<'a, T> {
     pub(crate) task: &'a mut Task<T>,
 }

@@ -432,6 +432,7 @@ impl<T> fmt::Debug for Receiver<T> {
 
 /// Blocking iterator over a [`Receiver`]; see [`Receiver::iter`].
 #[derive(Debug)]
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct Iter<'a, T> {
     rx: &'a Receiver<T>,
 }
@@ -445,6 +446,7 @@ impl<T> Iterator for Iter<'_, T> {
 
 /// Non-blocking iterator over a [`Receiver`]; see [`Receiver::try_iter`].
 #[derive(Debug)]
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct TryIter<'a, T> {
     rx: &'a Receiver<T>,
 }
@@ -458,6 +460,7 @@ impl<T> Iterator for TryIter<'_, T> {
 
 /// Owning blocking iterator over a [`Receiver`]; see [`Receiver::iter`].
 #[derive(Debug)]
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct IntoIter<T> {
     rx: Receiver<T>,
 }
