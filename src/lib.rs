@@ -63,6 +63,19 @@
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+// zsync is Linux-only today: say so before anything else fails. The OS-facing dependencies are
+// Linux-only in Cargo.toml, so none fails to build first, and rustc reports a `compile_error!`
+// (emitted while macros expand) before the unresolved names that follow it in the modules.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "zsync supports Linux only today. It is built on Linux interfaces with no port yet: \
+     io_uring and epoll (the Green model's event loops), eventfd (waking a worker), \
+     splice, sendfile and copy_file_range (zero-copy transfers), MADV_GUARD_INSTALL guard \
+     pages and a SIGSEGV handler on an alternate stack (fiber stacks), /proc/self/task \
+     (spotting blocked workers), and signalfd and pidfd (signals, child processes). \
+     A port needs a kqueue (macOS, BSD) or IOCP (Windows) backend for each of them."
+);
+
 mod builder;
 mod cancel;
 mod contain;
