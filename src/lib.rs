@@ -7,6 +7,10 @@
 //! |---|---|---|---|
 //! | [`Model::Blocking`] | on the calling thread, direct syscalls | runs inline, at once | [`ConcurrencyUnavailable`] |
 //! | [`Model::Threaded`] | work-stealing pool of OS threads | queued on the pool | a thread of its own |
+//! | [`Model::Green`] | stackful fibers, M:N on worker threads with io_uring or epoll event loops ([`Backend`]); a wait parks the fiber, not the thread | queued on a worker (may run inline when joined) | a fiber of its own |
+//! | [`Model::Custom`] | your [`CustomModel`]: you decide where tasks run | as your model decides | as your model decides |
+//!
+//! Code that must branch on the model compares [`Io::model`] (a [`ModelKind`]).
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -21,7 +25,7 @@
 //!     conn.write_all(&buf)
 //! }
 //!
-//! for model in [Model::Blocking, Model::Threaded] {
+//! for model in [Model::Blocking, Model::Threaded, Model::Green] {
 //!     let reply = zsync::run(model, |io| -> std::io::Result<Vec<u8>> {
 //!         let listener = TcpListener::bind(io, "127.0.0.1:0")?;
 //!         let addr = listener.local_addr()?;

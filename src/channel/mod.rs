@@ -7,7 +7,7 @@
 //!   ("put at least `min`", "get at least `min`").
 //!
 //! Like every zsync operation, the blocking calls are plain functions: a task on the Threaded
-//! model parks its thread, a Green fiber (later) parks the fiber, and on the Blocking model the
+//! model parks its thread, a Green fiber parks only the fiber, and on the Blocking model the
 //! single thread waits inline (so a `recv` there completes only if the message is already sent,
 //! the channel is closed, or a deadline passes). Every blocking call is a **cancellation point**
 //! and honours deadlines — the call's own (`*_timeout`, `*_until`) and the task's

@@ -3,7 +3,8 @@
 //!
 //! These are the `std::sync` (and `tokio::sync`) types rebuilt for zsync. Their waits never block
 //! an OS thread with a std lock or condvar: they wait through the crate's wait primitive, which
-//! parks the OS thread on the thread models and will park only the *fiber* on a green model.
+//! parks the OS thread on the thread models and only the *fiber* on Green (its worker thread
+//! runs other fibers meanwhile).
 //! Every wait is a **cancellation point** (it reports `Canceled` when the task is asked to stop,
 //! and `TimedOut` at the task's deadline, see [`Io::timeout_until`](crate::Io::timeout_until)),
 //! most have a `_timeout` variant, and each one that can sit in a `select` also has an
