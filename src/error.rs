@@ -67,6 +67,14 @@ pub fn is_canceled(err: &io::Error) -> bool {
 /// The payload of the `io::Error` a closed channel, [`Queue`](crate::channel::Queue) or
 /// [`Semaphore`](crate::sync::Semaphore) reports once converted into an `io::Error`; recognise it
 /// with [`is_closed`]. Its message names what was closed.
+///
+/// ```
+/// let (tx, rx) = zsync::channel::bounded::<u8>(1);
+/// drop(rx);
+/// let err = std::io::Error::from(tx.send(1).unwrap_err());
+/// let closed = err.get_ref().unwrap().downcast_ref::<zsync::Closed>().unwrap();
+/// assert_eq!(closed.to_string(), "channel closed");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed {
     /// What was closed: "channel", "queue", "semaphore".

@@ -124,11 +124,25 @@ impl RecvError {
     }
 
     /// Whether the receiving task was canceled.
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let (_tx, rx) = zsync::channel::bounded::<u8>(1);
+    ///     io.cancel_current();
+    ///     assert!(rx.recv().unwrap_err().is_canceled());
+    /// });
+    /// ```
     pub fn is_canceled(&self) -> bool {
         matches!(self, RecvError::Canceled)
     }
 
     /// Whether the deadline passed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// assert!(rx.recv_timeout(Duration::from_millis(1)).unwrap_err().is_timed_out());
+    /// ```
     pub fn is_timed_out(&self) -> bool {
         matches!(self, RecvError::TimedOut)
     }
@@ -172,6 +186,12 @@ impl<T> TrySendError<T> {
     }
 
     /// Whether the channel had no room (rather than being closed).
+    ///
+    /// ```
+    /// let (tx, _rx) = zsync::channel::bounded(1);
+    /// tx.send(1).unwrap();
+    /// assert!(tx.try_send(2).unwrap_err().is_full());
+    /// ```
     pub fn is_full(&self) -> bool {
         matches!(self, TrySendError::Full(_))
     }
@@ -241,6 +261,11 @@ impl TryRecvError {
     }
 
     /// Whether the channel is empty for now (and still open).
+    ///
+    /// ```
+    /// let (_tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// assert!(rx.try_recv().unwrap_err().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         matches!(self, TryRecvError::Empty)
     }
@@ -308,11 +333,28 @@ impl QueueError {
     }
 
     /// Whether the task was canceled while it waited.
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let q = zsync::channel::Queue::<u8>::new(1);
+    ///     io.cancel_current();
+    ///     assert!(q.get(&mut [0], 1).unwrap_err().is_canceled());
+    /// });
+    /// ```
     pub fn is_canceled(&self) -> bool {
         self.kind == QueueErrorKind::Canceled
     }
 
     /// Whether the deadline passed first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let q = zsync::channel::Queue::<u8>::new(1);
+    ///     let r = io.timeout(Duration::from_millis(1), |_| q.get(&mut [0], 1));
+    ///     assert!(r.unwrap_err().is_timed_out());
+    /// });
+    /// ```
     pub fn is_timed_out(&self) -> bool {
         self.kind == QueueErrorKind::TimedOut
     }
