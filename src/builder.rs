@@ -25,6 +25,7 @@ use crate::Io;
 /// assert_eq!(n, 42);
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until run() is called"]
 pub struct Builder {
     model: Model,
     threaded: ThreadedConfig,

@@ -8,8 +8,9 @@
 //! 2. It wakes the task through the `Waker` the task registered at its first cancellation point
 //!    (a task that never reaches one never needs waking, and never stores a waker). On the
 //!    thread models that waker unparks the OS thread and, if the thread sits in `poll`, writes its
-//!    eventfd (see [`crate::park`]); on Green it will resume the fiber, which then cancels its
-//!    in-flight ring op.
+//!    eventfd (see [`crate::park`]); on Green it makes the fiber ready on its worker, and the
+//!    resumed fiber asks the ring to cancel its in-flight op (keeping its buffer until the kernel's
+//!    completion, see `model::green::reactor::op`) or drops its epoll registration.
 //! 3. It snapshots the children, one shard at a time under that shard's lock, and cancels each,
 //!    outside the lock.
 //!

@@ -1,4 +1,4 @@
-//! The task a thread (or, later, a fiber) is running right now.
+//! The task a thread (or a Green fiber on it) is running right now.
 //!
 //! Each model sets the current [`TaskContext`] while it runs a task body and restores the previous
 //! one afterwards, so contexts nest when a joiner runs an unstarted task inline. Cancellation

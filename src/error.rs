@@ -8,6 +8,10 @@
 //!   *not* [`ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted): std's `read_exact`,
 //!   `write_all`, `read_to_end` and `io::copy` silently retry `Interrupted`, which would swallow the
 //!   cancellation. Test for it with [`is_canceled`].
+//! - **Closed**: a channel, [`Queue`](crate::channel::Queue) or
+//!   [`Semaphore`](crate::sync::Semaphore) was closed. Each of their error types has an
+//!   `is_closed()` method; once converted into an `io::Error` (for `?`), it carries a [`Closed`]
+//!   payload: test for it with [`is_closed`].
 //! - **Concurrency unavailable**: [`Io::concurrent`](crate::Io::concurrent) was asked for a task that
 //!   must make progress at the same time as its caller, and the model cannot provide one (the
 //!   Blocking model never can). Zig calls this `error.ConcurrencyUnavailable`.
@@ -56,6 +60,68 @@ pub fn is_canceled(err: &io::Error) -> bool {
         Some(inner) => inner
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.get_ref().is_some_and(|i| i.is::<Canceled>())),
+        None => false,
+    }
+}
+
+/// The payload of the `io::Error` a closed channel, [`Queue`](crate::channel::Queue) or
+/// [`Semaphore`](crate::sync::Semaphore) reports once converted into an `io::Error`; recognise it
+/// with [`is_closed`]. Its message names what was closed.
+///
+/// ```
+/// let (tx, rx) = zsync::channel::bounded::<u8>(1);
+/// drop(rx);
+/// let err = std::io::Error::from(tx.send(1).unwrap_err());
+/// let closed = err.get_ref().unwrap().downcast_ref::<zsync::Closed>().unwrap();
+/// assert_eq!(closed.to_string(), "channel closed");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    /// What was closed: "channel", "queue", "semaphore".
+    what: &'static str,
+}
+
+impl Closed {
+    /// The payload for a closed `what` ("channel", "queue", "semaphore").
+    pub(crate) const fn new(what: &'static str) -> Closed {
+        Closed { what }
+    }
+
+    /// The `io::Error` of kind `kind` reporting that `what` is closed.
+    pub(crate) fn error(kind: io::ErrorKind, what: &'static str) -> io::Error {
+        io::Error::new(kind, Closed::new(what))
+    }
+}
+
+impl fmt::Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} closed", self.what)
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// Tells whether `err` reports a closed channel, [`Queue`](crate::channel::Queue) or
+/// [`Semaphore`](crate::sync::Semaphore): an error converted from their error types (by `?`)
+/// whose `is_closed()` was true. Looks through one level of wrapping, like [`is_canceled`].
+///
+/// ```
+/// use zsync::channel::bounded;
+/// fn forward(rx: &zsync::channel::Receiver<u8>) -> std::io::Result<u8> {
+///     Ok(rx.recv()?) // a closed channel becomes an io::Error here
+/// }
+/// let (tx, rx) = bounded::<u8>(1);
+/// drop(tx);
+/// let err = forward(&rx).unwrap_err();
+/// assert!(zsync::is_closed(&err));
+/// assert!(!zsync::is_closed(&zsync::canceled()));
+/// ```
+pub fn is_closed(err: &io::Error) -> bool {
+    match err.get_ref() {
+        Some(inner) if inner.is::<Closed>() => true,
+        Some(inner) => inner
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.get_ref().is_some_and(|i| i.is::<Closed>())),
         None => false,
     }
 }
@@ -207,7 +273,7 @@ pub fn timed_out() -> io::Error {
 }
 
 /// Tells whether `err` reports that a deadline set by [`Io::timeout`](crate::Io::timeout),
-/// [`Io::with_deadline`](crate::Io::with_deadline) or an operation's own timeout passed. (A
+/// [`Io::timeout_until`](crate::Io::timeout_until) or an operation's own timeout passed. (A
 /// socket's read or write timeout is the exception: it expires with `WouldBlock`, as std's
 /// does; see [`TcpStream::set_read_timeout`](crate::net::TcpStream::set_read_timeout).)
 pub fn is_timed_out(err: &io::Error) -> bool {
@@ -227,6 +293,16 @@ mod tests {
         assert!(!is_canceled(&io::Error::other("x")));
         let wrapped = io::Error::other(canceled());
         assert!(is_canceled(&wrapped));
+    }
+
+    #[test]
+    fn closed_is_recognised_through_one_wrapping() {
+        let e = Closed::error(io::ErrorKind::BrokenPipe, "channel");
+        assert!(is_closed(&e));
+        assert_eq!(e.to_string(), "channel closed");
+        assert!(is_closed(&io::Error::other(e)));
+        assert!(!is_closed(&canceled()));
+        assert!(!is_closed(&io::Error::from(io::ErrorKind::BrokenPipe)));
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub trait Event {
         None
     }
 
-    /// Whether this event completes when the waiting task is canceled (the `canceled()` event).
+    /// Whether this event completes when the waiting task is canceled (the [`select::cancel_requested`](crate::select::cancel_requested) event).
     /// A wait that contains such an event reports it instead of failing with `Canceled`.
     #[doc(hidden)]
     fn observes_cancel(&self) -> bool {

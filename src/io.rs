@@ -47,7 +47,21 @@ impl Io {
         context::with(|c| c.map(|c| c.io.clone()))
     }
 
-    /// The name of the model behind this handle.
+    /// Which kind of model runs this handle's tasks: compare this, not
+    /// [`model_name`](Io::model_name).
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     assert_eq!(io.model(), zsync::ModelKind::Blocking);
+    ///     assert!(!io.supports_concurrency());
+    /// });
+    /// ```
+    pub fn model(&self) -> crate::ModelKind {
+        self.inner.model.kind()
+    }
+
+    /// The name of the model behind this handle, for display: `"Blocking"`, `"Threaded"`,
+    /// `"Green"`, or a custom model's [`name`](crate::CustomModel::name).
     pub fn model_name(&self) -> &'static str {
         self.inner.model.name()
     }
@@ -361,7 +375,7 @@ impl Io {
     /// Sleeps until the monotonic clock reaches `deadline`. Cancellation point.
     ///
     /// Returns `Err(TimedOut)` early if the running task's own deadline (see
-    /// [`with_deadline`](Io::with_deadline)) comes first.
+    /// [`timeout_until`](Io::timeout_until)) comes first.
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
         context::check()?;
         if let Some(model) = crate::op::custom(self) {
@@ -426,8 +440,18 @@ impl Io {
 
     /// Runs `f` with a deadline for the running task: every blocking operation inside `f` that
     /// would wait past `deadline` stops there with an error of kind
-    /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins.
-    pub fn with_deadline<R>(&self, deadline: Instant, f: impl FnOnce(&Io) -> R) -> R {
+    /// [`TimedOut`](io::ErrorKind::TimedOut). Deadlines nest; the earlier one wins. The
+    /// deadline form of [`timeout`](Io::timeout) (Tokio: `timeout_at`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let deadline = io.now() + Duration::from_millis(10);
+    ///     let r = io.timeout_until(deadline, |io| io.sleep(Duration::from_secs(5)));
+    ///     assert!(zsync::is_timed_out(&r.unwrap_err()));
+    /// });
+    /// ```
+    pub fn timeout_until<R>(&self, deadline: Instant, f: impl FnOnce(&Io) -> R) -> R {
         struct Restore<'a>(Option<&'a TaskContext<'a>>, Option<Instant>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
@@ -450,7 +474,7 @@ impl Io {
     /// Runs `f` with a deadline `duration` from now: every blocking operation inside `f` that
     /// would wait past it fails with a `TimedOut` error ([`is_timed_out`](crate::is_timed_out)),
     /// which `f` propagates. Works on every model, Blocking included. Takes the same closure as
-    /// [`with_deadline`](Io::with_deadline).
+    /// [`timeout_until`](Io::timeout_until).
     ///
     /// ```
     /// use std::time::Duration;
@@ -461,7 +485,7 @@ impl Io {
     /// ```
     pub fn timeout<R>(&self, duration: Duration, f: impl FnOnce(&Io) -> R) -> R {
         match Instant::now().checked_add(duration) {
-            Some(deadline) => self.with_deadline(deadline, f),
+            Some(deadline) => self.timeout_until(deadline, f),
             None => f(self), // further away than the clock can count: no deadline
         }
     }

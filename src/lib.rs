@@ -7,6 +7,10 @@
 //! |---|---|---|---|
 //! | [`Model::Blocking`] | on the calling thread, direct syscalls | runs inline, at once | [`ConcurrencyUnavailable`] |
 //! | [`Model::Threaded`] | work-stealing pool of OS threads | queued on the pool | a thread of its own |
+//! | [`Model::Green`] | stackful fibers, M:N on worker threads with io_uring or epoll event loops ([`Backend`]); a wait parks the fiber, not the thread | queued on a worker (may run inline when joined) | a fiber of its own |
+//! | [`Model::Custom`] | your [`CustomModel`]: you decide where tasks run | as your model decides | as your model decides |
+//!
+//! Code that must branch on the model compares [`Io::model`] (a [`ModelKind`]).
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -21,7 +25,7 @@
 //!     conn.write_all(&buf)
 //! }
 //!
-//! for model in [Model::Blocking, Model::Threaded] {
+//! for model in [Model::Blocking, Model::Threaded, Model::Green] {
 //!     let reply = zsync::run(model, |io| -> std::io::Result<Vec<u8>> {
 //!         let listener = TcpListener::bind(io, "127.0.0.1:0")?;
 //!         let addr = listener.local_addr()?;
@@ -77,6 +81,20 @@
 //! See `docs/ARCHITECTURE.md` for how a call flows from user code to the syscall.
 
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+// zsync is Linux-only today: say so before anything else fails. The OS-facing dependencies are
+// Linux-only in Cargo.toml, so none fails to build first, and rustc reports a `compile_error!`
+// (emitted while macros expand) before the unresolved names that follow it in the modules.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "zsync supports Linux only today. It is built on Linux interfaces with no port yet: \
+     io_uring and epoll (the Green model's event loops), eventfd (waking a worker), \
+     splice, sendfile and copy_file_range (zero-copy transfers), MADV_GUARD_INSTALL guard \
+     pages and a SIGSEGV handler on an alternate stack (fiber stacks), /proc/self/task \
+     (spotting blocked workers), and signalfd and pidfd (signals, child processes). \
+     A port needs a kqueue (macOS, BSD) or IOCP (Windows) backend for each of them."
+);
 
 mod builder;
 mod cancel;
@@ -110,12 +128,13 @@ pub mod transfer;
 
 pub use builder::{run, Builder};
 pub use error::{
-    canceled, is_canceled, is_timed_out, timed_out, Canceled, ConcurrencyUnavailable, Elapsed,
+    canceled, is_canceled, is_closed, is_timed_out, timed_out, Canceled, Closed,
+    ConcurrencyUnavailable, Elapsed,
 };
 pub use event::Event;
 pub use io::Io;
 pub use model::green::Backend;
-pub use model::{Completion, CustomModel, Model, Operation};
+pub use model::{Completion, CustomModel, Model, ModelKind, Operation};
 pub use pipe::{pipe, PipeReader, PipeWriter};
 pub use runtime::{Handle, Runtime, ShutdownStatus};
 pub use task::{Group, GroupPolicy, Runnable, Task};

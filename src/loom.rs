@@ -3,8 +3,11 @@
 //!
 //! Normally these are std's types, re-exported unchanged: the shim costs nothing. Built with
 //! `RUSTFLAGS="--cfg loom"`, the same names resolve to [loom]'s instrumented types, and the
-//! models in `tests/loom.rs` explore every interleaving (up to a preemption bound) of the real
-//! code of the structures routed through here:
+//! `loom_models` unit tests next to each structure explore every interleaving (up to a preemption
+//! bound) of its real code. They run with
+//! `LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" cargo test --release --lib loom_models` (see
+//! `.ci/run`, which uses its own target directory). The structures routed through here, each with
+//! its `mod loom_models`:
 //!
 //! - `wait::list` — the `WaitList` mutex (registration, notification, passing an unused turn on);
 //! - `cancel` — the `CancelNode` flag word, the shield counter, the children lock;

@@ -1,8 +1,12 @@
-//! How a task waits on the thread models (Blocking, Threaded, custom models on OS threads).
+//! How a task waits: the one place that tells a Green fiber from an OS thread ([`with_waiter`]).
 //!
-//! A waiting task blocks its OS thread in one of two ways:
+//! On Green, a wait parks the *fiber*: it switches back to its worker's event loop, which resumes
+//! it when its waker is woken, its timer fires, or its descriptor is ready (the ring or epoll;
+//! see [`crate::model::green`]). The rest of this page is about the thread models (Blocking,
+//! Threaded, custom models on OS threads), where a waiting task blocks its OS thread in one of
+//! two ways:
 //!
-//! - **Pure waits** (join, sleep, later channels and locks) park with `std::thread::park_timeout`,
+//! - **Pure waits** (join, sleep, channels, locks) park with `std::thread::park_timeout`,
 //!   a futex on Linux. Any waker unparks the thread; `park` has token semantics, so an unpark that
 //!   lands before the park is not lost.
 //! - **Descriptor waits** (a socket not yet readable or writable) `ppoll` two descriptors: the

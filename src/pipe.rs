@@ -18,7 +18,7 @@ use crate::Io;
 ///
 /// A read waits until the pipe holds data or every writer is gone (then it returns 0, end of
 /// stream); a write waits while the pipe is full (64 KiB by default on Linux). Both waits are
-/// cancellation points and honour the task's deadline ([`Io::with_deadline`], [`Io::timeout`])
+/// cancellation points and honour the task's deadline ([`Io::timeout_until`], [`Io::timeout`])
 /// on every model — unlike a read from a [`std::io::PipeReader`], which blocks its thread until
 /// data comes. Pass an end to a child process with `Stdio::from` (it gets a blocking
 /// descriptor, as children expect).

@@ -28,20 +28,21 @@ pub enum Either<L, R> {
 }
 
 /// Waits for the first of two events; `left_weight`/`right_weight` are the numbers of arms on
-/// each side, so that a chain of `Or`s picks uniformly among ready arms. Built by `select!`.
+/// each side, so that a chain of `OrEvent`s picks uniformly among ready arms. Built by `select!`.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct Or<A, B> {
+#[must_use = "an event does nothing until waited for"]
+pub struct OrEvent<A, B> {
     left: A,
     right: B,
     left_weight: u32,
     right_weight: u32,
 }
 
-impl<A: Event, B: Event> Or<A, B> {
+impl<A: Event, B: Event> OrEvent<A, B> {
     #[doc(hidden)]
     pub fn new(left: A, right: B, left_weight: u32, right_weight: u32) -> Self {
-        Or {
+        OrEvent {
             left,
             right,
             left_weight,
@@ -65,7 +66,7 @@ fn random_below(n: u32) -> u32 {
     })
 }
 
-impl<A: Event, B: Event> Event for Or<A, B> {
+impl<A: Event, B: Event> Event for OrEvent<A, B> {
     type Output = Either<A::Output, B::Output>;
 
     fn poll_event(&mut self, waker: &Waker) -> Poll<Self::Output> {
@@ -102,7 +103,7 @@ impl<A: Event, B: Event> Event for Or<A, B> {
 /// ```
 ///
 /// Evaluates to `io::Result<R>` where `R` is the arms' common type: `Err(Canceled)` if the task
-/// is canceled first (unless an arm waits for [`canceled()`]), `Err(TimedOut)` if its deadline
+/// is canceled first (unless an arm waits for [`cancel_requested()`]), `Err(TimedOut)` if its deadline
 /// passes. Exactly one event completes; the others are dropped untouched (a message not received
 /// stays in its channel). Among arms ready at once, each is equally likely to be chosen.
 ///
@@ -139,7 +140,7 @@ macro_rules! select {
 macro_rules! __select_chain {
     ($event:expr) => { $event };
     ($event:expr, $($rest:expr),+) => {
-        $crate::select::Or::new(
+        $crate::select::OrEvent::new(
             $event,
             $crate::__select_chain!($($rest),+),
             1,
@@ -172,23 +173,24 @@ macro_rules! __select_match {
 
 /// An event that completes when the monotonic clock reaches a deadline.
 #[derive(Debug, Clone, Copy)]
-pub struct Sleep {
+#[must_use = "an event does nothing until waited for"]
+pub struct SleepEvent {
     deadline: Instant,
 }
 
 /// An event that completes after `duration` (measured from now).
-pub fn sleep(duration: Duration) -> Sleep {
-    Sleep {
+pub fn sleep(duration: Duration) -> SleepEvent {
+    SleepEvent {
         deadline: Instant::now() + duration,
     }
 }
 
 /// An event that completes at `deadline`.
-pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline }
+pub fn sleep_until(deadline: Instant) -> SleepEvent {
+    SleepEvent { deadline }
 }
 
-impl Event for Sleep {
+impl Event for SleepEvent {
     type Output = ();
 
     fn poll_event(&mut self, _waker: &Waker) -> Poll<()> {
@@ -207,14 +209,30 @@ impl Event for Sleep {
 /// An event that completes when the waiting task is asked to cancel: a `select!` arm with it
 /// reports the cancellation as a value instead of failing with `Canceled`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CancelRequested;
+#[must_use = "an event does nothing until waited for"]
+pub struct CancelRequestedEvent;
 
-/// The [`CancelRequested`] event.
-pub fn canceled() -> CancelRequested {
-    CancelRequested
+/// An event that completes when the waiting task is asked to cancel (not to be confused with
+/// [`zsync::canceled()`](crate::canceled), which builds the `Canceled` error).
+///
+/// ```
+/// use std::time::Duration;
+/// use zsync::select::{cancel_requested, sleep};
+/// zsync::run(zsync::Model::Threaded, |io| {
+///     let task = io.spawn(|io| {
+///         zsync::select!(io;
+///             _ = cancel_requested() => "asked to stop",
+///             _ = sleep(Duration::from_secs(30)) => "slept",
+///         )
+///     });
+///     assert_eq!(task.cancel().unwrap(), "asked to stop");
+/// });
+/// ```
+pub fn cancel_requested() -> CancelRequestedEvent {
+    CancelRequestedEvent
 }
 
-impl Event for CancelRequested {
+impl Event for CancelRequestedEvent {
     type Output = ();
 
     fn poll_event(&mut self, _waker: &Waker) -> Poll<()> {
@@ -233,6 +251,7 @@ impl Event for CancelRequested {
 
 /// An event that completes when a task finishes, yielding its value; see
 /// [`Task::join_event`](crate::Task::join_event).
+#[must_use = "an event does nothing until waited for"]
 pub struct JoinEvent<'a, T> {
     pub(crate) task: &'a mut Task<T>,
 }

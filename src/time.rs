@@ -83,7 +83,7 @@ fn later(t: Instant, d: Duration) -> Instant {
 /// returns it. Make one with [`Io::interval`] or [`Io::interval_at`].
 ///
 /// `tick` is a cancellation point, honours the task's deadline
-/// ([`Io::with_deadline`](crate::Io::with_deadline)), and parks the fiber on Green; a tick that
+/// ([`Io::timeout_until`](crate::Io::timeout_until)), and parks the fiber on Green; a tick that
 /// did not complete (canceled, timed out, or a [`TickEvent`] that lost a `select`) is not
 /// consumed: the next `tick` still returns it.
 ///
@@ -167,7 +167,7 @@ impl Interval {
     /// ```
     pub fn tick_until(&mut self, deadline: Instant) -> io::Result<Instant> {
         let io = self.io.clone();
-        io.with_deadline(deadline, |_| self.tick())
+        io.timeout_until(deadline, |_| self.tick())
     }
 
     /// Like [`tick`](Interval::tick), giving up with `TimedOut` after `timeout`.

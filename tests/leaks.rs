@@ -22,10 +22,10 @@ macro_rules! standalone {
 #[allow(unused_macros)]
 mod support;
 
-#[path = "conformance/broken_pipe.rs"]
-mod broken_pipe;
 #[path = "conformance/broadcast.rs"]
 mod broadcast;
+#[path = "conformance/broken_pipe.rs"]
+mod broken_pipe;
 
 #[path = "conformance/bufio.rs"]
 mod bufio;
@@ -132,7 +132,6 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("watch", watch::ALL),
         ("broadcast", broadcast::ALL),
         ("interval", interval::ALL),
-
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

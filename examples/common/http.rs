@@ -45,7 +45,7 @@
 //! ([`MemoryBudget`], `request_memory` in [`HttpConfig`]): a body that does not fit gets `503`
 //! and the connection is closed.
 //!
-//! Every blocking step runs under a deadline (`Io::with_deadline`), so no client can hold a
+//! Every blocking step runs under a deadline (`Io::timeout_until`), so no client can hold a
 //! connection's task forever, on any model.
 
 use std::cell::Cell;
@@ -515,7 +515,7 @@ impl<'c> Out<'c> {
     fn timed<T>(&mut self, f: impl FnOnce(&mut ConnWriter<'c>) -> io::Result<T>) -> io::Result<T> {
         let wr = &mut self.wr;
         self.io
-            .with_deadline(self.io.now() + self.timeout, |_| f(wr))
+            .timeout_until(self.io.now() + self.timeout, |_| f(wr))
     }
 
     /// Sends the buffered responses.
@@ -558,7 +558,7 @@ impl Drop for Out<'_> {
     fn drop(&mut self) {
         let wr = std::mem::replace(&mut self.wr, Writer::with_capacity(0, self.conn));
         let io = self.io;
-        io.with_deadline(io.now(), move |_| drop(wr));
+        io.timeout_until(io.now(), move |_| drop(wr));
     }
 }
 
@@ -592,7 +592,7 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
                 }
                 let deadline = head_deadline.unwrap_or_else(|| io.now() + app.cfg.idle_timeout);
                 let want = rd.buffer().len() + 1;
-                match io.with_deadline(deadline, |_| rd.fill(want)) {
+                match io.timeout_until(deadline, |_| rd.fill(want)) {
                     Ok(()) => continue,
                     // The client left between requests: a close, or a reset when it closed
                     // with responses unread (load generators do at the end of a run).
@@ -799,12 +799,12 @@ fn close_gracefully(io: &Io, conn: &TcpStream, rd: &mut ConnReader<'_>) {
     if conn.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let _ = io.with_deadline(io.now() + LINGER, |_| rd.discard(LINGER_BYTES));
+    let _ = io.timeout_until(io.now() + LINGER, |_| rd.discard(LINGER_BYTES));
 }
 
 /// Runs a body read with the header timeout as its deadline.
 fn body_phase<T>(io: &Io, app: &HttpApp, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    io.with_deadline(io.now() + app.cfg.header_timeout, |_| f())
+    io.timeout_until(io.now() + app.cfg.header_timeout, |_| f())
 }
 
 /// Writes a whole response with a body (the body left out for `HEAD`) into the writer.

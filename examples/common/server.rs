@@ -122,7 +122,7 @@ impl Control {
     }
 }
 
-/// Whether `e` reports a timeout: a deadline of `Io::timeout`/`Io::with_deadline`
+/// Whether `e` reports a timeout: a deadline of `Io::timeout`/`Io::timeout_until`
 /// ([`zsync::is_timed_out`]), or a socket's own read or write timeout
 /// (`set_read_timeout`/`set_write_timeout`), which reports `WouldBlock` as std does on Unix (or
 /// `TimedOut`, as zsync did before).

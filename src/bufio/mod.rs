@@ -40,8 +40,9 @@
 //!   c = [0], splat = 1,000,000:  { blk, 4096 } × 244  { blk, 576 }      (245 iovecs, one writev)
 //! ```
 //!
-//! Measured (`cargo bench --bench transfer`, section 3, to `/dev/null`): 2,545 µs → 7.6 µs per
-//! drain of a one-byte pattern repeated a million times.
+//! A few hundred times faster than one write per repeat for a one-byte pattern repeated a
+//! million times (`cargo bench --bench transfer`, section 3; figures in
+//! docs/ARCHITECTURE.md, "Measurements behind the tuning").
 //!
 //! Two limits shape the loop around that `writev`:
 //!

@@ -192,6 +192,7 @@ impl<T> Drop for Chan<T> {
 
 /// A pending receive: completes with the oldest message, or `Closed` once the channel is closed
 /// and drained. See [`Receiver::recv_event`](super::Receiver::recv_event).
+#[must_use = "an event does nothing until waited for"]
 pub struct RecvEvent<'a, T> {
     chan: &'a Chan<T>,
     slot: WaitSlot,
@@ -230,6 +231,12 @@ impl<T> crate::Event for RecvEvent<'_, T> {
     }
 }
 
+impl<T> std::fmt::Debug for RecvEvent<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvEvent").finish_non_exhaustive()
+    }
+}
+
 impl<T> Drop for RecvEvent<'_, T> {
     fn drop(&mut self) {
         if self.slot.is_registered() {
@@ -250,6 +257,7 @@ impl<T> Drop for RecvEvent<'_, T> {
 /// receiver takes it. Dropping it (or [`into_value`](SendEvent::into_value)) withdraws an offer
 /// not yet taken — but an offer taken meanwhile has been delivered: in a `select`, a rendezvous
 /// send can thus happen alongside the winning event. Use a buffered channel where that matters.
+#[must_use = "an event does nothing until waited for"]
 pub struct SendEvent<'a, T> {
     chan: &'a Chan<T>,
     value: Option<T>,
@@ -356,6 +364,14 @@ impl<T> crate::Event for SendEvent<'_, T> {
         self.value = Some(v);
         self.slot.register(&mut st.send_q, waker);
         Poll::Pending
+    }
+}
+
+impl<T> std::fmt::Debug for SendEvent<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendEvent")
+            .field("holds_value", &self.value.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,9 +1,13 @@
 //! Errors of channel operations. Each converts into `std::io::Error`, so `?` works in the
 //! `io::Result` functions colorblind code is written in: `Canceled` becomes
-//! [`zsync::canceled()`](crate::canceled), `TimedOut` becomes [`zsync::timed_out()`](crate::timed_out).
+//! [`zsync::canceled()`](crate::canceled), `TimedOut` becomes [`zsync::timed_out()`](crate::timed_out),
+//! and `Closed` an error carrying a [`Closed`](crate::Closed) payload, recognised by
+//! [`zsync::is_closed`](crate::is_closed). Every error type here has `is_closed()`.
 
 use std::fmt;
 use std::io;
+
+use crate::Closed;
 
 /// Why a blocking send failed. Every variant gives the value back.
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -66,7 +70,7 @@ impl<T> std::error::Error for SendError<T> {}
 impl<T> From<SendError<T>> for io::Error {
     fn from(e: SendError<T>) -> io::Error {
         match e {
-            SendError::Closed(_) => closed(io::ErrorKind::BrokenPipe),
+            SendError::Closed(_) => Closed::error(io::ErrorKind::BrokenPipe, "channel"),
             SendError::Canceled(_) => crate::canceled(),
             SendError::TimedOut(_) => crate::timed_out(),
         }
@@ -100,7 +104,7 @@ impl std::error::Error for RecvError {}
 impl From<RecvError> for io::Error {
     fn from(e: RecvError) -> io::Error {
         match e {
-            RecvError::Closed => closed(io::ErrorKind::UnexpectedEof),
+            RecvError::Closed => Closed::error(io::ErrorKind::UnexpectedEof, "channel"),
             RecvError::Canceled => crate::canceled(),
             RecvError::TimedOut => crate::timed_out(),
         }
@@ -108,17 +112,37 @@ impl From<RecvError> for io::Error {
 }
 
 impl RecvError {
-    /// Whether the channel is closed (and, for a receive, drained).
+    /// Whether the channel is closed and drained.
+    ///
+    /// ```
+    /// let (tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// drop(tx);
+    /// assert!(rx.recv().unwrap_err().is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         matches!(self, RecvError::Closed)
     }
 
     /// Whether the receiving task was canceled.
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let (_tx, rx) = zsync::channel::bounded::<u8>(1);
+    ///     io.cancel_current();
+    ///     assert!(rx.recv().unwrap_err().is_canceled());
+    /// });
+    /// ```
     pub fn is_canceled(&self) -> bool {
         matches!(self, RecvError::Canceled)
     }
 
     /// Whether the deadline passed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// assert!(rx.recv_timeout(Duration::from_millis(1)).unwrap_err().is_timed_out());
+    /// ```
     pub fn is_timed_out(&self) -> bool {
         matches!(self, RecvError::TimedOut)
     }
@@ -143,16 +167,33 @@ pub enum TrySendError<T> {
 }
 
 impl<T> TrySendError<T> {
-    /// Whether the channel is closed.
-    pub fn is_closed(&self) -> bool {
-        matches!(self, TrySendError::Closed(_))
-    }
-
     /// The value that was not sent.
     pub fn into_inner(self) -> T {
         match self {
             TrySendError::Full(v) | TrySendError::Closed(v) => v,
         }
+    }
+
+    /// Whether the channel was closed (rather than full).
+    ///
+    /// ```
+    /// let (tx, rx) = zsync::channel::bounded(1);
+    /// drop(rx);
+    /// assert!(tx.try_send(1).unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySendError::Closed(_))
+    }
+
+    /// Whether the channel had no room (rather than being closed).
+    ///
+    /// ```
+    /// let (tx, _rx) = zsync::channel::bounded(1);
+    /// tx.send(1).unwrap();
+    /// assert!(tx.try_send(2).unwrap_err().is_full());
+    /// ```
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
     }
 }
 
@@ -181,7 +222,7 @@ impl<T> From<TrySendError<T>> for io::Error {
     fn from(e: TrySendError<T>) -> io::Error {
         match e {
             TrySendError::Full(_) => io::ErrorKind::WouldBlock.into(),
-            TrySendError::Closed(_) => closed(io::ErrorKind::BrokenPipe),
+            TrySendError::Closed(_) => Closed::error(io::ErrorKind::BrokenPipe, "channel"),
         }
     }
 }
@@ -195,13 +236,6 @@ pub enum TryRecvError {
     Closed,
 }
 
-impl TryRecvError {
-    /// Whether the channel is closed and drained.
-    pub fn is_closed(&self) -> bool {
-        matches!(self, TryRecvError::Closed)
-    }
-}
-
 impl fmt::Display for TryRecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -213,13 +247,37 @@ impl fmt::Display for TryRecvError {
 
 impl std::error::Error for TryRecvError {}
 
+impl TryRecvError {
+    /// Whether the channel is closed and drained (rather than empty for now).
+    ///
+    /// ```
+    /// let (tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// assert!(!rx.try_recv().unwrap_err().is_closed());
+    /// drop(tx);
+    /// assert!(rx.try_recv().unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecvError::Closed)
+    }
+
+    /// Whether the channel is empty for now (and still open).
+    ///
+    /// ```
+    /// let (_tx, rx) = zsync::channel::bounded::<u8>(1);
+    /// assert!(rx.try_recv().unwrap_err().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+}
+
 /// `Empty` becomes [`WouldBlock`](io::ErrorKind::WouldBlock), `Closed`
 /// [`UnexpectedEof`](io::ErrorKind::UnexpectedEof).
 impl From<TryRecvError> for io::Error {
     fn from(e: TryRecvError) -> io::Error {
         match e {
             TryRecvError::Empty => io::ErrorKind::WouldBlock.into(),
-            TryRecvError::Closed => closed(io::ErrorKind::UnexpectedEof),
+            TryRecvError::Closed => Closed::error(io::ErrorKind::UnexpectedEof, "channel"),
         }
     }
 }
@@ -245,23 +303,6 @@ pub struct QueueError {
     pub count: usize,
 }
 
-impl QueueError {
-    /// Whether the queue is closed (for a `get`: closed and drained).
-    pub fn is_closed(&self) -> bool {
-        self.kind == QueueErrorKind::Closed
-    }
-
-    /// Whether the task was canceled.
-    pub fn is_canceled(&self) -> bool {
-        self.kind == QueueErrorKind::Canceled
-    }
-
-    /// Whether the deadline passed.
-    pub fn is_timed_out(&self) -> bool {
-        self.kind == QueueErrorKind::TimedOut
-    }
-}
-
 impl fmt::Display for QueueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let why = match self.kind {
@@ -279,49 +320,58 @@ impl fmt::Display for QueueError {
 
 impl std::error::Error for QueueError {}
 
+impl QueueError {
+    /// Whether the queue was closed (for `get`: closed and drained).
+    ///
+    /// ```
+    /// let q = zsync::channel::Queue::<u8>::new(4);
+    /// q.close();
+    /// assert!(q.put(&[1], 1).unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.kind == QueueErrorKind::Closed
+    }
+
+    /// Whether the task was canceled while it waited.
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Threaded, |io| {
+    ///     let q = zsync::channel::Queue::<u8>::new(1);
+    ///     io.cancel_current();
+    ///     assert!(q.get(&mut [0], 1).unwrap_err().is_canceled());
+    /// });
+    /// ```
+    pub fn is_canceled(&self) -> bool {
+        self.kind == QueueErrorKind::Canceled
+    }
+
+    /// Whether the deadline passed first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// zsync::run(zsync::Model::Blocking, |io| {
+    ///     let q = zsync::channel::Queue::<u8>::new(1);
+    ///     let r = io.timeout(Duration::from_millis(1), |_| q.get(&mut [0], 1));
+    ///     assert!(r.unwrap_err().is_timed_out());
+    /// });
+    /// ```
+    pub fn is_timed_out(&self) -> bool {
+        self.kind == QueueErrorKind::TimedOut
+    }
+}
+
 /// Like [`RecvError`]'s conversion; the count is dropped.
 impl From<QueueError> for io::Error {
     fn from(e: QueueError) -> io::Error {
         match e.kind {
-            QueueErrorKind::Closed => closed(io::ErrorKind::BrokenPipe),
+            QueueErrorKind::Closed => Closed::error(io::ErrorKind::BrokenPipe, "queue"),
             QueueErrorKind::Canceled => crate::canceled(),
             QueueErrorKind::TimedOut => crate::timed_out(),
         }
     }
 }
 
-/// An `io::Error` of `kind` for a closed channel, recognised by [`is_closed`].
+/// An `io::Error` of `kind` for a closed channel, recognised by [`crate::is_closed`].
 pub(crate) fn closed(kind: io::ErrorKind) -> io::Error {
-    io::Error::new(kind, ChannelClosed)
+    Closed::error(kind, "channel")
 }
-
-/// Tells whether `err` is a closed channel's error converted into `std::io::Error` (from
-/// [`SendError::Closed`], [`RecvError::Closed`], a closed [`Queue`](super::Queue), a closed
-/// [`watch`](super::watch) or [`broadcast`](super::broadcast) channel): its kind alone
-/// (`BrokenPipe`, `UnexpectedEof`) could also come from a socket.
-///
-/// ```
-/// use zsync::channel::{self, is_closed};
-/// fn relay(rx: &channel::Receiver<u8>) -> std::io::Result<u8> {
-///     Ok(rx.recv()?)
-/// }
-/// let (tx, rx) = channel::bounded(1);
-/// drop(tx);
-/// assert!(is_closed(&relay(&rx).unwrap_err()));
-/// assert!(!is_closed(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
-/// ```
-pub fn is_closed(err: &io::Error) -> bool {
-    err.get_ref().is_some_and(|e| e.is::<ChannelClosed>())
-}
-
-/// Payload of the `io::Error` a closed channel converts into.
-#[derive(Debug, Clone, Copy)]
-struct ChannelClosed;
-
-impl fmt::Display for ChannelClosed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("channel closed")
-    }
-}
-
-impl std::error::Error for ChannelClosed {}

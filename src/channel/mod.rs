@@ -10,11 +10,11 @@
 //!   behind is told how many it missed (Tokio's `broadcast`).
 //!
 //! Like every zsync operation, the blocking calls are plain functions: a task on the Threaded
-//! model parks its thread, a Green fiber (later) parks the fiber, and on the Blocking model the
+//! model parks its thread, a Green fiber parks only the fiber, and on the Blocking model the
 //! single thread waits inline (so a `recv` there completes only if the message is already sent,
 //! the channel is closed, or a deadline passes). Every blocking call is a **cancellation point**
-//! and honours deadlines — the call's own (`*_timeout`, `*_deadline`) and the task's
-//! ([`Io::with_deadline`](crate::Io::with_deadline)). Errors keep the cases apart
+//! and honours deadlines — the call's own (`*_timeout`, `*_until`) and the task's
+//! ([`Io::timeout_until`](crate::Io::timeout_until)). Errors keep the cases apart
 //! ([`SendError`], [`RecvError`]), a failed send gives its value back, and each error converts
 //! into `std::io::Error` for `?`.
 //!
@@ -82,9 +82,7 @@ use std::time::{Duration, Instant};
 
 use self::core::{Chan, UNBOUNDED};
 pub use self::core::{RecvEvent, SendEvent};
-pub use error::{
-    is_closed, QueueError, QueueErrorKind, RecvError, SendError, TryRecvError, TrySendError,
-};
+pub use error::{QueueError, QueueErrorKind, RecvError, SendError, TryRecvError, TrySendError};
 pub use oneshot::{oneshot, OneshotReceiver, OneshotSender};
 pub use queue::Queue;
 
@@ -220,11 +218,19 @@ impl<T> Sender<T> {
     /// assert_eq!(err.into_inner(), 2);
     /// ```
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
-        self.send_deadline(value, Instant::now() + timeout)
+        self.send_until(value, Instant::now() + timeout)
     }
 
     /// Like [`send`](Sender::send), giving up with [`SendError::TimedOut`] at `deadline`.
-    pub fn send_deadline(&self, value: T, deadline: Instant) -> Result<(), SendError<T>> {
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (tx, _rx) = zsync::channel::bounded(1);
+    /// tx.send(1).unwrap();
+    /// let err = tx.send_until(2, Instant::now() + Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_timed_out());
+    /// ```
+    pub fn send_until(&self, value: T, deadline: Instant) -> Result<(), SendError<T>> {
         send_with(self.send_event(value), Some(deadline))
     }
 
@@ -293,11 +299,19 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv_timeout(Duration::from_millis(10)), Err(RecvError::TimedOut));
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_deadline(Instant::now() + timeout)
+        self.recv_until(Instant::now() + timeout)
     }
 
     /// Like [`recv`](Receiver::recv), giving up with [`RecvError::TimedOut`] at `deadline`.
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvError> {
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use zsync::channel::{bounded, RecvError};
+    /// let (_tx, rx) = bounded::<u8>(1);
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// assert_eq!(rx.recv_until(deadline), Err(RecvError::TimedOut));
+    /// ```
+    pub fn recv_until(&self, deadline: Instant) -> Result<T, RecvError> {
         recv_with(self.recv_event(), Some(deadline))
     }
 
@@ -423,6 +437,7 @@ impl<T> fmt::Debug for Receiver<T> {
 
 /// Blocking iterator over a [`Receiver`]; see [`Receiver::iter`].
 #[derive(Debug)]
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct Iter<'a, T> {
     rx: &'a Receiver<T>,
 }
@@ -436,6 +451,7 @@ impl<T> Iterator for Iter<'_, T> {
 
 /// Non-blocking iterator over a [`Receiver`]; see [`Receiver::try_iter`].
 #[derive(Debug)]
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct TryIter<'a, T> {
     rx: &'a Receiver<T>,
 }
@@ -449,6 +465,7 @@ impl<T> Iterator for TryIter<'_, T> {
 
 /// Owning blocking iterator over a [`Receiver`]; see [`Receiver::iter`].
 #[derive(Debug)]
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct IntoIter<T> {
     rx: Receiver<T>,
 }

@@ -75,8 +75,16 @@ impl<T> OneshotReceiver<T> {
     }
 
     /// Like [`recv`](OneshotReceiver::recv), giving up with `TimedOut` at `deadline`.
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvError> {
-        self.rx.recv_deadline(deadline)
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use zsync::channel::{oneshot, RecvError};
+    /// let (_tx, rx) = oneshot::<u8>();
+    /// let deadline = Instant::now() + Duration::from_millis(10);
+    /// assert_eq!(rx.recv_until(deadline), Err(RecvError::TimedOut));
+    /// ```
+    pub fn recv_until(&self, deadline: Instant) -> Result<T, RecvError> {
+        self.rx.recv_until(deadline)
     }
 
     /// The value if it was sent already. Never blocks.

@@ -62,7 +62,7 @@ impl<T> Drop for QueueWaiter<'_, T> {
 /// cancel stay moved, and [`QueueError::count`] says how many. Every waiting call (`put`,
 /// `put_all`, `put_one`, `get`, `get_one`) has a `_timeout(.., timeout)` and an
 /// `_until(.., deadline)` form, and honours the task's deadline
-/// ([`Io::with_deadline`](crate::Io::with_deadline)).
+/// ([`Io::timeout_until`](crate::Io::timeout_until)).
 ///
 /// ```
 /// use std::sync::Arc;

@@ -63,8 +63,8 @@
 //! are gone: stacks of a dropped pool stay valid. [`StackPool::get`] never maps memory when a
 //! returned stack is available. [`StackPool::put`] keeps returned stacks *hot* (LIFO, pages
 //! still committed, no syscall). Releasing pages is what costs: an `madvise` on a
-//! multi-threaded process sends a TLB shootdown to the other CPUs (~35 µs per call measured
-//! here), so it stays off the spawn path. Instead the worker calls [`StackPool::trim`] when it
+//! multi-threaded process sends a TLB shootdown to the other CPUs (tens of microseconds per call;
+//! see docs/ARCHITECTURE.md, "Measurements behind the tuning"), so it stays off the spawn path. Instead the worker calls [`StackPool::trim`] when it
 //! is about to sleep: every [`TRIM_PERIOD`], hot stacks that went unused for [`TRIM_AGE`]
 //! periods (the bottom of the LIFO, beyond the [`DEFAULT_KEEP_HOT`] most recent) are released
 //! with `MADV_DONTNEED`, sorted by address so that one call covers each run of adjacent slots

@@ -50,7 +50,7 @@
 //! non-blocking mode. Its reads and writes then wait for readiness exactly as a socket's do: a
 //! read of an empty FIFO is interrupted by cancellation, by a dropped [`Task`](crate::Task)
 //! handle, by `run`'s shutdown and by deadlines ([`Io::timeout`](crate::Io::timeout),
-//! [`Io::with_deadline`](crate::Io::with_deadline)), on every model. On a Green io_uring worker
+//! [`Io::timeout_until`](crate::Io::timeout_until)), on every model. On a Green io_uring worker
 //! the read is a ring op the kernel waits on and cancels.
 //!
 //! Non-blocking mode belongs to the open file description, which a `dup`, a forked child or an

@@ -39,11 +39,13 @@ use crate::task::Runnable;
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Model {
-    /// Direct syscalls on the calling thread. [`Io::spawn`](crate::Io::spawn) runs the closure inline, at once;
-    /// [`Io::concurrent`](crate::Io::concurrent) reports [`ConcurrencyUnavailable`](crate::ConcurrencyUnavailable). Zero overhead over plain std calls.
+    /// Direct syscalls on the calling thread. [`Io::spawn`](crate::Io::spawn) runs the closure
+    /// inline, at once; [`Io::concurrent`](crate::Io::concurrent) reports
+    /// [`ConcurrencyUnavailable`]. Zero overhead over plain std calls.
     Blocking,
     /// A work-stealing pool of OS threads (default size: available parallelism); blocking
-    /// syscalls run on the workers, and each [`Io::concurrent`](crate::Io::concurrent) task gets a thread of its own.
+    /// syscalls run on the workers, and each [`Io::concurrent`](crate::Io::concurrent) task gets
+    /// a thread of its own.
     Threaded,
     /// Stackful fibers, M:N on per-worker event loops (the calling thread becomes worker 0).
     /// A blocking operation parks the fiber, not the thread. The I/O engine is chosen with
@@ -54,6 +56,22 @@ pub enum Model {
 }
 
 impl Model {
+    /// Which kind of model this is: what code compares, where [`name`](Model::name) is for
+    /// display.
+    ///
+    /// ```
+    /// use zsync::{Model, ModelKind};
+    /// assert_eq!(Model::Green.kind(), ModelKind::Green);
+    /// ```
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Model::Blocking => ModelKind::Blocking,
+            Model::Threaded => ModelKind::Threaded,
+            Model::Green => ModelKind::Green,
+            Model::Custom(_) => ModelKind::Custom,
+        }
+    }
+
     /// The model's name, as printed by the demo and in error messages.
     pub fn name(&self) -> &'static str {
         match self {
@@ -71,6 +89,42 @@ impl fmt::Debug for Model {
     }
 }
 
+/// Which kind of model runs an [`Io`](crate::Io): [`Io::model`](crate::Io::model) and
+/// [`Model::kind`] return it, for code that branches on the model (a `Copy` value to compare,
+/// where [`Io::model_name`](crate::Io::model_name) is a string for display; every custom model
+/// is [`Custom`](ModelKind::Custom), its own name is in `model_name`).
+///
+/// ```
+/// use zsync::{Model, ModelKind};
+/// zsync::run(Model::Threaded, |io| {
+///     assert_eq!(io.model(), ModelKind::Threaded);
+///     assert_eq!(io.model().to_string(), io.model_name());
+/// });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ModelKind {
+    /// [`Model::Blocking`].
+    Blocking,
+    /// [`Model::Threaded`].
+    Threaded,
+    /// [`Model::Green`].
+    Green,
+    /// [`Model::Custom`], whatever the custom model.
+    Custom,
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelKind::Blocking => "Blocking",
+            ModelKind::Threaded => "Threaded",
+            ModelKind::Green => "Green",
+            ModelKind::Custom => "Custom",
+        })
+    }
+}
+
 /// A built-in model's running state, or a custom model. One `match` per scheduling call; no `_`
 /// arms, so a new model cannot be forgotten in one of them.
 pub(crate) enum ModelImpl {
@@ -85,6 +139,16 @@ pub(crate) enum ModelImpl {
 pub(crate) struct Declined;
 
 impl ModelImpl {
+    /// Which kind of model this is.
+    pub(crate) fn kind(&self) -> ModelKind {
+        match self {
+            ModelImpl::Blocking => ModelKind::Blocking,
+            ModelImpl::Threaded(_) => ModelKind::Threaded,
+            ModelImpl::Green(_) => ModelKind::Green,
+            ModelImpl::Custom(_) => ModelKind::Custom,
+        }
+    }
+
     /// The model's name.
     pub(crate) fn name(&self) -> &'static str {
         match self {

@@ -114,7 +114,7 @@ macro_rules! impl_timeouts {
             /// an expired `SO_RCVTIMEO` on Unix (`None`: wait forever). Each wait gets the whole
             /// `timeout`.
             ///
-            /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+            /// The task's deadline ([`Io::timeout_until`](crate::Io::timeout_until),
             /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`;
             /// when both apply, the one that passes first gives its kind.
             ///
@@ -129,7 +129,7 @@ macro_rules! impl_timeouts {
             /// an expired `SO_SNDTIMEO` on Unix (`None`: wait forever). Each wait gets the whole
             /// `timeout`.
             ///
-            /// The task's deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+            /// The task's deadline ([`Io::timeout_until`](crate::Io::timeout_until),
             /// [`Io::timeout`](crate::Io::timeout)) still ends the operation with `TimedOut`;
             /// when both apply, the one that passes first gives its kind.
             ///

@@ -8,7 +8,7 @@
 //! Timeouts behave as std's: a socket's read or write timeout (`set_read_timeout`,
 //! `set_write_timeout`) that expires fails the operation with
 //! [`WouldBlock`](std::io::ErrorKind::WouldBlock) (`EAGAIN`), as an expired `SO_RCVTIMEO` does
-//! on Unix; the task's deadline ([`Io::with_deadline`](crate::Io::with_deadline)) fails it with
+//! on Unix; the task's deadline ([`Io::timeout_until`](crate::Io::timeout_until)) fails it with
 //! `TimedOut` ([`is_timed_out`](crate::is_timed_out)). With both, the one that passes first
 //! decides.
 //!

@@ -3,7 +3,7 @@
 //! A socket timeout that expires is reported as std reports an expired `SO_RCVTIMEO` or
 //! `SO_SNDTIMEO` on Unix: `WouldBlock` (`EAGAIN`), which callers written for std sockets treat
 //! as "nothing yet, try again later" (tungstenite's handshake resumes on it). `TimedOut` stays
-//! the kind of the task's own deadline ([`Io::with_deadline`](crate::Io::with_deadline),
+//! the kind of the task's own deadline ([`Io::timeout_until`](crate::Io::timeout_until),
 //! [`Io::timeout`](crate::Io::timeout)). An operation bounded by both waits until the earlier
 //! one and reports that one's kind; at a tie the task's deadline wins (it ends more than this
 //! operation).

@@ -3,9 +3,10 @@
 //!
 //! These are the `std::sync` (and `tokio::sync`) types rebuilt for zsync. Their waits never block
 //! an OS thread with a std lock or condvar: they wait through the crate's wait primitive, which
-//! parks the OS thread on the thread models and will park only the *fiber* on a green model.
+//! parks the OS thread on the thread models and only the *fiber* on Green (its worker thread
+//! runs other fibers meanwhile).
 //! Every wait is a **cancellation point** (it reports `Canceled` when the task is asked to stop,
-//! and `TimedOut` at the task's deadline, see [`Io::with_deadline`](crate::Io::with_deadline)),
+//! and `TimedOut` at the task's deadline, see [`Io::timeout_until`](crate::Io::timeout_until)),
 //! most have a `_timeout` variant, and each one that can sit in a `select` also has an
 //! [`Event`](crate::Event) form (`acquire_event`, `lock_event`, `read_event`, `write_event`,
 //! `notified_event`, `wait_event`), usable with [`Io::wait`](crate::Io::wait).
@@ -96,48 +97,24 @@ mod rwlock;
 mod semaphore;
 mod wait_group;
 
-use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
-pub use mutex::{Lock, Mutex, MutexGuard};
-pub use notify::{Notified, Notify, ResetEvent, ResetEventWait};
+pub use mutex::{LockEvent, Mutex, MutexGuard};
+pub use notify::{NotifiedEvent, Notify, ResetEvent, ResetWaitEvent};
 pub use once_cell::OnceCell;
-pub use rwlock::{Read, RwLock, RwLockReadGuard, RwLockWriteGuard, Write};
-pub use semaphore::{Acquire, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError};
-pub use wait_group::{WaitGroup, WaitGroupWait};
+pub use rwlock::{ReadLockEvent, RwLock, RwLockReadGuard, RwLockWriteGuard, WriteLockEvent};
+pub use semaphore::{
+    AcquireEvent, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
+};
+pub use wait_group::{WaitGroup, WaitGroupEvent};
 
-/// The payload of the `io::Error` an acquire reports when its [`Semaphore`] was closed.
-/// Recognise it with [`is_closed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Closed;
-
-impl fmt::Display for Closed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("semaphore closed")
-    }
-}
-
-impl std::error::Error for Closed {}
-
+/// The `io::Error` an acquire reports when its [`Semaphore`] was closed: recognise it with
+/// [`zsync::is_closed`](crate::is_closed).
 fn closed_error() -> io::Error {
-    io::Error::other(Closed)
-}
-
-/// Tells whether `err` reports a closed [`Semaphore`].
-///
-/// ```
-/// use zsync::sync::{is_closed, Semaphore};
-/// zsync::run(zsync::Model::Blocking, |_| {
-///     let sem = Semaphore::new(1);
-///     sem.close();
-///     assert!(is_closed(&sem.acquire().unwrap_err()));
-/// });
-/// ```
-pub fn is_closed(err: &io::Error) -> bool {
-    err.get_ref().is_some_and(|e| e.is::<Closed>())
+    crate::Closed::error(io::ErrorKind::Other, "semaphore")
 }
 
 /// `now + timeout`, or no deadline if that overflows the clock.

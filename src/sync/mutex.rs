@@ -101,8 +101,8 @@ impl<T: ?Sized> Mutex<T> {
     ///     assert_eq!(m.into_inner(), 2);
     /// });
     /// ```
-    pub fn lock_event(&self) -> Lock<'_, T> {
-        Lock {
+    pub fn lock_event(&self) -> LockEvent<'_, T> {
+        LockEvent {
             mutex: self,
             raw: self.sem.acquire_raw(1),
         }
@@ -148,12 +148,12 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
 /// The [`Event`] form of [`Mutex::lock`]. Dropping it before it completes leaves the mutex as if
 /// it never existed.
 #[must_use = "an event does nothing until waited for"]
-pub struct Lock<'a, T: ?Sized> {
+pub struct LockEvent<'a, T: ?Sized> {
     mutex: &'a Mutex<T>,
     raw: RawAcquire<'a>,
 }
 
-impl<'a, T: ?Sized> Event for Lock<'a, T> {
+impl<'a, T: ?Sized> Event for LockEvent<'a, T> {
     type Output = MutexGuard<'a, T>;
 
     fn poll_event(&mut self, waker: &Waker) -> Poll<MutexGuard<'a, T>> {
@@ -166,9 +166,9 @@ impl<'a, T: ?Sized> Event for Lock<'a, T> {
     }
 }
 
-impl<T: ?Sized> fmt::Debug for Lock<'_, T> {
+impl<T: ?Sized> fmt::Debug for LockEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock").finish_non_exhaustive()
+        f.debug_struct("LockEvent").finish_non_exhaustive()
     }
 }
 

@@ -110,8 +110,8 @@ impl Notify {
     /// The [`Event`] form of [`notified`](Notify::notified). It starts waiting (and can be
     /// reached by `notify_waiters`) when first polled; dropped before completion it passes on a
     /// `notify_one` it received.
-    pub fn notified_event(&self) -> Notified<'_> {
-        Notified {
+    pub fn notified_event(&self) -> NotifiedEvent<'_> {
+        NotifiedEvent {
             notify: self,
             key: None,
         }
@@ -130,12 +130,12 @@ impl fmt::Debug for Notify {
 
 /// The [`Event`] form of [`Notify::notified`].
 #[must_use = "an event does nothing until waited for"]
-pub struct Notified<'a> {
+pub struct NotifiedEvent<'a> {
     notify: &'a Notify,
     key: Option<usize>,
 }
 
-impl Event for Notified<'_> {
+impl Event for NotifiedEvent<'_> {
     type Output = ();
 
     fn poll_event(&mut self, waker: &Waker) -> Poll<()> {
@@ -162,7 +162,7 @@ impl Event for Notified<'_> {
     }
 }
 
-impl Drop for Notified<'_> {
+impl Drop for NotifiedEvent<'_> {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let waker = {
@@ -179,9 +179,9 @@ impl Drop for Notified<'_> {
     }
 }
 
-impl fmt::Debug for Notified<'_> {
+impl fmt::Debug for NotifiedEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Notified")
+        f.debug_struct("NotifiedEvent")
             .field("waiting", &self.key.is_some())
             .finish()
     }
@@ -251,8 +251,8 @@ impl ResetEvent {
     }
 
     /// The [`Event`] form of [`wait`](ResetEvent::wait).
-    pub fn wait_event(&self) -> ResetEventWait<'_> {
-        ResetEventWait {
+    pub fn wait_event(&self) -> ResetWaitEvent<'_> {
+        ResetWaitEvent {
             event: self,
             waiter: self.waiters.waiter(),
         }
@@ -269,21 +269,21 @@ impl fmt::Debug for ResetEvent {
 
 /// The [`Event`] form of [`ResetEvent::wait`].
 #[must_use = "an event does nothing until waited for"]
-pub struct ResetEventWait<'a> {
+pub struct ResetWaitEvent<'a> {
     event: &'a ResetEvent,
     waiter: Waiter<'a>,
 }
 
-impl Event for ResetEventWait<'_> {
+impl Event for ResetWaitEvent<'_> {
     type Output = ();
     fn poll_event(&mut self, waker: &Waker) -> Poll<()> {
         poll_condition(&mut self.waiter, waker, || self.event.is_set())
     }
 }
 
-impl fmt::Debug for ResetEventWait<'_> {
+impl fmt::Debug for ResetWaitEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResetEventWait").finish_non_exhaustive()
+        f.debug_struct("ResetWaitEvent").finish_non_exhaustive()
     }
 }
 

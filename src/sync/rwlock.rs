@@ -105,16 +105,16 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// The [`Event`] form of [`read`](RwLock::read).
-    pub fn read_event(&self) -> Read<'_, T> {
-        Read {
+    pub fn read_event(&self) -> ReadLockEvent<'_, T> {
+        ReadLockEvent {
             lock: self,
             raw: self.sem.acquire_raw(1),
         }
     }
 
     /// The [`Event`] form of [`write`](RwLock::write).
-    pub fn write_event(&self) -> Write<'_, T> {
-        Write {
+    pub fn write_event(&self) -> WriteLockEvent<'_, T> {
+        WriteLockEvent {
             lock: self,
             raw: self.sem.acquire_raw(MAX_READS),
         }
@@ -159,12 +159,12 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
 
 /// The [`Event`] form of [`RwLock::read`].
 #[must_use = "an event does nothing until waited for"]
-pub struct Read<'a, T: ?Sized> {
+pub struct ReadLockEvent<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
     raw: RawAcquire<'a>,
 }
 
-impl<'a, T: ?Sized> Event for Read<'a, T> {
+impl<'a, T: ?Sized> Event for ReadLockEvent<'a, T> {
     type Output = RwLockReadGuard<'a, T>;
     fn poll_event(&mut self, waker: &Waker) -> Poll<Self::Output> {
         match self.raw.poll_raw(waker) {
@@ -175,20 +175,20 @@ impl<'a, T: ?Sized> Event for Read<'a, T> {
     }
 }
 
-impl<T: ?Sized> fmt::Debug for Read<'_, T> {
+impl<T: ?Sized> fmt::Debug for ReadLockEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Read").finish_non_exhaustive()
+        f.debug_struct("ReadLockEvent").finish_non_exhaustive()
     }
 }
 
 /// The [`Event`] form of [`RwLock::write`].
 #[must_use = "an event does nothing until waited for"]
-pub struct Write<'a, T: ?Sized> {
+pub struct WriteLockEvent<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
     raw: RawAcquire<'a>,
 }
 
-impl<'a, T: ?Sized> Event for Write<'a, T> {
+impl<'a, T: ?Sized> Event for WriteLockEvent<'a, T> {
     type Output = RwLockWriteGuard<'a, T>;
     fn poll_event(&mut self, waker: &Waker) -> Poll<Self::Output> {
         match self.raw.poll_raw(waker) {
@@ -199,9 +199,9 @@ impl<'a, T: ?Sized> Event for Write<'a, T> {
     }
 }
 
-impl<T: ?Sized> fmt::Debug for Write<'_, T> {
+impl<T: ?Sized> fmt::Debug for WriteLockEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Write").finish_non_exhaustive()
+        f.debug_struct("WriteLockEvent").finish_non_exhaustive()
     }
 }
 

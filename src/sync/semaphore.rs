@@ -97,6 +97,20 @@ impl fmt::Display for TryAcquireError {
 
 impl std::error::Error for TryAcquireError {}
 
+impl TryAcquireError {
+    /// Whether the semaphore was closed (rather than short of permits).
+    ///
+    /// ```
+    /// let sem = zsync::sync::Semaphore::new(0);
+    /// assert!(!sem.try_acquire().unwrap_err().is_closed());
+    /// sem.close();
+    /// assert!(sem.try_acquire().unwrap_err().is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryAcquireError::Closed)
+    }
+}
+
 impl Semaphore {
     /// The most permits a semaphore can hold.
     pub const MAX_PERMITS: usize = usize::MAX >> 3;
@@ -153,7 +167,7 @@ impl Semaphore {
     }
 
     /// Closes the semaphore: every waiting and every future acquire fails with an error for
-    /// which [`is_closed`](super::is_closed) is true. Permits held stay valid and are still
+    /// which [`zsync::is_closed`](crate::is_closed) is true. Permits held stay valid and are still
     /// returned on drop; `try_acquire` reports [`TryAcquireError::Closed`].
     pub fn close(&self) {
         let wakers = {
@@ -167,7 +181,7 @@ impl Semaphore {
     /// Takes one permit, waiting in FIFO order. Cancellation point.
     ///
     /// Errors: `Canceled`; `TimedOut` at the task's deadline; closed (see
-    /// [`is_closed`](super::is_closed)).
+    /// [`zsync::is_closed`](crate::is_closed)).
     pub fn acquire(&self) -> io::Result<SemaphorePermit<'_>> {
         self.acquire_many(1)
     }
@@ -280,13 +294,13 @@ impl Semaphore {
     ///     assert_eq!(sem.available_permits(), 1);
     /// });
     /// ```
-    pub fn acquire_event(&self) -> Acquire<'_> {
+    pub fn acquire_event(&self) -> AcquireEvent<'_> {
         self.acquire_many_event(1)
     }
 
     /// The [`Event`] form of [`acquire_many`](Semaphore::acquire_many).
-    pub fn acquire_many_event(&self, n: usize) -> Acquire<'_> {
-        Acquire {
+    pub fn acquire_many_event(&self, n: usize) -> AcquireEvent<'_> {
+        AcquireEvent {
             raw: self.acquire_raw(n),
         }
     }
@@ -388,11 +402,11 @@ impl Drop for RawAcquire<'_> {
 ///
 /// Output: the permit, or the closed error.
 #[must_use = "an event does nothing until waited for"]
-pub struct Acquire<'a> {
+pub struct AcquireEvent<'a> {
     raw: RawAcquire<'a>,
 }
 
-impl<'a> Event for Acquire<'a> {
+impl<'a> Event for AcquireEvent<'a> {
     type Output = io::Result<SemaphorePermit<'a>>;
 
     fn poll_event(&mut self, waker: &Waker) -> Poll<Self::Output> {
@@ -404,9 +418,9 @@ impl<'a> Event for Acquire<'a> {
     }
 }
 
-impl fmt::Debug for Acquire<'_> {
+impl fmt::Debug for AcquireEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Acquire")
+        f.debug_struct("AcquireEvent")
             .field("permits", &self.raw.need)
             .field("queued", &self.raw.key.is_some())
             .finish()
@@ -560,7 +574,7 @@ mod tests {
         sem.close();
         assert_eq!(wakes(&a), 1);
         match ev.poll_event(&wa) {
-            Poll::Ready(Err(e)) => assert!(super::super::is_closed(&e)),
+            Poll::Ready(Err(e)) => assert!(crate::is_closed(&e)),
             _ => panic!("expected the closed error"),
         }
         assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::Closed);

@@ -80,8 +80,8 @@ impl WaitGroup {
     }
 
     /// The [`Event`] form of [`wait`](WaitGroup::wait).
-    pub fn wait_event(&self) -> WaitGroupWait<'_> {
-        WaitGroupWait {
+    pub fn wait_event(&self) -> WaitGroupEvent<'_> {
+        WaitGroupEvent {
             group: self,
             waiter: self.waiters.waiter(),
         }
@@ -98,21 +98,21 @@ impl fmt::Debug for WaitGroup {
 
 /// The [`Event`] form of [`WaitGroup::wait`]: completes when the count is zero.
 #[must_use = "an event does nothing until waited for"]
-pub struct WaitGroupWait<'a> {
+pub struct WaitGroupEvent<'a> {
     group: &'a WaitGroup,
     waiter: Waiter<'a>,
 }
 
-impl Event for WaitGroupWait<'_> {
+impl Event for WaitGroupEvent<'_> {
     type Output = ();
     fn poll_event(&mut self, waker: &Waker) -> Poll<()> {
         poll_condition(&mut self.waiter, waker, || self.group.count() == 0)
     }
 }
 
-impl fmt::Debug for WaitGroupWait<'_> {
+impl fmt::Debug for WaitGroupEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WaitGroupWait").finish_non_exhaustive()
+        f.debug_struct("WaitGroupEvent").finish_non_exhaustive()
     }
 }
 

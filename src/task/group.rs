@@ -49,6 +49,7 @@ pub enum GroupPolicy {
 /// });
 /// assert_eq!(sum, 30);
 /// ```
+#[must_use = "dropping a Group cancels its tasks and waits for them; call join_all() for their results"]
 pub struct Group<T> {
     io: Io,
     scope: NodeRef,

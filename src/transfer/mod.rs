@@ -53,7 +53,7 @@
 //! Every wait for a socket end to become writable (or readable) is bounded by the socket's
 //! [`write_timeout`](Descriptor::write_timeout) ([`read_timeout`](Descriptor::read_timeout)) —
 //! a peer that stops reading makes the transfer fail with `WouldBlock`, as a std socket's
-//! timeout does — and by the task's deadline ([`Io::with_deadline`]: `TimedOut`); and it is a
+//! timeout does — and by the task's deadline ([`Io::timeout_until`]: `TimedOut`); and it is a
 //! cancellation point, on every model. A transfer that fails after moving bytes does not report
 //! how many: the error wins.
 

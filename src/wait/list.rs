@@ -15,7 +15,8 @@
 //! Entries carry a `tag` so that one list can serve many keys (the futex table hashes addresses
 //! into a few lists and wakes only waiters of the address it was asked for).
 //!
-//! Wakers are plain `std::task::Waker`s: a thread parker today, a fiber or a future tomorrow.
+//! Wakers are plain `std::task::Waker`s: a thread's parker or a Green fiber's (a future's,
+//! should zsync ever offer one).
 //!
 //! The FIFO itself is a [`WaitQueue`]; this type adds the lock and a `Waiter` that leaves on drop.
 

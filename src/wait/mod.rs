@@ -8,7 +8,7 @@
 //!   that lock instead, so that one operation takes one lock.
 //! - [`block_until`]: blocks the running task until a poll function is ready. It is a
 //!   cancellation point and honours deadlines. On the thread models "blocks" means parking the
-//!   OS thread; a fiber model parks the fiber instead; both wake through a `std::task::Waker`, so
+//!   OS thread; Green parks the fiber instead; both wake through a `std::task::Waker`, so
 //!   a coordination type written once as `poll(&Waker) -> Poll<T>` works on every model and can
 //!   later be wrapped as a `Future` unchanged.
 //!
@@ -43,7 +43,7 @@ pub(crate) fn block_until<T>(
 }
 
 /// The general form of [`block_until`]: `check_cancel = false` lets `poll` observe cancellation
-/// itself (a `select` with a `canceled()` arm), and `wake_hint` names a time at which `poll` wants
+/// itself (a `select` with a `cancel_requested()` arm), and `wake_hint` names a time at which `poll` wants
 /// to run again even if nobody wakes it (a sleep arm), without that being an error.
 pub(crate) fn block_on<T>(
     deadline: Option<Instant>,
@@ -84,10 +84,9 @@ pub(crate) fn block_on<T>(
 /// partner that answers within a few yields is caught by the spin instead. Bounded, so a wait
 /// for something slow costs only these few yields of CPU before the thread sleeps.
 ///
-/// Measured with `cargo bench --bench channels -- ping_pong/zsync_threaded` on a shared 2-core
-/// VM, runs interleaved to cancel out load: no spin 31–47 µs per round trip; 10 yields 1.7 µs;
-/// 20 yields 2.6 µs; 50 yields 0.76–2.1 µs. Busy-spinning with `spin_loop` (50 polls × 32 hints)
-/// was far worse, 58 µs: the spinner keeps the partner it waits for off the CPU.
+/// Yielding, not busy-spinning with `spin_loop`: a busy spinner keeps the partner it waits for
+/// off the CPU on a machine with few cores. The count was chosen with the channel ping-pong
+/// benchmark (figures in docs/ARCHITECTURE.md, "Measurements behind the tuning").
 const SPIN_POLLS: u32 = 50;
 
 /// The pause between two polls of the spin: give the CPU to the thread we are waiting for, if it

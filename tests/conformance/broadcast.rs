@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zsync::channel::broadcast::{self, RecvError, TryRecvError};
-use zsync::channel::{self, SendError};
+use zsync::channel::SendError;
 use zsync::Io;
 
 use crate::support::{has_concurrency, let_it_block, wait_for, Census, Counted};
@@ -44,7 +44,7 @@ fn broadcast_every_receiver_gets_every_value(_io: &Io) {
     assert_eq!(rx1.try_recv(), Err(TryRecvError::Closed));
     let err = rx2.try_recv().and_then(|_| rx2.try_recv()).unwrap_err();
     assert!(err.is_closed());
-    assert!(channel::is_closed(&err.into()));
+    assert!(zsync::is_closed(&err.into()));
     // No receiver: the send fails and gives the value back.
     let (tx, rx) = broadcast::channel(1);
     drop(rx);
@@ -199,7 +199,7 @@ fn broadcast_cancel_while_blocked(io: &Io) {
 
 fn broadcast_deadline_while_blocked(io: &Io) {
     let (tx, mut rx) = broadcast::channel::<u8>(4);
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(20), |_| rx.recv());
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(20), |_| rx.recv());
     assert_eq!(r, Err(RecvError::TimedOut));
     assert_eq!(
         rx.recv_timeout(Duration::from_millis(10)),

@@ -261,7 +261,7 @@ fn recv_timeout_times_out_in_time(_io: &Io) {
     tx.send(1).unwrap();
     let start = Instant::now();
     let err = tx
-        .send_deadline(2, Instant::now() + Duration::from_millis(50))
+        .send_until(2, Instant::now() + Duration::from_millis(50))
         .unwrap_err();
     assert!(err.is_timed_out());
     assert_eq!(err.into_inner(), 2);
@@ -274,7 +274,7 @@ fn recv_timeout_times_out_in_time(_io: &Io) {
 fn task_deadline_applies_to_recv(io: &Io) {
     let (_tx, rx) = channel::unbounded::<u8>();
     let start = Instant::now();
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), |_| rx.recv());
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(30), |_| rx.recv());
     assert_eq!(r, Err(RecvError::TimedOut));
     assert!(start.elapsed() >= Duration::from_millis(30));
 }
@@ -548,7 +548,7 @@ fn queue_timeouts_and_deadlines(io: &Io) {
         q.put_one_until(7, Instant::now() + ms(10)),
         Err(SendError::TimedOut(7))
     );
-    let r = io.with_deadline(Instant::now() + ms(10), |_| q.put_all(&[8]));
+    let r = io.timeout_until(Instant::now() + ms(10), |_| q.put_all(&[8]));
     assert!(r.unwrap_err().is_timed_out(), "the task's deadline applies");
     let mut buf = [0; 3];
     let err = q.get_timeout(&mut buf, 3, ms(10)).unwrap_err();
@@ -574,10 +574,10 @@ fn queue_timeouts_and_deadlines(io: &Io) {
     q.close();
     let err = q.get_timeout(&mut buf, 1, ms(5000)).unwrap_err();
     assert!(err.is_closed());
-    assert!(channel::is_closed(&err.into()));
+    assert!(zsync::is_closed(&err.into()));
 }
 
-/// `channel::is_closed` recognises every closed-channel error converted into `io::Error`, and
+/// `zsync::is_closed` recognises every closed-channel error converted into `io::Error`, and
 /// nothing else.
 fn closed_errors_are_recognisable(_io: &Io) {
     let closed: Vec<std::io::Error> = vec![
@@ -593,7 +593,7 @@ fn closed_errors_are_recognisable(_io: &Io) {
         zsync::channel::broadcast::RecvError::Closed.into(),
     ];
     for e in &closed {
-        assert!(channel::is_closed(e), "{e:?}");
+        assert!(zsync::is_closed(e), "{e:?}");
     }
     assert!(RecvError::Closed.is_closed() && TryRecvError::Closed.is_closed());
     assert!(TrySendError::Closed(()).is_closed() && SendError::Closed(()).is_closed());
@@ -602,7 +602,7 @@ fn closed_errors_are_recognisable(_io: &Io) {
         RecvError::TimedOut.into(),
         zsync::canceled(),
     ] {
-        assert!(!channel::is_closed(&e), "{e:?}");
+        assert!(!zsync::is_closed(&e), "{e:?}");
     }
 }
 
@@ -830,7 +830,58 @@ fn stress_random_receiver_cancellation(io: &Io) {
     }
 }
 
+/// Every closed-channel error answers `is_closed()`, and the `io::Error` it converts into (by `?`)
+/// is recognised by `zsync::is_closed`, through one more wrapping too; a cancel or timeout is not.
+fn closed_errors_are_recognised_after_conversion(io: &Io) {
+    fn as_io<E: Into<std::io::Error>>(e: E) -> std::io::Error {
+        e.into()
+    }
+    let (tx, rx) = channel::bounded::<u8>(1);
+    drop(rx);
+    let e = tx.send(1).unwrap_err();
+    assert!(e.is_closed());
+    assert!(zsync::is_closed(&as_io(e)));
+    let e = tx.try_send(2).unwrap_err();
+    assert!(e.is_closed() && !e.is_full());
+    assert!(zsync::is_closed(&as_io(e)));
+
+    let (tx, rx) = channel::unbounded::<u8>();
+    drop(tx);
+    let e = rx.recv().unwrap_err();
+    assert!(e.is_closed() && !e.is_canceled() && !e.is_timed_out());
+    let wrapped = std::io::Error::other(as_io(e));
+    assert!(zsync::is_closed(&wrapped));
+    let e = rx.try_recv().unwrap_err();
+    assert!(e.is_closed() && !e.is_empty());
+    assert!(zsync::is_closed(&as_io(e)));
+
+    let (tx, rx) = oneshot::<u8>();
+    drop(tx);
+    assert!(zsync::is_closed(&as_io(rx.recv().unwrap_err())));
+
+    let q = Queue::<u8>::new(2);
+    q.close();
+    let e = q.put(&[1], 1).unwrap_err();
+    assert!(e.is_closed() && !e.is_canceled() && !e.is_timed_out());
+    assert!(zsync::is_closed(&as_io(e)));
+
+    let sem = zsync::sync::Semaphore::new(1);
+    sem.close();
+    assert!(sem.try_acquire().unwrap_err().is_closed());
+    assert!(zsync::is_closed(&sem.acquire().unwrap_err()));
+
+    // Not closed: a timed-out receive, and a canceled one.
+    let (_tx, rx) = channel::bounded::<u8>(1);
+    let e = rx.recv_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(e.is_timed_out() && !e.is_closed());
+    assert!(!zsync::is_closed(&as_io(e)));
+    let r = io.timeout(Duration::from_millis(1), |_| rx.recv().map_err(as_io));
+    assert!(!zsync::is_closed(&r.unwrap_err()));
+    assert!(!zsync::is_closed(&zsync::canceled()));
+}
+
 conformance! {
+    closed_errors_are_recognised_after_conversion,
     fifo_order_is_kept,
     close_drains_then_reports_closed,
     dropping_all_senders_closes_after_drain,

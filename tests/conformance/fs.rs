@@ -593,9 +593,9 @@ fn passed_deadline_gives_timed_out(io: &Io) {
     let dir = TempDir::new("fs-deadline");
     let path = dir.path().join("f");
     fs::write(io, &path, b"x").unwrap();
-    let r = io.with_deadline(Instant::now(), |_| fs::read(io, &path));
+    let r = io.timeout_until(Instant::now(), |_| fs::read(io, &path));
     assert_kind(r, ErrorKind::TimedOut);
-    let r = io.with_deadline(Instant::now(), |_| File::create(io, dir.path().join("g")));
+    let r = io.timeout_until(Instant::now(), |_| File::create(io, dir.path().join("g")));
     assert_kind(r, ErrorKind::TimedOut);
     assert!(!fs::exists(io, dir.path().join("g")).unwrap());
     assert_eq!(fs::read(io, &path).unwrap(), b"x");
@@ -657,7 +657,7 @@ fn blocking_file_operation_does_not_stall_other_tasks(io: &Io) {
         writer.join().unwrap().unwrap();
         assert_eq!(reader.join().unwrap().unwrap(), b"through the fifo");
     };
-    if io.model_name() == "Green" {
+    if io.model() == zsync::ModelKind::Green {
         zsync::Builder::new(zsync::Model::Green)
             .worker_threads(1)
             .run(exchange);

@@ -23,8 +23,8 @@ conformance! {
 }
 
 fn backend_name_names_an_engine(io: &Io) {
-    match io.model_name() {
-        "Green" => assert!(
+    match io.model() {
+        zsync::ModelKind::Green => assert!(
             ["io_uring", "epoll"].contains(&io.backend_name()),
             "{}",
             io.backend_name()

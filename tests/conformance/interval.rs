@@ -117,7 +117,7 @@ fn interval_reset(io: &Io) {
 fn interval_tick_honours_deadlines(io: &Io) {
     let start = Instant::now() + Duration::from_secs(3600);
     let mut iv = io.interval_at(start, PERIOD);
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(20), |_| iv.tick());
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(20), |_| iv.tick());
     assert_timed_out(r);
     assert_timed_out(iv.tick_timeout(Duration::from_millis(10)));
     assert_timed_out(iv.tick_until(Instant::now() + Duration::from_millis(10)));

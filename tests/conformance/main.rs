@@ -3,8 +3,8 @@
 #[macro_use]
 pub mod support;
 
-mod broken_pipe;
 mod broadcast;
+mod broken_pipe;
 
 mod bufio;
 mod channel;

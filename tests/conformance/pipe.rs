@@ -155,10 +155,10 @@ impl Fifo {
 
 /// A `Builder` for a fresh runtime of the same model (and backend) as `io`.
 fn same_model(io: &Io) -> zsync::Builder {
-    let model = match io.model_name() {
-        "Blocking" => zsync::Model::Blocking,
-        "Threaded" => zsync::Model::Threaded,
-        "Green" => {
+    let model = match io.model() {
+        zsync::ModelKind::Blocking => zsync::Model::Blocking,
+        zsync::ModelKind::Threaded => zsync::Model::Threaded,
+        zsync::ModelKind::Green => {
             let backend = match io.backend_name() {
                 "io_uring" => zsync::Backend::IoUring,
                 _ => zsync::Backend::Epoll,
@@ -215,7 +215,7 @@ where
 // ---- scenarios, shared by every kind of descriptor ----------------------------------------------
 
 /// A read of an empty pipe: canceled promptly while blocked (also right after it starts, and
-/// in its vectored form), stopped by `io.timeout` and `with_deadline` with `TimedOut`; no byte
+/// in its vectored form), stopped by `io.timeout` and `timeout_until` with `TimedOut`; no byte
 /// is lost to a canceled read. `feed` puts bytes into the pipe from outside the runtime.
 fn blocked_read_scenarios<R: SharedRead>(
     io: &Io,
@@ -243,7 +243,7 @@ fn blocked_read_scenarios<R: SharedRead>(
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{what}: {e:?}");
     assert!(t0.elapsed() >= DEADLINE && t0.elapsed() < DEADLINE + PROMPT);
     let e = io
-        .with_deadline(Instant::now() + DEADLINE, |_| {
+        .timeout_until(Instant::now() + DEADLINE, |_| {
             reader.read_some_vectored(&mut [IoSliceMut::new(&mut [0; 8])])
         })
         .unwrap_err();

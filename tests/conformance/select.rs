@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zsync::channel::{bounded, oneshot, RecvError, TryRecvError};
-use zsync::select::{canceled, sleep, sleep_until};
+use zsync::select::{cancel_requested, sleep, sleep_until};
 use zsync::sync::ResetEvent;
 use zsync::Io;
 
@@ -85,7 +85,7 @@ fn select_reports_cancellation_as_error_or_arm(io: &Io) {
     assert_canceled(r);
     let r = zsync::select!(io;
         _ = sleep(Duration::from_secs(5)) => "timer",
-        _ = canceled() => "canceled",
+        _ = cancel_requested() => "canceled",
     )
     .unwrap();
     assert_eq!(r, "canceled");
@@ -99,7 +99,7 @@ fn select_wakes_on_cancel_while_blocked(io: &Io) {
         .concurrent(|io| {
             zsync::select!(io;
                 _ = sleep(Duration::from_secs(30)) => "timer",
-                _ = canceled() => "canceled",
+                _ = cancel_requested() => "canceled",
             )
         })
         .unwrap();
@@ -336,13 +336,13 @@ fn select_on_two_empty_channels_wakes_on_cancel(io: &Io) {
     let (tx_b, rx_b) = bounded::<u32>(1);
     let (rx_a2, rx_b2) = (rx_a.clone(), rx_b.clone());
     let (keep_a, keep_b) = (rx_a.clone(), rx_b.clone());
-    // A `canceled()` arm reports the cancellation as a value.
+    // A `cancel_requested()` arm reports the cancellation as a value.
     let with_arm = io
         .concurrent(move |io| {
             zsync::select!(io;
                 _ = rx_a2.recv_event() => "a",
                 _ = rx_b2.recv_event() => "b",
-                _ = canceled() => "canceled",
+                _ = cancel_requested() => "canceled",
             )
         })
         .unwrap();

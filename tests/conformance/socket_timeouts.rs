@@ -2,7 +2,7 @@
 //! (`set_read_timeout`/`set_write_timeout`) that expires fails the operation with `WouldBlock`
 //! (`EAGAIN`), as std's `SO_RCVTIMEO`/`SO_SNDTIMEO` do on Unix, and the socket stays usable
 //! (tungstenite's handshake resumes on `WouldBlock`; `TimedOut` made it fail). The task's
-//! deadline (`Io::with_deadline`, `Io::timeout`) fails it with `TimedOut`. When both apply, the
+//! deadline (`Io::timeout_until`, `Io::timeout`) fails it with `TimedOut`. When both apply, the
 //! one that passes first gives its kind.
 
 use std::io::{ErrorKind, Read, Write};
@@ -124,7 +124,7 @@ fn a_task_deadline_before_the_read_timeout_is_timed_out(io: &Io) {
     c.set_read_timeout(Some(LONG)).unwrap();
     let t0 = Instant::now();
     assert_timed_out(
-        io.with_deadline(Instant::now() + SHORT, |_| (&c).read(&mut [0; 4])),
+        io.timeout_until(Instant::now() + SHORT, |_| (&c).read(&mut [0; 4])),
         "tcp read",
     );
     assert_timed_out(io.timeout(SHORT, |_| c.peek(&mut [0; 4])), "tcp peek");
@@ -150,7 +150,7 @@ fn a_read_timeout_before_the_task_deadline_is_would_block(io: &Io) {
     let (a, _b) = UnixStream::pair(io).unwrap();
     a.set_read_timeout(Some(SHORT)).unwrap();
     let t0 = Instant::now();
-    io.with_deadline(Instant::now() + LONG, |_| {
+    io.timeout_until(Instant::now() + LONG, |_| {
         assert_would_block((&c).read(&mut [0; 4]), "tcp read");
         assert_would_block(udp.recv_from(&mut [0; 4]), "udp recv_from");
         assert_would_block((&a).read(&mut [0; 4]), "unix read");
@@ -164,7 +164,7 @@ fn write_timeout_and_task_deadline_each_give_their_own_kind(io: &Io) {
     let (a, _b) = UnixStream::pair(io).unwrap();
     a.set_write_timeout(Some(SHORT)).unwrap();
     assert_would_block(
-        io.with_deadline(Instant::now() + LONG, |_| {
+        io.timeout_until(Instant::now() + LONG, |_| {
             Err::<(), _>(write_until_error(&a))
         }),
         "unix: write timeout first",
@@ -178,7 +178,7 @@ fn write_timeout_and_task_deadline_each_give_their_own_kind(io: &Io) {
     c.set_send_buffer_size(4096).unwrap();
     c.set_write_timeout(Some(SHORT)).unwrap();
     assert_would_block(
-        io.with_deadline(Instant::now() + LONG, |_| {
+        io.timeout_until(Instant::now() + LONG, |_| {
             Err::<(), _>(write_until_error(&c))
         }),
         "tcp: write timeout first",
@@ -197,7 +197,7 @@ fn transfer_timeout_and_task_deadline_each_give_their_own_kind(io: &Io) {
     let (dst, _sink) = UnixStream::pair(io).unwrap();
     src.set_read_timeout(Some(SHORT)).unwrap();
     assert_would_block(
-        io.with_deadline(Instant::now() + LONG, |_| zsync::copy(&src, &dst)),
+        io.timeout_until(Instant::now() + LONG, |_| zsync::copy(&src, &dst)),
         "copy: source read timeout first",
     );
     src.set_read_timeout(Some(LONG)).unwrap();

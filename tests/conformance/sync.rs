@@ -185,12 +185,12 @@ fn semaphore_close_fails_waiters_and_newcomers(io: &Io) {
         io.sleep(SETTLE).unwrap();
         sem.close();
         let err = waiter.join().unwrap().unwrap_err();
-        assert!(zsync::sync::is_closed(&err), "{err:?}");
+        assert!(zsync::is_closed(&err), "{err:?}");
     } else {
         sem.close();
     }
     assert!(sem.is_closed());
-    assert!(zsync::sync::is_closed(&sem.acquire().unwrap_err()));
+    assert!(zsync::is_closed(&sem.acquire().unwrap_err()));
     assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::Closed);
 }
 
@@ -526,7 +526,7 @@ fn condvar_wait_timeout_relocks_and_reports(io: &Io) {
     assert!(res.timed_out());
     drop(_g);
     // Inside a task deadline, the task's deadline is an error and the lock is not held.
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(10), |_| {
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(10), |_| {
         cv.wait(m.lock().unwrap())
     });
     assert_timed_out(r);
@@ -633,7 +633,7 @@ fn barrier_timeout_withdraws_the_arrival(io: &Io) {
     let b = Barrier::new(2);
     assert_timed_out(b.wait_timeout(Duration::from_millis(10)));
     assert_timed_out(b.wait_until(Instant::now() + Duration::from_millis(10)));
-    assert_timed_out(io.with_deadline(Instant::now() + Duration::from_millis(10), |_| b.wait()));
+    assert_timed_out(io.timeout_until(Instant::now() + Duration::from_millis(10), |_| b.wait()));
     let single = Barrier::new(1);
     assert!(
         single.wait_timeout(Duration::ZERO).unwrap().is_leader(),

@@ -22,6 +22,18 @@ fn spawn_closure_receives_an_io_of_the_same_model(io: &Io) {
     assert_eq!(t.join().unwrap(), (name, Some(name)));
 }
 
+fn model_kind_names_the_model_and_is_seen_by_tasks(io: &Io) {
+    use zsync::ModelKind;
+    let kind = io.model();
+    match kind {
+        ModelKind::Custom => assert_eq!(io.model_name(), "ThreadPerTask"),
+        _ => assert_eq!(kind.to_string(), io.model_name()),
+    }
+    assert_eq!(io.supports_concurrency(), kind != ModelKind::Blocking);
+    let t = io.spawn(|inner| (inner.model(), Io::current().map(|c| c.model())));
+    assert_eq!(t.join().unwrap(), (kind, Some(kind)));
+}
+
 fn current_io_is_set_in_root(io: &Io) {
     assert_eq!(Io::current().unwrap().model_name(), io.model_name());
 }
@@ -81,7 +93,7 @@ fn join_of_unstarted_task_runs_inline_on_saturated_pool(io: &Io) {
     // with `concurrent`, whose wake-up is not deferred until the (spinning) root suspends. With
     // two blockers on Green, the second waited on the root's worker until the first one's
     // 10 s receive timed out, and the test passed only thanks to that timeout.
-    let green = io.model_name() == "Green";
+    let green = io.model() == zsync::ModelKind::Green;
     let blockers = if green { 1 } else { 2 };
     let started = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel::<()>();
@@ -296,9 +308,9 @@ fn panic_in_detached_task_is_reraised_by_run(io: &Io) {
 
 /// The `Model` behind `io`, to start a nested runtime of the same kind.
 fn model_of(io: &Io) -> zsync::Model {
-    match io.model_name() {
-        "Blocking" => zsync::Model::Blocking,
-        "Threaded" => zsync::Model::Threaded,
+    match io.model() {
+        zsync::ModelKind::Blocking => zsync::Model::Blocking,
+        zsync::ModelKind::Threaded => zsync::Model::Threaded,
         _ => zsync::Model::Custom(Arc::new(crate::support::ThreadPerTask::default())),
     }
 }
@@ -578,7 +590,7 @@ fn concurrent_sleeps_overlap(io: &Io) {
 
 fn deadline_stops_a_sleep_with_timed_out(io: &Io) {
     let start = Instant::now();
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(30), |_| {
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(30), |_| {
         io.sleep(Duration::from_secs(30))
     });
     let err = r.unwrap_err();
@@ -699,6 +711,7 @@ fn group_cancel_returns_values(io: &Io) {
 conformance! {
     spawn_join_returns_value,
     spawn_closure_receives_an_io_of_the_same_model,
+    model_kind_names_the_model_and_is_seen_by_tasks,
     current_io_is_set_in_root,
     blocking_spawn_runs_eagerly_others_eventually,
     many_spawns_each_run_exactly_once,
@@ -777,7 +790,7 @@ standalone! {
     /// The child of `a_stuck_threaded_pool_is_reported_once_naming_the_tasks`: 2 workers blocked in
     /// spawned waiters, the feeder queued. Prints the spawn sites it expects in the report.
     fn stuck_pool_child(io: &Io) {
-        assert_eq!(io.model_name(), "Threaded");
+        assert_eq!(io.model(), zsync::ModelKind::Threaded);
         let (started_tx, started_rx) = zsync::channel::unbounded::<()>();
         let (go_tx, go_rx) = zsync::channel::unbounded::<()>();
         let waiter_line = line!() + 4;

@@ -446,7 +446,7 @@ fn connect_timeout_on_full_backlog(io: &Io) {
     );
     // A task deadline stops a plain connect the same way.
     let e = io
-        .with_deadline(Instant::now() + Duration::from_millis(50), |_| {
+        .timeout_until(Instant::now() + Duration::from_millis(50), |_| {
             TcpStream::connect(io, addr)
         })
         .unwrap_err();

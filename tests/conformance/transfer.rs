@@ -256,7 +256,7 @@ fn deadline_on_a_stalled_send_file(io: &Io) {
     for how in STALLED {
         let (a, _b) = UnixStream::pair(io).unwrap();
         let t0 = Instant::now();
-        let r = io.with_deadline(t0 + STALL, |_| stalled_send(io, how, &a, &dir));
+        let r = io.timeout_until(t0 + STALL, |_| stalled_send(io, how, &a, &dir));
         let took = t0.elapsed();
         let e = r.expect_err(how);
         assert!(zsync::is_timed_out(&e), "{how}: {e:?}");

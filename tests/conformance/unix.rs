@@ -41,7 +41,7 @@ fn full_listener(io: &Io) -> Option<(TempDir, PathBuf, UnixListener, Vec<UnixStr
     let mut held = Vec::new();
     for _ in 0..64 {
         let deadline = Instant::now() + Duration::from_millis(100);
-        match io.with_deadline(deadline, |_| UnixStream::connect(io, &path)) {
+        match io.timeout_until(deadline, |_| UnixStream::connect(io, &path)) {
             Ok(s) => held.push(s),
             Err(e) if e.kind() == ErrorKind::TimedOut => return Some((dir, path, l, held)),
             Err(e) => panic!("filling the backlog: {e:?}"),
@@ -225,7 +225,7 @@ fn stream_connect_waits_on_full_backlog(io: &Io) {
     assert!(!held.is_empty());
     let t0 = Instant::now();
     let e = io
-        .with_deadline(Instant::now() + Duration::from_millis(60), |_| {
+        .timeout_until(Instant::now() + Duration::from_millis(60), |_| {
             UnixStream::connect(io, &path)
         })
         .unwrap_err();

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zsync::channel::{self, watch, RecvError, SendError};
+use zsync::channel::{watch, RecvError, SendError};
 use zsync::Io;
 
 use crate::support::{assert_timed_out, has_concurrency, let_it_block, wait_for, Census, Counted};
@@ -81,7 +81,7 @@ fn watch_send_borrow_and_versions(_io: &Io) {
     assert_eq!(*rx.borrow(), 10);
     let err = rx.changed().unwrap_err();
     assert!(err.is_closed());
-    assert!(channel::is_closed(&err.into()));
+    assert!(zsync::is_closed(&err.into()));
 }
 
 fn watch_wait_for_tests_the_current_value_first(io: &Io) {
@@ -194,7 +194,7 @@ fn watch_cancel_while_blocked(io: &Io) {
 
 fn watch_deadline_while_blocked(io: &Io) {
     let (tx, mut rx) = watch::channel(0);
-    let r = io.with_deadline(Instant::now() + Duration::from_millis(20), |_| rx.changed());
+    let r = io.timeout_until(Instant::now() + Duration::from_millis(20), |_| rx.changed());
     assert_eq!(r, Err(RecvError::TimedOut));
     assert_eq!(
         rx.changed_timeout(Duration::from_millis(10)),
@@ -208,7 +208,7 @@ fn watch_deadline_while_blocked(io: &Io) {
         RecvError::TimedOut
     );
     assert_timed_out(tx.closed_timeout(Duration::from_millis(10)));
-    assert_timed_out(io.with_deadline(Instant::now() + Duration::from_millis(10), |_| tx.closed()));
+    assert_timed_out(io.timeout_until(Instant::now() + Duration::from_millis(10), |_| tx.closed()));
     // Nothing was marked seen by the failed waits.
     tx.send(1).unwrap();
     assert_eq!(rx.changed_timeout(Duration::from_secs(5)), Ok(()));

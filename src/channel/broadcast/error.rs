@@ -65,7 +65,7 @@ impl fmt::Display for RecvError {
 impl std::error::Error for RecvError {}
 
 /// `Closed` becomes kind [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) (recognised by
-/// [`channel::is_closed`](super::super::is_closed)), `Lagged` kind `Other` carrying this error.
+/// [`zsync::is_closed`](crate::is_closed)), `Lagged` kind `Other` carrying this error.
 impl From<RecvError> for io::Error {
     fn from(e: RecvError) -> io::Error {
         match e {

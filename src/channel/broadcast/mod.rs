@@ -26,7 +26,7 @@
 //! # Waiting
 //!
 //! [`Receiver::recv`] is a cancellation point, honours the task's deadline
-//! ([`Io::with_deadline`](crate::Io::with_deadline)) and its own (`recv_timeout`,
+//! ([`Io::timeout_until`](crate::Io::timeout_until)) and its own (`recv_timeout`,
 //! `recv_until`), and parks the fiber on Green. [`Receiver::recv_event`] is its
 //! [`Event`] form for `select!`. A canceled or timed-out receive takes nothing:
 //! the value it waited for is received by its next `recv`.

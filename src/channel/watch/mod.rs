@@ -26,7 +26,7 @@
 //! # Waiting
 //!
 //! `changed` and `wait_for` are cancellation points, honour the task's deadline
-//! ([`Io::with_deadline`](crate::Io::with_deadline)) and their own (`*_timeout`, `*_until`), and
+//! ([`Io::timeout_until`](crate::Io::timeout_until)) and their own (`*_timeout`, `*_until`), and
 //! park the fiber on Green. [`Receiver::changed_event`] and [`Sender::closed_event`] are the
 //! [`Event`] forms, for `select!` and [`Io::wait`](crate::Io::wait). A receiver
 //! waits in a `WaitList` (the crate's wait queue); a send bumps a version number and wakes them

@@ -2,9 +2,9 @@
 //!
 //! A started fiber never leaves its worker (see [`super::fiber`]), so where a task starts is
 //! where it runs for life. Left to timing, tasks started in a burst — connections accepted
-//! together — land on whichever worker happens to look first: measured with an HTTP server
-//! under `wrk -c64`, the 64 connections split 64:0, 59:5 or 32:32 from one run to the next, and
-//! throughput swung by 1.5× with the split. So placement follows the workers' loads, counted as
+//! together — land on whichever worker happens to look first: an HTTP server's connections split
+//! anywhere from all-on-one to even from one run to the next, and its throughput swung with the
+//! split (figures in docs/ARCHITECTURE.md, "Measurements behind the tuning"). So placement follows the workers' loads, counted as
 //! live fibers (a long-lived task is one more fiber for as long as it lives):
 //!
 //! - **Owner side.** A worker running more than [`SLACK`] fibers beyond the least loaded other
@@ -27,8 +27,8 @@
 //! or it computes (one fiber runs a long computation without yielding). A worker whose thread
 //! merely waits for a CPU on a loaded machine is *not* stuck: it will look at the queues as soon
 //! as it runs, and treating it as stuck would place a whole burst on whichever worker happened
-//! to have a CPU (the offer used to expire after 1 ms without a steal: with two CPU hogs on 2
-//! cores, 7 bursts of 10 split 55:9 or worse, one 64:0). So the decision rests on what the
+//! to have a CPU (the offer used to expire after a fixed time without a steal, and with CPU hogs
+//! on the cores bursts landed almost all on one worker; see docs/ARCHITECTURE.md, "Measurements behind the tuning"). So the decision rests on what the
 //! thread does, not on how long it took:
 //!
 //! 1. a look that finds the other worker's published loop-turn count changed since the last

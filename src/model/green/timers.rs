@@ -37,8 +37,9 @@
 //! [`TimerId`] no longer matches (see [`nodes`]).
 //!
 //! Why this tick: lateness is bounded by one tick, and 65.5 µs is of the order of what a
-//! sleeping worker pays anyway to wake up (a kernel wake-up is ~40 µs on this VM), so a
-//! `sleep(1 ms)` ends at most ~7% late, where Tokio's 1 ms tick could double it. A power of two of nanoseconds makes the conversion a shift, and six
+//! sleeping worker pays anyway to wake up (a kernel wake-up costs tens of microseconds on a VM),
+//! so a `sleep(1 ms)` ends at most ~7% late, where Tokio's 1 ms tick could double it. A power
+//! of two of nanoseconds makes the conversion a shift, and six
 //! levels of 64 slots still reach ~52 days. The cost of a finer tick is one more level for
 //! long deadlines: a 60 s I/O timeout sits on level 3 and, if it ever fires, cascades three
 //! times; in an HTTP server nearly all are canceled before that. The Linux kernel's wheel

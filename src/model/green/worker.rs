@@ -38,10 +38,10 @@ use crate::fiber_stack::{self, PooledStack, StackPool, TaskName};
 use crate::task::Runnable;
 
 /// How long an idle worker looks for work before it sleeps in the kernel: rounds of checking
-/// its inbox, the task queues and its ring, `SPIN_PAUSES` pause instructions apart. A `pause`
-/// takes ~39 ns on this machine's CPUs, so a round is ~1.2 µs and the spin ~5 µs. It used to
-/// be 64 rounds (~80 µs): in an HTTP server that spin was 30–36% of the server's CPU, while the
-/// channel ping-pong and spawn→join benchmarks measured the same with 64, 16, 8 or 0 rounds.
+/// its inbox, the task queues and its ring, `SPIN_PAUSES` pause instructions apart: a few
+/// microseconds in all ([`SPIN_SPAN`]). A much longer spin (it used to be 64 rounds) took a
+/// large share of an HTTP server's CPU while the channel ping-pong and spawn→join benchmarks
+/// did not change with the number of rounds (figures in docs/ARCHITECTURE.md, "Measurements behind the tuning").
 const SPIN_ROUNDS: usize = 4;
 const SPIN_PAUSES: usize = 32;
 
@@ -69,7 +69,8 @@ const START_BATCH: usize = 128;
 /// While fibers are ready, a worker starts one fresh task (its own or a global one) every this
 /// many loop turns, so that fibers that keep yielding cannot hold fresh tasks back for ever.
 /// Not every turn: idle workers steal fresh tasks faster, and starting them on every busy turn
-/// made the yield benchmark (1000 tasks spawned, then yielding) ~30% slower.
+/// made the yield benchmark (1000 tasks spawned, then yielding) markedly slower (see
+/// docs/ARCHITECTURE.md, "Measurements behind the tuning").
 const BUSY_START_EVERY: u64 = 64;
 
 /// A fiber: a coroutine on a stack from the worker's [`StackPool`].
@@ -81,13 +82,13 @@ struct FiberSlot {
 }
 
 /// Bytes below a stack's top that [`prefetch_stack`] brings into the cache: what a fiber parked
-/// in a plain wait (a sleep, a channel receive) has in use, entry frames to the switch (about
-/// 1.1 KiB measured for a task parked in `Io::sleep`).
+/// in a plain wait (a sleep, a channel receive) has in use, entry frames to the switch (a
+/// little over 1 KiB for a task parked in `Io::sleep`).
 const PREFETCH_STACK_BYTES: usize = 1280;
 
 /// Live fibers on a worker from which [`prefetch_stack`] pays: their stacks (one page each, ~1 KiB
-/// of it in use), cells and handles no longer fit in the caches (32 MiB L3 here; 10k sleeping
-/// fibers ran as fast as Tokio's tasks without any prefetch).
+/// of it in use), cells and handles no longer fit in the caches (how many fit depends on the
+/// last-level cache; see docs/ARCHITECTURE.md, "Measurements behind the tuning").
 const PREFETCH_MIN_FIBERS: usize = 4096;
 
 /// Asks the CPU to load the top `PREFETCH_STACK_BYTES` of the stack whose top is `top`. A fiber about to be resumed was last touched long ago when many are
@@ -586,7 +587,7 @@ impl WorkerLocal {
     /// Prefetches the stack and handle of the fiber that will be resumed after the one about to
     /// be (see [`prefetch_stack`]).
     /// Only with at least `PREFETCH_MIN_FIBERS` fibers alive: fewer stay in the cache, and the
-    /// prefetches would cost a resume (a yield) ~1 ns for nothing.
+    /// prefetches would only add to the cost of a resume (a yield).
     ///
     /// Two stages, so that no prefetch waits for a miss: the handle of the fiber after next
     /// (its address is in the ready queue), and the stack of the next one, whose top is read
@@ -713,7 +714,7 @@ impl WorkerLocal {
             let sleep = if self.ready.borrow().is_empty() {
                 // Before sleeping in the kernel, look for work a little longer: a wake-up from
                 // another worker then costs a queue push instead of an eventfd write and a
-                // kernel wake-up (~40 µs on this VM). Bounded, so an idle worker does sleep.
+                // kernel wake-up (tens of microseconds on a VM). Bounded, so an idle worker does sleep.
                 // Without a spin, the sleeping poll below submits and reaps in the same
                 // syscall as it waits.
                 if self.spin_pays() {
@@ -795,10 +796,10 @@ impl WorkerLocal {
 
     /// Whether to spin before sleeping: unless none of the last 8 idle periods got its work
     /// within a spin's length. A spin that never finds anything only burns CPU, which on a
-    /// machine where other processes want the cores is taken from them (an HTTP server at 16
-    /// connections, `wrk` on the same 2 cores: 118k req/s without the spin, 105k with it);
-    /// when work comes back within microseconds (cross-worker ping-pong), the spin pays ~40 µs
-    /// of kernel wake-up per message. A sleep that ends within the spin's span turns it back on.
+    /// machine where other processes want the cores is taken from them (an HTTP server sharing
+    /// its cores with its load generator served less with the spin than without); when work
+    /// comes back within microseconds (cross-worker ping-pong), the spin saves a kernel
+    /// wake-up per message (figures in docs/ARCHITECTURE.md, "Measurements behind the tuning"). A sleep that ends within the spin's span turns it back on.
     fn spin_pays(&self) -> bool {
         self.spin_history.get() != 0
     }
@@ -849,11 +850,11 @@ impl WorkerLocal {
     ///
     /// A worker with fibers always ready never blocks, so another thread waiting for its CPU —
     /// another worker, the process's other threads, a neighbour process — waits for the
-    /// kernel to preempt it, a whole time slice. Measured with an HTTP server's two workers
-    /// pinned to one CPU and `wrk -c16` on the other: p99 latency 4.5 ms (each worker ran
-    /// ~0.5 ms between switches, the other's connections waiting), where Tokio and the
-    /// io_uring ceiling, which block more often, had 0.25 and 1.3 ms. A yield with nobody
-    /// waiting returns at once; every 200 µs it costs well under 1% of a busy worker.
+    /// kernel to preempt it, a whole time slice: with an HTTP server's two workers pinned to one
+    /// CPU, each ran for a long slice while the other's connections waited, and the p99 latency
+    /// was several times Tokio's (which blocks more often; figures in docs/ARCHITECTURE.md, "Measurements behind the tuning"). A yield
+    /// with nobody waiting returns at once; once per `YIELD_AFTER` it is a negligible share of
+    /// a busy worker.
     /// `clock` is this turn's reading if the timers took one; otherwise the clock is read
     /// every 16th turn.
     fn share_cpu(&self, clock: Option<Instant>) {

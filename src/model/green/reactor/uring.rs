@@ -69,7 +69,7 @@ pub(crate) fn support() -> Result<&'static Support, &'static str> {
 
 /// Whether this process may use io_uring now. The capabilities are probed once per process
 /// ([`support`]); `io_uring_setup` itself is tried again (a one-entry ring, set up and closed at
-/// once, some 10–30 µs), because whether it is allowed can change while the process runs
+/// once: tens of microseconds), because whether it is allowed can change while the process runs
 /// (`kernel.io_uring_disabled`): a runtime started after that then takes epoll (`Auto`) or
 /// fails naming why, instead of failing to build its workers' rings with a bare EPERM.
 pub(crate) fn available() -> Result<(), String> {
@@ -143,7 +143,8 @@ fn setup_refused(e: &io::Error) -> String {
 /// CQE) as task work on the submitting thread *as soon as it can*: it interrupts the worker
 /// (an IPI, then the signal-delivery path on the way back to user space) even while the worker
 /// is busy running fibers. Profiled under `wrk`, that interrupt path (reschedule IPIs,
-/// `get_signal`, `io_req_task_submit` and its lock contention) took ~12% of the server's CPU.
+/// `get_signal`, `io_req_task_submit` and its lock contention) took a double-digit share of the
+/// server's CPU (see docs/ARCHITECTURE.md, "Measurements behind the tuning").
 /// So, newest first:
 ///
 /// - `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG` (Linux 6.1): completion work waits until the
