@@ -99,3 +99,9 @@ pub use model::{Completion, CustomModel, Model, Operation};
 pub use pipe::{pipe, PipeReader, PipeWriter};
 pub use task::{Group, GroupPolicy, Runnable, Task};
 pub use transfer::copy;
+
+// The guides in docs/guides/ are doctests: every ```rust block in them is compiled and run by
+// `cargo test --doc`. These items exist only for that; they are not part of the API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/getting-started.md")]
+pub struct GuideGettingStarted;
