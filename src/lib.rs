@@ -105,3 +105,9 @@ pub use transfer::copy;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guides/getting-started.md")]
 pub struct GuideGettingStarted;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/choosing-a-model.md")]
+pub struct GuideChoosingAModel;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/migrating-from-tokio.md")]
+pub struct GuideMigratingFromTokio;
