@@ -111,3 +111,6 @@ pub struct GuideChoosingAModel;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guides/migrating-from-tokio.md")]
 pub struct GuideMigratingFromTokio;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/coming-from-zig.md")]
+pub struct GuideComingFromZig;
