@@ -114,3 +114,6 @@ pub struct GuideMigratingFromTokio;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guides/coming-from-zig.md")]
 pub struct GuideComingFromZig;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/custom-model.md")]
+pub struct GuideCustomModel;
