@@ -58,6 +58,21 @@
 //! [`is_canceled`] is true, even if the task is already blocked in it. Canceling a task cancels
 //! the tasks it spawned.
 //!
+//! ## Guides
+//!
+//! - [Getting started](https://github.com/zsync-io/zsync/blob/main/docs/guides/getting-started.md):
+//!   a first program, tasks, sockets and files, cancellation and deadlines, channels.
+//! - [Choosing a model](https://github.com/zsync-io/zsync/blob/main/docs/guides/choosing-a-model.md):
+//!   the measured cost of each model and when fibers, threads or blocking fit.
+//! - [Migrating from Tokio](https://github.com/zsync-io/zsync/blob/main/docs/guides/migrating-from-tokio.md):
+//!   a table of equivalents and what behaves differently.
+//! - [Coming from Zig's `std.Io`](https://github.com/zsync-io/zsync/blob/main/docs/guides/coming-from-zig.md).
+//! - [Writing a custom model](https://github.com/zsync-io/zsync/blob/main/docs/guides/custom-model.md):
+//!   [`CustomModel`], failure injection, a simulated clock.
+//!
+//! The guides live in `docs/guides/` in the repository; every Rust block in them runs as a
+//! doctest.
+//!
 //! See `docs/ARCHITECTURE.md` for how a call flows from user code to the syscall.
 
 #![warn(missing_docs)]
