@@ -96,7 +96,7 @@ impl Builder {
     }
 
     /// Threaded: most threads that run [`Io::concurrent`] tasks at once (default 1024); beyond it
-    /// `concurrent` reports [`ConcurrencyUnavailable`]. The same number bounds, separately, the
+    /// `concurrent` reports [`ConcurrencyUnavailable`](crate::ConcurrencyUnavailable). The same number bounds, separately, the
     /// extra threads that run spawned tasks while every worker is blocked (see
     /// [`Io::spawn`]).
     pub fn max_concurrent_threads(mut self, n: usize) -> Builder {

@@ -39,15 +39,15 @@ use crate::task::Runnable;
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Model {
-    /// Direct syscalls on the calling thread. [`Io::spawn`] runs the closure inline, at once;
-    /// [`Io::concurrent`] reports [`ConcurrencyUnavailable`]. Zero overhead over plain std calls.
+    /// Direct syscalls on the calling thread. [`Io::spawn`](crate::Io::spawn) runs the closure inline, at once;
+    /// [`Io::concurrent`](crate::Io::concurrent) reports [`ConcurrencyUnavailable`]. Zero overhead over plain std calls.
     Blocking,
     /// A work-stealing pool of OS threads (default size: available parallelism); blocking
-    /// syscalls run on the workers, and each [`Io::concurrent`] task gets a thread of its own.
+    /// syscalls run on the workers, and each [`Io::concurrent`](crate::Io::concurrent) task gets a thread of its own.
     Threaded,
     /// Stackful fibers, M:N on per-worker event loops (the calling thread becomes worker 0).
     /// A blocking operation parks the fiber, not the thread. The I/O engine is chosen with
-    /// [`Builder::backend`].
+    /// [`Builder::backend`](crate::Builder::backend).
     Green,
     /// A model supplied by the user.
     Custom(Arc<dyn CustomModel>),

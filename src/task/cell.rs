@@ -45,7 +45,7 @@ const DETACHED: u8 = 4;
 
 /// A task ready to run, as a scheduler sees it: type-erased, cheap to move between threads.
 ///
-/// Custom models (see [`Runtime`](crate::Runtime)) receive tasks as `Runnable`s and call
+/// Custom models (see [`CustomModel`](crate::CustomModel)) receive tasks as `Runnable`s and call
 /// [`run`](Runnable::run) on whatever thread they choose.
 pub struct Runnable(pub(crate) Arc<dyn Run>);
 
