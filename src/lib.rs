@@ -78,6 +78,21 @@
 //! [`is_canceled`] is true, even if the task is already blocked in it. Canceling a task cancels
 //! the tasks it spawned.
 //!
+//! ## Guides
+//!
+//! - [Getting started](https://github.com/zsync-io/zsync/blob/main/docs/guides/getting-started.md):
+//!   a first program, tasks, sockets and files, cancellation and deadlines, channels.
+//! - [Choosing a model](https://github.com/zsync-io/zsync/blob/main/docs/guides/choosing-a-model.md):
+//!   the measured cost of each model and when fibers, threads or blocking fit.
+//! - [Migrating from Tokio](https://github.com/zsync-io/zsync/blob/main/docs/guides/migrating-from-tokio.md):
+//!   a table of equivalents and what behaves differently.
+//! - [Coming from Zig's `std.Io`](https://github.com/zsync-io/zsync/blob/main/docs/guides/coming-from-zig.md).
+//! - [Writing a custom model](https://github.com/zsync-io/zsync/blob/main/docs/guides/custom-model.md):
+//!   [`CustomModel`], failure injection, a simulated clock.
+//!
+//! The guides live in `docs/guides/` in the repository; every Rust block in them runs as a
+//! doctest.
+//!
 //! See `docs/ARCHITECTURE.md` for how a call flows from user code to the syscall.
 
 #![warn(missing_docs)]
@@ -139,3 +154,21 @@ pub use pipe::{pipe, PipeReader, PipeWriter};
 pub use runtime::{Handle, Runtime, ShutdownStatus};
 pub use task::{Group, GroupPolicy, Runnable, Task};
 pub use transfer::copy;
+
+// The guides in docs/guides/ are doctests: every ```rust block in them is compiled and run by
+// `cargo test --doc`. These items exist only for that; they are not part of the API.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/getting-started.md")]
+pub struct GuideGettingStarted;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/choosing-a-model.md")]
+pub struct GuideChoosingAModel;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/migrating-from-tokio.md")]
+pub struct GuideMigratingFromTokio;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/coming-from-zig.md")]
+pub struct GuideComingFromZig;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/custom-model.md")]
+pub struct GuideCustomModel;

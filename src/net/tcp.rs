@@ -188,7 +188,7 @@ impl_timeouts!(
     ///     let e = client.read(&mut [0; 8]).unwrap_err();
     ///     assert_eq!(e.kind(), ErrorKind::WouldBlock); // the socket's timeout, as std
     ///     let deadline = Instant::now() + Duration::from_millis(5);
-    ///     let e = io.timeout_until(deadline, || client.read(&mut [0; 8])).unwrap_err();
+    ///     let e = io.timeout_until(deadline, |_| client.read(&mut [0; 8])).unwrap_err();
     ///     assert!(zsync::is_timed_out(&e)); // the task's deadline came first
     ///     Ok(())
     /// })
