@@ -274,49 +274,25 @@ impl Operation<'_, '_> {
                 buf,
                 offset,
                 deadline,
-            } => retry_on_fd(fd, Interest::Read, deadline, || {
-                Ok(match offset {
-                    Some(o) => rustix::io::pread(fd, &mut *buf, o)?,
-                    None => rustix::io::read(fd, &mut *buf)?,
-                })
-            })
-            .map(count),
+            } => crate::op::stream::read_on_thread(fd, buf, offset, deadline).map(count),
             Operation::ReadVectored {
                 fd,
                 bufs,
                 offset,
                 deadline,
-            } => retry_on_fd(fd, Interest::Read, deadline, || {
-                Ok(match offset {
-                    Some(o) => rustix::io::preadv(fd, &mut *bufs, o)?,
-                    None => rustix::io::readv(fd, &mut *bufs)?,
-                })
-            })
-            .map(count),
+            } => crate::op::stream::readv_on_thread(fd, bufs, offset, deadline).map(count),
             Operation::Write {
                 fd,
                 buf,
                 offset,
                 deadline,
-            } => retry_on_fd(fd, Interest::Write, deadline, || {
-                Ok(match offset {
-                    Some(o) => rustix::io::pwrite(fd, buf, o)?,
-                    None => rustix::io::write(fd, buf)?,
-                })
-            })
-            .map(count),
+            } => crate::op::stream::write_on_thread(fd, buf, offset, deadline).map(count),
             Operation::WriteVectored {
                 fd,
                 bufs,
                 offset,
                 deadline,
-            } => retry_on_fd(fd, Interest::Write, deadline, || {
-                Ok(match offset {
-                    Some(o) => rustix::io::pwritev(fd, bufs, o)?,
-                    None => rustix::io::writev(fd, bufs)?,
-                })
-            })
-            .map(count),
+            } => crate::op::stream::writev_on_thread(fd, bufs, offset, deadline).map(count),
             Operation::Sync { fd, data_only } => {
                 crate::context::check()?;
                 if data_only {

@@ -60,6 +60,16 @@ pub(crate) fn read(
             return res;
         }
     }
+    read_on_thread(fd, buf, offset, deadline)
+}
+
+/// [`read`] as the thread models do it: the syscall, then readiness waits.
+pub(crate) fn read_on_thread(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    offset: Option<u64>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
     retry_on_fd(fd, Interest::Read, deadline, || {
         Ok(match offset {
             Some(o) => rustix::io::pread(fd, &mut *buf, o)?,
@@ -95,6 +105,16 @@ pub(crate) fn write(
             return res;
         }
     }
+    write_on_thread(fd, buf, offset, deadline)
+}
+
+/// [`write`] as the thread models do it: the syscall, then readiness waits.
+pub(crate) fn write_on_thread(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    offset: Option<u64>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
     retry_on_fd(fd, Interest::Write, deadline, || {
         Ok(match offset {
             Some(o) => rustix::io::pwrite(fd, buf, o)?,
@@ -128,6 +148,18 @@ pub(crate) fn readv(
             return res;
         }
     }
+    readv_on_thread(fd, bufs, offset, deadline)
+}
+
+/// [`readv`] as the thread models do it: the syscall, then readiness waits.
+pub(crate) fn readv_on_thread(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [IoSliceMut<'_>],
+    offset: Option<u64>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    let n = bufs.len().min(IOV_MAX);
+    let bufs = &mut bufs[..n];
     retry_on_fd(fd, Interest::Read, deadline, || {
         Ok(match offset {
             Some(o) => rustix::io::preadv(fd, &mut *bufs, o)?,
@@ -160,6 +192,17 @@ pub(crate) fn writev(
             return res;
         }
     }
+    writev_on_thread(fd, bufs, offset, deadline)
+}
+
+/// [`writev`] as the thread models do it: the syscall, then readiness waits.
+pub(crate) fn writev_on_thread(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    offset: Option<u64>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    let bufs = &bufs[..bufs.len().min(IOV_MAX)];
     retry_on_fd(fd, Interest::Write, deadline, || {
         Ok(match offset {
             Some(o) => rustix::io::pwritev(fd, bufs, o)?,
