@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zsync::fs::File;
+
 use zsync::net::{TcpListener, TcpStream, UdpSocket};
 use zsync::{Completion, ConcurrencyUnavailable, CustomModel, Io, Model, Operation, Runnable};
 
@@ -71,6 +72,12 @@ impl CustomModel for Failing {
         op.perform()
     }
 }
+
+#[path = "conformance/support/mod.rs"]
+#[allow(unused_macros)]
+mod support;
+
+use support::open_fds;
 
 type Scenario = fn(&Io, &std::path::Path) -> io::Result<()>;
 
@@ -148,23 +155,6 @@ fn sleeps(io: &Io, _: &std::path::Path) -> io::Result<()> {
         Err(e) => Err(e),
         Ok(()) => panic!("slept through its deadline"),
     }
-}
-
-fn open_fds() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            Some(format!(
-                "{} -> {}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            ))
-        })
-        .collect();
-    fds.sort();
-    fds
 }
 
 /// Runs `scenario` on `model` from a thread of its own, as libtest would: thread-local state

@@ -71,41 +71,7 @@ mod watch;
 /// A conformance module's bodies, by name.
 type Suite = &'static [(&'static str, fn(&Io))];
 
-fn open_fds() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let target = std::fs::read_link(e.path()).ok()?;
-            Some(format!(
-                "{} -> {}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            ))
-        })
-        .collect();
-    fds.sort();
-    fds
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// The thread count once it has dropped to `expected`, or after 10 s. A joined thread may still
-/// be listed in `/proc/self/task` for a moment: `pthread_join` returns when the kernel clears
-/// the thread's tid, before the exiting task is unlisted (longer if it is preempted in between
-/// on a loaded machine). A thread really left running stays.
-fn settled_thread_count(expected: usize) -> usize {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let n = thread_count();
-        if n <= expected || std::time::Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
+use support::{open_fds, settled_thread_count, thread_count};
 
 #[test]
 fn the_whole_suite_leaks_no_fd_and_no_thread() {

@@ -16,39 +16,7 @@ use zsync::Io;
 #[allow(unused_macros)]
 mod support;
 
-fn open_fds() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let target = std::fs::read_link(e.path()).ok()?;
-            Some(format!(
-                "{} -> {}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            ))
-        })
-        .collect();
-    fds.sort();
-    fds
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// The thread count once it has dropped to `expected`, or after 10 s: a joined thread may still
-/// be listed in `/proc/self/task` for a moment (see tests/leaks.rs).
-fn settled_thread_count(expected: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = thread_count();
-        if n <= expected || Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use support::{open_fds, settled_thread_count, thread_count};
 
 /// Some work that touches what a runtime owns: tasks, a sleep, a socket pair (on Green, the
 /// workers' reactors or rings).

@@ -353,3 +353,41 @@ impl Drop for Counted {
         self.census.dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+/// The descriptors this process has open, as `fd -> target`, sorted: what a leak check compares.
+pub fn open_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some(format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            ))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// How many threads this process has.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// The thread count once it has dropped to `expected`, or after 10 s. A joined thread may still
+/// be listed in `/proc/self/task` for a moment: `pthread_join` returns when the kernel clears
+/// the thread's tid, before the exiting task is unlisted (longer if it is preempted in between
+/// on a loaded machine). A thread really left running stays.
+pub fn settled_thread_count(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = thread_count();
+        if n <= expected || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
