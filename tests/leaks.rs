@@ -51,6 +51,8 @@ mod shared_fd;
 mod signal;
 #[path = "conformance/socket_timeouts.rs"]
 mod socket_timeouts;
+#[path = "conformance/stackless.rs"]
+mod stackless;
 #[path = "conformance/sync.rs"]
 mod sync;
 #[path = "conformance/task_api.rs"]
@@ -77,6 +79,7 @@ use support::{open_fds, settled_thread_count, thread_count};
 fn the_whole_suite_leaks_no_fd_and_no_thread() {
     let suites: &[(&str, Suite)] = &[
         ("tasks", tasks::ALL),
+        ("stackless", stackless::ALL),
         ("task_api", task_api::ALL),
         ("channel", channel::ALL),
         ("fs", fs::ALL),

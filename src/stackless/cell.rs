@@ -148,8 +148,13 @@ impl Sched {
     }
 
     /// The poll finished the task: wakes from now on do nothing.
+    ///
+    /// A read-modify-write rather than a store: a wake racing the completion may have turned
+    /// `RUNNING` into `NOTIFIED`, and the completion must come after it in the word's
+    /// modification order (a plain store is ordered only after what this thread has seen, so
+    /// the memory model would let the stale `NOTIFIED` stand as the word's last value).
     pub(crate) fn complete(&self) {
-        self.0.store(COMPLETE, Ordering::Release);
+        self.0.swap(COMPLETE, Ordering::AcqRel);
     }
 }
 

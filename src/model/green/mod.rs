@@ -348,7 +348,7 @@ impl Green {
     /// A `Send` task ([`Home::Any`]) goes on the calling worker's future deque, polled after the
     /// ready fibers of this loop turn and stealable by idle workers, or on the global future
     /// queue from any other thread. A worker that queues behind a backlog wakes an idle worker
-    /// to share it. A `!Send` task goes to its home worker: its local queue there, or that
+    /// to share it, and so does a fiber that queues one. A `!Send` task goes to its home worker: its local queue there, or that
     /// worker's inbox from elsewhere. `eager` (a `concurrent_future`) always wakes an idle
     /// worker, so the task progresses while its spawner computes.
     pub(crate) fn schedule_future(&self, task: Runnable, home: Home, eager: bool) {
@@ -356,7 +356,11 @@ impl Green {
             Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => match home {
                 Home::Any => {
                     let backlog = w.push_future(task);
-                    if backlog || eager {
+                    // From a fiber, which may go on computing or block its thread in a call
+                    // outside zsync, an idle worker must know at once; from the loop itself
+                    // (a future waking another, the reactor, a timer) this worker polls the
+                    // task within the turn, so only a backlog is worth sharing.
+                    if backlog || eager || fiber::on_fiber() {
                         self.shared.wake_one_idle(Some(w.index));
                     }
                     None

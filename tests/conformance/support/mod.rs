@@ -31,8 +31,16 @@ impl CustomModel for ThreadPerTask {
         Ok(())
     }
     fn shutdown(&self) {
-        for t in std::mem::take(&mut *self.threads.lock().unwrap()) {
-            t.join().unwrap();
+        // Join without holding the lock: a thread that just queued a future task's next poll
+        // may still be on its way to recording that poll's thread (it takes the lock).
+        loop {
+            let threads = std::mem::take(&mut *self.threads.lock().unwrap());
+            if threads.is_empty() {
+                break;
+            }
+            for t in threads {
+                t.join().unwrap();
+            }
         }
     }
 }
