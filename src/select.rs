@@ -264,6 +264,8 @@ impl<T> Event for JoinEvent<'_, T> {
     }
 }
 
+crate::event::event_future!([T] JoinEvent<'_, T>);
+
 impl<T> std::fmt::Debug for JoinEvent<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JoinEvent").finish_non_exhaustive()

@@ -231,6 +231,12 @@ impl<T> crate::Event for RecvEvent<'_, T> {
     }
 }
 
+crate::event::event_future!([T] RecvEvent<'_, T>, [T] SendEvent<'_, T>);
+
+// `SendEvent` only moves its value in and out by `&mut`; it never pins it, so it may move
+// between polls whatever `T` is (the value is not structurally pinned).
+impl<T> Unpin for SendEvent<'_, T> {}
+
 impl<T> std::fmt::Debug for RecvEvent<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvEvent").finish_non_exhaustive()

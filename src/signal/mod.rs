@@ -362,6 +362,8 @@ impl Event for SignalEvent<'_> {
     }
 }
 
+crate::event::event_future!([] SignalEvent<'_>, [] CtrlCEvent);
+
 impl fmt::Debug for SignalEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignalEvent")

@@ -166,6 +166,8 @@ impl<'a, T: ?Sized> Event for LockEvent<'a, T> {
     }
 }
 
+crate::event::event_future!(['a, T: ?Sized] LockEvent<'a, T>);
+
 impl<T: ?Sized> fmt::Debug for LockEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockEvent").finish_non_exhaustive()

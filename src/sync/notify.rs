@@ -162,6 +162,8 @@ impl Event for NotifiedEvent<'_> {
     }
 }
 
+crate::event::event_future!([] NotifiedEvent<'_>, [] ResetWaitEvent<'_>);
+
 impl Drop for NotifiedEvent<'_> {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };

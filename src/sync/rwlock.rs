@@ -175,6 +175,11 @@ impl<'a, T: ?Sized> Event for ReadLockEvent<'a, T> {
     }
 }
 
+crate::event::event_future!(
+    ['a, T: ?Sized] ReadLockEvent<'a, T>,
+    ['a, T: ?Sized] WriteLockEvent<'a, T>,
+);
+
 impl<T: ?Sized> fmt::Debug for ReadLockEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadLockEvent").finish_non_exhaustive()

@@ -418,6 +418,8 @@ impl<'a> Event for AcquireEvent<'a> {
     }
 }
 
+crate::event::event_future!(['a] AcquireEvent<'a>);
+
 impl fmt::Debug for AcquireEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AcquireEvent")

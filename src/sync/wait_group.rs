@@ -110,6 +110,8 @@ impl Event for WaitGroupEvent<'_> {
     }
 }
 
+crate::event::event_future!([] WaitGroupEvent<'_>);
+
 impl fmt::Debug for WaitGroupEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WaitGroupEvent").finish_non_exhaustive()

@@ -380,6 +380,8 @@ impl<T: Clone> Event for RecvEvent<'_, T> {
     }
 }
 
+crate::event::event_future!([T: Clone] RecvEvent<'_, T>);
+
 impl<T> Drop for RecvEvent<'_, T> {
     fn drop(&mut self) {
         if self.slot.is_registered() {

@@ -624,6 +624,8 @@ impl<T> Event for ChangedEvent<'_, T> {
     }
 }
 
+crate::event::event_future!([T] ChangedEvent<'_, T>, [T] ClosedEvent<'_, T>);
+
 impl<T> fmt::Debug for ChangedEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChangedEvent").finish_non_exhaustive()
