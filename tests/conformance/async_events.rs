@@ -36,6 +36,7 @@ conformance!(
     a_future_polled_with_a_new_waker_is_woken_through_it,
     futures_on_a_thread_pool_and_tasks_wake_each_other,
     event_futures_are_send,
+    futures_select_over_events_leaves_the_loser_untouched,
 );
 
 /// Messages per channel test.
@@ -762,4 +763,57 @@ fn event_futures_are_send(io: &Io) {
     let mut task = io.spawn(|_| 1u32);
     send(&task.join_event());
     drop((btx, task));
+
+    // A send owning a value that must not move once pinned is still an `Unpin` future: it
+    // never pins its value.
+    fn unpin<T: Unpin>(_: &T) {}
+    let (tx, rx) = channel::bounded(1);
+    let ev = tx.send_event(std::marker::PhantomPinned);
+    unpin(&ev);
+    block_on(ev).unwrap();
+    assert!(rx.try_recv().is_ok());
+}
+
+/// `futures::future::select` over two receive futures (they are `Unpin`, so no pinning is
+/// needed): the ready one wins, and the dropped loser leaves its channel untouched; with both
+/// ready, exactly one message is taken.
+fn futures_select_over_events_leaves_the_loser_untouched(io: &Io) {
+    use futures::future::{select, Either};
+    let (tx1, rx1) = channel::bounded::<u32>(1);
+    let (tx2, rx2) = channel::bounded::<u32>(1);
+    let (ready_tx, ready_rx) = signal();
+    let selector = on_thread(move || {
+        let first = block_on(async {
+            let (mut a, mut b) = (rx1.recv_event(), rx2.recv_event());
+            assert!(futures::poll!(&mut a).is_pending());
+            assert!(futures::poll!(&mut b).is_pending());
+            ready_tx.send(()).unwrap();
+            match select(a, b).await {
+                Either::Left((v, _)) => ("left", v),
+                Either::Right((v, _)) => ("right", v),
+            }
+        });
+        (first, rx1, rx2)
+    });
+    ready_rx.recv().unwrap();
+    tx2.send(2).unwrap();
+    let (first, rx1, rx2) = join_thread(io, selector);
+    assert_eq!(first, ("right", Ok(2)));
+    tx1.send(1).unwrap();
+    assert_eq!(rx1.try_recv(), Ok(1), "the loser took nothing");
+
+    // Both ready: one wins, the other's message stays.
+    tx1.send(10).unwrap();
+    tx2.send(20).unwrap();
+    let won = match block_on(select(rx1.recv_event(), rx2.recv_event())) {
+        Either::Left((v, _)) => v.unwrap(),
+        Either::Right((v, _)) => v.unwrap(),
+    };
+    let left = if won == 10 {
+        rx2.try_recv()
+    } else {
+        rx1.try_recv()
+    };
+    assert_eq!(won + left.unwrap(), 30);
+    assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
 }
