@@ -225,7 +225,7 @@ pub struct CancelRequestedEvent;
 ///             _ = sleep(Duration::from_secs(30)) => "slept",
 ///         )
 ///     });
-///     assert_eq!(task.cancel().unwrap(), "asked to stop");
+///     assert_eq!(task.cancel().unwrap().unwrap(), "asked to stop");
 /// });
 /// ```
 pub fn cancel_requested() -> CancelRequestedEvent {
@@ -249,8 +249,8 @@ impl Event for CancelRequestedEvent {
     }
 }
 
-/// An event that completes when a task finishes, yielding its value; see
-/// [`Task::join_event`](crate::Task::join_event).
+/// An event that completes when a task finishes, yielding its value (`Err(Canceled)` for a
+/// future task dropped by its cancellation); see [`Task::join_event`](crate::Task::join_event).
 ///
 /// Also a [`Future`](std::future::Future) with the same output, for async code:
 ///
@@ -258,7 +258,7 @@ impl Event for CancelRequestedEvent {
 /// zsync::run(zsync::Model::Threaded, |io| {
 ///     let mut task = io.spawn(|_| 6 * 7);
 ///     let joiner = std::thread::spawn(move || futures::executor::block_on(task.join_event()));
-///     assert_eq!(joiner.join().unwrap(), 42);
+///     assert_eq!(joiner.join().unwrap().unwrap(), 42);
 /// });
 /// ```
 #[must_use = "an event does nothing until waited for"]
@@ -267,9 +267,9 @@ pub struct JoinEvent<'a, T> {
 }
 
 impl<T> Event for JoinEvent<'_, T> {
-    type Output = T;
+    type Output = io::Result<T>;
 
-    fn poll_event(&mut self, waker: &Waker) -> Poll<T> {
+    fn poll_event(&mut self, waker: &Waker) -> Poll<io::Result<T>> {
         self.task.poll_join(waker)
     }
 }

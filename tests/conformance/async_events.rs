@@ -37,6 +37,11 @@ conformance!(
     futures_on_a_thread_pool_and_tasks_wake_each_other,
     event_futures_are_send,
     futures_select_over_events_leaves_the_loser_untouched,
+    future_tasks_and_tasks_share_channels,
+    future_tasks_await_every_primitive,
+    io_block_on_awaits_events_and_leaves_them_on_cancel,
+    a_canceled_future_task_leaves_the_primitive_untouched,
+    futures_woken_from_foreign_threads,
 );
 
 /// Messages per channel test.
@@ -401,7 +406,7 @@ fn join_event_is_awaitable_from_a_thread(io: &Io) {
     }) else {
         // Blocking: a spawned task has run inline; its join_event completes at once.
         let mut task = io.spawn(|_| 42);
-        assert_eq!(block_on(task.join_event()), 42);
+        assert_eq!(block_on(task.join_event()).unwrap(), 42);
         return;
     };
     let (ready_tx, ready_rx) = signal();
@@ -416,7 +421,7 @@ fn join_event_is_awaitable_from_a_thread(io: &Io) {
     });
     ready_rx.recv().unwrap();
     go_tx.send(()).unwrap();
-    assert_eq!(join_thread(io, joiner), 42);
+    assert_eq!(join_thread(io, joiner).unwrap(), 42);
 }
 
 // ---- Dropped futures leave the primitive untouched ---------------------------------------------
@@ -662,7 +667,7 @@ fn a_future_polled_with_a_new_waker_is_woken_through_it(io: &Io) {
         9
     }) {
         assert_eq!(
-            check(io, "join", task.join_event(), || tx.send(0).unwrap()),
+            check(io, "join", task.join_event(), || tx.send(0).unwrap()).unwrap(),
             9
         );
     }
@@ -816,4 +821,253 @@ fn futures_select_over_events_leaves_the_loser_untouched(io: &Io) {
     };
     assert_eq!(won + left.unwrap(), 30);
     assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+}
+
+// ---- Future tasks (`Io::spawn_future`, `Io::block_on`) on every model ---------------------------
+
+/// A future task receives what a task sends, and a task receives what a future task sends,
+/// through one channel; on the models with concurrency, also through a rendezvous channel.
+fn future_tasks_and_tasks_share_channels(io: &Io) {
+    // Unbounded: correct even where both sides run inline one after the other (Blocking).
+    let (tx, rx) = channel::unbounded::<u32>();
+    let producer = io.spawn(move |_| {
+        for i in 0..N {
+            tx.send(i).unwrap();
+        }
+    });
+    let consumer = io.spawn_future(async move {
+        let mut sum = 0;
+        while let Ok(v) = rx.recv_event().await {
+            sum += v;
+        }
+        sum
+    });
+    producer.join().unwrap();
+    assert_eq!(consumer.join().unwrap(), (0..N).sum());
+
+    // Rendezvous both ways: each hand-off wakes the other side.
+    let (tx, rx) = channel::bounded::<u32>(0);
+    let (back_tx, back_rx) = channel::bounded::<u32>(0);
+    let echo = io.concurrent_future(async move {
+        while let Ok(v) = rx.recv_event().await {
+            back_tx.send_event(v * 2).await.unwrap();
+        }
+    });
+    let Ok(echo) = echo else {
+        assert!(!io.supports_concurrency());
+        return;
+    };
+    for i in 0..N {
+        tx.send(i).unwrap();
+        assert_eq!(back_rx.recv(), Ok(i * 2));
+    }
+    drop(tx);
+    echo.join().unwrap();
+}
+
+/// Every primitive's event awaited by future tasks while tasks (or plain threads) make it
+/// complete: Mutex, RwLock, Semaphore, WaitGroup, Notify, broadcast, watch, oneshot, join.
+fn future_tasks_await_every_primitive(io: &Io) {
+    let m = Arc::new(Mutex::new(0u32));
+    let wg = Arc::new(WaitGroup::new());
+    let notify = Arc::new(Notify::new());
+    let sem = Arc::new(Semaphore::new(0));
+    let (btx, mut brx) = broadcast::channel::<u32>(4);
+    let (wtx, mut wrx) = watch::channel(0u32);
+    let (otx, orx) = oneshot::<u32>();
+    // Everything is made ready before the future task starts where the model runs it inline
+    // (Blocking); otherwise after, so that the future really waits.
+    let concurrent = io.supports_concurrency();
+    let make_ready = move || {
+        btx.send(5).unwrap();
+        wtx.send(6).unwrap();
+        otx.send(7).unwrap();
+    };
+    let release = {
+        let (wg, notify, sem) = (wg.clone(), notify.clone(), sem.clone());
+        move |mut guard: zsync::sync::MutexGuard<'_, u32>| {
+            *guard += 1;
+            drop(guard);
+            wg.done();
+            notify.notify_one();
+            sem.add_permits(2);
+            make_ready();
+        }
+    };
+    wg.add(1);
+    let guard = m.lock().unwrap();
+    let mut later = Some((guard, release));
+    if !concurrent {
+        let (guard, release) = later.take().unwrap();
+        release(guard);
+    }
+    let inner = io.spawn(|_| 8u32);
+    let waiter = {
+        let (m, wg, notify, sem) = (m.clone(), wg.clone(), notify.clone(), sem.clone());
+        io.spawn_future(async move {
+            let mut inner = inner;
+            let mut total = *m.lock_event().await;
+            wg.wait_event().await;
+            notify.notified_event().await;
+            total += sem.acquire_many_event(2).await.unwrap().num_permits() as u32;
+            total += brx.recv_event().await.unwrap();
+            wrx.changed_event().await.unwrap();
+            total += *wrx.borrow_and_update();
+            total += orx.recv_event().await.unwrap();
+            total += inner.join_event().await.unwrap();
+            total
+        })
+    };
+    if let Some((guard, release)) = later {
+        let_it_block();
+        release(guard);
+    }
+    assert_eq!(waiter.join().unwrap(), 1 + 2 + 5 + 6 + 7 + 8);
+}
+
+/// Colorblind code waits for an event future with `Io::block_on` (parking its fiber or its
+/// thread), woken by a plain thread; canceled while waiting, it returns `Canceled` and the
+/// dropped future took nothing.
+fn io_block_on_awaits_events_and_leaves_them_on_cancel(io: &Io) {
+    let (tx, rx) = channel::bounded::<u32>(1);
+    let sender = on_thread(move || {
+        let_it_block();
+        tx.send(1).unwrap();
+        tx
+    });
+    assert_eq!(io.block_on(rx.recv_event()).unwrap(), Ok(1));
+    let tx = join_thread(io, sender);
+
+    let m = Arc::new(Mutex::new(0));
+    let (held_tx, held_rx) = signal();
+    let holder = on_thread({
+        let m = m.clone();
+        move || {
+            let mut g = m.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let_it_block();
+            *g += 1;
+        }
+    });
+    held_rx.recv().unwrap();
+    assert_eq!(*io.block_on(m.lock_event()).unwrap(), 1);
+    join_thread(io, holder);
+
+    let rx = Arc::new(rx);
+    let waiter = {
+        let rx = rx.clone();
+        concurrent_or_refused(io, move |io| io.block_on(rx.recv_event()))
+    };
+    let Some(waiter) = waiter else { return };
+    let_it_block();
+    // The task's own value is `block_on`'s result: `Err(Canceled)`.
+    crate::support::assert_canceled(waiter.cancel().and_then(|r| r));
+    tx.send(2).unwrap();
+    assert_eq!(rx.try_recv(), Ok(2), "the canceled wait took nothing");
+}
+
+/// A future task canceled while it waits for a message or a lock is dropped, and leaves the
+/// channel and the mutex as if it never waited.
+fn a_canceled_future_task_leaves_the_primitive_untouched(io: &Io) {
+    if !io.supports_concurrency() {
+        return; // the waits below would run inline, before anything can make them complete
+    }
+    let (tx, rx) = channel::bounded::<u32>(1);
+    let rx = Arc::new(rx);
+    let m = Arc::new(Mutex::new(0));
+    let guard = m.lock().unwrap();
+    let receiver = {
+        let rx = rx.clone();
+        io.spawn_future(async move { rx.recv_event().await })
+    };
+    let locker = {
+        let m = m.clone();
+        io.spawn_future(async move {
+            *m.lock_event().await += 1;
+        })
+    };
+    let_it_block();
+    crate::support::assert_canceled(receiver.cancel());
+    crate::support::assert_canceled(locker.cancel());
+    tx.send(3).unwrap();
+    assert_eq!(rx.try_recv(), Ok(3));
+    drop(guard);
+    assert_eq!(*m.try_lock().expect("nobody holds or waits for it"), 0);
+}
+
+/// A future that completes when a flag is set from outside, waking its waker from whatever
+/// thread sets it.
+#[derive(Clone, Default)]
+struct Flag(Arc<FlagState>);
+
+#[derive(Default)]
+struct FlagState {
+    set: std::sync::atomic::AtomicBool,
+    waker: std::sync::Mutex<Option<Waker>>,
+}
+
+impl Flag {
+    fn set(&self) {
+        self.0.set.store(true, Ordering::SeqCst);
+        let waker = self.0.waker.lock().unwrap().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Future for Flag {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.set.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        *self.0.waker.lock().unwrap() = Some(cx.waker().clone());
+        if self.0.set.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// `Io::block_on` and a future task wait for a future whose waker is woken from a plain
+/// thread and from a `futures` thread pool: the wake-up reaches the fiber, thread or task
+/// wherever it runs.
+fn futures_woken_from_foreign_threads(io: &Io) {
+    const ROUNDS: usize = 50;
+    for _ in 0..ROUNDS {
+        let flag = Flag::default();
+        let setter = on_thread({
+            let flag = flag.clone();
+            move || flag.set()
+        });
+        io.block_on(flag).unwrap();
+        join_thread(io, setter);
+    }
+    let pool = ThreadPool::builder().pool_size(2).create().unwrap();
+    for _ in 0..ROUNDS {
+        let flag = Flag::default();
+        {
+            let flag = flag.clone();
+            pool.spawn_ok(async move { flag.set() });
+        }
+        let task = io.spawn_future(flag);
+        io.block_on(task).unwrap().unwrap();
+    }
+    // A future task woken by a pool future's send on a zsync channel.
+    let (tx, rx) = channel::bounded::<u32>(0);
+    pool.spawn_ok(async move {
+        for i in 0..N {
+            tx.send_event(i).await.unwrap();
+        }
+    });
+    let sum = io.spawn_future(async move {
+        let mut sum = 0;
+        while let Ok(v) = rx.recv_event().await {
+            sum += v;
+        }
+        sum
+    });
+    assert_eq!(sum.join().unwrap(), (0..N).sum());
 }
