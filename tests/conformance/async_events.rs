@@ -42,6 +42,7 @@ conformance!(
     io_block_on_awaits_events_and_leaves_them_on_cancel,
     a_canceled_future_task_leaves_the_primitive_untouched,
     futures_woken_from_foreign_threads,
+    ping_pong_with_a_future_task,
 );
 
 /// Messages per channel test.
@@ -1070,4 +1071,56 @@ fn futures_woken_from_foreign_threads(io: &Io) {
         sum
     });
     assert_eq!(sum.join().unwrap(), (0..N).sum());
+}
+
+/// Round trips between the task and a future task through every kind of wait: a rendezvous
+/// channel each way, a Mutex passed back and forth, a Notify and a Semaphore. Run on one Green
+/// worker below, where a poll that blocked its thread would stall both sides for good.
+fn ping_pong_with_a_future_task(io: &Io) {
+    const ROUNDS: u32 = 50;
+    let (to_future, from_task) = channel::bounded::<u32>(0);
+    let (to_task, from_future) = channel::bounded::<u32>(0);
+    let m = Arc::new(Mutex::new(0u32));
+    let notify = Arc::new(Notify::new());
+    let sem = Arc::new(Semaphore::new(0));
+    let peer = {
+        let (m, notify, sem) = (m.clone(), notify.clone(), sem.clone());
+        io.concurrent_future(async move {
+            while let Ok(v) = from_task.recv_event().await {
+                *m.lock_event().await += 1;
+                notify.notified_event().await;
+                sem.acquire_event().await.unwrap().forget();
+                to_task.send_event(v + 1).await.unwrap();
+            }
+        })
+    };
+    let Ok(peer) = peer else {
+        assert!(!io.supports_concurrency());
+        return;
+    };
+    for i in 0..ROUNDS {
+        let guard = m.lock().unwrap(); // held while the future reaches its lock
+        to_future.send(i).unwrap();
+        drop(guard);
+        notify.notify_one();
+        sem.add_permits(1);
+        assert_eq!(from_future.recv(), Ok(i + 1));
+    }
+    drop(to_future);
+    peer.join().unwrap();
+    assert_eq!(*m.lock().unwrap(), ROUNDS);
+}
+
+standalone! {
+    /// [`ping_pong_with_a_future_task`] on Green with a single worker: the fiber and the future
+    /// task share one thread, so every event poll must return `Pending` instead of blocking it.
+    #[test]
+    fn event_polls_never_block_a_single_green_worker() {
+        use crate::support::{green_epoll, green_uring, io_uring_unavailable, run_on_workers};
+        let name = "ping_pong_with_a_future_task";
+        run_on_workers(green_epoll, name, ping_pong_with_a_future_task, 1);
+        if io_uring_unavailable().is_none() {
+            run_on_workers(green_uring, name, ping_pong_with_a_future_task, 1);
+        }
+    }
 }
