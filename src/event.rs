@@ -35,6 +35,20 @@
 //! sender.join().unwrap().unwrap();
 //! ```
 //!
+//! On a zsync runtime, a future task and a colorblind task share a channel the same way:
+//!
+//! ```
+//! for model in [zsync::Model::Blocking, zsync::Model::Threaded, zsync::Model::Green] {
+//!     zsync::run(model, |io| {
+//!         let (tx, rx) = zsync::channel::unbounded();
+//!         let sender = io.spawn(move |_| tx.send(21)); // a fiber on Green
+//!         let doubler = io.spawn_future(async move { rx.recv_event().await.unwrap() * 2 });
+//!         sender.join().unwrap().unwrap();
+//!         assert_eq!(doubler.join().unwrap(), 42);
+//!     });
+//! }
+//! ```
+//!
 //! Not futures: the timer events of `select!` ([`select::sleep`](crate::select::sleep),
 //! [`TickEvent`](crate::time::TickEvent)), which complete by their deadline
 //! ([`Event::wake_at`]) rather than by a wake-up, and the `select!`-only
