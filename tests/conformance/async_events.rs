@@ -6,6 +6,10 @@
 //! threads: a task's waker woken from a future's thread and a future's waker from a task's.
 //! The checks that a dropped future passes its wake-up on are made deterministic with counting
 //! wakers: a pass-on happens inside the drop, so it is seen at once.
+//!
+//! The second half runs the futures as zsync's own future tasks (`Io::spawn_future`,
+//! `Io::concurrent_future`) and waits for them with `Io::block_on`, next to closure tasks, on
+//! every model; and on a single Green worker, where a blocking poll would stall everything.
 
 use std::future::Future;
 use std::pin::Pin;
