@@ -251,6 +251,16 @@ impl Event for CancelRequestedEvent {
 
 /// An event that completes when a task finishes, yielding its value (`Err(Canceled)` for a
 /// future task dropped by its cancellation); see [`Task::join_event`](crate::Task::join_event).
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// zsync::run(zsync::Model::Threaded, |io| {
+///     let mut task = io.spawn(|_| 6 * 7);
+///     let joiner = std::thread::spawn(move || futures::executor::block_on(task.join_event()));
+///     assert_eq!(joiner.join().unwrap().unwrap(), 42);
+/// });
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct JoinEvent<'a, T> {
     pub(crate) task: &'a mut Task<T>,
@@ -263,6 +273,8 @@ impl<T> Event for JoinEvent<'_, T> {
         self.task.poll_join(waker)
     }
 }
+
+crate::event::event_future!([T] JoinEvent<'_, T>);
 
 impl<T> std::fmt::Debug for JoinEvent<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

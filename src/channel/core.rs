@@ -192,6 +192,16 @@ impl<T> Drop for Chan<T> {
 
 /// A pending receive: completes with the oldest message, or `Closed` once the channel is closed
 /// and drained. See [`Receiver::recv_event`](super::Receiver::recv_event).
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code (see
+/// [`Event`](crate::Event#events-are-futures)):
+///
+/// ```
+/// let (tx, rx) = zsync::channel::bounded(1);
+/// let receiver = std::thread::spawn(move || futures::executor::block_on(rx.recv_event()));
+/// tx.send("hi").unwrap();
+/// assert_eq!(receiver.join().unwrap(), Ok("hi"));
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct RecvEvent<'a, T> {
     chan: &'a Chan<T>,
@@ -231,6 +241,12 @@ impl<T> crate::Event for RecvEvent<'_, T> {
     }
 }
 
+crate::event::event_future!([T] RecvEvent<'_, T>, [T] SendEvent<'_, T>);
+
+// `SendEvent` only moves its value in and out by `&mut`; it never pins it, so it may move
+// between polls whatever `T` is (the value is not structurally pinned).
+impl<T> Unpin for SendEvent<'_, T> {}
+
 impl<T> std::fmt::Debug for RecvEvent<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvEvent").finish_non_exhaustive()
@@ -257,6 +273,15 @@ impl<T> Drop for RecvEvent<'_, T> {
 /// receiver takes it. Dropping it (or [`into_value`](SendEvent::into_value)) withdraws an offer
 /// not yet taken — but an offer taken meanwhile has been delivered: in a `select`, a rendezvous
 /// send can thus happen alongside the winning event. Use a buffered channel where that matters.
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// let (tx, rx) = zsync::channel::bounded(0); // rendezvous: the send waits for a receiver
+/// let sender = std::thread::spawn(move || futures::executor::block_on(tx.send_event(5)));
+/// assert_eq!(rx.recv(), Ok(5));
+/// sender.join().unwrap().unwrap();
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct SendEvent<'a, T> {
     chan: &'a Chan<T>,

@@ -348,6 +348,21 @@ impl fmt::Debug for Signals {
 }
 
 /// The [`Event`] form of [`Signals::recv`]: completes with the kind of the next delivery.
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// use zsync::signal::{signal, SignalKind};
+///
+/// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+///     let mut usr1 = signal(io, SignalKind::user_defined1())?;
+///     // SAFETY: kill(2) has no memory-safety preconditions.
+///     unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+///     let kind = futures::executor::block_on(usr1.recv_event());
+///     assert_eq!(kind, SignalKind::user_defined1());
+///     Ok(())
+/// }).unwrap();
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct SignalEvent<'a> {
     signals: &'a mut Signals,
@@ -361,6 +376,8 @@ impl Event for SignalEvent<'_> {
         self.signals.poll_recv(&mut self.waiter, waker)
     }
 }
+
+crate::event::event_future!([] SignalEvent<'_>, [] CtrlCEvent);
 
 impl fmt::Debug for SignalEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -417,6 +434,16 @@ pub fn ctrl_c_event(io: &Io) -> io::Result<CtrlCEvent> {
 }
 
 /// The [`Event`] form of [`ctrl_c`], from [`ctrl_c_event`]: owns its listener.
+///
+/// Also a [`Future`](std::future::Future), for async code:
+///
+/// ```no_run
+/// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+///     let ctrl_c = zsync::signal::ctrl_c_event(io)?;
+///     futures::executor::block_on(ctrl_c); // until Ctrl-C
+///     Ok(())
+/// }).unwrap();
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct CtrlCEvent {
     signals: Signals,

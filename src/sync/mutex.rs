@@ -147,6 +147,16 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
 
 /// The [`Event`] form of [`Mutex::lock`]. Dropping it before it completes leaves the mutex as if
 /// it never existed.
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// let m = zsync::sync::Mutex::new(1);
+/// futures::executor::block_on(async {
+///     *m.lock_event().await += 1;
+/// });
+/// assert_eq!(m.into_inner(), 2);
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct LockEvent<'a, T: ?Sized> {
     mutex: &'a Mutex<T>,
@@ -165,6 +175,8 @@ impl<'a, T: ?Sized> Event for LockEvent<'a, T> {
         }
     }
 }
+
+crate::event::event_future!(['a, T: ?Sized] LockEvent<'a, T>);
 
 impl<T: ?Sized> fmt::Debug for LockEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

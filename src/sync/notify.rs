@@ -129,6 +129,14 @@ impl fmt::Debug for Notify {
 }
 
 /// The [`Event`] form of [`Notify::notified`].
+///
+/// Also a [`Future`](std::future::Future), for async code:
+///
+/// ```
+/// let notify = zsync::sync::Notify::new();
+/// notify.notify_one(); // stored: nobody is waiting yet
+/// futures::executor::block_on(notify.notified_event());
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct NotifiedEvent<'a> {
     notify: &'a Notify,
@@ -161,6 +169,8 @@ impl Event for NotifiedEvent<'_> {
         }
     }
 }
+
+crate::event::event_future!([] NotifiedEvent<'_>, [] ResetWaitEvent<'_>);
 
 impl Drop for NotifiedEvent<'_> {
     fn drop(&mut self) {
@@ -268,6 +278,14 @@ impl fmt::Debug for ResetEvent {
 }
 
 /// The [`Event`] form of [`ResetEvent::wait`].
+///
+/// Also a [`Future`](std::future::Future), for async code:
+///
+/// ```
+/// let ready = zsync::sync::ResetEvent::new();
+/// ready.set();
+/// futures::executor::block_on(ready.wait_event());
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct ResetWaitEvent<'a> {
     event: &'a ResetEvent,

@@ -158,6 +158,14 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
 }
 
 /// The [`Event`] form of [`RwLock::read`].
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// let lock = zsync::sync::RwLock::new(1);
+/// let n = futures::executor::block_on(async { *lock.read_event().await });
+/// assert_eq!(n, 1);
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct ReadLockEvent<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
@@ -175,6 +183,11 @@ impl<'a, T: ?Sized> Event for ReadLockEvent<'a, T> {
     }
 }
 
+crate::event::event_future!(
+    ['a, T: ?Sized] ReadLockEvent<'a, T>,
+    ['a, T: ?Sized] WriteLockEvent<'a, T>,
+);
+
 impl<T: ?Sized> fmt::Debug for ReadLockEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadLockEvent").finish_non_exhaustive()
@@ -182,6 +195,14 @@ impl<T: ?Sized> fmt::Debug for ReadLockEvent<'_, T> {
 }
 
 /// The [`Event`] form of [`RwLock::write`].
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// let lock = zsync::sync::RwLock::new(1);
+/// futures::executor::block_on(async { *lock.write_event().await += 1 });
+/// assert_eq!(lock.into_inner(), 2);
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct WriteLockEvent<'a, T: ?Sized> {
     lock: &'a RwLock<T>,

@@ -401,6 +401,16 @@ impl Drop for RawAcquire<'_> {
 /// The [`Event`] form of an acquire: see [`Semaphore::acquire_event`].
 ///
 /// Output: the permit, or the closed error.
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// let sem = zsync::sync::Semaphore::new(1);
+/// let permit = futures::executor::block_on(sem.acquire_event()).unwrap();
+/// assert_eq!(sem.available_permits(), 0);
+/// drop(permit);
+/// assert_eq!(sem.available_permits(), 1);
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct AcquireEvent<'a> {
     raw: RawAcquire<'a>,
@@ -417,6 +427,8 @@ impl<'a> Event for AcquireEvent<'a> {
             .map(|r| r.map(|()| SemaphorePermit { sem, permits }))
     }
 }
+
+crate::event::event_future!(['a] AcquireEvent<'a>);
 
 impl fmt::Debug for AcquireEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

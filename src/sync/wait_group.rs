@@ -97,6 +97,22 @@ impl fmt::Debug for WaitGroup {
 }
 
 /// The [`Event`] form of [`WaitGroup::wait`]: completes when the count is zero.
+///
+/// Also a [`Future`](std::future::Future), for async code:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// let wg = Arc::new(zsync::sync::WaitGroup::new());
+/// wg.add(1);
+/// let worker = std::thread::spawn({
+///     let wg = wg.clone();
+///     move || wg.done()
+/// });
+/// futures::executor::block_on(wg.wait_event());
+/// assert_eq!(wg.count(), 0);
+/// worker.join().unwrap();
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct WaitGroupEvent<'a> {
     group: &'a WaitGroup,
@@ -109,6 +125,8 @@ impl Event for WaitGroupEvent<'_> {
         poll_condition(&mut self.waiter, waker, || self.group.count() == 0)
     }
 }
+
+crate::event::event_future!([] WaitGroupEvent<'_>);
 
 impl fmt::Debug for WaitGroupEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,6 +3,7 @@
 #[macro_use]
 pub mod support;
 
+mod async_events;
 mod broadcast;
 mod broken_pipe;
 

@@ -351,6 +351,14 @@ impl<T> fmt::Debug for Receiver<T> {
 
 /// A pending [`Receiver::recv`]: completes with the receiver's next value, `Lagged`, or
 /// `Closed`. Dropping it unfinished leaves the receiver where it was.
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// let (tx, mut rx) = zsync::channel::broadcast::channel(8);
+/// tx.send(1).unwrap();
+/// assert_eq!(futures::executor::block_on(rx.recv_event()), Ok(1));
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct RecvEvent<'a, T> {
     rx: &'a mut Receiver<T>,
@@ -379,6 +387,8 @@ impl<T: Clone> Event for RecvEvent<'_, T> {
         Poll::Ready(out.map(unwrap_or_clone))
     }
 }
+
+crate::event::event_future!([T: Clone] RecvEvent<'_, T>);
 
 impl<T> Drop for RecvEvent<'_, T> {
     fn drop(&mut self) {

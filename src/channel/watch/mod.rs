@@ -609,6 +609,15 @@ impl<T> fmt::Debug for Receiver<T> {
 /// A pending [`Receiver::changed`]: completes with `Ok` when the value has a version the
 /// receiver has not seen (marking it seen), or `Err(Closed)` once every sender is gone.
 /// Dropping it unfinished leaves the receiver as it was.
+///
+/// Also a [`Future`](std::future::Future) with the same output, for async code:
+///
+/// ```
+/// let (tx, mut rx) = zsync::channel::watch::channel(0);
+/// tx.send(1).unwrap();
+/// futures::executor::block_on(rx.changed_event()).unwrap();
+/// assert_eq!(*rx.borrow_and_update(), 1);
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct ChangedEvent<'a, T> {
     shared: &'a Shared<T>,
@@ -624,6 +633,8 @@ impl<T> Event for ChangedEvent<'_, T> {
     }
 }
 
+crate::event::event_future!([T] ChangedEvent<'_, T>, [T] ClosedEvent<'_, T>);
+
 impl<T> fmt::Debug for ChangedEvent<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChangedEvent").finish_non_exhaustive()
@@ -631,6 +642,16 @@ impl<T> fmt::Debug for ChangedEvent<'_, T> {
 }
 
 /// A pending [`Sender::closed`]: completes when no receiver is left.
+///
+/// Also a [`Future`](std::future::Future), for async code:
+///
+/// ```
+/// let (tx, rx) = zsync::channel::watch::channel(0);
+/// let dropper = std::thread::spawn(move || drop(rx));
+/// futures::executor::block_on(tx.closed_event());
+/// assert!(tx.is_closed());
+/// dropper.join().unwrap();
+/// ```
 #[must_use = "an event does nothing until waited for"]
 pub struct ClosedEvent<'a, T> {
     shared: &'a Shared<T>,
