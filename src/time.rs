@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use crate::{Event, Io};
 
+pub use crate::driver::sleep::{sleep, sleep_until, Sleep};
+pub use crate::driver::timeout::{timeout, timeout_until, Timeout};
+
 /// How late a tick may be handled and still count as on time: later than this, the tick was
 /// *missed* and the interval's [`MissedTickBehavior`] decides when the next one is. Tokio's
 /// figure: a timer wakes a little late anyway, and without the slack `Delay` and `Skip` would
@@ -74,7 +77,7 @@ impl MissedTickBehavior {
 }
 
 /// `t + d`, or `t` plus about a century if that is not representable.
-fn later(t: Instant, d: Duration) -> Instant {
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 86_400))
 }
