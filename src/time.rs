@@ -208,7 +208,10 @@ impl Interval {
     /// });
     /// ```
     pub fn tick_event(&mut self) -> TickEvent<'_> {
-        TickEvent { interval: self }
+        TickEvent {
+            interval: self,
+            sleep: None,
+        }
     }
 
     /// Restarts the schedule from now: the next tick is one period from now.
@@ -262,6 +265,41 @@ impl fmt::Debug for Interval {
 #[must_use = "an event does nothing until waited for"]
 pub struct TickEvent<'a> {
     interval: &'a mut Interval,
+    /// The timer of the tick's instant, once polled as a future.
+    sleep: Option<Sleep>,
+}
+
+/// The tick as a future (through the async driver's timers): completes with the tick's
+/// scheduled instant once it has passed, consuming the tick; dropped before, it consumes
+/// nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// zsync::run(zsync::Model::Threaded, |io| {
+///     let mut interval = io.interval(Duration::from_millis(2));
+///     let first = io.block_on(interval.tick_event()).unwrap();
+///     let second = io.block_on(interval.tick_event()).unwrap();
+///     assert_eq!(second - first, Duration::from_millis(2));
+/// });
+/// ```
+impl std::future::Future for TickEvent<'_> {
+    type Output = Instant;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Instant> {
+        let this = &mut *self;
+        let next = this.interval.next;
+        if !crate::park::deadline_passed(next) {
+            let sleep = this.sleep.get_or_insert_with(|| sleep_until(next));
+            if sleep.deadline() != next {
+                sleep.reset(next);
+            }
+            if std::pin::Pin::new(sleep).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        this.sleep = None;
+        Poll::Ready(this.interval.advance(Instant::now()))
+    }
 }
 
 impl Event for TickEvent<'_> {

@@ -22,6 +22,8 @@ macro_rules! standalone {
 #[allow(unused_macros)]
 mod support;
 
+#[path = "conformance/async_io.rs"]
+mod async_io;
 #[path = "conformance/broadcast.rs"]
 mod broadcast;
 #[path = "conformance/broken_pipe.rs"]
@@ -98,6 +100,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("watch", watch::ALL),
         ("broadcast", broadcast::ALL),
         ("interval", interval::ALL),
+        ("async_io", async_io::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

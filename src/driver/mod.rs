@@ -426,6 +426,21 @@ fn live_or_fallback(slot: &Option<Arc<Driver>>) -> Arc<Driver> {
 }
 
 impl crate::Io {
+    /// What this runtime's async driver holds: (registered descriptors, armed timers); zeros
+    /// if it has made none. For tests and leak checks: a dropped socket or `Sleep` leaves
+    /// nothing behind.
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Blocking, |io| assert_eq!(io.async_driver_counts(), (0, 0)));
+    /// ```
+    #[doc(hidden)]
+    pub fn async_driver_counts(&self) -> (usize, usize) {
+        match self.inner.state.driver.get() {
+            Some(d) => (d.registered(), d.armed_timers()),
+            None => (0, 0),
+        }
+    }
+
     /// This runtime's async driver, made on first use (the process-wide one once the runtime
     /// has ended).
     pub(crate) fn driver(&self) -> io::Result<Arc<Driver>> {

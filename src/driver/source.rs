@@ -330,10 +330,6 @@ impl Registered {
         }
     }
 
-    /// The source if the descriptor was registered.
-    pub(crate) fn get(&self) -> Option<&Source> {
-        self.slot.get().and_then(|s| s.as_ref().ok()).map(|s| &**s)
-    }
 }
 
 impl Drop for Registered {

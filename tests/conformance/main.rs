@@ -3,6 +3,7 @@
 #[macro_use]
 pub mod support;
 
+mod async_io;
 mod broadcast;
 mod broken_pipe;
 
