@@ -35,6 +35,8 @@ pub(crate) mod sleep;
 pub(crate) mod source;
 mod thread;
 pub(crate) mod timeout;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
