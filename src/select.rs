@@ -214,10 +214,7 @@ pub fn sleep_until(deadline: Instant) -> SleepEvent {
 impl std::future::Future for SleepEvent {
     type Output = ();
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<()> {
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         std::pin::Pin::new(&mut self.sleep).poll(cx)
     }
 }

@@ -33,10 +33,10 @@
 mod registry;
 pub(crate) mod sleep;
 pub(crate) mod source;
-mod thread;
-pub(crate) mod timeout;
 #[cfg(test)]
 mod tests;
+mod thread;
+pub(crate) mod timeout;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -117,7 +117,8 @@ impl Driver {
     pub(crate) fn fallback() -> &'static Arc<Driver> {
         static FALLBACK: OnceLock<Arc<Driver>> = OnceLock::new();
         FALLBACK.get_or_init(|| {
-            Driver::threaded().unwrap_or_else(|e| panic!("zsync: cannot create the async driver: {e}"))
+            Driver::threaded()
+                .unwrap_or_else(|e| panic!("zsync: cannot create the async driver: {e}"))
         })
     }
 
@@ -205,7 +206,11 @@ impl Driver {
     /// One `epoll_wait` of up to `timeout`; `foreign(data)` tells whether an event belongs to
     /// the caller (the driver thread's eventfd) rather than to a source. Wakes the waiters of
     /// the ready sources. Returns the number of events.
-    fn wait_events(&self, timeout: Option<Duration>, foreign: &mut dyn FnMut(u64) -> bool) -> usize {
+    fn wait_events(
+        &self,
+        timeout: Option<Duration>,
+        foreign: &mut dyn FnMut(u64) -> bool,
+    ) -> usize {
         let empty = Event {
             flags: EventFlags::empty(),
             data: EventData::new_u64(0),
@@ -321,10 +326,7 @@ impl Driver {
 
     /// How many timers are armed (for tests: a dropped `Sleep` leaves none behind).
     pub(crate) fn armed_timers(&self) -> usize {
-        self.timers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.timers.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     // ---- shutdown ---------------------------------------------------------------------------
@@ -343,7 +345,10 @@ impl Driver {
         self.registry.close_all(&mut wake);
         {
             let mut timers = self.timers.lock().unwrap_or_else(|p| p.into_inner());
-            timers.expire(Instant::now() + Duration::from_secs(u32::MAX.into()), &mut wake);
+            timers.expire(
+                Instant::now() + Duration::from_secs(u32::MAX.into()),
+                &mut wake,
+            );
             self.next_timer.store(NO_TIMER, Ordering::SeqCst);
         }
         wake_contained(wake);
@@ -446,11 +451,14 @@ impl crate::Io {
     /// This runtime's async driver, made on first use (the process-wide one once the runtime
     /// has ended).
     pub(crate) fn driver(&self) -> io::Result<Arc<Driver>> {
-        self.inner.state.driver.get_or_make(|| match &self.inner.model {
-            crate::model::ModelImpl::Green(green) => green.make_driver(),
-            crate::model::ModelImpl::Blocking
-            | crate::model::ModelImpl::Threaded(_)
-            | crate::model::ModelImpl::Custom(_) => Driver::threaded(),
-        })
+        self.inner
+            .state
+            .driver
+            .get_or_make(|| match &self.inner.model {
+                crate::model::ModelImpl::Green(green) => green.make_driver(),
+                crate::model::ModelImpl::Blocking
+                | crate::model::ModelImpl::Threaded(_)
+                | crate::model::ModelImpl::Custom(_) => Driver::threaded(),
+            })
     }
 }

@@ -139,7 +139,11 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         let armed = this.timer.id.is_some()
-            && this.timer.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            && this
+                .timer
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()));
         if !armed {
             this.timer.arm(this.deadline, cx.waker());
         }

@@ -329,7 +329,6 @@ impl Registered {
             Err(errno) => Err(io::Error::from_raw_os_error(*errno)),
         }
     }
-
 }
 
 impl Drop for Registered {

@@ -47,7 +47,11 @@ fn a_sleep_outside_any_runtime_runs_on_the_process_wide_driver() {
 
 #[test]
 fn a_sleep_armed_in_a_runtime_that_ended_moves_to_the_process_wide_driver() {
-    for model in [crate::Model::Blocking, crate::Model::Threaded, crate::Model::Green] {
+    for model in [
+        crate::Model::Blocking,
+        crate::Model::Threaded,
+        crate::Model::Green,
+    ] {
         let mut sleep = crate::time::sleep(Duration::from_millis(20));
         let (woken, waker) = counter();
         crate::run(model, |io| {
@@ -109,15 +113,18 @@ fn an_event_for_a_removed_source_reaches_nobody() {
     let _ = second.try_io(Interest::Read, || -> io::Result<()> {
         Err(io::ErrorKind::WouldBlock.into())
     });
-    assert!(second.poll_ready(Interest::Read, &mut cx, Waiter::Poll).is_pending());
+    assert!(second
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_pending());
     let mut wake = Vec::new();
     driver
         .registry
         .dispatch(&[(old_key, Ready::from_epoll(EventFlags::IN))], &mut wake);
     assert!(wake.is_empty(), "the stale key finds nobody");
-    driver
-        .registry
-        .dispatch(&[(second.key(), Ready::from_epoll(EventFlags::IN))], &mut wake);
+    driver.registry.dispatch(
+        &[(second.key(), Ready::from_epoll(EventFlags::IN))],
+        &mut wake,
+    );
     wake_contained(wake);
     assert_eq!(wakes(&woken), 1);
     driver.deregister(a.as_fd(), &second);
@@ -137,21 +144,31 @@ fn a_would_block_after_a_newer_event_keeps_the_readiness() {
         source.set_ready(Ready::from_epoll(EventFlags::IN), &mut wake);
         Err(io::ErrorKind::WouldBlock.into())
     });
-    assert!(source.poll_ready(Interest::Read, &mut cx, Waiter::Poll).is_ready());
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_ready());
     // Without one, it clears; the other direction is untouched.
     let _ = source.try_io(Interest::Read, || -> io::Result<()> {
         Err(io::ErrorKind::WouldBlock.into())
     });
-    assert!(source.poll_ready(Interest::Read, &mut cx, Waiter::Poll).is_pending());
-    assert!(source.poll_ready(Interest::Write, &mut cx, Waiter::Poll).is_ready());
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_pending());
+    assert!(source
+        .poll_ready(Interest::Write, &mut cx, Waiter::Poll)
+        .is_ready());
     // Keyed waiters are all woken, and leave without a trace.
     let (w1, k1) = counter();
     let (w2, k2) = counter();
     let (mut key1, mut key2) = (None, None);
     let mut cx1 = Context::from_waker(&k1);
     let mut cx2 = Context::from_waker(&k2);
-    assert!(source.poll_ready(Interest::Read, &mut cx1, Waiter::Keyed(&mut key1)).is_pending());
-    assert!(source.poll_ready(Interest::Read, &mut cx2, Waiter::Keyed(&mut key2)).is_pending());
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx1, Waiter::Keyed(&mut key1))
+        .is_pending());
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx2, Waiter::Keyed(&mut key2))
+        .is_pending());
     let mut wake = Vec::new();
     source.set_ready(Ready::from_epoll(EventFlags::IN), &mut wake);
     wake_contained(wake);

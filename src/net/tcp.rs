@@ -80,7 +80,9 @@ pub struct TcpListener {
 
 impl_socket!(TcpListener, std::net::TcpListener, SocketAddr, "listener");
 impl_ttl!(TcpListener, "accepted connections");
-impl_readiness!(TcpListener, "use std::task::{Context, Waker};
+impl_readiness!(
+    TcpListener,
+    "use std::task::{Context, Waker};
 use zsync::net::TcpListener;
 
 zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
@@ -96,7 +98,8 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
     assert!(listener.poll_read_ready(&mut cx).is_pending());
     Ok(())
 })
-.unwrap();");
+.unwrap();"
+);
 
 impl TcpListener {
     /// Binds to the first address of `addr` that works (with `SO_REUSEADDR`, as std does on Unix)
@@ -210,7 +213,9 @@ impl_socket!(
     peer_addr
 );
 impl_stream_io!(TcpStream);
-impl_readiness!(TcpStream, "use std::task::{Context, Waker};
+impl_readiness!(
+    TcpStream,
+    "use std::task::{Context, Waker};
 use zsync::net::{Interest, TcpListener, TcpStream};
 
 zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
@@ -232,8 +237,11 @@ zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
     assert!(server.poll_read_ready(&mut cx).is_pending());
     Ok(())
 })
-.unwrap();");
-impl_async_stream!(TcpStream, "use zsync::net::{TcpListener, TcpStream};
+.unwrap();"
+);
+impl_async_stream!(
+    TcpStream,
+    "use zsync::net::{TcpListener, TcpStream};
 
 zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
     let listener = TcpListener::bind(io, \"127.0.0.1:0\")?;
@@ -248,7 +256,8 @@ zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
         Ok(())
     })?
 })
-.unwrap();");
+.unwrap();"
+);
 impl_ttl!(TcpStream, "outgoing packets");
 impl_timeouts!(
     TcpStream,

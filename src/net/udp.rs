@@ -41,7 +41,9 @@ impl_socket!(
 );
 impl_timeouts!(UdpSocket, "receives", "sends");
 impl_ttl!(UdpSocket, "outgoing unicast datagrams");
-impl_readiness!(UdpSocket, "use std::task::{Context, Waker};
+impl_readiness!(
+    UdpSocket,
+    "use std::task::{Context, Waker};
 use zsync::net::UdpSocket;
 
 zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
@@ -50,7 +52,8 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
     assert!(socket.poll_write_ready(&mut cx).is_ready());
     Ok(())
 })
-.unwrap();");
+.unwrap();"
+);
 
 /// The async side: futures waiting through the async driver (any number of tasks may wait on
 /// one socket); dropped, they leave the socket untouched. The socket's timeouts do not apply

@@ -105,7 +105,9 @@ impl_socket!(
     SocketAddr,
     "listener"
 );
-impl_readiness!(UnixListener, "use std::task::{Context, Waker};
+impl_readiness!(
+    UnixListener,
+    "use std::task::{Context, Waker};
 use zsync::net::UnixListener;
 
 zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
@@ -117,7 +119,8 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
     std::fs::remove_file(&path)?;
     Ok(())
 })
-.unwrap();");
+.unwrap();"
+);
 
 impl UnixListener {
     /// Creates the socket file `path` and listens on it.
@@ -189,7 +192,9 @@ impl_socket!(
     peer_addr
 );
 impl_stream_io!(UnixStream);
-impl_readiness!(UnixStream, "use std::task::{Context, Waker};
+impl_readiness!(
+    UnixStream,
+    "use std::task::{Context, Waker};
 use zsync::net::UnixStream;
 
 zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
@@ -202,8 +207,11 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
     assert_eq!(n, 1);
     Ok(())
 })
-.unwrap();");
-impl_async_stream!(UnixStream, "use zsync::net::UnixStream;
+.unwrap();"
+);
+impl_async_stream!(
+    UnixStream,
+    "use zsync::net::UnixStream;
 
 zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
     let (a, b) = UnixStream::pair(io)?;
@@ -215,7 +223,8 @@ zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
         Ok(())
     })?
 })
-.unwrap();");
+.unwrap();"
+);
 impl_timeouts!(UnixStream, "reads", "writes");
 
 impl UnixStream {
@@ -323,7 +332,9 @@ impl_socket!(
     peer_addr
 );
 impl_timeouts!(UnixDatagram, "receives", "sends");
-impl_readiness!(UnixDatagram, "use std::task::{Context, Waker};
+impl_readiness!(
+    UnixDatagram,
+    "use std::task::{Context, Waker};
 use zsync::net::UnixDatagram;
 
 zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
@@ -332,7 +343,8 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
     assert!(a.poll_write_ready(&mut cx).is_ready());
     Ok(())
 })
-.unwrap();");
+.unwrap();"
+);
 
 /// The async side: futures waiting through the async driver (any number of tasks may wait on
 /// one socket); dropped, they leave the socket untouched. The socket's timeouts do not apply
@@ -363,9 +375,7 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
 impl UnixDatagram {
     /// Sends `buf` to the connected peer once its queue has room, as a future.
     pub async fn send_async(&self, buf: &[u8]) -> io::Result<usize> {
-        self.sock
-            .io_async(Interest::Write, |s| s.send(buf))
-            .await
+        self.sock.io_async(Interest::Write, |s| s.send(buf)).await
     }
 
     /// Receives one datagram from the connected peer, as a future.

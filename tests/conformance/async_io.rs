@@ -44,7 +44,8 @@ fn pair(io: &Io) -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind(io, "127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     block_on(io, async {
-        let (client, accepted) = join(TcpStream::connect_async(io, addr), listener.accept_async()).await;
+        let (client, accepted) =
+            join(TcpStream::connect_async(io, addr), listener.accept_async()).await;
         (client.unwrap(), accepted.unwrap().0)
     })
 }
@@ -143,8 +144,11 @@ fn timeout_fires(io: &Io) {
     let (client, _server) = pair(io);
     let start = Instant::now();
     let mut buf = [0; 8];
-    let e = block_on(io, timeout(Duration::from_millis(20), client.read_async(&mut buf)))
-        .unwrap_err();
+    let e = block_on(
+        io,
+        timeout(Duration::from_millis(20), client.read_async(&mut buf)),
+    )
+    .unwrap_err();
     assert!(zsync::is_timed_out(&e), "{e:?}");
     assert!(start.elapsed() >= Duration::from_millis(20));
     let start = Instant::now();
@@ -175,7 +179,11 @@ fn timeout_does_not_fire(io: &Io) {
         block_on(io, timeout(Duration::from_secs(60), async { 7 })).unwrap(),
         7
     );
-    assert_eq!(io.async_driver_counts().1, 0, "a completed timeout disarms its timer");
+    assert_eq!(
+        io.async_driver_counts().1,
+        0,
+        "a completed timeout disarms its timer"
+    );
 }
 
 fn dropped_sleep_frees_its_timer(io: &Io) {
@@ -189,9 +197,17 @@ fn dropped_sleep_frees_its_timer(io: &Io) {
         assert!(std::pin::Pin::new(&mut far).poll(&mut cx).is_pending());
         assert_eq!(io.async_driver_counts().1, before + 1);
     }
-    assert_eq!(io.async_driver_counts().1, before, "the dropped Sleep's timer is gone");
+    assert_eq!(
+        io.async_driver_counts().1,
+        before,
+        "the dropped Sleep's timer is gone"
+    );
     // A timed-out future's timer, and a completed sleep's, are gone too.
-    block_on(io, timeout(Duration::from_millis(1), std::future::pending::<()>())).unwrap_err();
+    block_on(
+        io,
+        timeout(Duration::from_millis(1), std::future::pending::<()>()),
+    )
+    .unwrap_err();
     assert_eq!(io.async_driver_counts().1, before);
 }
 
@@ -213,7 +229,9 @@ fn sleep_reset_moves_the_deadline(io: &Io) {
     block_on(io, async {
         // Armed far away, then moved close while a task waits on it.
         let mut s = std::pin::Pin::new(&mut s);
-        assert!(poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx))).await.is_pending());
+        assert!(poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx)))
+            .await
+            .is_pending());
         let soon = Instant::now() + Duration::from_millis(5);
         s.as_mut().get_mut().reset(soon);
         s.as_mut().await;
@@ -237,7 +255,11 @@ fn socket_dropped_while_a_read_waits(io: &Io) {
     )
     .unwrap_err();
     assert!(zsync::is_timed_out(&e));
-    assert_eq!(io.async_driver_counts().0, registered - 1, "deregistered on drop");
+    assert_eq!(
+        io.async_driver_counts().0,
+        registered - 1,
+        "deregistered on drop"
+    );
     // The peer sees the close, and its own async use still works.
     let mut buf = [0; 8];
     assert_eq!(block_on(io, client.read_async(&mut buf)).unwrap(), 0);
@@ -263,7 +285,9 @@ fn readiness_after_would_block(io: &Io) {
         assert_eq!(e.kind(), ErrorKind::WouldBlock);
         block_on(io, poll_fn(|cx| server.poll_read_ready(cx))).unwrap();
         let mut one = [0; 1];
-        let n = server.try_io(Interest::Read, || raw_read(&mut one)).unwrap();
+        let n = server
+            .try_io(Interest::Read, || raw_read(&mut one))
+            .unwrap();
         assert_eq!((n, one[0]), (1, round));
     }
     // Nothing more: the readiness is cleared by the next WouldBlock, and a poll now waits.
@@ -295,13 +319,18 @@ fn sleep_and_tick_events_are_futures(io: &Io) {
 
 #[cfg(feature = "tokio-io")]
 fn tokio_io_traits(io: &Io) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (mut client, mut server) = pair(io);
     block_on(io, async {
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"tokio").await.unwrap();
-        tokio::io::AsyncWriteExt::shutdown(&mut client).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"tokio")
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::shutdown(&mut client)
+            .await
+            .unwrap();
         let mut got = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut server, &mut got).await.unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut server, &mut got)
+            .await
+            .unwrap();
         assert_eq!(got, b"tokio");
     });
 }

@@ -58,7 +58,10 @@ impl WorkerLocal {
                 ))
             };
             if let Err(e) = self.reactor.watch(fd) {
-                eprintln!("zsync: worker {} cannot watch the async driver: {e}", self.index);
+                eprintln!(
+                    "zsync: worker {} cannot watch the async driver: {e}",
+                    self.index
+                );
             }
             driver.drain();
         }

@@ -160,7 +160,12 @@ impl Epoll {
     /// Watches `fd` for readability, level-triggered, under [`WATCH_TOKEN`] (see
     /// `Reactor::watch`).
     pub(crate) fn watch(&self, fd: BorrowedFd<'static>) -> io::Result<()> {
-        epoll::add(&self.epfd, fd, EventData::new_u64(WATCH_TOKEN), EventFlags::IN)?;
+        epoll::add(
+            &self.epfd,
+            fd,
+            EventData::new_u64(WATCH_TOKEN),
+            EventFlags::IN,
+        )?;
         self.watching.set(true);
         Ok(())
     }
