@@ -1,4 +1,9 @@
-//! Time: [`Interval`], a periodic tick (Tokio's `tokio::time::Interval`).
+//! Time: [`Interval`], a periodic tick (Tokio's `tokio::time::Interval`), and the timer futures
+//! [`sleep`], [`sleep_until`], [`timeout`] and [`timeout_until`] for async code.
+//!
+//! The futures run on the async driver's timers: the driver of the zsync runtime they are
+//! polled in, or a process-wide one under another executor. Colorblind code waits for them
+//! with `Io::block_on`; it sleeps itself with [`Io::sleep`](crate::Io::sleep).
 //!
 //! One-off waits are [`Io::sleep`](crate::Io::sleep) / [`Io::sleep_until`](crate::Io::sleep_until)
 //! and, as events, [`select::sleep`](crate::select::sleep). An interval ticks on a fixed
