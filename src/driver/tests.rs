@@ -32,6 +32,27 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// What `Io::spawn_future` needs of them: `Send` futures.
+#[test]
+fn the_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn sync<T: Send + Sync>() {}
+    sync::<crate::time::Sleep>();
+    sync::<crate::time::Timeout<std::future::Ready<()>>>();
+    sync::<crate::select::SleepEvent>();
+    crate::run(crate::Model::Blocking, |io| {
+        let (a, _b) = crate::net::UnixStream::pair(io).unwrap();
+        let mut buf = [0; 4];
+        send(&a.read_async(&mut buf));
+        send(&a.write_async(b"x"));
+        let udp = crate::net::UdpSocket::bind(io, "127.0.0.1:0").unwrap();
+        send(&udp.recv_from_async(&mut buf));
+        let l = crate::net::TcpListener::bind(io, "127.0.0.1:0").unwrap();
+        send(&l.accept_async());
+        send(&crate::net::TcpStream::connect_async(io, l.local_addr().unwrap()));
+    });
+}
+
 #[test]
 fn a_sleep_outside_any_runtime_runs_on_the_process_wide_driver() {
     let at = Instant::now() + Duration::from_millis(5);

@@ -43,8 +43,9 @@ impl Green {
 
 impl WorkerLocal {
     /// The async driver's share of one loop turn: watch it (first time), drain it if the
-    /// reactor saw it readable, fire its due timers.
-    pub(super) fn turn_driver(&self) {
+    /// reactor saw it readable, fire its due timers. `clock` is this turn's clock reading, if
+    /// the worker took one.
+    pub(super) fn turn_driver(&self, clock: Option<Instant>) {
         let Some(driver) = self.shared.driver.get() else {
             return;
         };
@@ -69,7 +70,7 @@ impl WorkerLocal {
             driver.drain();
         }
         if driver.next_timer().is_some() {
-            driver.fire_timers(Instant::now());
+            driver.fire_timers(clock.unwrap_or_else(Instant::now));
         }
     }
 

@@ -677,7 +677,7 @@ impl WorkerLocal {
                 }
             }
             let clock = self.fire_timers(&mut due);
-            self.turn_driver();
+            self.turn_driver(clock);
             self.share_cpu(clock);
             // While fibers are ready, a fresh task still starts every `BUSY_START_EVERY` turns:
             // otherwise a fiber that only yields (waiting for a task it started with
