@@ -21,8 +21,13 @@ use super::sleep::Sleep;
 /// use std::time::Duration;
 /// use zsync::time::{sleep, timeout};
 ///
-/// let late = timeout(Duration::from_millis(1), sleep(Duration::from_secs(60)));
-/// assert!(late.deadline() > std::time::Instant::now());
+/// zsync::run(zsync::Model::Green, |io| {
+///     let late = timeout(Duration::from_millis(1), sleep(Duration::from_secs(60)));
+///     let e = io.block_on(late).unwrap().unwrap_err();
+///     assert!(zsync::is_timed_out(&e));
+///     let in_time = timeout(Duration::from_secs(60), async { 7 });
+///     assert_eq!(io.block_on(in_time).unwrap().unwrap(), 7);
+/// });
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Timeout<F> {

@@ -5,7 +5,6 @@
 
 use std::future::{poll_fn, Future};
 use std::io::ErrorKind;
-use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -17,27 +16,7 @@ use zsync::Io;
 
 /// Colorblind code waiting for a future.
 fn block_on<F: Future>(io: &Io, future: F) -> F::Output {
-    support_block_on(io, future)
-}
-
-/// Until `Io::block_on` exists: park the thread between polls (on Green the other worker
-/// turns the driver meanwhile; the suite runs two).
-fn support_block_on<F: Future>(_io: &Io, future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
+    io.block_on(future).expect("the task is not canceled")
 }
 
 fn pair(io: &Io) -> (TcpStream, TcpStream) {
