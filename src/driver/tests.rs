@@ -49,7 +49,10 @@ fn the_futures_are_send() {
         send(&udp.recv_from_async(&mut buf));
         let l = crate::net::TcpListener::bind(io, "127.0.0.1:0").unwrap();
         send(&l.accept_async());
-        send(&crate::net::TcpStream::connect_async(io, l.local_addr().unwrap()));
+        send(&crate::net::TcpStream::connect_async(
+            io,
+            l.local_addr().unwrap(),
+        ));
     });
 }
 

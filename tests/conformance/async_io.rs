@@ -296,6 +296,81 @@ fn sleep_and_tick_events_are_futures(io: &Io) {
     assert!(Instant::now() >= second);
 }
 
+/// An echo server whose connections are future tasks, with clients as future tasks too: the
+/// driver wakes tasks of the model (a worker's queue, the pool, or inline on Blocking).
+fn echo_server_of_future_tasks(io: &Io) {
+    if !io.supports_concurrency() {
+        return; // Blocking runs a future task to completion at once: the server needs clients
+    }
+    let listener = TcpListener::bind(io, "127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    const CLIENTS: usize = 8;
+    let server = io.spawn_future(async move {
+        let io = Io::current().unwrap();
+        let mut conns = Vec::new();
+        for _ in 0..CLIENTS {
+            let (stream, _) = listener.accept_async().await.unwrap();
+            conns.push(io.spawn_future(async move {
+                let mut buf = [0; 1024];
+                loop {
+                    let n = stream.read_async(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    (&stream).write_all(&buf[..n]).await.unwrap();
+                }
+            }));
+        }
+        for c in conns {
+            c.await.unwrap();
+        }
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            io.spawn_future(async move {
+                let io = Io::current().unwrap();
+                let mut stream = TcpStream::connect_async(&io, addr).await.unwrap();
+                let msg = vec![i as u8; 3000 + i];
+                stream.write_all(&msg).await.unwrap();
+                let mut back = vec![0; msg.len()];
+                stream.read_exact(&mut back).await.unwrap();
+                assert_eq!(back, msg);
+            })
+        })
+        .collect();
+    block_on(io, async {
+        for c in clients {
+            c.await.unwrap();
+        }
+        server.await.unwrap();
+    });
+}
+
+/// A canceled future task is dropped at its next poll, and its socket (and its registration,
+/// and its `Sleep`) with it.
+fn canceled_future_task_drops_its_socket_and_timer(io: &Io) {
+    let (client, server) = pair(io);
+    let _ = server.poll_write_ready(&mut Context::from_waker(Waker::noop()));
+    let (registered, timers) = io.async_driver_counts();
+    let waiting = async move {
+        let mut buf = [0; 8];
+        let _ = timeout(Duration::from_secs(3600), server.read_async(&mut buf)).await;
+    };
+    let Ok(task) = io.concurrent_future(waiting) else {
+        return; // Blocking: no task runs beside the caller (the refused future is dropped)
+    };
+    // Let it start waiting.
+    block_on(io, sleep(Duration::from_millis(5)));
+    assert!(zsync::is_canceled(&task.cancel().unwrap_err()));
+    assert_eq!(io.async_driver_counts(), (registered - 1, timers));
+    let mut buf = [0; 8];
+    assert_eq!(
+        block_on(io, client.read_async(&mut buf)).unwrap(),
+        0,
+        "closed"
+    );
+}
+
 #[cfg(feature = "tokio-io")]
 fn tokio_io_traits(io: &Io) {
     let (mut client, mut server) = pair(io);
@@ -331,4 +406,6 @@ conformance! {
     readiness_after_would_block,
     sleep_and_tick_events_are_futures,
     tokio_io_traits,
+    echo_server_of_future_tasks,
+    canceled_future_task_drops_its_socket_and_timer,
 }
