@@ -4,15 +4,17 @@
 //! `Source`): the kernel reports a *change*, so the driver remembers what it reported in
 //! readiness bits until an operation shows that it has been used up. The protocol:
 //!
-//! 1. An event from epoll sets the ready bits and bumps a `tick` in the same word, then wakes
-//!    the waiters of the ready directions.
+//! 1. An event from epoll sets the ready bits and bumps the `tick` of each direction it
+//!    readies, in the same word, then wakes the waiters of those directions.
 //! 2. A waiter (`poll_ready`) returns at once if its bit is set; otherwise it stores its waker
 //!    under the source's lock and *then* loads the bits again. The driver sets the bits before
 //!    taking that lock, so either the driver finds the waker or the waiter sees the bits.
 //! 3. An operation (`try_io`) reads the word, runs the syscall, and on `WouldBlock` clears its
-//!    bit only if the tick has not moved: an event that came between the syscall and the clear
-//!    keeps the bit set, so the next `poll_ready` returns at once instead of waiting for an edge
-//!    that has already passed.
+//!    bit only if its direction's tick has not moved: an event that readied that direction
+//!    between the syscall and the clear keeps the bit set, so the next `poll_ready` returns at
+//!    once instead of waiting for an edge that has already passed. (Tokio keeps one tick for
+//!    both directions, so an event for the other direction, such as the first writable edge of
+//!    a new registration, also keeps the bit and costs one more try.)
 //!
 //! A new source starts *ready* in both directions: the first operation is tried at once (one
 //! syscall when data is there already) and a `WouldBlock` then clears the bit. An error or
@@ -24,7 +26,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -34,18 +36,30 @@ use slab::Slab;
 use super::Driver;
 use crate::park::Interest;
 
-/// Readiness bits (the low byte of `readiness`); the rest of the word is the tick.
-const READABLE: usize = 1;
-const WRITABLE: usize = 2;
+/// Readiness bits (the low byte of `readiness`); above them, a 28-bit tick per direction.
+const READABLE: u64 = 1;
+const WRITABLE: u64 = 2;
 /// The driver has shut down: every wait fails.
-const SHUTDOWN: usize = 4;
-const READY_MASK: usize = 0xff;
-/// One step of the tick.
-const TICK: usize = 0x100;
+const SHUTDOWN: u64 = 4;
+/// Where each direction's tick starts in the word, and its width.
+const READ_TICK: u32 = 8;
+const WRITE_TICK: u32 = 36;
+const TICK_MASK: u64 = (1 << 28) - 1;
+
+/// The tick of the direction whose tick starts at bit `shift`.
+fn tick(word: u64, shift: u32) -> u64 {
+    (word >> shift) & TICK_MASK
+}
+
+/// `word` with that tick advanced by one (wrapping within its bits).
+fn bump(word: u64, shift: u32) -> u64 {
+    let next = (tick(word, shift) + 1) & TICK_MASK;
+    (word & !(TICK_MASK << shift)) | next << shift
+}
 
 /// What one epoll event said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ready(usize);
+pub(crate) struct Ready(u64);
 
 impl Ready {
     /// Readiness from epoll's flags: an error or hang-up readies both directions.
@@ -62,10 +76,11 @@ impl Ready {
     }
 }
 
-fn bit(interest: Interest) -> usize {
+/// The ready bit and the tick's position of a direction.
+fn bit(interest: Interest) -> (u64, u32) {
     match interest {
-        Interest::Read => READABLE,
-        Interest::Write => WRITABLE,
+        Interest::Read => (READABLE, READ_TICK),
+        Interest::Write => (WRITABLE, WRITE_TICK),
     }
 }
 
@@ -118,7 +133,7 @@ pub(crate) struct Source {
     fd: RawFd,
     driver: Weak<Driver>,
     /// Ready bits (low byte) and tick (the rest). See the module docs.
-    readiness: AtomicUsize,
+    readiness: AtomicU64,
     waiters: Mutex<Waiters>,
 }
 
@@ -128,7 +143,7 @@ impl Source {
             key,
             fd,
             driver,
-            readiness: AtomicUsize::new(READABLE | WRITABLE),
+            readiness: AtomicU64::new(READABLE | WRITABLE),
             waiters: Mutex::new(Waiters::default()),
         }
     }
@@ -142,7 +157,14 @@ impl Source {
         let _ = self
             .readiness
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                Some(cur.wrapping_add(TICK) | ready.0)
+                let mut next = cur | ready.0;
+                if ready.0 & READABLE != 0 {
+                    next = bump(next, READ_TICK);
+                }
+                if ready.0 & WRITABLE != 0 {
+                    next = bump(next, WRITE_TICK);
+                }
+                Some(next)
             });
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if ready.0 & READABLE != 0 {
@@ -170,7 +192,7 @@ impl Source {
         cx: &mut Context<'_>,
         waiter: Waiter<'_>,
     ) -> Poll<io::Result<()>> {
-        let bit = bit(interest);
+        let (bit, _) = bit(interest);
         if let Some(ready) = self.check(bit) {
             return Poll::Ready(ready);
         }
@@ -203,7 +225,7 @@ impl Source {
         }
     }
 
-    fn check(&self, bit: usize) -> Option<io::Result<()>> {
+    fn check(&self, bit: u64) -> Option<io::Result<()>> {
         let cur = self.readiness.load(Ordering::Acquire);
         if cur & SHUTDOWN != 0 {
             Some(Err(super::shut_down()))
@@ -238,13 +260,13 @@ impl Source {
         result
     }
 
-    /// Clears `interest`'s bit if the tick is still that of `seen`.
-    fn clear(&self, interest: Interest, seen: usize) {
-        let bit = bit(interest);
+    /// Clears `interest`'s bit if its tick is still that of `seen`.
+    fn clear(&self, interest: Interest, seen: u64) {
+        let (bit, shift) = bit(interest);
         let _ = self
             .readiness
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                (cur & !READY_MASK == seen & !READY_MASK && cur & bit != 0).then_some(cur & !bit)
+                (tick(cur, shift) == tick(seen, shift) && cur & bit != 0).then_some(cur & !bit)
             });
     }
 
