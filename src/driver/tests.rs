@@ -238,3 +238,30 @@ fn a_panicking_waker_does_not_stop_the_driver() {
     assert_eq!(driver.armed_timers(), 0);
     driver.close();
 }
+
+#[test]
+fn one_green_worker_turns_the_driver_alone() {
+    let mut backends = vec![crate::Backend::Epoll];
+    if crate::Backend::IoUring.resolve().is_ok() {
+        backends.push(crate::Backend::IoUring);
+    }
+    for backend in backends {
+        let builder = crate::Builder::new(crate::Model::Green)
+            .worker_threads(1)
+            .backend(backend);
+        builder.run(|io| {
+            let at = Instant::now() + Duration::from_millis(3);
+            io.block_on(crate::time::sleep_until(at)).unwrap();
+            assert!(Instant::now() >= at);
+            let (a, b) = crate::net::UnixStream::pair(io).unwrap();
+            // A future task writes later; the root waits for the data through the driver.
+            let writer = io.spawn_future(async move {
+                crate::time::sleep(Duration::from_millis(2)).await;
+                b.write_async(b"!").await.unwrap()
+            });
+            let mut buf = [0; 1];
+            assert_eq!(io.block_on(a.read_async(&mut buf)).unwrap().unwrap(), 1);
+            assert_eq!(writer.join().unwrap(), 1);
+        });
+    }
+}
