@@ -24,8 +24,9 @@
 //! the macros of [`super::methods`].
 //!
 //! The core adds nothing to the hot path: a `read` is the timeout check (one relaxed load) and
-//! the op, as before; the struct is the std socket (one descriptor), the `Io` (one pointer) and
-//! two timeout words.
+//! the op, as before; the struct is the std socket (one descriptor), the `Io` (one pointer),
+//! two timeout words and the async driver registration ([`Registered`], empty until the first
+//! async use: `poll_read_ready`, `try_io`, an `_async` method or `AsyncRead`/`AsyncWrite`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
