@@ -152,6 +152,8 @@ impl Builder {
             ModelImpl::Blocking | ModelImpl::Custom(_) => run_root_on_thread(&io, f),
         };
         io.inner.model.shutdown();
+        // After the model: no task is left to wait on the driver; its thread is joined here.
+        io.inner.state.driver.retire();
         let detached_panic = io
             .inner
             .state

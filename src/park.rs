@@ -261,10 +261,19 @@ pub(crate) fn deadline_passed(deadline: Instant) -> bool {
     CLOCK.with(|c| c.get()).is_some_and(|now| now >= deadline) || Instant::now() >= deadline
 }
 
-/// Which readiness a descriptor wait is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Interest {
+/// Which readiness a descriptor wait is for: the direction of
+/// [`try_io`](crate::net::TcpStream::try_io) and of the readiness waits behind every
+/// operation.
+///
+/// ```
+/// use zsync::net::Interest;
+/// assert_ne!(Interest::Read, Interest::Write);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interest {
+    /// Readable: data (or a connection, or the peer's hang-up) to take.
     Read,
+    /// Writable: room in the send buffer (or a connect that completed).
     Write,
 }
 

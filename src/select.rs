@@ -172,29 +172,58 @@ macro_rules! __select_match {
 }
 
 /// An event that completes when the monotonic clock reaches a deadline.
-#[derive(Debug, Clone, Copy)]
+///
+/// Also a [`Future`](std::future::Future) (through the async driver's timers, as
+/// [`zsync::time::Sleep`](crate::time::Sleep)), so async code can `.await` it:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// zsync::run(zsync::Model::Threaded, |io| {
+///     let event = zsync::select::sleep(Duration::from_millis(2));
+///     let deadline = Instant::now();
+///     io.block_on(event).unwrap();
+///     assert!(Instant::now() >= deadline);
+/// });
+/// ```
+#[derive(Debug)]
 #[must_use = "an event does nothing until waited for"]
 pub struct SleepEvent {
-    deadline: Instant,
+    /// The deadline, and its timer once polled as a future.
+    sleep: crate::time::Sleep,
+}
+
+/// A copy has the same deadline and no timer of its own until polled.
+impl Clone for SleepEvent {
+    fn clone(&self) -> Self {
+        sleep_until(self.sleep.deadline())
+    }
 }
 
 /// An event that completes after `duration` (measured from now).
 pub fn sleep(duration: Duration) -> SleepEvent {
-    SleepEvent {
-        deadline: Instant::now() + duration,
-    }
+    sleep_until(crate::time::later(Instant::now(), duration))
 }
 
 /// An event that completes at `deadline`.
 pub fn sleep_until(deadline: Instant) -> SleepEvent {
-    SleepEvent { deadline }
+    SleepEvent {
+        sleep: crate::time::sleep_until(deadline),
+    }
+}
+
+impl std::future::Future for SleepEvent {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        std::pin::Pin::new(&mut self.sleep).poll(cx)
+    }
 }
 
 impl Event for SleepEvent {
     type Output = ();
 
     fn poll_event(&mut self, _waker: &Waker) -> Poll<()> {
-        if crate::park::deadline_passed(self.deadline) {
+        if crate::park::deadline_passed(self.sleep.deadline()) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -202,7 +231,7 @@ impl Event for SleepEvent {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        Some(self.deadline)
+        Some(self.sleep.deadline())
     }
 }
 

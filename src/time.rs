@@ -1,4 +1,9 @@
-//! Time: [`Interval`], a periodic tick (Tokio's `tokio::time::Interval`).
+//! Time: [`Interval`], a periodic tick (Tokio's `tokio::time::Interval`), and the timer futures
+//! [`sleep`], [`sleep_until`], [`timeout`] and [`timeout_until`] for async code.
+//!
+//! The futures run on the async driver's timers: the driver of the zsync runtime they are
+//! polled in, or a process-wide one under another executor. Colorblind code waits for them
+//! with `Io::block_on`; it sleeps itself with [`Io::sleep`](crate::Io::sleep).
 //!
 //! One-off waits are [`Io::sleep`](crate::Io::sleep) / [`Io::sleep_until`](crate::Io::sleep_until)
 //! and, as events, [`select::sleep`](crate::select::sleep). An interval ticks on a fixed
@@ -23,6 +28,9 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::{Event, Io};
+
+pub use crate::driver::sleep::{sleep, sleep_until, Sleep};
+pub use crate::driver::timeout::{timeout, timeout_until, Timeout};
 
 /// How late a tick may be handled and still count as on time: later than this, the tick was
 /// *missed* and the interval's [`MissedTickBehavior`] decides when the next one is. Tokio's
@@ -74,7 +82,7 @@ impl MissedTickBehavior {
 }
 
 /// `t + d`, or `t` plus about a century if that is not representable.
-fn later(t: Instant, d: Duration) -> Instant {
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 86_400))
 }
@@ -205,7 +213,10 @@ impl Interval {
     /// });
     /// ```
     pub fn tick_event(&mut self) -> TickEvent<'_> {
-        TickEvent { interval: self }
+        TickEvent {
+            interval: self,
+            sleep: None,
+        }
     }
 
     /// Restarts the schedule from now: the next tick is one period from now.
@@ -259,6 +270,41 @@ impl fmt::Debug for Interval {
 #[must_use = "an event does nothing until waited for"]
 pub struct TickEvent<'a> {
     interval: &'a mut Interval,
+    /// The timer of the tick's instant, once polled as a future.
+    sleep: Option<Sleep>,
+}
+
+/// The tick as a future (through the async driver's timers): completes with the tick's
+/// scheduled instant once it has passed, consuming the tick; dropped before, it consumes
+/// nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// zsync::run(zsync::Model::Threaded, |io| {
+///     let mut interval = io.interval(Duration::from_millis(2));
+///     let first = io.block_on(interval.tick_event()).unwrap();
+///     let second = io.block_on(interval.tick_event()).unwrap();
+///     assert_eq!(second - first, Duration::from_millis(2));
+/// });
+/// ```
+impl std::future::Future for TickEvent<'_> {
+    type Output = Instant;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Instant> {
+        let this = &mut *self;
+        let next = this.interval.next;
+        if !crate::park::deadline_passed(next) {
+            let sleep = this.sleep.get_or_insert_with(|| sleep_until(next));
+            if sleep.deadline() != next {
+                sleep.reset(next);
+            }
+            if std::pin::Pin::new(sleep).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        this.sleep = None;
+        Poll::Ready(this.interval.advance(Instant::now()))
+    }
 }
 
 impl Event for TickEvent<'_> {

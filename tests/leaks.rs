@@ -24,6 +24,8 @@ mod support;
 
 #[path = "conformance/async_events.rs"]
 mod async_events;
+#[path = "conformance/async_io.rs"]
+mod async_io;
 #[path = "conformance/broadcast.rs"]
 mod broadcast;
 #[path = "conformance/broken_pipe.rs"]
@@ -104,6 +106,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("broadcast", broadcast::ALL),
         ("interval", interval::ALL),
         ("async_events", async_events::ALL),
+        ("async_io", async_io::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

@@ -24,6 +24,8 @@ pub(crate) struct RunState {
     /// an event loop rather than on `all_done` (Green's worker 0).
     on_all_done: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     pub(crate) panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// The runtime's async driver, made on first use (see [`crate::driver`]).
+    pub(crate) driver: crate::driver::DriverCell,
 }
 
 thread_local! {
@@ -55,6 +57,7 @@ impl RunState {
             all_done: Condvar::new(),
             on_all_done: std::sync::OnceLock::new(),
             panic: Mutex::new(None),
+            driver: crate::driver::DriverCell::default(),
         }
     }
 

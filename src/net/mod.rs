@@ -21,6 +21,7 @@
 //! generated once (`methods.rs`).
 
 mod addr;
+mod async_io;
 mod methods;
 mod socket;
 mod tcp;
@@ -30,6 +31,7 @@ mod unix;
 
 pub(crate) use methods::impl_fd_traits;
 
+pub use crate::park::Interest;
 pub use addr::{resolve, ToSocketAddrs};
 pub use tcp::{ListenOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;

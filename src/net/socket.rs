@@ -24,8 +24,9 @@
 //! the macros of [`super::methods`].
 //!
 //! The core adds nothing to the hot path: a `read` is the timeout check (one relaxed load) and
-//! the op, as before; the struct is the std socket (one descriptor), the `Io` (one pointer) and
-//! two timeout words.
+//! the op, as before; the struct is the std socket (one descriptor), the `Io` (one pointer),
+//! two timeout words and the async driver registration ([`Registered`], empty until the first
+//! async use: `poll_read_ready`, `try_io`, an `_async` method or `AsyncRead`/`AsyncWrite`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
@@ -34,6 +35,8 @@ use std::time::Duration;
 
 use socket2::SockRef;
 
+use crate::driver::source::Waiter;
+use crate::driver::{Registered, Source};
 use crate::net::timeout::Timeouts;
 use crate::park::{retry_on_fd, Interest};
 use crate::{op, Io};
@@ -42,6 +45,9 @@ use crate::{op, Io};
 ///
 /// `S` is one of std's socket types: a descriptor that converts from and into an [`OwnedFd`].
 pub(crate) struct Socket<S> {
+    /// The async driver registration, made on first async use. Declared before `std`: it must
+    /// drop (deregister) while the descriptor is still open (see [`Registered`]).
+    registered: Registered,
     io: Io,
     std: S,
     timeouts: Timeouts,
@@ -58,6 +64,7 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
     /// Wraps a socket that is non-blocking already (made or accepted with `SOCK_NONBLOCK`).
     pub(crate) fn from_nonblocking(io: &Io, std: S) -> Socket<S> {
         Socket {
+            registered: Registered::new(),
             io: io.clone(),
             std,
             timeouts: Timeouts::default(),
@@ -205,6 +212,76 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
         op: impl FnOnce(Option<std::time::Instant>) -> io::Result<T>,
     ) -> io::Result<T> {
         self.timeouts.reading(op)
+    }
+}
+
+/// The async side (see [`crate::driver`]): readiness through the runtime's async driver,
+/// registered on first use. These never park the task: they return `Pending` and wake the
+/// waker. A socket's read and write timeouts do not apply to them (bound a future with
+/// [`zsync::time::timeout`](crate::time::timeout)).
+impl<S: AsFd> Socket<S> {
+    /// The socket's driver registration, made on first use.
+    pub(crate) fn source(&self) -> io::Result<&Source> {
+        self.registered.source(&self.io, self.std.as_fd())
+    }
+
+    /// `poll_read_ready`/`poll_write_ready`: the one poll slot of the direction.
+    pub(crate) fn poll_ready(
+        &self,
+        interest: Interest,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.source() {
+            Ok(source) => source.poll_ready(interest, cx, Waiter::Poll),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Runs the non-blocking `f`; on `WouldBlock` clears the readiness it used up.
+    pub(crate) fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.source()?.try_io(interest, f)
+    }
+
+    /// Polls the non-blocking `f` on the std socket until it does not report `WouldBlock`
+    /// (the poll slot: for the `AsyncRead`/`AsyncWrite` impls).
+    pub(crate) fn poll_io<R>(
+        &self,
+        interest: Interest,
+        cx: &mut std::task::Context<'_>,
+        mut f: impl FnMut(&S) -> io::Result<R>,
+    ) -> std::task::Poll<io::Result<R>> {
+        match self.source() {
+            Ok(source) => source.poll_io(interest, cx, Waiter::Poll, || f(&self.std)),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Waits (as a future) until the non-blocking `f` on the std socket does not report
+    /// `WouldBlock`. Any number of tasks may wait on one socket this way.
+    pub(crate) async fn io_async<R>(
+        &self,
+        interest: Interest,
+        mut f: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.source()?.io(interest, || f(&self.std)).await
+    }
+
+    /// A non-blocking `recv(2)`.
+    pub(crate) fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(rustix::net::recv(self.std.as_fd(), buf, rustix::net::RecvFlags::empty())?.0)
+    }
+
+    /// A non-blocking `send(2)` with `MSG_NOSIGNAL` (no `SIGPIPE`, as every send of zsync).
+    pub(crate) fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
+        Ok(rustix::net::send(
+            self.std.as_fd(),
+            buf,
+            rustix::net::SendFlags::NOSIGNAL,
+        )?)
     }
 }
 

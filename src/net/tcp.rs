@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Type};
 
+use super::async_io::{impl_async_stream, impl_readiness};
 use super::methods::{impl_socket, impl_stream_io, impl_timeouts, impl_ttl};
 use super::socket::Socket;
 use crate::net::addr::{self, ToSocketAddrs};
@@ -79,6 +80,26 @@ pub struct TcpListener {
 
 impl_socket!(TcpListener, std::net::TcpListener, SocketAddr, "listener");
 impl_ttl!(TcpListener, "accepted connections");
+impl_readiness!(
+    TcpListener,
+    "use std::task::{Context, Waker};
+use zsync::net::TcpListener;
+
+zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    let listener = TcpListener::bind(io, \"127.0.0.1:0\")?;
+    let mut cx = Context::from_waker(Waker::noop());
+    // Nobody connected: accepting would block.
+    let e = listener
+        .try_io(zsync::net::Interest::Read, || {
+            socket2::SockRef::from(&listener).accept().map(|_| ())
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(listener.poll_read_ready(&mut cx).is_pending());
+    Ok(())
+})
+.unwrap();"
+);
 
 impl TcpListener {
     /// Binds to the first address of `addr` that works (with `SO_REUSEADDR`, as std does on Unix)
@@ -149,6 +170,29 @@ impl TcpListener {
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
         std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
     }
+
+    /// Waits for a connection, as a future: [`accept`](Self::accept) through the async driver
+    /// (any number of tasks may wait on one listener). Dropped, it leaves the listener
+    /// untouched.
+    ///
+    /// ```
+    /// use zsync::net::{TcpListener, TcpStream};
+    /// zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+    ///     let listener = TcpListener::bind(io, "127.0.0.1:0")?;
+    ///     let _client = TcpStream::connect(io, listener.local_addr()?)?;
+    ///     let (_stream, peer) = io.block_on(listener.accept_async())??;
+    ///     assert!(peer.ip().is_loopback());
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn accept_async(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = self
+            .sock
+            .io_async(crate::net::Interest::Read, |l| l.accept())
+            .await?;
+        Ok((TcpStream::from_std(self.sock.io(), stream)?, peer))
+    }
 }
 
 /// A TCP connection. Counterpart of [`std::net::TcpStream`]; implements [`Read`](io::Read) and
@@ -169,6 +213,51 @@ impl_socket!(
     peer_addr
 );
 impl_stream_io!(TcpStream);
+impl_readiness!(
+    TcpStream,
+    "use std::task::{Context, Waker};
+use zsync::net::{Interest, TcpListener, TcpStream};
+
+zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+    let listener = TcpListener::bind(io, \"127.0.0.1:0\")?;
+    let client = TcpStream::connect(io, listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    let mut cx = Context::from_waker(Waker::noop());
+    // A socket starts out ready: the first operation tells.
+    assert!(client.poll_write_ready(&mut cx).is_ready());
+    assert!(server.poll_read_ready(&mut cx).is_ready());
+    // Nothing to read: `try_io` reports `WouldBlock` and clears the read readiness.
+    let e = server
+        .try_io(Interest::Read, || {
+            let mut sock: &socket2::Socket = &socket2::SockRef::from(&server);
+            std::io::Read::read(&mut sock, &mut [0; 8])
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(server.poll_read_ready(&mut cx).is_pending());
+    Ok(())
+})
+.unwrap();"
+);
+impl_async_stream!(
+    TcpStream,
+    "use zsync::net::{TcpListener, TcpStream};
+
+zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
+    let listener = TcpListener::bind(io, \"127.0.0.1:0\")?;
+    let addr = listener.local_addr()?;
+    io.block_on(async {
+        let client = TcpStream::connect_async(io, addr).await?;
+        let (server, _) = listener.accept_async().await?;
+        assert_eq!(client.write_async(b\"ping\").await?, 4);
+        let mut buf = [0; 4];
+        let n = server.read_async(&mut buf).await?;
+        assert_eq!(&buf[..n], &b\"ping\"[..n]);
+        Ok(())
+    })?
+})
+.unwrap();"
+);
 impl_ttl!(TcpStream, "outgoing packets");
 impl_timeouts!(
     TcpStream,
@@ -208,6 +297,56 @@ impl TcpStream {
     /// Connects to `addr`, giving up with `TimedOut` after `timeout`. Cancellation point.
     pub fn connect_timeout(io: &Io, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         Self::connect_addr(io, *addr, Some(Instant::now() + timeout))
+    }
+
+    /// Connects to `addr`, as a future: the connect is started at once and completes through
+    /// the async driver (bound it with [`zsync::time::timeout`](crate::time::timeout)).
+    ///
+    /// Errors: `ConnectionRefused` if nothing listens.
+    ///
+    /// ```
+    /// use zsync::net::{TcpListener, TcpStream};
+    /// zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
+    ///     let listener = TcpListener::bind(io, "127.0.0.1:0")?;
+    ///     let client = io.block_on(TcpStream::connect_async(io, listener.local_addr()?))??;
+    ///     assert_eq!(client.peer_addr()?, listener.local_addr()?);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn connect_async(io: &Io, addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = socket2::Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let stream = TcpStream {
+            sock: Socket::from_nonblocking(io, std::net::TcpStream::from(OwnedFd::from(socket))),
+        };
+        // Writable once the handshake is over; `SO_ERROR` says how it went, and a peer address
+        // that the socket has not got yet means an early wake-up (its registration reports an
+        // unconnected socket writable).
+        stream
+            .sock
+            .io_async(crate::net::Interest::Write, |s| {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                match s.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        Ok(stream)
     }
 
     fn connect_addr(io: &Io, addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {

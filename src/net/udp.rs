@@ -4,6 +4,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
+use super::async_io::impl_readiness;
 use super::methods::{impl_socket, impl_timeouts, impl_ttl};
 use super::socket::Socket;
 use crate::net::addr::{self, ToSocketAddrs};
@@ -40,6 +41,73 @@ impl_socket!(
 );
 impl_timeouts!(UdpSocket, "receives", "sends");
 impl_ttl!(UdpSocket, "outgoing unicast datagrams");
+impl_readiness!(
+    UdpSocket,
+    "use std::task::{Context, Waker};
+use zsync::net::UdpSocket;
+
+zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    let socket = UdpSocket::bind(io, \"127.0.0.1:0\")?;
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(socket.poll_write_ready(&mut cx).is_ready());
+    Ok(())
+})
+.unwrap();"
+);
+
+/// The async side: futures waiting through the async driver (any number of tasks may wait on
+/// one socket); dropped, they leave the socket untouched. The socket's timeouts do not apply
+/// (bound them with [`zsync::time::timeout`](crate::time::timeout)).
+///
+/// ```
+/// use zsync::net::UdpSocket;
+/// zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+///     let a = UdpSocket::bind(io, "127.0.0.1:0")?;
+///     let b = UdpSocket::bind(io, "127.0.0.1:0")?;
+///     io.block_on(async {
+///         a.send_to_async(b"ping", b.local_addr()?).await?;
+///         let mut buf = [0; 16];
+///         let (n, from) = b.recv_from_async(&mut buf).await?;
+///         assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr()?));
+///         b.connect(from)?;
+///         a.connect(b.local_addr()?)?;
+///         b.send_async(b"pong").await?;
+///         let n = a.recv_async(&mut buf).await?;
+///         assert_eq!(&buf[..n], b"pong");
+///         Ok(())
+///     })?
+/// })
+/// .unwrap();
+/// ```
+impl UdpSocket {
+    /// Sends `buf` to `addr` once there is room, as a future.
+    pub async fn send_to_async(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        self.sock
+            .io_async(crate::net::Interest::Write, |s| s.send_to(buf, addr))
+            .await
+    }
+
+    /// Receives one datagram and its sender's address, as a future.
+    pub async fn recv_from_async(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.sock
+            .io_async(crate::net::Interest::Read, |s| s.recv_from(buf))
+            .await
+    }
+
+    /// Sends `buf` to the connected peer, as a future.
+    pub async fn send_async(&self, buf: &[u8]) -> io::Result<usize> {
+        self.sock
+            .io_async(crate::net::Interest::Write, |s| s.send(buf))
+            .await
+    }
+
+    /// Receives one datagram from the connected peer, as a future.
+    pub async fn recv_async(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock
+            .io_async(crate::net::Interest::Read, |s| s.recv(buf))
+            .await
+    }
+}
 
 impl UdpSocket {
     /// Binds to the first address of `addr` that works. Port 0 picks an ephemeral port.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Type};
 
+use super::async_io::{impl_async_stream, impl_readiness};
 use super::methods::{impl_socket, impl_stream_io, impl_timeouts};
 use super::socket::Socket;
 use crate::context;
@@ -104,6 +105,22 @@ impl_socket!(
     SocketAddr,
     "listener"
 );
+impl_readiness!(
+    UnixListener,
+    "use std::task::{Context, Waker};
+use zsync::net::UnixListener;
+
+zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    let path = std::env::temp_dir().join(format!(\"zsync-doc-ready-{}.sock\", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(io, &path)?;
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(listener.poll_read_ready(&mut cx).is_ready()); // ready until a try says otherwise
+    std::fs::remove_file(&path)?;
+    Ok(())
+})
+.unwrap();"
+);
 
 impl UnixListener {
     /// Creates the socket file `path` and listens on it.
@@ -129,6 +146,30 @@ impl UnixListener {
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<UnixStream>> + '_ {
         std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
     }
+
+    /// Waits for a connection, as a future (see [`TcpListener::accept_async`](crate::net::TcpListener::accept_async)).
+    ///
+    /// ```
+    /// use zsync::net::{UnixListener, UnixStream};
+    /// zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+    ///     let dir = std::env::temp_dir().join(format!("zsync-doc-accept-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let path = dir.join("s.sock");
+    ///     let listener = UnixListener::bind(io, &path)?;
+    ///     let (client, (server, _)) = io.block_on(async {
+    ///         let client = UnixStream::connect_async(io, &path).await?;
+    ///         Ok::<_, std::io::Error>((client, listener.accept_async().await?))
+    ///     })??;
+    ///     drop((client, server));
+    ///     std::fs::remove_dir_all(&dir)?;
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn accept_async(&self) -> io::Result<(UnixStream, SocketAddr)> {
+        let (stream, peer) = self.sock.io_async(Interest::Read, |l| l.accept()).await?;
+        Ok((UnixStream::from_std(self.sock.io(), stream)?, peer))
+    }
 }
 
 /// A Unix-domain stream connection. Counterpart of [`std::os::unix::net::UnixStream`];
@@ -151,6 +192,39 @@ impl_socket!(
     peer_addr
 );
 impl_stream_io!(UnixStream);
+impl_readiness!(
+    UnixStream,
+    "use std::task::{Context, Waker};
+use zsync::net::UnixStream;
+
+zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    let (a, _b) = UnixStream::pair(io)?;
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(a.poll_write_ready(&mut cx).is_ready());
+    let n = a.try_io(zsync::net::Interest::Write, || {
+        rustix::net::send(&a, b\"x\", rustix::net::SendFlags::NOSIGNAL).map_err(Into::into)
+    })?;
+    assert_eq!(n, 1);
+    Ok(())
+})
+.unwrap();"
+);
+impl_async_stream!(
+    UnixStream,
+    "use zsync::net::UnixStream;
+
+zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+    let (a, b) = UnixStream::pair(io)?;
+    io.block_on(async {
+        a.write_async(b\"hi\").await?;
+        let mut buf = [0; 2];
+        let n = b.read_async(&mut buf).await?;
+        assert_eq!(&buf[..n], &b\"hi\"[..n]);
+        Ok(())
+    })?
+})
+.unwrap();"
+);
 impl_timeouts!(UnixStream, "reads", "writes");
 
 impl UnixStream {
@@ -163,6 +237,35 @@ impl UnixStream {
     ///
     /// Errors: `NotFound` if `path` does not exist, `ConnectionRefused` if nothing listens on it.
     pub fn connect(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        Self::connect_blocking(io, path)
+    }
+
+    /// Connects to the listener at `path`, as a future. A listener whose backlog is full is
+    /// retried after short async sleeps, as [`connect`](Self::connect) does.
+    ///
+    /// Errors: `NotFound` if `path` does not exist, `ConnectionRefused` if nothing listens on it.
+    ///
+    /// ```
+    /// use zsync::net::{UnixListener, UnixStream};
+    /// zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    ///     let missing = std::env::temp_dir().join("zsync-doc-no-such.sock");
+    ///     let e = io.block_on(UnixStream::connect_async(io, &missing))?.unwrap_err();
+    ///     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn connect_async(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        let addr = SockAddr::unix(path)?;
+        let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+        backoff_async(|| socket.connect(&addr)).await?;
+        let stream = std::os::unix::net::UnixStream::from(OwnedFd::from(socket));
+        Ok(UnixStream {
+            sock: Socket::from_nonblocking(io, stream),
+        })
+    }
+
+    fn connect_blocking(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let addr = SockAddr::unix(path)?;
         context::check()?;
         let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
@@ -229,6 +332,88 @@ impl_socket!(
     peer_addr
 );
 impl_timeouts!(UnixDatagram, "receives", "sends");
+impl_readiness!(
+    UnixDatagram,
+    "use std::task::{Context, Waker};
+use zsync::net::UnixDatagram;
+
+zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
+    let (a, _b) = UnixDatagram::pair(io)?;
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(a.poll_write_ready(&mut cx).is_ready());
+    Ok(())
+})
+.unwrap();"
+);
+
+/// The async side: futures waiting through the async driver (any number of tasks may wait on
+/// one socket); dropped, they leave the socket untouched. The socket's timeouts do not apply
+/// (bound them with [`zsync::time::timeout`](crate::time::timeout)).
+///
+/// ```
+/// use zsync::net::UnixDatagram;
+/// zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+///     let (a, b) = UnixDatagram::pair(io)?;
+///     io.block_on(async {
+///         a.send_async(b"ping").await?;
+///         let mut buf = [0; 16];
+///         let n = b.recv_async(&mut buf).await?;
+///         assert_eq!(&buf[..n], b"ping");
+///         let dir = std::env::temp_dir().join(format!("zsync-doc-dgram-{}", std::process::id()));
+///         std::fs::create_dir_all(&dir)?;
+///         let path = dir.join("c.sock");
+///         let c = UnixDatagram::bind(io, &path)?;
+///         a.send_to_async(b"hi", &path).await?;
+///         let (n, _from) = c.recv_from_async(&mut buf).await?;
+///         assert_eq!(&buf[..n], b"hi");
+///         std::fs::remove_dir_all(&dir)?;
+///         Ok(())
+///     })?
+/// })
+/// .unwrap();
+/// ```
+impl UnixDatagram {
+    /// Sends `buf` to the connected peer once its queue has room, as a future.
+    pub async fn send_async(&self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.io_async(Interest::Write, |s| s.send(buf)).await
+    }
+
+    /// Receives one datagram from the connected peer, as a future.
+    pub async fn recv_async(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.io_async(Interest::Read, |s| s.recv(buf)).await
+    }
+
+    /// Sends `buf` to the socket bound at `path`, as a future. While the receiver's queue is
+    /// full it retries after a short [`sleep`](crate::time::sleep) (1 ms, doubling up to 50
+    /// ms): an unconnected socket always polls writable, so there is no readiness to wait for.
+    pub async fn send_to_async(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
+        let path = path.as_ref();
+        backoff_async(|| self.sock.get().send_to(buf, path)).await
+    }
+
+    /// Receives one datagram and its sender's address, as a future.
+    pub async fn recv_from_async(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.sock
+            .io_async(Interest::Read, |s| s.recv_from(buf))
+            .await
+    }
+}
+
+/// Retries `attempt` while it reports `WouldBlock`, after async sleeps of 1 ms doubling up to
+/// 50 ms (for the waits readiness cannot express; see the module docs).
+async fn backoff_async<T>(mut attempt: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut delay = MIN_BACKOFF;
+    loop {
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                crate::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
 
 impl UnixDatagram {
     /// Creates the socket file `path` and binds a datagram socket to it.

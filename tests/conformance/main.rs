@@ -4,6 +4,7 @@
 pub mod support;
 
 mod async_events;
+mod async_io;
 mod broadcast;
 mod broken_pipe;
 

@@ -15,11 +15,12 @@
 //! - **Shutdown**: when the root fiber has returned, the root scope is canceled, worker 0 keeps
 //!   running until every task has finished, then the pool closes and the threads are joined.
 
+mod async_driver;
 pub(crate) mod fiber;
 mod offload;
 mod placement;
 pub(crate) mod reactor;
-mod timers;
+pub(crate) mod timers;
 mod worker;
 
 use std::cell::Cell;
@@ -225,6 +226,8 @@ pub(crate) struct Shared {
     /// Threads for `Io::blocking` calls, which would stall a worker, and for tasks a worker
     /// cannot give a guarded fiber stack.
     blocking: crate::model::elastic::Elastic,
+    /// The runtime's async driver once made (see `async_driver.rs`); the workers turn it.
+    driver: std::sync::OnceLock<Arc<crate::driver::Driver>>,
 }
 
 impl Shared {
@@ -291,6 +294,7 @@ impl Green {
                     512,
                     std::time::Duration::from_secs(5),
                 ),
+                driver: std::sync::OnceLock::new(),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),

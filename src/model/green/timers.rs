@@ -81,7 +81,7 @@ pub(crate) struct TimerId {
 }
 
 /// One worker's timers (see the module docs). Not thread-safe: the worker owns it.
-pub(super) struct Timers {
+pub(crate) struct Timers {
     /// Tick 0.
     origin: Instant,
     /// The last tick processed: every timer whose tick is at most this one has fired or is on
@@ -117,7 +117,7 @@ impl Timers {
 
     /// Arms a timer that wakes `waker` once `deadline` has passed (at the next `expire` if it
     /// already has). O(1).
-    pub(super) fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerId {
+    pub(crate) fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerId {
         let tick = nanos(deadline.saturating_duration_since(self.origin))
             .div_ceil(TICK_NS)
             .min(MAX_TICK);
@@ -135,22 +135,27 @@ impl Timers {
 
     /// Disarms the timer `id` and drops its waker; a no-op if it already fired or was
     /// canceled. O(1).
-    pub(super) fn cancel(&mut self, id: TimerId) {
-        let Some(list) = self.nodes.list_of(id.index, id.generation) else {
-            return;
-        };
-        let list = usize::from(list);
-        drop(self.nodes.remove(&mut self.lists[list], id.index));
+    pub(crate) fn cancel(&mut self, id: TimerId) {
+        drop(self.remove(id));
+    }
+
+    /// [`cancel`](Self::cancel), handing the timer's waker back instead of dropping it (a
+    /// caller holding a lock drops it after releasing the lock: a waker's drop is foreign
+    /// code). `None` if the timer already fired or was canceled. O(1).
+    pub(crate) fn remove(&mut self, id: TimerId) -> Option<Waker> {
+        let list = usize::from(self.nodes.list_of(id.index, id.generation)?);
+        let waker = self.nodes.remove(&mut self.lists[list], id.index);
         if list < OVERFLOW && self.lists[list].is_empty() {
             self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
         }
+        Some(waker)
     }
 
     /// When `expire` next has work: at or before the earliest armed deadline rounded up to a
     /// tick (the start of a slot whose timers then move down a level, when it is on a higher
     /// level), and after the last `expire`'s `now` unless a timer armed since is already due.
     /// `None` when no timer is armed.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let tick = if self.lists[PENDING].is_empty() {
             self.next_expiration()?.1
         } else {
@@ -163,7 +168,7 @@ impl Timers {
     /// due first, then by tick (in arming order within a tick).
     /// `now` must not go back in time from one call to the next (an earlier `now` counts as
     /// the latest one).
-    pub(super) fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) {
+    pub(crate) fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) {
         let now_tick =
             (nanos(now.saturating_duration_since(self.origin)) >> TICK_SHIFT).max(self.elapsed);
         if !self.lists[PENDING].is_empty() {
@@ -200,8 +205,13 @@ impl Timers {
         self.elapsed = now_tick;
     }
 
+    /// How many timers are armed.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.live()
+    }
+
     /// Whether no timer is armed.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.nodes.live() == 0
     }
 

@@ -772,6 +772,7 @@ impl WorkerLocal {
             }
             self.poll_futures();
             let clock = self.fire_timers(&mut due);
+            self.turn_driver(clock);
             self.share_cpu(clock);
             // While fibers are ready, a fresh task still starts every `BUSY_START_EVERY` turns:
             // otherwise a fiber that only yields (waiting for a task it started with
@@ -850,6 +851,11 @@ impl WorkerLocal {
                     now = Instant::now(); // the trim may have taken a while
                 }
                 let next = self.timers.borrow_mut().next_deadline();
+                // The async driver's timers too (read after announcing `sleeping`).
+                let next = match (next, self.driver_deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let mut timeout = next.map(|d| d.saturating_duration_since(now));
                 if self.tasks_held_back() {
                     let look_again = placement::LOOK_AGAIN;

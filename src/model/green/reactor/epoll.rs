@@ -40,6 +40,9 @@ use crate::park::Interest;
 /// `data` of the worker's eventfd registration.
 const WAKE_TOKEN: u64 = u64::MAX;
 
+/// `data` of the watched descriptor's registration (see [`Epoll::watch`]).
+const WATCH_TOKEN: u64 = u64::MAX - 1;
+
 /// Names one registration among the waiters of its descriptor, so that withdrawing it removes
 /// that waiter and no other. Unique per reactor (a 64-bit count never wraps).
 pub(crate) type Token = u64;
@@ -123,6 +126,9 @@ pub(crate) struct Epoll {
     events: RefCell<Vec<Event>>,
     /// The wakers of one poll, kept between turns for their allocation.
     woken: Cell<Vec<Waker>>,
+    /// Whether a descriptor is watched, and whether it was seen readable (see `watch`).
+    watching: Cell<bool>,
+    watched_ready: Cell<bool>,
 }
 
 impl Epoll {
@@ -146,7 +152,30 @@ impl Epoll {
             next_token: Cell::new(0),
             events: RefCell::new(vec![empty; 256]),
             woken: Cell::new(Vec::new()),
+            watching: Cell::new(false),
+            watched_ready: Cell::new(false),
         })
+    }
+
+    /// Watches `fd` for readability, level-triggered, under [`WATCH_TOKEN`] (see
+    /// `Reactor::watch`).
+    pub(crate) fn watch(&self, fd: BorrowedFd<'static>) -> io::Result<()> {
+        epoll::add(
+            &self.epfd,
+            fd,
+            EventData::new_u64(WATCH_TOKEN),
+            EventFlags::IN,
+        )?;
+        self.watching.set(true);
+        Ok(())
+    }
+
+    pub(crate) fn is_watching(&self) -> bool {
+        self.watching.get()
+    }
+
+    pub(crate) fn take_watched(&self) -> bool {
+        self.watched_ready.replace(false)
     }
 
     /// Wakes `waker` once `fd` may be ready for `interest`, together with every other waiter of
@@ -216,6 +245,10 @@ impl Epoll {
                 if token == WAKE_TOKEN {
                     let mut buf = [0u8; 8];
                     let _ = rustix::io::read(self.wake_fd, &mut buf);
+                    continue;
+                }
+                if token == WATCH_TOKEN {
+                    self.watched_ready.set(true);
                     continue;
                 }
                 let raw = token as RawFd;

@@ -94,6 +94,36 @@ impl Reactor {
         }
     }
 
+    /// Watches `fd` (the async driver's epoll instance, which outlives the reactor) for
+    /// readability, level-triggered: after a [`poll`](Self::poll) that saw it readable,
+    /// [`take_watched`](Self::take_watched) says so once. At most one descriptor is watched;
+    /// watching is for the reactor's life.
+    pub(crate) fn watch(&self, fd: BorrowedFd<'static>) -> io::Result<()> {
+        match self {
+            Reactor::Epoll(r) => r.watch(fd),
+            Reactor::Uring(r) => {
+                r.watch(fd);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a descriptor is watched.
+    pub(crate) fn is_watching(&self) -> bool {
+        match self {
+            Reactor::Epoll(r) => r.is_watching(),
+            Reactor::Uring(r) => r.is_watching(),
+        }
+    }
+
+    /// Whether the watched descriptor was seen readable since the last call.
+    pub(crate) fn take_watched(&self) -> bool {
+        match self {
+            Reactor::Epoll(r) => r.take_watched(),
+            Reactor::Uring(r) => r.take_watched(),
+        }
+    }
+
     /// The ring, if this reactor has one.
     pub(crate) fn uring(&self) -> Option<&uring::Uring> {
         match self {

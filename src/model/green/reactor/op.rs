@@ -44,6 +44,9 @@ pub(crate) const CANCEL_TOKEN: u64 = u64::MAX;
 pub(crate) const WAKE_TOKEN: u64 = u64::MAX - 1;
 /// `user_data` of the standalone wait timeout (kernels without `IORING_FEAT_EXT_ARG`).
 pub(crate) const TIMEOUT_TOKEN: u64 = u64::MAX - 2;
+/// `user_data` of the poll on the watched descriptor (the async driver's epoll; see
+/// `Reactor::watch`).
+pub(crate) const WATCH_TOKEN: u64 = u64::MAX - 3;
 
 /// Identifies one in-flight op: its slot and the slot's generation at submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

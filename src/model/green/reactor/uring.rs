@@ -36,7 +36,7 @@ use std::time::Duration;
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{opcode, squeue, IoUring, Probe};
 
-use super::op::{InFlight, OpKey, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN};
+use super::op::{InFlight, OpKey, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN, WATCH_TOKEN};
 use crate::park::Interest;
 
 /// Submission queue entries per ring.
@@ -212,6 +212,13 @@ pub(crate) struct Uring {
     support: &'static Support,
     /// The wakers of one reaping, kept between turns for their allocation.
     woken: Cell<Vec<Waker>>,
+    /// The watched descriptor (see `Reactor::watch`): a one-shot `POLL_ADD` re-armed by each
+    /// `poll` after it completed, so readiness left undrained completes it again at once.
+    watched: Cell<Option<BorrowedFd<'static>>>,
+    /// Whether the `POLL_ADD` on `watched` is queued or in the kernel.
+    watch_armed: Cell<bool>,
+    /// Whether it completed since `take_watched` last asked.
+    watched_ready: Cell<bool>,
 }
 
 impl Uring {
@@ -238,7 +245,24 @@ impl Uring {
             timeout_armed: Cell::new(false),
             support,
             woken: Cell::new(Vec::new()),
+            watched: Cell::new(None),
+            watch_armed: Cell::new(false),
+            watched_ready: Cell::new(false),
         })
+    }
+
+    /// Watches `fd` for readability (see `Reactor::watch`); the poll is queued by the next
+    /// [`poll`](Self::poll).
+    pub(crate) fn watch(&self, fd: BorrowedFd<'static>) {
+        self.watched.set(Some(fd));
+    }
+
+    pub(crate) fn is_watching(&self) -> bool {
+        self.watched.get().is_some()
+    }
+
+    pub(crate) fn take_watched(&self) -> bool {
+        self.watched_ready.replace(false)
     }
 
     /// Whether ops with opcode `code` can go through this ring.
@@ -375,6 +399,13 @@ impl Uring {
             self.push_plain(&entry)?;
             self.wake_armed.set(true);
         }
+        if let (Some(fd), false) = (self.watched.get(), self.watch_armed.get()) {
+            let entry = opcode::PollAdd::new(Fd(fd.as_raw_fd()), libc::POLLIN as u32)
+                .build()
+                .user_data(WATCH_TOKEN);
+            self.push_plain(&entry)?;
+            self.watch_armed.set(true);
+        }
         let result = match timeout {
             Some(t) if t.is_zero() => {
                 let mut ring = self.ring.borrow_mut();
@@ -452,6 +483,10 @@ impl Uring {
                             let mut buf = [0u8; 8];
                             let _ = rustix::io::read(self.wake_fd, &mut buf);
                             self.wake_armed.set(false);
+                        }
+                        WATCH_TOKEN => {
+                            self.watch_armed.set(false);
+                            self.watched_ready.set(true);
                         }
                         TIMEOUT_TOKEN => {
                             // -ECANCELED: removed before it fired; either way it is gone.
