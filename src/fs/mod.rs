@@ -66,14 +66,19 @@
 //! kind of syscall, so a model with asynchronous file I/O (io_uring) adds its path in one place
 //! per operation.
 
+mod async_path;
 mod dir;
 mod file;
+mod file_async;
 mod open_options;
+mod owned;
 mod path;
 mod sys;
 
 pub use dir::{create_dir, create_dir_all, read_dir, remove_dir, remove_dir_all, ReadDir};
+pub use async_path::{read_async, write_async};
 pub use file::File;
+pub use file_async::{BufFuture, SyncFuture};
 pub use open_options::OpenOptions;
 pub use path::{
     canonicalize, copy, exists, hard_link, metadata, read, read_link, read_to_string, remove_file,

@@ -6,6 +6,7 @@ pub mod support;
 mod broadcast;
 mod broken_pipe;
 
+mod async_fs;
 mod bufio;
 mod channel;
 mod dns;

@@ -589,6 +589,40 @@ pub(crate) fn ring_available(code: u8) -> bool {
         })
 }
 
+/// Submits an op whose memory `op` owns (a future's file op) to the calling worker's ring, or
+/// returns `None` when the calling thread is not a Green worker with an io_uring whose kernel
+/// supports opcode `code`, or when the future is polled with a `waker` that would block the
+/// worker (the caller then runs the op elsewhere). The op's completion reaches `op` (see
+/// [`reactor::op::OwnedOp`]) on this worker, whichever thread polls the future by then.
+///
+/// The completion needs this worker's loop to run. It does for a future task (the worker polls
+/// it from its loop, off any fiber) and for a fiber waiting through zsync (`Io::block_on`,
+/// `Io::wait`: the fiber parks with its own waker). A fiber that drives a future with another
+/// executor (`futures::executor::block_on`) blocks the worker's thread instead: its waker is
+/// not the fiber's, so its ops go to a helper thread, and the wait ends.
+///
+/// # Safety
+/// As [`reactor::uring::Uring::submit_owned`]: every pointer in the entry built by `sqe` points
+/// into memory `op` keeps alive, untouched by anyone else until `op` is completed.
+pub(crate) unsafe fn submit_owned(
+    code: u8,
+    waker: &std::task::Waker,
+    sqe: impl FnOnce() -> io_uring::squeue::Entry,
+    op: impl FnOnce() -> Arc<dyn reactor::op::OwnedOp>,
+) -> Option<io::Result<()>> {
+    let fiber = fiber::current_waker_ptr();
+    // SAFETY: a non-null pointer is the running fiber's waker, on its own stack for its whole
+    // life; this function runs on that fiber.
+    if !fiber.is_null() && !unsafe { &*fiber }.will_wake(waker) {
+        return None;
+    }
+    with_worker(|w| {
+        let ring = w?.reactor.uring().filter(|u| u.supports(code))?;
+        // SAFETY: forwarded from this function's contract.
+        Some(unsafe { ring.submit_owned(sqe(), op()) })
+    })
+}
+
 /// Runs one ring op for the running fiber and returns the completion's `res`, or `None` when
 /// the op cannot go through a ring here (not on a fiber, an epoll worker, or a kernel without
 /// opcode `code`): the caller then takes its readiness path.
