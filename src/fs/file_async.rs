@@ -202,7 +202,7 @@ impl Future for BufFuture {
             match &mut this.state {
                 OpState::Unstarted(io, kind, owned) => {
                     let owned = owned.take().expect("an unstarted op has its buffer");
-                    this.state = OpState::Running(FileOp::start(io, *kind, owned, cx.waker()));
+                    this.state = OpState::Running(FileOp::start(io, *kind, owned));
                 }
                 OpState::Running(op) => {
                     let (result, buf) = ready!(op.poll_done(cx));
@@ -298,11 +298,11 @@ impl fmt::Debug for Buffered {
 
 impl File {
     /// Starts `kind` on the `File`'s own buffer.
-    fn start_rw(&mut self, cx: &Context<'_>, kind: Kind, doing: Doing, start: usize) {
+    fn start_rw(&mut self, kind: Kind, doing: Doing, start: usize) {
         let buf = std::mem::take(&mut self.rw.buf);
         let mut owned = self.owned(buf);
         owned.start = start;
-        let op = FileOp::start(self.io(), kind, owned, cx.waker());
+        let op = FileOp::start(self.io(), kind, owned);
         self.rw.op = Some((op, doing));
     }
 
@@ -326,7 +326,7 @@ impl File {
                         self.rw.write_err = Some(io::ErrorKind::WriteZero.into());
                     } else if done < self.rw.buf.len() {
                         let doing = Doing::Write { start: done };
-                        self.start_rw(cx, Kind::Write { offset: None }, doing, done);
+                        self.start_rw(Kind::Write { offset: None }, doing, done);
                     }
                 }
                 (Doing::Write { .. }, Err(e)) => self.rw.write_err = Some(e),
@@ -338,7 +338,7 @@ impl File {
 
     /// Returns the bytes read ahead to the file: its offset moves back over them (an `lseek`
     /// op). Called before a write or seek at the file position.
-    fn unread(&mut self, cx: &Context<'_>) -> bool {
+    fn unread(&mut self) -> bool {
         self.rw.read_done = false;
         let ahead = self.rw.end - self.rw.pos;
         self.rw.pos = 0;
@@ -347,7 +347,6 @@ impl File {
             return false;
         }
         self.start_rw(
-            cx,
             Kind::Seek(SeekFrom::Current(-(ahead as i64))),
             Doing::Seek(None),
             0,
@@ -375,7 +374,7 @@ impl File {
             let len = dst.len().min(MAX_BUF);
             // Grows by zeros only the first time (or for a larger read): the buffer is reused.
             self.rw.buf.resize(len, 0);
-            self.start_rw(cx, Kind::Read { offset: None }, Doing::Read, 0);
+            self.start_rw(Kind::Read { offset: None }, Doing::Read, 0);
         }
     }
 
@@ -386,7 +385,7 @@ impl File {
                 return Poll::Ready(Err(e));
             }
             self.rw.seeked = None;
-            if self.unread(cx) {
+            if self.unread() {
                 continue;
             }
             if src.is_empty() {
@@ -395,7 +394,7 @@ impl File {
             let n = src.len().min(MAX_BUF);
             self.rw.buf.clear();
             self.rw.buf.extend_from_slice(&src[..n]);
-            self.start_rw(cx, Kind::Write { offset: None }, Doing::Write { start: 0 }, 0);
+            self.start_rw(Kind::Write { offset: None }, Doing::Write { start: 0 }, 0);
             // Written, as far as the caller is concerned: errors come with the next call.
             return Poll::Ready(Ok(n));
         }
@@ -428,7 +427,7 @@ impl File {
                 SeekFrom::Current(n) => SeekFrom::Current(n - ahead),
                 other => other,
             };
-            self.start_rw(cx, Kind::Seek(to), Doing::Seek(Some(pos)), 0);
+            self.start_rw(Kind::Seek(to), Doing::Seek(Some(pos)), 0);
         }
     }
 }

@@ -218,7 +218,7 @@ impl OwnedOp for RingOp {
 
 /// Submits `kind` on the calling worker's ring if there is one for it; gives `owned` back
 /// otherwise.
-fn submit_on_ring(kind: Kind, owned: Owned, waker: &Waker) -> Result<Arc<RingOp>, Owned> {
+fn submit_on_ring(kind: Kind, owned: Owned) -> Result<Arc<RingOp>, Owned> {
     if owned.stream {
         // Streams wait for readiness, which a non-blocking descriptor's ring read does not.
         return Err(owned);
@@ -271,7 +271,7 @@ fn submit_on_ring(kind: Kind, owned: Owned, waker: &Waker) -> Result<Arc<RingOp>
     // `shared` (a reference to `op`) until the CQE, so both outlive the kernel's use. Nobody
     // else touches the `Vec` before `complete` publishes `done`: the future takes `owned` only
     // after observing `done` (`FileOp::poll_done`), and nothing else reaches `op`.
-    match unsafe { green::submit_owned(code, waker, sqe, move || shared) } {
+    match unsafe { green::submit_owned(code, sqe, move || shared) } {
         Some(Ok(())) => Ok(op),
         Some(Err(e)) => {
             // Never queued: the memory is ours again; report the error as the op's outcome.
@@ -296,13 +296,14 @@ pub(super) enum FileOp {
 }
 
 impl FileOp {
-    /// Starts `kind` on `owned` for `io`, for a future polled with `waker`: on the calling
-    /// worker's ring if it has one for this op and `io` is not a custom model (which must
-    /// receive its operations), else on a helper thread of `io`'s model.
+    /// Starts `kind` on `owned` for `io`: on the calling worker's ring if it has one for this
+    /// op, the worker keeps running while the future waits (see `green::submit_owned`), and
+    /// `io` is not a custom model (which must receive its operations); else on a helper thread
+    /// of `io`'s model.
     #[track_caller]
-    pub(super) fn start(io: &Io, kind: Kind, owned: Owned, waker: &Waker) -> FileOp {
+    pub(super) fn start(io: &Io, kind: Kind, owned: Owned) -> FileOp {
         let owned = if crate::op::custom(io).is_none() {
-            match submit_on_ring(kind, owned, waker) {
+            match submit_on_ring(kind, owned) {
                 Ok(op) => return FileOp::Ring(op),
                 Err(owned) => owned,
             }
