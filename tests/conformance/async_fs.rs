@@ -4,8 +4,7 @@
 
 use std::future::Future;
 use std::io::SeekFrom;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use futures::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -14,21 +13,10 @@ use zsync::Io;
 
 use crate::support::TempDir;
 
-/// A future as an [`zsync::Event`], so that `Io::wait` drives it the way the model waits: the
-/// fiber parks on Green (its worker keeps running, so ring completions arrive), the thread
-/// parks elsewhere.
-struct Polled<F>(Pin<Box<F>>);
-
-impl<F: Future> zsync::Event for Polled<F> {
-    type Output = F::Output;
-    fn poll_event(&mut self, waker: &Waker) -> Poll<F::Output> {
-        self.0.as_mut().poll(&mut Context::from_waker(waker))
-    }
-}
-
-/// Waits for `fut` in the running task.
+/// Waits for `fut` in the running task: the fiber parks on Green (its worker keeps running,
+/// so ring completions arrive), the thread parks elsewhere.
 fn block_on<F: Future>(io: &Io, fut: F) -> F::Output {
-    io.wait(Polled(Box::pin(fut))).expect("not canceled")
+    io.block_on(fut).expect("not canceled")
 }
 
 /// Bytes that differ at every offset (a misplaced chunk shows).
@@ -227,6 +215,74 @@ fn many_concurrent_reads_from_futures(io: &Io) {
     group.join_all().unwrap();
 }
 
+fn many_file_reads_from_future_tasks(io: &Io) {
+    let dir = TempDir::new("afs-tasks");
+    let path = dir.path().join("f");
+    const CHUNK: usize = 8192;
+    const TASKS: usize = 32;
+    let data = std::sync::Arc::new(pattern(CHUNK * TASKS));
+    fs::write(io, &path, &data[..]).unwrap();
+    let f = std::sync::Arc::new(File::open(io, &path).unwrap());
+    // Each task reads its chunk in four steps; on Green a task may be polled on another
+    // worker than the one whose ring holds its op.
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (f, data) = (f.clone(), data.clone());
+            io.spawn_future(async move {
+                let mut got = Vec::with_capacity(CHUNK);
+                while got.len() < CHUNK {
+                    let at = t * CHUNK + got.len();
+                    let (n, buf) = f.read_at_async(vec![0; CHUNK / 4], at as u64).await;
+                    let n = n.unwrap();
+                    assert!(n > 0);
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert!(got[..] == data[t * CHUNK..(t + 1) * CHUNK], "task {t}");
+                t
+            })
+        })
+        .collect();
+    for (t, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.join().unwrap(), t);
+    }
+    // The traits from a future task, too.
+    let p = path.clone();
+    let io2 = io.clone();
+    let whole = io
+        .spawn_future(async move {
+            let mut f = File::open(&io2, &p).unwrap();
+            let mut all = Vec::new();
+            f.read_to_end(&mut all).await.unwrap();
+            all
+        })
+        .join()
+        .unwrap();
+    assert!(whole[..] == data[..]);
+}
+
+fn a_future_task_canceled_mid_read_leaves_its_buffer_to_the_op(io: &Io) {
+    let dir = TempDir::new("afs-cancel");
+    let path = dir.path().join("f");
+    let data = pattern(512 * 1024);
+    fs::write(io, &path, &data).unwrap();
+    let f = std::sync::Arc::new(File::open(io, &path).unwrap());
+    for _ in 0..20 {
+        let g = f.clone();
+        let task = io.spawn_future(async move {
+            let (n, _buf) = g.read_at_async(vec![0; 512 * 1024], 0).await;
+            n.unwrap()
+        });
+        io.yield_now(); // let it start, maybe
+        // Canceled: dropped at its next poll, its read (if started) still in flight.
+        match task.cancel() {
+            Ok(n) => assert_eq!(n, data.len()),
+            Err(e) => assert!(zsync::is_canceled(&e), "{e}"),
+        }
+    }
+    let (n, buf) = block_on(io, f.read_at_async(vec![0; 16], 100));
+    assert_eq!(&buf[..n.unwrap()], &data[100..116]);
+}
+
 fn a_file_dropped_with_a_write_behind_keeps_the_write(io: &Io) {
     let dir = TempDir::new("afs-write-behind");
     let path = dir.path().join("f");
@@ -249,6 +305,8 @@ conformance! {
     a_read_future_dropped_mid_op_leaves_its_buffer_to_the_op,
     a_write_future_dropped_mid_op_still_lands,
     many_concurrent_reads_from_futures,
+    many_file_reads_from_future_tasks,
+    a_future_task_canceled_mid_read_leaves_its_buffer_to_the_op,
     a_file_dropped_with_a_write_behind_keeps_the_write,
 }
 
