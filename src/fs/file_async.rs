@@ -475,7 +475,11 @@ impl futures_io::AsyncRead for File {
 /// }).unwrap();
 /// ```
 impl futures_io::AsyncWrite for File {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.get_mut().poll_write_priv(cx, buf)
     }
 
@@ -509,7 +513,11 @@ impl futures_io::AsyncWrite for File {
 /// }).unwrap();
 /// ```
 impl futures_io::AsyncSeek for File {
-    fn poll_seek(self: Pin<&mut Self>, cx: &mut Context<'_>, pos: SeekFrom) -> Poll<io::Result<u64>> {
+    fn poll_seek(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        pos: SeekFrom,
+    ) -> Poll<io::Result<u64>> {
         self.get_mut().poll_seek_priv(cx, pos)
     }
 }
@@ -531,7 +539,11 @@ impl tokio::io::AsyncRead for File {
 /// tokio's `AsyncWrite` (feature `tokio-io`): the same write-behind as the `futures_io` impl.
 #[cfg(feature = "tokio-io")]
 impl tokio::io::AsyncWrite for File {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.get_mut().poll_write_priv(cx, buf)
     }
 

@@ -75,8 +75,8 @@ mod owned;
 mod path;
 mod sys;
 
-pub use dir::{create_dir, create_dir_all, read_dir, remove_dir, remove_dir_all, ReadDir};
 pub use async_path::{read_async, write_async};
+pub use dir::{create_dir, create_dir_all, read_dir, remove_dir, remove_dir_all, ReadDir};
 pub use file::File;
 pub use file_async::{BufFuture, SyncFuture};
 pub use open_options::OpenOptions;

@@ -188,7 +188,10 @@ impl<T: Send + 'static> Offload<T> {
     /// The call's value once it has returned. A panic of the call resumes here. Must not be
     /// polled again after `Ready`.
     pub(crate) fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<T> {
-        let slot = self.slot.as_ref().expect("an Offload polled after it completed");
+        let slot = self
+            .slot
+            .as_ref()
+            .expect("an Offload polled after it completed");
         let result = std::task::ready!(slot.poll(cx));
         self.slot = None;
         Poll::Ready(result.unwrap_or_else(|payload| panic::resume_unwind(payload)))

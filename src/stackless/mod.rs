@@ -216,9 +216,8 @@ impl Io {
                 context::check()?;
                 // The fiber parks between polls, so ring ops the future starts complete on this
                 // worker (see `green::submit_owned`).
-                let polled = crate::model::green::polling_in_zsync_wait(|| {
-                    future.as_mut().poll(&mut cx)
-                });
+                let polled =
+                    crate::model::green::polling_in_zsync_wait(|| future.as_mut().poll(&mut cx));
                 if let Poll::Ready(v) = polled {
                     return Ok(v);
                 }

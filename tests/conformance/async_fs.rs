@@ -21,7 +21,9 @@ fn block_on<F: Future>(io: &Io, fut: F) -> F::Output {
 
 /// Bytes that differ at every offset (a misplaced chunk shows).
 fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+        .collect()
 }
 
 fn read_write(io: &Io, path: &std::path::Path) -> File {
@@ -52,7 +54,10 @@ fn async_traits_round_trip_with_seeks(io: &Io) {
         f.write_all(b"AB").await.unwrap();
         f.close().await.unwrap();
         assert_eq!(f.seek(SeekFrom::Current(0)).await.unwrap(), 8);
-        assert!(f.seek(SeekFrom::Current(-100)).await.is_err(), "before the start");
+        assert!(
+            f.seek(SeekFrom::Current(-100)).await.is_err(),
+            "before the start"
+        );
     });
     assert_eq!(fs::read(io, dir.path().join("f")).unwrap(), b"012345AB89");
 }
@@ -85,7 +90,10 @@ fn owned_buffer_methods_round_trip(io: &Io) {
 
     let other = dir.path().join("g");
     block_on(io, fs::write_async(io, &other, b"whole file")).unwrap();
-    assert_eq!(block_on(io, fs::read_async(io, &other)).unwrap(), b"whole file");
+    assert_eq!(
+        block_on(io, fs::read_async(io, &other)).unwrap(),
+        b"whole file"
+    );
     let missing = block_on(io, fs::read_async(io, dir.path().join("missing")));
     assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
 }
@@ -120,7 +128,11 @@ fn a_large_file_round_trips_in_steps(io: &Io) {
         let mut back = Vec::new();
         f.read_to_end(&mut back).await.unwrap();
         let first_diff = back.iter().zip(&data).position(|(a, b)| a != b);
-        assert_eq!((back.len(), first_diff), (data.len(), None), "read back what was written");
+        assert_eq!(
+            (back.len(), first_diff),
+            (data.len(), None),
+            "read back what was written"
+        );
         // One owned-buffer read of the whole file (possibly short: loop).
         let mut whole = vec![0u8; data.len()];
         let mut at = 0;
@@ -273,7 +285,7 @@ fn a_future_task_canceled_mid_read_leaves_its_buffer_to_the_op(io: &Io) {
             n.unwrap()
         });
         io.yield_now(); // let it start, maybe
-        // Canceled: dropped at its next poll, its read (if started) still in flight.
+                        // Canceled: dropped at its next poll, its read (if started) still in flight.
         match task.cancel() {
             Ok(n) => assert_eq!(n, data.len()),
             Err(e) => assert!(zsync::is_canceled(&e), "{e}"),

@@ -344,7 +344,10 @@ mod tests {
             _ => panic!("the owned op is handed its result"),
         }
         assert_eq!(*probe.0.lock().unwrap(), Some(9));
-        assert_eq!((ops.owned(), ops.len(), Arc::strong_count(&probe)), (0, 0, 1));
+        assert_eq!(
+            (ops.owned(), ops.len(), Arc::strong_count(&probe)),
+            (0, 0, 1)
+        );
     }
 
     #[test]
