@@ -38,6 +38,7 @@ use std::panic::{self, Location};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 use io_uring::opcode;
@@ -293,7 +294,9 @@ fn submit_on_ring(kind: Kind, owned: Owned) -> Result<Arc<RingOp>, Owned> {
 /// One file op in progress. See the module docs.
 pub(super) enum FileOp {
     Ring(Arc<RingOp>),
-    Helper(Offload<(io::Result<u64>, Owned)>),
+    /// On a helper thread; the flag is raised when the future is dropped (a stream's wait for
+    /// readiness then ends, see [`perform`]).
+    Helper(Offload<(io::Result<u64>, Owned)>, Arc<AtomicBool>),
     /// Completed before it started (nothing to do).
     Ready(Option<Outcome>),
 }
@@ -314,11 +317,14 @@ impl FileOp {
             owned
         };
         let io2 = io.clone();
-        FileOp::Helper(Offload::start(io, move || {
+        let gone = Arc::new(AtomicBool::new(false));
+        let gone2 = gone.clone();
+        let job = Offload::start(io, move || {
             let mut owned = owned;
-            let result = perform(&io2, kind, &mut owned);
+            let result = perform(&io2, kind, &mut owned, &gone2);
             (result, owned)
-        }))
+        });
+        FileOp::Helper(job, gone)
     }
 
     /// The outcome once the op is over. Must not be polled again after `Ready`.
@@ -332,7 +338,7 @@ impl FileOp {
                 *self = FileOp::Ready(None);
                 Poll::Ready((result, buf))
             }
-            FileOp::Helper(job) => {
+            FileOp::Helper(job, _) => {
                 let (result, owned) = std::task::ready!(job.poll_done(cx));
                 *self = FileOp::Ready(None);
                 Poll::Ready((result, owned.buf))
@@ -344,10 +350,59 @@ impl FileOp {
     }
 }
 
+impl Drop for FileOp {
+    fn drop(&mut self) {
+        if let FileOp::Helper(_, gone) = self {
+            gone.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// How long a helper waits for a stream's readiness before it looks whether its future is
+/// still there.
+const STREAM_SLICE_MS: i64 = 50;
+
+/// A stream read or write on a helper thread, for a future that may be dropped while it waits:
+/// one non-blocking attempt at a time (`op` with a deadline already passed), a readiness wait
+/// of [`STREAM_SLICE_MS`] between attempts, and no attempt once `gone` (the future was
+/// dropped). So an abandoned read of an idle FIFO neither holds a helper thread (and the
+/// runtime's shutdown) for ever nor, in the usual case, takes data nobody will see; only a
+/// future dropped between the look at `gone` and the syscall can. (The driver's readiness
+/// waits, once `File` streams use them, make the syscall in `poll` and close that window.)
+fn stream_op(
+    file: &std::fs::File,
+    write: bool,
+    gone: &AtomicBool,
+    mut op: impl FnMut(Option<Instant>) -> io::Result<usize>,
+) -> io::Result<usize> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    loop {
+        if gone.load(Ordering::Acquire) {
+            return Err(crate::error::canceled());
+        }
+        match op(Some(Instant::now())) {
+            Err(e) if crate::is_timed_out(&e) => {
+                let flags = if write { PollFlags::OUT } else { PollFlags::IN };
+                let mut fds = [PollFd::new(file, flags)];
+                let slice = Timespec {
+                    tv_sec: 0,
+                    tv_nsec: STREAM_SLICE_MS * 1_000_000,
+                };
+                match poll(&mut fds, Some(&slice)) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The op as a blocking call, on a helper thread: what the colorblind `File` methods do.
-fn perform(io: &Io, kind: Kind, owned: &mut Owned) -> io::Result<u64> {
+fn perform(io: &Io, kind: Kind, owned: &mut Owned, gone: &AtomicBool) -> io::Result<u64> {
     let file: &std::fs::File = &owned.file;
     let start = owned.start.min(owned.buf.len());
+    let custom = crate::op::custom(io).is_some();
     let n = match (kind, owned.stream) {
         (Kind::Read { offset }, false) => match offset {
             Some(at) => super::sys::pread(io, file, &mut owned.buf[start..], at),
@@ -357,11 +412,30 @@ fn perform(io: &Io, kind: Kind, owned: &mut Owned) -> io::Result<u64> {
             Some(at) => super::sys::pwrite(io, file, &owned.buf[start..], at),
             None => super::sys::write(io, file, &owned.buf[start..]),
         },
+        // A custom model receives the operations, each bounded by its deadline.
+        (Kind::Read { offset }, true) if custom => {
+            let buf = &mut owned.buf[start..];
+            stream_op(file, false, gone, |d| {
+                stream::read(io, file.as_fd(), buf, offset, d)
+            })
+        }
+        (Kind::Write { offset }, true) if custom => {
+            let buf = &owned.buf[start..];
+            stream_op(file, true, gone, |d| {
+                stream::write(io, file.as_fd(), buf, offset, d)
+            })
+        }
         (Kind::Read { offset }, true) => {
-            stream::read(io, file.as_fd(), &mut owned.buf[start..], offset, None)
+            let buf = &mut owned.buf[start..];
+            stream_op(file, false, gone, |d| {
+                stream::read_on_thread(file.as_fd(), buf, offset, d)
+            })
         }
         (Kind::Write { offset }, true) => {
-            stream::write(io, file.as_fd(), &owned.buf[start..], offset, None)
+            let buf = &owned.buf[start..];
+            stream_op(file, true, gone, |d| {
+                stream::write_on_thread(file.as_fd(), buf, offset, d)
+            })
         }
         (Kind::Sync { data_only: false }, _) => super::sys::fsync(io, file).map(|()| 0),
         (Kind::Sync { data_only: true }, _) => super::sys::fdatasync(io, file).map(|()| 0),

@@ -295,6 +295,30 @@ fn a_future_task_canceled_mid_read_leaves_its_buffer_to_the_op(io: &Io) {
     assert_eq!(&buf[..n.unwrap()], &data[100..116]);
 }
 
+/// A `File` that is a FIFO waits for data; a read future dropped while it waits lets go of
+/// whatever waited for it (the run's shutdown, and the leak check, see no helper left behind).
+fn a_fifo_file_from_async_code(io: &Io) {
+    let dir = TempDir::new("afs-fifo");
+    let path = dir.path().join("fifo");
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Read-write: opening does not wait for another end (Linux).
+    let mut fifo = OpenOptions::new().read(true).write(true).open(io, &path).unwrap();
+    if io.supports_concurrency() {
+        // Nothing to read yet. (Blocking runs the wait inline, at the first poll: it would
+        // wait for ever, as a blocking read of an idle FIFO does.)
+        poll_once_then_drop(fifo.read_async(vec![0; 16]));
+    }
+    block_on(io, async {
+        let (n, _) = fifo.write_async(b"through".to_vec()).await;
+        assert_eq!(n.unwrap(), 7);
+        let mut got = [0u8; 7];
+        fifo.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"through");
+    });
+}
+
 fn a_file_dropped_with_a_write_behind_keeps_the_write(io: &Io) {
     let dir = TempDir::new("afs-write-behind");
     let path = dir.path().join("f");
@@ -320,6 +344,7 @@ conformance! {
     many_file_reads_from_future_tasks,
     a_future_task_canceled_mid_read_leaves_its_buffer_to_the_op,
     a_file_dropped_with_a_write_behind_keeps_the_write,
+    a_fifo_file_from_async_code,
 }
 
 #[cfg(feature = "tokio-io")]
