@@ -432,7 +432,9 @@ impl File {
     }
 }
 
-/// Reads at the file offset through the `File`'s own buffer; see the [module docs](self).
+/// Reads at the file offset: each read of up to 2 MiB goes into a buffer the `File` keeps (the
+/// op owns it while it runs, see [`zsync::fs`](crate::fs#async-code)) and is copied out when it
+/// completes.
 ///
 /// ```
 /// use futures::io::AsyncReadExt;
@@ -457,8 +459,10 @@ impl futures_io::AsyncRead for File {
     }
 }
 
-/// Writes behind: `poll_write` returns once the data is copied and its write started; flush
-/// (or close) to wait for it and learn its outcome. See the [module docs](self).
+/// Writes behind: `poll_write` returns once the data (up to 2 MiB) is copied into the `File`'s
+/// buffer and its write started; a short write is continued, and a failure is reported by the
+/// next `poll_write` or `poll_flush`. Flush (or close) to wait for the write and learn its
+/// outcome. A `File` dropped with a write in flight does not stop it.
 ///
 /// ```
 /// use futures::io::AsyncWriteExt;
@@ -493,7 +497,8 @@ impl futures_io::AsyncWrite for File {
     }
 }
 
-/// Seeks after the op in flight, counting back bytes read ahead. See the [module docs](self).
+/// Seeks once the op in flight has completed; bytes read ahead and not yet returned are
+/// counted back, so `SeekFrom::Current` is relative to what the caller has read.
 ///
 /// ```
 /// use futures::io::{AsyncReadExt, AsyncSeekExt};

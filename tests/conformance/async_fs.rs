@@ -53,7 +53,7 @@ fn async_traits_round_trip_with_seeks(io: &Io) {
         assert_eq!(f.seek(SeekFrom::End(-4)).await.unwrap(), 6);
         f.write_all(b"AB").await.unwrap();
         f.close().await.unwrap();
-        assert_eq!(f.seek(SeekFrom::Current(0)).await.unwrap(), 8);
+        assert_eq!(f.stream_position().await.unwrap(), 8);
         assert!(
             f.seek(SeekFrom::Current(-100)).await.is_err(),
             "before the start"
@@ -304,7 +304,11 @@ fn a_fifo_file_from_async_code(io: &Io) {
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // Read-write: opening does not wait for another end (Linux).
-    let mut fifo = OpenOptions::new().read(true).write(true).open(io, &path).unwrap();
+    let mut fifo = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(io, &path)
+        .unwrap();
     if io.supports_concurrency() {
         // Nothing to read yet. (Blocking runs the wait inline, at the first poll: it would
         // wait for ever, as a blocking read of an idle FIFO does.)
