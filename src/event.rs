@@ -145,6 +145,8 @@ pub(crate) fn wait<E: Event>(
         deadline,
         check_cancel,
         || hint,
-        |waker| event.poll_event(waker),
+        // A future polled inside may start ring ops on a Green worker: this wait parks the
+        // fiber between polls, so the worker's loop runs and completes them.
+        |waker| crate::model::green::polling_in_zsync_wait(|| event.poll_event(waker)),
     )
 }

@@ -31,6 +31,8 @@ mod broadcast;
 #[path = "conformance/broken_pipe.rs"]
 mod broken_pipe;
 
+#[path = "conformance/async_fs.rs"]
+mod async_fs;
 #[path = "conformance/bufio.rs"]
 mod bufio;
 #[path = "conformance/channel.rs"]
@@ -97,6 +99,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("dns", dns::ALL),
         ("sync", sync::ALL),
         ("broken_pipe", broken_pipe::ALL),
+        ("async_fs", async_fs::ALL),
         ("bufio", bufio::ALL),
         ("transfer", transfer::ALL),
         ("pipe", pipe::ALL),

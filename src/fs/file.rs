@@ -5,6 +5,7 @@ use std::fs::{Metadata, Permissions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::fs::{sys, OpenOptions};
 use crate::op::stream;
@@ -50,8 +51,12 @@ use crate::Io;
 /// ```
 pub struct File {
     io: Io,
-    inner: std::fs::File,
+    /// Shared with the ops of futures in flight (see `fs::owned`), so that a descriptor closed
+    /// while one runs cannot be reused under it.
+    pub(super) inner: Arc<std::fs::File>,
     kind: Kind,
+    /// The state of the `AsyncRead`/`AsyncWrite`/`AsyncSeek` impls (see `fs::file_async`).
+    pub(super) rw: super::file_async::Buffered,
 }
 
 /// How a file's reads and writes wait, decided once, when it is opened or wrapped.
@@ -130,19 +135,24 @@ impl File {
         File {
             io: io.clone(),
             kind: Kind::of(&file),
-            inner: file,
+            inner: Arc::new(file),
+            rw: Default::default(),
         }
     }
 
     /// Unwraps into the std file (same descriptor, same offset). A descriptor that
     /// [`from_std`](File::from_std) (or `open`) switched to non-blocking mode is switched back.
+    ///
+    /// If an operation started by a dropped future still runs on the descriptor, the std file
+    /// is a duplicate of it (`dup`: same open file description and offset, another number), and
+    /// the original is closed when that operation ends.
     pub fn into_std(self) -> std::fs::File {
         if let Kind::Stream { switched: true } = self.kind {
             // `FIONBIO` on a descriptor this `File` owns does not fail; if it did, the caller
             // would see `WouldBlock` errors rather than lose data.
             let _ = stream::set_blocking(self.inner.as_fd());
         }
-        self.inner
+        unshare(self.inner)
     }
 
     /// The `Io` this file was opened with.
@@ -154,6 +164,11 @@ impl File {
     /// directory) whose operations wait for readiness.
     pub(crate) fn is_stream(&self) -> bool {
         matches!(self.kind, Kind::Stream { .. })
+    }
+
+    /// The descriptor, shared with the ops in flight.
+    pub(super) fn shared(&self) -> &Arc<std::fs::File> {
+        &self.inner
     }
 
     /// Reads into `buf` from byte `offset` of the file (`pread(2)`), without using or moving the
@@ -285,8 +300,9 @@ impl File {
         let inner = sys::dup(&self.io, &self.inner)?;
         Ok(File {
             io: self.io.clone(),
-            inner,
+            inner: Arc::new(inner),
             kind: self.kind,
+            rw: Default::default(),
         })
     }
 }
@@ -383,14 +399,33 @@ impl AsRawFd for File {
 /// [`File::into_std`] to have it switched back).
 impl IntoRawFd for File {
     fn into_raw_fd(self) -> RawFd {
-        self.inner.into_raw_fd()
+        unshare(self.inner).into_raw_fd()
+    }
+}
+
+/// The std file, alone: the shared one if no op of a dropped future still uses it, else a
+/// duplicate (the op closes the original when it ends). `dup` failing (no descriptor left)
+/// leaves no good answer: the op's end is waited for then, briefly (file ops end on their own).
+fn unshare(file: Arc<std::fs::File>) -> std::fs::File {
+    let mut file = file;
+    loop {
+        match Arc::try_unwrap(file) {
+            Ok(file) => return file,
+            Err(shared) => match shared.try_clone() {
+                Ok(dup) => return dup,
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    file = shared;
+                }
+            },
+        }
     }
 }
 
 /// The descriptor as it is, like [`IntoRawFd`]: a stream stays in non-blocking mode.
 impl From<File> for OwnedFd {
     fn from(f: File) -> OwnedFd {
-        f.inner.into()
+        unshare(f.inner).into()
     }
 }
 

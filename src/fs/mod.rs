@@ -58,6 +58,16 @@
 //! use. Opening a FIFO still waits for the other end as `open(2)` does (off the worker on
 //! Green, but not interruptibly). For an anonymous pipe, use [`zsync::pipe`](crate::pipe).
 //!
+//! ## Async code
+//!
+//! A [`File`] also serves futures: owned-buffer methods ([`File::read_at_async`],
+//! [`File::write_at_async`], [`File::read_async`], [`File::write_async`],
+//! [`File::sync_all_async`]) and the `futures_io` `AsyncRead`/`AsyncWrite`/`AsyncSeek` traits
+//! (tokio's too with the `tokio-io` feature), plus [`read_async`] and [`write_async`]. On a
+//! Green io_uring worker they are ring ops whose buffers the op owns until the kernel is done
+//! (a future dropped mid-op leaves its buffer to the op); elsewhere they run on a helper
+//! thread. Dropping such a future does not stop an op that has started.
+//!
 //! ## Models
 //!
 //! On the Blocking model each operation is a direct syscall on the calling thread. On the
@@ -66,14 +76,19 @@
 //! kind of syscall, so a model with asynchronous file I/O (io_uring) adds its path in one place
 //! per operation.
 
+mod async_path;
 mod dir;
 mod file;
+mod file_async;
 mod open_options;
+mod owned;
 mod path;
 mod sys;
 
+pub use async_path::{read_async, write_async};
 pub use dir::{create_dir, create_dir_all, read_dir, remove_dir, remove_dir_all, ReadDir};
 pub use file::File;
+pub use file_async::{BufFuture, SyncFuture};
 pub use open_options::OpenOptions;
 pub use path::{
     canonicalize, copy, exists, hard_link, metadata, read, read_link, read_to_string, remove_file,

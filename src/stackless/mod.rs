@@ -214,7 +214,11 @@ impl Io {
             let mut cx = Context::from_waker(waiter.waker());
             loop {
                 context::check()?;
-                if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                // The fiber parks between polls, so ring ops the future starts complete on this
+                // worker (see `green::submit_owned`).
+                let polled =
+                    crate::model::green::polling_in_zsync_wait(|| future.as_mut().poll(&mut cx));
+                if let Poll::Ready(v) = polled {
                     return Ok(v);
                 }
                 let deadline = context::effective_deadline(None);

@@ -8,6 +8,7 @@ mod async_io;
 mod broadcast;
 mod broken_pipe;
 
+mod async_fs;
 mod bufio;
 mod channel;
 mod dns;

@@ -675,6 +675,57 @@ pub(crate) fn ring_available(code: u8) -> bool {
         })
 }
 
+thread_local! {
+    /// Whether the running fiber is polling a future from a zsync wait (see
+    /// [`polling_in_zsync_wait`]).
+    static ZSYNC_WAIT_POLL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `poll`, a poll made by a zsync wait of the running task: a fiber that parks between
+/// polls, so that its worker's loop runs on. Ring ops started inside may then complete on this
+/// worker (see [`submit_owned`]). Off fibers it only runs `poll`.
+#[inline]
+pub(crate) fn polling_in_zsync_wait<R>(poll: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ZSYNC_WAIT_POLL.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(ZSYNC_WAIT_POLL.with(|c| c.replace(true)));
+    poll()
+}
+
+/// Submits an op whose memory `op` owns (a future's file op) to the calling worker's ring, or
+/// returns `None` when the calling thread is not a Green worker with an io_uring whose kernel
+/// supports opcode `code`, or when the future is polled on a fiber by something that would
+/// block the worker (the caller then runs the op elsewhere). The op's completion reaches `op` (see
+/// [`reactor::op::OwnedOp`]) on this worker, whichever thread polls the future by then.
+///
+/// The completion needs this worker's loop to run. It does for a future task (the worker polls
+/// it from its loop, off any fiber) and for a fiber whose poll comes from a zsync wait
+/// ([`polling_in_zsync_wait`]: `Io::wait`, `Io::block_on`; the fiber parks between polls). A
+/// fiber that drives a future with another executor (`futures::executor::block_on`) blocks the
+/// worker's thread instead, so its ops go to a helper thread, and the wait ends.
+///
+/// # Safety
+/// As [`reactor::uring::Uring::submit_owned`]: every pointer in the entry built by `sqe` points
+/// into memory `op` keeps alive, untouched by anyone else until `op` is completed.
+pub(crate) unsafe fn submit_owned(
+    code: u8,
+    sqe: impl FnOnce() -> io_uring::squeue::Entry,
+    op: impl FnOnce() -> Arc<dyn reactor::op::OwnedOp>,
+) -> Option<io::Result<()>> {
+    if fiber::on_fiber() && !ZSYNC_WAIT_POLL.with(Cell::get) {
+        return None;
+    }
+    with_worker(|w| {
+        let ring = w?.reactor.uring().filter(|u| u.supports(code))?;
+        // SAFETY: forwarded from this function's contract.
+        Some(unsafe { ring.submit_owned(sqe(), op()) })
+    })
+}
+
 /// Runs one ring op for the running fiber and returns the completion's `res`, or `None` when
 /// the op cannot go through a ring here (not on a fiber, an epoll worker, or a kernel without
 /// opcode `code`): the caller then takes its readiness path.

@@ -14,6 +14,8 @@
 //!                       CancelRequested ───────────────────────┘
 //!
 //!   (free) ──arm poll──▶ Submitted ──deregister──▶ Abandoned ──CQE──▶ (free)
+//!
+//!   (free) ──submit owned──▶ Owned ──CQE: OwnedOp::complete──▶ (free)
 //! ```
 //!
 //! **A buffer is the kernel's until its CQE arrives.** Asking to cancel (`ASYNC_CANCEL`) does not
@@ -27,15 +29,40 @@
 //!   becomes `Abandoned` and is freed when the kernel's completion for it (or for its cancel)
 //!   arrives. The slot itself stays allocated until then, so the `user_data` is never reused
 //!   while the kernel may still post it.
+//! - A future's op ([`Owned`](State::Owned)) cannot borrow: a future may be dropped, or polled
+//!   on another worker, while its op is in the kernel. Its memory (buffer, descriptor) lives in
+//!   a shared [`OwnedOp`] that the slot holds a reference to until the CQE; the worker hands the
+//!   result to it there ([`OwnedOp::complete`]) and drops the slot's reference. Whoever awaits
+//!   the op reads the result from the `OwnedOp`, on whatever thread, and never touches this
+//!   slab; a dropped future only drops its own reference, so the memory is freed by whichever
+//!   of the two lets go last.
 //! - Cancel requests and the worker's wake-up poll use reserved `user_data` values outside the
 //!   slab (see [`CANCEL_TOKEN`], [`WAKE_TOKEN`], [`TIMEOUT_TOKEN`]).
 //!
 //! The slab lives in a `RefCell` owned by one worker: only that worker's thread submits, reaps
 //! and reads it, so no atomics are needed here; cross-thread wake-ups go through `Waker`s.
 
+use std::sync::Arc;
 use std::task::Waker;
 
 use slab::Slab;
+
+/// The shared half of an op whose memory the op owns (a future's file read or write): see the
+/// module docs. Implementors keep every buffer and descriptor named by the op's SQE alive for as
+/// long as they live.
+pub(crate) trait OwnedOp: Send + Sync {
+    /// Records the CQE's `res`; returns the waker to wake (the worker wakes it, contained, after
+    /// releasing its own borrows). Called once, on the worker that owns the ring.
+    fn complete(&self, res: i32) -> Option<Waker>;
+}
+
+/// What a completion asks the worker to do.
+pub(crate) enum Woken {
+    /// Wake the fiber (or task) that waits for this op.
+    Waker(Waker),
+    /// Hand `res` to an owned op, then drop the slot's reference to it.
+    Owned(Arc<dyn OwnedOp>, i32),
+}
 
 /// `user_data` of `ASYNC_CANCEL` (and `TIMEOUT_REMOVE`) submissions: their completions carry no
 /// news for anyone.
@@ -79,6 +106,8 @@ enum State {
     Completed { result: i32 },
     /// Nobody waits any more (a deregistered poll); freed when the CQE arrives.
     Abandoned,
+    /// A future's op: its memory lives in the `OwnedOp`, kept alive here until the CQE.
+    Owned(Arc<dyn OwnedOp>),
 }
 
 struct Slot {
@@ -91,6 +120,8 @@ struct Slot {
 pub(crate) struct InFlight {
     slots: Slab<Slot>,
     generation: u32,
+    /// How many slots are [`State::Owned`].
+    owned: usize,
 }
 
 impl InFlight {
@@ -109,19 +140,60 @@ impl InFlight {
         }
     }
 
+    /// Allocates a slot for an owned op about to be submitted; `op` stays referenced (and so
+    /// its memory alive) until the op's CQE.
+    pub(crate) fn insert_owned(&mut self, op: Arc<dyn OwnedOp>) -> OpKey {
+        self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
+        let generation = self.generation;
+        let index = self.slots.insert(Slot {
+            generation,
+            state: State::Owned(op),
+        });
+        self.owned += 1;
+        OpKey {
+            index: u32::try_from(index).expect("fewer than 2^32 ops in flight"),
+            generation,
+        }
+    }
+
+    /// Number of owned ops still in the kernel: a ring must not be closed before they complete
+    /// (their memory would be freed while the kernel may still use it).
+    pub(crate) fn owned(&self) -> usize {
+        self.owned
+    }
+
+    /// The keys of the owned ops still in the kernel (to cancel them before the ring closes).
+    pub(crate) fn owned_keys(&self) -> Vec<OpKey> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| matches!(s.state, State::Owned(_)))
+            .map(|(i, s)| OpKey {
+                index: i as u32,
+                generation: s.generation,
+            })
+            .collect()
+    }
+
     fn slot_mut(&mut self, key: OpKey) -> Option<&mut Slot> {
         self.slots
             .get_mut(key.index as usize)
             .filter(|s| s.generation == key.generation)
     }
 
-    /// Records the CQE for `user_data`: returns the waker to wake, if the op's owner still waits.
+    /// Records the CQE for `user_data`: returns what to wake, if somebody still waits.
     /// A stale or unknown `user_data` is ignored.
-    pub(crate) fn complete(&mut self, user_data: u64, result: i32) -> Option<Waker> {
+    pub(crate) fn complete(&mut self, user_data: u64, result: i32) -> Option<Woken> {
         let key = OpKey::from_user_data(user_data);
         let slot = self.slot_mut(key)?;
         match std::mem::replace(&mut slot.state, State::Completed { result }) {
-            State::Submitted { waker } | State::CancelRequested { waker } => Some(waker),
+            State::Submitted { waker } | State::CancelRequested { waker } => {
+                Some(Woken::Waker(waker))
+            }
+            State::Owned(op) => {
+                self.slots.remove(key.index as usize);
+                self.owned -= 1;
+                Some(Woken::Owned(op, result))
+            }
             State::Abandoned => {
                 self.slots.remove(key.index as usize);
                 None
@@ -149,7 +221,7 @@ impl InFlight {
                 }
                 None
             }
-            State::Abandoned => None,
+            State::Abandoned | State::Owned(_) => None,
         }
     }
 
@@ -184,12 +256,20 @@ impl InFlight {
             }
             State::Submitted { .. } => true,
             State::CancelRequested { .. } | State::Abandoned => false,
+            // Not a poll: its memory must stay referenced until the CQE.
+            State::Owned(op) => {
+                slot.state = State::Owned(op);
+                false
+            }
         }
     }
 
     /// Frees the slot of an op that never reached the submission queue.
     pub(crate) fn forget(&mut self, key: OpKey) {
-        if self.slot_mut(key).is_some() {
+        if let Some(slot) = self.slot_mut(key) {
+            if matches!(slot.state, State::Owned(_)) {
+                self.owned -= 1;
+            }
             self.slots.remove(key.index as usize);
         }
     }
@@ -240,6 +320,37 @@ mod tests {
         assert!(ops.complete(a.user_data(), 3).is_some());
         assert_eq!(ops.take(a, &waker()), Some(3));
         assert_eq!(ops.len(), 0);
+    }
+
+    struct Probe(std::sync::Mutex<Option<i32>>);
+
+    impl OwnedOp for Probe {
+        fn complete(&self, res: i32) -> Option<Waker> {
+            *self.0.lock().unwrap() = Some(res);
+            None
+        }
+    }
+
+    #[test]
+    fn an_owned_op_is_referenced_until_its_cqe_even_when_abandoned() {
+        let mut ops = InFlight::default();
+        let probe = Arc::new(Probe(std::sync::Mutex::new(None)));
+        let a = ops.insert_owned(probe.clone());
+        assert_eq!((ops.owned(), Arc::strong_count(&probe)), (1, 2));
+        assert!(!ops.abandon(a), "an owned op is not a poll to abandon");
+        assert!(!ops.request_cancel(a));
+        assert_eq!(ops.take(a, &waker()), None);
+        assert_eq!(ops.owned_keys(), vec![a]);
+        assert_eq!(Arc::strong_count(&probe), 2, "still referenced by its slot");
+        match ops.complete(a.user_data(), 9) {
+            Some(Woken::Owned(op, 9)) => assert!(op.complete(9).is_none()),
+            _ => panic!("the owned op is handed its result"),
+        }
+        assert_eq!(*probe.0.lock().unwrap(), Some(9));
+        assert_eq!(
+            (ops.owned(), ops.len(), Arc::strong_count(&probe)),
+            (0, 0, 1)
+        );
     }
 
     #[test]

@@ -29,14 +29,16 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{opcode, squeue, IoUring, Probe};
 
-use super::op::{InFlight, OpKey, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN, WATCH_TOKEN};
+use super::op::{
+    InFlight, OpKey, OwnedOp, Woken, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN, WATCH_TOKEN,
+};
 use crate::park::Interest;
 
 /// Submission queue entries per ring.
@@ -219,6 +221,8 @@ pub(crate) struct Uring {
     watch_armed: Cell<bool>,
     /// Whether it completed since `take_watched` last asked.
     watched_ready: Cell<bool>,
+    /// The owned ops completed by one reaping, with their results (same reuse).
+    owned_done: Cell<Vec<(Arc<dyn OwnedOp>, i32)>>,
 }
 
 impl Uring {
@@ -248,6 +252,7 @@ impl Uring {
             watched: Cell::new(None),
             watch_armed: Cell::new(false),
             watched_ready: Cell::new(false),
+            owned_done: Cell::new(Vec::new()),
         })
     }
 
@@ -355,6 +360,29 @@ impl Uring {
             return Err(e);
         }
         Ok(key)
+    }
+
+    /// Submits a ring op whose memory `op` owns (a future's): at its CQE the worker hands the
+    /// result to [`OwnedOp::complete`] and drops the slot's reference to `op`. Nobody waits on
+    /// this ring for it: the future learns the result from `op`, on whatever thread polls it.
+    ///
+    /// # Safety
+    /// Every pointer in `entry` must point into memory that `op` keeps alive and that nobody
+    /// else reads or writes until `op.complete` has been called.
+    pub(crate) unsafe fn submit_owned(
+        &self,
+        entry: squeue::Entry,
+        op: Arc<dyn OwnedOp>,
+    ) -> io::Result<()> {
+        let key = self.ops.borrow_mut().insert_owned(op);
+        let entry = entry.user_data(key.user_data());
+        // SAFETY: forwarded from this function's contract; the slot keeps `op` (so the memory)
+        // alive until the CQE.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            self.ops.borrow_mut().forget(key);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The op's result (the CQE's `res`) once it has completed, freeing its slot; else `None`
@@ -472,6 +500,7 @@ impl Uring {
         // The list of a previous turn, reused for its allocation. Taken out of its cell, so a
         // waker that reentered the reactor would find an empty one rather than a borrow.
         let mut wake = self.woken.take();
+        let mut owned = self.owned_done.take();
         {
             let mut ring = self.ring.borrow_mut();
             let mut ops = self.ops.borrow_mut();
@@ -492,7 +521,11 @@ impl Uring {
                             // -ECANCELED: removed before it fired; either way it is gone.
                             self.timeout_armed.set(false);
                         }
-                        data => wake.extend(ops.complete(data, cqe.result())),
+                        data => match ops.complete(data, cqe.result()) {
+                            Some(Woken::Waker(w)) => wake.push(w),
+                            Some(Woken::Owned(op, res)) => owned.push((op, res)),
+                            None => {}
+                        },
                     }
                 }
                 if !ring.submission().cq_overflow() {
@@ -509,12 +542,61 @@ impl Uring {
             w.wake();
         }
         self.woken.set(wake);
+        if !owned.is_empty() {
+            complete_owned(&mut owned);
+        }
+        self.owned_done.set(owned);
+    }
+
+    /// Waits for the completions of the owned ops still in the kernel, after asking it to
+    /// cancel them: their memory is freed when their completion arrives, never before. Only
+    /// futures dropped mid-op leave such ops behind (a live future's task finishes before its
+    /// runtime shuts down), and file ops end on their own once the disk answers.
+    fn drain_owned(&self) {
+        let keys = self.ops.borrow().owned_keys();
+        for key in keys {
+            self.cancel(key);
+        }
+        while self.ops.borrow().owned() > 0 {
+            if let Err(e) = self.poll(Some(Duration::from_millis(100))) {
+                // Leak what is left rather than free memory the kernel may still write.
+                eprintln!("zsync: cannot reap a closing io_uring's last ops ({e}); leaking them");
+                let ops = std::mem::take(&mut *self.ops.borrow_mut());
+                std::mem::forget(ops);
+                return;
+            }
+        }
     }
 
     /// Number of ops the kernel may still complete (for tests).
     #[cfg(test)]
     fn in_flight(&self) -> usize {
         self.ops.borrow().len()
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        if self.ops.get_mut().owned() > 0 {
+            self.drain_owned();
+        }
+    }
+}
+
+/// Hands each completed owned op its result and wakes whoever awaits it. A waker is the
+/// awaiting party's (a future task's, or a user's own when a future is polled by hand), so
+/// each wake-up, and each drop of the op (its memory), is contained: a panic there is reported
+/// by the panic hook and goes no further, and the other ops still complete.
+fn complete_owned(done: &mut Vec<(Arc<dyn OwnedOp>, i32)>) {
+    for (op, res) in done.drain(..) {
+        let woke = crate::contain::catch(move || {
+            if let Some(w) = op.complete(res) {
+                w.wake();
+            }
+        });
+        if let Err(payload) = woke {
+            crate::contain::drop_payload(payload);
+        }
     }
 }
 
