@@ -19,6 +19,7 @@ mod select;
 mod shared_fd;
 mod signal;
 mod socket_timeouts;
+mod stackless_cancel;
 mod sync;
 mod task_api;
 mod tasks;
