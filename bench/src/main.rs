@@ -10,15 +10,16 @@
 //! stall on a worker whose thread waits for a CPU, where Tokio's tasks move to the other one.
 //!
 //! Then runs the micro-benchmarks (spawn+join, yield, ping-pong, 100k sleeps, RSS per parked
-//! task) for zsync, Tokio, may, Go and Node (see `micro.rs`) and charts them in
-//! `docs/bench-micro.svg`.
+//! task) for zsync, Tokio, may, Go and Node, and their stackless twins (zsync's future tasks
+//! against Tokio's) (see `micro.rs`), and charts them in `docs/bench-micro.svg`.
 //!
 //! Flags: `--quick` (64 connections, 3 s), `--duration SECS`, `--conns 16,64,...`,
 //! `--only NAME,...` (peers whose name contains one of them), `--workers N` (server threads, 2),
-//! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--no-micro`, `--blocking`
-//! (also zsync's Blocking model, which serves one connection at a time), `--no-setup` (never
-//! run `bench/setup.sh`), `--json PATH`, `--svg PATH`, `--replot` (only redraw the charts
-//! from the JSON file).
+//! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--no-micro`, `--micro NAME,...`
+//! (micro-benchmarks whose name contains one of them, e.g. `stackless`), `--blocking` (also
+//! zsync's Blocking model, which serves one connection at a time), `--no-setup` (never run
+//! `bench/setup.sh`), `--json PATH`, `--svg PATH`, `--replot` (only redraw the charts from
+//! the JSON file).
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -126,6 +127,7 @@ struct Opts {
     http: bool,
     echo: bool,
     micro: bool,
+    micro_only: Vec<String>,
     blocking: bool,
     setup: bool,
     json: PathBuf,
@@ -139,7 +141,7 @@ fn main() {
             "{}",
             include_str!("main.rs")
                 .lines()
-                .take(19)
+                .take(20)
                 .map(|l| l.trim_start_matches("//!"))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -172,6 +174,10 @@ fn main() {
         http: !args.flag("--no-http"),
         echo: !args.flag("--no-echo"),
         micro: !args.flag("--no-micro"),
+        micro_only: args
+            .get("--micro")
+            .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
         blocking: args.flag("--blocking"),
         setup: !args.flag("--no-setup"),
         json: args
@@ -275,6 +281,7 @@ fn main() {
         );
         if let Some(s) = &mut suite {
             s.retain(&opts.only);
+            s.retain_benches(&opts.micro_only);
         }
         suite
     } else {
@@ -1097,7 +1104,10 @@ mod chart {
         }
         let (kib, ratios): (Vec<&str>, Vec<&str>) =
             benches.iter().partition(|b| **b == "rss_parked");
-        let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
+        // About 200 px per group of ratio bars, the KiB panel and the legend beside them.
+        let left_width = 200 * ratios.len().max(2) as u32 + 10;
+        let width = left_width + 300 + 190;
+        let root = SVGBackend::new(path, (width, 520)).into_drawing_area();
         root.fill(&WHITE)?;
         let (head, body) = root.split_vertically(40);
         head.draw(&Text::new(
@@ -1105,8 +1115,8 @@ mod chart {
             (20, 12),
             ("sans-serif", 16).into_font(),
         ))?;
-        let (plots, legend) = body.split_horizontally(1500 - 190);
-        let (left, right) = plots.split_horizontally(1010);
+        let (plots, legend) = body.split_horizontally(width - 190);
+        let (left, right) = plots.split_horizontally(left_width);
         let value = |bench: &str, rt: &str| {
             rows.iter()
                 .find(|r| r.bench == bench && r.runtime == rt)

@@ -31,6 +31,12 @@
 //! of polling it (Tokio's `abort`), and its result becomes [`Dropped`]: joiners see
 //! `Err(Canceled)`. A task that returned `Pending` registers its node with its ancestors (once),
 //! so the cancellation of any ancestor — `run`'s shutdown included — reaches it.
+//! That registration happens once: later `Pending` polls skip it (and the walk up the chain of
+//! ancestors it ends with), since a registered node stays reachable until it finishes. If it
+//! finds an ancestor already canceled, that cancel's push may have missed the node, so the task
+//! requeues itself and its next poll drops it. Every poll still begins by walking the chain
+//! (`CancelNode::is_canceled`): an ancestor that finished has left its own parent, and a cancel
+//! above it reaches the task only that way.
 //!
 //! ## Who runs user code
 //!
@@ -49,7 +55,7 @@ use crate::cancel::{NodeOwner, NodeRef, NodeSource};
 use crate::contain;
 use crate::context::{self, TaskContext, TaskRef};
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use crate::task::id::Meta;
 use crate::task::{Claimed, Core, Dropped, Joinable, Run, Runnable};
 use crate::Io;
@@ -198,6 +204,10 @@ pub(crate) struct FutureCell<F: Future> {
     future: UnsafeCell<Option<F>>,
     /// `size_of::<F>()`, for diagnostics.
     frame_size: usize,
+    /// The node was registered with its ancestors after a `Pending` poll (see "Cancellation"
+    /// in the module docs). Touched only by the poller (`Relaxed`: the `Sched` word's `AcqRel`
+    /// orders successive pollers).
+    registered: AtomicBool,
 }
 
 // SAFETY: `future` and `claimed` are accessed only by the single poller (the `Sched` protocol:
@@ -224,6 +234,7 @@ where
             claimed: UnsafeCell::new(None),
             future: UnsafeCell::new(Some(future)),
             frame_size: std::mem::size_of::<F>(),
+            registered: AtomicBool::new(false),
         })
     }
 
@@ -387,7 +398,15 @@ where
         match outcome {
             Ok(None) => {
                 // It may wait for ever now: make sure an ancestor's cancellation reaches it.
-                core.cancel.ensure_registered(|| source.node_ref());
+                if !self.registered.load(Ordering::Relaxed) {
+                    self.registered.store(true, Ordering::Relaxed);
+                    if core.cancel.ensure_registered(|| source.node_ref()) {
+                        // Canceled before the registration: that cancel's push may have missed
+                        // this node, so nothing else may wake it. Poll again (and drop it):
+                        // RUNNING → NOTIFIED, requeued just below.
+                        let _ = self.sched.wake();
+                    }
+                }
                 if self.sched.after_pending() == AfterPoll::Requeue {
                     guard.disarm();
                     self.schedule();
