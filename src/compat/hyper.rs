@@ -58,6 +58,7 @@
 //!             .map_err(std::io::Error::other)?;
 //!         let conn = io.spawn_future(conn);
 //!         let request = Request::get("/").header("host", "zsync").body(String::new());
+//!         sender.ready().await.map_err(std::io::Error::other)?;
 //!         let response = sender
 //!             .send_request(request.unwrap())
 //!             .await

@@ -26,11 +26,15 @@ struct Slot<T> {
     detached: bool,
 }
 
+#[allow(missing_debug_implementations)]
 pub struct ShimTask<T> {
     slot: Arc<Mutex<Slot<io::Result<T>>>>,
 }
 
 impl<T> ShimTask<T> {
+    pub fn is_finished(&self) -> bool {
+        self.slot.lock().unwrap().value.is_some()
+    }
     pub fn detach(self) {
         self.slot.lock().unwrap().detached = true;
     }
