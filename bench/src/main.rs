@@ -148,7 +148,7 @@ fn main() {
             "{}",
             include_str!("main.rs")
                 .lines()
-                .take(24)
+                .take_while(|l| l.starts_with("//!"))
                 .map(|l| l.trim_start_matches("//!"))
                 .collect::<Vec<_>>()
                 .join("\n")
