@@ -103,6 +103,7 @@ per_model!(
     header_read_timeout_closes_a_stalled_client,
     unix_stream_transport,
     executor_runs_hyper_tasks,
+    http2_streams_run_on_the_executor,
 );
 
 /// What the test server's handlers share with the test.
@@ -491,5 +492,55 @@ fn executor_runs_hyper_tasks(rt: Rt) {
             r.store(true, Ordering::SeqCst);
         });
         io.block_on(until(|| ran.load(Ordering::SeqCst))).unwrap();
+    });
+}
+
+fn http2_streams_run_on_the_executor(rt: Rt) {
+    client(rt, |io| {
+        let listener = TcpListener::bind(io, "127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server_io = io.clone();
+        // HTTP/2: hyper spawns every stream's handler through the executor.
+        let server = io.spawn_future(async move {
+            let (stream, _) = listener.accept_async().await?;
+            hyper::server::conn::http2::Builder::new(ZsyncExecutor::new(&server_io))
+                .timer(ZsyncTimer::new())
+                .serve_connection(stream, hyper::service::service_fn(hyper_routes::route))
+                .await
+                .map_err(other)
+        });
+        io.block_on(async {
+            let stream = TcpStream::connect_async(io, addr).await.unwrap();
+            let (sender, conn) = hyper::client::conn::http2::Builder::new(ZsyncExecutor::new(io))
+                .timer(ZsyncTimer::new())
+                .handshake(stream)
+                .await
+                .unwrap();
+            let driver = io.spawn_future(conn);
+            // Many streams in flight at once on the one connection.
+            let requests: Vec<_> = (0..16)
+                .map(|i| {
+                    let mut sender = sender.clone();
+                    io.spawn_future(async move {
+                        let body = Bytes::from(format!("stream {i}"));
+                        let req = Request::post("http://zsync.test/echo")
+                            .body(Full::new(body.clone()))
+                            .unwrap();
+                        sender.ready().await.map_err(other)?;
+                        let response = sender.send_request(req).await.map_err(other)?;
+                        let echoed = response.into_body().collect().await.map_err(other)?;
+                        assert_eq!(echoed.to_bytes(), body);
+                        io::Result::Ok(())
+                    })
+                })
+                .collect();
+            for r in requests {
+                r.await.unwrap().unwrap();
+            }
+            drop(sender);
+            driver.await.unwrap().unwrap();
+        })
+        .unwrap();
+        io.block_on(server).unwrap().unwrap().unwrap();
     });
 }
