@@ -29,9 +29,9 @@ use hyper::client::conn::http1::{handshake, SendRequest};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_serve::{HyperConfig, HyperStats};
 use zsync::compat::hyper::{ZsyncExecutor, ZsyncTimer};
+use zsync::compat::shim as time;
 #[allow(unused_imports)]
 use zsync::compat::shim::*;
-use zsync::compat::shim as time;
 use zsync::net::{TcpListener, TcpStream, UnixStream};
 use zsync::{Backend, Builder, Io, Model, Runtime, ShutdownStatus};
 
@@ -73,7 +73,9 @@ fn with_watchdog(rt: Rt, body: fn(Rt)) {
                 std::panic::resume_unwind(p);
             }
         }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{rt:?}: test still running after {WATCHDOG:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{rt:?}: test still running after {WATCHDOG:?}")
+        }
     }
 }
 
@@ -158,8 +160,14 @@ impl Server {
         let addr = listener.local_addr().expect("local_addr");
         let p = probe.clone();
         let handler = move |req| test_routes(req, p.clone());
-        io.spawn_future(hyper_serve::serve(io.clone(), listener, handler, cfg, stats.clone()))
-            .detach();
+        io.spawn_future(hyper_serve::serve(
+            io.clone(),
+            listener,
+            handler,
+            cfg,
+            stats.clone(),
+        ))
+        .detach();
         Server {
             rt: runtime,
             addr,
@@ -171,7 +179,10 @@ impl Server {
     /// Shuts the server down; every task must end (none may hang).
     fn shutdown(self) -> ShutdownStatus {
         let status = self.rt.shutdown_timeout(WATCHDOG / 2);
-        assert!(status.is_complete(), "server shutdown incomplete: {status:?}");
+        assert!(
+            status.is_complete(),
+            "server shutdown incomplete: {status:?}"
+        );
         status
     }
 }
@@ -202,7 +213,12 @@ impl Conn {
     }
 
     /// Sends one request; the status and the whole body.
-    async fn send(&mut self, method: Method, path: &str, body: Bytes) -> io::Result<(StatusCode, Bytes)> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> io::Result<(StatusCode, Bytes)> {
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -259,13 +275,23 @@ fn post_echo(rt: Rt) {
     let server = Server::start(rt, HyperConfig::default());
     let addr = server.addr;
     // Larger than a socket buffer, so reads and writes on both sides come in several parts.
-    let body: Bytes = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let body: Bytes = (0..1 << 20)
+        .map(|i: u32| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
     client(rt, |io| {
         io.block_on(async {
             let mut conn = Conn::open(io, addr).await.unwrap();
-            let (status, echoed) = conn.send(Method::POST, "/echo", body.clone()).await.unwrap();
+            let (status, echoed) = conn
+                .send(Method::POST, "/echo", body.clone())
+                .await
+                .unwrap();
             assert_eq!(status, StatusCode::OK);
-            assert!(echoed == body, "echoed body differs ({} bytes)", echoed.len());
+            assert!(
+                echoed == body,
+                "echoed body differs ({} bytes)",
+                echoed.len()
+            );
             let (_, small) = conn
                 .send(Method::POST, "/echo", Bytes::from_static(b"{\"a\":[1,2]}"))
                 .await
@@ -296,7 +322,11 @@ fn keep_alive_serves_many_requests_on_one_connection(rt: Rt) {
         })
         .unwrap()
     });
-    assert_eq!(server.stats.accepted.load(Ordering::Relaxed), 1, "one connection for all");
+    assert_eq!(
+        server.stats.accepted.load(Ordering::Relaxed),
+        1,
+        "one connection for all"
+    );
     server.shutdown().resume();
 }
 
@@ -383,7 +413,8 @@ fn shutdown_with_a_client_mid_request_hangs_nothing(rt: Rt) {
     let result = client(rt, |io| {
         io.block_on(async {
             let mut conn = Conn::open(io, addr).await.unwrap();
-            let request = io.spawn_future(async move { conn.get(&format!("/sleep?ms={FOREVER_MS}")).await });
+            let request =
+                io.spawn_future(async move { conn.get(&format!("/sleep?ms={FOREVER_MS}")).await });
             until(|| probe.sleeping.load(Ordering::SeqCst) == 1).await;
             tx.send(()).unwrap();
             request.await.unwrap()
@@ -405,7 +436,9 @@ fn panicking_handler_is_contained_in_its_connection(rt: Rt) {
         io.block_on(async {
             let mut conn = Conn::open(io, addr).await.unwrap();
             // The handler's panic ends its connection task: the client sees the connection go.
-            conn.get("/panic").await.expect_err("a panicking handler sends no response");
+            conn.get("/panic")
+                .await
+                .expect_err("a panicking handler sends no response");
             // The server goes on: the accept loop and the other connections are untouched.
             for _ in 0..3 {
                 let mut conn = Conn::open(io, addr).await.unwrap();
@@ -418,7 +451,10 @@ fn panicking_handler_is_contained_in_its_connection(rt: Rt) {
     // The panic was kept in its (detached) task and is reported by the shutdown.
     match server.shutdown() {
         ShutdownStatus::Panicked(p) => {
-            assert_eq!(p.downcast_ref::<&str>(), Some(&"handler panicked on purpose"))
+            assert_eq!(
+                p.downcast_ref::<&str>(),
+                Some(&"handler panicked on purpose")
+            )
         }
         other => panic!("the handler's panic was not reported: {other:?}"),
     }
@@ -434,22 +470,30 @@ fn header_read_timeout_closes_a_stalled_client(rt: Rt) {
     let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(WATCHDOG / 2)).unwrap();
     let start = Instant::now();
-    s.write_all(b"GET / HTTP/1.1\r\nhost: zsync.test\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: zsync.test\r\n")
+        .unwrap();
     let mut seen = Vec::new();
     // hyper answers `408 Request Timeout` and closes: read to the end (a timeout of the read
     // above would be an error here, failing the test).
     s.read_to_end(&mut seen).unwrap();
     assert!(start.elapsed() >= Duration::from_millis(100));
     let seen = String::from_utf8_lossy(&seen);
-    assert!(seen.is_empty() || seen.starts_with("HTTP/1.1 408"), "{seen}");
+    assert!(
+        seen.is_empty() || seen.starts_with("HTTP/1.1 408"),
+        "{seen}"
+    );
     // A whole request and then silence: between requests the timer is reset and fires again.
     let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(WATCHDOG / 2)).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nhost: zsync.test\r\n\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: zsync.test\r\n\r\n")
+        .unwrap();
     let mut seen = Vec::new();
     s.read_to_end(&mut seen).unwrap();
     let seen = String::from_utf8_lossy(&seen);
-    assert!(seen.starts_with("HTTP/1.1 200 OK") && seen.contains("Hello, World!"), "{seen}");
+    assert!(
+        seen.starts_with("HTTP/1.1 200 OK") && seen.contains("Hello, World!"),
+        "{seen}"
+    );
     assert!(server.stats.conn_errors.load(Ordering::Relaxed) >= 1);
     server.shutdown().resume();
 }

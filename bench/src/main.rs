@@ -258,7 +258,14 @@ fn main() {
     let hyper_example = root.join("examples/hyper_server.rs").exists() && opts.http && {
         let ok = Command::new(&cargo)
             .current_dir(&root)
-            .args(["build", "--release", "-p", "zsync-io", "--features", "hyper"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "zsync-io",
+                "--features",
+                "hyper",
+            ])
             .args(["--example", "hyper_server"])
             .status()
             .is_ok_and(|s| s.success());
@@ -392,9 +399,19 @@ fn main() {
             // The hyper pair: the same hyper server and handler on zsync Green and on Tokio.
             if hyper_example {
                 let prog = release.join("examples/hyper_server");
-                peers.push(peer(ZSYNC_HYPER, kind, prog, &["--model", "green", "--workers", &w]));
+                peers.push(peer(
+                    ZSYNC_HYPER,
+                    kind,
+                    prog,
+                    &["--model", "green", "--workers", &w],
+                ));
             }
-            peers.push(peer(TOKIO_HYPER, kind, release.join("tokio-hyper"), &["--workers", &w]));
+            peers.push(peer(
+                TOKIO_HYPER,
+                kind,
+                release.join("tokio-hyper"),
+                &["--workers", &w],
+            ));
         }
         peers.push(peer("may", kind, release.join("may-http"), &rargs));
         // Go and Node: `net/http` and `http` for HTTP, their plain TCP servers for echo.

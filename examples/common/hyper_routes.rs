@@ -18,7 +18,11 @@ pub const HELLO: &[u8] = b"Hello, World!";
 
 /// A response with `status`, `content-type` and `body` (and `server: zsync`, as the other
 /// example servers send).
-pub fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -38,6 +42,10 @@ pub async fn route(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
             // The client went away or sent a malformed body: hyper closes the connection.
             Err(_) => respond(StatusCode::BAD_REQUEST, "text/plain", Bytes::new()),
         },
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found")),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found"),
+        ),
     })
 }

@@ -21,9 +21,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use zsync::compat::hyper::ZsyncTimer;
+use zsync::compat::shim as time;
 #[allow(unused_imports)]
 use zsync::compat::shim::*;
-use zsync::compat::shim as time;
 use zsync::net::TcpListener;
 use zsync::Io;
 
