@@ -199,7 +199,7 @@ fn other(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
 /// A hyper client connection: the request sender, its connection running as a future task.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    _driver: zsync::compat::shim::ShimTask<Result<(), hyper::Error>>,
+    _driver: zsync::Task<Result<(), hyper::Error>>,
 }
 
 impl Conn {

@@ -88,7 +88,7 @@ use std::time::{Duration, Instant};
 use hyper::rt::ReadBufCursor;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
-use super::shim::{Interest, ShimIo as _, ShimReady as _};
+use super::shim::{Interest, ShimReady as _};
 use crate::net::{TcpStream, UnixStream};
 use crate::Io;
 
@@ -273,6 +273,16 @@ fn send_vectored(fd: impl AsFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     )?)
 }
 
+/// The result of `shutdown(Write)`, where `NotConnected` (the peer reset the connection
+/// first: nothing more can be written either way) is success, so that a connection whose
+/// client already went ends cleanly rather than with an error.
+fn shutdown_write(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
+    }
+}
+
 /// Runs the non-blocking `op` on `$s` each time `$poll_ready` reports readiness, until it does
 /// not end in `WouldBlock` (which `try_io` turns into "wait again"); `Interrupted` retries.
 macro_rules! poll_io {
@@ -344,7 +354,7 @@ macro_rules! impl_hyper_io {
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.shutdown(Shutdown::Write))
+                Poll::Ready(shutdown_write(self.shutdown(Shutdown::Write)))
             }
         }
     };

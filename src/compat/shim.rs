@@ -8,8 +8,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::Io;
@@ -18,107 +17,6 @@ use crate::Io;
 pub enum Interest {
     Read,
     Write,
-}
-
-struct Slot<T> {
-    value: Option<T>,
-    waker: Option<Waker>,
-    detached: bool,
-}
-
-#[allow(missing_debug_implementations)]
-pub struct ShimTask<T> {
-    slot: Arc<Mutex<Slot<io::Result<T>>>>,
-}
-
-impl<T> ShimTask<T> {
-    pub fn is_finished(&self) -> bool {
-        self.slot.lock().unwrap().value.is_some()
-    }
-    pub fn detach(self) {
-        self.slot.lock().unwrap().detached = true;
-    }
-}
-
-impl<T> Future for ShimTask<T> {
-    type Output = io::Result<T>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let mut s = self.slot.lock().unwrap();
-        match s.value.take() {
-            Some(v) => Poll::Ready(v),
-            None => {
-                s.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-struct ThreadWaker {
-    flag: Mutex<bool>,
-    cv: Condvar,
-}
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        *self.flag.lock().unwrap() = true;
-        self.cv.notify_one();
-    }
-}
-
-fn run<F: Future>(fut: F) -> F::Output {
-    let tw = Arc::new(ThreadWaker {
-        flag: Mutex::new(false),
-        cv: Condvar::new(),
-    });
-    let waker = Waker::from(tw.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        let mut f = tw.flag.lock().unwrap();
-        while !*f {
-            f = tw.cv.wait(f).unwrap();
-        }
-        *f = false;
-    }
-}
-
-pub trait ShimIo {
-    fn spawn_future<F>(&self, fut: F) -> ShimTask<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static;
-    fn block_on<F: Future>(&self, fut: F) -> io::Result<F::Output>;
-}
-
-impl ShimIo for Io {
-    fn spawn_future<F>(&self, fut: F) -> ShimTask<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let slot = Arc::new(Mutex::new(Slot {
-            value: None,
-            waker: None,
-            detached: false,
-        }));
-        let s2 = slot.clone();
-        std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(fut)));
-            let r = r.map_err(|_| io::Error::other("task panicked"));
-            let mut s = s2.lock().unwrap();
-            s.value = Some(r);
-            if let Some(w) = s.waker.take() {
-                w.wake();
-            }
-        });
-        ShimTask { slot }
-    }
-    fn block_on<F: Future>(&self, fut: F) -> io::Result<F::Output> {
-        Ok(run(fut))
-    }
 }
 
 fn wait_fd(fd: &impl AsFd, interest: Interest, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -205,12 +103,29 @@ pub trait ShimListener {
     ) -> impl Future<Output = io::Result<(crate::net::TcpStream, std::net::SocketAddr)>> + Send + '_;
 }
 impl ShimListener for crate::net::TcpListener {
-    #[allow(clippy::manual_async_fn)]
     fn accept_async(
         &self,
     ) -> impl Future<Output = io::Result<(crate::net::TcpStream, std::net::SocketAddr)>> + Send + '_
     {
-        async move { self.accept() }
+        std::future::poll_fn(move |cx| loop {
+            match rustix::net::accept_with(
+                self,
+                rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+            ) {
+                Ok(fd) => {
+                    let std = std::net::TcpStream::from(fd);
+                    let peer = std.peer_addr()?;
+                    let io = Io::current().expect("shim accept_async outside a task");
+                    return Poll::Ready(Ok((crate::net::TcpStream::from_std(&io, std)?, peer)));
+                }
+                Err(rustix::io::Errno::AGAIN) => {
+                    if wait_fd(self, Interest::Read, cx)?.is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        })
     }
 }
 pub trait ShimConnect: Sized {
@@ -226,6 +141,6 @@ impl ShimConnect for crate::net::TcpStream {
         addr: std::net::SocketAddr,
     ) -> impl Future<Output = io::Result<Self>> + Send + 'static {
         let io = io.clone();
-        async move { crate::net::TcpStream::connect(&io, addr) }
+        async move { crate::net::TcpStream::from_std(&io, std::net::TcpStream::connect(addr)?) }
     }
 }
