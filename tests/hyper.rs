@@ -106,6 +106,7 @@ per_model!(
     unix_stream_transport,
     executor_runs_hyper_tasks,
     http2_streams_run_on_the_executor,
+    timer_reset_moves_the_deadline_in_place,
 );
 
 /// What the test server's handlers share with the test.
@@ -586,5 +587,21 @@ fn http2_streams_run_on_the_executor(rt: Rt) {
         })
         .unwrap();
         io.block_on(server).unwrap().unwrap().unwrap();
+    });
+}
+
+fn timer_reset_moves_the_deadline_in_place(rt: Rt) {
+    use hyper::rt::Timer;
+    client(rt, |io| {
+        let timer = ZsyncTimer::new();
+        let mut sleep = timer.sleep(Duration::from_secs(3600));
+        let before: *const () = (&*sleep as *const dyn hyper::rt::Sleep).cast();
+        let start = Instant::now();
+        timer.reset(&mut sleep, start + Duration::from_millis(10));
+        // The same sleep, re-armed: hyper's per-request reset allocates nothing.
+        let after: *const () = (&*sleep as *const dyn hyper::rt::Sleep).cast();
+        assert_eq!(before, after);
+        io.block_on(sleep).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(10));
     });
 }
