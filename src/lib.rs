@@ -133,6 +133,7 @@ mod wait;
 
 pub mod bufio;
 pub mod channel;
+pub mod compat;
 pub mod fs;
 pub mod net;
 pub mod process;

@@ -13,6 +13,11 @@
 //! task) for zsync, Tokio, may, Go and Node, and their stackless twins (zsync's future tasks
 //! against Tokio's) (see `micro.rs`), and charts them in `docs/bench-micro.svg`.
 //!
+//! The HTTP runs include the hyper pair: `zsync hyper` (`examples/hyper_server.rs`, hyper 1.x
+//! on zsync Green, built with `--features hyper`) and `tokio hyper` (`peers/tokio_hyper.rs`,
+//! the same hyper server and handler on Tokio); their "vs tokio" column compares them to
+//! each other (`--only hyper` runs just the pair).
+//!
 //! Flags: `--quick` (64 connections, 3 s), `--duration SECS`, `--conns 16,64,...`,
 //! `--only NAME,...` (peers whose name contains one of them), `--workers N` (server threads, 2),
 //! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--no-micro`, `--micro NAME,...`
@@ -35,6 +40,10 @@ use zsync_bench::{
 };
 
 const TOKIO: &str = "tokio";
+/// hyper 1.x on zsync Green (`examples/hyper_server.rs`).
+const ZSYNC_HYPER: &str = "zsync hyper";
+/// The same hyper server on Tokio (`peers/tokio_hyper.rs`): `ZSYNC_HYPER`'s reference.
+const TOKIO_HYPER: &str = "tokio hyper";
 const CEILING: &str = "ceiling io_uring";
 /// zsync Green on io_uring with a single worker (the others run `--workers`).
 const ZSYNC_ONE_WORKER: &str = "zsync green, 1 worker";
@@ -141,7 +150,7 @@ fn main() {
             "{}",
             include_str!("main.rs")
                 .lines()
-                .take(20)
+                .take_while(|l| l.starts_with("//!"))
                 .map(|l| l.trim_start_matches("//!"))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -250,6 +259,33 @@ fn main() {
             note("building the zsync examples failed: using the stand-ins");
             examples.clear();
         }
+    }
+    // The hyper example needs the `hyper` feature: a build of its own.
+    let hyper_example = root.join("examples/hyper_server.rs").exists() && opts.http && {
+        let ok = Command::new(&cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "zsync-io",
+                "--features",
+                "hyper",
+            ])
+            .args(["--example", "hyper_server"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            note("building examples/hyper_server.rs (--features hyper) failed");
+        }
+        ok
+    };
+    if !hyper_example && opts.http {
+        skip(
+            &mut skipped,
+            ZSYNC_HYPER,
+            "examples/hyper_server.rs not in this tree or not built",
+        );
     }
     let example = |name: &str| {
         examples
@@ -366,6 +402,24 @@ fn main() {
         }
         let rargs = ["--workers", &w, "--mode", mode];
         peers.push(peer(TOKIO, kind, release.join("tokio-http"), &rargs));
+        if kind == Kind::Http {
+            // The hyper pair: the same hyper server and handler on zsync Green and on Tokio.
+            if hyper_example {
+                let prog = release.join("examples/hyper_server");
+                peers.push(peer(
+                    ZSYNC_HYPER,
+                    kind,
+                    prog,
+                    &["--model", "green", "--workers", &w],
+                ));
+            }
+            peers.push(peer(
+                TOKIO_HYPER,
+                kind,
+                release.join("tokio-hyper"),
+                &["--workers", &w],
+            ));
+        }
         peers.push(peer("may", kind, release.join("may-http"), &rargs));
         // Go and Node: `net/http` and `http` for HTTP, their plain TCP servers for echo.
         let (go_name, node_name) = match kind {
@@ -918,8 +972,15 @@ fn print_table(kind: Kind, rows: &[Row], opts: &Opts) {
         let at: Vec<&&Row> = rows.iter().filter(|r| r.connections == c).collect();
         let find = |name: &str| at.iter().find(|r| r.peer == name).map(|r| **r);
         let tokio = find(TOKIO);
+        let tokio_hyper = find(TOKIO_HYPER);
         let ceil = find(CEILING);
         for r in &at {
+            // The hyper pair is compared with each other: same server code on both runtimes.
+            let tokio = if r.peer == ZSYNC_HYPER || r.peer == TOKIO_HYPER {
+                tokio_hyper
+            } else {
+                tokio
+            };
             println!(
                 "{:<23} {:>5} {:>10.0} {:>9} {:>9} {:>6.2} µs {:>8} {:>8} {:>8} {:>7}",
                 format!("{}{}", r.peer, if r.standin { "*" } else { "" }),
@@ -962,6 +1023,8 @@ mod chart {
             "zsync threaded" => RGBColor(140, 86, 75),
             "zsync blocking" => RGBColor(227, 119, 194),
             "tokio" => RGBColor(31, 119, 180),
+            super::ZSYNC_HYPER => RGBColor(188, 189, 34),
+            super::TOKIO_HYPER => RGBColor(158, 218, 229),
             "may" => RGBColor(44, 160, 44),
             "go net/http" | "go net" => RGBColor(23, 190, 207),
             "node http" | "node net" => RGBColor(148, 103, 189),
