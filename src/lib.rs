@@ -131,6 +131,7 @@ mod wait;
 
 pub mod bufio;
 pub mod channel;
+pub mod compat;
 pub mod fs;
 pub mod net;
 pub mod process;
