@@ -194,12 +194,15 @@ fn run_client(
     println!("connected to {server} in {:?}", started.elapsed());
 
     let started = Instant::now();
-    let tasks: Vec<_> = (0..streams)
+    // Concurrent, not spawned: each stream waits on the network, and on Threaded a spawned task
+    // may queue behind the others.
+    let tasks = (0..streams)
         .map(|i| {
             let conn = conn.clone();
-            io.spawn(move |io| echo_stream(io, &conn, i, size))
+            io.concurrent(move |io| echo_stream(io, &conn, i, size))
+                .map_err(std::io::Error::from)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     for task in tasks {
         task.join().map_err(|e| e.to_string())??;
     }
@@ -225,11 +228,12 @@ fn echo_stream(io: &Io, conn: &quinn::Connection, i: usize, size: usize) -> Resu
     let (mut send, mut recv) = io.block_on(conn.open_bi())??;
     let sent = pattern(i, size);
     let data = sent.clone();
-    let writer = io.spawn(move |io| -> Result<(), BoxError> {
+    let writer = io.concurrent(move |io| -> Result<(), BoxError> {
         io.block_on(send.write_all(&data))??;
         send.finish()?;
         Ok(())
-    });
+    })
+    .map_err(std::io::Error::from)?;
     let echoed = io.block_on(recv.read_to_end(size))??;
     writer.join().map_err(|e| e.to_string())??;
     if echoed != sent {

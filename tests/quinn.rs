@@ -17,7 +17,7 @@ use std::sync::Arc;
 use quinn::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use quinn::{ClientConfig, Connection, ConnectionError, Endpoint, ServerConfig, VarInt};
 use zsync::compat::quinn::{client, server, ZsyncRuntime};
-use zsync::Io;
+use zsync::{Io, Task};
 
 conformance!(
     quic_echo_from_colorblind_code,
@@ -77,6 +77,13 @@ fn configs() -> (ServerConfig, ClientConfig) {
     (server, client)
 }
 
+/// `io.concurrent(f)`: these tasks wait for each other, so each needs a thread or fiber of
+/// its own (`io.spawn` may queue it behind the waiting ones on a small thread pool).
+fn concurrent<T: Send + 'static>(io: &Io, f: impl FnOnce(&Io) -> T + Send + 'static) -> Task<T> {
+    io.concurrent(f)
+        .unwrap_or_else(|refused| panic!("{}", std::io::Error::from(refused)))
+}
+
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -103,7 +110,7 @@ fn serve_colorblind(io: &Io, endpoint: &Endpoint) -> (ConnectionError, usize) {
     let mut echoes = Vec::new();
     let ended = loop {
         match io.block_on(conn.accept_bi()).unwrap() {
-            Ok((mut send, mut recv)) => echoes.push(io.spawn(move |io| {
+            Ok((mut send, mut recv)) => echoes.push(concurrent(io, move |io| {
                 let mut buf = vec![0; CHUNK];
                 while let Some(n) = io.block_on(recv.read(&mut buf)).unwrap().unwrap() {
                     io.block_on(send.write_all(&buf[..n])).unwrap().unwrap();
@@ -128,7 +135,7 @@ fn echo_colorblind(io: &Io, conn: &Connection, seed: u32, size: usize) {
     let (mut send, mut recv) = io.block_on(conn.open_bi()).unwrap().unwrap();
     let sent = support::pattern(size, seed);
     let data = sent.clone();
-    let writer = io.spawn(move |io| {
+    let writer = concurrent(io, move |io| {
         io.block_on(send.write_all(&data)).unwrap().unwrap();
         send.finish().unwrap();
     });
@@ -145,7 +152,7 @@ fn quic_echo_from_colorblind_code(io: &Io) {
     let (server_config, client_config) = configs();
     let server = server(io, server_config, loopback()).unwrap();
     let addr = server.local_addr().unwrap();
-    let serving = io.spawn({
+    let serving = concurrent(io, {
         let server = server.clone();
         move |io| serve_colorblind(io, &server)
     });
@@ -162,7 +169,7 @@ fn quic_echo_from_colorblind_code(io: &Io) {
         .enumerate()
         .map(|(i, &size)| {
             let conn = conn.clone();
-            io.spawn(move |io| echo_colorblind(io, &conn, i as u32, size))
+            concurrent(io, move |io| echo_colorblind(io, &conn, i as u32, size))
         })
         .collect();
     for stream in streams {
@@ -285,11 +292,11 @@ fn quic_connections_share_a_full_send_buffer(io: &Io) {
         1024 * 1024
     };
     const CONNECTIONS: usize = 3;
-    let serving = io.spawn({
+    let serving = concurrent(io, {
         let server = server.clone();
         move |io| {
             let conns: Vec<_> = (0..CONNECTIONS)
-                .map(|_| io.spawn({
+                .map(|_| concurrent(io, {
                     let server = server.clone();
                     move |io| serve_colorblind(io, &server)
                 }))
@@ -322,7 +329,7 @@ fn quic_connections_share_a_full_send_buffer(io: &Io) {
         .enumerate()
         .map(|(i, conn)| {
             let conn = conn.clone();
-            io.spawn(move |io| echo_colorblind(io, &conn, i as u32, size))
+            concurrent(io, move |io| echo_colorblind(io, &conn, i as u32, size))
         })
         .collect();
     for stream in streams {
