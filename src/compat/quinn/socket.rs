@@ -210,3 +210,45 @@ impl fmt::Debug for WritablePoller {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::Waker;
+
+    use super::Writers;
+    use crate::test_waker::{counter, wakes};
+
+    #[test]
+    fn one_edge_wakes_every_waiting_sender_once() {
+        let writers = Arc::new(Writers::default());
+        let fan_out = Waker::from(Arc::clone(&writers));
+        let (a, wa) = counter();
+        let (b, wb) = counter();
+        let (c, wc) = counter();
+        writers.add(1, &wa);
+        writers.add(2, &wb);
+        writers.add(2, &wb); // a poller polled twice is listed once
+        writers.add(3, &wc);
+        writers.remove(3); // found the socket writable, or dropped
+        fan_out.wake_by_ref();
+        assert_eq!((wakes(&a), wakes(&b), wakes(&c)), (1, 1, 0));
+        // The list was emptied: a second edge wakes nobody until they wait again.
+        fan_out.wake_by_ref();
+        assert_eq!((wakes(&a), wakes(&b)), (1, 1));
+        writers.add(1, &wa);
+        fan_out.wake();
+        assert_eq!((wakes(&a), wakes(&b)), (2, 1));
+    }
+
+    #[test]
+    fn a_refreshed_waker_replaces_the_old_one() {
+        let writers = Arc::new(Writers::default());
+        let (old, w_old) = counter();
+        let (new, w_new) = counter();
+        writers.add(7, &w_old);
+        writers.add(7, &w_new); // the poller moved to another task
+        Waker::from(Arc::clone(&writers)).wake();
+        assert_eq!((wakes(&old), wakes(&new)), (0, 1));
+    }
+}
