@@ -228,12 +228,13 @@ fn echo_stream(io: &Io, conn: &quinn::Connection, i: usize, size: usize) -> Resu
     let (mut send, mut recv) = io.block_on(conn.open_bi())??;
     let sent = pattern(i, size);
     let data = sent.clone();
-    let writer = io.concurrent(move |io| -> Result<(), BoxError> {
-        io.block_on(send.write_all(&data))??;
-        send.finish()?;
-        Ok(())
-    })
-    .map_err(std::io::Error::from)?;
+    let writer = io
+        .concurrent(move |io| -> Result<(), BoxError> {
+            io.block_on(send.write_all(&data))??;
+            send.finish()?;
+            Ok(())
+        })
+        .map_err(std::io::Error::from)?;
     let echoed = io.block_on(recv.read_to_end(size))??;
     writer.join().map_err(|e| e.to_string())??;
     if echoed != sent {

@@ -105,7 +105,10 @@ fn assert_closed_by_client(seen: ConnectionError) {
 /// The server side of one connection: accepts streams until the client closes, echoing each in
 /// a task of its own. Returns how the connection ended and how many streams it echoed.
 fn serve_colorblind(io: &Io, endpoint: &Endpoint) -> (ConnectionError, usize) {
-    let incoming = io.block_on(endpoint.accept()).unwrap().expect("endpoint open");
+    let incoming = io
+        .block_on(endpoint.accept())
+        .unwrap()
+        .expect("endpoint open");
     let conn = io.block_on(incoming.accept().unwrap()).unwrap().unwrap();
     let mut echoes = Vec::new();
     let ended = loop {
@@ -296,10 +299,12 @@ fn quic_connections_share_a_full_send_buffer(io: &Io) {
         let server = server.clone();
         move |io| {
             let conns: Vec<_> = (0..CONNECTIONS)
-                .map(|_| concurrent(io, {
-                    let server = server.clone();
-                    move |io| serve_colorblind(io, &server)
-                }))
+                .map(|_| {
+                    concurrent(io, {
+                        let server = server.clone();
+                        move |io| serve_colorblind(io, &server)
+                    })
+                })
                 .collect();
             for conn in conns {
                 let (ended, echoed) = conn.join().unwrap();
@@ -314,8 +319,7 @@ fn quic_connections_share_a_full_send_buffer(io: &Io) {
         .set_send_buffer_size(4096)
         .unwrap();
     let runtime = Arc::new(ZsyncRuntime::new(io).unwrap());
-    let endpoint =
-        Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).unwrap();
+    let endpoint = Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).unwrap();
     let conns: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
             let connecting = endpoint

@@ -86,11 +86,7 @@ impl Io {
 
     fn shim_enter<R>(&self, f: impl FnOnce() -> R) -> R {
         let root = self.inner.root.clone();
-        let ctx = crate::context::TaskContext::new(
-            self,
-            &root,
-            crate::context::TaskRef::root(),
-        );
+        let ctx = crate::context::TaskContext::new(self, &root, crate::context::TaskRef::root());
         let _g = crate::context::enter(&ctx);
         f()
     }
