@@ -266,7 +266,7 @@ fn cancel_blocked_accept(io: &Io) -> io::Result<Option<Duration>> {
     // Give the task time to really block in accept, so the cancel has to interrupt a wait.
     io.sleep(Duration::from_millis(20))?;
     let start = io.now();
-    let outcome = task.cancel();
+    let outcome = task.cancel().unwrap();
     let latency = start.elapsed();
     match outcome {
         Err(e) if zsync::is_canceled(&e) => {

@@ -161,7 +161,7 @@ impl Io {
         T: Send + 'static,
     {
         if !self.inner.model.queues_spawns() {
-            let result = blocking::run_inline(self, Some(parent), &meta, f);
+            let result = blocking::run_inline(self, Some(parent), &meta, move |io: &Io| f.call(io));
             return Task::ready(meta.id, meta.name, result);
         }
         let (cell, runnable) = self.new_task(parent, meta, f);

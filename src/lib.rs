@@ -125,6 +125,7 @@ mod op;
 mod park;
 mod pipe;
 mod runtime;
+mod stackless;
 #[cfg(test)]
 mod test_waker;
 mod wait;

@@ -225,7 +225,7 @@ pub struct CancelRequestedEvent;
 ///             _ = sleep(Duration::from_secs(30)) => "slept",
 ///         )
 ///     });
-///     assert_eq!(task.cancel().unwrap(), "asked to stop");
+///     assert_eq!(task.cancel().unwrap().unwrap(), "asked to stop");
 /// });
 /// ```
 pub fn cancel_requested() -> CancelRequestedEvent {
@@ -249,17 +249,17 @@ impl Event for CancelRequestedEvent {
     }
 }
 
-/// An event that completes when a task finishes, yielding its value; see
-/// [`Task::join_event`](crate::Task::join_event).
+/// An event that completes when a task finishes, yielding its value (`Err(Canceled)` for a
+/// future task dropped by its cancellation); see [`Task::join_event`](crate::Task::join_event).
 #[must_use = "an event does nothing until waited for"]
 pub struct JoinEvent<'a, T> {
     pub(crate) task: &'a mut Task<T>,
 }
 
 impl<T> Event for JoinEvent<'_, T> {
-    type Output = T;
+    type Output = io::Result<T>;
 
-    fn poll_event(&mut self, waker: &Waker) -> Poll<T> {
+    fn poll_event(&mut self, waker: &Waker) -> Poll<io::Result<T>> {
         self.task.poll_join(waker)
     }
 }

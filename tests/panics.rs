@@ -191,7 +191,7 @@ fn join_event_waker_panics(io: &Io) {
         io.sleep(Duration::from_millis(1)).unwrap();
     }
     match task.join_event().poll_event(Waker::noop()) {
-        Poll::Ready(v) => assert_eq!(v, 7),
+        Poll::Ready(v) => assert_eq!(v.unwrap(), 7),
         Poll::Pending => panic!("a finished task's join_event is ready"),
     }
     keeps_working(io);

@@ -11,7 +11,6 @@
 use crate::cancel::NodeSource;
 use crate::context::{self, TaskContext, TaskRef};
 use crate::task::id::Meta;
-use crate::task::Body;
 use crate::Io;
 
 /// Runs task `meta`'s closure `f` right here, in a task context of its own (its id, its name,
@@ -22,7 +21,7 @@ pub(crate) fn run_inline<T>(
     io: &Io,
     scope: Option<&dyn NodeSource>,
     meta: &Meta,
-    f: impl Body<T>,
+    f: impl FnOnce(&Io) -> T,
 ) -> std::thread::Result<T> {
     let result = context::with(|caller| {
         let (scope, deadline) = match (scope, caller) {
@@ -40,7 +39,7 @@ pub(crate) fn run_inline<T>(
         let ctx = TaskContext::new(io, scope, task);
         ctx.deadline.set(deadline);
         let _entered = context::enter(&ctx);
-        crate::contain::catch(|| f.call(io))
+        crate::contain::catch(|| f(io))
     });
     if result.is_err() {
         meta.report_panic();

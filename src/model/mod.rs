@@ -31,6 +31,7 @@ pub use custom::CustomModel;
 pub use operation::{Completion, Operation};
 
 use crate::error::ConcurrencyUnavailable;
+use crate::stackless::cell::Home;
 use crate::task::Runnable;
 
 /// Which execution model runs the tasks of a [`run`](crate::run).
@@ -198,6 +199,42 @@ impl ModelImpl {
             // `Green::spawn`): a spawn that is joined at once then wakes nobody.
             ModelImpl::Green(green) => green.spawn(task, false),
             ModelImpl::Custom(rt) => rt.spawn(task),
+        }
+    }
+
+    /// Queues a future task for a poll: its first, or after its waker was woken (see
+    /// [`crate::stackless`]). `home` pins a `!Send` one to a Green worker; `eager` asks an idle
+    /// Green worker to take it at once (a `concurrent_future`).
+    pub(crate) fn schedule_future(&self, task: Runnable, home: Home, eager: bool) {
+        match self {
+            // Blocking runs future tasks inline (`block_on`), so none is ever queued; a poll
+            // here is still correct.
+            ModelImpl::Blocking => task.run(),
+            ModelImpl::Threaded(pool) => pool.spawn(task),
+            ModelImpl::Green(green) => green.schedule_future(task, home, eager),
+            ModelImpl::Custom(rt) => rt.spawn(task),
+        }
+    }
+
+    /// Hands a new future task to the model for its first poll, promising progress
+    /// concurrently with the caller, or refuses.
+    pub(crate) fn concurrent_future(&self, task: Runnable) -> Result<(), ConcurrencyUnavailable> {
+        let refused = ConcurrencyUnavailable::new(self.name());
+        match self {
+            ModelImpl::Blocking => Err(refused),
+            // The pool polls it whenever a worker is free; its monitor starts extra threads for
+            // a pool whose every worker is blocked while tasks wait.
+            ModelImpl::Threaded(pool) if pool.is_open() => {
+                pool.spawn(task);
+                Ok(())
+            }
+            ModelImpl::Threaded(_) => Err(refused),
+            ModelImpl::Green(green) if green.is_open() => {
+                green.schedule_future(task, Home::Any, true);
+                Ok(())
+            }
+            ModelImpl::Green(_) => Err(refused),
+            ModelImpl::Custom(rt) => rt.concurrent(task),
         }
     }
 

@@ -382,7 +382,7 @@ impl fmt::Debug for SignalEvent<'_> {
 ///     let server = io.concurrent(|io| serve(io)).unwrap();
 ///     zsync::signal::ctrl_c(io)?;
 ///     eprintln!("shutting down");
-///     server.cancel(); // its blocked accept returns Canceled
+///     server.cancel().unwrap(); // its blocked accept returns Canceled
 ///     Ok(())
 /// }).unwrap();
 /// # fn serve(_: &zsync::Io) {}
@@ -403,7 +403,7 @@ pub fn ctrl_c(io: &Io) -> io::Result<()> {
 ///     });
 ///     let stop = zsync::signal::ctrl_c_event(io)?;
 ///     let result: std::io::Result<()> = zsync::select!(io;
-///         r = accepting.join_event() => r,
+///         r = accepting.join_event() => r.unwrap(),
 ///         () = stop => Ok(()), // `accepting` is canceled when dropped
 ///     )?;
 ///     result

@@ -80,6 +80,13 @@ impl Runnable {
         self.0.meta().and_then(Meta::name)
     }
 
+    /// For a future task ([`Io::spawn_future`](crate::Io::spawn_future)), the size in bytes of
+    /// its future: the frame the compiler laid out for the `async` state machine, held inline in
+    /// the task's one allocation. `None` for a closure task.
+    pub fn frame_size(&self) -> Option<usize> {
+        self.0.frame_size()
+    }
+
     /// Whether someone started the task already (a worker, or its joiner inline): a queue entry
     /// for it is stale. A hint: it may be started right after.
     pub(crate) fn is_started(&self) -> bool {
@@ -93,6 +100,7 @@ impl std::fmt::Debug for Runnable {
             .field("id", &self.id())
             .field("name", &self.name())
             .field("location", &self.location())
+            .field("frame_size", &self.frame_size())
             .finish()
     }
 }
@@ -126,6 +134,11 @@ pub(crate) trait Run: Send + Sync {
     fn is_claimed(&self) -> bool {
         false
     }
+    /// For a future task, the size of its future (its "frame": what the compiler laid out for
+    /// the `async` state machine); `None` for a closure task.
+    fn frame_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The typed half a handle needs, independent of the closure type.
@@ -135,6 +148,10 @@ pub(crate) trait Joinable<T>: Send + Sync {
     /// `Arc::as_ptr` of the handle's `Arc` (the task's own cell): the running task's context
     /// makes owning references to its node from it.
     fn run_if_unclaimed(&self, me: *const ()) -> bool;
+    /// For a future task, the size of its future; `None` for a closure task.
+    fn frame_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The state word of a task and its result slot: the whole claim/complete/detach protocol of
@@ -262,6 +279,27 @@ pub(crate) struct Core<T> {
 }
 
 impl<T> Core<T> {
+    /// A task's shared state, before it runs: its node a child of `parent`.
+    pub(crate) fn new(io: Io, parent: NodeRef, meta: Meta) -> Core<T> {
+        Core {
+            life: Lifecycle::new(),
+            waiter: AtomicWaker::new(),
+            cancel: CancelNode::child_of(parent),
+            io,
+            meta,
+        }
+    }
+
+    /// Claims the right to run the task and publish its result (see [`Lifecycle::claim`]).
+    pub(crate) fn claim(&self) -> Option<Claimed> {
+        self.life.claim()
+    }
+
+    /// Whether someone claimed (started) the task already.
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.life.is_claimed()
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.life.is_done()
     }
@@ -320,7 +358,7 @@ impl<T> Core<T> {
     /// Never unwinds: the joiner's waker may be the user's (an `Event` poll of `join_event`), and
     /// a detached value's `Drop` is the user's; a panic of either is recorded for `run` to
     /// re-raise (see [`crate::contain`]).
-    fn complete(&self, claimed: Claimed, result: thread::Result<T>, wake: bool) {
+    pub(crate) fn complete(&self, claimed: Claimed, result: thread::Result<T>, wake: bool) {
         match self.life.complete(claimed, result) {
             Some(result) => self.dispose(result),
             None if wake => {
@@ -341,6 +379,8 @@ impl<T> Core<T> {
                 Ok(()) => return,
                 Err(payload) => payload,
             },
+            // A future task dropped by its cancellation: no value, and nothing to report.
+            Err(payload) if payload.is::<Dropped>() => return,
             Err(payload) => payload,
         };
         self.io.inner.state.record_panic(payload);
@@ -358,15 +398,8 @@ where
     T: Send + 'static,
 {
     pub(crate) fn new(io: Io, parent: NodeRef, meta: Meta, func: F) -> Arc<Self> {
-        let cancel = CancelNode::child_of(parent);
         Arc::new(TaskCell {
-            core: Core {
-                life: Lifecycle::new(),
-                waiter: AtomicWaker::new(),
-                cancel,
-                io,
-                meta,
-            },
+            core: Core::new(io, parent, meta),
             func: Closure::new(func),
         })
     }
@@ -530,6 +563,22 @@ where
             Arc::from_raw(self.0)
         };
         NodeRef::new(cell)
+    }
+}
+
+/// The "result" of a future task that was dropped by its cancellation before it completed
+/// (see [`crate::stackless`]): stored where a panic payload would be, so the state machine above
+/// is unchanged; whoever takes a result turns it into `Err(Canceled)` ([`into_io`]), and
+/// disposing of it reports nothing.
+pub(crate) struct Dropped;
+
+/// A taken result as a joiner sees it: the value, `Err(Canceled)` for a future task dropped by
+/// its cancellation, and a panic resumed on the caller.
+pub(crate) fn into_io<T>(result: thread::Result<T>) -> std::io::Result<T> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(payload) if payload.is::<Dropped>() => Err(crate::error::canceled()),
+        Err(payload) => resume(payload),
     }
 }
 

@@ -370,7 +370,8 @@ impl<T: Send + 'static> Group<T> {
         self.scope.cancel();
         std::mem::take(&mut self.tasks)
             .into_values()
-            .map(Task::cancel)
+            // A group's tasks are closure tasks, which always end with a value.
+            .map(|task| task.cancel().expect("a closure task ends with a value"))
             .collect()
     }
 }

@@ -17,9 +17,10 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+pub use crate::stackless::{yield_now, YieldNow};
 pub use builder::{GroupTaskBuilder, TaskBuilder};
 pub use cell::Runnable;
-pub(crate) use cell::{Body, Joinable, Run, TaskCell};
+pub(crate) use cell::{Body, Claimed, Core, Dropped, Joinable, Run, TaskCell};
 pub use group::{Group, GroupPolicy};
 pub use id::{current, CurrentTask, TaskId};
 pub use local::{AccessError, LocalKey};
@@ -96,16 +97,16 @@ impl<T> Task<T> {
     /// already finished always yields its value.
     pub fn join(mut self) -> io::Result<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
-            State::Ready(r) => Ok(unwrap_or_resume(r)),
+            State::Ready(r) => cell::into_io(r),
             State::Shared(cell) => {
                 cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 let core = cell.core();
                 if core.wait_done_or_canceled() {
-                    Ok(unwrap_or_resume(core.take()))
+                    cell::into_io(core.take())
                 } else {
                     core.cancel.cancel();
                     core.wait_done();
-                    unwrap_or_resume(core.take());
+                    let _ = cell::into_io(core.take());
                     Err(canceled())
                 }
             }
@@ -119,12 +120,12 @@ impl<T> Task<T> {
     /// whose result nobody needs any more. The task is still waited for at shutdown.
     pub(crate) fn join_or_detach(mut self) -> io::Result<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
-            State::Ready(r) => Ok(unwrap_or_resume(r)),
+            State::Ready(r) => cell::into_io(r),
             // Never run inline: the work is exactly what must not run on the caller's thread.
             State::Shared(cell) => {
                 let core = cell.core();
                 if core.wait_done_or_canceled() {
-                    Ok(unwrap_or_resume(core.take()))
+                    cell::into_io(core.take())
                 } else {
                     core.cancel.cancel();
                     core.detach();
@@ -139,20 +140,45 @@ impl<T> Task<T> {
     /// usually an `Err` carrying [`Canceled`](crate::Canceled) from the task's own blocking call).
     /// Zig: `future.cancel(io)`.
     ///
+    /// `Err(Canceled)` when the task ended without a value: a future task
+    /// ([`Io::spawn_future`](crate::Io::spawn_future)) is dropped at its next poll once canceled,
+    /// as Tokio's `abort` does. A closure task always runs to its end, so for it this is always
+    /// `Ok`.
+    ///
     /// Not a cancellation point: it always waits, so nothing the task owns is leaked. A task
     /// that has not started yet still runs (inline here), seeing itself canceled from its first
     /// blocking operation.
-    pub fn cancel(mut self) -> T {
+    pub fn cancel(mut self) -> io::Result<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
-            State::Ready(r) => unwrap_or_resume(r),
+            State::Ready(r) => cell::into_io(r),
             State::Shared(cell) => {
                 let core = cell.core();
                 core.cancel.cancel();
                 cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 core.wait_done();
-                unwrap_or_resume(core.take())
+                cell::into_io(core.take())
             }
             State::Consumed => panic!("Task canceled after its join_event completed"),
+        }
+    }
+
+    /// For a future task ([`Io::spawn_future`](crate::Io::spawn_future)), the size in bytes of
+    /// its future: the frame the compiler laid out for its `async` state machine, held inline in
+    /// the task's one allocation (also shown by `Debug`). `None` for a closure task, and once
+    /// the handle is spent.
+    ///
+    /// ```
+    /// zsync::run(zsync::Model::Green, |io| {
+    ///     let task = io.spawn_future(async { [0u8; 100].len() });
+    ///     assert!(task.frame_size().unwrap() >= 1);
+    ///     assert_eq!(io.spawn(|_| ()).frame_size(), None);
+    ///     task.join().unwrap();
+    /// });
+    /// ```
+    pub fn frame_size(&self) -> Option<usize> {
+        match &self.state {
+            State::Shared(cell) => cell.frame_size(),
+            State::Ready(_) | State::Consumed => None,
         }
     }
 
@@ -196,7 +222,7 @@ impl<T> Task<T> {
         crate::select::JoinEvent { task: self }
     }
 
-    pub(crate) fn poll_join(&mut self, waker: &std::task::Waker) -> std::task::Poll<T> {
+    pub(crate) fn poll_join(&mut self, waker: &std::task::Waker) -> std::task::Poll<io::Result<T>> {
         use std::task::Poll;
         let ready = match &self.state {
             State::Ready(_) => true,
@@ -213,8 +239,8 @@ impl<T> Task<T> {
             return Poll::Pending;
         }
         match std::mem::replace(&mut self.state, State::Consumed) {
-            State::Ready(r) => Poll::Ready(unwrap_or_resume(r)),
-            State::Shared(cell) => Poll::Ready(unwrap_or_resume(cell.core().take())),
+            State::Ready(r) => Poll::Ready(cell::into_io(r)),
+            State::Shared(cell) => Poll::Ready(cell::into_io(cell.core().take())),
             State::Consumed => unreachable!(),
         }
     }
@@ -224,6 +250,7 @@ impl<T> Task<T> {
     /// Tasks still running at shutdown are canceled and waited for.
     pub fn detach(mut self) {
         match std::mem::replace(&mut self.state, State::Consumed) {
+            State::Ready(Err(payload)) if payload.is::<cell::Dropped>() => {}
             State::Ready(Err(payload)) => crate::io::record_detached_panic(payload),
             // Dropped as a detached task's value is on the other models: a panic in its `Drop`
             // is recorded for `run`, like the task's own panic.
@@ -247,14 +274,24 @@ impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Consumed | State::Ready(Ok(_)) => {}
+            State::Ready(Err(payload)) if payload.is::<cell::Dropped>() => {}
             State::Ready(Err(payload)) => drop_panic(payload),
             State::Shared(cell) => {
                 let core = cell.core();
                 core.cancel.cancel();
+                if crate::stackless::in_future_poll() {
+                    // Inside a future task's poll, waiting would block the worker thread (and
+                    // every task on it): the canceled task is detached instead; `run` still
+                    // waits for it at shutdown.
+                    core.io.announce_spawned();
+                    core.detach();
+                    return;
+                }
                 cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
                 core.wait_done();
-                if let Err(payload) = core.take() {
-                    drop_panic(payload);
+                match core.take() {
+                    Err(payload) if !payload.is::<cell::Dropped>() => drop_panic(payload),
+                    _ => {}
                 }
             }
         }
@@ -289,14 +326,8 @@ impl<T> fmt::Debug for Task<T> {
             .field("id", &self.id)
             .field("name", &self.name())
             .field("finished", &self.is_finished())
+            .field("frame_size", &self.frame_size())
             .finish()
-    }
-}
-
-fn unwrap_or_resume<T>(r: std::thread::Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(payload) => cell::resume(payload),
     }
 }
 

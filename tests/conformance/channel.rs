@@ -298,7 +298,7 @@ fn canceled_recv_takes_nothing(io: &Io) {
     wait_for("the receiver", || started.load(Ordering::SeqCst));
     let_it_block();
     let start = Instant::now();
-    assert_eq!(task.cancel(), Err(RecvError::Canceled));
+    assert_eq!(task.cancel().unwrap(), Err(RecvError::Canceled));
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "cancel was not prompt"
@@ -335,7 +335,7 @@ fn canceled_send_gives_the_value_back(io: &Io) {
         wait_for("the sender", || started.load(Ordering::SeqCst));
         let_it_block();
         let start = Instant::now();
-        match task.cancel() {
+        match task.cancel().unwrap() {
             Err(SendError::Canceled(v)) => assert_eq!(v, "second"),
             other => panic!("cap {cap}: expected Canceled(value), got {other:?}"),
         }
@@ -383,7 +383,7 @@ fn iterator_stops_on_close_and_on_cancel(io: &Io) {
         tx.send(i).unwrap();
     }
     wait_for("three messages", || seen.load(Ordering::SeqCst) == 3);
-    assert_eq!(consumer.cancel(), "stopped");
+    assert_eq!(consumer.cancel().unwrap(), "stopped");
     assert!(
         !tx.is_closed(),
         "the sender is alive; only the cancel stopped the iterator"
@@ -429,7 +429,7 @@ fn oneshot_value_closed_timeout_cancel(io: &Io) {
     };
     wait_for("the oneshot receiver", || started.load(Ordering::SeqCst));
     let_it_block();
-    let (r, rx) = waiter.cancel();
+    let (r, rx) = waiter.cancel().unwrap();
     assert_eq!(r, Err(RecvError::Canceled));
     tx.send(9).unwrap();
     assert_eq!(rx.recv(), Ok(9), "the value waits for a later recv");
@@ -521,7 +521,7 @@ fn queue_cancel_keeps_partial_progress(io: &Io) {
     wait_for("the putter", || started.load(Ordering::SeqCst));
     wait_for("two elements", || q.len() == 2);
     let_it_block();
-    let err = putter.cancel().unwrap_err();
+    let err = putter.cancel().unwrap().unwrap_err();
     assert_eq!((err.kind, err.count), (QueueErrorKind::Canceled, 2));
     let mut buf = [0; 4];
     assert_eq!(q.get(&mut buf, 0), Ok(2));
@@ -799,7 +799,7 @@ fn stress_random_receiver_cancellation(io: &Io) {
             io.sleep(Duration::from_micros(u64::from(rng % 300)))
                 .unwrap();
             let victim = consumers.swap_remove(rng as usize % consumers.len());
-            let (got, was_canceled) = victim.cancel();
+            let (got, was_canceled) = victim.cancel().unwrap();
             canceled += usize::from(was_canceled);
             parts.push(got);
             consumers.push(consumer(io, &rx));

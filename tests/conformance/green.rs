@@ -102,7 +102,7 @@ fn read_canceled_right_after_data_arrives_keeps_the_data(io: &Io) {
             io.sleep(Duration::from_millis(1)).unwrap();
         }
         b.write_all(&[round; 4]).unwrap();
-        let (r, mut a) = reader.cancel();
+        let (r, mut a) = reader.cancel().unwrap();
         match r {
             Ok(data) => {
                 assert_eq!(data, vec![round; 4]);

@@ -129,7 +129,7 @@ fn a_canceled_wait_leaves_the_child_to_kill_and_wait(io: &Io) {
             })
             .unwrap();
         io.sleep(Duration::from_millis(5)).unwrap(); // usually blocked by now; either way
-        let (r, child) = task.cancel();
+        let (r, child) = task.cancel().unwrap();
         assert_canceled(r);
         child
     } else {

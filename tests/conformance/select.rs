@@ -30,7 +30,7 @@ fn select_over_a_finished_task_and_a_timer(io: &Io) {
         }
     }
     let r = zsync::select!(io;
-        v = t.join_event() => v,
+        v = t.join_event() => v.unwrap(),
         _ = sleep(Duration::from_secs(5)) => 0,
     )
     .unwrap();
@@ -47,7 +47,7 @@ fn select_leaves_the_losing_task_untouched(io: &Io) {
     let g = gate.clone();
     let mut slow = io.concurrent(move |_| g.wait().map(|_| 5)).unwrap();
     let r = zsync::select!(io;
-        v = slow.join_event() => v.unwrap(),
+        v = slow.join_event() => v.unwrap().unwrap(),
         _ = sleep(Duration::from_millis(5)) => 0,
     )
     .unwrap();
@@ -105,7 +105,7 @@ fn select_wakes_on_cancel_while_blocked(io: &Io) {
         .unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
     let start = Instant::now();
-    assert_eq!(t.cancel().unwrap(), "canceled");
+    assert_eq!(t.cancel().unwrap().unwrap(), "canceled");
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 
@@ -357,8 +357,8 @@ fn select_on_two_empty_channels_wakes_on_cancel(io: &Io) {
         .unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
     let start = Instant::now();
-    assert_eq!(with_arm.cancel().unwrap(), "canceled");
-    assert_canceled(plain.cancel());
+    assert_eq!(with_arm.cancel().unwrap().unwrap(), "canceled");
+    assert_canceled(plain.cancel().unwrap());
     assert!(start.elapsed() < Duration::from_secs(2));
     // Neither canceled select took anything or left a registration behind: the channels are
     // empty and deliver normally.
@@ -391,7 +391,7 @@ fn select_over_a_join_event_and_a_channel(io: &Io) {
             })
             .unwrap();
         let r = zsync::select!(io;
-            v = task.join_event() => v.unwrap(),
+            v = task.join_event() => v.unwrap().unwrap(),
             v = rx.recv_event() => v.unwrap(),
         )
         .unwrap();
@@ -400,7 +400,7 @@ fn select_over_a_join_event_and_a_channel(io: &Io) {
         gate.set();
         // Then the task finishes: its join event wins against the now-empty channel.
         let r = zsync::select!(io;
-            v = task.join_event() => v.unwrap(),
+            v = task.join_event() => v.unwrap().unwrap(),
             v = rx.recv_event() => v.unwrap() + 100,
         )
         .unwrap();
@@ -414,7 +414,7 @@ fn select_over_a_join_event_and_a_channel(io: &Io) {
             9
         });
         let r = zsync::select!(io;
-            v = task.join_event() => v,
+            v = task.join_event() => v.unwrap(),
             v = rx.recv_event() => v.unwrap(),
         )
         .unwrap();

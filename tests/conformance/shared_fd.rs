@@ -158,7 +158,7 @@ fn a_waiter_that_leaves_does_not_strand_the_others(io: &Io) {
     let canceled = spawn(None).unwrap();
     let timed_out = spawn(Some(patience)).unwrap();
     wait_until_blocked(io, &announced, WAITERS);
-    assert_canceled(canceled.cancel());
+    assert_canceled(canceled.cancel().unwrap());
     let e = timed_out.join().unwrap().unwrap_err();
     assert!(zsync::is_timed_out(&e), "{e:?}");
     UdpSocket::bind(io, "127.0.0.1:0")

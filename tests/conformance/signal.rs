@@ -86,7 +86,7 @@ fn a_canceled_recv_returns_canceled_and_the_listener_still_works(io: &Io) {
     if io.supports_concurrency() {
         let task = io.concurrent(move |_| (urg.recv(), urg)).unwrap();
         io.sleep(Duration::from_millis(5)).unwrap(); // usually blocked by now; either way
-        let (r, back) = task.cancel();
+        let (r, back) = task.cancel().unwrap();
         assert_canceled(r);
         urg = back;
     } else {
@@ -240,7 +240,7 @@ standalone! {
                 io.sleep(Duration::from_millis(100))?;
             } }).unwrap();
             signal::ctrl_c(io).unwrap();
-            announcer.cancel().unwrap_err();
+            announcer.cancel().unwrap().unwrap_err();
             println!("child: got ctrl-c twice");
         });
     }

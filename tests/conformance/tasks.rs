@@ -287,7 +287,7 @@ fn panic_in_concurrent_task_resumes_on_joiner(io: &Io) {
 
 fn panic_in_task_resumes_on_cancel_and_drop(io: &Io) {
     let t = io.spawn(|_| -> u32 { panic!("boom cancel") });
-    let err = panic::catch_unwind(AssertUnwindSafe(|| t.cancel())).unwrap_err();
+    let err = panic::catch_unwind(AssertUnwindSafe(|| t.cancel().unwrap())).unwrap_err();
     assert_eq!(err.downcast_ref::<&str>(), Some(&"boom cancel"));
     let t = io.spawn(|_| -> u32 { panic!("boom drop") });
     let err = panic::catch_unwind(AssertUnwindSafe(|| drop(t))).unwrap_err();
@@ -323,7 +323,7 @@ fn cancel_interrupts_a_long_sleep_promptly(io: &Io) {
     };
     io.sleep(Duration::from_millis(20)).unwrap();
     let start = Instant::now();
-    assert_canceled(t.cancel());
+    assert_canceled(t.cancel().unwrap());
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "cancel took {:?}",
@@ -339,11 +339,11 @@ fn cancel_right_after_spawn_is_never_lost(io: &Io) {
         let t = io
             .concurrent(|io| io.sleep(Duration::from_secs(30)))
             .unwrap();
-        assert_canceled(t.cancel());
+        assert_canceled(t.cancel().unwrap());
     }
     for _ in 0..200 {
         let t = io.spawn(|io| io.sleep(Duration::from_secs(30)));
-        assert_canceled(t.cancel());
+        assert_canceled(t.cancel().unwrap());
     }
 }
 
@@ -398,7 +398,7 @@ fn join_is_a_cancellation_point(io: &Io) {
     let outer = io.concurrent(move |_| inner.join()).unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
     let start = Instant::now();
-    assert_canceled(outer.cancel());
+    assert_canceled(outer.cancel().unwrap());
     assert!(start.elapsed() < Duration::from_secs(2));
 }
 
@@ -418,7 +418,7 @@ fn canceling_a_task_cancels_the_tasks_it_started(io: &Io) {
         })
         .unwrap();
     rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_canceled(parent.cancel());
+    assert_canceled(parent.cancel().unwrap());
     // The detached child was canceled with its parent; `run` would wait 30 s for it otherwise
     // (the watchdog would catch that).
 }
@@ -448,7 +448,7 @@ fn cancel_returns_the_value_of_a_finished_task(io: &Io) {
             io.sleep(Duration::from_millis(1)).unwrap();
         }
     }
-    assert_eq!(t.cancel(), 5);
+    assert_eq!(t.cancel().unwrap(), 5);
 }
 
 fn detached_task_runs_to_completion(io: &Io) {
@@ -546,7 +546,7 @@ fn canceled_blocking_call_returns_at_once(io: &Io) {
         .concurrent(move |io| io.blocking(move || gate_rx.recv().is_err()))
         .unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
-    assert_canceled(t.cancel());
+    assert_canceled(t.cancel().unwrap());
     drop(gate_tx);
 }
 
@@ -584,7 +584,7 @@ fn concurrent_sleeps_overlap(io: &Io) {
         io.sleep(Duration::from_millis(1)).unwrap();
     }
     for t in tasks {
-        assert_canceled(t.cancel());
+        assert_canceled(t.cancel().unwrap());
     }
 }
 

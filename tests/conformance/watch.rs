@@ -169,7 +169,7 @@ fn watch_cancel_while_blocked(io: &Io) {
     wait_for("the receiver", || started.load(Ordering::SeqCst));
     let_it_block();
     let start = Instant::now();
-    let (r, mut rx2) = waiter.cancel();
+    let (r, mut rx2) = waiter.cancel().unwrap();
     assert_eq!(r, Err(RecvError::Canceled));
     assert!(
         start.elapsed() < Duration::from_secs(5),
@@ -186,7 +186,7 @@ fn watch_cancel_while_blocked(io: &Io) {
         })
         .unwrap();
     let_it_block();
-    let (r, tx) = closer.cancel();
+    let (r, tx) = closer.cancel().unwrap();
     assert!(zsync::is_canceled(&r.unwrap_err()));
     assert_eq!(tx.receiver_count(), 2);
     drop(rx);

@@ -38,6 +38,7 @@ use crate::context::{self, TaskContext};
 use crate::fiber_stack::{self, GuardPolicy, TaskName};
 use crate::model::run_state::RunState;
 use crate::park::Interest;
+use crate::stackless::cell::Home;
 use crate::task::Runnable;
 use crate::Io;
 use fiber::FiberHandle;
@@ -158,10 +159,25 @@ impl Default for GreenConfig {
     }
 }
 
+/// A worker's own queues, handed to it when it starts: fresh (unstarted) closure tasks, and
+/// future tasks ready to be polled. Both are stealable by the other workers.
+pub(crate) struct Queues {
+    fresh: Worker<Runnable>,
+    futures: Worker<Runnable>,
+}
+
+/// Work another thread hands to one particular worker.
+pub(crate) enum Wakeup {
+    /// A parked fiber of that worker, woken.
+    Fiber(Arc<FiberHandle>),
+    /// A `!Send` future task at home on that worker, woken.
+    LocalFuture(Runnable),
+}
+
 /// What other threads may touch of a worker.
 pub(crate) struct Remote {
-    /// Fibers of this worker woken by other threads.
-    inbox: Injector<Arc<FiberHandle>>,
+    /// Fibers and local future tasks of this worker woken by other threads.
+    inbox: Injector<Wakeup>,
     /// Set while the worker is about to sleep or sleeps in its reactor.
     sleeping: AtomicBool,
     /// The worker's load, for the others' placement decisions (on a cache line of its own: it
@@ -192,6 +208,12 @@ impl Remote {
 pub(crate) struct Shared {
     injector: Injector<Runnable>,
     stealers: Vec<Stealer<Runnable>>,
+    /// Future tasks woken outside the workers (another thread, a timer thread): any worker
+    /// polls them.
+    future_injector: Injector<Runnable>,
+    /// The workers' future deques, for stealing: a `Send` future task may be polled by any
+    /// worker at each poll.
+    future_stealers: Vec<Stealer<Runnable>>,
     remotes: Vec<Remote>,
     open: AtomicBool,
     backend: Backend,
@@ -229,15 +251,21 @@ impl Shared {
 
 pub(crate) struct Green {
     shared: Arc<Shared>,
-    locals: Mutex<Vec<Worker<Runnable>>>,
+    locals: Mutex<Vec<Queues>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Green {
     pub(crate) fn new(config: GreenConfig) -> io::Result<Green> {
         let workers = config.workers.max(1);
-        let locals: Vec<Worker<Runnable>> = (0..workers).map(|_| Worker::new_lifo()).collect();
-        let stealers = locals.iter().map(Worker::stealer).collect();
+        let locals: Vec<Queues> = (0..workers)
+            .map(|_| Queues {
+                fresh: Worker::new_lifo(),
+                futures: Worker::new_fifo(),
+            })
+            .collect();
+        let stealers = locals.iter().map(|q| q.fresh.stealer()).collect();
+        let future_stealers = locals.iter().map(|q| q.futures.stealer()).collect();
         let remotes = (0..workers)
             .map(|_| {
                 Ok(Remote {
@@ -252,6 +280,8 @@ impl Green {
             shared: Arc::new(Shared {
                 injector: Injector::new(),
                 stealers,
+                future_injector: Injector::new(),
+                future_stealers,
                 remotes,
                 open: AtomicBool::new(true),
                 backend: config.backend.resolve()?,
@@ -313,6 +343,54 @@ impl Green {
         });
     }
 
+    /// Queues a future task to be polled (its first poll, or after a wake).
+    ///
+    /// A `Send` task ([`Home::Any`]) goes on the calling worker's future deque, polled after the
+    /// ready fibers of this loop turn and stealable by idle workers, or on the global future
+    /// queue from any other thread. A worker that queues behind a backlog wakes an idle worker
+    /// to share it. A `!Send` task goes to its home worker: its local queue there, or that
+    /// worker's inbox from elsewhere. `eager` (a `concurrent_future`) always wakes an idle
+    /// worker, so the task progresses while its spawner computes.
+    pub(crate) fn schedule_future(&self, task: Runnable, home: Home, eager: bool) {
+        let task = with_worker(|w| match w {
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => match home {
+                Home::Any => {
+                    let backlog = w.push_future(task);
+                    if backlog || eager {
+                        self.shared.wake_one_idle(Some(w.index));
+                    }
+                    None
+                }
+                Home::Worker(i) if i == w.index => {
+                    w.push_local_future(task);
+                    None
+                }
+                Home::Worker(_) => Some(task),
+            },
+            _ => Some(task),
+        });
+        let Some(task) = task else { return };
+        match home {
+            Home::Any => {
+                self.shared.future_injector.push(task);
+                self.shared.wake_one_idle(None);
+            }
+            Home::Worker(i) => {
+                let remote = &self.shared.remotes[i];
+                remote.inbox.push(Wakeup::LocalFuture(task));
+                remote.unpark_if_sleeping();
+            }
+        }
+    }
+
+    /// The index of the calling thread's worker, if it is one of this runtime's.
+    pub(crate) fn current_worker(&self) -> Option<usize> {
+        with_worker(|w| {
+            w.filter(|w| Arc::ptr_eq(&w.shared, &self.shared))
+                .map(|w| w.index)
+        })
+    }
+
     /// Whether the calling thread is one of this runtime's workers.
     pub(crate) fn on_own_worker(&self) -> bool {
         with_worker(|w| w.is_some_and(|w| Arc::ptr_eq(&w.shared, &self.shared)))
@@ -341,7 +419,7 @@ impl Green {
     /// used by the thread that made it), or, if one cannot be started (no thread, or no
     /// descriptors for its eventfd and ring: `EMFILE`), the first error after stopping and
     /// joining the ones that did start: nothing is left running.
-    fn start_threads(&self, state: &Arc<RunState>) -> io::Result<Vec<Worker<Runnable>>> {
+    fn start_threads(&self, state: &Arc<RunState>) -> io::Result<Vec<Queues>> {
         let mut locals =
             std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
         let rest = locals.split_off(1);

@@ -122,6 +122,11 @@ pub(super) struct WorkerLocal {
     pub(super) reactor: Reactor,
     timers: RefCell<Timers>,
     ready: RefCell<VecDeque<Arc<FiberHandle>>>,
+    /// Future tasks ready to be polled here, stealable by idle workers (FIFO: a task woken
+    /// again goes behind the others).
+    futures: Worker<Runnable>,
+    /// `!Send` future tasks at home here, ready to be polled; never stolen.
+    local_futures: RefCell<VecDeque<Runnable>>,
     /// Started fibers, keyed by `FiberHandle::key`. A slot is `None` only while its fiber is
     /// being created; fibers are resumed in place. Kept small: 100k parked fibers cost 100k slots. A fiber's
     /// other per-fiber state (its overflow-report name) lives in its `fiber::Current`, on its
@@ -130,6 +135,7 @@ pub(super) struct WorkerLocal {
     /// Stacks for new fibers; finished fibers give theirs back, so a spawn maps memory only
     /// when more fibers are alive than ever before on this worker.
     stacks: RefCell<StackPool>,
+    /// Fresh (unstarted) closure tasks spawned here; stealable.
     local: Worker<Runnable>,
     /// The task pushed on `local` last (its cell's address), for [`unqueue`](Self::unqueue).
     last_pushed: Cell<*const ()>,
@@ -207,7 +213,7 @@ pub(super) fn schedule(handle: Arc<FiberHandle>) {
     };
     {
         let remote = &handle.shared.remotes[handle.worker];
-        remote.inbox.push(handle.clone());
+        remote.inbox.push(super::Wakeup::Fiber(handle.clone()));
         remote.unpark_if_sleeping();
     }
 }
@@ -216,7 +222,7 @@ impl WorkerLocal {
     pub(super) fn new(
         shared: Arc<Shared>,
         index: usize,
-        local: Worker<Runnable>,
+        queues: super::Queues,
     ) -> std::io::Result<WorkerLocal> {
         // SAFETY: the eventfd lives in `shared`, which this worker keeps alive (field `shared`)
         // for longer than the reactor (dropped first, see the field order).
@@ -234,6 +240,8 @@ impl WorkerLocal {
             reactor: Reactor::new(wake_fd, shared.backend)?,
             timers: RefCell::new(Timers::default()),
             ready: RefCell::new(VecDeque::new()),
+            futures: queues.futures,
+            local_futures: RefCell::new(VecDeque::new()),
             fibers: RefCell::new(Slab::new()),
             // Finished fibers' stacks stay hot (no syscall on the spawn path); the idle path
             // releases the ones a while unused (`StackPool::trim`).
@@ -241,7 +249,7 @@ impl WorkerLocal {
                 shared.stack_size,
                 shared.guard_policy,
             )),
-            local,
+            local: queues.fresh,
             last_pushed: Cell::new(ptr::null()),
             wake_deferred: Cell::new(false),
             placement: Placement::new(shared.remotes.len()),
@@ -278,6 +286,89 @@ impl WorkerLocal {
         self.local.push(task);
         let deferred = self.wake_deferred.replace(!eager);
         (eager || deferred).then_some(self.index)
+    }
+
+    /// Queues a `Send` future task to be polled here (or by a thief). Returns whether others
+    /// were queued already: a backlog another worker could share.
+    pub(super) fn push_future(&self, task: Runnable) -> bool {
+        let backlog = !self.futures.is_empty();
+        self.futures.push(task);
+        backlog
+    }
+
+    /// Queues a `!Send` future task at home here.
+    pub(super) fn push_local_future(&self, task: Runnable) {
+        self.local_futures.borrow_mut().push_back(task);
+    }
+
+    /// Whether future tasks wait to be polled on this worker's own queues.
+    fn has_ready_futures(&self) -> bool {
+        !self.futures.is_empty() || !self.local_futures.borrow().is_empty()
+    }
+
+    /// Polls up to `BATCH` ready future tasks: the local ones first, then this worker's
+    /// deque, then one from the global queue (so that a worker busy with its own futures does
+    /// not leave the global ones waiting). A task woken during its poll goes behind the others.
+    fn poll_futures(&self) {
+        for _ in 0..BATCH {
+            let next = self.local_futures.borrow_mut().pop_front();
+            let Some(task) = next.or_else(|| self.futures.pop()) else {
+                break;
+            };
+            task.run();
+        }
+        if let Some(task) = self.steal_global_future() {
+            task.run();
+        }
+    }
+
+    /// A future task from the global queue.
+    fn steal_global_future(&self) -> Option<Runnable> {
+        loop {
+            match self.shared.future_injector.steal() {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    /// An idle worker's look for future tasks elsewhere: the global queue (a batch, into this
+    /// worker's deque) and the other workers' deques (half of one). Returns whether it found
+    /// some. Unlike fibers, a `Send` future task may be polled anywhere, so there is no
+    /// placement rule here: stealing is Tokio's work-stealing.
+    fn steal_futures(&self) -> bool {
+        loop {
+            let mut retry = false;
+            match self.shared.future_injector.steal_batch(&self.futures) {
+                Steal::Success(()) => return true,
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let n = self.shared.future_stealers.len();
+            for k in 1..n {
+                let victim = (self.index + k) % n;
+                match self.shared.future_stealers[victim].steal_batch(&self.futures) {
+                    Steal::Success(()) => return true,
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return false;
+            }
+        }
+    }
+
+    /// Whether future tasks wait anywhere this worker may take them from.
+    fn futures_elsewhere(&self) -> bool {
+        !self.shared.future_injector.is_empty()
+            || self
+                .shared
+                .future_stealers
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i != self.index && !s.is_empty())
     }
 
     /// Pops `task` back off this worker's deque if it is the one pushed last and still on top;
@@ -663,8 +754,11 @@ impl WorkerLocal {
         loop {
             self.turns.set(self.turns.get() + 1);
             remote.load.turns.store(self.turns.get(), Ordering::Release);
-            while let Steal::Success(h) = remote.inbox.steal() {
-                self.ready.borrow_mut().push_back(h);
+            while let Steal::Success(wakeup) = remote.inbox.steal() {
+                match wakeup {
+                    super::Wakeup::Fiber(h) => self.ready.borrow_mut().push_back(h),
+                    super::Wakeup::LocalFuture(t) => self.local_futures.borrow_mut().push_back(t),
+                }
             }
             for _ in 0..BATCH {
                 let next = self.ready.borrow_mut().pop_front();
@@ -676,12 +770,16 @@ impl WorkerLocal {
                     None => break,
                 }
             }
+            self.poll_futures();
             let clock = self.fire_timers(&mut due);
             self.share_cpu(clock);
             // While fibers are ready, a fresh task still starts every `BUSY_START_EVERY` turns:
             // otherwise a fiber that only yields (waiting for a task it started with
             // `concurrent`) would hold every fresh task of this worker back for ever.
-            let busy = !self.ready.borrow().is_empty();
+            let busy = !self.ready.borrow().is_empty() || self.has_ready_futures();
+            if !busy && self.steal_futures() {
+                continue;
+            }
             let task = if !busy {
                 self.find_task()
             } else if self.turns.get().is_multiple_of(BUSY_START_EVERY) {
@@ -695,7 +793,10 @@ impl WorkerLocal {
                     // Start more while nothing else is ready: a loop turn (the inbox, the
                     // clock reading for the timers) per task would cost more than the start.
                     for _ in 1..START_BATCH {
-                        if !self.ready.borrow().is_empty() || !remote.inbox.is_empty() {
+                        if !self.ready.borrow().is_empty()
+                            || !remote.inbox.is_empty()
+                            || self.has_ready_futures()
+                        {
                             break;
                         }
                         match self.find_task() {
@@ -711,7 +812,7 @@ impl WorkerLocal {
             }
             // `Some((timeout, now))` to sleep in the kernel (`None` in the timeout: until
             // something happens), `None` to poll without waiting.
-            let sleep = if self.ready.borrow().is_empty() {
+            let sleep = if self.ready.borrow().is_empty() && !self.has_ready_futures() {
                 // Before sleeping in the kernel, look for work a little longer: a wake-up from
                 // another worker then costs a queue push instead of an eventfd write and a
                 // kernel wake-up (tens of microseconds on a VM). Bounded, so an idle worker does sleep.
@@ -723,7 +824,7 @@ impl WorkerLocal {
                     if let Err(e) = self.reactor.poll(Some(std::time::Duration::ZERO)) {
                         eprintln!("zsync: worker {} reactor failed: {e}", self.index);
                     }
-                    if !self.ready.borrow().is_empty() {
+                    if !self.ready.borrow().is_empty() || self.has_ready_futures() {
                         continue;
                     }
                     if self.spin_for_work(remote) {
@@ -732,7 +833,12 @@ impl WorkerLocal {
                     }
                 }
                 remote.sleeping.store(true, Ordering::SeqCst);
-                if !remote.inbox.is_empty() || self.has_tasks() || done() {
+                if !remote.inbox.is_empty()
+                    || self.has_tasks()
+                    || self.has_ready_futures()
+                    || self.futures_elsewhere()
+                    || done()
+                {
                     remote.sleeping.store(false, Ordering::SeqCst);
                     continue;
                 }
@@ -816,7 +922,10 @@ impl WorkerLocal {
     /// than a steal followed by a cross-worker wake-up.
     fn spin_for_work(&self, remote: &super::Remote) -> bool {
         for round in 0..SPIN_ROUNDS {
-            if !remote.inbox.is_empty() || (round >= SPIN_ROUNDS / 2 && self.has_tasks()) {
+            if !remote.inbox.is_empty()
+                || self.futures_elsewhere()
+                || (round >= SPIN_ROUNDS / 2 && self.has_tasks())
+            {
                 return true;
             }
             // Completions are work too: stop and reap them rather than spin past them.
