@@ -1,4 +1,4 @@
-//! TEMPORARY stand-in for the core (`spawn_future`, `block_on`) and the driver (`time::Sleep`,
+//! TEMPORARY stand-in for the driver (`time::Sleep`,
 //! `poll_*_ready`, `try_io`, `net::Interest`) while they are written on `main`. Deleted at the
 //! merge; nothing here is meant to last. Threads and polling, correct but slow.
 #![allow(missing_docs, dead_code, clippy::undocumented_unsafe_blocks)]
@@ -7,93 +7,17 @@ use std::collections::BinaryHeap;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::{pin, Pin};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::pin::Pin;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::net::UdpSocket;
-use crate::Io;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {
     Read,
     Write,
-}
-
-struct ThreadWaker(std::thread::Thread);
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-fn run<F: Future>(fut: F) -> F::Output {
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
-
-type Slot<T> = Arc<Mutex<(Option<T>, Option<Waker>)>>;
-
-#[derive(Debug)]
-pub struct ShimTask<T>(Slot<T>);
-impl<T> ShimTask<T> {
-    pub fn detach(self) {}
-}
-impl<T> Future for ShimTask<T> {
-    type Output = io::Result<T>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let mut g = self.0.lock().unwrap();
-        match g.0.take() {
-            Some(v) => Poll::Ready(Ok(v)),
-            None => {
-                g.1 = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl Io {
-    pub fn spawn_future<F>(&self, fut: F) -> ShimTask<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let slot: Slot<F::Output> = Arc::new(Mutex::new((None, None)));
-        let s2 = slot.clone();
-        let io = self.clone();
-        std::thread::spawn(move || {
-            let v = io.shim_enter(move || run(fut));
-            let w = {
-                let mut g = s2.lock().unwrap();
-                g.0 = Some(v);
-                g.1.take()
-            };
-            if let Some(w) = w {
-                w.wake();
-            }
-        });
-        ShimTask(slot)
-    }
-
-    fn shim_enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        let root = self.inner.root.clone();
-        let ctx = crate::context::TaskContext::new(self, &root, crate::context::TaskRef::root());
-        let _g = crate::context::enter(&ctx);
-        f()
-    }
-
-    pub fn block_on<F: Future>(&self, fut: F) -> io::Result<F::Output> {
-        Ok(run(fut))
-    }
 }
 
 struct Entry(Instant, Waker);
