@@ -181,6 +181,30 @@ mod try_rwlock {
     }
 }
 
+/// The task's joiner slot: the `atomic-waker` crate's, or loom's model of the same type.
+pub(crate) mod waker {
+    #[cfg(not(loom))]
+    pub(crate) use atomic_waker::AtomicWaker;
+
+    /// loom's `AtomicWaker` with the `atomic-waker` crate's signatures.
+    #[cfg(loom)]
+    #[derive(Default)]
+    pub(crate) struct AtomicWaker(::loom::future::AtomicWaker);
+
+    #[cfg(loom)]
+    impl AtomicWaker {
+        pub(crate) fn new() -> AtomicWaker {
+            AtomicWaker(::loom::future::AtomicWaker::new())
+        }
+        pub(crate) fn register(&self, waker: &std::task::Waker) {
+            self.0.register_by_ref(waker);
+        }
+        pub(crate) fn wake(&self) {
+            self.0.wake();
+        }
+    }
+}
+
 /// Helpers for the `#[cfg(loom)]` models in the routed modules.
 #[cfg(all(test, loom))]
 pub(crate) mod model {

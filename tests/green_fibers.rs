@@ -1172,3 +1172,105 @@ fn green_start_without_descriptors_fails_run_and_leaves_no_thread() {
     );
     assert!(lines.last().unwrap().contains(": ran;"), "{stderr}");
 }
+
+// ---- future tasks ----------------------------------------------------------------------------
+
+/// A future that records the thread of each poll and reports it, then waits for the next go.
+/// Returns after `rounds` wake-ups.
+async fn report_each_poll(
+    go: Receiver<()>,
+    report: std::sync::mpsc::Sender<ThreadId>,
+    rounds: usize,
+) {
+    for _ in 0..rounds {
+        report.send(thread::current().id()).unwrap();
+        go.recv_event().await.unwrap();
+    }
+    report.send(thread::current().id()).unwrap();
+}
+
+/// A `Send` future task may move between workers at every poll (unlike a fiber): polled first on
+/// the root fiber's worker, it is woken from that fiber, which then blocks its thread in a call
+/// outside zsync until the task reports its next poll. Only the other worker can poll it then,
+/// by stealing it; if futures could not move, the test would hang (the watchdog names it).
+#[test]
+fn a_future_task_moves_to_the_other_worker_while_its_own_is_blocked() {
+    let _serial = serial();
+    let _watchdog =
+        Watchdog::new("a_future_task_moves_to_the_other_worker_while_its_own_is_blocked");
+    green().run(|io| {
+        let here = thread::current().id();
+        let mut moved = 0;
+        // A round needs the task's first poll to happen on this worker; the other worker may
+        // steal a fresh task first, so a round can be inconclusive (then it is retried).
+        for _ in 0..1000 {
+            let (go_tx, go_rx) = channel::bounded::<()>(1);
+            let (report_tx, report_rx) = std::sync::mpsc::channel();
+            let task = io.spawn_future(report_each_poll(go_rx, report_tx, 1));
+            let first = loop {
+                // Park the fiber (not the thread), so this worker can poll the task.
+                match report_rx.try_recv() {
+                    Ok(t) => break t,
+                    Err(_) => io.yield_now(),
+                }
+            };
+            go_tx.send(()).unwrap();
+            if first != here {
+                task.join().unwrap();
+                continue;
+            }
+            // The wake queued the task on this worker; block the worker's thread outside zsync.
+            let second = report_rx.recv().unwrap();
+            assert_ne!(second, here, "polled on a blocked worker");
+            task.join().unwrap();
+            moved += 1;
+            if moved == 3 {
+                break;
+            }
+        }
+        assert_eq!(
+            moved, 3,
+            "the task's first poll never ran on the root's worker"
+        );
+    });
+}
+
+/// A `!Send` future task (`spawn_local_future`) never leaves its worker: while that worker's
+/// thread is blocked after waking it, no other worker polls it; it runs once the thread is free.
+#[test]
+fn a_local_future_task_stays_on_its_worker_even_when_it_is_blocked() {
+    let _serial = serial();
+    let _watchdog =
+        Watchdog::new("a_local_future_task_stays_on_its_worker_even_when_it_is_blocked");
+    green().run(|io| {
+        let here = thread::current().id();
+        let (go_tx, go_rx) = channel::bounded::<()>(1);
+        let (report_tx, report_rx) = std::sync::mpsc::channel();
+        let not_send = Rc::new(());
+        let task = io.spawn_local_future(async move {
+            let _pinned = not_send;
+            report_each_poll(go_rx, report_tx, 3).await;
+        });
+        for round in 0..4 {
+            // Wait with the fiber parked, so the task can run on this worker.
+            let polled_on = loop {
+                match report_rx.try_recv() {
+                    Ok(t) => break t,
+                    Err(_) => io.yield_now(),
+                }
+            };
+            assert_eq!(polled_on, here, "round {round}: polled on another worker");
+            if round == 3 {
+                break;
+            }
+            go_tx.send(()).unwrap();
+            // Block this worker's thread for a while: the other worker must leave the task be.
+            // (A pass does not depend on timing: a slow machine only makes the check weaker.)
+            match report_rx.recv_timeout(Duration::from_millis(50)) {
+                Err(_) => {}
+                Ok(t) => panic!("round {round}: polled on {t:?} while its worker was blocked"),
+            }
+        }
+        task.join().unwrap();
+    });
+}

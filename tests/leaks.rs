@@ -59,8 +59,6 @@ mod signal;
 mod socket_timeouts;
 #[path = "conformance/stackless.rs"]
 mod stackless;
-#[path = "conformance/stackless_cancel.rs"]
-mod stackless_cancel;
 #[path = "conformance/sync.rs"]
 mod sync;
 #[path = "conformance/task_api.rs"]
@@ -88,7 +86,6 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
     let suites: &[(&str, Suite)] = &[
         ("tasks", tasks::ALL),
         ("stackless", stackless::ALL),
-        ("stackless_cancel", stackless_cancel::ALL),
         ("task_api", task_api::ALL),
         ("channel", channel::ALL),
         ("fs", fs::ALL),

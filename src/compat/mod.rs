@@ -3,8 +3,8 @@
 //!
 //! | module | feature | what it provides |
 //! |---|---|---|
-//! | [`hyper`] | `hyper` | hyper 1.x's `rt::{Executor, Timer, Read, Write}` |
-//! | [`quinn`] | `quinn` | a [`quinn::Runtime`](::quinn::Runtime): QUIC endpoints whose drivers are zsync future tasks |
+//! | `hyper` | `hyper` | hyper 1.x's `rt::{Executor, Timer, Read, Write}` |
+//! | `quinn` | `quinn` | a `quinn::Runtime`: QUIC endpoints whose drivers are zsync future tasks |
 //!
 //! An adapter only connects a crate's runtime seam to zsync's future tasks
 //! ([`Io::spawn_future`](crate::Io::spawn_future)), timers ([`zsync::time`](crate::time)) and

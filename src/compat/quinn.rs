@@ -69,7 +69,7 @@ use crate::time::{sleep_until, Sleep};
 use crate::Io;
 
 /// A [`quinn::Runtime`] on a zsync runtime: quinn's drivers run as future tasks of its [`Io`],
-/// its timers are [`Sleep`](crate::time::Sleep)s and its sockets
+/// its timers are [`Sleep`]s and its sockets
 /// [`zsync::net::UdpSocket`](crate::net::UdpSocket)s.
 ///
 /// Hand it to [`quinn::Endpoint::new`] (or use [`server`] and [`client`], which do):
@@ -158,7 +158,7 @@ impl Runtime for ZsyncRuntime {
     }
 
     /// The monotonic clock, as quinn's default: the timers it arms from this reading are
-    /// [`Sleep`](crate::time::Sleep)s, which run on the same clock.
+    /// [`Sleep`]s, which run on the same clock.
     fn now(&self) -> Instant {
         Instant::now()
     }

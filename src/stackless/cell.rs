@@ -702,6 +702,43 @@ mod loom_models {
         });
     }
 
+    /// Join racing completion: a joiner awaiting the task (`Task::poll_join`: register its
+    /// waker unless done, then look again) and the final poll publishing the result and waking
+    /// (`Core::complete`). The joiner either sees the result or is woken to see it: loom's
+    /// `block_on` reports a lost wake-up as a deadlock.
+    #[test]
+    fn join_racing_completion_is_never_lost() {
+        use crate::loom::waker::AtomicWaker;
+        use crate::task::Lifecycle;
+        model(|| {
+            let t = Arc::new(Task::new());
+            let life = Arc::new(Lifecycle::<usize>::new());
+            let waiter = Arc::new(AtomicWaker::new());
+            let claimed = life.claim().expect("the first poll claims");
+            let poller = {
+                let (t, life, waiter) = (t.clone(), life.clone(), waiter.clone());
+                thread::spawn(move || {
+                    assert!(t.run_one(|| true));
+                    assert!(life.complete(claimed, Ok(7)).is_none());
+                    waiter.wake();
+                })
+            };
+            let value = ::loom::future::block_on(std::future::poll_fn(|cx| {
+                if !life.is_done() {
+                    waiter.register(cx.waker());
+                }
+                if life.is_done() {
+                    std::task::Poll::Ready(life.take())
+                } else {
+                    std::task::Poll::Pending
+                }
+            }));
+            assert_eq!(value.ok(), Some(7));
+            poller.join().unwrap();
+            assert_eq!(t.sched.0.load(Ordering::SeqCst), COMPLETE);
+        });
+    }
+
     /// Cancel while polling: the canceler wakes the task (as the node's waker does); the poll
     /// in progress returns Pending; the wake is not lost, so the next poll runs and (seeing the
     /// flag) completes.

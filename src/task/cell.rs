@@ -29,7 +29,7 @@ use std::panic::{self, Location};
 use std::sync::Arc;
 use std::thread;
 
-use atomic_waker::AtomicWaker;
+use crate::loom::waker::AtomicWaker;
 
 use crate::cancel::{CancelNode, NodeOwner, NodeRef, NodeSource};
 use crate::contain;

@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 pub use crate::stackless::{yield_now, YieldNow};
 pub use builder::{GroupTaskBuilder, TaskBuilder};
+#[cfg(all(test, loom))]
+pub(crate) use cell::Lifecycle;
 pub use cell::Runnable;
 pub(crate) use cell::{Body, Claimed, Core, Dropped, Joinable, Run, TaskCell};
 pub use group::{Group, GroupPolicy};

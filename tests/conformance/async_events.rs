@@ -47,6 +47,7 @@ conformance!(
     a_canceled_future_task_leaves_the_primitive_untouched,
     futures_woken_from_foreign_threads,
     ping_pong_with_a_future_task,
+    a_pipeline_of_tasks_future_tasks_pool_futures_and_async_channel,
 );
 
 /// Messages per channel test.
@@ -1127,4 +1128,76 @@ standalone! {
             run_on_workers(green_uring, name, ping_pong_with_a_future_task, 1);
         }
     }
+}
+
+/// One pipeline through both worlds and a foreign executor: a task produces into a zsync
+/// channel; a future task doubles each value into an `async-channel` (a channel of the smol
+/// family, which knows nothing of zsync); a future on a `futures` thread pool moves the values
+/// on into a second zsync channel, so its sends wake the consumer from the pool's threads; a
+/// task consumes. Every stage ends when its input closes; nothing is lost or duplicated.
+fn a_pipeline_of_tasks_future_tasks_pool_futures_and_async_channel(io: &Io) {
+    let pool = ThreadPool::builder()
+        .pool_size(2)
+        .name_prefix("async-events-pipeline-")
+        .create()
+        .unwrap();
+    // Unbounded zsync channels and an unbounded async-channel: correct where the stages run
+    // inline one after the other (Blocking). Bounded stages run where tasks are concurrent.
+    let bounded = io.supports_concurrency();
+    let (src_tx, src_rx) = if bounded {
+        channel::bounded::<u32>(4)
+    } else {
+        channel::unbounded::<u32>()
+    };
+    let (mid_tx, mid_rx) = if bounded {
+        async_channel::bounded::<u32>(2)
+    } else {
+        async_channel::unbounded::<u32>()
+    };
+    let (out_tx, out_rx) = if bounded {
+        channel::bounded::<u32>(0)
+    } else {
+        channel::unbounded::<u32>()
+    };
+    // The two blocking stages get a thread (or fiber) of their own where the model has one: on
+    // Threaded, two closures blocked on channels would otherwise hold both pool workers while
+    // the future stage waits for one.
+    let stage = |f: Box<dyn FnOnce(&Io) -> Vec<u32> + Send>| match io.concurrent(f) {
+        Ok(task) => task,
+        Err(refused) => io.spawn(refused.into_inner()),
+    };
+    let producer = stage(Box::new(move |_| {
+        for i in 0..N {
+            src_tx.send(i).unwrap();
+        }
+        Vec::new()
+    }));
+    let doubler = io.spawn_future(async move {
+        while let Ok(v) = src_rx.recv_event().await {
+            mid_tx.send(v * 2).await.unwrap();
+        }
+        // Dropping `mid_tx` closes the async-channel: the pool stage ends.
+    });
+    let (pool_done_tx, pool_done_rx) = oneshot::<u32>();
+    pool.spawn_ok(async move {
+        let mut moved = 0;
+        while let Ok(v) = mid_rx.recv().await {
+            out_tx.send_event(v + 1).await.unwrap();
+            moved += 1;
+        }
+        pool_done_tx.send(moved).unwrap();
+    });
+    let consumer = stage(Box::new(move |_| {
+        let mut got = Vec::new();
+        while let Ok(v) = out_rx.recv() {
+            got.push(v);
+        }
+        got
+    }));
+    producer.join().unwrap();
+    doubler.join().unwrap();
+    let got = consumer.join().unwrap();
+    assert_eq!(got, (0..N).map(|i| i * 2 + 1).collect::<Vec<_>>());
+    assert_eq!(pool_done_rx.recv(), Ok(N));
+    drop(pool);
 }

@@ -23,7 +23,6 @@ mod shared_fd;
 mod signal;
 mod socket_timeouts;
 mod stackless;
-mod stackless_cancel;
 mod sync;
 mod task_api;
 mod tasks;

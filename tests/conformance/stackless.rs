@@ -5,9 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zsync::{Io, ModelKind};
 
@@ -29,6 +29,7 @@ conformance! {
     future_task_reports_its_frame_size,
     dropping_a_task_inside_a_future_poll_detaches_it_canceled,
     future_tasks_see_their_own_task_context,
+    future_task_canceled_by_its_parent_during_its_first_poll,
 }
 
 /// Sets its flag when dropped: tells whether a future was dropped.
@@ -174,8 +175,7 @@ fn canceling_a_parent_reaches_its_future_children(io: &Io) {
 fn block_on_runs_a_future_from_colorblind_code(io: &Io) {
     assert_eq!(io.block_on(async { 40 + 2 }).unwrap(), 42);
     // A future that is woken by a zsync task.
-    let (tx, rx) = (Arc::new(Signal::default()), ());
-    let _ = rx;
+    let tx = Arc::new(Signal::default());
     let t = tx.clone();
     let setter = io.spawn(move |_| t.set());
     if io.model() == ModelKind::Blocking {
@@ -363,4 +363,49 @@ fn future_tasks_see_their_own_task_context(io: &Io) {
         model
     });
     assert_eq!(t.join().unwrap(), io.model());
+}
+
+/// A future task whose parent is canceled (and finishes) while the task's first poll runs, before
+/// the task could register with its ancestors: that cancel's push cannot reach it, and nothing
+/// else ever wakes it (it awaits a future that never completes). It must still be dropped, by
+/// its own registration seeing the canceled ancestor — not left parked for ever (then `run`
+/// would never return).
+fn future_task_canceled_by_its_parent_during_its_first_poll(io: &Io) {
+    if !io.supports_concurrency() {
+        return; // Blocking runs future tasks inline: no concurrent cancel is possible.
+    }
+    let (polling_tx, polling_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let parent = io.spawn_future(async move {
+        let io = Io::current().expect("a future task runs with its Io");
+        let child = io.spawn_future(async move {
+            let _flag = flag;
+            polling_tx.send(()).unwrap();
+            // Block this poll (and its thread) until the parent was canceled; bounded, in case
+            // the model cannot run the parent's cancellation meanwhile.
+            let _ = go_rx.recv_timeout(Duration::from_secs(20));
+            std::future::pending::<()>().await;
+        });
+        child.detach();
+        std::future::pending::<()>().await;
+    });
+    // Cancel from a plain thread: the runtime's workers may be busy with the blocked poll.
+    let canceler = std::thread::spawn(move || {
+        polling_rx.recv().unwrap();
+        let canceled = parent.cancel();
+        go_tx.send(()).unwrap();
+        canceled
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dropped.load(Ordering::SeqCst) && Instant::now() < deadline {
+        io.sleep(Duration::from_millis(2)).unwrap();
+    }
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the orphaned future task was never dropped"
+    );
+    let canceled = canceler.join().unwrap();
+    assert!(canceled.is_err(), "the parent was dropped by its cancel");
 }
