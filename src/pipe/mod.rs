@@ -1,6 +1,9 @@
 //! Anonymous pipes: [`pipe`], [`PipeReader`], [`PipeWriter`]. Counterparts of
 //! [`std::io::pipe`], [`std::io::PipeReader`] and [`std::io::PipeWriter`], whose waits for the
-//! other end are cancellation points on every model.
+//! other end are cancellation points on every model. The async side (readiness polls, `try_io`,
+//! `read_async`/`write_async`, the `AsyncRead`/`AsyncWrite` traits) is in [`async_io`].
+
+mod async_io;
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -10,6 +13,7 @@ use std::process::Stdio;
 use rustix::fs::FileType;
 use rustix::pipe::PipeFlags;
 
+use crate::driver::Registered;
 use crate::op::stream;
 use crate::Io;
 
@@ -61,10 +65,12 @@ pub fn pipe(io: &Io) -> io::Result<(PipeReader, PipeWriter)> {
     let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     Ok((
         PipeReader {
+            registered: Registered::new(),
             io: io.clone(),
             inner: read.into(),
         },
         PipeWriter {
+            registered: Registered::new(),
             io: io.clone(),
             inner: write.into(),
         },
@@ -90,6 +96,9 @@ fn adopt(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Every read is a cancellation point and honours the task's deadline; it returns 0 once every
 /// writer is gone and the pipe is empty. The reader remembers the [`Io`] it was created with.
 pub struct PipeReader {
+    /// The async driver registration, made on first async use. Declared before `inner`: it
+    /// must drop (deregister) while the descriptor is still open (see [`Registered`]).
+    registered: Registered,
     io: Io,
     inner: std::io::PipeReader,
 }
@@ -102,6 +111,7 @@ impl PipeReader {
     pub fn from_std(io: &Io, reader: std::io::PipeReader) -> io::Result<PipeReader> {
         adopt(reader.as_fd())?;
         Ok(PipeReader {
+            registered: Registered::new(),
             io: io.clone(),
             inner: reader,
         })
@@ -147,6 +157,7 @@ impl PipeReader {
     /// them.
     pub fn try_clone(&self) -> io::Result<PipeReader> {
         Ok(PipeReader {
+            registered: Registered::new(),
             io: self.io.clone(),
             inner: self.inner.try_clone()?,
         })
@@ -192,6 +203,9 @@ impl Read for &PipeReader {
 /// `SIGPIPE` the kernel also sends, as for std's pipes). Writes of at most 4096 bytes
 /// (`PIPE_BUF`) are atomic: they are never interleaved with other writers' bytes.
 pub struct PipeWriter {
+    /// The async driver registration, made on first async use. Declared before `inner`: it
+    /// must drop (deregister) while the descriptor is still open (see [`Registered`]).
+    registered: Registered,
     io: Io,
     inner: std::io::PipeWriter,
 }
@@ -204,6 +218,7 @@ impl PipeWriter {
     pub fn from_std(io: &Io, writer: std::io::PipeWriter) -> io::Result<PipeWriter> {
         adopt(writer.as_fd())?;
         Ok(PipeWriter {
+            registered: Registered::new(),
             io: io.clone(),
             inner: writer,
         })
@@ -228,6 +243,7 @@ impl PipeWriter {
     /// when both are gone.
     pub fn try_clone(&self) -> io::Result<PipeWriter> {
         Ok(PipeWriter {
+            registered: Registered::new(),
             io: self.io.clone(),
             inner: self.inner.try_clone()?,
         })
