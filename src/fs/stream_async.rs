@@ -104,8 +104,14 @@ impl StreamOp {
     pub(super) fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let interest = self.interest();
         let kind = self.kind;
-        let owned = self.owned.as_mut().expect("a StreamOp polled after it completed");
-        let stream = owned.stream.clone().expect("a stream op has its registration");
+        let owned = self
+            .owned
+            .as_mut()
+            .expect("a StreamOp polled after it completed");
+        let stream = owned
+            .stream
+            .clone()
+            .expect("a stream op has its registration");
         let result = match stream.source() {
             Ok(Some(source)) => {
                 let waiter = Waiter::Keyed(&mut self.key);

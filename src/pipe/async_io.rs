@@ -153,9 +153,7 @@ impl PipeReader {
         bufs: &mut [IoSliceMut<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.source() {
-            Ok(source) => {
-                source.poll_io(Interest::Read, cx, Waiter::Poll, || self.readv_now(bufs))
-            }
+            Ok(source) => source.poll_io(Interest::Read, cx, Waiter::Poll, || self.readv_now(bufs)),
             Err(e) => Poll::Ready(Err(e)),
         }
     }

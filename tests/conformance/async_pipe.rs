@@ -107,7 +107,9 @@ fn future_and_fiber_tasks_talk_through_a_pipe(io: &Io) {
     });
     let future = io.spawn_future(async move {
         let mut got = Vec::new();
-        AsyncReadExt::read_to_end(&mut reader, &mut got).await.unwrap();
+        AsyncReadExt::read_to_end(&mut reader, &mut got)
+            .await
+            .unwrap();
         got
     });
     fiber.join().unwrap();
@@ -166,7 +168,9 @@ fn broken_pipe_is_an_error_not_a_hang(io: &Io) {
     block_on(io, async {
         let e = writer.write_async(b"x").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::BrokenPipe);
-        let e = AsyncWriteExt::write_all(&mut &writer, b"y").await.unwrap_err();
+        let e = AsyncWriteExt::write_all(&mut &writer, b"y")
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::BrokenPipe);
     });
 
@@ -211,7 +215,9 @@ fn large_transfer_across_buffer_fills(io: &Io) {
     let (reader, mut writer) = zsync::pipe(io).unwrap();
     if concurrent {
         let sent = data.clone();
-        let fiber = io.concurrent(move |_| io::Write::write_all(&mut writer, &sent)).unwrap();
+        let fiber = io
+            .concurrent(move |_| io::Write::write_all(&mut writer, &sent))
+            .unwrap();
         let future = io.spawn_future(checksum_async(reader));
         assert_eq!(block_on(io, future).unwrap(), expected);
         fiber.join().unwrap().unwrap();
@@ -307,7 +313,12 @@ fn readiness_and_try_io(io: &Io) {
         io::Write::write_all(&mut writer, &[round]).unwrap();
         block_on(io, std::future::poll_fn(|cx| reader.poll_read_ready(cx))).unwrap();
         let mut one = [0; 4];
-        assert_eq!(reader.try_io(|| io::Read::read(&mut &raw, &mut one)).unwrap(), 1);
+        assert_eq!(
+            reader
+                .try_io(|| io::Read::read(&mut &raw, &mut one))
+                .unwrap(),
+            1
+        );
         assert_eq!(one[0], round);
     }
     // A reader registered with the driver still reads with the colorblind methods.
@@ -347,7 +358,9 @@ fn futures_copy_from_a_pipe(io: &Io) {
         };
         let drain = async {
             let mut got = Vec::new();
-            AsyncReadExt::read_to_end(&mut &server, &mut got).await.unwrap();
+            AsyncReadExt::read_to_end(&mut &server, &mut got)
+                .await
+                .unwrap();
             got
         };
         let ((), n, got) = join3(feed, copy, drain).await;
@@ -394,7 +407,9 @@ fn child_stdout_from_async_code(io: &Io) {
     let text = block_on(io, async move {
         let mut out = out;
         let mut text = String::new();
-        AsyncReadExt::read_to_string(&mut out, &mut text).await.unwrap();
+        AsyncReadExt::read_to_string(&mut out, &mut text)
+            .await
+            .unwrap();
         text
     });
     assert_eq!(text, "from the child");
@@ -451,10 +466,21 @@ fn fifo_file_waits_through_the_driver(io: &Io) {
     let dir = TempDir::new("apipe-fifo");
     let path = mkfifo(&dir);
     // Read-write: opening does not wait for another end (Linux).
-    let fifo = OpenOptions::new().read(true).write(true).open(io, &path).unwrap();
+    let fifo = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(io, &path)
+        .unwrap();
     let registered = io.async_driver_counts().0;
-    assert!(poll_once_then_drop(fifo.read_async(vec![0; 16])), "nothing to read yet");
-    assert_eq!(io.async_driver_counts().0, registered + 1, "registered once");
+    assert!(
+        poll_once_then_drop(fifo.read_async(vec![0; 16])),
+        "nothing to read yet"
+    );
+    assert_eq!(
+        io.async_driver_counts().0,
+        registered + 1,
+        "registered once"
+    );
     let e = io
         .block_on(timeout(
             Duration::from_millis(10),
@@ -472,9 +498,17 @@ fn fifo_file_waits_through_the_driver(io: &Io) {
     });
     assert_eq!(written.0.unwrap(), 5);
     let (n, buf) = read;
-    assert_eq!(&buf[..n.unwrap()], b"woken", "the dropped reads took nothing");
+    assert_eq!(
+        &buf[..n.unwrap()],
+        b"woken",
+        "the dropped reads took nothing"
+    );
     drop(fifo);
-    assert_eq!(io.async_driver_counts().0, registered, "deregistered with the File");
+    assert_eq!(
+        io.async_driver_counts().0,
+        registered,
+        "deregistered with the File"
+    );
 }
 
 /// A future task reads a FIFO a fiber task writes (through two `File`s), several MiB across
@@ -482,7 +516,11 @@ fn fifo_file_waits_through_the_driver(io: &Io) {
 fn fifo_file_large_transfer(io: &Io) {
     let dir = TempDir::new("apipe-fifo-large");
     let path = mkfifo(&dir);
-    let reader = OpenOptions::new().read(true).write(true).open(io, &path).unwrap();
+    let reader = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(io, &path)
+        .unwrap();
     // A reader exists: a write-only open does not wait.
     let writer = OpenOptions::new().write(true).open(io, &path).unwrap();
     let data = Arc::new(pattern(LARGE / 2, 9));
@@ -493,7 +531,9 @@ fn fifo_file_large_transfer(io: &Io) {
         let mut buf = vec![0; 32 * 1024];
         while sum.1 < len {
             let want = (len - sum.1).min(buf.len());
-            let n = AsyncReadExt::read(&mut reader, &mut buf[..want]).await.unwrap();
+            let n = AsyncReadExt::read(&mut reader, &mut buf[..want])
+                .await
+                .unwrap();
             assert!(n > 0);
             sum.update(&buf[..n]);
         }
