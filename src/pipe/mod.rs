@@ -91,7 +91,10 @@ fn adopt(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// The reading end of a pipe, from [`pipe`]. Counterpart of [`std::io::PipeReader`];
-/// implements [`Read`] (also through `&PipeReader`).
+/// implements [`Read`] (also through `&PipeReader`) and, for async code, `futures_io::AsyncRead`
+/// (Tokio's too with feature `tokio-io`), [`read_async`](PipeReader::read_async) and
+/// [`poll_read_ready`](PipeReader::poll_read_ready), which wait through the runtime's async
+/// driver.
 ///
 /// Every read is a cancellation point and honours the task's deadline; it returns 0 once every
 /// writer is gone and the pipe is empty. The reader remembers the [`Io`] it was created with.
@@ -196,7 +199,10 @@ impl Read for &PipeReader {
 }
 
 /// The writing end of a pipe, from [`pipe`]. Counterpart of [`std::io::PipeWriter`];
-/// implements [`Write`] (also through `&PipeWriter`).
+/// implements [`Write`] (also through `&PipeWriter`) and, for async code,
+/// `futures_io::AsyncWrite` (Tokio's too with feature `tokio-io`),
+/// [`write_async`](PipeWriter::write_async) and
+/// [`poll_write_ready`](PipeWriter::poll_write_ready).
 ///
 /// Every write is a cancellation point and honours the task's deadline; it waits while the pipe
 /// is full. A write when every reader is gone fails with `BrokenPipe` (Rust programs ignore the
