@@ -26,6 +26,8 @@ mod support;
 mod async_events;
 #[path = "conformance/async_io.rs"]
 mod async_io;
+#[path = "conformance/async_pipe.rs"]
+mod async_pipe;
 #[path = "conformance/broadcast.rs"]
 mod broadcast;
 #[path = "conformance/broken_pipe.rs"]
@@ -110,6 +112,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("interval", interval::ALL),
         ("async_events", async_events::ALL),
         ("async_io", async_io::ALL),
+        ("async_pipe", async_pipe::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::fs::stream_async::StreamFd;
 use crate::fs::{sys, OpenOptions};
 use crate::op::stream;
 use crate::Io;
@@ -55,6 +56,9 @@ pub struct File {
     /// while one runs cannot be reused under it.
     pub(super) inner: Arc<std::fs::File>,
     kind: Kind,
+    /// A stream's async driver registration, shared with its ops in flight (see
+    /// `fs::stream_async`); `None` for a disk file.
+    stream: Option<Arc<StreamFd>>,
     /// The state of the `AsyncRead`/`AsyncWrite`/`AsyncSeek` impls (see `fs::file_async`).
     pub(super) rw: super::file_async::Buffered,
 }
@@ -132,10 +136,22 @@ impl File {
     ///
     /// Takes one `statx(2)` to tell the kinds apart (and two `fcntl(2)` for a stream).
     pub fn from_std(io: &Io, file: std::fs::File) -> File {
+        let kind = Kind::of(&file);
+        File::assemble(io, file, kind)
+    }
+
+    /// A `File` of `kind` over `file`.
+    fn assemble(io: &Io, file: std::fs::File, kind: Kind) -> File {
+        let inner = Arc::new(file);
+        let stream = match kind {
+            Kind::Stream { .. } => Some(StreamFd::new(io, &inner)),
+            Kind::Disk => None,
+        };
         File {
             io: io.clone(),
-            kind: Kind::of(&file),
-            inner: Arc::new(file),
+            inner,
+            kind,
+            stream,
             rw: Default::default(),
         }
     }
@@ -152,7 +168,15 @@ impl File {
             // would see `WouldBlock` errors rather than lose data.
             let _ = stream::set_blocking(self.inner.as_fd());
         }
-        unshare(self.inner)
+        unshare(self.into_shared())
+    }
+
+    /// The descriptor without this `File`'s driver registration (which holds a reference to
+    /// it): only ops in flight may still share it.
+    fn into_shared(self) -> Arc<std::fs::File> {
+        let File { inner, stream, .. } = self;
+        drop(stream);
+        inner
     }
 
     /// The `Io` this file was opened with.
@@ -164,6 +188,11 @@ impl File {
     /// directory) whose operations wait for readiness.
     pub(crate) fn is_stream(&self) -> bool {
         matches!(self.kind, Kind::Stream { .. })
+    }
+
+    /// A stream's driver registration (`None` for a disk file), for its async ops.
+    pub(super) fn stream_fd(&self) -> Option<&Arc<StreamFd>> {
+        self.stream.as_ref()
     }
 
     /// The descriptor, shared with the ops in flight.
@@ -298,12 +327,7 @@ impl File {
     /// and the open mode. Cancellation point.
     pub fn try_clone(&self) -> io::Result<File> {
         let inner = sys::dup(&self.io, &self.inner)?;
-        Ok(File {
-            io: self.io.clone(),
-            inner: Arc::new(inner),
-            kind: self.kind,
-            rw: Default::default(),
-        })
+        Ok(File::assemble(&self.io, inner, self.kind))
     }
 }
 
@@ -399,7 +423,7 @@ impl AsRawFd for File {
 /// [`File::into_std`] to have it switched back).
 impl IntoRawFd for File {
     fn into_raw_fd(self) -> RawFd {
-        unshare(self.inner).into_raw_fd()
+        unshare(self.into_shared()).into_raw_fd()
     }
 }
 
@@ -425,7 +449,7 @@ fn unshare(file: Arc<std::fs::File>) -> std::fs::File {
 /// The descriptor as it is, like [`IntoRawFd`]: a stream stays in non-blocking mode.
 impl From<File> for OwnedFd {
     fn from(f: File) -> OwnedFd {
-        unshare(f.inner).into()
+        unshare(f.into_shared()).into()
     }
 }
 

@@ -2,7 +2,9 @@
 //! with the `tokio-io` feature, tokio's) `AsyncRead`/`AsyncWrite`/`AsyncSeek` traits.
 //!
 //! Every op runs as a [`FileOp`](super::owned::FileOp): on the polling worker's io_uring where
-//! there is one, on a helper thread elsewhere, always with a buffer the op owns. The traits lend
+//! there is one, on a helper thread elsewhere, always with a buffer the op owns; a stream's
+//! (FIFO's, terminal's) reads and writes are tried in `poll` and wait for the async driver's
+//! readiness instead (`fs/stream_async.rs`). The traits lend
 //! a `&mut [u8]` only for one poll, so the `File` keeps one buffer of its own ([`Buffered`]):
 //!
 //! - `poll_read` reads up to `min(buf.len(), MAX_BUF)` bytes into it and copies them out when
@@ -10,6 +12,8 @@
 //! - `poll_write` copies up to `MAX_BUF` bytes into it, starts the write, and reports them
 //!   written at once (write-behind). A short write is continued, an error is reported by the
 //!   next `poll_write` or `poll_flush`; `poll_flush`/`poll_close` wait for the write to land.
+//!   A stream's write is tried once before `poll_write` returns; if the stream was full, the
+//!   rest waits for room at the next poll (`poll_flush`), and is dropped with the `File`.
 //! - `poll_seek` first completes any op in flight; bytes read ahead and not yet returned are
 //!   accounted for, as is a seek started and then abandoned.
 //!
@@ -33,7 +37,7 @@ impl File {
     fn owned(&self, buf: Vec<u8>) -> Owned {
         Owned {
             file: self.shared().clone(),
-            stream: self.is_stream(),
+            stream: self.stream_fd().cloned(),
             buf,
             start: 0,
         }
@@ -101,7 +105,8 @@ impl File {
     /// Reads into `buf` (up to `buf.len()` bytes) at the file offset, advancing it; yields the
     /// byte count (0 at the end of the file) and the buffer back. See
     /// [`read_at_async`](File::read_at_async) for the buffer's ownership. A `File` that is not a
-    /// regular file (a FIFO, a terminal) waits for data.
+    /// regular file (a FIFO, a terminal) waits for data through the async driver: no helper
+    /// thread or ring op is involved, and a future dropped while it waits has read nothing.
     ///
     /// ```
     /// use zsync::fs::File;
@@ -462,7 +467,8 @@ impl futures_io::AsyncRead for File {
 /// Writes behind: `poll_write` returns once the data (up to 2 MiB) is copied into the `File`'s
 /// buffer and its write started; a short write is continued, and a failure is reported by the
 /// next `poll_write` or `poll_flush`. Flush (or close) to wait for the write and learn its
-/// outcome. A `File` dropped with a write in flight does not stop it.
+/// outcome. A `File` dropped with a write in flight does not stop it (a FIFO's write waiting for
+/// room, though, goes with the `File`: nothing else would ever finish it).
 ///
 /// ```
 /// use futures::io::AsyncWriteExt;

@@ -66,7 +66,10 @@
 //! (tokio's too with the `tokio-io` feature), plus [`read_async`] and [`write_async`]. On a
 //! Green io_uring worker they are ring ops whose buffers the op owns until the kernel is done
 //! (a future dropped mid-op leaves its buffer to the op); elsewhere they run on a helper
-//! thread. Dropping such a future does not stop an op that has started.
+//! thread. Dropping such a future does not stop an op that has started. A stream's (a FIFO's,
+//! a terminal's) reads and writes are different: they may wait for another party for ever, so
+//! they are made in the future's `poll` and wait for readiness through the async driver, on
+//! every model, as a socket's; a future dropped while it waits has read or written nothing.
 //!
 //! ## Models
 //!
@@ -83,6 +86,7 @@ mod file_async;
 mod open_options;
 mod owned;
 mod path;
+mod stream_async;
 mod sys;
 
 pub use async_path::{read_async, write_async};

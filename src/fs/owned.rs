@@ -8,7 +8,7 @@
 //! cannot have its descriptor number reused under the op) and gives them back with the result.
 //! Dropping the future mid-op leaves both with the op, freed when it ends.
 //!
-//! Two ways to run it, chosen when it starts (see [`FileOp::start`]):
+//! Two ways to run a disk file's op, chosen when it starts (see [`FileOp::start`]):
 //!
 //! - **On the ring** of the Green io_uring worker polling the future: the SQE points into the
 //!   owned buffer, the worker's slot for the op holds a reference to [`RingOp`] until the CQE,
@@ -30,15 +30,18 @@
 //! Tokio's `fs::File` always takes the second way (a buffer filled on its blocking pool);
 //! monoio and tokio-uring only the first (`IoBuf` types the op owns). Taking both behind one
 //! future keeps one API on every model, and the ring's completions cost no thread hand-off.
+//!
+//! A *stream*'s read or write (a FIFO, a terminal: it may wait for another party for ever)
+//! takes neither: it is tried in `poll` and waits for readiness through the async driver
+//! ([`super::stream_async`]).
 
 use std::any::Any;
 use std::io::{self, SeekFrom};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::panic::{self, Location};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 use io_uring::opcode;
@@ -46,9 +49,10 @@ use io_uring::types::{Fd, FsyncFlags};
 
 use crate::model::green;
 use crate::model::green::reactor::op::OwnedOp;
-use crate::op::stream;
 use crate::task::{Run, Runnable};
 use crate::Io;
+
+use super::stream_async::{StreamFd, StreamOp};
 
 /// What a [`FileOp`] does.
 #[derive(Debug, Clone, Copy)]
@@ -67,8 +71,9 @@ pub(super) enum Kind {
 #[derive(Debug)]
 pub(super) struct Owned {
     pub(super) file: Arc<std::fs::File>,
-    /// Whether `file` is a non-blocking stream (FIFO, terminal…), not a regular file.
-    pub(super) stream: bool,
+    /// For a non-blocking stream (FIFO, terminal…), not a regular file: its driver
+    /// registration, through which its reads and writes wait.
+    pub(super) stream: Option<Arc<StreamFd>>,
     pub(super) buf: Vec<u8>,
     /// Where in `buf` the transfer starts.
     pub(super) start: usize,
@@ -223,8 +228,8 @@ impl OwnedOp for RingOp {
 /// Submits `kind` on the calling worker's ring if there is one for it; gives `owned` back
 /// otherwise.
 fn submit_on_ring(kind: Kind, owned: Owned) -> Result<Arc<RingOp>, Owned> {
-    if owned.stream {
-        // Streams wait for readiness, which a non-blocking descriptor's ring read does not.
+    if owned.stream.is_some() {
+        // A stream's seek or sync (its reads and writes never come here): not for the ring.
         return Err(owned);
     }
     let code = match kind {
@@ -294,20 +299,29 @@ fn submit_on_ring(kind: Kind, owned: Owned) -> Result<Arc<RingOp>, Owned> {
 /// One file op in progress. See the module docs.
 pub(super) enum FileOp {
     Ring(Arc<RingOp>),
-    /// On a helper thread; the flag is raised when the future is dropped (a stream's wait for
-    /// readiness then ends, see [`perform`]).
-    Helper(Offload<(io::Result<u64>, Owned)>, Arc<AtomicBool>),
+    /// On a helper thread.
+    Helper(Offload<(io::Result<u64>, Owned)>),
+    /// A stream's read or write, waiting for readiness (see [`super::stream_async`]).
+    Stream(StreamOp),
     /// Completed before it started (nothing to do).
     Ready(Option<Outcome>),
 }
 
 impl FileOp {
-    /// Starts `kind` on `owned` for `io`: on the calling worker's ring if it has one for this
-    /// op, the worker keeps running while the future waits (see `green::submit_owned`), and
-    /// `io` is not a custom model (which must receive its operations); else on a helper thread
-    /// of `io`'s model.
+    /// Starts `kind` on `owned` for `io`. A stream's read or write: tried at once, then waiting
+    /// for readiness, on every model (as the sockets' async methods, a custom model does not
+    /// receive it). Else on the calling worker's ring if it has one for this op, the worker
+    /// keeps running while the future waits (see `green::submit_owned`), and `io` is not a
+    /// custom model (which must receive its operations); else on a helper thread of `io`'s
+    /// model.
     #[track_caller]
     pub(super) fn start(io: &Io, kind: Kind, owned: Owned) -> FileOp {
+        if owned.stream.is_some() && matches!(kind, Kind::Read { .. } | Kind::Write { .. }) {
+            return match StreamOp::start(kind, owned) {
+                Ok(op) => FileOp::Stream(op),
+                Err(outcome) => FileOp::Ready(Some(outcome)),
+            };
+        }
         let owned = if crate::op::custom(io).is_none() {
             match submit_on_ring(kind, owned) {
                 Ok(op) => return FileOp::Ring(op),
@@ -317,14 +331,11 @@ impl FileOp {
             owned
         };
         let io2 = io.clone();
-        let gone = Arc::new(AtomicBool::new(false));
-        let gone2 = gone.clone();
-        let job = Offload::start(io, move || {
+        FileOp::Helper(Offload::start(io, move || {
             let mut owned = owned;
-            let result = perform(&io2, kind, &mut owned, &gone2);
+            let result = perform(&io2, kind, &mut owned);
             (result, owned)
-        });
-        FileOp::Helper(job, gone)
+        }))
     }
 
     /// The outcome once the op is over. Must not be polled again after `Ready`.
@@ -338,10 +349,15 @@ impl FileOp {
                 *self = FileOp::Ready(None);
                 Poll::Ready((result, buf))
             }
-            FileOp::Helper(job, _) => {
+            FileOp::Helper(job) => {
                 let (result, owned) = std::task::ready!(job.poll_done(cx));
                 *self = FileOp::Ready(None);
                 Poll::Ready((result, owned.buf))
+            }
+            FileOp::Stream(op) => {
+                let outcome = std::task::ready!(op.poll_done(cx));
+                *self = FileOp::Ready(None);
+                Poll::Ready(outcome)
             }
             FileOp::Ready(outcome) => {
                 Poll::Ready(outcome.take().expect("a FileOp polled after it completed"))
@@ -350,96 +366,24 @@ impl FileOp {
     }
 }
 
-impl Drop for FileOp {
-    fn drop(&mut self) {
-        if let FileOp::Helper(_, gone) = self {
-            gone.store(true, Ordering::Release);
-        }
-    }
-}
-
-/// How long a helper waits for a stream's readiness before it looks whether its future is
-/// still there.
-const STREAM_SLICE_MS: i64 = 50;
-
-/// A stream read or write on a helper thread, for a future that may be dropped while it waits:
-/// one non-blocking attempt at a time (`op` with a deadline already passed), a readiness wait
-/// of [`STREAM_SLICE_MS`] between attempts, and no attempt once `gone` (the future was
-/// dropped). So an abandoned read of an idle FIFO neither holds a helper thread (and the
-/// runtime's shutdown) for ever nor, in the usual case, takes data nobody will see; only a
-/// future dropped between the look at `gone` and the syscall can. (The driver's readiness
-/// waits, once `File` streams use them, make the syscall in `poll` and close that window.)
-fn stream_op(
-    file: &std::fs::File,
-    write: bool,
-    gone: &AtomicBool,
-    mut op: impl FnMut(Option<Instant>) -> io::Result<usize>,
-) -> io::Result<usize> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    loop {
-        if gone.load(Ordering::Acquire) {
-            return Err(crate::error::canceled());
-        }
-        match op(Some(Instant::now())) {
-            Err(e) if crate::is_timed_out(&e) => {
-                let flags = if write { PollFlags::OUT } else { PollFlags::IN };
-                let mut fds = [PollFd::new(file, flags)];
-                let slice = Timespec {
-                    tv_sec: 0,
-                    tv_nsec: STREAM_SLICE_MS * 1_000_000,
-                };
-                match poll(&mut fds, Some(&slice)) {
-                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            other => return other,
-        }
-    }
-}
-
-/// The op as a blocking call, on a helper thread: what the colorblind `File` methods do.
-fn perform(io: &Io, kind: Kind, owned: &mut Owned, gone: &AtomicBool) -> io::Result<u64> {
+/// The op as a blocking call, on a helper thread: what the colorblind `File` methods do. A
+/// stream's reads and writes never come here ([`FileOp::start`]); its seeks and syncs do (they
+/// do not wait for anybody).
+fn perform(io: &Io, kind: Kind, owned: &mut Owned) -> io::Result<u64> {
     let file: &std::fs::File = &owned.file;
     let start = owned.start.min(owned.buf.len());
-    let custom = crate::op::custom(io).is_some();
-    let n = match (kind, owned.stream) {
-        (Kind::Read { offset }, false) => match offset {
+    let n = match kind {
+        Kind::Read { offset } => match offset {
             Some(at) => super::sys::pread(io, file, &mut owned.buf[start..], at),
             None => super::sys::read(io, file, &mut owned.buf[start..]),
         },
-        (Kind::Write { offset }, false) => match offset {
+        Kind::Write { offset } => match offset {
             Some(at) => super::sys::pwrite(io, file, &owned.buf[start..], at),
             None => super::sys::write(io, file, &owned.buf[start..]),
         },
-        // A custom model receives the operations, each bounded by its deadline.
-        (Kind::Read { offset }, true) if custom => {
-            let buf = &mut owned.buf[start..];
-            stream_op(file, false, gone, |d| {
-                stream::read(io, file.as_fd(), buf, offset, d)
-            })
-        }
-        (Kind::Write { offset }, true) if custom => {
-            let buf = &owned.buf[start..];
-            stream_op(file, true, gone, |d| {
-                stream::write(io, file.as_fd(), buf, offset, d)
-            })
-        }
-        (Kind::Read { offset }, true) => {
-            let buf = &mut owned.buf[start..];
-            stream_op(file, false, gone, |d| {
-                stream::read_on_thread(file.as_fd(), buf, offset, d)
-            })
-        }
-        (Kind::Write { offset }, true) => {
-            let buf = &owned.buf[start..];
-            stream_op(file, true, gone, |d| {
-                stream::write_on_thread(file.as_fd(), buf, offset, d)
-            })
-        }
-        (Kind::Sync { data_only: false }, _) => super::sys::fsync(io, file).map(|()| 0),
-        (Kind::Sync { data_only: true }, _) => super::sys::fdatasync(io, file).map(|()| 0),
-        (Kind::Seek(pos), _) => return super::sys::seek(io, file, pos),
+        Kind::Sync { data_only: false } => super::sys::fsync(io, file).map(|()| 0),
+        Kind::Sync { data_only: true } => super::sys::fdatasync(io, file).map(|()| 0),
+        Kind::Seek(pos) => return super::sys::seek(io, file, pos),
     }?;
     Ok(n as u64)
 }

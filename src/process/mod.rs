@@ -23,7 +23,8 @@
 //!   wait. Where pidfds are unavailable it listens for `SIGCHLD`
 //!   ([`zsync::signal`](crate::signal)), which is just as cancelable.
 //! - Piped streams are [`PipeReader`](crate::PipeReader) and [`PipeWriter`](crate::PipeWriter)
-//!   (non-blocking, with cancelable waits; [`ChildStdout`] and friends are those types);
+//!   (non-blocking, with cancelable waits; [`ChildStdout`] and friends are those types, so
+//!   async code reads and writes them too: `read_async`/`write_async`, `AsyncRead`/`AsyncWrite`);
 //!   [`Command::output`] reads stdout and stderr at once, so a child that fills one pipe while
 //!   the other is read does not deadlock, even on the Blocking model.
 //! - Spawning itself is std's (`posix_spawn` or `fork`+`exec`): it blocks the caller until the

@@ -5,6 +5,7 @@ pub mod support;
 
 mod async_events;
 mod async_io;
+mod async_pipe;
 mod broadcast;
 mod broken_pipe;
 

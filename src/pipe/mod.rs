@@ -1,6 +1,9 @@
 //! Anonymous pipes: [`pipe`], [`PipeReader`], [`PipeWriter`]. Counterparts of
 //! [`std::io::pipe`], [`std::io::PipeReader`] and [`std::io::PipeWriter`], whose waits for the
-//! other end are cancellation points on every model.
+//! other end are cancellation points on every model. The async side (readiness polls, `try_io`,
+//! `read_async`/`write_async`, the `AsyncRead`/`AsyncWrite` traits) is in [`async_io`].
+
+mod async_io;
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -10,6 +13,7 @@ use std::process::Stdio;
 use rustix::fs::FileType;
 use rustix::pipe::PipeFlags;
 
+use crate::driver::Registered;
 use crate::op::stream;
 use crate::Io;
 
@@ -61,10 +65,12 @@ pub fn pipe(io: &Io) -> io::Result<(PipeReader, PipeWriter)> {
     let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     Ok((
         PipeReader {
+            registered: Registered::new(),
             io: io.clone(),
             inner: read.into(),
         },
         PipeWriter {
+            registered: Registered::new(),
             io: io.clone(),
             inner: write.into(),
         },
@@ -85,11 +91,17 @@ fn adopt(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// The reading end of a pipe, from [`pipe`]. Counterpart of [`std::io::PipeReader`];
-/// implements [`Read`] (also through `&PipeReader`).
+/// implements [`Read`] (also through `&PipeReader`) and, for async code, `futures_io::AsyncRead`
+/// (Tokio's too with feature `tokio-io`), [`read_async`](PipeReader::read_async) and
+/// [`poll_read_ready`](PipeReader::poll_read_ready), which wait through the runtime's async
+/// driver.
 ///
 /// Every read is a cancellation point and honours the task's deadline; it returns 0 once every
 /// writer is gone and the pipe is empty. The reader remembers the [`Io`] it was created with.
 pub struct PipeReader {
+    /// The async driver registration, made on first async use. Declared before `inner`: it
+    /// must drop (deregister) while the descriptor is still open (see [`Registered`]).
+    registered: Registered,
     io: Io,
     inner: std::io::PipeReader,
 }
@@ -102,6 +114,7 @@ impl PipeReader {
     pub fn from_std(io: &Io, reader: std::io::PipeReader) -> io::Result<PipeReader> {
         adopt(reader.as_fd())?;
         Ok(PipeReader {
+            registered: Registered::new(),
             io: io.clone(),
             inner: reader,
         })
@@ -147,6 +160,7 @@ impl PipeReader {
     /// them.
     pub fn try_clone(&self) -> io::Result<PipeReader> {
         Ok(PipeReader {
+            registered: Registered::new(),
             io: self.io.clone(),
             inner: self.inner.try_clone()?,
         })
@@ -185,13 +199,19 @@ impl Read for &PipeReader {
 }
 
 /// The writing end of a pipe, from [`pipe`]. Counterpart of [`std::io::PipeWriter`];
-/// implements [`Write`] (also through `&PipeWriter`).
+/// implements [`Write`] (also through `&PipeWriter`) and, for async code,
+/// `futures_io::AsyncWrite` (Tokio's too with feature `tokio-io`),
+/// [`write_async`](PipeWriter::write_async) and
+/// [`poll_write_ready`](PipeWriter::poll_write_ready).
 ///
 /// Every write is a cancellation point and honours the task's deadline; it waits while the pipe
 /// is full. A write when every reader is gone fails with `BrokenPipe` (Rust programs ignore the
 /// `SIGPIPE` the kernel also sends, as for std's pipes). Writes of at most 4096 bytes
 /// (`PIPE_BUF`) are atomic: they are never interleaved with other writers' bytes.
 pub struct PipeWriter {
+    /// The async driver registration, made on first async use. Declared before `inner`: it
+    /// must drop (deregister) while the descriptor is still open (see [`Registered`]).
+    registered: Registered,
     io: Io,
     inner: std::io::PipeWriter,
 }
@@ -204,6 +224,7 @@ impl PipeWriter {
     pub fn from_std(io: &Io, writer: std::io::PipeWriter) -> io::Result<PipeWriter> {
         adopt(writer.as_fd())?;
         Ok(PipeWriter {
+            registered: Registered::new(),
             io: io.clone(),
             inner: writer,
         })
@@ -228,6 +249,7 @@ impl PipeWriter {
     /// when both are gone.
     pub fn try_clone(&self) -> io::Result<PipeWriter> {
         Ok(PipeWriter {
+            registered: Registered::new(),
             io: self.io.clone(),
             inner: self.inner.try_clone()?,
         })
