@@ -81,7 +81,7 @@ mod watch;
 /// A conformance module's bodies, by name.
 type Suite = &'static [(&'static str, fn(&Io))];
 
-use support::{open_fds, settled_thread_count, thread_count};
+use support::{open_fds, quiescent_thread_count, settled_thread_count};
 
 #[test]
 fn the_whole_suite_leaks_no_fd_and_no_thread() {
@@ -128,7 +128,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         run(support::green_uring, |_| ());
     }
     let fds_before = open_fds();
-    let threads_before = thread_count();
+    let threads_before = quiescent_thread_count();
     let mut ran = 0;
     for (model_name, builder) in support::models() {
         for (suite, bodies) in suites {

@@ -16,7 +16,7 @@ use zsync::Io;
 #[allow(unused_macros)]
 mod support;
 
-use support::{open_fds, settled_thread_count, thread_count};
+use support::{open_fds, quiescent_thread_count, settled_thread_count};
 
 /// Some work that touches what a runtime owns: tasks, a sleep, a socket pair (on Green, the
 /// workers' reactors or rings).
@@ -81,7 +81,7 @@ fn a_dropped_runtime_leaves_no_thread_and_no_fd() {
         use_once(make);
     }
     let fds_before = open_fds();
-    let threads_before = thread_count();
+    let threads_before = quiescent_thread_count();
     for (name, make) in support::models() {
         use_once(make);
         assert_eq!(

@@ -1162,7 +1162,8 @@ fn a_pipeline_of_tasks_future_tasks_pool_futures_and_async_channel(io: &Io) {
     // The two blocking stages get a thread (or fiber) of their own where the model has one: on
     // Threaded, two closures blocked on channels would otherwise hold both pool workers while
     // the future stage waits for one.
-    let stage = |f: Box<dyn FnOnce(&Io) -> Vec<u32> + Send>| match io.concurrent(f) {
+    type Stage = Box<dyn FnOnce(&Io) -> Vec<u32> + Send>;
+    let stage = |f: Stage| match io.concurrent(f) {
         Ok(task) => task,
         Err(refused) => io.spawn(refused.into_inner()),
     };

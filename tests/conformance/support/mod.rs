@@ -385,6 +385,27 @@ pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// The thread count once it has stopped falling (unchanged for 200 ms, or after 10 s): a
+/// baseline taken right after a runtime shut down would otherwise count its joined threads
+/// that `/proc/self/task` still lists (see [`settled_thread_count`]).
+pub fn quiescent_thread_count() -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut n = thread_count();
+    let mut since = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = thread_count();
+        if now != n {
+            n = now;
+            since = std::time::Instant::now();
+        } else if since.elapsed() >= Duration::from_millis(200)
+            || std::time::Instant::now() >= deadline
+        {
+            return n;
+        }
+    }
+}
+
 /// The thread count once it has dropped to `expected`, or after 10 s. A joined thread may still
 /// be listed in `/proc/self/task` for a moment: `pthread_join` returns when the kernel clears
 /// the thread's tid, before the exiting task is unlisted (longer if it is preempted in between
