@@ -243,7 +243,7 @@ impl Future for ZsyncSleep {
 impl hyper::rt::Sleep for ZsyncSleep {}
 
 /// `recv(2)` without waiting into the unfilled part of `buf`, advancing it by what arrived.
-fn recv_into(fd: impl AsFd, buf: &mut ReadBufCursor<'_>) -> io::Result<()> {
+fn recv_into(fd: impl AsFd, buf: &mut ReadBufCursor<'_>) -> io::Result<usize> {
     // SAFETY: `recv` only writes initialized bytes into the slice, and nothing here writes
     // uninitialized ones into it: hyper's contract for `as_mut`.
     let unfilled = unsafe { buf.as_mut() };
@@ -251,7 +251,7 @@ fn recv_into(fd: impl AsFd, buf: &mut ReadBufCursor<'_>) -> io::Result<()> {
     let n = filled.len();
     // SAFETY: the kernel initialized the first `n` bytes of the unfilled part.
     unsafe { buf.advance(n) };
-    Ok(())
+    Ok(n)
 }
 
 /// `send(2)` without waiting and without `SIGPIPE`.
@@ -283,19 +283,21 @@ fn shutdown_write(result: io::Result<()>) -> io::Result<()> {
     }
 }
 
-/// Runs the non-blocking `op` on `$s` each time `$poll_ready` reports readiness, until it does
-/// not end in `WouldBlock` (which `try_io` turns into "wait again"); `Interrupted` retries.
+/// Runs the non-blocking transfer `op` of up to `$len` bytes on `$s` each time `$poll_ready`
+/// reports readiness, until it does not end in `WouldBlock` (which `try_transfer` turns into
+/// "wait again", as it does a short transfer: the buffer is drained, or full, and the next try
+/// would only meet `WouldBlock`); `Interrupted` retries.
 macro_rules! poll_io {
-    ($s:expr, $cx:expr, $poll_ready:ident, $interest:expr, $op:expr) => {
+    ($s:expr, $cx:expr, $poll_ready:ident, $interest:expr, $len:expr, $op:expr) => {
         loop {
             ready!($s.$poll_ready($cx))?;
-            match $s.try_io($interest, $op) {
+            match $s.try_transfer($interest, $len, $op) {
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                     ) => {}
-                r => return Poll::Ready(r),
+                r => break Poll::Ready(r),
             }
         }
     };
@@ -316,9 +318,11 @@ macro_rules! impl_hyper_io {
                     return Poll::Ready(Ok(()));
                 }
                 let s = &*self;
-                poll_io!(s, cx, poll_read_ready, Interest::Read, || recv_into(
+                let len = buf.remaining();
+                poll_io!(s, cx, poll_read_ready, Interest::Read, len, || recv_into(
                     s, &mut buf
                 ))
+                .map(|r| r.map(drop))
             }
         }
 
@@ -331,7 +335,7 @@ macro_rules! impl_hyper_io {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 let s = &*self;
-                poll_io!(s, cx, poll_write_ready, Interest::Write, || send(s, buf))
+                poll_io!(s, cx, poll_write_ready, Interest::Write, buf.len(), || send(s, buf))
             }
 
             fn poll_write_vectored(
@@ -340,7 +344,8 @@ macro_rules! impl_hyper_io {
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
                 let s = &*self;
-                poll_io!(s, cx, poll_write_ready, Interest::Write, || send_vectored(
+                let len = bufs.iter().map(|b| b.len()).sum();
+                poll_io!(s, cx, poll_write_ready, Interest::Write, len, || send_vectored(
                     s, bufs
                 ))
             }

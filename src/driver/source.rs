@@ -252,9 +252,38 @@ impl Source {
         interest: Interest,
         f: impl FnOnce() -> io::Result<R>,
     ) -> io::Result<R> {
+        self.try_io_draining(interest, f, |_| false)
+    }
+
+    /// [`try_io`](Self::try_io) for a stream transfer of up to `len` bytes: one that moved
+    /// some but fewer bytes has emptied the receive buffer or filled the send buffer, so it
+    /// clears the readiness too, as `WouldBlock` would, and the next transfer waits for the
+    /// next edge instead of making a syscall that would only return `WouldBlock` (Tokio's
+    /// `PollEvented` does the same). The end of a stream (`0` read) keeps it: that lasts.
+    pub(crate) fn try_transfer(
+        &self,
+        interest: Interest,
+        len: usize,
+        f: impl FnOnce() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.try_io_draining(interest, f, |&n| n > 0 && n < len)
+    }
+
+    /// Runs `f`; clears the readiness it used up (unless an event came meanwhile) on
+    /// `WouldBlock`, or on a success that `drained` says used it up.
+    fn try_io_draining<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce() -> io::Result<R>,
+        drained: impl FnOnce(&R) -> bool,
+    ) -> io::Result<R> {
         let seen = self.readiness.load(Ordering::Acquire);
         let result = f();
-        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+        let used_up = match &result {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            Ok(value) => drained(value),
+        };
+        if used_up {
             self.clear(interest, seen);
         }
         result
@@ -275,8 +304,32 @@ impl Source {
         &self,
         interest: Interest,
         cx: &mut Context<'_>,
+        waiter: Waiter<'_>,
+        f: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_draining(interest, cx, waiter, f, |_| false)
+    }
+
+    /// [`poll_io`](Self::poll_io) for a stream transfer of up to `len` bytes (see
+    /// [`try_transfer`](Self::try_transfer)).
+    pub(crate) fn poll_transfer(
+        &self,
+        interest: Interest,
+        cx: &mut Context<'_>,
+        waiter: Waiter<'_>,
+        len: usize,
+        f: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_draining(interest, cx, waiter, f, |&n| n > 0 && n < len)
+    }
+
+    fn poll_draining<R>(
+        &self,
+        interest: Interest,
+        cx: &mut Context<'_>,
         mut waiter: Waiter<'_>,
         mut f: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         loop {
             let w = match &mut waiter {
@@ -288,7 +341,7 @@ impl Source {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
-            match self.try_io(interest, &mut f) {
+            match self.try_io_draining(interest, &mut f, &drained) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => return Poll::Ready(result),
@@ -301,7 +354,27 @@ impl Source {
     pub(crate) async fn io<R>(
         &self,
         interest: Interest,
+        f: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.io_draining(interest, f, |_| false).await
+    }
+
+    /// [`io`](Self::io) for a stream transfer of up to `len` bytes (see
+    /// [`try_transfer`](Self::try_transfer)).
+    pub(crate) async fn transfer(
+        &self,
+        interest: Interest,
+        len: usize,
+        f: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.io_draining(interest, f, |&n| n > 0 && n < len).await
+    }
+
+    async fn io_draining<R>(
+        &self,
+        interest: Interest,
         mut f: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         struct Leave<'a>(&'a Source, Interest, Option<usize>);
         impl Drop for Leave<'_> {
@@ -314,7 +387,7 @@ impl Source {
         let mut guard = Leave(self, interest, None);
         std::future::poll_fn(|cx| {
             let key = &mut guard.2;
-            self.poll_io(interest, cx, Waiter::Keyed(key), &mut f)
+            self.poll_draining(interest, cx, Waiter::Keyed(key), &mut f, &drained)
         })
         .await
     }

@@ -78,8 +78,11 @@ macro_rules! impl_async_stream {
             /// [`zsync::time::timeout`](crate::time::timeout)).
             #[doc = concat!("```\n", $example, "\n```")]
             pub async fn read_async(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let len = buf.len();
                 self.sock
-                    .io_async($crate::net::Interest::Read, |_| self.sock.recv_now(buf))
+                    .transfer_async($crate::net::Interest::Read, len, |_| {
+                        self.sock.recv_now(buf)
+                    })
                     .await
             }
 
@@ -89,8 +92,24 @@ macro_rules! impl_async_stream {
             #[doc = concat!("```\n", $example, "\n```")]
             pub async fn write_async(&self, buf: &[u8]) -> std::io::Result<usize> {
                 self.sock
-                    .io_async($crate::net::Interest::Write, |_| self.sock.send_now(buf))
+                    .transfer_async($crate::net::Interest::Write, buf.len(), |_| {
+                        self.sock.send_now(buf)
+                    })
                     .await
+            }
+        }
+
+        impl $t {
+            /// `try_io` for a transfer of up to `len` bytes: a short one uses the readiness up
+            /// too (for `compat::hyper`'s transport).
+            #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+            pub(crate) fn try_transfer(
+                &self,
+                interest: $crate::net::Interest,
+                len: usize,
+                f: impl FnOnce() -> std::io::Result<usize>,
+            ) -> std::io::Result<usize> {
+                self.sock.try_transfer(interest, len, f)
             }
         }
 
@@ -105,8 +124,11 @@ macro_rules! impl_async_stream {
                 cx: &mut std::task::Context<'_>,
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
+                let len = buf.len();
                 self.sock
-                    .poll_io($crate::net::Interest::Read, cx, |_| self.sock.recv_now(buf))
+                    .poll_transfer($crate::net::Interest::Read, cx, len, |_| {
+                        self.sock.recv_now(buf)
+                    })
             }
         }
 
@@ -119,7 +141,9 @@ macro_rules! impl_async_stream {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 self.sock
-                    .poll_io($crate::net::Interest::Write, cx, |_| self.sock.send_now(buf))
+                    .poll_transfer($crate::net::Interest::Write, cx, buf.len(), |_| {
+                        self.sock.send_now(buf)
+                    })
             }
 
             fn poll_flush(
@@ -145,7 +169,8 @@ macro_rules! impl_async_stream {
                 cx: &mut std::task::Context<'_>,
                 buf: &mut ::tokio::io::ReadBuf<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                let polled = self.sock.poll_io($crate::net::Interest::Read, cx, |_| {
+                let len = buf.remaining();
+                let polled = self.sock.poll_transfer($crate::net::Interest::Read, cx, len, |_| {
                     self.sock.recv_now(buf.initialize_unfilled())
                 });
                 match polled {
@@ -169,7 +194,9 @@ macro_rules! impl_async_stream {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 self.sock
-                    .poll_io($crate::net::Interest::Write, cx, |_| self.sock.send_now(buf))
+                    .poll_transfer($crate::net::Interest::Write, cx, buf.len(), |_| {
+                        self.sock.send_now(buf)
+                    })
             }
 
             fn poll_flush(

@@ -246,18 +246,41 @@ impl<S: AsFd> Socket<S> {
         self.source()?.try_io(interest, f)
     }
 
-    /// Polls the non-blocking `f` on the std socket until it does not report `WouldBlock`
-    /// (the poll slot: for the `AsyncRead`/`AsyncWrite` impls).
-    pub(crate) fn poll_io<R>(
+    /// Polls the non-blocking transfer `f` of up to `len` bytes on the std socket until it
+    /// does not report `WouldBlock` (the poll slot: for the `AsyncRead`/`AsyncWrite` impls). A
+    /// short transfer uses the readiness up (see
+    /// [`Source::try_transfer`](crate::driver::Source::try_transfer)).
+    pub(crate) fn poll_transfer(
         &self,
         interest: Interest,
         cx: &mut std::task::Context<'_>,
-        mut f: impl FnMut(&S) -> io::Result<R>,
-    ) -> std::task::Poll<io::Result<R>> {
+        len: usize,
+        mut f: impl FnMut(&S) -> io::Result<usize>,
+    ) -> std::task::Poll<io::Result<usize>> {
         match self.source() {
-            Ok(source) => source.poll_io(interest, cx, Waiter::Poll, || f(&self.std)),
+            Ok(source) => source.poll_transfer(interest, cx, Waiter::Poll, len, || f(&self.std)),
             Err(e) => std::task::Poll::Ready(Err(e)),
         }
+    }
+
+    /// [`io_async`](Self::io_async) for a stream transfer of up to `len` bytes.
+    pub(crate) async fn transfer_async(
+        &self,
+        interest: Interest,
+        len: usize,
+        mut f: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.source()?.transfer(interest, len, || f(&self.std)).await
+    }
+
+    /// [`try_io`](Self::try_io) for a stream transfer of up to `len` bytes.
+    pub(crate) fn try_transfer(
+        &self,
+        interest: Interest,
+        len: usize,
+        f: impl FnOnce() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.source()?.try_transfer(interest, len, f)
     }
 
     /// Waits (as a future) until the non-blocking `f` on the std socket does not report
