@@ -22,8 +22,8 @@
 //!   Larger or over-aligned frames use the global allocator with their own layout.
 //! - **Bounded.** A class keeps at most [`keep`] blocks (about 16 KiB of them, at least 4, at
 //!   most 64); a block freed into a full class goes back to the global allocator. After a spike
-//!   (100k tasks spawned, then finished) a thread holds at most its caps, about 200 KiB if every
-//!   class is full, typically a few KiB.
+//!   (100k tasks spawned, then finished) a thread holds at most its caps: 172 KiB if every
+//!   class were full, typically one class's 16 KiB.
 //! - **Opt-in, per thread.** Only threads that run tasks have a cache: a model's worker enables
 //!   it for as long as its loop runs ([`enable`]), and the cache is emptied when the last such
 //!   scope ends, or when the thread exits. Anywhere else (a thread of the user's, a waker
@@ -146,7 +146,12 @@ impl Cache {
         }
         // SAFETY: `block` is a whole block of `class` (`free`'s contract), nobody else's any
         // more, so its first word may hold the link.
-        unsafe { block.cast::<*mut u8>().as_ptr().write(self.heads[class].get()) };
+        unsafe {
+            block
+                .cast::<*mut u8>()
+                .as_ptr()
+                .write(self.heads[class].get())
+        };
         self.heads[class].set(block.as_ptr());
         self.counts[class].set(count + 1);
         asan::poison(block, class_size(class));
@@ -289,11 +294,17 @@ mod tests {
         for size in 1..=MAX {
             let class = class_of(Layout::from_size_align(size, 8).unwrap()).unwrap();
             assert!(class_size(class) >= size, "{size} fits its class");
-            assert!(class == 0 || class_size(class - 1) < size, "{size}: smallest class");
+            assert!(
+                class == 0 || class_size(class - 1) < size,
+                "{size}: smallest class"
+            );
             assert!(class >= last);
             last = class;
             if size > MIN {
-                assert!(class_size(class) * 2 <= size * 3, "{size}: slack below a third");
+                assert!(
+                    class_size(class) * 2 <= size * 3,
+                    "{size}: slack below a third"
+                );
             }
         }
         assert_eq!(class_of(Layout::from_size_align(MAX + 1, 8).unwrap()), None);

@@ -258,7 +258,9 @@ where
     fn schedule(this: Frame<Self>) {
         let home = this.home;
         let io = this.core.io.clone();
-        io.inner.model.schedule_future(Self::runnable(this), home, false);
+        io.inner
+            .model
+            .schedule_future(Self::runnable(this), home, false);
     }
 
     /// Takes the future back from a task whose model refused it, if it has not been polled.

@@ -231,7 +231,8 @@ unsafe fn release<T: ?Sized>(block: NonNull<Block<T>>) {
     // The value may still hold user code's values: contained (see the module docs). A panic
     // in one field's drop still drops the others (drop glue goes on while unwinding).
     // SAFETY: the value is live and ours alone; it is dropped exactly once, here.
-    let dropped = contain::catch(|| unsafe { ptr::drop_in_place(&raw mut (*block.as_ptr()).value) });
+    let dropped =
+        contain::catch(|| unsafe { ptr::drop_in_place(&raw mut (*block.as_ptr()).value) });
     // SAFETY: the value is gone (dropped, or its drop unwound after dropping every field) and
     // no reference is left: the memory is nobody's; `cache::alloc` gave it with this layout.
     unsafe { cache::free(block.cast(), layout) };

@@ -338,7 +338,9 @@ impl<T> Core<T> {
 
     /// What user code may still own in a cell about to be freed: a result nobody took and a
     /// joiner's waker (see `Drop for FutureCell`), for the caller to drop under containment.
-    pub(crate) fn take_leftovers(&mut self) -> (Option<thread::Result<T>>, Option<std::task::Waker>) {
+    pub(crate) fn take_leftovers(
+        &mut self,
+    ) -> (Option<thread::Result<T>>, Option<std::task::Waker>) {
         // SAFETY: `&mut self`: nobody else can touch the slot.
         let result = self.life.result.with_mut(|r| unsafe { (*r).take() });
         (result, self.waiter.take())
