@@ -29,7 +29,7 @@
 //!   scope ends, or when the thread exits. Anywhere else (a thread of the user's, a waker
 //!   fired from a foreign thread, a thread past its thread-local destructors) frames come from
 //!   and go to the global allocator directly.
-//! - **Nothing runs on the way.** [`alloc`] and [`free`] touch only the thread's own lists: no
+//! - **Nothing runs on the way.** [`alloc`](fn@alloc) and [`free`] touch only the thread's own lists: no
 //!   lock, no atomic, no user code, no allocation (the lists are threaded through the free
 //!   blocks themselves). Memory reaches [`free`] only from the last reference of a frame (see
 //!   [`super::frame`]), after its value was dropped: nothing can touch it any more.
@@ -56,7 +56,7 @@ const CLASS_BUDGET: usize = 16 * 1024;
 
 /// Block size of class `i`: `64 << i/2` for even `i`, `96 << i/2` for odd `i`.
 const fn class_size(i: usize) -> usize {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         MIN << (i / 2)
     } else {
         (MIN + MIN / 2) << (i / 2)
@@ -197,7 +197,7 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
 /// class has room, else to the global allocator.
 ///
 /// # Safety
-/// `block` came from [`alloc`] with the same `layout`, and nothing will touch it again: the
+/// `block` came from [`alloc`](fn@alloc) with the same `layout`, and nothing will touch it again: the
 /// frame's value was dropped and no reference to the frame is left.
 #[inline]
 pub(crate) unsafe fn free(block: NonNull<u8>, layout: Layout) {
@@ -239,7 +239,7 @@ impl Drop for Scope {
 }
 
 /// Bytes held in this thread's cache (for tests).
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) fn cached_bytes() -> usize {
     CACHE.with(|c| {
         (0..CLASSES)
