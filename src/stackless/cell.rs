@@ -307,9 +307,11 @@ where
         Self::waker_forget,
     );
 
-    /// A waker's data pointer as the frame pointer it is (never null: made from a frame).
+    /// A waker's data pointer as the frame pointer it is.
     fn frame_ptr(p: *const ()) -> NonNull<()> {
-        NonNull::new(p.cast_mut()).expect("a future task's waker holds its frame")
+        // SAFETY: every waker of these vtables was made from a frame's pointer
+        // (`borrowed_waker`, `node_waker`, `waker_clone`), which is never null.
+        unsafe { NonNull::new_unchecked(p.cast_mut()) }
     }
 
     unsafe fn waker_clone(p: *const ()) -> RawWaker {
@@ -478,8 +480,9 @@ where
 impl<F: Future> Drop for FutureCell<F> {
     /// Runs when the last reference goes, on whichever thread drops it, before the frame's
     /// memory is recycled. What may still be user code's is dropped here, contained, with its
-    /// panic recorded for `run`: a future never polled (its runtime ended abnormally), a result
-    /// nobody took, a joiner's waker. Normally all three are gone already.
+    /// panic recorded for `run`: a future never polled (its runtime ended abnormally) and a
+    /// result nobody took; normally both are gone already. (A joiner's waker left in the core
+    /// drops with the fields, inside the frame's own containment.)
     fn drop(&mut self) {
         if matches!(self.home, Home::Worker(_)) {
             // A `!Send` future is dropped by its last poll, on its worker. One still here
@@ -503,8 +506,8 @@ impl<F: Future> Drop for FutureCell<F> {
         if let Err(payload) = dropped {
             self.core.io.inner.state.record_panic(payload);
         }
-        let (result, waiter) = self.core.take_leftovers();
-        if let Err(payload) = contain::catch(move || drop((waiter, result))) {
+        let result = self.core.take_leftover();
+        if let Err(payload) = contain::catch(move || drop(result)) {
             self.core.io.inner.state.record_panic(payload);
         }
     }

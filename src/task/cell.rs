@@ -336,14 +336,11 @@ impl<T> Core<T> {
         self.life.take()
     }
 
-    /// What user code may still own in a cell about to be freed: a result nobody took and a
-    /// joiner's waker (see `Drop for FutureCell`), for the caller to drop under containment.
-    pub(crate) fn take_leftovers(
-        &mut self,
-    ) -> (Option<thread::Result<T>>, Option<std::task::Waker>) {
+    /// A result nobody took from a cell about to be freed (see `Drop for FutureCell`), for the
+    /// caller to drop under containment: the value's `Drop` is user code.
+    pub(crate) fn take_leftover(&mut self) -> Option<thread::Result<T>> {
         // SAFETY: `&mut self`: nobody else can touch the slot.
-        let result = self.life.result.with_mut(|r| unsafe { (*r).take() });
-        (result, self.waiter.take())
+        self.life.result.with_mut(|r| unsafe { (*r).take() })
     }
 
     /// Registers the waker to be woken when the task completes (one waiter at a time).
