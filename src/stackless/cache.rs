@@ -349,4 +349,34 @@ mod tests {
         .join()
         .unwrap();
     }
+
+    /// Under ASan, a cached block is off limits but for its link word, and usable again once
+    /// handed out.
+    #[cfg(zsync_asan)]
+    #[test]
+    fn a_cached_block_is_poisoned_under_asan() {
+        extern "C" {
+            fn __asan_address_is_poisoned(addr: *const u8) -> i32;
+        }
+        std::thread::spawn(|| {
+            let layout = Layout::from_size_align(200, 8).unwrap();
+            let _scope = enable();
+            let p = alloc(layout);
+            // SAFETY: just allocated with this layout, never used.
+            unsafe { free(p, layout) };
+            // SAFETY: ASan's interface, asked about addresses inside the cached block.
+            unsafe {
+                assert_eq!(__asan_address_is_poisoned(p.as_ptr()), 0, "the link word");
+                assert_eq!(__asan_address_is_poisoned(p.as_ptr().add(64)), 1);
+            }
+            let q = alloc(layout);
+            assert_eq!(q, p);
+            // SAFETY: as above.
+            assert_eq!(unsafe { __asan_address_is_poisoned(q.as_ptr().add(64)) }, 0);
+            // SAFETY: allocated with this layout just above.
+            unsafe { free(q, layout) };
+        })
+        .join()
+        .unwrap();
+    }
 }
