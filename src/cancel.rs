@@ -222,17 +222,17 @@ impl std::ops::Deref for dyn NodeSource + '_ {
 impl NodeRef {
     /// A node with no parent: the root task of a `run`.
     pub(crate) fn root() -> NodeRef {
-        NodeRef(CellRef::Arc(Arc::new(CancelNode::new(None))))
+        NodeRef(CellRef::from_arc(Arc::new(CancelNode::new(None))))
     }
 
     /// A reference to the node inside `owner`.
     pub(crate) fn new(owner: Arc<dyn NodeOwner>) -> NodeRef {
-        NodeRef(CellRef::Arc(owner))
+        NodeRef(CellRef::from_arc(owner))
     }
 
     /// A reference to the node inside a future task's cell.
     pub(crate) fn from_frame(owner: Frame<dyn NodeOwner>) -> NodeRef {
-        NodeRef(CellRef::Frame(owner))
+        NodeRef(CellRef::from_frame(owner))
     }
 
     /// [`CancelNode::ensure_registered`] for this node.
@@ -317,7 +317,9 @@ impl CancelNode {
 
     /// A child of `parent` on its own (a group's scope).
     pub(crate) fn child(parent: &NodeRef) -> NodeRef {
-        NodeRef(CellRef::Arc(Arc::new(CancelNode::child_of(parent.clone()))))
+        NodeRef(CellRef::from_arc(Arc::new(CancelNode::child_of(
+            parent.clone(),
+        ))))
     }
 
     /// Makes this node reachable from every ancestor's `cancel()`, so that a task about to block

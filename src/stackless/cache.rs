@@ -26,9 +26,9 @@
 //!   class were full, typically one class's 16 KiB.
 //! - **Opt-in, per thread.** Only threads that run tasks have a cache: a model's worker enables
 //!   it for as long as its loop runs ([`enable`]), and the cache is emptied when the last such
-//!   scope ends, or when the thread exits. Anywhere else (a thread of the user's, a waker
-//!   fired from a foreign thread, a thread past its thread-local destructors) frames come from
-//!   and go to the global allocator directly.
+//!   scope ends (before the worker's thread exits). Anywhere else (a thread of the user's, a
+//!   waker fired from a foreign thread) frames come from and go to the global allocator
+//!   directly.
 //! - **Nothing runs on the way.** [`alloc`](fn@alloc) and [`free`] touch only the thread's own lists: no
 //!   lock, no atomic, no user code, no allocation (the lists are threaded through the free
 //!   blocks themselves). Memory reaches [`free`] only from the last reference of a frame (see
@@ -111,8 +111,10 @@ struct Cache {
 }
 
 thread_local! {
-    /// This thread's cache: const-initialized (no lazy-init check), emptied by its destructor
-    /// when the thread exits.
+    /// This thread's cache: const-initialized and without a destructor, so that reaching it
+    /// is a plain thread-local access (no lazy-init or teardown-state check). It holds blocks
+    /// only while a [`Scope`] lives, and the last scope's end empties it: a thread leaves
+    /// nothing behind (a worker's scope ends with its loop, before the thread exits).
     static CACHE: Cache = const {
         Cache {
             users: Cell::new(0),
@@ -169,19 +171,13 @@ impl Cache {
     }
 }
 
-impl Drop for Cache {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
 /// Memory for a frame of `layout` (whose size is never zero): from this thread's cache when it
 /// has a block of the frame's class, else from the global allocator.
 #[inline]
 pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     let layout = match class_of(layout) {
         Some(class) => {
-            if let Ok(Some(block)) = CACHE.try_with(|c| c.pop(class)) {
+            if let Some(block) = CACHE.with(|c| c.pop(class)) {
                 return block;
             }
             class_layout(class)
@@ -202,10 +198,9 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
 #[inline]
 pub(crate) unsafe fn free(block: NonNull<u8>, layout: Layout) {
     let (block, layout) = match class_of(layout) {
-        Some(class) => match CACHE.try_with(|c| c.push(class, block)) {
-            Ok(Ok(())) => return,
-            Ok(Err(block)) => (block, class_layout(class)),
-            Err(_) => (block, class_layout(class)),
+        Some(class) => match CACHE.with(|c| c.push(class, block)) {
+            Ok(()) => return,
+            Err(block) => (block, class_layout(class)),
         },
         None => (block, layout),
     };
@@ -220,15 +215,15 @@ pub(crate) unsafe fn free(block: NonNull<u8>, layout: Layout) {
 pub(crate) struct Scope(());
 
 /// Turns this thread's frame cache on until the returned scope is dropped (see the module
-/// docs). Does nothing on a thread whose thread-locals are being torn down.
+/// docs).
 pub(crate) fn enable() -> Scope {
-    let _ = CACHE.try_with(|c| c.users.set(c.users.get() + 1));
+    CACHE.with(|c| c.users.set(c.users.get() + 1));
     Scope(())
 }
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        let _ = CACHE.try_with(|c| {
+        CACHE.with(|c| {
             let users = c.users.get().saturating_sub(1);
             c.users.set(users);
             if users == 0 {

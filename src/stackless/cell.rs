@@ -246,7 +246,7 @@ where
 
     /// A queue entry for the task `this`.
     pub(crate) fn runnable(this: Frame<Self>) -> Runnable {
-        Runnable(CellRef::Frame(Frame::into_run(this)))
+        Runnable(CellRef::from_frame(Frame::into_run(this)))
     }
 
     /// The handle of the task `this`.

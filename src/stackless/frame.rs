@@ -122,11 +122,6 @@ impl<T> Frame<T> {
 }
 
 impl<T: ?Sized> Frame<T> {
-    /// The value's address: what identifies the task across its references.
-    pub(crate) fn addr(this: &Frame<T>) -> *const () {
-        ptr::from_ref::<T>(this).cast()
-    }
-
     /// Gives up this reference as a thin pointer to the block, whatever `T` is (a trait object
     /// loses its metadata: the receiver must know the concrete type).
     pub(crate) fn into_thin(this: Frame<T>) -> NonNull<()> {
@@ -243,29 +238,112 @@ unsafe fn release<T: ?Sized>(block: NonNull<Block<T>>) {
 
 /// An owning reference to a task's cell, type-erased as `D`: a closure task's `Arc`, or a
 /// future task's pooled [`Frame`].
-pub(crate) enum CellRef<D: ?Sized> {
-    Arc(Arc<D>),
-    Frame(Frame<D>),
+///
+/// Kept as the value's pointer and which of the two owns it, rather than as an enum of the two
+/// smart pointers, so that reading the cell (every `Deref`: each step of a cancellation walk,
+/// each handle poll) is the pointer itself, with no branch and no offset to compute; only
+/// `Clone` and `Drop` look at the owner.
+pub(crate) struct CellRef<D: ?Sized> {
+    /// The value: `Arc::into_raw` of an `Arc`, or the `value` field of a frame's block. The
+    /// reference counts one on its owner.
+    value: NonNull<D>,
+    /// Whether the owner is a [`Frame`] (else an `Arc`).
+    frame: bool,
 }
 
+// SAFETY: as the `Arc<D>` or `Frame<D>` it stands for (both `Send + Sync` for such `D`).
+unsafe impl<D: ?Sized + Send + Sync> Send for CellRef<D> {}
+// SAFETY: as above.
+unsafe impl<D: ?Sized + Send + Sync> Sync for CellRef<D> {}
+
 impl<D: ?Sized> CellRef<D> {
+    /// Takes over an `Arc`'s reference.
+    pub(crate) fn from_arc(arc: Arc<D>) -> CellRef<D> {
+        let value = Arc::into_raw(arc).cast_mut();
+        CellRef {
+            // SAFETY: `Arc::into_raw` never returns null.
+            value: unsafe { NonNull::new_unchecked(value) },
+            frame: false,
+        }
+    }
+
+    /// Takes over a frame's reference.
+    pub(crate) fn from_frame(frame: Frame<D>) -> CellRef<D> {
+        let block = frame.ptr;
+        std::mem::forget(frame);
+        // SAFETY: `block` is live (the reference just taken over); the projection keeps the
+        // whole block's provenance, which `block_of` relies on to go back.
+        let value = unsafe { &raw mut (*block.as_ptr()).value };
+        CellRef {
+            // SAFETY: a field of a non-null block.
+            value: unsafe { NonNull::new_unchecked(value) },
+            frame: true,
+        }
+    }
+
+    /// The frame block of a frame-owned reference.
+    fn block_of(&self) -> NonNull<Block<D>> {
+        debug_assert!(self.frame);
+        // `value` sits after the count, at the count's size rounded up to the value's
+        // alignment (`repr(C)`).
+        // SAFETY: the value is live (this reference).
+        let align = std::mem::align_of_val(unsafe { self.value.as_ref() });
+        let offset = std::mem::size_of::<AtomicUsize>().next_multiple_of(align);
+        // SAFETY: `value` was projected from its block (`from_frame`), with the block's
+        // provenance; stepping back by the field's offset gives the block, and the cast keeps
+        // the metadata (the same trait object's).
+        unsafe { NonNull::new_unchecked(self.value.as_ptr().byte_sub(offset) as *mut Block<D>) }
+    }
+
+    /// Gives up this reference as a frame, or as an `Arc`.
+    pub(crate) fn into_owner(self) -> Result<Frame<D>, Arc<D>> {
+        let this = std::mem::ManuallyDrop::new(self);
+        if this.frame {
+            Ok(Frame {
+                ptr: this.block_of(),
+                _owns: PhantomData,
+            })
+        } else {
+            // SAFETY: `value` came from `Arc::into_raw`, and this reference's count moves to
+            // the rebuilt `Arc`.
+            Err(unsafe { Arc::from_raw(this.value.as_ptr()) })
+        }
+    }
+
     /// The cell's address (its value's): identifies the task across its references.
     #[inline]
     pub(crate) fn addr(&self) -> *const () {
-        match self {
-            CellRef::Arc(a) => Arc::as_ptr(a).cast(),
-            CellRef::Frame(f) => Frame::addr(f),
-        }
+        self.value.as_ptr().cast_const().cast()
     }
 }
 
 impl<D: ?Sized> Clone for CellRef<D> {
     #[inline]
     fn clone(&self) -> CellRef<D> {
-        match self {
-            CellRef::Arc(a) => CellRef::Arc(a.clone()),
-            CellRef::Frame(f) => CellRef::Frame(f.clone()),
+        if self.frame {
+            // SAFETY: the block is live (this reference).
+            acquire(unsafe { &self.block_of().as_ref().refs });
+        } else {
+            // SAFETY: `value` came from `Arc::into_raw` and the `Arc` is live (this
+            // reference); the new reference takes the new count.
+            unsafe { Arc::increment_strong_count(self.value.as_ptr()) };
         }
+        CellRef {
+            value: self.value,
+            frame: self.frame,
+        }
+    }
+}
+
+impl<D: ?Sized> Drop for CellRef<D> {
+    #[inline]
+    fn drop(&mut self) {
+        let this = CellRef {
+            value: self.value,
+            frame: self.frame,
+        };
+        // `into_owner` rebuilds the owner from this reference's count; dropping it releases it.
+        drop(this.into_owner());
     }
 }
 
@@ -274,10 +352,8 @@ impl<D: ?Sized> Deref for CellRef<D> {
 
     #[inline]
     fn deref(&self) -> &D {
-        match self {
-            CellRef::Arc(a) => a,
-            CellRef::Frame(f) => f,
-        }
+        // SAFETY: this reference keeps the value alive.
+        unsafe { self.value.as_ref() }
     }
 }
 
@@ -388,6 +464,34 @@ mod tests {
             cache::class_of(layout),
             cache::class_of(Layout::new::<[u64; 32]>())
         );
+    }
+
+    /// A cell reference finds its frame's block again from the value's pointer, whatever the
+    /// value's alignment (the count is followed by padding up to it), and releases it once.
+    #[test]
+    fn a_cell_ref_to_an_over_aligned_value_finds_its_block() {
+        use std::sync::atomic::AtomicUsize as Count;
+        #[repr(align(64))]
+        struct Wide(u8, Arc<Count>);
+        impl Drop for Wide {
+            fn drop(&mut self) {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let drops = Arc::new(Count::new(0));
+        let frame = Frame::new(Wide(7, drops.clone()));
+        let block = frame.ptr.cast::<u8>();
+        let cell = CellRef::from_frame(frame);
+        assert_eq!(cell.0, 7);
+        assert_eq!(cell.addr() as usize - block.as_ptr() as usize, 64);
+        let other = cell.clone();
+        drop(cell);
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 0);
+        match other.into_owner() {
+            Ok(frame) => assert_eq!(frame.ptr.cast::<u8>(), block),
+            Err(_) => panic!("a frame's reference gives back a frame"),
+        }
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// A value whose drop panics: the panic is contained, and the memory freed exactly once

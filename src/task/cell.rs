@@ -55,7 +55,7 @@ pub struct Runnable(pub(crate) CellRef<dyn Run>);
 impl Runnable {
     /// A queue entry for a task (or job) whose cell is an `Arc`.
     pub(crate) fn from_arc(task: Arc<dyn Run>) -> Runnable {
-        Runnable(CellRef::Arc(task))
+        Runnable(CellRef::from_arc(task))
     }
 
     /// A second queue entry for the same task: a task runs once, whichever entry runs it.
@@ -74,9 +74,9 @@ impl Runnable {
     /// Does not unwind: a panic of the task (or of its value's `Drop`, or of its joiner's
     /// waker) is kept for whoever observes the task, or for [`run`](crate::run) to re-raise.
     pub fn run(self) {
-        match self.0 {
-            CellRef::Arc(task) => task.run(),
-            CellRef::Frame(frame) => {
+        match self.0.into_owner() {
+            Err(task) => task.run(),
+            Ok(frame) => {
                 let entry = frame.frame_entry();
                 // SAFETY: `frame_entry` is the entry point of the frame's concrete cell type,
                 // which takes the thin pointer of a frame of that type and the one reference

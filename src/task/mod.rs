@@ -62,12 +62,12 @@ impl<T> Task<T> {
     }
 
     pub(crate) fn shared(cell: Arc<dyn Joinable<T>>) -> Task<T> {
-        Task::from_cell(CellRef::Arc(cell))
+        Task::from_cell(CellRef::from_arc(cell))
     }
 
     /// The handle of a future task, whose cell is a pooled frame.
     pub(crate) fn frame(cell: Frame<dyn Joinable<T>>) -> Task<T> {
-        Task::from_cell(CellRef::Frame(cell))
+        Task::from_cell(CellRef::from_frame(cell))
     }
 
     fn from_cell(cell: CellRef<dyn Joinable<T>>) -> Task<T> {
