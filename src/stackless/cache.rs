@@ -75,6 +75,17 @@ pub(crate) const fn keep(i: usize) -> usize {
     }
 }
 
+/// [`keep`] of every class, computed once (no division on the free path).
+const KEEP: [usize; CLASSES] = {
+    let mut keeps = [0; CLASSES];
+    let mut i = 0;
+    while i < CLASSES {
+        keeps[i] = keep(i);
+        i += 1;
+    }
+    keeps
+};
+
 /// The layout of class `i`'s blocks.
 fn class_layout(i: usize) -> Layout {
     // SAFETY: `ALIGN` is a power of two and every class size is a multiple of it, far below
@@ -143,7 +154,7 @@ impl Cache {
     #[inline]
     fn push(&self, class: usize, block: NonNull<u8>) -> Result<(), NonNull<u8>> {
         let count = self.counts[class].get();
-        if self.users.get() == 0 || count >= keep(class) {
+        if self.users.get() == 0 || count >= KEEP[class] {
             return Err(block);
         }
         // SAFETY: `block` is a whole block of `class` (`free`'s contract), nobody else's any

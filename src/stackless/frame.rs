@@ -239,17 +239,22 @@ unsafe fn release<T: ?Sized>(block: NonNull<Block<T>>) {
 /// An owning reference to a task's cell, type-erased as `D`: a closure task's `Arc`, or a
 /// future task's pooled [`Frame`].
 ///
-/// Kept as the value's pointer and which of the two owns it, rather than as an enum of the two
-/// smart pointers, so that reading the cell (every `Deref`: each step of a cancellation walk,
-/// each handle poll) is the pointer itself, with no branch and no offset to compute; only
+/// Kept as the value's pointer, tagged with its owner, rather than as an enum of the two smart
+/// pointers: reading the cell (every `Deref`: each step of a cancellation walk, each handle
+/// poll) is the pointer with one bit masked, no branch and no offset to compute, and the
+/// reference is two words, as an `Arc<dyn …>` was (a queue entry stays that small). Only
 /// `Clone` and `Drop` look at the owner.
 pub(crate) struct CellRef<D: ?Sized> {
-    /// The value: `Arc::into_raw` of an `Arc`, or the `value` field of a frame's block. The
-    /// reference counts one on its owner.
-    value: NonNull<D>,
-    /// Whether the owner is a [`Frame`] (else an `Arc`).
-    frame: bool,
+    /// The value's address, plus [`FRAME_TAG`] when a [`Frame`] owns it (else an `Arc`): the
+    /// value is `Arc::into_raw` of an `Arc`, or the `value` field of a frame's block, and
+    /// this reference counts one on its owner. Both put the value at an address that is a
+    /// multiple of 8 (after an `Arc`'s two counts, std's layout, or a frame's one, in blocks
+    /// aligned to at least 8), so the tag bit is free (a unit test checks std's side).
+    tagged: NonNull<D>,
 }
+
+/// The low bit of [`CellRef::tagged`]: set for a frame.
+const FRAME_TAG: usize = 1;
 
 // SAFETY: as the `Arc<D>` or `Frame<D>` it stands for (both `Send + Sync` for such `D`).
 unsafe impl<D: ?Sized + Send + Sync> Send for CellRef<D> {}
@@ -260,10 +265,10 @@ impl<D: ?Sized> CellRef<D> {
     /// Takes over an `Arc`'s reference.
     pub(crate) fn from_arc(arc: Arc<D>) -> CellRef<D> {
         let value = Arc::into_raw(arc).cast_mut();
+        debug_assert_eq!(value.addr() & FRAME_TAG, 0);
         CellRef {
             // SAFETY: `Arc::into_raw` never returns null.
-            value: unsafe { NonNull::new_unchecked(value) },
-            frame: false,
+            tagged: unsafe { NonNull::new_unchecked(value) },
         }
     }
 
@@ -274,63 +279,75 @@ impl<D: ?Sized> CellRef<D> {
         // SAFETY: `block` is live (the reference just taken over); the projection keeps the
         // whole block's provenance, which `block_of` relies on to go back.
         let value = unsafe { &raw mut (*block.as_ptr()).value };
+        debug_assert_eq!(value.addr() & FRAME_TAG, 0);
         CellRef {
-            // SAFETY: a field of a non-null block.
-            value: unsafe { NonNull::new_unchecked(value) },
-            frame: true,
+            // SAFETY: a field of a non-null block, plus a tag bit: still non-null.
+            tagged: unsafe { NonNull::new_unchecked(value.map_addr(|a| a | FRAME_TAG)) },
         }
+    }
+
+    /// Whether a frame owns the value.
+    #[inline]
+    fn is_frame(&self) -> bool {
+        self.tagged.as_ptr().addr() & FRAME_TAG != 0
+    }
+
+    /// The value's pointer, untagged.
+    #[inline]
+    fn value(&self) -> *mut D {
+        self.tagged.as_ptr().map_addr(|a| a & !FRAME_TAG)
     }
 
     /// The frame block of a frame-owned reference.
     fn block_of(&self) -> NonNull<Block<D>> {
-        debug_assert!(self.frame);
+        debug_assert!(self.is_frame());
+        let value = self.value();
         // `value` sits after the count, at the count's size rounded up to the value's
-        // alignment (`repr(C)`).
+        // alignment (`repr(C)`; alignments are powers of two).
         // SAFETY: the value is live (this reference).
-        let align = std::mem::align_of_val(unsafe { self.value.as_ref() });
-        let offset = std::mem::size_of::<AtomicUsize>().next_multiple_of(align);
+        let align = std::mem::align_of_val(unsafe { &*value });
+        let offset = (std::mem::size_of::<AtomicUsize>() + align - 1) & !(align - 1);
         // SAFETY: `value` was projected from its block (`from_frame`), with the block's
         // provenance; stepping back by the field's offset gives the block, and the cast keeps
         // the metadata (the same trait object's).
-        unsafe { NonNull::new_unchecked(self.value.as_ptr().byte_sub(offset) as *mut Block<D>) }
+        unsafe { NonNull::new_unchecked(value.byte_sub(offset) as *mut Block<D>) }
     }
 
     /// Gives up this reference as a frame, or as an `Arc`.
     pub(crate) fn into_owner(self) -> Result<Frame<D>, Arc<D>> {
         let this = std::mem::ManuallyDrop::new(self);
-        if this.frame {
+        if this.is_frame() {
             Ok(Frame {
                 ptr: this.block_of(),
                 _owns: PhantomData,
             })
         } else {
-            // SAFETY: `value` came from `Arc::into_raw`, and this reference's count moves to
-            // the rebuilt `Arc`.
-            Err(unsafe { Arc::from_raw(this.value.as_ptr()) })
+            // SAFETY: the untagged value came from `Arc::into_raw`, and this reference's count
+            // moves to the rebuilt `Arc`.
+            Err(unsafe { Arc::from_raw(this.value()) })
         }
     }
 
     /// The cell's address (its value's): identifies the task across its references.
     #[inline]
     pub(crate) fn addr(&self) -> *const () {
-        self.value.as_ptr().cast_const().cast()
+        self.value().cast_const().cast()
     }
 }
 
 impl<D: ?Sized> Clone for CellRef<D> {
     #[inline]
     fn clone(&self) -> CellRef<D> {
-        if self.frame {
+        if self.is_frame() {
             // SAFETY: the block is live (this reference).
             acquire(unsafe { &self.block_of().as_ref().refs });
         } else {
-            // SAFETY: `value` came from `Arc::into_raw` and the `Arc` is live (this
+            // SAFETY: the untagged value came from `Arc::into_raw` and the `Arc` is live (this
             // reference); the new reference takes the new count.
-            unsafe { Arc::increment_strong_count(self.value.as_ptr()) };
+            unsafe { Arc::increment_strong_count(self.value()) };
         }
         CellRef {
-            value: self.value,
-            frame: self.frame,
+            tagged: self.tagged,
         }
     }
 }
@@ -338,12 +355,14 @@ impl<D: ?Sized> Clone for CellRef<D> {
 impl<D: ?Sized> Drop for CellRef<D> {
     #[inline]
     fn drop(&mut self) {
-        let this = CellRef {
-            value: self.value,
-            frame: self.frame,
-        };
-        // `into_owner` rebuilds the owner from this reference's count; dropping it releases it.
-        drop(this.into_owner());
+        // `into_owner` rebuilds the owner from this reference's count (taken over from
+        // `self`, whose fields need no drop); dropping the owner releases it.
+        drop(
+            CellRef {
+                tagged: self.tagged,
+            }
+            .into_owner(),
+        );
     }
 }
 
@@ -353,7 +372,7 @@ impl<D: ?Sized> Deref for CellRef<D> {
     #[inline]
     fn deref(&self) -> &D {
         // SAFETY: this reference keeps the value alive.
-        unsafe { self.value.as_ref() }
+        unsafe { &*self.value() }
     }
 }
 
@@ -493,6 +512,26 @@ mod tests {
         }
         assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
+
+    /// The tag bit of a `CellRef` is free for an `Arc` of a byte-aligned value too: std puts
+    /// an `Arc`'s value after its two counts. (Were that to change, this fails, and so does
+    /// the `debug_assert` in `CellRef::from_arc`.)
+    #[test]
+    fn an_arc_of_a_byte_aligned_value_leaves_the_tag_bit_free() {
+        struct Unit;
+        let arcs: Vec<Arc<dyn Anything>> = (0..16)
+            .map(|_| Arc::new(Unit) as Arc<dyn Anything>)
+            .chain((0..16).map(|i| Arc::new(i as u8) as Arc<dyn Anything>))
+            .collect();
+        for a in arcs {
+            assert_eq!(Arc::as_ptr(&a).cast::<u8>().addr() & FRAME_TAG, 0);
+            let cell = CellRef::from_arc(a);
+            assert!(!cell.is_frame());
+            drop(cell.clone());
+        }
+    }
+    trait Anything {}
+    impl<T> Anything for T {}
 
     /// A value whose drop panics: the panic is contained, and the memory freed exactly once
     /// (ASan and the allocation tests would see a leak or a double free).
