@@ -59,6 +59,7 @@ use std::task::Waker;
 
 use crate::loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
+use crate::stackless::frame::{CellRef, Frame};
 
 use slab::Slab;
 
@@ -169,7 +170,7 @@ impl NodeOwner for CancelNode {
 /// An owning reference to a [`CancelNode`]: keeps the allocation holding it (a task's cell, or
 /// the node alone) alive. Derefs to the node.
 #[derive(Clone)]
-pub(crate) struct NodeRef(Arc<dyn NodeOwner>);
+pub(crate) struct NodeRef(CellRef<dyn NodeOwner>);
 
 impl std::ops::Deref for NodeRef {
     type Target = CancelNode;
@@ -221,12 +222,17 @@ impl std::ops::Deref for dyn NodeSource + '_ {
 impl NodeRef {
     /// A node with no parent: the root task of a `run`.
     pub(crate) fn root() -> NodeRef {
-        NodeRef(Arc::new(CancelNode::new(None)))
+        NodeRef(CellRef::from_arc(Arc::new(CancelNode::new(None))))
     }
 
     /// A reference to the node inside `owner`.
     pub(crate) fn new(owner: Arc<dyn NodeOwner>) -> NodeRef {
-        NodeRef(owner)
+        NodeRef(CellRef::from_arc(owner))
+    }
+
+    /// A reference to the node inside a future task's cell.
+    pub(crate) fn from_frame(owner: Frame<dyn NodeOwner>) -> NodeRef {
+        NodeRef(CellRef::from_frame(owner))
     }
 
     /// [`CancelNode::ensure_registered`] for this node.
@@ -311,7 +317,9 @@ impl CancelNode {
 
     /// A child of `parent` on its own (a group's scope).
     pub(crate) fn child(parent: &NodeRef) -> NodeRef {
-        NodeRef(Arc::new(CancelNode::child_of(parent.clone())))
+        NodeRef(CellRef::from_arc(Arc::new(CancelNode::child_of(
+            parent.clone(),
+        ))))
     }
 
     /// Makes this node reachable from every ancestor's `cancel()`, so that a task about to block

@@ -238,7 +238,7 @@ mod tests {
             _ => Model::Threaded,
         };
         Builder::new(model).worker_threads(1).run(|io| {
-            let task = Runnable(Arc::new(PanicsInRun));
+            let task = Runnable::from_arc(Arc::new(PanicsInRun));
             match (&io.inner.model, scenario) {
                 (ModelImpl::Green(green), "green") => green.spawn(task, true),
                 (ModelImpl::Threaded(pool), "threaded") => pool.spawn(task),

@@ -223,7 +223,7 @@ impl Io {
     {
         let cell = TaskCell::new(self.clone(), parent.node_ref(), meta, f);
         self.inner.state.task_started();
-        (cell.clone(), Runnable(cell))
+        (cell.clone(), Runnable::from_arc(cell))
     }
 
     /// Takes the unstarted task whose cell is at `task` out of the calling worker's queue if

@@ -184,7 +184,12 @@ impl<T: Send + 'static> Offload<T> {
             slot: slot.clone(),
             location: Location::caller(),
         });
-        if io.inner.model.blocking(Runnable(job.clone())).is_err() {
+        if io
+            .inner
+            .model
+            .blocking(Runnable::from_arc(job.clone()))
+            .is_err()
+        {
             // No helper thread: run it here (blocking the caller, still correct).
             job.run();
         }

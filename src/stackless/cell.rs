@@ -1,6 +1,9 @@
 //! A future task's one allocation: the task's shared [`Core`] (result, joiner, cancellation node,
 //! identity), a scheduling word, and the future itself, inline (its "frame": the state machine
-//! the compiler laid out for the `async` body).
+//! the compiler laid out for the `async` body). The cell lives in a [`Frame`]: reference-counted
+//! like an `Arc`, its memory recycled through the per-thread cache of [`super::cache`]. Every
+//! reference (the handle, a queue entry, an owning waker, a link in the cancellation tree) is
+//! one count on it; a waker is the frame's pointer, so waking allocates nothing.
 //!
 //! ## Scheduling protocol
 //!
@@ -45,9 +48,11 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::Location;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
@@ -56,6 +61,7 @@ use crate::contain;
 use crate::context::{self, TaskContext, TaskRef};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use crate::stackless::frame::{CellRef, Frame};
 use crate::task::id::Meta;
 use crate::task::{Claimed, Core, Dropped, Joinable, Run, Runnable};
 use crate::Io;
@@ -226,8 +232,8 @@ where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
-    pub(crate) fn new(io: Io, parent: NodeRef, meta: Meta, future: F, home: Home) -> Arc<Self> {
-        Arc::new(FutureCell {
+    pub(crate) fn new(io: Io, parent: NodeRef, meta: Meta, future: F, home: Home) -> Frame<Self> {
+        Frame::new(FutureCell {
             core: Core::new(io, parent, meta),
             sched: Sched::new_scheduled(),
             home,
@@ -238,16 +244,23 @@ where
         })
     }
 
-    /// This task, as a queue entry.
-    fn runnable(self: Arc<Self>) -> Runnable {
-        Runnable(self)
+    /// A queue entry for the task `this`.
+    pub(crate) fn runnable(this: Frame<Self>) -> Runnable {
+        Runnable(CellRef::from_frame(Frame::into_run(this)))
+    }
+
+    /// The handle of the task `this`.
+    pub(crate) fn handle(this: Frame<Self>) -> crate::Task<F::Output> {
+        crate::Task::frame(Frame::into_joinable(this))
     }
 
     /// Queues the task on its model (after `Sched` said so).
-    fn schedule(self: Arc<Self>) {
-        let home = self.home;
-        let io = self.core.io.clone();
-        io.inner.model.schedule_future(self.runnable(), home, false);
+    fn schedule(this: Frame<Self>) {
+        let home = this.home;
+        let io = this.core.io.clone();
+        io.inner
+            .model
+            .schedule_future(Self::runnable(this), home, false);
     }
 
     /// Takes the future back from a task whose model refused it, if it has not been polled.
@@ -262,27 +275,19 @@ where
         future
     }
 
-    /// The waker of this task: the task pointer, one reference count.
-    fn waker(self: &Arc<Self>) -> Waker {
-        let raw = RawWaker::new(Arc::into_raw(self.clone()).cast(), &Self::OWNED);
-        // SAFETY: `OWNED`'s functions treat the pointer as an `Arc<Self>` reference, which
-        // `into_raw` just made.
-        unsafe { Waker::from_raw(raw) }
-    }
-
     /// The task's waker, borrowed for a poll: no reference count moves.
-    fn borrowed_waker(&self) -> ManuallyDrop<Waker> {
-        let raw = RawWaker::new((self as *const Self).cast(), &Self::OWNED);
-        // SAFETY: the pointer is that of an `Arc<Self>` allocation kept alive by the caller for
-        // as long as this waker is used; `ManuallyDrop` keeps it from releasing a count it does
-        // not own, and `clone` makes owning wakers from it.
+    fn borrowed_waker(this: &Frame<Self>) -> ManuallyDrop<Waker> {
+        let raw = RawWaker::new(Frame::as_raw(this).as_ptr(), &Self::OWNED);
+        // SAFETY: the pointer is that of a `Frame<Self>` kept alive by the caller for as long
+        // as this waker is used; `ManuallyDrop` keeps it from releasing a count it does not
+        // own, and `clone` makes owning wakers from it.
         ManuallyDrop::new(unsafe { Waker::from_raw(raw) })
     }
 
     /// A waker that holds no reference: what the task's own cancellation node keeps (see the
-    /// module docs).
-    fn node_waker(&self) -> Waker {
-        let raw = RawWaker::new((self as *const Self).cast(), &Self::BORROWED);
+    /// module docs). `frame` is the cell's frame pointer.
+    fn node_waker(frame: NonNull<()>) -> Waker {
+        let raw = RawWaker::new(frame.as_ptr(), &Self::BORROWED);
         // SAFETY: stored only in this cell's own node, it lives no longer than the cell; every
         // call through it comes from someone holding the node, so the cell is alive then.
         unsafe { Waker::from_raw(raw) }
@@ -302,64 +307,84 @@ where
         Self::waker_forget,
     );
 
+    /// A waker's data pointer as the frame pointer it is.
+    fn frame_ptr(p: *const ()) -> NonNull<()> {
+        // SAFETY: every waker of these vtables was made from a frame's pointer
+        // (`borrowed_waker`, `node_waker`, `waker_clone`), which is never null.
+        unsafe { NonNull::new_unchecked(p.cast_mut()) }
+    }
+
     unsafe fn waker_clone(p: *const ()) -> RawWaker {
-        // SAFETY: `p` is the address of a live `Arc<Self>` allocation (every waker's contract).
-        unsafe { Arc::increment_strong_count(p.cast::<Self>()) };
+        // SAFETY: `p` is a live `Frame<Self>` (every waker's contract).
+        unsafe { Frame::<Self>::increment(Self::frame_ptr(p)) };
         RawWaker::new(p, &Self::OWNED)
     }
 
     unsafe fn waker_wake(p: *const ()) {
-        // SAFETY: an owning waker holds one count, which this consumes.
-        let cell = unsafe { Arc::from_raw(p.cast::<Self>()) };
+        // SAFETY: an owning waker holds one count, which this takes over.
+        let cell = unsafe { Frame::<Self>::from_raw(Self::frame_ptr(p)) };
         if cell.sched.wake() == WakeAction::Queue {
-            cell.schedule();
+            Self::schedule(cell);
         }
     }
 
     unsafe fn waker_wake_by_ref(p: *const ()) {
-        // SAFETY: `p` is a live cell for the duration of the call (the waker's contract).
-        let cell = unsafe { &*p.cast::<Self>() };
+        let frame = Self::frame_ptr(p);
+        // SAFETY: `p` is a live frame for the duration of the call (the waker's contract).
+        let cell = unsafe { Frame::<Self>::value(frame) };
         if cell.sched.wake() == WakeAction::Queue {
-            // SAFETY: as above; the queue entry needs a count of its own.
+            // SAFETY: as above; the queue entry needs a count of its own, made here.
             let owned = unsafe {
-                Arc::increment_strong_count(p.cast::<Self>());
-                Arc::from_raw(p.cast::<Self>())
+                Frame::<Self>::increment(frame);
+                Frame::<Self>::from_raw(frame)
             };
-            owned.schedule();
+            Self::schedule(owned);
         }
     }
 
     unsafe fn waker_drop(p: *const ()) {
         // SAFETY: an owning waker holds one count, released here.
-        drop(unsafe { Arc::from_raw(p.cast::<Self>()) });
+        drop(unsafe { Frame::<Self>::from_raw(Self::frame_ptr(p)) });
+    }
+
+    /// [`Run::frame_entry`]: polls the task whose frame is `p`, taking over the queue entry's
+    /// reference.
+    ///
+    /// # Safety
+    /// `p` is a frame of this cell type and the caller gives up one reference to it.
+    unsafe fn run_frame(p: NonNull<()>) {
+        // SAFETY: forwarded from the contract.
+        Self::poll_once(unsafe { Frame::from_raw(p) });
     }
 
     unsafe fn waker_forget(_: *const ()) {}
 
     /// Polls the task once; called by whoever took it from a queue (see the module docs).
-    fn poll_once(self: Arc<Self>) {
-        if !self.sched.start() {
+    fn poll_once(this: Frame<Self>) {
+        let me = &this;
+        if !me.sched.start() {
             return; // complete: a stale entry
         }
         let guard = contain::AbortOnUnwind::new("a future task's poll (zsync::stackless)");
         // SAFETY: RUNNING: we are the only party touching `claimed` and `future`.
-        let first = self.claimed.with_mut(|c| unsafe { (*c).is_none() });
+        let first = me.claimed.with_mut(|c| unsafe { (*c).is_none() });
         if first {
-            let Some(claimed) = self.core.claim() else {
+            let Some(claimed) = me.core.claim() else {
                 // Taken back by a refused `concurrent_future`: nothing to run.
-                self.sched.complete();
+                me.sched.complete();
                 guard.disarm();
                 return;
             };
             // SAFETY: as above.
-            self.claimed.with_mut(|c| unsafe { *c = Some(claimed) });
+            me.claimed.with_mut(|c| unsafe { *c = Some(claimed) });
             // Register in the parent's children shard of this thread (see `crate::cancel`),
             // and hand the node the task's waker.
-            self.core.cancel.settle();
-            self.core.cancel.set_waker(|| self.node_waker());
+            me.core.cancel.settle();
+            let frame = Frame::as_raw(&this);
+            me.core.cancel.set_waker(|| Self::node_waker(frame));
         }
-        let core = &self.core;
-        let source = FutureNode(Arc::as_ptr(&self));
+        let core = &me.core;
+        let source = FutureNode::<F>(Frame::as_raw(&this), PhantomData);
         let meta = &core.meta;
         let ctx = TaskContext::new(
             &core.io,
@@ -375,13 +400,14 @@ where
             if core.cancel.is_canceled() {
                 Err(None)
             } else {
-                let waker = self.borrowed_waker();
+                let waker = Self::borrowed_waker(&this);
                 let mut cx = Context::from_waker(&waker);
                 let polled = contain::catch(|| {
                     // SAFETY: RUNNING gives exclusive access. The future is never moved once
-                    // polled: the cell is a heap allocation that never moves, and the future
-                    // is dropped in place (`drop_in_place`), so pinning it here is sound.
-                    self.future.with_mut(|f| unsafe {
+                    // polled: the cell is in a frame that never moves (its memory is freed or
+                    // recycled only after the cell's drop), and the future is dropped in place
+                    // (`drop_in_place`), so pinning it here is sound.
+                    me.future.with_mut(|f| unsafe {
                         match &mut *f {
                             Some(f) => Pin::new_unchecked(f).poll(&mut cx),
                             None => unreachable!("a running future task has its future"),
@@ -398,27 +424,27 @@ where
         match outcome {
             Ok(None) => {
                 // It may wait for ever now: make sure an ancestor's cancellation reaches it.
-                if !self.registered.load(Ordering::Relaxed) {
-                    self.registered.store(true, Ordering::Relaxed);
+                if !me.registered.load(Ordering::Relaxed) {
+                    me.registered.store(true, Ordering::Relaxed);
                     if core.cancel.ensure_registered(|| source.node_ref()) {
                         // Canceled before the registration: that cancel's push may have missed
                         // this node, so nothing else may wake it. Poll again (and drop it):
                         // RUNNING → NOTIFIED, requeued just below.
-                        let _ = self.sched.wake();
+                        let _ = me.sched.wake();
                     }
                 }
-                if self.sched.after_pending() == AfterPoll::Requeue {
+                if me.sched.after_pending() == AfterPoll::Requeue {
                     guard.disarm();
-                    self.schedule();
+                    Self::schedule(this);
                     return;
                 }
             }
-            Ok(Some(value)) => self.finish(Ok(value)),
+            Ok(Some(value)) => me.finish(Ok(value)),
             Err(Some(payload)) => {
                 meta.report_panic();
-                self.finish(Err(payload));
+                me.finish(Err(payload));
             }
-            Err(None) => self.finish(Err(Box::new(Dropped))),
+            Err(None) => me.finish(Err(Box::new(Dropped))),
         }
         guard.disarm();
     }
@@ -452,6 +478,11 @@ where
 }
 
 impl<F: Future> Drop for FutureCell<F> {
+    /// Runs when the last reference goes, on whichever thread drops it, before the frame's
+    /// memory is recycled. What may still be user code's is dropped here, contained, with its
+    /// panic recorded for `run`: a future never polled (its runtime ended abnormally) and a
+    /// result nobody took; normally both are gone already. (A joiner's waker left in the core
+    /// drops with the fields, inside the frame's own containment.)
     fn drop(&mut self) {
         if matches!(self.home, Home::Worker(_)) {
             // A `!Send` future is dropped by its last poll, on its worker. One still here
@@ -467,6 +498,17 @@ impl<F: Future> Drop for FutureCell<F> {
                 );
                 std::process::abort();
             }
+        }
+        let future = &self.future;
+        // SAFETY: `&mut self`: exclusive access; a `Send` future may be dropped here (a
+        // `!Send` one is gone, or the process aborted above).
+        let dropped = contain::catch(|| future.with_mut(|f| unsafe { drop_in_place(f) }));
+        if let Err(payload) = dropped {
+            self.core.io.inner.state.record_panic(payload);
+        }
+        let result = self.core.take_leftover();
+        if let Err(payload) = contain::catch(move || drop(result)) {
+            self.core.io.inner.state.record_panic(payload);
         }
     }
 }
@@ -499,8 +541,14 @@ where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
+    /// Never called: a future task's cell is a [`Frame`], run through
+    /// [`frame_entry`](Run::frame_entry).
     fn run(self: Arc<Self>) {
-        self.poll_once();
+        unreachable!("a future task's cell lives in a frame, not an Arc")
+    }
+
+    fn frame_entry(&self) -> unsafe fn(NonNull<()>) {
+        Self::run_frame
     }
 
     fn location(&self) -> &'static Location<'static> {
@@ -549,8 +597,9 @@ where
     }
 }
 
-/// The running future task's node as its context sees it (the cell is its own source).
-struct FutureNode<F: Future>(*const FutureCell<F>);
+/// The running future task's node as its context sees it (the cell is its own source): the
+/// frame's pointer, valid while the poll that made it holds its reference.
+struct FutureNode<F: Future>(NonNull<()>, PhantomData<*const FutureCell<F>>);
 
 impl<F> NodeSource for FutureNode<F>
 where
@@ -558,30 +607,19 @@ where
     F::Output: Send + 'static,
 {
     fn cancel_node(&self) -> &crate::cancel::CancelNode {
-        // SAFETY: `self.0` is `Arc::as_ptr` of the cell the poll holds an `Arc` of.
-        unsafe { &(*self.0).core.cancel }
+        // SAFETY: `self.0` is the frame of the cell whose poll holds a reference to it for as
+        // long as this source exists (the poll's context).
+        unsafe { &Frame::<FutureCell<F>>::value(self.0).core.cancel }
     }
 
     fn node_ref(&self) -> NodeRef {
         // SAFETY: as above: the count is at least one for the whole poll; one more makes an
         // owning reference.
         let cell = unsafe {
-            Arc::increment_strong_count(self.0);
-            Arc::from_raw(self.0)
+            Frame::<FutureCell<F>>::increment(self.0);
+            Frame::<FutureCell<F>>::from_raw(self.0)
         };
-        NodeRef::new(cell)
-    }
-}
-
-impl<F> FutureCell<F>
-where
-    F: Future + 'static,
-    F::Output: Send + 'static,
-{
-    /// An owning waker for this task (for tests and the executor's own use).
-    #[allow(dead_code)]
-    pub(crate) fn owned_waker(self: &Arc<Self>) -> Waker {
-        self.waker()
+        NodeRef::from_frame(Frame::into_node(cell))
     }
 }
 

@@ -20,7 +20,9 @@
 //! the fiber on Green and the thread elsewhere between polls. A [`Task`](crate::Task) is a
 //! `Future` too, so async code awaits closure and future tasks alike.
 
+pub(crate) mod cache;
 pub(crate) mod cell;
+pub(crate) mod frame;
 mod yield_now;
 
 use std::future::Future;
@@ -37,7 +39,7 @@ use crate::cancel::NodeSource;
 use crate::error::ConcurrencyUnavailable;
 use crate::model::blocking;
 use crate::task::id::Meta;
-use crate::task::{Dropped, Runnable, Task};
+use crate::task::{Dropped, Task};
 use crate::{context, park, Io};
 
 impl Io {
@@ -79,8 +81,8 @@ impl Io {
             self.inner.state.task_started();
             self.inner
                 .model
-                .schedule_future(Runnable(cell.clone()), Home::Any, false);
-            Task::shared(cell)
+                .schedule_future(FutureCell::runnable(cell.clone()), Home::Any, false);
+            FutureCell::handle(cell)
         })
     }
 
@@ -110,11 +112,15 @@ impl Io {
         let parent = self.current_scope();
         let cell = FutureCell::new(self.clone(), parent, meta, future, Home::Any);
         self.inner.state.task_started();
-        match self.inner.model.concurrent_future(Runnable(cell.clone())) {
-            Ok(()) => Ok(Task::shared(cell)),
+        match self
+            .inner
+            .model
+            .concurrent_future(FutureCell::runnable(cell.clone()))
+        {
+            Ok(()) => Ok(FutureCell::handle(cell)),
             Err(refused) => match cell.take_back() {
                 Some(future) => Err(refused.with_closure(future)),
-                None => Ok(Task::shared(cell)),
+                None => Ok(FutureCell::handle(cell)),
             },
         }
     }
@@ -165,8 +171,8 @@ impl Io {
             self.inner.state.task_started();
             self.inner
                 .model
-                .schedule_future(Runnable(cell.clone()), home, false);
-            Task::shared(cell)
+                .schedule_future(FutureCell::runnable(cell.clone()), home, false);
+            FutureCell::handle(cell)
         })
     }
 

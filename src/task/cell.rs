@@ -26,6 +26,7 @@
 
 use std::any::Any;
 use std::panic::{self, Location};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::thread;
 
@@ -37,6 +38,7 @@ use crate::context::{self, TaskContext, TaskRef};
 use crate::fiber_stack::{self, TaskName};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::stackless::frame::{CellRef, Frame};
 use crate::task::id::{Meta, TaskId};
 use crate::{park, Io};
 
@@ -48,12 +50,22 @@ const DETACHED: u8 = 4;
 ///
 /// Custom models (see [`CustomModel`](crate::CustomModel)) receive tasks as `Runnable`s and call
 /// [`run`](Runnable::run) on whatever thread they choose.
-pub struct Runnable(pub(crate) Arc<dyn Run>);
+pub struct Runnable(pub(crate) CellRef<dyn Run>);
 
 impl Runnable {
+    /// A queue entry for a task (or job) whose cell is an `Arc`.
+    pub(crate) fn from_arc(task: Arc<dyn Run>) -> Runnable {
+        Runnable(CellRef::from_arc(task))
+    }
+
+    /// A second queue entry for the same task: a task runs once, whichever entry runs it.
+    pub(crate) fn another(&self) -> Runnable {
+        Runnable(self.0.clone())
+    }
+
     /// The address of the task's cell: identifies the task across its handles.
     pub(crate) fn addr(&self) -> *const () {
-        Arc::as_ptr(&self.0) as *const ()
+        self.0.addr()
     }
 
     /// Runs the task to completion on the calling thread. Does nothing if the task was already
@@ -62,7 +74,16 @@ impl Runnable {
     /// Does not unwind: a panic of the task (or of its value's `Drop`, or of its joiner's
     /// waker) is kept for whoever observes the task, or for [`run`](crate::run) to re-raise.
     pub fn run(self) {
-        self.0.run();
+        match self.0.into_owner() {
+            Err(task) => task.run(),
+            Ok(frame) => {
+                let entry = frame.frame_entry();
+                // SAFETY: `frame_entry` is the entry point of the frame's concrete cell type,
+                // which takes the thin pointer of a frame of that type and the one reference
+                // `into_thin` gives up.
+                unsafe { entry(Frame::into_thin(frame)) }
+            }
+        }
     }
 
     /// Where the task was spawned (`file:line` of the `spawn` call): its name in diagnostics.
@@ -123,6 +144,12 @@ where
 
 pub(crate) trait Run: Send + Sync {
     fn run(self: Arc<Self>);
+    /// For a task whose cell is a pooled [`Frame`] (a future task's, the only kind): the
+    /// function that runs it, given the frame's thin pointer and one reference to it, which it
+    /// takes over. Called only on frames (see [`Runnable::run`]).
+    fn frame_entry(&self) -> unsafe fn(NonNull<()>) {
+        unreachable!("only a future task's cell lives in a frame")
+    }
     /// Where the task was spawned.
     fn location(&self) -> &'static Location<'static>;
     /// The task's identity; none for work that is not a task's.
@@ -307,6 +334,13 @@ impl<T> Core<T> {
     /// Takes the result. Call only after `is_done()` returned true, and only from the owner.
     pub(crate) fn take(&self) -> thread::Result<T> {
         self.life.take()
+    }
+
+    /// A result nobody took from a cell about to be freed (see `Drop for FutureCell`), for the
+    /// caller to drop under containment: the value's `Drop` is user code.
+    pub(crate) fn take_leftover(&mut self) -> Option<thread::Result<T>> {
+        // SAFETY: `&mut self`: nobody else can touch the slot.
+        self.life.result.with_mut(|r| unsafe { (*r).take() })
     }
 
     /// Registers the waker to be woken when the task completes (one waiter at a time).

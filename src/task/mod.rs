@@ -17,6 +17,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use crate::stackless::frame::{CellRef, Frame};
 pub use crate::stackless::{yield_now, YieldNow};
 pub use builder::{GroupTaskBuilder, TaskBuilder};
 #[cfg(all(test, loom))]
@@ -48,7 +49,7 @@ enum State<T> {
     /// Ran inline at spawn (Blocking model): the result is here already.
     Ready(std::thread::Result<T>),
     /// Shared with a scheduler.
-    Shared(Arc<dyn Joinable<T>>),
+    Shared(CellRef<dyn Joinable<T>>),
     /// Joined, canceled or detached.
     Consumed,
 }
@@ -63,6 +64,15 @@ impl<T> Task<T> {
     }
 
     pub(crate) fn shared(cell: Arc<dyn Joinable<T>>) -> Task<T> {
+        Task::from_cell(CellRef::from_arc(cell))
+    }
+
+    /// The handle of a future task, whose cell is a pooled frame.
+    pub(crate) fn frame(cell: Frame<dyn Joinable<T>>) -> Task<T> {
+        Task::from_cell(CellRef::from_frame(cell))
+    }
+
+    fn from_cell(cell: CellRef<dyn Joinable<T>>) -> Task<T> {
         let meta = &cell.core().meta;
         Task {
             id: meta.id,
@@ -101,7 +111,7 @@ impl<T> Task<T> {
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(r) => cell::into_io(r),
             State::Shared(cell) => {
-                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
+                cell.run_if_unclaimed(cell.addr());
                 let core = cell.core();
                 if core.wait_done_or_canceled() {
                     cell::into_io(core.take())
@@ -156,7 +166,7 @@ impl<T> Task<T> {
             State::Shared(cell) => {
                 let core = cell.core();
                 core.cancel.cancel();
-                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
+                cell.run_if_unclaimed(cell.addr());
                 core.wait_done();
                 cell::into_io(core.take())
             }
@@ -289,7 +299,7 @@ impl<T> Drop for Task<T> {
                     core.detach();
                     return;
                 }
-                cell.run_if_unclaimed(Arc::as_ptr(&cell) as *const ());
+                cell.run_if_unclaimed(cell.addr());
                 core.wait_done();
                 match core.take() {
                     Err(payload) if !payload.is::<cell::Dropped>() => drop_panic(payload),

@@ -443,6 +443,8 @@ impl Green {
                 .name(format!("zsync-green-{index}"))
                 .spawn(move || {
                     prepare_worker_thread(index);
+                    // Recycled future-task frames for as long as this worker runs.
+                    let _frames = crate::stackless::cache::enable();
                     let _shard = state.own_shard(index);
                     let worker = match WorkerLocal::new(shared.clone(), index, local) {
                         Ok(worker) => {
@@ -515,6 +517,9 @@ impl Green {
         f: impl FnOnce(&Io) -> T,
     ) -> io::Result<std::thread::Result<T>> {
         prepare_worker_thread(0);
+        // Recycled future-task frames while this thread is worker 0 (emptied on return, after
+        // everything below has dropped).
+        let _frames = crate::stackless::cache::enable();
         let mut locals = self.start_threads(&io.inner.state)?;
         let worker = match WorkerLocal::new(self.shared.clone(), 0, locals.remove(0)) {
             Ok(worker) => worker,

@@ -82,7 +82,7 @@ impl Green {
             body: Mutex::new(Some(body)),
             location: Location::caller(),
         });
-        if self.blocking(Runnable(job.clone())).is_err() {
+        if self.blocking(Runnable::from_arc(job.clone())).is_err() {
             // No helper thread: run the job on this fiber (blocking the worker, still correct).
             job.run();
         }

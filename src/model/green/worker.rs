@@ -622,7 +622,7 @@ impl WorkerLocal {
         });
         // A refused task is dropped unrun, so offer a second handle of it: a task runs once,
         // whichever handle runs it.
-        let offered = Runnable(Arc::clone(&task.0));
+        let offered = task.another();
         if self.shared.blocking.submit(offered).is_err() {
             task.run();
         }

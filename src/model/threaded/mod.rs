@@ -193,6 +193,8 @@ impl Pool {
 }
 
 fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
+    // Recycled future-task frames for as long as this worker runs.
+    let _frames = crate::stackless::cache::enable();
     LOCAL.with(|l| *l.borrow_mut() = Some((shared.id, local)));
     let runner = shared.monitor.worker(index);
     runner.bind();
