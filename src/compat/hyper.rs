@@ -335,7 +335,14 @@ macro_rules! impl_hyper_io {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 let s = &*self;
-                poll_io!(s, cx, poll_write_ready, Interest::Write, buf.len(), || send(s, buf))
+                poll_io!(
+                    s,
+                    cx,
+                    poll_write_ready,
+                    Interest::Write,
+                    buf.len(),
+                    || send(s, buf)
+                )
             }
 
             fn poll_write_vectored(
@@ -345,9 +352,9 @@ macro_rules! impl_hyper_io {
             ) -> Poll<io::Result<usize>> {
                 let s = &*self;
                 let len = bufs.iter().map(|b| b.len()).sum();
-                poll_io!(s, cx, poll_write_ready, Interest::Write, len, || send_vectored(
-                    s, bufs
-                ))
+                poll_io!(s, cx, poll_write_ready, Interest::Write, len, || {
+                    send_vectored(s, bufs)
+                })
             }
 
             fn is_write_vectored(&self) -> bool {

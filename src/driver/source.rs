@@ -41,6 +41,13 @@ const READABLE: u64 = 1;
 const WRITABLE: u64 = 2;
 /// The driver has shut down: every wait fails.
 const SHUTDOWN: u64 = 4;
+/// The peer has shut its side down (or the socket failed): the read direction stays ready for
+/// good, because no further edge will come. Never cleared: a short read that drains the data
+/// before a hang-up must not leave the end of the stream unreported (Tokio keeps its
+/// `READ_CLOSED` the same way).
+const READ_CLOSED: u64 = 8;
+/// The connection hung up or failed: the write direction stays ready for good.
+const WRITE_CLOSED: u64 = 16;
 /// Where each direction's tick starts in the word, and its width.
 const READ_TICK: u32 = 8;
 const WRITE_TICK: u32 = 36;
@@ -69,8 +76,14 @@ impl Ready {
         if failed || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI) {
             bits |= READABLE;
         }
+        if failed || flags.contains(EventFlags::RDHUP) {
+            bits |= READ_CLOSED;
+        }
         if failed || flags.contains(EventFlags::OUT) {
             bits |= WRITABLE;
+        }
+        if failed {
+            bits |= WRITE_CLOSED;
         }
         Ready(bits)
     }
@@ -289,13 +302,19 @@ impl Source {
         result
     }
 
-    /// Clears `interest`'s bit if its tick is still that of `seen`.
+    /// Clears `interest`'s bit if its tick is still that of `seen` and the direction has not
+    /// closed (see [`READ_CLOSED`]).
     fn clear(&self, interest: Interest, seen: u64) {
         let (bit, shift) = bit(interest);
+        let closed = match interest {
+            Interest::Read => READ_CLOSED,
+            Interest::Write => WRITE_CLOSED,
+        };
         let _ = self
             .readiness
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                (tick(cur, shift) == tick(seen, shift) && cur & bit != 0).then_some(cur & !bit)
+                (tick(cur, shift) == tick(seen, shift) && cur & bit != 0 && cur & closed == 0)
+                    .then_some(cur & !bit)
             });
     }
 

@@ -265,3 +265,52 @@ fn one_green_worker_turns_the_driver_alone() {
         });
     }
 }
+
+#[test]
+fn a_short_transfer_uses_the_readiness_up_but_never_past_a_hang_up() {
+    let driver = Driver::threaded().unwrap();
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let source = driver.register(a.as_fd()).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut wake = Vec::new();
+    // A full transfer keeps it (more may be there); a short one clears it, as WouldBlock would.
+    assert_eq!(source.try_transfer(Interest::Read, 8, || Ok(8)).unwrap(), 8);
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_ready());
+    assert_eq!(source.try_transfer(Interest::Read, 8, || Ok(3)).unwrap(), 3);
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_pending());
+    // The end of the stream (0) keeps it.
+    source.set_ready(Ready::from_epoll(EventFlags::IN), &mut wake);
+    assert_eq!(source.try_transfer(Interest::Read, 8, || Ok(0)).unwrap(), 0);
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_ready());
+    // After the peer's hang-up, a short read that drains the last data keeps it: the end of
+    // the stream is still to be read, and no further edge will announce it.
+    source.set_ready(
+        Ready::from_epoll(EventFlags::IN | EventFlags::RDHUP),
+        &mut wake,
+    );
+    assert_eq!(source.try_transfer(Interest::Read, 8, || Ok(3)).unwrap(), 3);
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_ready());
+    let _ = source.try_io(Interest::Read, || -> io::Result<()> {
+        Err(io::ErrorKind::WouldBlock.into())
+    });
+    assert!(source
+        .poll_ready(Interest::Read, &mut cx, Waiter::Poll)
+        .is_ready());
+    // Writes: a short one clears the write readiness alone.
+    assert_eq!(
+        source.try_transfer(Interest::Write, 8, || Ok(5)).unwrap(),
+        5
+    );
+    assert!(source
+        .poll_ready(Interest::Write, &mut cx, Waiter::Poll)
+        .is_pending());
+    wake_contained(wake);
+}

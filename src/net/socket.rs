@@ -270,7 +270,9 @@ impl<S: AsFd> Socket<S> {
         len: usize,
         mut f: impl FnMut(&S) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        self.source()?.transfer(interest, len, || f(&self.std)).await
+        self.source()?
+            .transfer(interest, len, || f(&self.std))
+            .await
     }
 
     /// [`try_io`](Self::try_io) for a stream transfer of up to `len` bytes.
