@@ -37,7 +37,7 @@ use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{opcode, squeue, IoUring, Probe};
 
 use super::op::{
-    InFlight, OpKey, OwnedOp, Woken, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN, WATCH_TOKEN,
+    InFlight, Mailbox, OpKey, OwnedOp, RingCancel, Woken, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN, WATCH_TOKEN,
 };
 use crate::park::Interest;
 
@@ -223,6 +223,8 @@ pub(crate) struct Uring {
     watched_ready: Cell<bool>,
     /// The owned ops completed by one reaping, with their results (same reuse).
     owned_done: Cell<Vec<(Arc<dyn OwnedOp>, i32)>>,
+    /// Cancel requests for owned ops, from whichever thread drops their futures.
+    cancels: Arc<Mailbox>,
 }
 
 impl Uring {
@@ -253,6 +255,7 @@ impl Uring {
             watch_armed: Cell::new(false),
             watched_ready: Cell::new(false),
             owned_done: Cell::new(Vec::new()),
+            cancels: Arc::new(Mailbox::new(wake_fd.try_clone_to_owned()?)),
         })
     }
 
@@ -374,7 +377,7 @@ impl Uring {
         entry: squeue::Entry,
         op: Arc<dyn OwnedOp>,
     ) -> io::Result<()> {
-        let key = self.ops.borrow_mut().insert_owned(op);
+        let key = self.ops.borrow_mut().insert_owned(op.clone());
         let entry = entry.user_data(key.user_data());
         // SAFETY: forwarded from this function's contract; the slot keeps `op` (so the memory)
         // alive until the CQE.
@@ -382,6 +385,7 @@ impl Uring {
             self.ops.borrow_mut().forget(key);
             return Err(e);
         }
+        op.submitted(RingCancel::new(self.cancels.clone(), key));
         Ok(())
     }
 
@@ -420,6 +424,13 @@ impl Uring {
     /// Submits everything queued and waits up to `timeout` (`None`: until a completion; zero:
     /// not at all) for completions, then wakes their owners.
     pub(crate) fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+        for data in self.cancels.take() {
+            let key = OpKey::from_user_data(data);
+            // Completed meanwhile (maybe its slot reused, under a new generation): nothing to do.
+            if self.ops.borrow().is_owned(key) {
+                self.cancel(key);
+            }
+        }
         if !self.wake_armed.get() {
             let entry = opcode::PollAdd::new(Fd(self.wake_fd.as_raw_fd()), libc::POLLIN as u32)
                 .build()
