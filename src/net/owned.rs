@@ -189,6 +189,11 @@ impl Future for SocketBufFuture<'_> {
         let this = self.get_mut();
         if let State::Unstarted(buf) = &mut this.state {
             let buf = std::mem::take(buf);
+            if buf.is_empty() {
+                // Nothing to transfer (a Unix stream's `recv` of 0 bytes would wait for data).
+                this.state = State::Done;
+                return Poll::Ready((Ok(0), buf));
+            }
             match this.start(buf) {
                 Ok(state) => this.state = state,
                 Err((e, buf)) => {
