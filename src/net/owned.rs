@@ -172,7 +172,9 @@ impl<'a> SocketBufFuture<'a> {
 fn attempt(fd: BorrowedFd<'_>, dir: Dir, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         let result = match dir {
-            Dir::Recv => rustix::net::recv(fd, &mut *buf, rustix::net::RecvFlags::empty()).map(|r| r.0),
+            Dir::Recv => {
+                rustix::net::recv(fd, &mut *buf, rustix::net::RecvFlags::empty()).map(|r| r.0)
+            }
             Dir::Send => rustix::net::send(fd, &*buf, rustix::net::SendFlags::NOSIGNAL),
         };
         match result {

@@ -236,7 +236,8 @@ fn on_green_io_uring_the_receive_is_a_ring_op(io: &Io) {
     });
     assert_eq!(&buf[..n.unwrap()], b"ring");
     assert_eq!(
-        first_poll_pending, on_ring,
+        first_poll_pending,
+        on_ring,
         "a ring op exactly on Green io_uring (backend {})",
         io.backend_name()
     );

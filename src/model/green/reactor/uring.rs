@@ -37,7 +37,8 @@ use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{opcode, squeue, IoUring, Probe};
 
 use super::op::{
-    InFlight, Mailbox, OpKey, OwnedOp, RingCancel, Woken, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN, WATCH_TOKEN,
+    InFlight, Mailbox, OpKey, OwnedOp, RingCancel, Woken, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN,
+    WATCH_TOKEN,
 };
 use crate::park::Interest;
 
