@@ -707,6 +707,60 @@ mod tests {
         }
     }
 
+    /// An owned op that records its result and the cancel handle the ring gives it.
+    struct Recorded {
+        res: std::sync::Mutex<Option<i32>>,
+        cancel: std::sync::OnceLock<RingCancel>,
+        buf: std::cell::UnsafeCell<[u8; 16]>,
+    }
+
+    // SAFETY: `buf` is only written by the kernel, through the SQE, and never read here.
+    unsafe impl Sync for Recorded {}
+
+    impl OwnedOp for Recorded {
+        fn complete(&self, res: i32) -> Option<Waker> {
+            *self.res.lock().unwrap() = Some(res);
+            None
+        }
+        fn submitted(&self, cancel: RingCancel) {
+            let _ = self.cancel.set(cancel);
+        }
+    }
+
+    #[test]
+    fn an_owned_receive_is_canceled_from_another_thread_and_completes() {
+        for ring in rings() {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let op = Arc::new(Recorded {
+                res: std::sync::Mutex::new(None),
+                cancel: std::sync::OnceLock::new(),
+                buf: std::cell::UnsafeCell::new([0; 16]),
+            });
+            let entry = opcode::Recv::new(Fd(a.as_raw_fd()), op.buf.get().cast(), 16).build();
+            // SAFETY: the entry names `op`'s buffer, kept alive by the slot's reference until
+            // the CQE, and `a`, open until the end of this scope, after the CQE is reaped.
+            unsafe { ring.submit_owned(entry, op.clone()) }.unwrap();
+            ring.poll(Some(Duration::ZERO)).unwrap();
+            assert_eq!(*op.res.lock().unwrap(), None, "nothing to receive yet");
+            // Dropped elsewhere: the request goes through the mailbox (and the eventfd).
+            let cancel = op.cancel.get().expect("handed over at submission");
+            std::thread::scope(|s| {
+                s.spawn(|| cancel.cancel());
+            });
+            for _ in 0..1000 {
+                if op.res.lock().unwrap().is_some() {
+                    break;
+                }
+                ring.poll(Some(Duration::from_millis(10))).unwrap();
+            }
+            assert_eq!(*op.res.lock().unwrap(), Some(-libc::ECANCELED));
+            assert_eq!(ring.in_flight(), 0);
+            // A late request for an op that has completed cancels nothing.
+            cancel.cancel();
+            ring.poll(Some(Duration::ZERO)).unwrap();
+        }
+    }
+
     #[test]
     fn polls_wake_and_deregistered_polls_are_freed_by_their_cqe() {
         for ring in rings() {
