@@ -208,6 +208,24 @@ impl Future for SocketBufFuture<'_> {
         match &mut this.state {
             State::Ring(op) => {
                 let (result, buf) = ready!(op.poll_done(cx));
+                if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                    // A kernel that does not wait on a non-blocking socket for the ring: wait
+                    // for readiness instead.
+                    return match sock.source() {
+                        Ok(source) => {
+                            this.state = State::Ready {
+                                source,
+                                buf,
+                                key: None,
+                            };
+                            Pin::new(this).poll(cx)
+                        }
+                        Err(e) => {
+                            this.state = State::Done;
+                            Poll::Ready((Err(e), buf))
+                        }
+                    };
+                }
                 this.state = State::Done;
                 Poll::Ready((result.map(|n| n as usize), buf))
             }
