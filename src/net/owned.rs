@@ -81,9 +81,10 @@ enum State<'a> {
     Done,
 }
 
-/// The future of a stream socket's owned-buffer receive or send
+/// The future of a socket's owned-buffer receive or send
 /// ([`TcpStream::read_owned`](super::TcpStream::read_owned),
-/// [`write_owned`](super::TcpStream::write_owned), and [`UnixStream`](super::UnixStream)'s):
+/// [`write_owned`](super::TcpStream::write_owned), [`UnixStream`](super::UnixStream)'s, and
+/// [`UdpSocket::recv_owned`](super::UdpSocket::recv_owned)/[`send_owned`](super::UdpSocket::send_owned)):
 /// yields the byte count and the buffer back. Dropped mid-op, it leaves the buffer to the op
 /// (canceled on a ring, see [`zsync::net`](crate::net#owned-buffers-and-io_uring)).
 ///
@@ -105,16 +106,27 @@ enum State<'a> {
 pub struct SocketBufFuture<'a> {
     sock: &'a dyn Core,
     dir: Dir,
+    /// A datagram socket's: an empty buffer is an empty datagram, not a no-op.
+    datagram: bool,
     state: State<'a>,
 }
 
 impl<'a> SocketBufFuture<'a> {
+    /// A stream socket's receive or send.
     pub(crate) fn new(sock: &'a dyn Core, dir: Dir, buf: Vec<u8>) -> SocketBufFuture<'a> {
         SocketBufFuture {
             sock,
             dir,
+            datagram: false,
             state: State::Unstarted(buf),
         }
+    }
+
+    /// A connected datagram socket's receive or send.
+    pub(crate) fn datagram(sock: &'a dyn Core, dir: Dir, buf: Vec<u8>) -> SocketBufFuture<'a> {
+        let mut fut = SocketBufFuture::new(sock, dir, buf);
+        fut.datagram = true;
+        fut
     }
 
     /// The ring op if the polling thread has a ring for it (and the socket's descriptor could
@@ -191,7 +203,7 @@ impl Future for SocketBufFuture<'_> {
         let this = self.get_mut();
         if let State::Unstarted(buf) = &mut this.state {
             let buf = std::mem::take(buf);
-            if buf.is_empty() {
+            if buf.is_empty() && !this.datagram {
                 // Nothing to transfer (a Unix stream's `recv` of 0 bytes would wait for data).
                 this.state = State::Done;
                 return Poll::Ready((Ok(0), buf));

@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use zsync::net::{TcpListener, TcpStream, UnixStream};
+use zsync::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use zsync::Io;
 
 use crate::support::{has_concurrency, let_it_block, pattern};
@@ -252,6 +252,31 @@ fn on_green_io_uring_the_receive_is_a_ring_op(io: &Io) {
     }
 }
 
+fn udp_datagrams_with_owned_buffers(io: &Io) {
+    let a = UdpSocket::bind(io, "127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind(io, "127.0.0.1:0").unwrap();
+    a.connect(b.local_addr().unwrap()).unwrap();
+    b.connect(a.local_addr().unwrap()).unwrap();
+    block_on(io, async {
+        for round in 0..20u32 {
+            let msg = pattern(1 + round as usize * 50, round);
+            let (n, back) = a.send_owned(msg.clone()).await;
+            assert_eq!((n.unwrap(), back.len()), (msg.len(), msg.len()));
+            let (n, buf) = b.recv_owned(vec![0; 2048]).await;
+            assert!(buf[..n.unwrap()] == msg[..], "round {round}");
+        }
+        // An empty datagram is sent and received, not skipped.
+        let (n, _) = a.send_owned(Vec::new()).await;
+        assert_eq!(n.unwrap(), 0);
+        let (n, _) = b.recv_owned(vec![7; 8]).await;
+        assert_eq!(n.unwrap(), 0);
+        let (n, _) = a.send_owned(b"after".to_vec()).await;
+        assert_eq!(n.unwrap(), 5);
+        let (n, buf) = b.recv_owned(vec![0; 8]).await;
+        assert_eq!(&buf[..n.unwrap()], b"after");
+    });
+}
+
 conformance! {
     echo_round_trips_tcp_and_unix,
     an_echo_server_with_owned_buffers,
@@ -260,4 +285,5 @@ conformance! {
     a_read_future_dropped_mid_op_then_the_socket_closed,
     a_future_task_canceled_while_parked_in_read_owned,
     on_green_io_uring_the_receive_is_a_ring_op,
+    udp_datagrams_with_owned_buffers,
 }
