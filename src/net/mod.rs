@@ -21,7 +21,8 @@
 //! `TcpStream` and `UnixStream` have, besides the borrowed-buffer `read_async`/`write_async`
 //! and `AsyncRead`/`AsyncWrite` (always readiness: the async driver says when to retry the
 //! non-blocking syscall), `read_owned` and `write_owned`, which take a `Vec<u8>` and give it
-//! back with the result ([`SocketBufFuture`]). Polled by a Green io_uring worker (a future
+//! back with the result ([`SocketBufFuture`]); a connected `UdpSocket` has `recv_owned` and
+//! `send_owned`. Polled by a Green io_uring worker (a future
 //! task, or `Io::block_on` on a fiber), they are ring ops, `IORING_OP_RECV`/`SEND`, which own
 //! the buffer (and a duplicate of the descriptor) until their completion: no readiness
 //! round-trip, no syscall per attempt. A future dropped mid-op has its op canceled
