@@ -28,6 +28,8 @@ mod async_events;
 mod async_io;
 #[path = "conformance/async_pipe.rs"]
 mod async_pipe;
+#[path = "conformance/async_sock_owned.rs"]
+mod async_sock_owned;
 #[path = "conformance/broadcast.rs"]
 mod broadcast;
 #[path = "conformance/broken_pipe.rs"]
@@ -113,6 +115,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("async_events", async_events::ALL),
         ("async_io", async_io::ALL),
         ("async_pipe", async_pipe::ALL),
+        ("async_sock_owned", async_sock_owned::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

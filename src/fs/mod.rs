@@ -84,7 +84,7 @@ mod dir;
 mod file;
 mod file_async;
 mod open_options;
-mod owned;
+pub(crate) mod owned;
 mod path;
 mod stream_async;
 mod sys;

@@ -40,15 +40,15 @@ use std::io::{self, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::panic::{self, Location};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use atomic_waker::AtomicWaker;
-use io_uring::opcode;
 use io_uring::types::{Fd, FsyncFlags};
+use io_uring::{opcode, squeue};
 
 use crate::model::green;
-use crate::model::green::reactor::op::OwnedOp;
+use crate::model::green::reactor::op::{OwnedOp, RingCancel};
 use crate::task::{Run, Runnable};
 use crate::Io;
 
@@ -69,19 +69,21 @@ pub(super) enum Kind {
 
 /// A descriptor and a buffer an op owns.
 #[derive(Debug)]
-pub(super) struct Owned {
-    pub(super) file: Arc<std::fs::File>,
+pub(crate) struct Owned {
+    /// The descriptor, held open while the op runs (a socket's op holds a duplicate of the
+    /// socket's descriptor, as a `File`: see `net/owned.rs`).
+    pub(crate) file: Arc<std::fs::File>,
     /// For a non-blocking stream (FIFO, terminal…), not a regular file: its driver
     /// registration, through which its reads and writes wait.
-    pub(super) stream: Option<Arc<StreamFd>>,
-    pub(super) buf: Vec<u8>,
+    pub(crate) stream: Option<Arc<StreamFd>>,
+    pub(crate) buf: Vec<u8>,
     /// Where in `buf` the transfer starts.
-    pub(super) start: usize,
+    pub(crate) start: usize,
 }
 
 /// What an op gives back: its result (a byte count, or the new position of a seek) and its
 /// buffer.
-pub(super) type Outcome = (io::Result<u64>, Vec<u8>);
+pub(crate) type Outcome = (io::Result<u64>, Vec<u8>);
 
 // ---- the helper-thread way ---------------------------------------------------------------------
 
@@ -211,12 +213,16 @@ impl<T: Send + 'static> Offload<T> {
 
 // ---- the ring way ------------------------------------------------------------------------------
 
-/// An op in a worker's ring: its memory, and where its completion goes.
-pub(super) struct RingOp {
+/// An op in a worker's ring: its memory, and where its completion goes. Sockets' owned
+/// receives and sends use it too (`net/owned.rs`), with [`RingOp::submit`] and
+/// [`RingOp::cancel`].
+pub(crate) struct RingOp {
     /// The buffer and descriptor the SQE names. Untouched by anyone (the kernel uses them
     /// through the SQE's pointers) until `done`; then the future takes them.
     owned: Mutex<Option<Owned>>,
     slot: Slot<io::Result<u64>>,
+    /// Cancels the op while it is in the kernel (set once it is queued).
+    cancel: OnceLock<RingCancel>,
 }
 
 impl OwnedOp for RingOp {
@@ -227,6 +233,72 @@ impl OwnedOp for RingOp {
             Err(io::Error::from_raw_os_error(-res))
         };
         self.slot.publish(Ok(result))
+    }
+
+    fn submitted(&self, cancel: RingCancel) {
+        let _ = self.cancel.set(cancel);
+    }
+}
+
+impl RingOp {
+    /// Submits the entry `sqe(fd, ptr, len)` builds, for `owned.buf[owned.start..]` (`ptr`,
+    /// `len`) and `owned.file` (`fd`), on the calling worker's ring if it has one for opcode
+    /// `code` (see `green::submit_owned`); gives `owned` back otherwise.
+    pub(crate) fn submit(
+        owned: Owned,
+        code: u8,
+        sqe: impl FnOnce(Fd, *mut u8, u32) -> squeue::Entry,
+    ) -> Result<Arc<RingOp>, Owned> {
+        let start = owned.start.min(owned.buf.len());
+        let len = u32::try_from(owned.buf.len() - start).unwrap_or(u32::MAX);
+        let fd = Fd(owned.file.as_raw_fd());
+        let op = Arc::new(RingOp {
+            owned: Mutex::new(Some(owned)),
+            slot: Slot::new(),
+            cancel: OnceLock::new(),
+        });
+        let ptr = {
+            let mut guard = op.owned.lock().unwrap_or_else(|p| p.into_inner());
+            let owned = guard.as_mut().expect("just stored");
+            // The heap block of the `Vec`, which stays where it is while the `Vec` sits in `op`.
+            owned.buf[start..].as_mut_ptr()
+        };
+        let shared: Arc<dyn OwnedOp> = op.clone();
+        // SAFETY: the entry names `ptr..ptr+len`, inside the heap block of the `Vec` held by
+        // `op`, and the descriptor held open by `op` (`Arc<std::fs::File>`). The worker's slot
+        // holds `shared` (a reference to `op`) until the CQE, so both outlive the kernel's use.
+        // Nobody else touches the `Vec` before `complete` publishes `done`: the future takes
+        // `owned` only after observing `done` (`poll_done`), and nothing else reaches `op`.
+        match unsafe { green::submit_owned(code, || sqe(fd, ptr, len), move || shared) } {
+            Some(Ok(())) => Ok(op),
+            Some(Err(e)) => {
+                // Never queued: the memory is ours again; report the error as the op's outcome.
+                let _ = op.slot.publish(Ok(Err(e)));
+                Ok(op)
+            }
+            None => {
+                let owned = op.owned.lock().unwrap_or_else(|p| p.into_inner()).take();
+                Err(owned.expect("not submitted: still here"))
+            }
+        }
+    }
+
+    /// The outcome once the CQE has arrived. Must not be polled again after `Ready`.
+    pub(crate) fn poll_done(&self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let result = std::task::ready!(self.slot.poll(cx))
+            .unwrap_or_else(|payload| panic::resume_unwind(payload));
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Poll::Ready((result, owned.map(|o| o.buf).unwrap_or_default()))
+    }
+
+    /// Asks the owning worker to cancel the op if it is still in the kernel (its future is
+    /// going): the buffer stays the op's until the CQE, which may still report success.
+    pub(crate) fn cancel(&self) {
+        if !self.slot.done.load(Ordering::Acquire) {
+            if let Some(cancel) = self.cancel.get() {
+                cancel.cancel();
+            }
+        }
     }
 }
 
@@ -253,20 +325,7 @@ fn submit_on_ring(kind: Kind, owned: Owned) -> Result<Arc<RingOp>, Owned> {
         },
         _ => 0,
     };
-    let start = owned.start.min(owned.buf.len());
-    let len = u32::try_from(owned.buf.len() - start).unwrap_or(u32::MAX);
-    let fd = Fd(owned.file.as_raw_fd());
-    let op = Arc::new(RingOp {
-        owned: Mutex::new(Some(owned)),
-        slot: Slot::new(),
-    });
-    let ptr = {
-        let mut guard = op.owned.lock().unwrap_or_else(|p| p.into_inner());
-        let owned = guard.as_mut().expect("just stored");
-        // The heap block of the `Vec`, which stays where it is while the `Vec` sits in `op`.
-        owned.buf[start..].as_mut_ptr()
-    };
-    let sqe = || match kind {
+    RingOp::submit(owned, code, |fd, ptr, len| match kind {
         Kind::Read { .. } => opcode::Read::new(fd, ptr, len).offset(offset).build(),
         Kind::Write { .. } => opcode::Write::new(fd, ptr, len).offset(offset).build(),
         Kind::Sync { data_only } => {
@@ -278,25 +337,7 @@ fn submit_on_ring(kind: Kind, owned: Owned) -> Result<Arc<RingOp>, Owned> {
             opcode::Fsync::new(fd).flags(flags).build()
         }
         Kind::Seek(_) => unreachable!("seeks are not ring ops"),
-    };
-    let shared: Arc<dyn OwnedOp> = op.clone();
-    // SAFETY: the entry names `ptr..ptr+len`, inside the heap block of the `Vec` held by `op`,
-    // and the descriptor held open by `op` (`Arc<std::fs::File>`). The worker's slot holds
-    // `shared` (a reference to `op`) until the CQE, so both outlive the kernel's use. Nobody
-    // else touches the `Vec` before `complete` publishes `done`: the future takes `owned` only
-    // after observing `done` (`FileOp::poll_done`), and nothing else reaches `op`.
-    match unsafe { green::submit_owned(code, sqe, move || shared) } {
-        Some(Ok(())) => Ok(op),
-        Some(Err(e)) => {
-            // Never queued: the memory is ours again; report the error as the op's outcome.
-            let _ = op.slot.publish(Ok(Err(e)));
-            Ok(op)
-        }
-        None => {
-            let owned = op.owned.lock().unwrap_or_else(|p| p.into_inner()).take();
-            Err(owned.expect("not submitted: still here"))
-        }
-    }
+    })
 }
 
 // ---- the future-side handle --------------------------------------------------------------------
@@ -347,12 +388,9 @@ impl FileOp {
     pub(super) fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         match self {
             FileOp::Ring(op) => {
-                let result = std::task::ready!(op.slot.poll(cx))
-                    .unwrap_or_else(|payload| panic::resume_unwind(payload));
-                let owned = op.owned.lock().unwrap_or_else(|p| p.into_inner()).take();
-                let buf = owned.map(|o| o.buf).unwrap_or_default();
+                let outcome = std::task::ready!(op.poll_done(cx));
                 *self = FileOp::Ready(None);
-                Poll::Ready((result, buf))
+                Poll::Ready(outcome)
             }
             FileOp::Helper(job) => {
                 let (result, owned) = std::task::ready!(job.poll_done(cx));

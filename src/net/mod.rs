@@ -16,6 +16,20 @@
 //! [`BrokenPipe`](std::io::ErrorKind::BrokenPipe) and never raises `SIGPIPE`, whatever the
 //! process's disposition of it: every send carries `MSG_NOSIGNAL`, vectored ones too.
 //!
+//! # Owned buffers and io_uring
+//!
+//! `TcpStream` and `UnixStream` have, besides the borrowed-buffer `read_async`/`write_async`
+//! and `AsyncRead`/`AsyncWrite` (always readiness: the async driver says when to retry the
+//! non-blocking syscall), `read_owned` and `write_owned`, which take a `Vec<u8>` and give it
+//! back with the result ([`SocketBufFuture`]); a connected `UdpSocket` has `recv_owned` and
+//! `send_owned`. Polled by a Green io_uring worker (a future
+//! task, or `Io::block_on` on a fiber), they are ring ops, `IORING_OP_RECV`/`SEND`, which own
+//! the buffer (and a duplicate of the descriptor) until their completion: no readiness
+//! round-trip, no syscall per attempt. A future dropped mid-op has its op canceled
+//! (`ASYNC_CANCEL`, by the ring's worker, from whatever thread drops the future); the buffer is
+//! freed at the op's completion. Everywhere else they take the readiness path with the same
+//! signature.
+//!
 //! Every type is a thin wrapper over one socket core (`socket.rs`), which owns the descriptor,
 //! its non-blocking mode, its timeouts and its transfers; the methods the types share are
 //! generated once (`methods.rs`).
@@ -23,6 +37,7 @@
 mod addr;
 mod async_io;
 mod methods;
+pub(crate) mod owned;
 mod socket;
 mod tcp;
 pub(crate) mod timeout;
@@ -33,6 +48,7 @@ pub(crate) use methods::impl_fd_traits;
 
 pub use crate::park::Interest;
 pub use addr::{resolve, ToSocketAddrs};
+pub use owned::SocketBufFuture;
 pub use tcp::{ListenOptions, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

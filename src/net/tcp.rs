@@ -239,6 +239,24 @@ zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
 })
 .unwrap();"
 );
+crate::net::owned::impl_owned_stream!(
+    TcpStream,
+    "use zsync::net::{TcpListener, TcpStream};
+
+zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
+    let listener = TcpListener::bind(io, \"127.0.0.1:0\")?;
+    let client = TcpStream::connect(io, listener.local_addr()?)?;
+    let (server, _) = listener.accept()?;
+    io.block_on(async {
+        let (n, _) = client.write_owned(b\"ping\".to_vec()).await;
+        assert_eq!(n?, 4);
+        let (n, buf) = server.read_owned(vec![0; 16]).await;
+        assert_eq!(&buf[..n?], &b\"ping\"[..]);
+        Ok(())
+    })?
+})
+.unwrap();"
+);
 impl_async_stream!(
     TcpStream,
     "use zsync::net::{TcpListener, TcpStream};

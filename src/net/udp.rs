@@ -107,6 +107,53 @@ impl UdpSocket {
             .io_async(crate::net::Interest::Read, |s| s.recv(buf))
             .await
     }
+
+    /// Receives one datagram from the connected peer into `buf` (the excess of a longer one is
+    /// discarded); the future yields its length and the buffer back. On a Green io_uring
+    /// worker an `IORING_OP_RECV` owns the buffer until its completion (canceled if the future
+    /// is dropped first); elsewhere it waits for readiness. See
+    /// [`zsync::net`](crate::net#owned-buffers-and-io_uring).
+    ///
+    /// ```
+    /// use zsync::net::UdpSocket;
+    /// zsync::run(zsync::Model::Green, |io| -> std::io::Result<()> {
+    ///     let a = UdpSocket::bind(io, "127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind(io, "127.0.0.1:0")?;
+    ///     a.connect(b.local_addr()?)?;
+    ///     b.connect(a.local_addr()?)?;
+    ///     io.block_on(async {
+    ///         let (n, _) = a.send_owned(b"datagram".to_vec()).await;
+    ///         assert_eq!(n?, 8);
+    ///         let (n, buf) = b.recv_owned(vec![0; 64]).await;
+    ///         assert_eq!(&buf[..n?], b"datagram");
+    ///         Ok(())
+    ///     })?
+    /// }).unwrap();
+    /// ```
+    pub fn recv_owned(&self, buf: Vec<u8>) -> crate::net::SocketBufFuture<'_> {
+        crate::net::owned::SocketBufFuture::datagram(&self.sock, crate::net::owned::Dir::Recv, buf)
+    }
+
+    /// Sends `buf` as one datagram to the connected peer; the future yields the byte count and
+    /// the buffer back. A ring op on a Green io_uring worker, as
+    /// [`recv_owned`](Self::recv_owned).
+    ///
+    /// ```
+    /// use zsync::net::UdpSocket;
+    /// zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+    ///     let a = UdpSocket::bind(io, "127.0.0.1:0")?;
+    ///     let b = UdpSocket::bind(io, "127.0.0.1:0")?;
+    ///     a.connect(b.local_addr()?)?;
+    ///     let (n, buf) = io.block_on(a.send_owned(b"hi".to_vec()))?;
+    ///     assert_eq!((n?, buf.len()), (2, 2));
+    ///     let mut got = [0; 8];
+    ///     assert_eq!(b.recv(&mut got)?, 2);
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn send_owned(&self, buf: Vec<u8>) -> crate::net::SocketBufFuture<'_> {
+        crate::net::owned::SocketBufFuture::datagram(&self.sock, crate::net::owned::Dir::Send, buf)
+    }
 }
 
 impl UdpSocket {

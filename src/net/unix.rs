@@ -209,6 +209,22 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
 })
 .unwrap();"
 );
+crate::net::owned::impl_owned_stream!(
+    UnixStream,
+    "use zsync::net::UnixStream;
+
+zsync::run(zsync::Model::Threaded, |io| -> std::io::Result<()> {
+    let (a, b) = UnixStream::pair(io)?;
+    io.block_on(async {
+        let (n, _) = a.write_owned(b\"hi\".to_vec()).await;
+        assert_eq!(n?, 2);
+        let (n, buf) = b.read_owned(vec![0; 16]).await;
+        assert_eq!(&buf[..n?], &b\"hi\"[..]);
+        Ok(())
+    })?
+})
+.unwrap();"
+);
 impl_async_stream!(
     UnixStream,
     "use zsync::net::UnixStream;

@@ -6,6 +6,7 @@ pub mod support;
 mod async_events;
 mod async_io;
 mod async_pipe;
+mod async_sock_owned;
 mod broadcast;
 mod broken_pipe;
 

@@ -701,6 +701,18 @@ pub(crate) fn polling_in_zsync_wait<R>(poll: impl FnOnce() -> R) -> R {
     poll()
 }
 
+/// Whether [`submit_owned`] would take an op with opcode `code` here (so that a caller can
+/// skip preparing one, a socket op's duplicate descriptor, when it would not).
+pub(crate) fn owned_ring_available(code: u8) -> bool {
+    if fiber::on_fiber() && !ZSYNC_WAIT_POLL.with(Cell::get) {
+        return false;
+    }
+    with_worker(|w| {
+        w.and_then(|w| w.reactor.uring())
+            .is_some_and(|u| u.supports(code))
+    })
+}
+
 /// Submits an op whose memory `op` owns (a future's file op) to the calling worker's ring, or
 /// returns `None` when the calling thread is not a Green worker with an io_uring whose kernel
 /// supports opcode `code`, or when the future is polled on a fiber by something that would

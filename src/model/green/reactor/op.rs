@@ -42,7 +42,8 @@
 //! The slab lives in a `RefCell` owned by one worker: only that worker's thread submits, reaps
 //! and reads it, so no atomics are needed here; cross-thread wake-ups go through `Waker`s.
 
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
 use slab::Slab;
@@ -54,6 +55,66 @@ pub(crate) trait OwnedOp: Send + Sync {
     /// Records the CQE's `res`; returns the waker to wake (the worker wakes it, contained, after
     /// releasing its own borrows). Called once, on the worker that owns the ring.
     fn complete(&self, res: i32) -> Option<Waker>;
+
+    /// Called once the op is queued, with the handle that cancels it (for an op that may wait
+    /// for ever, a socket's receive: its future cancels it when dropped). Ignored by default.
+    fn submitted(&self, cancel: RingCancel) {
+        let _ = cancel;
+    }
+}
+
+/// Cancel requests for a ring's owned ops, from any thread: the worker submits an
+/// `ASYNC_CANCEL` for each at its next turn (see `Uring::poll`). Holds its own duplicate of the
+/// worker's eventfd, so that a request made after the worker has gone writes to no reused
+/// descriptor.
+pub(crate) struct Mailbox {
+    user_data: Mutex<Vec<u64>>,
+    wake: OwnedFd,
+    owner: std::thread::ThreadId,
+}
+
+impl Mailbox {
+    pub(crate) fn new(wake: OwnedFd) -> Mailbox {
+        Mailbox {
+            user_data: Mutex::new(Vec::new()),
+            wake,
+            owner: std::thread::current().id(),
+        }
+    }
+
+    /// The requests made since the last call.
+    pub(crate) fn take(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.user_data.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Cancels one owned op of a ring (see [`OwnedOp::submitted`]). The op still owns its memory
+/// until its CQE, which may report success.
+pub(crate) struct RingCancel {
+    mailbox: Arc<Mailbox>,
+    user_data: u64,
+}
+
+impl RingCancel {
+    pub(crate) fn new(mailbox: Arc<Mailbox>, key: OpKey) -> RingCancel {
+        RingCancel {
+            mailbox,
+            user_data: key.user_data(),
+        }
+    }
+
+    /// Asks the ring's worker to cancel the op; wakes it when called from another thread (its
+    /// own thread turns its ring again before it sleeps).
+    pub(crate) fn cancel(&self) {
+        self.mailbox
+            .user_data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.user_data);
+        if std::thread::current().id() != self.mailbox.owner {
+            let _ = rustix::io::write(&self.mailbox.wake, &1u64.to_ne_bytes());
+        }
+    }
 }
 
 /// What a completion asks the worker to do.
@@ -88,7 +149,7 @@ impl OpKey {
         (u64::from(self.generation) << 32) | u64::from(self.index)
     }
 
-    fn from_user_data(data: u64) -> OpKey {
+    pub(crate) fn from_user_data(data: u64) -> OpKey {
         OpKey {
             index: data as u32,
             generation: (data >> 32) as u32,
@@ -172,6 +233,13 @@ impl InFlight {
                 generation: s.generation,
             })
             .collect()
+    }
+
+    /// Whether `key` is an owned op still in the kernel (a cancel request for it is current).
+    pub(crate) fn is_owned(&self, key: OpKey) -> bool {
+        self.slots
+            .get(key.index as usize)
+            .is_some_and(|s| s.generation == key.generation && matches!(s.state, State::Owned(_)))
     }
 
     fn slot_mut(&mut self, key: OpKey) -> Option<&mut Slot> {

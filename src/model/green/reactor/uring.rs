@@ -37,7 +37,8 @@ use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{opcode, squeue, IoUring, Probe};
 
 use super::op::{
-    InFlight, OpKey, OwnedOp, Woken, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN, WATCH_TOKEN,
+    InFlight, Mailbox, OpKey, OwnedOp, RingCancel, Woken, CANCEL_TOKEN, TIMEOUT_TOKEN, WAKE_TOKEN,
+    WATCH_TOKEN,
 };
 use crate::park::Interest;
 
@@ -223,6 +224,8 @@ pub(crate) struct Uring {
     watched_ready: Cell<bool>,
     /// The owned ops completed by one reaping, with their results (same reuse).
     owned_done: Cell<Vec<(Arc<dyn OwnedOp>, i32)>>,
+    /// Cancel requests for owned ops, from whichever thread drops their futures.
+    cancels: Arc<Mailbox>,
 }
 
 impl Uring {
@@ -253,6 +256,7 @@ impl Uring {
             watch_armed: Cell::new(false),
             watched_ready: Cell::new(false),
             owned_done: Cell::new(Vec::new()),
+            cancels: Arc::new(Mailbox::new(wake_fd.try_clone_to_owned()?)),
         })
     }
 
@@ -374,7 +378,7 @@ impl Uring {
         entry: squeue::Entry,
         op: Arc<dyn OwnedOp>,
     ) -> io::Result<()> {
-        let key = self.ops.borrow_mut().insert_owned(op);
+        let key = self.ops.borrow_mut().insert_owned(op.clone());
         let entry = entry.user_data(key.user_data());
         // SAFETY: forwarded from this function's contract; the slot keeps `op` (so the memory)
         // alive until the CQE.
@@ -382,6 +386,7 @@ impl Uring {
             self.ops.borrow_mut().forget(key);
             return Err(e);
         }
+        op.submitted(RingCancel::new(self.cancels.clone(), key));
         Ok(())
     }
 
@@ -420,6 +425,13 @@ impl Uring {
     /// Submits everything queued and waits up to `timeout` (`None`: until a completion; zero:
     /// not at all) for completions, then wakes their owners.
     pub(crate) fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+        for data in self.cancels.take() {
+            let key = OpKey::from_user_data(data);
+            // Completed meanwhile (maybe its slot reused, under a new generation): nothing to do.
+            if self.ops.borrow().is_owned(key) {
+                self.cancel(key);
+            }
+        }
         if !self.wake_armed.get() {
             let entry = opcode::PollAdd::new(Fd(self.wake_fd.as_raw_fd()), libc::POLLIN as u32)
                 .build()
@@ -692,6 +704,60 @@ mod tests {
             });
             ring.poll(None).unwrap();
             t.join().unwrap();
+        }
+    }
+
+    /// An owned op that records its result and the cancel handle the ring gives it.
+    struct Recorded {
+        res: std::sync::Mutex<Option<i32>>,
+        cancel: std::sync::OnceLock<RingCancel>,
+        buf: std::cell::UnsafeCell<[u8; 16]>,
+    }
+
+    // SAFETY: `buf` is only written by the kernel, through the SQE, and never read here.
+    unsafe impl Sync for Recorded {}
+
+    impl OwnedOp for Recorded {
+        fn complete(&self, res: i32) -> Option<Waker> {
+            *self.res.lock().unwrap() = Some(res);
+            None
+        }
+        fn submitted(&self, cancel: RingCancel) {
+            let _ = self.cancel.set(cancel);
+        }
+    }
+
+    #[test]
+    fn an_owned_receive_is_canceled_from_another_thread_and_completes() {
+        for ring in rings() {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let op = Arc::new(Recorded {
+                res: std::sync::Mutex::new(None),
+                cancel: std::sync::OnceLock::new(),
+                buf: std::cell::UnsafeCell::new([0; 16]),
+            });
+            let entry = opcode::Recv::new(Fd(a.as_raw_fd()), op.buf.get().cast(), 16).build();
+            // SAFETY: the entry names `op`'s buffer, kept alive by the slot's reference until
+            // the CQE, and `a`, open until the end of this scope, after the CQE is reaped.
+            unsafe { ring.submit_owned(entry, op.clone()) }.unwrap();
+            ring.poll(Some(Duration::ZERO)).unwrap();
+            assert_eq!(*op.res.lock().unwrap(), None, "nothing to receive yet");
+            // Dropped elsewhere: the request goes through the mailbox (and the eventfd).
+            let cancel = op.cancel.get().expect("handed over at submission");
+            std::thread::scope(|s| {
+                s.spawn(|| cancel.cancel());
+            });
+            for _ in 0..1000 {
+                if op.res.lock().unwrap().is_some() {
+                    break;
+                }
+                ring.poll(Some(Duration::from_millis(10))).unwrap();
+            }
+            assert_eq!(*op.res.lock().unwrap(), Some(-libc::ECANCELED));
+            assert_eq!(ring.in_flight(), 0);
+            // A late request for an op that has completed cancels nothing.
+            cancel.cancel();
+            ring.poll(Some(Duration::ZERO)).unwrap();
         }
     }
 
