@@ -60,6 +60,10 @@ const SPARE_HANDLES: usize = 1024;
 /// and the worker trims its other memory too (see [`WorkerLocal::trim_memory`]).
 const BURST_STACKS: usize = 1024;
 
+/// How long after a burst's trim the C allocator is trimmed once more: the burst's last task
+/// cells and handles are freed by their joiners, often after the worker's first trim ran.
+const LATE_TRIM: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Fibers resumed per loop turn before the reactor and timers get a look.
 const BATCH: usize = 128;
 
@@ -150,6 +154,8 @@ pub(super) struct WorkerLocal {
     spin_history: Cell<u8>,
     /// When this worker last slept in the kernel or yielded its CPU.
     busy_since: Cell<Instant>,
+    /// When to trim the C allocator once more after a burst (see [`LATE_TRIM`]).
+    late_trim: Cell<Option<Instant>>,
     /// Handles of finished fibers that nothing refers to any more, reused for new fibers: a
     /// fiber start then allocates nothing and moves no shared reference count.
     spare_handles: RefCell<Vec<Arc<FiberHandle>>>,
@@ -256,6 +262,7 @@ impl WorkerLocal {
             turns: Cell::new(0),
             spin_history: Cell::new(u8::MAX),
             busy_since: Cell::new(Instant::now()),
+            late_trim: Cell::new(None),
             spare_handles: RefCell::new(Vec::new()),
             index,
             shared,
@@ -896,14 +903,16 @@ impl WorkerLocal {
         if trim.released >= BURST_STACKS {
             self.fibers.borrow_mut().shrink_to_fit();
             self.ready.borrow_mut().shrink_to_fit();
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim has no preconditions; it only returns free memory of the
-            // allocator's arenas to the system (a no-op for memory of another allocator).
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            trim_c_allocator();
+            self.late_trim.set(Some(now + LATE_TRIM));
+        } else if self.late_trim.get().is_some_and(|at| now >= at) {
+            trim_c_allocator();
+            self.late_trim.set(None);
         }
-        trim.next
+        match (trim.next, self.late_trim.get()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether to spin before sleeping: unless none of the last 8 idle periods got its work
@@ -981,5 +990,15 @@ impl WorkerLocal {
             std::thread::yield_now();
             self.busy_since.set(now);
         }
+    }
+}
+
+/// Returns the C allocator's free memory (every arena's) to the system.
+fn trim_c_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free memory of the
+    // allocator's arenas to the system (a no-op for memory of another allocator).
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
