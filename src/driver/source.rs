@@ -89,6 +89,12 @@ impl Ready {
     }
 }
 
+/// Whether a transfer of `n` of up to `len` bytes was short, which uses the readiness up (see
+/// [`Source::try_transfer`]); the end of a stream (`0`) is not.
+fn short(len: usize) -> impl Fn(&usize) -> bool {
+    move |&n| n > 0 && n < len
+}
+
 /// The ready bit and the tick's position of a direction.
 fn bit(interest: Interest) -> (u64, u32) {
     match interest {
@@ -279,7 +285,7 @@ impl Source {
         len: usize,
         f: impl FnOnce() -> io::Result<usize>,
     ) -> io::Result<usize> {
-        self.try_io_draining(interest, f, |&n| n > 0 && n < len)
+        self.try_io_draining(interest, f, short(len))
     }
 
     /// Runs `f`; clears the readiness it used up (unless an event came meanwhile) on
@@ -339,7 +345,7 @@ impl Source {
         len: usize,
         f: impl FnMut() -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        self.poll_draining(interest, cx, waiter, f, |&n| n > 0 && n < len)
+        self.poll_draining(interest, cx, waiter, f, short(len))
     }
 
     fn poll_draining<R>(
@@ -386,7 +392,7 @@ impl Source {
         len: usize,
         f: impl FnMut() -> io::Result<usize>,
     ) -> io::Result<usize> {
-        self.io_draining(interest, f, |&n| n > 0 && n < len).await
+        self.io_draining(interest, f, short(len)).await
     }
 
     async fn io_draining<R>(
