@@ -115,6 +115,7 @@ mod builder;
 mod cancel;
 mod contain;
 mod context;
+mod diag;
 mod driver;
 mod error;
 mod event;

@@ -1,0 +1,6 @@
+//! Seeing inside a running program: what each task waits on ([`wait_point`]).
+//!
+//! Everything here costs nothing until someone looks, beyond a few relaxed stores into memory
+//! the task owns (its cancellation node) when it enters a blocking operation or sleeps.
+
+pub(crate) mod wait_point;
