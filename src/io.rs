@@ -66,6 +66,28 @@ impl Io {
         self.inner.model.name()
     }
 
+    /// A dump of every live task of this runtime: id, name, spawn location, parent, worker,
+    /// state, what it waits on (operation, descriptor or object, the line of your code that
+    /// called it, for how long) and, for Green fibers and the calling task, its stack. See
+    /// [`zsync::dump`](crate::dump) for what it finds and how; `Display` prints it like Go's
+    /// goroutine dump.
+    ///
+    /// Costs nothing until called. Safe to call from any task or thread while the runtime
+    /// runs: on Green, each worker answers at a safe point of its loop; one stuck in a call
+    /// outside zsync is given up on after a second, with a note.
+    ///
+    /// ```
+    /// zsync::Builder::new(zsync::Model::Threaded).run(|io| {
+    ///     let dump = io.dump();
+    ///     let me = dump.tasks().iter().find(|t| t.is_current()).unwrap();
+    ///     assert_eq!(me.state(), zsync::dump::TaskState::Running);
+    ///     println!("{dump}");
+    /// });
+    /// ```
+    pub fn dump(&self) -> crate::dump::Dump {
+        crate::diag::dump::collect(self)
+    }
+
     /// The I/O engine behind this handle: `"io_uring"` or `"epoll"` on Green, `"syscalls"` (direct
     /// blocking-style syscalls on the task's thread) elsewhere.
     pub fn backend_name(&self) -> &'static str {

@@ -133,6 +133,7 @@ mod test_waker;
 mod wait;
 
 pub mod bufio;
+pub use diag::dump;
 pub mod channel;
 pub mod compat;
 pub mod fs;

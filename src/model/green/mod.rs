@@ -16,6 +16,7 @@
 //!   running until every task has finished, then the pool closes and the threads are joined.
 
 mod async_driver;
+mod dump;
 pub(crate) mod fiber;
 mod offload;
 mod placement;
@@ -228,6 +229,8 @@ pub(crate) struct Shared {
     blocking: crate::model::elastic::Elastic,
     /// The runtime's async driver once made (see `async_driver.rs`); the workers turn it.
     driver: std::sync::OnceLock<Arc<crate::driver::Driver>>,
+    /// Task-dump requests and the workers' answers (see `dump.rs`).
+    dump: dump::DumpBoard,
 }
 
 impl Shared {
@@ -295,6 +298,7 @@ impl Green {
                     std::time::Duration::from_secs(5),
                 ),
                 driver: std::sync::OnceLock::new(),
+                dump: dump::DumpBoard::new(workers),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
