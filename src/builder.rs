@@ -30,6 +30,7 @@ pub struct Builder {
     model: Model,
     threaded: ThreadedConfig,
     green: GreenConfig,
+    dump_on_signal: Option<crate::diag::on_signal::DumpOnSignal>,
 }
 
 impl Builder {
@@ -39,7 +40,70 @@ impl Builder {
             model,
             threaded: ThreadedConfig::default(),
             green: GreenConfig::default(),
+            dump_on_signal: None,
         }
+    }
+
+    /// Writes a [task dump](crate::dump) to stderr each time the process receives `signal`,
+    /// while the runtime runs: Go's `SIGQUIT` goroutine dump, except that the program goes on.
+    /// Off by default. [`SignalKind::quit`](crate::signal::SignalKind::quit) (Ctrl-\\ in a
+    /// terminal) is the usual choice; the signal is then taken over by zsync for the whole
+    /// process (see [`zsync::signal`](crate::signal)), and no longer ends it. `run` fails to
+    /// start (panics; `build` returns the error) for a signal that cannot be caught.
+    ///
+    /// ```
+    /// use zsync::signal::SignalKind;
+    /// zsync::Builder::new(zsync::Model::Green)
+    ///     .dump_on_signal(SignalKind::quit())
+    ///     .run(|io| {
+    ///         // `kill -QUIT <pid>` now prints every task and where it waits.
+    ///         # let _ = io;
+    ///     });
+    /// ```
+    pub fn dump_on_signal(self, signal: crate::signal::SignalKind) -> Builder {
+        self.dump_on_signal_to(signal, std::io::stderr())
+    }
+
+    /// [`dump_on_signal`](Builder::dump_on_signal), writing each dump to `out` instead of
+    /// stderr (a log file, a pipe; a test's buffer).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use zsync::signal::SignalKind;
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Shared(Arc<Mutex<Vec<u8>>>);
+    /// impl std::io::Write for Shared {
+    ///     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+    ///         self.0.lock().unwrap().write(b)
+    ///     }
+    ///     fn flush(&mut self) -> std::io::Result<()> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let out = Shared::default();
+    /// zsync::Builder::new(zsync::Model::Threaded)
+    ///     .dump_on_signal_to(SignalKind::user_defined2(), out.clone())
+    ///     .run(|io| {
+    ///         // SAFETY: kill(2) has no memory-safety preconditions.
+    ///         unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+    ///         while out.0.lock().unwrap().is_empty() {
+    ///             io.sleep(std::time::Duration::from_millis(5)).unwrap();
+    ///         }
+    ///     });
+    /// assert!(String::from_utf8_lossy(&out.0.lock().unwrap()).starts_with("zsync task dump"));
+    /// ```
+    pub fn dump_on_signal_to(
+        mut self,
+        signal: crate::signal::SignalKind,
+        out: impl std::io::Write + Send + 'static,
+    ) -> Builder {
+        self.dump_on_signal = Some(crate::diag::on_signal::DumpOnSignal {
+            kind: signal,
+            out: Arc::new(std::sync::Mutex::new(Box::new(out))),
+        });
+        self
     }
 
     /// Threaded and Green: number of workers (default: available parallelism). Values below 1
@@ -140,8 +204,12 @@ impl Builder {
 
     /// [`run`](Builder::run), with a runtime that cannot start reported as `Err` (then `f` has
     /// not run and no thread of the model is left) instead of a panic.
-    pub(crate) fn try_run<T>(self, f: impl FnOnce(&Io) -> T) -> std::io::Result<T> {
+    pub(crate) fn try_run<T>(mut self, f: impl FnOnce(&Io) -> T) -> std::io::Result<T> {
+        let dump_on_signal = self.dump_on_signal.take();
         let io = self.into_io()?;
+        let watcher = dump_on_signal
+            .map(|cfg| crate::diag::on_signal::Watcher::start(&io, cfg))
+            .transpose()?;
         let result = match &io.inner.model {
             // Worker 0 runs the root as a fiber until every task has finished.
             ModelImpl::Green(green) => green.run_root(&io, f)?,
@@ -151,6 +219,7 @@ impl Builder {
             }
             ModelImpl::Blocking | ModelImpl::Custom(_) => run_root_on_thread(&io, f),
         };
+        drop(watcher);
         io.inner.model.shutdown();
         // After the model: no task is left to wait on the driver; its thread is joined here.
         io.inner.state.driver.retire();

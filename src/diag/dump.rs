@@ -230,7 +230,8 @@ impl TaskDump {
         self.parent
     }
 
-    /// Whether this is a root task (the closure of `run`, or of a `block_on`).
+    /// Whether this is a root task: the closure of `run`, or of a `block_on` from a thread
+    /// outside the runtime.
     pub fn is_root(&self) -> bool {
         self.root
     }
@@ -634,7 +635,7 @@ impl Collector {
             name: name.or_else(|| meta.and_then(|m| m.name()).map(str::to_owned)),
             spawned_at: meta.map(|m| m.location),
             parent: parent_id(node),
-            root: node.parent().is_none(),
+            root: meta.is_none(),
             current: false,
             worker: None,
             state,
@@ -691,10 +692,10 @@ impl Collector {
                     .push("stopped walking the task tree after a million nodes".to_owned());
                 break;
             }
+            // A node of its own is a task's only if a context uses it: the root task's, or a
+            // `block_on` caller's (a group's scope never waits); it shows when it waits.
             let is_task = node.owner().task_meta().is_some();
-            let is_root = node.parent().is_none();
-            // A root shows when the dump did not see it running (its wait, if any).
-            if is_task || (is_root && WaitPoint::from_snapshot(node.wait.snapshot()).is_some()) {
+            if is_task || WaitPoint::from_snapshot(node.wait.snapshot()).is_some() {
                 self.entry(&node, None, None);
             }
             stack.extend(node.registered_children());

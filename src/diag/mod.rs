@@ -5,4 +5,5 @@
 //! the task owns (its cancellation node) when it enters a blocking operation or sleeps.
 
 pub mod dump;
+pub(crate) mod on_signal;
 pub(crate) mod wait_point;

@@ -1,0 +1,431 @@
+//! Task dumps (`Io::dump`, `Handle::dump`, `Builder::dump_on_signal`): what they show of each
+//! task, per model.
+//!
+//! Every wait below is bounded by a generous watchdog only (a dump is polled until the tasks
+//! it looks for are parked); nothing asserts on timing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zsync::dump::{Dump, TaskDump, TaskState, WaitOp};
+use zsync::signal::SignalKind;
+use zsync::{Backend, Builder, Io, Model};
+
+/// The models with real concurrency, with two workers each (io_uring only where allowed).
+fn concurrent_builders() -> Vec<(&'static str, Builder)> {
+    let mut v = vec![
+        ("threaded", Builder::new(Model::Threaded).worker_threads(2)),
+        (
+            "green_epoll",
+            Builder::new(Model::Green)
+                .backend(Backend::Epoll)
+                .worker_threads(2),
+        ),
+    ];
+    match Backend::IoUring.resolve() {
+        Ok(_) => v.push((
+            "green_uring",
+            Builder::new(Model::Green)
+                .backend(Backend::IoUring)
+                .worker_threads(2),
+        )),
+        Err(e) => eprintln!("skipped: green_uring: io_uring unavailable: {e}"),
+    }
+    v
+}
+
+/// Takes dumps until `ready` holds for one (a watchdog of 20 s against a hang).
+fn dump_until(take: impl Fn() -> Dump, ready: impl Fn(&Dump) -> bool) -> Dump {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dump = take();
+        if ready(&dump) {
+            return dump;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the tasks never all parked:\n{dump}"
+        );
+        // In a task, wait the task's way: a Green worker must stay free to start the others.
+        match Io::current() {
+            Some(io) => io.sleep(Duration::from_millis(5)).unwrap(),
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn parked(dump: &Dump, name: &str) -> bool {
+    dump.task_named(name)
+        .is_some_and(|t| t.state() == TaskState::Parked)
+}
+
+fn stack_has(task: &TaskDump, function: &str) -> bool {
+    task.stack().is_some_and(|s| {
+        s.frames()
+            .iter()
+            .any(|f| f.function().is_some_and(|n| n.contains(function)))
+    })
+}
+
+#[inline(never)]
+fn wait_for_a_message(rx: zsync::channel::Receiver<u32>, line: &Mutex<u32>) {
+    *line.lock().unwrap() = line!() + 1;
+    let _ = rx.recv();
+}
+
+#[inline(never)]
+fn take_a_nap(io: &Io, line: &Mutex<u32>) {
+    *line.lock().unwrap() = line!() + 1;
+    let _ = io.sleep(Duration::from_secs(60));
+}
+
+#[inline(never)]
+fn lock_the_mutex(m: &zsync::sync::Mutex<()>) {
+    let _guard = m.lock();
+}
+
+#[inline(never)]
+fn join_the_child(io: &Io, rx: zsync::channel::Receiver<u32>) {
+    let child = io
+        .task()
+        .name("child")
+        .spawn(move |_| wait_for_a_message(rx, &Mutex::new(0)));
+    let _ = child.join();
+}
+
+/// The dump's central promise, on every model with concurrency: names, spawn sites, parents,
+/// the operation each task waits in and the user's line of that call, how long; on Green
+/// the parked fiber's stack with the user's functions in it.
+#[test]
+fn dump_shows_names_spawn_sites_wait_ops_user_lines_and_fiber_stacks() {
+    for (model, builder) in concurrent_builders() {
+        builder.run(|io| {
+            let recv_line = Arc::new(Mutex::new(0));
+            let nap_line = Arc::new(Mutex::new(0));
+            let (tx, rx) = zsync::channel::bounded::<u32>(1);
+            let (ctx, crx) = zsync::channel::bounded::<u32>(1);
+            let mutex = Arc::new(zsync::sync::Mutex::new(()));
+            let held = mutex.lock().unwrap();
+
+            let l = recv_line.clone();
+            let spawn_line = line!() + 1;
+            let receiver = io
+                .task()
+                .name("receiver")
+                .spawn(move |_| wait_for_a_message(rx, &l));
+            let l = nap_line.clone();
+            let sleeper = io
+                .task()
+                .name("sleeper")
+                .spawn(move |io| take_a_nap(io, &l));
+            let m = mutex.clone();
+            let locker = io.task().name("locker").spawn(move |_| lock_the_mutex(&m));
+            let parent = io
+                .task()
+                .name("parent")
+                .spawn(move |io| join_the_child(io, crx));
+
+            let dump = dump_until(
+                || io.dump(),
+                |d| {
+                    ["receiver", "sleeper", "locker", "child"].iter().all(|n| parked(d, n))
+                        // The parent may be running its child inline (a join of an unstarted
+                        // task runs it on the joiner), so only its operation is certain.
+                        && d.task_named("parent").is_some_and(|p| {
+                            p.wait().is_some_and(|w| w.op() == WaitOp::Join)
+                        })
+                },
+            );
+            let text = dump.to_string();
+            println!("{model}:\n{text}");
+
+            let r = dump.task_named("receiver").unwrap();
+            let at = r.spawned_at().unwrap();
+            assert_eq!((at.file(), at.line()), (file!(), spawn_line), "{model}");
+            assert_eq!(r.parent(), None, "{model}: spawned by the root");
+            let w = r.wait().unwrap();
+            assert_eq!(w.op(), WaitOp::ChannelRecv, "{model}");
+            let loc = w.location().unwrap();
+            assert_eq!(
+                (loc.file(), loc.line()),
+                (file!(), *recv_line.lock().unwrap()),
+                "{model}"
+            );
+            assert!(w.waiting_for().is_some(), "{model}");
+
+            let s = dump.task_named("sleeper").unwrap();
+            assert_eq!(s.wait().unwrap().op(), WaitOp::Sleep, "{model}");
+            assert_eq!(
+                s.wait().unwrap().location().unwrap().line(),
+                *nap_line.lock().unwrap()
+            );
+
+            let l = dump.task_named("locker").unwrap();
+            assert_eq!(l.wait().unwrap().op(), WaitOp::Mutex, "{model}");
+            assert_eq!(l.wait().unwrap().location().unwrap().file(), file!());
+
+            let p = dump.task_named("parent").unwrap();
+            let c = dump.task_named("child").unwrap();
+            assert_eq!(p.wait().unwrap().op(), WaitOp::Join, "{model}");
+            assert_eq!(c.parent(), p.id(), "{model}: the child's parent");
+            assert_eq!(c.wait().unwrap().op(), WaitOp::ChannelRecv, "{model}");
+
+            let me = dump.tasks().iter().find(|t| t.is_current()).unwrap();
+            assert!(me.is_root(), "{model}");
+            assert_eq!(me.state(), TaskState::Running, "{model}");
+            assert!(
+                stack_has(me, "dump_shows_names_spawn_sites"),
+                "{model}: the dumping task's own stack:\n{text}"
+            );
+
+            for name in ["receiver", "sleeper", "locker"] {
+                assert!(text.contains(&format!("'{name}'")), "{model}: {text}");
+            }
+            assert!(text.contains("channel recv"), "{model}: {text}");
+            if model.starts_with("green") {
+                assert!(r.worker().is_some(), "{model}");
+                assert!(stack_has(r, "wait_for_a_message"), "{model}:\n{text}");
+                assert!(stack_has(s, "take_a_nap"), "{model}:\n{text}");
+                assert!(stack_has(l, "lock_the_mutex"), "{model}:\n{text}");
+                // The child may run inline on its joiner's fiber: that fiber's stack is then
+                // the child's, down to the join.
+                assert!(
+                    stack_has(c, "wait_for_a_message")
+                        && (stack_has(c, "join_the_child") || stack_has(p, "join_the_child")),
+                    "{model}:\n{text}"
+                );
+                assert!(text.contains("wait_for_a_message"), "{model}: {text}");
+                // The stack starts at the user's side of the wait: zsync's park loop is cut.
+                let top = r.stack().unwrap().frames()[0]
+                    .function()
+                    .unwrap()
+                    .to_owned();
+                assert!(top.contains("Receiver"), "{model}: top frame {top}");
+            } else {
+                assert!(r.stack().is_none(), "{model}");
+                assert!(
+                    !dump.notes().is_empty(),
+                    "{model}: says why there are no stacks"
+                );
+            }
+
+            drop(held);
+            drop(tx);
+            drop(ctx);
+            let _ = sleeper.cancel();
+            receiver.join().unwrap();
+            locker.join().unwrap();
+            parent.join().unwrap();
+        });
+    }
+}
+
+/// Future tasks show their future's type and frame size, and their wait state.
+#[test]
+fn dump_shows_future_tasks_with_type_and_frame_size() {
+    for (model, builder) in concurrent_builders() {
+        builder.run(|io| {
+            let (tx, rx) = zsync::channel::bounded::<u32>(1);
+            let task = io.spawn_future(async move { rx.recv_event().await });
+            let future_parked = |d: &Dump| {
+                d.tasks()
+                    .iter()
+                    .any(|t| t.future().is_some() && t.state() == TaskState::Parked)
+            };
+            let dump = dump_until(|| io.dump(), future_parked);
+            let f = dump.tasks().iter().find(|t| t.future().is_some()).unwrap();
+            let (ty, size) = f.future().expect("a future task");
+            assert!(ty.contains("dump"), "{model}: {ty}");
+            assert!(size > 0, "{model}");
+            assert!(dump.to_string().contains("future "), "{model}");
+            drop(tx);
+            let _ = task.join();
+        });
+    }
+}
+
+/// From a thread outside the runtime (`Handle::dump`), on Blocking: a `block_on` caller parked
+/// in a receive shows as a root task with its operation and line.
+#[test]
+fn handle_dump_from_outside_shows_a_blocked_block_on_caller_on_blocking() {
+    let rt = zsync::Runtime::new(Model::Blocking).unwrap();
+    let (tx, rx) = zsync::channel::bounded::<u32>(1);
+    let line = Arc::new(Mutex::new(0));
+    let handle = rt.handle();
+    let l = line.clone();
+    let waiter = std::thread::spawn(move || {
+        handle.block_on(|_| {
+            *l.lock().unwrap() = line!() + 1;
+            rx.recv()
+        })
+    });
+    // (The runtime's host thread is a root task too, waiting for its shutdown.)
+    let in_recv = |t: &&TaskDump| {
+        t.is_root()
+            && t.state() == TaskState::Parked
+            && t.wait().is_some_and(|w| w.op() == WaitOp::ChannelRecv)
+    };
+    let dump = dump_until(
+        || rt.handle().dump(),
+        |d| d.tasks().iter().any(|t| in_recv(&t)),
+    );
+    let t = dump.tasks().iter().find(in_recv).unwrap();
+    let w = t.wait().unwrap();
+    assert_eq!(w.op(), WaitOp::ChannelRecv);
+    assert_eq!(
+        w.location().unwrap().line(),
+        *line.lock().unwrap(),
+        "{dump}"
+    );
+    tx.send(1).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), 1);
+}
+
+/// A Green worker blocked in a call outside zsync cannot answer: the dump gives up on it
+/// after its bounded wait, says so, and still returns.
+#[test]
+fn green_dump_gives_up_on_a_worker_blocked_outside_zsync() {
+    let rt = Builder::new(Model::Green)
+        .backend(Backend::Epoll)
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let blocker = rt.spawn(move |_| {
+        tx.send(()).unwrap();
+        // A call that is not zsync's: the worker's loop stands still meanwhile.
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    rx.recv().unwrap();
+    let dump = rt.handle().dump();
+    assert!(
+        dump.notes().iter().any(|n| n.contains("did not answer")),
+        "{dump}"
+    );
+    blocker.join().unwrap();
+}
+
+/// Shared buffer a builder writes dumps into.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// `SIGQUIT` with `dump_on_signal_to`: the dump is written, with the parked task in it, and
+/// the program goes on.
+#[test]
+fn dump_on_signal_writes_a_dump_and_the_program_goes_on() {
+    let out = Buffer::default();
+    let v = Builder::new(Model::Green)
+        .worker_threads(2)
+        .dump_on_signal_to(SignalKind::quit(), out.clone())
+        .run(|io| {
+            let (tx, rx) = zsync::channel::bounded::<u32>(1);
+            let task = io
+                .task()
+                .name("signal-waiter")
+                .spawn(move |_| wait_for_a_message(rx, &Mutex::new(0)));
+            dump_until(|| io.dump(), |d| parked(d, "signal-waiter"));
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) }, 0);
+            let give_up = Instant::now() + Duration::from_secs(20);
+            while !out.text().contains("signal-waiter") {
+                assert!(Instant::now() < give_up, "no dump written: {}", out.text());
+                io.sleep(Duration::from_millis(5)).unwrap();
+            }
+            drop(tx);
+            task.join().unwrap();
+            7
+        });
+    assert_eq!(v, 7, "the program went on");
+    let text = out.text();
+    assert!(text.starts_with("zsync task dump"), "{text}");
+    assert!(text.contains("wait_for_a_message"), "{text}");
+}
+
+const CHILD_ENV: &str = "ZSYNC_DUMP_TEST_CHILD";
+
+/// The default writer is stderr: a child process with `dump_on_signal(quit)` prints the dump
+/// there on `SIGQUIT` and lives on until told to stop.
+#[test]
+fn dump_on_signal_prints_to_stderr_in_a_child_process() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child();
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "dump_on_signal_prints_to_stderr_in_a_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "child ended early");
+        if line.trim_end().ends_with("ready") {
+            break;
+        }
+    }
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGQUIT) }, 0);
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("'stuck-in-child'") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert_ne!(n, 0, "stderr closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(child.stdin.take()); // the child's task stops waiting
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the child lived on: {status:?}");
+}
+
+fn child() {
+    Builder::new(Model::Green)
+        .worker_threads(1)
+        .dump_on_signal(SignalKind::quit())
+        .run(|io| {
+            let task = io.task().name("stuck-in-child").spawn(|io| {
+                // Stops when the parent closes our stdin (read on a helper thread).
+                io.blocking(|| {
+                    let mut b = [0u8; 1];
+                    let _ = std::io::stdin().read(&mut b);
+                })
+            });
+            dump_until(
+                || io.dump(),
+                |d| {
+                    d.task_named("stuck-in-child")
+                        .is_some_and(|t| t.state() == TaskState::Blocking)
+                },
+            );
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+            task.join().unwrap().unwrap();
+        });
+}
