@@ -55,6 +55,7 @@ impl TaskRef<'static> {
 }
 
 impl<'a> TaskContext<'a> {
+    #[inline]
     pub(crate) fn new(
         io: &'a Io,
         cancel: &'a dyn NodeSource,

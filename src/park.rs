@@ -197,7 +197,9 @@ pub(crate) fn park(deadline: Option<Instant>) {
     with_waiter(|w| w.park(deadline))
 }
 
-/// Parks the calling thread, announced to a [`WaitWatch`], until unparked or `deadline`.
+/// Parks the calling thread, announced to a [`WaitWatch`], until unparked or `deadline`. Not
+/// inlined: a thread's park costs a futex call, and the callers' fast paths keep small frames.
+#[inline(never)]
 fn park_this_thread(deadline: Option<Instant>) {
     // Announce the wait for a `WaitWatch`: one relaxed store each way. (`try_with`: a thread
     // local's destructor may still wait here, after `PARKER` is gone.)

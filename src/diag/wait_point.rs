@@ -393,7 +393,15 @@ pub(crate) fn current() -> Option<WaitSnapshot> {
 /// than the tick, 1–4 ms).
 #[inline]
 pub(crate) fn now_coarse() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // glibc's clock_gettime (its vDSO path; rustix's own vDSO lookup crashes under valgrind,
+    // which the project uses to count instructions). Cannot fail for this clock; on failure
+    // `t` stays zero, a wait of unknown start.
+    // SAFETY: `clock_gettime` only writes the `timespec` it is given, which is valid.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 

@@ -301,6 +301,10 @@ pub(super) fn current_key() -> Option<usize> {
 
 /// Parks the running fiber until its waker fires. Returns at once if a wake-up arrived since the
 /// last park. May return spuriously; callers loop on their condition.
+///
+/// Not inlined: the callers' fast paths (a join whose task is done, a lock that is free) then
+/// keep their small frames.
+#[inline(never)]
 pub(crate) fn park() {
     let current = CURRENT.with(|c| c.get());
     assert!(!current.is_null(), "zsync: fiber park outside a fiber");

@@ -1,0 +1,53 @@
+//! Hot paths for an instruction count (`valgrind --tool=callgrind target/release/examples/hot_paths <spawn|pingpong|yield|sleep0> <n>`,
+//! two values of n, the difference divided): spawn+join, channel ping-pong (park/wake), yield,
+//! a 1 ns sleep, on one Green epoll worker (valgrind does not run io_uring). See
+//! docs/ARCHITECTURE.md, "Task dumps", for the figures.
+use zsync::{Backend, Builder, Model};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap();
+    let n: u64 = args.next().unwrap().parse().unwrap();
+    Builder::new(Model::Green)
+        .backend(Backend::Epoll)
+        .worker_threads(1)
+        .run(|io| match what.as_str() {
+            "spawn" => {
+                for i in 0..n {
+                    assert_eq!(io.spawn(move |_| i).join().unwrap(), i);
+                }
+            }
+            "pingpong" => {
+                let (tx, rx) = zsync::channel::bounded::<u64>(0);
+                let (tx2, rx2) = zsync::channel::bounded::<u64>(0);
+                let t = io.spawn(move |_| {
+                    for _ in 0..n {
+                        let v = rx.recv().unwrap();
+                        tx2.send(v).unwrap();
+                    }
+                });
+                for i in 0..n {
+                    tx.send(i).unwrap();
+                    rx2.recv().unwrap();
+                }
+                t.join().unwrap();
+            }
+            "yield" => {
+                let t = io.spawn(move |io| {
+                    for _ in 0..n {
+                        io.yield_now();
+                    }
+                });
+                for _ in 0..n {
+                    io.yield_now();
+                }
+                t.join().unwrap();
+            }
+            "sleep0" => {
+                for _ in 0..n {
+                    io.sleep(std::time::Duration::from_nanos(1)).unwrap();
+                }
+            }
+            _ => panic!(),
+        });
+}
