@@ -28,9 +28,9 @@
 //!
 //! - **Tasks that blocked at least once** are in the cancellation tree: every cancellation
 //!   point registers its task in its parent's children before it may sleep (see
-//!   [`crate::cancel`]), and a task leaves the tree when it finishes. The dump walks it from the
+//!   `src/cancel.rs`), and a task leaves the tree when it finishes. The dump walks it from the
 //!   runtime's root node, under each shard's lock in turn, as `cancel()` does. Each node's task
-//!   cell gives the id, name and spawn location; its [`WaitSlot`](super::wait_point) the wait.
+//!   cell gives the id, name and spawn location; its wait slot the wait point.
 //! - **Green fibers** (parked, ready, or yielded) are in their worker's fiber table. Each
 //!   worker serves a dump request at a safe point of its loop (no fiber running): it resumes
 //!   each fiber into a trace routine (`fiber::suspend` sees `Resume::Trace`), which records the
