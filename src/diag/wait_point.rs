@@ -23,13 +23,13 @@
 //!
 //! ## Cost
 //!
-//! A slot is four relaxed atomics in memory the task owns already (its cell, through its
-//! node). `note` is one thread-local read, a load and three relaxed stores (plain `mov`s on
+//! A slot is three relaxed atomic words in memory the task owns already (its cell, through
+//! its node). `note` is one thread-local read, a load and three relaxed stores (plain `mov`s on
 //! x86-64), its guard two stores: no read-modify-write, no fence, no allocation, no shared
-//! cache line. `begin` adds one
-//! `CLOCK_MONOTONIC_COARSE` read (vDSO, a few nanoseconds; the precise clock costs several times
-//! more and a wait's length only needs milliseconds) and a store; `end` two stores. Only a
-//! task that really sleeps pays `begin`/`end`, and a sleep costs a context switch at least.
+//! cache line. `begin` adds one `CLOCK_MONOTONIC_COARSE` read (vDSO, a few nanoseconds; the
+//! precise clock costs several times more and a wait's length only needs milliseconds), a load
+//! and a store; `end` a load and a store. Only a task that really sleeps pays `begin`/`end`,
+//! and a sleep costs a context switch at least.
 //!
 //! A slot is written only by its task and read by anyone: the fields are independent relaxed
 //! atomics, so a reader may see a mix of two consecutive waits (the operation of one, the
@@ -38,7 +38,7 @@
 use std::fmt;
 use std::panic::Location;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::context;
@@ -247,23 +247,30 @@ impl fmt::Display for Object {
     }
 }
 
-/// One task's wait point. Written by the task only (relaxed stores), read by anyone.
+/// One task's wait point. Written by the task only (relaxed loads and stores: one writer needs
+/// no read-modify-write), read by anyone. 24 bytes: it lives in every task's cell, and a small
+/// future task's cell must stay within its 256-byte size class (see `stackless/frame.rs`).
 pub(crate) struct WaitSlot {
-    op: AtomicU8,
+    /// The operation in the top byte ([`OP_SHIFT`]); below it, when the current sleep began in
+    /// units of 2^20 ns ([`TICK_SHIFT`]) of [`now_coarse`], plus one (0: not sleeping).
+    state: AtomicU64,
     object: AtomicU64,
     location: AtomicPtr<Location<'static>>,
-    /// When the current sleep began: [`now_coarse`] + 1 (so never 0), or 0 when the task does
-    /// not sleep.
-    since: AtomicU64,
 }
+
+/// Where the operation sits in [`WaitSlot::state`].
+const OP_SHIFT: u32 = 56;
+/// The sleep's start below the operation.
+const SINCE_MASK: u64 = (1 << OP_SHIFT) - 1;
+/// The start's unit: 2^20 ns (~1.05 ms, below the coarse clock's own tick).
+const TICK_SHIFT: u32 = 20;
 
 impl WaitSlot {
     pub(crate) const fn new() -> WaitSlot {
         WaitSlot {
-            op: AtomicU8::new(0),
+            state: AtomicU64::new(0),
             object: AtomicU64::new(0),
             location: AtomicPtr::new(ptr::null_mut()),
-            since: AtomicU64::new(0),
         }
     }
 
@@ -271,44 +278,52 @@ impl WaitSlot {
     /// `Mutex::lock` waiting through its semaphore, keeps its own name). Returns whether it did.
     #[inline]
     fn set(&self, op: WaitOp, object: Object, location: &'static Location<'static>) -> bool {
-        if self.op.load(Ordering::Relaxed) != 0 {
+        let state = self.state.load(Ordering::Relaxed);
+        if state >> OP_SHIFT != 0 {
             return false;
         }
-        self.op.store(op as u8, Ordering::Relaxed);
+        self.state
+            .store((op as u64) << OP_SHIFT | state, Ordering::Relaxed);
         self.object.store(object.encode(), Ordering::Relaxed);
         self.location
             .store(location as *const _ as *mut _, Ordering::Relaxed);
         true
     }
 
-    /// The operation is over.
+    /// The operation is over (it no longer sleeps either).
     #[inline]
     fn clear(&self) {
-        self.op.store(0, Ordering::Relaxed);
+        self.state.store(0, Ordering::Relaxed);
         self.location.store(ptr::null_mut(), Ordering::Relaxed);
     }
 
     #[inline]
     fn begin(&self) {
-        self.since.store(now_coarse() + 1, Ordering::Relaxed);
+        let op = self.state.load(Ordering::Relaxed) & !SINCE_MASK;
+        let since = ((now_coarse() >> TICK_SHIFT) + 1) & SINCE_MASK;
+        self.state.store(op | since, Ordering::Relaxed);
     }
 
     #[inline]
     fn end(&self) {
-        self.since.store(0, Ordering::Relaxed);
+        let op = self.state.load(Ordering::Relaxed) & !SINCE_MASK;
+        self.state.store(op, Ordering::Relaxed);
     }
 
     /// What the slot says now (see the module docs on consistency).
     pub(crate) fn snapshot(&self) -> WaitSnapshot {
-        let since = self.since.load(Ordering::Relaxed);
+        let state = self.state.load(Ordering::Relaxed);
+        let since = state & SINCE_MASK;
         let location = self.location.load(Ordering::Relaxed);
         WaitSnapshot {
-            op: WaitOp::from_u8(self.op.load(Ordering::Relaxed)),
+            op: WaitOp::from_u8((state >> OP_SHIFT) as u8),
             object: Object::decode(self.object.load(Ordering::Relaxed)),
             // SAFETY: a non-null pointer was stored from a `&'static Location` by `set`.
             location: unsafe { location.as_ref() },
-            waiting_for: (since != 0)
-                .then(|| Duration::from_nanos(now_coarse().saturating_sub(since - 1))),
+            waiting_for: (since != 0).then(|| {
+                let began = (since - 1) << TICK_SHIFT;
+                Duration::from_nanos(now_coarse().saturating_sub(began))
+            }),
         }
     }
 }
