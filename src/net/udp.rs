@@ -179,7 +179,12 @@ impl UdpSocket {
 
     /// Sends `buf` to the first address of `addr`; returns the number of bytes sent. A host name
     /// is resolved without stalling other tasks. Cancellation point.
+    #[track_caller]
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Send,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         let target = addr::resolve(self.sock.io(), addr)?
             .into_iter()
             .next()
@@ -194,7 +199,12 @@ impl UdpSocket {
 
     /// Receives one datagram into `buf` (the excess of a longer datagram is discarded); returns
     /// its length and its sender. Cancellation point.
+    #[track_caller]
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Recv,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         let fd = self.sock.fd();
         let io = self.sock.io();
         self.sock
@@ -203,7 +213,12 @@ impl UdpSocket {
 
     /// Like [`recv_from`](Self::recv_from), but leaves the datagram in the queue.
     /// Cancellation point.
+    #[track_caller]
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Recv,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         self.sock.read_with(|s| s.peek_from(buf))
     }
 
@@ -218,17 +233,32 @@ impl UdpSocket {
     ///
     /// Errors: `NotConnected` without [`connect`](Self::connect); `ConnectionRefused` may report
     /// an ICMP "port unreachable" caused by an earlier datagram.
+    #[track_caller]
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Send,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         self.sock.send(buf)
     }
 
     /// Receives one datagram from the connected peer. Cancellation point.
+    #[track_caller]
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Recv,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         self.sock.recv(buf)
     }
 
     /// Like [`recv`](Self::recv), but leaves the datagram in the queue. Cancellation point.
+    #[track_caller]
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Recv,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         self.sock.read_with(|s| s.peek(buf))
     }
 

@@ -119,7 +119,12 @@ impl Child {
     ///     Ok(())
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Process,
+            crate::diag::wait_point::Object::None,
+        );
         drop(self.stdin.take());
         reaper::sweep();
         if let Some(status) = self.inner.try_wait()? {

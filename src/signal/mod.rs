@@ -259,7 +259,12 @@ impl Signals {
     ///     Ok(())
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn recv(&mut self) -> io::Result<SignalKind> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Signal,
+            crate::diag::wait_point::Object::None,
+        );
         let mut ev = self.recv_event();
         block_until(None, |w| ev.poll_event(w))
     }
