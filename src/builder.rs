@@ -48,8 +48,9 @@ impl Builder {
     /// while the runtime runs: Go's `SIGQUIT` goroutine dump, except that the program goes on.
     /// Off by default. [`SignalKind::quit`](crate::signal::SignalKind::quit) (Ctrl-\\ in a
     /// terminal) is the usual choice; the signal is then taken over by zsync for the whole
-    /// process (see [`zsync::signal`](crate::signal)), and no longer ends it. `run` fails to
-    /// start (panics; `build` returns the error) for a signal that cannot be caught.
+    /// process (see [`zsync::signal`](crate::signal)) and no longer ends it, also after the
+    /// runtime has ended (it is ignored then, as any signal zsync once listened for). `run`
+    /// fails to start (panics; `build` returns the error) for a signal that cannot be caught.
     ///
     /// ```
     /// use zsync::signal::SignalKind;
