@@ -26,6 +26,9 @@ pub(crate) struct RunState {
     pub(crate) panic: Mutex<Option<Box<dyn Any + Send>>>,
     /// The runtime's async driver, made on first use (see [`crate::driver`]).
     pub(crate) driver: crate::driver::DriverCell,
+    /// Set when the run was found deadlocked (Green: `model/green/checkdead.rs`): `run` fails
+    /// with [`Deadlock`](crate::Deadlock).
+    pub(crate) deadlocked: AtomicBool,
 }
 
 thread_local! {
@@ -58,6 +61,7 @@ impl RunState {
             on_all_done: std::sync::OnceLock::new(),
             panic: Mutex::new(None),
             driver: crate::driver::DriverCell::default(),
+            deadlocked: AtomicBool::new(false),
         }
     }
 

@@ -1,0 +1,46 @@
+//! The threads of this process, as the deadlock check counts them.
+//!
+//! A deadlock is reported only when every thread of the process is known to the runtime and
+//! idle: any other thread (the test harness, a `std::thread` holding a channel's sender, a
+//! `Runtime`'s owner, another runtime, zsync's own signal dispatcher) could still wake a task.
+//! The kernel's io_uring workers (`iou-wrk-*`, `iou-sqp-*`) are threads of the process too, but
+//! they only complete ring ops, which the check already requires to be none; they are not
+//! counted.
+
+use std::io;
+
+/// The number of threads of this process, io_uring workers left out. `Err` where it cannot be
+/// told (no `/proc`): the caller must then assume foreign threads.
+pub(crate) fn count() -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let entry = entry?;
+        let mut comm = entry.path();
+        comm.push("comm");
+        match std::fs::read(&comm) {
+            Ok(name) if name.starts_with(b"iou-wrk-") || name.starts_with(b"iou-sqp-") => {}
+            // A thread that exited between the listing and the read is still counted: the
+            // count may only err on the high side (which prevents a report).
+            _ => n += 1,
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_a_thread_started_here() {
+        let before = super::count().unwrap();
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        // Other tests' threads come and go: at least one more than some earlier reading is all
+        // that can be asserted, so compare against a reading with the thread surely alive.
+        assert!(super::count().unwrap() >= 2);
+        drop(tx);
+        t.join().unwrap();
+    }
+}
