@@ -176,3 +176,6 @@ pub struct GuideComingFromZig;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guides/custom-model.md")]
 pub struct GuideCustomModel;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/debugging.md")]
+pub struct GuideDebugging;
