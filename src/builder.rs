@@ -297,6 +297,11 @@ impl Builder {
             Model::Green => self.green.workers.max(1),
             Model::Blocking | Model::Custom(_) => 0,
         };
+        let mut state = RunState::new(workers);
+        if matches!(self.model, Model::Blocking) && self.green.stall.deadlock {
+            // The deadlock setting is kept with Green's; Blocking reads it from there.
+            state = state.with_single_thread_check(self.green.stall.out.clone());
+        }
         let model = match self.model {
             Model::Blocking => ModelImpl::Blocking,
             Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
@@ -308,7 +313,7 @@ impl Builder {
         Ok(Io {
             inner: Arc::new(IoInner {
                 model,
-                state: Arc::new(RunState::new(workers)),
+                state: Arc::new(state),
                 root: NodeRef::root(),
             }),
         })

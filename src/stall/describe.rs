@@ -45,3 +45,8 @@ pub(crate) fn asleep(live: &[usize]) -> String {
     s.push('\n');
     s
 }
+
+/// What is known of the one waiting task of a deadlocked Blocking run.
+pub(crate) fn alone(task: crate::task::TaskId) -> String {
+    format!("  task {task} waits on the run's only thread (Blocking model)\n")
+}

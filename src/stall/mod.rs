@@ -19,6 +19,7 @@
 
 pub(crate) mod describe;
 pub(crate) mod progress;
+pub(crate) mod single;
 pub(crate) mod threads;
 
 use std::fmt;
