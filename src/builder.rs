@@ -143,21 +143,22 @@ impl Builder {
         self
     }
 
-    /// Green: whether a run whose every task is asleep with nothing left that could wake one
-    /// fails (default `true`): zsync then prints "all tasks are asleep: deadlock" with what it
-    /// knows of the tasks, cancels every task so that the run ends, and the run fails with
-    /// [`Deadlock`](crate::Deadlock) ([`try_run`](Builder::try_run) returns it; `run` panics
-    /// with its message).
+    /// Green and Blocking: whether a run whose every task is asleep with nothing left that
+    /// could wake one fails (default `true`): zsync then prints "all tasks are asleep:
+    /// deadlock" with what it knows of the tasks, cancels every task so that the run ends, and
+    /// the run fails with [`Deadlock`](crate::Deadlock) ([`try_run`](Builder::try_run) returns
+    /// it; `run` panics with its message).
     ///
     /// A report is never a guess: it is made only when it is proven that nothing can wake any
-    /// task, checked by a worker about to sleep with nothing to do: every worker asleep with no
-    /// timer, descriptor wait or io_uring op; no task queued; no [`Io::blocking`] call running;
-    /// no async driver in use; and no thread in the process but the runtime's own. So any
-    /// other thread prevents the report (a `std::thread` may hold a channel's sender, a waker
-    /// may have been cloned into it): a [`Runtime`](crate::Runtime), whose owner thread
-    /// outlives its tasks, and a test harness, which runs tests on threads, are never checked.
-    /// Neither are the Threaded and Blocking models (see docs/debugging.md, "Stalls and
-    /// deadlocks", for why).
+    /// task. On Green a worker about to sleep with nothing to do checks: every worker asleep
+    /// with no timer, descriptor wait or io_uring op; no task queued; no [`Io::blocking`] call
+    /// running; no async driver in use; and no thread in the process but the runtime's own. On
+    /// Blocking (one thread runs everything) the check is made when that thread parks with no
+    /// deadline and no wake-up pending, and the process has no other thread. So any other
+    /// thread prevents the report (a `std::thread` may hold a channel's sender, a waker may
+    /// have been cloned into it): a [`Runtime`](crate::Runtime), whose owner thread outlives
+    /// its tasks, and a test harness, which runs tests on threads, are never checked. The
+    /// Threaded model is not checked (see docs/debugging.md, "Stalls and deadlocks", for why).
     ///
     /// ```
     /// use zsync::{Builder, Model};

@@ -47,6 +47,16 @@ pub(crate) fn asleep(live: &[usize]) -> String {
 }
 
 /// What is known of the one waiting task of a deadlocked Blocking run.
-pub(crate) fn alone(task: crate::task::TaskId) -> String {
-    format!("  task {task} waits on the run's only thread (Blocking model)\n")
+pub(crate) fn alone(task: crate::context::TaskRef<'_>) -> String {
+    match task.name {
+        Some(name) => format!(
+            "  task {} '{}' waits on the run's only thread (Blocking model)\n",
+            task.id,
+            name.as_str()
+        ),
+        None => format!(
+            "  task {} waits on the run's only thread (Blocking model)\n",
+            task.id
+        ),
+    }
 }

@@ -80,7 +80,7 @@ pub(crate) fn deadlocked() {
         };
         let again = state.deadlocked.swap(true, Ordering::AcqRel);
         let mut msg = String::from("zsync: all tasks are asleep: deadlock\n");
-        msg.push_str(&super::describe::alone(c.task.id));
+        msg.push_str(&super::describe::alone(c.task));
         if again {
             msg.push_str(
                 "  Still so after every task was canceled (it waits where cancellation does not \
