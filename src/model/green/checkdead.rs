@@ -35,7 +35,9 @@
 //! conditions lasts (a `Runtime`'s owner thread always exists; a test harness's threads do;
 //! a pending timer, even far away, or a descriptor wait). When the check fails only for a
 //! reason that may change without any worker waking (a busy or exiting helper thread, an extra
-//! thread), the worker looks again after a pause that doubles up to [`RECHECK_MAX`].
+//! thread), the worker looks again after a pause that doubles up to [`RECHECK_MAX`], then
+//! stops looking until a check finds a worker awake (an idle runtime beside other threads must
+//! not wake forever).
 //!
 //! On a deadlock the first checker sets [`Shared::deadlock`] and wakes worker 0, whose loop
 //! (`Green::run_root`) prints the report with what is known of the tasks and cancels the root

@@ -895,7 +895,7 @@ impl WorkerLocal {
                             remote.sleeping.store(false, Ordering::SeqCst);
                             continue;
                         }
-                        Some(Verdict::Undecided) => timeout = Some(self.next_recheck()),
+                        Some(Verdict::Undecided) => timeout = self.next_recheck(),
                         Some(Verdict::Alive) | None => {}
                     }
                 }
@@ -973,11 +973,18 @@ impl WorkerLocal {
         }
     }
 
-    /// The pause before the next deadlock check, doubling each time up to `RECHECK_MAX`.
-    fn next_recheck(&self) -> Duration {
+    /// The pause before the next deadlock check, doubling each time; `None` once it would
+    /// exceed `RECHECK_MAX`: a worker whose checks keep failing for a reason outside the
+    /// runtime (another thread of the process) then sleeps without a timeout, as it did before
+    /// checks existed, until a verdict of `Alive` starts the series again. So an idle runtime in
+    /// a process with other threads wakes about a dozen times over ~2 s, then no more.
+    fn next_recheck(&self) -> Option<Duration> {
         let pause = self.recheck.get();
-        self.recheck.set((pause * 2).min(checkdead::RECHECK_MAX));
-        pause
+        if pause > checkdead::RECHECK_MAX {
+            return None;
+        }
+        self.recheck.set(pause * 2);
+        Some(pause)
     }
 
     /// Gives memory back to the system while the worker is idle: the pages of stacks unused for
