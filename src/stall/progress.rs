@@ -38,8 +38,6 @@ pub(crate) const ROOT_SITE: usize = 1;
 thread_local! {
     /// The progress word of the worker running on this thread, or null.
     static SLOT: Cell<*const Progress> = const { Cell::new(std::ptr::null()) };
-    /// The sequence number of this thread's last publication.
-    static SEQ: Cell<u64> = const { Cell::new(0) };
 }
 
 /// What a progress word says.
@@ -91,13 +89,8 @@ pub(crate) fn note(code: usize) {
     note_slow(slot, code);
 }
 
-#[inline(never)]
+#[inline]
 fn note_slow(slot: *const Progress, code: usize) {
-    let seq = SEQ.with(|s| {
-        let n = s.get().wrapping_add(1);
-        s.set(n);
-        n
-    });
     let code = code as u64;
     let code = if code > SITE_MASK {
         NO_SITE as u64
@@ -107,9 +100,10 @@ fn note_slow(slot: *const Progress, code: usize) {
     // SAFETY: `bind` sets the slot to a `Progress` that outlives the binding, and the binding
     // ends (the guard resets the slot) before the worker, which owns it through its monitor,
     // is dropped.
-    unsafe { &*slot }
-        .0
-        .store(seq << SITE_BITS | code, Ordering::Relaxed);
+    let word = unsafe { &(*slot).0 };
+    // This thread is the word's only writer: a plain read-modify-write keeps the sequence.
+    let seq = (word.load(Ordering::Relaxed) >> SITE_BITS).wrapping_add(1);
+    word.store(seq << SITE_BITS | code, Ordering::Relaxed);
 }
 
 /// Restores the thread's previous slot when dropped.
