@@ -93,6 +93,15 @@ fn join_a_task_waiting_for_my_mutex(io: &Io) {
     drop(guard);
 }
 
+/// A task waits, shielded from cancellation, for a message nobody sends: canceling every task
+/// cannot end this deadlock.
+fn shielded_wait_nobody_can_end(io: &Io) {
+    let (tx, rx) = zsync::channel::bounded::<u8>(1);
+    let t = io.spawn(move |io| io.shielded(|| rx.recv().is_ok()));
+    let _ = t.join();
+    drop(tx);
+}
+
 /// A task waits for a message a plain `std::thread` sends after a while: not a deadlock.
 fn sender_on_a_std_thread(io: &Io) -> String {
     let (tx, rx) = zsync::channel::bounded::<u32>(1);
@@ -157,6 +166,9 @@ fn child(scenario: &str) -> ! {
             .map(|()| "ok".to_string()),
         "mutex" => builder
             .try_run(join_a_task_waiting_for_my_mutex)
+            .map(|()| "ok".to_string()),
+        "shielded" => builder
+            .try_run(shielded_wait_nobody_can_end)
             .map(|()| "ok".to_string()),
         "std_sender" => builder.try_run(sender_on_a_std_thread),
         "std_sender_first" => builder.try_run(sender_thread_started_first),
@@ -268,6 +280,31 @@ fn deadlocks_are_reported_and_fail_the_run() {
                 "one report: {stderr}"
             );
         }
+    }
+}
+
+fn a_deadlock_that_cancellation_cannot_end_aborts_the_process() {
+    let mut backends: Vec<&str> = green_backends().into_iter().map(|(n, _)| n).collect();
+    backends.push("blocking");
+    for backend in backends {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .env(CHILD_ENV, format!("shielded@{backend}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{backend}: {:?}\n{stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains("all tasks are asleep: deadlock")
+                && stderr.contains("after every task was canceled")
+                && stderr.contains("aborting"),
+            "{backend}: {stderr}"
+        );
     }
 }
 
@@ -494,6 +531,10 @@ fn main() {
         (
             "deadlocks_are_reported_and_fail_the_run",
             deadlocks_are_reported_and_fail_the_run,
+        ),
+        (
+            "a_deadlock_that_cancellation_cannot_end_aborts_the_process",
+            a_deadlock_that_cancellation_cannot_end_aborts_the_process,
         ),
         (
             "no_deadlock_is_reported_while_something_can_still_wake_a_task",
