@@ -132,6 +132,9 @@ pub(crate) struct CancelNode {
     /// the owner finishes the flag tells whether any descendant could be registering this node
     /// concurrently. Without one, nobody but the owner touches `key`.
     has_children: AtomicBool,
+    /// What the owning task waits on, for a task dump (see [`crate::diag::wait_point`]):
+    /// written by the task only, with relaxed stores; not part of the cancellation protocol.
+    pub(crate) wait: crate::diag::wait_point::WaitSlot,
 }
 
 /// One shard of a node's registered children, on cache lines of its own (128 bytes: the
@@ -159,6 +162,17 @@ impl Shards {
 pub(crate) trait NodeOwner: Send + Sync + 'static {
     /// The node inside.
     fn node(&self) -> &CancelNode;
+
+    /// The task owning the node, for a task dump: `None` for a node on its own (the root's, a
+    /// group's scope).
+    fn task_meta(&self) -> Option<&crate::task::id::Meta> {
+        None
+    }
+
+    /// For a future task, what a task dump shows of it (see [`crate::diag::dump`]).
+    fn future_state(&self) -> Option<crate::diag::dump::FutureSeen> {
+        None
+    }
 }
 
 impl NodeOwner for CancelNode {
@@ -220,6 +234,16 @@ impl std::ops::Deref for dyn NodeSource + '_ {
 }
 
 impl NodeRef {
+    /// What holds the node: a task's cell, or the node alone.
+    pub(crate) fn owner(&self) -> &dyn NodeOwner {
+        &*self.0
+    }
+
+    /// The address of the node: identifies a task across the references to it.
+    pub(crate) fn addr(&self) -> usize {
+        &**self as *const CancelNode as usize
+    }
+
     /// A node with no parent: the root task of a `run`.
     pub(crate) fn root() -> NodeRef {
         NodeRef(CellRef::from_arc(Arc::new(CancelNode::new(None))))
@@ -259,6 +283,7 @@ impl CancelNode {
             key: AtomicUsize::new(UNREGISTERED),
             home: AtomicU8::new(local_shard()),
             has_children: AtomicBool::new(false),
+            wait: crate::diag::wait_point::WaitSlot::new(),
         }
     }
 
@@ -368,6 +393,25 @@ impl CancelNode {
             node = parent;
         }
         self.is_canceled()
+    }
+
+    /// The parent, if any.
+    pub(crate) fn parent(&self) -> Option<&NodeRef> {
+        self.parent.as_ref()
+    }
+
+    /// A snapshot of the registered children (the tasks below this node that have blocked at
+    /// least once and not finished), taken one shard at a time under that shard's lock, as
+    /// `cancel` does: for a task dump.
+    pub(crate) fn registered_children(&self) -> Vec<NodeRef> {
+        let Some(shards) = self.shards() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for shard in &shards.0 {
+            out.extend(lock(&shard.0).iter().map(|(_, c)| c.clone()));
+        }
+        out
     }
 
     /// Requests cancellation of this node and all its descendants. Idempotent, thread-safe.

@@ -11,6 +11,7 @@ use std::ptr;
 use std::time::Instant;
 
 use crate::cancel::{NodeRef, NodeSource};
+use crate::diag::wait_point::WaitSlot;
 use crate::error::{canceled, timed_out};
 use crate::task::id::{Name, TaskId};
 use crate::task::local;
@@ -31,6 +32,9 @@ pub(crate) struct TaskContext<'a> {
     /// in a thread-local, because a Green worker runs many tasks on one thread: the context is
     /// swapped with its fiber on every switch, and the values with it.
     pub(crate) locals: Cell<*const local::Entry>,
+    /// The task's wait point, in its cancellation node: borrowed once here so that recording a
+    /// wait costs no virtual call (see [`crate::diag::wait_point`]).
+    pub(crate) wait: &'a WaitSlot,
 }
 
 /// A running task's identity, borrowed from its cell (or `run`'s frame).
@@ -62,6 +66,7 @@ impl<'a> TaskContext<'a> {
             deadline: Cell::new(None),
             task,
             locals: Cell::new(ptr::null()),
+            wait: &cancel.cancel_node().wait,
         }
     }
 }

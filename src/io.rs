@@ -66,6 +66,28 @@ impl Io {
         self.inner.model.name()
     }
 
+    /// A dump of every live task of this runtime: id, name, spawn location, parent, worker,
+    /// state, what it waits on (operation, descriptor or object, the line of your code that
+    /// called it, for how long) and, for Green fibers and the calling task, its stack. See
+    /// [`zsync::dump`](crate::dump) for what it finds and how; `Display` prints it like Go's
+    /// goroutine dump.
+    ///
+    /// Costs nothing until called. Safe to call from any task or thread while the runtime
+    /// runs: on Green, each worker answers at a safe point of its loop; one stuck in a call
+    /// outside zsync is given up on after a second, with a note.
+    ///
+    /// ```
+    /// zsync::Builder::new(zsync::Model::Threaded).run(|io| {
+    ///     let dump = io.dump();
+    ///     let me = dump.tasks().iter().find(|t| t.is_current()).unwrap();
+    ///     assert_eq!(me.state(), zsync::dump::TaskState::Running);
+    ///     println!("{dump}");
+    /// });
+    /// ```
+    pub fn dump(&self) -> crate::dump::Dump {
+        crate::diag::dump::collect(self)
+    }
+
     /// The I/O engine behind this handle: `"io_uring"` or `"epoll"` on Green, `"syscalls"` (direct
     /// blocking-style syscalls on the task's thread) elsewhere.
     pub fn backend_name(&self) -> &'static str {
@@ -265,6 +287,10 @@ impl Io {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Blocking,
+            crate::diag::wait_point::Object::None,
+        );
         context::check()?;
         let body = move |_: &Io| f();
         if !self.inner.model.offloads_blocking() {
@@ -345,7 +371,12 @@ impl Io {
     }
 
     /// Sleeps for `duration`. Cancellation point. Zig: `io.sleep`.
+    #[track_caller]
     pub fn sleep(&self, duration: Duration) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Sleep,
+            crate::diag::wait_point::Object::None,
+        );
         if duration.is_zero() {
             return context::check();
         }
@@ -376,7 +407,12 @@ impl Io {
     ///
     /// Returns `Err(TimedOut)` early if the running task's own deadline (see
     /// [`timeout_until`](Io::timeout_until)) comes first.
+    #[track_caller]
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Sleep,
+            crate::diag::wait_point::Object::None,
+        );
         context::check()?;
         if let Some(model) = crate::op::custom(self) {
             return self.sleep_on(model, deadline);
@@ -545,16 +581,26 @@ impl Io {
 
     /// Blocks the running task until `event` completes and returns its output. Cancellation
     /// point (`Canceled`); `TimedOut` if the task's deadline passes first.
+    #[track_caller]
     pub fn wait<E: crate::Event>(&self, event: E) -> io::Result<E::Output> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Event,
+            crate::diag::wait_point::Object::None,
+        );
         crate::event::wait(event, None)
     }
 
     /// Like [`wait`](Io::wait), giving up with `TimedOut` at `deadline`.
+    #[track_caller]
     pub fn wait_until<E: crate::Event>(
         &self,
         event: E,
         deadline: Instant,
     ) -> io::Result<E::Output> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Event,
+            crate::diag::wait_point::Object::None,
+        );
         // `event::wait` re-polls at the event's `wake_at` (a sleep, a tick) before `deadline`.
         crate::event::wait(event, Some(deadline))
     }
@@ -579,12 +625,17 @@ impl Io {
     ///     setter.join().unwrap();
     /// });
     /// ```
+    #[track_caller]
     pub fn futex_wait(
         &self,
         word: &std::sync::atomic::AtomicU32,
         expected: u32,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Futex,
+            crate::diag::wait_point::Object::of(word),
+        );
         crate::wait::futex_wait(word, expected, deadline)
     }
 

@@ -115,6 +115,7 @@ mod builder;
 mod cancel;
 mod contain;
 mod context;
+mod diag;
 mod driver;
 mod error;
 mod event;
@@ -133,6 +134,7 @@ mod test_waker;
 mod wait;
 
 pub mod bufio;
+pub use diag::dump;
 pub mod channel;
 pub mod compat;
 pub mod fs;

@@ -451,6 +451,33 @@ impl Handle {
         &self.io
     }
 
+    /// A dump of every live task of the runtime, from any thread: see [`Io::dump`]. What a
+    /// server's admin endpoint or a watchdog thread calls when the program seems stuck.
+    ///
+    /// ```
+    /// let rt = zsync::Runtime::new(zsync::Model::Green)?;
+    /// let (tx, rx) = zsync::channel::bounded::<()>(1);
+    /// let task = rt.handle().io().task().name("stuck").spawn(move |_| rx.recv());
+    /// // From this thread (not one of the runtime's), while the task waits:
+    /// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// loop {
+    ///     let dump = rt.handle().dump();
+    ///     let parked = dump
+    ///         .task_named("stuck")
+    ///         .is_some_and(|t| t.state() == zsync::dump::TaskState::Parked);
+    ///     if parked || std::time::Instant::now() > deadline {
+    ///         break;
+    ///     }
+    ///     std::thread::sleep(std::time::Duration::from_millis(5));
+    /// }
+    /// drop(tx);
+    /// let _ = task.join();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn dump(&self) -> crate::dump::Dump {
+        self.io.dump()
+    }
+
     /// Runs `f` with the runtime's `Io` on the calling thread and returns its value: how a
     /// thread that is not one of the runtime's tasks (`main`, a thread of another library)
     /// runs colorblind code on it. Tokio: `Runtime::block_on`.

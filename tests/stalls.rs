@@ -279,6 +279,19 @@ fn deadlocks_are_reported_and_fail_the_run() {
                 1,
                 "one report: {stderr}"
             );
+            // The report carries the task dump: who waits, on what, where.
+            let (task, wait) = match scenario {
+                "mutual" => ("'waits-for-b'", "waiting in channel recv"),
+                _ => ("'wants-the-lock'", "waiting in mutex lock"),
+            };
+            assert!(
+                stderr.contains(task) && stderr.contains(wait),
+                "{scenario}@{backend}: {stderr}"
+            );
+            assert!(
+                !stderr.contains("has been held for"),
+                "the report's own work is no blocked worker: {stderr}"
+            );
         }
     }
 }

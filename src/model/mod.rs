@@ -160,6 +160,27 @@ impl ModelImpl {
         }
     }
 
+    /// What a task dump learns from the model beyond the cancellation tree: Green's fibers
+    /// and their stacks (waiting at most `patience` for each worker). `None` where tasks are
+    /// OS threads, whose stacks cannot be read from another thread.
+    pub(crate) fn dump_report(
+        &self,
+        patience: std::time::Duration,
+    ) -> Option<crate::diag::dump::ModelReport> {
+        match self {
+            ModelImpl::Green(g) => Some(g.dump_report(patience)),
+            ModelImpl::Blocking | ModelImpl::Threaded(_) | ModelImpl::Custom(_) => None,
+        }
+    }
+
+    /// The Green worker the calling thread is, if it is one of this runtime's.
+    pub(crate) fn current_worker(&self) -> Option<usize> {
+        match self {
+            ModelImpl::Green(g) => g.current_worker(),
+            ModelImpl::Blocking | ModelImpl::Threaded(_) | ModelImpl::Custom(_) => None,
+        }
+    }
+
     /// The I/O engine: `"io_uring"` or `"epoll"` on Green, `"syscalls"` elsewhere.
     pub(crate) fn backend_name(&self) -> &'static str {
         match self {

@@ -97,6 +97,11 @@ impl RunState {
         self.live.all_finished()
     }
 
+    /// Tasks started (spawned) and not finished, roughly: for a task dump.
+    pub(crate) fn live_estimate(&self) -> usize {
+        self.live.live_estimate()
+    }
+
     pub(crate) fn task_started(&self) {
         self.live.started(self.shard());
     }

@@ -84,6 +84,13 @@ pub(crate) enum Home {
 /// The scheduling word of the module docs, on its own so the loom models check exactly it.
 pub(crate) struct Sched(AtomicU8);
 
+impl Sched {
+    /// The state word now, for a task dump (a hint: it may change at once).
+    fn peek(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// What [`Sched::wake`] asks of the waker.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum WakeAction {
@@ -594,6 +601,25 @@ where
 {
     fn node(&self) -> &crate::cancel::CancelNode {
         &self.core.cancel
+    }
+
+    fn task_meta(&self) -> Option<&crate::task::id::Meta> {
+        Some(&self.core.meta)
+    }
+
+    fn future_state(&self) -> Option<crate::diag::dump::FutureSeen> {
+        use crate::diag::dump::TaskState;
+        let state = match self.sched.peek() {
+            IDLE => TaskState::Parked,
+            SCHEDULED | NOTIFIED => TaskState::Ready,
+            RUNNING => TaskState::Running,
+            _ => return None, // complete: about to leave the tree
+        };
+        Some(crate::diag::dump::FutureSeen {
+            type_name: std::any::type_name::<F>(),
+            frame_size: self.frame_size,
+            state,
+        })
     }
 }
 

@@ -30,8 +30,8 @@ pub(crate) fn queued(task: &Runnable) -> String {
     s
 }
 
-/// What is known of every task of a deadlocked run, for the deadlock report: `live` fibers
-/// parked per worker. (A full task dump, with what each task waits on, takes its place here.)
+/// What is known of a deadlocked run's tasks when its `Io` is not at hand (a Green worker's
+/// idle path): `live` fibers parked per worker.
 pub(crate) fn asleep(live: &[usize]) -> String {
     let total: usize = live.iter().sum();
     let mut s = format!(
@@ -44,6 +44,12 @@ pub(crate) fn asleep(live: &[usize]) -> String {
     s.pop();
     s.push('\n');
     s
+}
+
+/// Every task of the run, as the task dump ([`Io::dump`](crate::Io::dump)) shows them: what
+/// each waits on and where, and its stack. The deadlock reports print this.
+pub(crate) fn tasks(io: &crate::Io) -> String {
+    io.dump().to_string()
 }
 
 /// What is known of the one waiting task of a deadlocked Blocking run.

@@ -86,6 +86,7 @@ pub(crate) fn deadlocked() {
                 "  Still so after every task was canceled (it waits where cancellation does not \
                  reach); aborting.\n",
             );
+            msg.push_str(&super::describe::tasks(c.io));
             out.write(&msg);
             std::process::abort();
         }
@@ -93,6 +94,7 @@ pub(crate) fn deadlocked() {
             "  No other thread is left to wake it. Every task is canceled now and the run fails \
              with zsync::Deadlock.\n",
         );
+        msg.push_str(&super::describe::tasks(c.io));
         out.write(&msg);
         c.io.inner.root.cancel();
     });

@@ -74,13 +74,23 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// Errors: `Canceled`; `TimedOut` at the task's own deadline. The mutex is not reentrant: a
     /// task locking a mutex it holds waits forever (or until canceled or timed out).
+    #[track_caller]
     pub fn lock(&self) -> io::Result<MutexGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Mutex,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for(1, None)?;
         Ok(self.guard())
     }
 
     /// Like [`lock`](Mutex::lock), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn lock_timeout(&self, timeout: Duration) -> io::Result<MutexGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Mutex,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for(1, deadline_after(timeout))?;
         Ok(self.guard())
     }

@@ -68,13 +68,23 @@ impl<T> RwLock<T> {
 
 impl<T: ?Sized> RwLock<T> {
     /// Locks for shared reading, waiting in FIFO order. Cancellation point.
+    #[track_caller]
     pub fn read(&self) -> io::Result<RwLockReadGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockRead,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for(1, None)?;
         Ok(self.read_guard())
     }
 
     /// Like [`read`](RwLock::read), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn read_timeout(&self, timeout: Duration) -> io::Result<RwLockReadGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockRead,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for(1, deadline_after(timeout))?;
         Ok(self.read_guard())
     }
@@ -85,13 +95,23 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Locks for exclusive writing, waiting in FIFO order. Cancellation point.
+    #[track_caller]
     pub fn write(&self) -> io::Result<RwLockWriteGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockWrite,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for(MAX_READS, None)?;
         Ok(self.write_guard())
     }
 
     /// Like [`write`](RwLock::write), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn write_timeout(&self, timeout: Duration) -> io::Result<RwLockWriteGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockWrite,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for(MAX_READS, deadline_after(timeout))?;
         Ok(self.write_guard())
     }

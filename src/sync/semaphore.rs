@@ -182,13 +182,23 @@ impl Semaphore {
     ///
     /// Errors: `Canceled`; `TimedOut` at the task's deadline; closed (see
     /// [`zsync::is_closed`](crate::is_closed)).
+    #[track_caller]
     pub fn acquire(&self) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.acquire_many(1)
     }
 
     /// Takes `n` permits at once, waiting in FIFO order. Cancellation point. Waits forever if
     /// `n` permits never become free at the same time.
+    #[track_caller]
     pub fn acquire_many(&self, n: usize) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_for(n, None)?;
         Ok(SemaphorePermit {
             sem: self,
@@ -197,17 +207,27 @@ impl Semaphore {
     }
 
     /// Like [`acquire`](Semaphore::acquire), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.acquire_many_timeout(1, timeout)
     }
 
     /// Like [`acquire_many`](Semaphore::acquire_many), giving up with `TimedOut` after
     /// `timeout`.
+    #[track_caller]
     pub fn acquire_many_timeout(
         &self,
         n: usize,
         timeout: Duration,
     ) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_for(n, deadline_after(timeout))?;
         Ok(SemaphorePermit {
             sem: self,
@@ -216,13 +236,23 @@ impl Semaphore {
     }
 
     /// Like [`acquire`](Semaphore::acquire) with a permit that keeps the semaphore alive.
+    #[track_caller]
     pub fn acquire_owned(self: &Arc<Self>) -> io::Result<OwnedSemaphorePermit> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(&**self),
+        );
         self.acquire_many_owned(1)
     }
 
     /// Like [`acquire_many`](Semaphore::acquire_many) with a permit that keeps the semaphore
     /// alive.
+    #[track_caller]
     pub fn acquire_many_owned(self: &Arc<Self>, n: usize) -> io::Result<OwnedSemaphorePermit> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(&**self),
+        );
         self.wait_for(n, None)?;
         Ok(OwnedSemaphorePermit {
             sem: self.clone(),

@@ -569,6 +569,10 @@ where
     fn node(&self) -> &CancelNode {
         &self.core.cancel
     }
+
+    fn task_meta(&self) -> Option<&Meta> {
+        Some(&self.core.meta)
+    }
 }
 
 /// The running task's node as its context sees it: the cell's own node, and owning references

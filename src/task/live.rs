@@ -98,6 +98,17 @@ impl LiveTasks {
         });
         started == finished
     }
+
+    /// Tasks started and not finished, roughly (a racy sum, for a task dump's count).
+    pub(crate) fn live_estimate(&self) -> usize {
+        let finished = self.shards.iter().fold(0usize, |n, s| {
+            n.wrapping_add(s.finished.load(Ordering::Acquire))
+        });
+        let started = self.shards.iter().fold(0usize, |n, s| {
+            n.wrapping_add(s.started.load(Ordering::Acquire))
+        });
+        started.wrapping_sub(finished).min(isize::MAX as usize)
+    }
 }
 
 /// Loom models of the counting protocol: `RUSTFLAGS="--cfg loom" cargo test --lib loom_models`.

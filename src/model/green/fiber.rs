@@ -35,6 +35,8 @@ use corosensei::Yielder;
 use super::worker;
 use super::Shared;
 use crate::context;
+use crate::diag::dump::{self, FiberSeen};
+use crate::diag::wait_point;
 use crate::fiber_stack::{self, TaskName};
 
 pub(super) const RUNNING: u8 = 0;
@@ -50,9 +52,20 @@ pub(super) enum Suspend {
     Park,
     /// Still runnable: requeue behind the others.
     Yield,
+    /// Back from a trace for a task dump ([`Resume::Trace`]): in the state it was before.
+    Traced,
 }
 
-pub(super) type FiberYielder = Yielder<(), Suspend>;
+/// Why a worker resumes a suspended fiber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resume {
+    /// To run on (woken, or its turn after a yield).
+    Run,
+    /// To report itself for a task dump and suspend again at once (see [`trace`]).
+    Trace,
+}
+
+pub(super) type FiberYielder = Yielder<Resume, Suspend>;
 
 /// The shareable identity of a fiber: what its `Waker` holds.
 pub(crate) struct FiberHandle {
@@ -200,10 +213,90 @@ fn suspend(current: *const Current, reason: Suspend) {
     CURRENT.with(|c| c.set(ptr::null()));
     // SAFETY: `current` points into this fiber's stack (see `with_current`), and its yielder is
     // the one corosensei handed to this fiber's closure, valid for the fiber's life.
-    unsafe { (*(*current).yielder).suspend(reason) };
+    let mut resumed = unsafe { (*(*current).yielder).suspend(reason) };
+    while resumed == Resume::Trace {
+        // A task dump: report, then give control straight back. The thread-locals stay the
+        // worker's: the fiber does not run, and nothing here touches its task.
+        trace_self(current, task);
+        // SAFETY: as above.
+        resumed = unsafe { (*(*current).yielder).suspend(Suspend::Traced) };
+    }
     CURRENT.with(|c| c.set(current));
     context::swap_current(task);
     fiber_stack::replace_current_task_name(name);
+}
+
+thread_local! {
+    /// What the last fiber resumed with [`Resume::Trace`] on this thread reported.
+    static TRACED: std::cell::RefCell<Option<FiberSeen>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Stack a trace needs below the point where a fiber suspended: the unwinder's frames (a few
+/// KiB; more in debug builds). A fiber with less left is reported without its stack.
+const TRACE_STACK_ROOM: usize = 32 * 1024;
+
+/// A suspended fiber's report of itself for a task dump, made on its own stack by
+/// [`suspend`] when resumed with [`Resume::Trace`]. `task` is the task context it took with it
+/// when it suspended (null outside any task).
+#[cold]
+#[inline(never)]
+fn trace_self(current: *const Current, task: *const context::TaskContext<'static>) {
+    // SAFETY: `current` is this fiber's (see `with_current`); its handle is kept alive by the
+    // `Current`'s waker.
+    let handle = unsafe { &*(*current).handle };
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the context is the one this fiber's `suspend` took off the thread: it lives
+        // in the frame of the task running on this fiber (its cell's `execute`, or `run`), a
+        // caller of this very call, so it is alive for the whole call.
+        let task = unsafe { task.as_ref() }.map(dump::Seen::of);
+        let here = &handle as *const _ as usize;
+        let bottom = handle.stack_top.saturating_sub(handle.shared.stack_size);
+        let (stack, note) = if here.saturating_sub(bottom) >= TRACE_STACK_ROOM {
+            (Some(dump::capture_here()), None)
+        } else {
+            (None, Some("its stack is too close to full to be traced"))
+        };
+        FiberSeen {
+            worker: handle.worker,
+            ready: handle.state.load(Ordering::Acquire) != PARKED,
+            task,
+            stack,
+            note,
+        }
+    }));
+    // A panic while tracing (an allocation failure) leaves no report; the fiber is intact.
+    TRACED.with(|t| *t.borrow_mut() = report.ok());
+}
+
+/// Has a suspended fiber report itself for a task dump: resumes it with [`Resume::Trace`],
+/// which it answers from inside [`suspend`] without running on.
+///
+/// # Safety
+/// `co` must be a fiber of the calling thread's worker that is suspended (it has run, and is
+/// not running now: not the caller's own fiber, nor one of its resumers), so that its resume
+/// lands in [`suspend`].
+pub(super) unsafe fn trace<S: corosensei::stack::Stack>(
+    co: &mut corosensei::Coroutine<Resume, Suspend, (), S>,
+) -> Option<FiberSeen> {
+    TRACED.with(|t| t.borrow_mut().take());
+    match co.resume(Resume::Trace) {
+        corosensei::CoroutineResult::Yield(Suspend::Traced) => {}
+        _ => {
+            // A fiber suspends only in `suspend`, which answers a trace with `Traced`.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"zsync: a fiber resumed for a task dump did not answer it; aborting\n",
+            );
+            std::process::abort();
+        }
+    }
+    TRACED.with(|t| t.borrow_mut().take())
+}
+
+/// The slot of the fiber running on this thread in its worker's table, if one runs.
+pub(super) fn current_key() -> Option<usize> {
+    // SAFETY: the handle is kept alive by the running fiber's `Current` (see `with_current`).
+    with_current(|c| c.map(|c| unsafe { (*c.handle).key }))
 }
 
 /// Parks the running fiber until its waker fires. Returns at once if a wake-up arrived since the
@@ -218,7 +311,11 @@ pub(crate) fn park() {
         .state
         .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
     {
-        Ok(_) => suspend(current, Suspend::Park),
+        Ok(_) => {
+            wait_point::begin();
+            suspend(current, Suspend::Park);
+            wait_point::end();
+        }
         Err(_) => {
             // NOTIFIED: consume the wake-up and keep running.
             handle.state.store(RUNNING, Ordering::Release);

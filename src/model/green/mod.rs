@@ -17,6 +17,7 @@
 
 mod async_driver;
 mod checkdead;
+mod dump;
 pub(crate) mod fiber;
 mod offload;
 mod placement;
@@ -245,6 +246,8 @@ pub(crate) struct Shared {
     diagnostics: crate::stall::Diagnostics,
     /// The monitor of blocked workers and starved queues (see `sysmon.rs`).
     sysmon: sysmon::Sysmon,
+    /// Task-dump requests and the workers' answers (see `dump.rs`).
+    dump: dump::DumpBoard,
 }
 
 impl Shared {
@@ -321,6 +324,7 @@ impl Green {
                     config.stall.threshold,
                     config.stall.out.clone(),
                 ),
+                dump: dump::DumpBoard::new(workers),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
@@ -632,6 +636,12 @@ impl Green {
             "  Nothing can wake them: no I/O, timer, helper thread or other thread is left. \
              Every task is canceled now and the run fails with zsync::Deadlock.\n",
         );
+        // The dump symbolizes stacks, which takes a while: not a task holding worker 0.
+        let tasks = self
+            .shared
+            .sysmon
+            .quiet_while(|| crate::stall::describe::tasks(io));
+        msg.push_str(&tasks);
         self.shared.diagnostics.write(&msg);
         io.inner.state.deadlocked.store(true, Ordering::Release);
         self.shared

@@ -72,6 +72,9 @@ pub(super) struct Sysmon {
     surveying: AtomicBool,
     /// Whether the monitor thread runs (set once it exists).
     running: AtomicBool,
+    /// Set while the runtime writes a deadlock report (its task dump symbolizes stacks, which
+    /// holds worker 0 for a while): that is not a task's doing.
+    reporting: AtomicBool,
     state: Mutex<State>,
     cv: Condvar,
 }
@@ -85,6 +88,7 @@ impl Sysmon {
             parked: AtomicBool::new(false),
             surveying: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            reporting: AtomicBool::new(false),
             state: Mutex::new(State {
                 closed: false,
                 thread: None,
@@ -110,6 +114,19 @@ impl Sysmon {
     /// Whether the monitor has tasks out of the queues now.
     pub(super) fn surveying(&self) -> bool {
         self.surveying.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f`, during which no worker is reported as held (the runtime's own reports).
+    pub(super) fn quiet_while<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        self.reporting.store(true, Ordering::SeqCst);
+        let _done = Done(&self.reporting);
+        f()
     }
 
     /// Called by a worker whose reactor sleep has just ended: unparks the monitor if it parked.
@@ -222,6 +239,14 @@ fn watch(shared: &Shared, threshold: Duration) {
         }
         drop(state);
         let now = Instant::now();
+        if monitor.reporting.load(Ordering::SeqCst) {
+            for s in &mut seen {
+                s.since = now;
+                s.cpu = None;
+            }
+            state = monitor.lock();
+            continue;
+        }
         let mut held = 0;
         for (i, s) in seen.iter_mut().enumerate() {
             let remote = &shared.remotes[i];

@@ -30,7 +30,7 @@ use crossbeam_deque::{Steal, Worker};
 use slab::Slab;
 
 use super::checkdead::{self, Verdict};
-use super::fiber::{self, Current, FiberHandle, Suspend, DONE, RUNNING, SCHEDULED};
+use super::fiber::{self, Current, FiberHandle, Resume, Suspend, DONE, RUNNING, SCHEDULED};
 use super::placement::{self, OwnTasks, Placement};
 use super::reactor::Reactor;
 use super::timers::{TimerId, Timers};
@@ -79,7 +79,7 @@ const START_BATCH: usize = 128;
 const BUSY_START_EVERY: u64 = 64;
 
 /// A fiber: a coroutine on a stack from the worker's [`StackPool`].
-type Fiber = Coroutine<(), Suspend, (), PooledStack>;
+type Fiber = Coroutine<Resume, Suspend, (), PooledStack>;
 
 /// A started fiber in the worker's table: the coroutine (`None` only while it is being created).
 struct FiberSlot {
@@ -164,6 +164,8 @@ pub(super) struct WorkerLocal {
     quiet: Cell<bool>,
     /// The pause before the next deadlock check when the last one could not decide.
     recheck: Cell<Duration>,
+    /// The last task-dump request this worker answered (see `super::dump`).
+    dump_served: Cell<u64>,
     pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
 }
@@ -272,6 +274,7 @@ impl WorkerLocal {
             spare_handles: RefCell::new(Vec::new()),
             quiet: Cell::new(false),
             recheck: Cell::new(checkdead::RECHECK_MIN),
+            dump_served: Cell::new(0),
             index,
             shared,
         })
@@ -589,7 +592,7 @@ impl WorkerLocal {
         };
         let handle = self.fiber_handle(key, top);
         let for_fiber = handle.clone();
-        let entry = move |yielder: &fiber::FiberYielder, ()| {
+        let entry = move |yielder: &fiber::FiberYielder, _first: Resume| {
             let current = Current {
                 handle: Arc::as_ptr(&for_fiber),
                 waker: Waker::from(for_fiber),
@@ -665,10 +668,12 @@ impl WorkerLocal {
         // (`start` inserts, the `Return` arm below removes), never while a fiber runs: fibers
         // queue new tasks instead of starting them. So the slot, and the coroutine in it, stay
         // where they are for the whole resume, and nothing else borrows them meanwhile.
-        let result = unsafe { (*co).resume(()) };
+        let result = unsafe { (*co).resume(Resume::Run) };
         fiber_stack::replace_current_task_name(outer);
         match result {
             CoroutineResult::Yield(Suspend::Park) => {}
+            // Only `fiber::trace` resumes with `Resume::Trace`, the one answered by `Traced`.
+            CoroutineResult::Yield(Suspend::Traced) => unreachable!("a trace answer to a run"),
             CoroutineResult::Yield(Suspend::Yield) => self.ready.borrow_mut().push_back(handle),
             CoroutineResult::Return(()) => {
                 handle.state.store(DONE, Ordering::Release);
@@ -739,6 +744,39 @@ impl WorkerLocal {
         }
     }
 
+    /// Answers the latest task-dump request: every fiber of this worker but `skip` (the
+    /// caller's own, when a fiber of this worker takes the dump) reports itself. Called at a
+    /// safe point of the loop, or by a fiber of this worker (then every other fiber is
+    /// suspended).
+    pub(super) fn answer_dump(&self, skip: Option<usize>) {
+        let epoch = self.shared.dump.requested();
+        self.dump_served.set(epoch);
+        let keys: Vec<usize> = self
+            .fibers
+            .borrow()
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|&k| Some(k) != skip)
+            .collect();
+        let mut seen = Vec::with_capacity(keys.len());
+        for key in keys {
+            let co: *mut Fiber = match self.fibers.borrow_mut().get_mut(key) {
+                Some(FiberSlot { co: Some(co) }) => co,
+                _ => continue,
+            };
+            // SAFETY: every fiber in the table but the caller's own (`skip`) is suspended in
+            // `fiber::suspend`: fibers are started and resumed only by this worker's loop,
+            // which is either here between resumes or is resuming the caller's fiber (the
+            // one skipped); a fiber being created (`co: None`) was skipped above. The table is
+            // not mutated meanwhile (only the loop inserts and removes), so the coroutine
+            // stays where it is for the call.
+            if let Some(report) = unsafe { fiber::trace(&mut *co) } {
+                seen.push(report);
+            }
+        }
+        self.shared.dump.answer(self.index, epoch, seen);
+    }
+
     pub(super) fn live_fibers(&self) -> usize {
         self.fibers.borrow().len()
     }
@@ -775,6 +813,11 @@ impl WorkerLocal {
         let remote = &self.shared.remotes[self.index];
         let mut due: Vec<Waker> = Vec::new();
         loop {
+            // A task dump asked for this worker's fibers: answer at this safe point (no fiber
+            // runs). One relaxed load of a word written only by dumps.
+            if self.shared.dump.requested() != self.dump_served.get() {
+                self.answer_dump(None);
+            }
             self.turns.set(self.turns.get() + 1);
             remote.load.turns.store(self.turns.get(), Ordering::Release);
             while let Steal::Success(wakeup) = remote.inbox.steal() {
