@@ -788,8 +788,9 @@ impl WorkerLocal {
         // children (see `crate::cancel`).
         crate::cancel::set_local_shard(self.index);
         // The worker's progress word for the monitor, from before the first fiber starts.
-        // SAFETY: the word lives in `shared`, which this worker holds; the guard, dropped
-        // before the worker (it borrows it for `install`'s callers), unbinds it first.
+        // SAFETY: the word lives in `shared`, which this worker keeps alive; both callers
+        // (`Green::run_root`, the worker threads) drop the returned guard, which unbinds the
+        // word, before the worker itself.
         let bound = self
             .shared
             .sysmon
