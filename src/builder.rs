@@ -177,6 +177,95 @@ impl Builder {
         self
     }
 
+    /// Green and Threaded: how long a task may hold a Green worker, or tasks may wait to start
+    /// while every worker is blocked, before zsync prints a warning (default 100 ms); `None`
+    /// turns both warnings off.
+    ///
+    /// - **Blocked worker** (Green): a fiber in a call that is not zsync's
+    ///   (`std::thread::sleep`, a blocking socket of another crate, a C library, a long
+    ///   computation) holds its worker's thread, and every other task of that worker waits. A
+    ///   monitor thread (`zsync-sysmon`, parked while the runtime is idle, not started when this
+    ///   is `None`) sees it and prints one warning per incident naming the task's spawn site
+    ///   and pointing at [`Io::blocking`].
+    /// - **Starved queue** (Green, Threaded): tasks wait to start while every worker is held;
+    ///   the warning names them (id, name, spawn site). On Threaded the pool also starts extra
+    ///   threads to run them (see [`Io::spawn`]); that rescue does not depend on this setting,
+    ///   only the warning does (printed once per run there).
+    ///
+    /// Warnings go to stderr unless [`diagnostics`](Builder::diagnostics) says otherwise. What
+    /// they look like: docs/debugging.md, "Stalls and deadlocks".
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zsync::{Builder, Model};
+    /// let quiet = Builder::new(Model::Green).stall_threshold(None); // no warnings, no monitor
+    /// let strict = Builder::new(Model::Green).stall_threshold(Some(Duration::from_millis(20)));
+    /// # let _ = (quiet, strict);
+    /// ```
+    pub fn stall_threshold(mut self, threshold: Option<Duration>) -> Builder {
+        self.green.stall.threshold = threshold;
+        self.threaded.stall.threshold = threshold;
+        self
+    }
+
+    /// Green and Blocking: whether a run whose every task is asleep with nothing left that
+    /// could wake one fails (default `true`): zsync then prints "all tasks are asleep:
+    /// deadlock" with what it knows of the tasks, cancels every task so that the run ends, and
+    /// the run fails with [`Deadlock`](crate::Deadlock) ([`try_run`](Builder::try_run) returns
+    /// it; `run` panics with its message).
+    ///
+    /// A report is never a guess: it is made only when it is proven that nothing can wake any
+    /// task. On Green a worker about to sleep with nothing to do checks: every worker asleep
+    /// with no timer, descriptor wait or io_uring op; no task queued; no [`Io::blocking`] call
+    /// running; no async driver in use; and no thread in the process but the runtime's own. On
+    /// Blocking (one thread runs everything) the check is made when that thread parks with no
+    /// deadline and no wake-up pending, and the process has no other thread. So any other
+    /// thread prevents the report (a `std::thread` may hold a channel's sender, a waker may
+    /// have been cloned into it): a [`Runtime`](crate::Runtime), whose owner thread outlives
+    /// its tasks, and a test harness, which runs tests on threads, are never checked. The
+    /// Threaded model is not checked (see docs/debugging.md, "Stalls and deadlocks", for why).
+    ///
+    /// ```
+    /// use zsync::{Builder, Model};
+    /// let b = Builder::new(Model::Green).deadlock_detection(false);
+    /// # let _ = b;
+    /// ```
+    pub fn deadlock_detection(mut self, on: bool) -> Builder {
+        self.green.stall.deadlock = on;
+        self
+    }
+
+    /// Where stall warnings and deadlock reports are written (default: stderr). Each report is
+    /// written whole, then the writer is flushed.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use zsync::{Builder, Model};
+    ///
+    /// /// Collects what the runtime reports.
+    /// #[derive(Clone, Default)]
+    /// struct Collect(Arc<Mutex<Vec<u8>>>);
+    /// impl std::io::Write for Collect {
+    ///     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+    ///         self.0.lock().unwrap().extend_from_slice(b);
+    ///         Ok(b.len())
+    ///     }
+    ///     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+    /// }
+    ///
+    /// let log = Collect::default();
+    /// Builder::new(Model::Green).diagnostics(log.clone()).run(|io| {
+    ///     io.sleep(std::time::Duration::from_millis(1)).unwrap(); // parks the task: no warning
+    /// });
+    /// assert!(log.0.lock().unwrap().is_empty());
+    /// ```
+    pub fn diagnostics(mut self, out: impl std::io::Write + Send + 'static) -> Builder {
+        let out = crate::stall::Diagnostics::to(Box::new(out));
+        self.green.stall.out = out.clone();
+        self.threaded.stall.out = out;
+        self
+    }
+
     /// Runs `f` as the root task on the calling thread and returns its value.
     ///
     /// When `f` returns, tasks still running (detached ones) are canceled and waited for, every
@@ -184,7 +273,9 @@ impl Builder {
     /// re-raised here.
     ///
     /// Panics if the runtime cannot start (Green: io_uring forced but refused, no descriptors
-    /// or threads for the workers); [`build`](Builder::build) reports that as an error.
+    /// or threads for the workers), or with "zsync: all tasks are asleep: deadlock" when the
+    /// run deadlocked (see [`deadlock_detection`](Builder::deadlock_detection));
+    /// [`try_run`](Builder::try_run) and [`build`](Builder::build) report those as errors.
     pub fn run<T>(self, f: impl FnOnce(&Io) -> T) -> T {
         self.try_run(f).unwrap_or_else(|e| panic!("zsync: {e}"))
     }
@@ -203,9 +294,20 @@ impl Builder {
         crate::runtime::Runtime::start(self)
     }
 
-    /// [`run`](Builder::run), with a runtime that cannot start reported as `Err` (then `f` has
-    /// not run and no thread of the model is left) instead of a panic.
-    pub(crate) fn try_run<T>(mut self, f: impl FnOnce(&Io) -> T) -> std::io::Result<T> {
+    /// [`run`](Builder::run), with failures of the runtime reported as `Err` instead of a
+    /// panic: a runtime that cannot start (then `f` has not run and no thread of the model is
+    /// left), or a run that deadlocked (an error carrying [`Deadlock`](crate::Deadlock), see
+    /// [`deadlock_detection`](Builder::deadlock_detection): every task was canceled and has
+    /// finished, `f`'s value or panic is dropped). A panic of `f` or of a detached task is
+    /// still re-raised.
+    ///
+    /// ```
+    /// use zsync::{Builder, Model};
+    /// let n = Builder::new(Model::Green).try_run(|io| io.spawn(|_| 6 * 7).join().unwrap())?;
+    /// assert_eq!(n, 42);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_run<T>(mut self, f: impl FnOnce(&Io) -> T) -> std::io::Result<T> {
         let dump_on_signal = self.dump_on_signal.take();
         let io = self.into_io()?;
         let watcher = dump_on_signal
@@ -231,6 +333,19 @@ impl Builder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        if io
+            .inner
+            .state
+            .deadlocked
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // The tasks were canceled to end the run: what they returned or how they panicked
+            // (a canceled wait unwrapped) says nothing the deadlock report did not.
+            for payload in [result.err(), detached_panic].into_iter().flatten() {
+                crate::contain::drop_payload(payload);
+            }
+            return Err(crate::Deadlock.into());
+        }
         Ok(match (result, detached_panic) {
             (Ok(v), None) => v,
             (Ok(_), Some(payload)) => panic::resume_unwind(payload),
@@ -253,6 +368,11 @@ impl Builder {
             Model::Green => self.green.workers.max(1),
             Model::Blocking | Model::Custom(_) => 0,
         };
+        let mut state = RunState::new(workers);
+        if matches!(self.model, Model::Blocking) && self.green.stall.deadlock {
+            // The deadlock setting is kept with Green's; Blocking reads it from there.
+            state = state.with_single_thread_check(self.green.stall.out.clone());
+        }
         let model = match self.model {
             Model::Blocking => ModelImpl::Blocking,
             Model::Threaded => ModelImpl::Threaded(threaded::Pool::new(self.threaded)),
@@ -264,7 +384,7 @@ impl Builder {
         Ok(Io {
             inner: Arc::new(IoInner {
                 model,
-                state: Arc::new(RunState::new(workers)),
+                state: Arc::new(state),
                 root: NodeRef::root(),
             }),
         })

@@ -15,6 +15,8 @@
 //! - **Concurrency unavailable**: [`Io::concurrent`](crate::Io::concurrent) was asked for a task that
 //!   must make progress at the same time as its caller, and the model cannot provide one (the
 //!   Blocking model never can). Zig calls this `error.ConcurrencyUnavailable`.
+//! - **Deadlock**: a run whose every task was asleep with nothing left that could wake one
+//!   ([`Deadlock`], from [`Builder::try_run`](crate::Builder::try_run)).
 
 use std::fmt;
 use std::io;
@@ -124,6 +126,50 @@ pub fn is_closed(err: &io::Error) -> bool {
             .is_some_and(|e| e.get_ref().is_some_and(|i| i.is::<Closed>())),
         None => false,
     }
+}
+
+/// Why a run failed when every task of it was asleep with nothing left that could wake one: a
+/// deadlock, Go's "all goroutines are asleep - deadlock!".
+///
+/// [`Builder::try_run`](crate::Builder::try_run) returns it as the payload of an `io::Error` (of
+/// kind [`ErrorKind::Other`](io::ErrorKind::Other)); recognise it with [`is_deadlock`].
+/// [`run`](crate::run) and [`Builder::run`](crate::Builder::run) panic with its message. Before
+/// failing, the runtime prints "all tasks are asleep: deadlock" and what it knows of the tasks
+/// to its diagnostics writer (stderr unless
+/// [`Builder::diagnostics`](crate::Builder::diagnostics) says otherwise), then cancels every task
+/// so that the run can end. Which runs are checked, and why a report is never a guess, is in
+/// [`Builder::deadlock_detection`](crate::Builder::deadlock_detection).
+///
+/// ```
+/// let err = std::io::Error::other(zsync::Deadlock);
+/// assert!(zsync::is_deadlock(&err));
+/// assert_eq!(err.to_string(), "all tasks are asleep: deadlock");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deadlock;
+
+impl fmt::Display for Deadlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("all tasks are asleep: deadlock")
+    }
+}
+
+impl std::error::Error for Deadlock {}
+
+impl From<Deadlock> for io::Error {
+    fn from(d: Deadlock) -> io::Error {
+        io::Error::other(d)
+    }
+}
+
+/// Tells whether `err` reports a [`Deadlock`]: a run whose every task was asleep for good.
+///
+/// ```
+/// assert!(zsync::is_deadlock(&zsync::Deadlock.into()));
+/// assert!(!zsync::is_deadlock(&zsync::canceled()));
+/// ```
+pub fn is_deadlock(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<Deadlock>())
 }
 
 /// Returned by [`Io::concurrent`](crate::Io::concurrent) when the model cannot run the task

@@ -128,6 +128,7 @@ mod park;
 mod pipe;
 mod runtime;
 mod stackless;
+mod stall;
 #[cfg(test)]
 mod test_waker;
 mod wait;
@@ -148,8 +149,8 @@ pub mod transfer;
 
 pub use builder::{run, Builder};
 pub use error::{
-    canceled, is_canceled, is_closed, is_timed_out, timed_out, Canceled, Closed,
-    ConcurrencyUnavailable, Elapsed,
+    canceled, is_canceled, is_closed, is_deadlock, is_timed_out, timed_out, Canceled, Closed,
+    ConcurrencyUnavailable, Deadlock, Elapsed,
 };
 pub use event::Event;
 pub use io::Io;

@@ -37,7 +37,7 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
@@ -56,6 +56,9 @@ const POLLING: u8 = 1;
 /// The thread is inside `park`. Wakers ignore it (unparking suffices); it is there for a
 /// [`WaitWatch`].
 const PARKED: u8 = 2;
+/// The thread probes for a deadlock (Blocking model, see `crate::stall::single`): a waker that
+/// sees it sets `woke`.
+const CHECKING: u8 = 3;
 
 /// One per OS thread that runs zsync tasks; reached through a `Waker`.
 pub(crate) struct ThreadParker {
@@ -65,6 +68,8 @@ pub(crate) struct ThreadParker {
     state: AtomicU8,
     /// Created on the first descriptor wait, closed when the last waker drops.
     eventfd: OnceLock<OwnedFd>,
+    /// Set by a waker that found the state `CHECKING` (see `crate::stall::single`).
+    woke: AtomicBool,
 }
 
 impl ThreadParker {
@@ -91,12 +96,16 @@ impl Wake for ThreadParker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.thread.unpark();
-        if self.state.load(Ordering::SeqCst) == POLLING {
-            if let Some(fd) = self.eventfd.get() {
-                // An eventfd write only fails if the counter would overflow, which means the
-                // thread has plenty of wake-ups pending already.
-                let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+        match self.state.load(Ordering::SeqCst) {
+            POLLING => {
+                if let Some(fd) = self.eventfd.get() {
+                    // An eventfd write only fails if the counter would overflow, which means
+                    // the thread has plenty of wake-ups pending already.
+                    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+                }
             }
+            CHECKING => self.woke.store(true, Ordering::SeqCst),
+            _ => {}
         }
     }
 }
@@ -106,6 +115,7 @@ thread_local! {
         thread: thread::current(),
         state: AtomicU8::new(IDLE),
         eventfd: OnceLock::new(),
+        woke: AtomicBool::new(false),
     });
 }
 
@@ -205,6 +215,9 @@ fn park_this_thread(deadline: Option<Instant>) {
     // local's destructor may still wait here, after `PARKER` is gone.)
     wait_point::begin();
     let announced = PARKER.try_with(|p| {
+        if deadline.is_none() && check_deadlock(p) {
+            return;
+        }
         p.state.store(PARKED, Ordering::Relaxed);
         park_thread(deadline);
         p.state.store(IDLE, Ordering::Relaxed);
@@ -213,6 +226,31 @@ fn park_this_thread(deadline: Option<Instant>) {
     if announced.is_err() {
         park_thread(deadline);
     }
+}
+
+/// The Blocking model's deadlock check around a park without deadline (see
+/// `crate::stall::single` for the two steps and why they prove a deadlock). Returns whether
+/// the caller must return instead of parking: after a probe (a spurious wake-up), or after a
+/// deadlock was reported (the run's tasks are canceled).
+fn check_deadlock(p: &ThreadParker) -> bool {
+    let verdict = p.state.load(Ordering::SeqCst) == CHECKING;
+    if !verdict && !crate::stall::single::alone_in_a_checked_run() {
+        return false;
+    }
+    if verdict {
+        let dead = !p.woke.load(Ordering::SeqCst) && crate::stall::single::alone_in_a_checked_run();
+        p.state.store(IDLE, Ordering::SeqCst);
+        if dead {
+            crate::stall::single::deadlocked();
+            return true;
+        }
+        return false;
+    }
+    // The probe.
+    p.woke.store(false, Ordering::SeqCst);
+    p.state.store(CHECKING, Ordering::SeqCst);
+    thread::park_timeout(std::time::Duration::ZERO);
+    true
 }
 
 /// Parks the calling thread until unparked or until `deadline`. May return spuriously.

@@ -129,6 +129,18 @@ impl TaskName {
         TaskName(Repr::Raw(name.as_ptr(), name.len()))
     }
 
+    /// The code of the task's spawn site for [`crate::stall::progress`], `None` for no task.
+    #[inline]
+    pub(crate) fn site_code(&self) -> Option<usize> {
+        match self.0 {
+            Repr::None => None,
+            Repr::Raw(..) => Some(crate::stall::progress::ROOT_SITE),
+            Repr::Spawned(location) | Repr::Named(_, _, _, location) => {
+                Some(crate::stall::progress::code_of(location))
+            }
+        }
+    }
+
     /// The task spawned at `location`, reported as `file:line`.
     pub(crate) const fn spawned(location: &'static Location<'static>) -> TaskName {
         TaskName(Repr::Spawned(location))
@@ -172,6 +184,11 @@ thread_local! {
 /// the outer fiber's name that way).
 #[inline]
 pub(crate) fn replace_current_task_name(name: TaskName) -> TaskName {
+    // A monitored Green worker publishes which task holds it (see `crate::stall::progress`);
+    // "no task" is not published: the worker's loop turns tell the monitor it moves on.
+    if let Some(code) = name.site_code() {
+        crate::stall::progress::note(code);
+    }
     TASK_NAME.with(|c| c.replace(name))
 }
 

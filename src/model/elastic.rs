@@ -119,6 +119,15 @@ impl<J: Job> Elastic<J> {
         }
     }
 
+    /// The number of this pool's threads if every one of them is idle (waiting for a task, none
+    /// queued), `None` while one runs a task or one is queued. An idle thread counted here
+    /// exists (it is inside its wait); one that leaves the pool stops being counted before it
+    /// exits. For the deadlock check (`model/green/checkdead.rs`).
+    pub(crate) fn idle_threads(&self) -> Option<usize> {
+        let state = self.shared.lock();
+        (state.queued.is_empty() && state.threads == state.idle).then_some(state.idle)
+    }
+
     pub(crate) fn shutdown(&self) {
         let handles = {
             let mut state = self.shared.lock();

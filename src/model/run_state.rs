@@ -26,6 +26,11 @@ pub(crate) struct RunState {
     pub(crate) panic: Mutex<Option<Box<dyn Any + Send>>>,
     /// The runtime's async driver, made on first use (see [`crate::driver`]).
     pub(crate) driver: crate::driver::DriverCell,
+    /// Set when the run was found deadlocked (Green: `model/green/checkdead.rs`; Blocking:
+    /// `stall/single.rs`): `run` fails with [`Deadlock`](crate::Deadlock).
+    pub(crate) deadlocked: AtomicBool,
+    /// Blocking: where a deadlock is reported, if the check is on (see `stall/single.rs`).
+    pub(crate) single_thread_check: Option<crate::stall::Diagnostics>,
 }
 
 thread_local! {
@@ -58,7 +63,15 @@ impl RunState {
             on_all_done: std::sync::OnceLock::new(),
             panic: Mutex::new(None),
             driver: crate::driver::DriverCell::default(),
+            deadlocked: AtomicBool::new(false),
+            single_thread_check: None,
         }
+    }
+
+    /// Turns the Blocking model's deadlock check on, reporting to `out`.
+    pub(crate) fn with_single_thread_check(mut self, out: crate::stall::Diagnostics) -> RunState {
+        self.single_thread_check = Some(out);
+        self
     }
 
     /// Makes the calling thread the owner of live-task shard `index` (a worker's index) until

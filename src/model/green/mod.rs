@@ -16,11 +16,13 @@
 //!   running until every task has finished, then the pool closes and the threads are joined.
 
 mod async_driver;
+mod checkdead;
 mod dump;
 pub(crate) mod fiber;
 mod offload;
 mod placement;
 pub(crate) mod reactor;
+mod sysmon;
 pub(crate) mod timers;
 mod worker;
 
@@ -28,7 +30,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::panic;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -148,6 +150,8 @@ pub(crate) struct GreenConfig {
     /// Which guard pages the workers' stack pools may install: `None` for what the kernel
     /// offers ([`GuardPolicy::detect`]); tests force the fallbacks with it.
     pub(crate) guard_policy: Option<GuardPolicy>,
+    /// The stall and deadlock detectors' settings.
+    pub(crate) stall: crate::stall::StallConfig,
 }
 
 impl Default for GreenConfig {
@@ -157,6 +161,7 @@ impl Default for GreenConfig {
             stack_size: DEFAULT_STACK_SIZE,
             backend: Backend::Auto,
             guard_policy: None,
+            stall: crate::stall::StallConfig::default(),
         }
     }
 }
@@ -187,6 +192,10 @@ pub(crate) struct Remote {
     load: placement::Load,
     /// Written to end the worker's reactor sleep.
     eventfd: OwnedFd,
+    /// Whether the worker sleeps with nothing that could wake it (bit `checkdead::QUIET`), and
+    /// an epoch bumped each time such a sleep ends (see `checkdead.rs`). Written by the worker
+    /// only on its idle path.
+    quiet: AtomicU64,
 }
 
 impl Remote {
@@ -229,6 +238,14 @@ pub(crate) struct Shared {
     blocking: crate::model::elastic::Elastic,
     /// The runtime's async driver once made (see `async_driver.rs`); the workers turn it.
     driver: std::sync::OnceLock<Arc<crate::driver::Driver>>,
+    /// Whether a proven deadlock fails the run (see `checkdead.rs`).
+    check_deadlock: bool,
+    /// `checkdead::{ALIVE, DETECTED, HANDLED}`.
+    deadlock: AtomicU8,
+    /// Where stall and deadlock reports go.
+    diagnostics: crate::stall::Diagnostics,
+    /// The monitor of blocked workers and starved queues (see `sysmon.rs`).
+    sysmon: sysmon::Sysmon,
     /// Task-dump requests and the workers' answers (see `dump.rs`).
     dump: dump::DumpBoard,
 }
@@ -279,6 +296,7 @@ impl Green {
                     sleeping: AtomicBool::new(false),
                     load: placement::Load::default(),
                     eventfd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?,
+                    quiet: AtomicU64::new(0),
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -298,6 +316,14 @@ impl Green {
                     std::time::Duration::from_secs(5),
                 ),
                 driver: std::sync::OnceLock::new(),
+                check_deadlock: config.stall.deadlock,
+                deadlock: AtomicU8::new(checkdead::ALIVE),
+                diagnostics: config.stall.out.clone(),
+                sysmon: sysmon::Sysmon::new(
+                    workers,
+                    config.stall.threshold,
+                    config.stall.out.clone(),
+                ),
                 dump: dump::DumpBoard::new(workers),
             }),
             locals: Mutex::new(locals),
@@ -535,6 +561,7 @@ impl Green {
                 ));
             }
         };
+        sysmon::start(&self.shared);
         let mut result: Option<std::thread::Result<T>> = None;
         let root_done = Cell::new(false);
         {
@@ -568,6 +595,9 @@ impl Green {
             // again even if the last finisher's notification was missed (see `RunState`).
             let recheck_at: Cell<Option<Instant>> = Cell::new(None);
             worker.run(&|| {
+                if self.shared.deadlock.load(Ordering::Acquire) == checkdead::DETECTED {
+                    self.deadlocked(io);
+                }
                 if !root_done.get() {
                     return false;
                 }
@@ -595,8 +625,43 @@ impl Green {
         Ok(result.expect("the root fiber finished"))
     }
 
+    /// Reports a proven deadlock (see `checkdead.rs`) and cancels every task so that the run
+    /// ends; [`Builder::try_run`](crate::Builder::try_run) then fails with
+    /// [`Deadlock`](crate::Deadlock). Runs on worker 0, from its loop.
+    #[cold]
+    fn deadlocked(&self, io: &Io) {
+        let mut msg = String::from("zsync: all tasks are asleep: deadlock\n");
+        msg.push_str(&crate::stall::describe::asleep(&self.live_fibers()));
+        msg.push_str(
+            "  Nothing can wake them: no I/O, timer, helper thread or other thread is left. \
+             Every task is canceled now and the run fails with zsync::Deadlock.\n",
+        );
+        // The dump symbolizes stacks, which takes a while: not a task holding worker 0.
+        let tasks = self
+            .shared
+            .sysmon
+            .quiet_while(|| crate::stall::describe::tasks(io));
+        msg.push_str(&tasks);
+        self.shared.diagnostics.write(&msg);
+        io.inner.state.deadlocked.store(true, Ordering::Release);
+        self.shared
+            .deadlock
+            .store(checkdead::HANDLED, Ordering::Release);
+        io.inner.root.cancel();
+    }
+
+    /// Every worker's live fiber count, as published for placement.
+    fn live_fibers(&self) -> Vec<usize> {
+        self.shared
+            .remotes
+            .iter()
+            .map(|r| r.load.live.load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// Closes the pool and joins the worker threads. Called once every task has finished.
     pub(crate) fn shutdown(&self) {
+        self.shared.sysmon.shutdown();
         self.shared.open.store(false, Ordering::Release);
         for r in &self.shared.remotes {
             r.unpark();

@@ -29,6 +29,7 @@ use corosensei::{Coroutine, CoroutineResult};
 use crossbeam_deque::{Steal, Worker};
 use slab::Slab;
 
+use super::checkdead::{self, Verdict};
 use super::fiber::{self, Current, FiberHandle, Resume, Suspend, DONE, RUNNING, SCHEDULED};
 use super::placement::{self, OwnTasks, Placement};
 use super::reactor::Reactor;
@@ -159,6 +160,10 @@ pub(super) struct WorkerLocal {
     /// Handles of finished fibers that nothing refers to any more, reused for new fibers: a
     /// fiber start then allocates nothing and moves no shared reference count.
     spare_handles: RefCell<Vec<Arc<FiberHandle>>>,
+    /// Whether this worker announced it is quiet (see `checkdead.rs`).
+    quiet: Cell<bool>,
+    /// The pause before the next deadlock check when the last one could not decide.
+    recheck: Cell<Duration>,
     /// The last task-dump request this worker answered (see `super::dump`).
     dump_served: Cell<u64>,
     pub(super) index: usize,
@@ -184,11 +189,12 @@ impl Drop for WorkerLocal {
     }
 }
 
-/// Restores the previously installed worker when dropped.
-pub(super) struct Installed(*const WorkerLocal);
+/// Restores the previously installed worker (and progress word) when dropped.
+pub(super) struct Installed(*const WorkerLocal, Option<crate::stall::progress::Bound>);
 
 impl Drop for Installed {
     fn drop(&mut self) {
+        self.1.take();
         WORKER.with(|w| w.set(self.0));
     }
 }
@@ -266,6 +272,8 @@ impl WorkerLocal {
             busy_since: Cell::new(Instant::now()),
             late_trim: Cell::new(None),
             spare_handles: RefCell::new(Vec::new()),
+            quiet: Cell::new(false),
+            recheck: Cell::new(checkdead::RECHECK_MIN),
             dump_served: Cell::new(0),
             index,
             shared,
@@ -779,7 +787,16 @@ impl WorkerLocal {
         // The workers of a runtime register blocked tasks in distinct shards of their parents'
         // children (see `crate::cancel`).
         crate::cancel::set_local_shard(self.index);
-        Installed(WORKER.with(|w| w.replace(self)))
+        // The worker's progress word for the monitor, from before the first fiber starts.
+        // SAFETY: the word lives in `shared`, which this worker keeps alive; both callers
+        // (`Green::run_root`, the worker threads) drop the returned guard, which unbinds the
+        // word, before the worker itself.
+        let bound = self
+            .shared
+            .sysmon
+            .progress(self.index)
+            .map(|p| unsafe { crate::stall::progress::bind(p) });
+        Installed(WORKER.with(|w| w.replace(self)), bound)
     }
 
     /// Runs the loop until `done()` holds and this worker has no fiber left. The worker must be
@@ -915,6 +932,17 @@ impl WorkerLocal {
                     let trim_in = at.saturating_duration_since(now);
                     timeout = Some(timeout.map_or(trim_in, |t| t.min(trim_in)));
                 }
+                if timeout.is_none() && self.shared.check_deadlock {
+                    match self.check_dead(remote) {
+                        Some(Verdict::Dead) => {
+                            self.leave_quiet(remote);
+                            remote.sleeping.store(false, Ordering::SeqCst);
+                            continue;
+                        }
+                        Some(Verdict::Undecided) => timeout = self.next_recheck(),
+                        Some(Verdict::Alive) | None => {}
+                    }
+                }
                 Some((timeout, now))
             } else {
                 None
@@ -922,6 +950,8 @@ impl WorkerLocal {
             let result = match sleep {
                 Some((t, slept_at)) => {
                     let result = self.reactor.poll(t);
+                    self.leave_quiet(remote);
+                    self.shared.sysmon.worker_awake();
                     let woke = Instant::now();
                     self.note_idle_period(woke - slept_at <= SPIN_SPAN);
                     self.busy_since.set(woke);
@@ -934,6 +964,71 @@ impl WorkerLocal {
                 eprintln!("zsync: worker {} reactor failed: {e}", self.index);
             }
         }
+    }
+
+    /// Announces that this worker is quiet, about to sleep with nothing that could wake it, if
+    /// it is (no descriptor wait or ring op, no async driver: its timers were looked at by the
+    /// caller), and checks whether the whole run is deadlocked (see `checkdead.rs`). `None`:
+    /// not quiet. A proven deadlock is recorded (worker 0 reports it); a second one, after every
+    /// task was canceled, ends the process.
+    #[cold]
+    fn check_dead(&self, remote: &super::Remote) -> Option<Verdict> {
+        if !self.reactor.is_idle() || self.shared.driver.get().is_some() {
+            return None;
+        }
+        if !self.quiet.replace(true) {
+            let word = remote.quiet.load(Ordering::Relaxed);
+            remote
+                .quiet
+                .store(word | checkdead::QUIET, Ordering::SeqCst);
+        }
+        let verdict = self.shared.check_dead();
+        match verdict {
+            Verdict::Dead => match self.shared.deadlock_found() {
+                checkdead::Found::First => Some(Verdict::Dead),
+                // Worker 0 reports and cancels; it was woken for that.
+                checkdead::Found::Pending => Some(Verdict::Alive),
+                checkdead::Found::Again => {
+                    let live: Vec<usize> = self
+                        .shared
+                        .remotes
+                        .iter()
+                        .map(|r| r.load.live.load(Ordering::Relaxed))
+                        .collect();
+                    checkdead::fatal(&self.shared.diagnostics, &live)
+                }
+            },
+            Verdict::Alive => {
+                self.recheck.set(checkdead::RECHECK_MIN);
+                Some(verdict)
+            }
+            Verdict::Undecided => Some(verdict),
+        }
+    }
+
+    /// Ends this worker's quiet state, if it announced one: bumps the epoch of its quiet word.
+    #[inline]
+    fn leave_quiet(&self, remote: &super::Remote) {
+        if self.quiet.replace(false) {
+            let word = remote.quiet.load(Ordering::Relaxed);
+            remote
+                .quiet
+                .store((word | checkdead::QUIET) + 1, Ordering::SeqCst);
+        }
+    }
+
+    /// The pause before the next deadlock check, doubling each time; `None` once it would
+    /// exceed `RECHECK_MAX`: a worker whose checks keep failing for a reason outside the
+    /// runtime (another thread of the process) then sleeps without a timeout, as it did before
+    /// checks existed, until a verdict of `Alive` starts the series again. So an idle runtime in
+    /// a process with other threads wakes about a dozen times over ~2 s, then no more.
+    fn next_recheck(&self) -> Option<Duration> {
+        let pause = self.recheck.get();
+        if pause > checkdead::RECHECK_MAX {
+            return None;
+        }
+        self.recheck.set(pause * 2);
+        Some(pause)
     }
 
     /// Gives memory back to the system while the worker is idle: the pages of stacks unused for

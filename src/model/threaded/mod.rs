@@ -43,6 +43,9 @@ pub(crate) struct ThreadedConfig {
     pub(crate) workers: usize,
     pub(crate) max_concurrent: usize,
     pub(crate) keep_alive: Duration,
+    /// The starved-queue warning's settings (its threshold only turns it off: see
+    /// `monitor.rs`) and where it goes.
+    pub(crate) stall: crate::stall::StallConfig,
 }
 
 impl Default for ThreadedConfig {
@@ -51,6 +54,7 @@ impl Default for ThreadedConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_concurrent: 1024,
             keep_alive: Duration::from_secs(5),
+            stall: crate::stall::StallConfig::default(),
         }
     }
 }
@@ -94,7 +98,12 @@ impl Pool {
                 stealers,
                 sleepers: Sleepers::new(),
                 open: AtomicBool::new(true),
-                monitor: Monitor::new(config.workers, config.max_concurrent, config.keep_alive),
+                monitor: Monitor::new(
+                    config.workers,
+                    config.max_concurrent,
+                    config.keep_alive,
+                    config.stall,
+                ),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),

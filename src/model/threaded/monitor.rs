@@ -36,7 +36,6 @@
 //! [`Pool::shutdown`](super::Pool::shutdown).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -156,12 +155,19 @@ pub(super) struct Monitor {
     parked: AtomicBool,
     /// Whether the diagnostic was printed.
     reported: AtomicBool,
+    /// Whether to print it (the threshold is not `None`), and where.
+    stall: crate::stall::StallConfig,
     state: Mutex<State>,
     cv: Condvar,
 }
 
 impl Monitor {
-    pub(super) fn new(workers: usize, max_rescuers: usize, keep_alive: Duration) -> Monitor {
+    pub(super) fn new(
+        workers: usize,
+        max_rescuers: usize,
+        keep_alive: Duration,
+        stall: crate::stall::StallConfig,
+    ) -> Monitor {
         Monitor {
             workers: (0..workers).map(|_| Arc::new(Runner::new())).collect(),
             rescuers: Mutex::new(Vec::new()),
@@ -169,6 +175,7 @@ impl Monitor {
             started: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             reported: AtomicBool::new(false),
+            stall,
             state: Mutex::new(State {
                 closed: false,
                 thread: None,
@@ -304,24 +311,26 @@ fn rescue(shared: &Arc<Shared>, blocked: &[Sample]) {
     if waiting.is_empty() {
         return;
     }
-    let sites: Vec<_> = waiting.iter().map(Runnable::location).collect();
+    let monitor = &shared.monitor;
+    let message = (monitor.stall.threshold.is_some()
+        && !monitor.reported.swap(true, Ordering::Relaxed))
+    .then(|| report(monitor.workers.len(), blocked, &waiting));
     for task in waiting {
         shared.injector.push(task);
         // A worker may have gone idle while the task was out of the queues.
         shared.sleepers.notify_one();
     }
-    let monitor = &shared.monitor;
-    if !monitor.reported.swap(true, Ordering::Relaxed) {
-        report(monitor.workers.len(), blocked, &sites);
+    if let Some(message) = message {
+        monitor.stall.out.write(&message);
     }
     // Refused when `max_concurrent_threads` rescue workers run already (or at shutdown): the
     // next stuck sample tries again.
     let _ = monitor.rescue.submit(Rescue(shared.clone()));
 }
 
-/// Prints the diagnostic: what waits, what blocks, what to do.
+/// The diagnostic: what waits (each task named: id, name, spawn site), what blocks, what to do.
 #[cold]
-fn report(workers: usize, blocked: &[Sample], waiting: &[&'static Location<'static>]) {
+fn report(workers: usize, blocked: &[Sample], waiting: &[Runnable]) -> String {
     let extra = blocked.len() - workers;
     let mut msg = format!(
         "zsync: every thread of the Threaded pool ({workers} workers{}) has been blocked for \
@@ -337,15 +346,21 @@ fn report(workers: usize, blocked: &[Sample], waiting: &[&'static Location<'stat
     );
     let blocked: Vec<_> = blocked.iter().filter_map(|s| s.runner.task()).collect();
     list(&mut msg, "blocked in", &blocked);
-    list(&mut msg, "waiting", waiting);
+    let sites: Vec<_> = waiting.iter().map(Runnable::location).collect();
+    list(&mut msg, "waiting", &sites);
+    for task in waiting.iter().take(LISTED) {
+        let _ = writeln!(msg, "    {}", crate::stall::describe::queued(task));
+    }
+    if waiting.len() > LISTED {
+        let _ = writeln!(msg, "    … and {} more", waiting.len() - LISTED);
+    }
     msg.push_str(
         "  zsync starts extra threads to run the waiting tasks while this lasts. `spawn` does \
          not promise concurrency: start a task that other tasks wait for (a producer, a \
          connection's handler) with `io.concurrent`, which gives it a thread of its own, or use \
          more workers (`Builder::worker_threads`). Printed once per run.\n",
     );
-    // A failed write to stderr has nowhere better to go.
-    let _ = std::io::stderr().lock().write_all(msg.as_bytes());
+    msg
 }
 
 /// Appends `  label: site (xN), site, … and N more` to `msg`.

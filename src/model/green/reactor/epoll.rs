@@ -174,6 +174,11 @@ impl Epoll {
         self.watching.get()
     }
 
+    /// Whether no fiber waits for a descriptor here.
+    pub(crate) fn has_waiters(&self) -> bool {
+        !self.waiters.borrow().is_empty()
+    }
+
     pub(crate) fn take_watched(&self) -> bool {
         self.watched_ready.replace(false)
     }

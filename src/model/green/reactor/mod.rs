@@ -124,6 +124,15 @@ impl Reactor {
         }
     }
 
+    /// Whether nothing registered here can wake a fiber: no descriptor wait, and on io_uring no
+    /// op in the kernel (for the deadlock check).
+    pub(crate) fn is_idle(&self) -> bool {
+        match self {
+            Reactor::Epoll(r) => !r.has_waiters() && !r.is_watching(),
+            Reactor::Uring(r) => r.in_flight() == 0 && !r.is_watching(),
+        }
+    }
+
     /// The ring, if this reactor has one.
     pub(crate) fn uring(&self) -> Option<&uring::Uring> {
         match self {

@@ -342,8 +342,7 @@ impl InFlight {
         }
     }
 
-    /// Number of slots the kernel may still post to (for tests).
-    #[cfg(test)]
+    /// Number of slots the kernel may still post to.
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }

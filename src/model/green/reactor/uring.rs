@@ -580,9 +580,9 @@ impl Uring {
         }
     }
 
-    /// Number of ops the kernel may still complete (for tests).
-    #[cfg(test)]
-    fn in_flight(&self) -> usize {
+    /// Number of ops the kernel may still complete: readiness polls, ring ops and owned ops
+    /// (the ring's own wake-up poll and wait timeout are not counted).
+    pub(crate) fn in_flight(&self) -> usize {
         self.ops.borrow().len()
     }
 }

@@ -1,0 +1,594 @@
+//! Stall and deadlock detection (issue 14, item 2): the deadlock report and error, the
+//! blocked-worker warning, the starved-queue warnings, and their absence where nothing is wrong.
+//!
+//! `harness = false`: a deadlock is reported only when the process has no thread besides the
+//! runtime's (see `Builder::deadlock_detection`), and libtest runs every test on a thread of
+//! its own while its main thread waits. So each deadlock scenario runs in a child process (this
+//! binary again, with `ZSYNC_STALLS_CHILD=<scenario>`) whose main thread is the run's root. The
+//! warnings need no such care: they are captured with `Builder::diagnostics` in this process.
+//!
+//! Assertions are about what is printed and returned, never about timing: the sleeps that make
+//! a worker stuck (300 ms and more) are far above the 100 ms threshold so that a loaded machine
+//! only delays a warning, and watchdogs are generous.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zsync::{Backend, Builder, Io, Model};
+
+const CHILD_ENV: &str = "ZSYNC_STALLS_CHILD";
+
+/// A writer whose bytes the test reads back.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The Green backends to test on: epoll always, io_uring where the kernel allows it (else a
+/// visible note).
+fn green_backends() -> Vec<(&'static str, Backend)> {
+    let mut v = vec![("epoll", Backend::Epoll)];
+    match Backend::IoUring.resolve() {
+        Ok(_) => v.push(("io_uring", Backend::IoUring)),
+        Err(e) => println!("note: io_uring cases skipped: {e}"),
+    }
+    v
+}
+
+fn backend_named(name: &str) -> Backend {
+    match name {
+        "io_uring" => Backend::IoUring,
+        _ => Backend::Epoll,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child scenarios: each runs a Green run on this process's main thread and prints its outcome
+// as `child: outcome <...>` on stdout.
+
+/// Two tasks, each waiting for the other's message; the root joins them.
+fn two_tasks_wait_on_each_other(io: &Io) {
+    let (tx_a, rx_a) = zsync::channel::bounded::<u8>(1);
+    let (tx_b, rx_b) = zsync::channel::bounded::<u8>(1);
+    let a = io.task().name("waits-for-b").spawn(move |_| {
+        let got = rx_b.recv();
+        let _ = tx_a.send(1);
+        got.is_ok()
+    });
+    let b = io.task().name("waits-for-a").spawn(move |_| {
+        let got = rx_a.recv();
+        let _ = tx_b.send(2);
+        got.is_ok()
+    });
+    let _ = a.join();
+    let _ = b.join();
+}
+
+/// The root holds a mutex and joins a task that waits for that mutex.
+fn join_a_task_waiting_for_my_mutex(io: &Io) {
+    let m = Arc::new(zsync::sync::Mutex::new(0u32));
+    let guard = m.lock().unwrap();
+    let m2 = m.clone();
+    let t = io.task().name("wants-the-lock").spawn(move |_| {
+        let g = m2.lock();
+        g.is_ok()
+    });
+    let _ = t.join();
+    drop(guard);
+}
+
+/// A task waits, shielded from cancellation, for a message nobody sends: canceling every task
+/// cannot end this deadlock.
+fn shielded_wait_nobody_can_end(io: &Io) {
+    let (tx, rx) = zsync::channel::bounded::<u8>(1);
+    let t = io.spawn(move |io| io.shielded(|| rx.recv().is_ok()));
+    let _ = t.join();
+    drop(tx);
+}
+
+/// A task waits for a message a plain `std::thread` sends after a while: not a deadlock.
+fn sender_on_a_std_thread(io: &Io) -> String {
+    let (tx, rx) = zsync::channel::bounded::<u32>(1);
+    let t = io.spawn(move |_| rx.recv().unwrap());
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        tx.send(7).unwrap();
+    });
+    let got = t.join().unwrap();
+    sender.join().unwrap();
+    format!("ok {got}")
+}
+
+/// The root waits for a message a plain `std::thread`, started first, sends after a while: not
+/// a deadlock (on every model, Blocking included).
+fn sender_thread_started_first(_io: &Io) -> String {
+    let (tx, rx) = zsync::channel::bounded::<u32>(1);
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        tx.send(8).unwrap();
+    });
+    let got = rx.recv().unwrap();
+    sender.join().unwrap();
+    format!("ok {got}")
+}
+
+/// The root sleeps (a timer) while a task waits for it: not a deadlock.
+fn pending_sleep(io: &Io) -> String {
+    let (tx, rx) = zsync::channel::bounded::<u32>(1);
+    let t = io.spawn(move |_| rx.recv().unwrap());
+    io.sleep(Duration::from_millis(300)).unwrap();
+    tx.send(9).unwrap();
+    format!("ok {}", t.join().unwrap())
+}
+
+/// A task waits for a message an `io.blocking` call sends after a while: not a deadlock.
+fn sender_in_a_blocking_call(io: &Io) -> String {
+    let (tx, rx) = zsync::channel::bounded::<u32>(1);
+    let t = io.spawn(move |_| rx.recv().unwrap());
+    let helper = io.spawn(move |io| {
+        io.blocking(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            tx.send(5).unwrap();
+        })
+        .unwrap()
+    });
+    helper.join().unwrap();
+    format!("ok {}", t.join().unwrap())
+}
+
+fn child(scenario: &str) -> ! {
+    let (name, backend) = scenario.split_once('@').unwrap_or((scenario, "epoll"));
+    let builder = match backend {
+        "blocking" => Builder::new(Model::Blocking),
+        _ => Builder::new(Model::Green)
+            .worker_threads(2)
+            .backend(backend_named(backend)),
+    };
+    let outcome = match name {
+        "mutual" => builder
+            .try_run(two_tasks_wait_on_each_other)
+            .map(|()| "ok".to_string()),
+        "mutex" => builder
+            .try_run(join_a_task_waiting_for_my_mutex)
+            .map(|()| "ok".to_string()),
+        "shielded" => builder
+            .try_run(shielded_wait_nobody_can_end)
+            .map(|()| "ok".to_string()),
+        "std_sender" => builder.try_run(sender_on_a_std_thread),
+        "std_sender_first" => builder.try_run(sender_thread_started_first),
+        "sleep" => builder.try_run(pending_sleep),
+        "blocking_sender" => builder.try_run(sender_in_a_blocking_call),
+        // Detection off: the run hangs (the parent kills it).
+        "mutual_off" => builder
+            .deadlock_detection(false)
+            .try_run(two_tasks_wait_on_each_other)
+            .map(|()| "ok".to_string()),
+        other => panic!("unknown scenario {other}"),
+    };
+    match outcome {
+        Ok(v) => println!("child: outcome {v}"),
+        Err(e) if zsync::is_deadlock(&e) => println!("child: outcome deadlock ({e})"),
+        Err(e) => println!("child: outcome error {e}"),
+    }
+    std::process::exit(0);
+}
+
+/// Runs `scenario` in a child process; returns its stdout and stderr. Kills it after a minute.
+fn run_child(scenario: &str) -> (String, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, scenario)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "scenario {scenario} hung; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "scenario {scenario}: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
+/// Runs `scenario` in a child process that must still be running after `wait`; kills it and
+/// returns its stderr.
+fn run_child_expecting_a_hang(scenario: &str, wait: Duration) -> String {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, scenario)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "scenario {scenario} ended ({status:?}); stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn outcome(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("child: outcome "))
+        .unwrap_or_else(|| panic!("no outcome in:\n{stdout}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
+
+fn deadlocks_are_reported_and_fail_the_run() {
+    let mut backends: Vec<&str> = green_backends().into_iter().map(|(n, _)| n).collect();
+    backends.push("blocking");
+    for backend in backends {
+        for scenario in ["mutual", "mutex"] {
+            let (stdout, stderr) = run_child(&format!("{scenario}@{backend}"));
+            assert!(
+                outcome(&stdout).starts_with("deadlock (all tasks are asleep: deadlock)"),
+                "{scenario}@{backend}: {stdout}\n{stderr}"
+            );
+            assert!(
+                stderr.contains("zsync: all tasks are asleep: deadlock"),
+                "{scenario}@{backend}: {stderr}"
+            );
+            assert_eq!(
+                stderr.matches("all tasks are asleep").count(),
+                1,
+                "one report: {stderr}"
+            );
+            // The report carries the task dump: who waits, on what, where.
+            let (task, wait) = match scenario {
+                "mutual" => ("'waits-for-b'", "waiting in channel recv"),
+                _ => ("'wants-the-lock'", "waiting in mutex lock"),
+            };
+            assert!(
+                stderr.contains(task) && stderr.contains(wait),
+                "{scenario}@{backend}: {stderr}"
+            );
+            assert!(
+                !stderr.contains("has been held for"),
+                "the report's own work is no blocked worker: {stderr}"
+            );
+        }
+    }
+}
+
+fn a_deadlock_that_cancellation_cannot_end_aborts_the_process() {
+    let mut backends: Vec<&str> = green_backends().into_iter().map(|(n, _)| n).collect();
+    backends.push("blocking");
+    for backend in backends {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .env(CHILD_ENV, format!("shielded@{backend}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{backend}: {:?}\n{stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains("all tasks are asleep: deadlock")
+                && stderr.contains("after every task was canceled")
+                && stderr.contains("aborting"),
+            "{backend}: {stderr}"
+        );
+    }
+}
+
+fn no_deadlock_is_reported_while_something_can_still_wake_a_task() {
+    let mut cases: Vec<(&str, &str, &str)> = Vec::new();
+    for (backend, _) in green_backends() {
+        for (scenario, expected) in [
+            ("std_sender", "ok 7"),
+            ("std_sender_first", "ok 8"),
+            ("sleep", "ok 9"),
+            ("blocking_sender", "ok 5"),
+        ] {
+            cases.push((backend, scenario, expected));
+        }
+    }
+    // On Blocking a spawned task runs inline, so only a thread started before the wait can
+    // wake it (a task that waits for a thread started after it is a true deadlock there).
+    cases.push(("blocking", "std_sender_first", "ok 8"));
+    {
+        for (backend, scenario, expected) in cases {
+            let (stdout, stderr) = run_child(&format!("{scenario}@{backend}"));
+            assert_eq!(outcome(&stdout), expected, "{scenario}@{backend}: {stderr}");
+            assert!(!stderr.contains("asleep"), "{scenario}@{backend}: {stderr}");
+        }
+    }
+}
+
+fn detection_can_be_turned_off() {
+    // The same scenario is reported within milliseconds with the check on (above); off, the
+    // run is still hung, silently, a second and a half later.
+    for backend in ["epoll", "blocking"] {
+        let stderr = run_child_expecting_a_hang(
+            &format!("mutual_off@{backend}"),
+            Duration::from_millis(1500),
+        );
+        assert!(!stderr.contains("asleep"), "{backend}: {stderr}");
+    }
+}
+
+fn a_deadlock_with_another_thread_alive_is_not_reported() {
+    // This process has the harness's own threads (this one included): a deadlocked run here
+    // must not be reported, since another thread could wake it. A thread of ours ends it.
+    let (tx, rx) = zsync::channel::bounded::<u8>(1);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        tx.send(1).unwrap();
+    });
+    let log = Capture::default();
+    let got = Builder::new(Model::Green)
+        .worker_threads(2)
+        .diagnostics(log.clone())
+        .try_run(move |io| io.spawn(move |_| rx.recv().unwrap()).join().unwrap())
+        .unwrap();
+    release.join().unwrap();
+    assert_eq!(got, 1);
+    assert!(!log.text().contains("asleep"), "{}", log.text());
+}
+
+/// The line of the `spawn` call that the caller makes next.
+macro_rules! next_line {
+    () => {
+        line!() + 1
+    };
+}
+
+fn a_fiber_in_std_sleep_is_reported_with_its_spawn_site() {
+    for (backend, b) in green_backends() {
+        let log = Capture::default();
+        let line = Builder::new(Model::Green)
+            .worker_threads(2)
+            .backend(b)
+            .diagnostics(log.clone())
+            .run(|io| {
+                let line = next_line!();
+                let t = io.spawn(|_| std::thread::sleep(Duration::from_millis(400)));
+                t.join().unwrap();
+                line
+            });
+        let text = log.text();
+        let site = format!("tests/stalls.rs:{line}");
+        let warning = text
+            .lines()
+            .find(|l| l.contains("has been held for"))
+            .unwrap_or_else(|| panic!("{backend}: no warning in:\n{text}"));
+        assert!(warning.contains(&site), "{backend}: {warning}");
+        assert!(
+            warning.contains("blocked in the kernel"),
+            "{backend}: {warning}"
+        );
+        assert!(text.contains("io.blocking"), "{backend}: {text}");
+        assert_eq!(
+            text.matches("has been held for").count(),
+            1,
+            "{backend}: one warning per incident:\n{text}"
+        );
+    }
+}
+
+fn zsync_waits_produce_no_warning() {
+    for (backend, b) in green_backends() {
+        let log = Capture::default();
+        Builder::new(Model::Green)
+            .worker_threads(2)
+            .backend(b)
+            .diagnostics(log.clone())
+            .run(|io| {
+                let (tx, rx) = zsync::channel::bounded::<u8>(1);
+                let sleeper = io.spawn(|io| io.sleep(Duration::from_millis(300)).unwrap());
+                let waiter = io.spawn(move |_| rx.recv().unwrap());
+                let m = Arc::new(zsync::sync::Mutex::new(()));
+                let g = m.lock().unwrap();
+                let m2 = m.clone();
+                let locker = io.spawn(move |_| drop(m2.lock().unwrap()));
+                io.sleep(Duration::from_millis(300)).unwrap();
+                drop(g);
+                tx.send(1).unwrap();
+                sleeper.join().unwrap();
+                waiter.join().unwrap();
+                locker.join().unwrap();
+            });
+        assert_eq!(log.text(), "", "{backend}");
+    }
+}
+
+fn the_threshold_can_be_turned_off() {
+    let log = Capture::default();
+    Builder::new(Model::Green)
+        .worker_threads(2)
+        .stall_threshold(None)
+        .diagnostics(log.clone())
+        .run(|io| {
+            io.spawn(|_| std::thread::sleep(Duration::from_millis(300)))
+                .join()
+                .unwrap()
+        });
+    assert_eq!(log.text(), "");
+}
+
+fn green_starved_queue_names_the_waiting_task() {
+    for (backend, b) in green_backends() {
+        let log = Capture::default();
+        let line = Builder::new(Model::Green)
+            .worker_threads(2)
+            .backend(b)
+            .diagnostics(log.clone())
+            .run(|io| {
+                // Both workers held: the root on worker 0, a task on the other.
+                let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+                let holder = io.concurrent(move |_| {
+                    started_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(600));
+                });
+                let holder = holder.unwrap_or_else(|e| panic!("{e}"));
+                started_rx.recv().unwrap();
+                let line = next_line!();
+                let waiting = io.task().name("starved").spawn(|_| 1);
+                // Hold worker 0 too, without giving it back to its loop.
+                std::thread::sleep(Duration::from_millis(600));
+                holder.join().unwrap();
+                assert_eq!(waiting.join().unwrap(), 1);
+                line
+            });
+        let text = log.text();
+        let site = format!("tests/stalls.rs:{line}");
+        assert!(
+            text.contains("waited to start"),
+            "{backend}: no starved-queue warning in:\n{text}"
+        );
+        let named = text
+            .lines()
+            .find(|l| l.contains("'starved'"))
+            .unwrap_or_else(|| panic!("{backend}: the task is not named in:\n{text}"));
+        assert!(named.contains(&site), "{backend}: {named}");
+    }
+}
+
+fn threaded_starved_queue_names_the_queued_task() {
+    let log = Capture::default();
+    let line = Builder::new(Model::Threaded)
+        .worker_threads(2)
+        .diagnostics(log.clone())
+        .run(|io| {
+            // Each worker runs a "connection" that waits for a handler spawned behind it: the
+            // spawn-per-connection hang, rescued by the monitor.
+            let (tx, rx) = zsync::channel::bounded::<()>(0);
+            let rx = Arc::new(rx);
+            let conns: Vec<_> = (0..2)
+                .map(|_| {
+                    let rx = rx.clone();
+                    io.spawn(move |_| rx.recv().unwrap())
+                })
+                .collect();
+            // Let both workers take a connection first.
+            std::thread::sleep(Duration::from_millis(100));
+            let line = next_line!();
+            let handler = io.task().name("handler").spawn(move |_| {
+                tx.send(()).unwrap();
+                tx.send(()).unwrap();
+            });
+            for c in conns {
+                c.join().unwrap();
+            }
+            handler.join().unwrap();
+            line
+        });
+    let text = log.text();
+    let site = format!("tests/stalls.rs:{line}");
+    let named = text
+        .lines()
+        .find(|l| l.contains("'handler'"))
+        .unwrap_or_else(|| panic!("the queued task is not named in:\n{text}"));
+    assert!(named.contains(&site), "{named}");
+}
+
+fn main() {
+    if let Ok(scenario) = std::env::var(CHILD_ENV) {
+        child(&scenario);
+    }
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: &[(&str, fn())] = &[
+        (
+            "deadlocks_are_reported_and_fail_the_run",
+            deadlocks_are_reported_and_fail_the_run,
+        ),
+        (
+            "a_deadlock_that_cancellation_cannot_end_aborts_the_process",
+            a_deadlock_that_cancellation_cannot_end_aborts_the_process,
+        ),
+        (
+            "no_deadlock_is_reported_while_something_can_still_wake_a_task",
+            no_deadlock_is_reported_while_something_can_still_wake_a_task,
+        ),
+        ("detection_can_be_turned_off", detection_can_be_turned_off),
+        (
+            "a_deadlock_with_another_thread_alive_is_not_reported",
+            a_deadlock_with_another_thread_alive_is_not_reported,
+        ),
+        (
+            "a_fiber_in_std_sleep_is_reported_with_its_spawn_site",
+            a_fiber_in_std_sleep_is_reported_with_its_spawn_site,
+        ),
+        (
+            "zsync_waits_produce_no_warning",
+            zsync_waits_produce_no_warning,
+        ),
+        (
+            "the_threshold_can_be_turned_off",
+            the_threshold_can_be_turned_off,
+        ),
+        (
+            "green_starved_queue_names_the_waiting_task",
+            green_starved_queue_names_the_waiting_task,
+        ),
+        (
+            "threaded_starved_queue_names_the_queued_task",
+            threaded_starved_queue_names_the_queued_task,
+        ),
+    ];
+    let mut ran = 0;
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        print!("test {name} ... ");
+        let _ = std::io::stdout().flush();
+        test();
+        println!("ok");
+        ran += 1;
+    }
+    println!("test result: ok. {ran} passed");
+}
