@@ -30,6 +30,9 @@ pub struct Builder {
     model: Model,
     threaded: ThreadedConfig,
     green: GreenConfig,
+    /// Whether the runtime profiles from its start (feature `profile`).
+    #[cfg(feature = "profile")]
+    profile: bool,
 }
 
 impl Builder {
@@ -39,7 +42,28 @@ impl Builder {
             model,
             threaded: ThreadedConfig::default(),
             green: GreenConfig::default(),
+            #[cfg(feature = "profile")]
+            profile: false,
         }
+    }
+
+    /// Profiles the runtime from its start (default: off): per task and per spawn site, the
+    /// time running, waiting to be scheduled and blocked per kind of operation; waits at
+    /// contended `Mutex`/`RwLock`/`Semaphore` call sites; fiber stack use. Read the figures
+    /// with [`Io::profile`](crate::Io::profile); turn profiling on or off later with
+    /// [`Io::set_profiling`](crate::Io::set_profiling). Feature `profile`.
+    ///
+    /// ```
+    /// use zsync::{Builder, Model};
+    /// Builder::new(Model::Threaded).profile(true).run(|io| {
+    ///     io.spawn(|_| ()).join().unwrap();
+    ///     assert!(io.profile().sites.iter().any(|s| s.tasks == 1));
+    /// });
+    /// ```
+    #[cfg(feature = "profile")]
+    pub fn profile(mut self, on: bool) -> Builder {
+        self.profile = on;
+        self
     }
 
     /// Threaded and Green: number of workers (default: available parallelism). Values below 1
@@ -191,10 +215,13 @@ impl Builder {
             })?),
             Model::Custom(rt) => ModelImpl::Custom(rt),
         };
+        let state = RunState::new(workers);
+        #[cfg(feature = "profile")]
+        state.profile.set_enabled(self.profile);
         Ok(Io {
             inner: Arc::new(IoInner {
                 model,
-                state: Arc::new(RunState::new(workers)),
+                state: Arc::new(state),
                 root: NodeRef::root(),
             }),
         })

@@ -11,8 +11,11 @@ use std::ptr;
 use std::time::Instant;
 
 use crate::cancel::{NodeRef, NodeSource};
+use crate::diag::hooks;
+#[cfg(any(feature = "tracing", feature = "profile"))]
+use crate::diag::hooks::CtxDiag;
 use crate::error::{canceled, timed_out};
-use crate::task::id::{Name, TaskId};
+use crate::task::id::{Meta, Name, TaskId};
 use crate::task::local;
 use crate::Io;
 
@@ -31,6 +34,9 @@ pub(crate) struct TaskContext<'a> {
     /// in a thread-local, because a Green worker runs many tasks on one thread: the context is
     /// swapped with its fiber on every switch, and the values with it.
     pub(crate) locals: Cell<*const local::Entry>,
+    /// Tracing and profiling state of this run (features `tracing`, `profile`).
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    pub(crate) diag: CtxDiag,
 }
 
 /// A running task's identity, borrowed from its cell (or `run`'s frame).
@@ -38,6 +44,23 @@ pub(crate) struct TaskContext<'a> {
 pub(crate) struct TaskRef<'a> {
     pub(crate) id: TaskId,
     pub(crate) name: Option<&'a Name>,
+    /// The task's cell's identity (span, spawn site) for tracing and profiles; `None` for a
+    /// root task.
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    pub(crate) meta: Option<&'a Meta>,
+}
+
+impl<'a> TaskRef<'a> {
+    /// The task of `meta`.
+    #[inline]
+    pub(crate) fn of(meta: &'a Meta) -> TaskRef<'a> {
+        TaskRef {
+            id: meta.id,
+            name: meta.name.as_ref(),
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            meta: Some(meta),
+        }
+    }
 }
 
 impl TaskRef<'static> {
@@ -46,6 +69,8 @@ impl TaskRef<'static> {
         TaskRef {
             id: TaskId::next(),
             name: None,
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            meta: None,
         }
     }
 }
@@ -62,6 +87,8 @@ impl<'a> TaskContext<'a> {
             deadline: Cell::new(None),
             task,
             locals: Cell::new(ptr::null()),
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            diag: CtxDiag::new(),
         }
     }
 }
@@ -75,6 +102,9 @@ thread_local! {
 /// Restores the previous context when dropped.
 pub(crate) struct EnterGuard {
     prev: *const TaskContext<'static>,
+    /// The context entered (for the diagnostics hook on leaving).
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    entered: *const TaskContext<'static>,
 }
 
 /// Makes `ctx` the current context until the returned guard drops. The lifetime is erased in
@@ -83,11 +113,18 @@ pub(crate) struct EnterGuard {
 pub(crate) fn enter(ctx: &TaskContext<'_>) -> EnterGuard {
     let ptr: *const TaskContext<'static> = (ctx as *const TaskContext<'_>).cast();
     let prev = CURRENT.with(|c| c.replace(ptr));
-    EnterGuard { prev }
+    hooks::entered(ctx, prev);
+    EnterGuard {
+        prev,
+        #[cfg(any(feature = "tracing", feature = "profile"))]
+        entered: ptr,
+    }
 }
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
+        #[cfg(any(feature = "tracing", feature = "profile"))]
+        hooks::leaving(self.entered, self.prev);
         CURRENT.with(|c| c.set(self.prev));
     }
 }

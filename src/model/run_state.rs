@@ -3,6 +3,8 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "profile")]
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -26,6 +28,9 @@ pub(crate) struct RunState {
     pub(crate) panic: Mutex<Option<Box<dyn Any + Send>>>,
     /// The runtime's async driver, made on first use (see [`crate::driver`]).
     pub(crate) driver: crate::driver::DriverCell,
+    /// The runtime's profile figures (feature `profile`; see [`crate::diag::record`]).
+    #[cfg(feature = "profile")]
+    pub(crate) profile: Arc<crate::diag::record::Recorder>,
 }
 
 thread_local! {
@@ -58,6 +63,8 @@ impl RunState {
             on_all_done: std::sync::OnceLock::new(),
             panic: Mutex::new(None),
             driver: crate::driver::DriverCell::default(),
+            #[cfg(feature = "profile")]
+            profile: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::deadline_after;
 use super::semaphore::{RawAcquire, Semaphore};
+use crate::diag::hooks::LockKind;
 use crate::Event;
 
 /// A mutual-exclusion lock for colorblind code: [`lock`](Mutex::lock) waits through the running
@@ -74,14 +75,17 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// Errors: `Canceled`; `TimedOut` at the task's own deadline. The mutex is not reentrant: a
     /// task locking a mutex it holds waits forever (or until canceled or timed out).
+    #[track_caller]
     pub fn lock(&self) -> io::Result<MutexGuard<'_, T>> {
-        self.sem.wait_for(1, None)?;
+        self.sem.wait_for_as(1, None, LockKind::Mutex)?;
         Ok(self.guard())
     }
 
     /// Like [`lock`](Mutex::lock), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn lock_timeout(&self, timeout: Duration) -> io::Result<MutexGuard<'_, T>> {
-        self.sem.wait_for(1, deadline_after(timeout))?;
+        self.sem
+            .wait_for_as(1, deadline_after(timeout), LockKind::Mutex)?;
         Ok(self.guard())
     }
 

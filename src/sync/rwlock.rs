@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::deadline_after;
 use super::semaphore::{RawAcquire, Semaphore};
+use crate::diag::hooks::LockKind;
 use crate::Event;
 
 /// Permits of the underlying semaphore: a reader takes one, a writer takes them all.
@@ -68,14 +69,17 @@ impl<T> RwLock<T> {
 
 impl<T: ?Sized> RwLock<T> {
     /// Locks for shared reading, waiting in FIFO order. Cancellation point.
+    #[track_caller]
     pub fn read(&self) -> io::Result<RwLockReadGuard<'_, T>> {
-        self.sem.wait_for(1, None)?;
+        self.sem.wait_for_as(1, None, LockKind::RwLockRead)?;
         Ok(self.read_guard())
     }
 
     /// Like [`read`](RwLock::read), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn read_timeout(&self, timeout: Duration) -> io::Result<RwLockReadGuard<'_, T>> {
-        self.sem.wait_for(1, deadline_after(timeout))?;
+        self.sem
+            .wait_for_as(1, deadline_after(timeout), LockKind::RwLockRead)?;
         Ok(self.read_guard())
     }
 
@@ -85,14 +89,18 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// Locks for exclusive writing, waiting in FIFO order. Cancellation point.
+    #[track_caller]
     pub fn write(&self) -> io::Result<RwLockWriteGuard<'_, T>> {
-        self.sem.wait_for(MAX_READS, None)?;
+        self.sem
+            .wait_for_as(MAX_READS, None, LockKind::RwLockWrite)?;
         Ok(self.write_guard())
     }
 
     /// Like [`write`](RwLock::write), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn write_timeout(&self, timeout: Duration) -> io::Result<RwLockWriteGuard<'_, T>> {
-        self.sem.wait_for(MAX_READS, deadline_after(timeout))?;
+        self.sem
+            .wait_for_as(MAX_READS, deadline_after(timeout), LockKind::RwLockWrite)?;
         Ok(self.write_guard())
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::{wake_all, Grant, HandOffQueue};
 use super::{closed_error, deadline_after};
+use crate::diag::hooks::{LockKind, LockWait};
 use crate::wait::block_until;
 use crate::Event;
 
@@ -182,12 +183,14 @@ impl Semaphore {
     ///
     /// Errors: `Canceled`; `TimedOut` at the task's deadline; closed (see
     /// [`zsync::is_closed`](crate::is_closed)).
+    #[track_caller]
     pub fn acquire(&self) -> io::Result<SemaphorePermit<'_>> {
         self.acquire_many(1)
     }
 
     /// Takes `n` permits at once, waiting in FIFO order. Cancellation point. Waits forever if
     /// `n` permits never become free at the same time.
+    #[track_caller]
     pub fn acquire_many(&self, n: usize) -> io::Result<SemaphorePermit<'_>> {
         self.wait_for(n, None)?;
         Ok(SemaphorePermit {
@@ -197,12 +200,14 @@ impl Semaphore {
     }
 
     /// Like [`acquire`](Semaphore::acquire), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<SemaphorePermit<'_>> {
         self.acquire_many_timeout(1, timeout)
     }
 
     /// Like [`acquire_many`](Semaphore::acquire_many), giving up with `TimedOut` after
     /// `timeout`.
+    #[track_caller]
     pub fn acquire_many_timeout(
         &self,
         n: usize,
@@ -216,12 +221,14 @@ impl Semaphore {
     }
 
     /// Like [`acquire`](Semaphore::acquire) with a permit that keeps the semaphore alive.
+    #[track_caller]
     pub fn acquire_owned(self: &Arc<Self>) -> io::Result<OwnedSemaphorePermit> {
         self.acquire_many_owned(1)
     }
 
     /// Like [`acquire_many`](Semaphore::acquire_many) with a permit that keeps the semaphore
     /// alive.
+    #[track_caller]
     pub fn acquire_many_owned(self: &Arc<Self>, n: usize) -> io::Result<OwnedSemaphorePermit> {
         self.wait_for(n, None)?;
         Ok(OwnedSemaphorePermit {
@@ -230,9 +237,29 @@ impl Semaphore {
         })
     }
 
+    #[track_caller]
     pub(crate) fn wait_for(&self, n: usize, deadline: Option<Instant>) -> io::Result<()> {
+        self.wait_for_as(n, deadline, LockKind::Semaphore)
+    }
+
+    /// [`wait_for`](Self::wait_for) on behalf of a `kind` of lock: a contended acquisition is
+    /// recorded for the caller's call site in a profile (see [`crate::diag`]).
+    #[track_caller]
+    pub(crate) fn wait_for_as(
+        &self,
+        n: usize,
+        deadline: Option<Instant>,
+        kind: LockKind,
+    ) -> io::Result<()> {
         let mut acquire = self.acquire_raw(n);
-        block_until(deadline, |w| acquire.poll_raw(w))?
+        let mut timing = LockWait::new(kind, std::panic::Location::caller());
+        let result = block_until(deadline, |w| {
+            let poll = acquire.poll_raw(w);
+            timing.polled(poll.is_pending());
+            poll
+        });
+        timing.done();
+        result?
     }
 
     /// Takes one permit if one is free and nobody is queued.

@@ -1,0 +1,523 @@
+//! The one call per event that the schedulers make (see the module docs of [`crate::diag`]).
+//!
+//! | event | called from |
+//! | --- | --- |
+//! | [`spawned`] | `task::cell::Core::new` (every task cell), the Blocking model's inline spawn |
+//! | [`entered`] / [`leaving`] | `context::enter` and its guard: a task starts or ends a run (a whole closure task, one poll of a future task, a task run inline by its joiner) |
+//! | [`suspending`] / [`resumed`] | `fiber::suspend`: a fiber parks or yields, and is resumed |
+//! | [`thread_parking`] / [`thread_unparked`] | `park.rs`: a task on an OS thread blocks |
+//! | [`fiber_woken`] | the fiber waker, when it makes a parked fiber ready |
+//! | [`finished`] / [`cancel_requested`] | a task's completion; `Task::cancel`/`request_cancel` |
+//! | [`fiber_done`] | the Green worker, when a fiber returned: its stack's high-water mark |
+//! | [`LockWait`] | `Semaphore::wait_for_as` (under `Mutex`, `RwLock`, `Semaphore`) |
+//!
+//! Without the `tracing` and `profile` features every function here is empty and every type
+//! zero-sized.
+
+#![allow(unused_variables)]
+
+#[cfg(feature = "profile")]
+use std::cell::Cell;
+use std::panic::Location;
+#[cfg(feature = "profile")]
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::context::TaskContext;
+#[cfg(feature = "profile")]
+use crate::diag::now_ns;
+#[cfg(feature = "profile")]
+use crate::diag::record::{self, Charge, LockKind as RecLockKind, Recorder, Who};
+use crate::task::id::Meta;
+use crate::Io;
+
+#[cfg(any(feature = "tracing", feature = "profile"))]
+/// What a task's cell keeps for diagnostics (in its `Meta`): its span, and for profiles its
+/// spawn time, then the time its last poll ended (future tasks).
+pub(crate) struct TaskDiag {
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
+    /// Nanoseconds (see [`now_ns`]): when the task was spawned while its runtime profiled, then
+    /// when its last run (a future's poll) ended; 0 for none.
+    #[cfg(feature = "profile")]
+    mark_ns: AtomicU64,
+    /// Whether the task has started: its first run charges the time since its spawn as
+    /// scheduling, later ones (a future's polls) the time since the last as blocked.
+    #[cfg(feature = "profile")]
+    started: AtomicBool,
+}
+
+#[cfg(any(feature = "tracing", feature = "profile"))]
+impl Default for TaskDiag {
+    #[inline]
+    fn default() -> TaskDiag {
+        TaskDiag {
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+            #[cfg(feature = "profile")]
+            mark_ns: AtomicU64::new(0),
+            #[cfg(feature = "profile")]
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+#[cfg(any(feature = "tracing", feature = "profile"))]
+impl Clone for TaskDiag {
+    fn clone(&self) -> TaskDiag {
+        TaskDiag {
+            #[cfg(feature = "tracing")]
+            span: self.span.clone(),
+            #[cfg(feature = "profile")]
+            mark_ns: AtomicU64::new(self.mark_ns.load(Ordering::Relaxed)),
+            #[cfg(feature = "profile")]
+            started: AtomicBool::new(self.started.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[cfg(any(feature = "tracing", feature = "profile"))]
+/// What a running task's context keeps for diagnostics (on the stack of the frame that runs
+/// the task, like the context itself).
+pub(crate) struct CtxDiag {
+    /// The context that was current when this one was entered: the chain a fiber's suspension
+    /// walks to leave every span entered on it (a task run inline by its joiner runs nested in
+    /// the joiner's context).
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    prev: std::cell::Cell<*const TaskContext<'static>>,
+    /// When the task last started running, in ns (see [`now_ns`]); 0 while it is not running
+    /// or not recorded.
+    #[cfg(feature = "profile")]
+    since: Cell<u64>,
+}
+
+#[cfg(any(feature = "tracing", feature = "profile"))]
+impl CtxDiag {
+    /// The context current before this one was entered.
+    #[cfg(feature = "tracing")]
+    pub(in crate::diag) fn prev(&self) -> *const TaskContext<'static> {
+        self.prev.get()
+    }
+
+    #[inline]
+    pub(crate) fn new() -> CtxDiag {
+        CtxDiag {
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            prev: std::cell::Cell::new(std::ptr::null()),
+            #[cfg(feature = "profile")]
+            since: Cell::new(0),
+        }
+    }
+}
+
+/// The profile recorder of the runtime `ctx` runs in, if it records now.
+#[cfg(feature = "profile")]
+#[inline]
+fn recorder<'a>(ctx: &'a TaskContext<'_>) -> Option<&'a Recorder> {
+    let rec = &*ctx.io.inner.state.profile;
+    rec.enabled().then_some(rec)
+}
+
+#[cfg(feature = "profile")]
+fn who<'a>(ctx: &'a TaskContext<'_>) -> Who<'a> {
+    Who {
+        id: ctx.task.id,
+        meta: ctx.task.meta,
+    }
+}
+
+/// Ends `ctx`'s stretch of running at `now`.
+#[cfg(feature = "profile")]
+fn pause(ctx: &TaskContext<'_>, now: u64) {
+    let since = ctx.diag.since.replace(0);
+    if since != 0 && now > since {
+        if let Some(rec) = recorder(ctx) {
+            rec.charge(who(ctx), Charge::Running, now - since);
+        }
+    }
+}
+
+/// A task was spawned (its cell is being made): its span, its spawn time.
+#[inline]
+pub(crate) fn spawned(io: &Io, meta: &mut Meta) {
+    #[cfg(feature = "tracing")]
+    {
+        meta.diag.span = super::trace::task_span(io, meta);
+    }
+    #[cfg(feature = "profile")]
+    if io.inner.state.profile.enabled() {
+        *meta.diag.mark_ns.get_mut() = now_ns();
+    }
+}
+
+/// `ctx` became the running task's context (`context::enter`); `prev` was.
+#[inline]
+pub(crate) fn entered(ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) {
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    ctx.diag.prev.set(prev);
+    #[cfg(feature = "tracing")]
+    if let Some(meta) = ctx.task.meta {
+        super::trace::enter(&meta.diag.span);
+    }
+    #[cfg(feature = "profile")]
+    if let Some(rec) = recorder(ctx) {
+        profile_entered(rec, ctx, prev);
+    }
+}
+
+#[cfg(feature = "profile")]
+#[cold]
+fn profile_entered(rec: &Recorder, ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) {
+    let now = now_ns();
+    // SAFETY: `prev` was the current context when `ctx` was entered: it belongs to a frame
+    // further up this same stack, which outlives `ctx` (see `context::enter`).
+    if let Some(prev) = unsafe { prev.as_ref() } {
+        pause(prev, now);
+    }
+    let who = who(ctx);
+    match ctx.task.meta {
+        Some(meta) if !meta.diag.started.swap(true, Ordering::Relaxed) => {
+            rec.started(who);
+            let spawned = meta.diag.mark_ns.swap(0, Ordering::Relaxed);
+            if spawned != 0 && now > spawned {
+                rec.charge(who, Charge::Scheduling, now - spawned);
+            }
+        }
+        Some(meta) => {
+            // A future task's next poll: it waited since its last one ended.
+            let left = meta.diag.mark_ns.swap(0, Ordering::Relaxed);
+            if left != 0 && now > left {
+                rec.charge(who, Charge::Blocked("await"), now - left);
+            }
+        }
+        None => rec.started(who),
+    }
+    ctx.diag.since.set(now);
+}
+
+/// The running task's context `ctx` is being left for `prev` (`context::EnterGuard::drop`):
+/// a closure task ended, a future task's poll returned.
+#[cfg(any(feature = "tracing", feature = "profile"))]
+#[inline]
+pub(crate) fn leaving(ctx: *const TaskContext<'static>, prev: *const TaskContext<'static>) {
+    {
+        // SAFETY: `ctx` is the context the guard installed; the frame holding it is the
+        // guard's own, still active.
+        let Some(ctx) = (unsafe { ctx.as_ref() }) else {
+            return;
+        };
+        #[cfg(feature = "tracing")]
+        if let Some(meta) = ctx.task.meta {
+            super::trace::exit(&meta.diag.span);
+        }
+        #[cfg(feature = "profile")]
+        if let Some(rec) = recorder(ctx) {
+            profile_leaving(rec, ctx, prev);
+        }
+    }
+}
+
+#[cfg(feature = "profile")]
+#[cold]
+fn profile_leaving(rec: &Recorder, ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) {
+    let now = now_ns();
+    pause(ctx, now);
+    if let Some(meta) = ctx.task.meta {
+        meta.diag.mark_ns.store(now, Ordering::Relaxed);
+    }
+    // SAFETY: as in `profile_entered`.
+    match unsafe { prev.as_ref() } {
+        Some(prev) => prev.diag.since.set(now),
+        None => {
+            if crate::model::green::fiber::on_fiber() {
+                // The outermost task of a fiber: the worker records the fiber's stack use for
+                // it when the fiber returns (`fiber_done`).
+                let site = ctx.task.meta.map(|m| m.location);
+                FIBER_OWNER.with(|o| {
+                    o.replace(Some((
+                        ctx.io.inner.state.profile.clone(),
+                        ctx.task.id,
+                        site,
+                    )))
+                });
+            }
+        }
+    }
+}
+
+#[cfg(feature = "profile")]
+type FiberOwner = (
+    std::sync::Arc<Recorder>,
+    crate::task::TaskId,
+    Option<&'static Location<'static>>,
+);
+
+#[cfg(feature = "profile")]
+thread_local! {
+    /// The recorder, task and spawn site of the outermost task that ended last on a fiber of
+    /// this thread: the fiber about to return (see [`fiber_done`]).
+    static FIBER_OWNER: std::cell::RefCell<Option<FiberOwner>> = const {
+        std::cell::RefCell::new(None)
+    };
+}
+
+/// What a fiber's suspension noted for its resumption.
+pub(crate) struct Suspended {
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    park: bool,
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    op: &'static str,
+    #[cfg(feature = "profile")]
+    at: u64,
+}
+
+/// The fiber running `ctx` suspends (`park`: until woken; else a yield). Leaves every span
+/// entered on the fiber, so that the worker's thread holds none of them while it runs others.
+#[inline]
+pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspended {
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    {
+        let op = wait_op();
+        #[cfg(feature = "profile")]
+        let mut at = 0;
+        // SAFETY: `ctx` is the fiber's current context: its frame is on the fiber's stack,
+        // which is not left before this returns.
+        if let Some(ctx) = unsafe { ctx.as_ref() } {
+            #[cfg(feature = "tracing")]
+            super::trace::suspending(ctx, park, op);
+            #[cfg(feature = "profile")]
+            if recorder(ctx).is_some() {
+                at = now_ns();
+                pause(ctx, at);
+            }
+        }
+        Suspended {
+            park,
+            op,
+            #[cfg(feature = "profile")]
+            at,
+        }
+    }
+    #[cfg(not(any(feature = "tracing", feature = "profile")))]
+    Suspended {}
+}
+
+/// The fiber running `ctx` was resumed after `suspended`; `woken_ns` is when its waker made it
+/// ready (0 if unknown).
+#[inline]
+pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, woken_ns: u64) {
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    {
+        // SAFETY: as in `suspending`: the fiber is running again on its own stack.
+        let Some(ctx) = (unsafe { ctx.as_ref() }) else {
+            return;
+        };
+        #[cfg(feature = "tracing")]
+        super::trace::resumed(ctx, suspended.park, suspended.op);
+        #[cfg(feature = "profile")]
+        if let Some(rec) = recorder(ctx) {
+            let now = now_ns();
+            if suspended.at != 0 && now > suspended.at {
+                let who = who(ctx);
+                if suspended.park {
+                    let woken = if woken_ns == 0 {
+                        now
+                    } else {
+                        woken_ns.clamp(suspended.at, now)
+                    };
+                    rec.charge(who, Charge::Blocked(suspended.op), woken - suspended.at);
+                    rec.charge(who, Charge::Scheduling, now - woken);
+                } else {
+                    rec.charge(who, Charge::Scheduling, now - suspended.at);
+                }
+            }
+            ctx.diag.since.set(now);
+        }
+    }
+}
+
+/// A fiber's waker made it ready: remembers when, in `slot` (the fiber's handle), if any
+/// runtime profiles.
+#[inline]
+pub(crate) fn fiber_woken(slot: &FiberWoken) {
+    #[cfg(feature = "profile")]
+    if record::any_active() {
+        slot.0.store(now_ns(), Ordering::Relaxed);
+    }
+}
+
+/// When a fiber was last made ready (see [`fiber_woken`]); a field of its handle.
+#[derive(Default)]
+pub(crate) struct FiberWoken(#[cfg(feature = "profile")] AtomicU64);
+
+impl FiberWoken {
+    /// Takes the time the fiber was made ready (0 if not recorded).
+    #[inline]
+    pub(crate) fn take(&self) -> u64 {
+        #[cfg(feature = "profile")]
+        if record::any_active() {
+            return self.0.swap(0, Ordering::Relaxed);
+        }
+        0
+    }
+}
+
+/// What [`thread_parking`] noted.
+pub(crate) struct ThreadPark {
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    op: &'static str,
+    #[cfg(feature = "profile")]
+    at: u64,
+}
+
+/// The running task blocks its OS thread (thread models).
+#[inline]
+pub(crate) fn thread_parking() -> ThreadPark {
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    {
+        let op = wait_op();
+        crate::context::with(|ctx| {
+            #[cfg(feature = "profile")]
+            let mut at = 0;
+            if let Some(ctx) = ctx {
+                #[cfg(feature = "tracing")]
+                super::trace::park(ctx, op);
+                #[cfg(feature = "profile")]
+                if recorder(ctx).is_some() {
+                    at = now_ns();
+                    pause(ctx, at);
+                }
+            }
+            ThreadPark {
+                op,
+                #[cfg(feature = "profile")]
+                at,
+            }
+        })
+    }
+    #[cfg(not(any(feature = "tracing", feature = "profile")))]
+    ThreadPark {}
+}
+
+/// The thread's wait that [`thread_parking`] announced returned.
+#[inline]
+pub(crate) fn thread_unparked(park: ThreadPark) {
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    crate::context::with(|ctx| {
+        let Some(ctx) = ctx else { return };
+        #[cfg(feature = "tracing")]
+        super::trace::wake(ctx, park.op);
+        #[cfg(feature = "profile")]
+        if let Some(rec) = recorder(ctx) {
+            let now = now_ns();
+            if park.at != 0 && now > park.at {
+                rec.charge(who(ctx), Charge::Blocked(park.op), now - park.at);
+            }
+            ctx.diag.since.set(now);
+        }
+    });
+}
+
+/// The operation the running task is about to wait in, for the park event and the blocked
+/// time. Until the wait-point records of the task dumps are merged, every wait is a "wait".
+#[cfg(any(feature = "tracing", feature = "profile"))]
+#[inline]
+fn wait_op() -> &'static str {
+    "wait"
+}
+
+/// A task's body ended (`panicked`: by a panic). After its last [`leaving`].
+#[inline]
+pub(crate) fn finished(io: &Io, meta: &Meta, panicked: bool) {
+    #[cfg(feature = "tracing")]
+    super::trace::finished(meta, panicked);
+    #[cfg(feature = "profile")]
+    if io.inner.state.profile.enabled() {
+        io.inner.state.profile.finished(Who {
+            id: meta.id,
+            meta: Some(meta),
+        });
+    }
+}
+
+/// Someone asked the task to stop (`Task::cancel`, `request_cancel`, a drop of its handle).
+#[inline]
+pub(crate) fn cancel_requested(meta: &Meta) {
+    #[cfg(feature = "tracing")]
+    super::trace::cancel_requested(meta);
+}
+
+/// A fiber returned; `stack` is its stack, about to go back to the pool. Records its
+/// high-water mark for the task it was started for (see [`crate::diag::stack`]).
+#[inline]
+pub(crate) fn fiber_done(stack: &crate::fiber_stack::PooledStack) {
+    #[cfg(feature = "profile")]
+    if record::any_active() {
+        if let Some((rec, task, site)) = FIBER_OWNER.with(|o| o.borrow_mut().take()) {
+            let (used, size) = super::stack::high_water(stack);
+            rec.stack_used(site, Some(task), used, size);
+        }
+    }
+}
+
+/// The kind of lock a [`LockWait`] is for.
+#[derive(Clone, Copy)]
+pub(crate) enum LockKind {
+    Mutex,
+    RwLockRead,
+    RwLockWrite,
+    Semaphore,
+}
+
+/// Times one lock acquisition at a user's call site: whether it had to wait, and how long.
+pub(crate) struct LockWait {
+    #[cfg(feature = "profile")]
+    site: &'static Location<'static>,
+    #[cfg(feature = "profile")]
+    kind: LockKind,
+    /// When the first poll found the lock taken (ns), 0 while it has not.
+    #[cfg(feature = "profile")]
+    since: u64,
+}
+
+impl LockWait {
+    #[inline]
+    pub(crate) fn new(kind: LockKind, site: &'static Location<'static>) -> LockWait {
+        LockWait {
+            #[cfg(feature = "profile")]
+            site,
+            #[cfg(feature = "profile")]
+            kind,
+            #[cfg(feature = "profile")]
+            since: 0,
+        }
+    }
+
+    /// A poll of the acquisition returned; `pending`: the lock was not free.
+    #[inline]
+    pub(crate) fn polled(&mut self, pending: bool) {
+        #[cfg(feature = "profile")]
+        if pending && self.since == 0 && record::any_active() {
+            self.since = now_ns();
+        }
+    }
+
+    /// The acquisition ended (acquired, or given up).
+    #[inline]
+    pub(crate) fn done(self) {
+        #[cfg(feature = "profile")]
+        if self.since != 0 {
+            let waited = now_ns().saturating_sub(self.since);
+            let kind = match self.kind {
+                LockKind::Mutex => RecLockKind::Mutex,
+                LockKind::RwLockRead => RecLockKind::RwLockRead,
+                LockKind::RwLockWrite => RecLockKind::RwLockWrite,
+                LockKind::Semaphore => RecLockKind::Semaphore,
+            };
+            crate::context::with(|ctx| {
+                if let Some(rec) = ctx.and_then(recorder) {
+                    rec.lock_waited(self.site, kind, waited);
+                }
+            });
+        }
+    }
+}

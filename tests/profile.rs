@@ -1,0 +1,160 @@
+//! Profiles (feature `profile`): the figures a profiled runtime reports, per model.
+//!
+//! Times are asserted from below only (a task that sleeps 100 ms was blocked at least that
+//! long); upper bounds are generous watchdogs, so a loaded machine cannot fail them. Lock
+//! contention is asserted by counts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use zsync::sync::Mutex;
+use zsync::{Backend, Builder, Io, Model};
+
+/// Every model that profiles: Blocking, Threaded, Green on epoll (forced) and Green on its
+/// default backend (io_uring where the kernel allows it).
+fn builders() -> Vec<(&'static str, Builder)> {
+    vec![
+        ("blocking", Builder::new(Model::Blocking)),
+        ("threaded", Builder::new(Model::Threaded).worker_threads(2)),
+        (
+            "green_epoll",
+            Builder::new(Model::Green)
+                .worker_threads(2)
+                .backend(Backend::Epoll),
+        ),
+        ("green", Builder::new(Model::Green).worker_threads(2)),
+    ]
+}
+
+const SLEEP: Duration = Duration::from_millis(100);
+/// A watchdog, not a measurement: far above what the sleep takes even on a loaded machine.
+const WATCHDOG: Duration = Duration::from_secs(20);
+
+fn sleeper(io: &Io) {
+    io.sleep(SLEEP).unwrap();
+}
+
+#[test]
+fn a_task_that_sleeps_shows_its_sleep_as_blocked_time() {
+    for (name, builder) in builders() {
+        builder.profile(true).run(|io| {
+            let line = line!() + 1;
+            let task = io.task().name("sleeper").spawn(sleeper);
+            let id = task.id();
+            task.join().unwrap();
+            let profile = io.profile();
+            let site = profile
+                .site_at(file!(), line)
+                .unwrap_or_else(|| panic!("{name}: no figures for the sleeper's site:\n{profile}"));
+            assert_eq!(site.tasks, 1, "{name}");
+            assert_eq!(site.finished, 1, "{name}");
+            let blocked = site.blocked_on("sleep");
+            assert!(
+                blocked >= SLEEP && blocked < WATCHDOG,
+                "{name}: blocked on sleep {blocked:?}\n{profile}"
+            );
+            // It hardly ran: the sleep is not counted as running.
+            assert!(
+                site.running < SLEEP,
+                "{name}: running {:?}\n{profile}",
+                site.running
+            );
+            let task = profile.task(id).expect("the task's own figures");
+            assert_eq!(task.name.as_deref(), Some("sleeper"));
+            assert!(task.finished);
+            assert!(task.blocked_on("sleep") >= SLEEP, "{name}\n{profile}");
+            // The renderings carry the site.
+            let text = profile.to_string();
+            assert!(text.contains(&site.name()), "{name}: {text}");
+            assert!(text.contains("sleep"), "{name}: {text}");
+            let folded = profile.folded();
+            assert!(
+                folded
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{};blocked:sleep ", site.name()))),
+                "{name}: {folded}"
+            );
+            let json = profile.to_json();
+            assert!(json.contains("\"sleep\":{\"us\":"), "{name}: {json}");
+        });
+    }
+}
+
+#[test]
+fn a_busy_task_shows_running_time() {
+    for (name, builder) in builders() {
+        builder.profile(true).run(|io| {
+            let line = line!() + 1;
+            let task = io.spawn(|_| {
+                let start = std::time::Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < Duration::from_millis(30) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            });
+            task.join().unwrap();
+            let profile = io.profile();
+            let site = profile
+                .site_at(file!(), line)
+                .expect("the busy task's site");
+            assert!(
+                site.running >= Duration::from_millis(30),
+                "{name}: running {:?}\n{profile}",
+                site.running
+            );
+        });
+    }
+}
+
+#[test]
+fn a_contended_mutex_shows_its_waits() {
+    const TASKS: usize = 4;
+    const ROUNDS: usize = 5;
+    for (name, builder) in builders() {
+        builder.profile(true).run(|io| {
+            let mutex = Arc::new(Mutex::new(0u32));
+            // Held while the others start, where they run concurrently: each of them must
+            // wait at least once. (Blocking runs each task inline, to its end: holding the
+            // lock there would deadlock.)
+            let guard = io.supports_concurrency().then(|| mutex.lock().unwrap());
+            let lock_line = line!() + 6;
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let mutex = mutex.clone();
+                    io.spawn(move |io| {
+                        for _ in 0..ROUNDS {
+                            let mut g = mutex.lock().unwrap();
+                            *g += 1;
+                            io.sleep(Duration::from_millis(1)).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            if io.supports_concurrency() {
+                io.sleep(Duration::from_millis(20)).unwrap();
+            }
+            drop(guard);
+            for t in tasks {
+                t.join().unwrap();
+            }
+            assert_eq!(*mutex.lock().unwrap(), (TASKS * ROUNDS) as u32);
+            let profile = io.profile();
+            let waits: u64 = profile
+                .locks
+                .iter()
+                .filter(|l| l.location.line() == lock_line && l.location.file() == file!())
+                .map(|l| {
+                    assert_eq!(l.kind, "Mutex::lock");
+                    assert!(l.max_wait <= l.total_wait);
+                    l.waits
+                })
+                .sum();
+            if io.supports_concurrency() {
+                // Every task found the mutex held by the root at least once.
+                assert!(waits >= TASKS as u64, "{name}: {waits} waits\n{profile}");
+            } else {
+                assert_eq!(waits, 0, "{name}: nobody else held the lock\n{profile}");
+            }
+        });
+    }
+}
