@@ -132,6 +132,9 @@ pub(crate) struct CancelNode {
     /// the owner finishes the flag tells whether any descendant could be registering this node
     /// concurrently. Without one, nobody but the owner touches `key`.
     has_children: AtomicBool,
+    /// What the owning task waits on, for a task dump (see [`crate::diag::wait_point`]):
+    /// written by the task only, with relaxed stores; not part of the cancellation protocol.
+    pub(crate) wait: crate::diag::wait_point::WaitSlot,
 }
 
 /// One shard of a node's registered children, on cache lines of its own (128 bytes: the
@@ -259,6 +262,7 @@ impl CancelNode {
             key: AtomicUsize::new(UNREGISTERED),
             home: AtomicU8::new(local_shard()),
             has_children: AtomicBool::new(false),
+            wait: crate::diag::wait_point::WaitSlot::new(),
         }
     }
 

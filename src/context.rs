@@ -14,6 +14,7 @@ use crate::cancel::{NodeRef, NodeSource};
 use crate::diag::hooks;
 #[cfg(any(feature = "tracing", feature = "profile"))]
 use crate::diag::hooks::CtxDiag;
+use crate::diag::wait_point::WaitSlot;
 use crate::error::{canceled, timed_out};
 use crate::task::id::{Meta, Name, TaskId};
 use crate::task::local;
@@ -37,6 +38,9 @@ pub(crate) struct TaskContext<'a> {
     /// Tracing and profiling state of this run (features `tracing`, `profile`).
     #[cfg(any(feature = "tracing", feature = "profile"))]
     pub(crate) diag: CtxDiag,
+    /// The task's wait point, in its cancellation node: borrowed once here so that recording a
+    /// wait costs no virtual call (see [`crate::diag::wait_point`]).
+    pub(crate) wait: &'a WaitSlot,
 }
 
 /// A running task's identity, borrowed from its cell (or `run`'s frame).
@@ -89,6 +93,7 @@ impl<'a> TaskContext<'a> {
             locals: Cell::new(ptr::null()),
             #[cfg(any(feature = "tracing", feature = "profile"))]
             diag: CtxDiag::new(),
+            wait: &cancel.cancel_node().wait,
         }
     }
 }

@@ -265,6 +265,10 @@ impl Io {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Blocking,
+            crate::diag::wait_point::Object::None,
+        );
         context::check()?;
         let body = move |_: &Io| f();
         if !self.inner.model.offloads_blocking() {
@@ -345,7 +349,12 @@ impl Io {
     }
 
     /// Sleeps for `duration`. Cancellation point. Zig: `io.sleep`.
+    #[track_caller]
     pub fn sleep(&self, duration: Duration) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Sleep,
+            crate::diag::wait_point::Object::None,
+        );
         if duration.is_zero() {
             return context::check();
         }
@@ -376,7 +385,12 @@ impl Io {
     ///
     /// Returns `Err(TimedOut)` early if the running task's own deadline (see
     /// [`timeout_until`](Io::timeout_until)) comes first.
+    #[track_caller]
     pub fn sleep_until(&self, deadline: Instant) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Sleep,
+            crate::diag::wait_point::Object::None,
+        );
         context::check()?;
         if let Some(model) = crate::op::custom(self) {
             return self.sleep_on(model, deadline);
@@ -545,16 +559,26 @@ impl Io {
 
     /// Blocks the running task until `event` completes and returns its output. Cancellation
     /// point (`Canceled`); `TimedOut` if the task's deadline passes first.
+    #[track_caller]
     pub fn wait<E: crate::Event>(&self, event: E) -> io::Result<E::Output> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Event,
+            crate::diag::wait_point::Object::None,
+        );
         crate::event::wait(event, None)
     }
 
     /// Like [`wait`](Io::wait), giving up with `TimedOut` at `deadline`.
+    #[track_caller]
     pub fn wait_until<E: crate::Event>(
         &self,
         event: E,
         deadline: Instant,
     ) -> io::Result<E::Output> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Event,
+            crate::diag::wait_point::Object::None,
+        );
         // `event::wait` re-polls at the event's `wake_at` (a sleep, a tick) before `deadline`.
         crate::event::wait(event, Some(deadline))
     }
@@ -579,12 +603,17 @@ impl Io {
     ///     setter.join().unwrap();
     /// });
     /// ```
+    #[track_caller]
     pub fn futex_wait(
         &self,
         word: &std::sync::atomic::AtomicU32,
         expected: u32,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Futex,
+            crate::diag::wait_point::Object::of(word),
+        );
         crate::wait::futex_wait(word, expected, deadline)
     }
 

@@ -46,6 +46,7 @@ use std::time::Instant;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 
 use crate::context;
+use crate::diag::wait_point;
 use crate::model::green;
 
 /// The thread is not inside `ppoll`.
@@ -207,11 +208,13 @@ fn park_this_thread(deadline: Option<Instant>) {
 fn park_this_thread_untraced(deadline: Option<Instant>) {
     // Announce the wait for a `WaitWatch`: one relaxed store each way. (`try_with`: a thread
     // local's destructor may still wait here, after `PARKER` is gone.)
+    wait_point::begin();
     let announced = PARKER.try_with(|p| {
         p.state.store(PARKED, Ordering::Relaxed);
         park_thread(deadline);
         p.state.store(IDLE, Ordering::Relaxed);
     });
+    wait_point::end();
     if announced.is_err() {
         park_thread(deadline);
     }
@@ -342,7 +345,10 @@ fn poll_this_thread_untraced(
                 PollFd::from_borrowed_fd(fd, events),
                 PollFd::from_borrowed_fd(evfd, PollFlags::IN),
             ];
-            match poll(&mut fds, timeout.as_ref()) {
+            wait_point::begin();
+            let polled = poll(&mut fds, timeout.as_ref());
+            wait_point::end();
+            match polled {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -203,7 +203,12 @@ impl<T> Sender<T> {
     /// drop(rx);
     /// assert_eq!(tx.send("bye").unwrap_err().into_inner(), "bye");
     /// ```
+    #[track_caller]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(&*self.chan),
+        );
         send_with(self.send_event(value), None)
     }
 
@@ -217,7 +222,12 @@ impl<T> Sender<T> {
     /// assert!(err.is_timed_out());
     /// assert_eq!(err.into_inner(), 2);
     /// ```
+    #[track_caller]
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(&*self.chan),
+        );
         self.send_until(value, Instant::now() + timeout)
     }
 
@@ -230,7 +240,12 @@ impl<T> Sender<T> {
     /// let err = tx.send_until(2, Instant::now() + Duration::from_millis(10)).unwrap_err();
     /// assert!(err.is_timed_out());
     /// ```
+    #[track_caller]
     pub fn send_until(&self, value: T, deadline: Instant) -> Result<(), SendError<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(&*self.chan),
+        );
         send_with(self.send_event(value), Some(deadline))
     }
 
@@ -286,7 +301,12 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv(), Ok(1));
     /// assert_eq!(rx.recv(), Err(RecvError::Closed));
     /// ```
+    #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(&*self.chan),
+        );
         recv_with(self.recv_event(), None)
     }
 
@@ -298,7 +318,12 @@ impl<T> Receiver<T> {
     /// let (_tx, rx) = bounded::<u8>(1);
     /// assert_eq!(rx.recv_timeout(Duration::from_millis(10)), Err(RecvError::TimedOut));
     /// ```
+    #[track_caller]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(&*self.chan),
+        );
         self.recv_until(Instant::now() + timeout)
     }
 
@@ -311,7 +336,12 @@ impl<T> Receiver<T> {
     /// let deadline = Instant::now() + Duration::from_millis(10);
     /// assert_eq!(rx.recv_until(deadline), Err(RecvError::TimedOut));
     /// ```
+    #[track_caller]
     pub fn recv_until(&self, deadline: Instant) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(&*self.chan),
+        );
         recv_with(self.recv_event(), Some(deadline))
     }
 

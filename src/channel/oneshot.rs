@@ -65,12 +65,22 @@ impl<T> OneshotReceiver<T> {
     /// drop(tx);
     /// assert_eq!(rx.recv(), Err(RecvError::Closed));
     /// ```
+    #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(&*self.rx.chan),
+        );
         self.rx.recv()
     }
 
     /// Like [`recv`](OneshotReceiver::recv), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(&*self.rx.chan),
+        );
         self.rx.recv_timeout(timeout)
     }
 
@@ -83,7 +93,12 @@ impl<T> OneshotReceiver<T> {
     /// let deadline = Instant::now() + Duration::from_millis(10);
     /// assert_eq!(rx.recv_until(deadline), Err(RecvError::TimedOut));
     /// ```
+    #[track_caller]
     pub fn recv_until(&self, deadline: Instant) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(&*self.rx.chan),
+        );
         self.rx.recv_until(deadline)
     }
 

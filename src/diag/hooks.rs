@@ -276,12 +276,13 @@ pub(crate) struct Suspended {
 pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspended {
     #[cfg(any(feature = "tracing", feature = "profile"))]
     {
-        let op = wait_op();
-        #[cfg(feature = "profile")]
-        let mut at = 0;
         // SAFETY: `ctx` is the fiber's current context: its frame is on the fiber's stack,
         // which is not left before this returns.
-        if let Some(ctx) = unsafe { ctx.as_ref() } {
+        let ctx = unsafe { ctx.as_ref() };
+        let op = wait_op(ctx);
+        #[cfg(feature = "profile")]
+        let mut at = 0;
+        if let Some(ctx) = ctx {
             #[cfg(feature = "tracing")]
             super::trace::suspending(ctx, park, op);
             #[cfg(feature = "profile")]
@@ -374,8 +375,8 @@ pub(crate) struct ThreadPark {
 pub(crate) fn thread_parking() -> ThreadPark {
     #[cfg(any(feature = "tracing", feature = "profile"))]
     {
-        let op = wait_op();
         crate::context::with(|ctx| {
+            let op = wait_op(ctx);
             #[cfg(feature = "profile")]
             let mut at = 0;
             if let Some(ctx) = ctx {
@@ -417,12 +418,13 @@ pub(crate) fn thread_unparked(park: ThreadPark) {
     });
 }
 
-/// The operation the running task is about to wait in, for the park event and the blocked
-/// time. Until the wait-point records of the task dumps are merged, every wait is a "wait".
+/// The operation the task of `ctx` is about to wait in (its wait point, see
+/// [`crate::diag::wait_point`]), for the park event and the blocked time: `"wait"` when none
+/// was noted.
 #[cfg(any(feature = "tracing", feature = "profile"))]
 #[inline]
-fn wait_op() -> &'static str {
-    "wait"
+fn wait_op(ctx: Option<&TaskContext<'_>>) -> &'static str {
+    ctx.map_or("wait", |c| c.wait.op().name())
 }
 
 /// A task's body ended (`panicked`: by a panic). After its last [`leaving`].

@@ -1,20 +1,23 @@
-//! Seeing inside a running program: `tracing` spans and events per task (feature `tracing`)
-//! and profiles (feature `profile`).
+//! Seeing inside a running program: what each task waits on ([`wait_point`], for task dumps),
+//! `tracing` spans and events per task (feature `tracing`) and profiles (feature `profile`).
 //!
-//! Everything the schedulers call lives in [`hooks`]: one `#[inline]` function per event
-//! (spawn, a task entered or left, a fiber suspended or resumed, a thread parked, a wake, a
-//! finish, a cancel, a lock wait, a fiber's end). Without either feature each is an empty
-//! function and the per-task state ([`hooks::TaskDiag`], [`hooks::CtxDiag`]) has no field, so
-//! the scheduler code compiles to what it was. With `profile` compiled in but not enabled, an
-//! event costs one relaxed load of the runtime's flag (and a fiber's wake-up one relaxed load
-//! of a process-wide count of enabled runtimes).
+//! Wait points cost nothing until someone looks, beyond a few relaxed stores into memory the
+//! task owns (its cancellation node) when it enters a blocking operation or sleeps.
 //!
-//! - [`trace`] (feature `tracing`): the span of a task and its events.
-//! - [`record`] (feature `profile`): where a profiled runtime adds up its figures, in shards
-//!   so that workers do not share one lock.
-//! - [`stack`] (feature `profile`): a finished fiber's stack high-water mark.
-//! - [`report`] (feature `profile`): [`Profile`](crate::profile::Profile), its text report,
-//!   JSON, folded stacks and flame graph.
+//! Everything the schedulers call for tracing and profiles lives in [`hooks`]: one `#[inline]`
+//! function per event (spawn, a task entered or left, a fiber suspended or resumed, a thread
+//! parked, a wake, a finish, a cancel, a lock wait, a fiber's end). Without either feature each
+//! is an empty function and the per-task state (`hooks::TaskDiag`, `hooks::CtxDiag`) does not
+//! exist, so the scheduler code compiles to what it was. With `profile` compiled in but not
+//! enabled, an event costs one relaxed load of the runtime's flag (and a fiber's wake-up one
+//! relaxed load of a process-wide count of enabled runtimes).
+//!
+//! - `trace` (feature `tracing`): the span of a task and its events.
+//! - `record` (feature `profile`): where a profiled runtime adds up its figures, in shards so
+//!   that workers do not share one lock.
+//! - `stack` (feature `profile`): a finished fiber's stack high-water mark.
+//! - `report` (feature `profile`): `Profile`, its text report, JSON, folded stacks and flame
+//!   graph.
 //!
 //! The design and why it is this way: docs/ARCHITECTURE.md, "Observing a running program".
 
@@ -27,6 +30,7 @@ pub(crate) mod report;
 pub(crate) mod stack;
 #[cfg(feature = "tracing")]
 pub(crate) mod trace;
+pub(crate) mod wait_point;
 
 /// Nanoseconds since a process-wide epoch (the first call): a timestamp that fits an atomic.
 /// Never 0 (0 means "none" wherever it is stored).

@@ -162,9 +162,11 @@ macro_rules! impl_stream_io {
     };
     (@for $t:ty) => {
         impl std::io::Read for $t {
+            #[track_caller]
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 self.sock.recv(buf)
             }
+            #[track_caller]
             fn read_vectored(
                 &mut self,
                 bufs: &mut [std::io::IoSliceMut<'_>],
@@ -174,9 +176,11 @@ macro_rules! impl_stream_io {
         }
 
         impl std::io::Write for $t {
+            #[track_caller]
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 self.sock.send(buf)
             }
+            #[track_caller]
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
                 self.sock.send_vectored(bufs)
             }

@@ -143,28 +143,48 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
     }
 
     /// `recv(2)` of a connected socket (a stream's `read`). Cancellation point.
+    #[track_caller]
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Read,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.fd())),
+        );
         let fd = self.fd();
         self.timeouts
             .reading(|deadline| op::recv::recv(&self.io, fd, buf, deadline))
     }
 
     /// `readv(2)` of a connected socket (a stream's `read_vectored`). Cancellation point.
+    #[track_caller]
     pub(crate) fn recv_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Read,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.fd())),
+        );
         let fd = self.fd();
         self.timeouts
             .reading(|deadline| op::recv::recv_vectored(&self.io, fd, bufs, deadline))
     }
 
     /// `send(2)` with `MSG_NOSIGNAL` (a stream's `write`). Cancellation point.
+    #[track_caller]
     pub(crate) fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Write,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.fd())),
+        );
         let fd = self.fd();
         self.timeouts
             .writing(|deadline| op::send::send(&self.io, fd, buf, deadline))
     }
 
     /// `sendmsg(2)` with `MSG_NOSIGNAL` (a stream's `write_vectored`). Cancellation point.
+    #[track_caller]
     pub(crate) fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Write,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.fd())),
+        );
         let fd = self.fd();
         self.timeouts
             .writing(|deadline| op::send::send_vectored(&self.io, fd, bufs, deadline))
@@ -173,10 +193,15 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
     /// Runs the non-blocking read `attempt` on the std socket until it stops reporting
     /// `WouldBlock`, waiting for readability in between, bounded by the read timeout.
     /// Cancellation point.
+    #[track_caller]
     pub(crate) fn read_with<T>(
         &self,
         mut attempt: impl FnMut(&S) -> io::Result<T>,
     ) -> io::Result<T> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Read,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.fd())),
+        );
         op::other_or(&self.io, "net::read", || {
             self.timeouts.reading(|deadline| {
                 retry_on_fd(self.fd(), Interest::Read, deadline, || attempt(&self.std))
@@ -186,10 +211,15 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
 
     /// [`read_with`](Self::read_with) for a write: waits for writability, bounded by the write
     /// timeout.
+    #[track_caller]
     pub(crate) fn write_with<T>(
         &self,
         mut attempt: impl FnMut(&S) -> io::Result<T>,
     ) -> io::Result<T> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Write,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.fd())),
+        );
         op::other_or(&self.io, "net::write", || {
             self.timeouts.writing(|deadline| {
                 retry_on_fd(self.fd(), Interest::Write, deadline, || attempt(&self.std))

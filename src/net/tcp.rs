@@ -154,7 +154,12 @@ impl TcpListener {
     }
 
     /// Waits for a connection. Cancellation point.
+    #[track_caller]
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Accept,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         let (fd, peer) = crate::op::accept::accept(self.sock.io(), self.sock.fd())?;
         let peer = peer
             .as_socket()
@@ -308,12 +313,22 @@ impl TcpStream {
     /// stalling other tasks. Cancellation point.
     ///
     /// Errors: `ConnectionRefused` if nothing listens, `NotFound` if the name does not resolve.
+    #[track_caller]
     pub fn connect(io: &Io, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Connect,
+            crate::diag::wait_point::Object::None,
+        );
         addr::each_addr(io, addr, |a| Self::connect_addr(io, a, None))
     }
 
     /// Connects to `addr`, giving up with `TimedOut` after `timeout`. Cancellation point.
+    #[track_caller]
     pub fn connect_timeout(io: &Io, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Connect,
+            crate::diag::wait_point::Object::None,
+        );
         Self::connect_addr(io, *addr, Some(Instant::now() + timeout))
     }
 

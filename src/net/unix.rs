@@ -133,7 +133,12 @@ impl UnixListener {
     }
 
     /// Waits for a connection. Cancellation point.
+    #[track_caller]
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Accept,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
+        );
         let (stream, peer) = crate::op::other_or(self.sock.io(), "net::unix_accept", || {
             retry_on_fd(self.sock.fd(), Interest::Read, None, || {
                 self.sock.get().accept()

@@ -213,7 +213,12 @@ impl Io {
     ///     assert_eq!(v, 42);
     /// });
     /// ```
+    #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> io::Result<F::Output> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::BlockOn,
+            crate::diag::wait_point::Object::None,
+        );
         crate::model::green::fiber::consume_budget();
         let mut future = pin!(future);
         park::with_waiter(|waiter| {

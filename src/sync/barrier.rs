@@ -80,7 +80,12 @@ impl Barrier {
 
     /// Arrives and waits for the other tasks of this round. Cancellation point (see the type's
     /// docs for what cancellation does to the round).
+    #[track_caller]
     pub fn wait(&self) -> io::Result<BarrierWaitResult> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Barrier,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_with(None)
     }
 
@@ -96,13 +101,23 @@ impl Barrier {
     ///     assert!(zsync::is_timed_out(&err));
     /// });
     /// ```
+    #[track_caller]
     pub fn wait_timeout(&self, timeout: Duration) -> io::Result<BarrierWaitResult> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Barrier,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_with(super::deadline_after(timeout))
     }
 
     /// Like [`wait`](Barrier::wait), giving up with `TimedOut` at `deadline`; a waiter that
     /// gives up withdraws its arrival (see the type's docs).
+    #[track_caller]
     pub fn wait_until(&self, deadline: Instant) -> io::Result<BarrierWaitResult> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Barrier,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_with(Some(deadline))
     }
 

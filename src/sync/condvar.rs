@@ -73,17 +73,27 @@ impl Condvar {
     ///
     /// On `Err` (`Canceled`, or `TimedOut` at the task's deadline) the mutex is **not** held:
     /// see the type's docs.
+    #[track_caller]
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> io::Result<MutexGuard<'a, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Condvar,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_inner(guard, None).map(|(g, _)| g)
     }
 
     /// Waits until `condition` returns false, re-checking after each notification (and at once,
     /// without waiting, if it is false already). On `Err` the mutex is not held.
+    #[track_caller]
     pub fn wait_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> io::Result<MutexGuard<'a, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Condvar,
+            crate::diag::wait_point::Object::of(self),
+        );
         while condition(&mut *guard) {
             guard = self.wait(guard)?;
         }
@@ -93,23 +103,33 @@ impl Condvar {
     /// Like [`wait`](Condvar::wait), but gives up after `timeout`: then it re-locks and returns
     /// the guard with [`timed_out`](WaitTimeoutResult::timed_out) set. `Err` (mutex not held)
     /// only for cancellation or the task's own deadline.
+    #[track_caller]
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> io::Result<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Condvar,
+            crate::diag::wait_point::Object::of(self),
+        );
         let (g, timed_out) = self.wait_inner(guard, deadline_after(timeout))?;
         Ok((g, WaitTimeoutResult(timed_out)))
     }
 
     /// Like [`wait_while`](Condvar::wait_while) with an overall `timeout`; when it elapses the
     /// guard is returned with the condition possibly still true and `timed_out` set.
+    #[track_caller]
     pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> io::Result<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Condvar,
+            crate::diag::wait_point::Object::of(self),
+        );
         let deadline = deadline_after(timeout);
         while condition(&mut *guard) {
             let (g, timed_out) = self.wait_inner(guard, deadline)?;

@@ -77,6 +77,10 @@ impl<T: ?Sized> Mutex<T> {
     /// task locking a mutex it holds waits forever (or until canceled or timed out).
     #[track_caller]
     pub fn lock(&self) -> io::Result<MutexGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Mutex,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for_as(1, None, LockKind::Mutex)?;
         Ok(self.guard())
     }
@@ -84,6 +88,10 @@ impl<T: ?Sized> Mutex<T> {
     /// Like [`lock`](Mutex::lock), giving up with `TimedOut` after `timeout`.
     #[track_caller]
     pub fn lock_timeout(&self, timeout: Duration) -> io::Result<MutexGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Mutex,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem
             .wait_for_as(1, deadline_after(timeout), LockKind::Mutex)?;
         Ok(self.guard())

@@ -96,13 +96,23 @@ impl Notify {
 
     /// Waits for a notification, consuming the stored permit if there is one. Cancellation
     /// point.
+    #[track_caller]
     pub fn notified(&self) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Notify,
+            crate::diag::wait_point::Object::of(self),
+        );
         let mut ev = self.notified_event();
         block_until(None, |w| ev.poll_event(w))
     }
 
     /// Like [`notified`](Notify::notified), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn notified_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Notify,
+            crate::diag::wait_point::Object::of(self),
+        );
         let mut ev = self.notified_event();
         block_until(deadline_after(timeout), |w| ev.poll_event(w))
     }
@@ -249,13 +259,23 @@ impl ResetEvent {
     }
 
     /// Waits until the flag is set (returns at once if it is). Cancellation point.
+    #[track_caller]
     pub fn wait(&self) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Notify,
+            crate::diag::wait_point::Object::of(self),
+        );
         let mut ev = self.wait_event();
         block_until(None, |w| ev.poll_event(w))
     }
 
     /// Like [`wait`](ResetEvent::wait), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn wait_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Notify,
+            crate::diag::wait_point::Object::of(self),
+        );
         let mut ev = self.wait_event();
         block_until(deadline_after(timeout), |w| ev.poll_event(w))
     }

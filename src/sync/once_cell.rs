@@ -81,7 +81,12 @@ impl<T> OnceCell<T> {
     /// initialiser at a time; the others wait. Cancellation point while waiting.
     ///
     /// If `f` panics, the panic propagates to this caller and the cell stays empty for the next.
+    #[track_caller]
     pub fn get_or_init(&self, f: impl FnOnce() -> T) -> io::Result<&T> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Once,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.get_or_try_init(|| Ok::<T, io::Error>(f()))
     }
 

@@ -71,6 +71,10 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for shared reading, waiting in FIFO order. Cancellation point.
     #[track_caller]
     pub fn read(&self) -> io::Result<RwLockReadGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockRead,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem.wait_for_as(1, None, LockKind::RwLockRead)?;
         Ok(self.read_guard())
     }
@@ -78,6 +82,10 @@ impl<T: ?Sized> RwLock<T> {
     /// Like [`read`](RwLock::read), giving up with `TimedOut` after `timeout`.
     #[track_caller]
     pub fn read_timeout(&self, timeout: Duration) -> io::Result<RwLockReadGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockRead,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem
             .wait_for_as(1, deadline_after(timeout), LockKind::RwLockRead)?;
         Ok(self.read_guard())
@@ -91,6 +99,10 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for exclusive writing, waiting in FIFO order. Cancellation point.
     #[track_caller]
     pub fn write(&self) -> io::Result<RwLockWriteGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockWrite,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem
             .wait_for_as(MAX_READS, None, LockKind::RwLockWrite)?;
         Ok(self.write_guard())
@@ -99,6 +111,10 @@ impl<T: ?Sized> RwLock<T> {
     /// Like [`write`](RwLock::write), giving up with `TimedOut` after `timeout`.
     #[track_caller]
     pub fn write_timeout(&self, timeout: Duration) -> io::Result<RwLockWriteGuard<'_, T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::RwLockWrite,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.sem
             .wait_for_as(MAX_READS, deadline_after(timeout), LockKind::RwLockWrite)?;
         Ok(self.write_guard())

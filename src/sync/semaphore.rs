@@ -185,6 +185,10 @@ impl Semaphore {
     /// [`zsync::is_closed`](crate::is_closed)).
     #[track_caller]
     pub fn acquire(&self) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.acquire_many(1)
     }
 
@@ -192,6 +196,10 @@ impl Semaphore {
     /// `n` permits never become free at the same time.
     #[track_caller]
     pub fn acquire_many(&self, n: usize) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_for(n, None)?;
         Ok(SemaphorePermit {
             sem: self,
@@ -202,6 +210,10 @@ impl Semaphore {
     /// Like [`acquire`](Semaphore::acquire), giving up with `TimedOut` after `timeout`.
     #[track_caller]
     pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.acquire_many_timeout(1, timeout)
     }
 
@@ -213,6 +225,10 @@ impl Semaphore {
         n: usize,
         timeout: Duration,
     ) -> io::Result<SemaphorePermit<'_>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.wait_for(n, deadline_after(timeout))?;
         Ok(SemaphorePermit {
             sem: self,
@@ -223,6 +239,10 @@ impl Semaphore {
     /// Like [`acquire`](Semaphore::acquire) with a permit that keeps the semaphore alive.
     #[track_caller]
     pub fn acquire_owned(self: &Arc<Self>) -> io::Result<OwnedSemaphorePermit> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(&**self),
+        );
         self.acquire_many_owned(1)
     }
 
@@ -230,6 +250,10 @@ impl Semaphore {
     /// alive.
     #[track_caller]
     pub fn acquire_many_owned(self: &Arc<Self>, n: usize) -> io::Result<OwnedSemaphorePermit> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Semaphore,
+            crate::diag::wait_point::Object::of(&**self),
+        );
         self.wait_for(n, None)?;
         Ok(OwnedSemaphorePermit {
             sem: self.clone(),

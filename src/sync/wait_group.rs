@@ -68,13 +68,23 @@ impl WaitGroup {
     }
 
     /// Waits until the count is zero. Cancellation point.
+    #[track_caller]
     pub fn wait(&self) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::WaitGroup,
+            crate::diag::wait_point::Object::of(self),
+        );
         let mut ev = self.wait_event();
         block_until(None, |w| ev.poll_event(w))
     }
 
     /// Like [`wait`](WaitGroup::wait), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn wait_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::WaitGroup,
+            crate::diag::wait_point::Object::of(self),
+        );
         let mut ev = self.wait_event();
         block_until(deadline_after(timeout), |w| ev.poll_event(w))
     }

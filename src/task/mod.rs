@@ -107,7 +107,12 @@ impl<T> Task<T> {
     /// Cancellation point: if the *calling* task is canceled while waiting, the joined task is
     /// canceled too, waited for, and `join` returns `Canceled` (its value is dropped). A task that
     /// already finished always yields its value.
+    #[track_caller]
     pub fn join(mut self) -> io::Result<T> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Join,
+            crate::diag::wait_point::Object::None,
+        );
         match std::mem::replace(&mut self.state, State::Consumed) {
             State::Ready(r) => cell::into_io(r),
             State::Shared(cell) => {

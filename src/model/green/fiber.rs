@@ -35,6 +35,7 @@ use corosensei::Yielder;
 use super::worker;
 use super::Shared;
 use crate::context;
+use crate::diag::wait_point;
 use crate::fiber_stack::{self, TaskName};
 
 pub(super) const RUNNING: u8 = 0;
@@ -227,7 +228,11 @@ pub(crate) fn park() {
         .state
         .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
     {
-        Ok(_) => suspend(current, Suspend::Park),
+        Ok(_) => {
+            wait_point::begin();
+            suspend(current, Suspend::Park);
+            wait_point::end();
+        }
         Err(_) => {
             // NOTIFIED: consume the wake-up and keep running.
             handle.state.store(RUNNING, Ordering::Release);

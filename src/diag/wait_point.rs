@@ -1,0 +1,453 @@
+//! What a task waits on: its *wait point*, recorded per task where a dump can read it.
+//!
+//! ## The internal API (for the dump and the watchdogs)
+//!
+//! - [`note`] (`#[track_caller]`): a public blocking operation calls it first thing, naming the
+//!   operation ([`WaitOp`]) and the object ([`Object`]: a descriptor or an address). It records
+//!   them, and the *caller's* source location, in the running task's [`WaitSlot`]. Every
+//!   function between the user's call and `note` carries `#[track_caller]`, so the location is
+//!   the user's line, not zsync's.
+//!   The returned [`Noted`] guard clears the operation when the operation returns (or
+//!   unwinds); an operation noted inside another (a `Mutex::lock` waiting on its semaphore)
+//!   leaves the outer one in place.
+//! - [`begin`] / [`end`]: the places where a task really sleeps (a fiber's park, a thread's
+//!   park or `ppoll`) bracket the sleep with them: `begin` stamps when it began (a coarse clock
+//!   read, see [`now_coarse`]), `end` clears the stamp. A task is *waiting* only between the
+//!   two; what it waits in is the operation noted, if any.
+//! - [`WaitSlot::snapshot`]: from any thread, a [`WaitSnapshot`] of a task's slot: whether it
+//!   waits, on what, where, since when. The slot lives in the task's
+//!   [`CancelNode`](crate::cancel::CancelNode), so whatever holds a `NodeRef` to the task (the
+//!   cancellation tree, a fiber's context) can read it for as long as it holds the reference.
+//! - [`current`]: the running task's snapshot (for code that runs on the task itself, such as a
+//!   fiber resumed into the dump's trace routine).
+//!
+//! ## Cost
+//!
+//! A slot is four relaxed atomics in memory the task owns already (its cell, through its
+//! node). `note` is one thread-local read, a load and three relaxed stores (plain `mov`s on
+//! x86-64), its guard two stores: no read-modify-write, no fence, no allocation, no shared
+//! cache line. `begin` adds one
+//! `CLOCK_MONOTONIC_COARSE` read (vDSO, a few nanoseconds; the precise clock costs several times
+//! more and a wait's length only needs milliseconds) and a store; `end` two stores. Only a
+//! task that really sleeps pays `begin`/`end`, and a sleep costs a context switch at least.
+//!
+//! A slot is written only by its task and read by anyone: the fields are independent relaxed
+//! atomics, so a reader may see a mix of two consecutive waits (the operation of one, the
+//! location of the next). A dump is a snapshot of a running program; it says so.
+
+use std::fmt;
+use std::panic::Location;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::context;
+
+/// The kind of operation a task waits in, as a [task dump](crate::dump::Dump) shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum WaitOp {
+    /// No operation recorded (a wait inside zsync that names none, or none at all).
+    Unknown = 0,
+    /// `Io::sleep`, `sleep_until`, a timer.
+    Sleep,
+    /// `Task::join` (or a group's join).
+    Join,
+    /// A channel send waiting for room.
+    ChannelSend,
+    /// A channel receive waiting for a message.
+    ChannelRecv,
+    /// `Mutex::lock`.
+    Mutex,
+    /// `RwLock::read`.
+    RwLockRead,
+    /// `RwLock::write`.
+    RwLockWrite,
+    /// `Semaphore::acquire`.
+    Semaphore,
+    /// `Condvar::wait`.
+    Condvar,
+    /// `Notify::notified`, `ResetEvent::wait`.
+    Notify,
+    /// `Barrier::wait`.
+    Barrier,
+    /// `WaitGroup::wait`.
+    WaitGroup,
+    /// `OnceCell` initialisation by another task.
+    Once,
+    /// `Io::futex_wait`, `Io::wait`.
+    Futex,
+    /// A read (socket, pipe, file).
+    Read,
+    /// A write (socket, pipe, file).
+    Write,
+    /// `accept` on a listener.
+    Accept,
+    /// `connect`.
+    Connect,
+    /// A datagram receive.
+    Recv,
+    /// A datagram send.
+    Send,
+    /// A file-system operation (open, metadata, directories, sync).
+    File,
+    /// `select!` over several events.
+    Select,
+    /// A future driven by `Io::block_on`.
+    BlockOn,
+    /// `Io::blocking`: a closure on a helper thread.
+    Blocking,
+    /// Waiting for a child process.
+    Process,
+    /// Waiting for a signal.
+    Signal,
+    /// A zero-copy transfer (`send_file`, `splice`, `copy`).
+    Transfer,
+    /// Name resolution.
+    Resolve,
+    /// `Io::wait` on an [`Event`](crate::Event).
+    Event,
+}
+
+impl WaitOp {
+    const ALL: [WaitOp; 30] = [
+        WaitOp::Unknown,
+        WaitOp::Sleep,
+        WaitOp::Join,
+        WaitOp::ChannelSend,
+        WaitOp::ChannelRecv,
+        WaitOp::Mutex,
+        WaitOp::RwLockRead,
+        WaitOp::RwLockWrite,
+        WaitOp::Semaphore,
+        WaitOp::Condvar,
+        WaitOp::Notify,
+        WaitOp::Barrier,
+        WaitOp::WaitGroup,
+        WaitOp::Once,
+        WaitOp::Futex,
+        WaitOp::Read,
+        WaitOp::Write,
+        WaitOp::Accept,
+        WaitOp::Connect,
+        WaitOp::Recv,
+        WaitOp::Send,
+        WaitOp::File,
+        WaitOp::Select,
+        WaitOp::BlockOn,
+        WaitOp::Blocking,
+        WaitOp::Process,
+        WaitOp::Signal,
+        WaitOp::Transfer,
+        WaitOp::Resolve,
+        WaitOp::Event,
+    ];
+
+    fn from_u8(v: u8) -> WaitOp {
+        WaitOp::ALL
+            .get(v as usize)
+            .copied()
+            .unwrap_or(WaitOp::Unknown)
+    }
+
+    /// A short lower-case name (`"channel recv"`, `"mutex"`), as the dump prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitOp::Unknown => "wait",
+            WaitOp::Sleep => "sleep",
+            WaitOp::Join => "join",
+            WaitOp::ChannelSend => "channel send",
+            WaitOp::ChannelRecv => "channel recv",
+            WaitOp::Mutex => "mutex lock",
+            WaitOp::RwLockRead => "rwlock read",
+            WaitOp::RwLockWrite => "rwlock write",
+            WaitOp::Semaphore => "semaphore acquire",
+            WaitOp::Condvar => "condvar wait",
+            WaitOp::Notify => "notify wait",
+            WaitOp::Barrier => "barrier wait",
+            WaitOp::WaitGroup => "wait group wait",
+            WaitOp::Once => "once-cell init",
+            WaitOp::Futex => "futex wait",
+            WaitOp::Read => "read",
+            WaitOp::Write => "write",
+            WaitOp::Accept => "accept",
+            WaitOp::Connect => "connect",
+            WaitOp::Recv => "recv",
+            WaitOp::Send => "send",
+            WaitOp::File => "file op",
+            WaitOp::Select => "select",
+            WaitOp::BlockOn => "block_on",
+            WaitOp::Blocking => "blocking helper",
+            WaitOp::Process => "process wait",
+            WaitOp::Signal => "signal wait",
+            WaitOp::Transfer => "transfer",
+            WaitOp::Resolve => "resolve",
+            WaitOp::Event => "event wait",
+        }
+    }
+}
+
+impl fmt::Display for WaitOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a wait is on: a descriptor, the address of a zsync object (a channel's, a mutex's: two
+/// tasks waiting on the same object show the same address), or nothing recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Object {
+    /// Nothing recorded.
+    None,
+    /// A file descriptor.
+    Fd(i32),
+    /// The address of the object waited on.
+    Addr(usize),
+}
+
+impl Object {
+    /// The address of `value`, as an [`Object::Addr`].
+    #[inline]
+    pub(crate) fn of<T: ?Sized>(value: &T) -> Object {
+        Object::Addr(value as *const T as *const u8 as usize)
+    }
+
+    /// Encoding in one word: 0 none, top bit set: a descriptor, else an address (user-space
+    /// addresses on 64-bit Linux never have the top bit set).
+    #[inline]
+    fn encode(self) -> u64 {
+        match self {
+            Object::None => 0,
+            Object::Fd(fd) => FD_TAG | fd as u32 as u64,
+            Object::Addr(a) => a as u64 & !FD_TAG,
+        }
+    }
+
+    fn decode(v: u64) -> Object {
+        if v == 0 {
+            Object::None
+        } else if v & FD_TAG != 0 {
+            Object::Fd(v as u32 as i32)
+        } else {
+            Object::Addr(v as usize)
+        }
+    }
+}
+
+const FD_TAG: u64 = 1 << 63;
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Object::None => Ok(()),
+            Object::Fd(fd) => write!(f, "fd {fd}"),
+            Object::Addr(a) => write!(f, "{a:#x}"),
+        }
+    }
+}
+
+/// One task's wait point. Written by the task only (relaxed stores), read by anyone.
+pub(crate) struct WaitSlot {
+    op: AtomicU8,
+    object: AtomicU64,
+    location: AtomicPtr<Location<'static>>,
+    /// When the current sleep began: [`now_coarse`] + 1 (so never 0), or 0 when the task does
+    /// not sleep.
+    since: AtomicU64,
+}
+
+impl WaitSlot {
+    pub(crate) const fn new() -> WaitSlot {
+        WaitSlot {
+            op: AtomicU8::new(0),
+            object: AtomicU64::new(0),
+            location: AtomicPtr::new(ptr::null_mut()),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// Records `op` unless an operation is recorded already (an outer operation, such as a
+    /// `Mutex::lock` waiting through its semaphore, keeps its own name). Returns whether it did.
+    #[inline]
+    fn set(&self, op: WaitOp, object: Object, location: &'static Location<'static>) -> bool {
+        if self.op.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        self.op.store(op as u8, Ordering::Relaxed);
+        self.object.store(object.encode(), Ordering::Relaxed);
+        self.location
+            .store(location as *const _ as *mut _, Ordering::Relaxed);
+        true
+    }
+
+    /// The operation is over.
+    #[inline]
+    fn clear(&self) {
+        self.op.store(0, Ordering::Relaxed);
+        self.location.store(ptr::null_mut(), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn begin(&self) {
+        self.since.store(now_coarse() + 1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn end(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
+
+    /// The operation noted now (one relaxed load): what a profile charges a sleep to.
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    #[inline]
+    pub(crate) fn op(&self) -> WaitOp {
+        WaitOp::from_u8(self.op.load(Ordering::Relaxed))
+    }
+
+    /// What the slot says now (see the module docs on consistency).
+    pub(crate) fn snapshot(&self) -> WaitSnapshot {
+        let since = self.since.load(Ordering::Relaxed);
+        let location = self.location.load(Ordering::Relaxed);
+        WaitSnapshot {
+            op: WaitOp::from_u8(self.op.load(Ordering::Relaxed)),
+            object: Object::decode(self.object.load(Ordering::Relaxed)),
+            // SAFETY: a non-null pointer was stored from a `&'static Location` by `set`.
+            location: unsafe { location.as_ref() },
+            waiting_for: (since != 0)
+                .then(|| Duration::from_nanos(now_coarse().saturating_sub(since - 1))),
+        }
+    }
+}
+
+impl Default for WaitSlot {
+    fn default() -> WaitSlot {
+        WaitSlot::new()
+    }
+}
+
+/// A copy of a task's wait point.
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // read by the dump (next) and the watchdogs
+pub(crate) struct WaitSnapshot {
+    /// The operation last noted (`Unknown` when the current sleep named none).
+    pub(crate) op: WaitOp,
+    pub(crate) object: Object,
+    /// The user's call site of the operation, if one was noted.
+    pub(crate) location: Option<&'static Location<'static>>,
+    /// How long the task has been sleeping, or `None` if it is not sleeping.
+    pub(crate) waiting_for: Option<Duration>,
+}
+
+/// Records that the running task is entering `op` on `object`, called from the user's line
+/// (`#[track_caller]` all the way from the public method), until the returned guard drops at
+/// the end of the operation. Does nothing outside a task, or inside an operation already noted
+/// (the outer one keeps its name).
+#[track_caller]
+#[inline]
+pub(crate) fn note(op: WaitOp, object: Object) -> Noted {
+    let location = Location::caller();
+    context::with(|c| match c {
+        Some(c) if c.wait.set(op, object, location) => Noted(c.wait),
+        _ => Noted(ptr::null()),
+    })
+}
+
+/// Clears the operation [`note`] recorded, when dropped (also by an unwind).
+#[must_use = "the operation is noted until this guard drops"]
+pub(crate) struct Noted(*const WaitSlot);
+
+impl Drop for Noted {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: non-null only when `note` recorded into the running task's slot, which lives
+        // in the task's cancellation node for at least as long as the task runs; the guard is
+        // a local of one blocking operation of that task, dropped before the task ends.
+        if let Some(slot) = unsafe { self.0.as_ref() } {
+            slot.clear();
+        }
+    }
+}
+
+/// The running task is about to sleep: stamp the time (see [`end`]).
+#[inline]
+pub(crate) fn begin() {
+    context::with(|c| {
+        if let Some(c) = c {
+            c.wait.begin()
+        }
+    })
+}
+
+/// The running task's sleep ended (the operation may sleep again: it stays noted).
+#[inline]
+pub(crate) fn end() {
+    context::with(|c| {
+        if let Some(c) = c {
+            c.wait.end()
+        }
+    })
+}
+
+/// The running task's wait point, or `None` outside a task.
+#[allow(dead_code)] // for the watchdogs and observers
+pub(crate) fn current() -> Option<WaitSnapshot> {
+    context::with(|c| c.map(|c| c.wait.snapshot()))
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: a vDSO read of the kernel's tick-time copy, a few
+/// nanoseconds (the precise clock costs several times that; a wait's length needs no better
+/// than the tick, 1–4 ms).
+#[inline]
+pub(crate) fn now_coarse() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_encoding_round_trips() {
+        for o in [
+            Object::None,
+            Object::Fd(0),
+            Object::Fd(7),
+            Object::Fd(-1),
+            Object::Addr(0x1000),
+        ] {
+            assert_eq!(Object::decode(o.encode()), o);
+        }
+    }
+
+    #[test]
+    fn every_op_round_trips() {
+        for op in WaitOp::ALL {
+            assert_eq!(WaitOp::from_u8(op as u8), op);
+        }
+    }
+
+    #[test]
+    fn a_noted_operation_shows_until_its_guard_drops_and_the_outer_one_wins() {
+        crate::Builder::new(crate::Model::Blocking).run(|_io| {
+            assert!(current().expect("in a task").location.is_none());
+            let line = line!() + 1;
+            let outer = note(WaitOp::Mutex, Object::Fd(3));
+            let inner = note(WaitOp::Semaphore, Object::None);
+            let w = current().unwrap();
+            assert_eq!(w.op, WaitOp::Mutex);
+            assert_eq!(w.object, Object::Fd(3));
+            assert_eq!(w.location.unwrap().line(), line);
+            assert!(w.waiting_for.is_none());
+            begin();
+            assert!(current().unwrap().waiting_for.is_some());
+            end();
+            drop(inner);
+            assert_eq!(current().unwrap().op, WaitOp::Mutex);
+            drop(outer);
+            assert_eq!(current().unwrap().op, WaitOp::Unknown);
+            assert!(current().unwrap().location.is_none());
+        });
+    }
+}
