@@ -158,3 +158,60 @@ fn a_contended_mutex_shows_its_waits() {
         });
     }
 }
+
+/// Uses at least `depth` × 4 KiB of stack.
+#[inline(never)]
+fn deep(depth: usize) -> u64 {
+    let mut frame = [0u8; 4096];
+    frame[depth % 4096] = depth as u8 | 1;
+    let frame = std::hint::black_box(frame);
+    if depth == 0 {
+        frame.iter().map(|&b| b as u64).sum()
+    } else {
+        deep(depth - 1) + frame[depth % 4096] as u64
+    }
+}
+
+#[test]
+fn fiber_stack_high_water_marks_per_spawn_site_with_hints() {
+    const STACK: usize = 256 << 10;
+    for (name, backend) in [("green_epoll", Backend::Epoll), ("green", Backend::Auto)] {
+        Builder::new(Model::Green)
+            .worker_threads(2)
+            .backend(backend)
+            .stack_size(STACK)
+            .profile(true)
+            .run(|io| {
+                let deep_line = line!() + 2;
+                let deep_tasks: Vec<_> = (0..4).map(|_| io.spawn(|_| deep(8))).collect();
+                let shallow_line = line!() + 1;
+                let shallow: Vec<_> = (0..4).map(|_| io.spawn(|_| 1u64)).collect();
+                // Let the workers start them on fibers of their own (a task joined before it
+                // started would run inline on the joiner's fiber, and not be measured).
+                let tasks: Vec<_> = deep_tasks.into_iter().chain(shallow).collect();
+                let watchdog = std::time::Instant::now();
+                while !tasks.iter().all(|t| t.is_finished()) && watchdog.elapsed() < WATCHDOG {
+                    io.sleep(Duration::from_millis(5)).unwrap();
+                }
+                for t in tasks {
+                    t.join().unwrap();
+                }
+                let profile = io.profile();
+                let deep = profile.site_at(file!(), deep_line).expect("deep site");
+                let shallow = profile
+                    .site_at(file!(), shallow_line)
+                    .expect("shallow site");
+                let st = deep.stack.expect("the deep tasks' stacks");
+                assert_eq!(st.fibers, 4, "{name}: {st:?}");
+                assert!(st.max_used >= 32 << 10, "{name}: {st:?}\n{profile}");
+                assert!(st.max_used < STACK, "{name}: {st:?}");
+                assert_eq!(st.size, STACK, "{name}: {st:?}");
+                let st = shallow.stack.expect("the shallow tasks' stacks");
+                assert!(st.max_used < 32 << 10, "{name}: {st:?}\n{profile}");
+                assert!(
+                    profile.to_string().contains("could be smaller"),
+                    "{name}: no hint for a site using little of its stack\n{profile}"
+                );
+            });
+    }
+}

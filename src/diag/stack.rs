@@ -16,8 +16,6 @@
 //! A stack dirtied before profiling was turned on (`Io::set_profiling` on a running runtime)
 //! reports the deepest use of any fiber that ran on it since then: an overestimate, once.
 
-use corosensei::stack::Stack;
-
 use crate::fiber_stack::PooledStack;
 
 /// Pages whose residency one `mincore` call asks for.
@@ -27,8 +25,7 @@ const CHUNK_PAGES: usize = 256;
 /// lowest non-zero word), and the stack's usable size; re-zeroes those bytes for the next
 /// fiber.
 pub(crate) fn high_water(stack: &PooledStack) -> (usize, usize) {
-    let top = stack.base().get();
-    let bottom = stack.limit().get();
+    let (bottom, top) = stack.usable_range();
     let size = top - bottom;
     let page = crate::fiber_stack::page_size();
     let lowest = lowest_dirty(bottom, top, page).unwrap_or(top);
@@ -57,8 +54,8 @@ fn lowest_dirty(bottom: usize, top: usize, page: usize) -> Option<usize> {
             let end = (start + page).min(top);
             let mut word = start;
             while word < end {
-                // SAFETY: a mapped, readable word of the stack (not a guard page: those lie
-                // below `bottom`); volatile, since no Rust object lives there any more.
+                // SAFETY: a mapped, readable word of the stack's usable range (the guard page
+                // lies below `bottom`); volatile, since no Rust object lives there any more.
                 if unsafe { std::ptr::read_volatile(word as *const usize) } != 0 {
                     return Some(word);
                 }
