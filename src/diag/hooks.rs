@@ -125,13 +125,26 @@ fn who<'a>(ctx: &'a TaskContext<'_>) -> Who<'a> {
     }
 }
 
-/// Ends `ctx`'s stretch of running at `now`.
+/// Ends `ctx`'s stretch of running at `now` and returns its length (0 if it was not running
+/// while recorded); the caller charges it.
 #[cfg(feature = "profile")]
-fn pause(ctx: &TaskContext<'_>, now: u64) {
+#[inline]
+fn stop_running(ctx: &TaskContext<'_>, now: u64) -> u64 {
     let since = ctx.diag.since.replace(0);
     if since != 0 && now > since {
+        now - since
+    } else {
+        0
+    }
+}
+
+/// Ends `ctx`'s stretch of running at `now` and charges it.
+#[cfg(feature = "profile")]
+fn pause(ctx: &TaskContext<'_>, now: u64) {
+    let ran = stop_running(ctx, now);
+    if ran != 0 {
         if let Some(rec) = recorder(ctx) {
-            rec.charge(who(ctx), Charge::Running, now - since);
+            rec.charge(who(ctx), Charge::Running, ran);
         }
     }
 }
@@ -268,6 +281,10 @@ pub(crate) struct Suspended {
     op: &'static str,
     #[cfg(feature = "profile")]
     at: u64,
+    /// The stretch of running the suspension ended (charged at the resumption, with the
+    /// wait, under one lock).
+    #[cfg(feature = "profile")]
+    ran: u64,
 }
 
 /// The fiber running `ctx` suspends (`park`: until woken; else a yield). Leaves every span
@@ -281,14 +298,14 @@ pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspen
         let ctx = unsafe { ctx.as_ref() };
         let op = wait_op(ctx);
         #[cfg(feature = "profile")]
-        let mut at = 0;
+        let (mut at, mut ran) = (0, 0);
         if let Some(ctx) = ctx {
             #[cfg(feature = "tracing")]
             super::trace::suspending(ctx, park, op);
             #[cfg(feature = "profile")]
             if recorder(ctx).is_some() {
                 at = now_ns();
-                pause(ctx, at);
+                ran = stop_running(ctx, at);
             }
         }
         Suspended {
@@ -296,6 +313,8 @@ pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspen
             op,
             #[cfg(feature = "profile")]
             at,
+            #[cfg(feature = "profile")]
+            ran,
         }
     }
     #[cfg(not(any(feature = "tracing", feature = "profile")))]
@@ -317,18 +336,24 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
         #[cfg(feature = "profile")]
         if let Some(rec) = recorder(ctx) {
             let now = now_ns();
-            if suspended.at != 0 && now > suspended.at {
-                let who = who(ctx);
+            if suspended.at != 0 && now >= suspended.at {
+                let ran = (Charge::Running, suspended.ran);
                 if suspended.park {
                     let woken = if woken_ns == 0 {
                         now
                     } else {
                         woken_ns.clamp(suspended.at, now)
                     };
-                    rec.charge(who, Charge::Blocked(suspended.op), woken - suspended.at);
-                    rec.charge(who, Charge::Scheduling, now - woken);
+                    rec.charge_all(
+                        who(ctx),
+                        &[
+                            ran,
+                            (Charge::Blocked(suspended.op), woken - suspended.at),
+                            (Charge::Scheduling, now - woken),
+                        ],
+                    );
                 } else {
-                    rec.charge(who, Charge::Scheduling, now - suspended.at);
+                    rec.charge_all(who(ctx), &[ran, (Charge::Scheduling, now - suspended.at)]);
                 }
             }
             ctx.diag.since.set(now);
@@ -368,6 +393,8 @@ pub(crate) struct ThreadPark {
     op: &'static str,
     #[cfg(feature = "profile")]
     at: u64,
+    #[cfg(feature = "profile")]
+    ran: u64,
 }
 
 /// The running task blocks its OS thread (thread models).
@@ -378,20 +405,22 @@ pub(crate) fn thread_parking() -> ThreadPark {
         crate::context::with(|ctx| {
             let op = wait_op(ctx);
             #[cfg(feature = "profile")]
-            let mut at = 0;
+            let (mut at, mut ran) = (0, 0);
             if let Some(ctx) = ctx {
                 #[cfg(feature = "tracing")]
                 super::trace::park(ctx, op);
                 #[cfg(feature = "profile")]
                 if recorder(ctx).is_some() {
                     at = now_ns();
-                    pause(ctx, at);
+                    ran = stop_running(ctx, at);
                 }
             }
             ThreadPark {
                 op,
                 #[cfg(feature = "profile")]
                 at,
+                #[cfg(feature = "profile")]
+                ran,
             }
         })
     }
@@ -410,8 +439,14 @@ pub(crate) fn thread_unparked(park: ThreadPark) {
         #[cfg(feature = "profile")]
         if let Some(rec) = recorder(ctx) {
             let now = now_ns();
-            if park.at != 0 && now > park.at {
-                rec.charge(who(ctx), Charge::Blocked(park.op), now - park.at);
+            if park.at != 0 && now >= park.at {
+                rec.charge_all(
+                    who(ctx),
+                    &[
+                        (Charge::Running, park.ran),
+                        (Charge::Blocked(park.op), now - park.at),
+                    ],
+                );
             }
             ctx.diag.since.set(now);
         }

@@ -2,12 +2,11 @@
 //! report (`Display`), JSON ([`Profile::to_json`]), folded stacks ([`Profile::folded`]) and
 //! an SVG flame graph ([`Profile::write_flamegraph`], with the `inferno` crate).
 
-use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::panic::Location;
 use std::time::Duration;
 
-use super::record::{Blocked, LockAcc, Recorder, SiteAcc, StackUse, TaskAcc, Times};
+use super::record::{Blocked, KeyMap, LockAcc, Recorder, SiteAcc, StackUse, TaskAcc, Times};
 use crate::task::TaskId;
 
 /// What a profiled runtime recorded, per spawn site, per task and per lock call site; from
@@ -188,9 +187,9 @@ fn site_name(location: Option<&'static Location<'static>>) -> String {
 impl Profile {
     /// Sums the recorder's shards.
     pub(crate) fn collect(rec: &Recorder) -> Profile {
-        let mut sites: HashMap<usize, SiteAcc> = HashMap::new();
-        let mut tasks: HashMap<TaskId, TaskAcc> = HashMap::new();
-        let mut locks: HashMap<(usize, super::record::LockKind), LockAcc> = HashMap::new();
+        let mut sites: KeyMap<usize, SiteAcc> = KeyMap::default();
+        let mut tasks: KeyMap<TaskId, TaskAcc> = KeyMap::default();
+        let mut locks: KeyMap<(usize, super::record::LockKind), LockAcc> = KeyMap::default();
         rec.for_each_shard(|shard| {
             for (k, s) in &shard.sites {
                 let e = sites.entry(*k).or_insert_with(|| SiteAcc {
@@ -605,7 +604,7 @@ impl fmt::Display for Profile {
             writeln!(f)?;
             writeln!(
                 f,
-                "{:<40} {:>10} {:>10} {:>10}  (top {} by running time)",
+                "{:<48} {:>10} {:>10} {:>10}  (top {} by running time)",
                 "task", "running", "scheduling", "blocked", REPORT_TASKS
             )?;
             for t in self.tasks.iter().take(REPORT_TASKS) {
@@ -615,7 +614,7 @@ impl fmt::Display for Profile {
                 };
                 writeln!(
                     f,
-                    "{:<40} {:>10} {:>10} {:>10}{}",
+                    "{:<48} {:>10} {:>10} {:>10}{}",
                     who,
                     Short(t.running),
                     Short(t.scheduling),
