@@ -182,7 +182,7 @@ fn fiber_stack_high_water_marks_per_spawn_site_with_hints() {
             .stack_size(STACK)
             .profile(true)
             .run(|io| {
-                let deep_line = line!() + 2;
+                let deep_line = line!() + 1;
                 let deep_tasks: Vec<_> = (0..4).map(|_| io.spawn(|_| deep(8))).collect();
                 let shallow_line = line!() + 1;
                 let shallow: Vec<_> = (0..4).map(|_| io.spawn(|_| 1u64)).collect();
