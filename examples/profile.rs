@@ -15,7 +15,8 @@
 //!                             the runtime (default: green on 2 workers)
 //!   --clients N               client tasks, one keep-alive connection each (default 32)
 //!   --seconds S               how long the load lasts (default 2)
-//!   --svg PATH                where the flame graph goes (default profile.svg)
+//!   --svg PATH                where the flame graph goes (default profile.svg; the running
+//!                             time alone goes to PATH-running.svg)
 //!   --json PATH               also write the profile as JSON
 //!   --no-profile              run without profiling (to compare the request rate)
 //! ```
@@ -137,7 +138,13 @@ fn main() {
         }
         println!("\n{profile}");
         profile.write_flamegraph(std::io::BufWriter::new(std::fs::File::create(&svg)?))?;
-        println!("flame graph written to {svg}");
+        let running_svg = format!("{}-running.svg", svg.trim_end_matches(".svg"));
+        profile
+            .running_only()
+            .write_flamegraph(std::io::BufWriter::new(std::fs::File::create(
+                &running_svg,
+            )?))?;
+        println!("flame graphs written to {svg} (every state) and {running_svg} (running only)");
         if let Some(json) = &json {
             std::fs::write(json, profile.to_json())?;
             println!("JSON written to {json}");

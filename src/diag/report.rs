@@ -279,6 +279,22 @@ impl Profile {
         found
     }
 
+    /// The same profile with only the running time kept: its flame graph shows where the
+    /// workers' time in tasks went, which blocked time (summed over every waiting task)
+    /// otherwise dwarfs.
+    pub fn running_only(&self) -> Profile {
+        let mut p = self.clone();
+        for s in &mut p.sites {
+            s.scheduling = Duration::ZERO;
+            s.blocked.clear();
+        }
+        for t in &mut p.tasks {
+            t.scheduling = Duration::ZERO;
+            t.blocked.clear();
+        }
+        p
+    }
+
     /// The figures of task `id`, if kept.
     pub fn task(&self, id: TaskId) -> Option<&TaskProfile> {
         self.tasks.iter().find(|t| t.id == id)
