@@ -209,7 +209,7 @@ fn client(
         }
         buf.drain(..head_len + body_len);
         done += 1;
-        if done % TALLY_EVERY == 0 {
+        if done.is_multiple_of(TALLY_EVERY) {
             *tally.lock()? += TALLY_EVERY;
         }
     }

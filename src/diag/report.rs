@@ -143,7 +143,7 @@ fn op_times(b: &Blocked) -> Vec<OpTime> {
                 count,
             })
             .collect();
-    v.sort_by(|a, b| b.time.cmp(&a.time));
+    v.sort_by_key(|o| std::cmp::Reverse(o.time));
     v
 }
 
@@ -646,8 +646,8 @@ impl fmt::Display for Profile {
 /// Profiles (feature `profile`).
 impl crate::Io {
     /// A snapshot of this runtime's profile: what it recorded since profiling was turned on
-    /// ([`Builder::profile`](crate::Builder::profile), [`set_profiling`](Io::set_profiling))
-    /// or last [reset](Io::reset_profile). Empty if it never profiled. Takes each recording
+    /// ([`Builder::profile`](crate::Builder::profile), [`set_profiling`](crate::Io::set_profiling))
+    /// or last [reset](crate::Io::reset_profile). Empty if it never profiled. Takes each recording
     /// shard's lock in turn: cheap, but not for a hot loop.
     ///
     /// ```
@@ -658,16 +658,12 @@ impl crate::Io {
     ///     assert!(p.sites.iter().any(|s| s.blocked_total() >= std::time::Duration::from_millis(2)));
     /// });
     /// ```
-    ///
-    /// [`Io`]: crate::Io
     pub fn profile(&self) -> Profile {
         Profile::collect(&self.inner.state.profile)
     }
 
     /// Turns profiling of this runtime on or off while it runs; figures recorded so far are
     /// kept. Off, each scheduling event costs one relaxed load of the runtime's flag.
-    ///
-    /// [`Io`]: crate::Io
     pub fn set_profiling(&self, on: bool) {
         self.inner.state.profile.set_enabled(on);
     }
