@@ -381,7 +381,14 @@ impl FiberWoken {
     pub(crate) fn take(&self) -> u64 {
         #[cfg(feature = "profile")]
         if record::any_active() {
-            return self.0.swap(0, Ordering::Relaxed);
+            // A load and a store, not a swap (a locked instruction): only the fiber's own
+            // resumption takes the value, and a wake-up's store that lands in between is the
+            // stamp of a later readiness, which the next park's wait begins after anyway.
+            let at = self.0.load(Ordering::Relaxed);
+            if at != 0 {
+                self.0.store(0, Ordering::Relaxed);
+            }
+            return at;
         }
         0
     }
