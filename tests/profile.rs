@@ -215,3 +215,99 @@ fn fiber_stack_high_water_marks_per_spawn_site_with_hints() {
             });
     }
 }
+
+#[test]
+fn profiling_can_be_turned_on_and_reset_while_running() {
+    for (name, builder) in builders() {
+        builder.run(|io| {
+            let off_line = line!() + 1;
+            io.spawn(|io| io.sleep(Duration::from_millis(5)).unwrap())
+                .join()
+                .unwrap();
+            let profile = io.profile();
+            assert!(
+                profile.site_at(file!(), off_line).is_none(),
+                "{name}: recorded while off\n{profile}"
+            );
+            io.set_profiling(true);
+            let on_line = line!() + 1;
+            io.spawn(|io| io.sleep(Duration::from_millis(5)).unwrap())
+                .join()
+                .unwrap();
+            let profile = io.profile();
+            let site = profile.site_at(file!(), on_line).expect("recorded once on");
+            assert!(
+                site.blocked_on("sleep") >= Duration::from_millis(5),
+                "{name}\n{profile}"
+            );
+            io.reset_profile();
+            assert!(
+                io.profile().site_at(file!(), on_line).is_none(),
+                "{name}: reset"
+            );
+            io.set_profiling(false);
+        });
+    }
+}
+
+#[test]
+fn a_future_task_shows_its_polls_and_waits() {
+    for (name, builder) in builders() {
+        builder.profile(true).run(|io| {
+            let line = line!() + 1;
+            let task = io.spawn_future(async {
+                zsync::time::sleep(SLEEP).await;
+            });
+            task.join().unwrap();
+            let profile = io.profile();
+            let site = profile.site_at(file!(), line).expect("the future's site");
+            assert_eq!(site.tasks, 1, "{name}\n{profile}");
+            assert_eq!(site.finished, 1, "{name}\n{profile}");
+            // Between its polls it waited (on Blocking, `block_on` sleeps inside one run).
+            assert!(site.blocked_total() >= SLEEP, "{name}\n{profile}");
+            assert!(site.blocked_total() < WATCHDOG, "{name}\n{profile}");
+        });
+    }
+}
+
+#[test]
+fn json_parses_and_the_flame_graph_renders() {
+    Builder::new(Model::Green)
+        .worker_threads(2)
+        .profile(true)
+        .run(|io| {
+            let mutex = Arc::new(Mutex::new(()));
+            let guard = mutex.lock().unwrap();
+            let m = mutex.clone();
+            let waiter = io.task().name("a \"quoted\" name").spawn(move |_| {
+                drop(m.lock().unwrap());
+            });
+            io.sleep(Duration::from_millis(10)).unwrap();
+            drop(guard);
+            waiter.join().unwrap();
+            let profile = io.profile();
+            let json: serde_json::Value =
+                serde_json::from_str(&profile.to_json()).expect("valid JSON");
+            assert!(json["sites"].as_array().is_some_and(|s| !s.is_empty()));
+            assert!(json["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "a \"quoted\" name"));
+            let lock = &json["locks"][0];
+            assert_eq!(lock["kind"], "Mutex::lock");
+            assert!(lock["waits"].as_u64() >= Some(1), "{json}");
+            let mut svg = Vec::new();
+            profile.write_flamegraph(&mut svg).unwrap();
+            let svg = String::from_utf8(svg).unwrap();
+            assert!(svg.contains("<svg"), "{svg}");
+            assert!(svg.contains("blocked:mutex lock"), "{svg}");
+            let mut running = Vec::new();
+            profile
+                .running_only()
+                .write_flamegraph(&mut running)
+                .unwrap();
+            let running = String::from_utf8(running).unwrap();
+            assert!(!running.contains("blocked:"), "{running}");
+        });
+}

@@ -20,7 +20,7 @@
 use std::cell::Cell;
 use std::panic::Location;
 #[cfg(feature = "profile")]
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::context::TaskContext;
 #[cfg(feature = "profile")]
@@ -31,47 +31,55 @@ use crate::task::id::Meta;
 use crate::Io;
 
 #[cfg(any(feature = "tracing", feature = "profile"))]
-/// What a task's cell keeps for diagnostics (in its `Meta`): its span, and for profiles its
-/// spawn time, then the time its last poll ended (future tasks).
-pub(crate) struct TaskDiag {
-    #[cfg(feature = "tracing")]
-    pub(crate) span: tracing::Span,
-    /// Nanoseconds (see [`now_ns`]): when the task was spawned while its runtime profiled, then
-    /// when its last run (a future's poll) ended; 0 for none.
-    #[cfg(feature = "profile")]
-    mark_ns: AtomicU64,
-    /// Whether the task has started: its first run charges the time since its spawn as
-    /// scheduling, later ones (a future's polls) the time since the last as blocked.
-    #[cfg(feature = "profile")]
-    started: AtomicBool,
-}
+/// What a task's cell keeps for diagnostics (in its `Meta`): one pointer, null unless the task
+/// was spawned while observed (a subscriber wanted its span, or its runtime profiled), so a
+/// task cell grows by 8 bytes with the features and allocates nothing more when unobserved.
+#[derive(Default)]
+pub(crate) struct TaskDiag(Option<Box<Observed>>);
 
 #[cfg(any(feature = "tracing", feature = "profile"))]
-impl Default for TaskDiag {
+struct Observed {
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+    /// Bit 0 ([`STARTED`]): the task has started. Bits 1..: nanoseconds (see [`now_ns`]) of
+    /// its spawn until it starts, then of the end of its last run (a future's poll); 0 for
+    /// none. Its first run charges the time since its spawn as scheduling, later ones the
+    /// time since the last as blocked.
+    #[cfg(feature = "profile")]
+    mark: AtomicU64,
+}
+
+/// See [`Observed::mark`].
+#[cfg(feature = "profile")]
+const STARTED: u64 = 1;
+
+#[cfg(any(feature = "tracing", feature = "profile"))]
+impl TaskDiag {
+    /// The task's span, if it has a live one.
+    #[cfg(feature = "tracing")]
     #[inline]
-    fn default() -> TaskDiag {
-        TaskDiag {
-            #[cfg(feature = "tracing")]
-            span: tracing::Span::none(),
-            #[cfg(feature = "profile")]
-            mark_ns: AtomicU64::new(0),
-            #[cfg(feature = "profile")]
-            started: AtomicBool::new(false),
-        }
+    pub(crate) fn span(&self) -> Option<&tracing::Span> {
+        self.0.as_ref().map(|o| &o.span)
+    }
+
+    #[cfg(feature = "profile")]
+    #[inline]
+    fn mark(&self) -> Option<&AtomicU64> {
+        self.0.as_ref().map(|o| &o.mark)
     }
 }
 
 #[cfg(any(feature = "tracing", feature = "profile"))]
 impl Clone for TaskDiag {
     fn clone(&self) -> TaskDiag {
-        TaskDiag {
-            #[cfg(feature = "tracing")]
-            span: self.span.clone(),
-            #[cfg(feature = "profile")]
-            mark_ns: AtomicU64::new(self.mark_ns.load(Ordering::Relaxed)),
-            #[cfg(feature = "profile")]
-            started: AtomicBool::new(self.started.load(Ordering::Relaxed)),
-        }
+        TaskDiag(self.0.as_ref().map(|o| {
+            Box::new(Observed {
+                #[cfg(feature = "tracing")]
+                span: o.span.clone(),
+                #[cfg(feature = "profile")]
+                mark: AtomicU64::new(o.mark.load(Ordering::Relaxed)),
+            })
+        }))
     }
 }
 
@@ -152,13 +160,30 @@ fn pause(ctx: &TaskContext<'_>, now: u64) {
 /// A task was spawned (its cell is being made): its span, its spawn time.
 #[inline]
 pub(crate) fn spawned(io: &Io, meta: &mut Meta) {
-    #[cfg(feature = "tracing")]
+    #[cfg(any(feature = "tracing", feature = "profile"))]
     {
-        meta.diag.span = super::trace::task_span(io, meta);
-    }
-    #[cfg(feature = "profile")]
-    if io.inner.state.profile.enabled() {
-        *meta.diag.mark_ns.get_mut() = now_ns();
+        #[cfg(feature = "tracing")]
+        let span = super::trace::task_span(io, meta);
+        #[cfg(feature = "tracing")]
+        let traced = !span.is_none();
+        #[cfg(not(feature = "tracing"))]
+        let traced = false;
+        #[cfg(feature = "profile")]
+        let spawned_ns = if io.inner.state.profile.enabled() {
+            now_ns()
+        } else {
+            0
+        };
+        #[cfg(not(feature = "profile"))]
+        let spawned_ns = 0u64;
+        if traced || spawned_ns != 0 {
+            meta.diag = TaskDiag(Some(Box::new(Observed {
+                #[cfg(feature = "tracing")]
+                span,
+                #[cfg(feature = "profile")]
+                mark: AtomicU64::new(spawned_ns << 1),
+            })));
+        }
     }
 }
 
@@ -168,8 +193,8 @@ pub(crate) fn entered(ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) 
     #[cfg(any(feature = "tracing", feature = "profile"))]
     ctx.diag.prev.set(prev);
     #[cfg(feature = "tracing")]
-    if let Some(meta) = ctx.task.meta {
-        super::trace::enter(&meta.diag.span);
+    if let Some(span) = ctx.task.meta.and_then(|m| m.diag.span()) {
+        super::trace::enter(span);
     }
     #[cfg(feature = "profile")]
     if let Some(rec) = recorder(ctx) {
@@ -187,21 +212,24 @@ fn profile_entered(rec: &Recorder, ctx: &TaskContext<'_>, prev: *const TaskConte
         pause(prev, now);
     }
     let who = who(ctx);
-    match ctx.task.meta {
-        Some(meta) if !meta.diag.started.swap(true, Ordering::Relaxed) => {
-            rec.started(who);
-            let spawned = meta.diag.mark_ns.swap(0, Ordering::Relaxed);
-            if spawned != 0 && now > spawned {
-                rec.charge(who, Charge::Scheduling, now - spawned);
+    match ctx.task.meta.map(|m| m.diag.mark()) {
+        Some(Some(mark)) => {
+            let prev = mark.swap(STARTED, Ordering::Relaxed);
+            let at = prev >> 1;
+            if prev & STARTED == 0 {
+                rec.started(who);
+                if at != 0 && now > at {
+                    rec.charge(who, Charge::Scheduling, now - at);
+                }
+            } else if at != 0 && now > at {
+                // A future task's next poll: it waited since its last one ended.
+                rec.charge(who, Charge::Blocked("await"), now - at);
             }
         }
-        Some(meta) => {
-            // A future task's next poll: it waited since its last one ended.
-            let left = meta.diag.mark_ns.swap(0, Ordering::Relaxed);
-            if left != 0 && now > left {
-                rec.charge(who, Charge::Blocked("await"), now - left);
-            }
-        }
+        // Spawned before the runtime profiled and before any subscriber wanted its span: its
+        // time is recorded, but it is not counted among the tasks started.
+        Some(None) => {}
+        // A root task (`run`'s, a `block_on`'s).
         None => rec.started(who),
     }
     ctx.diag.since.set(now);
@@ -219,8 +247,8 @@ pub(crate) fn leaving(ctx: *const TaskContext<'static>, prev: *const TaskContext
             return;
         };
         #[cfg(feature = "tracing")]
-        if let Some(meta) = ctx.task.meta {
-            super::trace::exit(&meta.diag.span);
+        if let Some(span) = ctx.task.meta.and_then(|m| m.diag.span()) {
+            super::trace::exit(span);
         }
         #[cfg(feature = "profile")]
         if let Some(rec) = recorder(ctx) {
@@ -234,8 +262,8 @@ pub(crate) fn leaving(ctx: *const TaskContext<'static>, prev: *const TaskContext
 fn profile_leaving(rec: &Recorder, ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) {
     let now = now_ns();
     pause(ctx, now);
-    if let Some(meta) = ctx.task.meta {
-        meta.diag.mark_ns.store(now, Ordering::Relaxed);
+    if let Some(mark) = ctx.task.meta.and_then(|m| m.diag.mark()) {
+        mark.store(now << 1 | STARTED, Ordering::Relaxed);
     }
     // SAFETY: as in `profile_entered`.
     match unsafe { prev.as_ref() } {
@@ -475,7 +503,12 @@ pub(crate) fn finished(io: &Io, meta: &Meta, panicked: bool) {
     #[cfg(feature = "tracing")]
     super::trace::finished(meta, panicked);
     #[cfg(feature = "profile")]
-    if io.inner.state.profile.enabled() {
+    if io.inner.state.profile.enabled()
+        && meta
+            .diag
+            .mark()
+            .is_some_and(|m| m.load(Ordering::Relaxed) & STARTED != 0)
+    {
         io.inner.state.profile.finished(Who {
             id: meta.id,
             meta: Some(meta),

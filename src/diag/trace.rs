@@ -56,7 +56,7 @@ pub(crate) fn exit(span: &Span) {
 }
 
 fn span_of<'a>(ctx: &'a TaskContext<'_>) -> Option<&'a Span> {
-    ctx.task.meta.map(|m| &m.diag.span)
+    ctx.task.meta.and_then(|m| m.diag.span())
 }
 
 /// A fiber suspends while running `ctx`: a `park` event (unless it yields), then every span
@@ -113,9 +113,10 @@ pub(crate) fn wake(ctx: &TaskContext<'_>, op: &'static str) {
 
 /// The task's body ended.
 pub(crate) fn finished(meta: &Meta, panicked: bool) {
+    let Some(span) = meta.diag.span() else { return };
     tracing::event!(
         target: "zsync::task",
-        parent: &meta.diag.span,
+        parent: span,
         Level::DEBUG,
         panicked,
         "finish"
@@ -124,10 +125,11 @@ pub(crate) fn finished(meta: &Meta, panicked: bool) {
 
 /// Someone asked the task to stop.
 pub(crate) fn cancel_requested(meta: &Meta) {
+    let Some(span) = meta.diag.span() else { return };
     let by = crate::context::with(|c| c.map(|c| c.task.id.as_u64()));
     tracing::event!(
         target: "zsync::task",
-        parent: &meta.diag.span,
+        parent: span,
         Level::DEBUG,
         canceled_by = by,
         "cancel"
