@@ -301,12 +301,11 @@ thread_local! {
     };
 }
 
-/// What a fiber's suspension noted for its resumption.
+/// What a fiber's suspension noted for its resumption. (Not the operation: the wait point
+/// stays noted until the operation returns, so the resumption reads it only if it needs it.)
 pub(crate) struct Suspended {
     #[cfg(any(feature = "tracing", feature = "profile"))]
     park: bool,
-    #[cfg(any(feature = "tracing", feature = "profile"))]
-    op: &'static str,
     #[cfg(feature = "profile")]
     at: u64,
     /// The stretch of running the suspension ended (charged at the resumption, with the
@@ -324,12 +323,11 @@ pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspen
         // SAFETY: `ctx` is the fiber's current context: its frame is on the fiber's stack,
         // which is not left before this returns.
         let ctx = unsafe { ctx.as_ref() };
-        let op = wait_op(ctx);
         #[cfg(feature = "profile")]
         let (mut at, mut ran) = (0, 0);
         if let Some(ctx) = ctx {
             #[cfg(feature = "tracing")]
-            super::trace::suspending(ctx, park, op);
+            super::trace::suspending(ctx, park);
             #[cfg(feature = "profile")]
             if recorder(ctx).is_some() {
                 at = now_ns();
@@ -338,7 +336,6 @@ pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspen
         }
         Suspended {
             park,
-            op,
             #[cfg(feature = "profile")]
             at,
             #[cfg(feature = "profile")]
@@ -360,7 +357,7 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
             return;
         };
         #[cfg(feature = "tracing")]
-        super::trace::resumed(ctx, suspended.park, suspended.op);
+        super::trace::resumed(ctx, suspended.park);
         #[cfg(feature = "profile")]
         if let Some(rec) = recorder(ctx) {
             let now = now_ns();
@@ -376,7 +373,7 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
                         who(ctx),
                         &[
                             ran,
-                            (Charge::Blocked(suspended.op), woken - suspended.at),
+                            (Charge::Blocked(wait_op(ctx)), woken - suspended.at),
                             (Charge::Scheduling, now - woken),
                         ],
                     );
@@ -424,8 +421,6 @@ impl FiberWoken {
 
 /// What [`thread_parking`] noted.
 pub(crate) struct ThreadPark {
-    #[cfg(any(feature = "tracing", feature = "profile"))]
-    op: &'static str,
     #[cfg(feature = "profile")]
     at: u64,
     #[cfg(feature = "profile")]
@@ -438,12 +433,11 @@ pub(crate) fn thread_parking() -> ThreadPark {
     #[cfg(any(feature = "tracing", feature = "profile"))]
     {
         crate::context::with(|ctx| {
-            let op = wait_op(ctx);
             #[cfg(feature = "profile")]
             let (mut at, mut ran) = (0, 0);
             if let Some(ctx) = ctx {
                 #[cfg(feature = "tracing")]
-                super::trace::park(ctx, op);
+                super::trace::park(ctx);
                 #[cfg(feature = "profile")]
                 if recorder(ctx).is_some() {
                     at = now_ns();
@@ -451,7 +445,6 @@ pub(crate) fn thread_parking() -> ThreadPark {
                 }
             }
             ThreadPark {
-                op,
                 #[cfg(feature = "profile")]
                 at,
                 #[cfg(feature = "profile")]
@@ -470,7 +463,7 @@ pub(crate) fn thread_unparked(park: ThreadPark) {
     crate::context::with(|ctx| {
         let Some(ctx) = ctx else { return };
         #[cfg(feature = "tracing")]
-        super::trace::wake(ctx, park.op);
+        super::trace::wake(ctx);
         #[cfg(feature = "profile")]
         if let Some(rec) = recorder(ctx) {
             let now = now_ns();
@@ -479,7 +472,7 @@ pub(crate) fn thread_unparked(park: ThreadPark) {
                     who(ctx),
                     &[
                         (Charge::Running, park.ran),
-                        (Charge::Blocked(park.op), now - park.at),
+                        (Charge::Blocked(wait_op(ctx)), now - park.at),
                     ],
                 );
             }
@@ -493,8 +486,8 @@ pub(crate) fn thread_unparked(park: ThreadPark) {
 /// was noted.
 #[cfg(any(feature = "tracing", feature = "profile"))]
 #[inline]
-fn wait_op(ctx: Option<&TaskContext<'_>>) -> &'static str {
-    ctx.map_or("wait", |c| c.wait.op().name())
+pub(in crate::diag) fn wait_op(ctx: &TaskContext<'_>) -> &'static str {
+    ctx.wait.op().name()
 }
 
 /// A task's body ended (`panicked`: by a panic). After its last [`leaving`].

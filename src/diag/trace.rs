@@ -61,9 +61,9 @@ fn span_of<'a>(ctx: &'a TaskContext<'_>) -> Option<&'a Span> {
 
 /// A fiber suspends while running `ctx`: a `park` event (unless it yields), then every span
 /// entered on the fiber is left, innermost first.
-pub(crate) fn suspending(ctx: &TaskContext<'_>, park: bool, op: &'static str) {
+pub(crate) fn suspending(ctx: &TaskContext<'_>, park: bool) {
     if park {
-        self::park(ctx, op);
+        self::park(ctx);
     }
     let mut c: *const TaskContext<'_> = ctx;
     // SAFETY: each context in the chain lives in a frame further up the fiber's stack (see
@@ -78,7 +78,7 @@ pub(crate) fn suspending(ctx: &TaskContext<'_>, park: bool, op: &'static str) {
 
 /// A fiber resumed running `ctx`: its spans are entered again, outermost first, then a `wake`
 /// event after a park.
-pub(crate) fn resumed(ctx: &TaskContext<'_>, park: bool, op: &'static str) {
+pub(crate) fn resumed(ctx: &TaskContext<'_>, park: bool) {
     fn enter_chain(c: *const TaskContext<'static>) {
         // SAFETY: as in `suspending`.
         if let Some(cx) = unsafe { c.as_ref() } {
@@ -93,20 +93,22 @@ pub(crate) fn resumed(ctx: &TaskContext<'_>, park: bool, op: &'static str) {
         enter(span);
     }
     if park {
-        wake(ctx, op);
+        wake(ctx);
     }
 }
 
-/// The task of `ctx` starts waiting in `op`.
-pub(crate) fn park(ctx: &TaskContext<'_>, op: &'static str) {
+/// The task of `ctx` starts waiting in the operation its wait point names.
+pub(crate) fn park(ctx: &TaskContext<'_>) {
     if let Some(span) = span_of(ctx) {
+        let op = super::hooks::wait_op(ctx);
         tracing::event!(target: "zsync::task", parent: span, Level::TRACE, op, "park");
     }
 }
 
-/// The task of `ctx` runs again after waiting in `op`.
-pub(crate) fn wake(ctx: &TaskContext<'_>, op: &'static str) {
+/// The task of `ctx` runs again after waiting in that operation.
+pub(crate) fn wake(ctx: &TaskContext<'_>) {
     if let Some(span) = span_of(ctx) {
+        let op = super::hooks::wait_op(ctx);
         tracing::event!(target: "zsync::task", parent: span, Level::TRACE, op, "wake");
     }
 }
