@@ -37,6 +37,13 @@ use crate::Io;
 #[derive(Default)]
 pub(crate) struct TaskDiag(Option<Box<Observed>>);
 
+/// What [`TaskDiag`] adds to a task cell (nothing without the features), for the frame-size
+/// test.
+#[cfg(all(test, any(feature = "tracing", feature = "profile")))]
+pub(crate) type TaskDiagSize = TaskDiag;
+#[cfg(all(test, not(any(feature = "tracing", feature = "profile"))))]
+pub(crate) type TaskDiagSize = ();
+
 #[cfg(any(feature = "tracing", feature = "profile"))]
 struct Observed {
     #[cfg(feature = "tracing")]
