@@ -353,10 +353,10 @@ pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspen
     Suspended {}
 }
 
-/// The fiber running `ctx` was resumed after `suspended`; `woken_ns` is when its waker made it
-/// ready (0 if unknown).
+/// The fiber running `ctx` was resumed after `suspended`; `woken` is the stamp of its waker
+/// making it ready (0 if unknown).
 #[inline]
-pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, woken_ns: u64) {
+pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, woken: WokenStamp) {
     #[cfg(any(feature = "tracing", feature = "profile"))]
     {
         // SAFETY: as in `suspending`: the fiber is running again on its own stack.
@@ -371,10 +371,12 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
             if suspended.at != 0 && now >= suspended.at {
                 let ran = (Charge::Running, suspended.ran);
                 if suspended.park {
-                    let woken = if woken_ns == 0 {
+                    // The stamp is in wrapping microseconds: how long ago, capped by the wait.
+                    let woken = if woken == 0 {
                         now
                     } else {
-                        woken_ns.clamp(suspended.at, now)
+                        let ago = micros32(now).wrapping_sub(woken) as u64 * 1000;
+                        now - ago.min(now - suspended.at)
                     };
                     rec.charge_all(
                         who(ctx),
@@ -399,18 +401,31 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
 pub(crate) fn fiber_woken(slot: &FiberWoken) {
     #[cfg(feature = "profile")]
     if record::any_active() {
-        slot.0.store(now_ns(), Ordering::Relaxed);
+        slot.0.store(micros32(now_ns()), Ordering::Relaxed);
     }
 }
 
-/// When a fiber was last made ready (see [`fiber_woken`]); a field of its handle.
+/// `ns` in microseconds, modulo 2³² (71 minutes), never 0: a wake-up stamp that fits the
+/// padding after the fiber handle's state byte. Differences of two stamps less than 71
+/// minutes apart are exact with wrapping arithmetic.
+#[cfg(feature = "profile")]
+#[inline]
+fn micros32(ns: u64) -> u32 {
+    ((ns / 1000) as u32).max(1)
+}
+
+/// When a fiber was last made ready (see [`fiber_woken`]); a field of its handle, 32 bits so
+/// that it takes the padding after the handle's state byte instead of growing it.
 #[derive(Default)]
-pub(crate) struct FiberWoken(#[cfg(feature = "profile")] AtomicU64);
+pub(crate) struct FiberWoken(#[cfg(feature = "profile")] std::sync::atomic::AtomicU32);
+
+/// A wake-up stamp taken from a [`FiberWoken`] (0: none).
+pub(crate) type WokenStamp = u32;
 
 impl FiberWoken {
-    /// Takes the time the fiber was made ready (0 if not recorded).
+    /// Takes the stamp of the fiber's last wake-up (0 if not recorded).
     #[inline]
-    pub(crate) fn take(&self) -> u64 {
+    pub(crate) fn take(&self) -> WokenStamp {
         #[cfg(feature = "profile")]
         if record::any_active() {
             // A load and a store, not a swap (a locked instruction): only the fiber's own
