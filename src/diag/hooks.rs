@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::context::TaskContext;
 #[cfg(feature = "profile")]
-use crate::diag::now_ns;
+use crate::diag::now_ticks;
 #[cfg(feature = "profile")]
 use crate::diag::record::{self, Charge, LockKind as RecLockKind, Recorder, Who};
 use crate::task::id::Meta;
@@ -48,7 +48,7 @@ pub(crate) type TaskDiagSize = ();
 struct Observed {
     #[cfg(feature = "tracing")]
     span: tracing::Span,
-    /// Bit 0 ([`STARTED`]): the task has started. Bits 1..: nanoseconds (see [`now_ns`]) of
+    /// Bit 0 ([`STARTED`]): the task has started. Bits 1..: clock units (see [`crate::diag::clock`]) of
     /// its spawn until it starts, then of the end of its last run (a future's poll); 0 for
     /// none. Its first run charges the time since its spawn as scheduling, later ones the
     /// time since the last as blocked.
@@ -99,7 +99,7 @@ pub(crate) struct CtxDiag {
     /// the joiner's context).
     #[cfg(any(feature = "tracing", feature = "profile"))]
     prev: std::cell::Cell<*const TaskContext<'static>>,
-    /// When the task last started running, in ns (see [`now_ns`]); 0 while it is not running
+    /// When the task last started running, in clock units (see [`crate::diag::clock`]); 0 while it is not running
     /// or not recorded.
     #[cfg(feature = "profile")]
     since: Cell<u64>,
@@ -177,7 +177,7 @@ pub(crate) fn spawned(io: &Io, meta: &mut Meta) {
         let traced = false;
         #[cfg(feature = "profile")]
         let spawned_ns = if io.inner.state.profile.enabled() {
-            now_ns()
+            now_ticks()
         } else {
             0
         };
@@ -212,7 +212,7 @@ pub(crate) fn entered(ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) 
 #[cfg(feature = "profile")]
 #[cold]
 fn profile_entered(rec: &Recorder, ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) {
-    let now = now_ns();
+    let now = now_ticks();
     // SAFETY: `prev` was the current context when `ctx` was entered: it belongs to a frame
     // further up this same stack, which outlives `ctx` (see `context::enter`).
     if let Some(prev) = unsafe { prev.as_ref() } {
@@ -267,7 +267,7 @@ pub(crate) fn leaving(ctx: *const TaskContext<'static>, prev: *const TaskContext
 #[cfg(feature = "profile")]
 #[cold]
 fn profile_leaving(rec: &Recorder, ctx: &TaskContext<'_>, prev: *const TaskContext<'static>) {
-    let now = now_ns();
+    let now = now_ticks();
     pause(ctx, now);
     if let Some(mark) = ctx.task.meta.and_then(|m| m.diag.mark()) {
         mark.store(now << 1 | STARTED, Ordering::Relaxed);
@@ -337,7 +337,7 @@ pub(crate) fn suspending(ctx: *const TaskContext<'static>, park: bool) -> Suspen
             super::trace::suspending(ctx, park);
             #[cfg(feature = "profile")]
             if recorder(ctx).is_some() {
-                at = now_ns();
+                at = now_ticks();
                 ran = stop_running(ctx, at);
             }
         }
@@ -367,7 +367,7 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
         super::trace::resumed(ctx, suspended.park);
         #[cfg(feature = "profile")]
         if let Some(rec) = recorder(ctx) {
-            let now = now_ns();
+            let now = now_ticks();
             if suspended.at != 0 && now >= suspended.at {
                 let ran = (Charge::Running, suspended.ran);
                 if suspended.park {
@@ -375,7 +375,7 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
                     let woken = if woken == 0 {
                         now
                     } else {
-                        let ago = micros32(now).wrapping_sub(woken) as u64 * 1000;
+                        let ago = (stamp32(now).wrapping_sub(woken) as u64) << STAMP_SHIFT;
                         now - ago.min(now - suspended.at)
                     };
                     rec.charge_all(
@@ -401,18 +401,22 @@ pub(crate) fn resumed(ctx: *const TaskContext<'static>, suspended: Suspended, wo
 pub(crate) fn fiber_woken(slot: &FiberWoken) {
     #[cfg(feature = "profile")]
     if record::any_active() {
-        slot.0.store(micros32(now_ns()), Ordering::Relaxed);
+        slot.0.store(stamp32(now_ticks()), Ordering::Relaxed);
     }
 }
 
-/// `ns` in microseconds, modulo 2³² (71 minutes), never 0: a wake-up stamp that fits the
-/// padding after the fiber handle's state byte. Differences of two stamps less than 71
-/// minutes apart are exact with wrapping arithmetic.
+/// A timestamp in units of 1024 clock units, modulo 2³², never 0: a wake-up stamp that fits
+/// the padding after the fiber handle's state byte (with the TSC at 3 GHz a unit is 0.34 µs
+/// and the stamps wrap after 24 minutes; differences of stamps closer than that are exact in
+/// wrapping arithmetic).
 #[cfg(feature = "profile")]
 #[inline]
-fn micros32(ns: u64) -> u32 {
-    ((ns / 1000) as u32).max(1)
+fn stamp32(ticks: u64) -> u32 {
+    ((ticks >> STAMP_SHIFT) as u32).max(1)
 }
+
+#[cfg(feature = "profile")]
+const STAMP_SHIFT: u32 = 10;
 
 /// When a fiber was last made ready (see [`fiber_woken`]); a field of its handle, 32 bits so
 /// that it takes the padding after the handle's state byte instead of growing it.
@@ -462,7 +466,7 @@ pub(crate) fn thread_parking() -> ThreadPark {
                 super::trace::park(ctx);
                 #[cfg(feature = "profile")]
                 if recorder(ctx).is_some() {
-                    at = now_ns();
+                    at = now_ticks();
                     ran = stop_running(ctx, at);
                 }
             }
@@ -488,7 +492,7 @@ pub(crate) fn thread_unparked(park: ThreadPark) {
         super::trace::wake(ctx);
         #[cfg(feature = "profile")]
         if let Some(rec) = recorder(ctx) {
-            let now = now_ns();
+            let now = now_ticks();
             if park.at != 0 && now >= park.at {
                 rec.charge_all(
                     who(ctx),
@@ -589,7 +593,7 @@ impl LockWait {
     pub(crate) fn polled(&mut self, pending: bool) {
         #[cfg(feature = "profile")]
         if pending && self.since == 0 && record::any_active() {
-            self.since = now_ns();
+            self.since = now_ticks();
         }
     }
 
@@ -598,7 +602,7 @@ impl LockWait {
     pub(crate) fn done(self) {
         #[cfg(feature = "profile")]
         if self.since != 0 {
-            let waited = now_ns().saturating_sub(self.since);
+            let waited = now_ticks().saturating_sub(self.since);
             let kind = match self.kind {
                 LockKind::Mutex => RecLockKind::Mutex,
                 LockKind::RwLockRead => RecLockKind::RwLockRead,

@@ -15,12 +15,16 @@
 //! - `trace` (feature `tracing`): the span of a task and its events.
 //! - `record` (feature `profile`): where a profiled runtime adds up its figures, in shards so
 //!   that workers do not share one lock.
+//! - `clock` (feature `profile`): the profile's cheap timestamps (the TSC where the kernel
+//!   trusts it).
 //! - `stack` (feature `profile`): a finished fiber's stack high-water mark.
 //! - `report` (feature `profile`): `Profile`, its text report, JSON, folded stacks and flame
 //!   graph.
 //!
 //! The design and why it is this way: docs/ARCHITECTURE.md, "Observing a running program".
 
+#[cfg(feature = "profile")]
+pub(crate) mod clock;
 pub(crate) mod hooks;
 #[cfg(feature = "profile")]
 pub(crate) mod record;
@@ -32,18 +36,6 @@ pub(crate) mod stack;
 pub(crate) mod trace;
 pub(crate) mod wait_point;
 
-/// Nanoseconds since a process-wide epoch (the first call): a timestamp that fits an atomic.
-/// Never 0 (0 means "none" wherever it is stored).
+/// A profile timestamp (see [`clock`]).
 #[cfg(feature = "profile")]
-#[inline]
-pub(crate) fn now_ns() -> u64 {
-    ns_since_epoch(std::time::Instant::now())
-}
-
-/// `at` as nanoseconds since the process-wide epoch (see [`now_ns`]).
-#[cfg(feature = "profile")]
-pub(crate) fn ns_since_epoch(at: std::time::Instant) -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| at - std::time::Duration::from_millis(1));
-    (at.saturating_duration_since(epoch).as_nanos() as u64).max(1)
-}
+pub(crate) use clock::now as now_ticks;

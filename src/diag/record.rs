@@ -89,7 +89,7 @@ impl Blocked {
     }
 }
 
-/// The time figures of a task or a site, in nanoseconds.
+/// The time figures of a task or a site, in clock units (see [`crate::diag::clock`]).
 #[derive(Clone, Default, Debug)]
 pub(crate) struct Times {
     pub(crate) running: u64,
@@ -259,7 +259,7 @@ struct Padded(Mutex<Shard>);
 /// A runtime's profile figures; see the module docs.
 pub(crate) struct Recorder {
     enabled: AtomicBool,
-    /// When profiling was last turned on (ns since the epoch, see [`crate::diag::now_ns`]).
+    /// When profiling was last turned on (a timestamp, see [`crate::diag::clock`]).
     since: AtomicU64,
     shards: Box<[Padded]>,
 }
@@ -291,7 +291,7 @@ impl Recorder {
     pub(crate) fn set_enabled(&self, on: bool) {
         if self.enabled.swap(on, Ordering::Relaxed) != on {
             if on {
-                self.since.store(super::now_ns(), Ordering::Relaxed);
+                self.since.store(super::now_ticks(), Ordering::Relaxed);
                 ACTIVE.fetch_add(1, Ordering::Relaxed);
             } else {
                 ACTIVE.fetch_sub(1, Ordering::Relaxed);
@@ -406,7 +406,7 @@ impl Recorder {
             *s.0.lock().unwrap_or_else(|p| p.into_inner()) = Shard::default();
         }
         if self.enabled() {
-            self.since.store(super::now_ns(), Ordering::Relaxed);
+            self.since.store(super::now_ticks(), Ordering::Relaxed);
         }
     }
 }

@@ -130,8 +130,9 @@ pub struct LockProfile {
     pub max_wait: Duration,
 }
 
-fn ns(n: u64) -> Duration {
-    Duration::from_nanos(n)
+/// A duration recorded in clock units (see [`super::clock`]).
+fn ns(units: u64) -> Duration {
+    Duration::from_nanos(super::clock::to_ns(units))
 }
 
 fn op_times(b: &Blocked) -> Vec<OpTime> {
@@ -230,7 +231,7 @@ impl Profile {
         let elapsed = if since == 0 {
             Duration::ZERO
         } else {
-            ns(super::now_ns().saturating_sub(since))
+            ns(super::now_ticks().saturating_sub(since))
         };
         let mut sites: Vec<SiteProfile> = sites.into_values().map(site_profile).collect();
         sites.sort_by_key(|s| std::cmp::Reverse(s.running + s.blocked_total()));
