@@ -51,6 +51,14 @@ fn log() -> &'static Mutex<Log> {
     })
 }
 
+/// Tasks of this name have a span whose enter panics in the subscriber.
+const PANICKY: &str = "panicky-subscriber";
+
+fn panicky() -> &'static Mutex<Vec<u64>> {
+    static IDS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    &IDS
+}
+
 thread_local! {
     /// The spans entered on this thread, innermost last.
     static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
@@ -77,6 +85,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
         let mut f = Fields::default();
         attrs.record(&mut f);
+        if f.0.get("task.name").map(String::as_str) == Some(PANICKY) {
+            panicky().lock().unwrap().push(id.into_u64());
+        }
         log().lock().unwrap().spans.insert(
             id.into_u64(),
             SpanInfo {
@@ -88,12 +99,21 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
 
     fn on_enter(&self, id: &Id, _: Context<'_, S>) {
         ENTERED.with(|e| e.borrow_mut().push(id.into_u64()));
+        // Outside every lock of this layer: a subscriber that panics (see
+        // `a_panicking_subscriber_does_not_break_the_runtime`).
+        if panicky().lock().unwrap().contains(&id.into_u64()) {
+            ENTERED.with(|e| e.borrow_mut().pop());
+            panic!("a subscriber panics on entering {PANICKY}");
+        }
         if let Some(s) = log().lock().unwrap().spans.get_mut(&id.into_u64()) {
             s.enters += 1;
         }
     }
 
     fn on_exit(&self, id: &Id, _: Context<'_, S>) {
+        if panicky().lock().unwrap().contains(&id.into_u64()) {
+            return; // its enter panicked: not on the stack
+        }
         let top = ENTERED.with(|e| e.borrow_mut().pop());
         let mut log = log().lock().unwrap();
         if top != Some(id.into_u64()) {
@@ -265,5 +285,23 @@ fn enters_and_exits_pair_on_each_thread_across_fibers_futures_and_threads() {
             assert!(s.enters >= 1, "{model}: {s:?}");
             assert_eq!(s.enters, s.exits, "{model}: {s:?}");
         }
+    }
+}
+
+#[test]
+fn a_panicking_subscriber_does_not_break_the_runtime() {
+    log();
+    for (model, builder) in concurrent_builders() {
+        let value = builder.run(|io| {
+            let task = io.task().name(PANICKY).spawn(|io| {
+                for _ in 0..3 {
+                    io.sleep(Duration::from_millis(1)).unwrap();
+                    io.yield_now();
+                }
+                7
+            });
+            task.join().unwrap()
+        });
+        assert_eq!(value, 7, "{model}");
     }
 }

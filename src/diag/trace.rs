@@ -12,6 +12,10 @@
 //! switches to its worker and enters them again once resumed (fibers never move between
 //! threads); a future task enters and leaves its span within one poll, on the thread that
 //! polls it, even when it moves between workers from one poll to the next.
+//!
+//! A subscriber is user code, and these calls run on scheduler paths (a fiber between marking
+//! itself parked and switching away, a task's completion): each is contained
+//! ([`contained`]); a subscriber's panic is reported by the panic hook and goes no further.
 
 use tracing::{Level, Span};
 
@@ -19,8 +23,23 @@ use crate::context::TaskContext;
 use crate::task::id::Meta;
 use crate::Io;
 
+/// Runs subscriber code `f`, dropping its panic (the panic hook reported it).
+#[inline]
+fn contained(f: impl FnOnce()) {
+    if let Err(payload) = crate::contain::catch(f) {
+        crate::contain::drop_payload(payload);
+    }
+}
+
 /// The span of a task being spawned, and its `spawn` event.
 pub(crate) fn task_span(io: &Io, meta: &Meta) -> Span {
+    crate::contain::catch(|| task_span_uncontained(io, meta)).unwrap_or_else(|payload| {
+        crate::contain::drop_payload(payload);
+        Span::none()
+    })
+}
+
+fn task_span_uncontained(io: &Io, meta: &Meta) -> Span {
     let span = tracing::span!(
         target: "zsync::task",
         Level::INFO,
@@ -46,13 +65,17 @@ pub(crate) fn task_span(io: &Io, meta: &Meta) -> Span {
 /// Enters `span` on this thread (paired with [`exit`] on the same thread).
 #[inline]
 pub(crate) fn enter(span: &Span) {
-    span.with_subscriber(|(id, dispatch)| dispatch.enter(id));
+    contained(|| {
+        span.with_subscriber(|(id, dispatch)| dispatch.enter(id));
+    });
 }
 
 /// Leaves `span` on this thread.
 #[inline]
 pub(crate) fn exit(span: &Span) {
-    span.with_subscriber(|(id, dispatch)| dispatch.exit(id));
+    contained(|| {
+        span.with_subscriber(|(id, dispatch)| dispatch.exit(id));
+    });
 }
 
 fn span_of<'a>(ctx: &'a TaskContext<'_>) -> Option<&'a Span> {
@@ -101,7 +124,9 @@ pub(crate) fn resumed(ctx: &TaskContext<'_>, park: bool) {
 pub(crate) fn park(ctx: &TaskContext<'_>) {
     if let Some(span) = span_of(ctx) {
         let op = super::hooks::wait_op(ctx);
-        tracing::event!(target: "zsync::task", parent: span, Level::TRACE, op, "park");
+        contained(
+            || tracing::event!(target: "zsync::task", parent: span, Level::TRACE, op, "park"),
+        );
     }
 }
 
@@ -109,31 +134,37 @@ pub(crate) fn park(ctx: &TaskContext<'_>) {
 pub(crate) fn wake(ctx: &TaskContext<'_>) {
     if let Some(span) = span_of(ctx) {
         let op = super::hooks::wait_op(ctx);
-        tracing::event!(target: "zsync::task", parent: span, Level::TRACE, op, "wake");
+        contained(
+            || tracing::event!(target: "zsync::task", parent: span, Level::TRACE, op, "wake"),
+        );
     }
 }
 
 /// The task's body ended.
 pub(crate) fn finished(meta: &Meta, panicked: bool) {
     let Some(span) = meta.diag.span() else { return };
-    tracing::event!(
-        target: "zsync::task",
-        parent: span,
-        Level::DEBUG,
-        panicked,
-        "finish"
-    );
+    contained(|| {
+        tracing::event!(
+            target: "zsync::task",
+            parent: span,
+            Level::DEBUG,
+            panicked,
+            "finish"
+        )
+    });
 }
 
 /// Someone asked the task to stop.
 pub(crate) fn cancel_requested(meta: &Meta) {
     let Some(span) = meta.diag.span() else { return };
     let by = crate::context::with(|c| c.map(|c| c.task.id.as_u64()));
-    tracing::event!(
-        target: "zsync::task",
-        parent: span,
-        Level::DEBUG,
-        canceled_by = by,
-        "cancel"
-    );
+    contained(|| {
+        tracing::event!(
+            target: "zsync::task",
+            parent: span,
+            Level::DEBUG,
+            canceled_by = by,
+            "cancel"
+        )
+    });
 }
