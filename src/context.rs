@@ -92,7 +92,7 @@ impl<'a> TaskContext<'a> {
             task,
             locals: Cell::new(ptr::null()),
             #[cfg(any(feature = "tracing", feature = "profile"))]
-            diag: CtxDiag::new(),
+            diag: CtxDiag::new(io),
             wait: &cancel.cancel_node().wait,
         }
     }

@@ -99,10 +99,15 @@ pub(crate) struct CtxDiag {
     /// the joiner's context).
     #[cfg(any(feature = "tracing", feature = "profile"))]
     prev: std::cell::Cell<*const TaskContext<'static>>,
-    /// When the task last started running, in clock units (see [`crate::diag::clock`]); 0 while it is not running
-    /// or not recorded.
+    /// When the task last started running, in clock units (see [`crate::diag::clock`]); 0
+    /// while it is not running or not recorded.
     #[cfg(feature = "profile")]
     since: Cell<u64>,
+    /// The recorder of the task's runtime, looked up once per run, so that a switch reads its
+    /// flag with one load instead of following `io → inner → state → profile`. Valid for the
+    /// context's life: the context borrows the `Io`, which keeps the runtime's state alive.
+    #[cfg(feature = "profile")]
+    rec: *const Recorder,
 }
 
 #[cfg(any(feature = "tracing", feature = "profile"))]
@@ -114,12 +119,14 @@ impl CtxDiag {
     }
 
     #[inline]
-    pub(crate) fn new() -> CtxDiag {
+    pub(crate) fn new(io: &Io) -> CtxDiag {
         CtxDiag {
             #[cfg(any(feature = "tracing", feature = "profile"))]
             prev: std::cell::Cell::new(std::ptr::null()),
             #[cfg(feature = "profile")]
             since: Cell::new(0),
+            #[cfg(feature = "profile")]
+            rec: &*io.inner.state.profile,
         }
     }
 }
@@ -128,7 +135,9 @@ impl CtxDiag {
 #[cfg(feature = "profile")]
 #[inline]
 fn recorder<'a>(ctx: &'a TaskContext<'_>) -> Option<&'a Recorder> {
-    let rec = &*ctx.io.inner.state.profile;
+    // SAFETY: set by `CtxDiag::new` from the `Io` the context borrows for its whole life
+    // (see the field's docs); the recorder lives in that runtime's state, behind an `Arc`.
+    let rec = unsafe { &*ctx.diag.rec };
     rec.enabled().then_some(rec)
 }
 
