@@ -31,6 +31,9 @@ pub struct Builder {
     threaded: ThreadedConfig,
     green: GreenConfig,
     dump_on_signal: Option<crate::diag::on_signal::DumpOnSignal>,
+    /// Whether the runtime profiles from its start (feature `profile`).
+    #[cfg(feature = "profile")]
+    profile: bool,
 }
 
 impl Builder {
@@ -41,6 +44,8 @@ impl Builder {
             threaded: ThreadedConfig::default(),
             green: GreenConfig::default(),
             dump_on_signal: None,
+            #[cfg(feature = "profile")]
+            profile: false,
         }
     }
 
@@ -104,6 +109,25 @@ impl Builder {
             kind: signal,
             out: Arc::new(std::sync::Mutex::new(Box::new(out))),
         });
+        self
+    }
+
+    /// Profiles the runtime from its start (default: off): per task and per spawn site, the
+    /// time running, waiting to be scheduled and blocked per kind of operation; waits at
+    /// contended `Mutex`/`RwLock`/`Semaphore` call sites; fiber stack use. Read the figures
+    /// with [`Io::profile`](crate::Io::profile); turn profiling on or off later with
+    /// [`Io::set_profiling`](crate::Io::set_profiling). Feature `profile`.
+    ///
+    /// ```
+    /// use zsync::{Builder, Model};
+    /// Builder::new(Model::Threaded).profile(true).run(|io| {
+    ///     io.spawn(|_| ()).join().unwrap();
+    ///     assert!(io.profile().sites.iter().any(|s| s.tasks == 1));
+    /// });
+    /// ```
+    #[cfg(feature = "profile")]
+    pub fn profile(mut self, on: bool) -> Builder {
+        self.profile = on;
         self
     }
 
@@ -381,6 +405,8 @@ impl Builder {
             })?),
             Model::Custom(rt) => ModelImpl::Custom(rt),
         };
+        #[cfg(feature = "profile")]
+        state.profile.set_enabled(self.profile);
         Ok(Io {
             inner: Arc::new(IoInner {
                 model,

@@ -11,9 +11,12 @@ use std::ptr;
 use std::time::Instant;
 
 use crate::cancel::{NodeRef, NodeSource};
+use crate::diag::hooks;
+#[cfg(any(feature = "tracing", feature = "profile"))]
+use crate::diag::hooks::CtxDiag;
 use crate::diag::wait_point::WaitSlot;
 use crate::error::{canceled, timed_out};
-use crate::task::id::{Name, TaskId};
+use crate::task::id::{Meta, Name, TaskId};
 use crate::task::local;
 use crate::Io;
 
@@ -32,6 +35,9 @@ pub(crate) struct TaskContext<'a> {
     /// in a thread-local, because a Green worker runs many tasks on one thread: the context is
     /// swapped with its fiber on every switch, and the values with it.
     pub(crate) locals: Cell<*const local::Entry>,
+    /// Tracing and profiling state of this run (features `tracing`, `profile`).
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    pub(crate) diag: CtxDiag,
     /// The task's wait point, in its cancellation node: borrowed once here so that recording a
     /// wait costs no virtual call (see [`crate::diag::wait_point`]).
     pub(crate) wait: &'a WaitSlot,
@@ -42,6 +48,23 @@ pub(crate) struct TaskContext<'a> {
 pub(crate) struct TaskRef<'a> {
     pub(crate) id: TaskId,
     pub(crate) name: Option<&'a Name>,
+    /// The task's cell's identity (span, spawn site) for tracing and profiles; `None` for a
+    /// root task.
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    pub(crate) meta: Option<&'a Meta>,
+}
+
+impl<'a> TaskRef<'a> {
+    /// The task of `meta`.
+    #[inline]
+    pub(crate) fn of(meta: &'a Meta) -> TaskRef<'a> {
+        TaskRef {
+            id: meta.id,
+            name: meta.name.as_ref(),
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            meta: Some(meta),
+        }
+    }
 }
 
 impl TaskRef<'static> {
@@ -50,6 +73,8 @@ impl TaskRef<'static> {
         TaskRef {
             id: TaskId::next(),
             name: None,
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            meta: None,
         }
     }
 }
@@ -67,6 +92,8 @@ impl<'a> TaskContext<'a> {
             deadline: Cell::new(None),
             task,
             locals: Cell::new(ptr::null()),
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            diag: CtxDiag::new(io),
             wait: &cancel.cancel_node().wait,
         }
     }
@@ -81,6 +108,9 @@ thread_local! {
 /// Restores the previous context when dropped.
 pub(crate) struct EnterGuard {
     prev: *const TaskContext<'static>,
+    /// The context entered (for the diagnostics hook on leaving).
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    entered: *const TaskContext<'static>,
 }
 
 /// Makes `ctx` the current context until the returned guard drops. The lifetime is erased in
@@ -89,11 +119,18 @@ pub(crate) struct EnterGuard {
 pub(crate) fn enter(ctx: &TaskContext<'_>) -> EnterGuard {
     let ptr: *const TaskContext<'static> = (ctx as *const TaskContext<'_>).cast();
     let prev = CURRENT.with(|c| c.replace(ptr));
-    EnterGuard { prev }
+    hooks::entered(ctx, prev);
+    EnterGuard {
+        prev,
+        #[cfg(any(feature = "tracing", feature = "profile"))]
+        entered: ptr,
+    }
 }
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
+        #[cfg(any(feature = "tracing", feature = "profile"))]
+        hooks::leaving(self.entered, self.prev);
         CURRENT.with(|c| c.set(self.prev));
     }
 }

@@ -140,6 +140,14 @@ pub mod compat;
 pub mod fs;
 pub mod net;
 pub mod process;
+/// Profiles of a running program (feature `profile`): see [`Io::profile`] and
+/// docs/debugging.md, "Profiles".
+#[cfg(feature = "profile")]
+pub mod profile {
+    pub use crate::diag::report::{
+        LockProfile, OpTime, Profile, SiteProfile, StackProfile, TaskProfile,
+    };
+}
 pub mod select;
 pub mod signal;
 pub mod sync;

@@ -211,6 +211,13 @@ pub(crate) fn park(deadline: Option<Instant>) {
 /// inlined: a thread's park costs a futex call, and the callers' fast paths keep small frames.
 #[inline(never)]
 fn park_this_thread(deadline: Option<Instant>) {
+    let diag = crate::diag::hooks::thread_parking();
+    park_this_thread_untraced(deadline);
+    crate::diag::hooks::thread_unparked(diag);
+}
+
+/// [`park_this_thread`] without the diagnostics hooks.
+fn park_this_thread_untraced(deadline: Option<Instant>) {
     // Announce the wait for a `WaitWatch`: one relaxed store each way. (`try_with`: a thread
     // local's destructor may still wait here, after `PARKER` is gone.)
     wait_point::begin();
@@ -333,6 +340,18 @@ pub(crate) fn wait_fd(
 
 /// [`wait_fd`] on an OS thread: `ppoll` on `fd` and the thread's eventfd.
 fn poll_this_thread(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    let diag = crate::diag::hooks::thread_parking();
+    let result = poll_this_thread_untraced(fd, interest, deadline);
+    crate::diag::hooks::thread_unparked(diag);
+    result
+}
+
+/// [`poll_this_thread`] without the diagnostics hooks.
+fn poll_this_thread_untraced(
     fd: BorrowedFd<'_>,
     interest: Interest,
     deadline: Option<Instant>,

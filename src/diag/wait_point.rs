@@ -310,6 +310,13 @@ impl WaitSlot {
         self.state.store(op, Ordering::Relaxed);
     }
 
+    /// The operation noted now (one relaxed load): what a profile charges a sleep to.
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    #[inline]
+    pub(crate) fn op(&self) -> WaitOp {
+        WaitOp::from_u8((self.state.load(Ordering::Relaxed) >> OP_SHIFT) as u8)
+    }
+
     /// What the slot says now (see the module docs on consistency).
     pub(crate) fn snapshot(&self) -> WaitSnapshot {
         let state = self.state.load(Ordering::Relaxed);

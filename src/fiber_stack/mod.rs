@@ -578,6 +578,13 @@ impl PooledStack {
         self.usable
     }
 
+    /// The usable bytes' addresses, `[bottom, top)`, guard excluded (for a profile's stack
+    /// high-water mark, see `crate::diag::stack`).
+    #[cfg(feature = "profile")]
+    pub(crate) fn usable_range(&self) -> (usize, usize) {
+        (self.usable_bottom(), self.base.get())
+    }
+
     /// Lowest usable address (just above the guard).
     fn usable_bottom(&self) -> usize {
         self.base.get() - self.usable

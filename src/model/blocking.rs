@@ -23,6 +23,13 @@ pub(crate) fn run_inline<T>(
     meta: &Meta,
     f: impl FnOnce(&Io) -> T,
 ) -> std::thread::Result<T> {
+    // The task's span and spawn time (a copy of its identity: the caller keeps `meta`).
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    let meta = &{
+        let mut meta = meta.clone();
+        crate::diag::hooks::spawned(io, &mut meta);
+        meta
+    };
     let result = context::with(|caller| {
         let (scope, deadline) = match (scope, caller) {
             (None, Some(c)) => (c.cancel, c.deadline.get()),
@@ -32,15 +39,13 @@ pub(crate) fn run_inline<T>(
             }
             (Some(s), _) => (s, None),
         };
-        let task = TaskRef {
-            id: meta.id,
-            name: meta.name.as_ref(),
-        };
+        let task = TaskRef::of(meta);
         let ctx = TaskContext::new(io, scope, task);
         ctx.deadline.set(deadline);
         let _entered = context::enter(&ctx);
         crate::contain::catch(|| f(io))
     });
+    crate::diag::hooks::finished(io, meta, result.is_err());
     if result.is_err() {
         meta.report_panic();
     }

@@ -3,6 +3,8 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "profile")]
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -31,6 +33,9 @@ pub(crate) struct RunState {
     pub(crate) deadlocked: AtomicBool,
     /// Blocking: where a deadlock is reported, if the check is on (see `stall/single.rs`).
     pub(crate) single_thread_check: Option<crate::stall::Diagnostics>,
+    /// The runtime's profile figures (feature `profile`; see [`crate::diag::record`]).
+    #[cfg(feature = "profile")]
+    pub(crate) profile: Arc<crate::diag::record::Recorder>,
 }
 
 thread_local! {
@@ -65,6 +70,8 @@ impl RunState {
             driver: crate::driver::DriverCell::default(),
             deadlocked: AtomicBool::new(false),
             single_thread_check: None,
+            #[cfg(feature = "profile")]
+            profile: Default::default(),
         }
     }
 

@@ -393,14 +393,7 @@ where
         let core = &me.core;
         let source = FutureNode::<F>(Frame::as_raw(&this), PhantomData);
         let meta = &core.meta;
-        let ctx = TaskContext::new(
-            &core.io,
-            &source,
-            TaskRef {
-                id: meta.id,
-                name: meta.name.as_ref(),
-            },
-        );
+        let ctx = TaskContext::new(&core.io, &source, TaskRef::of(meta));
         let outcome = {
             let _entered = context::enter(&ctx);
             let _polling = Polling::enter();
@@ -478,6 +471,7 @@ where
             .claimed
             .with_mut(|c| unsafe { (*c).take() })
             .expect("a polled task was claimed");
+        crate::diag::hooks::finished(&self.core.io, &self.core.meta, result.is_err());
         self.core.cancel.detach_from_parent();
         self.core.complete(claimed, result, true);
         self.core.io.inner.state.task_finished();

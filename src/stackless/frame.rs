@@ -475,12 +475,18 @@ mod tests {
     /// A future task with a small future (here a ready `usize`: 16 bytes) takes one block of
     /// the 256-byte class: 240 bytes today (the count, the `Core` of 184, the scheduling word
     /// and the future). A cell that grows past the class costs every task 128 bytes more.
+    /// The `tracing` and `profile` features add one pointer to a task's `Meta`
+    /// (`diag::hooks::TaskDiag`): the class is the default build's promise, so the pointer
+    /// is taken off before the check.
     #[test]
     fn a_small_future_task_fits_the_256_byte_class() {
+        let diag = std::mem::size_of::<crate::diag::hooks::TaskDiagSize>();
         let layout = Layout::new::<Block<FutureCell<std::future::Ready<usize>>>>();
-        assert!(layout.size() <= 256, "{} bytes", layout.size());
+        let size = layout.size() - diag;
+        assert!(size <= 256, "{size} bytes (+{diag} of diagnostics)");
+        let without = Layout::from_size_align(size, layout.align()).unwrap();
         assert_eq!(
-            cache::class_of(layout),
+            cache::class_of(without),
             cache::class_of(Layout::new::<[u64; 32]>())
         );
     }

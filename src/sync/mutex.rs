@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::deadline_after;
 use super::semaphore::{RawAcquire, Semaphore};
+use crate::diag::hooks::LockKind;
 use crate::Event;
 
 /// A mutual-exclusion lock for colorblind code: [`lock`](Mutex::lock) waits through the running
@@ -80,7 +81,7 @@ impl<T: ?Sized> Mutex<T> {
             crate::diag::wait_point::WaitOp::Mutex,
             crate::diag::wait_point::Object::of(self),
         );
-        self.sem.wait_for(1, None)?;
+        self.sem.wait_for_as(1, None, LockKind::Mutex)?;
         Ok(self.guard())
     }
 
@@ -91,7 +92,8 @@ impl<T: ?Sized> Mutex<T> {
             crate::diag::wait_point::WaitOp::Mutex,
             crate::diag::wait_point::Object::of(self),
         );
-        self.sem.wait_for(1, deadline_after(timeout))?;
+        self.sem
+            .wait_for_as(1, deadline_after(timeout), LockKind::Mutex)?;
         Ok(self.guard())
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::deadline_after;
 use super::semaphore::{RawAcquire, Semaphore};
+use crate::diag::hooks::LockKind;
 use crate::Event;
 
 /// Permits of the underlying semaphore: a reader takes one, a writer takes them all.
@@ -74,7 +75,7 @@ impl<T: ?Sized> RwLock<T> {
             crate::diag::wait_point::WaitOp::RwLockRead,
             crate::diag::wait_point::Object::of(self),
         );
-        self.sem.wait_for(1, None)?;
+        self.sem.wait_for_as(1, None, LockKind::RwLockRead)?;
         Ok(self.read_guard())
     }
 
@@ -85,7 +86,8 @@ impl<T: ?Sized> RwLock<T> {
             crate::diag::wait_point::WaitOp::RwLockRead,
             crate::diag::wait_point::Object::of(self),
         );
-        self.sem.wait_for(1, deadline_after(timeout))?;
+        self.sem
+            .wait_for_as(1, deadline_after(timeout), LockKind::RwLockRead)?;
         Ok(self.read_guard())
     }
 
@@ -101,7 +103,8 @@ impl<T: ?Sized> RwLock<T> {
             crate::diag::wait_point::WaitOp::RwLockWrite,
             crate::diag::wait_point::Object::of(self),
         );
-        self.sem.wait_for(MAX_READS, None)?;
+        self.sem
+            .wait_for_as(MAX_READS, None, LockKind::RwLockWrite)?;
         Ok(self.write_guard())
     }
 
@@ -112,7 +115,8 @@ impl<T: ?Sized> RwLock<T> {
             crate::diag::wait_point::WaitOp::RwLockWrite,
             crate::diag::wait_point::Object::of(self),
         );
-        self.sem.wait_for(MAX_READS, deadline_after(timeout))?;
+        self.sem
+            .wait_for_as(MAX_READS, deadline_after(timeout), LockKind::RwLockWrite)?;
         Ok(self.write_guard())
     }
 

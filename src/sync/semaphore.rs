@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::{wake_all, Grant, HandOffQueue};
 use super::{closed_error, deadline_after};
+use crate::diag::hooks::{LockKind, LockWait};
 use crate::wait::block_until;
 use crate::Event;
 
@@ -260,9 +261,29 @@ impl Semaphore {
         })
     }
 
+    #[track_caller]
     pub(crate) fn wait_for(&self, n: usize, deadline: Option<Instant>) -> io::Result<()> {
+        self.wait_for_as(n, deadline, LockKind::Semaphore)
+    }
+
+    /// [`wait_for`](Self::wait_for) on behalf of a `kind` of lock: a contended acquisition is
+    /// recorded for the caller's call site in a profile (see [`crate::diag`]).
+    #[track_caller]
+    pub(crate) fn wait_for_as(
+        &self,
+        n: usize,
+        deadline: Option<Instant>,
+        kind: LockKind,
+    ) -> io::Result<()> {
         let mut acquire = self.acquire_raw(n);
-        block_until(deadline, |w| acquire.poll_raw(w))?
+        let mut timing = LockWait::new(kind, std::panic::Location::caller());
+        let result = block_until(deadline, |w| {
+            let poll = acquire.poll_raw(w);
+            timing.polled(poll.is_pending());
+            poll
+        });
+        timing.done();
+        result?
     }
 
     /// Takes one permit if one is free and nobody is queued.

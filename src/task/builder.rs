@@ -140,5 +140,7 @@ fn meta(name: Option<Name>, location: &'static Location<'static>) -> Meta {
         id: TaskId::next(),
         name,
         location,
+        #[cfg(any(feature = "tracing", feature = "profile"))]
+        diag: Default::default(),
     }
 }

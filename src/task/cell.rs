@@ -307,7 +307,8 @@ pub(crate) struct Core<T> {
 
 impl<T> Core<T> {
     /// A task's shared state, before it runs: its node a child of `parent`.
-    pub(crate) fn new(io: Io, parent: NodeRef, meta: Meta) -> Core<T> {
+    pub(crate) fn new(io: Io, parent: NodeRef, mut meta: Meta) -> Core<T> {
+        crate::diag::hooks::spawned(&io, &mut meta);
         Core {
             life: Lifecycle::new(),
             waiter: AtomicWaker::new(),
@@ -470,14 +471,7 @@ where
         core.cancel.settle();
         let source = CellNode(me);
         let meta = &core.meta;
-        let ctx = TaskContext::new(
-            &core.io,
-            &source,
-            TaskRef {
-                id: meta.id,
-                name: meta.name.as_ref(),
-            },
-        );
+        let ctx = TaskContext::new(&core.io, &source, TaskRef::of(meta));
         // Name the task in a fiber stack-overflow report while it runs: it may run inline on
         // another task's fiber (its joiner's), whose name is put back afterwards.
         // SAFETY: the name lives in this cell, which the caller keeps alive for the whole call,
@@ -489,6 +483,7 @@ where
             contain::catch(|| func.call(&core.io))
         };
         fiber_stack::replace_current_task_name(outer);
+        crate::diag::hooks::finished(&core.io, meta, result.is_err());
         if result.is_err() {
             meta.report_panic();
         }

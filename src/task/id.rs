@@ -113,6 +113,9 @@ pub(crate) struct Meta {
     pub(crate) id: TaskId,
     pub(crate) name: Option<Name>,
     pub(crate) location: &'static Location<'static>,
+    /// Its tracing span and profile marks (features `tracing`, `profile`).
+    #[cfg(any(feature = "tracing", feature = "profile"))]
+    pub(crate) diag: crate::diag::hooks::TaskDiag,
 }
 
 impl Meta {
@@ -123,6 +126,8 @@ impl Meta {
             id: TaskId::next(),
             name: None,
             location,
+            #[cfg(any(feature = "tracing", feature = "profile"))]
+            diag: Default::default(),
         }
     }
 

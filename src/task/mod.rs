@@ -170,6 +170,7 @@ impl<T> Task<T> {
             State::Ready(r) => cell::into_io(r),
             State::Shared(cell) => {
                 let core = cell.core();
+                crate::diag::hooks::cancel_requested(&core.meta);
                 core.cancel.cancel();
                 cell.run_if_unclaimed(cell.addr());
                 core.wait_done();
@@ -228,6 +229,7 @@ impl<T> Task<T> {
     /// point; join or drop the handle to wait for it.
     pub fn request_cancel(&self) {
         if let State::Shared(cell) = &self.state {
+            crate::diag::hooks::cancel_requested(&cell.core().meta);
             cell.core().cancel.cancel();
         }
     }
@@ -295,6 +297,9 @@ impl<T> Drop for Task<T> {
             State::Ready(Err(payload)) => drop_panic(payload),
             State::Shared(cell) => {
                 let core = cell.core();
+                if !core.is_done() {
+                    crate::diag::hooks::cancel_requested(&core.meta);
+                }
                 core.cancel.cancel();
                 if crate::stackless::in_future_poll() {
                     // Inside a future task's poll, waiting would block the worker thread (and

@@ -80,6 +80,8 @@ pub(crate) struct FiberHandle {
     /// while the handle is unshared, like `key`.
     pub(super) stack_top: usize,
     pub(super) shared: Arc<Shared>,
+    /// When a waker last made the fiber ready, for profiles (nothing without the feature).
+    pub(super) woken: crate::diag::hooks::FiberWoken,
 }
 
 impl FiberHandle {
@@ -95,6 +97,7 @@ impl FiberHandle {
             key,
             stack_top,
             shared,
+            woken: Default::default(),
         })
     }
 }
@@ -126,12 +129,14 @@ impl Wake for FiberHandle {
     /// into the run queue (no clone, no drop: two atomic operations fewer than `wake_by_ref`).
     fn wake(self: Arc<Self>) {
         if self.notify() {
+            crate::diag::hooks::fiber_woken(&self.woken);
             worker::schedule(self);
         }
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
         if self.notify() {
+            crate::diag::hooks::fiber_woken(&self.woken);
             worker::schedule(self.clone());
         }
     }
@@ -210,6 +215,7 @@ pub(crate) fn current_waker_ptr() -> *const Waker {
 fn suspend(current: *const Current, reason: Suspend) {
     let name = fiber_stack::replace_current_task_name(TaskName::NONE);
     let task = context::swap_current(ptr::null());
+    let diag = crate::diag::hooks::suspending(task, reason == Suspend::Park);
     CURRENT.with(|c| c.set(ptr::null()));
     // SAFETY: `current` points into this fiber's stack (see `with_current`), and its yielder is
     // the one corosensei handed to this fiber's closure, valid for the fiber's life.
@@ -223,6 +229,9 @@ fn suspend(current: *const Current, reason: Suspend) {
     }
     CURRENT.with(|c| c.set(current));
     context::swap_current(task);
+    // SAFETY: as above; the handle is kept alive by the `Current`'s waker.
+    let woken = unsafe { (*(*current).handle).woken.take() };
+    crate::diag::hooks::resumed(task, diag, woken);
     fiber_stack::replace_current_task_name(name);
 }
 

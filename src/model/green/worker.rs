@@ -683,7 +683,9 @@ impl WorkerLocal {
                     self.publish_load(fibers.len());
                     slot.co.expect("a finished fiber's coroutine")
                 };
-                self.stacks.borrow_mut().put(co.into_stack());
+                let stack = co.into_stack();
+                crate::diag::hooks::fiber_done(&stack);
+                self.stacks.borrow_mut().put(stack);
                 self.recycle_handle(handle);
             }
         }
@@ -726,6 +728,7 @@ impl WorkerLocal {
                 h.key = key;
                 h.stack_top = stack_top;
                 *h.state.get_mut() = RUNNING;
+                h.woken = Default::default();
                 handle
             }
             None => FiberHandle::new(self.shared.clone(), self.index, key, stack_top),
