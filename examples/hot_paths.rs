@@ -1,13 +1,38 @@
-//! Hot paths for an instruction count (`valgrind --tool=callgrind target/release/examples/hot_paths <spawn|pingpong|yield|sleep0> <n>`,
+//! Hot paths for an instruction count (`valgrind --tool=callgrind target/release/examples/hot_paths <spawn|pingpong|yield|sleep0|ayield|tokio_ayield> <n>`,
 //! two values of n, the difference divided): spawn+join, channel ping-pong (park/wake), yield,
-//! a 1 ns sleep, on one Green epoll worker (valgrind does not run io_uring). See
-//! docs/ARCHITECTURE.md, "Task dumps", for the figures.
+//! a 1 ns sleep, on one Green epoll worker (valgrind does not run io_uring); `ayield` is four
+//! future tasks each awaiting `yield_now` n times, and `tokio_ayield` the same on a one-worker
+//! Tokio runtime. See docs/ARCHITECTURE.md, "Task dumps" and "Stackless", for the figures.
 use zsync::{Backend, Builder, Model};
+
+/// Future tasks in `ayield` / `tokio_ayield`: enough that a yield requeues behind others.
+const YIELDERS: u64 = 4;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap();
     let n: u64 = args.next().unwrap().parse().unwrap();
+    if what == "tokio_ayield" {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..YIELDERS)
+                .map(|_| {
+                    tokio::spawn(async move {
+                        for _ in 0..n {
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        return;
+    }
     Builder::new(Model::Green)
         .backend(Backend::Epoll)
         .worker_threads(1)
@@ -42,6 +67,20 @@ fn main() {
                     io.yield_now();
                 }
                 t.join().unwrap();
+            }
+            "ayield" => {
+                let tasks: Vec<_> = (0..YIELDERS)
+                    .map(|_| {
+                        io.spawn_future(async move {
+                            for _ in 0..n {
+                                zsync::task::yield_now().await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.join().unwrap();
+                }
             }
             "sleep0" => {
                 for _ in 0..n {

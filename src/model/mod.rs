@@ -223,6 +223,15 @@ impl ModelImpl {
         }
     }
 
+    /// A Green runtime's identity, for [`green::schedule_future_here`]; `None` on the other
+    /// models.
+    pub(crate) fn runtime_id(&self) -> Option<*const ()> {
+        match self {
+            ModelImpl::Green(green) => Some(green.id()),
+            _ => None,
+        }
+    }
+
     /// Queues a future task for a poll: its first, or after its waker was woken (see
     /// [`crate::stackless`]). `home` pins a `!Send` one to a Green worker; `eager` asks an idle
     /// Green worker to take it at once (a `concurrent_future`).

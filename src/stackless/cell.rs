@@ -264,6 +264,18 @@ where
     /// Queues the task on its model (after `Sched` said so).
     fn schedule(this: Frame<Self>) {
         let home = this.home;
+        // On a worker of the task's own runtime (a requeue after a yield, a wake from a task
+        // polled there), the worker queues it: no reference count on the `Io` moves (that
+        // count is one cache line every worker would otherwise write at every yield).
+        let this = match this.core.io.inner.model.runtime_id() {
+            Some(id) => {
+                match crate::model::green::schedule_future_here(id, home, this, Self::runnable) {
+                    Ok(()) => return,
+                    Err(this) => this,
+                }
+            }
+            None => this,
+        };
         let io = this.core.io.clone();
         io.inner
             .model

@@ -389,14 +389,7 @@ impl Green {
         let task = with_worker(|w| match w {
             Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => match home {
                 Home::Any => {
-                    let backlog = w.push_future(task);
-                    // From a fiber, which may go on computing or block its thread in a call
-                    // outside zsync, an idle worker must know at once; from the loop itself
-                    // (a future waking another, the reactor, a timer) this worker polls the
-                    // task within the turn, so only a backlog is worth sharing.
-                    if backlog || eager || fiber::on_fiber() {
-                        self.shared.wake_one_idle(Some(w.index));
-                    }
+                    w.push_here(task, eager);
                     None
                 }
                 Home::Worker(i) if i == w.index => {
@@ -419,6 +412,11 @@ impl Green {
                 remote.unpark_if_sleeping();
             }
         }
+    }
+
+    /// This runtime's identity for [`schedule_future_here`]: the address of its shared state.
+    pub(crate) fn id(&self) -> *const () {
+        Arc::as_ptr(&self.shared).cast()
     }
 
     /// The index of the calling thread's worker, if it is one of this runtime's.
@@ -691,6 +689,38 @@ fn prepare_worker_thread(index: usize) {
 }
 
 /// Parks the running fiber until it is woken or `deadline` passes.
+/// Queues a future task on the calling thread's worker if that is a worker of the runtime
+/// whose [`Green::id`] is `runtime` (and, for a `!Send` task, its home): the path of a requeue
+/// after a yield and of a wake by a task polled on this worker. No reference count on the
+/// task's `Io` moves and no model dispatch happens: the worker's own state does the queueing.
+/// Gives `item` back when the caller is elsewhere (then the model's `schedule_future` applies).
+///
+/// `runtime` must have been read from a runtime the caller keeps alive until this call (it
+/// holds `item`, which holds the runtime): then an equal address is that runtime, since the
+/// worker's own runtime is alive throughout the call as well. `runnable` turns `item` into the
+/// queue entry only after that comparison.
+pub(crate) fn schedule_future_here<T>(
+    runtime: *const (),
+    home: Home,
+    item: T,
+    runnable: impl FnOnce(T) -> Runnable,
+) -> Result<(), T> {
+    with_worker(|w| match w {
+        Some(w) if std::ptr::eq(Arc::as_ptr(&w.shared).cast(), runtime) => match home {
+            Home::Any => {
+                w.push_here(runnable(item), false);
+                Ok(())
+            }
+            Home::Worker(i) if i == w.index => {
+                w.push_local_future(runnable(item));
+                Ok(())
+            }
+            Home::Worker(_) => Err(item),
+        },
+        _ => Err(item),
+    })
+}
+
 pub(crate) fn park_until(deadline: Option<Instant>) {
     match deadline {
         None => fiber::park(),

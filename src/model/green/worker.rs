@@ -146,6 +146,9 @@ pub(super) struct WorkerLocal {
     last_pushed: Cell<*const ()>,
     /// Whether the wake-up for the task pushed last was deferred (see `push_task`).
     wake_deferred: Cell<bool>,
+    /// Whether future tasks were queued behind a backlog here since the loop last offered it
+    /// to an idle worker (see [`push_future_from_loop`](Self::push_future_from_loop)).
+    backlog_to_share: Cell<bool>,
     /// Whether to start fresh tasks here or leave them to another worker (see [`placement`]).
     placement: Placement,
     /// Loop turns so far, published in the worker's `Remote` for `placement`.
@@ -266,6 +269,7 @@ impl WorkerLocal {
             local: queues.fresh,
             last_pushed: Cell::new(ptr::null()),
             wake_deferred: Cell::new(false),
+            backlog_to_share: Cell::new(false),
             placement: Placement::new(shared.remotes.len()),
             turns: Cell::new(0),
             spin_history: Cell::new(u8::MAX),
@@ -312,6 +316,41 @@ impl WorkerLocal {
         let backlog = !self.futures.is_empty();
         self.futures.push(task);
         backlog
+    }
+
+    /// Queues a `Send` future task here. From a fiber, which may go on computing or block its
+    /// thread in a call outside zsync, an idle worker must know at once, and so must it for an
+    /// `eager` task (a `concurrent_future`); from the loop itself see
+    /// [`push_future_from_loop`](Self::push_future_from_loop).
+    pub(super) fn push_here(&self, task: Runnable, eager: bool) {
+        if eager || fiber::on_fiber() {
+            self.push_future(task);
+            self.shared.wake_one_idle(Some(self.index));
+        } else {
+            self.push_future_from_loop(task);
+        }
+    }
+
+    /// Queues a `Send` future task from this worker's own loop (a requeue after a yield, a wake
+    /// by a task polled here, the reactor or a timer), where this worker polls it within the
+    /// turn. A backlog is worth sharing with an idle worker, but the wake-up for it waits for
+    /// the end of the futures' batch ([`share_backlog`](Self::share_backlog)): one fenced look
+    /// at the sleepers per batch instead of one per requeue, which is what a yield loop pays
+    /// most for otherwise (the `SeqCst` fence, and the other workers' cache lines).
+    pub(super) fn push_future_from_loop(&self, task: Runnable) {
+        if self.push_future(task) {
+            self.backlog_to_share.set(true);
+        }
+    }
+
+    /// Wakes an idle worker if future tasks were queued behind a backlog since the last call
+    /// and some still wait. A worker that fell asleep meanwhile without seeing them (its last
+    /// look at this deque raced the pushes) is thus woken within one batch; until then this
+    /// worker polls them itself, so nothing is lost, only shared late.
+    fn share_backlog(&self) {
+        if self.backlog_to_share.replace(false) && !self.futures.is_empty() {
+            self.shared.wake_one_idle(Some(self.index));
+        }
     }
 
     /// Queues a `!Send` future task at home here.
@@ -841,6 +880,7 @@ impl WorkerLocal {
                 }
             }
             self.poll_futures();
+            self.share_backlog();
             let clock = self.fire_timers(&mut due);
             self.turn_driver(clock);
             self.share_cpu(clock);
