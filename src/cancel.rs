@@ -35,8 +35,14 @@
 //! allocation holding the node alive. A running task's context borrows its node through a
 //! [`NodeSource`] and makes a `NodeRef` only when it needs one (to spawn a child or register).
 //!
-//! **Finishing without a fence.** A finished node must leave its parent's `children`, racing a
-//! descendant that registers it on the way up (the FINISHED flag and a fence pair, below). A
+//! **Finishing.** A finished node leaves its parent's `children` — unless registered children of
+//! its own still live there: those tasks outlive it (detached, or not yet joined) and are only
+//! reachable by the push of an ancestor's `cancel` (`run`'s shutdown) through it. It then stays
+//! registered, and the last of those children to leave removes it (and so on up a chain of
+//! finished nodes). The decision "no registered children left, so leave" is taken under the
+//! lock of the parent's shard that holds the node, and a descendant registering on the way up
+//! reads the node's `key` under that same lock: either it sees the node still registered (and
+//! the node, deciding after it, sees the child), or it finds the node gone and puts it back. A
 //! node that never had a child has no descendant, so only its owner ever wrote its `key`: its
 //! finish is one load.
 //!
@@ -378,17 +384,16 @@ impl CancelNode {
                     Some(link) => link.clone(),
                     None => me.take().expect("this node is inserted at most once")(),
                 };
-                // Insert first, then look for FINISHED: the mirror image of `detach_from_parent`
-                // (set FINISHED, then look at the key), so with both `SeqCst` at least one side
-                // sees the other and a finished node never stays in its parent.
+                // A finished ancestor is inserted too: it has a registered child now (the node
+                // inserted just before it, down to this running task), and it leaves when the
+                // last of its children does (see "Finishing" in the module docs).
                 let key = children.insert(entry);
                 node.key.store(key, Ordering::SeqCst);
-                fence(Ordering::SeqCst); // store-buffering pair with `detach_from_parent`
-                if node.flags.load(Ordering::SeqCst) & FINISHED != 0 {
-                    children.remove(key);
-                    node.key.store(UNREGISTERED, Ordering::SeqCst);
-                }
             }
+            // Store-buffering pair with `cancel` (it sets the flag, then loads the parent's
+            // shards pointer, which a first registration publishes): either it finds this
+            // entry, or the `is_canceled` below sees its flag.
+            fence(Ordering::SeqCst);
             link = Some(parent);
             node = parent;
         }
@@ -491,16 +496,18 @@ impl CancelNode {
     }
 
     /// Removes this node from its parent once its task has finished, so a long-lived parent does
-    /// not accumulate finished children.
+    /// not accumulate finished children — or, while registered children of its own still live,
+    /// leaves that to the last of them (see "Finishing" in the module docs).
     ///
     /// Called by the node's owner when it finishes, after every child it created was created.
     pub(crate) fn detach_from_parent(&self) {
         let Some(parent) = &self.parent else { return };
         if self.has_children.load(Ordering::Acquire) {
-            // A descendant may be registering this node right now (`ensure_registered` inserts
-            // unregistered ancestors too). Store-buffering pair with it: we set FINISHED, then
-            // look at the key; it inserts, then looks for FINISHED. With both `SeqCst`, either
-            // we see its key and remove it below, or it sees FINISHED and backs out.
+            // From here on a child that leaves looks at this flag to remove this node after it.
+            // A descendant may also be registering this node right now (`ensure_registered`
+            // inserts unregistered ancestors too): if the load below misses its key, its
+            // registration is seen by the flag's readers instead. `SeqCst` on both sides: the
+            // child's `key` store and its later load of this flag are ordered around ours.
             self.flags.fetch_or(FINISHED, Ordering::SeqCst);
             fence(Ordering::SeqCst);
         }
@@ -510,14 +517,53 @@ impl CancelNode {
         if self.key.load(Ordering::SeqCst) == UNREGISTERED {
             return;
         }
-        let shards = parent
-            .shards()
-            .expect("a registered node's parent has children");
-        let mut children = shards.shard(self.home.load(Ordering::Relaxed));
-        let key = self.key.swap(UNREGISTERED, Ordering::SeqCst);
-        if key != UNREGISTERED {
-            children.try_remove(key);
+        let mut leaving: &CancelNode = self;
+        let mut parent = parent;
+        loop {
+            if !leaving.leave(parent) {
+                return;
+            }
+            // A finished parent whose last registered child that was leaves after it.
+            // Store-buffering pair with the parent's finish (it sets FINISHED, then loads its
+            // `key`; a registration by this thread stored that key before): with a fence on
+            // each side, either the parent saw its key and decides under the lock, or this
+            // load sees FINISHED.
+            fence(Ordering::SeqCst);
+            match &parent.parent {
+                Some(grandparent) if parent.flags.load(Ordering::SeqCst) & FINISHED != 0 => {
+                    leaving = parent;
+                    parent = grandparent;
+                }
+                _ => return,
+            }
         }
+    }
+
+    /// Takes this finished node out of `parent`'s children unless registered children of its
+    /// own remain. Returns whether it left now.
+    fn leave(&self, parent: &NodeRef) -> bool {
+        let Some(shards) = parent.shards() else {
+            return false; // never registered
+        };
+        // Lock order: a parent's shard before its children's (only here are two held).
+        let mut siblings = shards.shard(self.home.load(Ordering::Relaxed));
+        if self.has_registered_children() {
+            return false; // the last of them removes this node
+        }
+        let key = self.key.swap(UNREGISTERED, Ordering::SeqCst);
+        let removed = (key != UNREGISTERED).then(|| siblings.try_remove(key));
+        drop(siblings);
+        // The parent's reference to this node goes last, outside the lock: it may be the
+        // last reference to the task's cell (and dropping a cell runs no user code, but it
+        // must not happen under a lock that the cell's own node may want).
+        drop(removed);
+        key != UNREGISTERED
+    }
+
+    /// Whether any child is registered here (taking each shard's lock in turn).
+    fn has_registered_children(&self) -> bool {
+        self.shards()
+            .is_some_and(|s| s.0.iter().any(|shard| !lock(&shard.0).is_empty()))
     }
 
     /// Whether a cancellation point would return `Canceled` now (canceled, no shield up),
@@ -600,28 +646,53 @@ mod tests {
     }
 
     #[test]
+    fn finished_ancestors_stay_reachable_until_their_last_child_leaves() {
+        let root = NodeRef::root();
+        let a = CancelNode::child(&root);
+        let b = CancelNode::child(&a);
+        let c = CancelNode::child(&b);
+        let d = CancelNode::child(&b);
+        assert!(!c.ensure_registered() && !d.ensure_registered());
+        b.detach_from_parent();
+        a.detach_from_parent();
+        assert_eq!((root.child_count(), a.child_count()), (1, 1));
+        assert_eq!(b.child_count(), 2);
+        c.detach_from_parent();
+        assert_eq!(root.child_count(), 1, "d still lives below");
+        root.cancel();
+        assert!(
+            d.flags.load(Ordering::SeqCst) & CANCELED != 0,
+            "pushed through b and a"
+        );
+        d.detach_from_parent();
+        assert_eq!(
+            (root.child_count(), a.child_count(), b.child_count()),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
     fn registration_reaches_through_unregistered_ancestors() {
         let root = NodeRef::root();
         let child = CancelNode::child(&root);
         let grandchild = CancelNode::child(&child);
         assert!(!grandchild.ensure_registered());
         assert_eq!((root.child_count(), child.child_count()), (1, 1));
-        // A finished node leaves and never comes back.
+        // A finished node with a registered child stays, so the root's cancel reaches it.
         child.detach_from_parent();
-        assert_eq!(root.child_count(), 0);
+        assert_eq!(root.child_count(), 1);
+        grandchild.detach_from_parent();
+        assert_eq!(root.child_count(), 0, "it left with its last child");
+        // A child registering later puts its finished parent back, for as long as it lives.
         let other = CancelNode::child(&child);
         other.ensure_registered();
-        assert_eq!(
-            root.child_count(),
-            0,
-            "a finished ancestor is not registered again"
-        );
+        assert_eq!((root.child_count(), child.child_count()), (1, 1));
         root.cancel();
         assert!(grandchild.is_canceled() && other.is_canceled());
-        // Finish them as their tasks would: a registered node and its parent hold each other
-        // until the node detaches (LeakSanitizer reports the cycle otherwise).
-        grandchild.detach_from_parent();
+        // Finish it as its task would: a registered node and its parent hold each other until
+        // the node detaches (LeakSanitizer reports the cycle otherwise).
         other.detach_from_parent();
+        assert_eq!(root.child_count(), 0);
     }
 
     #[test]
@@ -716,15 +787,44 @@ mod loom_models {
         });
     }
 
-    /// A node that finishes while a descendant registers it never stays in its parent.
+    /// A node that finishes while a descendant registers it stays in its parent exactly while
+    /// that descendant is registered: the root's cancel must still reach it (a detached
+    /// grandchild at `run`'s shutdown).
     #[test]
-    fn a_finished_node_never_stays_registered() {
+    fn a_finished_node_stays_registered_while_its_child_is() {
+        model(|| {
+            let root = NodeRef::root();
+            let child = CancelNode::child(&root);
+            let grandchild = CancelNode::child(&child);
+            let registrar = {
+                let grandchild = grandchild.clone();
+                thread::spawn(move || {
+                    grandchild.ensure_registered();
+                })
+            };
+            child.detach_from_parent();
+            registrar.join().unwrap();
+            assert_eq!(root.child_count(), 1, "the finished node left its parent");
+            assert_eq!(child.child_count(), 1);
+            root.cancel();
+            assert!(
+                grandchild.flags.load(Ordering::SeqCst) & CANCELED != 0,
+                "not pushed"
+            );
+        });
+    }
+
+    /// A node that finishes while its child registers and then leaves never stays in its
+    /// parent: whichever of the two looks last removes it.
+    #[test]
+    fn a_finished_node_leaves_with_its_last_child() {
         model(|| {
             let root = NodeRef::root();
             let child = CancelNode::child(&root);
             let grandchild = CancelNode::child(&child);
             let registrar = thread::spawn(move || {
                 grandchild.ensure_registered();
+                grandchild.detach_from_parent();
             });
             child.detach_from_parent();
             registrar.join().unwrap();

@@ -328,14 +328,10 @@ fn runtime_and_handle_are_send_and_sync() {
     assert!(format!("{rt:?}").contains("Blocking"));
 }
 
-/// Pins a bug of the cancellation tree (src/cancel.rs), not of `Runtime`: a detached task whose
-/// parent finished before it blocked is left out of the push side of the tree (the finished
-/// parent backs out of its own parent's children), so the shutdown's cancel of the root does
-/// not wake it: it sees `Canceled` only when its wait ends on its own. `run` has the same
-/// problem; here a `block_on` is the parent that finishes. Ignored until the tree keeps a
-/// finished node reachable while it has live registered children.
+/// A detached task whose parent (here a `block_on`) finished before it blocked is still woken
+/// by the shutdown: a finished node stays in its parent's children while registered children
+/// of its own live (src/cancel.rs, "Finishing").
 #[test]
-#[ignore = "cancel tree: a detached grandchild of a finished task is not woken by shutdown"]
 fn a_task_detached_inside_a_finished_block_on_is_woken_by_the_shutdown() {
     let _watchdog = Watchdog::new("a_task_detached_inside_a_finished_block_on");
     for (name, builder) in builders() {
