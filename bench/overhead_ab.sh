@@ -110,7 +110,7 @@ http_once() {
     t1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
     kill "$pid"
     wait "$pid" 2>/dev/null || true
-    rm -f "$log" "/tmp/zsync-http-server-$pid" -r
+    rm -rf "$log" "${TMPDIR:-/tmp}/zsync-http-server-$pid" # the file it serves on GET /file
     echo "$out" | awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
         /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 }
         END { printf "%.0f %.3f\n", rps, ticks / hz * 1e6 / n }'
