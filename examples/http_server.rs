@@ -42,6 +42,8 @@
 //!   --request-memory-mib N    request bodies held at once, over all connections (default 64)
 //!   --verbose                 log every connection that ends with an error (peer reset,
 //!                             timeout, malformed request) to stderr; by default only counted
+//!   --profile                 record a profile (`Builder::profile`) while serving, to measure
+//!                             what profiling costs (needs `--features profile`)
 //! ```
 //!
 //! It prints `listening on ADDR (...)` once bound (port 0 shows the port picked), then runs
@@ -63,7 +65,7 @@ const USAGE: &str = "\
 usage: http_server [--addr 127.0.0.1:8080] [--model blocking|threaded|green] [--backend io_uring|epoll|auto]
                    [--workers N] [--max-threads N] [--file PATH] [--header-timeout-ms 5000]
                    [--idle-timeout-ms 60000] [--write-timeout-ms 30000]
-                   [--request-memory-mib 64] [--verbose]";
+                   [--request-memory-mib 64] [--verbose] [--profile]";
 
 /// A flag's value, or the usage message and exit status 2.
 fn or_exit<T>(r: Result<T, String>) -> T {
@@ -86,7 +88,7 @@ fn main() {
     let args = cli::parse_or_exit(
         &format!("{USAGE}\n\n{}", cli::RUNTIME_HELP),
         &valued,
-        &["verbose"],
+        &["verbose", "profile"],
     );
     let rt = or_exit(RuntimeOpts::from_args(&args, "green"));
     let addr = args.value("addr").unwrap_or("127.0.0.1:8080").to_string();
@@ -118,8 +120,15 @@ fn main() {
         file,
     };
     let ctl = Control::new(args.switch("verbose"));
+    let builder = rt.builder();
+    #[cfg(feature = "profile")]
+    let builder = builder.profile(args.switch("profile"));
+    #[cfg(not(feature = "profile"))]
+    if args.switch("profile") {
+        cli::exit_usage(USAGE, "--profile needs the `profile` feature");
+    }
     let result =
-        rt.builder().run(|io| -> io::Result<()> {
+        builder.run(|io| -> io::Result<()> {
             let listener = TcpListener::bind(io, addr.as_str())?;
             println!(
             "listening on {} (model {}, backend {}, {} workers; GET /, GET /file = {}, POST /echo)",

@@ -10,21 +10,10 @@ use std::time::Duration;
 use zsync::sync::Mutex;
 use zsync::{Backend, Builder, Io, Model};
 
-/// Every model that profiles: Blocking, Threaded, Green on epoll (forced) and Green on its
-/// default backend (io_uring where the kernel allows it).
-fn builders() -> Vec<(&'static str, Builder)> {
-    vec![
-        ("blocking", Builder::new(Model::Blocking)),
-        ("threaded", Builder::new(Model::Threaded).worker_threads(2)),
-        (
-            "green_epoll",
-            Builder::new(Model::Green)
-                .worker_threads(2)
-                .backend(Backend::Epoll),
-        ),
-        ("green", Builder::new(Model::Green).worker_threads(2)),
-    ]
-}
+mod common;
+
+/// Every model that profiles.
+use common::all_builders as builders;
 
 const SLEEP: Duration = Duration::from_millis(100);
 /// A watchdog, not a measurement: far above what the sleep takes even on a loaded machine.

@@ -16,7 +16,6 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
-use zsync::{Backend, Builder, Model};
 
 /// A span's fields, as recorded at its creation.
 #[derive(Clone, Debug, Default)]
@@ -142,19 +141,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     }
 }
 
-/// The models with real concurrency (a task can be canceled while it sleeps).
-fn concurrent_builders() -> Vec<(&'static str, Builder)> {
-    vec![
-        ("threaded", Builder::new(Model::Threaded).worker_threads(2)),
-        (
-            "green_epoll",
-            Builder::new(Model::Green)
-                .worker_threads(2)
-                .backend(Backend::Epoll),
-        ),
-        ("green", Builder::new(Model::Green).worker_threads(2)),
-    ]
-}
+mod common;
+
+use common::{all_builders, concurrent_builders};
 
 fn events_of(name: &str) -> Vec<Seen> {
     log()
@@ -234,9 +223,7 @@ fn a_task_that_spawns_sleeps_and_is_canceled_traces_its_life_in_order() {
 #[test]
 fn enters_and_exits_pair_on_each_thread_across_fibers_futures_and_threads() {
     log();
-    let mut builders = concurrent_builders();
-    builders.push(("blocking", Builder::new(Model::Blocking)));
-    for (model, builder) in builders {
+    for (model, builder) in all_builders() {
         let prefix = format!("pairing-{model}-");
         builder.run(|io| {
             let mut tasks = Vec::new();

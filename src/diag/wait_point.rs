@@ -25,7 +25,7 @@
 //!
 //! A slot is three relaxed atomic words in memory the task owns already (its cell, through
 //! its node). `note` is one thread-local read, a load and three relaxed stores (plain `mov`s on
-//! x86-64), its guard two stores: no read-modify-write, no fence, no allocation, no shared
+//! x86-64), its guard one store: no read-modify-write, no fence, no allocation, no shared
 //! cache line. `begin` adds one `CLOCK_MONOTONIC_COARSE` read (vDSO, a few nanoseconds; the
 //! precise clock costs several times more and a wait's length only needs milliseconds), a load
 //! and a store; `end` a load and a store. Only a task that really sleeps pays `begin`/`end`,
@@ -290,11 +290,12 @@ impl WaitSlot {
         true
     }
 
-    /// The operation is over (it no longer sleeps either).
+    /// The operation is over (it no longer sleeps either). One store: the object and the
+    /// location are stale from here, and [`snapshot`](WaitSlot::snapshot) reads them only
+    /// while an operation is noted (`note` never records `Unknown`).
     #[inline]
     fn clear(&self) {
         self.state.store(0, Ordering::Relaxed);
-        self.location.store(ptr::null_mut(), Ordering::Relaxed);
     }
 
     #[inline]
@@ -321,10 +322,21 @@ impl WaitSlot {
     pub(crate) fn snapshot(&self) -> WaitSnapshot {
         let state = self.state.load(Ordering::Relaxed);
         let since = state & SINCE_MASK;
-        let location = self.location.load(Ordering::Relaxed);
+        let op = WaitOp::from_u8((state >> OP_SHIFT) as u8);
+        // Left over from the last operation once it is cleared (see `clear`).
+        let noted = op != WaitOp::Unknown;
+        let location = if noted {
+            self.location.load(Ordering::Relaxed)
+        } else {
+            ptr::null_mut()
+        };
         WaitSnapshot {
-            op: WaitOp::from_u8((state >> OP_SHIFT) as u8),
-            object: Object::decode(self.object.load(Ordering::Relaxed)),
+            op,
+            object: if noted {
+                Object::decode(self.object.load(Ordering::Relaxed))
+            } else {
+                Object::None
+            },
             // SAFETY: a non-null pointer was stored from a `&'static Location` by `set`.
             location: unsafe { location.as_ref() },
             waiting_for: (since != 0).then(|| {
@@ -402,6 +414,32 @@ pub(crate) fn end() {
             c.wait.end()
         }
     })
+}
+
+/// [`begin`] for the context `ctx` (null: none), which the caller has in hand already: a
+/// fiber's suspension, which takes the context off the thread, saves the thread-local lookup.
+///
+/// # Safety
+/// `ctx` is null or points to a live context (the suspending fiber's own, whose frame is on
+/// the fiber's stack for the whole suspension).
+#[inline]
+pub(crate) unsafe fn begin_in(ctx: *const context::TaskContext<'static>) {
+    // SAFETY: the caller's promise.
+    if let Some(c) = unsafe { ctx.as_ref() } {
+        c.wait.begin()
+    }
+}
+
+/// [`end`] for the context `ctx`, as [`begin_in`].
+///
+/// # Safety
+/// As [`begin_in`].
+#[inline]
+pub(crate) unsafe fn end_in(ctx: *const context::TaskContext<'static>) {
+    // SAFETY: the caller's promise.
+    if let Some(c) = unsafe { ctx.as_ref() } {
+        c.wait.end()
+    }
 }
 
 /// The running task's wait point, or `None` outside a task.

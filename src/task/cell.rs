@@ -364,6 +364,10 @@ impl<T> Core<T> {
 
     /// Waits until done; returns `false` if the *calling* task got canceled first.
     pub(crate) fn wait_done_or_canceled(&self) -> bool {
+        // Done already (its joiner ran it inline, or it finished): no waker to borrow.
+        if self.is_done() {
+            return true;
+        }
         park::with_current_waker(|waker| loop {
             if self.is_done() {
                 return true;

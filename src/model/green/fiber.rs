@@ -212,27 +212,55 @@ pub(crate) fn current_waker_ptr() -> *const Waker {
 /// Switches back to the worker with `reason`, restoring this fiber's thread-local state when the
 /// worker resumes it: the task context, the current fiber, and the name a stack-overflow report
 /// gives it (the worker's own name is put back while the fiber is away).
+///
+/// A park is bracketed by the task's wait point ([`wait_point::begin_in`] / `end_in`), with
+/// the context this function takes off the thread anyway (no second thread-local lookup).
+/// Always inlined into its two callers, [`park`] and [`yield_now`], so that each is compiled
+/// for its own `reason` and a yield pays nothing for the park's bracket.
+#[inline(always)]
 fn suspend(current: *const Current, reason: Suspend) {
     let name = fiber_stack::replace_current_task_name(TaskName::NONE);
     let task = context::swap_current(ptr::null());
-    let diag = crate::diag::hooks::suspending(task, reason == Suspend::Park);
+    let park = reason == Suspend::Park;
+    if park {
+        // SAFETY: `task` is null or the fiber's task context, whose frame is on this fiber's
+        // stack below this call (the task's `execute`, or `run`) and outlives it.
+        unsafe { wait_point::begin_in(task) };
+    }
+    let diag = crate::diag::hooks::suspending(task, park);
     CURRENT.with(|c| c.set(ptr::null()));
     // SAFETY: `current` points into this fiber's stack (see `with_current`), and its yielder is
     // the one corosensei handed to this fiber's closure, valid for the fiber's life.
-    let mut resumed = unsafe { (*(*current).yielder).suspend(reason) };
-    while resumed == Resume::Trace {
-        // A task dump: report, then give control straight back. The thread-locals stay the
-        // worker's: the fiber does not run, and nothing here touches its task.
-        trace_self(current, task);
-        // SAFETY: as above.
-        resumed = unsafe { (*(*current).yielder).suspend(Suspend::Traced) };
+    let resumed = unsafe { (*(*current).yielder).suspend(reason) };
+    if resumed == Resume::Trace {
+        answer_traces(current, task);
     }
     CURRENT.with(|c| c.set(current));
     context::swap_current(task);
     // SAFETY: as above; the handle is kept alive by the `Current`'s waker.
     let woken = unsafe { (*(*current).handle).woken.take() };
     crate::diag::hooks::resumed(task, diag, woken);
+    if park {
+        // SAFETY: as for `begin_in` above.
+        unsafe { wait_point::end_in(task) };
+    }
     fiber_stack::replace_current_task_name(name);
+}
+
+/// Task dumps (resumes with [`Resume::Trace`]) for a suspended fiber: report, then give
+/// control straight back, until the worker resumes it to run. The thread-locals stay the
+/// worker's: the fiber does not run, and nothing here touches its task. Out of line and
+/// cold: a switch pays one comparison for it.
+#[cold]
+#[inline(never)]
+fn answer_traces(current: *const Current, task: *const context::TaskContext<'static>) {
+    let mut resumed = Resume::Trace;
+    while resumed == Resume::Trace {
+        trace_self(current, task);
+        // SAFETY: as in `suspend`, the caller: `current` is this fiber's, its yielder valid
+        // for the fiber's life.
+        resumed = unsafe { (*(*current).yielder).suspend(Suspend::Traced) };
+    }
 }
 
 thread_local! {
@@ -324,11 +352,7 @@ pub(crate) fn park() {
         .state
         .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
     {
-        Ok(_) => {
-            wait_point::begin();
-            suspend(current, Suspend::Park);
-            wait_point::end();
-        }
+        Ok(_) => suspend(current, Suspend::Park),
         Err(_) => {
             // NOTIFIED: consume the wake-up and keep running.
             handle.state.store(RUNNING, Ordering::Release);
