@@ -18,6 +18,7 @@
 //! place that words what is known of a task.
 
 pub(crate) mod describe;
+pub(crate) mod monitor_thread;
 pub(crate) mod progress;
 pub(crate) mod single;
 pub(crate) mod threads;

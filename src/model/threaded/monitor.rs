@@ -26,9 +26,8 @@
 //!    finds none, then returns its thread. If it blocks too, the pool is stuck again two samples
 //!    later and another one starts.
 //! 4. When every worker sleeps for lack of work the monitor parks, and the first worker to wake
-//!    unparks it. The monitor stores `parked` and then reads the sleepers' `idle`; a worker
-//!    decrements `idle` and then reads `parked` (all `SeqCst`), so one of them sees the other;
-//!    the monitor holds its lock from its store to its wait, so the wake-up cannot fall between.
+//!    unparks it ([`MonitorThread`], shared with Green's monitor): a worker decrements the
+//!    sleepers' `idle` and then unparks it.
 //!
 //! Timing decides only *when* a stuck pool gets a rescue worker, never whether a task runs or
 //! runs twice: rescue workers take tasks from the same queues as the workers, and a task runs at
@@ -38,13 +37,13 @@
 use std::fmt::Write as _;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use super::Shared;
 use crate::model::elastic::{Elastic, Job};
 use crate::park::WaitWatch;
+use crate::stall::monitor_thread::{MonitorThread, Woke};
 use crate::task::Runnable;
 
 /// How often the monitor samples the runners while the pool is busy. A pool is rescued after
@@ -134,12 +133,6 @@ fn stuck(before: &[Sample], now: &[Sample]) -> bool {
         })
 }
 
-struct State {
-    /// Set by `shutdown`: the monitor exits and none is started any more.
-    closed: bool,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// The pool's monitor: its runners, its thread and its rescue workers.
 pub(super) struct Monitor {
     /// One per pool worker, by index.
@@ -148,17 +141,11 @@ pub(super) struct Monitor {
     rescuers: Mutex<Vec<Arc<Runner>>>,
     /// Threads for rescue workers.
     rescue: Elastic<Rescue>,
-    /// Whether the monitor thread was started (or could not be). Set under `state`'s lock.
-    started: AtomicBool,
-    /// Set by the monitor before it parks (`SeqCst`, under the lock); cleared under the lock by
-    /// the worker that unparks it.
-    parked: AtomicBool,
     /// Whether the diagnostic was printed.
     reported: AtomicBool,
     /// Whether to print it (the threshold is not `None`), and where.
     stall: crate::stall::StallConfig,
-    state: Mutex<State>,
-    cv: Condvar,
+    thread: MonitorThread,
 }
 
 impl Monitor {
@@ -172,25 +159,15 @@ impl Monitor {
             workers: (0..workers).map(|_| Arc::new(Runner::new())).collect(),
             rescuers: Mutex::new(Vec::new()),
             rescue: Elastic::new(max_rescuers, keep_alive).with_thread_name("zsync-rescue"),
-            started: AtomicBool::new(false),
-            parked: AtomicBool::new(false),
             reported: AtomicBool::new(false),
             stall,
-            state: Mutex::new(State {
-                closed: false,
-                thread: None,
-            }),
-            cv: Condvar::new(),
+            thread: MonitorThread::new(),
         }
     }
 
     /// Worker `index`'s runner.
     pub(super) fn worker(&self, index: usize) -> &Runner {
         &self.workers[index]
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn rescuers(&self) -> MutexGuard<'_, Vec<Arc<Runner>>> {
@@ -200,26 +177,13 @@ impl Monitor {
     /// Called by a worker that has just left its idle sleep: unparks the monitor if it parked.
     #[inline]
     pub(super) fn worker_awake(&self) {
-        if self.parked.load(Ordering::SeqCst) {
-            let _state = self.lock();
-            self.parked.store(false, Ordering::SeqCst);
-            self.cv.notify_one();
-        }
+        self.thread.worker_awake();
     }
 
     /// Stops the monitor thread and every rescue thread, and joins them. Once every task has
     /// finished: a rescue worker then finds the queues empty.
     pub(super) fn shutdown(&self) {
-        let thread = {
-            let mut state = self.lock();
-            state.closed = true;
-            self.cv.notify_all();
-            state.thread.take()
-        };
-        if let Some(thread) = thread {
-            // The monitor catches nothing and calls no user code: it does not panic.
-            let _ = thread.join();
-        }
+        self.thread.shutdown();
         self.rescue.shutdown();
     }
 
@@ -237,27 +201,17 @@ impl Monitor {
 /// one relaxed load once it runs).
 #[inline]
 pub(super) fn ensure_started(shared: &Arc<Shared>) {
-    if !shared.monitor.started.load(Ordering::Relaxed) {
+    if !shared.monitor.thread.is_started() {
         start(shared);
     }
 }
 
 #[cold]
 fn start(shared: &Arc<Shared>) {
-    let monitor = &shared.monitor;
-    let mut state = monitor.lock();
-    if state.closed || monitor.started.load(Ordering::Relaxed) {
-        return;
-    }
     let watched = shared.clone();
-    // Without a thread (the OS refused one) the pool runs unwatched, as it did before.
-    state.thread = std::thread::Builder::new()
-        .name("zsync-monitor".into())
-        .spawn(move || {
-            crate::contain::abort_on_unwind("the Threaded pool's monitor", || watch(watched))
-        })
-        .ok();
-    monitor.started.store(true, Ordering::Relaxed);
+    shared.monitor.thread.start("zsync-monitor", move || {
+        crate::contain::abort_on_unwind("the Threaded pool's monitor", || watch(watched))
+    });
 }
 
 /// The monitor thread.
@@ -265,35 +219,23 @@ fn watch(shared: Arc<Shared>) {
     let monitor = &shared.monitor;
     let workers = monitor.workers.len();
     let mut before: Vec<Sample> = Vec::new();
-    let mut state = monitor.lock();
-    while !state.closed {
-        if shared.sleepers.all_idle(workers) {
-            monitor.parked.store(true, Ordering::SeqCst);
-            if shared.sleepers.all_idle(workers) {
+    let all_idle = || shared.sleepers.all_idle(workers);
+    monitor.thread.run(
+        PERIOD,
+        all_idle,
+        || None,
+        |woke| {
+            if woke == Woke::Unparked {
                 before.clear();
-                while monitor.parked.load(Ordering::SeqCst) && !state.closed {
-                    state = monitor.cv.wait(state).unwrap_or_else(|p| p.into_inner());
-                }
-                continue;
+                return;
             }
-            monitor.parked.store(false, Ordering::SeqCst);
-        }
-        state = monitor
-            .cv
-            .wait_timeout(state, PERIOD)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        if state.closed {
-            break;
-        }
-        drop(state);
-        let now = monitor.samples();
-        if stuck(&before, &now) && shared.has_queued() {
-            rescue(&shared, &now);
-        }
-        before = now;
-        state = monitor.lock();
-    }
+            let now = monitor.samples();
+            if stuck(&before, &now) && shared.has_queued() {
+                rescue(&shared, &now);
+            }
+            before = now;
+        },
+    );
 }
 
 /// Starts a rescue worker if tasks that nobody started wait in the queues; prints the
