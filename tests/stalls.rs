@@ -152,10 +152,44 @@ fn sender_in_a_blocking_call(io: &Io) -> String {
     format!("ok {}", t.join().unwrap())
 }
 
+/// Many parks and wake-ups, and moments where every thread waits: tasks pass a token around
+/// a ring of channels while others contend for a mutex; the root joins them. Never a deadlock.
+fn ping_pong(io: &Io) -> String {
+    const ROUNDS: u32 = 3_000;
+    const RING: usize = 2;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..RING).map(|_| zsync::channel::bounded::<u32>(1)).unzip();
+    let mut rxs: Vec<_> = rxs.into_iter().map(Some).collect();
+    let lock = Arc::new(zsync::sync::Mutex::new(0u64));
+    let mut tasks = Vec::new();
+    for i in 0..RING {
+        let rx = rxs[i].take().unwrap();
+        let tx = txs[(i + 1) % RING].clone();
+        let lock = lock.clone();
+        tasks.push(io.spawn(move |_| {
+            while let Ok(n) = rx.recv() {
+                // Long enough that the peer stops spinning and parks for good meanwhile.
+                std::thread::sleep(Duration::from_micros(200));
+                *lock.lock().unwrap() += 1;
+                if n >= ROUNDS || tx.send(n + 1).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    txs[0].send(0).unwrap();
+    drop(txs);
+    for t in tasks {
+        t.join().unwrap();
+    }
+    let passes = *lock.lock().unwrap();
+    format!("ok {}", passes <= u64::from(ROUNDS) + 1)
+}
+
 fn child(scenario: &str) -> ! {
     let (name, backend) = scenario.split_once('@').unwrap_or((scenario, "epoll"));
     let builder = match backend {
         "blocking" => Builder::new(Model::Blocking),
+        "threaded" => Builder::new(Model::Threaded).worker_threads(2),
         _ => Builder::new(Model::Green)
             .worker_threads(2)
             .backend(backend_named(backend)),
@@ -174,6 +208,7 @@ fn child(scenario: &str) -> ! {
         "std_sender_first" => builder.try_run(sender_thread_started_first),
         "sleep" => builder.try_run(pending_sleep),
         "blocking_sender" => builder.try_run(sender_in_a_blocking_call),
+        "ping_pong" => builder.try_run(ping_pong),
         // Detection off: the run hangs (the parent kills it).
         "mutual_off" => builder
             .deadlock_detection(false)
@@ -250,6 +285,35 @@ fn run_child_expecting_a_hang(scenario: &str, wait: Duration) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+const HOG_ENV: &str = "ZSYNC_STALLS_HOG";
+
+/// Processes that keep a CPU busy each until dropped: a loaded machine.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start(n: usize) -> Hogs {
+        Hogs(
+            (0..n)
+                .map(|_| {
+                    Command::new(std::env::current_exe().unwrap())
+                        .env(HOG_ENV, "1")
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
 fn outcome(stdout: &str) -> &str {
     stdout
         .lines()
@@ -263,6 +327,7 @@ fn outcome(stdout: &str) -> &str {
 fn deadlocks_are_reported_and_fail_the_run() {
     let mut backends: Vec<&str> = green_backends().into_iter().map(|(n, _)| n).collect();
     backends.push("blocking");
+    backends.push("threaded");
     for backend in backends {
         for scenario in ["mutual", "mutex"] {
             let (stdout, stderr) = run_child(&format!("{scenario}@{backend}"));
@@ -299,6 +364,7 @@ fn deadlocks_are_reported_and_fail_the_run() {
 fn a_deadlock_that_cancellation_cannot_end_aborts_the_process() {
     let mut backends: Vec<&str> = green_backends().into_iter().map(|(n, _)| n).collect();
     backends.push("blocking");
+    backends.push("threaded");
     for backend in backends {
         let out = Command::new(std::env::current_exe().unwrap())
             .env(CHILD_ENV, format!("shielded@{backend}"))
@@ -323,7 +389,9 @@ fn a_deadlock_that_cancellation_cannot_end_aborts_the_process() {
 
 fn no_deadlock_is_reported_while_something_can_still_wake_a_task() {
     let mut cases: Vec<(&str, &str, &str)> = Vec::new();
-    for (backend, _) in green_backends() {
+    let mut backends: Vec<&str> = green_backends().into_iter().map(|(n, _)| n).collect();
+    backends.push("threaded");
+    for backend in backends {
         for (scenario, expected) in [
             ("std_sender", "ok 7"),
             ("std_sender_first", "ok 8"),
@@ -336,6 +404,10 @@ fn no_deadlock_is_reported_while_something_can_still_wake_a_task() {
     // On Blocking a spawned task runs inline, so only a thread started before the wait can
     // wake it (a task that waits for a thread started after it is a true deadlock there).
     cases.push(("blocking", "std_sender_first", "ok 8"));
+    // Many parks and wake-ups while two other processes keep both CPUs busy: a thread woken
+    // but not yet scheduled must never be taken for asleep.
+    cases.push(("threaded", "ping_pong", "ok true"));
+    let _hogs = Hogs::start(2);
     {
         for (backend, scenario, expected) in cases {
             let (stdout, stderr) = run_child(&format!("{scenario}@{backend}"));
@@ -348,7 +420,7 @@ fn no_deadlock_is_reported_while_something_can_still_wake_a_task() {
 fn detection_can_be_turned_off() {
     // The same scenario is reported within milliseconds with the check on (above); off, the
     // run is still hung, silently, a second and a half later.
-    for backend in ["epoll", "blocking"] {
+    for backend in ["epoll", "blocking", "threaded"] {
         let stderr = run_child_expecting_a_hang(
             &format!("mutual_off@{backend}"),
             Duration::from_millis(1500),
@@ -533,6 +605,14 @@ fn threaded_starved_queue_names_the_queued_task() {
 }
 
 fn main() {
+    if std::env::var_os(HOG_ENV).is_some() {
+        // Spin until killed (a watchdog ends an orphan).
+        let until = Instant::now() + Duration::from_secs(300);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        return;
+    }
     if let Ok(scenario) = std::env::var(CHILD_ENV) {
         child(&scenario);
     }

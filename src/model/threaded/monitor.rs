@@ -34,12 +34,14 @@
 //! most once (its cell's claim). The monitor and every rescue thread are joined by
 //! [`Pool::shutdown`](super::Pool::shutdown).
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
+use super::checkdead::{self, Verdict, RECHECK_MAX, RECHECK_MIN};
 use super::Shared;
 use crate::model::elastic::{Elastic, Job};
 use crate::park::WaitWatch;
@@ -67,6 +69,9 @@ pub(super) struct Runner {
     task: AtomicPtr<Location<'static>>,
     /// The waits of the runner's thread, set when the runner starts on it.
     waits: OnceLock<WaitWatch>,
+    /// Odd while the worker sleeps for lack of work; every change adds one. For the deadlock
+    /// check (`checkdead.rs`). Written by the worker only, on its idle path.
+    sleep: AtomicU64,
 }
 
 impl Runner {
@@ -75,6 +80,27 @@ impl Runner {
             started: AtomicUsize::new(0),
             task: AtomicPtr::new(std::ptr::null_mut()),
             waits: OnceLock::new(),
+            sleep: AtomicU64::new(0),
+        }
+    }
+
+    /// The waits of the runner's thread, once bound.
+    pub(super) fn waits(&self) -> Option<&WaitWatch> {
+        self.waits.get()
+    }
+
+    /// The sleep word (`SeqCst`).
+    pub(super) fn sleep_word(&self) -> u64 {
+        self.sleep.load(Ordering::SeqCst)
+    }
+
+    /// Called by the worker before it looks for work a last time and sleeps (`asleep`), and
+    /// as soon as the sleep ends: bumps the sleep word (the idle path only).
+    #[inline]
+    pub(super) fn set_asleep(&self, asleep: bool) {
+        let word = self.sleep.load(Ordering::Relaxed);
+        if (word & 1 == 1) != asleep {
+            self.sleep.store(word.wrapping_add(1), Ordering::SeqCst);
         }
     }
 
@@ -143,9 +169,13 @@ pub(super) struct Monitor {
     rescue: Elastic<Rescue>,
     /// Whether the diagnostic was printed.
     reported: AtomicBool,
-    /// Whether to print it (the threshold is not `None`), and where.
+    /// Whether to print it (the threshold is not `None`), whether to check for deadlocks,
+    /// and where reports go.
     stall: crate::stall::StallConfig,
     thread: MonitorThread,
+    /// The run's root thread's waits and the run, set by `Pool::start` on the root's thread
+    /// when the deadlock check is on.
+    root: OnceLock<(WaitWatch, Weak<crate::io::IoInner>)>,
 }
 
 impl Monitor {
@@ -162,7 +192,33 @@ impl Monitor {
             reported: AtomicBool::new(false),
             stall,
             thread: MonitorThread::new(),
+            root: OnceLock::new(),
         }
+    }
+
+    /// Registers the calling thread as the run's root and `io` as the run, for the deadlock
+    /// check, if it is on.
+    pub(super) fn set_root(&self, io: &crate::Io) {
+        if self.stall.deadlock {
+            let _ = self
+                .root
+                .set((WaitWatch::this_thread(), Arc::downgrade(&io.inner)));
+        }
+    }
+
+    /// The root thread's waits, once registered.
+    pub(super) fn root(&self) -> Option<&WaitWatch> {
+        self.root.get().map(|(w, _)| w)
+    }
+
+    /// The pool's workers' runners.
+    pub(super) fn workers(&self) -> &[Arc<Runner>] {
+        &self.workers
+    }
+
+    /// The number of rescue threads if every one is idle (see `Elastic::idle_threads`).
+    pub(super) fn rescue_idle_threads(&self) -> Option<usize> {
+        self.rescue.idle_threads()
     }
 
     /// Worker `index`'s runner.
@@ -219,23 +275,78 @@ fn watch(shared: Arc<Shared>) {
     let monitor = &shared.monitor;
     let workers = monitor.workers.len();
     let mut before: Vec<Sample> = Vec::new();
+    let mut deadlock = Rechecks::new(monitor.stall.deadlock);
+    // How long the monitor parks while every worker sleeps, when it checks for deadlocks:
+    // doubling up to `RECHECK_MAX`, reset while a worker is awake.
+    let idle = Cell::new(RECHECK_MIN);
     let all_idle = || shared.sleepers.all_idle(workers);
-    monitor.thread.run(
-        PERIOD,
-        all_idle,
-        || None,
-        |woke| {
-            if woke == Woke::Unparked {
-                before.clear();
-                return;
-            }
+    let idle_pause = || {
+        monitor.stall.deadlock.then(|| {
+            let pause = idle.get();
+            idle.set((pause * 2).min(RECHECK_MAX));
+            pause
+        })
+    };
+    let step = |woke| {
+        if woke == Woke::Unparked {
+            before.clear();
+        } else {
+            idle.set(RECHECK_MIN);
             let now = monitor.samples();
             if stuck(&before, &now) && shared.has_queued() {
                 rescue(&shared, &now);
             }
             before = now;
-        },
-    );
+        }
+        deadlock.check(&shared);
+    };
+    monitor.thread.run(PERIOD, all_idle, idle_pause, step);
+}
+
+/// When the monitor checks for a deadlock (see `checkdead.rs`): at every step, except after a
+/// check that could not decide (then after a pause doubling up to [`RECHECK_MAX`]).
+struct Rechecks {
+    /// Whether the check is on.
+    on: bool,
+    /// No check before this.
+    not_before: Option<Instant>,
+    /// The pause after the next undecided check.
+    pause: Duration,
+}
+
+impl Rechecks {
+    fn new(on: bool) -> Rechecks {
+        Rechecks {
+            on,
+            not_before: None,
+            pause: RECHECK_MIN,
+        }
+    }
+
+    fn check(&mut self, shared: &Shared) {
+        if !self.on || self.not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match shared.check_dead() {
+            Verdict::Alive => {
+                self.not_before = None;
+                self.pause = RECHECK_MIN;
+            }
+            Verdict::Undecided => {
+                self.not_before = Some(Instant::now() + self.pause);
+                self.pause = (self.pause * 2).min(RECHECK_MAX);
+            }
+            Verdict::Dead => {
+                let monitor = &shared.monitor;
+                let io = monitor.root.get().and_then(|(_, io)| io.upgrade());
+                if let Some(inner) = io {
+                    checkdead::deadlocked(&crate::Io { inner }, &monitor.stall.out);
+                }
+                // The canceled tasks need a moment to wake: do not look again at once.
+                self.not_before = Some(Instant::now() + self.pause);
+            }
+        }
+    }
 }
 
 /// Starts a rescue worker if tasks that nobody started wait in the queues; prints the
