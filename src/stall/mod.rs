@@ -70,6 +70,18 @@ impl fmt::Debug for Diagnostics {
     }
 }
 
+/// What a deadlock check found (Green's and Threaded's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Some thread or worker runs or can be woken: nothing to do.
+    Alive,
+    /// Every watched thread is quiet but something outside them may still act (a busy
+    /// helper, another thread): look again later.
+    Undecided,
+    /// A deadlock, proven.
+    Dead,
+}
+
 /// The detectors' settings, filled in by the [`Builder`](crate::Builder).
 #[derive(Clone, Debug)]
 pub(crate) struct StallConfig {

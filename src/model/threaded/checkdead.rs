@@ -66,17 +66,7 @@ pub(super) const RECHECK_MIN: Duration = super::monitor::PERIOD;
 /// The longest pause between looks.
 pub(super) const RECHECK_MAX: Duration = Duration::from_secs(1);
 
-/// What a check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
-    /// Some watched thread runs or can be woken.
-    Alive,
-    /// Every watched thread is quiet but something outside them may still act (a busy helper,
-    /// another thread): look again later.
-    Undecided,
-    /// A deadlock, proven.
-    Dead,
-}
+pub(super) use crate::stall::Verdict;
 
 /// One reading of every watched word: the root's parker word, then per worker its sleep word
 /// and its parker word.
