@@ -455,6 +455,13 @@ macro_rules! next_line {
     };
 }
 
+/// A user function that blocks its worker's thread in a call that is not zsync's.
+#[inline(never)]
+fn user_code_that_sleeps_in_std() {
+    std::thread::sleep(Duration::from_millis(300));
+    std::hint::black_box(());
+}
+
 fn a_fiber_in_std_sleep_is_reported_with_its_spawn_site() {
     for (backend, b) in green_backends() {
         let log = Capture::default();
@@ -463,8 +470,9 @@ fn a_fiber_in_std_sleep_is_reported_with_its_spawn_site() {
             .backend(b)
             .diagnostics(log.clone())
             .run(|io| {
+                let task = io.task().name("sleepy");
                 let line = next_line!();
-                let t = io.spawn(|_| std::thread::sleep(Duration::from_millis(400)));
+                let t = task.spawn(|_| user_code_that_sleeps_in_std());
                 t.join().unwrap();
                 line
             });
@@ -475,6 +483,11 @@ fn a_fiber_in_std_sleep_is_reported_with_its_spawn_site() {
             .find(|l| l.contains("has been held for"))
             .unwrap_or_else(|| panic!("{backend}: no warning in:\n{text}"));
         assert!(warning.contains(&site), "{backend}: {warning}");
+        assert!(warning.contains("'sleepy'"), "{backend}: {warning}");
+        assert!(
+            text.contains("user_code_that_sleeps_in_std"),
+            "{backend}: the stack names the user's function:\n{text}"
+        );
         assert!(
             warning.contains("blocked in the kernel"),
             "{backend}: {warning}"

@@ -21,6 +21,7 @@
 pub(crate) mod describe;
 pub(crate) mod monitor_thread;
 pub(crate) mod progress;
+pub(crate) mod remote;
 pub(crate) mod single;
 pub(crate) mod threads;
 

@@ -25,14 +25,10 @@
 //!    pool's monitor): a worker clears its `sleeping` flag and then unparks it. An idle runtime
 //!    costs nothing.
 //!
-//! Why no stack of the stuck task: it runs on another thread and can only be unwound from
-//! there, by a signal. A signal interrupts the foreign call it is stuck in (`poll`, `select`,
-//! `nanosleep` and timed socket calls fail with `EINTR` even with `SA_RESTART`), which C
-//! libraries do not all retry; and the unwinder usable in a handler either needs frame pointers
-//! (not in Rust's default builds) or takes the dynamic loader's lock (libgcc's
-//! `_Unwind_Backtrace` through `dl_iterate_phdr`), which the stuck call may hold. So the
-//! warning names the task by the spawn site its worker published, and the task dump says the
-//! rest (see docs/ARCHITECTURE.md, "Stalls and deadlocks").
+//! The warning names the task (id, name, spawn site) and lists its stack when the worker's
+//! thread is blocked in the kernel: both are copied from outside, without a signal, by
+//! [`stall::remote`](crate::stall::remote) (see there, and docs/ARCHITECTURE.md, "Stalls and
+//! deadlocks", for why no signal).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +41,7 @@ use super::placement::{self, Activity};
 use super::Shared;
 use crate::stall::monitor_thread::{MonitorThread, Woke};
 use crate::stall::progress::{self, Progress};
-use crate::stall::{describe, Diagnostics};
+use crate::stall::{self, describe, Diagnostics};
 use crate::task::Runnable;
 
 /// At most this many queued tasks are taken out to be named per survey.
@@ -221,7 +217,19 @@ fn watch(shared: &Shared, threshold: Duration) {
                     held += 1;
                     if !s.reported {
                         s.reported = true;
-                        report_blocked(&monitor.out, i, progress::site(word), held_for, doing);
+                        // Blocked in the kernel: what it runs and its stack can be read from
+                        // here (see `stall::remote`), if the word did not move meanwhile.
+                        let seen = matches!(activity, Activity::Blocked)
+                            .then(|| {
+                                let tid = remote.load.tid.load(Ordering::Relaxed);
+                                let progress = &monitor.progress[i];
+                                stall::remote::look(tid, progress.name_addr(), || {
+                                    progress.read() == word
+                                })
+                            })
+                            .flatten();
+                        let task = describe::blocked(progress::site(word), seen.as_ref());
+                        report_blocked(&monitor.out, i, &task, held_for, doing, seen.as_ref());
                     }
                 }
             }
@@ -241,11 +249,12 @@ fn watch(shared: &Shared, threshold: Duration) {
 fn report_blocked(
     out: &Diagnostics,
     worker: usize,
-    site: progress::Site,
+    task: &str,
     held_for: Duration,
     doing: &str,
+    seen: Option<&stall::remote::Blocked>,
 ) {
-    let msg = format!(
+    let mut msg = format!(
         "zsync: Green worker {worker} has been held for {} ms by {} ({doing}): a call that \
          is not zsync's (std::thread::sleep, a blocking socket or file of another crate, a C \
          library, a long computation) blocks the worker's thread, and every other task on this \
@@ -253,8 +262,16 @@ fn report_blocked(
          helper thread, or use zsync's own I/O and sleeps, which park only the task. Printed \
          once per incident.\n",
         held_for.as_millis(),
-        describe::running(site),
+        task,
     );
+    if let Some(seen) = seen.filter(|s| !s.frames.is_empty()) {
+        msg.push_str(
+            "  Its stack (scanned from the stuck thread's stack: a stale frame may show too):\n",
+        );
+        for frame in &seen.frames {
+            let _ = writeln!(msg, "    {frame}");
+        }
+    }
     out.write(&msg);
 }
 
