@@ -232,8 +232,8 @@ impl Builder {
         self
     }
 
-    /// Green and Blocking: whether a run whose every task is asleep with nothing left that
-    /// could wake one fails (default `true`): zsync then prints "all tasks are asleep:
+    /// Whether a run whose every task is asleep with nothing left that could wake one fails
+    /// (default `true`): zsync then prints "all tasks are asleep:
     /// deadlock" with what it knows of the tasks, cancels every task so that the run ends, and
     /// the run fails with [`Deadlock`](crate::Deadlock) ([`try_run`](Builder::try_run) returns
     /// it; `run` panics with its message).
@@ -246,8 +246,11 @@ impl Builder {
     /// deadline and no wake-up pending, and the process has no other thread. So any other
     /// thread prevents the report (a `std::thread` may hold a channel's sender, a waker may
     /// have been cloned into it): a [`Runtime`](crate::Runtime), whose owner thread outlives
-    /// its tasks, and a test harness, which runs tests on threads, are never checked. The
-    /// Threaded model is not checked (see docs/debugging.md, "Stalls and deadlocks", for why).
+    /// its tasks, and a test harness, which runs tests on threads, are never checked. On
+    /// Threaded the pool's monitor checks that the root and every worker wait in a zsync wait
+    /// with no timeout (or, a worker, sleep for lack of work), each asleep in the kernel, with
+    /// no task queued, no helper thread busy and no other thread in the process (see
+    /// docs/debugging.md, "Stalls and deadlocks").
     ///
     /// ```
     /// use zsync::{Builder, Model};
@@ -256,6 +259,7 @@ impl Builder {
     /// ```
     pub fn deadlock_detection(mut self, on: bool) -> Builder {
         self.green.stall.deadlock = on;
+        self.threaded.stall.deadlock = on;
         self
     }
 

@@ -12,9 +12,12 @@
 //! - **Descriptor waits** (a socket not yet readable or writable) `ppoll` two descriptors: the
 //!   socket and the thread's eventfd. A waker writes the eventfd when the thread is polling.
 //!
-//! Both kinds show in the thread's parker state (`PARKED`, a relaxed store each way, or
-//! `POLLING`), which a [`WaitWatch`] reads from another thread: that is how the Threaded pool's
-//! monitor tells a worker blocked in a wait from one that runs.
+//! Both kinds show in the thread's parker state (`PARKED`, a store each way, or `POLLING`),
+//! which a [`WaitWatch`] reads from another thread: that is how the Threaded pool's monitor
+//! tells a worker blocked in a wait from one that runs. The state word also carries an epoch,
+//! bumped by every store of the owning thread, and a `FOREVER` bit on a park without deadline:
+//! the Threaded deadlock check (`model/threaded/checkdead.rs`) proves with them that a thread
+//! stayed in one park without deadline between two readings.
 //!
 //! The race between "the canceler sets the flag and wakes" and "the waiter checks the flag and
 //! blocks" is closed Dekker-style with `SeqCst`:
@@ -37,7 +40,7 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
@@ -50,22 +53,49 @@ use crate::diag::wait_point;
 use crate::model::green;
 
 /// The thread is not inside `ppoll`.
-const IDLE: u8 = 0;
+const IDLE: u32 = 0;
 /// The thread is inside (or about to enter) `ppoll` and must be woken through its eventfd.
-const POLLING: u8 = 1;
+const POLLING: u32 = 1;
 /// The thread is inside `park`. Wakers ignore it (unparking suffices); it is there for a
 /// [`WaitWatch`].
-const PARKED: u8 = 2;
+const PARKED: u32 = 2;
 /// The thread probes for a deadlock (Blocking model, see `crate::stall::single`): a waker that
 /// sees it sets `woke`.
-const CHECKING: u8 = 3;
+const CHECKING: u32 = 3;
+/// The bits of a state word that hold the kind (`IDLE` … `CHECKING`).
+const KIND: u32 = 3;
+/// With `PARKED`: the park has no deadline (see [`WaitWatch::word`]).
+const FOREVER: u32 = 4;
+/// The lowest bit of the epoch: every store of the owning thread adds one.
+const EPOCH: u32 = 8;
+
+/// A thread's parker state: its kind in the low bits, an epoch above (see the module docs).
+struct ParkState(AtomicU32);
+
+impl ParkState {
+    /// The kind of the current state.
+    #[inline]
+    fn kind(&self, order: Ordering) -> u32 {
+        self.0.load(order) & KIND
+    }
+
+    /// Stores `kind` (with `FOREVER` if given) and a new epoch. Only the owning thread
+    /// stores, so a load and a store keep the epoch's sequence.
+    #[inline]
+    fn set(&self, kind: u32, order: Ordering) {
+        let epoch = (self.0.load(Ordering::Relaxed) & !(EPOCH - 1)).wrapping_add(EPOCH);
+        self.0.store(epoch | kind, order);
+    }
+}
 
 /// One per OS thread that runs zsync tasks; reached through a `Waker`.
 pub(crate) struct ThreadParker {
     thread: Thread,
-    /// `IDLE`, `POLLING` or `PARKED`. Written by the owning thread, read by wakers (which act on
-    /// `POLLING` only) and by a [`WaitWatch`].
-    state: AtomicU8,
+    /// `IDLE`, `POLLING`, `PARKED` or `CHECKING`, with an epoch. Written by the owning thread,
+    /// read by wakers (which act on `POLLING` and `CHECKING` only) and by a [`WaitWatch`].
+    state: ParkState,
+    /// The kernel's id of the owning thread (for a [`WaitWatch`]).
+    tid: i32,
     /// Created on the first descriptor wait, closed when the last waker drops.
     eventfd: OnceLock<OwnedFd>,
     /// Set by a waker that found the state `CHECKING` (see `crate::stall::single`).
@@ -96,7 +126,7 @@ impl Wake for ThreadParker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.thread.unpark();
-        match self.state.load(Ordering::SeqCst) {
+        match self.state.kind(Ordering::SeqCst) {
             POLLING => {
                 if let Some(fd) = self.eventfd.get() {
                     // An eventfd write only fails if the counter would overflow, which means
@@ -113,7 +143,8 @@ impl Wake for ThreadParker {
 thread_local! {
     static PARKER: Arc<ThreadParker> = Arc::new(ThreadParker {
         thread: thread::current(),
-        state: AtomicU8::new(IDLE),
+        state: ParkState(AtomicU32::new(IDLE)),
+        tid: rustix::thread::gettid().as_raw_nonzero().get(),
         eventfd: OnceLock::new(),
         woke: AtomicBool::new(false),
     });
@@ -225,9 +256,14 @@ fn park_this_thread_untraced(deadline: Option<Instant>) {
         if deadline.is_none() && check_deadlock(p) {
             return;
         }
-        p.state.store(PARKED, Ordering::Relaxed);
+        match deadline {
+            // `SeqCst`, before a futex wait: the Threaded deadlock check reads it (see
+            // `model/threaded/checkdead.rs`).
+            None => p.state.set(PARKED | FOREVER, Ordering::SeqCst),
+            Some(_) => p.state.set(PARKED, Ordering::Relaxed),
+        }
         park_thread(deadline);
-        p.state.store(IDLE, Ordering::Relaxed);
+        p.state.set(IDLE, Ordering::Release);
     });
     wait_point::end();
     if announced.is_err() {
@@ -240,13 +276,13 @@ fn park_this_thread_untraced(deadline: Option<Instant>) {
 /// the caller must return instead of parking: after a probe (a spurious wake-up), or after a
 /// deadlock was reported (the run's tasks are canceled).
 fn check_deadlock(p: &ThreadParker) -> bool {
-    let verdict = p.state.load(Ordering::SeqCst) == CHECKING;
+    let verdict = p.state.kind(Ordering::SeqCst) == CHECKING;
     if !verdict && !crate::stall::single::alone_in_a_checked_run() {
         return false;
     }
     if verdict {
         let dead = !p.woke.load(Ordering::SeqCst) && crate::stall::single::alone_in_a_checked_run();
-        p.state.store(IDLE, Ordering::SeqCst);
+        p.state.set(IDLE, Ordering::SeqCst);
         if dead {
             crate::stall::single::deadlocked();
             return true;
@@ -255,7 +291,7 @@ fn check_deadlock(p: &ThreadParker) -> bool {
     }
     // The probe.
     p.woke.store(false, Ordering::SeqCst);
-    p.state.store(CHECKING, Ordering::SeqCst);
+    p.state.set(CHECKING, Ordering::SeqCst);
     thread::park_timeout(std::time::Duration::ZERO);
     true
 }
@@ -286,7 +322,24 @@ impl WaitWatch {
     /// Whether the thread is blocked in (or entering, or just leaving) a wait of this module: a
     /// hint, it may leave the wait at once.
     pub(crate) fn is_waiting(&self) -> bool {
-        self.0.state.load(Ordering::Relaxed) != IDLE
+        self.0.state.kind(Ordering::Relaxed) != IDLE
+    }
+
+    /// The thread's state word now (`SeqCst`): two equal readings mean the thread stored
+    /// nothing in between (every store bumps the epoch).
+    pub(crate) fn word(&self) -> u32 {
+        self.0.state.0.load(Ordering::SeqCst)
+    }
+
+    /// Whether `word` says the thread is in a park without deadline (a zsync coordination
+    /// wait: channel, lock, join, notify … with no timeout).
+    pub(crate) fn parked_forever(word: u32) -> bool {
+        word & (KIND | FOREVER) == PARKED | FOREVER
+    }
+
+    /// The kernel's id of the thread.
+    pub(crate) fn tid(&self) -> i32 {
+        self.0.tid
     }
 }
 
@@ -358,7 +411,7 @@ fn poll_this_thread_untraced(
 ) -> io::Result<()> {
     PARKER.with(|p| {
         let evfd = p.eventfd()?;
-        p.state.store(POLLING, Ordering::SeqCst);
+        p.state.set(POLLING, Ordering::SeqCst);
         let result = (|| {
             context::check()?;
             let deadline = context::effective_deadline(deadline);
@@ -397,7 +450,7 @@ fn poll_this_thread_untraced(
             }
             Ok(())
         })();
-        p.state.store(IDLE, Ordering::SeqCst);
+        p.state.set(IDLE, Ordering::SeqCst);
         result
     })
 }

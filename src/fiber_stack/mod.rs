@@ -92,7 +92,10 @@ use corosensei::stack::{Stack, StackPointer, MIN_STACK_SIZE};
 #[cfg(test)]
 pub(crate) use overflow::set_current_task_name;
 use overflow::with_context;
-pub(crate) use overflow::{ensure_sigaltstack, replace_current_task_name, TaskName};
+pub(crate) use overflow::{
+    current_task_name_addr, ensure_sigaltstack, replace_current_task_name, RemoteName, TaskName,
+    TASK_NAME_SIZE,
+};
 pub(crate) use slab::GuardPolicy;
 use slab::SlabMapping;
 

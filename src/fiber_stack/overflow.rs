@@ -103,11 +103,17 @@ fn lookup_guard(addr: usize) -> Option<usize> {
 /// `Copy` and destructor-free, so the thread-local holding it can be read from the signal
 /// handler. A spawn location is formatted (`file:line`) only when a report is written, so naming
 /// a task costs nothing per spawn.
+///
+/// Its layout is fixed (`repr(C, u8)`: a tag byte, then the variant's fields from offset 8) so
+/// that the Green monitor can decode a copy of a stuck worker's current name taken from another
+/// thread ([`crate::stall::remote`]) without trusting the bytes: see [`RemoteName::decode`].
 #[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
 pub(crate) struct TaskName(Repr);
 
 /// What a [`TaskName`] holds.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, u8)]
 enum Repr {
     /// No task (scheduler code, plain threads): reported as `<unnamed>`.
     None,
@@ -170,6 +176,60 @@ impl TaskName {
             )),
         }
     }
+}
+
+/// The size of a [`TaskName`]'s bytes, as [`RemoteName::decode`] reads them.
+pub(crate) const TASK_NAME_SIZE: usize = 40;
+const _: () = assert!(std::mem::size_of::<TaskName>() == TASK_NAME_SIZE);
+
+/// What a copy of another thread's [`TaskName`] says, decoded from raw bytes: nothing in it
+/// is trusted to point anywhere (the name is an address and a length to be read with a
+/// checked copy; the spawn site is a bare address the caller compares with one it trusts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RemoteName {
+    /// The name's address and length in the other thread's memory, if it has one.
+    pub(crate) name: Option<(usize, usize)>,
+    /// The task's id, if known.
+    pub(crate) id: Option<u64>,
+    /// The address of the task's spawn site (`&'static Location`), if known.
+    pub(crate) site: Option<usize>,
+    /// Whether it is the fixed name of a run's root task.
+    pub(crate) fixed: bool,
+}
+
+impl RemoteName {
+    /// Decodes the bytes of a `TaskName` (tag byte at 0, fields from offset 8, see
+    /// `Repr`'s `repr(C, u8)`); `None` for a tag that is no variant's.
+    pub(crate) fn decode(bytes: &[u8; TASK_NAME_SIZE]) -> Option<RemoteName> {
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_ne_bytes(w)
+        };
+        let addr = |at: usize| word(at) as usize;
+        let mut r = RemoteName::default();
+        match bytes[0] {
+            0 => {}
+            1 => {
+                r.name = Some((addr(8), addr(16)));
+                r.fixed = true;
+            }
+            2 => r.site = Some(addr(8)),
+            3 => {
+                r.name = Some((addr(8), addr(16)));
+                r.id = Some(word(24));
+                r.site = Some(addr(32));
+            }
+            _ => return None,
+        }
+        Some(r)
+    }
+}
+
+/// The address of this thread's current task name, for the Green monitor, which copies it
+/// while this thread is blocked (see [`crate::stall::remote`]).
+pub(crate) fn current_task_name_addr() -> usize {
+    TASK_NAME.with(|c| c.as_ptr() as usize)
 }
 
 thread_local! {
@@ -534,6 +594,48 @@ pub(crate) fn ensure_sigaltstack() -> io::Result<()> {
 /// Prefixes an OS error with the operation that failed, keeping its kind.
 pub(crate) fn with_context(err: io::Error, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("zsync fiber stacks: {what}: {err}"))
+}
+
+#[cfg(test)]
+mod remote_name_tests {
+    use super::*;
+
+    /// The bytes of `name` as the monitor gets them: copied by the kernel (padding included,
+    /// which a Rust read could not touch).
+    fn bytes(name: TaskName) -> [u8; TASK_NAME_SIZE] {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; TASK_NAME_SIZE];
+        let at = std::ptr::addr_of!(name) as u64;
+        std::fs::File::open("/proc/self/mem")
+            .unwrap()
+            .read_exact_at(&mut buf, at)
+            .unwrap();
+        buf
+    }
+
+    #[test]
+    fn decodes_every_variant() {
+        let here = Location::caller();
+        let site = here as *const Location<'static> as usize;
+        assert_eq!(
+            RemoteName::decode(&bytes(TaskName::NONE)),
+            Some(RemoteName::default())
+        );
+        let fixed = RemoteName::decode(&bytes(TaskName::fixed("root"))).unwrap();
+        assert!(fixed.fixed && fixed.name.unwrap().1 == 4);
+        let spawned = RemoteName::decode(&bytes(TaskName::spawned(here))).unwrap();
+        assert_eq!(spawned.site, Some(site));
+        let name = String::from("sleepy");
+        let id = crate::task::TaskId::next();
+        // SAFETY: `name` outlives the value, which is never made current.
+        let named = unsafe { TaskName::task(Some(&name), id, here) };
+        let named = RemoteName::decode(&bytes(named)).unwrap();
+        assert_eq!(named.name, Some((name.as_ptr() as usize, 6)));
+        assert_eq!((named.id, named.site), (Some(id.as_u64()), Some(site)));
+        let mut bad = [0u8; TASK_NAME_SIZE];
+        bad[0] = 9;
+        assert_eq!(RemoteName::decode(&bad), None);
+    }
 }
 
 #[cfg(test)]

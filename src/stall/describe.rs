@@ -17,6 +17,29 @@ pub(crate) fn running(site: Site) -> String {
     }
 }
 
+/// The task a blocked worker runs: by its name, id and spawn site as copied from the worker's
+/// thread (see [`super::remote`]) when the copy names the same spawn site as the worker's
+/// progress word, else by that site alone.
+pub(crate) fn blocked(site: Site, seen: Option<&super::remote::Blocked>) -> String {
+    let copied = seen.and_then(|s| s.name.map(|n| (n, s.text.as_deref())));
+    match (site, copied) {
+        (Site::Spawned(at), Some((name, text)))
+            if name.site == Some(super::progress::code_of(at)) =>
+        {
+            let mut s = String::from("the task");
+            if let Some(id) = name.id {
+                let _ = write!(s, " #{id}");
+            }
+            if let Some(text) = text {
+                let _ = write!(s, " '{text}'");
+            }
+            let _ = write!(s, " spawned at {at}");
+            s
+        }
+        _ => running(site),
+    }
+}
+
 /// A queued task: its id, name and spawn site.
 pub(crate) fn queued(task: &Runnable) -> String {
     let mut s = String::from("task");

@@ -3,8 +3,9 @@
 //! Three detectors (see "Stalls and deadlocks" in docs/debugging.md for what they print, and
 //! docs/ARCHITECTURE.md for why they are built this way):
 //!
-//! - **deadlock** (Green, `model/green/checkdead.rs`): checked by a worker about to sleep with
-//!   nothing that could wake it; reported only when it is proven that nothing can wake any
+//! - **deadlock** (Green, `model/green/checkdead.rs`: checked by a worker about to sleep with
+//!   nothing that could wake it; Blocking, [`single`]; Threaded, `model/threaded/checkdead.rs`:
+//!   checked by the pool's monitor): reported only when it is proven that nothing can wake any
 //!   task, never on a guess. The run then fails with [`Deadlock`](crate::Deadlock).
 //! - **blocked worker** (Green, `model/green/sysmon.rs`): a monitor thread sees a worker whose
 //!   task has run for longer than the threshold without giving the worker back (a call that is
@@ -18,7 +19,9 @@
 //! place that words what is known of a task.
 
 pub(crate) mod describe;
+pub(crate) mod monitor_thread;
 pub(crate) mod progress;
+pub(crate) mod remote;
 pub(crate) mod single;
 pub(crate) mod threads;
 
@@ -68,13 +71,25 @@ impl fmt::Debug for Diagnostics {
     }
 }
 
+/// What a deadlock check found (Green's and Threaded's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Some thread or worker runs or can be woken: nothing to do.
+    Alive,
+    /// Every watched thread is quiet but something outside them may still act (a busy
+    /// helper, another thread): look again later.
+    Undecided,
+    /// A deadlock, proven.
+    Dead,
+}
+
 /// The detectors' settings, filled in by the [`Builder`](crate::Builder).
 #[derive(Clone, Debug)]
 pub(crate) struct StallConfig {
     /// How long a task may hold a worker (Green) or wait to start while every worker is stuck
     /// (Green, Threaded) before a warning; `None`: no warnings and no monitor thread (Green).
     pub(crate) threshold: Option<Duration>,
-    /// Whether a proven deadlock fails the run (Green).
+    /// Whether a proven deadlock fails the run (Green, Blocking, Threaded).
     pub(crate) deadlock: bool,
     /// Where reports go.
     pub(crate) out: Diagnostics,

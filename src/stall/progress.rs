@@ -10,21 +10,22 @@
 //!
 //! The word holds only `'static` data (a `Location`), so the monitor may read it at any time;
 //! a task's name and id live in its cell, which may be freed while the monitor looks, so they
-//! are not published (see docs/ARCHITECTURE.md, "Stalls and deadlocks", for why no signal is
-//! sent to the stuck thread to ask it instead).
+//! are not published per resume: the worker publishes once, at binding, where its thread keeps
+//! the current task's name, and the monitor copies it from there only while the thread is
+//! blocked in the kernel ([`super::remote`]).
 //!
 //! Threads that are not a monitored worker have no slot: the cost there is one thread-local
 //! load and a branch per name change, only for names other than "no task".
 
 use std::cell::Cell;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// One worker's progress word. On a cache line of its own: its worker writes it at every
 /// resume, the monitor reads it a few times per threshold.
 #[repr(align(128))]
 #[derive(Default)]
-pub(crate) struct Progress(AtomicU64);
+pub(crate) struct Progress(AtomicU64, AtomicUsize);
 
 /// The low bits of a word that hold the site code.
 const SITE_BITS: u32 = 48;
@@ -61,6 +62,13 @@ impl Progress {
     /// The current word (relaxed: a hint, compared across readings).
     pub(crate) fn read(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// The address of the bound thread's current task name
+    /// ([`current_task_name_addr`](crate::fiber_stack::current_task_name_addr)), 0 before
+    /// the first binding. Set once per binding, so it costs nothing per resume.
+    pub(crate) fn name_addr(&self) -> usize {
+        self.1.load(Ordering::Relaxed)
     }
 }
 
@@ -120,6 +128,10 @@ impl Drop for Bound {
 /// # Safety
 /// `slot` must stay valid until the returned guard is dropped.
 pub(crate) unsafe fn bind(slot: &Progress) -> Bound {
+    slot.1.store(
+        crate::fiber_stack::current_task_name_addr(),
+        Ordering::Relaxed,
+    );
     Bound(SLOT.with(|s| s.replace(slot)))
 }
 

@@ -43,6 +43,18 @@ pub(crate) fn count_fast() -> Option<usize> {
     rest.split_whitespace().nth(17)?.parse().ok()
 }
 
+/// The state letter of thread `tid` of this process (`/proc/self/task/<tid>/stat`).
+pub(crate) fn state(tid: i32) -> Option<u8> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = file.read(&mut buf).ok()?;
+    let stat = &buf[..n];
+    // `tid (comm) S …`: the name may hold any byte, so the state follows the *last* ')'.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).copied()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

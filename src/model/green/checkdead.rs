@@ -65,17 +65,7 @@ pub(super) const RECHECK_MIN: Duration = Duration::from_millis(1);
 /// The longest pause between looks.
 pub(super) const RECHECK_MAX: Duration = Duration::from_secs(1);
 
-/// What a check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
-    /// Some worker runs or can be woken: nothing to do.
-    Alive,
-    /// Every worker is quiet but something outside them may still act (a busy helper, another
-    /// thread): look again later.
-    Undecided,
-    /// A deadlock, proven.
-    Dead,
-}
+pub(super) use crate::stall::Verdict;
 
 impl Shared {
     /// Checks whether every task of the run is asleep for good (see the module docs). Called by

@@ -112,25 +112,13 @@ pub(super) fn examine(tid: i32, in_reactor: bool) -> Activity {
     if tid == 0 {
         return Activity::Unknown;
     }
-    match thread_state(tid) {
+    match crate::stall::threads::state(tid) {
         Some(b'R') => cpu_time(tid).map_or(Activity::Unknown, Activity::Runnable),
         Some(_) if in_reactor => Activity::Idle,
         // Sleeping, in uninterruptible sleep (disk, page fault), stopped, traced, paging.
         Some(b'S' | b'D' | b'T' | b't' | b'W') => Activity::Blocked,
         _ => Activity::Unknown,
     }
-}
-
-/// The state letter of thread `tid` of this process (`/proc/self/task/<tid>/stat`).
-fn thread_state(tid: i32) -> Option<u8> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(format!("/proc/self/task/{tid}/stat")).ok()?;
-    let mut buf = [0u8; 1024];
-    let n = file.read(&mut buf).ok()?;
-    let stat = &buf[..n];
-    // `tid (comm) S …`: the name may hold any byte, so the state follows the *last* ')'.
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    stat.get(close + 2).copied()
 }
 
 /// The CPU time used so far by thread `tid` of this process.

@@ -20,32 +20,28 @@
 //! 4. When every worker is held that way and fresh tasks wait in the queues, the monitor takes
 //!    them out for a moment (announcing the survey first, see `checkdead.rs`), puts them back on
 //!    the global queue, and prints one warning naming them.
-//! 5. When every worker sleeps in its reactor the monitor parks: it stores `parked` and then
-//!    reads the workers' `sleeping` flags; a worker clears its flag and then reads `parked`
-//!    (all `SeqCst`), so one of them sees the other, and the monitor holds its lock from its
-//!    store to its wait, so the wake-up cannot fall between. An idle runtime costs nothing.
+//! 5. When every worker sleeps in its reactor the monitor parks
+//!    ([`MonitorThread`](crate::stall::monitor_thread::MonitorThread), shared with the Threaded
+//!    pool's monitor): a worker clears its `sleeping` flag and then unparks it. An idle runtime
+//!    costs nothing.
 //!
-//! Why no stack of the stuck task: it runs on another thread and can only be unwound from
-//! there, by a signal. A signal interrupts the foreign call it is stuck in (`poll`, `select`,
-//! `nanosleep` and timed socket calls fail with `EINTR` even with `SA_RESTART`), which C
-//! libraries do not all retry; and the unwinder usable in a handler either needs frame pointers
-//! (not in Rust's default builds) or takes the dynamic loader's lock (libgcc's
-//! `_Unwind_Backtrace` through `dl_iterate_phdr`), which the stuck call may hold. So the
-//! warning names the task by the spawn site its worker published, and the task dump says the
-//! rest (see docs/ARCHITECTURE.md, "Stalls and deadlocks").
+//! The warning names the task (id, name, spawn site) and lists its stack when the worker's
+//! thread is blocked in the kernel: both are copied from outside, without a signal, by
+//! [`stall::remote`](crate::stall::remote) (see there, and docs/ARCHITECTURE.md, "Stalls and
+//! deadlocks", for why no signal).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::Steal;
 
 use super::placement::{self, Activity};
 use super::Shared;
+use crate::stall::monitor_thread::{MonitorThread, Woke};
 use crate::stall::progress::{self, Progress};
-use crate::stall::{describe, Diagnostics};
+use crate::stall::{self, describe, Diagnostics};
 use crate::task::Runnable;
 
 /// At most this many queued tasks are taken out to be named per survey.
@@ -54,11 +50,6 @@ const SURVEY: usize = 1024;
 /// At most this many queued tasks are listed in a warning.
 const LISTED: usize = 16;
 
-struct State {
-    closed: bool,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// The monitor of one Green runtime.
 pub(super) struct Sysmon {
     /// `None`: disabled, no thread.
@@ -66,17 +57,12 @@ pub(super) struct Sysmon {
     out: Diagnostics,
     /// One per worker, by index.
     progress: Box<[Progress]>,
-    /// Set while the monitor is parked (see the module docs, step 5).
-    parked: AtomicBool,
     /// Set while the monitor has tasks out of the queues (see `checkdead.rs`).
     surveying: AtomicBool,
-    /// Whether the monitor thread runs (set once it exists).
-    running: AtomicBool,
     /// Set while the runtime writes a deadlock report (its task dump symbolizes stacks, which
     /// holds worker 0 for a while): that is not a task's doing.
     reporting: AtomicBool,
-    state: Mutex<State>,
-    cv: Condvar,
+    thread: MonitorThread,
 }
 
 impl Sysmon {
@@ -85,20 +71,10 @@ impl Sysmon {
             threshold,
             out,
             progress: (0..workers).map(|_| Progress::default()).collect(),
-            parked: AtomicBool::new(false),
             surveying: AtomicBool::new(false),
-            running: AtomicBool::new(false),
             reporting: AtomicBool::new(false),
-            state: Mutex::new(State {
-                closed: false,
-                thread: None,
-            }),
-            cv: Condvar::new(),
+            thread: MonitorThread::new(),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Worker `index`'s progress word, if the monitor is on.
@@ -108,7 +84,7 @@ impl Sysmon {
 
     /// Whether the monitor thread exists (it counts among the runtime's own threads).
     pub(super) fn has_thread(&self) -> bool {
-        self.running.load(Ordering::SeqCst)
+        self.thread.has_thread()
     }
 
     /// Whether the monitor has tasks out of the queues now.
@@ -132,26 +108,12 @@ impl Sysmon {
     /// Called by a worker whose reactor sleep has just ended: unparks the monitor if it parked.
     #[inline]
     pub(super) fn worker_awake(&self) {
-        if self.parked.load(Ordering::SeqCst) {
-            let _state = self.lock();
-            self.parked.store(false, Ordering::SeqCst);
-            self.cv.notify_one();
-        }
+        self.thread.worker_awake();
     }
 
     /// Stops and joins the monitor thread.
     pub(super) fn shutdown(&self) {
-        let thread = {
-            let mut state = self.lock();
-            state.closed = true;
-            self.cv.notify_all();
-            state.thread.take()
-        };
-        if let Some(thread) = thread {
-            // The monitor calls no user code and catches nothing: it does not panic.
-            let _ = thread.join();
-        }
-        self.running.store(false, Ordering::SeqCst);
+        self.thread.shutdown();
     }
 }
 
@@ -161,20 +123,10 @@ pub(super) fn start(shared: &Arc<Shared>) {
     let Some(threshold) = shared.sysmon.threshold else {
         return;
     };
-    let mut state = shared.sysmon.lock();
-    if state.closed || state.thread.is_some() {
-        return;
-    }
     let watched = shared.clone();
-    state.thread = std::thread::Builder::new()
-        .name("zsync-sysmon".into())
-        .spawn(move || {
-            crate::contain::abort_on_unwind("the Green monitor", || watch(&watched, threshold))
-        })
-        .ok();
-    if state.thread.is_some() {
-        shared.sysmon.running.store(true, Ordering::SeqCst);
-    }
+    shared.sysmon.thread.start("zsync-sysmon", move || {
+        crate::contain::abort_on_unwind("the Green monitor", || watch(&watched, threshold))
+    });
 }
 
 /// One worker as the monitor last saw it change.
@@ -205,101 +157,91 @@ fn watch(shared: &Shared, threshold: Duration) {
         })
         .collect();
     let mut starved_reported = false;
-    let mut state = monitor.lock();
-    while !state.closed {
-        let all_sleep = || {
-            shared
-                .remotes
-                .iter()
-                .all(|r| r.sleeping.load(Ordering::SeqCst))
-        };
-        if all_sleep() {
-            monitor.parked.store(true, Ordering::SeqCst);
-            if all_sleep() {
-                while monitor.parked.load(Ordering::SeqCst) && !state.closed {
-                    state = monitor.cv.wait(state).unwrap_or_else(|p| p.into_inner());
-                }
-                // Everything seen before the park is stale.
-                let now = Instant::now();
+    let all_sleep = || {
+        shared
+            .remotes
+            .iter()
+            .all(|r| r.sleeping.load(Ordering::SeqCst))
+    };
+    monitor.thread.run(
+        period,
+        all_sleep,
+        || None,
+        |woke| {
+            let now = Instant::now();
+            // After a park, or while the runtime reports: everything seen before is stale.
+            if woke == Woke::Unparked || monitor.reporting.load(Ordering::SeqCst) {
                 for s in &mut seen {
                     s.since = now;
                     s.cpu = None;
                 }
-                continue;
+                return;
             }
-            monitor.parked.store(false, Ordering::SeqCst);
-        }
-        state = monitor
-            .cv
-            .wait_timeout(state, period)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        if state.closed {
-            break;
-        }
-        drop(state);
-        let now = Instant::now();
-        if monitor.reporting.load(Ordering::SeqCst) {
-            for s in &mut seen {
-                s.since = now;
-                s.cpu = None;
-            }
-            state = monitor.lock();
-            continue;
-        }
-        let mut held = 0;
-        for (i, s) in seen.iter_mut().enumerate() {
-            let remote = &shared.remotes[i];
-            let word = monitor.progress[i].read();
-            let turns = remote.load.turns.load(Ordering::Acquire);
-            let sleeping = remote.sleeping.load(Ordering::Relaxed);
-            if sleeping || word != s.word || turns != s.turns {
-                *s = Seen {
-                    word,
-                    turns,
-                    since: now,
-                    cpu: None,
-                    reported: false,
+            let mut held = 0;
+            for (i, s) in seen.iter_mut().enumerate() {
+                let remote = &shared.remotes[i];
+                let word = monitor.progress[i].read();
+                let turns = remote.load.turns.load(Ordering::Acquire);
+                let sleeping = remote.sleeping.load(Ordering::Relaxed);
+                if sleeping || word != s.word || turns != s.turns {
+                    *s = Seen {
+                        word,
+                        turns,
+                        since: now,
+                        cpu: None,
+                        reported: false,
+                    };
+                    continue;
+                }
+                let held_for = now.saturating_duration_since(s.since);
+                if held_for < threshold {
+                    continue;
+                }
+                let activity = placement::examine(remote.load.tid.load(Ordering::Relaxed), false);
+                let stuck = match activity {
+                    Activity::Blocked => Some("blocked in the kernel"),
+                    Activity::Runnable(cpu) => match s.cpu {
+                        None => {
+                            // The first look: measure CPU time from here.
+                            s.cpu = Some(cpu);
+                            None
+                        }
+                        Some(before) if cpu.saturating_sub(before) >= threshold / 2 => {
+                            Some("computing")
+                        }
+                        Some(_) => None, // waiting for a CPU: not the task's doing
+                    },
+                    Activity::Idle | Activity::Unknown => None,
                 };
-                continue;
-            }
-            let held_for = now.saturating_duration_since(s.since);
-            if held_for < threshold {
-                continue;
-            }
-            let activity = placement::examine(remote.load.tid.load(Ordering::Relaxed), false);
-            let stuck = match activity {
-                Activity::Blocked => Some("blocked in the kernel"),
-                Activity::Runnable(cpu) => match s.cpu {
-                    None => {
-                        // The first look: measure CPU time from here.
-                        s.cpu = Some(cpu);
-                        None
+                if let Some(doing) = stuck {
+                    held += 1;
+                    if !s.reported {
+                        s.reported = true;
+                        // Blocked in the kernel: what it runs and its stack can be read from
+                        // here (see `stall::remote`), if the word did not move meanwhile.
+                        let seen = matches!(activity, Activity::Blocked)
+                            .then(|| {
+                                let tid = remote.load.tid.load(Ordering::Relaxed);
+                                let progress = &monitor.progress[i];
+                                stall::remote::look(tid, progress.name_addr(), || {
+                                    progress.read() == word
+                                })
+                            })
+                            .flatten();
+                        let task = describe::blocked(progress::site(word), seen.as_ref());
+                        report_blocked(&monitor.out, i, &task, held_for, doing, seen.as_ref());
                     }
-                    Some(before) if cpu.saturating_sub(before) >= threshold / 2 => {
-                        Some("computing")
-                    }
-                    Some(_) => None, // waiting for a CPU: not the task's doing
-                },
-                Activity::Idle | Activity::Unknown => None,
-            };
-            if let Some(doing) = stuck {
-                held += 1;
-                if !s.reported {
-                    s.reported = true;
-                    report_blocked(&monitor.out, i, progress::site(word), held_for, doing);
                 }
             }
-        }
-        if held == workers {
-            if !starved_reported && survey(shared, threshold) {
-                starved_reported = true;
+            if held == workers {
+                if !starved_reported && survey(shared, threshold) {
+                    starved_reported = true;
+                }
+            } else {
+                starved_reported = false;
             }
-        } else {
-            starved_reported = false;
-        }
-        state = monitor.lock();
-    }
+        },
+    );
 }
 
 /// Prints the blocked-worker warning.
@@ -307,11 +249,12 @@ fn watch(shared: &Shared, threshold: Duration) {
 fn report_blocked(
     out: &Diagnostics,
     worker: usize,
-    site: progress::Site,
+    task: &str,
     held_for: Duration,
     doing: &str,
+    seen: Option<&stall::remote::Blocked>,
 ) {
-    let msg = format!(
+    let mut msg = format!(
         "zsync: Green worker {worker} has been held for {} ms by {} ({doing}): a call that \
          is not zsync's (std::thread::sleep, a blocking socket or file of another crate, a C \
          library, a long computation) blocks the worker's thread, and every other task on this \
@@ -319,8 +262,16 @@ fn report_blocked(
          helper thread, or use zsync's own I/O and sleeps, which park only the task. Printed \
          once per incident.\n",
         held_for.as_millis(),
-        describe::running(site),
+        task,
     );
+    if let Some(seen) = seen.filter(|s| !s.frames.is_empty()) {
+        msg.push_str(
+            "  Its stack (scanned from the stuck thread's stack: a stale frame may show too):\n",
+        );
+        for frame in &seen.frames {
+            let _ = writeln!(msg, "    {frame}");
+        }
+    }
     out.write(&msg);
 }
 

@@ -20,6 +20,7 @@
 //! every task has finished (see [`crate::run`]): workers drain, see the pool closed, and exit;
 //! `shutdown` joins them all.
 
+mod checkdead;
 mod monitor;
 mod sleepers;
 
@@ -76,6 +77,8 @@ struct Shared {
     sleepers: Sleepers,
     open: AtomicBool,
     monitor: Monitor,
+    /// Threads for `concurrent` tasks and `blocking` calls.
+    elastic: Elastic,
 }
 
 pub(crate) struct Pool {
@@ -83,7 +86,6 @@ pub(crate) struct Pool {
     /// Worker deques, handed to the threads by `start`.
     locals: Mutex<Vec<Worker<Runnable>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    elastic: Elastic,
 }
 
 impl Pool {
@@ -104,15 +106,17 @@ impl Pool {
                     config.keep_alive,
                     config.stall,
                 ),
+                elastic: Elastic::new(config.max_concurrent, config.keep_alive),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
-            elastic: Elastic::new(config.max_concurrent, config.keep_alive),
         }
     }
 
     /// Starts the worker threads; worker `i` owns live-task shard `i` of `io`'s run state.
+    /// Called on the run's root thread.
     pub(crate) fn start(&self, io: &Io) {
+        self.shared.monitor.set_root(io);
         let locals = std::mem::take(&mut *self.locals.lock().unwrap_or_else(|p| p.into_inner()));
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         for (index, local) in locals.into_iter().enumerate() {
@@ -179,12 +183,12 @@ impl Pool {
     /// Hands a task to a thread of its own, or refuses (limit reached, pool closed, or the OS
     /// would not start a thread).
     pub(crate) fn concurrent(&self, task: Runnable) -> Result<(), elastic::Refused> {
-        self.elastic.submit(task)
+        self.shared.elastic.submit(task)
     }
 
     /// Runs `task` on an elastic thread (for [`Io::blocking`](crate::Io::blocking)).
     pub(crate) fn blocking(&self, task: Runnable) -> Result<(), elastic::Refused> {
-        self.elastic.submit(task)
+        self.shared.elastic.submit(task)
     }
 
     /// Stops and joins every thread. Called once every task has finished.
@@ -197,7 +201,7 @@ impl Pool {
             let _ = t.join();
         }
         self.shared.monitor.shutdown();
-        self.elastic.shutdown();
+        self.shared.elastic.shutdown();
     }
 }
 
@@ -213,10 +217,12 @@ fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
             task.run();
             continue;
         }
+        runner.set_asleep(true);
         let keep_going = shared.sleepers.sleep(
             || has_work(&shared, index),
             || shared.open.load(Ordering::Acquire),
         );
+        runner.set_asleep(false);
         shared.monitor.worker_awake();
         if !keep_going && !has_work(&shared, index) {
             break;

@@ -26,25 +26,26 @@
 //!    finds none, then returns its thread. If it blocks too, the pool is stuck again two samples
 //!    later and another one starts.
 //! 4. When every worker sleeps for lack of work the monitor parks, and the first worker to wake
-//!    unparks it. The monitor stores `parked` and then reads the sleepers' `idle`; a worker
-//!    decrements `idle` and then reads `parked` (all `SeqCst`), so one of them sees the other;
-//!    the monitor holds its lock from its store to its wait, so the wake-up cannot fall between.
+//!    unparks it ([`MonitorThread`], shared with Green's monitor): a worker decrements the
+//!    sleepers' `idle` and then unparks it.
 //!
 //! Timing decides only *when* a stuck pool gets a rescue worker, never whether a task runs or
 //! runs twice: rescue workers take tasks from the same queues as the workers, and a task runs at
 //! most once (its cell's claim). The monitor and every rescue thread are joined by
 //! [`Pool::shutdown`](super::Pool::shutdown).
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
+use super::checkdead::{self, Verdict, RECHECK_MAX, RECHECK_MIN};
 use super::Shared;
 use crate::model::elastic::{Elastic, Job};
 use crate::park::WaitWatch;
+use crate::stall::monitor_thread::{MonitorThread, Woke};
 use crate::task::Runnable;
 
 /// How often the monitor samples the runners while the pool is busy. A pool is rescued after
@@ -68,6 +69,9 @@ pub(super) struct Runner {
     task: AtomicPtr<Location<'static>>,
     /// The waits of the runner's thread, set when the runner starts on it.
     waits: OnceLock<WaitWatch>,
+    /// Odd while the worker sleeps for lack of work; every change adds one. For the deadlock
+    /// check (`checkdead.rs`). Written by the worker only, on its idle path.
+    sleep: AtomicU64,
 }
 
 impl Runner {
@@ -76,6 +80,27 @@ impl Runner {
             started: AtomicUsize::new(0),
             task: AtomicPtr::new(std::ptr::null_mut()),
             waits: OnceLock::new(),
+            sleep: AtomicU64::new(0),
+        }
+    }
+
+    /// The waits of the runner's thread, once bound.
+    pub(super) fn waits(&self) -> Option<&WaitWatch> {
+        self.waits.get()
+    }
+
+    /// The sleep word (`SeqCst`).
+    pub(super) fn sleep_word(&self) -> u64 {
+        self.sleep.load(Ordering::SeqCst)
+    }
+
+    /// Called by the worker before it looks for work a last time and sleeps (`asleep`), and
+    /// as soon as the sleep ends: bumps the sleep word (the idle path only).
+    #[inline]
+    pub(super) fn set_asleep(&self, asleep: bool) {
+        let word = self.sleep.load(Ordering::Relaxed);
+        if (word & 1 == 1) != asleep {
+            self.sleep.store(word.wrapping_add(1), Ordering::SeqCst);
         }
     }
 
@@ -134,12 +159,6 @@ fn stuck(before: &[Sample], now: &[Sample]) -> bool {
         })
 }
 
-struct State {
-    /// Set by `shutdown`: the monitor exits and none is started any more.
-    closed: bool,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// The pool's monitor: its runners, its thread and its rescue workers.
 pub(super) struct Monitor {
     /// One per pool worker, by index.
@@ -148,17 +167,15 @@ pub(super) struct Monitor {
     rescuers: Mutex<Vec<Arc<Runner>>>,
     /// Threads for rescue workers.
     rescue: Elastic<Rescue>,
-    /// Whether the monitor thread was started (or could not be). Set under `state`'s lock.
-    started: AtomicBool,
-    /// Set by the monitor before it parks (`SeqCst`, under the lock); cleared under the lock by
-    /// the worker that unparks it.
-    parked: AtomicBool,
     /// Whether the diagnostic was printed.
     reported: AtomicBool,
-    /// Whether to print it (the threshold is not `None`), and where.
+    /// Whether to print it (the threshold is not `None`), whether to check for deadlocks,
+    /// and where reports go.
     stall: crate::stall::StallConfig,
-    state: Mutex<State>,
-    cv: Condvar,
+    thread: MonitorThread,
+    /// The run's root thread's waits and the run, set by `Pool::start` on the root's thread
+    /// when the deadlock check is on.
+    root: OnceLock<(WaitWatch, Weak<crate::io::IoInner>)>,
 }
 
 impl Monitor {
@@ -172,25 +189,41 @@ impl Monitor {
             workers: (0..workers).map(|_| Arc::new(Runner::new())).collect(),
             rescuers: Mutex::new(Vec::new()),
             rescue: Elastic::new(max_rescuers, keep_alive).with_thread_name("zsync-rescue"),
-            started: AtomicBool::new(false),
-            parked: AtomicBool::new(false),
             reported: AtomicBool::new(false),
             stall,
-            state: Mutex::new(State {
-                closed: false,
-                thread: None,
-            }),
-            cv: Condvar::new(),
+            thread: MonitorThread::new(),
+            root: OnceLock::new(),
         }
+    }
+
+    /// Registers the calling thread as the run's root and `io` as the run, for the deadlock
+    /// check, if it is on.
+    pub(super) fn set_root(&self, io: &crate::Io) {
+        if self.stall.deadlock {
+            let _ = self
+                .root
+                .set((WaitWatch::this_thread(), Arc::downgrade(&io.inner)));
+        }
+    }
+
+    /// The root thread's waits, once registered.
+    pub(super) fn root(&self) -> Option<&WaitWatch> {
+        self.root.get().map(|(w, _)| w)
+    }
+
+    /// The pool's workers' runners.
+    pub(super) fn workers(&self) -> &[Arc<Runner>] {
+        &self.workers
+    }
+
+    /// The number of rescue threads if every one is idle (see `Elastic::idle_threads`).
+    pub(super) fn rescue_idle_threads(&self) -> Option<usize> {
+        self.rescue.idle_threads()
     }
 
     /// Worker `index`'s runner.
     pub(super) fn worker(&self, index: usize) -> &Runner {
         &self.workers[index]
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn rescuers(&self) -> MutexGuard<'_, Vec<Arc<Runner>>> {
@@ -200,26 +233,13 @@ impl Monitor {
     /// Called by a worker that has just left its idle sleep: unparks the monitor if it parked.
     #[inline]
     pub(super) fn worker_awake(&self) {
-        if self.parked.load(Ordering::SeqCst) {
-            let _state = self.lock();
-            self.parked.store(false, Ordering::SeqCst);
-            self.cv.notify_one();
-        }
+        self.thread.worker_awake();
     }
 
     /// Stops the monitor thread and every rescue thread, and joins them. Once every task has
     /// finished: a rescue worker then finds the queues empty.
     pub(super) fn shutdown(&self) {
-        let thread = {
-            let mut state = self.lock();
-            state.closed = true;
-            self.cv.notify_all();
-            state.thread.take()
-        };
-        if let Some(thread) = thread {
-            // The monitor catches nothing and calls no user code: it does not panic.
-            let _ = thread.join();
-        }
+        self.thread.shutdown();
         self.rescue.shutdown();
     }
 
@@ -237,27 +257,17 @@ impl Monitor {
 /// one relaxed load once it runs).
 #[inline]
 pub(super) fn ensure_started(shared: &Arc<Shared>) {
-    if !shared.monitor.started.load(Ordering::Relaxed) {
+    if !shared.monitor.thread.is_started() {
         start(shared);
     }
 }
 
 #[cold]
 fn start(shared: &Arc<Shared>) {
-    let monitor = &shared.monitor;
-    let mut state = monitor.lock();
-    if state.closed || monitor.started.load(Ordering::Relaxed) {
-        return;
-    }
     let watched = shared.clone();
-    // Without a thread (the OS refused one) the pool runs unwatched, as it did before.
-    state.thread = std::thread::Builder::new()
-        .name("zsync-monitor".into())
-        .spawn(move || {
-            crate::contain::abort_on_unwind("the Threaded pool's monitor", || watch(watched))
-        })
-        .ok();
-    monitor.started.store(true, Ordering::Relaxed);
+    shared.monitor.thread.start("zsync-monitor", move || {
+        crate::contain::abort_on_unwind("the Threaded pool's monitor", || watch(watched))
+    });
 }
 
 /// The monitor thread.
@@ -265,34 +275,77 @@ fn watch(shared: Arc<Shared>) {
     let monitor = &shared.monitor;
     let workers = monitor.workers.len();
     let mut before: Vec<Sample> = Vec::new();
-    let mut state = monitor.lock();
-    while !state.closed {
-        if shared.sleepers.all_idle(workers) {
-            monitor.parked.store(true, Ordering::SeqCst);
-            if shared.sleepers.all_idle(workers) {
-                before.clear();
-                while monitor.parked.load(Ordering::SeqCst) && !state.closed {
-                    state = monitor.cv.wait(state).unwrap_or_else(|p| p.into_inner());
-                }
-                continue;
+    let mut deadlock = Rechecks::new(monitor.stall.deadlock);
+    // How long the monitor parks while every worker sleeps, when it checks for deadlocks:
+    // doubling up to `RECHECK_MAX`, reset while a worker is awake.
+    let idle = Cell::new(RECHECK_MIN);
+    let all_idle = || shared.sleepers.all_idle(workers);
+    let idle_pause = || {
+        monitor.stall.deadlock.then(|| {
+            let pause = idle.get();
+            idle.set((pause * 2).min(RECHECK_MAX));
+            pause
+        })
+    };
+    let step = |woke| {
+        if woke == Woke::Unparked {
+            before.clear();
+        } else {
+            idle.set(RECHECK_MIN);
+            let now = monitor.samples();
+            if stuck(&before, &now) && shared.has_queued() {
+                rescue(&shared, &now);
             }
-            monitor.parked.store(false, Ordering::SeqCst);
+            before = now;
         }
-        state = monitor
-            .cv
-            .wait_timeout(state, PERIOD)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        if state.closed {
-            break;
+        deadlock.check(&shared);
+    };
+    monitor.thread.run(PERIOD, all_idle, idle_pause, step);
+}
+
+/// When the monitor checks for a deadlock (see `checkdead.rs`): at every step, except after a
+/// check that could not decide (then after a pause doubling up to [`RECHECK_MAX`]).
+struct Rechecks {
+    /// Whether the check is on.
+    on: bool,
+    /// No check before this.
+    not_before: Option<Instant>,
+    /// The pause after the next undecided check.
+    pause: Duration,
+}
+
+impl Rechecks {
+    fn new(on: bool) -> Rechecks {
+        Rechecks {
+            on,
+            not_before: None,
+            pause: RECHECK_MIN,
         }
-        drop(state);
-        let now = monitor.samples();
-        if stuck(&before, &now) && shared.has_queued() {
-            rescue(&shared, &now);
+    }
+
+    fn check(&mut self, shared: &Shared) {
+        if !self.on || self.not_before.is_some_and(|t| Instant::now() < t) {
+            return;
         }
-        before = now;
-        state = monitor.lock();
+        match shared.check_dead() {
+            Verdict::Alive => {
+                self.not_before = None;
+                self.pause = RECHECK_MIN;
+            }
+            Verdict::Undecided => {
+                self.not_before = Some(Instant::now() + self.pause);
+                self.pause = (self.pause * 2).min(RECHECK_MAX);
+            }
+            Verdict::Dead => {
+                let monitor = &shared.monitor;
+                let io = monitor.root.get().and_then(|(_, io)| io.upgrade());
+                if let Some(inner) = io {
+                    checkdead::deadlocked(&crate::Io { inner }, &monitor.stall.out);
+                }
+                // The canceled tasks need a moment to wake: do not look again at once.
+                self.not_before = Some(Instant::now() + self.pause);
+            }
+        }
     }
 }
 
