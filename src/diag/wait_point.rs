@@ -368,6 +368,13 @@ pub(crate) fn note(op: WaitOp, object: Object) -> Noted {
     })
 }
 
+/// [`note`] for an operation on descriptor `fd`.
+#[track_caller]
+#[inline]
+pub(crate) fn note_fd(op: WaitOp, fd: std::os::fd::RawFd) -> Noted {
+    note(op, Object::Fd(fd))
+}
+
 /// Clears the operation [`note`] recorded, when dropped (also by an unwind).
 #[must_use = "the operation is noted until this guard drops"]
 pub(crate) struct Noted(*const WaitSlot);
