@@ -395,6 +395,12 @@ impl CancelNode {
         self.is_canceled()
     }
 
+    /// Whether the node's task finished (reliable for a node that had a child: only such a
+    /// node's finish sets the flag, see `detach_from_parent`). For a task dump.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & FINISHED != 0
+    }
+
     /// The parent, if any.
     pub(crate) fn parent(&self) -> Option<&NodeRef> {
         self.parent.as_ref()

@@ -433,3 +433,109 @@ fn child() {
             task.join().unwrap().unwrap();
         });
 }
+
+/// The models with queues, each with one worker, for the tests of tasks that never waited.
+fn one_worker_builders() -> Vec<(&'static str, Builder)> {
+    concurrent_builders()
+        .into_iter()
+        .map(|(m, b)| (m, b.worker_threads(1)))
+        .collect()
+}
+
+/// A task queued behind a busy worker shows as unstarted, with its name, spawn site and
+/// parent; the task holding the worker, which never waited, shows as running (on Threaded
+/// with its name; on Green, whose worker cannot answer while it computes, by its spawn site).
+#[test]
+fn dump_lists_a_task_queued_behind_a_busy_worker_and_the_running_task() {
+    for (model, builder) in one_worker_builders() {
+        let rt = builder.build().unwrap();
+        let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let g = go.clone();
+        let busy_line = line!() + 1;
+        let busy = rt.io().task().name("busy").spawn(move |_| {
+            started_tx.send(()).unwrap();
+            // Computes without ever reaching a zsync wait (bounded by a watchdog).
+            let give_up = Instant::now() + Duration::from_secs(30);
+            while !g.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < give_up {
+                std::hint::spin_loop();
+            }
+        });
+        started_rx.recv().unwrap();
+        let queued_line = line!() + 1;
+        let queued = rt.io().task().name("queued").spawn(|_| 7);
+        let dump = rt.handle().dump();
+        let q = dump
+            .task_named("queued")
+            .unwrap_or_else(|| panic!("{model}:\n{dump}"));
+        assert_eq!(q.state(), TaskState::Unstarted, "{model}:\n{dump}");
+        assert_eq!(q.spawned_at().unwrap().line(), queued_line, "{model}");
+        assert_eq!(q.parent(), None, "{model}: spawned by the root");
+        assert!(dump.to_string().contains("[unstarted]"), "{model}:\n{dump}");
+        let b = dump
+            .tasks()
+            .iter()
+            .find(|t| t.spawned_at().is_some_and(|l| l.line() == busy_line))
+            .unwrap_or_else(|| panic!("{model}: the busy task is missing:\n{dump}"));
+        assert_eq!(b.state(), TaskState::Running, "{model}:\n{dump}");
+        if model == "threaded" {
+            assert_eq!(b.name(), Some("busy"), "{model}");
+            assert!(b.id().is_some(), "{model}");
+        } else {
+            assert_eq!(b.worker(), Some(0), "{model}:\n{dump}");
+        }
+        go.store(true, std::sync::atomic::Ordering::Relaxed);
+        busy.join().unwrap();
+        assert_eq!(queued.join().unwrap(), 7);
+    }
+}
+
+/// On Green, tasks spawned by a fiber that has not given its worker back yet are unstarted;
+/// the dump taken by that fiber lists them (it traces its own worker itself).
+#[test]
+fn green_dump_lists_tasks_spawned_and_not_started_yet() {
+    for (model, builder) in one_worker_builders() {
+        if model == "threaded" {
+            continue;
+        }
+        builder.run(|io| {
+            let line = line!() + 1;
+            let a = io.task().name("a").spawn(|_| 1);
+            let b = io.task().name("b").spawn(|_| 2);
+            let dump = io.dump();
+            for name in ["a", "b"] {
+                let t = dump
+                    .task_named(name)
+                    .unwrap_or_else(|| panic!("{model}:\n{dump}"));
+                assert_eq!(t.state(), TaskState::Unstarted, "{model}:\n{dump}");
+                assert_eq!(t.parent(), None, "{model}: spawned by the root");
+            }
+            assert_eq!(
+                dump.task_named("a").unwrap().spawned_at().unwrap().line(),
+                line
+            );
+            assert_eq!(a.join().unwrap() + b.join().unwrap(), 3);
+        });
+    }
+}
+
+/// On Blocking a spawn runs inline: a dump taken two spawns deep lists the spawners as
+/// running, with their names, spawn sites and parents.
+#[test]
+fn blocking_dump_lists_the_spawners_running_their_children_inline() {
+    Builder::new(Model::Blocking).run(|io| {
+        let outer_line = line!() + 1;
+        let outer = io.task().name("outer").spawn(|io| {
+            let inner = io.task().name("inner").spawn(|io| io.dump());
+            inner.join().unwrap()
+        });
+        let dump = outer.join().unwrap();
+        let o = dump.task_named("outer").unwrap_or_else(|| panic!("{dump}"));
+        let i = dump.task_named("inner").unwrap();
+        assert!(i.is_current());
+        assert_eq!(o.state(), TaskState::Running, "{dump}");
+        assert_eq!(o.spawned_at().unwrap().line(), outer_line);
+        assert_eq!(i.parent(), o.id(), "{dump}");
+        assert_eq!(o.parent(), None);
+    });
+}

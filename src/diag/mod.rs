@@ -44,6 +44,7 @@ pub(crate) mod on_signal;
 pub(crate) mod record;
 #[cfg(feature = "profile")]
 pub(crate) mod report;
+pub(crate) mod running;
 #[cfg(feature = "profile")]
 pub(crate) mod stack;
 #[cfg(feature = "tracing")]
