@@ -208,11 +208,15 @@ fn dump_shows_names_spawn_sites_wait_ops_user_lines_and_fiber_stacks() {
                     .to_owned();
                 assert!(top.contains("Receiver"), "{model}: top frame {top}");
             } else {
-                assert!(r.stack().is_none(), "{model}");
-                assert!(
-                    !dump.notes().is_empty(),
-                    "{model}: says why there are no stacks"
-                );
+                // Parked OS threads answer the dump's request with their own stacks.
+                assert!(stack_has(r, "wait_for_a_message"), "{model}:\n{text}");
+                assert!(stack_has(s, "take_a_nap"), "{model}:\n{text}");
+                assert!(stack_has(l, "lock_the_mutex"), "{model}:\n{text}");
+                let top = r.stack().unwrap().frames()[0]
+                    .function()
+                    .unwrap()
+                    .to_owned();
+                assert!(top.contains("Receiver"), "{model}: top frame {top}");
             }
 
             drop(held);
@@ -276,6 +280,14 @@ fn handle_dump_from_outside_shows_a_blocked_block_on_caller_on_blocking() {
         |d| d.tasks().iter().any(|t| in_recv(&t)),
     );
     let t = dump.tasks().iter().find(in_recv).unwrap();
+    // Its thread answered the dump's request for its stack.
+    assert!(
+        stack_has(
+            t,
+            "handle_dump_from_outside_shows_a_blocked_block_on_caller"
+        ),
+        "{dump}"
+    );
     let w = t.wait().unwrap();
     assert_eq!(w.op(), WaitOp::ChannelRecv);
     assert_eq!(
@@ -538,4 +550,153 @@ fn blocking_dump_lists_the_spawners_running_their_children_inline() {
         assert_eq!(i.parent(), o.id(), "{dump}");
         assert_eq!(o.parent(), None);
     });
+}
+
+/// Every kind of wait gets its operation, descriptor and the user's line: a pipe read, a
+/// file read (a `File` on a pipe: a stream), a `select!`, a transfer; on every model with
+/// concurrency.
+#[test]
+fn dump_shows_pipe_file_select_and_transfer_waits_with_user_lines() {
+    use std::os::fd::AsRawFd;
+    for (model, builder) in concurrent_builders() {
+        builder.run(|io| {
+            let (pipe_r, pipe_w) = zsync::pipe(io).unwrap();
+            let pipe_fd = pipe_r.as_raw_fd();
+            let pipe_line = line!() + 3;
+            let piper = io.task().name("pipe").spawn(move |_| {
+                let mut b = [0u8; 1];
+                (&pipe_r).read(&mut b)
+            });
+
+            let (file_r, file_w) = std::io::pipe().unwrap();
+            let file = zsync::fs::File::from_std(
+                io,
+                std::fs::File::from(std::os::fd::OwnedFd::from(file_r)),
+            );
+            let file_fd = file.as_raw_fd();
+            let file_line = line!() + 3;
+            let filer = io.task().name("file").spawn(move |_| {
+                let mut b = [0u8; 1];
+                (&file).read(&mut b)
+            });
+
+            let (tx, rx) = zsync::channel::bounded::<u32>(1);
+            let select_line = line!() + 2;
+            let selector = io.task().name("select").spawn(move |io| {
+                zsync::select!(io;
+                    v = rx.recv_event() => v.ok(),
+                    _ = zsync::select::sleep(Duration::from_secs(60)) => None,
+                )
+            });
+
+            let (src_r, src_w) = zsync::pipe(io).unwrap();
+            let (dst_r, dst_w) = zsync::pipe(io).unwrap();
+            let src_fd = src_r.as_raw_fd();
+            let transfer_line = line!() + 4;
+            let transfer = io
+                .task()
+                .name("transfer")
+                .spawn(move |_| zsync::copy(&src_r, &dst_w));
+
+            let names = ["pipe", "file", "select", "transfer"];
+            let dump = dump_until(|| io.dump(), |d| names.iter().all(|n| parked(d, n)));
+            let expect = [
+                ("pipe", WaitOp::Read, Some(pipe_fd), pipe_line),
+                ("file", WaitOp::Read, Some(file_fd), file_line),
+                ("select", WaitOp::Select, None, select_line),
+                ("transfer", WaitOp::Transfer, Some(src_fd), transfer_line),
+            ];
+            for (name, op, fd, line) in expect {
+                let w = dump.task_named(name).unwrap().wait().unwrap();
+                assert_eq!(w.op(), op, "{model} {name}:\n{dump}");
+                if let Some(fd) = fd {
+                    assert_eq!(
+                        w.object(),
+                        zsync::dump::WaitObject::Fd(fd),
+                        "{model} {name}"
+                    );
+                }
+                assert_eq!(
+                    w.location().unwrap().line(),
+                    line,
+                    "{model} {name}:\n{dump}"
+                );
+                assert!(
+                    w.location().unwrap().file().ends_with("dump.rs"),
+                    "{model} {name}"
+                );
+            }
+            (&pipe_w).write_all(b"x").unwrap();
+            assert_eq!(piper.join().unwrap().unwrap(), 1);
+            std::io::Write::write_all(&mut &file_w, b"y").unwrap();
+            assert_eq!(filer.join().unwrap().unwrap(), 1);
+            tx.send(5).unwrap();
+            assert_eq!(selector.join().unwrap().unwrap(), Some(5));
+            drop(src_w);
+            assert_eq!(transfer.join().unwrap().unwrap(), 0);
+            drop(dst_r);
+        });
+    }
+}
+
+#[inline(never)]
+fn read_the_pipe(r: zsync::PipeReader) -> std::io::Result<usize> {
+    let mut b = [0u8; 1];
+    (&r).read(&mut b)
+}
+
+/// A task parked on an OS thread (Threaded workers, a `block_on` caller on Blocking) shows a
+/// symbolized stack with the user's function in it, captured by the thread itself when the
+/// dump asks; it then goes on waiting: a message sent afterwards is received once, a pipe
+/// read still gets its byte, and a sleeping task still sees its cancellation.
+#[test]
+fn threaded_dump_shows_stacks_of_tasks_parked_on_threads_and_they_go_on_waiting() {
+    let builder = Builder::new(Model::Threaded).worker_threads(4);
+    builder.run(|io| {
+        let (tx, rx) = zsync::channel::bounded::<u32>(1);
+        let waiter = io
+            .task()
+            .name("waiter")
+            .spawn(move |_| wait_for_a_message_and_return_it(rx));
+        let (pipe_r, pipe_w) = zsync::pipe(io).unwrap();
+        let reader = io
+            .task()
+            .name("reader")
+            .spawn(move |_| read_the_pipe(pipe_r));
+        let napper = io
+            .task()
+            .name("napper")
+            .spawn(|io| take_a_nap(io, &Mutex::new(0)));
+        let names = ["waiter", "reader", "napper"];
+        let dump = dump_until(|| io.dump(), |d| names.iter().all(|n| parked(d, n)));
+        for (name, function) in [
+            ("waiter", "wait_for_a_message_and_return_it"),
+            ("reader", "read_the_pipe"),
+            ("napper", "take_a_nap"),
+        ] {
+            let t = dump.task_named(name).unwrap();
+            assert!(stack_has(t, function), "{name}:\n{dump}");
+        }
+        assert!(dump
+            .to_string()
+            .contains("wait_for_a_message_and_return_it"));
+        // A second dump works too (the request bit was consumed).
+        let again = dump_until(|| io.dump(), |d| names.iter().all(|n| parked(d, n)));
+        assert!(stack_has(
+            again.task_named("waiter").unwrap(),
+            "wait_for_a_message"
+        ));
+        // Still waiting, and nothing lost.
+        assert!(!waiter.is_finished());
+        tx.send(9).unwrap();
+        assert_eq!(waiter.join().unwrap(), Some(9));
+        (&pipe_w).write_all(b"z").unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), 1);
+        napper.cancel().unwrap();
+    });
+}
+
+#[inline(never)]
+fn wait_for_a_message_and_return_it(rx: zsync::channel::Receiver<u32>) -> Option<u32> {
+    rx.recv().ok()
 }

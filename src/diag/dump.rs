@@ -340,9 +340,16 @@ const BASE_FRAMES: &[&str] = &[
     "std::rt::lang_start",
 ];
 
-/// Whether a frame is zsync's own (hidden above the public operation a task waits in).
+/// Whether a frame is zsync's own, or the standard library's between zsync's (thread-local
+/// accessors, closures' calls): hidden above the public operation a task waits in.
 fn is_zsync(name: &str) -> bool {
-    name.starts_with("zsync::") || name.starts_with("<zsync::")
+    let name = name
+        .trim_start_matches('<')
+        .trim_start_matches("&mut ")
+        .trim_start_matches('&');
+    ["zsync::", "std::", "core::", "alloc::"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 impl Stack {
@@ -564,8 +571,6 @@ pub(crate) struct ModelReport {
     /// Green workers that did not answer, with the spawn site of the task holding them (from
     /// the monitor's progress word, when the monitor is on).
     pub(crate) busy: Vec<(usize, Option<&'static Location<'static>>)>,
-    /// Whether tasks parked on OS threads were asked for their stacks (see `park.rs`).
-    pub(crate) thread_stacks: bool,
     pub(crate) notes: Vec<String>,
 }
 
@@ -574,6 +579,7 @@ pub(crate) fn collect(io: &Io) -> Dump {
     let mut b = Collector {
         tasks: Vec::new(),
         by_node: HashMap::new(),
+        nodes: HashMap::new(),
         parents: Vec::new(),
         notes: Vec::new(),
     };
@@ -606,11 +612,7 @@ pub(crate) fn collect(io: &Io) -> Dump {
     for (worker, site) in report.busy {
         b.add_busy(worker, site);
     }
-    if !report.thread_stacks && io.model() != crate::ModelKind::Green {
-        b.notes.push(
-            "tasks on OS threads show their wait point, not their stack, on this model".to_owned(),
-        );
-    }
+    b.trace_threads(io.model() == crate::ModelKind::Green);
     let listed = b.tasks.iter().filter(|t| !t.root).count();
     let live = io.inner.state.live_estimate();
     if live > listed {
@@ -636,6 +638,8 @@ pub(crate) fn collect(io: &Io) -> Dump {
 struct Collector {
     tasks: Vec<TaskDump>,
     by_node: HashMap<usize, usize>,
+    /// The node of each entry found in the tree, by entry.
+    nodes: HashMap<usize, NodeRef>,
     /// Parents of the tasks listed, to look at once everything else is in (see
     /// [`add_ancestors`](Self::add_ancestors)).
     parents: Vec<NodeRef>,
@@ -750,6 +754,41 @@ impl Collector {
         }
     }
 
+    /// Asks the tasks sleeping on OS threads for their stacks (see `diag/thread_trace.rs`):
+    /// on Green only root tasks without a fiber (`block_on` callers on foreign threads).
+    fn trace_threads(&mut self, green: bool) {
+        let targets: Vec<(usize, NodeRef)> = self
+            .nodes
+            .iter()
+            .filter(|(&i, _)| {
+                let t = &self.tasks[i];
+                t.stack.is_none()
+                    && t.future.is_none()
+                    && !t.current
+                    && matches!(t.state, TaskState::Parked | TaskState::Blocking)
+                    && (!green || (t.root && t.worker.is_none()))
+            })
+            .map(|(&i, n)| (i, n.clone()))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let nodes: Vec<NodeRef> = targets.iter().map(|(_, n)| n.clone()).collect();
+        let mut stacks = super::thread_trace::request(&nodes, WORKER_PATIENCE);
+        for (i, node) in targets {
+            let t = &mut self.tasks[i];
+            match stacks.remove(&(&node.wait as *const _ as usize)) {
+                Some(stack) => t.stack = Some(Stack::new(stack)),
+                None => {
+                    t.note = Some(format!(
+                        "its thread did not answer the request for its stack within \
+                         {WORKER_PATIENCE:?} (it woke meanwhile, or is not in a zsync wait)"
+                    ))
+                }
+            }
+        }
+    }
+
     /// A task found in a queue (`Unstarted`) or on a runner thread (`Running`). A task listed
     /// already keeps what was found of it there.
     fn add_runnable(&mut self, task: &Runnable, found: TaskState) {
@@ -843,7 +882,8 @@ impl Collector {
             // `block_on` caller's (a group's scope never waits); it shows when it waits.
             let is_task = node.owner().task_meta().is_some();
             if is_task || WaitPoint::from_snapshot(node.wait.snapshot()).is_some() {
-                self.entry(node.owner(), None, None);
+                let i = self.entry(node.owner(), None, None);
+                self.nodes.insert(i, node.clone());
             }
             stack.extend(node.registered_children());
         }

@@ -47,6 +47,7 @@ pub(crate) mod report;
 pub(crate) mod running;
 #[cfg(feature = "profile")]
 pub(crate) mod stack;
+pub(crate) mod thread_trace;
 #[cfg(feature = "tracing")]
 pub(crate) mod trace;
 pub(crate) mod wait_point;

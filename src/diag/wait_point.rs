@@ -260,8 +260,14 @@ pub(crate) struct WaitSlot {
 
 /// Where the operation sits in [`WaitSlot::state`].
 const OP_SHIFT: u32 = 56;
-/// The sleep's start below the operation.
-const SINCE_MASK: u64 = (1 << OP_SHIFT) - 1;
+/// The operation's bits.
+const OP_MASK: u64 = !((1 << OP_SHIFT) - 1);
+/// Set by a task dump that wants the stack of a task sleeping on an OS thread: the thread
+/// captures it when it wakes (see `diag/thread_trace.rs`). The bit below the operation; the
+/// start of a sleep never reaches it (2^55 units of 2^20 ns is a billion years of uptime).
+const TRACE: u64 = 1 << (OP_SHIFT - 1);
+/// The sleep's start below the operation and the trace request.
+const SINCE_MASK: u64 = TRACE - 1;
 /// The start's unit: 2^20 ns (~1.05 ms, below the coarse clock's own tick).
 const TICK_SHIFT: u32 = 20;
 
@@ -299,15 +305,25 @@ impl WaitSlot {
 
     #[inline]
     fn begin(&self) {
-        let op = self.state.load(Ordering::Relaxed) & !SINCE_MASK;
+        let op = self.state.load(Ordering::Relaxed) & OP_MASK;
         let since = ((now_coarse() >> TICK_SHIFT) + 1) & SINCE_MASK;
         self.state.store(op | since, Ordering::Relaxed);
     }
 
+    /// Ends the sleep; returns whether a dump asked for the task's stack meanwhile.
     #[inline]
-    fn end(&self) {
-        let op = self.state.load(Ordering::Relaxed) & !SINCE_MASK;
-        self.state.store(op, Ordering::Relaxed);
+    fn end(&self) -> bool {
+        let state = self.state.load(Ordering::Relaxed);
+        self.state.store(state & OP_MASK, Ordering::Relaxed);
+        state & TRACE != 0
+    }
+
+    /// Asks the task, sleeping now, for its stack when it wakes (see `diag/thread_trace.rs`).
+    /// The only write to a slot by anyone but its task: a read-modify-write, so that it never
+    /// undoes the task's own stores; the task's plain stores may undo it (a sleep ending at
+    /// that moment), and the dump then gives up on that stack after its bounded wait.
+    pub(crate) fn request_trace(&self) {
+        self.state.fetch_or(TRACE, Ordering::Relaxed);
     }
 
     /// The operation noted now (one relaxed load): what a profile charges a sleep to.
@@ -401,13 +417,14 @@ pub(crate) fn begin() {
     })
 }
 
-/// The running task's sleep ended (the operation may sleep again: it stays noted).
+/// The running task's sleep ended (the operation may sleep again: it stays noted). Returns
+/// whether a task dump asked for the task's stack during the sleep (only thread waits answer:
+/// see `diag/thread_trace.rs`).
 #[inline]
-pub(crate) fn end() {
-    context::with(|c| {
-        if let Some(c) = c {
-            c.wait.end()
-        }
+pub(crate) fn end() -> bool {
+    context::with(|c| match c {
+        Some(c) => c.wait.end(),
+        None => false,
     })
 }
 

@@ -223,11 +223,6 @@ impl Pool {
         ModelReport {
             running,
             queued,
-            notes: vec![
-                "tasks on `concurrent` threads show only once they wait, and a rescue worker's \
-                 running task only through its children"
-                    .to_owned(),
-            ],
             ..Default::default()
         }
     }
