@@ -24,7 +24,7 @@
 //! });
 //! ```
 //!
-//! ## How tasks are found (no registry, no cost until a dump)
+//! ## How tasks are found (no registry, no cost on spawn)
 //!
 //! - **Tasks that blocked at least once** are in the cancellation tree: every cancellation
 //!   point registers its task in its parent's children before it may sleep (see
@@ -36,13 +36,18 @@
 //!   each fiber into a trace routine (`fiber::suspend` sees `Resume::Trace`), which records the
 //!   fiber's task context and an unresolved backtrace of its own stack, and suspends again
 //!   without that counting as a wake-up. A worker that does not answer within a bounded time
-//!   (blocked in a call outside zsync, or computing without yielding) is named in a note; its
-//!   tasks still show from the tree, without stacks.
+//!   (blocked in a call outside zsync, or computing without yielding) is named in a note, with
+//!   the spawn site of the task holding it.
+//! - **Queued tasks** (spawned, not started) are taken out of the models' queues for a moment
+//!   and put back (Green, Threaded); **a Threaded worker's running task** is in its
+//!   `RunningSlot` (`diag/running.rs`); **running ancestors** of the tasks found are followed
+//!   up the tree; on Blocking, **the chain of inline spawns** of the dumping thread.
+//! - **Tasks parked on OS threads** are asked for their stacks (`diag/thread_trace.rs`).
 //! - **The task taking the dump** is the running one on its thread: its stack is captured in
 //!   place.
-//! - **Tasks spawned but not started**, and tasks that run and never reached a cancellation
-//!   point, are in no structure the dump can walk without a cost on the spawn path (crossbeam
-//!   deques cannot be iterated): the dump says how many live tasks it did not list.
+//!
+//! What is left out (a custom model's queues, a task run inline by its joiner before it
+//! waits) is counted in a note. See docs/ARCHITECTURE.md, "Task dumps", for why.
 
 use std::collections::HashMap;
 use std::fmt;
