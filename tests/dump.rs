@@ -700,3 +700,38 @@ fn threaded_dump_shows_stacks_of_tasks_parked_on_threads_and_they_go_on_waiting(
 fn wait_for_a_message_and_return_it(rx: zsync::channel::Receiver<u32>) -> Option<u32> {
     rx.recv().ok()
 }
+
+/// A future task awaiting an async file read shows the read, its descriptor and the user's
+/// line of the `read_async` call; the wait point goes once the read completes.
+#[test]
+fn dump_shows_the_async_file_read_a_future_task_awaits() {
+    use std::os::fd::AsRawFd;
+    for (model, builder) in concurrent_builders() {
+        builder.run(|io| {
+            let (r, writer) = std::io::pipe().unwrap();
+            let file =
+                zsync::fs::File::from_std(io, std::fs::File::from(std::os::fd::OwnedFd::from(r)));
+            let fd = file.as_raw_fd();
+            let line = line!() + 1;
+            let read = file.read_async(vec![0; 4]);
+            let task = io.spawn_future(async move { read.await.0 });
+            let awaiting = |d: &Dump| {
+                d.tasks().iter().any(|t| {
+                    t.future().is_some() && t.wait().is_some_and(|w| w.op() == WaitOp::Read)
+                })
+            };
+            let dump = dump_until(|| io.dump(), awaiting);
+            let t = dump.tasks().iter().find(|t| t.future().is_some()).unwrap();
+            let w = t.wait().unwrap();
+            assert_eq!(
+                w.object(),
+                zsync::dump::WaitObject::Fd(fd),
+                "{model}:\n{dump}"
+            );
+            assert_eq!(w.location().unwrap().line(), line, "{model}:\n{dump}");
+            std::io::Write::write_all(&mut &writer, b"ok").unwrap();
+            assert_eq!(task.join().unwrap().unwrap(), 2, "{model}");
+            drop(file);
+        });
+    }
+}

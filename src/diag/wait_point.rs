@@ -407,6 +407,69 @@ impl Drop for Noted {
     }
 }
 
+/// The wait point of an asynchronous operation (a future a future task awaits): noted where the
+/// future was made (`#[track_caller]` up to the public constructor), recorded in the polling
+/// task's slot each time the future returns `Pending`, cleared when it completes or drops. A
+/// future task's slot then says which operation it awaits, and where. Like [`note`], it
+/// leaves an operation noted already in place (a `block_on` of a fiber keeps its own).
+pub(crate) struct PendingNote {
+    op: WaitOp,
+    object: Object,
+    location: &'static Location<'static>,
+    /// The address of the slot it recorded into (0: none). Compared, never dereferenced: the
+    /// future may be dropped by another task than the one that polled it.
+    slot: usize,
+}
+
+impl PendingNote {
+    #[track_caller]
+    #[inline]
+    pub(crate) fn new(op: WaitOp, object: Object) -> PendingNote {
+        PendingNote {
+            op,
+            object,
+            location: Location::caller(),
+            slot: 0,
+        }
+    }
+
+    /// The future returns `Pending`: record the operation in the polling task's slot.
+    #[inline]
+    pub(crate) fn pending(&mut self) {
+        if self.slot != 0 {
+            return;
+        }
+        context::with(|c| {
+            if let Some(c) = c {
+                if c.wait.set(self.op, self.object, self.location) {
+                    self.slot = c.wait as *const WaitSlot as usize;
+                }
+            }
+        })
+    }
+
+    /// The future completed (or drops): clear what [`pending`](Self::pending) recorded, if the
+    /// task running now is the one it recorded into.
+    #[inline]
+    pub(crate) fn done(&mut self) {
+        if self.slot == 0 {
+            return;
+        }
+        let slot = std::mem::take(&mut self.slot);
+        context::with(|c| {
+            if let Some(c) = c.filter(|c| c.wait as *const WaitSlot as usize == slot) {
+                c.wait.clear();
+            }
+        })
+    }
+}
+
+impl Drop for PendingNote {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 /// The running task is about to sleep: stamp the time (see [`end`]).
 #[inline]
 pub(crate) fn begin() {
