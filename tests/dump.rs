@@ -367,7 +367,9 @@ fn dump_on_signal_writes_a_dump_and_the_program_goes_on() {
             dump_until(|| io.dump(), |d| parked(d, "signal-waiter"));
             // SAFETY: kill(2) has no memory-safety preconditions.
             assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) }, 0);
-            let give_up = Instant::now() + Duration::from_secs(20);
+            // A watchdog only: printing symbolizes the stacks, and the first symbolization of
+            // a debug test binary reads all its debug info (slow on a loaded machine).
+            let give_up = Instant::now() + Duration::from_secs(180);
             while !out.text().contains("signal-waiter") {
                 assert!(Instant::now() < give_up, "no dump written: {}", out.text());
                 io.sleep(Duration::from_millis(5)).unwrap();

@@ -617,7 +617,7 @@ pub(crate) fn collect(io: &Io) -> Dump {
     for (worker, site) in report.busy {
         b.add_busy(worker, site);
     }
-    b.trace_threads(io.model() == crate::ModelKind::Green);
+    b.trace_threads(io.model() == crate::ModelKind::Green, &io.inner.root);
     let listed = b.tasks.iter().filter(|t| !t.root).count();
     let live = io.inner.state.live_estimate();
     if live > listed {
@@ -760,18 +760,19 @@ impl Collector {
     }
 
     /// Asks the tasks sleeping on OS threads for their stacks (see `diag/thread_trace.rs`):
-    /// on Green only root tasks without a fiber (`block_on` callers on foreign threads).
-    fn trace_threads(&mut self, green: bool) {
+    /// on Green only root tasks without a fiber: `block_on` callers on foreign threads, not
+    /// `run`'s root (`root`), a fiber whose worker may just not have answered.
+    fn trace_threads(&mut self, green: bool, root: &NodeRef) {
         let targets: Vec<(usize, NodeRef)> = self
             .nodes
             .iter()
-            .filter(|(&i, _)| {
+            .filter(|(&i, n)| {
                 let t = &self.tasks[i];
                 t.stack.is_none()
                     && t.future.is_none()
                     && !t.current
                     && matches!(t.state, TaskState::Parked | TaskState::Blocking)
-                    && (!green || (t.root && t.worker.is_none()))
+                    && (!green || (t.root && t.worker.is_none() && n.addr() != root.addr()))
             })
             .map(|(&i, n)| (i, n.clone()))
             .collect();
