@@ -400,6 +400,19 @@ impl CancelNode {
         self.is_canceled()
     }
 
+    /// The waker its task registered at its first cancellation point, if any: how a task
+    /// dump wakes a task sleeping on a thread to ask for its stack (see
+    /// `diag/thread_trace.rs`).
+    pub(crate) fn waker(&self) -> Option<&Waker> {
+        self.waker.get()
+    }
+
+    /// Whether the node's task finished (reliable for a node that had a child: only such a
+    /// node's finish sets the flag, see `detach_from_parent`). For a task dump.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & FINISHED != 0
+    }
+
     /// The parent, if any.
     pub(crate) fn parent(&self) -> Option<&NodeRef> {
         self.parent.as_ref()

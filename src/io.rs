@@ -543,6 +543,7 @@ impl Io {
     ///     assert_eq!(fast, "fast");
     /// });
     /// ```
+    #[track_caller]
     pub fn race<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<T>
     where
         T: Send + 'static,
@@ -552,11 +553,16 @@ impl Io {
     }
 
     /// Runs each closure as a task and returns all results in order. Cancellation point.
+    #[track_caller]
     pub fn all<T, F>(&self, fs: impl IntoIterator<Item = F>) -> io::Result<Vec<T>>
     where
         T: Send + 'static,
         F: FnOnce(&Io) -> T + Send + 'static,
     {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Join,
+            crate::diag::wait_point::Object::None,
+        );
         let mut group = crate::Group::new(self);
         for f in fs {
             group.spawn(f);
@@ -566,12 +572,17 @@ impl Io {
 
     /// Runs each fallible closure as a task; returns all values, or the first error, in which
     /// case the other tasks are canceled as soon as it happens.
+    #[track_caller]
     pub fn try_all<T, E, F>(&self, fs: impl IntoIterator<Item = F>) -> Result<Vec<T>, E>
     where
         T: Send + 'static,
         E: Send + From<io::Error> + 'static,
         F: FnOnce(&Io) -> Result<T, E> + Send + 'static,
     {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Join,
+            crate::diag::wait_point::Object::None,
+        );
         let mut group = crate::Group::fail_fast(self);
         for f in fs {
             group.spawn(f);

@@ -265,7 +265,11 @@ fn park_this_thread_untraced(deadline: Option<Instant>) {
         park_thread(deadline);
         p.state.set(IDLE, Ordering::Release);
     });
-    wait_point::end();
+    if wait_point::end() {
+        // A task dump asked for this task's stack: answer, then return as from a spurious
+        // wake-up (the caller re-checks its condition; see `diag/thread_trace.rs`).
+        crate::diag::thread_trace::answer();
+    }
     if announced.is_err() {
         park_thread(deadline);
     }
@@ -440,7 +444,9 @@ fn poll_this_thread_untraced(
             ];
             wait_point::begin();
             let polled = poll(&mut fds, timeout.as_ref());
-            wait_point::end();
+            if wait_point::end() {
+                crate::diag::thread_trace::answer(); // then as a spurious wake-up (see above)
+            }
             match polled {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),

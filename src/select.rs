@@ -126,13 +126,24 @@ impl<A: Event, B: Event> Event for OrEvent<A, B> {
 macro_rules! select {
     ($io:expr; $($pat:pat = $event:expr => $body:expr),+ $(,)?) => {{
         let __io: &$crate::Io = &$io;
-        match __io.wait($crate::__select_chain!($($event),+)) {
+        match $crate::select::__wait_select(__io, $crate::__select_chain!($($event),+)) {
             ::std::result::Result::Ok(__out) => {
                 ::std::result::Result::Ok($crate::__select_match!(__out; $($pat => $body),+))
             }
             ::std::result::Result::Err(__e) => ::std::result::Result::Err(__e),
         }
     }};
+}
+
+/// What [`select!`] waits with: [`Io::wait`] noted as a `select` at the macro's call site.
+#[doc(hidden)]
+#[track_caller]
+pub fn __wait_select<E: crate::Event>(io: &Io, event: E) -> io::Result<E::Output> {
+    let _wait = crate::diag::wait_point::note(
+        crate::diag::wait_point::WaitOp::Select,
+        crate::diag::wait_point::Object::None,
+    );
+    io.wait(event)
 }
 
 #[doc(hidden)]
@@ -313,11 +324,16 @@ impl<T> std::fmt::Debug for JoinEvent<'_, T> {
 
 /// [`Io::race`]: each closure in a task of one group; the first to finish wins, and dropping the
 /// group cancels and waits for the others.
+#[track_caller]
 pub(crate) fn race<T, F>(io: &Io, fs: impl IntoIterator<Item = F>) -> io::Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Io) -> T + Send + 'static,
 {
+    let _wait = crate::diag::wait_point::note(
+        crate::diag::wait_point::WaitOp::Select,
+        crate::diag::wait_point::Object::None,
+    );
     let mut group: Group<T> = Group::new(io);
     for f in fs {
         // Zig: `group.concurrent(f) catch group.async(f)` (inline on Blocking).

@@ -155,7 +155,12 @@ impl Interval {
     /// was due, not when it completed). Cancellation point; `TimedOut` at the task's deadline.
     /// Neither consumes the tick. The wait is [`Io::sleep_until`] and the clock read
     /// [`Io::now`], so a custom model provides both.
+    #[track_caller]
     pub fn tick(&mut self) -> io::Result<Instant> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Sleep,
+            crate::diag::wait_point::Object::None,
+        );
         self.io.sleep_until(self.next)?;
         let now = self.io.now();
         Ok(self.advance(now))
@@ -173,13 +178,23 @@ impl Interval {
     ///     assert!(zsync::is_timed_out(&interval.tick_until(soon).unwrap_err()));
     /// });
     /// ```
+    #[track_caller]
     pub fn tick_until(&mut self, deadline: Instant) -> io::Result<Instant> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Sleep,
+            crate::diag::wait_point::Object::None,
+        );
         let io = self.io.clone();
         io.timeout_until(deadline, |_| self.tick())
     }
 
     /// Like [`tick`](Interval::tick), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn tick_timeout(&mut self, timeout: Duration) -> io::Result<Instant> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Sleep,
+            crate::diag::wait_point::Object::None,
+        );
         self.tick_until(later(Instant::now(), timeout))
     }
 

@@ -157,10 +157,15 @@ impl<T> Queue<T> {
     /// let q = zsync::channel::Queue::new(3);
     /// assert_eq!(q.put(&[1, 2, 3, 4, 5], 0), Ok(3)); // only three fit; min 0 never waits
     /// ```
+    #[track_caller]
     pub fn put(&self, items: &[T], min: usize) -> Result<usize, QueueError>
     where
         T: Clone,
     {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.put_with(items, min, None)
     }
 
@@ -195,10 +200,15 @@ impl<T> Queue<T> {
     }
 
     /// Adds all of `items`, waiting for space as needed. Zig: `queue.putAll(io, items)`.
+    #[track_caller]
     pub fn put_all(&self, items: &[T]) -> Result<(), QueueError>
     where
         T: Clone,
     {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.put_with(items, items.len(), None).map(drop)
     }
 
@@ -300,7 +310,12 @@ impl<T> Queue<T> {
     /// q.put_one('a').unwrap();
     /// assert_eq!(q.get_one(), Ok('a'));
     /// ```
+    #[track_caller]
     pub fn put_one(&self, item: T) -> Result<(), SendError<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.put_one_with(item, None)
     }
 
@@ -315,12 +330,22 @@ impl<T> Queue<T> {
     /// assert!(err.is_timed_out());
     /// assert_eq!(err.into_inner(), 2);
     /// ```
+    #[track_caller]
     pub fn put_one_timeout(&self, item: T, timeout: Duration) -> Result<(), SendError<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.put_one_with(item, deadline_after(timeout))
     }
 
     /// Like [`put_one`](Queue::put_one), giving up with [`SendError::TimedOut`] at `deadline`.
+    #[track_caller]
     pub fn put_one_until(&self, item: T, deadline: Instant) -> Result<(), SendError<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelSend,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.put_one_with(item, Some(deadline))
     }
 
@@ -360,7 +385,12 @@ impl<T> Queue<T> {
     /// assert_eq!(q.get(&mut buf, 1), Ok(2));
     /// assert_eq!(buf, [1, 2]);
     /// ```
+    #[track_caller]
     pub fn get(&self, buf: &mut [T], min: usize) -> Result<usize, QueueError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.get_with(buf, min, None)
     }
 
@@ -450,7 +480,12 @@ impl<T> Queue<T> {
 
     /// Takes one element, waiting while the queue is empty; `Closed` once it is closed and
     /// drained. Zig: `queue.getOne(io)`.
+    #[track_caller]
     pub fn get_one(&self) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.get_one_with(None)
     }
 
@@ -463,12 +498,22 @@ impl<T> Queue<T> {
     /// let q = Queue::<u8>::new(1);
     /// assert_eq!(q.get_one_timeout(Duration::from_millis(5)), Err(RecvError::TimedOut));
     /// ```
+    #[track_caller]
     pub fn get_one_timeout(&self, timeout: Duration) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.get_one_with(deadline_after(timeout))
     }
 
     /// Like [`get_one`](Queue::get_one), giving up with [`RecvError::TimedOut`] at `deadline`.
+    #[track_caller]
     pub fn get_one_until(&self, deadline: Instant) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::of(self),
+        );
         self.get_one_with(Some(deadline))
     }
 

@@ -24,7 +24,7 @@
 //! });
 //! ```
 //!
-//! ## How tasks are found (no registry, no cost until a dump)
+//! ## How tasks are found (no registry, no cost on spawn)
 //!
 //! - **Tasks that blocked at least once** are in the cancellation tree: every cancellation
 //!   point registers its task in its parent's children before it may sleep (see
@@ -36,13 +36,18 @@
 //!   each fiber into a trace routine (`fiber::suspend` sees `Resume::Trace`), which records the
 //!   fiber's task context and an unresolved backtrace of its own stack, and suspends again
 //!   without that counting as a wake-up. A worker that does not answer within a bounded time
-//!   (blocked in a call outside zsync, or computing without yielding) is named in a note; its
-//!   tasks still show from the tree, without stacks.
+//!   (blocked in a call outside zsync, or computing without yielding) is named in a note, with
+//!   the spawn site of the task holding it.
+//! - **Queued tasks** (spawned, not started) are taken out of the models' queues for a moment
+//!   and put back (Green, Threaded); **a Threaded worker's running task** is in its
+//!   `RunningSlot` (`diag/running.rs`); **running ancestors** of the tasks found are followed
+//!   up the tree; on Blocking, **the chain of inline spawns** of the dumping thread.
+//! - **Tasks parked on OS threads** are asked for their stacks (`diag/thread_trace.rs`).
 //! - **The task taking the dump** is the running one on its thread: its stack is captured in
 //!   place.
-//! - **Tasks spawned but not started**, and tasks that run and never reached a cancellation
-//!   point, are in no structure the dump can walk without a cost on the spawn path (crossbeam
-//!   deques cannot be iterated): the dump says how many live tasks it did not list.
+//!
+//! What is left out (a custom model's queues, a task run inline by its joiner before it
+//! waits) is counted in a note. See docs/ARCHITECTURE.md, "Task dumps", for why.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -53,10 +58,13 @@ use std::time::Duration;
 
 use super::wait_point::WaitSnapshot;
 pub use super::wait_point::{Object as WaitObject, WaitOp};
-use crate::cancel::NodeRef;
+use crate::cancel::{CancelNode, NodeOwner, NodeRef};
 use crate::context::{self, TaskContext};
-use crate::task::TaskId;
+use crate::task::{Runnable, TaskId};
 use crate::Io;
+
+/// At most this many queued tasks are taken out of a model's queues and listed per dump.
+pub(crate) const SURVEY_LIMIT: usize = 100_000;
 
 /// How long a dump waits for a Green worker to serve it before giving up on that worker.
 pub(crate) const WORKER_PATIENCE: Duration = Duration::from_secs(1);
@@ -337,9 +345,16 @@ const BASE_FRAMES: &[&str] = &[
     "std::rt::lang_start",
 ];
 
-/// Whether a frame is zsync's own (hidden above the public operation a task waits in).
+/// Whether a frame is zsync's own, or the standard library's between zsync's (thread-local
+/// accessors, closures' calls): hidden above the public operation a task waits in.
 fn is_zsync(name: &str) -> bool {
-    name.starts_with("zsync::") || name.starts_with("<zsync::")
+    let name = name
+        .trim_start_matches('<')
+        .trim_start_matches("&mut ")
+        .trim_start_matches('&');
+    ["zsync::", "std::", "core::", "alloc::"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 impl Stack {
@@ -549,9 +564,18 @@ pub(crate) fn capture_here() -> backtrace::Backtrace {
     backtrace::Backtrace::new_unresolved()
 }
 
-/// What the model can tell beyond the cancellation tree: Green's fibers.
+/// What the model can tell beyond the cancellation tree.
+#[derive(Default)]
 pub(crate) struct ModelReport {
+    /// Green's fibers, traced.
     pub(crate) fibers: Vec<FiberSeen>,
+    /// Tasks found in the model's queues (references taken while they were out).
+    pub(crate) queued: Vec<Runnable>,
+    /// Tasks running on a runner thread now (Threaded pool workers).
+    pub(crate) running: Vec<Runnable>,
+    /// Green workers that did not answer, with the spawn site of the task holding them (from
+    /// the monitor's progress word, when the monitor is on).
+    pub(crate) busy: Vec<(usize, Option<&'static Location<'static>>)>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -560,6 +584,8 @@ pub(crate) fn collect(io: &Io) -> Dump {
     let mut b = Collector {
         tasks: Vec::new(),
         by_node: HashMap::new(),
+        nodes: HashMap::new(),
+        parents: Vec::new(),
         notes: Vec::new(),
     };
     // The task taking the dump, with its stack captured here.
@@ -570,28 +596,35 @@ pub(crate) fn collect(io: &Io) -> Dump {
             b.tasks[i].current = true;
             b.tasks[i].stack = Some(Stack::new(capture_here()));
             b.tasks[i].worker = io.inner.model.current_worker();
+            if io.model() == crate::ModelKind::Blocking {
+                b.add_inline_chain(i);
+            }
         }
     });
-    match io.inner.model.dump_report(WORKER_PATIENCE) {
-        Some(report) => {
-            for fiber in report.fibers {
-                b.add_fiber(fiber);
-            }
-            b.notes.extend(report.notes);
-        }
-        None => b.notes.push(
-            "tasks on OS threads show their wait point, not their stack (a parked thread's \
-             stack cannot be read from another thread without signals)"
-                .to_owned(),
-        ),
+    let report = io.inner.model.dump_report(WORKER_PATIENCE);
+    for fiber in report.fibers {
+        b.add_fiber(fiber);
     }
+    b.notes.extend(report.notes);
     b.walk(&io.inner.root);
+    for task in &report.running {
+        b.add_runnable(task, TaskState::Running);
+    }
+    for task in &report.queued {
+        b.add_runnable(task, TaskState::Unstarted);
+    }
+    b.add_ancestors();
+    for (worker, site) in report.busy {
+        b.add_busy(worker, site);
+    }
+    b.trace_threads(io.model() == crate::ModelKind::Green, &io.inner.root);
     let listed = b.tasks.iter().filter(|t| !t.root).count();
     let live = io.inner.state.live_estimate();
     if live > listed {
         b.notes.push(format!(
-            "about {} more live task(s) not listed: spawned and not started yet, or running \
-             without having reached a zsync wait",
+            "about {} more live task(s) not listed: tasks run inline by their joiners that \
+             have not waited yet, tasks in queues of a custom model or on `concurrent` \
+             threads, or taken out of a queue at the moment of the dump",
             live - listed
         ));
     }
@@ -610,17 +643,29 @@ pub(crate) fn collect(io: &Io) -> Dump {
 struct Collector {
     tasks: Vec<TaskDump>,
     by_node: HashMap<usize, usize>,
+    /// The node of each entry found in the tree, by entry.
+    nodes: HashMap<usize, NodeRef>,
+    /// Parents of the tasks listed, to look at once everything else is in (see
+    /// [`add_ancestors`](Self::add_ancestors)).
+    parents: Vec<NodeRef>,
     notes: Vec<String>,
 }
 
+/// The address of a node: what identifies its task across the places a dump finds it.
+fn node_addr(owner: &dyn NodeOwner) -> usize {
+    owner.node() as *const CancelNode as usize
+}
+
 impl Collector {
-    /// The entry for `node`, made from the node alone if the task was not seen yet.
-    fn entry(&mut self, node: &NodeRef, id: Option<TaskId>, name: Option<String>) -> usize {
-        if let Some(&i) = self.by_node.get(&node.addr()) {
+    /// The entry for `owner`'s node, made from the node alone if the task was not seen yet.
+    fn entry(&mut self, owner: &dyn NodeOwner, id: Option<TaskId>, name: Option<String>) -> usize {
+        let addr = node_addr(owner);
+        if let Some(&i) = self.by_node.get(&addr) {
             return i;
         }
-        let meta = node.owner().task_meta();
-        let future = node.owner().future_state();
+        let node = owner.node();
+        let meta = owner.task_meta();
+        let future = owner.future_state();
         let wait = WaitPoint::from_snapshot(node.wait.snapshot());
         let state = match (&future, &wait) {
             (Some(f), _) => f.state,
@@ -644,13 +689,16 @@ impl Collector {
             stack: None,
             note: None,
         };
+        if let Some(p) = node.parent() {
+            self.parents.push(p.clone());
+        }
         self.tasks.push(dump);
-        self.by_node.insert(node.addr(), self.tasks.len() - 1);
+        self.by_node.insert(addr, self.tasks.len() - 1);
         self.tasks.len() - 1
     }
 
     fn add_seen(&mut self, seen: &Seen, state: TaskState) -> usize {
-        let i = self.entry(&seen.node, Some(seen.id), seen.name.clone());
+        let i = self.entry(seen.node.owner(), Some(seen.id), seen.name.clone());
         let t = &mut self.tasks[i];
         t.state = state;
         t.wait = WaitPoint::from_snapshot(seen.wait);
@@ -681,6 +729,150 @@ impl Collector {
         t.note = fiber.note.map(str::to_owned);
     }
 
+    /// On Blocking, the tasks running inline on this thread, innermost (the current one,
+    /// entry `current`) first: they share their caller's node, so the node says nothing of
+    /// them; their spawners are running, waiting for them to return.
+    fn add_inline_chain(&mut self, current: usize) {
+        let chain = crate::model::blocking::inline_chain();
+        let Some(((_, _, at), outer)) = chain.split_first() else {
+            return;
+        };
+        let t = &mut self.tasks[current];
+        t.root = false;
+        t.spawned_at = Some(*at);
+        t.parent = outer.first().map(|(id, _, _)| *id);
+        for (k, (id, name, at)) in outer.iter().enumerate() {
+            self.tasks.push(TaskDump {
+                id: Some(*id),
+                name: name.clone(),
+                spawned_at: Some(*at),
+                parent: outer.get(k + 1).map(|(id, _, _)| *id),
+                root: false,
+                current: false,
+                worker: None,
+                state: TaskState::Running,
+                wait: None,
+                future: None,
+                stack: None,
+                note: Some("running a task it spawned, inline".to_owned()),
+            });
+        }
+    }
+
+    /// Asks the tasks sleeping on OS threads for their stacks (see `diag/thread_trace.rs`):
+    /// on Green only root tasks without a fiber: `block_on` callers on foreign threads, not
+    /// `run`'s root (`root`), a fiber whose worker may just not have answered.
+    fn trace_threads(&mut self, green: bool, root: &NodeRef) {
+        let targets: Vec<(usize, NodeRef)> = self
+            .nodes
+            .iter()
+            .filter(|(&i, n)| {
+                let t = &self.tasks[i];
+                t.stack.is_none()
+                    && t.future.is_none()
+                    && !t.current
+                    && matches!(t.state, TaskState::Parked | TaskState::Blocking)
+                    && (!green || (t.root && t.worker.is_none() && n.addr() != root.addr()))
+            })
+            .map(|(&i, n)| (i, n.clone()))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let nodes: Vec<NodeRef> = targets.iter().map(|(_, n)| n.clone()).collect();
+        let mut stacks = super::thread_trace::request(&nodes, WORKER_PATIENCE);
+        for (i, node) in targets {
+            let t = &mut self.tasks[i];
+            match stacks.remove(&(&node.wait as *const _ as usize)) {
+                Some(stack) => t.stack = Some(Stack::new(stack)),
+                None => {
+                    t.note = Some(format!(
+                        "its thread did not answer the request for its stack within \
+                         {WORKER_PATIENCE:?} (it woke meanwhile, or is not in a zsync wait)"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A task found in a queue (`Unstarted`) or on a runner thread (`Running`). A task listed
+    /// already keeps what was found of it there.
+    fn add_runnable(&mut self, task: &Runnable, found: TaskState) {
+        let Some(owner) = task.dump_owner() else {
+            return; // not a task's work (an offloaded file op, a helper job)
+        };
+        if self.by_node.contains_key(&node_addr(owner)) {
+            return;
+        }
+        let is_future = owner.future_state().is_some();
+        let state = match found {
+            TaskState::Unstarted if !task.is_started() => TaskState::Unstarted,
+            // A stale queue entry: its joiner ran the closure task inline (the joiner's
+            // entry shows it running), or a future task already polled once and woken.
+            TaskState::Unstarted if !is_future => return,
+            TaskState::Unstarted => TaskState::Ready,
+            other => other,
+        };
+        let i = self.entry(owner, None, None);
+        let t = &mut self.tasks[i];
+        if t.wait.is_none_or(|w| w.waiting_for.is_none()) {
+            t.state = state;
+        }
+    }
+
+    /// Live ancestors of the tasks listed that are listed nowhere else: they are running (a
+    /// Blocking spawner running its child inline, a joiner running its child, a task computing
+    /// on a thread): a parked task is in the tree, a queued one in a queue.
+    fn add_ancestors(&mut self) {
+        while let Some(node) = self.parents.pop() {
+            // A node without a task is a group's scope (skipped: its parent is looked at) or,
+            // without a parent, a root task's: `run`'s closure or a `block_on` caller.
+            if node.is_finished() {
+                continue;
+            }
+            if node.owner().task_meta().is_none() {
+                if let Some(p) = node.parent() {
+                    self.parents.push(p.clone());
+                    continue;
+                }
+            }
+            if self.by_node.contains_key(&node.addr()) {
+                continue;
+            }
+            self.entry(node.owner(), None, None);
+        }
+    }
+
+    /// A Green worker that did not answer: the task holding it, by its spawn site (the task
+    /// itself when the tree or its children name it).
+    fn add_busy(&mut self, worker: usize, site: Option<&'static Location<'static>>) {
+        let Some(site) = site else { return };
+        if let Some(t) = self.tasks.iter_mut().find(|t| {
+            t.state == TaskState::Running
+                && t.worker.is_none()
+                && t.spawned_at.is_some_and(|l| std::ptr::eq(l, site))
+        }) {
+            t.worker = Some(worker);
+            return;
+        }
+        self.tasks.push(TaskDump {
+            id: None,
+            name: None,
+            spawned_at: Some(site),
+            parent: None,
+            root: false,
+            current: false,
+            worker: Some(worker),
+            state: TaskState::Running,
+            wait: None,
+            future: None,
+            stack: None,
+            note: Some(format!(
+                "holds worker {worker}, which did not answer: only its spawn site is known"
+            )),
+        });
+    }
+
     /// Adds every task registered below `root` (see the module docs).
     fn walk(&mut self, root: &NodeRef) {
         let mut stack = vec![root.clone()];
@@ -694,9 +886,14 @@ impl Collector {
             }
             // A node of its own is a task's only if a context uses it: the root task's, or a
             // `block_on` caller's (a group's scope never waits); it shows when it waits.
-            let is_task = node.owner().task_meta().is_some();
-            if is_task || WaitPoint::from_snapshot(node.wait.snapshot()).is_some() {
-                self.entry(&node, None, None);
+            // A finished task stays in the tree while registered children of its own live
+            // (see "Finishing" in `crate::cancel`): not listed, but walked through.
+            let is_task = node.owner().task_meta().is_some() && !node.is_finished();
+            if is_task
+                || (!node.is_finished() && WaitPoint::from_snapshot(node.wait.snapshot()).is_some())
+            {
+                let i = self.entry(node.owner(), None, None);
+                self.nodes.insert(i, node.clone());
             }
             stack.extend(node.registered_children());
         }
@@ -704,7 +901,7 @@ impl Collector {
 }
 
 /// The nearest ancestor of `node` that is a task (groups' scopes are skipped).
-fn parent_id(node: &NodeRef) -> Option<TaskId> {
+fn parent_id(node: &CancelNode) -> Option<TaskId> {
     let mut p = node.parent();
     while let Some(n) = p {
         if let Some(meta) = n.owner().task_meta() {

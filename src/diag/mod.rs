@@ -44,8 +44,10 @@ pub(crate) mod on_signal;
 pub(crate) mod record;
 #[cfg(feature = "profile")]
 pub(crate) mod report;
+pub(crate) mod running;
 #[cfg(feature = "profile")]
 pub(crate) mod stack;
+pub(crate) mod thread_trace;
 #[cfg(feature = "tracing")]
 pub(crate) mod trace;
 pub(crate) mod wait_point;

@@ -260,8 +260,14 @@ pub(crate) struct WaitSlot {
 
 /// Where the operation sits in [`WaitSlot::state`].
 const OP_SHIFT: u32 = 56;
-/// The sleep's start below the operation.
-const SINCE_MASK: u64 = (1 << OP_SHIFT) - 1;
+/// The operation's bits.
+const OP_MASK: u64 = !((1 << OP_SHIFT) - 1);
+/// Set by a task dump that wants the stack of a task sleeping on an OS thread: the thread
+/// captures it when it wakes (see `diag/thread_trace.rs`). The bit below the operation; the
+/// start of a sleep never reaches it (2^55 units of 2^20 ns is a billion years of uptime).
+const TRACE: u64 = 1 << (OP_SHIFT - 1);
+/// The sleep's start below the operation and the trace request.
+const SINCE_MASK: u64 = TRACE - 1;
 /// The start's unit: 2^20 ns (~1.05 ms, below the coarse clock's own tick).
 const TICK_SHIFT: u32 = 20;
 
@@ -300,15 +306,25 @@ impl WaitSlot {
 
     #[inline]
     fn begin(&self) {
-        let op = self.state.load(Ordering::Relaxed) & !SINCE_MASK;
+        let op = self.state.load(Ordering::Relaxed) & OP_MASK;
         let since = ((now_coarse() >> TICK_SHIFT) + 1) & SINCE_MASK;
         self.state.store(op | since, Ordering::Relaxed);
     }
 
+    /// Ends the sleep; returns whether a dump asked for the task's stack meanwhile.
     #[inline]
-    fn end(&self) {
-        let op = self.state.load(Ordering::Relaxed) & !SINCE_MASK;
-        self.state.store(op, Ordering::Relaxed);
+    fn end(&self) -> bool {
+        let state = self.state.load(Ordering::Relaxed);
+        self.state.store(state & OP_MASK, Ordering::Relaxed);
+        state & TRACE != 0
+    }
+
+    /// Asks the task, sleeping now, for its stack when it wakes (see `diag/thread_trace.rs`).
+    /// The only write to a slot by anyone but its task: a read-modify-write, so that it never
+    /// undoes the task's own stores; the task's plain stores may undo it (a sleep ending at
+    /// that moment), and the dump then gives up on that stack after its bounded wait.
+    pub(crate) fn request_trace(&self) {
+        self.state.fetch_or(TRACE, Ordering::Relaxed);
     }
 
     /// The operation noted now (one relaxed load): what a profile charges a sleep to.
@@ -380,6 +396,13 @@ pub(crate) fn note(op: WaitOp, object: Object) -> Noted {
     })
 }
 
+/// [`note`] for an operation on descriptor `fd`.
+#[track_caller]
+#[inline]
+pub(crate) fn note_fd(op: WaitOp, fd: std::os::fd::RawFd) -> Noted {
+    note(op, Object::Fd(fd))
+}
+
 /// Clears the operation [`note`] recorded, when dropped (also by an unwind).
 #[must_use = "the operation is noted until this guard drops"]
 pub(crate) struct Noted(*const WaitSlot);
@@ -396,6 +419,69 @@ impl Drop for Noted {
     }
 }
 
+/// The wait point of an asynchronous operation (a future a future task awaits): noted where the
+/// future was made (`#[track_caller]` up to the public constructor), recorded in the polling
+/// task's slot each time the future returns `Pending`, cleared when it completes or drops. A
+/// future task's slot then says which operation it awaits, and where. Like [`note`], it
+/// leaves an operation noted already in place (a `block_on` of a fiber keeps its own).
+pub(crate) struct PendingNote {
+    op: WaitOp,
+    object: Object,
+    location: &'static Location<'static>,
+    /// The address of the slot it recorded into (0: none). Compared, never dereferenced: the
+    /// future may be dropped by another task than the one that polled it.
+    slot: usize,
+}
+
+impl PendingNote {
+    #[track_caller]
+    #[inline]
+    pub(crate) fn new(op: WaitOp, object: Object) -> PendingNote {
+        PendingNote {
+            op,
+            object,
+            location: Location::caller(),
+            slot: 0,
+        }
+    }
+
+    /// The future returns `Pending`: record the operation in the polling task's slot.
+    #[inline]
+    pub(crate) fn pending(&mut self) {
+        if self.slot != 0 {
+            return;
+        }
+        context::with(|c| {
+            if let Some(c) = c {
+                if c.wait.set(self.op, self.object, self.location) {
+                    self.slot = c.wait as *const WaitSlot as usize;
+                }
+            }
+        })
+    }
+
+    /// The future completed (or drops): clear what [`pending`](Self::pending) recorded, if the
+    /// task running now is the one it recorded into.
+    #[inline]
+    pub(crate) fn done(&mut self) {
+        if self.slot == 0 {
+            return;
+        }
+        let slot = std::mem::take(&mut self.slot);
+        context::with(|c| {
+            if let Some(c) = c.filter(|c| c.wait as *const WaitSlot as usize == slot) {
+                c.wait.clear();
+            }
+        })
+    }
+}
+
+impl Drop for PendingNote {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 /// The running task is about to sleep: stamp the time (see [`end`]).
 #[inline]
 pub(crate) fn begin() {
@@ -406,13 +492,14 @@ pub(crate) fn begin() {
     })
 }
 
-/// The running task's sleep ended (the operation may sleep again: it stays noted).
+/// The running task's sleep ended (the operation may sleep again: it stays noted). Returns
+/// whether a task dump asked for the task's stack during the sleep (only thread waits answer:
+/// see `diag/thread_trace.rs`).
 #[inline]
-pub(crate) fn end() {
-    context::with(|c| {
-        if let Some(c) = c {
-            c.wait.end()
-        }
+pub(crate) fn end() -> bool {
+    context::with(|c| match c {
+        Some(c) => c.wait.end(),
+        None => false,
     })
 }
 
@@ -430,7 +517,9 @@ pub(crate) unsafe fn begin_in(ctx: *const context::TaskContext<'static>) {
     }
 }
 
-/// [`end`] for the context `ctx`, as [`begin_in`].
+/// [`end`] for the context `ctx`, as [`begin_in`]. For a fiber, whose stack a dump captures by
+/// resuming it into a trace routine (`Resume::Trace`): a thread's trace request does not apply,
+/// so `end`'s answer is dropped.
 ///
 /// # Safety
 /// As [`begin_in`].
@@ -438,7 +527,7 @@ pub(crate) unsafe fn begin_in(ctx: *const context::TaskContext<'static>) {
 pub(crate) unsafe fn end_in(ctx: *const context::TaskContext<'static>) {
     // SAFETY: the caller's promise.
     if let Some(c) = unsafe { ctx.as_ref() } {
-        c.wait.end()
+        let _trace_requested = c.wait.end();
     }
 }
 

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::owned::Offload;
+use crate::diag::wait_point::{Object, PendingNote, WaitOp};
 use crate::Io;
 
 /// A call on a helper thread, started at the first poll.
@@ -19,6 +20,8 @@ struct Lazy<T, F> {
     io: Io,
     call: Option<F>,
     running: Option<Offload<io::Result<T>>>,
+    /// What a task dump shows while the call is pending.
+    wait: PendingNote,
 }
 
 impl<T, F> Unpin for Lazy<T, F> {}
@@ -36,10 +39,16 @@ where
             let io = this.io.clone();
             this.running = Some(Offload::start(&this.io, move || call(&io)));
         }
-        this.running
+        let polled = this
+            .running
             .as_mut()
             .expect("polled after completion")
-            .poll_done(cx)
+            .poll_done(cx);
+        match polled {
+            Poll::Pending => this.wait.pending(),
+            Poll::Ready(_) => this.wait.done(),
+        }
+        polled
     }
 }
 
@@ -57,6 +66,7 @@ where
 ///     zsync::fs::remove_file(io, &path)
 /// }).unwrap();
 /// ```
+#[track_caller]
 pub fn read_async(
     io: &Io,
     path: impl AsRef<Path>,
@@ -66,12 +76,14 @@ pub fn read_async(
         io: io.clone(),
         call: Some(move |io: &Io| super::read(io, &path)),
         running: None,
+        wait: PendingNote::new(WaitOp::File, Object::None),
     }
 }
 
 /// Writes `contents` as the whole file at `path` (created, or truncated), as a future;
 /// [`fs::write`](super::write()) run on a helper thread of `io`'s model. See [`read_async`] for
 /// an example.
+#[track_caller]
 pub fn write_async(
     io: &Io,
     path: impl AsRef<Path>,
@@ -83,5 +95,6 @@ pub fn write_async(
         io: io.clone(),
         call: Some(move |io: &Io| super::write(io, &path, &contents)),
         running: None,
+        wait: PendingNote::new(WaitOp::File, Object::None),
     }
 }

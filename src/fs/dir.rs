@@ -5,13 +5,16 @@ use std::fs::DirEntry;
 use std::io;
 use std::path::Path;
 
+use crate::diag::wait_point::{self, WaitOp};
 use crate::fs::sys;
 use crate::Io;
 
 /// Creates the directory `path` (`mkdir(2)`, mode `0o777` before the umask). Cancellation point.
 ///
 /// Errors: `AlreadyExists` if something exists at `path`, `NotFound` if its parent does not.
+#[track_caller]
 pub fn create_dir(io: &Io, path: impl AsRef<Path>) -> io::Result<()> {
+    let _wait = wait_point::note(WaitOp::File, wait_point::Object::None);
     sys::mkdir(io, path.as_ref())
 }
 
@@ -27,7 +30,9 @@ pub fn create_dir(io: &Io, path: impl AsRef<Path>) -> io::Result<()> {
 /// })
 /// .unwrap();
 /// ```
+#[track_caller]
 pub fn create_dir_all(io: &Io, path: impl AsRef<Path>) -> io::Result<()> {
+    let _wait = wait_point::note(WaitOp::File, wait_point::Object::None);
     sys::mkdir_all(io, path.as_ref())
 }
 
@@ -35,13 +40,17 @@ pub fn create_dir_all(io: &Io, path: impl AsRef<Path>) -> io::Result<()> {
 ///
 /// Errors: `DirectoryNotEmpty` if it has entries, `NotADirectory` if it is not a directory,
 /// `NotFound` if it does not exist.
+#[track_caller]
 pub fn remove_dir(io: &Io, path: impl AsRef<Path>) -> io::Result<()> {
+    let _wait = wait_point::note(WaitOp::File, wait_point::Object::None);
     sys::rmdir(io, path.as_ref())
 }
 
 /// Removes the directory `path` and everything in it, without following symbolic links.
 /// Cancellation point (checked once, before the removal starts).
+#[track_caller]
 pub fn remove_dir_all(io: &Io, path: impl AsRef<Path>) -> io::Result<()> {
+    let _wait = wait_point::note(WaitOp::File, wait_point::Object::None);
     sys::rmdir_all(io, path.as_ref())
 }
 
@@ -67,7 +76,9 @@ pub fn remove_dir_all(io: &Io, path: impl AsRef<Path>) -> io::Result<()> {
 /// });
 /// assert_eq!(names.unwrap(), ["file", "sub"]);
 /// ```
+#[track_caller]
 pub fn read_dir(io: &Io, path: impl AsRef<Path>) -> io::Result<ReadDir> {
+    let _wait = wait_point::note(WaitOp::File, wait_point::Object::None);
     let inner = sys::opendir(io, path.as_ref())?;
     Ok(ReadDir {
         io: io.clone(),
@@ -86,7 +97,9 @@ pub struct ReadDir {
 impl Iterator for ReadDir {
     type Item = io::Result<DirEntry>;
 
+    #[track_caller]
     fn next(&mut self) -> Option<io::Result<DirEntry>> {
+        let _wait = wait_point::note(WaitOp::File, wait_point::Object::None);
         sys::readdir(&self.io, &mut self.inner)
     }
 }

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::diag::wait_point::{self, WaitOp};
 use crate::fs::stream_async::StreamFd;
 use crate::fs::{sys, OpenOptions};
 use crate::op::stream;
@@ -94,12 +95,14 @@ impl File {
     /// Opens `path` read-only. Cancellation point.
     ///
     /// Errors: `NotFound` if it does not exist, `PermissionDenied` if it may not be read.
+    #[track_caller]
     pub fn open(io: &Io, path: impl AsRef<Path>) -> io::Result<File> {
         OpenOptions::new().read(true).open(io, path)
     }
 
     /// Opens `path` write-only, creating it if needed and truncating it if it exists.
     /// Cancellation point.
+    #[track_caller]
     pub fn create(io: &Io, path: impl AsRef<Path>) -> io::Result<File> {
         OpenOptions::new()
             .write(true)
@@ -109,6 +112,7 @@ impl File {
     }
 
     /// Creates `path` read-write, failing with `AlreadyExists` if it exists. Cancellation point.
+    #[track_caller]
     pub fn create_new(io: &Io, path: impl AsRef<Path>) -> io::Result<File> {
         OpenOptions::new()
             .read(true)
@@ -203,7 +207,9 @@ impl File {
     /// Reads into `buf` from byte `offset` of the file (`pread(2)`), without using or moving the
     /// file offset. Returns the number of bytes read; 0 at or past the end of the file.
     /// Cancellation point.
+    #[track_caller]
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Read, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::pread(&self.io, &self.inner, buf, offset),
             Kind::Stream { .. } => {
@@ -217,7 +223,9 @@ impl File {
     /// of bytes written. Cancellation point.
     ///
     /// On Linux, a file opened in append mode ignores `offset` and appends.
+    #[track_caller]
     pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Write, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::pwrite(&self.io, &self.inner, buf, offset),
             Kind::Stream { .. } => {
@@ -228,7 +236,9 @@ impl File {
 
     /// Reads into the buffers in order from byte `offset` (`preadv(2)`), without moving the file
     /// offset. Returns the total number of bytes read. Cancellation point.
+    #[track_caller]
     pub fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Read, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::preadv(&self.io, &self.inner, bufs, offset),
             Kind::Stream { .. } => {
@@ -239,7 +249,9 @@ impl File {
 
     /// Writes the buffers in order at byte `offset` (`pwritev(2)`), without moving the file
     /// offset. Returns the total number of bytes written. Cancellation point.
+    #[track_caller]
     pub fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Write, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::pwritev(&self.io, &self.inner, bufs, offset),
             Kind::Stream { .. } => {
@@ -252,7 +264,9 @@ impl File {
     ///
     /// Errors: `UnexpectedEof` if the file ends first (how much of `buf` was filled is then
     /// unspecified).
+    #[track_caller]
     pub fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        let _wait = wait_point::note_fd(WaitOp::Read, self.inner.as_raw_fd());
         while !buf.is_empty() {
             match self.read_at(buf, offset) {
                 Ok(0) => {
@@ -276,7 +290,9 @@ impl File {
     /// cancellation point.
     ///
     /// Errors: `WriteZero` if a write makes no progress.
+    #[track_caller]
     pub fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        let _wait = wait_point::note_fd(WaitOp::Write, self.inner.as_raw_fd());
         while !buf.is_empty() {
             match self.write_at(buf, offset) {
                 Ok(0) => {
@@ -297,57 +313,75 @@ impl File {
     }
 
     /// The file's metadata (`statx(2)` on the descriptor). Cancellation point.
+    #[track_caller]
     pub fn metadata(&self) -> io::Result<Metadata> {
+        let _wait = wait_point::note_fd(WaitOp::File, self.inner.as_raw_fd());
         sys::fstat(&self.io, &self.inner)
     }
 
     /// Flushes data and metadata to the device (`fsync(2)`). Cancellation point.
+    #[track_caller]
     pub fn sync_all(&self) -> io::Result<()> {
+        let _wait = wait_point::note_fd(WaitOp::File, self.inner.as_raw_fd());
         sys::fsync(&self.io, &self.inner)
     }
 
     /// Flushes data, and only the metadata needed to read it back, to the device
     /// (`fdatasync(2)`). Cancellation point.
+    #[track_caller]
     pub fn sync_data(&self) -> io::Result<()> {
+        let _wait = wait_point::note_fd(WaitOp::File, self.inner.as_raw_fd());
         sys::fdatasync(&self.io, &self.inner)
     }
 
     /// Truncates or extends the file to `size` bytes (`ftruncate(2)`); added bytes read as zeros.
     /// The file offset is not changed. Needs the file open for writing. Cancellation point.
+    #[track_caller]
     pub fn set_len(&self, size: u64) -> io::Result<()> {
+        let _wait = wait_point::note_fd(WaitOp::File, self.inner.as_raw_fd());
         sys::ftruncate(&self.io, &self.inner, size)
     }
 
     /// Changes the file's permissions (`fchmod(2)`). Cancellation point.
+    #[track_caller]
     pub fn set_permissions(&self, perm: Permissions) -> io::Result<()> {
+        let _wait = wait_point::note_fd(WaitOp::File, self.inner.as_raw_fd());
         sys::fchmod(&self.io, &self.inner, perm)
     }
 
     /// A second `File` for the same open file description (`dup`): both share the file offset
     /// and the open mode. Cancellation point.
+    #[track_caller]
     pub fn try_clone(&self) -> io::Result<File> {
+        let _wait = wait_point::note_fd(WaitOp::File, self.inner.as_raw_fd());
         let inner = sys::dup(&self.io, &self.inner)?;
         Ok(File::assemble(&self.io, inner, self.kind))
     }
 }
 
 impl Read for File {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&*self).read(buf)
     }
+    #[track_caller]
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         (&*self).read_vectored(bufs)
     }
 }
 
 impl Read for &File {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Read, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::read(&self.io, &self.inner, buf),
             Kind::Stream { .. } => stream::read(&self.io, self.inner.as_fd(), buf, None, None),
         }
     }
+    #[track_caller]
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Read, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::readv(&self.io, &self.inner, bufs),
             Kind::Stream { .. } => stream::readv(&self.io, self.inner.as_fd(), bufs, None, None),
@@ -356,9 +390,11 @@ impl Read for &File {
 }
 
 impl Write for File {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
     }
+    #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         (&*self).write_vectored(bufs)
     }
@@ -368,13 +404,17 @@ impl Write for File {
 }
 
 impl Write for &File {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Write, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::write(&self.io, &self.inner, buf),
             Kind::Stream { .. } => stream::write(&self.io, self.inner.as_fd(), buf, None, None),
         }
     }
+    #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Write, self.inner.as_raw_fd());
         match self.kind {
             Kind::Disk => sys::writev(&self.io, &self.inner, bufs),
             Kind::Stream { .. } => stream::writev(&self.io, self.inner.as_fd(), bufs, None, None),
@@ -387,13 +427,16 @@ impl Write for &File {
 }
 
 impl Seek for File {
+    #[track_caller]
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         (&*self).seek(pos)
     }
 }
 
 impl Seek for &File {
+    #[track_caller]
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let _wait = wait_point::note_fd(WaitOp::File, self.inner.as_raw_fd());
         sys::seek(&self.io, &self.inner, pos)
     }
 }

@@ -22,11 +22,13 @@
 use std::fmt;
 use std::future::Future;
 use std::io::{self, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use super::owned::{FileOp, Kind, Outcome, Owned};
 use super::File;
+use crate::diag::wait_point::{Object, PendingNote, WaitOp};
 use crate::Io;
 
 /// The largest transfer one trait call starts (Tokio's default too): a caller's huge buffer is
@@ -43,9 +45,16 @@ impl File {
         }
     }
 
+    #[track_caller]
     fn buf_op(&self, kind: Kind, buf: Vec<u8>) -> BufFuture {
+        let op = match kind {
+            Kind::Read { .. } => WaitOp::Read,
+            Kind::Write { .. } => WaitOp::Write,
+            _ => WaitOp::File,
+        };
         BufFuture {
             state: OpState::Unstarted(self.io().clone(), kind, Some(self.owned(buf))),
+            wait: PendingNote::new(op, Object::Fd(self.as_raw_fd())),
         }
     }
 
@@ -69,6 +78,7 @@ impl File {
     ///     zsync::fs::remove_file(io, &path)
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn read_at_async(&self, buf: Vec<u8>, offset: u64) -> BufFuture {
         self.buf_op(
             Kind::Read {
@@ -93,6 +103,7 @@ impl File {
     ///     zsync::fs::remove_file(io, &path)
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn write_at_async(&self, buf: Vec<u8>, offset: u64) -> BufFuture {
         self.buf_op(
             Kind::Write {
@@ -121,6 +132,7 @@ impl File {
     ///     zsync::fs::remove_file(io, &path)
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn read_async(&self, buf: Vec<u8>) -> BufFuture {
         self.buf_op(Kind::Read { offset: None }, buf)
     }
@@ -141,6 +153,7 @@ impl File {
     ///     zsync::fs::remove_file(io, &path)
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn write_async(&self, buf: Vec<u8>) -> BufFuture {
         self.buf_op(Kind::Write { offset: None }, buf)
     }
@@ -148,6 +161,7 @@ impl File {
     /// Flushes data and metadata to the device (`fsync(2)`), as a future: an `IORING_OP_FSYNC`
     /// on a Green io_uring worker, a helper thread's `fsync` elsewhere. See
     /// [`write_async`](File::write_async) for an example.
+    #[track_caller]
     pub fn sync_all_async(&self) -> SyncFuture {
         SyncFuture(self.buf_op(Kind::Sync { data_only: false }, Vec::new()))
     }
@@ -164,6 +178,7 @@ impl File {
     ///     zsync::fs::remove_file(io, &path)
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn sync_data_async(&self) -> SyncFuture {
         SyncFuture(self.buf_op(Kind::Sync { data_only: true }, Vec::new()))
     }
@@ -196,6 +211,8 @@ enum OpState {
 #[must_use = "futures do nothing unless polled"]
 pub struct BufFuture {
     state: OpState,
+    /// What a task dump shows while the op is pending.
+    wait: PendingNote,
 }
 
 impl Future for BufFuture {
@@ -210,7 +227,11 @@ impl Future for BufFuture {
                     this.state = OpState::Running(FileOp::start(io, *kind, owned));
                 }
                 OpState::Running(op) => {
-                    let (result, buf) = ready!(op.poll_done(cx));
+                    let Poll::Ready((result, buf)) = op.poll_done(cx) else {
+                        this.wait.pending();
+                        return Poll::Pending;
+                    };
+                    this.wait.done();
                     this.state = OpState::Done;
                     return Poll::Ready((result.map(|n| n as usize), buf));
                 }

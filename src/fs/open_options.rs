@@ -4,6 +4,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::diag::wait_point::{self, WaitOp};
 use crate::fs::{sys, File};
 use crate::Io;
 
@@ -137,7 +138,9 @@ impl OpenOptions {
     /// Errors: `NotFound` if the file (or a parent directory) does not exist and is not to be
     /// created, `AlreadyExists` with `create_new`, `PermissionDenied`, `InvalidInput` for an
     /// invalid combination of options.
+    #[track_caller]
     pub fn open(&self, io: &Io, path: impl AsRef<Path>) -> io::Result<File> {
+        let _wait = wait_point::note(WaitOp::File, wait_point::Object::None);
         let file = sys::open(io, self, path.as_ref())?;
         Ok(File::from_std(io, file))
     }

@@ -8,6 +8,9 @@
 //! `async` (may run inline) and `concurrent` (must not), Blocking is a correct model, not a
 //! degraded one.
 
+use std::cell::Cell;
+use std::ptr;
+
 use crate::cancel::NodeSource;
 use crate::context::{self, TaskContext, TaskRef};
 use crate::task::id::Meta;
@@ -30,6 +33,20 @@ pub(crate) fn run_inline<T>(
         crate::diag::hooks::spawned(io, &mut meta);
         meta
     };
+    // The chain of tasks running inline on this thread, for a task dump taken inside: they
+    // share their caller's cancellation node, so only this chain tells them apart.
+    let frame = InlineFrame {
+        meta,
+        prev: INLINE.with(|c| c.replace(ptr::null())),
+    };
+    INLINE.with(|c| c.set(&frame));
+    struct Pop(*const InlineFrame);
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            INLINE.with(|c| c.set(self.0));
+        }
+    }
+    let _pop = Pop(frame.prev);
     let result = context::with(|caller| {
         let (scope, deadline) = match (scope, caller) {
             (None, Some(c)) => (c.cancel, c.deadline.get()),
@@ -50,4 +67,37 @@ pub(crate) fn run_inline<T>(
         meta.report_panic();
     }
     result
+}
+
+/// One task running inline on this thread (see [`run_inline`]): a plain linked list through
+/// the frames of the nested `run_inline` calls.
+struct InlineFrame {
+    meta: *const Meta,
+    prev: *const InlineFrame,
+}
+
+thread_local! {
+    static INLINE: Cell<*const InlineFrame> = const { Cell::new(ptr::null()) };
+}
+
+/// The tasks running inline on this thread, innermost first: id, name, spawn site. For a task
+/// dump taken on this thread.
+pub(crate) fn inline_chain() -> Vec<(
+    crate::task::TaskId,
+    Option<String>,
+    &'static std::panic::Location<'static>,
+)> {
+    let mut out = Vec::new();
+    let mut p = INLINE.with(|c| c.get());
+    // SAFETY: every frame in the list lives on the stack of a `run_inline` call still active
+    // on this thread (each call unlinks its frame when it returns or unwinds, `Pop`), and the
+    // `Meta` it points at is borrowed by that call.
+    while let Some(frame) = unsafe { p.as_ref() } {
+        // SAFETY: the `Meta` a frame points at is borrowed by its `run_inline` call, active
+        // (see above) for as long as the frame is linked.
+        let meta = unsafe { &*frame.meta };
+        out.push((meta.id, meta.name().map(str::to_owned), meta.location));
+        p = frame.prev;
+    }
+    out
 }

@@ -161,15 +161,24 @@ impl ModelImpl {
     }
 
     /// What a task dump learns from the model beyond the cancellation tree: Green's fibers
-    /// and their stacks (waiting at most `patience` for each worker). `None` where tasks are
-    /// OS threads, whose stacks cannot be read from another thread.
+    /// and their stacks (waiting at most `patience` for each worker), the tasks in the
+    /// queues, the tasks running on a Threaded pool's workers.
     pub(crate) fn dump_report(
         &self,
         patience: std::time::Duration,
-    ) -> Option<crate::diag::dump::ModelReport> {
+    ) -> crate::diag::dump::ModelReport {
         match self {
-            ModelImpl::Green(g) => Some(g.dump_report(patience)),
-            ModelImpl::Blocking | ModelImpl::Threaded(_) | ModelImpl::Custom(_) => None,
+            ModelImpl::Green(g) => g.dump_report(patience),
+            ModelImpl::Threaded(pool) => pool.dump_report(),
+            ModelImpl::Blocking => Default::default(),
+            ModelImpl::Custom(_) => crate::diag::dump::ModelReport {
+                notes: vec![
+                    "a custom model's queues cannot be looked into: only tasks that \
+                             waited, and the one taking the dump, are listed"
+                        .to_owned(),
+                ],
+                ..Default::default()
+            },
         }
     }
 

@@ -131,7 +131,12 @@ impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {
 ///     assert!(addrs.iter().all(|a| a.port() == 80 && a.ip().is_loopback()));
 /// });
 /// ```
+#[track_caller]
 pub fn resolve(io: &Io, addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    let _wait = crate::diag::wait_point::note(
+        crate::diag::wait_point::WaitOp::Resolve,
+        crate::diag::wait_point::Object::None,
+    );
     match addr.to_lookup()? {
         Lookup::Ready(addrs) => Ok(addrs),
         Lookup::Name(name) => {

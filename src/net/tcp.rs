@@ -472,7 +472,12 @@ impl TcpStream {
     }
 
     /// Reads without removing the data from the queue. Cancellation point.
+    #[track_caller]
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Read,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(self)),
+        );
         self.sock.read_with(|s| s.peek(buf))
     }
 }

@@ -257,7 +257,12 @@ impl UnixStream {
     /// the task is canceled or its deadline passes.
     ///
     /// Errors: `NotFound` if `path` does not exist, `ConnectionRefused` if nothing listens on it.
+    #[track_caller]
     pub fn connect(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Connect,
+            crate::diag::wait_point::Object::None,
+        );
         Self::connect_blocking(io, path)
     }
 
@@ -462,18 +467,33 @@ impl UnixDatagram {
     /// [`recv`](Self::recv) to datagrams from the socket at `path`. Does not wait.
     ///
     /// Errors: `NotFound` if `path` does not exist, `ConnectionRefused` if no socket is bound to it.
+    #[track_caller]
     pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Connect,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(self)),
+        );
         self.sock.get().connect(path)
     }
 
     /// Sends `buf` to the connected peer, waiting while the peer's queue is full.
     /// Cancellation point.
+    #[track_caller]
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Send,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(self)),
+        );
         self.sock.write_with(|s| s.send(buf))
     }
 
     /// Receives one datagram from the connected peer. Cancellation point.
+    #[track_caller]
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Recv,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(self)),
+        );
         self.sock.read_with(|s| s.recv(buf))
     }
 
@@ -484,14 +504,24 @@ impl UnixDatagram {
     /// write timeout or the task's deadline passes, or the task is canceled. A
     /// [`connect`](Self::connect)ed socket's [`send`](Self::send) waits for the peer's queue
     /// directly.
+    #[track_caller]
     pub fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Send,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(self)),
+        );
         let path = path.as_ref();
         self.sock
             .writing(|deadline| retry_with_backoff(deadline, || self.sock.get().send_to(buf, path)))
     }
 
     /// Receives one datagram and its sender's address. Cancellation point.
+    #[track_caller]
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Recv,
+            crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(self)),
+        );
         self.sock.read_with(|s| s.recv_from(buf))
     }
 

@@ -13,6 +13,7 @@ use std::process::Stdio;
 use rustix::fs::FileType;
 use rustix::pipe::PipeFlags;
 
+use crate::diag::wait_point::{self, WaitOp};
 use crate::driver::Registered;
 use crate::op::stream;
 use crate::Io;
@@ -171,28 +172,36 @@ impl PipeReader {
         &self.io
     }
 
+    #[track_caller]
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Read, self.inner.as_raw_fd());
         stream::read(&self.io, self.inner.as_fd(), buf, None, None)
     }
 
+    #[track_caller]
     fn read_vectored_inner(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Read, self.inner.as_raw_fd());
         stream::readv(&self.io, self.inner.as_fd(), bufs, None, None)
     }
 }
 
 impl Read for PipeReader {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_inner(buf)
     }
+    #[track_caller]
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         self.read_vectored_inner(bufs)
     }
 }
 
 impl Read for &PipeReader {
+    #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_inner(buf)
     }
+    #[track_caller]
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         self.read_vectored_inner(bufs)
     }
@@ -260,19 +269,25 @@ impl PipeWriter {
         &self.io
     }
 
+    #[track_caller]
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Write, self.inner.as_raw_fd());
         stream::write(&self.io, self.inner.as_fd(), buf, None, None)
     }
 
+    #[track_caller]
     fn write_vectored_inner(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let _wait = wait_point::note_fd(WaitOp::Write, self.inner.as_raw_fd());
         stream::writev(&self.io, self.inner.as_fd(), bufs, None, None)
     }
 }
 
 impl Write for PipeWriter {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_inner(buf)
     }
+    #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.write_vectored_inner(bufs)
     }
@@ -283,9 +298,11 @@ impl Write for PipeWriter {
 }
 
 impl Write for &PipeWriter {
+    #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_inner(buf)
     }
+    #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.write_vectored_inner(bufs)
     }

@@ -199,7 +199,12 @@ impl Child {
     ///     Ok(())
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn wait_with_output(mut self) -> io::Result<Output> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Process,
+            crate::diag::wait_point::Object::None,
+        );
         drop(self.stdin.take());
         let (stdout, stderr) = output::read_both(self.stdout.take(), self.stderr.take())?;
         let status = self.wait()?;

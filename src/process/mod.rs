@@ -232,7 +232,12 @@ impl Command {
     ///     Ok(())
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn output(&mut self, io: &Io) -> io::Result<Output> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Process,
+            crate::diag::wait_point::Object::None,
+        );
         let defaults: [fn() -> Stdio; 3] = [Stdio::null, Stdio::piped, Stdio::piped];
         self.with_defaults(defaults, |cmd| cmd.spawn(io))?
             .wait_with_output()
@@ -251,7 +256,12 @@ impl Command {
     ///     Ok(())
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn status(&mut self, io: &Io) -> io::Result<ExitStatus> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Process,
+            crate::diag::wait_point::Object::None,
+        );
         self.spawn(io)?.wait()
     }
 

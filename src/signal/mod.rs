@@ -282,13 +282,23 @@ impl Signals {
     ///     Ok(())
     /// }).unwrap();
     /// ```
+    #[track_caller]
     pub fn recv_until(&mut self, deadline: Instant) -> io::Result<SignalKind> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Signal,
+            crate::diag::wait_point::Object::None,
+        );
         let mut ev = self.recv_event();
         block_until(Some(deadline), |w| ev.poll_event(w))
     }
 
     /// Like [`recv`](Signals::recv), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn recv_timeout(&mut self, timeout: Duration) -> io::Result<SignalKind> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Signal,
+            crate::diag::wait_point::Object::None,
+        );
         let mut ev = self.recv_event();
         block_until(Instant::now().checked_add(timeout), |w| ev.poll_event(w))
     }
@@ -409,7 +419,12 @@ impl fmt::Debug for SignalEvent<'_> {
 /// }).unwrap();
 /// # fn serve(_: &zsync::Io) {}
 /// ```
+#[track_caller]
 pub fn ctrl_c(io: &Io) -> io::Result<()> {
+    let _wait = crate::diag::wait_point::note(
+        crate::diag::wait_point::WaitOp::Signal,
+        crate::diag::wait_point::Object::None,
+    );
     signal(io, SignalKind::interrupt())?.recv().map(drop)
 }
 

@@ -576,6 +576,10 @@ where
         self.core.is_claimed()
     }
 
+    fn dump_owner(&self) -> Option<&dyn crate::cancel::NodeOwner> {
+        Some(self)
+    }
+
     fn frame_size(&self) -> Option<usize> {
         Some(self.frame_size)
     }

@@ -113,6 +113,12 @@ impl Runnable {
     pub(crate) fn is_started(&self) -> bool {
         self.0.is_claimed()
     }
+
+    /// The task's cell as its node's owner (`None` for work that is not a task's): what a task
+    /// dump reads of a queued task.
+    pub(crate) fn dump_owner(&self) -> Option<&dyn NodeOwner> {
+        self.0.dump_owner()
+    }
 }
 
 impl std::fmt::Debug for Runnable {
@@ -164,6 +170,11 @@ pub(crate) trait Run: Send + Sync {
     /// For a future task, the size of its future (its "frame": what the compiler laid out for
     /// the `async` state machine); `None` for a closure task.
     fn frame_size(&self) -> Option<usize> {
+        None
+    }
+    /// The task's cell as the owner of its cancellation node, for a task dump that finds the
+    /// task in a queue (`None` for work that is not a task's).
+    fn dump_owner(&self) -> Option<&dyn NodeOwner> {
         None
     }
 }
@@ -530,6 +541,10 @@ where
 
     fn is_claimed(&self) -> bool {
         self.core.life.is_claimed()
+    }
+
+    fn dump_owner(&self) -> Option<&dyn NodeOwner> {
+        Some(self)
     }
 }
 

@@ -325,7 +325,12 @@ impl<T: Send + 'static> Group<T> {
     ///     assert_eq!(order.len(), 3); // in the order they finished: [10, 20, 30] on a quiet machine
     /// });
     /// ```
+    #[track_caller]
     pub fn join_next(&mut self) -> io::Result<Option<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Join,
+            crate::diag::wait_point::Object::None,
+        );
         let reaper = self.reaper();
         loop {
             if self.tasks.is_empty() {
@@ -349,7 +354,12 @@ impl<T: Send + 'static> Group<T> {
     ///
     /// Cancellation point: if the caller is canceled, the group's tasks are canceled (they are
     /// its descendants), all are waited for, and `Canceled` is returned.
+    #[track_caller]
     pub fn join_all(mut self) -> io::Result<Vec<T>> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Join,
+            crate::diag::wait_point::Object::None,
+        );
         let tasks = std::mem::take(&mut self.tasks);
         let mut values = Vec::with_capacity(tasks.len());
         let mut was_canceled = false;
@@ -407,10 +417,15 @@ impl<T: Send + 'static, E: Send + 'static> Group<Result<T, E>> {
     /// (not the `Canceled` errors its failure caused in the others).
     ///
     /// If the caller itself is canceled, returns `Err(E::from(Canceled))`.
+    #[track_caller]
     pub fn try_join_all(mut self) -> Result<Vec<T>, E>
     where
         E: From<io::Error>,
     {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::Join,
+            crate::diag::wait_point::Object::None,
+        );
         let tasks = std::mem::take(&mut self.tasks);
         let mut results = BTreeMap::new();
         let mut was_canceled = false;

@@ -231,12 +231,17 @@ impl<T: Descriptor + ?Sized> Descriptor for &T {
 ///     std::fs::remove_file(&path)
 /// }).unwrap();
 /// ```
+#[track_caller]
 pub fn send_file<W: Descriptor + ?Sized>(
     sink: &W,
     file: &File,
     offset: u64,
     len: u64,
 ) -> io::Result<u64> {
+    let _wait = crate::diag::wait_point::note_fd(
+        crate::diag::wait_point::WaitOp::Transfer,
+        std::os::fd::AsRawFd::as_raw_fd(&sink.as_fd()),
+    );
     crate::context::check()?;
     let src = End::source(file);
     let dst = End::sink(sink);
@@ -275,6 +280,7 @@ pub fn send_file<W: Descriptor + ?Sized>(
 ///     std::fs::remove_file(&b)
 /// }).unwrap();
 /// ```
+#[track_caller]
 pub fn copy_file_range(
     from: &File,
     from_offset: u64,
@@ -282,6 +288,10 @@ pub fn copy_file_range(
     to_offset: u64,
     len: u64,
 ) -> io::Result<u64> {
+    let _wait = crate::diag::wait_point::note_fd(
+        crate::diag::wait_point::WaitOp::Transfer,
+        std::os::fd::AsRawFd::as_raw_fd(&from.as_fd()),
+    );
     crate::context::check()?;
     let methods: &[Method] = if is_regular(from.as_fd())? {
         &[Method::CopyFileRange, Method::Buffered]
@@ -321,12 +331,17 @@ pub fn copy_file_range(
 ///     std::fs::remove_file(&path)
 /// }).unwrap();
 /// ```
+#[track_caller]
 pub fn splice<W: Descriptor + ?Sized>(
     sink: &W,
     file: &File,
     offset: u64,
     len: u64,
 ) -> io::Result<u64> {
+    let _wait = crate::diag::wait_point::note_fd(
+        crate::diag::wait_point::WaitOp::Transfer,
+        std::os::fd::AsRawFd::as_raw_fd(&sink.as_fd()),
+    );
     crate::context::check()?;
     let dst = End::sink(sink);
     let methods: &[Method] = if dst.kind != FdKind::File && is_regular(file.as_fd())? {
@@ -364,10 +379,15 @@ pub fn splice<W: Descriptor + ?Sized>(
 ///     std::fs::remove_file(&b)
 /// }).unwrap();
 /// ```
+#[track_caller]
 pub fn copy<R: Descriptor + ?Sized, W: Descriptor + ?Sized>(
     reader: &R,
     writer: &W,
 ) -> io::Result<u64> {
+    let _wait = crate::diag::wait_point::note_fd(
+        crate::diag::wait_point::WaitOp::Transfer,
+        std::os::fd::AsRawFd::as_raw_fd(&reader.as_fd()),
+    );
     crate::context::check()?;
     let src = End::source(reader);
     let dst = End::sink(writer);

@@ -185,7 +185,12 @@ impl<T: Clone> Receiver<T> {
     /// assert_eq!(rx.recv(), Ok(1));
     /// assert_eq!(rx.recv(), Err(RecvError::Closed));
     /// ```
+    #[track_caller]
     pub fn recv(&mut self) -> Result<T, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::None,
+        );
         self.recv_with(None)
     }
 

@@ -390,7 +390,12 @@ impl<T> Receiver<T> {
     /// assert_eq!(*rx.borrow(), 1);
     /// assert_eq!(rx.changed(), Err(RecvError::Closed));
     /// ```
+    #[track_caller]
     pub fn changed(&mut self) -> Result<(), RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::None,
+        );
         self.changed_with(None)
     }
 
@@ -450,16 +455,26 @@ impl<T> Receiver<T> {
     ///
     /// Errors: `Closed` if every sender is gone and the latest value fails `pred`; `Canceled`,
     /// `TimedOut` (the task's deadline).
+    #[track_caller]
     pub fn wait_for(&mut self, pred: impl FnMut(&T) -> bool) -> Result<Ref<'_, T>, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::None,
+        );
         self.wait_for_with(None, pred)
     }
 
     /// Like [`wait_for`](Receiver::wait_for), giving up with `TimedOut` after `timeout`.
+    #[track_caller]
     pub fn wait_for_timeout(
         &mut self,
         timeout: Duration,
         pred: impl FnMut(&T) -> bool,
     ) -> Result<Ref<'_, T>, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::None,
+        );
         self.wait_for_with(Some(deadline_after(timeout)), pred)
     }
 
@@ -474,11 +489,16 @@ impl<T> Receiver<T> {
     /// tx.send(3).unwrap();
     /// assert_eq!(*rx.wait_for_until(soon, |v| *v > 1).unwrap(), 3); // no wait needed
     /// ```
+    #[track_caller]
     pub fn wait_for_until(
         &mut self,
         deadline: Instant,
         pred: impl FnMut(&T) -> bool,
     ) -> Result<Ref<'_, T>, RecvError> {
+        let _wait = crate::diag::wait_point::note(
+            crate::diag::wait_point::WaitOp::ChannelRecv,
+            crate::diag::wait_point::Object::None,
+        );
         self.wait_for_with(Some(deadline), pred)
     }
 

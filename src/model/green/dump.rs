@@ -21,9 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crossbeam_deque::Steal;
+
 use super::worker::with_worker;
-use super::{fiber, Green};
+use super::{fiber, Green, Shared};
 use crate::diag::dump::{FiberSeen, ModelReport};
+use crate::task::Runnable;
+
+/// At most this many queued tasks are taken out and listed per dump.
+const SURVEY: usize = crate::diag::dump::SURVEY_LIMIT;
 
 /// Per runtime: the latest request and each worker's latest answer.
 pub(super) struct DumpBoard {
@@ -109,14 +115,19 @@ impl Green {
                 answers = board.answers.lock().unwrap_or_else(|p| p.into_inner());
             }
         }
-        let mut report = ModelReport {
-            fibers: Vec::new(),
-            notes: Vec::new(),
-        };
+        let mut report = ModelReport::default();
         for (i, (e, fibers)) in answers.iter().enumerate() {
             if *e >= epoch {
                 report.fibers.extend(fibers.iter().cloned());
             } else {
+                let site =
+                    self.shared.sysmon.progress(i).and_then(
+                        |p| match crate::stall::progress::site(p.read()) {
+                            crate::stall::progress::Site::Spawned(l) => Some(l),
+                            _ => None,
+                        },
+                    );
+                report.busy.push((i, site));
                 report.notes.push(format!(
                     "worker {i} did not answer within {patience:?}: it is blocked in a call \
                      outside zsync or computes without yielding (see `Io::blocking`); its \
@@ -124,6 +135,57 @@ impl Green {
                 ));
             }
         }
+        drop(answers);
+        report.queued = self.shared.survey_for_dump();
+        if report.queued.len() >= SURVEY {
+            report
+                .notes
+                .push(format!("only the first {SURVEY} queued tasks are listed"));
+        }
         report
+    }
+}
+
+impl Shared {
+    /// The tasks in the queues of fresh tasks and of future tasks (global and per worker):
+    /// each taken out, noted, and put back on the global queue of its kind (see
+    /// docs/ARCHITECTURE.md, "Task dumps", on why moving them is harmless).
+    fn survey_for_dump(&self) -> Vec<Runnable> {
+        let mut fresh = Vec::new();
+        let mut futures = Vec::new();
+        let take = |out: &mut Vec<Runnable>, steal: &dyn Fn() -> Steal<Runnable>| loop {
+            if out.len() >= SURVEY {
+                return;
+            }
+            match steal() {
+                Steal::Success(t) => out.push(t),
+                Steal::Empty => return,
+                Steal::Retry => {}
+            }
+        };
+        take(&mut fresh, &|| self.injector.steal());
+        for s in &self.stealers {
+            take(&mut fresh, &|| s.steal());
+        }
+        take(&mut futures, &|| self.future_injector.steal());
+        for s in &self.future_stealers {
+            take(&mut futures, &|| s.steal());
+        }
+        let seen: Vec<Runnable> = fresh
+            .iter()
+            .chain(&futures)
+            .map(Runnable::another)
+            .collect();
+        let any = !seen.is_empty();
+        for t in fresh {
+            self.injector.push(t);
+        }
+        for t in futures {
+            self.future_injector.push(t);
+        }
+        if any {
+            self.wake_one_idle(None);
+        }
+        seen
     }
 }

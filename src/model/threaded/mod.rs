@@ -32,6 +32,9 @@ use std::time::Duration;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use crate::diag::dump::ModelReport;
+use crate::diag::running::RunningSlot;
+
 use super::elastic::{self, Elastic};
 use crate::task::Runnable;
 use crate::Io;
@@ -79,6 +82,8 @@ struct Shared {
     monitor: Monitor,
     /// Threads for `concurrent` tasks and `blocking` calls.
     elastic: Elastic,
+    /// Per worker: the task it runs now, for a task dump (see `diag/running.rs`).
+    running: Box<[RunningSlot]>,
 }
 
 pub(crate) struct Pool {
@@ -107,6 +112,9 @@ impl Pool {
                     config.stall,
                 ),
                 elastic: Elastic::new(config.max_concurrent, config.keep_alive),
+                running: (0..config.workers)
+                    .map(|_| RunningSlot::default())
+                    .collect(),
             }),
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
@@ -191,6 +199,38 @@ impl Pool {
         self.shared.elastic.submit(task)
     }
 
+    /// What a task dump learns from the pool: the tasks its workers run now, and the queued
+    /// ones (each taken out of its queue, noted, and put back on the injector, as the monitor
+    /// does for its report).
+    pub(crate) fn dump_report(&self) -> ModelReport {
+        let running = self
+            .shared
+            .running
+            .iter()
+            .filter_map(RunningSlot::current)
+            .collect();
+        let mut taken = Vec::new();
+        while taken.len() < crate::diag::dump::SURVEY_LIMIT {
+            match self.shared.steal_any() {
+                Some(t) => taken.push(t),
+                None => break,
+            }
+        }
+        let queued = taken.iter().map(Runnable::another).collect();
+        let any = !taken.is_empty();
+        for t in taken {
+            self.shared.injector.push(t);
+        }
+        if any {
+            self.shared.sleepers.notify_one();
+        }
+        ModelReport {
+            running,
+            queued,
+            ..Default::default()
+        }
+    }
+
     /// Stops and joins every thread. Called once every task has finished.
     pub(crate) fn shutdown(&self) {
         self.shared.open.store(false, Ordering::Release);
@@ -214,6 +254,7 @@ fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Runnable>) {
     loop {
         if let Some(task) = find_task(&shared, index) {
             runner.starting(&task);
+            let _running = shared.running[index].enter(&task);
             task.run();
             continue;
         }
