@@ -262,6 +262,21 @@ fn dump_shows_future_tasks_with_type_and_frame_size() {
     }
 }
 
+/// The `block_on` caller's code in `handle_dump_from_outside_shows_a_blocked_block_on_caller_on_blocking`:
+/// a function of its own that is not inlined and does not end in a tail call, so that a release
+/// build keeps its frame (its name must show in the stack).
+#[inline(never)]
+fn block_on_caller_receives(
+    rx: &zsync::channel::Receiver<u32>,
+    line: &Mutex<u32>,
+) -> Result<u32, zsync::channel::RecvError> {
+    *line.lock().unwrap() = line!() + 1;
+    let received = rx.recv();
+    // Not a tail call, which would leave this frame out of the stack.
+    std::hint::black_box(&received);
+    received
+}
+
 /// From a thread outside the runtime (`Handle::dump`), on Blocking: a `block_on` caller parked
 /// in a receive shows as a root task with its operation and line.
 #[test]
@@ -271,12 +286,7 @@ fn handle_dump_from_outside_shows_a_blocked_block_on_caller_on_blocking() {
     let line = Arc::new(Mutex::new(0));
     let handle = rt.handle();
     let l = line.clone();
-    let waiter = std::thread::spawn(move || {
-        handle.block_on(|_| {
-            *l.lock().unwrap() = line!() + 1;
-            rx.recv()
-        })
-    });
+    let waiter = std::thread::spawn(move || handle.block_on(|_| block_on_caller_receives(&rx, &l)));
     // (The runtime's host thread is a root task too, waiting for its shutdown.)
     let in_recv = |t: &&TaskDump| {
         t.is_root()
@@ -289,13 +299,7 @@ fn handle_dump_from_outside_shows_a_blocked_block_on_caller_on_blocking() {
     );
     let t = dump.tasks().iter().find(in_recv).unwrap();
     // Its thread answered the dump's request for its stack.
-    assert!(
-        stack_has(
-            t,
-            "handle_dump_from_outside_shows_a_blocked_block_on_caller"
-        ),
-        "{dump}"
-    );
+    assert!(stack_has(t, "block_on_caller_receives"), "{dump}");
     let w = t.wait().unwrap();
     assert_eq!(w.op(), WaitOp::ChannelRecv);
     assert_eq!(
