@@ -67,6 +67,11 @@ const LATE_TRIM: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Fibers resumed per loop turn before the reactor and timers get a look.
 const BATCH: usize = 128;
+/// At most this many future tasks taken from another worker's deque at once (half of it up to
+/// this; crossbeam's default batch is 32). Tokio's thief takes half of a 256-slot queue: with
+/// 32, a worker that woke for a backlog of a thousand yielding tasks ran dry and went back to
+/// sleep (and had to be woken again) many times per round, and did a small part of the work.
+const STEAL_FUTURES_LIMIT: usize = 128;
 
 /// Tasks started per loop turn, at most, while no started fiber is ready.
 const START_BATCH: usize = 128;
@@ -405,7 +410,9 @@ impl WorkerLocal {
             let n = self.shared.future_stealers.len();
             for k in 1..n {
                 let victim = (self.index + k) % n;
-                match self.shared.future_stealers[victim].steal_batch(&self.futures) {
+                match self.shared.future_stealers[victim]
+                    .steal_batch_with_limit(&self.futures, STEAL_FUTURES_LIMIT)
+                {
                     Steal::Success(()) => return true,
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
