@@ -20,6 +20,8 @@
 //!
 //! Flags: `--quick` (64 connections, 3 s), `--duration SECS`, `--conns 16,64,...`,
 //! `--only NAME,...` (peers whose name contains one of them), `--workers N` (server threads, 2),
+//! `--pin [SERVER/LOAD]` (run each server on CPUs SERVER and the load generator on CPUs LOAD
+//! with `taskset -c`, default `1/0`: with `--workers 1`, the server has a core to itself),
 //! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--no-micro`, `--micro NAME,...`
 //! (micro-benchmarks whose name contains one of them, e.g. `stackless`), `--blocking` (also
 //! zsync's Blocking model, which serves one connection at a time), `--no-setup` (never run
@@ -101,6 +103,9 @@ struct Report<'a> {
     quick: bool,
     duration_secs: f64,
     server_workers: usize,
+    /// Where servers and load ran, for a `--pin` run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned: Option<Pin>,
     http_driver: String,
     echo_driver: String,
     echo_size: usize,
@@ -141,6 +146,41 @@ struct Opts {
     setup: bool,
     json: PathBuf,
     svg: PathBuf,
+    /// `--pin`: where the servers and the load generator run (CPU lists for `taskset -c`).
+    pin: Option<Pin>,
+}
+
+/// CPU placement of a pinned run (`--pin SERVER/LOAD`, default `1/0`): each server on its CPUs,
+/// `wrk` or the echo client on the others, so that the server has its cores to itself.
+#[derive(Clone, Debug, Serialize)]
+struct Pin {
+    server_cpus: String,
+    load_cpus: String,
+}
+
+impl Pin {
+    fn parse(spec: &str) -> Pin {
+        let (server, load) = spec
+            .split_once('/')
+            .expect("--pin SERVER_CPUS/LOAD_CPUS, e.g. 1/0");
+        Pin {
+            server_cpus: server.to_string(),
+            load_cpus: load.to_string(),
+        }
+    }
+}
+
+/// `program` run on `cpus` (through `taskset -c`, which execs it: the PID stays the program's)
+/// or as it is.
+fn command_on(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpus]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
 }
 
 fn main() {
@@ -197,7 +237,16 @@ fn main() {
             .get("--svg")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("docs/bench.svg")),
+        pin: match args.get("--pin") {
+            Some(spec) if !spec.starts_with("--") => Some(Pin::parse(&spec)),
+            _ if args.flag("--pin") => Some(Pin::parse("1/0")),
+            _ => None,
+        },
     };
+    if opts.pin.is_some() && which("taskset").is_none() {
+        eprintln!("--pin needs taskset (util-linux)");
+        std::process::exit(2);
+    }
     let mut skipped = Vec::new();
 
     // ---- tools
@@ -487,7 +536,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut done = 0;
     for p in &peers {
-        let mut server = match start(p, &logs) {
+        let mut server = match start(p, &logs, opts.pin.as_ref()) {
             Ok(s) => s,
             Err(e) => {
                 done += opts.conns.len();
@@ -503,7 +552,7 @@ fn main() {
             1.0,
             wrk.as_deref(),
             &load_client,
-            opts.size,
+            &opts,
         );
         for &c in &opts.conns {
             done += 1;
@@ -590,6 +639,7 @@ fn main() {
         quick: opts.quick,
         duration_secs: opts.secs,
         server_workers: opts.workers,
+        pinned: opts.pin.clone(),
         http_driver: format!("wrk -t1 -c<N> -d{}s --latency", opts.secs),
         echo_driver: format!(
             "{} --connections <N> --size {} --duration {}",
@@ -775,7 +825,7 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn start(p: &Peer, logs: &Path) -> Result<Server, String> {
+fn start(p: &Peer, logs: &Path, pin: Option<&Pin>) -> Result<Server, String> {
     if !p.program.exists() {
         return Err(format!("{} not built", p.program.display()));
     }
@@ -786,7 +836,7 @@ fn start(p: &Peer, logs: &Path) -> Result<Server, String> {
         .collect();
     let log_path = logs.join(format!("{slug}.log"));
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&p.program);
+    let mut cmd = command_on(&p.program, pin.map(|p| p.server_cpus.as_str()));
     cmd.args(&p.args)
         .args(["--addr", &addr])
         .envs(p.env.iter().cloned())
@@ -823,12 +873,14 @@ fn drive(
     secs: f64,
     wrk: Option<&Path>,
     load_client: &Path,
-    size: usize,
+    opts: &Opts,
 ) -> Result<(f64, f64, f64, u64, u64), String> {
+    let size = opts.size;
+    let load_cpus = opts.pin.as_ref().map(|p| p.load_cpus.as_str());
     match kind {
         Kind::Http => {
             let wrk = wrk.ok_or("wrk missing")?;
-            let out = Command::new(wrk)
+            let out = command_on(wrk, load_cpus)
                 .args([
                     "-t1".to_string(),
                     format!("-c{conns}"),
@@ -849,7 +901,7 @@ fn drive(
             Ok((r.req_per_sec, r.p50_us, r.p99_us, r.requests, r.errors))
         }
         Kind::Echo => {
-            let out = Command::new(load_client)
+            let out = command_on(load_client, load_cpus)
                 .args([
                     "--addr".to_string(),
                     addr.to_string(),
@@ -904,7 +956,7 @@ fn measure(
         opts.secs,
         wrk,
         load_client,
-        opts.size,
+        opts,
     )?;
     let after = read_proc_stat(pid).map_err(|e| format!("server gone: {e}"))?;
     if let Ok(Some(st)) = server.child.try_wait() {
