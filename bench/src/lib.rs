@@ -269,6 +269,46 @@ pub fn read_proc_stat(pid: u32) -> io::Result<CpuTicks> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
 }
 
+/// The `VmRSS` line of `/proc/PID/status`, in KiB.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The resident set of process `pid`, in KiB.
+pub fn read_rss_kib(pid: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_rss(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in /proc/PID/status"))
+}
+
+/// Raises this process's soft limit on open files to at least `n` (no higher than the hard
+/// limit), so that servers and load generators started afterwards inherit it. Returns the
+/// soft limit in force afterwards.
+pub fn raise_nofile(n: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read the struct passed, which lives on this frame.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < n {
+            lim.rlim_cur = n.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 pub fn clock_ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions.
@@ -392,6 +432,13 @@ pub fn median(values: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_rss_is_read_from_status() {
+        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t  1234 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(1234));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+    }
 
     const WRK: &str = "Running 5s test @ http://127.0.0.1:39915/
   1 threads and 64 connections

@@ -20,6 +20,8 @@
 //!
 //! Flags: `--quick` (64 connections, 3 s), `--duration SECS`, `--conns 16,64,...`,
 //! `--only NAME,...` (peers whose name contains one of them), `--workers N` (server threads, 2),
+//! `--rss-conns N` (also each HTTP server's RSS per keep-alive connection with N connections
+//! under load: a fresh server, RSS after a warm-up and halfway through an N-connection run),
 //! `--pin [SERVER/LOAD]` (run each server on CPUs SERVER and the load generator on CPUs LOAD
 //! with `taskset -c`, default `1/0`: with `--workers 1`, the server has a core to itself),
 //! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--no-micro`, `--micro NAME,...`
@@ -38,7 +40,8 @@ mod micro;
 
 use micro::MicroRow;
 use zsync_bench::{
-    clock_ticks_per_sec, cpu_us_per_request, parse_load_line, parse_wrk, read_proc_stat, Args,
+    clock_ticks_per_sec, cpu_us_per_request, parse_load_line, parse_wrk, raise_nofile,
+    read_proc_stat, read_rss_kib, Args,
 };
 
 const TOKIO: &str = "tokio";
@@ -110,6 +113,8 @@ struct Report<'a> {
     echo_driver: String,
     echo_size: usize,
     rows: &'a [Row],
+    #[serde(skip_serializing_if = "<[RssRow]>::is_empty")]
+    rss_per_conn: &'a [RssRow],
     micro: &'a [MicroRow],
     skipped: &'a [Skipped],
 }
@@ -148,6 +153,21 @@ struct Opts {
     svg: PathBuf,
     /// `--pin`: where the servers and the load generator run (CPU lists for `taskset -c`).
     pin: Option<Pin>,
+    /// `--rss-conns N`: also measure each HTTP server's RSS per keep-alive connection with N
+    /// connections open under load.
+    rss_conns: Option<usize>,
+}
+
+/// Server memory per connection: a fresh server's RSS with `conns` keep-alive connections
+/// under load (sampled halfway through the run), less its RSS after a warm-up, per connection.
+#[derive(Serialize)]
+struct RssRow {
+    peer: String,
+    conns: usize,
+    baseline_kib: u64,
+    loaded_kib: u64,
+    kib_per_conn: f64,
+    req_per_sec: f64,
 }
 
 /// CPU placement of a pinned run (`--pin SERVER/LOAD`, default `1/0`): each server on its CPUs,
@@ -242,7 +262,20 @@ fn main() {
             _ if args.flag("--pin") => Some(Pin::parse("1/0")),
             _ => None,
         },
+        rss_conns: args
+            .get("--rss-conns")
+            .map(|n| n.parse().expect("--rss-conns N")),
     };
+    if let Some(n) = opts.rss_conns {
+        // The servers and wrk inherit it: each side holds one descriptor per connection.
+        let limit = raise_nofile(n as u64 + 1024);
+        if limit < n as u64 + 256 {
+            eprintln!(
+                "--rss-conns {n}: the open-file limit is {limit} (hard limit); raise it first"
+            );
+            std::process::exit(2);
+        }
+    }
     if opts.pin.is_some() && which("taskset").is_none() {
         eprintln!("--pin needs taskset (util-linux)");
         std::process::exit(2);
@@ -534,6 +567,7 @@ fn main() {
     let _ = std::fs::create_dir_all(&logs);
     let hz = clock_ticks_per_sec();
     let mut rows = Vec::new();
+    let mut rss_rows: Vec<RssRow> = Vec::new();
     let mut done = 0;
     for p in &peers {
         let mut server = match start(p, &logs, opts.pin.as_ref()) {
@@ -589,6 +623,23 @@ fn main() {
             }
         }
         server.stop();
+        if let (Some(n), Kind::Http) = (opts.rss_conns, p.kind) {
+            print!("[rss] {:<22} c={n:<5} ", p.name);
+            let _ = std::io::stdout().flush();
+            match rss_per_conn(p, &logs, n, &opts, wrk.as_deref(), &load_client) {
+                Ok(r) => {
+                    println!(
+                        "{:>9.0} req/s  RSS {} KiB idle, {} KiB loaded: {:.1} KiB/conn",
+                        r.req_per_sec, r.baseline_kib, r.loaded_kib, r.kib_per_conn
+                    );
+                    rss_rows.push(r);
+                }
+                Err(e) => {
+                    println!("failed: {e}");
+                    skip(&mut skipped, &format!("rss {} c={n}", p.name), &e);
+                }
+            }
+        }
     }
     let micro_rows = match &suite {
         Some(suite) if suite.len() > 0 => {
@@ -649,6 +700,7 @@ fn main() {
         ),
         echo_size: opts.size,
         rows: &rows,
+        rss_per_conn: &rss_rows,
         micro: &micro_rows,
         skipped: &skipped,
     };
@@ -863,6 +915,52 @@ fn start(p: &Peer, logs: &Path, pin: Option<&Pin>) -> Result<Server, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// [`RssRow`] for peer `p`: a fresh server, a warm-up, its RSS, then `conns` connections of
+/// `wrk` for the run's duration with the RSS sampled halfway.
+fn rss_per_conn(
+    p: &Peer,
+    logs: &Path,
+    conns: usize,
+    opts: &Opts,
+    wrk: Option<&Path>,
+    load_client: &Path,
+) -> Result<RssRow, String> {
+    let mut server = start(p, logs, opts.pin.as_ref())?;
+    let result = (|| {
+        let _ = drive(p.kind, &server.addr, 64, 1.0, wrk, load_client, opts);
+        let pid = server.pid();
+        let baseline = read_rss_kib(pid).map_err(|e| format!("server gone: {e}"))?;
+        let half = Duration::from_secs_f64(opts.secs.round().max(2.0) / 2.0);
+        let sampler = std::thread::spawn(move || {
+            std::thread::sleep(half);
+            read_rss_kib(pid)
+        });
+        let (rps, _, _, _, _) = drive(
+            p.kind,
+            &server.addr,
+            conns,
+            opts.secs,
+            wrk,
+            load_client,
+            opts,
+        )?;
+        let loaded = sampler
+            .join()
+            .map_err(|_| "RSS sampler panicked".to_string())?
+            .map_err(|e| format!("server gone: {e}"))?;
+        Ok(RssRow {
+            peer: p.name.clone(),
+            conns,
+            baseline_kib: baseline,
+            loaded_kib: loaded,
+            kib_per_conn: loaded.saturating_sub(baseline) as f64 / conns as f64,
+            req_per_sec: rps,
+        })
+    })();
+    server.stop();
+    result
 }
 
 /// One load run: (req/s, p50 µs, p99 µs, requests, errors).
