@@ -888,10 +888,10 @@ impl Collector {
             // `block_on` caller's (a group's scope never waits); it shows when it waits.
             // A finished task stays in the tree while registered children of its own live
             // (see "Finishing" in `crate::cancel`): not listed, but walked through.
-            let is_task = node.owner().task_meta().is_some() && !node.is_finished();
-            if is_task
-                || (!node.is_finished() && WaitPoint::from_snapshot(node.wait.snapshot()).is_some())
-            {
+            let shown = !node.is_finished()
+                && (node.owner().task_meta().is_some()
+                    || WaitPoint::from_snapshot(node.wait.snapshot()).is_some());
+            if shown {
                 let i = self.entry(node.owner(), None, None);
                 self.nodes.insert(i, node.clone());
             }

@@ -381,9 +381,10 @@ impl Green {
     ///
     /// A `Send` task ([`Home::Any`]) goes on the calling worker's future deque, polled after the
     /// ready fibers of this loop turn and stealable by idle workers, or on the global future
-    /// queue from any other thread. A worker that queues behind a backlog wakes an idle worker
-    /// to share it, and so does a fiber that queues one. A `!Send` task goes to its home worker: its local queue there, or that
-    /// worker's inbox from elsewhere. `eager` (a `concurrent_future`) always wakes an idle
+    /// queue from any other thread. A worker's loop that queues behind a backlog offers it to an
+    /// idle worker once per batch of polls (`WorkerLocal::share_backlog`); a fiber that queues
+    /// one wakes an idle worker at once. A `!Send` task goes to its home worker: its local
+    /// queue there, or that worker's inbox from elsewhere. `eager` (a `concurrent_future`) always wakes an idle
     /// worker, so the task progresses while its spawner computes.
     pub(crate) fn schedule_future(&self, task: Runnable, home: Home, eager: bool) {
         let task = with_worker(|w| match w {
