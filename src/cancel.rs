@@ -566,9 +566,10 @@ impl CancelNode {
         let key = self.key.swap(UNREGISTERED, Ordering::SeqCst);
         let removed = (key != UNREGISTERED).then(|| siblings.try_remove(key));
         drop(siblings);
-        // The parent's reference to this node goes last, outside the lock: it may be the
-        // last reference to the task's cell (and dropping a cell runs no user code, but it
-        // must not happen under a lock that the cell's own node may want).
+        // The parent's reference to this node goes outside the lock. It is never the last one
+        // (the node's own finishing task holds another, and in a cascade the child that left
+        // holds its `parent` link), so no task cell, and no task output's `Drop`, is dropped
+        // here; the lock is released first all the same.
         drop(removed);
         key != UNREGISTERED
     }
