@@ -6,7 +6,9 @@
 //! and prints a table (req/s, p50, p99, CPU µs per request, ratios to Tokio and to the io_uring
 //! ceiling). Writes `bench/results.json` and `docs/bench.svg`. Besides every peer at
 //! `--workers` threads, zsync Green runs once more with one worker (`zsync green, 1
-//! worker`): the load generator takes one of this machine's 2 cores, and Green's pinned fibers
+//! worker`), and once with the Tokio peer's own handler and buffers (`zsync green/io_uring,
+//! peer handler`: the like-for-like row, since `examples/http_server` is a complete server
+//! with deadlines and limits on every request): the load generator takes one of this machine's 2 cores, and Green's pinned fibers
 //! stall on a worker whose thread waits for a CPU, where Tokio's tasks move to the other one.
 //!
 //! Then runs the micro-benchmarks (spawn+join, yield, ping-pong, 100k sleeps, RSS per parked
@@ -50,6 +52,12 @@ const ZSYNC_HYPER: &str = "zsync hyper";
 /// The same hyper server on Tokio (`peers/tokio_hyper.rs`): `ZSYNC_HYPER`'s reference.
 const TOKIO_HYPER: &str = "tokio hyper";
 const CEILING: &str = "ceiling io_uring";
+/// zsync Green on io_uring serving with the very handler and buffers of the Tokio peer and the
+/// ceiling (`zsync_bench::serve_http` / `serve_echo` through `peers/zsync_http_standin.rs`):
+/// the like-for-like row for CPU per request and memory per connection. The `zsync green/*`
+/// rows run `examples/`, a complete server (deadlines on every wait, header limits, a body
+/// budget), which does more per request than the peers' minimal handler.
+const ZSYNC_PEER_HANDLER: &str = "zsync green/io_uring, peer handler";
 /// zsync Green on io_uring with a single worker (the others run `--workers`).
 const ZSYNC_ONE_WORKER: &str = "zsync green, 1 worker";
 
@@ -422,7 +430,12 @@ fn main() {
         .map(|e| e.to_string());
     if let Some(why) = &no_uring {
         zsync_models.retain(|&(_, _, backend)| backend != "io_uring");
-        for name in ["zsync green/io_uring", ZSYNC_ONE_WORKER, CEILING] {
+        for name in [
+            "zsync green/io_uring",
+            ZSYNC_PEER_HANDLER,
+            ZSYNC_ONE_WORKER,
+            CEILING,
+        ] {
             skip(&mut skipped, name, &format!("io_uring unavailable: {why}"));
         }
     }
@@ -462,6 +475,16 @@ fn main() {
             if model == "threaded" {
                 p.args.retain(|a| a != "--backend" && a != "epoll");
             }
+            peers.push(p);
+        }
+        if no_uring.is_none() {
+            let mut p = peer(
+                ZSYNC_PEER_HANDLER,
+                kind,
+                release.join("zsync-http-standin"),
+                &["--model", "green", "--backend", "io_uring", "--workers", &w],
+            );
+            p.args.extend(["--mode".into(), mode.into()]);
             peers.push(p);
         }
         // Green pins a connection's fiber to one worker for life, so a worker whose thread
@@ -1170,6 +1193,7 @@ mod chart {
             "zsync green/io_uring" => RGBColor(214, 39, 40),
             "zsync green/epoll" => RGBColor(255, 127, 14),
             super::ZSYNC_ONE_WORKER => RGBColor(255, 152, 150),
+            super::ZSYNC_PEER_HANDLER => RGBColor(127, 0, 0),
             "zsync threaded" => RGBColor(140, 86, 75),
             "zsync blocking" => RGBColor(227, 119, 194),
             "tokio" => RGBColor(31, 119, 180),
