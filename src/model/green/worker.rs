@@ -1123,7 +1123,7 @@ impl WorkerLocal {
     /// messages to each other that missed eight spins in a row (the partner preempted for a
     /// moment) paid a kernel wake-up per message for the rest of the run.
     fn spin_pays(&self) -> bool {
-        self.spin_history.get() != 0 || self.idle_periods.get() % SPIN_PROBE_EVERY == 0
+        self.spin_history.get() != 0 || self.idle_periods.get().is_multiple_of(SPIN_PROBE_EVERY)
     }
 
     /// Records whether an idle period got work within a spin's length.
