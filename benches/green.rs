@@ -15,6 +15,15 @@
 //! - `ping_pong`: two tasks, two channels of capacity 1, R round trips.
 //! - `sleeps`: 100k tasks each sleeping 10 ms, spawn all then join all; total ms.
 //! - `rss_parked`: 100k tasks parked on a semaphore with no permits: RSS growth per task.
+//! - `xping_pong`: `ping_pong` with the two zsync fibers on *different* workers (the echo is
+//!   started with `concurrent` and restarted until it lands on the other worker's thread), so
+//!   every message crosses workers; Tokio, may and Go run their ordinary ping-pong (they place
+//!   tasks themselves), crossbeam-channel its bounded(1) channels between two OS threads.
+//! - `mpmc`: 4 producers and 4 consumers move 100k messages through one bounded(1024) channel;
+//!   total ms. zsync's eight tasks start with `concurrent` (fibers spread over both workers),
+//!   crossbeam-channel runs eight OS threads (the target is ≤ 1.5× its figure), Tokio shares the
+//!   one `mpsc::Receiver` among its consumers behind a `tokio::sync::Mutex` (it has no MPMC
+//!   channel), may uses its `mpmc` channel.
 //!
 //! The stackless workloads run zsync's future tasks (`io.spawn_future`, polled by the Green
 //! workers without a fiber) against Tokio's tasks, with the same async code on both sides, from
@@ -50,13 +59,25 @@ const BENCHES: &[(&str, &str, &str, f64)] = &[
     ("ping_pong", "ping-pong", "ns/rt", 0.5),
     ("sleeps", "sleeps 100k×10ms", "ms total", 0.8),
     ("rss_parked", "RSS/parked", "KiB/task", 0.0),
+    ("xping_pong", "x-worker ping-pong", "ns/rt", 1.5),
+    ("mpmc", "4P/4C MPMC 100k", "ms total", 1.5),
     ("stackless_spawn_join", "async spawn→join", "ns/task", 0.7),
     ("stackless_yield", "async yield", "ns/yield", 0.7),
     ("stackless_ping_pong", "async ping-pong", "ns/rt", 0.7),
     ("stackless_sleeps", "async 100k×10ms", "ms total", 0.7),
 ];
 const RSS_TARGET_KIB: f64 = 4.5;
-const RUNTIMES: &[&str] = &["zsync", "threaded", "tokio", "may"];
+const RUNTIMES: &[&str] = &["zsync", "threaded", "tokio", "may", "crossbeam"];
+
+/// The column a benchmark's target ratio refers to: crossbeam-channel on OS threads for the
+/// MPMC throughput, Tokio for the rest.
+fn reference(bench: &str) -> usize {
+    if bench == "mpmc" {
+        4
+    } else {
+        2
+    }
+}
 
 fn scale() -> f64 {
     std::env::var("GB_SCALE")
@@ -96,6 +117,12 @@ fn sleepers() -> usize {
 fn parked() -> usize {
     scaled(100_000)
 }
+/// Messages of the MPMC benchmark, split evenly over its producers.
+fn mpmc_messages() -> usize {
+    scaled(100_000) / MPMC_SIDES * MPMC_SIDES
+}
+const MPMC_SIDES: usize = 4;
+const MPMC_CAP: usize = 1024;
 
 fn rss_kib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -181,6 +208,54 @@ fn zsync_once(io: &zsync::Io, bench: &str) -> f64 {
             echo.join().unwrap();
             took.as_nanos() as f64 / n as f64
         }
+        "xping_pong" => {
+            let n = round_trips();
+            let (ping_tx, ping_rx) = zsync::channel::bounded::<usize>(1);
+            let (pong_tx, pong_rx) = zsync::channel::bounded::<usize>(1);
+            let echo = zsync_other_worker(io, move || {
+                while let Ok(v) = ping_rx.recv() {
+                    pong_tx.send(v).unwrap();
+                }
+            });
+            let t = Instant::now();
+            for i in 0..n {
+                ping_tx.send(i).unwrap();
+                assert_eq!(pong_rx.recv().unwrap(), i);
+            }
+            let took = t.elapsed();
+            drop(ping_tx);
+            echo.join().unwrap();
+            took.as_nanos() as f64 / n as f64
+        }
+        "mpmc" => {
+            let n = mpmc_messages();
+            let per = n / MPMC_SIDES;
+            let t = Instant::now();
+            let (tx, rx) = zsync::channel::bounded::<usize>(MPMC_CAP);
+            let producers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let tx = tx.clone();
+                    io.concurrent(move |_| {
+                        for i in 0..per {
+                            tx.send(i).unwrap();
+                        }
+                    })
+                    .unwrap()
+                })
+                .collect();
+            drop(tx);
+            let consumers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let rx = rx.clone();
+                    io.concurrent(move |_| rx.iter().count()).unwrap()
+                })
+                .collect();
+            drop(rx);
+            producers.into_iter().for_each(|p| p.join().unwrap());
+            let got: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+            assert_eq!(got, n);
+            t.elapsed().as_secs_f64() * 1e3
+        }
         "sleeps" => {
             let n = sleepers();
             let t = Instant::now();
@@ -220,6 +295,41 @@ fn zsync_once(io: &zsync::Io, bench: &str) -> f64 {
         }
         _ => unreachable!(),
     }
+}
+
+/// Starts `body` as a `concurrent` task on another worker than the caller's. A task that
+/// starts on the caller's own thread is kept waiting (so that it occupies the caller's worker,
+/// and placement offers the next task to the other one), another is started, and the strays
+/// are told to return without running `body` once one landed elsewhere.
+fn zsync_other_worker(io: &zsync::Io, body: impl FnOnce() + Send + 'static) -> zsync::Task<()> {
+    let me = std::thread::current().id();
+    let body = Arc::new(std::sync::Mutex::new(Some(body)));
+    let mut strays: Vec<(zsync::channel::Sender<bool>, zsync::Task<()>)> = Vec::new();
+    for _ in 0..100 {
+        let (here_tx, here_rx) = zsync::channel::bounded(1);
+        let (go_tx, go_rx) = zsync::channel::bounded::<bool>(1);
+        let body = body.clone();
+        let task = io
+            .concurrent(move |_| {
+                here_tx.send(std::thread::current().id()).unwrap();
+                if go_rx.recv() == Ok(true) {
+                    let body = body.lock().unwrap().take().unwrap();
+                    body();
+                }
+            })
+            .unwrap();
+        let there = here_rx.recv().unwrap();
+        if there != me {
+            go_tx.send(true).unwrap();
+            for (go, stray) in strays {
+                drop(go);
+                stray.join().unwrap();
+            }
+            return task;
+        }
+        strays.push((go_tx, task));
+    }
+    panic!("no task of 100 started on another worker");
 }
 
 /// The stackless workloads on zsync: the async code of `tokio_once`'s arms, on zsync's futures.
@@ -357,7 +467,7 @@ async fn tokio_once(bench: &str) -> f64 {
             }
             t.elapsed().as_nanos() as f64 / (n * YIELDS) as f64
         }
-        "ping_pong" | "stackless_ping_pong" => {
+        "ping_pong" | "stackless_ping_pong" | "xping_pong" => {
             let n = round_trips();
             let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<usize>(1);
             let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<usize>(1);
@@ -377,6 +487,45 @@ async fn tokio_once(bench: &str) -> f64 {
             let took = pinger.await.unwrap();
             echo.await.unwrap();
             took.as_nanos() as f64 / n as f64
+        }
+        "mpmc" => {
+            let n = mpmc_messages();
+            let per = n / MPMC_SIDES;
+            let t = Instant::now();
+            let (tx, rx) = tokio::sync::mpsc::channel::<usize>(MPMC_CAP);
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            let producers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        for i in 0..per {
+                            tx.send(i).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let consumers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let rx = rx.clone();
+                    tokio::spawn(async move {
+                        let mut got = 0usize;
+                        while rx.lock().await.recv().await.is_some() {
+                            got += 1;
+                        }
+                        got
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.await.unwrap();
+            }
+            let mut got = 0;
+            for c in consumers {
+                got += c.await.unwrap();
+            }
+            assert_eq!(got, n);
+            t.elapsed().as_secs_f64() * 1e3
         }
         "sleeps" | "stackless_sleeps" => {
             let n = sleepers();
@@ -470,7 +619,7 @@ fn may_once(bench: &str) -> f64 {
             }
             t.elapsed().as_nanos() as f64 / (n * YIELDS) as f64
         }
-        "ping_pong" => {
+        "ping_pong" | "xping_pong" => {
             let n = round_trips();
             let (ping_tx, ping_rx) = may::sync::mpsc::channel::<usize>();
             let (pong_tx, pong_rx) = may::sync::mpsc::channel::<usize>();
@@ -490,6 +639,42 @@ fn may_once(bench: &str) -> f64 {
             let took = pinger.join().unwrap();
             echo.join().unwrap();
             took.as_nanos() as f64 / n as f64
+        }
+        "mpmc" => {
+            // may's channels are unbounded: the bound is what the others pay for, so may
+            // would measure something easier; its mpmc channel is used as it is.
+            let n = mpmc_messages();
+            let per = n / MPMC_SIDES;
+            let t = Instant::now();
+            let (tx, rx) = may::sync::mpmc::channel::<usize>();
+            let producers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let tx = tx.clone();
+                    may::go!(move || {
+                        for i in 0..per {
+                            tx.send(i).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let consumers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let rx = rx.clone();
+                    may::go!(move || {
+                        let mut got = 0usize;
+                        while rx.recv().is_ok() {
+                            got += 1;
+                        }
+                        got
+                    })
+                })
+                .collect();
+            drop(rx);
+            producers.into_iter().for_each(|p| p.join().unwrap());
+            let got: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+            assert_eq!(got, n);
+            t.elapsed().as_secs_f64() * 1e3
         }
         "sleeps" => {
             let n = sleepers();
@@ -535,6 +720,66 @@ fn may_once(bench: &str) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// crossbeam-channel on OS threads (the MPMC reference, and ping-pong between two threads)
+
+fn crossbeam_run(bench: &str, iters: usize) -> Vec<f64> {
+    (0..iters).map(|_| crossbeam_once(bench)).collect()
+}
+
+fn crossbeam_once(bench: &str) -> f64 {
+    match bench {
+        "xping_pong" => {
+            let n = round_trips();
+            let (ping_tx, ping_rx) = crossbeam_channel::bounded::<usize>(1);
+            let (pong_tx, pong_rx) = crossbeam_channel::bounded::<usize>(1);
+            let echo = std::thread::spawn(move || {
+                for v in ping_rx.iter() {
+                    pong_tx.send(v).unwrap();
+                }
+            });
+            let t = Instant::now();
+            for i in 0..n {
+                ping_tx.send(i).unwrap();
+                assert_eq!(pong_rx.recv().unwrap(), i);
+            }
+            let took = t.elapsed();
+            drop(ping_tx);
+            echo.join().unwrap();
+            took.as_nanos() as f64 / n as f64
+        }
+        "mpmc" => {
+            let n = mpmc_messages();
+            let per = n / MPMC_SIDES;
+            let t = Instant::now();
+            let (tx, rx) = crossbeam_channel::bounded::<usize>(MPMC_CAP);
+            let producers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..per {
+                            tx.send(i).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let consumers: Vec<_> = (0..MPMC_SIDES)
+                .map(|_| {
+                    let rx = rx.clone();
+                    std::thread::spawn(move || rx.iter().count())
+                })
+                .collect();
+            drop(rx);
+            producers.into_iter().for_each(|p| p.join().unwrap());
+            let got: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+            assert_eq!(got, n);
+            t.elapsed().as_secs_f64() * 1e3
+        }
+        _ => unreachable!(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Driver
 
 /// Whether `runtime` runs `bench` at all (Threaded cannot run 100k sleepers or parked tasks on
@@ -544,7 +789,14 @@ fn applicable(runtime: &str, bench: &str) -> bool {
     if bench.starts_with("stackless_") {
         return matches!(runtime, "zsync" | "tokio");
     }
-    runtime != "threaded" || matches!(bench, "spawn_join" | "spawn_join_each" | "ping_pong")
+    if runtime == "crossbeam" {
+        return matches!(bench, "xping_pong" | "mpmc");
+    }
+    runtime != "threaded"
+        || matches!(
+            bench,
+            "spawn_join" | "spawn_join_each" | "ping_pong" | "xping_pong" | "mpmc"
+        )
 }
 
 fn child(runtime: &str, bench: &str) {
@@ -559,6 +811,7 @@ fn child(runtime: &str, bench: &str) {
         "threaded" => zsync_run(zsync::Model::Threaded, bench, iters),
         "tokio" => tokio_run(bench, iters),
         "may" => may_run(bench, iters),
+        "crossbeam" => crossbeam_run(bench, iters),
         other => panic!("unknown runtime {other}"),
     };
     let s: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
@@ -713,13 +966,14 @@ fn main() {
     ] {
         println!("\n{title}");
         println!(
-            "{:<18} {:<9} {:>12} {:>11} {:>9} {:>9} {:>11} {:>10} {:>8} {:>6}",
+            "{:<18} {:<9} {:>12} {:>11} {:>9} {:>9} {:>9} {:>11} {:>10} {:>8} {:>6}",
             "bench",
             "unit",
             "zsync-green",
             "zsync-thr",
             "tokio",
             "may",
+            "crossbeam",
             "zsync/tokio",
             "zsync/may",
             "target",
@@ -750,11 +1004,13 @@ fn main() {
             };
             let z = get(&cells[0]);
             let (target_s, ok) = if *target > 0.0 {
-                let ok = match (z, get(&cells[2])) {
+                let r = reference(bench);
+                let ok = match (z, get(&cells[r])) {
                     (Some(z), Some(t)) => z / t <= *target,
                     _ => false,
                 };
-                (format!("≤{target}×T"), ok)
+                let who = if r == 2 { "T" } else { "CB" };
+                (format!("≤{target}×{who}"), ok)
             } else {
                 (
                     format!("≤{RSS_TARGET_KIB}KiB"),
@@ -762,13 +1018,14 @@ fn main() {
                 )
             };
             println!(
-                "{:<18} {:<9} {:>12} {:>11} {:>9} {:>9} {:>11} {:>10} {:>8} {:>6}",
+                "{:<18} {:<9} {:>12} {:>11} {:>9} {:>9} {:>9} {:>11} {:>10} {:>8} {:>6}",
                 label,
                 unit,
                 show(&cells[0]),
                 show(&cells[1]),
                 show(&cells[2]),
                 show(&cells[3]),
+                show(&cells[4]),
                 ratio(z, get(&cells[2])),
                 ratio(z, get(&cells[3])),
                 target_s,

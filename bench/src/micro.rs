@@ -1,5 +1,6 @@
-//! The runner's micro-benchmarks: spawn+join, yield, ping-pong, 100k sleeps and RSS per parked
-//! task, for zsync (Green and Threaded), Tokio and may — measured by zsync's own
+//! The runner's micro-benchmarks: spawn+join, yield, ping-pong (on one worker or forced across
+//! workers), 4P/4C MPMC throughput, 100k sleeps and RSS per parked task, for zsync (Green and
+//! Threaded), Tokio, may and crossbeam-channel (on OS threads, for the channel workloads) — measured by zsync's own
 //! `benches/green.rs` in `--child` mode, so the runner and `cargo bench --bench green` run the
 //! very same code — and for Go (goroutines, `bench/peers/go-micro`) and Node (promises,
 //! `bench/peers/node/micro.js`). The `stackless_*` benchmarks run the same async code on zsync
@@ -24,6 +25,8 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Target {
     /// At most this ratio of Tokio's figure.
     VsTokio(f64),
+    /// At most this ratio of the figure in another column (crossbeam-channel for MPMC).
+    Vs(&'static str, f64),
     /// At most this many KiB.
     Kib(f64),
 }
@@ -76,6 +79,20 @@ pub const BENCHES: &[Bench] = &[
         warm: 5,
     },
     Bench {
+        name: "xping_pong",
+        label: "x-worker ping-pong",
+        unit: "ns/rt",
+        target: Target::VsTokio(1.5),
+        warm: 7,
+    },
+    Bench {
+        name: "mpmc",
+        label: "4P/4C MPMC 100k",
+        unit: "ms total",
+        target: Target::Vs(CROSSBEAM, 1.5),
+        warm: 7,
+    },
+    Bench {
         name: "rss_parked",
         label: "RSS per parked task",
         unit: "KiB/task",
@@ -117,6 +134,8 @@ pub const BENCHES: &[Bench] = &[
 /// The column of the zsync Green figures, the one the targets are about.
 pub const ZSYNC: &str = "zsync green";
 const TOKIO: &str = "tokio";
+/// crossbeam-channel on OS threads: the MPMC reference.
+const CROSSBEAM: &str = "crossbeam";
 
 /// How one runtime's children are started.
 enum Source {
@@ -182,6 +201,7 @@ pub fn prepare(
         ("zsync threaded", "threaded"),
         (TOKIO, "tokio"),
         ("may", "may"),
+        (CROSSBEAM, "crossbeam"),
     ]
     .into_iter()
     .map(|(column, child)| (column, Source::GreenBench(green.clone(), child)))
@@ -292,11 +312,22 @@ impl Suite {
 /// Threaded runs a task per OS-thread pool slot: 100k sleepers or parked tasks and its
 /// OS-thread yield are not what the benchmarks are about. The stackless (`stackless_*`)
 /// workloads compare zsync Green's future tasks with Tokio's only.
+/// crossbeam-channel runs only the two channel workloads that involve OS threads anyway, and
+/// Node (one thread) neither of them.
 fn applicable(runtime: &str, bench: &str) -> bool {
     if bench.starts_with("stackless_") {
         return runtime == ZSYNC || runtime == TOKIO;
     }
-    runtime != "zsync threaded" || matches!(bench, "spawn_join" | "spawn_join_each" | "ping_pong")
+    let threads = matches!(bench, "xping_pong" | "mpmc");
+    if runtime == CROSSBEAM {
+        return threads;
+    }
+    if runtime == "node" && threads {
+        return false;
+    }
+    runtime != "zsync threaded"
+        || threads
+        || matches!(bench, "spawn_join" | "spawn_join_each" | "ping_pong")
 }
 
 fn build_green_bench(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, String> {
@@ -441,13 +472,17 @@ pub fn print_table(rows: &[MicroRow]) {
             print!(" {:>14}", cell);
         }
         let z = get(ZSYNC).and_then(MicroRow::value);
-        let t = get(TOKIO).and_then(MicroRow::value);
-        let ratio = match (z, t) {
+        let ratio_to = |peer: &str| match (z, get(peer).and_then(MicroRow::value)) {
             (Some(z), Some(t)) if t > 0.0 => Some(z / t),
             _ => None,
         };
+        let ratio = ratio_to(TOKIO);
         let (target, met) = match b.target {
             Target::VsTokio(x) => (format!("≤{x}× tokio"), ratio.is_some_and(|r| r <= x)),
+            Target::Vs(peer, x) => (
+                format!("≤{x}× {peer}"),
+                ratio_to(peer).is_some_and(|r| r <= x),
+            ),
             Target::Kib(k) => (format!("≤{k} KiB"), z.is_some_and(|z| z <= k)),
         };
         println!(

@@ -1,4 +1,4 @@
-// Go peer for the runner's micro-benchmarks: the same six measurements as zsync's
+// Go peer for the runner's micro-benchmarks: the same measurements as zsync's
 // `benches/green.rs`, on goroutines.
 //
 //	go build -o go-micro . && GOMAXPROCS=2 ./go-micro spawn_join 8
@@ -123,6 +123,46 @@ func pingPong() float64 {
 	return took
 }
 
+// mpmc: 4 producers and 4 consumers move 100k messages through one channel of capacity 1024;
+// total ms.
+func mpmc() float64 {
+	const sides = 4
+	n := scaled(100_000) / sides * sides
+	per := n / sides
+	t := time.Now()
+	ch := make(chan int, 1024)
+	var producers sync.WaitGroup
+	producers.Add(sides)
+	for p := 0; p < sides; p++ {
+		go func() {
+			for i := 0; i < per; i++ {
+				ch <- i
+			}
+			producers.Done()
+		}()
+	}
+	counts := make(chan int, sides)
+	for c := 0; c < sides; c++ {
+		go func() {
+			got := 0
+			for range ch {
+				got++
+			}
+			counts <- got
+		}()
+	}
+	producers.Wait()
+	close(ch)
+	got := 0
+	for c := 0; c < sides; c++ {
+		got += <-counts
+	}
+	if got != n {
+		panic("lost messages")
+	}
+	return float64(time.Since(t).Microseconds()) / 1e3
+}
+
 func sleeps() float64 {
 	n := scaled(100_000)
 	t := time.Now()
@@ -172,6 +212,8 @@ func main() {
 		"spawn_join_each": spawnJoinEach,
 		"yield":           yield,
 		"ping_pong":       pingPong,
+		"xping_pong":      pingPong, // goroutines go where Go's scheduler puts them
+		"mpmc":            mpmc,
 		"sleeps":          sleeps,
 		"rss_parked":      rssParked,
 	}

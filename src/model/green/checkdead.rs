@@ -82,6 +82,15 @@ impl Shared {
         if self.sysmon.surveying() {
             return Verdict::Undecided;
         }
+        // A cheap look first: work queued anywhere, or a worker that ran since `s0`, already
+        // answers `Alive`, without the thread count below (a `/proc` directory read, tens of
+        // microseconds). Workers that hand messages to each other are often all asleep at once
+        // for a moment, one of them already woken but not yet running: this look sees its
+        // inbox. It proves nothing by itself: a `Dead` verdict still rests on the full
+        // sequence below.
+        if self.has_queued_work() || self.any_ran_since(&s0) {
+            return Verdict::Alive;
+        }
         // Helpers and threads before the queues: a helper that woke a fiber and then went
         // idle published the fiber in an inbox first, so the queues, read after its idle
         // state, show it.
@@ -93,24 +102,32 @@ impl Shared {
             Ok(n) if n == ours => {}
             _ => return Verdict::Undecided,
         }
-        if !self.injector.is_empty()
+        if self.has_queued_work() {
+            return Verdict::Alive;
+        }
+        if self.any_ran_since(&s0) {
+            Verdict::Alive
+        } else {
+            Verdict::Dead
+        }
+    }
+
+    /// Whether any queue holds something: fresh or future tasks, global or per worker, or a
+    /// woken fiber in an inbox.
+    fn has_queued_work(&self) -> bool {
+        !self.injector.is_empty()
             || !self.future_injector.is_empty()
             || self.stealers.iter().any(|s| !s.is_empty())
             || self.future_stealers.iter().any(|s| !s.is_empty())
             || self.remotes.iter().any(|r| !r.inbox.is_empty())
-        {
-            return Verdict::Alive;
-        }
-        let same = self
-            .remotes
+    }
+
+    /// Whether some worker's quiet word changed since `s0` was read: it ran meanwhile.
+    fn any_ran_since(&self, s0: &[u64]) -> bool {
+        self.remotes
             .iter()
-            .zip(&s0)
-            .all(|(r, &q)| r.quiet.load(Ordering::SeqCst) == q);
-        if same {
-            Verdict::Dead
-        } else {
-            Verdict::Alive
-        }
+            .zip(s0)
+            .any(|(r, &q)| r.quiet.load(Ordering::SeqCst) != q)
     }
 
     /// Records a proven deadlock (see [`Found`]).

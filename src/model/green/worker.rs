@@ -46,6 +46,10 @@ use crate::task::Runnable;
 const SPIN_ROUNDS: usize = 4;
 const SPIN_PAUSES: usize = 32;
 
+/// An idle worker whose spin is off (see `WorkerLocal::spin_pays`) still spins in one idle
+/// period of this many, to find out whether spinning pays again.
+const SPIN_PROBE_EVERY: u8 = 16;
+
 /// Longest stretch a worker runs without giving its CPU up; after it, the worker calls
 /// `sched_yield` (see [`WorkerLocal::share_cpu`]).
 const YIELD_AFTER: Duration = Duration::from_micros(200);
@@ -161,6 +165,8 @@ pub(super) struct WorkerLocal {
     /// The last 8 idle periods, newest in bit 0: 1 where work came within a spin's length (see
     /// [`spin_pays`](Self::spin_pays)).
     spin_history: Cell<u8>,
+    /// Idle periods so far (wrapping), for the spin's probes (see [`spin_pays`](Self::spin_pays)).
+    idle_periods: Cell<u8>,
     /// When this worker last slept in the kernel or yielded its CPU.
     busy_since: Cell<Instant>,
     /// When to trim the C allocator once more after a burst (see [`LATE_TRIM`]).
@@ -278,6 +284,7 @@ impl WorkerLocal {
             placement: Placement::new(shared.remotes.len()),
             turns: Cell::new(0),
             spin_history: Cell::new(u8::MAX),
+            idle_periods: Cell::new(0),
             busy_since: Cell::new(Instant::now()),
             late_trim: Cell::new(None),
             spare_handles: RefCell::new(Vec::new()),
@@ -1109,14 +1116,22 @@ impl WorkerLocal {
     /// its cores with its load generator served less with the spin than without); when work
     /// comes back within microseconds (cross-worker ping-pong), the spin saves a kernel
     /// wake-up per message (figures in docs/ARCHITECTURE.md, "Measurements behind the tuning"). A sleep that ends within the spin's span turns it back on.
+    ///
+    /// A kernel sleep never ends within the spin's span on a VM (the wake-up alone takes
+    /// longer), so once the spin is off only a spin can turn it back on: every
+    /// `SPIN_PROBE_EVERY`th idle period spins anyway, a probe. Without it, workers handing
+    /// messages to each other that missed eight spins in a row (the partner preempted for a
+    /// moment) paid a kernel wake-up per message for the rest of the run.
     fn spin_pays(&self) -> bool {
-        self.spin_history.get() != 0
+        self.spin_history.get() != 0 || self.idle_periods.get().is_multiple_of(SPIN_PROBE_EVERY)
     }
 
     /// Records whether an idle period got work within a spin's length.
     fn note_idle_period(&self, quick: bool) {
         self.spin_history
             .set(self.spin_history.get() << 1 | u8::from(quick));
+        self.idle_periods
+            .set(self.idle_periods.get().wrapping_add(1));
     }
 
     /// Spins up to `SPIN_ROUNDS` looking for woken fibers, new tasks or ring completions.
