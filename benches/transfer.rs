@@ -506,7 +506,11 @@ fn zc_table(listener: &TcpListener, bytes: u64, size: usize, at: Placement) {
         })
     };
     let mut writers: Vec<Contender<'_>> = vec![
-        ("write_all, SEND_ZC (Green io_uring)", true, zsync_write(true)),
+        (
+            "write_all, SEND_ZC (Green io_uring)",
+            true,
+            zsync_write(true),
+        ),
         ("write_all, send (Green io_uring)", true, zsync_write(false)),
         (
             "std write_all (thread)",

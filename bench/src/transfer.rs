@@ -119,9 +119,8 @@ fn serve(
                 while (off as u64) < bytes {
                     let left = (bytes - off as u64) as usize;
                     // SAFETY: two open descriptors and a valid offset pointer.
-                    let n = unsafe {
-                        libc::sendfile(conn.as_raw_fd(), f.as_raw_fd(), &mut off, left)
-                    };
+                    let n =
+                        unsafe { libc::sendfile(conn.as_raw_fd(), f.as_raw_fd(), &mut off, left) };
                     assert!(n > 0, "sendfile: {}", std::io::Error::last_os_error());
                 }
             })
@@ -292,7 +291,11 @@ fn measure(
 
 /// Accepts one connection, runs `serve` on it on a thread pinned to CPU 0, and returns the
 /// time until a std client (pinned to the last CPU) has read `bytes` and end of stream.
-fn timed(listener: &TcpListener, bytes: u64, serve: impl FnOnce(std::net::TcpStream) + Send) -> Duration {
+fn timed(
+    listener: &TcpListener,
+    bytes: u64,
+    serve: impl FnOnce(std::net::TcpStream) + Send,
+) -> Duration {
     let addr = listener.local_addr().unwrap();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|s| {
@@ -358,7 +361,10 @@ pub fn print_table(rows: &[TransferRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("\ntransfers over loopback (best of {} rounds)", rows[0].rounds);
+    println!(
+        "\ntransfers over loopback (best of {} rounds)",
+        rows[0].rounds
+    );
     println!(
         "{:<44} {:>9} {:>9} {:>7} {:>12}",
         "contender", "best", "median", "GiB/s", "vs best peer"
@@ -368,11 +374,18 @@ pub fn print_table(rows: &[TransferRow]) {
         if r.table != table {
             table = &r.table;
             match r.write_size {
-                Some(s) => println!("-- write_all of {} KiB buffers, {} MiB", s >> 10, r.bytes >> 20),
+                Some(s) => println!(
+                    "-- write_all of {} KiB buffers, {} MiB",
+                    s >> 10,
+                    r.bytes >> 20
+                ),
                 None => println!("-- serving a {} MiB file", r.bytes >> 20),
             }
         }
-        let vs = r.vs_best_peer.map(|v| format!("{v:.2}x")).unwrap_or_default();
+        let vs = r
+            .vs_best_peer
+            .map(|v| format!("{v:.2}x"))
+            .unwrap_or_default();
         println!(
             "{:<44} {:>7.1}ms {:>7.1}ms {:>7.2} {:>12}",
             r.contender, r.best_ms, r.median_ms, r.best_gib_s, vs
@@ -423,7 +436,10 @@ pub fn draw(path: &Path, rows: &[TransferRow]) -> Result<(), Box<dyn std::error:
             (top * 0.005, y + 0.65),
             ("sans-serif", 12).into_font(),
         )))?;
-        let vs = r.vs_best_peer.map(|v| format!("  {v:.2}x best peer")).unwrap_or_default();
+        let vs = r
+            .vs_best_peer
+            .map(|v| format!("  {v:.2}x best peer"))
+            .unwrap_or_default();
         chart.draw_series(std::iter::once(Text::new(
             format!("{:.2}{vs}", r.best_gib_s),
             (r.best_gib_s + top * 0.01, y + 0.7),

@@ -184,9 +184,8 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
             crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.fd())),
         );
         let fd = self.fd();
-        self.timeouts.writing(|deadline| {
-            op::send::send_stream(&self.io, fd, buf, deadline, &self.zero_copy)
-        })
+        self.timeouts
+            .writing(|deadline| op::send::send_stream(&self.io, fd, buf, deadline, &self.zero_copy))
     }
 
     /// `sendmsg(2)` with `MSG_NOSIGNAL` (a stream's `write_vectored`). Cancellation point.

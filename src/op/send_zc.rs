@@ -303,7 +303,8 @@ mod tests {
                 let (a, mut b) = pair(io);
                 a.set_zero_copy_send(true);
                 if stop == Stop::WriteTimeout {
-                    a.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
+                    a.set_write_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
                 }
                 let writes = Arc::new(AtomicUsize::new(0));
                 let stopping = Arc::new(AtomicBool::new(false));
@@ -387,7 +388,10 @@ mod tests {
                 let got = reader.join().unwrap().unwrap();
                 let expected: Vec<u8> = sent.iter().flat_map(|&n| &data[..n]).copied().collect();
                 assert_eq!(got.len(), expected.len(), "{stop:?}");
-                assert!(got == expected, "{stop:?}: the bytes sent are the buffer's, unchanged");
+                assert!(
+                    got == expected,
+                    "{stop:?}: the bytes sent are the buffer's, unchanged"
+                );
                 assert!(RING_ZC_SENDS.load(Ordering::Relaxed) > before, "{stop:?}");
             });
         }

@@ -451,16 +451,29 @@ mod tests {
         let mut ops = InFlight::default();
         let (count, w) = counter();
         let a = ops.insert(w.clone());
-        assert!(ops.complete(a.user_data(), 65536, IORING_CQE_F_MORE).is_none());
-        assert_eq!(ops.take(a, &w), None, "the kernel may still read the buffer");
-        assert!(!ops.request_cancel(a), "the send is over: nothing to cancel");
+        assert!(ops
+            .complete(a.user_data(), 65536, IORING_CQE_F_MORE)
+            .is_none());
+        assert_eq!(
+            ops.take(a, &w),
+            None,
+            "the kernel may still read the buffer"
+        );
+        assert!(
+            !ops.request_cancel(a),
+            "the send is over: nothing to cancel"
+        );
         assert!(!ops.abandon(a), "not a poll");
         match ops.complete(a.user_data(), 0, IORING_CQE_F_NOTIF) {
             Some(Woken::Waker(w)) => w.wake(),
             _ => panic!("the notification wakes the waiting fiber"),
         }
         assert_eq!(crate::test_waker::wakes(&count), 1);
-        assert_eq!(ops.take(a, &w), Some(65536), "the send's result, not the notification's");
+        assert_eq!(
+            ops.take(a, &w),
+            Some(65536),
+            "the send's result, not the notification's"
+        );
         assert_eq!(ops.len(), 0);
         // A failed send can be followed by a notification too.
         let b = ops.insert(waker());
