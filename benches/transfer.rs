@@ -18,7 +18,13 @@
 //! otherwise picks either placement depending on the other load, and the two give opposite
 //! answers (see docs/ARCHITECTURE.md, "Zero-copy transfers").
 //!
-//! 3. **A fill pattern**: `Writer::drain` of one byte repeated a million times.
+//! 3. **Zero-copy writes over loopback**: `TcpStream::write_all` of 16 KiB, 64 KiB and 1 MiB
+//!    buffers (64 MiB per round by default, `ZSYNC_BENCH_ZC_MIB`) on Green io_uring, with
+//!    `IORING_OP_SEND_ZC` forced on (`set_zero_copy_send(true)`) and off, against a std
+//!    `write_all` loop; the client is a std thread on the other CPU.
+//! 4. **A fill pattern**: `Writer::drain` of one byte repeated a million times.
+//!
+//! `ZSYNC_BENCH_ONLY=copy,serve,cold,zc,splat` runs only the named sections.
 //!
 //! ```text
 //! cargo bench --bench transfer
@@ -268,6 +274,11 @@ fn serve_table(
             send_file(|| Builder::new(Model::Blocking)),
         ),
         (
+            "send_file (Threaded)",
+            true,
+            send_file(|| Builder::new(Model::Threaded)),
+        ),
+        (
             "send_file (Green io_uring)",
             true,
             send_file(|| Builder::new(Model::Green).backend(Backend::IoUring)),
@@ -345,6 +356,14 @@ fn serve_table(
     );
 }
 
+/// Whether the section `name` runs: all of them unless `ZSYNC_BENCH_ONLY` names some.
+fn section(name: &str) -> bool {
+    match std::env::var("ZSYNC_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|s| s.trim() == name),
+        Err(_) => true,
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let dir: PathBuf = std::env::var_os("ZSYNC_BENCH_DIR")
@@ -358,7 +377,9 @@ fn main() {
     // 1. File copy.
     let src = dir.join("src");
     let dst = dir.join("dst");
-    write_source(&src, copy_bytes);
+    if section("copy") {
+        write_source(&src, copy_bytes);
+    }
     let mut copiers: Vec<Contender<'_>> = vec![
         (
             "zsync::copy (Blocking)",
@@ -401,9 +422,11 @@ fn main() {
             }),
         ),
     ];
-    report("file copy", copy_bytes, COPY_ROUNDS, &mut copiers);
+    if section("copy") {
+        report("file copy", copy_bytes, COPY_ROUNDS, &mut copiers);
+        std::fs::remove_file(&src).unwrap();
+    }
     drop(copiers);
-    std::fs::remove_file(&src).unwrap();
 
     // 2. Serving a file over loopback, with the client on its own core and on the server's.
     let src = dir.join("served");
@@ -426,24 +449,87 @@ fn main() {
             },
         ));
     }
-    for &placement in &placements {
-        serve_table(&listener, &src, serve_bytes, placement, false, SERVE_ROUNDS);
+    if section("serve") {
+        for &placement in &placements {
+            serve_table(&listener, &src, serve_bytes, placement, false, SERVE_ROUNDS);
+        }
     }
     // From the disk: on Green io_uring the file -> pipe hop is a ring op (an io-wq thread waits
     // for the disk, not the worker).
-    serve_table(
-        &listener,
-        &src,
-        serve_bytes,
-        placements[0],
-        true,
-        COLD_ROUNDS,
-    );
+    if section("cold") {
+        serve_table(
+            &listener,
+            &src,
+            serve_bytes,
+            placements[0],
+            true,
+            COLD_ROUNDS,
+        );
+    }
+
+    // 3. Zero-copy writes.
+    if section("zc") && io_uring_available() {
+        let zc_bytes = env_mib("ZSYNC_BENCH_ZC_MIB", 64) << 20;
+        for size in [16 << 10, 64 << 10, 1 << 20] {
+            zc_table(&listener, zc_bytes, size, placements[0].1);
+        }
+    }
     drop(listener);
     std::fs::remove_dir_all(&dir).unwrap();
 
-    // 3. A fill pattern: `Writer::drain` of a 1-byte slice repeated a million times.
-    splat_table();
+    // 4. A fill pattern: `Writer::drain` of a 1-byte slice repeated a million times.
+    if section("splat") {
+        splat_table();
+    }
+}
+
+/// Writes of `size` bytes over loopback, `bytes` in all per round: zsync's `write_all` on
+/// Green io_uring with zero-copy sends forced on and off, against std's `write_all`.
+fn zc_table(listener: &TcpListener, bytes: u64, size: usize, at: Placement) {
+    let buf: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+    let rounds = (bytes / size as u64) as usize;
+    let zsync_write = |zc: bool| -> Box<dyn FnMut() -> Duration + '_> {
+        let buf = &buf;
+        Box::new(move || {
+            timed_serve(listener, bytes, at, |c| {
+                Builder::new(Model::Green)
+                    .backend(Backend::IoUring)
+                    .worker_threads(1)
+                    .run(|io| {
+                        let mut sock = TcpStream::from_std(io, c).unwrap();
+                        sock.set_zero_copy_send(zc);
+                        for _ in 0..rounds {
+                            sock.write_all(buf).unwrap();
+                        }
+                    })
+            })
+        })
+    };
+    let mut writers: Vec<Contender<'_>> = vec![
+        (
+            "write_all, SEND_ZC (Green io_uring)",
+            true,
+            zsync_write(true),
+        ),
+        ("write_all, send (Green io_uring)", true, zsync_write(false)),
+        (
+            "std write_all (thread)",
+            false,
+            Box::new(|| {
+                timed_serve(listener, bytes, at, |mut c| {
+                    for _ in 0..rounds {
+                        c.write_all(&buf).unwrap();
+                    }
+                })
+            }),
+        ),
+    ];
+    report(
+        &format!("write_all of {} KiB buffers over loopback", size >> 10),
+        bytes,
+        SERVE_ROUNDS,
+        &mut writers,
+    );
 }
 
 /// `Writer::drain(&[b"x"], 1_000_000)` into `/dev/null` and into a socket pair drained by a

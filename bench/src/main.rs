@@ -27,7 +27,10 @@
 //! `--pin [SERVER/LOAD]` (run each server on CPUs SERVER and the load generator on CPUs LOAD
 //! with `taskset -c`, default `1/0`: with `--workers 1`, the server has a core to itself),
 //! `--size BYTES` (echo message, 64), `--no-echo`, `--no-http`, `--no-micro`, `--micro NAME,...`
-//! (micro-benchmarks whose name contains one of them, e.g. `stackless`), `--blocking` (also
+//! (micro-benchmarks whose name contains one of them, e.g. `stackless`), `--no-transfer`
+//! (skip the transfer section: a file served over loopback in every run mode against
+//! sendfile/splice/read-write, and large writes with and without `SEND_ZC`, see `transfer.rs`;
+//! charted in `docs/bench-transfer.svg`), `--transfer-mib N` (its file size, 100), `--blocking` (also
 //! zsync's Blocking model, which serves one connection at a time), `--no-setup` (never run
 //! `bench/setup.sh`), `--json PATH`, `--svg PATH`, `--replot` (only redraw the charts from
 //! the JSON file).
@@ -39,8 +42,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 mod micro;
+mod transfer;
 
 use micro::MicroRow;
+use transfer::TransferRow;
 use zsync_bench::{
     clock_ticks_per_sec, cpu_us_per_request, parse_load_line, parse_wrk, raise_nofile,
     read_proc_stat, read_rss_kib, Args,
@@ -124,6 +129,8 @@ struct Report<'a> {
     #[serde(skip_serializing_if = "<[RssRow]>::is_empty")]
     rss_per_conn: &'a [RssRow],
     micro: &'a [MicroRow],
+    #[serde(skip_serializing_if = "<[TransferRow]>::is_empty")]
+    transfer: &'a [TransferRow],
     skipped: &'a [Skipped],
 }
 
@@ -134,6 +141,8 @@ struct Saved {
     rows: Vec<Row>,
     #[serde(default)]
     micro: Vec<MicroRow>,
+    #[serde(default)]
+    transfer: Vec<TransferRow>,
 }
 
 #[derive(Serialize)]
@@ -155,6 +164,9 @@ struct Opts {
     echo: bool,
     micro: bool,
     micro_only: Vec<String>,
+    /// `--no-transfer` turns it off; `--transfer-mib` sizes its file.
+    transfer: bool,
+    transfer_mib: u64,
     blocking: bool,
     setup: bool,
     json: PathBuf,
@@ -255,6 +267,8 @@ fn main() {
             .get("--micro")
             .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
             .unwrap_or_default(),
+        transfer: !args.flag("--no-transfer"),
+        transfer_mib: args.parse_or("--transfer-mib", 100u64),
         blocking: args.flag("--blocking"),
         setup: !args.flag("--no-setup"),
         json: args
@@ -674,6 +688,15 @@ fn main() {
         }
         _ => Vec::new(),
     };
+    let transfer_rows = if opts.transfer {
+        section(&format!(
+            "transfers: a {} MiB file over loopback in every run mode, large writes with and without SEND_ZC",
+            opts.transfer_mib
+        ));
+        transfer::run(opts.transfer_mib, opts.quick)
+    } else {
+        Vec::new()
+    };
 
     // ---- report
     println!(
@@ -688,6 +711,7 @@ fn main() {
         print_table(kind, &rows, &opts);
     }
     micro::print_table(&micro_rows);
+    transfer::print_table(&transfer_rows);
     if rows.iter().any(|r| r.standin) {
         println!("\n* zsync served by the bench crate's stand-in (zsync-http-standin / load-standin), not by examples/");
     }
@@ -725,6 +749,7 @@ fn main() {
         rows: &rows,
         rss_per_conn: &rss_rows,
         micro: &micro_rows,
+        transfer: &transfer_rows,
         skipped: &skipped,
     };
     match serde_json::to_string_pretty(&report) {
@@ -750,12 +775,26 @@ fn main() {
             Err(e) => eprintln!("micro chart: {e}"),
         }
     }
+    draw_transfer(&opts.svg, &transfer_rows);
 }
 
 /// `docs/bench.svg` → `docs/bench-micro.svg`: where the micro chart goes.
 fn micro_svg(svg: &Path) -> PathBuf {
     let stem = svg.file_stem().unwrap_or_default().to_string_lossy();
     svg.with_file_name(format!("{stem}-micro.svg"))
+}
+
+/// Draws the transfer chart next to `svg` (`docs/bench-transfer.svg`), if there are rows.
+fn draw_transfer(svg: &Path, rows: &[TransferRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let stem = svg.file_stem().unwrap_or_default().to_string_lossy();
+    let path = svg.with_file_name(format!("{stem}-transfer.svg"));
+    match transfer::draw(&path, rows) {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => eprintln!("transfer chart: {e}"),
+    }
 }
 
 /// `--replot [--json PATH] [--svg PATH]`: redraws the chart from a results file, no runs.
@@ -787,6 +826,7 @@ fn replot(root: &Path, args: &Args) {
             Err(e) => eprintln!("micro chart: {e}"),
         }
     }
+    draw_transfer(&svg, &saved.transfer);
 }
 
 fn workspace_root() -> PathBuf {

@@ -38,6 +38,7 @@ use socket2::SockRef;
 use crate::driver::source::Waiter;
 use crate::driver::{Registered, Source};
 use crate::net::timeout::Timeouts;
+use crate::op::send_zc::ZeroCopy;
 use crate::park::{retry_on_fd, Interest};
 use crate::{op, Io};
 
@@ -51,6 +52,9 @@ pub(crate) struct Socket<S> {
     io: Io,
     std: S,
     timeouts: Timeouts,
+    /// Whether large writes go zero-copy on an io_uring worker (see `op::send_zc`): decided at
+    /// the first one from the peer's address (never for Unix sockets or loopback peers).
+    zero_copy: ZeroCopy,
 }
 
 impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
@@ -68,6 +72,7 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
             io: io.clone(),
             std,
             timeouts: Timeouts::default(),
+            zero_copy: ZeroCopy::default(),
         }
     }
 
@@ -105,6 +110,11 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
     /// The std socket, for the options only one type has (`TCP_NODELAY`, multicast, ...).
     pub(crate) fn get(&self) -> &S {
         &self.std
+    }
+
+    /// The socket's choice of zero-copy sends (see `op::send_zc`).
+    pub(crate) fn zero_copy(&self) -> &ZeroCopy {
+        &self.zero_copy
     }
 
     /// The descriptor.
@@ -175,7 +185,7 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
         );
         let fd = self.fd();
         self.timeouts
-            .writing(|deadline| op::send::send(&self.io, fd, buf, deadline))
+            .writing(|deadline| op::send::send_stream(&self.io, fd, buf, deadline, &self.zero_copy))
     }
 
     /// `sendmsg(2)` with `MSG_NOSIGNAL` (a stream's `write_vectored`). Cancellation point.

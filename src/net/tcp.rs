@@ -426,6 +426,22 @@ impl TcpStream {
         self.sock.get().nodelay()
     }
 
+    /// Turns zero-copy sends on or off (off by default) for this stream's writes of at least
+    /// 16 KiB ([`write`](io::Write::write), `write_all`) on a Green io_uring worker whose kernel
+    /// has `IORING_OP_SEND_ZC` (Linux 6.0+); other models and backends always copy. The kernel
+    /// refusing it for a socket turns it off for good.
+    ///
+    /// A zero-copy write returns once the kernel no longer reads the buffer — when the peer
+    /// has acknowledged the bytes — not when they are queued. So a peer that stops reading
+    /// holds the writer until it reads again or the connection fails, and the write timeout
+    /// and cancellation cannot end that wait (the buffer is the kernel's until then). It pays
+    /// only towards a real network interface: over loopback, and to this host's own
+    /// addresses, the kernel copies the bytes anyway (see docs/ARCHITECTURE.md, "Zero-copy
+    /// send").
+    pub fn set_zero_copy_send(&self, on: bool) {
+        self.sock.zero_copy().set(on);
+    }
+
     /// Enables `SO_KEEPALIVE` with the given idle time before the first probe, or disables it.
     pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
         let sock = SockRef::from(self.sock.get());

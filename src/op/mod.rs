@@ -24,6 +24,7 @@ pub(crate) mod path;
 pub(crate) mod read_at;
 pub(crate) mod recv;
 pub(crate) mod send;
+pub(crate) mod send_zc;
 pub(crate) mod splice;
 pub(crate) mod stream;
 pub(crate) mod vectored;

@@ -19,6 +19,7 @@ use crate::model::CustomModel;
 use crate::park::{retry_on_fd, Interest};
 use crate::Io;
 
+use super::send_zc::ZeroCopy;
 use super::vectored::IOV_MAX;
 
 /// The flags of every send: no `SIGPIPE` on a closed peer.
@@ -27,6 +28,25 @@ const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 /// [`FLAGS`] as rustix takes them.
 pub(crate) fn flags() -> SendFlags {
     SendFlags::from_bits_retain(FLAGS as u32)
+}
+
+/// Writes some of `buf` to a TCP stream, returning how much: [`send`], except that a large
+/// write on a Green io_uring worker may go zero-copy, as `zc` decides (see
+/// [`super::send_zc`]). Cancellation point; gives up with `TimedOut` at `deadline`.
+#[inline]
+pub(crate) fn send_stream(
+    io: &Io,
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    deadline: Option<Instant>,
+    zc: &ZeroCopy,
+) -> io::Result<usize> {
+    if buf.len() >= super::send_zc::THRESHOLD && super::custom(io).is_none() {
+        if let Some(res) = super::send_zc::send_zc(zc, fd, buf, FLAGS, deadline) {
+            return res;
+        }
+    }
+    send(io, fd, buf, deadline)
 }
 
 /// Writes some of `buf`, returning how much. Cancellation point; gives up with `TimedOut` at

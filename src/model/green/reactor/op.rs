@@ -16,6 +16,9 @@
 //!   (free) ──arm poll──▶ Submitted ──deregister──▶ Abandoned ──CQE──▶ (free)
 //!
 //!   (free) ──submit owned──▶ Owned ──CQE: OwnedOp::complete──▶ (free)
+//!
+//!   zero-copy send (two CQEs):
+//!   Submitted ──CQE with F_MORE (the result)──▶ Notifying ──CQE with F_NOTIF──▶ Completed
 //! ```
 //!
 //! **A buffer is the kernel's until its CQE arrives.** Asking to cancel (`ASYNC_CANCEL`) does not
@@ -36,6 +39,13 @@
 //!   the op reads the result from the `OwnedOp`, on whatever thread, and never touches this
 //!   slab; a dropped future only drops its own reference, so the memory is freed by whichever
 //!   of the two lets go last.
+//! - A zero-copy send (`IORING_OP_SEND_ZC`) completes twice: a first CQE carries its result
+//!   with `IORING_CQE_F_MORE` set, and the kernel may go on reading the buffer until a second
+//!   CQE (same `user_data`, `IORING_CQE_F_NOTIF`) says it has let go of it (the data was
+//!   acknowledged, or copied). The slot keeps the first result in [`State::Notifying`] and
+//!   becomes `Completed` only at the notification, so the fiber that waits for it (and the
+//!   buffer on its stack) outlives the kernel's use. A cancel asked for in between cancels
+//!   nothing: the send is over, only the notification is awaited.
 //! - Cancel requests and the worker's wake-up poll use reserved `user_data` values outside the
 //!   slab (see [`CANCEL_TOKEN`], [`WAKE_TOKEN`], [`TIMEOUT_TOKEN`]).
 //!
@@ -163,6 +173,9 @@ enum State {
     Submitted { waker: Waker },
     /// The owner asked the kernel to cancel; the op is still the kernel's until its CQE.
     CancelRequested { waker: Waker },
+    /// A zero-copy send's first CQE (`IORING_CQE_F_MORE`) has come with `result`; its memory
+    /// is still the kernel's until the notification CQE (`IORING_CQE_F_NOTIF`).
+    Notifying { result: i32, waker: Waker },
     /// The kernel is done: the CQE's `res`. The owner takes it and frees the slot.
     Completed { result: i32 },
     /// Nobody waits any more (a deregistered poll); freed when the CQE arrives.
@@ -248,11 +261,40 @@ impl InFlight {
             .filter(|s| s.generation == key.generation)
     }
 
-    /// Records the CQE for `user_data`: returns what to wake, if somebody still waits.
-    /// A stale or unknown `user_data` is ignored.
-    pub(crate) fn complete(&mut self, user_data: u64, result: i32) -> Option<Woken> {
+    /// Records the CQE for `user_data` with the CQE's `flags`: returns what to wake, if
+    /// somebody still waits. A stale or unknown `user_data` is ignored.
+    ///
+    /// A CQE with `IORING_CQE_F_MORE` on a waited op is a zero-copy send's result with its
+    /// notification still to come: kept, nobody woken ([`State::Notifying`]). The CQE with
+    /// `IORING_CQE_F_NOTIF` then completes the op with that kept result.
+    pub(crate) fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> Option<Woken> {
         let key = OpKey::from_user_data(user_data);
         let slot = self.slot_mut(key)?;
+        if io_uring::cqueue::notif(flags) {
+            return match std::mem::replace(&mut slot.state, State::Abandoned) {
+                State::Notifying { result, waker } => {
+                    slot.state = State::Completed { result };
+                    Some(Woken::Waker(waker))
+                }
+                other => {
+                    slot.state = other;
+                    None
+                }
+            };
+        }
+        if io_uring::cqueue::more(flags) {
+            match std::mem::replace(&mut slot.state, State::Abandoned) {
+                State::Submitted { waker } | State::CancelRequested { waker } => {
+                    slot.state = State::Notifying { result, waker };
+                }
+                other => {
+                    // Owned ops and polls are single-shot: no such CQE is expected for them.
+                    debug_assert!(false, "an unexpected CQE_F_MORE");
+                    slot.state = other;
+                }
+            }
+            return None;
+        }
         match std::mem::replace(&mut slot.state, State::Completed { result }) {
             State::Submitted { waker } | State::CancelRequested { waker } => {
                 Some(Woken::Waker(waker))
@@ -271,6 +313,11 @@ impl InFlight {
                 slot.state = State::Completed { result };
                 None
             }
+            // Only a notification ends it (handled above).
+            State::Notifying { result, waker } => {
+                slot.state = State::Notifying { result, waker };
+                None
+            }
         }
     }
 
@@ -283,7 +330,9 @@ impl InFlight {
                 self.slots.remove(key.index as usize);
                 Some(result)
             }
-            State::Submitted { waker: w } | State::CancelRequested { waker: w } => {
+            State::Submitted { waker: w }
+            | State::CancelRequested { waker: w }
+            | State::Notifying { waker: w, .. } => {
                 if !w.will_wake(waker) {
                     *w = waker.clone();
                 }
@@ -324,6 +373,11 @@ impl InFlight {
             }
             State::Submitted { .. } => true,
             State::CancelRequested { .. } | State::Abandoned => false,
+            // Not a poll: its memory stays the kernel's until the notification.
+            State::Notifying { result, waker } => {
+                slot.state = State::Notifying { result, waker };
+                false
+            }
             // Not a poll: its memory must stay referenced until the CQE.
             State::Owned(op) => {
                 slot.state = State::Owned(op);
@@ -363,14 +417,14 @@ mod tests {
         let mut ops = InFlight::default();
         let a = ops.insert(waker());
         assert!(ops.abandon(a), "still in the kernel: cancel it");
-        assert!(ops.complete(a.user_data(), -libc::ECANCELED).is_none());
+        assert!(ops.complete(a.user_data(), -libc::ECANCELED, 0).is_none());
         assert_eq!(ops.len(), 0, "the abandoned slot is freed by its CQE");
         let b = ops.insert(waker());
         assert_ne!(a.user_data(), b.user_data(), "same index, new generation");
         // A duplicate, stale CQE for `a` must not complete `b`.
-        assert!(ops.complete(a.user_data(), 5).is_none());
+        assert!(ops.complete(a.user_data(), 5, 0).is_none());
         assert_eq!(ops.take(b, &waker()), None);
-        assert!(ops.complete(b.user_data(), 7).is_some());
+        assert!(ops.complete(b.user_data(), 7, 0).is_some());
         assert_eq!(ops.take(b, &waker()), Some(7));
         assert_eq!(ops.len(), 0);
     }
@@ -384,9 +438,50 @@ mod tests {
         assert_eq!(ops.take(a, &waker()), None);
         assert_eq!(ops.len(), 1);
         // The op completed successfully despite the cancel: the result is kept.
-        assert!(ops.complete(a.user_data(), 3).is_some());
+        assert!(ops.complete(a.user_data(), 3, 0).is_some());
         assert_eq!(ops.take(a, &waker()), Some(3));
         assert_eq!(ops.len(), 0);
+    }
+
+    #[test]
+    fn a_zero_copy_send_completes_at_its_notification_with_its_first_result() {
+        // `<linux/io_uring.h>`: the io-uring crate reads them but does not export them.
+        const IORING_CQE_F_MORE: u32 = 1 << 1;
+        const IORING_CQE_F_NOTIF: u32 = 1 << 3;
+        let mut ops = InFlight::default();
+        let (count, w) = counter();
+        let a = ops.insert(w.clone());
+        assert!(ops
+            .complete(a.user_data(), 65536, IORING_CQE_F_MORE)
+            .is_none());
+        assert_eq!(
+            ops.take(a, &w),
+            None,
+            "the kernel may still read the buffer"
+        );
+        assert!(
+            !ops.request_cancel(a),
+            "the send is over: nothing to cancel"
+        );
+        assert!(!ops.abandon(a), "not a poll");
+        match ops.complete(a.user_data(), 0, IORING_CQE_F_NOTIF) {
+            Some(Woken::Waker(w)) => w.wake(),
+            _ => panic!("the notification wakes the waiting fiber"),
+        }
+        assert_eq!(crate::test_waker::wakes(&count), 1);
+        assert_eq!(
+            ops.take(a, &w),
+            Some(65536),
+            "the send's result, not the notification's"
+        );
+        assert_eq!(ops.len(), 0);
+        // A failed send can be followed by a notification too.
+        let b = ops.insert(waker());
+        assert!(ops
+            .complete(b.user_data(), -libc::EPIPE, IORING_CQE_F_MORE)
+            .is_none());
+        assert!(ops.complete(b.user_data(), 0, IORING_CQE_F_NOTIF).is_some());
+        assert_eq!(ops.take(b, &waker()), Some(-libc::EPIPE));
     }
 
     struct Probe(std::sync::Mutex<Option<i32>>);
@@ -409,7 +504,7 @@ mod tests {
         assert_eq!(ops.take(a, &waker()), None);
         assert_eq!(ops.owned_keys(), vec![a]);
         assert_eq!(Arc::strong_count(&probe), 2, "still referenced by its slot");
-        match ops.complete(a.user_data(), 9) {
+        match ops.complete(a.user_data(), 9, 0) {
             Some(Woken::Owned(op, 9)) => assert!(op.complete(9).is_none()),
             _ => panic!("the owned op is handed its result"),
         }

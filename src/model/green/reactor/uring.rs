@@ -533,7 +533,7 @@ impl Uring {
                             // -ECANCELED: removed before it fired; either way it is gone.
                             self.timeout_armed.set(false);
                         }
-                        data => match ops.complete(data, cqe.result()) {
+                        data => match ops.complete(data, cqe.result(), cqe.flags()) {
                             Some(Woken::Waker(w)) => wake.push(w),
                             Some(Woken::Owned(op, res)) => owned.push((op, res)),
                             None => {}
