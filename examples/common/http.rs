@@ -570,7 +570,7 @@ impl Drop for Out<'_> {
 /// slowloris head, a client that vanished mid-response…), for the accept loop to count and log.
 pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
     conn.set_nodelay(true)?;
-    let mut rd = Reader::with_capacity(READ_BUF, &conn);
+    let mut rd = Reader::on_demand(READ_BUF, &conn);
     let mut out = Out::new(io, &conn, app.cfg.write_timeout);
     // When the head of the request being received must be complete; `None` while the
     // connection is idle between requests. The first request's clock starts at the accept.

@@ -65,6 +65,7 @@
 //! `SIG_IGN` before `main`); a program that restores the default disposition should keep pipes
 //! out of its writers or use [`crate::transfer`] (which suppresses it).
 
+mod pool;
 mod reader;
 mod vectored;
 mod writer;

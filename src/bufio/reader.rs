@@ -2,8 +2,11 @@
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
+use std::ops::{Deref, DerefMut};
 
-use super::DEFAULT_CAPACITY;
+use super::{pool, DEFAULT_CAPACITY};
+use crate::park::Interest;
+use crate::transfer::{Descriptor, FdKind};
 
 /// A buffered reader over any [`Read`], after Zig's `std.Io.Reader`.
 ///
@@ -40,10 +43,77 @@ use super::DEFAULT_CAPACITY;
 /// ```
 pub struct Reader<R> {
     inner: R,
-    buf: Box<[u8]>,
-    /// `buf[pos..end]` are the buffered, unconsumed bytes.
+    /// The buffer while the reader holds one (`len() == cap`), else empty: a reader takes its
+    /// buffer at its first read, and an [`on_demand`](Self::on_demand) reader gives it back
+    /// whenever it has no buffered bytes.
+    buf: ReadBuf,
+    /// The buffer's size.
+    cap: usize,
+    /// `buf[pos..end]` are the buffered, unconsumed bytes; both 0 while no buffer is held.
     pos: usize,
     end: usize,
+    /// For an [`on_demand`](Self::on_demand) reader: waits until the source has data (or an
+    /// error or its end) without a buffer.
+    wait: Option<fn(&R) -> io::Result<()>>,
+}
+
+/// A read buffer that goes back to its thread's [`pool`] when dropped.
+struct ReadBuf(Box<[u8]>);
+
+impl Deref for ReadBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl DerefMut for ReadBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        pool::give_read(std::mem::take(&mut self.0));
+    }
+}
+
+/// Waits until `source` is readable (data, its end, or an error are there), without a buffer;
+/// the wait of an [`on_demand`](Reader::on_demand) reader.
+/// A file reads at once (nothing to wait for), and so does a source on a custom model (its own
+/// read waits its own way); a socket or pipe waits for readiness under its read timeout, which
+/// expires as `WouldBlock`, as its read would. Cancellation point.
+fn wait_readable<R: Descriptor>(source: &R) -> io::Result<()> {
+    if source.kind() == FdKind::File || crate::op::custom(source.io()).is_some() {
+        return Ok(());
+    }
+    crate::net::timeout::bounded(source.read_timeout(), |deadline| {
+        crate::park::wait_fd(source.as_fd(), Interest::Read, deadline)
+    })
+}
+
+impl<R: Read + Descriptor> Reader<R> {
+    /// A reader with a buffer of `capacity` bytes that it holds only while bytes are buffered:
+    /// when it has none and must read, it gives its buffer back (to a small per-thread cache),
+    /// waits until the source is readable, and only then takes a buffer and reads. So a
+    /// connection idle between requests holds no read buffer; the buffers in use at once are
+    /// about as many as the requests being worked on at once. Costs one readiness wait per
+    /// read into an empty buffer (see "Memory per connection" in docs/ARCHITECTURE.md).
+    ///
+    /// Otherwise the same as [`with_capacity`](Self::with_capacity).
+    pub fn on_demand(capacity: usize, inner: R) -> Reader<R> {
+        Reader {
+            wait: Some(wait_readable::<R>),
+            ..Reader::with_capacity(capacity, inner)
+        }
+    }
+
+    /// Whether the reader holds a buffer now (an [`on_demand`](Self::on_demand) reader holds
+    /// none while it has no buffered bytes; any reader holds none before its first read).
+    pub fn holds_buffer(&self) -> bool {
+        !self.buf.is_empty()
+    }
 }
 
 impl<R: Read> Reader<R> {
@@ -55,18 +125,41 @@ impl<R: Read> Reader<R> {
     /// A reader with a buffer of `capacity` bytes. [`peek`](Self::peek) and
     /// [`take_bytes`](Self::take_bytes) can return at most this many bytes, and
     /// [`take_delimited`](Self::take_delimited) records of at most this length.
+    ///
+    /// The buffer is taken at the first read (from a small per-thread cache of buffers that
+    /// readers returned, else allocated) and kept for the reader's life; see
+    /// [`on_demand`](Self::on_demand) for one that gives it back whenever it is empty.
     pub fn with_capacity(capacity: usize, inner: R) -> Reader<R> {
         Reader {
             inner,
-            buf: vec![0; capacity].into_boxed_slice(),
+            buf: ReadBuf(Box::default()),
+            cap: capacity,
             pos: 0,
             end: 0,
+            wait: None,
         }
     }
 
     /// The buffer's size.
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.cap
+    }
+
+    /// Takes a buffer if the reader holds none.
+    fn hold_buffer(&mut self) {
+        if self.buf.len() != self.cap {
+            debug_assert!(self.pos == 0 && self.end == 0);
+            self.buf = ReadBuf(pool::take_read(self.cap));
+        }
+    }
+
+    /// Gives the buffer back if no bytes are buffered.
+    fn release_if_empty(&mut self) {
+        if self.pos == self.end && !self.buf.is_empty() {
+            self.pos = 0;
+            self.end = 0;
+            self.buf = ReadBuf(Box::default());
+        }
     }
 
     /// The buffered, unconsumed bytes (no read).
@@ -95,7 +188,15 @@ impl<R: Read> Reader<R> {
     ///
     /// Errors: the source's; `InvalidInput` if the buffer is full (consume something first).
     pub fn fill_more(&mut self) -> io::Result<usize> {
-        if self.end == self.buf.len() {
+        if let Some(wait) = self.wait {
+            if self.pos == self.end {
+                // Nothing buffered: wait for data without holding a buffer.
+                self.release_if_empty();
+                wait(&self.inner)?;
+            }
+        }
+        self.hold_buffer();
+        if self.end == self.cap {
             if self.pos == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -127,13 +228,13 @@ impl<R: Read> Reader<R> {
     /// Errors: `UnexpectedEof` if the stream ends first (the bytes read stay buffered);
     /// `InvalidInput` if `n` exceeds the capacity.
     pub fn fill(&mut self, n: usize) -> io::Result<()> {
-        if n > self.buf.len() {
+        if n > self.cap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "fill/peek/take of more bytes than the buffer holds",
             ));
         }
-        if self.pos + n > self.buf.len() {
+        if self.pos + n > self.cap {
             // Not enough room behind the buffered bytes: move them to the front.
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
@@ -187,7 +288,7 @@ impl<R: Read> Reader<R> {
                 return Ok(Some(&self.buf[start..stop]));
             }
             scanned = self.end - self.pos;
-            if scanned == self.buf.len() {
+            if scanned == self.cap {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "delimited record longer than the buffer",
@@ -251,7 +352,7 @@ impl<R: Read> Reader<R> {
 impl<R: Read> Read for Reader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         // An empty buffer and a large read: skip the copy, read straight into `out`.
-        if self.pos == self.end && out.len() >= self.buf.len() {
+        if self.pos == self.end && out.len() >= self.cap {
             return self.inner.read(out);
         }
         let n = {
@@ -276,6 +377,9 @@ impl<R: Read> BufRead for Reader<R> {
 
     fn consume(&mut self, amt: usize) {
         self.pos = (self.pos + amt).min(self.end);
+        if self.wait.is_some() {
+            self.release_if_empty();
+        }
     }
 }
 
@@ -284,7 +388,7 @@ impl<R: fmt::Debug> fmt::Debug for Reader<R> {
         f.debug_struct("Reader")
             .field("inner", &self.inner)
             .field("buffered", &(self.end - self.pos))
-            .field("capacity", &self.buf.len())
+            .field("capacity", &self.cap)
             .finish()
     }
 }
