@@ -11,7 +11,8 @@
 //! the connections.
 //!
 //! Bounds: at most [`MAX_POOLED_BYTES`] per thread and per kind (read buffers, write buffers);
-//! a buffer returned beyond that, or larger than [`MAX_POOLED_BUFFER`], is freed. So after a
+//! a buffer returned beyond that, larger than [`MAX_POOLED_BUFFER`] or smaller than
+//! [`MIN_POOLED_BUFFER`], is freed. So after a
 //! load spike a thread keeps a bounded cache, whatever the spike was.
 //!
 //! Read buffers are kept fully initialised (zeroed once, when first allocated) so that a
@@ -29,6 +30,9 @@ use std::cell::RefCell;
 pub(crate) const MAX_POOLED_BYTES: usize = 256 * 1024;
 /// The largest buffer kept for reuse; larger ones are freed when returned.
 pub(crate) const MAX_POOLED_BUFFER: usize = 64 * 1024;
+/// The smallest buffer kept for reuse: smaller ones cost the allocator little (its own
+/// per-thread cache serves them) and are freed when returned.
+pub(crate) const MIN_POOLED_BUFFER: usize = 1024;
 
 /// One thread's cached buffers.
 struct Pool {
@@ -72,7 +76,7 @@ pub(crate) fn take_read(len: usize) -> Box<[u8]> {
 /// Returns a read buffer to this thread's cache (or frees it when the cache is full, the
 /// buffer is too large, or the thread is exiting).
 pub(crate) fn give_read(buf: Box<[u8]>) {
-    if buf.is_empty() || buf.len() > MAX_POOLED_BUFFER {
+    if !(MIN_POOLED_BUFFER..=MAX_POOLED_BUFFER).contains(&buf.len()) {
         return;
     }
     let _ = POOL.try_with(move |p| {
@@ -103,7 +107,7 @@ pub(crate) fn take_write(cap: usize) -> Vec<u8> {
 /// Returns a write buffer (emptied first) to this thread's cache, or frees it.
 pub(crate) fn give_write(mut buf: Vec<u8>) {
     let cap = buf.capacity();
-    if cap == 0 || cap > MAX_POOLED_BUFFER {
+    if !(MIN_POOLED_BUFFER..=MAX_POOLED_BUFFER).contains(&cap) {
         return;
     }
     buf.clear();
@@ -123,4 +127,34 @@ pub(crate) fn cached_bytes() -> (usize, usize) {
         let p = p.borrow();
         (p.read_bytes, p.write_bytes)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a spike of buffers, a thread keeps a bounded cache; the rest go to the allocator.
+    #[test]
+    fn a_spike_of_buffers_leaves_a_bounded_cache() {
+        let (r0, w0) = cached_bytes();
+        let reads: Vec<_> = (0..200).map(|_| take_read(16 * 1024)).collect();
+        let writes: Vec<_> = (0..200).map(|_| take_write(16 * 1024)).collect();
+        reads.into_iter().for_each(give_read);
+        writes.into_iter().for_each(give_write);
+        let (r, w) = cached_bytes();
+        assert!(r <= MAX_POOLED_BYTES && w <= MAX_POOLED_BYTES, "{r} {w}");
+        assert!(r > r0 && w > w0, "some are kept for reuse");
+        // Reuse: the cached buffers come back, initialised (read) or empty (write).
+        let b = take_read(16 * 1024);
+        assert_eq!(b.len(), 16 * 1024);
+        let v = take_write(16 * 1024);
+        assert!(v.is_empty() && v.capacity() == 16 * 1024);
+        assert_eq!(cached_bytes(), (r - 16 * 1024, w - 16 * 1024));
+        give_read(b);
+        give_write(v);
+        // Small and huge buffers are never kept.
+        give_read(vec![0; 100].into_boxed_slice());
+        give_write(Vec::with_capacity(1 << 20));
+        assert_eq!(cached_bytes(), (r, w));
+    }
 }

@@ -52,9 +52,8 @@ pub struct Reader<R> {
     /// `buf[pos..end]` are the buffered, unconsumed bytes; both 0 while no buffer is held.
     pos: usize,
     end: usize,
-    /// For an [`on_demand`](Self::on_demand) reader: waits until the source has data (or an
-    /// error or its end) without a buffer.
-    wait: Option<fn(&R) -> io::Result<()>>,
+    /// For an [`on_demand`](Self::on_demand) reader: how it reads into an empty buffer.
+    on_demand: Option<OnDemand<R>>,
 }
 
 /// A read buffer that goes back to its thread's [`pool`] when dropped.
@@ -79,11 +78,44 @@ impl Drop for ReadBuf {
     }
 }
 
-/// Waits until `source` is readable (data, its end, or an error are there), without a buffer;
-/// the wait of an [`on_demand`](Reader::on_demand) reader.
-/// A file reads at once (nothing to wait for), and so does a source on a custom model (its own
-/// read waits its own way); a socket or pipe waits for readiness under its read timeout, which
-/// expires as `WouldBlock`, as its read would. Cancellation point.
+/// How an [`on_demand`](Reader::on_demand) reader reads into an empty buffer: first a
+/// non-blocking attempt into a buffer (where that costs no more than the read itself would),
+/// then, only if that finds nothing, a wait for readiness without a buffer.
+struct OnDemand<R> {
+    /// A read that does not wait: `Some(n)` if it read (0 at end of stream), `None` if the read
+    /// would have to wait or the attempt is not worth making.
+    try_read: fn(&R, &mut [u8]) -> io::Result<Option<usize>>,
+    /// Waits until a read would not block (data, the end, or an error), holding no buffer.
+    wait: fn(&R) -> io::Result<()>,
+}
+
+/// The non-blocking attempt of an [`on_demand`](Reader::on_demand) reader on a socket:
+/// `recv(MSG_DONTWAIT)` where the model's own read would try that syscall first anyway
+/// (readiness backends and threads). Skipped (`None`) on a Green worker with io_uring, whose
+/// read is a ring op and costs no syscall of its own: the ring's readiness wait comes first
+/// there, on a custom model (its reads are its own), for files (they read at once) and pipes
+/// (the plain read after the wait is as cheap).
+fn try_read<R: Descriptor>(source: &R, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    if source.kind() != FdKind::Socket
+        || crate::op::custom(source.io()).is_some()
+        || crate::model::green::ring_available(io_uring::opcode::Recv::CODE)
+    {
+        return Ok(None);
+    }
+    crate::context::check()?;
+    loop {
+        match rustix::net::recv(source.as_fd(), &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(Some(n)),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => crate::context::check()?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `source` is readable without a buffer: a file or a source on a custom model
+/// does not wait (its read waits its own way); a socket or pipe waits for readiness under its
+/// read timeout, which expires as `WouldBlock`, as its read would. Cancellation point.
 fn wait_readable<R: Descriptor>(source: &R) -> io::Result<()> {
     if source.kind() == FdKind::File || crate::op::custom(source.io()).is_some() {
         return Ok(());
@@ -104,13 +136,18 @@ impl<R: Read + Descriptor> Reader<R> {
     /// Otherwise the same as [`with_capacity`](Self::with_capacity).
     pub fn on_demand(capacity: usize, inner: R) -> Reader<R> {
         Reader {
-            wait: Some(wait_readable::<R>),
+            on_demand: Some(OnDemand {
+                try_read: try_read::<R>,
+                wait: wait_readable::<R>,
+            }),
             ..Reader::with_capacity(capacity, inner)
         }
     }
 
-    /// Whether the reader holds a buffer now (an [`on_demand`](Self::on_demand) reader holds
-    /// none while it has no buffered bytes; any reader holds none before its first read).
+    /// Whether the reader holds a buffer now. Any reader holds none before its first read; an
+    /// [`on_demand`](Self::on_demand) one gives its buffer back when [`consume`](BufRead::consume)
+    /// or [`read`](Read::read) takes its last buffered byte, and at the latest before it waits
+    /// for more.
     pub fn holds_buffer(&self) -> bool {
         !self.buf.is_empty()
     }
@@ -136,7 +173,7 @@ impl<R: Read> Reader<R> {
             cap: capacity,
             pos: 0,
             end: 0,
-            wait: None,
+            on_demand: None,
         }
     }
 
@@ -188,9 +225,18 @@ impl<R: Read> Reader<R> {
     ///
     /// Errors: the source's; `InvalidInput` if the buffer is full (consume something first).
     pub fn fill_more(&mut self) -> io::Result<usize> {
-        if let Some(wait) = self.wait {
+        if let Some(on_demand) = &self.on_demand {
             if self.pos == self.end {
-                // Nothing buffered: wait for data without holding a buffer.
+                // Nothing buffered: try a read that does not wait; if there is nothing to read,
+                // wait for data without holding a buffer.
+                let (try_read, wait) = (on_demand.try_read, on_demand.wait);
+                self.pos = 0;
+                self.end = 0;
+                self.hold_buffer();
+                if let Some(n) = try_read(&self.inner, &mut self.buf)? {
+                    self.end = n;
+                    return Ok(n);
+                }
                 self.release_if_empty();
                 wait(&self.inner)?;
             }
@@ -362,6 +408,9 @@ impl<R: Read> Read for Reader<R> {
             n
         };
         self.pos += n;
+        if self.on_demand.is_some() {
+            self.release_if_empty();
+        }
         Ok(n)
     }
 }
@@ -377,7 +426,7 @@ impl<R: Read> BufRead for Reader<R> {
 
     fn consume(&mut self, amt: usize) {
         self.pos = (self.pos + amt).min(self.end);
-        if self.wait.is_some() {
+        if self.on_demand.is_some() {
             self.release_if_empty();
         }
     }
