@@ -268,7 +268,10 @@ fn reader_on_demand_holds_a_buffer_only_while_bytes_are_buffered(io: &Io) {
     a.write_all(b"GET / HTTP/1.1\r\n\r\nrest").unwrap();
     r.fill(4).unwrap();
     assert!(r.holds_buffer());
-    assert_eq!(r.take_delimited(b'\n').unwrap(), Some(&b"GET / HTTP/1.1\r"[..]));
+    assert_eq!(
+        r.take_delimited(b'\n').unwrap(),
+        Some(&b"GET / HTTP/1.1\r"[..])
+    );
     assert_eq!(r.take_delimited(b'\n').unwrap(), Some(&b"\r"[..]));
     r.fill(4).unwrap();
     assert_eq!(r.buffer(), b"rest");
