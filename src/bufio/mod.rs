@@ -23,10 +23,11 @@
 //!   as a write to the sink empties it;
 //! - a [`Reader`] takes its buffer at its first read; one made with
 //!   [`Reader::on_demand`] also gives it back when its last buffered byte is consumed, and
-//!   reads into an empty buffer in two steps: a read that does not wait (where that costs no
-//!   extra syscall: `recv(MSG_DONTWAIT)` on readiness backends and threads, skipped on an
-//!   io_uring worker), then, if there was nothing, a readiness wait *without* a buffer, and
-//!   only then a buffer and the read.
+//!   reads into an empty buffer in steps: a read that does not wait (`recv(MSG_DONTWAIT)`, on
+//!   readiness backends and threads, where the model's own read tries that syscall first
+//!   anyway; not on an io_uring worker), then, if there was nothing, a readiness wait
+//!   *without* a buffer, and only then a buffer and the read (on io_uring a plain `recv`, the
+//!   socket being known readable).
 //!
 //! ```text
 //!   connection:   request ─ parse ─ respond ─ flush ─────── idle (waiting for data) ───────── request

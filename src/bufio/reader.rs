@@ -78,27 +78,35 @@ impl Drop for ReadBuf {
     }
 }
 
-/// How an [`on_demand`](Reader::on_demand) reader reads into an empty buffer: first a
-/// non-blocking attempt into a buffer (where that costs no more than the read itself would),
-/// then, only if that finds nothing, a wait for readiness without a buffer.
+/// How an [`on_demand`](Reader::on_demand) reader reads into an empty buffer: a read that does
+/// not wait, where that is worth a syscall; if it finds nothing, a wait for readiness holding
+/// no buffer; then the read.
 struct OnDemand<R> {
     /// A read that does not wait: `Some(n)` if it read (0 at end of stream), `None` if the read
-    /// would have to wait or the attempt is not worth making.
-    try_read: fn(&R, &mut [u8]) -> io::Result<Option<usize>>,
+    /// would have to wait or the attempt is not worth making. The flag says whether the source
+    /// was just seen readable.
+    try_read: fn(&R, &mut [u8], bool) -> io::Result<Option<usize>>,
     /// Waits until a read would not block (data, the end, or an error), holding no buffer.
     wait: fn(&R) -> io::Result<()>,
 }
 
-/// The non-blocking attempt of an [`on_demand`](Reader::on_demand) reader on a socket:
-/// `recv(MSG_DONTWAIT)` where the model's own read would try that syscall first anyway
-/// (readiness backends and threads). Skipped (`None`) on a Green worker with io_uring, whose
-/// read is a ring op and costs no syscall of its own: the ring's readiness wait comes first
-/// there, on a custom model (its reads are its own), for files (they read at once) and pipes
-/// (the plain read after the wait is as cheap).
-fn try_read<R: Descriptor>(source: &R, buf: &mut [u8]) -> io::Result<Option<usize>> {
+/// The non-blocking read of an [`on_demand`](Reader::on_demand) reader on a socket:
+/// `recv(MSG_DONTWAIT)`.
+///
+/// - On readiness backends and threads it is made before the wait: it is the `recv` the
+///   model's own read would try first anyway, so it costs no extra syscall.
+/// - On a Green worker with io_uring it is made only after the wait (`ready`): before it, it
+///   would be a syscall spent on a socket that is usually empty (the ring's readiness wait is
+///   not a syscall of its own); after it, it is the read itself, cheaper than a second ring op
+///   and a second park. Measured against the ring `RECV` in docs/ARCHITECTURE.md ("Memory per
+///   connection").
+///
+/// Skipped (`None`) on a custom model (its reads are its own), for files (they read at once)
+/// and pipes (the plain read after the wait is as cheap).
+fn try_read<R: Descriptor>(source: &R, buf: &mut [u8], ready: bool) -> io::Result<Option<usize>> {
     if source.kind() != FdKind::Socket
         || crate::op::custom(source.io()).is_some()
-        || crate::model::green::ring_available(io_uring::opcode::Recv::CODE)
+        || (!ready && crate::model::green::ring_available(io_uring::opcode::Recv::CODE))
     {
         return Ok(None);
     }
@@ -233,12 +241,19 @@ impl<R: Read> Reader<R> {
                 self.pos = 0;
                 self.end = 0;
                 self.hold_buffer();
-                if let Some(n) = try_read(&self.inner, &mut self.buf)? {
+                if let Some(n) = try_read(&self.inner, &mut self.buf, false)? {
                     self.end = n;
                     return Ok(n);
                 }
                 self.release_if_empty();
                 wait(&self.inner)?;
+                self.hold_buffer();
+                if let Some(n) = try_read(&self.inner, &mut self.buf, true)? {
+                    self.end = n;
+                    return Ok(n);
+                }
+                // Not a socket, or readable only in name (another reader took the data): the
+                // source's own read, which waits its way.
             }
         }
         self.hold_buffer();
