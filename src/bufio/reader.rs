@@ -278,7 +278,14 @@ impl<R: Read> Reader<R> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // A failed read (a timeout, a cancel) leaves an on-demand reader with no
+                    // buffer if nothing is buffered, as its wait did.
+                    if self.on_demand.is_some() {
+                        self.release_if_empty();
+                    }
+                    return Err(e);
+                }
             }
         }
     }
