@@ -295,3 +295,85 @@ fn memory_returns_after_a_spike_of_future_tasks() {
         });
     }
 }
+
+// Connection buffers: an idle connection holds no read or write buffer (on-demand `Reader`,
+// `Writer`), and the buffers of a spike of busy connections come back when they end.
+
+/// Connections served at once by [`idle_connections_hold_no_buffers`].
+const CONNS: usize = 256;
+/// Their read and write buffers' size.
+const CONN_BUF: usize = 16 * 1024;
+
+/// Serves `conns` connections from `listener`, each a task that answers one 4-byte request
+/// through an on-demand `Reader` and a `Writer` of [`CONN_BUF`] bytes, then waits for the next
+/// request (which never comes: the client closes). Returns once every connection has ended.
+fn serve_once_then_idle(io: &Io, listener: zsync::net::TcpListener, conns: usize) {
+    use std::io::Read;
+    use zsync::bufio::Reader;
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (s, _) = listener.accept().unwrap();
+            io.concurrent(move |_| -> std::io::Result<usize> {
+                let mut r = Reader::on_demand(CONN_BUF, &s);
+                let mut w = Writer::with_capacity(CONN_BUF, &s);
+                let mut req = [0u8; 4];
+                r.read_exact(&mut req)?;
+                w.write_all(&req)?;
+                w.flush()?;
+                assert!(!r.holds_buffer() && !w.holds_buffer());
+                // Idle: wait for a next request with no buffer; the client's close ends it.
+                r.fill_more()
+            })
+            .unwrap()
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.join().unwrap().unwrap(), 0, "end of stream");
+    }
+}
+
+/// [`CONNS`] connections each served one request and then idle, waiting for the next one: the
+/// process's heap holds far less than one buffer per connection (it would hold two, 32 KiB,
+/// with buffers kept for a connection's life); once they end, what they allocated is freed
+/// except the per-thread buffer caches' bound.
+#[test]
+fn idle_connections_hold_no_buffers() {
+    let _serial = serial();
+    for (name, builder) in green_builders() {
+        builder.run(|io| {
+            use std::io::Read;
+            let listener = zsync::net::TcpListener::bind(io, "127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let before = TOTAL.load(Ordering::Relaxed);
+            let server = io
+                .concurrent(move |io| serve_once_then_idle(io, listener, CONNS))
+                .unwrap();
+            let clients: Vec<zsync::net::TcpStream> = (0..CONNS)
+                .map(|i| {
+                    let mut c = zsync::net::TcpStream::connect(io, addr).unwrap();
+                    let req = (i as u32).to_le_bytes();
+                    c.write_all(&req).unwrap();
+                    let mut got = [0u8; 4];
+                    c.read_exact(&mut got).unwrap();
+                    assert_eq!(got, req);
+                    c
+                })
+                .collect();
+            // Every connection has been answered: its task has given both buffers back.
+            let idle = TOTAL.load(Ordering::Relaxed) - before;
+            assert!(
+                idle < (CONNS * CONN_BUF / 4) as isize,
+                "{name}: {idle} bytes live with {CONNS} idle connections \
+                 (buffers of {CONN_BUF} bytes each way)"
+            );
+            drop(clients);
+            server.join().unwrap();
+            // The per-thread caches keep at most 256 KiB of each kind.
+            let after = TOTAL.load(Ordering::Relaxed) - before;
+            assert!(
+                after < 640 * 1024,
+                "{name}: {after} bytes still held after {CONNS} connections ended"
+            );
+        });
+    }
+}

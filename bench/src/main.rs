@@ -179,7 +179,8 @@ struct Opts {
 }
 
 /// Server memory per connection: a fresh server's RSS with `conns` keep-alive connections
-/// under load (sampled halfway through the run), less its RSS after a warm-up, per connection.
+/// under load (sampled halfway through the run), less its RSS after a warm-up, per connection;
+/// and its RSS [`RSS_SETTLE`] after the load ended (whether the memory comes back).
 #[derive(Serialize)]
 struct RssRow {
     peer: String,
@@ -188,7 +189,13 @@ struct RssRow {
     loaded_kib: u64,
     kib_per_conn: f64,
     req_per_sec: f64,
+    /// RSS [`RSS_SETTLE`] after the load generator closed its connections.
+    after_kib: u64,
 }
+
+/// How long after a load run [`rss_per_conn`] samples the server's RSS again: a few of the
+/// Green workers' stack trim periods.
+const RSS_SETTLE: Duration = Duration::from_secs(2);
 
 /// CPU placement of a pinned run (`--pin SERVER/LOAD`, default `1/0`): each server on its CPUs,
 /// `wrk` or the echo client on the others, so that the server has its cores to itself.
@@ -666,8 +673,13 @@ fn main() {
             match rss_per_conn(p, &logs, n, &opts, wrk.as_deref(), &load_client) {
                 Ok(r) => {
                     println!(
-                        "{:>9.0} req/s  RSS {} KiB idle, {} KiB loaded: {:.1} KiB/conn",
-                        r.req_per_sec, r.baseline_kib, r.loaded_kib, r.kib_per_conn
+                        "{:>9.0} req/s  RSS {} KiB idle, {} KiB loaded: {:.1} KiB/conn; {} KiB {:.0} s after",
+                        r.req_per_sec,
+                        r.baseline_kib,
+                        r.loaded_kib,
+                        r.kib_per_conn,
+                        r.after_kib,
+                        RSS_SETTLE.as_secs_f64()
                     );
                     rss_rows.push(r);
                 }
@@ -1013,6 +1025,8 @@ fn rss_per_conn(
             .join()
             .map_err(|_| "RSS sampler panicked".to_string())?
             .map_err(|e| format!("server gone: {e}"))?;
+        std::thread::sleep(RSS_SETTLE);
+        let after = read_rss_kib(pid).map_err(|e| format!("server gone: {e}"))?;
         Ok(RssRow {
             peer: p.name.clone(),
             conns,
@@ -1020,6 +1034,7 @@ fn rss_per_conn(
             loaded_kib: loaded,
             kib_per_conn: loaded.saturating_sub(baseline) as f64 / conns as f64,
             req_per_sec: rps,
+            after_kib: after,
         })
     })();
     server.stop();

@@ -313,13 +313,39 @@ enum Parsed {
     Partial,
     /// Not a request this server accepts: answer with the status and close.
     Invalid(Status, &'static str),
+    /// More headers than the slots given (only from [`parse_with`]; [`parse`] then retries).
+    MoreSlots,
 }
+
+/// Header slots on the stack for [`parse`]'s first attempt: enough for ordinary requests. A
+/// request with more headers is parsed again with [`MAX_HEADERS`] slots on the heap. The
+/// handler runs on a fiber stack on Green, where every page its deepest call touches stays
+/// committed for the connection's life: 64 slots of 32 bytes on the stack made the request
+/// path one page deeper (see "Memory per connection" in docs/ARCHITECTURE.md).
+const FEW_HEADERS: usize = 16;
 
 /// Parses the request head at the start of `buf` with httparse.
 fn parse(buf: &[u8]) -> Parsed {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FEW_HEADERS];
+    match parse_with(buf, &mut slots) {
+        Parsed::MoreSlots => parse_many(buf),
+        parsed => parsed,
+    }
+}
+
+/// [`parse`] of a request with more than [`FEW_HEADERS`] headers: the slots on the heap.
+#[cold]
+#[inline(never)]
+fn parse_many(buf: &[u8]) -> Parsed {
+    let mut slots = Vec::with_capacity(MAX_HEADERS);
+    parse_with(buf, &mut slots.spare_capacity_mut()[..MAX_HEADERS])
+}
+
+/// Parses the request head at the start of `buf` into `slots`: [`Parsed::MoreSlots`] if it has
+/// more headers than `slots` holds while that is fewer than [`MAX_HEADERS`].
+fn parse_with<'b>(buf: &'b [u8], slots: &mut [MaybeUninit<httparse::Header<'b>>]) -> Parsed {
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+    let len = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial)
             if buf.len() > MAX_TARGET_BYTES && partial_target_len(buf) > MAX_TARGET_BYTES =>
@@ -330,6 +356,9 @@ fn parse(buf: &[u8]) -> Parsed {
             return Parsed::Invalid(HEADERS_TOO_LARGE, "request head over 8 KiB")
         }
         Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) if slots.len() < MAX_HEADERS => {
+            return Parsed::MoreSlots
+        }
         Err(httparse::Error::TooManyHeaders) => {
             return Parsed::Invalid(HEADERS_TOO_LARGE, "more than 64 headers")
         }
@@ -570,7 +599,7 @@ impl Drop for Out<'_> {
 /// slowloris head, a client that vanished mid-response…), for the accept loop to count and log.
 pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
     conn.set_nodelay(true)?;
-    let mut rd = Reader::with_capacity(READ_BUF, &conn);
+    let mut rd = Reader::on_demand(READ_BUF, &conn);
     let mut out = Out::new(io, &conn, app.cfg.write_timeout);
     // When the head of the request being received must be complete; `None` while the
     // connection is idle between requests. The first request's clock starts at the accept.
@@ -581,6 +610,7 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
             Parsed::Invalid(status, why) => {
                 return refuse(io, &conn, &mut rd, &mut out, status, why);
             }
+            Parsed::MoreSlots => unreachable!("parse retries with MAX_HEADERS slots"),
             Parsed::Partial => {
                 // Out of buffered requests: the responses written so far leave now, in one write.
                 if out.has_pending() {

@@ -14,6 +14,33 @@
 //! they make on a zsync stream or file is that stream's own operation, hence a cancellation
 //! point that waits the model's way (parks the fiber on Green).
 //!
+//! ## Buffers on demand
+//!
+//! A server holds a reader and a writer per connection, and most connections are idle most of
+//! the time. So neither holds its buffer while it has no bytes in it:
+//!
+//! - a [`Writer`] takes its buffer when a write first buffers bytes and gives it back as soon
+//!   as a write to the sink empties it;
+//! - a [`Reader`] takes its buffer at its first read; one made with
+//!   [`Reader::on_demand`] also gives it back when its last buffered byte is consumed, and
+//!   reads into an empty buffer in steps: a read that does not wait (`recv(MSG_DONTWAIT)`, on
+//!   readiness backends and threads, where the model's own read tries that syscall first
+//!   anyway; not on an io_uring worker), then, if there was nothing, a readiness wait
+//!   *without* a buffer, and only then a buffer and the read (on io_uring a plain `recv`, the
+//!   socket being known readable).
+//!
+//! ```text
+//!   connection:   request ─ parse ─ respond ─ flush ─────── idle (waiting for data) ───────── request
+//!   read buffer:  [held ─────────]                                                           [held ...
+//!   write buffer:         [held ─────────────]
+//! ```
+//!
+//! The buffers come from a small per-thread cache (`pool.rs`: a list per thread, bounded in
+//! bytes), so giving back and taking again costs a push and a pop, and the pages of a cached
+//! buffer stay committed for the next connection on that thread: the buffers in use at once are
+//! about as many as the requests being worked on at once, not as many as the connections.
+//! After a load spike each thread keeps at most the cache's bound.
+//!
 //! ## drain and splat
 //!
 //! `writer.drain(&[a, b, c], splat)` writes the buffered bytes, then `a`, `b`, then `c` repeated
@@ -65,6 +92,7 @@
 //! `SIG_IGN` before `main`); a program that restores the default disposition should keep pipes
 //! out of its writers or use [`crate::transfer`] (which suppresses it).
 
+mod pool;
 mod reader;
 mod vectored;
 mod writer;

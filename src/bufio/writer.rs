@@ -2,10 +2,10 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, Write};
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 use super::vectored::Segments;
-use super::DEFAULT_CAPACITY;
+use super::{pool, DEFAULT_CAPACITY};
 use crate::fs::File;
 use crate::transfer::{self, Descriptor};
 
@@ -47,8 +47,12 @@ use crate::transfer::{self, Descriptor};
 /// ```
 pub struct Writer<W: Write> {
     inner: W,
-    /// The buffered bytes, oldest first; `buf.capacity()` is the chosen size and never grows.
-    buf: Vec<u8>,
+    /// The buffered bytes, oldest first. Held only while bytes are buffered: taken (from the
+    /// thread's [`pool`]) by the first write that buffers something, given back as soon as a
+    /// write to the sink empties it; capacity 0 in between. Never holds more than `cap` bytes.
+    buf: WriteBuf,
+    /// The buffer's size.
+    cap: usize,
     /// Set while a write of the inner writer is in progress, so a panic inside it does not make
     /// `Drop` write the same bytes again.
     panicked: bool,
@@ -68,7 +72,8 @@ impl<W: Write> Writer<W> {
     pub fn with_capacity(capacity: usize, inner: W) -> Writer<W> {
         Writer {
             inner,
-            buf: Vec::with_capacity(capacity),
+            buf: WriteBuf(Vec::new()),
+            cap: capacity,
             panicked: false,
             splat_block: Vec::new(),
         }
@@ -76,7 +81,26 @@ impl<W: Write> Writer<W> {
 
     /// The buffer's size.
     pub fn capacity(&self) -> usize {
-        self.buf.capacity()
+        self.cap
+    }
+
+    /// Whether the writer holds a buffer now: only while bytes are buffered (it takes one from
+    /// a small per-thread cache when it first buffers bytes and gives it back when a write to
+    /// the sink empties it).
+    pub fn holds_buffer(&self) -> bool {
+        self.buf.capacity() != 0
+    }
+
+    /// Appends `data`, which fits in the spare room, taking a buffer first if none is held.
+    fn push(&mut self, data: &[u8]) {
+        debug_assert!(data.len() <= self.spare());
+        if data.is_empty() {
+            return;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.0 = pool::take_write(self.cap);
+        }
+        self.buf.extend_from_slice(data);
     }
 
     /// The bytes written to the `Writer` and not yet to the sink.
@@ -107,6 +131,7 @@ impl<W: Write> Writer<W> {
                 let Writer {
                     inner,
                     buf,
+                    cap: _,
                     panicked: _,
                     splat_block,
                 } = &*this;
@@ -184,7 +209,7 @@ impl<W: Write> Writer<W> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if total <= self.spare() {
             for b in bufs {
-                self.buf.extend_from_slice(b);
+                self.push(b);
             }
             return Ok(());
         }
@@ -199,7 +224,7 @@ impl<W: Write> Writer<W> {
     }
 
     fn spare(&self) -> usize {
-        self.buf.capacity() - self.buf.len()
+        self.cap - self.buf.len()
     }
 
     fn drain_segments<S: Deref<Target = [u8]>>(
@@ -237,7 +262,8 @@ impl<W: Write> Writer<W> {
     fn consume_head(&mut self, head_len: usize, written: u64) {
         let from_head = usize::try_from(written).unwrap_or(usize::MAX).min(head_len);
         if from_head == self.buf.len() {
-            self.buf.clear();
+            // Empty: the buffer goes back to the thread's cache until bytes are buffered again.
+            self.buf = WriteBuf(Vec::new());
         } else {
             self.buf.drain(..from_head);
         }
@@ -265,7 +291,7 @@ impl<W: Write> Writer<W> {
         let mut copied = 0;
         for s in data {
             let take = s.len().min(self.spare());
-            self.buf.extend_from_slice(&s[..take]);
+            self.push(&s[..take]);
             copied += take;
             if take < s.len() {
                 break;
@@ -311,7 +337,7 @@ impl<W: Write + Descriptor> Writer<W> {
 impl<W: Write> Write for Writer<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if data.len() <= self.spare() {
-            self.buf.extend_from_slice(data);
+            self.push(data);
             return Ok(data.len());
         }
         self.write_through(&[data])
@@ -321,7 +347,7 @@ impl<W: Write> Write for Writer<W> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if total <= self.spare() {
             for b in bufs {
-                self.buf.extend_from_slice(b);
+                self.push(b);
             }
             return Ok(total);
         }
@@ -330,7 +356,7 @@ impl<W: Write> Write for Writer<W> {
 
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         if data.len() <= self.spare() {
-            self.buf.extend_from_slice(data);
+            self.push(data);
             return Ok(());
         }
         self.drain_segments(&[data], 1).map(|_| ())
@@ -356,7 +382,29 @@ impl<W: Write + fmt::Debug> fmt::Debug for Writer<W> {
         f.debug_struct("Writer")
             .field("inner", &self.inner)
             .field("buffered", &self.buf.len())
-            .field("capacity", &self.buf.capacity())
+            .field("capacity", &self.cap)
             .finish()
+    }
+}
+
+/// A write buffer that goes back to its thread's [`pool`] when dropped.
+struct WriteBuf(Vec<u8>);
+
+impl Deref for WriteBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl DerefMut for WriteBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Drop for WriteBuf {
+    fn drop(&mut self) {
+        pool::give_write(std::mem::take(&mut self.0));
     }
 }

@@ -257,6 +257,81 @@ fn cancel_blocked_fill(io: &Io) {
     }
 }
 
+/// An on-demand reader holds a buffer only while bytes are buffered, and reads what was sent,
+/// in order, across many fills and the end of the stream. Its idle wait is a cancellation
+/// point and honours the socket's read timeout.
+fn reader_on_demand_holds_a_buffer_only_while_bytes_are_buffered(io: &Io) {
+    let (mut a, b) = tcp_pair(io);
+    let mut r = Reader::on_demand(64, &b);
+    assert_eq!(r.capacity(), 64);
+    assert!(!r.holds_buffer(), "no buffer before the first read");
+    a.write_all(b"GET / HTTP/1.1\r\n\r\nrest").unwrap();
+    r.fill(4).unwrap();
+    assert!(r.holds_buffer());
+    assert_eq!(
+        r.take_delimited(b'\n').unwrap(),
+        Some(&b"GET / HTTP/1.1\r"[..])
+    );
+    assert_eq!(r.take_delimited(b'\n').unwrap(), Some(&b"\r"[..]));
+    r.fill(4).unwrap();
+    assert_eq!(r.buffer(), b"rest");
+    r.consume(4);
+    assert!(!r.holds_buffer(), "a drained reader gives its buffer back");
+    // Many records through the same reader: each fill takes a buffer, each drain returns it.
+    let data = pattern(10_000, 7);
+    a.write_all(&data).unwrap();
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        let chunk = r.fill_buf().unwrap();
+        assert!(!chunk.is_empty());
+        got.extend_from_slice(chunk);
+        let n = chunk.len();
+        r.consume(n);
+        assert!(!r.holds_buffer());
+    }
+    assert_eq!(got, data);
+    // The idle wait under the socket's read timeout: `WouldBlock`, as a read would, no buffer.
+    b.set_read_timeout(Some(std::time::Duration::from_millis(20)))
+        .unwrap();
+    let e = r.fill_more().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    assert!(!r.holds_buffer());
+    b.set_read_timeout(None).unwrap();
+    drop(a);
+    assert_eq!(r.fill_more().unwrap(), 0, "end of stream");
+    // A reader waiting for data with no buffer is canceled like any read.
+    let (c, d) = UnixStream::pair(io).unwrap();
+    let mut r = Reader::on_demand(64, d);
+    if cancel_blocked(io, "on-demand fill", move |_| r.fill(1)) {
+        drop(c);
+    }
+}
+
+/// A writer takes its buffer when it first buffers bytes and gives it back when a write to
+/// the sink empties it; what it buffered arrives in order.
+fn writer_holds_a_buffer_only_while_bytes_are_buffered(io: &Io) {
+    let (a, mut b) = tcp_pair(io);
+    let mut w = Writer::with_capacity(4096, &a);
+    assert_eq!(w.capacity(), 4096);
+    assert!(!w.holds_buffer(), "no buffer before the first write");
+    for i in 0..100u32 {
+        w.write_all(format!("{i};").as_bytes()).unwrap();
+        assert!(w.holds_buffer());
+        w.flush_buf().unwrap();
+        assert!(!w.holds_buffer(), "a flushed writer gives its buffer back");
+    }
+    // A write larger than the buffer goes straight through and leaves no buffer behind.
+    w.write_all(&[b'x'; 10_000]).unwrap();
+    assert!(!w.holds_buffer());
+    drop(w);
+    drop(a);
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).unwrap();
+    let want: String = (0..100u32).map(|i| format!("{i};")).collect();
+    assert_eq!(&got[..want.len()], want.as_bytes());
+    assert_eq!(&got[want.len()..], &[b'x'; 10_000][..]);
+}
+
 // ---- Writer: drain, splat, vectored --------------------------------------------------------------
 
 fn writer_splat_zero_one_and_many(io: &Io) {
@@ -659,6 +734,8 @@ conformance! {
     reader_discard_and_stream_to_with_a_limit,
     reader_implements_std_read,
     cancel_blocked_fill,
+    reader_on_demand_holds_a_buffer_only_while_bytes_are_buffered,
+    writer_holds_a_buffer_only_while_bytes_are_buffered,
     writer_splat_zero_one_and_many,
     writer_drain_once_is_one_write,
     writer_5000_slices_and_a_splat_of_5000_respect_iov_max,
