@@ -217,15 +217,11 @@ fn zsync_once(io: &zsync::Io, bench: &str) -> f64 {
                     pong_tx.send(v).unwrap();
                 }
             });
-            let t = Instant::now();
-            for i in 0..n {
-                ping_tx.send(i).unwrap();
-                assert_eq!(pong_rx.recv().unwrap(), i);
-            }
-            let took = t.elapsed();
+            let per_rt =
+                time_round_trips(n, |i| ping_tx.send(i).unwrap(), || pong_rx.recv().unwrap());
             drop(ping_tx);
             echo.join().unwrap();
-            took.as_nanos() as f64 / n as f64
+            per_rt
         }
         "mpmc" => {
             let n = mpmc_messages();
@@ -295,6 +291,17 @@ fn zsync_once(io: &zsync::Io, bench: &str) -> f64 {
         }
         _ => unreachable!(),
     }
+}
+
+/// Times `n` round trips of the cross-thread ping-pong (`send(i)`, then `recv()` must answer
+/// `i`) and returns the nanoseconds per round trip (zsync's and crossbeam's `xping_pong`).
+fn time_round_trips(n: usize, mut send: impl FnMut(usize), mut recv: impl FnMut() -> usize) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        send(i);
+        assert_eq!(recv(), i);
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
 }
 
 /// Starts `body` as a `concurrent` task on another worker than the caller's. A task that
@@ -737,15 +744,11 @@ fn crossbeam_once(bench: &str) -> f64 {
                     pong_tx.send(v).unwrap();
                 }
             });
-            let t = Instant::now();
-            for i in 0..n {
-                ping_tx.send(i).unwrap();
-                assert_eq!(pong_rx.recv().unwrap(), i);
-            }
-            let took = t.elapsed();
+            let per_rt =
+                time_round_trips(n, |i| ping_tx.send(i).unwrap(), || pong_rx.recv().unwrap());
             drop(ping_tx);
             echo.join().unwrap();
-            took.as_nanos() as f64 / n as f64
+            per_rt
         }
         "mpmc" => {
             let n = mpmc_messages();
