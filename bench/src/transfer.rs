@@ -38,7 +38,7 @@ pub struct TransferRow {
     /// zsync rows: the best peer's best time ÷ this row's best time (higher is better).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_best_peer: Option<f64>,
-    /// zsync rows: the median over rounds of the round's best peer time ÷ this row's time.
+    /// zsync rows: the median over rounds of the best peer's time ÷ this row's time in the round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_peer_per_round: Option<f64>,
 }
@@ -46,7 +46,7 @@ pub struct TransferRow {
 /// Runs the section: serving `serve_mib` MiB in every mode, then `write_all` of 1 MiB buffers
 /// with and without zero-copy sends. `quick` runs fewer rounds.
 pub fn run(serve_mib: u64, quick: bool) -> Vec<TransferRow> {
-    let rounds = if quick { 5 } else { 9 };
+    let rounds = if quick { 7 } else { 21 };
     let dir = std::env::temp_dir().join(format!("zsync-runner-transfer-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let src = dir.join("served");
