@@ -756,24 +756,25 @@ impl<'a> Job<'a> {
         // Bytes from the current position known to be cached: a socket takes a few hundred KiB
         // per `sendfile`, so one `cachestat` of a 16 MiB chunk serves many calls.
         let mut cached = 0u64;
-        // The file's size as last seen. A chunk asked of `cachestat` ends there: a page beyond
-        // the end counts as uncached, which would send a file's tail — all of a file shorter
-        // than a chunk — through the pipe and io-wq whenever `len` goes past the end (as
-        // `copy`'s does). Looked at again when the position reaches it: the file may have grown.
-        let mut size = file_size(self.src.fd)?;
         while self.left > 0 {
             if cached == 0 {
                 let pos = self.src_position()?;
-                if pos >= size {
-                    size = file_size(self.src.fd)?;
-                }
-                let chunk = self.left.min(FILE_CHUNK).min(size.saturating_sub(pos));
-                if chunk == 0 {
-                    // At the end: `sendfile` reports it (0) without touching the disk. One
-                    // byte, should the file grow meanwhile: the loop then looks again.
-                    cached = 1;
-                } else if op::splice::cached(self.src.fd, pos, chunk) {
+                let chunk = self.left.min(FILE_CHUNK);
+                if op::splice::cached(self.src.fd, pos, chunk) {
                     cached = chunk;
+                } else {
+                    // A page beyond the end counts as uncached, which would send a file's
+                    // tail — all of a file shorter than a chunk — through the pipe and io-wq
+                    // whenever `len` goes past the end (as `copy`'s does): ask again up to the
+                    // end.
+                    let to_end = file_size(self.src.fd)?.saturating_sub(pos);
+                    if to_end == 0 {
+                        // At the end: `sendfile` reports it (0) without touching the disk. One
+                        // byte, should the file grow meanwhile: the loop then asks again.
+                        cached = 1;
+                    } else if to_end < chunk && op::splice::cached(self.src.fd, pos, to_end) {
+                        cached = to_end;
+                    }
                 }
             }
             if cached > 0 {
