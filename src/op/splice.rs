@@ -45,9 +45,19 @@ pub(crate) struct Splice<'a> {
     pub(crate) len: usize,
 }
 
-/// Ring splices completed in this process (for tests: proves which path a transfer took).
 #[cfg(test)]
-pub(crate) static RING_OPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local! {
+    /// Ring splices completed on this thread (for tests: proves which path a transfer took).
+    /// Per thread, so that tests running in parallel do not count each other's ops: a test
+    /// reads it from a fiber of a one-worker runtime, on the thread where its ops complete.
+    static RING_OPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Ring splices completed on this thread so far (tests only).
+#[cfg(test)]
+pub(crate) fn ring_ops() -> usize {
+    RING_OPS.with(std::cell::Cell::get)
+}
 
 /// Whether a splice would go through a ring here (on a fiber of an io_uring worker whose
 /// kernel has `IORING_OP_SPLICE`).
@@ -79,7 +89,7 @@ impl Splice<'_> {
         // `ring_op` returns, which is after the op's completion.
         let res = unsafe { green::ring_op(opcode::Splice::CODE, deadline, sqe) }?;
         #[cfg(test)]
-        RING_OPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RING_OPS.with(|n| n.set(n.get() + 1));
         Some(res.map(super::count))
     }
 

@@ -81,6 +81,19 @@ const COPY_BUF: usize = 256 * 1024;
 /// The pipe size asked for by the `splice` path (the kernel may refuse: then 64 KiB).
 const PIPE_SIZE: usize = 1 << 20;
 
+#[cfg(test)]
+thread_local! {
+    /// `sendfile` calls that moved bytes on this thread (tests only: proves which path a
+    /// transfer took; per thread, like `op::splice::ring_ops`).
+    static SENDFILES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one `sendfile` that moved bytes (tests only).
+fn note_sendfile() {
+    #[cfg(test)]
+    SENDFILES.with(|n| n.set(n.get() + 1));
+}
+
 /// How a descriptor's operations wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FdKind {
@@ -414,6 +427,10 @@ fn to_stream() -> &'static [Method] {
     }
 }
 
+fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(u64::try_from(rustix::fs::fstat(fd)?.st_size).unwrap_or(0))
+}
+
 fn is_regular(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let st = rustix::fs::fstat(fd)?;
     Ok(FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
@@ -621,7 +638,10 @@ impl<'a> Job<'a> {
                 })
             });
             match self.step(r, first)? {
-                Ok(n) => self.advance(n),
+                Ok(n) => {
+                    note_sendfile();
+                    self.advance(n);
+                }
                 Err(stop) => return Ok(stop),
             }
             first = false;
@@ -681,11 +701,15 @@ impl<'a> Job<'a> {
 
     /// Whether the next `len` bytes of the source are all in the page cache.
     fn src_cached(&self, len: u64) -> io::Result<bool> {
-        let pos = match self.src_pos {
-            Some(p) => p,
-            None => rustix::fs::tell(self.src.fd)?,
-        };
-        Ok(op::splice::cached(self.src.fd, pos, len))
+        Ok(op::splice::cached(self.src.fd, self.src_position()?, len))
+    }
+
+    /// Where the next byte is read from the source.
+    fn src_position(&self) -> io::Result<u64> {
+        match self.src_pos {
+            Some(p) => Ok(p),
+            None => Ok(rustix::fs::tell(self.src.fd)?),
+        }
     }
 
     /// Moves the `in_pipe` bytes waiting in `pipe` into the destination, all of them, counting
@@ -734,9 +758,23 @@ impl<'a> Job<'a> {
         let mut cached = 0u64;
         while self.left > 0 {
             if cached == 0 {
+                let pos = self.src_position()?;
                 let chunk = self.left.min(FILE_CHUNK);
-                if self.src_cached(chunk)? {
+                if op::splice::cached(self.src.fd, pos, chunk) {
                     cached = chunk;
+                } else {
+                    // A page beyond the end counts as uncached, which would send a file's
+                    // tail — all of a file shorter than a chunk — through the pipe and io-wq
+                    // whenever `len` goes past the end (as `copy`'s does): ask again up to the
+                    // end.
+                    let to_end = file_size(self.src.fd)?.saturating_sub(pos);
+                    if to_end == 0 {
+                        // At the end: `sendfile` reports it (0) without touching the disk. One
+                        // byte, should the file grow meanwhile: the loop then asks again.
+                        cached = 1;
+                    } else if to_end < chunk && op::splice::cached(self.src.fd, pos, to_end) {
+                        cached = to_end;
+                    }
                 }
             }
             if cached > 0 {
@@ -754,6 +792,7 @@ impl<'a> Job<'a> {
                 });
                 match self.step(r, first)? {
                     Ok(n) => {
+                        note_sendfile();
                         self.advance(n);
                         cached -= n as u64;
                     }

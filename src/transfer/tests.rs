@@ -77,15 +77,15 @@ fn sigpipe_is_ignored_in_rust_programs() {
     assert!(!sys::sigpipe_live());
 }
 
-/// On a Green io_uring worker, a file-to-socket transfer goes file → pipe → socket as ring
-/// splices, from the right offset and with the right count when the file ends first.
+/// On a Green io_uring worker, a file-to-socket transfer of uncached bytes goes file → pipe →
+/// socket with ring splices, from the right offset and with the right count when the file ends
+/// first; cached bytes leave with `sendfile`.
 #[test]
 fn green_uring_send_file_goes_through_ring_splices() {
     if skip_without_io_uring("green_uring_send_file_goes_through_ring_splices") {
         return;
     }
     use std::io::Read;
-    use std::sync::atomic::Ordering;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     let path = uncached_file("zsync-ring-splice", &data);
     let builder = crate::Builder::new(crate::Model::Green).backend(crate::Backend::IoUring);
@@ -101,15 +101,17 @@ fn green_uring_send_file_goes_through_ring_splices() {
             b.read_to_end(&mut got).map(|_| got)
         });
         assert!(!op::splice::cached(file.as_fd(), 0, 300_000));
-        let before = op::splice::RING_OPS.load(Ordering::Relaxed);
+        let before = op::splice::ring_ops();
         assert_eq!(send_file(&a, &file, 1234, 100_000).unwrap(), 100_000);
+        assert!(op::splice::ring_ops() > before);
+        // Past the end (the kernel's read-ahead may have cached this part meanwhile: either path).
         assert_eq!(send_file(&a, &file, 250_000, 100_000).unwrap(), 50_000);
-        assert!(op::splice::RING_OPS.load(Ordering::Relaxed) >= before + 2);
         // Now cached: `sendfile`, no ring op.
         assert!(op::splice::cached(file.as_fd(), 1234, 100_000));
-        let before = op::splice::RING_OPS.load(Ordering::Relaxed);
+        let (before, calls) = (op::splice::ring_ops(), sendfiles());
         assert_eq!(send_file(&a, &file, 1234, 100_000).unwrap(), 100_000);
-        assert_eq!(op::splice::RING_OPS.load(Ordering::Relaxed), before);
+        assert_eq!(op::splice::ring_ops(), before);
+        assert!(sendfiles() > calls);
         drop(a);
         reader.unwrap().join().unwrap().unwrap()
     });
@@ -118,6 +120,58 @@ fn green_uring_send_file_goes_through_ring_splices() {
         got,
         [&data[1234..101_234], &data[250_000..], &data[1234..101_234]].concat()
     );
+}
+
+/// `sendfile` calls that moved bytes on this thread so far.
+fn sendfiles() -> usize {
+    SENDFILES.with(std::cell::Cell::get)
+}
+
+/// On a Green io_uring worker, a cached file larger than one chunk (16 MiB) leaves by
+/// `sendfile` alone — no pipe, no ring op — across the chunk boundary (the page cache is asked
+/// again for the next chunk), from an offset, and to its exact end.
+#[test]
+fn green_uring_send_file_of_a_cached_file_takes_sendfile_across_chunks() {
+    if skip_without_io_uring("green_uring_send_file_of_a_cached_file_takes_sendfile_across_chunks")
+    {
+        return;
+    }
+    use std::io::Read;
+    let len = (FILE_CHUNK + (1 << 20) + 4321) as usize;
+    let data: Vec<u8> = (0..len as u32).map(|i| (i ^ (i >> 9)) as u8).collect();
+    let path = std::env::temp_dir().join(format!("zsync-cached-chunks-{}", std::process::id()));
+    std::fs::write(&path, &data).unwrap();
+    let builder = crate::Builder::new(crate::Model::Green).backend(crate::Backend::IoUring);
+    let got = builder.worker_threads(1).run(|io| {
+        let file = File::open(io, &path).unwrap();
+        if !op::splice::cached(file.as_fd(), 0, len as u64) {
+            // Evicted under memory pressure right after writing, or no `cachestat(2)` here.
+            let _ = writeln!(
+                io::stderr(),
+                "green_uring_send_file_of_a_cached_file_takes_sendfile_across_chunks: \
+                 skipped: the file is not known to be cached"
+            );
+            return None;
+        }
+        let (a, mut b) = UnixStream::pair(io).unwrap();
+        let reader = io.concurrent(move |_| {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).map(|_| got)
+        });
+        let (ring_ops, calls) = (op::splice::ring_ops(), sendfiles());
+        assert_eq!(
+            send_file(&a, &file, 1000, u64::MAX).unwrap(),
+            len as u64 - 1000
+        );
+        assert_eq!(op::splice::ring_ops(), ring_ops, "no ring splice");
+        assert!(sendfiles() >= calls + 2, "a sendfile per chunk at least");
+        drop(a);
+        Some(reader.unwrap().join().unwrap().unwrap())
+    });
+    std::fs::remove_file(&path).unwrap();
+    if let Some(got) = got {
+        assert!(got == data[1000..], "the bytes sent are the file's");
+    }
 }
 
 /// A file holding `data` and not in the page cache: in the temp dir, or in the crate's directory
