@@ -244,6 +244,24 @@ pub(crate) mod model {
         Waker::from(StdArc::new(Unpark(::loom::thread::current())))
     }
 
+    /// Polls `poll` until it is ready, waiting between polls for a wake-up of the waker it was
+    /// given: a lost wake-up leaves this loop spinning on `yield_now` with nothing left to run,
+    /// which loom reports. (Not `loom::thread::park`: loom 0.7 spends an unpark on a thread
+    /// blocked on a loom mutex, where a real parker keeps the token, and then trips its own
+    /// assertions; a counter cannot lose a wake-up that way.)
+    pub(crate) fn poll_until_ready<R>(mut poll: impl FnMut(&Waker) -> std::task::Poll<R>) -> R {
+        let (wakes, waker) = counting_waker();
+        loop {
+            let before = wakes.load(Ordering::SeqCst);
+            if let std::task::Poll::Ready(r) = poll(&waker) {
+                return r;
+            }
+            while wakes.load(Ordering::SeqCst) == before {
+                ::loom::thread::yield_now();
+            }
+        }
+    }
+
     /// Counts its wake-ups in a loom atomic.
     struct Count(Arc<AtomicUsize>);
 

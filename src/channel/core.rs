@@ -644,14 +644,15 @@ impl<T> Drop for SendEvent<'_, T> {
     }
 }
 
-/// Loom models of the one-lock protocol (`RUSTFLAGS="--cfg loom" cargo test --lib loom_models`):
-/// the state lock is loom's, so every interleaving of a poll with a concurrent send, receive or
-/// cancel is explored. A lost wake-up leaves the waiting thread parked forever, which loom
-/// reports as a deadlock.
+/// Loom models of the one-lock protocol and of the lock-free bounded flavour
+/// (`RUSTFLAGS="--cfg loom" cargo test --lib loom_models`): the state lock, the counters and the
+/// stand-in buffer are loom's, so every interleaving of a poll with a concurrent send, receive,
+/// close or cancel is explored. A lost wake-up leaves the waiting thread parked forever, which
+/// loom reports as a deadlock.
 #[cfg(all(test, loom))]
 mod loom_models {
     use crate::channel::{bounded, unbounded};
-    use crate::loom::model::{counting_waker, model, thread_waker};
+    use crate::loom::model::{counting_waker, model, poll_until_ready};
     use crate::Event;
     use ::loom::thread;
     use std::task::Poll;
@@ -662,14 +663,8 @@ mod loom_models {
         model(|| {
             let (tx, rx) = bounded::<u32>(1);
             let sender = thread::spawn(move || tx.try_send(7).unwrap());
-            let waker = thread_waker();
             let mut ev = rx.recv_event();
-            let got = loop {
-                match ev.poll_event(&waker) {
-                    Poll::Ready(v) => break v,
-                    Poll::Pending => thread::park(),
-                }
-            };
+            let got = poll_until_ready(|w| ev.poll_event(w));
             assert_eq!(got, Ok(7));
             drop(ev);
             sender.join().unwrap();
@@ -686,24 +681,12 @@ mod loom_models {
             let receiver = {
                 let rx = rx.clone(); // `rx` stays: the last receiver leaving would close
                 thread::spawn(move || {
-                    let waker = thread_waker();
                     let mut ev = rx.recv_event();
-                    loop {
-                        match ev.poll_event(&waker) {
-                            Poll::Ready(v) => break v.unwrap(),
-                            Poll::Pending => thread::park(),
-                        }
-                    }
+                    poll_until_ready(|w| ev.poll_event(w)).unwrap()
                 })
             };
-            let waker = thread_waker();
             let mut ev = tx.send_event(2);
-            loop {
-                match ev.poll_event(&waker) {
-                    Poll::Ready(r) => break r.unwrap(),
-                    Poll::Pending => thread::park(),
-                }
-            }
+            poll_until_ready(|w| ev.poll_event(w)).unwrap();
             drop(ev);
             assert_eq!(receiver.join().unwrap(), 1);
             assert_eq!(tx.chan.lock().send_q.registered(), 0);
@@ -712,11 +695,14 @@ mod loom_models {
     }
 
     /// A receiver canceled after it was notified (its event dropped without taking the message)
-    /// hands the turn on: the other receiver still gets the message.
-    #[test]
-    fn a_canceled_receiver_passes_its_turn_on() {
-        model(|| {
-            let (tx, rx) = unbounded::<u32>();
+    /// hands the turn on: the other receiver still gets the message. On the locked (unbounded)
+    /// and on the lock-free (bounded) flavour.
+    fn canceled_receiver_passes_its_turn_on(bounded_cap: Option<usize>) {
+        model(move || {
+            let (tx, rx) = match bounded_cap {
+                Some(c) => bounded::<u32>(c),
+                None => unbounded::<u32>(),
+            };
             let canceled = {
                 let (tx, rx) = (tx.clone(), rx.clone());
                 thread::spawn(move || {
@@ -736,20 +722,82 @@ mod loom_models {
                 let tx = tx.clone();
                 thread::spawn(move || tx.try_send(3).unwrap())
             };
-            let waker = thread_waker();
             let mut ev = rx.recv_event();
-            let got = loop {
-                match ev.poll_event(&waker) {
-                    Poll::Ready(v) => break v,
-                    Poll::Pending => thread::park(),
-                }
-            };
+            let got = poll_until_ready(|w| ev.poll_event(w));
             drop(ev);
             canceled.join().unwrap();
             sender.join().unwrap();
             assert_eq!(got, Ok(3));
             assert_eq!(rx.chan.lock().recv_q.registered(), 0);
             drop(tx);
+        });
+    }
+
+    #[test]
+    fn a_canceled_receiver_passes_its_turn_on() {
+        canceled_receiver_passes_its_turn_on(None);
+    }
+
+    #[test]
+    fn a_canceled_receiver_passes_its_turn_on_lock_free() {
+        canceled_receiver_passes_its_turn_on(Some(2));
+    }
+
+    /// Lock-free flavour: a send racing `close` while a receiver waits. The receiver ends with the
+    /// message exactly when the send reported success (an accepted message is never stranded
+    /// behind a `Closed`), and never sleeps through either.
+    #[test]
+    fn close_racing_a_send_and_a_waiting_receiver() {
+        model(|| {
+            let (tx, rx) = bounded::<u32>(1);
+            let sender = {
+                let tx = tx.clone();
+                thread::spawn(move || tx.try_send(7).is_ok())
+            };
+            let closer = thread::spawn(move || {
+                tx.close();
+            });
+            let mut got = Vec::new();
+            loop {
+                let mut ev = rx.recv_event();
+                match poll_until_ready(|w| ev.poll_event(w)) {
+                    Ok(v) => got.push(v),
+                    Err(_) => break,
+                }
+            }
+            let sent = sender.join().unwrap();
+            closer.join().unwrap();
+            assert_eq!(got, if sent { vec![7] } else { vec![] });
+            assert_eq!(rx.chan.lock().recv_q.registered(), 0);
+        });
+    }
+
+    /// Lock-free flavour: a sender waiting for space races a receive and a `close`. It ends
+    /// either sent (and its message is then received) or with its value back; it never sleeps.
+    #[test]
+    fn close_racing_a_receive_and_a_sender_waiting_for_space() {
+        model(|| {
+            let (tx, rx) = bounded::<u32>(1);
+            tx.try_send(1).unwrap();
+            let receiver = {
+                let rx = rx.clone();
+                thread::spawn(move || {
+                    assert_eq!(rx.try_recv(), Ok(1));
+                    rx.close();
+                })
+            };
+            let mut ev = tx.send_event(2);
+            let sent = match poll_until_ready(|w| ev.poll_event(w)) {
+                Ok(()) => true,
+                Err(e) => {
+                    assert_eq!(e.into_inner(), 2);
+                    false
+                }
+            };
+            drop(ev);
+            receiver.join().unwrap();
+            assert_eq!(tx.chan.lock().send_q.registered(), 0);
+            assert_eq!(rx.try_recv().ok(), sent.then_some(2));
         });
     }
 }
