@@ -10,7 +10,6 @@
 //!
 //! Run with `cargo bench --bench channels`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
