@@ -10,14 +10,16 @@
 //!
 //! Run with `cargo bench --bench channels`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-const MESSAGES: u64 = 100_000;
-const SIDES: u64 = 4;
-const CAP: usize = 1024;
+/// Messages of the `mpmc_4x4` group.
+const MESSAGES: usize = 100_000;
+
+/// The `mpmc_4x4` workload, shared with `benches/green.rs`.
+#[path = "shared/mpmc.rs"]
+mod mpmc;
 
 /// The zsync models measured, with their benchmark names. Tasks start with `io.concurrent`: an
 /// elastic thread each on Threaded, a fiber on Green.
@@ -115,43 +117,12 @@ fn mpmc(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(10)
-        .throughput(Throughput::Elements(MESSAGES));
-    let per = MESSAGES / SIDES;
+        .throughput(Throughput::Elements(MESSAGES as u64));
 
     for (name, model) in zsync_models() {
         zsync::Builder::new(model).worker_threads(2).run(|io| {
             g.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let (tx, rx) = zsync::channel::bounded::<u64>(CAP);
-                        let producers: Vec<_> = (0..SIDES)
-                            .map(|_| {
-                                let tx = tx.clone();
-                                io.concurrent(move |_| {
-                                    for i in 0..per {
-                                        tx.send(i).unwrap();
-                                    }
-                                })
-                                .unwrap()
-                            })
-                            .collect();
-                        drop(tx);
-                        let consumers: Vec<_> = (0..SIDES)
-                            .map(|_| {
-                                let rx = rx.clone();
-                                io.concurrent(move |_| rx.iter().count() as u64).unwrap()
-                            })
-                            .collect();
-                        drop(rx);
-                        producers.into_iter().for_each(|p| p.join().unwrap());
-                        let n: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-                        total += start.elapsed();
-                        assert_eq!(n, MESSAGES);
-                    }
-                    total
-                })
+                b.iter_custom(|iters| (0..iters).map(|_| mpmc::zsync(io, MESSAGES)).sum())
             });
         });
     }
@@ -165,41 +136,7 @@ fn mpmc(c: &mut Criterion) {
             rt.block_on(async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let start = Instant::now();
-                    let (tx, rx) = tokio::sync::mpsc::channel::<u64>(CAP);
-                    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-                    let producers: Vec<_> = (0..SIDES)
-                        .map(|_| {
-                            let tx = tx.clone();
-                            tokio::spawn(async move {
-                                for i in 0..per {
-                                    tx.send(i).await.unwrap();
-                                }
-                            })
-                        })
-                        .collect();
-                    drop(tx);
-                    let consumers: Vec<_> = (0..SIDES)
-                        .map(|_| {
-                            let rx = rx.clone();
-                            tokio::spawn(async move {
-                                let mut n = 0u64;
-                                while rx.lock().await.recv().await.is_some() {
-                                    n += 1;
-                                }
-                                n
-                            })
-                        })
-                        .collect();
-                    for p in producers {
-                        p.await.unwrap();
-                    }
-                    let mut n = 0;
-                    for c in consumers {
-                        n += c.await.unwrap();
-                    }
-                    total += start.elapsed();
-                    assert_eq!(n, MESSAGES);
+                    total += mpmc::tokio(MESSAGES).await;
                 }
                 total
             })
@@ -208,36 +145,7 @@ fn mpmc(c: &mut Criterion) {
     drop(rt);
 
     g.bench_function("crossbeam_threads", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let (tx, rx) = crossbeam_channel::bounded::<u64>(CAP);
-                let producers: Vec<_> = (0..SIDES)
-                    .map(|_| {
-                        let tx = tx.clone();
-                        std::thread::spawn(move || {
-                            for i in 0..per {
-                                tx.send(i).unwrap();
-                            }
-                        })
-                    })
-                    .collect();
-                drop(tx);
-                let consumers: Vec<_> = (0..SIDES)
-                    .map(|_| {
-                        let rx = rx.clone();
-                        std::thread::spawn(move || rx.iter().count() as u64)
-                    })
-                    .collect();
-                drop(rx);
-                producers.into_iter().for_each(|p| p.join().unwrap());
-                let n: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-                total += start.elapsed();
-                assert_eq!(n, MESSAGES);
-            }
-            total
-        })
+        b.iter_custom(|iters| (0..iters).map(|_| mpmc::crossbeam(MESSAGES)).sum())
     });
     g.finish();
 }

@@ -46,6 +46,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The `mpmc` workload, shared with `benches/channels.rs`.
+#[path = "shared/mpmc.rs"]
+mod mpmc;
+
 const WORKERS: usize = 2;
 /// A child that takes longer is killed and reported as `hang` (may deadlocks or crawls with
 /// 100k+ live coroutines here).
@@ -119,10 +123,8 @@ fn parked() -> usize {
 }
 /// Messages of the MPMC benchmark, split evenly over its producers.
 fn mpmc_messages() -> usize {
-    scaled(100_000) / MPMC_SIDES * MPMC_SIDES
+    scaled(100_000) / mpmc::SIDES * mpmc::SIDES
 }
-const MPMC_SIDES: usize = 4;
-const MPMC_CAP: usize = 1024;
 
 fn rss_kib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -223,35 +225,7 @@ fn zsync_once(io: &zsync::Io, bench: &str) -> f64 {
             echo.join().unwrap();
             per_rt
         }
-        "mpmc" => {
-            let n = mpmc_messages();
-            let per = n / MPMC_SIDES;
-            let t = Instant::now();
-            let (tx, rx) = zsync::channel::bounded::<usize>(MPMC_CAP);
-            let producers: Vec<_> = (0..MPMC_SIDES)
-                .map(|_| {
-                    let tx = tx.clone();
-                    io.concurrent(move |_| {
-                        for i in 0..per {
-                            tx.send(i).unwrap();
-                        }
-                    })
-                    .unwrap()
-                })
-                .collect();
-            drop(tx);
-            let consumers: Vec<_> = (0..MPMC_SIDES)
-                .map(|_| {
-                    let rx = rx.clone();
-                    io.concurrent(move |_| rx.iter().count()).unwrap()
-                })
-                .collect();
-            drop(rx);
-            producers.into_iter().for_each(|p| p.join().unwrap());
-            let got: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-            assert_eq!(got, n);
-            t.elapsed().as_secs_f64() * 1e3
-        }
+        "mpmc" => mpmc::zsync(io, mpmc_messages()).as_secs_f64() * 1e3,
         "sleeps" => {
             let n = sleepers();
             let t = Instant::now();
@@ -495,45 +469,7 @@ async fn tokio_once(bench: &str) -> f64 {
             echo.await.unwrap();
             took.as_nanos() as f64 / n as f64
         }
-        "mpmc" => {
-            let n = mpmc_messages();
-            let per = n / MPMC_SIDES;
-            let t = Instant::now();
-            let (tx, rx) = tokio::sync::mpsc::channel::<usize>(MPMC_CAP);
-            let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            let producers: Vec<_> = (0..MPMC_SIDES)
-                .map(|_| {
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        for i in 0..per {
-                            tx.send(i).await.unwrap();
-                        }
-                    })
-                })
-                .collect();
-            drop(tx);
-            let consumers: Vec<_> = (0..MPMC_SIDES)
-                .map(|_| {
-                    let rx = rx.clone();
-                    tokio::spawn(async move {
-                        let mut got = 0usize;
-                        while rx.lock().await.recv().await.is_some() {
-                            got += 1;
-                        }
-                        got
-                    })
-                })
-                .collect();
-            for p in producers {
-                p.await.unwrap();
-            }
-            let mut got = 0;
-            for c in consumers {
-                got += c.await.unwrap();
-            }
-            assert_eq!(got, n);
-            t.elapsed().as_secs_f64() * 1e3
-        }
+        "mpmc" => mpmc::tokio(mpmc_messages()).await.as_secs_f64() * 1e3,
         "sleeps" | "stackless_sleeps" => {
             let n = sleepers();
             let t = Instant::now();
@@ -651,10 +587,10 @@ fn may_once(bench: &str) -> f64 {
             // may's channels are unbounded: the bound is what the others pay for, so may
             // would measure something easier; its mpmc channel is used as it is.
             let n = mpmc_messages();
-            let per = n / MPMC_SIDES;
+            let per = n / mpmc::SIDES;
             let t = Instant::now();
             let (tx, rx) = may::sync::mpmc::channel::<usize>();
-            let producers: Vec<_> = (0..MPMC_SIDES)
+            let producers: Vec<_> = (0..mpmc::SIDES)
                 .map(|_| {
                     let tx = tx.clone();
                     may::go!(move || {
@@ -665,7 +601,7 @@ fn may_once(bench: &str) -> f64 {
                 })
                 .collect();
             drop(tx);
-            let consumers: Vec<_> = (0..MPMC_SIDES)
+            let consumers: Vec<_> = (0..mpmc::SIDES)
                 .map(|_| {
                     let rx = rx.clone();
                     may::go!(move || {
@@ -750,34 +686,7 @@ fn crossbeam_once(bench: &str) -> f64 {
             echo.join().unwrap();
             per_rt
         }
-        "mpmc" => {
-            let n = mpmc_messages();
-            let per = n / MPMC_SIDES;
-            let t = Instant::now();
-            let (tx, rx) = crossbeam_channel::bounded::<usize>(MPMC_CAP);
-            let producers: Vec<_> = (0..MPMC_SIDES)
-                .map(|_| {
-                    let tx = tx.clone();
-                    std::thread::spawn(move || {
-                        for i in 0..per {
-                            tx.send(i).unwrap();
-                        }
-                    })
-                })
-                .collect();
-            drop(tx);
-            let consumers: Vec<_> = (0..MPMC_SIDES)
-                .map(|_| {
-                    let rx = rx.clone();
-                    std::thread::spawn(move || rx.iter().count())
-                })
-                .collect();
-            drop(rx);
-            producers.into_iter().for_each(|p| p.join().unwrap());
-            let got: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
-            assert_eq!(got, n);
-            t.elapsed().as_secs_f64() * 1e3
-        }
+        "mpmc" => mpmc::crossbeam(mpmc_messages()).as_secs_f64() * 1e3,
         _ => unreachable!(),
     }
 }

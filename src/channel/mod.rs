@@ -73,6 +73,7 @@ mod core;
 mod error;
 mod oneshot;
 mod queue;
+mod ring;
 pub mod watch;
 
 use std::fmt;

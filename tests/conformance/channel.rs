@@ -739,6 +739,83 @@ fn stress_rendezvous_mpmc(io: &Io) {
     }
 }
 
+/// Capacity 1: nearly every send and receive of the lock-free bounded channel meets a full or
+/// empty buffer, so both sides keep registering and being woken.
+fn stress_bounded_one_mpmc(io: &Io) {
+    if has_concurrency(io) {
+        mpmc_stress(io, Some(1));
+    }
+}
+
+/// Producers send until the channel is closed under them, mid-stream (by the consumer that takes
+/// the 1000th message);
+/// consumers receive until `Closed`. The messages received are exactly those whose send
+/// reported success (each once): a send racing the close is either refused with its value back,
+/// or delivered — never accepted and then lost behind a `Closed`.
+fn stress_close_racing_sends(io: &Io) {
+    if !has_concurrency(io) {
+        return;
+    }
+    for cap in [1, 4, 64] {
+        let (tx, rx) = channel::bounded::<u32>(cap);
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let tx = tx.clone();
+                io.concurrent(move |_| {
+                    let mut sent = Vec::new();
+                    for i in 0..PER_PRODUCER {
+                        let v = p * PER_PRODUCER + i;
+                        match tx.send(v) {
+                            Ok(()) => sent.push(v),
+                            Err(e) => {
+                                assert!(e.is_closed());
+                                assert_eq!(e.into_inner(), v, "the refused value comes back");
+                                break;
+                            }
+                        }
+                    }
+                    sent
+                })
+                .unwrap()
+            })
+            .collect();
+        drop(tx);
+        let received = Arc::new(AtomicUsize::new(0));
+        let consumers: Vec<_> = (0..CONSUMERS)
+            .map(|_| {
+                let (rx, received) = (rx.clone(), received.clone());
+                io.concurrent(move |_| {
+                    let mut got = Vec::new();
+                    while let Ok(v) = rx.recv() {
+                        got.push(v);
+                        if received.fetch_add(1, Ordering::Relaxed) + 1 == 1000 {
+                            rx.close();
+                        }
+                    }
+                    got
+                })
+                .unwrap()
+            })
+            .collect();
+        drop(rx);
+        let mut sent: Vec<u32> = producers
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect();
+        let mut got: Vec<u32> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        sent.sort_unstable();
+        got.sort_unstable();
+        assert!(
+            sent.len() < (PRODUCERS * PER_PRODUCER) as usize,
+            "cap {cap}: never closed"
+        );
+        assert_eq!(got, sent, "cap {cap}: received != successfully sent");
+    }
+}
+
 /// Consumers are canceled at random moments (mostly while blocked in `recv`) and replaced; the
 /// messages they received plus everyone else's are exactly the messages sent.
 fn stress_random_receiver_cancellation(io: &Io) {
@@ -904,6 +981,8 @@ conformance! {
     queue_timeouts_and_deadlines,
     closed_errors_are_recognisable,
     stress_bounded_mpmc,
+    stress_bounded_one_mpmc,
+    stress_close_racing_sends,
     stress_unbounded_mpmc,
     stress_rendezvous_mpmc,
     stress_random_receiver_cancellation,
