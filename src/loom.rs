@@ -13,10 +13,7 @@
 //! - `cancel` — the `CancelNode` flag word, the shield counter, the children lock;
 //! - `task::cell` — the `CLAIMED`/`DONE`/`DETACHED` state word and the closure/result cells;
 //! - `task::live` — the per-worker started/finished shards and the shutdown sum;
-//! - `channel::core` — the channel's state lock with its waiter queues, and the lock-free fast path
-//!   of bounded channels (`channel::ring`: the in-flight/closed/waiter word and the space-waiter
-//!   count; the buffer itself is `crossbeam-queue`'s, which loom cannot see, so under `cfg(loom)`
-//!   it is a loom `Mutex<VecDeque>` with the same API);
+//! - `channel::core` — the channel's state lock with its waiter queue (one lock per operation);
 //! - `channel::watch::lock` — the watch value's lock: tried, never blocked on, with a counted
 //!   waiter list (a Dekker pair between a release and a waiter's registration).
 //!
@@ -72,11 +69,11 @@ pub(crate) mod sync {
     pub(crate) mod atomic {
         #[cfg(loom)]
         pub(crate) use ::loom::sync::atomic::{
-            fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+            fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering,
         };
         #[cfg(not(loom))]
         pub(crate) use std::sync::atomic::{
-            fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+            fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering,
         };
     }
 }
@@ -242,24 +239,6 @@ pub(crate) mod model {
     /// A waker that unparks the calling loom thread.
     pub(crate) fn thread_waker() -> Waker {
         Waker::from(StdArc::new(Unpark(::loom::thread::current())))
-    }
-
-    /// Polls `poll` until it is ready, waiting between polls for a wake-up of the waker it was
-    /// given: a lost wake-up leaves this loop spinning on `yield_now` with nothing left to run,
-    /// which loom reports. (Not `loom::thread::park`: loom 0.7 spends an unpark on a thread
-    /// blocked on a loom mutex, where a real parker keeps the token, and then trips its own
-    /// assertions; a counter cannot lose a wake-up that way.)
-    pub(crate) fn poll_until_ready<R>(mut poll: impl FnMut(&Waker) -> std::task::Poll<R>) -> R {
-        let (wakes, waker) = counting_waker();
-        loop {
-            let before = wakes.load(Ordering::SeqCst);
-            if let std::task::Poll::Ready(r) = poll(&waker) {
-                return r;
-            }
-            while wakes.load(Ordering::SeqCst) == before {
-                ::loom::thread::yield_now();
-            }
-        }
     }
 
     /// Counts its wake-ups in a loom atomic.

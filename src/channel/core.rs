@@ -1,8 +1,4 @@
-//! The shared core of every channel flavour: one lock around the buffer and both wait queues —
-//! except the buffer of a bounded buffered channel, which is lock-free ([`Ring`], see
-//! `ring.rs`): there a send with space and a receive with a message take no lock at all, and the
-//! lock is only taken to register a waiter or notify one. What follows describes the locked
-//! flavours (rendezvous, unbounded, and the [`Queue`](super::Queue)).
+//! The shared core of every channel flavour: one lock around the buffer and both wait queues.
 //!
 //! `Chan` is a `Mutex<State>`: the buffer, the closed flag, and two [`WaitQueue`]s — receivers
 //! wait in `recv_q` for a message, senders in `send_q` for space (or, on a rendezvous channel,
@@ -18,8 +14,6 @@ use std::sync::atomic::AtomicUsize;
 use std::task::{Poll, Waker};
 
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
-use super::ring::{Pushed, Ring, CLOSED, SENDING, SENDING_MASK, WAITER};
-use crate::loom::sync::atomic::{fence, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
 use crate::wait::{WaitQueue, WaitSlot};
 
@@ -37,8 +31,6 @@ pub(crate) struct State<T> {
     pub(crate) recv_q: WaitQueue,
     /// Senders waiting for space (rendezvous: for their offer to be taken, tagged by ticket).
     pub(crate) send_q: WaitQueue,
-    /// Lock-free flavour: `recv_q.waiting()` as last published in `Ring::tx`.
-    recv_counted: usize,
 }
 
 impl<T> State<T> {
@@ -71,8 +63,6 @@ impl<T> State<T> {
 /// The channel proper, shared by all handles.
 pub(crate) struct Chan<T> {
     state: Mutex<State<T>>,
-    /// Bounded buffered channels: the lock-free buffer (`state.queue` stays empty).
-    ring: Option<Ring<T>>,
     /// 0: rendezvous; [`UNBOUNDED`]: unbounded; else the buffer size.
     pub(crate) cap: usize,
     pub(crate) senders: AtomicUsize,
@@ -80,21 +70,9 @@ pub(crate) struct Chan<T> {
 }
 
 impl<T> Chan<T> {
-    /// A channel of capacity `cap`: lock-free buffer if `0 < cap < UNBOUNDED`.
     pub(crate) fn new(cap: usize) -> Chan<T> {
-        let mut chan = Chan::locked(cap);
-        if cap != 0 && cap != UNBOUNDED {
-            chan.ring = Some(Ring::new(cap));
-        }
-        chan
-    }
-
-    /// A channel whose buffer is behind the state lock whatever its capacity (the
-    /// [`Queue`](super::Queue), which moves many elements under one lock).
-    pub(crate) fn locked(cap: usize) -> Chan<T> {
         let initial = if cap == UNBOUNDED { 0 } else { cap.min(1024) };
         Chan {
-            ring: None,
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(initial),
                 tickets: VecDeque::new(),
@@ -102,7 +80,6 @@ impl<T> Chan<T> {
                 closed: false,
                 recv_q: WaitQueue::default(),
                 send_q: WaitQueue::default(),
-                recv_counted: 0,
             }),
             cap,
             senders: AtomicUsize::new(1),
@@ -133,12 +110,8 @@ impl<T> Chan<T> {
         if std::mem::replace(&mut st.closed, true) {
             return false;
         }
-        if let Some(r) = &self.ring {
-            r.tx.fetch_or(CLOSED, Ordering::AcqRel);
-        }
         let receivers = st.recv_q.notify_all();
         let senders = st.send_q.notify_all();
-        self.publish(&mut st);
         drop(st);
         // Both sides are woken even if a waker of the first panics (`Wakeups::wake` resumes
         // the panic only after waking the rest of its own).
@@ -154,128 +127,21 @@ impl<T> Chan<T> {
     /// of blocked rendezvous senders stay: their senders take them back.
     pub(crate) fn disconnect_receivers(&self) {
         self.close();
-        if let Some(r) = &self.ring {
-            // One at a time, no lock held: T's destructor may do anything. A send that was in
-            // flight when the channel closed may still push; it drains after itself (see
-            // `ring_send`).
-            while let Some(v) = r.buf.pop() {
-                drop(v);
-            }
-        } else if self.cap != 0 {
+        if self.cap != 0 {
             let dropped = std::mem::take(&mut self.lock().queue);
             drop(dropped); // outside the lock: T's destructor may do anything
         }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        match &self.ring {
-            Some(r) => r.is_closed(),
-            None => self.lock().closed,
-        }
+        self.lock().closed
     }
 
     pub(crate) fn len(&self) -> usize {
-        match &self.ring {
-            Some(r) => r.buf.len(),
-            None => self.lock().queue.len(),
-        }
-    }
-
-    /// Lock-free flavour: publishes the number of unnotified waiters of both queues to the
-    /// counters the lock-free paths read. Call under the lock after every change of either queue
-    /// (registering, notifying, leaving). A no-op on the locked flavours.
-    #[inline]
-    pub(crate) fn publish(&self, st: &mut State<T>) {
-        let Some(r) = &self.ring else { return };
-        let n = st.recv_q.waiting();
-        if n != st.recv_counted {
-            let (old, new) = (st.recv_counted as u64, n as u64);
-            // Read-modify-writes of `tx`: see `ring.rs` for the handshake with a send.
-            if new > old {
-                r.tx.fetch_add((new - old) * WAITER, Ordering::AcqRel);
-            } else {
-                r.tx.fetch_sub((old - new) * WAITER, Ordering::AcqRel);
-            }
-            st.recv_counted = n;
-        }
-        // Only written under the lock; the registering sender fences before it retries.
-        r.send_waiting.store(st.send_q.waiting(), Ordering::Relaxed);
-    }
-
-    /// Lock-free send: pushes, then notifies a waiting receiver if the `tx` word says one waits
-    /// (all of them if this was the last send in flight after a close: they wait for it).
-    #[inline]
-    fn ring_send(&self, r: &Ring<T>, v: T) -> Pushed<T> {
-        let (pushed, after) = r.push(v);
-        if after >= WAITER {
-            let last_after_close = after & CLOSED != 0 && after & SENDING_MASK == SENDING;
-            if last_after_close || matches!(pushed, Pushed::Ok) {
-                let mut st = self.lock();
-                let n = if last_after_close { usize::MAX } else { 1 };
-                let wake = st.recv_q.notify_tagged(None, n);
-                self.publish(&mut st);
-                drop(st);
-                wake.wake();
-            }
-        }
-        if after & CLOSED != 0
-            && matches!(pushed, Pushed::Ok)
-            && self.receivers.load(Ordering::Acquire) == 0
-        {
-            // We pushed into a channel whose receivers all left meanwhile: nobody will take the
-            // message, drop it (and any other late one) now, as their leaving would have.
-            while let Some(v) = r.buf.pop() {
-                drop(v);
-            }
-        }
-        pushed
-    }
-
-    /// After a lock-free pop: frees the space for the oldest sender waiting for it, if any.
-    #[inline]
-    fn after_pop(&self, r: &Ring<T>) {
-        // Pairs with the fence of a registering sender (see `ring.rs`).
-        fence(Ordering::SeqCst);
-        if r.send_waiting.load(Ordering::Relaxed) > 0 {
-            let mut st = self.lock();
-            let wake = st.send_q.notify_one();
-            self.publish(&mut st);
-            drop(st);
-            if let Some(w) = wake {
-                w.wake();
-            }
-        }
-    }
-
-    /// Lock-free receive: the oldest message, `Closed` once closed with no send in flight and
-    /// nothing left, else `Empty`.
-    #[inline]
-    fn ring_recv(&self, r: &Ring<T>) -> Result<T, TryRecvError> {
-        if let Some(v) = r.buf.pop() {
-            self.after_pop(r);
-            return Ok(v);
-        }
-        if !r.drained_closed() {
-            return Err(TryRecvError::Empty);
-        }
-        // Every accepted message is visible now: one more look decides.
-        match r.buf.pop() {
-            Some(v) => {
-                self.after_pop(r);
-                Ok(v)
-            }
-            None => Err(TryRecvError::Closed),
-        }
+        self.lock().queue.len()
     }
 
     pub(crate) fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
-        if let Some(r) = &self.ring {
-            return match self.ring_send(r, v) {
-                Pushed::Ok => Ok(()),
-                Pushed::Full(v) => Err(TrySendError::Full(v)),
-                Pushed::Closed(v) => Err(TrySendError::Closed(v)),
-            };
-        }
         let mut st = self.lock();
         if st.closed {
             return Err(TrySendError::Closed(v));
@@ -300,9 +166,6 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
-        if let Some(r) = &self.ring {
-            return self.ring_recv(r);
-        }
         let mut st = self.lock();
         match st.pop() {
             Some((v, ticket)) => {
@@ -358,9 +221,6 @@ impl<T> crate::Event for RecvEvent<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll_event(&mut self, waker: &Waker) -> Poll<Result<T, RecvError>> {
-        if let Some(r) = &self.chan.ring {
-            return self.poll_ring(r, waker);
-        }
         let mut st = self.chan.lock();
         if let Some((v, ticket)) = st.pop() {
             self.slot.used(&mut st.recv_q);
@@ -381,39 +241,6 @@ impl<T> crate::Event for RecvEvent<'_, T> {
     }
 }
 
-impl<T> RecvEvent<'_, T> {
-    /// Lock-free flavour: pop; else register (under the lock), then pop again — a send that
-    /// pushed before our registration was published is seen by the second pop, a later one sees
-    /// us registered (see `ring.rs`).
-    fn poll_ring(&mut self, r: &Ring<T>, waker: &Waker) -> Poll<Result<T, RecvError>> {
-        let chan = self.chan;
-        match chan.ring_recv(r) {
-            Err(TryRecvError::Empty) => {}
-            done => return Poll::Ready(self.finish(done)),
-        }
-        {
-            let mut st = chan.lock();
-            self.slot.register(&mut st.recv_q, waker);
-            chan.publish(&mut st);
-        }
-        match chan.ring_recv(r) {
-            Err(TryRecvError::Empty) => Poll::Pending,
-            done => Poll::Ready(self.finish(done)),
-        }
-    }
-
-    /// Leaves the wait queue (keeping a notification: this receive used its turn) and converts
-    /// a final outcome.
-    fn finish(&mut self, done: Result<T, TryRecvError>) -> Result<T, RecvError> {
-        if self.slot.is_registered() {
-            let mut st = self.chan.lock();
-            self.slot.used(&mut st.recv_q);
-            self.chan.publish(&mut st);
-        }
-        done.map_err(|_| RecvError::Closed)
-    }
-}
-
 crate::event::event_future!([T] RecvEvent<'_, T>, [T] SendEvent<'_, T>);
 
 // `SendEvent` only moves its value in and out by `&mut`; it never pins it, so it may move
@@ -430,10 +257,7 @@ impl<T> Drop for RecvEvent<'_, T> {
     fn drop(&mut self) {
         if self.slot.is_registered() {
             // An unused notification goes on to the next receiver.
-            let mut st = self.chan.lock();
-            let wake = self.slot.leave(&mut st.recv_q);
-            self.chan.publish(&mut st);
-            drop(st);
+            let wake = self.slot.leave(&mut self.chan.lock().recv_q);
             if let Some(w) = wake {
                 w.wake();
             }
@@ -497,49 +321,6 @@ impl<'a, T> SendEvent<'a, T> {
         None
     }
 
-    /// Lock-free flavour: push; if full, register for space (under the lock), fence, push
-    /// again — a receive that popped before our registration was published left space for the
-    /// second push, a later one sees us registered (see `ring.rs`).
-    fn poll_ring(&mut self, r: &Ring<T>, waker: &Waker) -> Poll<Result<(), SendError<T>>> {
-        let chan = self.chan;
-        let v = self
-            .value
-            .take()
-            .expect("SendEvent polled after completion");
-        let v = match chan.ring_send(r, v) {
-            Pushed::Full(v) => v,
-            done => return Poll::Ready(self.finish(done)),
-        };
-        {
-            let mut st = chan.lock();
-            self.slot.register(&mut st.send_q, waker);
-            chan.publish(&mut st);
-        }
-        // Pairs with the fence of a receive after its pop.
-        fence(Ordering::SeqCst);
-        match chan.ring_send(r, v) {
-            Pushed::Full(v) => {
-                self.value = Some(v);
-                Poll::Pending
-            }
-            done => Poll::Ready(self.finish(done)),
-        }
-    }
-
-    /// Leaves the wait queue (keeping a notification: this send used its turn) and converts a
-    /// final outcome.
-    fn finish(&mut self, done: Pushed<T>) -> Result<(), SendError<T>> {
-        if self.slot.is_registered() {
-            let mut st = self.chan.lock();
-            self.slot.used(&mut st.send_q);
-            self.chan.publish(&mut st);
-        }
-        match done {
-            Pushed::Ok => Ok(()),
-            Pushed::Closed(v) | Pushed::Full(v) => Err(SendError::Closed(v)),
-        }
-    }
-
     fn poll_rendezvous(&mut self, waker: &Waker) -> Poll<Result<(), SendError<T>>> {
         let mut st = self.chan.lock();
         if self.ticket == 0 {
@@ -586,9 +367,6 @@ impl<T> crate::Event for SendEvent<'_, T> {
         if self.chan.cap == 0 {
             return self.poll_rendezvous(waker);
         }
-        if let Some(r) = &self.chan.ring {
-            return self.poll_ring(r, waker);
-        }
         let mut st = self.chan.lock();
         let v = self
             .value
@@ -629,7 +407,6 @@ impl<T> Drop for SendEvent<'_, T> {
                 let mut st = self.chan.lock();
                 // An unused turn for space goes on to the next sender.
                 let wake = self.slot.leave(&mut st.send_q);
-                self.chan.publish(&mut st);
                 let withdrawn = match std::mem::take(&mut self.ticket) {
                     0 => None,
                     t => st.withdraw(t),
@@ -644,15 +421,14 @@ impl<T> Drop for SendEvent<'_, T> {
     }
 }
 
-/// Loom models of the one-lock protocol and of the lock-free bounded flavour
-/// (`RUSTFLAGS="--cfg loom" cargo test --lib loom_models`): the state lock, the counters and the
-/// stand-in buffer are loom's, so every interleaving of a poll with a concurrent send, receive,
-/// close or cancel is explored. A lost wake-up leaves the waiting thread parked forever, which
-/// loom reports as a deadlock.
+/// Loom models of the one-lock protocol (`RUSTFLAGS="--cfg loom" cargo test --lib loom_models`):
+/// the state lock is loom's, so every interleaving of a poll with a concurrent send, receive or
+/// cancel is explored. A lost wake-up leaves the waiting thread parked forever, which loom
+/// reports as a deadlock.
 #[cfg(all(test, loom))]
 mod loom_models {
     use crate::channel::{bounded, unbounded};
-    use crate::loom::model::{counting_waker, model, poll_until_ready};
+    use crate::loom::model::{counting_waker, model, thread_waker};
     use crate::Event;
     use ::loom::thread;
     use std::task::Poll;
@@ -663,8 +439,14 @@ mod loom_models {
         model(|| {
             let (tx, rx) = bounded::<u32>(1);
             let sender = thread::spawn(move || tx.try_send(7).unwrap());
+            let waker = thread_waker();
             let mut ev = rx.recv_event();
-            let got = poll_until_ready(|w| ev.poll_event(w));
+            let got = loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(v) => break v,
+                    Poll::Pending => thread::park(),
+                }
+            };
             assert_eq!(got, Ok(7));
             drop(ev);
             sender.join().unwrap();
@@ -681,12 +463,24 @@ mod loom_models {
             let receiver = {
                 let rx = rx.clone(); // `rx` stays: the last receiver leaving would close
                 thread::spawn(move || {
+                    let waker = thread_waker();
                     let mut ev = rx.recv_event();
-                    poll_until_ready(|w| ev.poll_event(w)).unwrap()
+                    loop {
+                        match ev.poll_event(&waker) {
+                            Poll::Ready(v) => break v.unwrap(),
+                            Poll::Pending => thread::park(),
+                        }
+                    }
                 })
             };
+            let waker = thread_waker();
             let mut ev = tx.send_event(2);
-            poll_until_ready(|w| ev.poll_event(w)).unwrap();
+            loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(r) => break r.unwrap(),
+                    Poll::Pending => thread::park(),
+                }
+            }
             drop(ev);
             assert_eq!(receiver.join().unwrap(), 1);
             assert_eq!(tx.chan.lock().send_q.registered(), 0);
@@ -695,14 +489,11 @@ mod loom_models {
     }
 
     /// A receiver canceled after it was notified (its event dropped without taking the message)
-    /// hands the turn on: the other receiver still gets the message. On the locked (unbounded)
-    /// and on the lock-free (bounded) flavour.
-    fn canceled_receiver_passes_its_turn_on(bounded_cap: Option<usize>) {
-        model(move || {
-            let (tx, rx) = match bounded_cap {
-                Some(c) => bounded::<u32>(c),
-                None => unbounded::<u32>(),
-            };
+    /// hands the turn on: the other receiver still gets the message.
+    #[test]
+    fn a_canceled_receiver_passes_its_turn_on() {
+        model(|| {
+            let (tx, rx) = unbounded::<u32>();
             let canceled = {
                 let (tx, rx) = (tx.clone(), rx.clone());
                 thread::spawn(move || {
@@ -722,82 +513,20 @@ mod loom_models {
                 let tx = tx.clone();
                 thread::spawn(move || tx.try_send(3).unwrap())
             };
+            let waker = thread_waker();
             let mut ev = rx.recv_event();
-            let got = poll_until_ready(|w| ev.poll_event(w));
+            let got = loop {
+                match ev.poll_event(&waker) {
+                    Poll::Ready(v) => break v,
+                    Poll::Pending => thread::park(),
+                }
+            };
             drop(ev);
             canceled.join().unwrap();
             sender.join().unwrap();
             assert_eq!(got, Ok(3));
             assert_eq!(rx.chan.lock().recv_q.registered(), 0);
             drop(tx);
-        });
-    }
-
-    #[test]
-    fn a_canceled_receiver_passes_its_turn_on() {
-        canceled_receiver_passes_its_turn_on(None);
-    }
-
-    #[test]
-    fn a_canceled_receiver_passes_its_turn_on_lock_free() {
-        canceled_receiver_passes_its_turn_on(Some(2));
-    }
-
-    /// Lock-free flavour: a send racing `close` while a receiver waits. The receiver ends with the
-    /// message exactly when the send reported success (an accepted message is never stranded
-    /// behind a `Closed`), and never sleeps through either.
-    #[test]
-    fn close_racing_a_send_and_a_waiting_receiver() {
-        model(|| {
-            let (tx, rx) = bounded::<u32>(1);
-            let sender = {
-                let tx = tx.clone();
-                thread::spawn(move || tx.try_send(7).is_ok())
-            };
-            let closer = thread::spawn(move || {
-                tx.close();
-            });
-            let mut got = Vec::new();
-            loop {
-                let mut ev = rx.recv_event();
-                match poll_until_ready(|w| ev.poll_event(w)) {
-                    Ok(v) => got.push(v),
-                    Err(_) => break,
-                }
-            }
-            let sent = sender.join().unwrap();
-            closer.join().unwrap();
-            assert_eq!(got, if sent { vec![7] } else { vec![] });
-            assert_eq!(rx.chan.lock().recv_q.registered(), 0);
-        });
-    }
-
-    /// Lock-free flavour: a sender waiting for space races a receive and a `close`. It ends
-    /// either sent (and its message is then received) or with its value back; it never sleeps.
-    #[test]
-    fn close_racing_a_receive_and_a_sender_waiting_for_space() {
-        model(|| {
-            let (tx, rx) = bounded::<u32>(1);
-            tx.try_send(1).unwrap();
-            let receiver = {
-                let rx = rx.clone();
-                thread::spawn(move || {
-                    assert_eq!(rx.try_recv(), Ok(1));
-                    rx.close();
-                })
-            };
-            let mut ev = tx.send_event(2);
-            let sent = match poll_until_ready(|w| ev.poll_event(w)) {
-                Ok(()) => true,
-                Err(e) => {
-                    assert_eq!(e.into_inner(), 2);
-                    false
-                }
-            };
-            drop(ev);
-            receiver.join().unwrap();
-            assert_eq!(tx.chan.lock().send_q.registered(), 0);
-            assert_eq!(rx.try_recv().ok(), sent.then_some(2));
         });
     }
 }

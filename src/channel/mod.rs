@@ -73,7 +73,6 @@ mod core;
 mod error;
 mod oneshot;
 mod queue;
-mod ring;
 pub mod watch;
 
 use std::fmt;

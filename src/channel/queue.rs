@@ -116,7 +116,7 @@ impl<T> Queue<T> {
     pub fn new(cap: usize) -> Queue<T> {
         assert!(cap > 0, "a zsync Queue needs a capacity of at least 1");
         Queue {
-            chan: Chan::locked(cap),
+            chan: Chan::new(cap),
         }
     }
 
