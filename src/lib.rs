@@ -139,6 +139,7 @@ pub mod channel;
 pub mod compat;
 pub mod fs;
 pub mod net;
+pub mod pool;
 pub mod process;
 /// Profiles of a running program (feature `profile`): see [`Io::profile`] and
 /// docs/debugging.md, "Profiles".

@@ -369,8 +369,7 @@ impl Semaphore {
         self.add_permits(n);
     }
 
-    /// Number of tasks queued for permits (a snapshot, for tests).
-    #[cfg(test)]
+    /// Number of tasks queued for permits (a snapshot, for tests and pool metrics).
     pub(crate) fn queued(&self) -> usize {
         self.lock().queue.len()
     }

@@ -18,6 +18,7 @@ mod fs;
 mod green;
 mod interval;
 mod pipe;
+mod pool;
 mod process;
 mod runtime;
 mod select;
