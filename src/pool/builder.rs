@@ -50,7 +50,9 @@ pub struct Builder<M: Manager> {
 
 impl<M: Manager> std::fmt::Debug for Builder<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder").field("config", &self.config).finish()
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish()
     }
 }
 

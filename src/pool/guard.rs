@@ -100,7 +100,11 @@ impl<M: Manager> Deref for Pooled<M> {
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Conn {
-        &mut self.live.as_mut().expect("connection present until drop").conn
+        &mut self
+            .live
+            .as_mut()
+            .expect("connection present until drop")
+            .conn
     }
 }
 

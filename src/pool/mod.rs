@@ -609,6 +609,8 @@ impl<M: Manager> Clone for Pool<M> {
 
 impl<M: Manager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool").field("status", &self.status()).finish()
+        f.debug_struct("Pool")
+            .field("status", &self.status())
+            .finish()
     }
 }

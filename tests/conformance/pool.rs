@@ -293,7 +293,10 @@ fn pool_failed_check_on_checkout_connects_anew(io: &Io) {
     assert_eq!(pool.status().idle, 1);
     pool.manager().fail_check.store(true, Ordering::SeqCst);
     let conn = pool.get(io).unwrap();
-    assert_eq!(conn.id, 1, "a new connection replaces the one that failed its check");
+    assert_eq!(
+        conn.id, 1,
+        "a new connection replaces the one that failed its check"
+    );
     assert_eq!(pool.manager().closed.load(Ordering::SeqCst), 1);
     assert_eq!(pool.status().size, 1);
     drop(conn);
@@ -348,7 +351,10 @@ fn pool_status_counts_and_min_idle(io: &Io) {
         .build(io)
         .unwrap();
     let s = pool.status();
-    assert_eq!((s.max_size, s.size, s.idle, s.in_use, s.gets), (3, 2, 2, 0, 0));
+    assert_eq!(
+        (s.max_size, s.size, s.idle, s.in_use, s.gets),
+        (3, 2, 2, 0, 0)
+    );
     let a = pool.get(io).unwrap();
     let s = pool.status();
     assert_eq!((s.size, s.idle, s.in_use, s.gets), (2, 1, 1, 1));
@@ -360,7 +366,10 @@ fn pool_status_counts_and_min_idle(io: &Io) {
     let held: Vec<_> = (0..3).map(|_| pool.get(io).unwrap()).collect();
     assert!(pool.get_timeout(io, Duration::from_millis(1)).is_err());
     let s = pool.status();
-    assert_eq!((s.size, s.idle, s.in_use, s.waits, s.timeouts), (3, 0, 3, 1, 1));
+    assert_eq!(
+        (s.size, s.idle, s.in_use, s.waits, s.timeouts),
+        (3, 0, 3, 1, 1)
+    );
     drop(held);
     pool.close();
     assert!(matches!(pool.get(io), Err(PoolError::Closed)));
@@ -402,16 +411,17 @@ fn pool_close_fails_waiters(io: &Io) {
     let held = pool.get(io).unwrap();
     let p = pool.clone();
     let waiter = io
-        .concurrent(move |io| match p.get(io) {
-            Err(PoolError::Closed) => true,
-            _ => false,
-        })
+        .concurrent(move |io| matches!(p.get(io), Err(PoolError::Closed)))
         .unwrap();
     wait_until(io, "waiter queued", || pool.status().waiters == 1);
     pool.close();
     assert!(waiter.join().unwrap());
     drop(held);
-    assert_eq!(pool.status().size, 0, "a connection returned to a closed pool is closed");
+    assert_eq!(
+        pool.status().size,
+        0,
+        "a connection returned to a closed pool is closed"
+    );
 }
 
 conformance! {
