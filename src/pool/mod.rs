@@ -176,6 +176,16 @@ impl<M: Manager> Reservation<'_, M> {
         Reservation(inner)
     }
 
+    /// Reserves only if fewer than `max` connections exist or are being opened.
+    fn reserve_below(inner: &Inner<M>, max: usize) -> Option<Reservation<'_, M>> {
+        let mut s = inner.lock();
+        if s.size >= max {
+            return None;
+        }
+        s.size += 1;
+        Some(Reservation(inner))
+    }
+
     fn keep(self) {
         std::mem::forget(self);
     }
@@ -494,13 +504,12 @@ impl<M: Manager> Pool<M> {
             };
             permit.forget();
             let _slot = SlotRelease(inner); // freed after the connection is idle
-            {
-                let s = inner.lock();
-                if s.size >= inner.config.max_size {
-                    return Ok(());
-                }
-            }
-            let reservation = Reservation::reserve(inner);
+                                            // Checked and reserved under one lock: idle connections hold no slot, so two
+                                            // replenishing tasks that each checked `size` first could both open one past
+                                            // `max_size`.
+            let Some(reservation) = Reservation::reserve_below(inner, inner.config.max_size) else {
+                return Ok(());
+            };
             let conn = inner.manager.connect(io).map_err(PoolError::Backend)?;
             reservation.keep();
             let live = Live {
