@@ -108,10 +108,19 @@ impl Runnable {
         self.0.frame_size()
     }
 
-    /// Whether someone started the task already (a worker, or its joiner inline): a queue entry
-    /// for it is stale. A hint: it may be started right after.
+    /// Whether someone started the task already (a worker, or its joiner inline). A hint: it
+    /// may be started right after. For a closure task that makes a queue entry stale (see
+    /// [`is_stale`](Runnable::is_stale)); a future task is started by its first poll and is
+    /// queued again by every wake.
     pub(crate) fn is_started(&self) -> bool {
         self.0.is_claimed()
+    }
+
+    /// Whether this queue entry can be dropped unrun, as a worker would skip it: a closure task
+    /// that was started already (by its joiner, inline). Never for a future task: its entry
+    /// is a scheduled poll (it was woken), and dropping it loses the wake-up for good.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.frame_size().is_none() && self.is_started()
     }
 
     /// The task's cell as its node's owner (`None` for work that is not a task's): what a task

@@ -30,6 +30,7 @@ conformance! {
     dropping_a_task_inside_a_future_poll_detaches_it_canceled,
     future_tasks_see_their_own_task_context,
     future_task_canceled_by_its_parent_during_its_first_poll,
+    spawned_tasks_blocked_on_woken_future_tasks_all_finish,
 }
 
 /// Sets its flag when dropped: tells whether a future was dropped.
@@ -408,4 +409,29 @@ fn future_task_canceled_by_its_parent_during_its_first_poll(io: &Io) {
     );
     let canceled = canceler.join().unwrap();
     assert!(canceled.is_err(), "the parent was dropped by its cancel");
+}
+
+/// More spawned tasks than workers, each blocked in `block_on` on a future task that was polled
+/// once, parked, and is woken later: every worker blocks, the woken futures queue behind them,
+/// and they must still run. On Threaded the monitor rescues the queue with extra threads; it
+/// once dropped the woken futures' queue entries as stale (a future task counts as started after
+/// its first poll), losing their wake-ups for good: the pool hung.
+fn spawned_tasks_blocked_on_woken_future_tasks_all_finish(io: &Io) {
+    const N: usize = 8;
+    for round in 0..3 {
+        let futures: Vec<_> = (0..N)
+            .map(|i| {
+                io.spawn_future(async move {
+                    zsync::time::sleep(Duration::from_millis(20)).await;
+                    i
+                })
+            })
+            .collect();
+        let blocked: Vec<_> = futures
+            .into_iter()
+            .map(|f| io.spawn(move |io| io.block_on(f).unwrap().unwrap()))
+            .collect();
+        let sum: usize = blocked.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(sum, (0..N).sum(), "round {round}");
+    }
 }

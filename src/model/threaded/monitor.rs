@@ -18,7 +18,9 @@
 //!    in between (a worker that serves one long connection counts as stuck: it is not free for
 //!    the queue, however many reads it completes).
 //! 3. Then the monitor takes the queued tasks out (up to [`SURVEY`]), drops the entries whose
-//!    task its joiner already ran inline, puts the others back on the injector, prints the
+//!    closure task its joiner already ran inline (never a future task's: a woken future task
+//!    counts as started, and its entry is the poll that wake asked for), puts the others back
+//!    on the injector, prints the
 //!    diagnostic once per run (the waiting and the blocked tasks' spawn sites, and a pointer to
 //!    `io.concurrent`), and starts one rescue worker on an elastic thread of its own pool
 //!    (`zsync-rescue`, at most `max_concurrent_threads` at once, idle ones reused and then
@@ -355,8 +357,9 @@ fn rescue(shared: &Arc<Shared>, blocked: &[Sample]) {
     let mut waiting = Vec::new();
     while waiting.len() < SURVEY {
         match shared.steal_any() {
-            // An entry whose task its joiner ran inline is dropped, as a worker would skip it.
-            Some(task) if task.is_started() => {}
+            // An entry whose task its joiner ran inline is dropped, as a worker would skip it;
+            // a woken future task's entry is a poll to run, and is kept (`is_stale`).
+            Some(task) if task.is_stale() => {}
             Some(task) => waiting.push(task),
             None => break,
         }
