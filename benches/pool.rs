@@ -7,13 +7,14 @@
 //! - `contended_64`: 64 tasks each get and drop a connection `ROUNDS` times on a pool of 8, so
 //!   most checkouts queue for a slot. Per element = one get + drop.
 //!
-//! Run with `cargo bench --bench pool`.
+//! Run with `cargo bench --bench pool`. The runner's pool rows (`bench/src/apps/pool.rs`) run
+//! this binary with `--child CONTENDER WORKLOAD`, the very same code.
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 
 /// Pool size of every benchmark.
 const MAX: usize = 8;
@@ -65,12 +66,17 @@ impl r2d2::ManageConnection for RManager {
     }
 }
 
-fn zsync_models() -> [(&'static str, zsync::Model); 2] {
-    [
-        ("zsync_threaded", zsync::Model::Threaded),
-        ("zsync_green", zsync::Model::Green),
-    ]
-}
+/// The contenders, as the criterion ids and `--child` names know them.
+const CONTENDERS: [&str; 4] = [
+    "zsync_threaded",
+    "zsync_green",
+    "deadpool_tokio",
+    "r2d2_threads",
+];
+
+/// The workloads: `uncontended` (one get+drop per iteration) and `contended_64` (all
+/// `TASKS × ROUNDS` checkouts per iteration).
+const WORKLOADS: [&str; 2] = ["uncontended", "contended_64"];
 
 fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -80,124 +86,183 @@ fn tokio_rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn uncontended(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pool_uncontended");
-    g.measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .sample_size(20)
-        .throughput(Throughput::Elements(1));
-    for (name, model) in zsync_models() {
-        zsync::Builder::new(model).worker_threads(2).run(|io| {
-            let pool = zsync::pool::Pool::builder(ZManager)
-                .max_size(MAX)
-                .build(io)
-                .unwrap();
-            g.bench_function(name, |b| b.iter(|| black_box(*pool.get(io).unwrap())));
-        });
-    }
-    let rt = tokio_rt();
-    let pool: deadpool::managed::Pool<DManager> = deadpool::managed::Pool::builder(DManager)
+fn deadpool_pool() -> deadpool::managed::Pool<DManager> {
+    deadpool::managed::Pool::builder(DManager)
         .max_size(MAX)
         .build()
-        .unwrap();
-    g.bench_function("deadpool_tokio", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(*pool.get().await.unwrap());
-                }
-                start.elapsed()
-            })
-        })
-    });
-    let pool = r2d2::Pool::builder()
-        .max_size(MAX as u32)
-        .build(RManager)
-        .unwrap();
-    g.bench_function("r2d2_threads", |b| {
-        b.iter(|| black_box(*pool.get().unwrap()))
-    });
-    g.finish();
+        .unwrap()
 }
 
-fn contended(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pool_contended_64");
-    g.measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1))
-        .sample_size(10)
-        .throughput(Throughput::Elements((TASKS * ROUNDS) as u64));
-    for (name, model) in zsync_models() {
-        zsync::Builder::new(model).worker_threads(2).run(|io| {
-            let pool = zsync::pool::Pool::builder(ZManager)
-                .max_size(MAX)
-                .acquire_timeout(None)
-                .build(io)
-                .unwrap();
-            g.bench_function(name, |b| {
-                b.iter(|| {
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|_| {
-                            let pool = pool.clone();
-                            io.concurrent(move |io| {
-                                for _ in 0..ROUNDS {
-                                    black_box(*pool.get(io).unwrap());
-                                }
-                            })
-                            .unwrap()
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.join().unwrap();
-                    }
-                })
-            });
-        });
-    }
-    let rt = tokio_rt();
-    let pool: deadpool::managed::Pool<DManager> = deadpool::managed::Pool::builder(DManager)
-        .max_size(MAX)
-        .build()
-        .unwrap();
-    g.bench_function("deadpool_tokio", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let tasks: Vec<_> = (0..TASKS)
-                    .map(|_| {
-                        let pool = pool.clone();
-                        tokio::spawn(async move {
-                            for _ in 0..ROUNDS {
-                                black_box(*pool.get().await.unwrap());
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-            })
-        })
-    });
-    let pool = r2d2::Pool::builder()
+fn r2d2_pool() -> r2d2::Pool<RManager> {
+    r2d2::Pool::builder()
         .max_size(MAX as u32)
         .connection_timeout(Duration::from_secs(60))
         .build(RManager)
-        .unwrap();
-    g.bench_function("r2d2_threads", |b| {
-        b.iter(|| {
-            std::thread::scope(|s| {
-                for _ in 0..TASKS {
-                    s.spawn(|| {
-                        for _ in 0..ROUNDS {
-                            black_box(*pool.get().unwrap());
-                        }
-                    });
-                }
-            })
-        })
-    });
-    g.finish();
+        .unwrap()
 }
 
-criterion_group!(benches, uncontended, contended);
-criterion_main!(benches);
+/// Runs `f` with a timing function for `contender`: given a workload and an iteration count,
+/// it returns the time those iterations took. The pool (and runtime) is built once.
+/// Times `iters` iterations of a workload on a built pool.
+type Timer<'a> = &'a mut dyn FnMut(&str, u64) -> Duration;
+
+fn with_contender(contender: &str, f: &mut dyn FnMut(Timer<'_>)) {
+    match contender {
+        "zsync_threaded" | "zsync_green" => {
+            let model = if contender == "zsync_green" {
+                zsync::Model::Green
+            } else {
+                zsync::Model::Threaded
+            };
+            zsync::Builder::new(model).worker_threads(2).run(|io| {
+                let pool = zsync::pool::Pool::builder(ZManager)
+                    .max_size(MAX)
+                    .acquire_timeout(None)
+                    .build(io)
+                    .unwrap();
+                f(&mut |workload, iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        if workload == "uncontended" {
+                            black_box(*pool.get(io).unwrap());
+                            continue;
+                        }
+                        let tasks: Vec<_> = (0..TASKS)
+                            .map(|_| {
+                                let pool = pool.clone();
+                                io.concurrent(move |io| {
+                                    for _ in 0..ROUNDS {
+                                        black_box(*pool.get(io).unwrap());
+                                    }
+                                })
+                                .unwrap()
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.join().unwrap();
+                        }
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+        "deadpool_tokio" => {
+            let rt = tokio_rt();
+            let pool = deadpool_pool();
+            f(&mut |workload, iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        if workload == "uncontended" {
+                            black_box(*pool.get().await.unwrap());
+                            continue;
+                        }
+                        let tasks: Vec<_> = (0..TASKS)
+                            .map(|_| {
+                                let pool = pool.clone();
+                                tokio::spawn(async move {
+                                    for _ in 0..ROUNDS {
+                                        black_box(*pool.get().await.unwrap());
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    }
+                    start.elapsed()
+                })
+            })
+        }
+        "r2d2_threads" => {
+            let pool = r2d2_pool();
+            f(&mut |workload, iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    if workload == "uncontended" {
+                        black_box(*pool.get().unwrap());
+                        continue;
+                    }
+                    std::thread::scope(|s| {
+                        for _ in 0..TASKS {
+                            s.spawn(|| {
+                                for _ in 0..ROUNDS {
+                                    black_box(*pool.get().unwrap());
+                                }
+                            });
+                        }
+                    })
+                }
+                start.elapsed()
+            })
+        }
+        other => panic!("unknown contender {other}"),
+    }
+}
+
+/// Checkouts per iteration of `workload`.
+fn per_iter(workload: &str) -> u64 {
+    if workload == "uncontended" {
+        1
+    } else {
+        (TASKS * ROUNDS) as u64
+    }
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    for workload in WORKLOADS {
+        let mut g = c.benchmark_group(format!("pool_{workload}"));
+        g.measurement_time(Duration::from_secs(if workload == "uncontended" {
+            3
+        } else {
+            5
+        }))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(if workload == "uncontended" { 20 } else { 10 })
+        .throughput(Throughput::Elements(per_iter(workload)));
+        for contender in CONTENDERS {
+            with_contender(contender, &mut |time| {
+                g.bench_function(contender, |b| b.iter_custom(|iters| time(workload, iters)));
+            });
+        }
+        g.finish();
+    }
+}
+
+/// `--child CONTENDER WORKLOAD` (the runner's pool rows): `POOL_ROUNDS` rounds (default 11) of
+/// about 0.2 s each after a warm-up, printing `RESULT best median worst` in ns per checkout.
+fn child(contender: &str, workload: &str) {
+    let rounds: usize = std::env::var("POOL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11);
+    with_contender(contender, &mut |time| {
+        // Size a round to about 0.2 s from a short calibration run.
+        let probe = if workload == "uncontended" { 10_000 } else { 2 };
+        let took = time(workload, probe).max(Duration::from_micros(1));
+        let iters = ((0.2 / took.as_secs_f64()) * probe as f64).max(1.0) as u64;
+        let mut ns: Vec<f64> = (0..rounds)
+            .map(|_| time(workload, iters).as_nanos() as f64 / (iters * per_iter(workload)) as f64)
+            .collect();
+        ns.sort_by(f64::total_cmp);
+        println!(
+            "RESULT {:.1} {:.1} {:.1}",
+            ns[0],
+            ns[ns.len() / 2],
+            ns[ns.len() - 1]
+        );
+    });
+}
+
+criterion_group!(benches, criterion_benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], &args[i + 2]);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

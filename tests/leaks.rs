@@ -51,6 +51,8 @@ mod green;
 mod interval;
 #[path = "conformance/pipe.rs"]
 mod pipe;
+#[path = "conformance/pool.rs"]
+mod pool;
 #[path = "conformance/process.rs"]
 mod process;
 #[path = "conformance/select.rs"]
@@ -116,6 +118,7 @@ fn the_whole_suite_leaks_no_fd_and_no_thread() {
         ("async_io", async_io::ALL),
         ("async_pipe", async_pipe::ALL),
         ("async_sock_owned", async_sock_owned::ALL),
+        ("pool", pool::ALL),
     ];
     // Each body runs on a fresh thread (as libtest would run it), so thread-local state such as
     // a thread's wake-up eventfd is released when the body ends, as it is in real programs.

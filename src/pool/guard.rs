@@ -33,6 +33,9 @@ pub struct Pooled<M: Manager> {
     /// `None` only inside `detach`/`drop`.
     pub(crate) live: Option<Live<M::Conn>>,
     pub(crate) discard: bool,
+    /// The checkout's `Io`, for [`Builder::check_on_return`](super::Builder::check_on_return)
+    /// (only when that is on and the checkout could block).
+    pub(crate) io: Option<crate::Io>,
 }
 
 impl<M: Manager> Pooled<M> {
@@ -111,7 +114,7 @@ impl<M: Manager> DerefMut for Pooled<M> {
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         if let Some(live) = self.live.take() {
-            self.inner.give_back(live, self.discard);
+            self.inner.give_back(live, self.discard, self.io.as_ref());
         }
     }
 }

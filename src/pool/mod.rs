@@ -57,14 +57,15 @@
 //! `Drop` all run outside the pool's mutex, on the task that asked (or dropped the guard);
 //! drop guards keep the counts right if any of them panics.
 //!
-//! **Lazy maintenance.** Expiry is checked when a connection is checked out or returned, and by
-//! [`Pool::reap`]; `min_idle` is filled by [`Builder::build`] and [`Pool::replenish`]. There is
-//! no background task: an application that wants one spawns a loop calling `reap` and
-//! `replenish` with the `Io` of its choice.
+//! **Maintenance.** Expiry is checked when a connection is checked out or returned, and by
+//! [`Pool::reap`]; `min_idle` is filled by [`Builder::build`] and [`Pool::replenish`]. With
+//! [`Builder::maintenance`], a background task calls both every period; it never outlives the
+//! pool (see `maintenance.rs`). [`Builder::check_on_return`] adds a health check on return.
 
 mod builder;
 mod error;
 mod guard;
+mod maintenance;
 mod manager;
 mod status;
 
@@ -79,6 +80,7 @@ pub use manager::Manager;
 pub use status::Status;
 
 use builder::Config;
+use maintenance::{Lazy, Maintenance};
 use status::Stats;
 
 use crate::sync::Semaphore;
@@ -105,6 +107,8 @@ use crate::Io;
 /// ```
 pub struct Pool<M: Manager> {
     inner: Arc<Inner<M>>,
+    /// The maintenance task, shared by the `Pool` handles only (see `maintenance.rs`).
+    maintenance: Option<Arc<Maintenance>>,
 }
 
 /// An open connection and when it was opened.
@@ -118,6 +122,9 @@ struct Idle<C> {
     /// When it was returned; only stamped when `idle_timeout` is set (reading the clock is a
     /// measurable share of an uncontended checkout).
     since: Option<Instant>,
+    /// Given back where [`Builder::check_on_return`] could not check it: checked at the next
+    /// checkout.
+    needs_check: bool,
 }
 
 /// What the pool's mutex guards. Held only for bookkeeping: never across user code.
@@ -136,6 +143,8 @@ pub(crate) struct Inner<M: Manager> {
     slots: Semaphore,
     state: StdMutex<State<M::Conn>>,
     stats: Stats,
+    /// Reaping on checkout, when maintenance was asked for and no task could run it.
+    lazy: Option<Lazy>,
 }
 
 /// Frees a slot when dropped, unless kept: the slot of a checkout that failed or panicked.
@@ -246,6 +255,7 @@ impl<M: Manager> Inner<M> {
             let popped = self.lock().idle.pop();
             let Some(idle) = popped else { break };
             let expired = self.expires() && self.idle_expired(&idle, Instant::now());
+            let needs_check = idle.needs_check || self.config.check_on_checkout;
             let mut conn = Counted {
                 inner: self,
                 live: Some(idle.live),
@@ -253,7 +263,7 @@ impl<M: Manager> Inner<M> {
             if expired {
                 continue; // `conn` closes on drop
             }
-            if self.config.check_on_checkout {
+            if needs_check {
                 let live = conn.live.as_mut().expect("set above");
                 if self.manager.check(io, &mut live.conn).is_err() {
                     continue;
@@ -265,7 +275,7 @@ impl<M: Manager> Inner<M> {
             return Err(PoolError::Closed);
         }
         let reservation = Reservation::reserve(self);
-        let conn = self.manager.connect(io).map_err(PoolError::Backend)?;
+        let conn = self.connect(io)?;
         reservation.keep();
         Ok(Live {
             conn,
@@ -273,8 +283,18 @@ impl<M: Manager> Inner<M> {
         })
     }
 
-    /// Step 3 of the module docs: the guard of a checked-out connection was dropped.
-    pub(crate) fn give_back(&self, live: Live<M::Conn>, discard: bool) {
+    /// [`Manager::connect`], counting failures.
+    fn connect(&self, io: &Io) -> Result<M::Conn, PoolError<M::Error>> {
+        self.manager.connect(io).map_err(|e| {
+            Stats::bump(&self.stats.connect_errors);
+            PoolError::Backend(e)
+        })
+    }
+
+    /// Step 3 of the module docs: the guard of a checked-out connection was dropped. `io` is
+    /// the checkout's, kept by the guard when [`Builder::check_on_return`] is on and the
+    /// checkout could block.
+    pub(crate) fn give_back(&self, live: Live<M::Conn>, discard: bool, io: Option<&Io>) {
         let _slot = SlotRelease(self); // dropped last: the connection is back first
         let mut conn = Counted {
             inner: self,
@@ -287,12 +307,104 @@ impl<M: Manager> Inner<M> {
         {
             return; // `conn` closes on drop, then the slot is freed
         }
+        let mut needs_check = false;
+        if self.config.check_on_return {
+            match io {
+                // Blocking here is the dropping task's own wait, as any call it makes.
+                Some(io) if !std::thread::panicking() && !crate::stackless::in_future_poll() => {
+                    if self.manager.check(io, &mut live.conn).is_err() {
+                        return;
+                    }
+                }
+                _ => needs_check = true,
+            }
+        }
         let mut s = self.lock();
         if !s.closed {
             s.idle.push(Idle {
                 live: conn.live.take().expect("set above"),
                 since: self.idle_since(),
+                needs_check,
             });
+        }
+    }
+
+    /// One round of background maintenance: [`reap`](Inner::reap), then
+    /// [`replenish`](Inner::replenish) (a failure is counted in `connect_errors` and retried
+    /// next round). `false` once the pool is closed.
+    fn maintain(&self, io: &Io) -> bool {
+        if self.lock().closed {
+            return false;
+        }
+        self.reap();
+        let _ = self.replenish(io);
+        true
+    }
+
+    /// See [`Pool::replenish`].
+    fn replenish(&self, io: &Io) -> Result<(), PoolError<M::Error>> {
+        loop {
+            {
+                let s = self.lock();
+                if s.closed || s.idle.len() >= self.config.min_idle {
+                    return Ok(());
+                }
+            }
+            let Ok(permit) = self.slots.try_acquire() else {
+                return Ok(());
+            };
+            permit.forget();
+            let _slot = SlotRelease(self); // freed after the connection is idle
+                                           // Checked and reserved under one lock: idle connections hold no slot, so two
+                                           // replenishing tasks that each checked `size` first could both open one past
+                                           // `max_size`.
+            let Some(reservation) = Reservation::reserve_below(self, self.config.max_size) else {
+                return Ok(());
+            };
+            let conn = self.connect(io)?;
+            reservation.keep();
+            let live = Live {
+                conn,
+                created: Instant::now(),
+            };
+            let mut s = self.lock();
+            if s.closed {
+                drop(s);
+                self.close_conn(live);
+                return Ok(());
+            }
+            s.idle.push(Idle {
+                live,
+                since: self.idle_since(),
+                needs_check: false,
+            });
+        }
+    }
+
+    /// See [`Pool::reap`].
+    fn reap(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<Idle<M::Conn>> = {
+            let mut s = self.lock();
+            let (expired, kept) = std::mem::take(&mut s.idle)
+                .into_iter()
+                .partition(|idle| self.idle_expired(idle, now));
+            s.idle = kept;
+            s.size -= expired.len();
+            expired
+        };
+        let n = expired.len();
+        for _ in 0..n {
+            Stats::bump(&self.stats.discarded);
+        }
+        drop(expired); // the connections' `Drop`, outside the lock
+        n
+    }
+
+    /// Where maintenance runs on checkout: reaps if a period has passed.
+    fn reap_if_due(&self) {
+        if self.lazy.as_ref().is_some_and(Lazy::due) {
+            self.reap();
         }
     }
 }
@@ -330,7 +442,24 @@ impl<M: Manager> Pool<M> {
                     closed: false,
                 }),
                 stats: Stats::default(),
+                lazy: None,
             }),
+            maintenance: None,
+        }
+    }
+
+    /// Starts the maintenance task [`Builder::maintenance`] asked for, or, where no task can
+    /// run concurrently, turns on reaping at checkout. Only while the pool is being built
+    /// (`inner` is not shared yet).
+    fn start_maintenance(&mut self, io: &Io) {
+        let Some(every) = self.inner.config.maintenance else {
+            return;
+        };
+        self.maintenance = Maintenance::start(io, &self.inner, every);
+        if self.maintenance.is_none() {
+            Arc::get_mut(&mut self.inner)
+                .expect("the pool is not shared while it is built")
+                .lazy = Some(Lazy::new(every));
         }
     }
 
@@ -392,6 +521,7 @@ impl<M: Manager> Pool<M> {
         timeout: impl Into<Option<Duration>>,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
         let timeout = timeout.into();
+        self.inner.reap_if_due();
         let slots = &self.inner.slots;
         if let Err(e) = slots.try_acquire().map(|p| p.forget()) {
             if e.is_closed() {
@@ -408,13 +538,13 @@ impl<M: Manager> Pool<M> {
                 Err(e) => return Err(self.wait_failed(e)),
             }
         }
-        self.checkout_with_slot(io)
+        self.checkout_with_slot(io, true)
     }
 
     /// [`get`](Pool::get) as a `Future`, for stackless code: waiting for a slot is a future
-    /// (dropping it mid-wait leaves the queue and passes on any slot handed to it); the
-    /// checkout that follows (`check` or `connect`) runs through `io` like any colorblind
-    /// call. The acquire timeout is not applied: wrap the future in the caller's timeout.
+    /// (dropping it mid-wait leaves the queue and passes on any slot handed to it), bounded by
+    /// the acquire timeout ([`PoolError::Timeout`]); the checkout that follows (`check` or
+    /// `connect`) runs through `io` like any colorblind call.
     ///
     /// ```
     /// # use zsync::pool::{Manager, Pool};
@@ -431,20 +561,26 @@ impl<M: Manager> Pool<M> {
     /// });
     /// ```
     pub async fn get_async(&self, io: &Io) -> Result<Pooled<M>, PoolError<M::Error>> {
+        self.inner.reap_if_due();
         let slots = &self.inner.slots;
         if let Err(e) = slots.try_acquire().map(|p| p.forget()) {
             if e.is_closed() {
                 return Err(PoolError::Closed);
             }
             let start = Instant::now();
-            let waited = slots.acquire_event().await;
+            let waited = match self.inner.config.acquire_timeout {
+                Some(t) => crate::time::timeout(t, slots.acquire_event())
+                    .await
+                    .and_then(|acquired| acquired),
+                None => slots.acquire_event().await,
+            };
             self.inner.stats.waited(start.elapsed());
             match waited {
                 Ok(permit) => permit.forget(),
                 Err(e) => return Err(self.wait_failed(e)),
             }
         }
-        self.checkout_with_slot(io)
+        self.checkout_with_slot(io, false)
     }
 
     fn wait_failed(&self, e: std::io::Error) -> PoolError<M::Error> {
@@ -456,7 +592,13 @@ impl<M: Manager> Pool<M> {
     }
 
     /// Step 2 for a task that has just taken a slot: the slot goes back if this fails.
-    fn checkout_with_slot(&self, io: &Io) -> Result<Pooled<M>, PoolError<M::Error>> {
+    /// `blocking`: the caller may block (not a future), so the guard keeps `io` for
+    /// [`Builder::check_on_return`].
+    fn checkout_with_slot(
+        &self,
+        io: &Io,
+        blocking: bool,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
         let slot = SlotRelease(&*self.inner);
         let live = self.inner.checkout(io)?;
         slot.keep();
@@ -465,6 +607,7 @@ impl<M: Manager> Pool<M> {
             inner: self.inner.clone(),
             live: Some(live),
             discard: false,
+            io: (blocking && self.inner.config.check_on_return).then(|| io.clone()),
         })
     }
 
@@ -491,42 +634,7 @@ impl<M: Manager> Pool<M> {
     /// });
     /// ```
     pub fn replenish(&self, io: &Io) -> Result<(), PoolError<M::Error>> {
-        let inner = &*self.inner;
-        loop {
-            {
-                let s = inner.lock();
-                if s.closed || s.idle.len() >= inner.config.min_idle {
-                    return Ok(());
-                }
-            }
-            let Ok(permit) = inner.slots.try_acquire() else {
-                return Ok(());
-            };
-            permit.forget();
-            let _slot = SlotRelease(inner); // freed after the connection is idle
-                                            // Checked and reserved under one lock: idle connections hold no slot, so two
-                                            // replenishing tasks that each checked `size` first could both open one past
-                                            // `max_size`.
-            let Some(reservation) = Reservation::reserve_below(inner, inner.config.max_size) else {
-                return Ok(());
-            };
-            let conn = inner.manager.connect(io).map_err(PoolError::Backend)?;
-            reservation.keep();
-            let live = Live {
-                conn,
-                created: Instant::now(),
-            };
-            let mut s = inner.lock();
-            if s.closed {
-                drop(s);
-                inner.close_conn(live);
-                return Ok(());
-            }
-            s.idle.push(Idle {
-                live,
-                since: inner.idle_since(),
-            });
-        }
+        self.inner.replenish(io)
     }
 
     /// Closes idle connections that outlived `max_lifetime` or `idle_timeout`; returns how
@@ -549,23 +657,7 @@ impl<M: Manager> Pool<M> {
     /// });
     /// ```
     pub fn reap(&self) -> usize {
-        let inner = &*self.inner;
-        let now = Instant::now();
-        let expired: Vec<Idle<M::Conn>> = {
-            let mut s = inner.lock();
-            let (expired, kept) = std::mem::take(&mut s.idle)
-                .into_iter()
-                .partition(|idle| inner.idle_expired(idle, now));
-            s.idle = kept;
-            s.size -= expired.len();
-            expired
-        };
-        let n = expired.len();
-        for _ in 0..n {
-            Stats::bump(&inner.stats.discarded);
-        }
-        drop(expired); // the connections' `Drop`, outside the lock
-        n
+        self.inner.reap()
     }
 
     /// Closes the pool: waiting and future `get`s fail with [`PoolError::Closed`], idle
@@ -595,6 +687,9 @@ impl<M: Manager> Pool<M> {
         };
         self.inner.slots.close();
         drop(idle);
+        if let Some(m) = &self.maintenance {
+            m.stop();
+        }
     }
 
     /// A snapshot of the pool's counters: see [`Status`].
@@ -616,6 +711,7 @@ impl<M: Manager> Pool<M> {
             wait_time: Duration::from_nanos(Stats::read(&st.wait_nanos)),
             timeouts: Stats::read(&st.timeouts),
             discarded: Stats::read(&st.discarded),
+            connect_errors: Stats::read(&st.connect_errors),
         }
     }
 }
@@ -624,6 +720,7 @@ impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
         Pool {
             inner: self.inner.clone(),
+            maintenance: self.maintenance.clone(),
         }
     }
 }

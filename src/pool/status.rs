@@ -49,6 +49,9 @@ pub struct Status {
     /// Connections discarded: broken on return, failed check, expired, or
     /// [`discard`](super::Pooled::discard)ed.
     pub discarded: u64,
+    /// [`Manager::connect`](super::Manager::connect) failures: on checkout, in
+    /// [`replenish`](super::Pool::replenish) and in background maintenance.
+    pub connect_errors: u64,
 }
 
 /// The cumulative counters; each is written by the task it describes, read by `status`.
@@ -59,6 +62,7 @@ pub(crate) struct Stats {
     pub(crate) wait_nanos: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) discarded: AtomicU64,
+    pub(crate) connect_errors: AtomicU64,
 }
 
 impl Stats {
