@@ -89,6 +89,9 @@
 //! - [Coming from Zig's `std.Io`](https://github.com/zsync-io/zsync/blob/main/docs/guides/coming-from-zig.md).
 //! - [Writing a custom model](https://github.com/zsync-io/zsync/blob/main/docs/guides/custom-model.md):
 //!   [`CustomModel`], failure injection, a simulated clock.
+//! - [Building a service with zsync](https://github.com/zsync-io/zsync/blob/main/docs/guides/building-a-service.md):
+//!   the example applications (PostgreSQL through a pool, WebSocket chat, a file pipeline,
+//!   microservices with deadlines, TLS, HTTP/3) and what to copy from each.
 //!
 //! The guides live in `docs/guides/` in the repository; every Rust block in them runs as a
 //! doctest.
@@ -187,6 +190,9 @@ pub struct GuideComingFromZig;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guides/custom-model.md")]
 pub struct GuideCustomModel;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/building-a-service.md")]
+pub struct GuideBuildingAService;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/debugging.md")]
 pub struct GuideDebugging;

@@ -30,7 +30,10 @@
 //! (micro-benchmarks whose name contains one of them, e.g. `stackless`), `--no-transfer`
 //! (skip the transfer section: a file served over loopback in every run mode against
 //! sendfile/splice/read-write, and large writes with and without `SEND_ZC`, see `transfer.rs`;
-//! charted in `docs/bench-transfer.svg`), `--transfer-mib N` (its file size, 100), `--blocking` (also
+//! charted in `docs/bench-transfer.svg`), `--transfer-mib N` (its file size, 100), `--no-apps` (skip the
+//! application section: each example application under `examples/` against the same
+//! application on its peer, see `apps/mod.rs`), `--apps NAME,...` (only those applications),
+//! `--blocking` (also
 //! zsync's Blocking model, which serves one connection at a time), `--no-setup` (never run
 //! `bench/setup.sh`), `--json PATH`, `--svg PATH`, `--replot` (only redraw the charts from
 //! the JSON file).
@@ -41,9 +44,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+mod apps;
 mod micro;
 mod transfer;
 
+use apps::AppRow;
 use micro::MicroRow;
 use transfer::TransferRow;
 use zsync_bench::{
@@ -131,6 +136,8 @@ struct Report<'a> {
     micro: &'a [MicroRow],
     #[serde(skip_serializing_if = "<[TransferRow]>::is_empty")]
     transfer: &'a [TransferRow],
+    #[serde(skip_serializing_if = "<[AppRow]>::is_empty")]
+    apps: &'a [AppRow],
     skipped: &'a [Skipped],
 }
 
@@ -167,6 +174,9 @@ struct Opts {
     /// `--no-transfer` turns it off; `--transfer-mib` sizes its file.
     transfer: bool,
     transfer_mib: u64,
+    /// `--no-apps` turns the application section off; `--apps NAME,...` picks applications.
+    apps: bool,
+    apps_only: Vec<String>,
     blocking: bool,
     setup: bool,
     json: PathBuf,
@@ -276,6 +286,11 @@ fn main() {
             .unwrap_or_default(),
         transfer: !args.flag("--no-transfer"),
         transfer_mib: args.parse_or("--transfer-mib", 100u64),
+        apps: !args.flag("--no-apps"),
+        apps_only: args
+            .get("--apps")
+            .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
         blocking: args.flag("--blocking"),
         setup: !args.flag("--no-setup"),
         json: args
@@ -709,6 +724,20 @@ fn main() {
     } else {
         Vec::new()
     };
+    let mut app_rows = if opts.apps {
+        section("applications: each example against the same application on its peer");
+        apps::run(
+            &apps::Ctx {
+                root: root.clone(),
+                quick: opts.quick,
+                workers: opts.workers,
+            },
+            &opts.apps_only,
+        )
+    } else {
+        Vec::new()
+    };
+    apps::compare(&mut app_rows);
 
     // ---- report
     println!(
@@ -724,6 +753,7 @@ fn main() {
     }
     micro::print_table(&micro_rows);
     transfer::print_table(&transfer_rows);
+    apps::print_table(&app_rows);
     if rows.iter().any(|r| r.standin) {
         println!("\n* zsync served by the bench crate's stand-in (zsync-http-standin / load-standin), not by examples/");
     }
@@ -762,6 +792,7 @@ fn main() {
         rss_per_conn: &rss_rows,
         micro: &micro_rows,
         transfer: &transfer_rows,
+        apps: &app_rows,
         skipped: &skipped,
     };
     match serde_json::to_string_pretty(&report) {

@@ -189,7 +189,7 @@ pub fn prepare(
     quick: bool,
     skip: &mut dyn FnMut(&str, &str),
 ) -> Option<Suite> {
-    let green = match build_green_bench(root, cargo) {
+    let green = match build_bench(root, cargo, "green") {
         Ok(p) => p,
         Err(e) => {
             skip("micro-benchmarks", &e);
@@ -330,7 +330,9 @@ fn applicable(runtime: &str, bench: &str) -> bool {
         || matches!(bench, "spawn_join" | "spawn_join_each" | "ping_pong")
 }
 
-fn build_green_bench(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, String> {
+/// Builds zsync's `benches/NAME.rs` (release, through `cargo bench --no-run`) and returns the
+/// executable's path.
+pub fn build_bench(root: &Path, cargo: &std::ffi::OsStr, name: &str) -> Result<PathBuf, String> {
     let out = Command::new(cargo)
         .current_dir(root)
         .args([
@@ -338,7 +340,7 @@ fn build_green_bench(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, St
             "-p",
             "zsync-io",
             "--bench",
-            "green",
+            name,
             "--no-run",
             "--message-format=json-render-diagnostics",
         ])
@@ -346,14 +348,39 @@ fn build_green_bench(root: &Path, cargo: &std::ffi::OsStr) -> Result<PathBuf, St
         .output()
         .map_err(|e| format!("cargo bench --no-run: {e}"))?;
     if !out.status.success() {
-        return Err("building benches/green.rs failed".into());
+        return Err(format!("building benches/{name}.rs failed"));
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "green")
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name)
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo did not report the green bench executable".into())
+        .or_else(|| newest_built(root, name))
+        .ok_or_else(|| format!("cargo did not report the {name} bench executable"))
+}
+
+/// The most recently built `target/release/deps/NAME-HASH` executable: the bench binary when
+/// `CARGO` is something that builds nothing (`CARGO=/bin/true`, to run prebuilt binaries
+/// while other builds hold cargo's lock).
+fn newest_built(root: &Path, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let prefix = format!("{name}-");
+    std::fs::read_dir(root.join("target/release/deps"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let file = e.file_name();
+            let file = file.to_string_lossy();
+            file.strip_prefix(&prefix)
+                .is_some_and(|hash| hash.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let executable = meta.is_file() && meta.permissions().mode() & 0o111 != 0;
+            executable.then_some((meta.modified().ok()?, e.path()))
+        })
+        .max()
+        .map(|(_, path)| path)
 }
 
 fn run_child(source: &Source, bench: &str, warm: usize) -> Result<MicroFigures, String> {

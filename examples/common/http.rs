@@ -55,7 +55,7 @@ use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zsync::bufio::{Reader, Writer};
 use zsync::fs::File;
@@ -232,6 +232,16 @@ impl HttpApp {
             file_len,
             ctl,
         })
+    }
+
+    /// The server's settings.
+    pub fn config(&self) -> &HttpConfig {
+        &self.cfg
+    }
+
+    /// The control block: stop switch, counters, log level.
+    pub fn control(&self) -> &Control {
+        &self.ctl
     }
 }
 
@@ -504,8 +514,70 @@ fn valid_host(value: &[u8]) -> bool {
     host_ok && port_ok
 }
 
-type ConnReader<'a> = Reader<&'a TcpStream>;
-type ConnWriter<'a> = Writer<&'a TcpStream>;
+/// A connection the handler can serve: plain TCP ([`TcpStream`]) or TLS
+/// ([`TlsStream`](super::tls::TlsStream)). The handler is generic over it, so the plain path is
+/// compiled as if it were the only one (`handle` is [`serve_conn`] on a `TcpStream`).
+pub trait Conn {
+    /// What the buffered reader and writer hold: a shared reference that reads and writes (the
+    /// reader and the writer are used in turn, never at once).
+    type Stream<'a>: Read + Write
+    where
+        Self: 'a;
+
+    /// The connection's buffered reader, with a buffer of `capacity` bytes.
+    fn reader(&self, capacity: usize) -> Reader<Self::Stream<'_>>;
+
+    /// The connection's buffered writer, with a buffer of `capacity` bytes.
+    fn writer(&self, capacity: usize) -> Writer<Self::Stream<'_>>;
+
+    /// Flushes `wr`, then sends `len` bytes of `file` from `offset`; returns the bytes sent
+    /// (fewer only if the file ends first). Cancellation point.
+    fn send_file<'c>(
+        wr: &mut Writer<Self::Stream<'c>>,
+        file: &File,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<u64>
+    where
+        Self: 'c;
+
+    /// Ends the server's direction of the connection, so that the client sees the end of the
+    /// stream: TCP's `shutdown(SHUT_WR)`, preceded on TLS by a `close_notify` alert.
+    fn close_write(&self) -> io::Result<()>;
+}
+
+impl Conn for TcpStream {
+    type Stream<'a> = &'a TcpStream;
+
+    /// An [`on_demand`](Reader::on_demand) reader: an idle connection holds no read buffer.
+    fn reader(&self, capacity: usize) -> Reader<&TcpStream> {
+        Reader::on_demand(capacity, self)
+    }
+
+    fn writer(&self, capacity: usize) -> Writer<&TcpStream> {
+        Writer::with_capacity(capacity, self)
+    }
+
+    /// `Writer::send_file`: `sendfile(2)`.
+    fn send_file<'c>(
+        wr: &mut Writer<&'c TcpStream>,
+        file: &File,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<u64>
+    where
+        Self: 'c,
+    {
+        wr.send_file(file, offset, len)
+    }
+
+    fn close_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+type ConnReader<'a, C> = Reader<<C as Conn>::Stream<'a>>;
+type ConnWriter<'a, C> = Writer<<C as Conn>::Stream<'a>>;
 
 /// A connection's buffered writer with the write deadline on every write that can block. A
 /// write that fits in the buffer's spare room is a copy and needs none; anything that reaches
@@ -513,19 +585,19 @@ type ConnWriter<'a> = Writer<&'a TcpStream>;
 /// handler returns — waits at most `timeout` for the client to read, then fails with
 /// `TimedOut`. So a client that stops reading cannot hold its connection (and whatever the
 /// handler holds, such as a request body) for longer than that.
-struct Out<'c> {
+struct Out<'c, C: Conn> {
     io: &'c Io,
-    conn: &'c TcpStream,
-    wr: ConnWriter<'c>,
+    conn: &'c C,
+    wr: ConnWriter<'c, C>,
     timeout: Duration,
 }
 
-impl<'c> Out<'c> {
-    fn new(io: &'c Io, conn: &'c TcpStream, timeout: Duration) -> Out<'c> {
+impl<'c, C: Conn> Out<'c, C> {
+    fn new(io: &'c Io, conn: &'c C, timeout: Duration) -> Out<'c, C> {
         Out {
             io,
             conn,
-            wr: Writer::with_capacity(WRITE_BUF, conn),
+            wr: conn.writer(WRITE_BUF),
             timeout,
         }
     }
@@ -541,7 +613,10 @@ impl<'c> Out<'c> {
     }
 
     /// Runs `f` on the writer with the write timeout as its deadline.
-    fn timed<T>(&mut self, f: impl FnOnce(&mut ConnWriter<'c>) -> io::Result<T>) -> io::Result<T> {
+    fn timed<T>(
+        &mut self,
+        f: impl FnOnce(&mut ConnWriter<'c, C>) -> io::Result<T>,
+    ) -> io::Result<T> {
         let wr = &mut self.wr;
         self.io
             .timeout_until(self.io.now() + self.timeout, |_| f(wr))
@@ -555,11 +630,11 @@ impl<'c> Out<'c> {
     /// Sends the buffered responses, then `len` bytes of `file` from `offset` (`sendfile(2)`),
     /// all within one write timeout.
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
-        self.timed(|wr| wr.send_file(file, offset, len))
+        self.timed(|wr| C::send_file(wr, file, offset, len))
     }
 }
 
-impl Write for Out<'_> {
+impl<C: Conn> Write for Out<'_, C> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.has_room_for(data.len()) {
             return self.wr.write(data);
@@ -579,13 +654,13 @@ impl Write for Out<'_> {
     }
 }
 
-impl Drop for Out<'_> {
+impl<C: Conn> Drop for Out<'_, C> {
     /// `Writer`'s own drop flushes what is still buffered with no deadline: into a client that
     /// does not read, that waits for ever. Every ordinary end of a connection has flushed
     /// already, so what is left belongs to one that failed; it gets one try, under a deadline
     /// that has already passed (what the socket takes at once is sent, nothing is waited for).
     fn drop(&mut self) {
-        let wr = std::mem::replace(&mut self.wr, Writer::with_capacity(0, self.conn));
+        let wr = std::mem::replace(&mut self.wr, self.conn.writer(0));
         let io = self.io;
         io.timeout_until(io.now(), move |_| drop(wr));
     }
@@ -599,16 +674,28 @@ impl Drop for Out<'_> {
 /// slowloris head, a client that vanished mid-response…), for the accept loop to count and log.
 pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
     conn.set_nodelay(true)?;
-    let mut rd = Reader::on_demand(READ_BUF, &conn);
-    let mut out = Out::new(io, &conn, app.cfg.write_timeout);
+    serve_conn(io, &conn, app, io.now() + app.cfg.header_timeout)
+}
+
+/// [`handle`] on any [`Conn`]: serves requests on `conn` until the client closes it, asks to
+/// close it, sends something this server refuses, or times out. The first request's head must
+/// be complete by `first_head_deadline` (on TLS, the handshake ran against the same deadline).
+pub fn serve_conn<C: Conn>(
+    io: &Io,
+    conn: &C,
+    app: &HttpApp,
+    first_head_deadline: Instant,
+) -> io::Result<()> {
+    let mut rd = conn.reader(READ_BUF);
+    let mut out = Out::new(io, conn, app.cfg.write_timeout);
     // When the head of the request being received must be complete; `None` while the
     // connection is idle between requests. The first request's clock starts at the accept.
-    let mut head_deadline = Some(io.now() + app.cfg.header_timeout);
+    let mut head_deadline = Some(first_head_deadline);
     loop {
         let head = match parse(rd.buffer()) {
             Parsed::Complete(head) => head,
             Parsed::Invalid(status, why) => {
-                return refuse(io, &conn, &mut rd, &mut out, status, why);
+                return refuse(io, conn, &mut rd, &mut out, status, why);
             }
             Parsed::MoreSlots => unreachable!("parse retries with MAX_HEADERS slots"),
             Parsed::Partial => {
@@ -660,7 +747,7 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
         Stats::bump(&app.ctl.stats.requests);
         if !keep {
             out.flush_buf()?;
-            close_gracefully(io, &conn, &mut rd);
+            close_gracefully(io, conn, &mut rd);
             return Ok(());
         }
     }
@@ -668,10 +755,10 @@ pub fn handle(io: &Io, conn: TcpStream, app: &HttpApp) -> io::Result<()> {
 
 /// Answers one parsed request into the writer (not flushed, unless the route transfers a file
 /// or the client waits for `100 Continue`). Returns whether the connection stays open.
-fn respond(
+fn respond<'c, C: Conn>(
     io: &Io,
-    rd: &mut ConnReader<'_>,
-    wr: &mut Out<'_>,
+    rd: &mut ConnReader<'c, C>,
+    wr: &mut Out<'c, C>,
     app: &HttpApp,
     head: &Head,
 ) -> io::Result<bool> {
@@ -800,11 +887,11 @@ fn respond(
 
 /// Answers a request the server refuses (`400`, `414`, `431`, `501`…), closes the connection
 /// gracefully and returns the reason as an error, for the accept loop to count and log.
-fn refuse(
+fn refuse<'c, C: Conn>(
     io: &Io,
-    conn: &TcpStream,
-    rd: &mut ConnReader<'_>,
-    wr: &mut Out<'_>,
+    conn: &'c C,
+    rd: &mut ConnReader<'c, C>,
+    wr: &mut Out<'c, C>,
     status: Status,
     why: &'static str,
 ) -> io::Result<()> {
@@ -825,8 +912,12 @@ fn refuse(
 /// discard what the client still sends for a short while. Closing a socket with unread input
 /// makes the kernel send a reset, which can destroy the response in the client's receive
 /// buffer before it reads it (the "lingering close" of Apache and nginx).
-fn close_gracefully(io: &Io, conn: &TcpStream, rd: &mut ConnReader<'_>) {
-    if conn.shutdown(Shutdown::Write).is_err() {
+fn close_gracefully<'c, C: Conn>(io: &Io, conn: &'c C, rd: &mut ConnReader<'c, C>) {
+    // On TLS the close_notify is a write: bounded like the linger that follows.
+    if io
+        .timeout_until(io.now() + LINGER, |_| conn.close_write())
+        .is_err()
+    {
         return;
     }
     let _ = io.timeout_until(io.now() + LINGER, |_| rd.discard(LINGER_BYTES));
@@ -839,7 +930,7 @@ fn body_phase<T>(io: &Io, app: &HttpApp, f: impl FnOnce() -> io::Result<T>) -> i
 
 /// Writes a whole response with a body (the body left out for `HEAD`) into the writer.
 fn write_response(
-    wr: &mut Out<'_>,
+    wr: &mut impl Write,
     status: Status,
     content_type: &str,
     body: &[u8],
@@ -855,7 +946,7 @@ fn write_response(
 
 /// Writes a response head into the writer.
 fn write_head(
-    wr: &mut Out<'_>,
+    wr: &mut impl Write,
     status: Status,
     content_type: &str,
     content_length: u64,

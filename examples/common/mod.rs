@@ -8,6 +8,7 @@
 //!   concurrency), the stop switch and the counters.
 //! - [`http`]: the HTTP/1.1 connection handler and its routes.
 //! - [`echo`]: the TCP echo handler.
+//! - [`tls`]: HTTPS: rustls around the same HTTP handler, certificates.
 
 // Each program uses a subset of this module; the tests use another.
 #![allow(dead_code)]
@@ -16,3 +17,4 @@ pub mod cli;
 pub mod echo;
 pub mod http;
 pub mod server;
+pub mod tls;
