@@ -61,25 +61,12 @@ fn main() {
     let rt = or_exit(cli::RuntimeOpts::from_args(&args, "green"));
     let streams: usize = or_exit(args.get_or("streams", 4usize)).max(1);
     let size: usize = or_exit(args.get_or("size", 1usize << 20));
-    let (serve, connect) = match (args.switch("server"), args.switch("client")) {
-        (false, false) => (true, true),
-        (s, c) => (s, c),
-    };
-    let default_addr = if serve && connect {
-        "127.0.0.1:0"
-    } else {
-        "127.0.0.1:4433"
-    };
-    let addr: SocketAddr = or_exit(
-        args.value("addr")
-            .unwrap_or(default_addr)
-            .parse()
-            .map_err(|e| format!("--addr: {e}")),
-    );
-    let cert_file = args.value("cert").map(str::to_string);
-    if serve != connect && cert_file.is_none() {
-        cli::exit_usage(USAGE, "--server and --client need --cert FILE");
-    }
+    let cli::Roles {
+        serve,
+        connect,
+        addr,
+        cert_file,
+    } = cli::Roles::from_args_or_exit(&args, USAGE);
 
     let result = rt.builder().run(|io| -> Result<(), BoxError> {
         let (endpoint, cert) = if serve {

@@ -12,6 +12,12 @@
 //! short channels make every file of the tree a stream of several blocks and keep the bounds
 //! tight.
 
+#[path = "support/models.rs"]
+#[macro_use]
+mod models;
+
+use models::Rt;
+
 #[path = "../examples/file_pipeline/codec.rs"]
 mod codec;
 #[path = "../examples/file_pipeline/error.rs"]
@@ -32,64 +38,15 @@ mod walk;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pipeline::{Config, Summary};
 use stats::Stats;
-use zsync::{Backend, Builder, Model};
+use zsync::Model;
 
 /// How long one test may run before it fails instead of hanging.
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// A runtime to run the pipeline on.
-#[derive(Debug, Clone, Copy)]
-enum Rt {
-    Blocking,
-    Threaded,
-    GreenEpoll,
-    GreenAuto,
-}
-
-impl Rt {
-    fn builder(self) -> Builder {
-        match self {
-            Rt::Blocking => Builder::new(Model::Blocking),
-            Rt::Threaded => Builder::new(Model::Threaded).worker_threads(2),
-            Rt::GreenEpoll => Builder::new(Model::Green)
-                .worker_threads(2)
-                .backend(Backend::Epoll),
-            Rt::GreenAuto => Builder::new(Model::Green).worker_threads(2),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Rt::Blocking => "blocking",
-            Rt::Threaded => "threaded",
-            Rt::GreenEpoll => "green_epoll",
-            Rt::GreenAuto => "green",
-        }
-    }
-}
-
-/// Runs `body` on a thread of its own and fails if it has not finished within [`WATCHDOG`].
-fn watchdog(name: &str, body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => thread.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = thread.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{name}: still running after {WATCHDOG:?}"),
-    }
-}
 
 /// A fresh scratch directory for one test on one model.
 fn scratch(test: &str, rt: Rt) -> PathBuf {
@@ -403,16 +360,7 @@ fn output_collision_stops_the_run(rt: Rt) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-macro_rules! per_model {
-    ($($test:ident),* $(,)?) => {
-        mod blocking { $( #[test] fn $test() { super::watchdog(stringify!($test), || super::$test(super::Rt::Blocking)); } )* }
-        mod threaded { $( #[test] fn $test() { super::watchdog(stringify!($test), || super::$test(super::Rt::Threaded)); } )* }
-        mod green_epoll { $( #[test] fn $test() { super::watchdog(stringify!($test), || super::$test(super::Rt::GreenEpoll)); } )* }
-        mod green { $( #[test] fn $test() { super::watchdog(stringify!($test), || super::$test(super::Rt::GreenAuto)); } )* }
-    };
-}
-
-per_model!(
+per_model!(every:
     roundtrip,
     unreadable_file_stops_the_run,
     output_collision_stops_the_run

@@ -9,6 +9,12 @@
 //! is bounded by a watchdog (60 s); the timing figures in the tests are lower bounds of
 //! sleeps the test asked for, never upper bounds.
 
+#[path = "support/models.rs"]
+#[macro_use]
+mod models;
+
+use models::Rt;
+
 #[path = "../examples/common/hyper_routes.rs"]
 mod hyper_routes;
 #[path = "../examples/common/hyper_serve.rs"]
@@ -31,68 +37,14 @@ use hyper_serve::{HyperConfig, HyperStats};
 use zsync::compat::hyper::{ZsyncExecutor, ZsyncTimer};
 use zsync::net::{TcpListener, TcpStream, UnixStream};
 use zsync::time;
-use zsync::{Backend, Builder, Io, Model, Runtime, ShutdownStatus};
+use zsync::{Io, Runtime, ShutdownStatus};
 
 /// How long a whole test may run.
 const WATCHDOG: Duration = Duration::from_secs(60);
 /// A handler sleep no test waits for: the request stays in flight until canceled.
 const FOREVER_MS: u64 = 600_000;
 
-/// A runtime to run a server or a client on.
-#[derive(Debug, Clone, Copy)]
-enum Rt {
-    Threaded,
-    GreenEpoll,
-    Green,
-}
-
-impl Rt {
-    fn builder(self) -> Builder {
-        let b = match self {
-            Rt::Threaded => Builder::new(Model::Threaded),
-            Rt::GreenEpoll => Builder::new(Model::Green).backend(Backend::Epoll),
-            Rt::Green => Builder::new(Model::Green),
-        };
-        b.worker_threads(2)
-    }
-}
-
-/// Runs `body` on a thread of its own and fails the test if it takes longer than [`WATCHDOG`].
-fn with_watchdog(rt: Rt, body: fn(Rt)) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        body(rt);
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().expect("test thread"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{rt:?}: test still running after {WATCHDOG:?}")
-        }
-    }
-}
-
-/// Expands each test body into one `#[test]` per model.
-macro_rules! per_model {
-    ($($name:ident),* $(,)?) => {
-        mod threaded {
-            $( #[test] fn $name() { super::with_watchdog(super::Rt::Threaded, super::$name) } )*
-        }
-        mod green_epoll {
-            $( #[test] fn $name() { super::with_watchdog(super::Rt::GreenEpoll, super::$name) } )*
-        }
-        mod green {
-            $( #[test] fn $name() { super::with_watchdog(super::Rt::Green, super::$name) } )*
-        }
-    };
-}
-
-per_model!(
+per_model!(concurrent:
     get_with_body,
     post_echo,
     keep_alive_serves_many_requests_on_one_connection,

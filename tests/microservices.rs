@@ -16,6 +16,10 @@
 //! watchdogs), and the faults that make a request slow are far longer than both, so a pass
 //! proves the request did not wait for them.
 
+#[path = "support/models.rs"]
+#[macro_use]
+mod models;
+
 #[path = "../examples/microservices/breaker.rs"]
 #[allow(dead_code)]
 mod breaker;
@@ -43,9 +47,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use model::Profile;
+use models::Rt;
 use serde_json::Value;
 use services::{Config, Role, Stack};
-use zsync::{Backend, Builder, Model, Runtime};
+use zsync::Runtime;
 
 /// How long a client socket waits for an answer before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,24 +58,8 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const PATIENCE: Duration = Duration::from_secs(30);
 /// A fault delay no passing test waits out.
 const FOREVER_MS: u64 = 600_000;
-
-#[derive(Clone, Copy, Debug)]
-enum Rt {
-    Threaded,
-    GreenEpoll,
-    GreenAuto,
-}
-
-impl Rt {
-    fn runtime(self) -> Runtime {
-        let b = match self {
-            Rt::Threaded => Builder::new(Model::Threaded),
-            Rt::GreenEpoll => Builder::new(Model::Green).backend(Backend::Epoll),
-            Rt::GreenAuto => Builder::new(Model::Green),
-        };
-        b.worker_threads(2).build().expect("runtime")
-    }
-}
+/// How long a whole test may run before it fails instead of hanging.
+const WATCHDOG: Duration = Duration::from_secs(120);
 
 /// The services on a runtime of their own.
 struct Harness {
@@ -82,7 +71,7 @@ struct Harness {
 
 impl Harness {
     fn start(rt: Rt, cfg: Config) -> Harness {
-        let rt = rt.runtime();
+        let rt = rt.builder().build().expect("runtime");
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let stack = rt
             .block_on(|io| services::start_stack(io, [any; 3], &cfg))
@@ -376,21 +365,7 @@ fn killed_service_breaker_opens_and_closes(rt: Rt) {
     assert_eq!(m.body["downstream"]["breaker"]["state"], "closed", "{m:?}");
 }
 
-macro_rules! per_runtime {
-    ($($test:ident),* $(,)?) => {
-        mod threaded {
-            $( #[test] fn $test() { super::$test(super::Rt::Threaded) } )*
-        }
-        mod green_epoll {
-            $( #[test] fn $test() { super::$test(super::Rt::GreenEpoll) } )*
-        }
-        mod green {
-            $( #[test] fn $test() { super::$test(super::Rt::GreenAuto) } )*
-        }
-    };
-}
-
-per_runtime!(
+per_model!(concurrent:
     happy_path,
     deadline_shrinks_along_the_chain,
     over_budget_chain_answers_504_and_downstream_work_ends,

@@ -12,6 +12,12 @@
 //! writes block soon. The accept-failure test runs its body in a child process (this binary,
 //! re-run on that one test), because it lowers the process's descriptor limit.
 
+#[path = "support/models.rs"]
+#[macro_use]
+mod models;
+
+use models::Rt;
+
 #[path = "../examples/common/mod.rs"]
 mod common;
 
@@ -27,77 +33,14 @@ use common::echo;
 use common::http::{self, HttpConfig};
 use common::server::{Control, Stats};
 use zsync::net::TcpListener;
-use zsync::{Backend, Builder, Model};
+use zsync::Builder;
 
 /// How long a client socket waits for the server before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole test may run.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// A runtime to run a server on.
-#[derive(Debug, Clone, Copy)]
-enum Rt {
-    Blocking,
-    Threaded,
-    GreenEpoll,
-    GreenAuto,
-}
-
-impl Rt {
-    /// The name of the module `per_model!` expands this runtime's tests into.
-    fn module(self) -> &'static str {
-        match self {
-            Rt::Blocking => "blocking",
-            Rt::Threaded => "threaded",
-            Rt::GreenEpoll => "green_epoll",
-            Rt::GreenAuto => "green",
-        }
-    }
-
-    fn builder(self) -> Builder {
-        let b = match self {
-            Rt::Blocking => Builder::new(Model::Blocking),
-            Rt::Threaded => Builder::new(Model::Threaded),
-            Rt::GreenEpoll => Builder::new(Model::Green).backend(Backend::Epoll),
-            Rt::GreenAuto => Builder::new(Model::Green),
-        };
-        // The default fiber stack has room for serde_json's recursion (the `/echo` route).
-        b.worker_threads(2)
-    }
-}
-
-/// Runs `body` on a thread of its own and fails the test if it takes longer than [`WATCHDOG`].
-fn with_watchdog(rt: Rt, body: fn(Rt)) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        body(rt);
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().expect("test thread"),
-        // The body panicked: re-raise its panic here.
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{rt:?}: test still running after {WATCHDOG:?}")
-        }
-    }
-}
-
-/// Expands each test body into one `#[test]` per runtime.
-macro_rules! per_model {
-    ($($name:ident),* $(,)?) => {
-        mod blocking { $( #[test] fn $name() { super::with_watchdog(super::Rt::Blocking, super::$name) } )* }
-        mod threaded { $( #[test] fn $name() { super::with_watchdog(super::Rt::Threaded, super::$name) } )* }
-        mod green_epoll { $( #[test] fn $name() { super::with_watchdog(super::Rt::GreenEpoll, super::$name) } )* }
-        mod green { $( #[test] fn $name() { super::with_watchdog(super::Rt::GreenAuto, super::$name) } )* }
-    };
-}
-
-per_model! {
+per_model!(every:
     http_get_hello,
     http_keep_alive,
     http_pipelining,
@@ -118,7 +61,7 @@ per_model! {
     echo_round_trips,
     echo_idle_client_is_closed_without_an_error,
     echo_non_reading_client_closed_after_write_timeout,
-}
+);
 
 /// A server running on a thread of its own; stopped and joined on drop.
 struct Running {
@@ -980,7 +923,7 @@ fn http_accept_fd_exhaustion_logged_at_a_bounded_rate(rt: Rt) {
     }
     let test = format!(
         "{}::http_accept_fd_exhaustion_logged_at_a_bounded_rate",
-        rt.module()
+        rt.name()
     );
     let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])

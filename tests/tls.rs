@@ -8,6 +8,12 @@
 //! Green on the default backend). Client sockets give up after 10 s; a watchdog fails a test
 //! still running after 60 s.
 
+#[path = "support/models.rs"]
+#[macro_use]
+mod models;
+
+use models::Rt;
+
 #[path = "../examples/common/mod.rs"]
 mod common;
 
@@ -25,69 +31,19 @@ use common::tls::{Identity, TlsServer};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use zsync::net::TcpListener;
-use zsync::{Backend, Builder, Model};
 
 /// How long a client socket waits for the server before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a whole test may run.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy)]
-enum Rt {
-    Blocking,
-    Threaded,
-    GreenEpoll,
-    GreenAuto,
-}
-
-impl Rt {
-    fn builder(self) -> Builder {
-        let b = match self {
-            Rt::Blocking => Builder::new(Model::Blocking),
-            Rt::Threaded => Builder::new(Model::Threaded),
-            Rt::GreenEpoll => Builder::new(Model::Green).backend(Backend::Epoll),
-            Rt::GreenAuto => Builder::new(Model::Green),
-        };
-        b.worker_threads(2)
-    }
-}
-
-/// Runs `body` on a thread of its own and fails the test if it takes longer than [`WATCHDOG`].
-fn with_watchdog(rt: Rt, body: fn(Rt)) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        body(rt);
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().expect("test thread"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{rt:?}: test still running after {WATCHDOG:?}")
-        }
-    }
-}
-
-macro_rules! per_model {
-    ($($name:ident),* $(,)?) => {
-        mod blocking { $( #[test] fn $name() { super::with_watchdog(super::Rt::Blocking, super::$name) } )* }
-        mod threaded { $( #[test] fn $name() { super::with_watchdog(super::Rt::Threaded, super::$name) } )* }
-        mod green_epoll { $( #[test] fn $name() { super::with_watchdog(super::Rt::GreenEpoll, super::$name) } )* }
-        mod green { $( #[test] fn $name() { super::with_watchdog(super::Rt::GreenAuto, super::$name) } )* }
-    };
-}
-
-per_model! {
+per_model!(every:
     https_routes,
     https_keep_alive,
     https_close_notify_on_connection_close_and_idle_timeout,
     https_stalled_handshake_dropped_at_deadline,
     https_garbage_client_hello_clean_close,
-}
+);
 
 /// A TLS server running on a thread of its own; stopped and joined on drop.
 struct Running {

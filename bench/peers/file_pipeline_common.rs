@@ -2,7 +2,6 @@
 //! flags, the sorted depth-first walk, and the summary line (the example's `--json` format).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The peers' flags, named as the example's.
 pub struct Opts {
@@ -101,16 +100,29 @@ pub fn walk(root: &Path) -> std::io::Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// Prints the summary as the example's `--json` does.
-pub fn print_json(model: &str, files: u64, bytes_in: u64, bytes_out: u64, elapsed: Duration) {
+/// Ends a run as the example does: writes the manifest of `entries` (atomically: a partial
+/// file renamed into place) and prints the summary as the example's `--json` does, `model`
+/// naming the peer.
+pub fn finish(
+    opts: &Opts,
+    model: &str,
+    mut entries: Vec<crate::manifest::Entry>,
+    start: std::time::Instant,
+) -> std::io::Result<()> {
+    let bytes = crate::manifest::render(&mut entries, opts.level);
+    let path = opts.output.join(crate::manifest::MANIFEST_NAME);
+    let partial = crate::manifest::partial_path(&path);
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, &path)?;
     println!(
         "{}",
         serde_json::json!({
             "model": model,
-            "files": files,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "seconds": elapsed.as_secs_f64(),
+            "files": entries.len() as u64,
+            "bytes_in": entries.iter().map(|e| e.size).sum::<u64>(),
+            "bytes_out": entries.iter().map(|e| e.compressed).sum::<u64>(),
+            "seconds": start.elapsed().as_secs_f64(),
         })
     );
+    Ok(())
 }

@@ -77,18 +77,11 @@ fn main() -> io::Result<()> {
             .map(|e| process(&opts, e))
             .collect::<io::Result<_>>()
     })?;
-    let mut entries: Vec<manifest::Entry> = done.into_iter().flatten().collect();
-    let bytes = manifest::render(&mut entries, opts.level);
-    let path = opts.output.join(manifest::MANIFEST_NAME);
-    let partial = manifest::partial_path(&path);
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, &path)?;
-    common::print_json(
+    let entries: Vec<manifest::Entry> = done.into_iter().flatten().collect();
+    common::finish(
+        &opts,
         &format!("rayon ({} threads)", opts.workers),
-        entries.len() as u64,
-        entries.iter().map(|e| e.size).sum(),
-        entries.iter().map(|e| e.compressed).sum(),
-        start.elapsed(),
-    );
-    Ok(())
+        entries,
+        start,
+    )
 }

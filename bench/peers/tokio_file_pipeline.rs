@@ -269,18 +269,11 @@ fn main() -> io::Result<()> {
         .worker_threads(opts.workers)
         .enable_all()
         .build()?;
-    let mut entries = rt.block_on(run(opts.clone()))?;
-    let bytes = manifest::render(&mut entries, opts.level);
-    let path = opts.output.join(manifest::MANIFEST_NAME);
-    let partial = manifest::partial_path(&path);
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, &path)?;
-    common::print_json(
+    let entries = rt.block_on(run(opts.clone()))?;
+    common::finish(
+        &opts,
         &format!("tokio ({} workers)", opts.workers),
-        entries.len() as u64,
-        entries.iter().map(|e| e.size).sum(),
-        entries.iter().map(|e| e.compressed).sum(),
-        start.elapsed(),
-    );
-    Ok(())
+        entries,
+        start,
+    )
 }

@@ -188,20 +188,8 @@ fn raw_server(
         while let Some(incoming) = accepting.accept().await {
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut len = [0u8; 8];
-                        if recv.read_exact(&mut len).await.is_err() {
-                            return;
-                        }
-                        for chunk in body::chunks(u64::from_le_bytes(len)) {
-                            if send.write_chunk(chunk).await.is_err() {
-                                return;
-                            }
-                        }
-                        let _ = send.finish();
-                        let _ = send.stopped().await;
-                    });
+                while let Ok((send, recv)) = conn.accept_bi().await {
+                    tokio::spawn(body::serve_raw_stream(send, recv));
                 }
             });
         }

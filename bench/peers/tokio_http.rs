@@ -4,7 +4,7 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use zsync_bench::{handle_http, Args, BadRequest, BAD_REQUEST_RESPONSE};
+use zsync_bench::{tokio_serve, Args};
 
 fn main() {
     let args = Args::from_env();
@@ -33,34 +33,7 @@ fn main() {
 }
 
 async fn serve_http(mut s: TcpStream) -> std::io::Result<()> {
-    let mut inbuf = vec![0u8; 8192];
-    let mut len = 0;
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        if len == inbuf.len() {
-            inbuf.resize(inbuf.len() * 2, 0);
-        }
-        let n = s.read(&mut inbuf[len..]).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        len += n;
-        match handle_http(&inbuf[..len], &mut out) {
-            Ok(used) => {
-                inbuf.copy_within(used..len, 0);
-                len -= used;
-            }
-            Err(BadRequest) => {
-                out.extend_from_slice(BAD_REQUEST_RESPONSE);
-                s.write_all(&out).await?;
-                return Ok(());
-            }
-        }
-        if !out.is_empty() {
-            s.write_all(&out).await?;
-            out.clear();
-        }
-    }
+    tokio_serve::serve_http(&mut s).await
 }
 
 async fn serve_echo(mut s: TcpStream) -> std::io::Result<()> {

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
-use zsync_bench::{handle_http, Args, BadRequest, BAD_REQUEST_RESPONSE};
+use zsync_bench::{tokio_serve, Args};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -69,34 +69,8 @@ fn fail(what: &str) -> ! {
     std::process::exit(1);
 }
 
-/// `tokio_http.rs`'s connection loop over any stream, then `close_notify`.
+/// `tokio_http.rs`'s connection loop over the TLS stream, then `close_notify`.
 async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> std::io::Result<()> {
-    let mut inbuf = vec![0u8; 8192];
-    let mut len = 0;
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        if len == inbuf.len() {
-            inbuf.resize(inbuf.len() * 2, 0);
-        }
-        let n = s.read(&mut inbuf[len..]).await?;
-        if n == 0 {
-            return s.shutdown().await;
-        }
-        len += n;
-        match handle_http(&inbuf[..len], &mut out) {
-            Ok(used) => {
-                inbuf.copy_within(used..len, 0);
-                len -= used;
-            }
-            Err(BadRequest) => {
-                out.extend_from_slice(BAD_REQUEST_RESPONSE);
-                s.write_all(&out).await?;
-                return s.shutdown().await;
-            }
-        }
-        if !out.is_empty() {
-            s.write_all(&out).await?;
-            out.clear();
-        }
-    }
+    tokio_serve::serve_http(&mut s).await?;
+    s.shutdown().await
 }

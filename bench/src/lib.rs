@@ -7,6 +7,8 @@
 
 use std::io::{self, Read, Write};
 
+pub mod tokio_serve;
+
 /// The response of `GET /`, byte for byte the same in every Rust peer.
 pub const HELLO_RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nServer: zsync-bench\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";

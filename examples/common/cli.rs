@@ -166,3 +166,48 @@ pub fn exit_usage(usage: &str, error: &str) -> ! {
     eprintln!("error: {error}\n\n{usage}");
     std::process::exit(2);
 }
+
+/// Who a client/server example is in this process (`--server`, `--client`; both when neither
+/// is given: the process talks to itself), where it listens or connects (`--addr`; a free
+/// port when it is both, `127.0.0.1:4433` otherwise) and the certificate file the two sides
+/// share when they run apart (`--cert`, required then).
+pub struct Roles {
+    /// Runs the server.
+    pub serve: bool,
+    /// Runs the client.
+    pub connect: bool,
+    /// Where the server listens, or the client connects.
+    pub addr: std::net::SocketAddr,
+    /// The server's certificate: written by a lone server, read by a lone client.
+    pub cert_file: Option<String>,
+}
+
+impl Roles {
+    /// Reads the roles from `args`, printing `usage` and exiting on an error.
+    pub fn from_args_or_exit(args: &Args, usage: &str) -> Roles {
+        let (serve, connect) = match (args.switch("server"), args.switch("client")) {
+            (false, false) => (true, true),
+            (s, c) => (s, c),
+        };
+        let default_addr = if serve && connect {
+            "127.0.0.1:0"
+        } else {
+            "127.0.0.1:4433"
+        };
+        let addr = args
+            .value("addr")
+            .unwrap_or(default_addr)
+            .parse()
+            .unwrap_or_else(|e| exit_usage(usage, &format!("--addr: {e}")));
+        let cert_file = args.value("cert").map(str::to_string);
+        if serve != connect && cert_file.is_none() {
+            exit_usage(usage, "--server and --client need --cert FILE");
+        }
+        Roles {
+            serve,
+            connect,
+            addr,
+            cert_file,
+        }
+    }
+}

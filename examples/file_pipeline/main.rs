@@ -11,6 +11,7 @@
 //! ```
 
 #[path = "../common/cli.rs"]
+#[allow(dead_code)] // the client/server roles are for the network examples
 mod cli;
 mod codec;
 mod error;

@@ -86,7 +86,7 @@ fn raw_server(
                 .spawn_future(async move {
                     let Ok(conn) = incoming.await else { return };
                     while let Ok((send, recv)) = conn.accept_bi().await {
-                        io.spawn_future(raw_stream(send, recv)).detach();
+                        io.spawn_future(body::serve_raw_stream(send, recv)).detach();
                     }
                 })
                 .detach();
@@ -94,21 +94,6 @@ fn raw_server(
     })
     .detach();
     Ok(endpoint)
-}
-
-/// One raw stream: reads the length the client wants, writes that many pattern bytes.
-async fn raw_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let mut len = [0u8; 8];
-    if recv.read_exact(&mut len).await.is_err() {
-        return;
-    }
-    for chunk in body::chunks(u64::from_le_bytes(len)) {
-        if send.write_chunk(chunk).await.is_err() {
-            return;
-        }
-    }
-    let _ = send.finish();
-    let _ = send.stopped().await;
 }
 
 /// `raw`: one QUIC stream of `bytes` bytes, checked.

@@ -50,3 +50,20 @@ pub fn matches(offset: u64, mut data: &[u8]) -> bool {
     }
     true
 }
+
+/// The raw QUIC benchmark's server side of one stream (runtime-agnostic: quinn's streams are
+/// futures): reads the length the client wants (8 bytes, little-endian), writes that many
+/// pattern bytes, finishes the stream and waits for the client to have them.
+pub async fn serve_raw_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let mut len = [0u8; 8];
+    if recv.read_exact(&mut len).await.is_err() {
+        return;
+    }
+    for chunk in chunks(u64::from_le_bytes(len)) {
+        if send.write_chunk(chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+}

@@ -40,7 +40,6 @@ mod routes;
 mod server;
 mod tls;
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -93,25 +92,12 @@ fn main() {
     let count: u64 = or_exit(args.get_or("handshakes", 2000u64));
     let concurrency: u64 = or_exit(args.get_or("concurrency", 8u64));
     let bench_mode = args.value("bench").map(str::to_string);
-    let (serve, connect) = match (args.switch("server"), args.switch("client")) {
-        (false, false) => (true, true),
-        (s, c) => (s, c),
-    };
-    let default_addr = if serve && connect {
-        "127.0.0.1:0"
-    } else {
-        "127.0.0.1:4433"
-    };
-    let addr: SocketAddr = or_exit(
-        args.value("addr")
-            .unwrap_or(default_addr)
-            .parse()
-            .map_err(|e| format!("--addr: {e}")),
-    );
-    let cert_file = args.value("cert").map(str::to_string);
-    if serve != connect && cert_file.is_none() {
-        cli::exit_usage(USAGE, "--server and --client need --cert FILE");
-    }
+    let cli::Roles {
+        serve,
+        connect,
+        addr,
+        cert_file,
+    } = cli::Roles::from_args_or_exit(&args, USAGE);
 
     let result = rt.builder().run(|io| -> Result<(), BoxError> {
         if let Some(mode) = bench_mode.as_deref() {

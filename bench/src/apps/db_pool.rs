@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{need, AppRow, Ctx};
+use super::{AppRow, Ctx};
 
 /// Clients (tasks) and pool size, the same for every contender.
 const CLIENTS: usize = 64;
@@ -21,33 +21,12 @@ const ACCOUNTS: usize = 1000;
 
 /// Runs both workloads on zsync (Green and Threaded) and on the peer.
 pub fn run(ctx: &Ctx) -> Vec<AppRow> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = Command::new(&cargo)
-        .current_dir(&ctx.root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "zsync-io",
-            "--features",
-            "tokio-io",
-            "--example",
-            "db_pool",
-        ])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let example = ctx.example_bin("db_pool");
-    let peer = ctx.release_bin("tokio-db-pool");
-    if !built
-        || !need(
-            &example,
-            "cargo build --release --features tokio-io --example db_pool",
-        )
-        || !need(&peer, "cargo build --release -p zsync-bench --bins")
-    {
+    let (Some(example), Some(peer)) = (
+        ctx.built_example("db_pool", "tokio-io"),
+        ctx.peer("tokio-db-pool"),
+    ) else {
         return Vec::new();
-    }
+    };
     let pg = ctx.root.join("examples/db_pool/pg.sh");
     let was_running = pg_sh(&pg, "status");
     if !was_running && !pg_sh(&pg, "start") {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{need, AppRow, Ctx};
+use super::{AppRow, Ctx};
 
 const APP: &str = "file_pipeline";
 const LEVEL: &str = "1";
@@ -100,31 +100,13 @@ fn run_once(c: &Contender, input: &Path, output: &Path) -> Result<(Figures, Vec<
 
 /// Runs the comparison.
 pub fn run(ctx: &Ctx) -> Vec<AppRow> {
-    let example = ctx.example_bin("file_pipeline");
-    // The runner builds its peers and its server examples; this example is built here.
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = Command::new(cargo)
-        .current_dir(&ctx.root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "zsync-io",
-            "--example",
-            "file_pipeline",
-        ])
-        .status();
-    if !matches!(built, Ok(s) if s.success()) {
-        println!("note: building examples/file_pipeline failed: {built:?}");
-    }
-    let tokio = ctx.release_bin("tokio-file-pipeline");
-    let rayon = ctx.release_bin("rayon-file-pipeline");
-    if !need(&example, "cargo build --release --example file_pipeline")
-        || !need(&tokio, "cargo build --release -p zsync-bench")
-        || !need(&rayon, "cargo build --release -p zsync-bench")
-    {
+    let (Some(example), Some(tokio), Some(rayon)) = (
+        ctx.built_example("file_pipeline", ""),
+        ctx.peer("tokio-file-pipeline"),
+        ctx.peer("rayon-file-pipeline"),
+    ) else {
         return Vec::new();
-    }
+    };
     let (files, bytes, rounds) = if ctx.quick {
         (2_000, "128MiB", 2)
     } else {

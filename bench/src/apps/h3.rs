@@ -31,35 +31,11 @@ fn cpu_metric(mode: &str) -> &'static str {
 
 /// Runs the benchmarks; builds the example (feature `quinn`) first.
 pub fn run(ctx: &Ctx) -> Vec<AppRow> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = Command::new(&cargo)
-        .current_dir(&ctx.root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "zsync-io",
-            "--features",
-            "quinn",
-        ])
-        .args(["--example", "h3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !built {
-        println!("note: building examples/h3 (--features quinn) failed: h3 skipped");
+    let (Some(zsync_bin), Some(tokio_bin)) =
+        (ctx.built_example("h3", "quinn"), ctx.peer("tokio-h3"))
+    else {
         return Vec::new();
-    }
-    let zsync_bin = ctx.example_bin("h3");
-    let tokio_bin = ctx.release_bin("tokio-h3");
-    if !super::need(
-        &zsync_bin,
-        "cargo build --release --features quinn --example h3",
-    ) || !super::need(
-        &tokio_bin,
-        "cargo build --release -p zsync-bench --bin tokio-h3",
-    ) {
-        return Vec::new();
-    }
+    };
     let (bytes, handshakes, rounds) = if ctx.quick {
         (256u64 << 20, 500u64, 2)
     } else {

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{need, AppRow, Ctx};
+use super::{AppRow, Ctx};
 use zsync_bench::parse_wrk;
 
 const APP: &str = "microservices";
@@ -113,15 +113,14 @@ fn round(c: &Contender, workers: usize, secs: u64) -> Result<(f64, f64, u64), St
 
 /// The benchmark: see the module docs.
 pub fn run(ctx: &Ctx) -> Vec<AppRow> {
-    let zsync_bin = ctx.example_bin("microservices");
-    let peer_bin = ctx.release_bin("tokio-microservices");
-    let ok_zsync = need(
-        &zsync_bin,
-        "cargo build --release --features hyper --example microservices",
-    );
-    let ok_peer = need(&peer_bin, "cargo build --release -p zsync-bench");
-    if !(ok_zsync && ok_peer) || which_wrk().is_none() {
-        println!("note: skipping {APP} (binaries or wrk missing)");
+    let (Some(zsync_bin), Some(peer_bin)) = (
+        ctx.built_example("microservices", "hyper"),
+        ctx.peer("tokio-microservices"),
+    ) else {
+        return Vec::new();
+    };
+    if which_wrk().is_none() {
+        println!("note: wrk is missing (bench/setup.sh installs it): {APP} skipped");
         return Vec::new();
     }
     let contenders = [

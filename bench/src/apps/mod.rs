@@ -39,6 +39,48 @@ impl Ctx {
     pub fn example_bin(&self, name: &str) -> PathBuf {
         self.root.join("target/release/examples").join(name)
     }
+
+    /// Builds the release example `name` of zsync with `features` (cargo's `--features`,
+    /// empty for none) and returns its binary; `None`, with a note, if the build fails or
+    /// leaves no binary. The runner builds the server examples it shares between sections;
+    /// an application builds its own example here.
+    pub fn built_example(&self, name: &str, features: &str) -> Option<PathBuf> {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(&self.root).args([
+            "build",
+            "--release",
+            "-p",
+            "zsync-io",
+            "--example",
+            name,
+        ]);
+        if !features.is_empty() {
+            cmd.args(["--features", features]);
+        }
+        let command = format!(
+            "cargo build --release{}{} --example {name}",
+            if features.is_empty() {
+                ""
+            } else {
+                " --features "
+            },
+            features
+        );
+        if !cmd.status().is_ok_and(|s| s.success()) {
+            println!("note: `{command}` failed: {name} skipped");
+            return None;
+        }
+        let bin = self.example_bin(name);
+        need(&bin, &command).then_some(bin)
+    }
+
+    /// A peer binary of the bench crate (`bench/peers/`), built by the runner before the
+    /// applications run; `None`, with a note, if it is missing.
+    pub fn peer(&self, name: &str) -> Option<PathBuf> {
+        let bin = self.release_bin(name);
+        need(&bin, "cargo build --release -p zsync-bench --bins").then_some(bin)
+    }
 }
 
 /// One figure of one contender of one application.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use zsync_bench::{clock_ticks_per_sec, cpu_us_per_request, parse_wrk, read_proc_stat};
 
-use super::{need, AppRow, Ctx};
+use super::{AppRow, Ctx};
 
 const APP: &str = "tls";
 
@@ -59,13 +59,12 @@ struct Figures {
 type Metric = (&'static str, bool, fn(&Figures) -> f64);
 
 pub fn run(ctx: &Ctx) -> Vec<AppRow> {
-    let zsync_bin = ctx.example_bin("http_server");
-    let peer_bin = ctx.release_bin("tokio-https");
-    if !need(&zsync_bin, "cargo build --release --example http_server")
-        || !need(&peer_bin, "cargo build --release -p zsync-bench")
-    {
+    let (Some(zsync_bin), Some(peer_bin)) = (
+        ctx.built_example("http_server", ""),
+        ctx.peer("tokio-https"),
+    ) else {
         return Vec::new();
-    }
+    };
     let Some(wrk) = which("wrk") else {
         println!("note: wrk is missing (bench/setup.sh installs it): no HTTPS figures");
         return Vec::new();

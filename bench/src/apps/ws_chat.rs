@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{need, AppRow, Ctx};
+use super::{AppRow, Ctx};
 
 /// One load: (clients, rooms, messages per second per client).
 const LOADS: &[(usize, usize, u32)] = &[(1000, 20, 2), (200, 10, 50)];
@@ -77,13 +77,11 @@ fn drive(
 
 /// Runs the ws_chat comparison.
 pub fn run(ctx: &Ctx) -> Vec<AppRow> {
-    let zsync_bin = ctx.example_bin("ws_chat");
-    let tokio_bin = ctx.release_bin("tokio-ws-chat");
-    if !need(&zsync_bin, "cargo build --release --example ws_chat")
-        || !need(&tokio_bin, "cargo build --release -p zsync-bench")
-    {
+    let (Some(zsync_bin), Some(tokio_bin)) =
+        (ctx.built_example("ws_chat", ""), ctx.peer("tokio-ws-chat"))
+    else {
         return Vec::new();
-    }
+    };
     zsync_bench::raise_nofile(65_536);
     let (rounds, secs) = if ctx.quick { (1, 2.0) } else { (3, 5.0) };
     let workers = ctx.workers.to_string();
