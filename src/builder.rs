@@ -420,6 +420,13 @@ impl Builder {
         })
     }
 
+    /// Makes the runtime the scheduler of a simulated `world` (see [`crate::sim::Sim`], which
+    /// sets everything else a simulation needs).
+    pub(crate) fn simulation(mut self, world: std::sync::Arc<crate::sim::world::World>) -> Self {
+        self.green.sim = Some(world);
+        self
+    }
+
     /// The model this builder makes.
     pub(crate) fn model(&self) -> &Model {
         &self.model

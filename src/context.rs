@@ -170,7 +170,7 @@ pub(crate) fn with_cancel<R>(f: impl FnOnce(Option<&dyn NodeSource>) -> R) -> R 
 pub(crate) fn check() -> io::Result<()> {
     with(|c| match c {
         Some(c) if c.cancel.check_pending() => Err(canceled()),
-        Some(c) if c.deadline.get().is_some_and(|d| Instant::now() >= d) => Err(timed_out()),
+        Some(c) if c.deadline.get().is_some_and(|d| crate::clock::now() >= d) => Err(timed_out()),
         _ => Ok(()),
     })
 }
@@ -186,7 +186,7 @@ pub(crate) fn check_until(deadline: Option<Instant>) -> io::Result<Option<Instan
         Some(c) => Ok(earlier(deadline, c.deadline.get())),
         None => Ok(deadline),
     })?;
-    if deadline.is_some_and(|d| Instant::now() >= d) {
+    if deadline.is_some_and(|d| crate::clock::now() >= d) {
         return Err(timed_out());
     }
     Ok(deadline)

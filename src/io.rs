@@ -292,6 +292,9 @@ impl Io {
             crate::diag::wait_point::Object::None,
         );
         context::check()?;
+        if let Some(world) = self.inner.model.sim() {
+            return Err(world.refuse("io.blocking"));
+        }
         let body = move |_: &Io| f();
         if !self.inner.model.offloads_blocking() {
             return Ok(body(self));
@@ -350,7 +353,7 @@ impl Io {
     #[inline]
     pub fn now(&self) -> Instant {
         match crate::op::custom(self) {
-            None => Instant::now(),
+            None => crate::clock::now(),
             Some(model) => model_clock(model),
         }
     }
@@ -388,7 +391,7 @@ impl Io {
             };
         }
         // One clock reading to arm, none to find the deadline already passed (it is ahead).
-        let Some(deadline) = Instant::now().checked_add(duration) else {
+        let Some(deadline) = crate::clock::now().checked_add(duration) else {
             loop {
                 crate::park::park(context::effective_deadline(None));
                 context::check()?;
@@ -520,7 +523,7 @@ impl Io {
     /// });
     /// ```
     pub fn timeout<R>(&self, duration: Duration, f: impl FnOnce(&Io) -> R) -> R {
-        match Instant::now().checked_add(duration) {
+        match crate::clock::now().checked_add(duration) {
             Some(deadline) => self.timeout_until(deadline, f),
             None => f(self), // further away than the clock can count: no deadline
         }

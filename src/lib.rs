@@ -92,6 +92,8 @@
 //! - [Building a service with zsync](https://github.com/zsync-io/zsync/blob/main/docs/guides/building-a-service.md):
 //!   the example applications (PostgreSQL through a pool, WebSocket chat, a file pipeline,
 //!   microservices with deadlines, TLS, HTTP/3) and what to copy from each.
+//! - [Testing with deterministic simulation](https://github.com/zsync-io/zsync/blob/main/docs/guides/testing-with-simulation.md):
+//!   [`sim::Sim`], seeds, simulated time, finding and reproducing interleaving bugs.
 //!
 //! The guides live in `docs/guides/` in the repository; every Rust block in them runs as a
 //! doctest.
@@ -116,6 +118,7 @@ compile_error!(
 
 mod builder;
 mod cancel;
+mod clock;
 mod contain;
 mod context;
 mod diag;
@@ -154,6 +157,7 @@ pub mod profile {
 }
 pub mod select;
 pub mod signal;
+pub mod sim;
 pub mod sync;
 pub mod task;
 pub mod time;
@@ -193,6 +197,9 @@ pub struct GuideCustomModel;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/guides/building-a-service.md")]
 pub struct GuideBuildingAService;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guides/testing-with-simulation.md")]
+pub struct GuideTestingWithSimulation;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/debugging.md")]
 pub struct GuideDebugging;

@@ -359,13 +359,19 @@ pub(crate) fn note_clock(now: Instant) {
     CLOCK.with(|c| c.set(Some(now)));
 }
 
+/// Forgets this thread's published reading: the clock changes from real to a simulation's
+/// virtual one, or back, and a reading of the other clock says nothing about this one.
+pub(crate) fn forget_clock() {
+    CLOCK.with(|c| c.set(None));
+}
+
 /// Whether the monotonic clock has reached `deadline`. Looks at this thread's last published
 /// reading first: a reading is never ahead of the clock, so a deadline it reached has passed.
 /// Only otherwise is the clock read. A timer fires when the worker's reading reaches its
 /// deadline, so a task its timer woke answers without a clock read.
 #[inline]
 pub(crate) fn deadline_passed(deadline: Instant) -> bool {
-    CLOCK.with(|c| c.get()).is_some_and(|now| now >= deadline) || Instant::now() >= deadline
+    CLOCK.with(|c| c.get()).is_some_and(|now| now >= deadline) || crate::clock::now() >= deadline
 }
 
 /// Which readiness a descriptor wait is for: the direction of

@@ -212,7 +212,7 @@ impl Clone for SleepEvent {
 
 /// An event that completes after `duration` (measured from now).
 pub fn sleep(duration: Duration) -> SleepEvent {
-    sleep_until(crate::time::later(Instant::now(), duration))
+    sleep_until(crate::time::later(crate::clock::now(), duration))
 }
 
 /// An event that completes at `deadline`.

@@ -132,7 +132,7 @@ impl Interval {
     ///
     /// If `period` is zero.
     pub fn new(io: &Io, period: Duration) -> Interval {
-        Interval::new_at(io, Instant::now(), period)
+        Interval::new_at(io, crate::clock::now(), period)
     }
 
     /// An interval whose first tick is at `start` and the next ones every `period` after. Same
@@ -195,7 +195,7 @@ impl Interval {
             crate::diag::wait_point::WaitOp::Sleep,
             crate::diag::wait_point::Object::None,
         );
-        self.tick_until(later(Instant::now(), timeout))
+        self.tick_until(later(crate::clock::now(), timeout))
     }
 
     /// Consumes the tick scheduled at `self.next`, handled at `now`; returns its instant.
@@ -236,12 +236,12 @@ impl Interval {
 
     /// Restarts the schedule from now: the next tick is one period from now.
     pub fn reset(&mut self) {
-        self.next = later(Instant::now(), self.period);
+        self.next = later(crate::clock::now(), self.period);
     }
 
     /// Restarts the schedule from now with a tick at once.
     pub fn reset_immediately(&mut self) {
-        self.next = Instant::now();
+        self.next = crate::clock::now();
     }
 
     /// Restarts the schedule at `at`: the next tick is at `at`, then every period after.
@@ -318,7 +318,7 @@ impl std::future::Future for TickEvent<'_> {
             }
         }
         this.sleep = None;
-        Poll::Ready(this.interval.advance(Instant::now()))
+        Poll::Ready(this.interval.advance(crate::clock::now()))
     }
 }
 
@@ -330,7 +330,7 @@ impl Event for TickEvent<'_> {
         if !crate::park::deadline_passed(self.interval.next) {
             return Poll::Pending;
         }
-        Poll::Ready(self.interval.advance(Instant::now()))
+        Poll::Ready(self.interval.advance(crate::clock::now()))
     }
 
     fn wake_at(&self) -> Option<Instant> {

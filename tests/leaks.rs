@@ -8,6 +8,10 @@ use zsync::Io;
 /// In this binary a conformance module only lists its bodies; the per-model `#[test]`s live in
 /// the `conformance` binary.
 macro_rules! conformance {
+    (on sim: $($sim:ident),* $(,)? ; not on sim: $($other:ident),* $(,)?) => {
+        pub const ALL: &[(&str, fn(&Io))] =
+            &[$((stringify!($sim), $sim),)* $((stringify!($other), $other)),*];
+    };
     ($($name:ident),* $(,)?) => {
         pub const ALL: &[(&str, fn(&Io))] = &[$((stringify!($name), $name)),*];
     };

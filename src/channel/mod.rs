@@ -228,7 +228,7 @@ impl<T> Sender<T> {
             crate::diag::wait_point::WaitOp::ChannelSend,
             crate::diag::wait_point::Object::of(&*self.chan),
         );
-        self.send_until(value, Instant::now() + timeout)
+        self.send_until(value, crate::clock::now() + timeout)
     }
 
     /// Like [`send`](Sender::send), giving up with [`SendError::TimedOut`] at `deadline`.
@@ -324,7 +324,7 @@ impl<T> Receiver<T> {
             crate::diag::wait_point::WaitOp::ChannelRecv,
             crate::diag::wait_point::Object::of(&*self.chan),
         );
-        self.recv_until(Instant::now() + timeout)
+        self.recv_until(crate::clock::now() + timeout)
     }
 
     /// Like [`recv`](Receiver::recv), giving up with [`RecvError::TimedOut`] at `deadline`.

@@ -95,7 +95,7 @@ pub struct Queue<T> {
 
 /// `now + timeout`, or no deadline if that overflows the clock.
 fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
+    crate::clock::now().checked_add(timeout)
 }
 
 fn kind_of(e: &std::io::Error) -> QueueErrorKind {

@@ -167,7 +167,7 @@ impl fmt::Debug for Sleep {
 /// assert!(!sleep.is_elapsed());
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    Sleep::until(crate::time::later(Instant::now(), duration))
+    Sleep::until(crate::time::later(crate::clock::now(), duration))
 }
 
 /// A future that completes once `deadline` has passed. See [`Sleep`].

@@ -110,7 +110,7 @@ impl<F> fmt::Debug for Timeout<F> {
 /// assert!(t.deadline() > std::time::Instant::now());
 /// ```
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
-    timeout_until(crate::time::later(Instant::now(), duration), future)
+    timeout_until(crate::time::later(crate::clock::now(), duration), future)
 }
 
 /// Runs `future` until `deadline` at most: `Ok(output)`, or the `TimedOut` error. See

@@ -113,6 +113,9 @@ pub enum ModelKind {
     Green,
     /// [`Model::Custom`], whatever the custom model.
     Custom,
+    /// A deterministic simulation ([`Sim`](crate::sim::Sim)): fibers on one thread in the
+    /// order a seed picks, under a virtual clock.
+    Simulation,
 }
 
 impl fmt::Display for ModelKind {
@@ -122,6 +125,7 @@ impl fmt::Display for ModelKind {
             ModelKind::Threaded => "Threaded",
             ModelKind::Green => "Green",
             ModelKind::Custom => "Custom",
+            ModelKind::Simulation => "Simulation",
         })
     }
 }
@@ -145,6 +149,7 @@ impl ModelImpl {
         match self {
             ModelImpl::Blocking => ModelKind::Blocking,
             ModelImpl::Threaded(_) => ModelKind::Threaded,
+            ModelImpl::Green(g) if g.sim().is_some() => ModelKind::Simulation,
             ModelImpl::Green(_) => ModelKind::Green,
             ModelImpl::Custom(_) => ModelKind::Custom,
         }
@@ -155,6 +160,7 @@ impl ModelImpl {
         match self {
             ModelImpl::Blocking => "Blocking",
             ModelImpl::Threaded(_) => "Threaded",
+            ModelImpl::Green(g) if g.sim().is_some() => "Simulation",
             ModelImpl::Green(_) => "Green",
             ModelImpl::Custom(rt) => rt.name(),
         }
@@ -381,12 +387,27 @@ impl ModelImpl {
         }
     }
 
-    /// The custom model behind this handle, if it is one: what the operation layer asks first.
+    /// The model behind this handle that takes every operation as an
+    /// [`Operation`](crate::Operation), if it has one: a custom model, or a simulation's world.
+    /// What the operation layer asks first.
     #[inline]
     pub(crate) fn custom(&self) -> Option<&dyn CustomModel> {
         match self {
             ModelImpl::Custom(rt) => Some(&**rt),
-            ModelImpl::Blocking | ModelImpl::Threaded(_) | ModelImpl::Green(_) => None,
+            ModelImpl::Green(g) => match g.sim() {
+                Some(world) => Some(&**world),
+                None => None,
+            },
+            ModelImpl::Blocking | ModelImpl::Threaded(_) => None,
+        }
+    }
+
+    /// The simulated world, when this is a simulation.
+    #[inline]
+    pub(crate) fn sim(&self) -> Option<&crate::sim::world::World> {
+        match self {
+            ModelImpl::Green(g) => g.sim().map(|w| &**w),
+            ModelImpl::Blocking | ModelImpl::Threaded(_) | ModelImpl::Custom(_) => None,
         }
     }
 }

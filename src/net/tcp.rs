@@ -131,6 +131,7 @@ impl TcpListener {
         addr: impl ToSocketAddrs,
         options: &ListenOptions,
     ) -> io::Result<TcpListener> {
+        crate::sim::world::refuse_in_sim(io, "`net::bind` (a real TCP listener)")?;
         addr::each_addr(io, addr, |a| {
             let socket = socket2::Socket::new(
                 Domain::for_address(a),
@@ -329,7 +330,7 @@ impl TcpStream {
             crate::diag::wait_point::WaitOp::Connect,
             crate::diag::wait_point::Object::None,
         );
-        Self::connect_addr(io, *addr, Some(Instant::now() + timeout))
+        Self::connect_addr(io, *addr, Some(crate::clock::now() + timeout))
     }
 
     /// Connects to `addr`, as a future: the connect is started at once and completes through

@@ -86,7 +86,7 @@ pub(crate) fn bounded<T>(
     op: impl FnOnce(Option<Instant>) -> io::Result<T>,
 ) -> io::Result<T> {
     // One call site of `op`, so that it is inlined here.
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let deadline = timeout.and_then(|t| crate::clock::now().checked_add(t));
     let result = op(deadline);
     let Some(deadline) = deadline else {
         return result;

@@ -162,6 +162,7 @@ impl UdpSocket {
     /// Errors: `AddrInUse` if the port is taken, `AddrNotAvailable` for an address not on this
     /// host, `NotFound` for a name that does not resolve, `InvalidInput` for a malformed address.
     pub fn bind(io: &Io, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        crate::sim::world::refuse_in_sim(io, "`net::bind` (a real UDP socket)")?;
         addr::each_addr(io, addr, |a| {
             UdpSocket::from_std(io, std::net::UdpSocket::bind(a)?)
         })

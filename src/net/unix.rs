@@ -41,7 +41,7 @@ fn backoff(deadline: Option<Instant>, delay: &mut Duration) -> io::Result<()> {
         node.set_waker(park::current_waker);
     }
     context::check()?;
-    let now = Instant::now();
+    let now = crate::clock::now();
     let mut until = now + *delay;
     if let Some(d) = context::effective_deadline(deadline) {
         if d <= now {
@@ -129,6 +129,7 @@ impl UnixListener {
     /// `NotFound` if its directory does not exist, `InvalidInput` if the path is too long for a
     /// socket address.
     pub fn bind(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        crate::sim::world::refuse_in_sim(io, "`net::unix_bind` (a real Unix listener)")?;
         UnixListener::from_std(io, std::os::unix::net::UnixListener::bind(path)?)
     }
 
@@ -446,6 +447,7 @@ impl UnixDatagram {
     ///
     /// Errors: `AddrInUse` if `path` exists, `NotFound` if its directory does not exist.
     pub fn bind(io: &Io, path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
+        crate::sim::world::refuse_in_sim(io, "`net::unix_bind` (a real Unix socket)")?;
         UnixDatagram::from_std(io, std::os::unix::net::UnixDatagram::bind(path)?)
     }
 

@@ -79,7 +79,7 @@ pub(crate) struct Lazy {
 
 impl Lazy {
     pub(crate) fn new(every: Duration) -> Lazy {
-        let epoch = Instant::now();
+        let epoch = crate::clock::now();
         Lazy {
             epoch,
             every,

@@ -233,7 +233,7 @@ impl<M: Manager> Inner<M> {
 
     /// The `since` stamp of a connection going idle now.
     fn idle_since(&self) -> Option<Instant> {
-        self.config.idle_timeout.map(|_| Instant::now())
+        self.config.idle_timeout.map(|_| crate::clock::now())
     }
 
     /// Uncounts and closes a connection; its `Drop` runs after the lock is released.
@@ -254,7 +254,7 @@ impl<M: Manager> Inner<M> {
         loop {
             let popped = self.lock().idle.pop();
             let Some(idle) = popped else { break };
-            let expired = self.expires() && self.idle_expired(&idle, Instant::now());
+            let expired = self.expires() && self.idle_expired(&idle, crate::clock::now());
             let needs_check = idle.needs_check || self.config.check_on_checkout;
             let mut conn = Counted {
                 inner: self,
@@ -279,7 +279,7 @@ impl<M: Manager> Inner<M> {
         reservation.keep();
         Ok(Live {
             conn,
-            created: Instant::now(),
+            created: crate::clock::now(),
         })
     }
 
@@ -302,7 +302,8 @@ impl<M: Manager> Inner<M> {
         };
         let live = conn.live.as_mut().expect("set above");
         if discard
-            || (self.config.max_lifetime.is_some() && self.lifetime_expired(live, Instant::now()))
+            || (self.config.max_lifetime.is_some()
+                && self.lifetime_expired(live, crate::clock::now()))
             || self.manager.has_broken(&mut live.conn)
         {
             return; // `conn` closes on drop, then the slot is freed
@@ -365,7 +366,7 @@ impl<M: Manager> Inner<M> {
             reservation.keep();
             let live = Live {
                 conn,
-                created: Instant::now(),
+                created: crate::clock::now(),
             };
             let mut s = self.lock();
             if s.closed {
@@ -383,7 +384,7 @@ impl<M: Manager> Inner<M> {
 
     /// See [`Pool::reap`].
     fn reap(&self) -> usize {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let expired: Vec<Idle<M::Conn>> = {
             let mut s = self.lock();
             let (expired, kept) = std::mem::take(&mut s.idle)
@@ -527,7 +528,7 @@ impl<M: Manager> Pool<M> {
             if e.is_closed() {
                 return Err(PoolError::Closed);
             }
-            let start = Instant::now();
+            let start = crate::clock::now();
             let waited = match timeout {
                 Some(t) => slots.acquire_timeout(t),
                 None => slots.acquire(),
@@ -567,7 +568,7 @@ impl<M: Manager> Pool<M> {
             if e.is_closed() {
                 return Err(PoolError::Closed);
             }
-            let start = Instant::now();
+            let start = crate::clock::now();
             let waited = match self.inner.config.acquire_timeout {
                 Some(t) => crate::time::timeout(t, slots.acquire_event())
                     .await

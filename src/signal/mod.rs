@@ -300,7 +300,9 @@ impl Signals {
             crate::diag::wait_point::Object::None,
         );
         let mut ev = self.recv_event();
-        block_until(Instant::now().checked_add(timeout), |w| ev.poll_event(w))
+        block_until(crate::clock::now().checked_add(timeout), |w| {
+            ev.poll_event(w)
+        })
     }
 
     /// A delivery that arrived since the last `recv`, if any, without waiting.

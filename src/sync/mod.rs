@@ -119,5 +119,5 @@ fn closed_error() -> io::Error {
 
 /// `now + timeout`, or no deadline if that overflows the clock.
 fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
+    crate::clock::now().checked_add(timeout)
 }

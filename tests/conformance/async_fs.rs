@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::io::SeekFrom;
 use std::task::{Context, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use zsync::fs::{self, File, OpenOptions};
@@ -183,9 +183,12 @@ fn a_write_future_dropped_mid_op_still_lands(io: &Io) {
     poll_once_then_drop(f.write_at_async(b"landed".to_vec(), 0));
     drop(f);
     // The op owns its buffer and descriptor: it completes although nobody waits for it.
-    let give_up = Instant::now() + Duration::from_secs(20);
+    let give_up = crate::support::now() + Duration::from_secs(20);
     while fs::read(io, &path).unwrap() != b"landed" {
-        assert!(Instant::now() < give_up, "the dropped write never landed");
+        assert!(
+            crate::support::now() < give_up,
+            "the dropped write never landed"
+        );
         io.sleep(Duration::from_millis(2)).unwrap();
     }
 }
@@ -328,9 +331,12 @@ fn a_file_dropped_with_a_write_behind_keeps_the_write(io: &Io) {
     let n = block_on(io, f.write(b"behind")).unwrap();
     assert_eq!(n, 6);
     drop(f); // not flushed: the write in flight still lands
-    let give_up = Instant::now() + Duration::from_secs(20);
+    let give_up = crate::support::now() + Duration::from_secs(20);
     while fs::read(io, &path).unwrap() != b"behind" {
-        assert!(Instant::now() < give_up, "the write-behind never landed");
+        assert!(
+            crate::support::now() < give_up,
+            "the write-behind never landed"
+        );
         io.sleep(Duration::from_millis(2)).unwrap();
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::channel::{
     self, oneshot, Queue, QueueErrorKind, Receiver, RecvError, SendError, TryRecvError,
@@ -10,26 +10,7 @@ use zsync::channel::{
 };
 use zsync::Io;
 
-use crate::support::{assert_canceled, has_concurrency};
-
-/// Waits (bounded) until `cond` holds; fails the test after 10 s.
-#[track_caller]
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::yield_now();
-    }
-}
-
-/// Lets a task that announced it is about to block actually block. The tests are correct
-/// whether or not it did; this only makes the "canceled mid-wait" path the likely one.
-fn let_it_block() {
-    std::thread::sleep(Duration::from_millis(20));
-}
+use crate::support::{assert_canceled, has_concurrency, let_it_block, wait_for};
 
 // ---- basics -----------------------------------------------------------------------------------
 
@@ -164,7 +145,7 @@ fn wait_on_recv_event(io: &Io) {
     let (tx, rx) = channel::bounded(1);
     io.wait(tx.send_event(3)).unwrap().unwrap();
     assert_eq!(io.wait(rx.recv_event()).unwrap(), Ok(3));
-    let deadline = Instant::now() + Duration::from_millis(20);
+    let deadline = crate::support::now() + Duration::from_millis(20);
     let err = io.wait_until(rx.recv_event(), deadline).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     tx.send(4).unwrap();
@@ -248,24 +229,24 @@ fn rendezvous_send_completes_only_when_taken(io: &Io) {
 
 fn recv_timeout_times_out_in_time(_io: &Io) {
     let (tx, rx) = channel::bounded::<u8>(1);
-    let start = Instant::now();
+    let start = crate::support::now();
     assert_eq!(
         rx.recv_timeout(Duration::from_millis(50)),
         Err(RecvError::TimedOut)
     );
-    let took = start.elapsed();
+    let took = crate::support::elapsed(start);
     assert!(
         took >= Duration::from_millis(50) && took < Duration::from_secs(2),
         "{took:?}"
     );
     tx.send(1).unwrap();
-    let start = Instant::now();
+    let start = crate::support::now();
     let err = tx
-        .send_until(2, Instant::now() + Duration::from_millis(50))
+        .send_until(2, crate::support::now() + Duration::from_millis(50))
         .unwrap_err();
     assert!(err.is_timed_out());
     assert_eq!(err.into_inner(), 2);
-    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert!(crate::support::elapsed(start) >= Duration::from_millis(50));
     assert_eq!(rx.recv_timeout(Duration::from_millis(50)), Ok(1));
     let err: std::io::Error = RecvError::TimedOut.into();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
@@ -273,10 +254,12 @@ fn recv_timeout_times_out_in_time(_io: &Io) {
 
 fn task_deadline_applies_to_recv(io: &Io) {
     let (_tx, rx) = channel::unbounded::<u8>();
-    let start = Instant::now();
-    let r = io.timeout_until(Instant::now() + Duration::from_millis(30), |_| rx.recv());
+    let start = crate::support::now();
+    let r = io.timeout_until(crate::support::now() + Duration::from_millis(30), |_| {
+        rx.recv()
+    });
     assert_eq!(r, Err(RecvError::TimedOut));
-    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert!(crate::support::elapsed(start) >= Duration::from_millis(30));
 }
 
 // ---- cancellation -----------------------------------------------------------------------------
@@ -297,10 +280,10 @@ fn canceled_recv_takes_nothing(io: &Io) {
     };
     wait_for("the receiver", || started.load(Ordering::SeqCst));
     let_it_block();
-    let start = Instant::now();
+    let start = crate::support::now();
     assert_eq!(task.cancel().unwrap(), Err(RecvError::Canceled));
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        crate::support::elapsed(start) < Duration::from_secs(2),
         "cancel was not prompt"
     );
     tx.send(7).unwrap();
@@ -334,12 +317,12 @@ fn canceled_send_gives_the_value_back(io: &Io) {
         };
         wait_for("the sender", || started.load(Ordering::SeqCst));
         let_it_block();
-        let start = Instant::now();
+        let start = crate::support::now();
         match task.cancel().unwrap() {
             Err(SendError::Canceled(v)) => assert_eq!(v, "second"),
             other => panic!("cap {cap}: expected Canceled(value), got {other:?}"),
         }
-        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(crate::support::elapsed(start) < Duration::from_secs(2));
         if cap == 1 {
             assert_eq!(rx.recv().as_deref(), Ok("first"));
         }
@@ -447,7 +430,11 @@ fn queue_put_get_with_min(io: &Io) {
     let mut buf = [0; 3];
     assert_eq!(q.get(&mut buf, 1), Ok(3));
     assert_eq!(buf, [1, 2, 3]);
-    let err = q.get_until(&mut buf, 3, Instant::now() + Duration::from_millis(20));
+    let err = q.get_until(
+        &mut buf,
+        3,
+        crate::support::now() + Duration::from_millis(20),
+    );
     assert_eq!(
         err.unwrap_err().count,
         1,
@@ -535,20 +522,22 @@ fn queue_timeouts_and_deadlines(io: &Io) {
     let err = q.put_timeout(&[1, 2, 3], 3, ms(10)).unwrap_err();
     assert_eq!((err.kind, err.count), (QueueErrorKind::TimedOut, 2));
     assert!(err.is_timed_out() && !err.is_closed());
-    let err = q.put_until(&[4], 1, Instant::now() + ms(10)).unwrap_err();
+    let err = q
+        .put_until(&[4], 1, crate::support::now() + ms(10))
+        .unwrap_err();
     assert_eq!(err.count, 0);
     assert!(q.put_all_timeout(&[5], ms(10)).unwrap_err().is_timed_out());
     assert!(q
-        .put_all_until(&[5], Instant::now() + ms(10))
+        .put_all_until(&[5], crate::support::now() + ms(10))
         .unwrap_err()
         .is_timed_out());
     let err = q.put_one_timeout(6, ms(10)).unwrap_err();
     assert_eq!(err, SendError::TimedOut(6));
     assert_eq!(
-        q.put_one_until(7, Instant::now() + ms(10)),
+        q.put_one_until(7, crate::support::now() + ms(10)),
         Err(SendError::TimedOut(7))
     );
-    let r = io.timeout_until(Instant::now() + ms(10), |_| q.put_all(&[8]));
+    let r = io.timeout_until(crate::support::now() + ms(10), |_| q.put_all(&[8]));
     assert!(r.unwrap_err().is_timed_out(), "the task's deadline applies");
     let mut buf = [0; 3];
     let err = q.get_timeout(&mut buf, 3, ms(10)).unwrap_err();
@@ -557,20 +546,23 @@ fn queue_timeouts_and_deadlines(io: &Io) {
         (QueueErrorKind::TimedOut, 2, &[1, 2][..])
     );
     assert_eq!(
-        q.get_until(&mut buf, 1, Instant::now() + ms(10))
+        q.get_until(&mut buf, 1, crate::support::now() + ms(10))
             .unwrap_err()
             .count,
         0
     );
     assert_eq!(q.get_one_timeout(ms(10)), Err(RecvError::TimedOut));
     assert_eq!(
-        q.get_one_until(Instant::now() + ms(10)),
+        q.get_one_until(crate::support::now() + ms(10)),
         Err(RecvError::TimedOut)
     );
     io.wait(q.put_event(9)).unwrap().unwrap();
     assert_eq!(q.get_one_timeout(ms(5000)), Ok(9));
     assert_eq!(q.put_timeout(&[10, 11], 2, ms(5000)), Ok(2));
-    assert_eq!(q.get_until(&mut buf, 2, Instant::now() + ms(5000)), Ok(2));
+    assert_eq!(
+        q.get_until(&mut buf, 2, crate::support::now() + ms(5000)),
+        Ok(2)
+    );
     q.close();
     let err = q.get_timeout(&mut buf, 1, ms(5000)).unwrap_err();
     assert!(err.is_closed());
@@ -958,32 +950,35 @@ fn closed_errors_are_recognised_after_conversion(io: &Io) {
 }
 
 conformance! {
-    closed_errors_are_recognised_after_conversion,
-    fifo_order_is_kept,
-    close_drains_then_reports_closed,
-    dropping_all_senders_closes_after_drain,
-    dropping_all_receivers_fails_sends,
-    recv_on_closed_empty_channel_does_not_hang,
-    try_ops_on_full_and_empty,
-    question_mark_works_in_io_result_functions,
-    wait_on_recv_event,
-    send_blocks_while_full,
-    rendezvous_send_completes_only_when_taken,
-    recv_timeout_times_out_in_time,
-    task_deadline_applies_to_recv,
-    canceled_recv_takes_nothing,
-    canceled_send_gives_the_value_back,
-    iterator_stops_on_close_and_on_cancel,
-    oneshot_value_closed_timeout_cancel,
-    queue_put_get_with_min,
-    queue_cancel_keeps_partial_progress,
-    queue_clone_runs_unlocked,
-    queue_timeouts_and_deadlines,
-    closed_errors_are_recognisable,
-    stress_bounded_mpmc,
-    stress_bounded_one_mpmc,
-    stress_close_racing_sends,
-    stress_unbounded_mpmc,
-    stress_rendezvous_mpmc,
-    stress_random_receiver_cancellation,
+    on sim:
+        closed_errors_are_recognised_after_conversion,
+        fifo_order_is_kept,
+        close_drains_then_reports_closed,
+        dropping_all_senders_closes_after_drain,
+        dropping_all_receivers_fails_sends,
+        recv_on_closed_empty_channel_does_not_hang,
+        try_ops_on_full_and_empty,
+        question_mark_works_in_io_result_functions,
+        wait_on_recv_event,
+        send_blocks_while_full,
+        rendezvous_send_completes_only_when_taken,
+        recv_timeout_times_out_in_time,
+        task_deadline_applies_to_recv,
+        canceled_recv_takes_nothing,
+        canceled_send_gives_the_value_back,
+        iterator_stops_on_close_and_on_cancel,
+        oneshot_value_closed_timeout_cancel,
+        queue_put_get_with_min,
+        queue_cancel_keeps_partial_progress,
+        queue_clone_runs_unlocked,
+        queue_timeouts_and_deadlines,
+        closed_errors_are_recognisable,
+        stress_bounded_mpmc,
+        stress_bounded_one_mpmc,
+        stress_close_racing_sends,
+        stress_unbounded_mpmc,
+        stress_rendezvous_mpmc,
+        stress_random_receiver_cancellation,
+    ;
+    not on sim:
 }

@@ -3,7 +3,6 @@
 use std::io::{ErrorKind, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::Instant;
 
 use zsync::fs::{self, File, OpenOptions};
 use zsync::{Group, Io};
@@ -593,9 +592,11 @@ fn passed_deadline_gives_timed_out(io: &Io) {
     let dir = TempDir::new("fs-deadline");
     let path = dir.path().join("f");
     fs::write(io, &path, b"x").unwrap();
-    let r = io.timeout_until(Instant::now(), |_| fs::read(io, &path));
+    let r = io.timeout_until(crate::support::now(), |_| fs::read(io, &path));
     assert_kind(r, ErrorKind::TimedOut);
-    let r = io.timeout_until(Instant::now(), |_| File::create(io, dir.path().join("g")));
+    let r = io.timeout_until(crate::support::now(), |_| {
+        File::create(io, dir.path().join("g"))
+    });
     assert_kind(r, ErrorKind::TimedOut);
     assert!(!fs::exists(io, dir.path().join("g")).unwrap());
     assert_eq!(fs::read(io, &path).unwrap(), b"x");

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::fs::{File, OpenOptions};
 use zsync::net::UnixStream;
@@ -236,14 +236,16 @@ fn blocked_read_scenarios<R: SharedRead>(
             r.read_some_vectored(&mut [IoSliceMut::new(&mut [0; 8])])
         });
     }
-    let t0 = Instant::now();
+    let t0 = crate::support::now();
     let e = io
         .timeout(DEADLINE, |_| reader.read_some(&mut [0; 8]))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{what}: {e:?}");
-    assert!(t0.elapsed() >= DEADLINE && t0.elapsed() < DEADLINE + PROMPT);
+    assert!(
+        crate::support::elapsed(t0) >= DEADLINE && crate::support::elapsed(t0) < DEADLINE + PROMPT
+    );
     let e = io
-        .timeout_until(Instant::now() + DEADLINE, |_| {
+        .timeout_until(crate::support::now() + DEADLINE, |_| {
             reader.read_some_vectored(&mut [IoSliceMut::new(&mut [0; 8])])
         })
         .unwrap_err();

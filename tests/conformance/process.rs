@@ -4,7 +4,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::process::{Command, Stdio};
 use zsync::Io;
@@ -29,10 +29,10 @@ fn child_state(pid: u32) -> Option<char> {
 /// dropped child is collected by zsync's reaper as soon as it exits (with pidfds, i.e. on Linux
 /// 5.3+ without a seccomp filter refusing `pidfd_open`).
 fn eventually(io: &Io, pid: u32, what: &str, done: impl Fn(Option<char>) -> bool) {
-    let start = Instant::now();
+    let start = crate::support::now();
     while !done(child_state(pid)) {
         assert!(
-            start.elapsed() < FINISH,
+            crate::support::elapsed(start) < FINISH,
             "{what}: child {pid} is still {:?}",
             child_state(pid)
         );

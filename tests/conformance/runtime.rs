@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::{Builder, Io, Runtime, ShutdownStatus};
 
@@ -23,8 +23,8 @@ impl Watchdog {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         std::thread::spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < WATCHDOG {
+            let start = crate::support::now();
+            while crate::support::elapsed(start) < WATCHDOG {
                 std::thread::sleep(Duration::from_millis(100));
                 if flag.load(Ordering::Acquire) {
                     return;
@@ -116,8 +116,8 @@ fn spawn_from_a_foreign_thread_and_join_there() {
             assert!(in_task && slept, "{name}");
             // Spawned and left to run, then joined once finished: placed by the model.
             let task = handle.spawn(|_| std::thread::current().name().map(str::to_string));
-            let start = Instant::now();
-            while !task.is_finished() && start.elapsed() < Duration::from_secs(30) {
+            let start = crate::support::now();
+            while !task.is_finished() && crate::support::elapsed(start) < Duration::from_secs(30) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             (me, ran_on, task.join().unwrap())
@@ -288,8 +288,10 @@ fn shutdown_timeout_gives_up_on_a_task_that_ignores_cancellation() {
         assert!(!finished.load(Ordering::SeqCst));
         // The runtime's threads finish the shutdown in the background once the task ends.
         release.store(true, Ordering::SeqCst);
-        let start = Instant::now();
-        while !finished.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
+        let start = crate::support::now();
+        while !finished.load(Ordering::SeqCst)
+            && crate::support::elapsed(start) < Duration::from_secs(60)
+        {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(finished.load(Ordering::SeqCst), "{name}");
@@ -349,10 +351,10 @@ fn a_task_detached_inside_a_finished_block_on_is_woken_by_the_shutdown() {
         });
         started_rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(10)); // let it block
-        let start = Instant::now();
+        let start = crate::support::now();
         drop(rt);
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            crate::support::elapsed(start) < Duration::from_secs(30),
             "{name}: waited for the sleep"
         );
     }

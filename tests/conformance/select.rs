@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::channel::{bounded, oneshot, RecvError, TryRecvError};
 use zsync::select::{cancel_requested, sleep, sleep_until};
@@ -59,7 +59,7 @@ fn select_leaves_the_losing_task_untouched(io: &Io) {
 
 fn select_is_fair_among_ready_arms(io: &Io) {
     let mut wins = [0u32; 3];
-    let past = Instant::now();
+    let past = crate::support::now();
     for _ in 0..3000 {
         let i = zsync::select!(io;
             _ = sleep_until(past) => 0usize,
@@ -104,9 +104,9 @@ fn select_wakes_on_cancel_while_blocked(io: &Io) {
         })
         .unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
-    let start = Instant::now();
+    let start = crate::support::now();
     assert_eq!(t.cancel().unwrap().unwrap(), "canceled");
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(crate::support::elapsed(start) < Duration::from_secs(2));
 }
 
 fn select_respects_the_task_deadline(io: &Io) {
@@ -121,7 +121,7 @@ fn select_respects_the_task_deadline(io: &Io) {
 fn race_returns_the_first_result_and_cancels_the_rest(io: &Io) {
     let canceled = Arc::new(AtomicUsize::new(0));
     let c = canceled.clone();
-    let start = Instant::now();
+    let start = crate::support::now();
     type Racer = Box<dyn FnOnce(&Io) -> &'static str + Send>;
     let racers: Vec<Racer> = vec![
         Box::new(|io: &Io| {
@@ -139,7 +139,7 @@ fn race_returns_the_first_result_and_cancels_the_rest(io: &Io) {
         }),
     ];
     assert_eq!(io.race(racers).unwrap(), "fast");
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(crate::support::elapsed(start) < Duration::from_secs(5));
     // On Blocking the first racer wins inline and the second never starts.
     let expected = usize::from(io.supports_concurrency());
     assert_eq!(canceled.load(Ordering::SeqCst), expected);
@@ -159,7 +159,7 @@ fn all_returns_every_result_in_order(io: &Io) {
 }
 
 fn try_all_reports_the_first_error_and_cancels_the_rest(io: &Io) {
-    let start = Instant::now();
+    let start = crate::support::now();
     type Job = Box<dyn FnOnce(&Io) -> std::io::Result<u32> + Send>;
     let jobs: Vec<Job> = vec![
         Box::new(|io: &Io| io.sleep(Duration::from_secs(30)).map(|_| 1)),
@@ -172,12 +172,12 @@ fn try_all_reports_the_first_error_and_cancels_the_rest(io: &Io) {
         let jobs: Vec<Job> = jobs.into_iter().map(|j| -> Job { j }).collect();
         let err = io.try_all(jobs).unwrap_err();
         assert_eq!(err.to_string(), "job 2 failed");
-        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(crate::support::elapsed(start) < Duration::from_secs(5));
     } else {
         // Inline, in order: put the failing job first so the sleeper is canceled at once.
         let err = io.try_all(jobs.into_iter().rev()).unwrap_err();
         assert_eq!(err.to_string(), "job 2 failed");
-        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(crate::support::elapsed(start) < Duration::from_secs(5));
     }
     assert_eq!(
         io.try_all((0..3u32).map(|i| move |_: &Io| Ok::<_, std::io::Error>(i)))
@@ -187,7 +187,7 @@ fn try_all_reports_the_first_error_and_cancels_the_rest(io: &Io) {
 }
 
 fn timeout_stops_blocking_operations_with_a_distinct_error(io: &Io) {
-    let start = Instant::now();
+    let start = crate::support::now();
     let err = io
         .timeout(Duration::from_millis(20), |io| {
             io.sleep(Duration::from_secs(30))
@@ -195,7 +195,7 @@ fn timeout_stops_blocking_operations_with_a_distinct_error(io: &Io) {
         .unwrap_err();
     assert!(zsync::is_timed_out(&err));
     assert!(!zsync::is_canceled(&err));
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(crate::support::elapsed(start) < Duration::from_secs(2));
     // Within the time limit, the value comes through.
     assert_eq!(
         io.timeout(Duration::from_secs(5), |io| io
@@ -242,14 +242,14 @@ fn select_over_two_receivers_takes_only_the_ready_one(io: &Io) {
 
 fn select_recv_against_a_sleep_times_out_and_leaves_the_channel(io: &Io) {
     let (tx, rx) = bounded::<u32>(1);
-    let start = Instant::now();
+    let start = crate::support::now();
     let r = zsync::select!(io;
         v = rx.recv_event() => Some(v),
         _ = sleep(Duration::from_millis(20)) => None,
     )
     .unwrap();
     assert_eq!(r, None);
-    let took = start.elapsed();
+    let took = crate::support::elapsed(start);
     assert!(took >= Duration::from_millis(20), "woke early: {took:?}");
     assert!(took < Duration::from_secs(2), "woke late: {took:?}");
     // The abandoned receive left no trace: a later message is delivered normally.
@@ -356,10 +356,10 @@ fn select_on_two_empty_channels_wakes_on_cancel(io: &Io) {
         })
         .unwrap();
     io.sleep(Duration::from_millis(20)).unwrap();
-    let start = Instant::now();
+    let start = crate::support::now();
     assert_eq!(with_arm.cancel().unwrap().unwrap(), "canceled");
     assert_canceled(plain.cancel().unwrap());
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(crate::support::elapsed(start) < Duration::from_secs(2));
     // Neither canceled select took anything or left a registration behind: the channels are
     // empty and deliver normally.
     assert_eq!(keep_a.try_recv(), Err(TryRecvError::Empty));
@@ -426,22 +426,25 @@ fn select_over_a_join_event_and_a_channel(io: &Io) {
 }
 
 conformance! {
-    select_picks_the_first_ready_event,
-    select_over_a_finished_task_and_a_timer,
-    select_leaves_the_losing_task_untouched,
-    select_is_fair_among_ready_arms,
-    select_reports_cancellation_as_error_or_arm,
-    select_wakes_on_cancel_while_blocked,
-    select_respects_the_task_deadline,
-    race_returns_the_first_result_and_cancels_the_rest,
-    all_returns_every_result_in_order,
-    try_all_reports_the_first_error_and_cancels_the_rest,
-    timeout_stops_blocking_operations_with_a_distinct_error,
-    select_over_two_receivers_takes_only_the_ready_one,
-    select_recv_against_a_sleep_times_out_and_leaves_the_channel,
-    select_send_on_a_full_channel_against_a_recv,
-    select_is_fair_between_two_ready_receivers,
-    select_on_two_empty_channels_wakes_on_a_send_to_either,
-    select_on_two_empty_channels_wakes_on_cancel,
-    select_over_a_join_event_and_a_channel,
+    on sim:
+        select_picks_the_first_ready_event,
+        select_over_a_finished_task_and_a_timer,
+        select_leaves_the_losing_task_untouched,
+        select_is_fair_among_ready_arms,
+        select_reports_cancellation_as_error_or_arm,
+        select_wakes_on_cancel_while_blocked,
+        select_respects_the_task_deadline,
+        race_returns_the_first_result_and_cancels_the_rest,
+        all_returns_every_result_in_order,
+        try_all_reports_the_first_error_and_cancels_the_rest,
+        timeout_stops_blocking_operations_with_a_distinct_error,
+        select_over_two_receivers_takes_only_the_ready_one,
+        select_recv_against_a_sleep_times_out_and_leaves_the_channel,
+        select_send_on_a_full_channel_against_a_recv,
+        select_is_fair_between_two_ready_receivers,
+        select_on_two_empty_channels_wakes_on_a_send_to_either,
+        select_on_two_empty_channels_wakes_on_cancel,
+        select_over_a_join_event_and_a_channel,
+    ;
+    not on sim:
 }

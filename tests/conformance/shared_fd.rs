@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::net::{TcpListener, TcpStream, UdpSocket};
 use zsync::Io;
@@ -43,10 +43,10 @@ fn wait_until_blocked(io: &Io, announced: &AtomicUsize, n: usize) {
 /// Waits until `count` reaches `n`; fails the test if it does not within [`WATCHDOG`]. (The
 /// tasks still blocked are then canceled as their handles drop.)
 fn await_count(io: &Io, count: &AtomicUsize, n: usize, what: &str) {
-    let start = Instant::now();
+    let start = crate::support::now();
     while count.load(Ordering::SeqCst) < n {
         assert!(
-            start.elapsed() < WATCHDOG,
+            crate::support::elapsed(start) < WATCHDOG,
             "{what}: only {} of {n} woken within {WATCHDOG:?} on {} ({})",
             count.load(Ordering::SeqCst),
             io.model_name(),

@@ -6,7 +6,7 @@
 //! one that passes first gives its kind.
 
 use std::io::{ErrorKind, Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use zsync::Io;
@@ -122,9 +122,9 @@ fn a_read_resumes_after_its_timeout_expired(io: &Io) {
 fn a_task_deadline_before_the_read_timeout_is_timed_out(io: &Io) {
     let (c, _s) = tcp_pair(io);
     c.set_read_timeout(Some(LONG)).unwrap();
-    let t0 = Instant::now();
+    let t0 = crate::support::now();
     assert_timed_out(
-        io.timeout_until(Instant::now() + SHORT, |_| (&c).read(&mut [0; 4])),
+        io.timeout_until(crate::support::now() + SHORT, |_| (&c).read(&mut [0; 4])),
         "tcp read",
     );
     assert_timed_out(io.timeout(SHORT, |_| c.peek(&mut [0; 4])), "tcp peek");
@@ -137,7 +137,10 @@ fn a_task_deadline_before_the_read_timeout_is_timed_out(io: &Io) {
     let (x, _y) = UnixDatagram::pair(io).unwrap();
     x.set_read_timeout(Some(LONG)).unwrap();
     assert_timed_out(io.timeout(SHORT, |_| x.recv(&mut [0; 4])), "unix recv");
-    assert!(t0.elapsed() < LONG, "a socket timeout was waited for");
+    assert!(
+        crate::support::elapsed(t0) < LONG,
+        "a socket timeout was waited for"
+    );
 }
 
 /// A socket read timeout that passes before the task's deadline ends the read with
@@ -149,13 +152,13 @@ fn a_read_timeout_before_the_task_deadline_is_would_block(io: &Io) {
     udp.set_read_timeout(Some(SHORT)).unwrap();
     let (a, _b) = UnixStream::pair(io).unwrap();
     a.set_read_timeout(Some(SHORT)).unwrap();
-    let t0 = Instant::now();
-    io.timeout_until(Instant::now() + LONG, |_| {
+    let t0 = crate::support::now();
+    io.timeout_until(crate::support::now() + LONG, |_| {
         assert_would_block((&c).read(&mut [0; 4]), "tcp read");
         assert_would_block(udp.recv_from(&mut [0; 4]), "udp recv_from");
         assert_would_block((&a).read(&mut [0; 4]), "unix read");
     });
-    assert!(t0.elapsed() < LONG);
+    assert!(crate::support::elapsed(t0) < LONG);
 }
 
 /// Writes: the socket's write timeout first gives `WouldBlock`, the task's deadline first gives
@@ -164,7 +167,7 @@ fn write_timeout_and_task_deadline_each_give_their_own_kind(io: &Io) {
     let (a, _b) = UnixStream::pair(io).unwrap();
     a.set_write_timeout(Some(SHORT)).unwrap();
     assert_would_block(
-        io.timeout_until(Instant::now() + LONG, |_| {
+        io.timeout_until(crate::support::now() + LONG, |_| {
             Err::<(), _>(write_until_error(&a))
         }),
         "unix: write timeout first",
@@ -178,7 +181,7 @@ fn write_timeout_and_task_deadline_each_give_their_own_kind(io: &Io) {
     c.set_send_buffer_size(4096).unwrap();
     c.set_write_timeout(Some(SHORT)).unwrap();
     assert_would_block(
-        io.timeout_until(Instant::now() + LONG, |_| {
+        io.timeout_until(crate::support::now() + LONG, |_| {
             Err::<(), _>(write_until_error(&c))
         }),
         "tcp: write timeout first",
@@ -197,7 +200,7 @@ fn transfer_timeout_and_task_deadline_each_give_their_own_kind(io: &Io) {
     let (dst, _sink) = UnixStream::pair(io).unwrap();
     src.set_read_timeout(Some(SHORT)).unwrap();
     assert_would_block(
-        io.timeout_until(Instant::now() + LONG, |_| zsync::copy(&src, &dst)),
+        io.timeout_until(crate::support::now() + LONG, |_| zsync::copy(&src, &dst)),
         "copy: source read timeout first",
     );
     src.set_read_timeout(Some(LONG)).unwrap();

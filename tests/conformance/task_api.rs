@@ -397,24 +397,26 @@ fn task_local_works_outside_any_runtime(_io: &Io) {
 }
 
 conformance! {
-    try_join_flattens_the_task_error,
-    try_join_resumes_a_panic_on_the_joiner,
-    try_join_of_a_canceled_joiner_is_canceled,
-    refused_concurrent_gives_the_closure_back_unrun,
-    refused_group_concurrent_gives_the_closure_back,
-    task_ids_are_unique_and_seen_from_inside,
-    named_tasks_carry_their_name,
-    join_next_returns_tasks_in_completion_order,
-    reaping_keeps_a_long_lived_group_small,
-    join_next_resumes_a_panic_and_the_group_goes_on,
-    join_next_of_a_canceled_caller_is_canceled,
-    task_local_scopes_nest_and_end,
-    task_local_values_are_dropped_when_the_scope_ends_or_unwinds,
-    task_local_is_not_seen_by_a_task_run_inline_by_its_joiner,
-    task_locals_of_interleaved_tasks_stay_apart,
-    task_local_works_outside_any_runtime,
+    on sim:
+        try_join_flattens_the_task_error,
+        try_join_resumes_a_panic_on_the_joiner,
+        try_join_of_a_canceled_joiner_is_canceled,
+        refused_concurrent_gives_the_closure_back_unrun,
+        refused_group_concurrent_gives_the_closure_back,
+        task_ids_are_unique_and_seen_from_inside,
+        named_tasks_carry_their_name,
+        join_next_returns_tasks_in_completion_order,
+        reaping_keeps_a_long_lived_group_small,
+        join_next_resumes_a_panic_and_the_group_goes_on,
+        join_next_of_a_canceled_caller_is_canceled,
+        task_local_scopes_nest_and_end,
+        task_local_values_are_dropped_when_the_scope_ends_or_unwinds,
+        task_local_is_not_seen_by_a_task_run_inline_by_its_joiner,
+        task_locals_of_interleaved_tasks_stay_apart,
+        task_local_works_outside_any_runtime,
+    ;
+    not on sim:
 }
-
 standalone! {
     /// The interleaving test with one worker: on Green both tasks are fibers of one thread,
     /// which a `thread_local!` would get wrong.

@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::net::{ListenOptions, TcpListener, TcpStream};
 use zsync::Io;
@@ -35,10 +35,10 @@ where
     let Some(task) = support::concurrent_or_refused(io, move |io| {
         // The clock first: read after the flag, a task descheduled between the two could
         // start its clock after the cancel, and the "blocked for" check below failed.
-        let t0 = Instant::now();
+        let t0 = crate::support::now();
         flag.store(true, Ordering::SeqCst);
         let r = op(io);
-        (r, t0.elapsed())
+        (r, crate::support::elapsed(t0))
     }) else {
         return false;
     };
@@ -47,9 +47,9 @@ where
     }
     io.sleep(BLOCKED_FOR).unwrap();
     assert!(!task.is_finished(), "{what}: the operation did not block");
-    let t0 = Instant::now();
+    let t0 = crate::support::now();
     let (r, blocked) = task.cancel().unwrap();
-    let took = t0.elapsed();
+    let took = crate::support::elapsed(t0);
     assert_canceled(r);
     assert!(blocked >= BLOCKED_FOR, "{what}: blocked only {blocked:?}");
     assert!(took < PROMPT, "{what}: cancel took {took:?}");
@@ -68,9 +68,9 @@ where
         let Some(task) = support::concurrent_or_refused(io, move |io| op(io)) else {
             return;
         };
-        let t0 = Instant::now();
+        let t0 = crate::support::now();
         assert_canceled(task.cancel().unwrap());
-        assert!(t0.elapsed() < PROMPT);
+        assert!(crate::support::elapsed(t0) < PROMPT);
     }
 }
 
@@ -436,17 +436,17 @@ fn connect_timeout_on_full_backlog(io: &Io) {
         eprintln!("connect_timeout_on_full_backlog: this kernel accepts past the backlog; skipped");
         return;
     };
-    let t0 = Instant::now();
+    let t0 = crate::support::now();
     let e = TcpStream::connect_timeout(io, &addr, Duration::from_millis(100)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
-    let took = t0.elapsed();
+    let took = crate::support::elapsed(t0);
     assert!(
         took >= Duration::from_millis(100) && took < PROMPT,
         "{took:?}"
     );
     // A task deadline stops a plain connect the same way.
     let e = io
-        .timeout_until(Instant::now() + Duration::from_millis(50), |_| {
+        .timeout_until(crate::support::now() + Duration::from_millis(50), |_| {
             TcpStream::connect(io, addr)
         })
         .unwrap_err();
@@ -457,10 +457,10 @@ fn connect_timeout_on_full_backlog(io: &Io) {
 fn read_timeout_times_out(io: &Io) {
     let (c, _s) = pair(io);
     c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let t0 = Instant::now();
+    let t0 = crate::support::now();
     let e = (&c).read(&mut [0; 4]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(50));
+    assert!(crate::support::elapsed(t0) >= Duration::from_millis(50));
     let e = c.peek(&mut [0; 4]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
     let e = (&c)

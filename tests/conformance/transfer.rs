@@ -8,7 +8,7 @@
 
 use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::bufio::Writer;
 use zsync::fs::File;
@@ -255,9 +255,9 @@ fn deadline_on_a_stalled_send_file(io: &Io) {
     let dir = TempDir::new("transfer-deadline");
     for how in STALLED {
         let (a, _b) = UnixStream::pair(io).unwrap();
-        let t0 = Instant::now();
+        let t0 = crate::support::now();
         let r = io.timeout_until(t0 + STALL, |_| stalled_send(io, how, &a, &dir));
-        let took = t0.elapsed();
+        let took = crate::support::elapsed(t0);
         let e = r.expect_err(how);
         assert!(zsync::is_timed_out(&e), "{how}: {e:?}");
         assert!(took >= STALL, "{how}: ended after {took:?}");
@@ -272,9 +272,9 @@ fn write_timeout_on_a_stalled_send_file(io: &Io) {
     for how in STALLED {
         let (a, _b) = UnixStream::pair(io).unwrap();
         a.set_write_timeout(Some(STALL)).unwrap();
-        let t0 = Instant::now();
+        let t0 = crate::support::now();
         let r = stalled_send(io, how, &a, &dir);
-        let took = t0.elapsed();
+        let took = crate::support::elapsed(t0);
         let e = r.expect_err(how);
         assert_eq!(e.kind(), ErrorKind::WouldBlock, "{how}: {e:?}");
         assert!(took >= STALL, "{how}: ended after {took:?}");

@@ -5,7 +5,7 @@ use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zsync::net::{UnixDatagram, UnixListener, UnixStream};
 use zsync::Io;
@@ -40,7 +40,7 @@ fn full_listener(io: &Io) -> Option<(TempDir, PathBuf, UnixListener, Vec<UnixStr
     let l = UnixListener::from_std(io, std_l).unwrap();
     let mut held = Vec::new();
     for _ in 0..64 {
-        let deadline = Instant::now() + Duration::from_millis(100);
+        let deadline = crate::support::now() + Duration::from_millis(100);
         match io.timeout_until(deadline, |_| UnixStream::connect(io, &path)) {
             Ok(s) => held.push(s),
             Err(e) if e.kind() == ErrorKind::TimedOut => return Some((dir, path, l, held)),
@@ -194,11 +194,11 @@ fn stream_timeouts(io: &Io) {
     assert_eq!(a.read_timeout(), None);
     a.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     assert_eq!(a.read_timeout(), Some(Duration::from_millis(50)));
-    let t0 = Instant::now();
+    let t0 = crate::support::now();
     // Expired timeouts are `WouldBlock`, as std's on Unix.
     let e = (&a).read(&mut [0; 4]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(50));
+    assert!(crate::support::elapsed(t0) >= Duration::from_millis(50));
     let e = (&a)
         .read_vectored(&mut [IoSliceMut::new(&mut [0; 4])])
         .unwrap_err();
@@ -223,14 +223,14 @@ fn stream_connect_waits_on_full_backlog(io: &Io) {
         return;
     };
     assert!(!held.is_empty());
-    let t0 = Instant::now();
+    let t0 = crate::support::now();
     let e = io
-        .timeout_until(Instant::now() + Duration::from_millis(60), |_| {
+        .timeout_until(crate::support::now() + Duration::from_millis(60), |_| {
             UnixStream::connect(io, &path)
         })
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(60));
+    assert!(crate::support::elapsed(t0) >= Duration::from_millis(60));
     // Accepting one frees a slot: the retrying connect then succeeds.
     let _first = l.accept().unwrap();
     let _c = UnixStream::connect(io, &path).unwrap();

@@ -196,7 +196,7 @@ impl<T: Clone> Receiver<T> {
 
     /// Like [`recv`](Receiver::recv), giving up with `TimedOut` after `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        match Instant::now().checked_add(timeout) {
+        match crate::clock::now().checked_add(timeout) {
             Some(deadline) => self.recv_with(Some(deadline)),
             None => self.recv_with(None),
         }

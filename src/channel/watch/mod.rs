@@ -323,7 +323,7 @@ impl<T> Sender<T> {
 
 fn deadline_after(timeout: Duration) -> Instant {
     // A timeout too far to represent is as good as a century.
-    let now = Instant::now();
+    let now = crate::clock::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }

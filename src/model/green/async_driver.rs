@@ -70,7 +70,7 @@ impl WorkerLocal {
             driver.drain();
         }
         if driver.next_timer().is_some() {
-            driver.fire_timers(clock.unwrap_or_else(Instant::now));
+            driver.fire_timers(clock.unwrap_or_else(crate::clock::now));
         }
     }
 

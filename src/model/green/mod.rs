@@ -152,6 +152,9 @@ pub(crate) struct GreenConfig {
     pub(crate) guard_policy: Option<GuardPolicy>,
     /// The stall and deadlock detectors' settings.
     pub(crate) stall: crate::stall::StallConfig,
+    /// The simulated world this runtime is the scheduler of, if it runs a
+    /// [`Sim`](crate::sim::Sim): one worker, driven by the seed (see `worker/sim_loop.rs`).
+    pub(crate) sim: Option<Arc<crate::sim::world::World>>,
 }
 
 impl Default for GreenConfig {
@@ -162,6 +165,7 @@ impl Default for GreenConfig {
             backend: Backend::Auto,
             guard_policy: None,
             stall: crate::stall::StallConfig::default(),
+            sim: None,
         }
     }
 }
@@ -274,13 +278,21 @@ impl Shared {
 
 pub(crate) struct Green {
     shared: Arc<Shared>,
+    /// [`GreenConfig::sim`]: kept here, not in `Shared`, since the operation layer asks for it
+    /// at every operation (one field load, no pointer chase).
+    sim: Option<Arc<crate::sim::world::World>>,
     locals: Mutex<Vec<Queues>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Green {
     pub(crate) fn new(config: GreenConfig) -> io::Result<Green> {
-        let workers = config.workers.max(1);
+        // A simulation runs every task on one thread, in the order its seed picks.
+        let workers = if config.sim.is_some() {
+            1
+        } else {
+            config.workers.max(1)
+        };
         let locals: Vec<Queues> = (0..workers)
             .map(|_| Queues {
                 fresh: Worker::new_lifo(),
@@ -326,6 +338,7 @@ impl Green {
                 ),
                 dump: dump::DumpBoard::new(workers),
             }),
+            sim: config.sim,
             locals: Mutex::new(locals),
             threads: Mutex::new(Vec::new()),
         })
@@ -336,6 +349,11 @@ impl Green {
             Backend::IoUring => "io_uring",
             _ => "epoll",
         }
+    }
+
+    /// The simulated world, if this runtime schedules a [`Sim`](crate::sim::Sim).
+    pub(crate) fn sim(&self) -> Option<&Arc<crate::sim::world::World>> {
+        self.sim.as_ref()
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -546,6 +564,9 @@ impl Green {
         f: impl FnOnce(&Io) -> T,
     ) -> io::Result<std::thread::Result<T>> {
         prepare_worker_thread(0);
+        // A simulation's clock is virtual from here to the end of the run, on this thread (its
+        // only one): set before the worker's timers take their origin from it.
+        let _clock = self.sim.as_ref().map(|world| world.start_clock());
         // Recycled future-task frames while this thread is worker 0 (emptied on return, after
         // everything below has dropped).
         let _frames = crate::stackless::cache::enable();
@@ -593,7 +614,7 @@ impl Green {
             // While tasks are left at shutdown, a timer makes sure the loop looks at the counts
             // again even if the last finisher's notification was missed (see `RunState`).
             let recheck_at: Cell<Option<Instant>> = Cell::new(None);
-            worker.run(&|| {
+            let done = || {
                 if self.shared.deadlock.load(Ordering::Acquire) == checkdead::DETECTED {
                     self.deadlocked(io);
                 }
@@ -609,14 +630,18 @@ impl Green {
                 if state.all_finished() {
                     return true;
                 }
-                let now = Instant::now();
+                let now = crate::clock::now();
                 if recheck_at.get().is_none_or(|t| now >= t) {
                     let at = now + crate::model::run_state::SHUTDOWN_RECHECK;
                     worker.insert_timer(at, std::task::Waker::noop().clone());
                     recheck_at.set(Some(at));
                 }
                 false
-            });
+            };
+            match &self.sim {
+                Some(world) => worker.run_sim(&done, world),
+                None => worker.run(&done),
+            }
             guard.disarm();
             context::swap_current(outer);
             fiber::swap_current(outer_fiber);

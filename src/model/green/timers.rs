@@ -57,6 +57,7 @@ use nodes::{List, Nodes, NIL};
 /// Nanoseconds per tick, as a power of two: 2^16 ns ≈ 65.5 µs.
 const TICK_SHIFT: u32 = 16;
 /// Nanoseconds per tick.
+#[cfg_attr(not(test), allow(dead_code))]
 const TICK_NS: u64 = 1 << TICK_SHIFT;
 /// Bits of the tick per level: 64 slots.
 const LEVEL_BITS: u32 = 6;
@@ -65,8 +66,6 @@ const LEVELS: usize = 6;
 /// Ticks covered by the whole wheel: a tick that differs from `elapsed` at or above this bit
 /// goes to `overflow`.
 const WHEEL_BITS: u32 = LEVEL_BITS * LEVELS as u32;
-/// The largest tick: `MAX_TICK << TICK_SHIFT` still fits in a `u64` of nanoseconds (584 years).
-const MAX_TICK: u64 = u64::MAX >> TICK_SHIFT;
 
 /// Indices of the lists: `level * SLOTS + slot` for the wheel's slots, then these two.
 const OVERFLOW: usize = LEVELS * SLOTS;
@@ -82,6 +81,8 @@ pub(crate) struct TimerId {
 
 /// One worker's timers (see the module docs). Not thread-safe: the worker owns it.
 pub(crate) struct Timers {
+    /// log2 of the nanoseconds per tick: [`TICK_SHIFT`], or 0 for [`exact`](Timers::exact).
+    shift: u32,
     /// Tick 0.
     origin: Instant,
     /// The last tick processed: every timer whose tick is at most this one has fired or is on
@@ -97,15 +98,34 @@ pub(crate) struct Timers {
 }
 
 impl Default for Timers {
+    /// Timers starting now; exact to the nanosecond on a simulation's thread (see
+    /// [`exact`](Timers::exact)).
     fn default() -> Self {
-        Timers::new(Instant::now())
+        let now = crate::clock::now();
+        if crate::clock::is_virtual() {
+            Timers::exact(now)
+        } else {
+            Timers::new(now)
+        }
     }
 }
 
 impl Timers {
-    /// Timers whose tick 0 is `origin`.
+    /// Timers whose tick 0 is `origin`, with ticks of [`TICK_NS`].
     fn new(origin: Instant) -> Self {
+        Timers::with_tick_shift(origin, TICK_SHIFT)
+    }
+
+    /// Timers whose tick is one nanosecond: a simulation's, whose clock jumps to the next
+    /// deadline and must land on it exactly (a sleep of a minute lasts a minute, not a minute
+    /// and a tick). The wheel then covers 2^36 ns (~69 s); later deadlines wait on `OVERFLOW`.
+    pub(crate) fn exact(origin: Instant) -> Self {
+        Timers::with_tick_shift(origin, 0)
+    }
+
+    fn with_tick_shift(origin: Instant, shift: u32) -> Self {
         Timers {
+            shift,
             origin,
             elapsed: 0,
             occupied: [0; LEVELS],
@@ -119,8 +139,8 @@ impl Timers {
     /// already has). O(1).
     pub(crate) fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerId {
         let tick = nanos(deadline.saturating_duration_since(self.origin))
-            .div_ceil(TICK_NS)
-            .min(MAX_TICK);
+            .div_ceil(1 << self.shift)
+            .min(u64::MAX >> self.shift);
         let list = if tick <= self.elapsed {
             self.pending_tick = self.pending_tick.min(tick);
             PENDING
@@ -161,7 +181,7 @@ impl Timers {
         } else {
             self.pending_tick
         };
-        Some(self.origin + Duration::from_nanos(tick << TICK_SHIFT))
+        Some(self.origin + Duration::from_nanos(tick << self.shift))
     }
 
     /// Removes every timer due at `now` and appends its waker to `due`: those armed already
@@ -170,7 +190,7 @@ impl Timers {
     /// the latest one).
     pub(crate) fn expire(&mut self, now: Instant, due: &mut Vec<Waker>) {
         let now_tick =
-            (nanos(now.saturating_duration_since(self.origin)) >> TICK_SHIFT).max(self.elapsed);
+            (nanos(now.saturating_duration_since(self.origin)) >> self.shift).max(self.elapsed);
         if !self.lists[PENDING].is_empty() {
             let mut at = Nodes::take(&mut self.lists[PENDING]);
             while at != NIL {
@@ -246,7 +266,7 @@ impl Timers {
             return None;
         }
         let next_block = ((self.elapsed >> WHEEL_BITS) + 1) << WHEEL_BITS;
-        Some((OVERFLOW, next_block.min(MAX_TICK)))
+        Some((OVERFLOW, next_block.min(u64::MAX >> self.shift)))
     }
 }
 

@@ -38,6 +38,8 @@ use super::Shared;
 use crate::fiber_stack::{self, PooledStack, StackPool, TaskName};
 use crate::task::Runnable;
 
+mod sim_loop;
+
 /// How long an idle worker looks for work before it sleeps in the kernel: rounds of checking
 /// its inbox, the task queues and its ring, `SPIN_PAUSES` pause instructions apart: a few
 /// microseconds in all ([`SPIN_SPAN`]). A much longer spin (it used to be 64 rounds) took a
@@ -1164,7 +1166,7 @@ impl WorkerLocal {
         if self.timers.borrow().is_empty() {
             return None;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         crate::park::note_clock(now);
         self.timers.borrow_mut().expire(now, due);
         for w in due.drain(..) {

@@ -136,29 +136,79 @@ pub fn run_on(builder: MakeBuilder, name: &'static str, body: fn(&Io)) {
 
 /// [`run_on`] with `workers` worker threads (Threaded and Green; the other models ignore it).
 pub fn run_on_workers(builder: MakeBuilder, name: &'static str, body: fn(&Io), workers: usize) {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = done.clone();
-    let model_name = format!("{:?}", builder());
-    std::thread::spawn(move || {
-        let start = std::time::Instant::now();
-        while start.elapsed() < WATCHDOG {
-            std::thread::sleep(Duration::from_millis(100));
-            if flag.load(Ordering::Acquire) {
-                return;
-            }
-        }
-        eprintln!("conformance test {name} on {model_name} hung for {WATCHDOG:?}: aborting");
-        std::process::abort();
-    });
+    let _watchdog = Watchdog::start(name, &format!("{:?}", builder()));
     builder().worker_threads(workers).run(body);
-    done.store(true, Ordering::Release);
+}
+
+/// Aborts the whole test process if it is not dropped within [`WATCHDOG`]: a hang fails the
+/// suite instead of stalling CI. Dropped on a panic too (the test then fails as usual).
+pub struct Watchdog(Arc<AtomicBool>);
+
+impl Watchdog {
+    /// Starts watching test `name` on `model`.
+    pub fn start(name: &'static str, model: &str) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let model = model.to_owned();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < WATCHDOG {
+                std::thread::sleep(Duration::from_millis(100));
+                if flag.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            eprintln!("conformance test {name} on {model} hung for {WATCHDOG:?}: aborting");
+            std::process::abort();
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Runs `body` under a deterministic simulation ([`zsync::sim::Sim`]) with a seed of its own
+/// (from its name), twice: the second run must make the same event log as the first.
+pub fn run_on_sim(name: &'static str, body: fn(&Io)) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    let seed = h.finish();
+    let sim = zsync::sim::Sim::new(seed);
+    let _watchdog = Watchdog::start(name, "the simulation");
+    let first = sim
+        .try_run(body)
+        .unwrap_or_else(|failure| panic!("conformance test {name}: {failure}"));
+    let second = sim
+        .try_run(body)
+        .unwrap_or_else(|failure| panic!("conformance test {name}, run again: {failure}"));
+    assert_eq!(
+        first.log.fingerprint(),
+        second.log.fingerprint(),
+        "conformance test {name}: seed {seed} made two different runs"
+    );
 }
 
 /// Expands test bodies `fn name(io: &Io)` into one `#[test]` per model, plus `ALL`, the list
-/// the fd-leak check walks.
+/// the fd-leak check walks. `conformance! { a, b }` runs them on every real model;
+/// `conformance! { on sim: a; not on sim: b }` runs `a` on the simulation too (see
+/// [`run_on_sim`]): the second list is what a simulation cannot do.
 #[macro_export]
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
+    // Bodies of which the first list also runs on the simulation (`mod sim`), the second not:
+    // it needs what a simulation refuses (real I/O, `io.blocking`) or has no part in (threads
+    // of the test's own, std blocking calls that stall the simulation's one thread).
+    (on sim: $($sim:ident),* $(,)? ; not on sim: $($other:ident),* $(,)?) => {
+        conformance!(@models $($sim,)* $($other),*);
+        mod sim {
+            $(#[test] fn $sim() { $crate::support::run_on_sim(stringify!($sim), super::$sim) })*
+        }
+    };
+    (@models $($name:ident),* $(,)?) => {
         #[allow(dead_code)] // read by tests/leaks.rs, not by the per-model tests
         pub const ALL: &[(&str, fn(&zsync::Io))] = &[$((stringify!($name), $name)),*];
 
@@ -177,6 +227,11 @@ macro_rules! conformance {
         mod custom {
             $(#[test] fn $name() { $crate::support::run_on($crate::support::custom, stringify!($name), super::$name) })*
         }
+    };
+    // Bodies about real I/O (sockets, files, pipes, processes, signals): every model but the
+    // simulation, which refuses real I/O.
+    ($($name:ident),* $(,)?) => {
+        conformance!(@models $($name),*);
     };
 }
 
@@ -275,20 +330,50 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
 /// Waits (bounded) until `cond` holds, yielding the thread; fails the test after 10 s.
 #[track_caller]
 pub fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let start = std::time::Instant::now();
+    let start = now();
     while !cond() {
         assert!(
-            start.elapsed() < Duration::from_secs(10),
+            elapsed(start) < Duration::from_secs(10),
             "timed out waiting for {what}"
         );
-        std::thread::yield_now();
+        match simulation() {
+            // One thread runs every task: let the others run, and time pass.
+            Some(io) => {
+                let _ = io.sleep(Duration::from_millis(1));
+            }
+            None => std::thread::yield_now(),
+        }
     }
 }
 
 /// Lets a task that announced it is about to block actually block. Tests are correct whether
 /// or not it did; this only makes the "interrupted mid-wait" path the likely one.
 pub fn let_it_block() {
-    std::thread::sleep(Duration::from_millis(20));
+    match simulation() {
+        Some(io) => {
+            let _ = io.sleep(Duration::from_millis(20));
+        }
+        None => std::thread::sleep(Duration::from_millis(20)),
+    }
+}
+
+/// The running task's `Io` when it runs in a simulation ([`run_on_sim`]).
+pub fn simulation() -> Option<Io> {
+    Io::current().filter(|io| io.model() == zsync::ModelKind::Simulation)
+}
+
+/// The time on the running task's clock: simulated in a simulation, real elsewhere (tests read
+/// time here, never with `Instant::now()`, so that they hold on every model).
+pub fn now() -> std::time::Instant {
+    match Io::current() {
+        Some(io) => io.now(),
+        None => std::time::Instant::now(),
+    }
+}
+
+/// Time since `since` on the running task's clock (see [`now`]).
+pub fn elapsed(since: std::time::Instant) -> Duration {
+    now().saturating_duration_since(since)
 }
 
 /// Asserts `r` is the TimedOut error.

@@ -1,0 +1,241 @@
+//! Deterministic simulation: the same colorblind code, run on one thread in an order a seed
+//! picks, under a virtual clock.
+//!
+//! Code written against [`Io`] does not know which model runs it, so it can run on one that
+//! decides everything itself. [`Sim::new(seed)`](Sim::new) is that model: its tasks are
+//! fibers (and future tasks) on a single OS thread; at every step the seed's PRNG picks which
+//! runnable task goes next; `io.now()`, sleeps, timeouts and deadlines read a simulated clock
+//! that jumps to the next timer whenever every task waits, so a scenario that sleeps for an
+//! hour finishes in microseconds. The same seed gives the same interleaving, the same results
+//! and the same [`EventLog`]; a failing seed, run again, fails the same way.
+//!
+//! What a simulation cannot decide, it refuses with a clear error rather than let the run
+//! depend on the outside world: real I/O (sockets, files, processes, ...) and
+//! [`Io::blocking`] fail with [`ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported)
+//! naming the operation and the seed. `std::time::Instant::now()` called directly by the
+//! code under test is real time: read the clock through `io.now()`.
+//!
+//! [`Sim::run_seeds`] runs a scenario under many seeds (on all cores) and reports the first
+//! one that fails, with its event log.
+//!
+//! ```
+//! use std::time::Duration;
+//! use zsync::sim::Sim;
+//!
+//! let run = Sim::new(42).run(|io| {
+//!     let start = io.now();
+//!     let ticker = io.spawn(|io| {
+//!         for _ in 0..60 {
+//!             io.sleep(Duration::from_secs(60)).unwrap();
+//!         }
+//!     });
+//!     ticker.join().unwrap();
+//!     io.now() - start
+//! });
+//! // An hour of simulated time, in no time at all.
+//! assert_eq!(run.value, Duration::from_secs(3600));
+//! assert_eq!(run.elapsed, Duration::from_secs(3600));
+//! ```
+//!
+//! How the simulation plugs into the model seam: see "Deterministic simulation" in
+//! docs/ARCHITECTURE.md.
+
+pub(crate) mod log;
+mod seeds;
+pub(crate) mod world;
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use log::{Event, EventKind, EventLog};
+pub use seeds::SeedsReport;
+
+use crate::{Backend, Builder, Io, Model};
+use world::World;
+
+/// A deterministic simulated run, set up by its seed.
+///
+/// ```
+/// use zsync::sim::Sim;
+/// let run = Sim::new(1).run(|io| io.model());
+/// assert_eq!(run.value, zsync::ModelKind::Simulation);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sim {
+    seed: u64,
+    stack_size: Option<usize>,
+}
+
+/// What a successful simulated run returned, and how it got there.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SimRun<T> {
+    /// The scenario's return value.
+    pub value: T,
+    /// Every scheduling decision and clock jump, in order.
+    pub log: EventLog,
+    /// Simulated time from the start to the end of the run.
+    pub elapsed: Duration,
+}
+
+/// A simulated run that failed: a panic (an assertion of the scenario) or a deadlock, with the
+/// seed that reproduces it and the log of the run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SimFailure {
+    /// The seed: `Sim::new(seed)` runs the same scenario the same way again.
+    pub seed: u64,
+    /// What went wrong: the panic's message, or the deadlock.
+    pub error: String,
+    /// Every scheduling decision and clock jump up to the failure.
+    pub log: EventLog,
+    /// Simulated time from the start to the failure.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "simulation failed with seed {} after {:?} of simulated time: {}",
+            self.seed, self.elapsed, self.error
+        )?;
+        writeln!(
+            f,
+            "reproduce with zsync::sim::Sim::new({}); the run's last events:",
+            self.seed
+        )?;
+        f.write_str(&self.log.tail(20))
+    }
+}
+
+impl std::error::Error for SimFailure {}
+
+impl Sim {
+    /// A simulation whose every choice follows `seed`.
+    pub fn new(seed: u64) -> Sim {
+        Sim {
+            seed,
+            stack_size: None,
+        }
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The usable size of each task's fiber stack (as [`Builder::stack_size`]).
+    pub fn stack_size(mut self, bytes: usize) -> Sim {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs `f` as the root task of a simulated run and returns what it returned, with the
+    /// run's log. Like [`run`](crate::run), it returns once every task has finished.
+    ///
+    /// # Panics
+    ///
+    /// If the scenario panics (its panic resumes here), deadlocks, or the runtime cannot
+    /// start; [`try_run`](Sim::try_run) returns those as a [`SimFailure`] with the log.
+    pub fn run<T>(&self, f: impl FnOnce(&Io) -> T) -> SimRun<T> {
+        let world = Arc::new(World::new(self.seed));
+        match self.builder(&world).try_run(f) {
+            Ok(value) => SimRun {
+                value,
+                log: world.take_log(),
+                elapsed: world.elapsed(),
+            },
+            Err(e) => panic!("zsync::sim: seed {}: {e}", self.seed),
+        }
+    }
+
+    /// Runs `f` as [`run`](Sim::run) does, returning a panic or a deadlock as a
+    /// [`SimFailure`] with the seed and the log instead of unwinding.
+    ///
+    /// ```
+    /// use zsync::sim::Sim;
+    /// let failure = Sim::new(3).try_run(|io| {
+    ///     let (tx, rx) = zsync::channel::bounded::<u32>(1);
+    ///     let _keep = tx;
+    ///     rx.recv().unwrap() // nobody sends: a deadlock
+    /// }).unwrap_err();
+    /// assert!(failure.error.contains("deadlock"), "{failure}");
+    /// ```
+    pub fn try_run<T>(&self, f: impl FnOnce(&Io) -> T) -> Result<SimRun<T>, SimFailure> {
+        let world = Arc::new(World::new(self.seed));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.builder(&world).try_run(f)));
+        let error = match outcome {
+            Ok(Ok(value)) => {
+                return Ok(SimRun {
+                    value,
+                    log: world.take_log(),
+                    elapsed: world.elapsed(),
+                })
+            }
+            Ok(Err(e)) if e.get_ref().is_some_and(|e| e.is::<crate::Deadlock>()) => {
+                "deadlock: every task waits and nothing can wake them".to_owned()
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(payload) => panic_message(&*payload),
+        };
+        Err(SimFailure {
+            seed: self.seed,
+            error,
+            log: world.take_log(),
+            elapsed: world.elapsed(),
+        })
+    }
+
+    /// Runs `scenario` once per seed of `seeds`, on as many threads as the machine has cores,
+    /// and returns the failure of the lowest failing seed, or how many ran.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zsync::sim::Sim;
+    ///
+    /// let report = Sim::run_seeds(0..50, |io| {
+    ///     let a = io.spawn(|io| io.sleep(Duration::from_millis(5)));
+    ///     let b = io.spawn(|io| io.sleep(Duration::from_millis(3)));
+    ///     a.join().unwrap().unwrap();
+    ///     b.join().unwrap().unwrap();
+    /// })
+    /// .unwrap();
+    /// assert_eq!(report.seeds, 50);
+    /// ```
+    pub fn run_seeds(
+        seeds: std::ops::Range<u64>,
+        scenario: impl Fn(&Io) + Sync,
+    ) -> Result<SeedsReport, SimFailure> {
+        seeds::run(seeds, &scenario)
+    }
+
+    /// The runtime of one run: a single Green worker driven by `world`.
+    fn builder(&self, world: &Arc<World>) -> Builder {
+        let mut b = Builder::new(Model::Green)
+            .worker_threads(1)
+            // No ring: the simulation never submits real I/O, and io_uring may be refused.
+            .backend(Backend::Epoll)
+            // The monitor names a task that holds the one thread in a call that is not zsync's
+            // (it stalls the whole simulation); it takes no part in scheduling.
+            .deadlock_detection(true);
+        if let Some(bytes) = self.stack_size {
+            b = b.stack_size(bytes);
+        }
+        b.simulation(world.clone())
+    }
+}
+
+/// The message of a panic payload (`&str` or `String`), or a note that it had none.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked (with a payload that is not a string)".to_owned()
+    }
+}
