@@ -260,7 +260,7 @@ fn main() {
         return;
     }
     let quick = args.flag("--quick");
-    let opts = Opts {
+    let mut opts = Opts {
         quick,
         secs: args.parse_or("--duration", if quick { 3.0 } else { 5.0 }),
         conns: match args.get("--conns") {
@@ -310,6 +310,27 @@ fn main() {
             .get("--rss-conns")
             .map(|n| n.parse().expect("--rss-conns N")),
     };
+    // A run that leaves sections or connection counts out writes its results beside the
+    // committed full run's (`bench/results.json`, `docs/bench.svg`), not over them.
+    let partial = quick
+        || !(opts.http && opts.echo && opts.micro && opts.transfer && opts.apps)
+        || !opts.apps_only.is_empty()
+        || !opts.micro_only.is_empty()
+        || args.get("--conns").is_some();
+    if partial && (args.get("--json").is_none() || args.get("--svg").is_none()) {
+        let dir = root.join("target/zsync-bench");
+        let _ = std::fs::create_dir_all(&dir);
+        if args.get("--json").is_none() {
+            opts.json = dir.join("results-partial.json");
+        }
+        if args.get("--svg").is_none() {
+            opts.svg = dir.join("bench-partial.svg");
+        }
+        note(&format!(
+            "a partial run: results go to {} (--json PATH to choose)",
+            opts.json.display()
+        ));
+    }
     if let Some(n) = opts.rss_conns {
         // The servers and wrk inherit it: each side holds one descriptor per connection.
         let limit = raise_nofile(n as u64 + 1024);
