@@ -75,7 +75,8 @@ fn sim(c: &mut Criterion) {
 
     let seeds = 1000;
     let started = Instant::now();
-    let report = Sim::run_seeds(0..seeds, |io| scenario(io, Duration::from_millis(1)))
+    let report = Sim::default()
+        .run_seeds(0..seeds, |io| scenario(io, Duration::from_millis(1)))
         .unwrap_or_else(|failure| panic!("{failure}"));
     let wall = started.elapsed();
     println!(

@@ -154,7 +154,7 @@ impl OpenOptions {
     /// them (an invalid combination is `InvalidInput`, before any syscall): what the ring's
     /// `openat` is given, so that a file opened on a Green io_uring fiber is opened exactly as
     /// `std` would open it.
-    pub(super) fn open_flags(&self) -> io::Result<(i32, u32)> {
+    pub(crate) fn open_flags(&self) -> io::Result<(i32, u32)> {
         let f = self.flags;
         let invalid = || io::Error::from_raw_os_error(libc::EINVAL);
         let access = match (f.read, f.write, f.append) {

@@ -40,6 +40,7 @@
 //! How the simulation plugs into the model seam: see "Deterministic simulation" in
 //! docs/ARCHITECTURE.md.
 
+mod disk;
 pub(crate) mod log;
 mod seeds;
 pub(crate) mod world;
@@ -50,6 +51,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use disk::DiskFaults;
 pub use log::{Event, EventKind, EventLog};
 pub use seeds::SeedsReport;
 
@@ -67,6 +69,7 @@ use world::World;
 pub struct Sim {
     seed: u64,
     stack_size: Option<usize>,
+    disk: DiskFaults,
 }
 
 /// What a successful simulated run returned, and how it got there.
@@ -114,18 +117,33 @@ impl fmt::Display for SimFailure {
 
 impl std::error::Error for SimFailure {}
 
+/// Seed 0, no disk faults.
+impl Default for Sim {
+    fn default() -> Sim {
+        Sim::new(0)
+    }
+}
+
 impl Sim {
     /// A simulation whose every choice follows `seed`.
     pub fn new(seed: u64) -> Sim {
         Sim {
             seed,
             stack_size: None,
+            disk: DiskFaults::default(),
         }
     }
 
     /// The seed.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The faults of the simulated disk (none by default): failing syncs, short writes, a
+    /// capacity, latency, torn writes on a [`power_loss`].
+    pub fn disk(mut self, faults: DiskFaults) -> Sim {
+        self.disk = faults;
+        self
     }
 
     /// The usable size of each task's fiber stack (as [`Builder::stack_size`]).
@@ -142,7 +160,7 @@ impl Sim {
     /// If the scenario panics (its panic resumes here), deadlocks, or the runtime cannot
     /// start; [`try_run`](Sim::try_run) returns those as a [`SimFailure`] with the log.
     pub fn run<T>(&self, f: impl FnOnce(&Io) -> T) -> SimRun<T> {
-        let world = Arc::new(World::new(self.seed));
+        let world = Arc::new(World::new(self.seed, self.disk.clone()));
         match self.builder(&world).try_run(f) {
             Ok(value) => SimRun {
                 value,
@@ -166,7 +184,7 @@ impl Sim {
     /// assert!(failure.error.contains("deadlock"), "{failure}");
     /// ```
     pub fn try_run<T>(&self, f: impl FnOnce(&Io) -> T) -> Result<SimRun<T>, SimFailure> {
-        let world = Arc::new(World::new(self.seed));
+        let world = Arc::new(World::new(self.seed, self.disk.clone()));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.builder(&world).try_run(f)));
         let error = match outcome {
             Ok(Ok(value)) => {
@@ -190,27 +208,38 @@ impl Sim {
         })
     }
 
-    /// Runs `scenario` once per seed of `seeds`, on as many threads as the machine has cores,
-    /// and returns the failure of the lowest failing seed, or how many ran.
+    /// Runs `scenario` once per seed of `seeds`, each as this simulation with that seed (its
+    /// disk faults and stack size; its own seed is not used), on as many threads as the
+    /// machine has cores, and returns the failure of the lowest failing seed, or how many ran.
     ///
     /// ```
     /// use std::time::Duration;
     /// use zsync::sim::Sim;
     ///
-    /// let report = Sim::run_seeds(0..50, |io| {
-    ///     let a = io.spawn(|io| io.sleep(Duration::from_millis(5)));
-    ///     let b = io.spawn(|io| io.sleep(Duration::from_millis(3)));
-    ///     a.join().unwrap().unwrap();
-    ///     b.join().unwrap().unwrap();
-    /// })
-    /// .unwrap();
+    /// let report = Sim::default()
+    ///     .run_seeds(0..50, |io| {
+    ///         let a = io.spawn(|io| io.sleep(Duration::from_millis(5)));
+    ///         let b = io.spawn(|io| io.sleep(Duration::from_millis(3)));
+    ///         a.join().unwrap().unwrap();
+    ///         b.join().unwrap().unwrap();
+    ///     })
+    ///     .unwrap();
     /// assert_eq!(report.seeds, 50);
     /// ```
     pub fn run_seeds(
+        &self,
         seeds: std::ops::Range<u64>,
         scenario: impl Fn(&Io) + Sync,
     ) -> Result<SeedsReport, SimFailure> {
-        seeds::run(seeds, &scenario)
+        seeds::run(self, seeds, &scenario)
+    }
+
+    /// This simulation with another seed.
+    fn with_seed(&self, seed: u64) -> Sim {
+        Sim {
+            seed,
+            ..self.clone()
+        }
     }
 
     /// The runtime of one run: a single Green worker driven by `world`.
@@ -226,6 +255,35 @@ impl Sim {
             b = b.stack_size(bytes);
         }
         b.simulation(world.clone())
+    }
+}
+
+/// A simulated power loss of the running simulation's disk: every file goes back to what was
+/// last synced (with [`DiskFaults::torn_writes`], plus a random prefix of what was written
+/// after). Descriptors stay usable and see the restored bytes. `Err(Unsupported)` outside a
+/// simulation.
+///
+/// ```
+/// use zsync::sim::{power_loss, Sim};
+/// let run = Sim::new(5).run(|io| {
+///     zsync::fs::write(io, "/db/kept", b"synced")?;
+///     let f = zsync::fs::File::open(io, "/db/kept")?;
+///     f.sync_all()?;
+///     zsync::fs::write(io, "/db/lost", b"never synced")?;
+///     power_loss(io)?;
+///     Ok::<_, std::io::Error>((zsync::fs::read(io, "/db/kept")?, zsync::fs::read(io, "/db/lost")?))
+/// });
+/// let (kept, lost) = run.value.unwrap();
+/// assert_eq!(kept, b"synced");
+/// assert!(lost.is_empty());
+/// ```
+pub fn power_loss(io: &Io) -> std::io::Result<()> {
+    match io.inner.model.sim() {
+        Some(world) => world.power_loss(),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "zsync::sim::power_loss outside a simulation",
+        )),
     }
 }
 

@@ -29,6 +29,7 @@ pub struct SeedsReport {
 }
 
 pub(super) fn run(
+    template: &Sim,
     seeds: Range<u64>,
     scenario: &(dyn Fn(&Io) + Sync),
 ) -> Result<SeedsReport, SimFailure> {
@@ -54,7 +55,7 @@ pub(super) fn run(
                 if seed >= seeds.end || failed_below(seed) {
                     return;
                 }
-                match Sim::new(seed).try_run(scenario) {
+                match template.with_seed(seed).try_run(scenario) {
                     Ok(run) => {
                         let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
                         t.0 += run.elapsed;

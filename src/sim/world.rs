@@ -3,18 +3,42 @@
 //!
 //! The world is the simulation's [`CustomModel`]: every operation of its tasks comes here as
 //! an [`Operation`], as a custom model's would. Time is simulated (`now`, the wall clock,
-//! sleeps); everything else is real I/O, whose outcome and timing the seed cannot decide, and
-//! is refused with an error that says so.
+//! sleeps); files are simulated on an in-memory disk with seeded faults (see [`disk`]); what
+//! is left is real I/O, whose outcome and timing the seed cannot decide, and is refused with an
+//! error that says so.
+//!
+//! [`disk`]: super::disk
 
 use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::disk::{Disk, DiskFaults, OpenRequest};
 use super::log::{Event, EventKind, EventLog};
 use crate::error::ConcurrencyUnavailable;
 use crate::model::operation::{Completion, Operation};
 use crate::model::CustomModel;
 use crate::task::Runnable;
+
+/// Operations named in [`Operation::Other`] that act on a descriptor the program holds and on
+/// nothing else: on a simulated file they run on its memory. (A descriptor can only be a
+/// simulated file's in a simulation: real opens are refused.)
+const DESCRIPTOR_OPS: &[&str] = &["fs::fstat", "fs::seek", "fs::ftruncate"];
+
+/// The first `n` bytes of `bufs`, as slices borrowed from them.
+fn first_bytes<'b>(bufs: &'b [std::io::IoSlice<'_>], n: usize) -> Vec<std::io::IoSlice<'b>> {
+    let mut left = n;
+    let mut out = Vec::new();
+    for b in bufs {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(b.len());
+        out.push(std::io::IoSlice::new(&b[..take]));
+        left -= take;
+    }
+    out
+}
 
 /// What the wall clock reads when a simulation starts: 2026-01-01T00:00:00Z, the same in
 /// every run.
@@ -27,24 +51,28 @@ pub(crate) struct World {
     /// Simulated time zero: a real reading taken when the world was made, so that simulated
     /// `Instant`s are ordinary ones (compared and subtracted as usual).
     origin: Instant,
+    faults: DiskFaults,
     state: Mutex<State>,
 }
 
 struct State {
     rng: fastrand::Rng,
     log: EventLog,
+    disk: Disk,
     /// Simulated time when the run ended.
     end: Option<Instant>,
 }
 
 impl World {
-    pub(crate) fn new(seed: u64) -> World {
+    pub(crate) fn new(seed: u64, faults: DiskFaults) -> World {
         World {
             seed,
             origin: Instant::now(),
+            faults,
             state: Mutex::new(State {
                 rng: fastrand::Rng::with_seed(seed),
                 log: EventLog::default(),
+                disk: Disk::default(),
                 end: None,
             }),
         }
@@ -92,6 +120,74 @@ impl World {
     pub(crate) fn elapsed(&self) -> Duration {
         let end = self.state().end.unwrap_or_else(crate::clock::now);
         end.saturating_duration_since(self.origin)
+    }
+
+    /// `true` with probability `p`, drawn from the run's PRNG (no draw when `p` is 0).
+    fn chance(&self, p: f64) -> bool {
+        p > 0.0 && self.state().rng.f64() < p
+    }
+
+    /// The disk's latency: waits a simulated time drawn from its range. A cancellation point
+    /// (the task's deadline applies).
+    fn disk_latency(&self) -> io::Result<()> {
+        let Some((min, max)) = self.faults.latency else {
+            return Ok(());
+        };
+        let span = u64::try_from((max - min).as_nanos()).unwrap_or(u64::MAX);
+        let wait = min + Duration::from_nanos(self.state().rng.u64(0..=span));
+        let until = crate::clock::now() + wait;
+        while crate::clock::now() < until {
+            crate::context::check()?;
+            crate::park::park(crate::context::effective_deadline(Some(until)));
+        }
+        crate::context::check()
+    }
+
+    /// A simulated power loss: every file back to what was synced (see [`Disk::power_loss`]).
+    pub(crate) fn power_loss(&self) -> io::Result<()> {
+        let torn = self.faults.torn_writes;
+        let mut state = self.state();
+        let State { rng, disk, .. } = &mut *state;
+        disk.power_loss(|tail| if torn { rng.u64(0..=tail) } else { 0 })
+    }
+
+    /// A write of `len` bytes at the file position of `fd` (or `offset`) on the simulated file
+    /// at `path`: how many bytes the disk takes (fewer on a short write or a full disk), or
+    /// `ENOSPC` when it takes none.
+    fn writable(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        path: &std::path::Path,
+        offset: Option<u64>,
+        len: usize,
+    ) -> io::Result<usize> {
+        let mut n = len;
+        if len > 1 && self.chance(self.faults.short_writes) {
+            n = self.state().rng.usize(1..len);
+        }
+        if let Some(capacity) = self.faults.capacity {
+            let state = self.state();
+            let size = state.disk.size(path);
+            let at = match offset {
+                Some(at) => at,
+                None => rustix::fs::seek(fd, rustix::fs::SeekFrom::Current(0))?,
+            };
+            let growth = (at + n as u64).saturating_sub(size);
+            let free = capacity.saturating_sub(state.disk.used());
+            if growth > free {
+                let fits = (size + free).saturating_sub(at);
+                if fits == 0 {
+                    return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                n = n.min(usize::try_from(fits).unwrap_or(usize::MAX));
+            }
+        }
+        Ok(n)
+    }
+
+    /// The path of the simulated file open on `fd`, if it is one.
+    fn sim_file(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<std::path::PathBuf> {
+        self.state().disk.file_of(fd).map(|p| p.to_owned())
     }
 
     /// The error of an operation the simulation cannot run: it would reach the real world.
@@ -163,6 +259,72 @@ impl CustomModel for World {
             Operation::WallClock => Ok(Completion::SystemTime(
                 SystemTime::UNIX_EPOCH + WALL_CLOCK_ORIGIN + self.elapsed(),
             )),
+            // The simulated disk: the operations run on the files' memory (see `disk.rs`),
+            // after the faults were drawn.
+            Operation::Open { path, options } => {
+                crate::context::check()?;
+                self.disk_latency()?;
+                let (flags, _mode) = options.open_flags()?;
+                let fd = self.state().disk.open(path, OpenRequest { flags })?;
+                Ok(Completion::Fd(fd))
+            }
+            Operation::Read { fd, .. } | Operation::ReadVectored { fd, .. }
+                if self.sim_file(fd).is_some() =>
+            {
+                self.disk_latency()?;
+                op.perform()
+            }
+            Operation::Write {
+                fd,
+                buf,
+                offset,
+                deadline,
+            } if self.sim_file(fd).is_some() => {
+                self.disk_latency()?;
+                let path = self.sim_file(fd).unwrap_or_default();
+                let n = self.writable(fd, &path, offset, buf.len())?;
+                Operation::Write {
+                    fd,
+                    buf: &buf[..n],
+                    offset,
+                    deadline,
+                }
+                .perform()
+            }
+            Operation::WriteVectored {
+                fd,
+                bufs,
+                offset,
+                deadline,
+            } if self.sim_file(fd).is_some() => {
+                self.disk_latency()?;
+                let path = self.sim_file(fd).unwrap_or_default();
+                let len = bufs.iter().map(|b| b.len()).sum();
+                let n = self.writable(fd, &path, offset, len)?;
+                let kept = first_bytes(bufs, n);
+                Operation::WriteVectored {
+                    fd,
+                    bufs: &kept,
+                    offset,
+                    deadline,
+                }
+                .perform()
+            }
+            Operation::Sync { fd, .. } if self.sim_file(fd).is_some() => {
+                crate::context::check()?;
+                self.disk_latency()?;
+                if self.chance(self.faults.failing_syncs) {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                let path = self.sim_file(fd).unwrap_or_default();
+                self.state().disk.sync(&path)?;
+                Ok(Completion::Done)
+            }
+            // Descriptor operations that only touch the descriptor's own file: on a simulated
+            // file, its memory.
+            Operation::Other { name, run } if DESCRIPTOR_OPS.contains(&name) => {
+                run().map(|()| Completion::Done)
+            }
             other => Err(self.refuse(&format!("`{}`", other.name()))),
         }
     }
