@@ -287,8 +287,12 @@ impl Builder {
     /// });
     /// assert!(log.0.lock().unwrap().is_empty());
     /// ```
-    pub fn diagnostics(mut self, out: impl std::io::Write + Send + 'static) -> Builder {
-        let out = crate::stall::Diagnostics::to(Box::new(out));
+    pub fn diagnostics(self, out: impl std::io::Write + Send + 'static) -> Builder {
+        self.diagnostics_to(crate::stall::Diagnostics::to(Box::new(out)))
+    }
+
+    /// [`diagnostics`](Builder::diagnostics) with the writer already wrapped.
+    pub(crate) fn diagnostics_to(mut self, out: crate::stall::Diagnostics) -> Builder {
         self.green.stall.out = out.clone();
         self.threaded.stall.out = out;
         self

@@ -216,7 +216,9 @@ fn real_io_and_blocking_calls_are_refused_with_a_clear_error() {
 #[test]
 fn a_deadlock_is_a_failure_with_the_seed_and_the_log() {
     watchdog(|| {
+        let out = Collect::default();
         let failure = Sim::new(21)
+            .diagnostics(out.clone())
             .try_run(|io| {
                 let (tx, rx) = zsync::channel::bounded::<u8>(1);
                 let stuck = io.spawn(move |_| rx.recv());
@@ -233,6 +235,11 @@ fn a_deadlock_is_a_failure_with_the_seed_and_the_log() {
             .iter()
             .any(|e| e.kind == EventKind::Deadlock));
         assert!(failure.to_string().contains("Sim::new(21)"), "{failure}");
+        let report = out.text();
+        assert!(
+            report.contains("deadlock") && report.contains("tests/sim.rs"),
+            "{report}"
+        );
     });
 }
 
@@ -290,9 +297,10 @@ fn run_seeds_reports_every_seed_of_a_correct_scenario() {
 #[test]
 fn a_task_that_blocks_the_simulations_thread_is_named() {
     // Not a hang without a word: the monitor names the task holding the one thread in a call
-    // that is not zsync's. The diagnostic goes to stderr; here the run just has to finish.
+    // that is not zsync's.
     watchdog(|| {
-        let run = Sim::new(4).run(|io| {
+        let out = Collect::default();
+        let run = Sim::new(4).diagnostics(out.clone()).run(|io| {
             io.spawn(|_| std::thread::sleep(Duration::from_millis(300)))
                 .join()
                 .unwrap()
@@ -302,7 +310,32 @@ fn a_task_that_blocks_the_simulations_thread_is_named() {
             Duration::ZERO,
             "real time is not simulated time"
         );
+        let text = out.text();
+        assert!(
+            text.contains("the simulation has been held for") && text.contains("tests/sim.rs"),
+            "{text}"
+        );
     });
+}
+
+/// Collects what a run reports.
+#[derive(Clone, Default)]
+struct Collect(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Collect {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Collect {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 // ---- the simulated disk ------------------------------------------------------------------------

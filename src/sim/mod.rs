@@ -65,11 +65,23 @@ use world::World;
 /// let run = Sim::new(1).run(|io| io.model());
 /// assert_eq!(run.value, zsync::ModelKind::Simulation);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Sim {
     seed: u64,
     stack_size: Option<usize>,
     disk: DiskFaults,
+    /// Where deadlock reports and stall warnings go (`None`: stderr).
+    diagnostics: Option<crate::stall::Diagnostics>,
+}
+
+impl fmt::Debug for Sim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sim")
+            .field("seed", &self.seed)
+            .field("stack_size", &self.stack_size)
+            .field("disk", &self.disk)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a successful simulated run returned, and how it got there.
@@ -131,6 +143,7 @@ impl Sim {
             seed,
             stack_size: None,
             disk: DiskFaults::default(),
+            diagnostics: None,
         }
     }
 
@@ -143,6 +156,14 @@ impl Sim {
     /// capacity, latency, torn writes on a [`power_loss`].
     pub fn disk(mut self, faults: DiskFaults) -> Sim {
         self.disk = faults;
+        self
+    }
+
+    /// Where the run's deadlock report and stall warnings go (default: stderr), as
+    /// [`Builder::diagnostics`](crate::Builder::diagnostics). `run_seeds` shares the writer
+    /// between its runs.
+    pub fn diagnostics(mut self, out: impl std::io::Write + Send + 'static) -> Sim {
+        self.diagnostics = Some(crate::stall::Diagnostics::to(Box::new(out)));
         self
     }
 
@@ -253,6 +274,9 @@ impl Sim {
             .deadlock_detection(true);
         if let Some(bytes) = self.stack_size {
             b = b.stack_size(bytes);
+        }
+        if let Some(out) = &self.diagnostics {
+            b = b.diagnostics_to(out.clone());
         }
         b.simulation(world.clone())
     }

@@ -331,11 +331,18 @@ impl Green {
                 check_deadlock: config.stall.deadlock,
                 deadlock: AtomicU8::new(checkdead::ALIVE),
                 diagnostics: config.stall.out.clone(),
-                sysmon: sysmon::Sysmon::new(
-                    workers,
-                    config.stall.threshold,
-                    config.stall.out.clone(),
-                ),
+                sysmon: {
+                    let sysmon = sysmon::Sysmon::new(
+                        workers,
+                        config.stall.threshold,
+                        config.stall.out.clone(),
+                    );
+                    if config.sim.is_some() {
+                        sysmon.for_simulation()
+                    } else {
+                        sysmon
+                    }
+                },
                 dump: dump::DumpBoard::new(workers),
             }),
             sim: config.sim,

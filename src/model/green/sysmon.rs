@@ -57,6 +57,8 @@ pub(super) struct Sysmon {
     out: Diagnostics,
     /// One per worker, by index.
     progress: Box<[Progress]>,
+    /// Words the warnings for a simulation (see [`for_simulation`](Sysmon::for_simulation)).
+    simulation: bool,
     /// Set while the monitor has tasks out of the queues (see `checkdead.rs`).
     surveying: AtomicBool,
     /// Set while the runtime writes a deadlock report (its task dump symbolizes stacks, which
@@ -70,11 +72,18 @@ impl Sysmon {
         Sysmon {
             threshold,
             out,
+            simulation: false,
             progress: (0..workers).map(|_| Progress::default()).collect(),
             surveying: AtomicBool::new(false),
             reporting: AtomicBool::new(false),
             thread: MonitorThread::new(),
         }
+    }
+
+    /// Words its warnings for a simulation's one worker (see `worker/sim_loop.rs`).
+    pub(super) fn for_simulation(mut self) -> Sysmon {
+        self.simulation = true;
+        self
     }
 
     /// Worker `index`'s progress word, if the monitor is on.
@@ -229,7 +238,14 @@ fn watch(shared: &Shared, threshold: Duration) {
                             })
                             .flatten();
                         let task = describe::blocked(progress::site(word), seen.as_ref());
-                        report_blocked(&monitor.out, i, &task, held_for, doing, seen.as_ref());
+                        let blocked = Blocked {
+                            worker: i,
+                            task: &task,
+                            held_for,
+                            doing,
+                            simulation: monitor.simulation,
+                        };
+                        report_blocked(&monitor.out, &blocked, seen.as_ref());
                     }
                 }
             }
@@ -244,26 +260,45 @@ fn watch(shared: &Shared, threshold: Duration) {
     );
 }
 
+/// What a blocked-worker warning says.
+struct Blocked<'a> {
+    worker: usize,
+    task: &'a str,
+    held_for: Duration,
+    doing: &'a str,
+    /// The worker is a simulation's only one: the whole simulation waits, and `io.blocking`
+    /// is refused there.
+    simulation: bool,
+}
+
 /// Prints the blocked-worker warning.
 #[cold]
-fn report_blocked(
-    out: &Diagnostics,
-    worker: usize,
-    task: &str,
-    held_for: Duration,
-    doing: &str,
-    seen: Option<&stall::remote::Blocked>,
-) {
-    let mut msg = format!(
-        "zsync: Green worker {worker} has been held for {} ms by {} ({doing}): a call that \
-         is not zsync's (std::thread::sleep, a blocking socket or file of another crate, a C \
-         library, a long computation) blocks the worker's thread, and every other task on this \
-         worker waits meanwhile.\n  Run such a call with `io.blocking(|| …)`, which moves it to a \
-         helper thread, or use zsync's own I/O and sleeps, which park only the task. Printed \
-         once per incident.\n",
-        held_for.as_millis(),
-        task,
-    );
+fn report_blocked(out: &Diagnostics, b: &Blocked<'_>, seen: Option<&stall::remote::Blocked>) {
+    let call = "a call that is not zsync's (std::thread::sleep, a blocking socket or file of \
+                another crate, a C library, a long computation)";
+    let mut msg = if b.simulation {
+        format!(
+            "zsync: the simulation has been held for {} ms by {} ({}): {call} blocks its one \
+             thread, and every other task of the simulation waits meanwhile, in real time.\n  \
+             A simulation cannot run such a call for real (`io.blocking` is refused there): \
+             use zsync's own sleeps, channels and locks, which park only the task. Printed \
+             once per incident.\n",
+            b.held_for.as_millis(),
+            b.task,
+            b.doing,
+        )
+    } else {
+        format!(
+            "zsync: Green worker {} has been held for {} ms by {} ({}): {call} blocks the \
+             worker's thread, and every other task on this worker waits meanwhile.\n  Run such \
+             a call with `io.blocking(|| …)`, which moves it to a helper thread, or use zsync's \
+             own I/O and sleeps, which park only the task. Printed once per incident.\n",
+            b.worker,
+            b.held_for.as_millis(),
+            b.task,
+            b.doing,
+        )
+    };
     if let Some(seen) = seen.filter(|s| !s.frames.is_empty()) {
         msg.push_str(
             "  Its stack (scanned from the stuck thread's stack: a stale frame may show too):\n",
