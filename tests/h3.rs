@@ -86,18 +86,7 @@ fn concurrent<T: Send + 'static>(io: &Io, f: impl FnOnce(&Io) -> T + Send + 'sta
 
 /// `GET /bytes/N`, every byte checked against the pattern as it arrives.
 fn fetch_generated(io: &Io, client: &client::Requester, len: u64) -> Result<u64, BoxError> {
-    let mut offset = 0u64;
-    let (status, headers) = client.request_streamed(
-        io,
-        Method::GET,
-        &format!("/bytes/{len}"),
-        Bytes::new(),
-        |chunk| {
-            assert!(body::matches(offset, chunk), "body differs near {offset}");
-            offset += chunk.len() as u64;
-            Ok(())
-        },
-    )?;
+    let (status, headers, offset) = client.get_generated(io, len)?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-length"], len.to_string().as_str());
     Ok(offset)

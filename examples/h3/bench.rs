@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use quinn::{Endpoint, VarInt};
 use zsync::Io;
@@ -45,20 +44,7 @@ pub fn h3_stream(
     let server = Server::start(io, config, "127.0.0.1:0".parse()?)?;
     let client = Client::connect(io, server.local_addr()?, tls::client_config(cert, ALPN_H3)?)?;
     let started = Instant::now();
-    let mut offset = 0u64;
-    let (status, _) = client.request_streamed(
-        io,
-        Method::GET,
-        &format!("/bytes/{bytes}"),
-        Bytes::new(),
-        |chunk| {
-            if !body::matches(offset, chunk) {
-                return Err(format!("body differs near byte {offset}").into());
-            }
-            offset += chunk.len() as u64;
-            Ok(())
-        },
-    )?;
+    let (status, _, offset) = client.get_generated(io, bytes)?;
     let elapsed = started.elapsed();
     if status != StatusCode::OK || offset != bytes {
         return Err(format!("status {status}, {offset} of {bytes} bytes").into());

@@ -138,6 +138,31 @@ impl Requester {
         })
     }
 
+    /// `GET /bytes/{len}`, every chunk checked against the generated pattern as it arrives
+    /// (a body of any size, none of it held): the status, the headers and how many bytes
+    /// came. A byte that differs abandons the response with an error naming where.
+    pub fn get_generated(
+        &self,
+        io: &Io,
+        len: u64,
+    ) -> Result<(StatusCode, http::HeaderMap, u64), BoxError> {
+        let mut offset = 0u64;
+        let (status, headers) = self.request_streamed(
+            io,
+            Method::GET,
+            &format!("/bytes/{len}"),
+            Bytes::new(),
+            |chunk| {
+                if !crate::body::matches(offset, chunk) {
+                    return Err(format!("body differs near byte {offset}").into());
+                }
+                offset += chunk.len() as u64;
+                Ok(())
+            },
+        )?;
+        Ok((status, headers, offset))
+    }
+
     /// A request with `body`; the response body goes to `on_chunk` as it arrives (an error
     /// from it abandons the response: the stream is stopped). Returns the status and headers.
     pub fn request_streamed(

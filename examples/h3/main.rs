@@ -168,20 +168,7 @@ fn tour(io: &Io, client: &Client) -> Result<(), BoxError> {
 
     let size = 64u64 << 20;
     let started = Instant::now();
-    let mut offset = 0u64;
-    let (status, _) = client.request_streamed(
-        io,
-        Method::GET,
-        &format!("/bytes/{size}"),
-        Bytes::new(),
-        |chunk| {
-            if !body::matches(offset, chunk) {
-                return Err(format!("body differs near byte {offset}").into());
-            }
-            offset += chunk.len() as u64;
-            Ok(())
-        },
-    )?;
+    let (status, _, offset) = client.get_generated(io, size)?;
     expect(status == StatusCode::OK && offset == size, "GET /bytes")?;
     let secs = started.elapsed().as_secs_f64();
     println!(
