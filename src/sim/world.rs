@@ -251,37 +251,46 @@ impl CustomModel for World {
     }
 
     fn operate(&self, op: Operation<'_, '_>) -> io::Result<Completion> {
-        match op {
+        // The simulated file a descriptor operation is on, looked up once.
+        let file = match &op {
+            Operation::Read { fd, .. }
+            | Operation::ReadVectored { fd, .. }
+            | Operation::Write { fd, .. }
+            | Operation::WriteVectored { fd, .. }
+            | Operation::Sync { fd, .. } => self.sim_file(*fd),
+            _ => None,
+        };
+        match (op, file) {
             // A park with a timer on the simulated clock: the scheduler moves the clock to it
             // when every task waits.
-            Operation::Sleep { .. } => op.perform(),
-            Operation::Now => Ok(Completion::Instant(crate::clock::now())),
-            Operation::WallClock => Ok(Completion::SystemTime(
+            (op @ Operation::Sleep { .. }, _) => op.perform(),
+            (Operation::Now, _) => Ok(Completion::Instant(crate::clock::now())),
+            (Operation::WallClock, _) => Ok(Completion::SystemTime(
                 SystemTime::UNIX_EPOCH + WALL_CLOCK_ORIGIN + self.elapsed(),
             )),
             // The simulated disk: the operations run on the files' memory (see `disk.rs`),
             // after the faults were drawn.
-            Operation::Open { path, options } => {
+            (Operation::Open { path, options }, _) => {
                 crate::context::check()?;
                 self.disk_latency()?;
                 let (flags, _mode) = options.open_flags()?;
                 let fd = self.state().disk.open(path, OpenRequest { flags })?;
                 Ok(Completion::Fd(fd))
             }
-            Operation::Read { fd, .. } | Operation::ReadVectored { fd, .. }
-                if self.sim_file(fd).is_some() =>
-            {
+            (op @ (Operation::Read { .. } | Operation::ReadVectored { .. }), Some(_)) => {
                 self.disk_latency()?;
                 op.perform()
             }
-            Operation::Write {
-                fd,
-                buf,
-                offset,
-                deadline,
-            } if self.sim_file(fd).is_some() => {
+            (
+                Operation::Write {
+                    fd,
+                    buf,
+                    offset,
+                    deadline,
+                },
+                Some(path),
+            ) => {
                 self.disk_latency()?;
-                let path = self.sim_file(fd).unwrap_or_default();
                 let n = self.writable(fd, &path, offset, buf.len())?;
                 Operation::Write {
                     fd,
@@ -291,14 +300,16 @@ impl CustomModel for World {
                 }
                 .perform()
             }
-            Operation::WriteVectored {
-                fd,
-                bufs,
-                offset,
-                deadline,
-            } if self.sim_file(fd).is_some() => {
+            (
+                Operation::WriteVectored {
+                    fd,
+                    bufs,
+                    offset,
+                    deadline,
+                },
+                Some(path),
+            ) => {
                 self.disk_latency()?;
-                let path = self.sim_file(fd).unwrap_or_default();
                 let len = bufs.iter().map(|b| b.len()).sum();
                 let n = self.writable(fd, &path, offset, len)?;
                 let kept = first_bytes(bufs, n);
@@ -310,22 +321,21 @@ impl CustomModel for World {
                 }
                 .perform()
             }
-            Operation::Sync { fd, .. } if self.sim_file(fd).is_some() => {
+            (Operation::Sync { .. }, Some(path)) => {
                 crate::context::check()?;
                 self.disk_latency()?;
                 if self.chance(self.faults.failing_syncs) {
                     return Err(io::Error::from_raw_os_error(libc::EIO));
                 }
-                let path = self.sim_file(fd).unwrap_or_default();
                 self.state().disk.sync(&path)?;
                 Ok(Completion::Done)
             }
             // Descriptor operations that only touch the descriptor's own file: on a simulated
             // file, its memory.
-            Operation::Other { name, run } if DESCRIPTOR_OPS.contains(&name) => {
+            (Operation::Other { name, run }, _) if DESCRIPTOR_OPS.contains(&name) => {
                 run().map(|()| Completion::Done)
             }
-            other => Err(self.refuse(&format!("`{}`", other.name()))),
+            (other, _) => Err(self.refuse(&format!("`{}`", other.name()))),
         }
     }
 }
