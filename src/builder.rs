@@ -421,6 +421,7 @@ impl Builder {
                 state: Arc::new(state),
                 root: NodeRef::root(),
             }),
+            host: crate::sim::host::HostId::default(),
         })
     }
 

@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -209,6 +209,51 @@ pub enum Operation<'a, 'b> {
         /// The operation's own deadline.
         deadline: Option<Instant>,
     },
+    /// Binds a socket that has no address yet to `addr`, and with `backlog` also listens on it
+    /// (`bind(2)`, `listen(2)`): a TCP listener or a UDP socket. Completes with
+    /// [`Completion::Done`].
+    Bind {
+        /// The socket.
+        fd: BorrowedFd<'a>,
+        /// Where.
+        addr: SocketAddr,
+        /// For a stream socket: listen, with this many connections queued at most.
+        backlog: Option<u32>,
+    },
+    /// Reads a socket's own address, or with `peer` its peer's (`getsockname(2)`,
+    /// `getpeername(2)`). Completes with [`Completion::Address`].
+    Address {
+        /// The socket.
+        fd: BorrowedFd<'a>,
+        /// The peer's address rather than the socket's own.
+        peer: bool,
+    },
+    /// Shuts down one or both directions of a connected socket (`shutdown(2)`). Completes with
+    /// [`Completion::Done`].
+    Shutdown {
+        /// The socket.
+        fd: BorrowedFd<'a>,
+        /// Which directions.
+        how: Shutdown,
+    },
+    /// Makes a second descriptor for a socket (`dup(2)`, close-on-exec): `try_clone`.
+    /// Completes with [`Completion::Fd`].
+    Duplicate {
+        /// The socket.
+        fd: BorrowedFd<'a>,
+    },
+    /// A socket's owner is about to close its descriptor (`fd` is still open, and closes once
+    /// the operation returns, whatever it returns). Completes with [`Completion::Done`].
+    Close {
+        /// The socket.
+        fd: BorrowedFd<'a>,
+    },
+    /// Resolves a `"host:port"` name to socket addresses (`getaddrinfo(3)`). Completes with
+    /// [`Completion::Addresses`].
+    Resolve {
+        /// The name, `"host:port"`.
+        name: &'a str,
+    },
     /// Waits until the monotonic clock reaches `deadline` ([`Io::sleep`](crate::Io::sleep)).
     /// Completes with [`Completion::Done`]; may complete early (the caller loops).
     Sleep {
@@ -251,6 +296,13 @@ impl Operation<'_, '_> {
             Operation::SendVectored { .. } => "send_vectored",
             Operation::RecvFrom { .. } => "recv_from",
             Operation::SendTo { .. } => "send_to",
+            Operation::Bind { .. } => "bind",
+            Operation::Address { peer: false, .. } => "local_addr",
+            Operation::Address { peer: true, .. } => "peer_addr",
+            Operation::Shutdown { .. } => "shutdown",
+            Operation::Duplicate { .. } => "duplicate",
+            Operation::Close { .. } => "close",
+            Operation::Resolve { .. } => "resolve",
             Operation::Sleep { .. } => "sleep",
             Operation::Now => "now",
             Operation::WallClock => "wall_clock",
@@ -366,6 +418,33 @@ impl Operation<'_, '_> {
                 Ok(rustix::net::sendto(fd, buf, SendFlags::NOSIGNAL, &addr)?)
             })
             .map(count),
+            Operation::Bind { fd, addr, backlog } => {
+                rustix::net::bind(fd, &addr)?;
+                if let Some(backlog) = backlog {
+                    rustix::net::listen(fd, i32::try_from(backlog).unwrap_or(i32::MAX))?;
+                }
+                Ok(Completion::Done)
+            }
+            Operation::Address { fd, peer } => {
+                let sock = socket2::SockRef::from(&fd);
+                let addr = if peer {
+                    sock.peer_addr()?
+                } else {
+                    sock.local_addr()?
+                };
+                addr.as_socket()
+                    .map(Completion::Address)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+            }
+            Operation::Shutdown { fd, how } => {
+                socket2::SockRef::from(&fd).shutdown(how)?;
+                Ok(Completion::Done)
+            }
+            Operation::Duplicate { fd } => Ok(Completion::Fd(fd.try_clone_to_owned()?)),
+            Operation::Close { .. } => Ok(Completion::Done),
+            Operation::Resolve { name } => {
+                crate::net::addr::lookup_name(name.to_owned()).map(Completion::Addresses)
+            }
             Operation::Sleep { deadline } => {
                 crate::park::park(crate::context::effective_deadline(Some(deadline)));
                 Ok(Completion::Done)
@@ -401,7 +480,14 @@ impl fmt::Debug for Operation<'_, '_> {
             | Operation::SendVectored { fd, bufs, .. } => {
                 d.field("fd", fd).field("bufs", &bufs.len())
             }
-            Operation::Sync { fd, .. } | Operation::Accept { fd, .. } => d.field("fd", fd),
+            Operation::Sync { fd, .. }
+            | Operation::Accept { fd, .. }
+            | Operation::Address { fd, .. }
+            | Operation::Shutdown { fd, .. }
+            | Operation::Duplicate { fd }
+            | Operation::Close { fd } => d.field("fd", fd),
+            Operation::Bind { fd, addr, .. } => d.field("fd", fd).field("addr", addr),
+            Operation::Resolve { name } => d.field("name", name),
             Operation::Connect { fd, addr, .. } => d.field("fd", fd).field("addr", addr),
             Operation::Sleep { deadline } => d.field("deadline", deadline),
             Operation::Now | Operation::WallClock | Operation::Other { .. } => &mut d,
@@ -423,6 +509,10 @@ pub enum Completion {
     Fd(OwnedFd),
     /// A received datagram's length and sender.
     Datagram(usize, SocketAddr),
+    /// A socket address.
+    Address(SocketAddr),
+    /// The addresses a name resolved to.
+    Addresses(Vec<SocketAddr>),
     /// A reading of the monotonic clock.
     Instant(Instant),
     /// A reading of the wall clock.
@@ -461,6 +551,20 @@ impl Completion {
     pub(crate) fn into_datagram(self, op: &'static str) -> io::Result<(usize, SocketAddr)> {
         match self {
             Completion::Datagram(n, from) => Ok((n, from)),
+            other => Err(other.mismatch(op)),
+        }
+    }
+
+    pub(crate) fn into_address(self, op: &'static str) -> io::Result<SocketAddr> {
+        match self {
+            Completion::Address(a) => Ok(a),
+            other => Err(other.mismatch(op)),
+        }
+    }
+
+    pub(crate) fn into_addresses(self, op: &'static str) -> io::Result<Vec<SocketAddr>> {
+        match self {
+            Completion::Addresses(a) => Ok(a),
             other => Err(other.mismatch(op)),
         }
     }

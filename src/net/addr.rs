@@ -142,7 +142,8 @@ pub fn resolve(io: &Io, addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>>
         Lookup::Name(name) => {
             crate::context::check()?;
             if let Some(model) = crate::op::custom(io) {
-                return crate::op::other(model, "net::resolve", || lookup_name(name));
+                let op = crate::model::operation::Operation::Resolve { name: &name };
+                return model.operate(op)?.into_addresses("resolve");
             }
             if io.supports_concurrency() {
                 let owned = name.clone();
@@ -155,7 +156,7 @@ pub fn resolve(io: &Io, addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>>
     }
 }
 
-fn lookup_name(name: String) -> io::Result<Vec<SocketAddr>> {
+pub(crate) fn lookup_name(name: String) -> io::Result<Vec<SocketAddr>> {
     if !name.contains(':') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

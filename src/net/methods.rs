@@ -79,7 +79,7 @@ macro_rules! impl_socket {
 
             /// The local address (the one the socket is bound to).
             pub fn local_addr(&self) -> std::io::Result<$addr> {
-                self.sock.get().local_addr()
+                self.sock.address(false, |s| s.local_addr())
             }
 
             /// Takes the pending socket error (`SO_ERROR`), if any.
@@ -91,8 +91,8 @@ macro_rules! impl_socket {
         impl std::fmt::Debug for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($t))
-                    .field("local", &self.sock.get().local_addr().ok())
-                    $(.field("peer", &self.sock.get().$peer().ok()))?
+                    .field("local", &self.sock.address(false, |s| s.local_addr()).ok())
+                    $(.field("peer", &self.sock.address(true, |s| s.$peer()).ok()))?
                     .field("fd", &std::os::fd::AsRawFd::as_raw_fd(self))
                     .finish()
             }

@@ -34,7 +34,7 @@
 //! its non-blocking mode, its timeouts and its transfers; the methods the types share are
 //! generated once (`methods.rs`).
 
-mod addr;
+pub(crate) mod addr;
 mod async_io;
 mod methods;
 pub(crate) mod owned;

@@ -37,6 +37,7 @@ use socket2::SockRef;
 
 use crate::driver::source::Waiter;
 use crate::driver::{Registered, Source};
+use crate::model::operation::Operation;
 use crate::net::timeout::Timeouts;
 use crate::op::send_zc::ZeroCopy;
 use crate::park::{retry_on_fd, Interest};
@@ -46,6 +47,9 @@ use crate::{op, Io};
 ///
 /// `S` is one of std's socket types: a descriptor that converts from and into an [`OwnedFd`].
 pub(crate) struct Socket<S> {
+    /// Tells a custom model that the descriptor closes; declared before `std`, so that it runs
+    /// while the descriptor is still open.
+    _close_note: CloseNote,
     /// The async driver registration, made on first async use. Declared before `std`: it must
     /// drop (deregister) while the descriptor is still open (see [`Registered`]).
     registered: Registered,
@@ -68,6 +72,7 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
     /// Wraps a socket that is non-blocking already (made or accepted with `SOCK_NONBLOCK`).
     pub(crate) fn from_nonblocking(io: &Io, std: S) -> Socket<S> {
         Socket {
+            _close_note: CloseNote::new(io, std.as_fd()),
             registered: Registered::new(),
             io: io.clone(),
             std,
@@ -89,7 +94,14 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
     /// A second handle to the same socket (`dup`, close-on-exec), with this one's timeouts. It
     /// shares the open file description, hence `O_NONBLOCK`: no mode switch.
     pub(crate) fn try_clone(&self) -> io::Result<Socket<S>> {
-        let fd = self.std.as_fd().try_clone_to_owned()?;
+        let fd = match op::custom(&self.io) {
+            Some(model) => model
+                .operate(Operation::Duplicate {
+                    fd: self.std.as_fd(),
+                })?
+                .into_fd("duplicate")?,
+            None => self.std.as_fd().try_clone_to_owned()?,
+        };
         let clone = Socket::from_nonblocking(&self.io, S::from(fd));
         clone.timeouts.set_read(self.timeouts.read())?;
         clone.timeouts.set_write(self.timeouts.write())?;
@@ -129,7 +141,36 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
 
     /// `shutdown(2)`.
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        SockRef::from(&self.std).shutdown(how)
+        match op::custom(&self.io) {
+            Some(model) => op::done_of(
+                model,
+                Operation::Shutdown {
+                    fd: self.std.as_fd(),
+                    how,
+                },
+            ),
+            None => SockRef::from(&self.std).shutdown(how),
+        }
+    }
+
+    /// The socket's own address, or with `peer` its peer's: from a custom model for an IP
+    /// socket, else from `native` (`getsockname(2)`, `getpeername(2)`).
+    pub(crate) fn address<A: Address>(
+        &self,
+        peer: bool,
+        native: impl FnOnce(&S) -> io::Result<A>,
+    ) -> io::Result<A> {
+        match op::custom(&self.io) {
+            Some(model) if A::IP => {
+                let op = Operation::Address {
+                    fd: self.std.as_fd(),
+                    peer,
+                };
+                let name = op.name();
+                A::from_model(model.operate(op)?.into_address(name)?)
+            }
+            _ => native(&self.std),
+        }
     }
 
     /// Sets the read timeout (`None`: none; `InvalidInput` for zero, as std).
@@ -237,6 +278,28 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
         })
     }
 
+    /// Receives without taking the data off the queue (`MSG_PEEK`), bounded by the read
+    /// timeout: on a custom model as [`Operation::Recv`] with `peek`, else by `native` on the
+    /// std socket. Cancellation point.
+    pub(crate) fn peek(
+        &self,
+        buf: &mut [u8],
+        mut native: impl FnMut(&S, &mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        match op::custom(&self.io) {
+            Some(model) => self.timeouts.reading(|deadline| {
+                let op = Operation::Recv {
+                    fd: self.std.as_fd(),
+                    buf,
+                    peek: true,
+                    deadline,
+                };
+                op::count_of(model, op)
+            }),
+            None => self.read_with(|s| native(s, &mut *buf)),
+        }
+    }
+
     /// The write timeout's bound around `op`, for a write that waits in its own way (a Unix
     /// datagram's `send_to`, a UDP `send_to` on the ring).
     pub(crate) fn writing<T>(
@@ -262,6 +325,14 @@ impl<S: AsFd + From<OwnedFd> + Into<OwnedFd>> Socket<S> {
 impl<S: AsFd> Socket<S> {
     /// The socket's driver registration, made on first use.
     pub(crate) fn source(&self) -> io::Result<&Source> {
+        if let Some(world) = self.io.inner.model.sim() {
+            if world.is_simulated_socket(self.std.as_fd()) {
+                return Err(world.refuse(
+                    "async I/O on a simulated socket (`AsyncRead`/`AsyncWrite`, readiness, \
+                     `_async` methods)",
+                ));
+            }
+        }
         self.registered.source(&self.io, self.std.as_fd())
     }
 
@@ -360,5 +431,84 @@ impl<S: AsFd> AsFd for Socket<S> {
 impl<S: Into<OwnedFd>> From<Socket<S>> for OwnedFd {
     fn from(sock: Socket<S>) -> OwnedFd {
         sock.std.into()
+    }
+}
+
+impl Socket<std::net::UdpSocket> {
+    /// [`peek`](Socket::peek) of a datagram and its sender (`recvfrom(2)` with `MSG_PEEK`).
+    pub(crate) fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, std::net::SocketAddr)> {
+        match op::custom(&self.io) {
+            Some(model) => self.timeouts.reading(|deadline| {
+                let op = Operation::RecvFrom {
+                    fd: self.std.as_fd(),
+                    buf,
+                    peek: true,
+                    deadline,
+                };
+                model.operate(op)?.into_datagram("recv_from")
+            }),
+            None => self.read_with(|s| s.peek_from(&mut *buf)),
+        }
+    }
+}
+
+/// An address type of a socket: whether a custom model answers for it (IP addresses), and the
+/// conversion of its answer.
+pub(crate) trait Address: Sized {
+    /// Whether it is an IP socket's address, which a custom model's
+    /// [`Operation::Address`] gives.
+    const IP: bool;
+    /// The model's answer as this type.
+    fn from_model(addr: std::net::SocketAddr) -> io::Result<Self>;
+}
+
+impl Address for std::net::SocketAddr {
+    const IP: bool = true;
+    fn from_model(addr: std::net::SocketAddr) -> io::Result<Self> {
+        Ok(addr)
+    }
+}
+
+impl Address for std::os::unix::net::SocketAddr {
+    const IP: bool = false;
+    fn from_model(addr: std::net::SocketAddr) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a model gave the IP address {addr} for a Unix socket"),
+        ))
+    }
+}
+
+/// Tells a custom model, by [`Operation::Close`], that a socket's descriptor is about to
+/// close; nothing on the built-in models (which make no note at all).
+struct CloseNote(Option<(Io, RawFd)>);
+
+impl CloseNote {
+    fn new(io: &Io, fd: BorrowedFd<'_>) -> CloseNote {
+        CloseNote(
+            op::custom(io)
+                .is_some()
+                .then(|| (io.clone(), std::os::fd::AsRawFd::as_raw_fd(&fd))),
+        )
+    }
+}
+
+impl Drop for CloseNote {
+    fn drop(&mut self) {
+        let Some((io, fd)) = self.0.take() else {
+            return;
+        };
+        if let Some(model) = op::custom(&io) {
+            // SAFETY: the note is a field of the `Socket` that owns `fd`, declared before the
+            // descriptor, so it drops while the descriptor is open; when the descriptor was
+            // moved out (`into_std`, `OwnedFd::from`), the new owner holds it open. Borrowed
+            // for this one call.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            // A model's panic here would unwind out of a destructor: contained, and the note
+            // is best effort (the descriptor closes anyway).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                model.operate(Operation::Close { fd })
+            }));
+        }
     }
 }

@@ -131,7 +131,6 @@ impl TcpListener {
         addr: impl ToSocketAddrs,
         options: &ListenOptions,
     ) -> io::Result<TcpListener> {
-        crate::sim::world::refuse_in_sim(io, "`net::bind` (a real TCP listener)")?;
         addr::each_addr(io, addr, |a| {
             let socket = socket2::Socket::new(
                 Domain::for_address(a),
@@ -145,8 +144,20 @@ impl TcpListener {
             if let (Some(only), SocketAddr::V6(_)) = (options.only_v6, a) {
                 socket.set_only_v6(only)?;
             }
-            socket.bind(&a.into())?;
-            socket.listen(options.backlog)?;
+            match crate::op::custom(io) {
+                Some(model) => crate::op::done_of(
+                    model,
+                    crate::model::operation::Operation::Bind {
+                        fd: socket.as_fd(),
+                        addr: a,
+                        backlog: Some(options.backlog.max(0) as u32),
+                    },
+                )?,
+                None => {
+                    socket.bind(&a.into())?;
+                    socket.listen(options.backlog)?;
+                }
+            }
             let listener = std::net::TcpListener::from(OwnedFd::from(socket));
             Ok(TcpListener {
                 sock: Socket::from_nonblocking(io, listener),
@@ -414,7 +425,7 @@ impl TcpStream {
 
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.get().peer_addr()
+        self.sock.address(true, |s| s.peer_addr())
     }
 
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
@@ -495,6 +506,6 @@ impl TcpStream {
             crate::diag::wait_point::WaitOp::Read,
             crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(self)),
         );
-        self.sock.read_with(|s| s.peek(buf))
+        self.sock.peek(buf, |s, buf| s.peek(buf))
     }
 }

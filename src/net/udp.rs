@@ -162,9 +162,27 @@ impl UdpSocket {
     /// Errors: `AddrInUse` if the port is taken, `AddrNotAvailable` for an address not on this
     /// host, `NotFound` for a name that does not resolve, `InvalidInput` for a malformed address.
     pub fn bind(io: &Io, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        crate::sim::world::refuse_in_sim(io, "`net::bind` (a real UDP socket)")?;
-        addr::each_addr(io, addr, |a| {
-            UdpSocket::from_std(io, std::net::UdpSocket::bind(a)?)
+        addr::each_addr(io, addr, |a| match crate::op::custom(io) {
+            Some(model) => {
+                let socket = socket2::Socket::new(
+                    socket2::Domain::for_address(a),
+                    socket2::Type::DGRAM.nonblocking(),
+                    Some(socket2::Protocol::UDP),
+                )?;
+                crate::op::done_of(
+                    model,
+                    crate::model::operation::Operation::Bind {
+                        fd: std::os::fd::AsFd::as_fd(&socket),
+                        addr: a,
+                        backlog: None,
+                    },
+                )?;
+                UdpSocket::from_std(
+                    io,
+                    std::net::UdpSocket::from(std::os::fd::OwnedFd::from(socket)),
+                )
+            }
+            None => UdpSocket::from_std(io, std::net::UdpSocket::bind(a)?),
         })
     }
 
@@ -220,14 +238,18 @@ impl UdpSocket {
             crate::diag::wait_point::WaitOp::Recv,
             crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
         );
-        self.sock.read_with(|s| s.peek_from(buf))
+        self.sock.peek_from(buf)
     }
 
     /// Sets the default destination of [`send`](Self::send) and restricts
     /// [`recv`](Self::recv) to datagrams from the first address of `addr` that works. Does not
     /// wait for the network.
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        addr::each_addr(self.sock.io(), addr, |a| self.sock.get().connect(a))
+        let io = self.sock.io();
+        addr::each_addr(io, addr, |a| match crate::op::custom(io) {
+            Some(_) => crate::op::connect::connect(io, self.sock.fd(), &a.into(), None),
+            None => self.sock.get().connect(a),
+        })
     }
 
     /// Sends `buf` to the connected peer. Cancellation point.
@@ -260,12 +282,12 @@ impl UdpSocket {
             crate::diag::wait_point::WaitOp::Recv,
             crate::diag::wait_point::Object::Fd(std::os::fd::AsRawFd::as_raw_fd(&self.sock.fd())),
         );
-        self.sock.read_with(|s| s.peek(buf))
+        self.sock.peek(buf, |s, buf| s.peek(buf))
     }
 
     /// The connected peer's address (`NotConnected` without [`connect`](Self::connect)).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.get().peer_addr()
+        self.sock.address(true, |s| s.peer_addr())
     }
 
     /// Sets `SO_BROADCAST`: whether datagrams may be sent to a broadcast address.

@@ -22,8 +22,12 @@ pub(crate) fn accept(io: &Io, listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, 
             deadline: None,
         };
         let fd = model.operate(op)?.into_fd("accept")?;
-        let peer = socket2::SockRef::from(&fd).peer_addr()?;
-        return Ok((fd, peer));
+        let peer = Operation::Address {
+            fd: std::os::fd::AsFd::as_fd(&fd),
+            peer: true,
+        };
+        let peer = model.operate(peer)?.into_address("peer_addr")?;
+        return Ok((fd, peer.into()));
     }
     let raw = listener.as_raw_fd();
     let init = |storage: *mut SockAddrStorage, len: *mut libc::socklen_t| {

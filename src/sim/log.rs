@@ -37,6 +37,25 @@ pub enum EventKind {
     /// Every task waited on real I/O, which the simulation cannot order: the scheduler blocked
     /// for it (the run is not deterministic from here on).
     RealIo,
+    /// Host `host` (by declaration order, from 1) crashed.
+    Crash {
+        /// The host's index.
+        host: u32,
+    },
+    /// Host `host` restarted.
+    Restart {
+        /// The host's index.
+        host: u32,
+    },
+    /// Hosts `a` and `b` were cut off from each other (0 is the scenario's own host).
+    Partition {
+        /// One host's index.
+        a: u32,
+        /// The other's.
+        b: u32,
+    },
+    /// Every partition healed.
+    Heal,
 }
 
 /// One step of a simulated run: what happened, at which simulated time (since the start).
@@ -58,6 +77,12 @@ impl fmt::Display for Event {
             EventKind::Advance => write!(f, "{ms:>12.3} ms  clock advanced"),
             EventKind::Deadlock => write!(f, "{ms:>12.3} ms  DEADLOCK: every task waits"),
             EventKind::RealIo => write!(f, "{ms:>12.3} ms  waited for real I/O"),
+            EventKind::Crash { host } => write!(f, "{ms:>12.3} ms  CRASH of host {host}"),
+            EventKind::Restart { host } => write!(f, "{ms:>12.3} ms  restart of host {host}"),
+            EventKind::Partition { a, b } => {
+                write!(f, "{ms:>12.3} ms  PARTITION between hosts {a} and {b}")
+            }
+            EventKind::Heal => write!(f, "{ms:>12.3} ms  partitions healed"),
         }
     }
 }

@@ -40,8 +40,11 @@
 //! How the simulation plugs into the model seam: see "Deterministic simulation" in
 //! docs/ARCHITECTURE.md.
 
+mod chaos;
 mod disk;
+pub(crate) mod host;
 pub(crate) mod log;
+mod net;
 mod seeds;
 pub(crate) mod world;
 
@@ -53,6 +56,7 @@ use std::time::Duration;
 
 pub use disk::DiskFaults;
 pub use log::{Event, EventKind, EventLog};
+pub use net::NetFaults;
 pub use seeds::SeedsReport;
 
 use crate::{Backend, Builder, Io, Model};
@@ -70,6 +74,10 @@ pub struct Sim {
     seed: u64,
     stack_size: Option<usize>,
     disk: DiskFaults,
+    /// The network between hosts.
+    net: NetFaults,
+    /// The hosts declared with [`Sim::host`].
+    hosts: Vec<host::HostSpec>,
     /// Where deadlock reports and stall warnings go (`None`: stderr).
     diagnostics: Option<crate::stall::Diagnostics>,
 }
@@ -80,6 +88,8 @@ impl fmt::Debug for Sim {
             .field("seed", &self.seed)
             .field("stack_size", &self.stack_size)
             .field("disk", &self.disk)
+            .field("net", &self.net)
+            .field("hosts", &self.hosts)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +153,8 @@ impl Sim {
             seed,
             stack_size: None,
             disk: DiskFaults::default(),
+            net: NetFaults::default(),
+            hosts: Vec::new(),
             diagnostics: None,
         }
     }
@@ -167,6 +179,42 @@ impl Sim {
         self
     }
 
+    /// Declares a host named `name`, with its own address (`10.0.0.2` for the first declared,
+    /// then `10.0.0.3`, ...; the scenario's own host, `"main"`, is `10.0.0.1`) and its own
+    /// disk, which runs `main` in a task of its own when the run starts, and again at each
+    /// [`restart`]. Other hosts reach it by name (`"name:port"`) or address; its tasks, and
+    /// every task they spawn, are on this host (`127.0.0.1` is the host itself).
+    ///
+    /// The scenario starts 1 ms of simulated time after the hosts, so that servers that
+    /// listen at once are up when it connects (after a [`restart`], a client has to retry, as
+    /// a real one would).
+    ///
+    /// `main`'s error, if it returns one, ends the host's life but not the run (a server that
+    /// stopped is part of what a test observes). The run ends when the scenario does; the hosts
+    /// are canceled then.
+    pub fn host(
+        mut self,
+        name: &str,
+        main: impl Fn(&Io) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Sim {
+        assert!(
+            name != host::MAIN_HOST && !self.hosts.iter().any(|h| h.name == name),
+            "zsync::sim: a host named {name:?} exists already"
+        );
+        self.hosts.push(host::HostSpec {
+            name: name.to_owned(),
+            main: Arc::new(main),
+        });
+        self
+    }
+
+    /// The simulated network's latency, bandwidth and faults between hosts (see
+    /// [`NetFaults`]).
+    pub fn network(mut self, faults: NetFaults) -> Sim {
+        self.net = faults;
+        self
+    }
+
     /// The usable size of each task's fiber stack (as [`Builder::stack_size`]).
     pub fn stack_size(mut self, bytes: usize) -> Sim {
         self.stack_size = Some(bytes);
@@ -181,8 +229,10 @@ impl Sim {
     /// If the scenario panics (its panic resumes here), deadlocks, or the runtime cannot
     /// start; [`try_run`](Sim::try_run) returns those as a [`SimFailure`] with the log.
     pub fn run<T>(&self, f: impl FnOnce(&Io) -> T) -> SimRun<T> {
-        let world = Arc::new(World::new(self.seed, self.disk.clone()));
-        match self.builder(&world).try_run(f) {
+        let world = self.world();
+        let outcome = self.builder(&world).try_run(|io| scenario(&world, io, f));
+        world.forget_hosts();
+        match outcome {
             Ok(value) => SimRun {
                 value,
                 log: world.take_log(),
@@ -205,8 +255,11 @@ impl Sim {
     /// assert!(failure.error.contains("deadlock"), "{failure}");
     /// ```
     pub fn try_run<T>(&self, f: impl FnOnce(&Io) -> T) -> Result<SimRun<T>, SimFailure> {
-        let world = Arc::new(World::new(self.seed, self.disk.clone()));
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.builder(&world).try_run(f)));
+        let world = self.world();
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.builder(&world).try_run(|io| scenario(&world, io, f))
+        }));
+        world.forget_hosts();
         let error = match outcome {
             Ok(Ok(value)) => {
                 return Ok(SimRun {
@@ -256,6 +309,16 @@ impl Sim {
     }
 
     /// This simulation with another seed.
+    /// A world for one run of this simulation.
+    fn world(&self) -> Arc<World> {
+        Arc::new(World::new(
+            self.seed,
+            self.disk.clone(),
+            self.net.clone(),
+            self.hosts.clone(),
+        ))
+    }
+
     fn with_seed(&self, seed: u64) -> Sim {
         Sim {
             seed,
@@ -302,13 +365,106 @@ impl Sim {
 /// assert!(lost.is_empty());
 /// ```
 pub fn power_loss(io: &Io) -> std::io::Result<()> {
-    match io.inner.model.sim() {
-        Some(world) => world.power_loss(),
-        None => Err(std::io::Error::new(
+    world_of(io, "power_loss")?.power_loss(io.host.index)
+}
+
+/// The world `io` runs in, or the error of calling `what` outside a simulation.
+fn world_of<'a>(io: &'a Io, what: &str) -> std::io::Result<&'a World> {
+    io.inner.model.sim().ok_or_else(|| {
+        std::io::Error::new(
             std::io::ErrorKind::Unsupported,
-            "zsync::sim::power_loss outside a simulation",
-        )),
+            format!("zsync::sim::{what} outside a simulation"),
+        )
+    })
+}
+
+/// Crashes the simulated host `name` (declared with [`Sim::host`]): its tasks are canceled
+/// (each of their operations fails as canceled from now on), its connections are reset
+/// (their peers read `ConnectionReset`), its ports are free, and its disk loses what was not
+/// synced (torn, with [`DiskFaults::torn_writes`]). It stays down until [`restart`].
+///
+/// Errors: `NotFound` for an unknown host, `InvalidInput` for the scenario's own host,
+/// `Unsupported` outside a simulation.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use zsync::net::{TcpListener, TcpStream};
+/// use zsync::sim::{self, Sim};
+///
+/// let run = Sim::new(5)
+///     .host("echo", |io| {
+///         let listener = TcpListener::bind(io, "0.0.0.0:7")?;
+///         loop {
+///             let (mut s, _) = listener.accept()?;
+///             io.spawn(move |_| std::io::copy(&mut s.try_clone()?, &mut s)).detach();
+///         }
+///     })
+///     .run(|io| -> std::io::Result<()> {
+///         let mut c = TcpStream::connect(io, "echo:7")?;
+///         c.write_all(b"hi")?;
+///         let mut buf = [0; 2];
+///         c.read_exact(&mut buf)?;
+///         assert_eq!(&buf, b"hi");
+///         sim::crash(io, "echo")?;
+///         // The connection is reset; nothing listens until the host restarts.
+///         assert!(c.read(&mut buf).is_err());
+///         assert!(TcpStream::connect(io, "echo:7").is_err());
+///         sim::restart(io, "echo")?;
+///         io.sleep(std::time::Duration::from_millis(1))?;
+///         let mut c = TcpStream::connect(io, "echo:7")?;
+///         c.write_all(b"back")?;
+///         Ok(())
+///     });
+/// run.value.unwrap();
+/// ```
+pub fn crash(io: &Io, name: &str) -> std::io::Result<()> {
+    world_of(io, "crash")?.crash(name)
+}
+
+/// Restarts the crashed host `name`: its closure runs again, in a new task, with the files its
+/// disk kept. Errors: `InvalidInput` if it is up, `NotFound` for an unknown host.
+pub fn restart(io: &Io, name: &str) -> std::io::Result<()> {
+    world_of(io, "restart")?.restart(io, name)
+}
+
+/// Cuts hosts `a` and `b` off from each other (`"main"` is the scenario's own host) until
+/// [`heal`]: TCP segments between them are held back (a connection stalls, then resumes),
+/// datagrams are lost, connects wait.
+pub fn partition(io: &Io, a: &str, b: &str) -> std::io::Result<()> {
+    world_of(io, "partition")?.partition(a, b)
+}
+
+/// Heals every partition: what they held back arrives.
+pub fn heal(io: &Io) -> std::io::Result<()> {
+    world_of(io, "heal")?.heal();
+    Ok(())
+}
+
+/// How long after the hosts the scenario starts.
+const BOOT: Duration = Duration::from_millis(1);
+
+/// The scenario as the root task runs it: the declared hosts and the seeded faults start
+/// first, and end with it.
+fn scenario<T>(world: &Arc<World>, io: &Io, f: impl FnOnce(&Io) -> T) -> T {
+    /// Stops the hosts and the chaos when the scenario ends, even by a panic.
+    struct Stop<'a>(&'a World, Option<crate::Task<()>>);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            if let Some(chaos) = self.1.take() {
+                chaos.request_cancel();
+                drop(chaos);
+            }
+            self.0.stop_hosts();
+        }
     }
+    let booting = world.start_hosts(io);
+    let _stop = Stop(world, chaos::start(world, io));
+    if booting {
+        // The hosts boot first: they run until they wait (for a connection, say) before the
+        // clock reaches this, as servers are up before their clients in a real deployment.
+        let _ = io.sleep(BOOT);
+    }
+    f(io)
 }
 
 /// The message of a panic payload (`&str` or `String`), or a note that it had none.

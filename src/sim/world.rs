@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::disk::{Disk, DiskFaults, OpenRequest};
+use super::host::{HostId, HostSpec};
 use super::log::{Event, EventKind, EventLog};
+use super::net::{Attempt, NetFaults, Network};
 use crate::error::ConcurrencyUnavailable;
 use crate::model::operation::{Completion, Operation};
 use crate::model::CustomModel;
@@ -40,6 +42,9 @@ fn first_bytes<'b>(bufs: &'b [std::io::IoSlice<'_>], n: usize) -> Vec<std::io::I
     out
 }
 
+/// How long a connect waits for an answer (Linux: about two minutes of SYN retries).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(127);
+
 /// What the wall clock reads when a simulation starts: 2026-01-01T00:00:00Z, the same in
 /// every run.
 const WALL_CLOCK_ORIGIN: Duration = Duration::from_secs(1_767_225_600);
@@ -58,13 +63,25 @@ pub(crate) struct World {
 struct State {
     rng: fastrand::Rng,
     log: EventLog,
-    disk: Disk,
+    /// Each host's disk, by host index.
+    disks: Vec<Disk>,
+    net: Network,
+    /// The declared hosts (index 1 on) and the task each runs in now.
+    specs: Vec<HostSpec>,
+    host_tasks: Vec<Option<crate::Task<()>>>,
     /// Simulated time when the run ended.
     end: Option<Instant>,
 }
 
 impl World {
-    pub(crate) fn new(seed: u64, faults: DiskFaults) -> World {
+    pub(crate) fn new(
+        seed: u64,
+        faults: DiskFaults,
+        net: NetFaults,
+        specs: Vec<HostSpec>,
+    ) -> World {
+        let names: Vec<String> = specs.iter().map(|h| h.name.clone()).collect();
+        let hosts = specs.len() + 1;
         World {
             seed,
             origin: Instant::now(),
@@ -72,7 +89,10 @@ impl World {
             state: Mutex::new(State {
                 rng: fastrand::Rng::with_seed(seed),
                 log: EventLog::default(),
-                disk: Disk::default(),
+                disks: (0..hosts).map(|_| Disk::default()).collect(),
+                net: Network::new(net, &names),
+                specs,
+                host_tasks: (0..hosts).map(|_| None).collect(),
                 end: None,
             }),
         }
@@ -143,12 +163,13 @@ impl World {
         crate::context::check()
     }
 
-    /// A simulated power loss: every file back to what was synced (see [`Disk::power_loss`]).
-    pub(crate) fn power_loss(&self) -> io::Result<()> {
+    /// A simulated power loss on `host`: every file of its disk back to what was synced (see
+    /// [`Disk::power_loss`]).
+    pub(crate) fn power_loss(&self, host: u32) -> io::Result<()> {
         let torn = self.faults.torn_writes;
         let mut state = self.state();
-        let State { rng, disk, .. } = &mut *state;
-        disk.power_loss(|tail| if torn { rng.u64(0..=tail) } else { 0 })
+        let State { rng, disks, .. } = &mut *state;
+        disks[host as usize].power_loss(|tail| if torn { rng.u64(0..=tail) } else { 0 })
     }
 
     /// A write of `len` bytes at the file position of `fd` (or `offset`) on the simulated file
@@ -157,7 +178,7 @@ impl World {
     fn writable(
         &self,
         fd: std::os::fd::BorrowedFd<'_>,
-        path: &std::path::Path,
+        (host, path): &(usize, std::path::PathBuf),
         offset: Option<u64>,
         len: usize,
     ) -> io::Result<usize> {
@@ -167,13 +188,14 @@ impl World {
         }
         if let Some(capacity) = self.faults.capacity {
             let state = self.state();
-            let size = state.disk.size(path);
+            let disk = &state.disks[*host];
+            let size = disk.size(path);
             let at = match offset {
                 Some(at) => at,
                 None => rustix::fs::seek(fd, rustix::fs::SeekFrom::Current(0))?,
             };
             let growth = (at + n as u64).saturating_sub(size);
-            let free = capacity.saturating_sub(state.disk.used());
+            let free = capacity.saturating_sub(disk.used());
             if growth > free {
                 let fits = (size + free).saturating_sub(at);
                 if fits == 0 {
@@ -185,9 +207,14 @@ impl World {
         Ok(n)
     }
 
-    /// The path of the simulated file open on `fd`, if it is one.
-    fn sim_file(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<std::path::PathBuf> {
-        self.state().disk.file_of(fd).map(|p| p.to_owned())
+    /// The host whose disk holds the simulated file open on `fd`, and its path, if it is one.
+    fn sim_file(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<(usize, std::path::PathBuf)> {
+        let state = self.state();
+        state
+            .disks
+            .iter()
+            .enumerate()
+            .find_map(|(host, disk)| Some((host, disk.file_of(fd)?.to_owned())))
     }
 
     /// The error of an operation the simulation cannot run: it would reach the real world.
@@ -251,6 +278,11 @@ impl CustomModel for World {
     }
 
     fn operate(&self, op: Operation<'_, '_>) -> io::Result<Completion> {
+        let me = current_host();
+        if !matches!(op, Operation::Close { .. }) && !self.state().net.is_current(me) {
+            // A task of a host that crashed: its life is over.
+            return Err(crate::error::canceled());
+        }
         // The simulated file a descriptor operation is on, looked up once.
         let file = match &op {
             Operation::Read { fd, .. }
@@ -274,7 +306,8 @@ impl CustomModel for World {
                 crate::context::check()?;
                 self.disk_latency()?;
                 let (flags, _mode) = options.open_flags()?;
-                let fd = self.state().disk.open(path, OpenRequest { flags })?;
+                let host = me.index as usize;
+                let fd = self.state().disks[host].open(path, OpenRequest { flags })?;
                 Ok(Completion::Fd(fd))
             }
             (op @ (Operation::Read { .. } | Operation::ReadVectored { .. }), Some(_)) => {
@@ -321,13 +354,13 @@ impl CustomModel for World {
                 }
                 .perform()
             }
-            (Operation::Sync { .. }, Some(path)) => {
+            (Operation::Sync { .. }, Some((host, path))) => {
                 crate::context::check()?;
                 self.disk_latency()?;
                 if self.chance(self.faults.failing_syncs) {
                     return Err(io::Error::from_raw_os_error(libc::EIO));
                 }
-                self.state().disk.sync(&path)?;
+                self.state().disks[host].sync(&path)?;
                 Ok(Completion::Done)
             }
             // Descriptor operations that only touch the descriptor's own file: on a simulated
@@ -335,7 +368,386 @@ impl CustomModel for World {
             (Operation::Other { name, run }, _) if DESCRIPTOR_OPS.contains(&name) => {
                 run().map(|()| Completion::Done)
             }
-            (other, _) => Err(self.refuse(&format!("`{}`", other.name()))),
+            // Everything else on a descriptor is the simulated network's, if the descriptor is
+            // a simulated socket; the rest is refused.
+            (op, None) => self.network_op(me, op),
+            (other, Some(_)) => {
+                Err(self.refuse(&format!("`{}` on a simulated file", other.name())))
+            }
         }
+    }
+}
+
+/// The host of the running task (the scenario's own host outside any task).
+fn current_host() -> HostId {
+    crate::context::with(|c| c.map(|c| c.io.host).unwrap_or_default())
+}
+
+/// A fresh placeholder socket for an accepted simulated connection, of `local`'s family.
+fn placeholder_stream(local: std::net::SocketAddr) -> io::Result<std::os::fd::OwnedFd> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(local),
+        socket2::Type::STREAM.nonblocking(),
+        Some(socket2::Protocol::TCP),
+    )?;
+    Ok(socket.into())
+}
+
+/// The bytes of `bufs`, gathered.
+fn gather(bufs: &[io::IoSlice<'_>]) -> Vec<u8> {
+    bufs.iter().flat_map(|b| b.iter().copied()).collect()
+}
+
+/// Spreads `data` over `bufs`.
+fn scatter(data: &[u8], bufs: &mut [io::IoSliceMut<'_>]) {
+    let mut at = 0;
+    for b in bufs {
+        let n = b.len().min(data.len() - at);
+        b[..n].copy_from_slice(&data[at..at + n]);
+        at += n;
+    }
+}
+
+impl World {
+    /// Runs `attempt` on the network until it is done, waiting on the simulated clock (and
+    /// for wake-ups) in between. A cancellation point; `TimedOut` at `deadline` or the task's.
+    fn wait<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(&mut Network, &mut fastrand::Rng, Instant) -> Attempt<T>,
+    ) -> io::Result<T> {
+        loop {
+            let deadline = crate::context::check_until(deadline)?;
+            let outcome = self.with_net(|net, rng| attempt(net, rng, crate::clock::now()));
+            match outcome {
+                Attempt::Done(r) => return r,
+                Attempt::Wait(until) => {
+                    crate::park::park(crate::context::earlier(deadline, until));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the network, then wakes the tasks it made runnable (after the lock is
+    /// released: a waker is not run under it).
+    fn with_net<R>(&self, f: impl FnOnce(&mut Network, &mut fastrand::Rng) -> R) -> R {
+        let (r, wake) = {
+            let mut state = self.state();
+            let State { net, rng, .. } = &mut *state;
+            let r = f(net, rng);
+            (r, std::mem::take(&mut net.to_wake))
+        };
+        for w in wake {
+            w.wake();
+        }
+        r
+    }
+
+    /// Waits until simulated time `at`. A cancellation point.
+    fn pause_until(&self, at: Instant, deadline: Option<Instant>) -> io::Result<()> {
+        loop {
+            let deadline = crate::context::check_until(deadline)?;
+            if crate::clock::now() >= at {
+                return Ok(());
+            }
+            crate::park::park(crate::context::earlier(deadline, Some(at)));
+        }
+    }
+
+    /// An operation that is not on a simulated file: the simulated network's, or refused.
+    fn network_op(&self, me: HostId, op: Operation<'_, '_>) -> io::Result<Completion> {
+        let count = Completion::Count;
+        if let Some(fd) = op_fd(&op) {
+            if !self.state().net.knows(fd)
+                && !matches!(op, Operation::Bind { .. } | Operation::Connect { .. })
+            {
+                if matches!(op, Operation::Close { .. }) {
+                    return Ok(Completion::Done);
+                }
+                return Err(self.refuse(&format!(
+                    "`{}` on a descriptor the simulation did not make",
+                    op.name()
+                )));
+            }
+        }
+        match op {
+            Operation::Bind { fd, addr, backlog } => self
+                .with_net(|net, _| net.bind(me, fd, addr, backlog.is_some()))
+                .map(|()| Completion::Done),
+            Operation::Connect { fd, addr, deadline } => {
+                // A SYN nobody answers (a host down, a partition) is retried until the
+                // kernel's connect timeout.
+                let syn = crate::clock::now() + CONNECT_TIMEOUT;
+                let attempt = self.wait(
+                    crate::context::earlier(deadline, Some(syn)),
+                    |net, rng, now| net.connect(now, rng, me, fd, addr),
+                );
+                let (at, outcome) = match attempt {
+                    Err(e)
+                        if crate::is_timed_out(&e)
+                            && crate::clock::now() >= syn
+                            && crate::context::effective_deadline(deadline)
+                                .is_none_or(|d| d > syn) =>
+                    {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connecting to {addr} timed out: no answer in the simulation"),
+                        ))
+                    }
+                    other => other?,
+                };
+                self.pause_until(at, deadline)?;
+                outcome.map(|()| Completion::Done)
+            }
+            Operation::Accept { fd, deadline } => self
+                .wait(deadline, |net, _, now| {
+                    net.accept(now, fd, placeholder_stream)
+                })
+                .map(Completion::Fd),
+            Operation::Recv {
+                fd,
+                buf,
+                peek,
+                deadline,
+            } => self
+                .wait(deadline, |net, _, now| net.recv(now, fd, buf, peek))
+                .map(count),
+            Operation::Read {
+                fd,
+                buf,
+                offset: None,
+                deadline,
+            } => self
+                .wait(deadline, |net, _, now| net.recv(now, fd, buf, false))
+                .map(count),
+            Operation::RecvVectored { fd, bufs, deadline }
+            | Operation::ReadVectored {
+                fd,
+                bufs,
+                offset: None,
+                deadline,
+            } => {
+                let mut tmp = vec![0; bufs.iter().map(|b| b.len()).sum()];
+                let n = self.wait(deadline, |net, _, now| net.recv(now, fd, &mut tmp, false))?;
+                scatter(&tmp[..n], bufs);
+                Ok(count(n))
+            }
+            Operation::Send { fd, buf, deadline }
+            | Operation::Write {
+                fd,
+                buf,
+                offset: None,
+                deadline,
+            } => self
+                .wait(deadline, |net, rng, now| net.send(now, rng, fd, buf))
+                .map(count),
+            Operation::SendVectored { fd, bufs, deadline }
+            | Operation::WriteVectored {
+                fd,
+                bufs,
+                offset: None,
+                deadline,
+            } => {
+                let data = gather(bufs);
+                self.wait(deadline, |net, rng, now| net.send(now, rng, fd, &data))
+                    .map(count)
+            }
+            Operation::RecvFrom {
+                fd,
+                buf,
+                peek,
+                deadline,
+            } => self
+                .wait(deadline, |net, _, now| net.recv_from(now, fd, buf, peek))
+                .map(|(n, from)| Completion::Datagram(n, from)),
+            Operation::SendTo { fd, buf, addr, .. } => {
+                crate::context::check()?;
+                self.with_net(|net, rng| net.send_to(crate::clock::now(), rng, fd, buf, addr))
+                    .map(count)
+            }
+            Operation::Address { fd, peer } => self
+                .with_net(|net, _| net.address(fd, peer))
+                .map(Completion::Address),
+            Operation::Shutdown { fd, how } => self
+                .with_net(|net, rng| net.shutdown(crate::clock::now(), rng, fd, how))
+                .map(|()| Completion::Done),
+            Operation::Duplicate { fd } => {
+                let new = fd.try_clone_to_owned()?;
+                self.with_net(|net, _| net.duplicate(fd, std::os::fd::AsFd::as_fd(&new)))?;
+                Ok(Completion::Fd(new))
+            }
+            Operation::Close { fd } => {
+                self.with_net(|net, rng| net.close(crate::clock::now(), rng, fd));
+                Ok(Completion::Done)
+            }
+            Operation::Resolve { name } => {
+                crate::context::check()?;
+                self.state().net.resolve(name).map(Completion::Addresses)
+            }
+            other => Err(self.refuse(&format!("`{}`", other.name()))),
+        }
+    }
+
+    /// Starts the declared hosts, each in a task of its own on its host, from the scenario's
+    /// root task; whether there were any.
+    pub(crate) fn start_hosts(&self, io: &crate::Io) -> bool {
+        let count = self.state().specs.len();
+        for index in 1..=count as u32 {
+            let host = HostId { index, epoch: 0 };
+            self.boot(io, host);
+        }
+        count > 0
+    }
+
+    /// Runs host `host`'s closure in a new task of that host.
+    fn boot(&self, io: &crate::Io, host: HostId) {
+        let spec = self.state().specs[host.index as usize - 1].clone();
+        let host_io = io.on_host(host);
+        let name = spec.name.clone();
+        let task = host_io
+            .task()
+            .name(format!("host {name}"))
+            .spawn(move |io: &crate::Io| {
+                // The host's own end: a crash shows up as canceled operations.
+                let _ = (spec.main)(io);
+            });
+        // The old handle (if any) is dropped after the lock is released.
+        let old = self.state().host_tasks[host.index as usize].replace(task);
+        drop(old);
+    }
+
+    /// Ends every host's task (at the end of the scenario): canceled, and waited for.
+    pub(crate) fn stop_hosts(&self) {
+        let tasks: Vec<_> = self
+            .state()
+            .host_tasks
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for t in &tasks {
+            t.request_cancel();
+        }
+        drop(tasks);
+    }
+
+    /// Host `name` crashes: its tasks are canceled, its sockets reset, its disk loses what was
+    /// not synced.
+    pub(crate) fn crash(&self, name: &str) -> io::Result<()> {
+        let index = self.state().net.host_named(name)?;
+        if index == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the scenario's own host cannot crash: crash a host declared with `Sim::host`",
+            ));
+        }
+        self.record(EventKind::Crash { host: index });
+        self.with_net(|net, rng| net.crash(crate::clock::now(), rng, index));
+        self.power_loss(index)?;
+        let task = self.state().host_tasks[index as usize].take();
+        if let Some(task) = task {
+            task.request_cancel();
+            task.detach();
+        }
+        Ok(())
+    }
+
+    /// Host `name` restarts (after a crash): its closure runs again, on an empty network state
+    /// and what its disk kept.
+    pub(crate) fn restart(&self, io: &crate::Io, name: &str) -> io::Result<()> {
+        let index = self.state().net.host_named(name)?;
+        if self.state().net.hosts[index as usize].up {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("simulated host {name:?} is up: crash it first"),
+            ));
+        }
+        self.record(EventKind::Restart { host: index });
+        let host = self.with_net(|net, rng| net.restart(crate::clock::now(), rng, index));
+        self.boot(io, host);
+        Ok(())
+    }
+
+    /// Hosts `a` and `b` stop reaching each other.
+    pub(crate) fn partition(&self, a: &str, b: &str) -> io::Result<()> {
+        let (a, b) = {
+            let state = self.state();
+            (state.net.host_named(a)?, state.net.host_named(b)?)
+        };
+        self.record(EventKind::Partition { a, b });
+        self.with_net(|net, _| net.partition(a, b));
+        Ok(())
+    }
+
+    /// Every partition heals.
+    pub(crate) fn heal(&self) {
+        self.record(EventKind::Heal);
+        self.with_net(|net, rng| net.heal(crate::clock::now(), rng));
+    }
+
+    /// Whether `fd` is a simulated socket.
+    pub(crate) fn is_simulated_socket(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        self.state().net.knows(fd)
+    }
+
+    /// The names of the declared hosts.
+    pub(crate) fn host_names(&self) -> Vec<String> {
+        self.state().specs.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The network's seeded faults.
+    pub(crate) fn net_faults(&self) -> NetFaults {
+        self.state().net.faults.clone()
+    }
+
+    /// A draw from the run's PRNG.
+    pub(crate) fn draw(&self, range: std::ops::Range<u64>) -> u64 {
+        self.state().rng.u64(range)
+    }
+
+    /// Whether host `name` is up.
+    pub(crate) fn is_up(&self, name: &str) -> bool {
+        let state = self.state();
+        state
+            .net
+            .host_named(name)
+            .is_ok_and(|i| state.net.hosts[i as usize].up)
+    }
+}
+
+/// The descriptor an operation is on, if it is on one.
+fn op_fd<'a>(op: &Operation<'a, '_>) -> Option<std::os::fd::BorrowedFd<'a>> {
+    match op {
+        Operation::Read { fd, .. }
+        | Operation::ReadVectored { fd, .. }
+        | Operation::Write { fd, .. }
+        | Operation::WriteVectored { fd, .. }
+        | Operation::Sync { fd, .. }
+        | Operation::Accept { fd, .. }
+        | Operation::Connect { fd, .. }
+        | Operation::Recv { fd, .. }
+        | Operation::Send { fd, .. }
+        | Operation::RecvVectored { fd, .. }
+        | Operation::SendVectored { fd, .. }
+        | Operation::RecvFrom { fd, .. }
+        | Operation::SendTo { fd, .. }
+        | Operation::Bind { fd, .. }
+        | Operation::Address { fd, .. }
+        | Operation::Shutdown { fd, .. }
+        | Operation::Duplicate { fd }
+        | Operation::Close { fd } => Some(*fd),
+        _ => None,
+    }
+}
+
+impl World {
+    /// Drops the hosts' task handles left after a run (one that ended by a panic), outside it.
+    pub(crate) fn forget_hosts(&self) {
+        let tasks: Vec<_> = self
+            .state()
+            .host_tasks
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        drop(tasks);
     }
 }

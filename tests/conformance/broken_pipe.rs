@@ -17,6 +17,7 @@ use zsync::Io;
 use crate::support;
 
 conformance! {
+    // Also checks a Unix socket pair and a pipe: real descriptors, which a simulation refuses.
     writes_to_a_closed_peer_fail_with_broken_pipe,
 }
 

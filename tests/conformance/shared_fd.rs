@@ -21,9 +21,12 @@ use zsync::Io;
 use crate::support::{self, assert_canceled};
 
 conformance! {
+    on sim:
     udp_receivers_sharing_one_socket_are_all_woken,
     tasks_accepting_on_one_listener_are_all_woken,
     a_waiter_that_leaves_does_not_strand_the_others,
+    ;
+    not on sim:
 }
 
 /// Waiters per descriptor: with two workers, at least two of three share one.
