@@ -476,3 +476,64 @@ fn outside_a_simulation_the_fault_calls_say_so() {
     });
     let _: Option<SocketAddr> = None;
 }
+
+#[test]
+fn futures_use_the_simulated_network_too() {
+    use futures_util::{AsyncReadExt, AsyncWriteExt};
+    watchdog(|| {
+        let faults =
+            NetFaults::default().latency(Duration::from_millis(5), Duration::from_millis(5));
+        let run = Sim::new(14)
+            .network(faults)
+            .host("echo", |io| {
+                let listener = TcpListener::bind(io, "0.0.0.0:7")?;
+                // An async accept loop, each connection echoed by a future task.
+                io.block_on(async {
+                    loop {
+                        let (mut s, _) = listener.accept_async().await?;
+                        Io::current()
+                            .unwrap()
+                            .spawn_future(async move {
+                                let mut buf = [0; 64];
+                                loop {
+                                    let n = AsyncReadExt::read(&mut s, &mut buf).await?;
+                                    if n == 0 {
+                                        return Ok::<_, std::io::Error>(());
+                                    }
+                                    AsyncWriteExt::write_all(&mut s, &buf[..n]).await?;
+                                }
+                            })
+                            .detach();
+                    }
+                })?
+            })
+            .run(|io| -> std::io::Result<_> {
+                let start = io.now();
+                let echoed = io.block_on(async {
+                    let addr = zsync::net::resolve(io, "echo:7")?[0];
+                    let mut c = TcpStream::connect_async(io, addr).await?;
+                    AsyncWriteExt::write_all(&mut c, b"async hello").await?;
+                    let mut back = [0; 11];
+                    AsyncReadExt::read_exact(&mut c, &mut back).await?;
+                    Ok::<_, std::io::Error>(back)
+                })??;
+                // UDP futures between two sockets of this host.
+                let a = UdpSocket::bind(io, "127.0.0.1:0")?;
+                let b = UdpSocket::bind(io, "127.0.0.1:0")?;
+                let to = b.local_addr()?;
+                let got = io.block_on(async {
+                    a.send_to_async(b"dgram", to).await?;
+                    let mut buf = [0; 8];
+                    let (n, from) = b.recv_from_async(&mut buf).await?;
+                    Ok::<_, std::io::Error>((buf[..n].to_vec(), from))
+                })??;
+                assert_eq!(got.1, a.local_addr()?);
+                Ok((echoed, got.0, io.now() - start))
+            });
+        let (echoed, dgram, took) = run.value.unwrap();
+        assert_eq!(&echoed, b"async hello");
+        assert_eq!(dgram, b"dgram");
+        // A handshake and a round trip at 5 ms each way, on the simulated clock.
+        assert!(took >= Duration::from_millis(20), "{took:?}");
+    });
+}

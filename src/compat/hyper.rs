@@ -77,6 +77,7 @@
 //!
 //! [hyper]: https://docs.rs/hyper/1
 
+use crate::net::async_io::SimulatedStream;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
@@ -243,7 +244,21 @@ impl Future for ZsyncSleep {
 impl hyper::rt::Sleep for ZsyncSleep {}
 
 /// `recv(2)` without waiting into the unfilled part of `buf`, advancing it by what arrived.
-fn recv_into(fd: impl AsFd, buf: &mut ReadBufCursor<'_>) -> io::Result<usize> {
+fn recv_into<S: AsFd + SimulatedStream>(fd: &S, buf: &mut ReadBufCursor<'_>) -> io::Result<usize> {
+    if fd.is_simulated() {
+        // SAFETY: only initialized bytes (zeros, then what the world copies) are written.
+        let unfilled = unsafe { buf.as_mut() };
+        for b in unfilled.iter_mut() {
+            b.write(0);
+        }
+        // SAFETY: every byte of `unfilled` was initialized just above; `MaybeUninit<u8>` and
+        // `u8` have the same layout.
+        let init = unsafe { &mut *(std::ptr::from_mut(unfilled) as *mut [u8]) };
+        let n = fd.simulated_recv(init)?;
+        // SAFETY: the first `n` bytes are initialized (all of them are).
+        unsafe { buf.advance(n) };
+        return Ok(n);
+    }
     // SAFETY: `recv` only writes initialized bytes into the slice, and nothing here writes
     // uninitialized ones into it: hyper's contract for `as_mut`.
     let unfilled = unsafe { buf.as_mut() };
@@ -255,7 +270,10 @@ fn recv_into(fd: impl AsFd, buf: &mut ReadBufCursor<'_>) -> io::Result<usize> {
 }
 
 /// `send(2)` without waiting and without `SIGPIPE`.
-fn send(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+fn send<S: AsFd + SimulatedStream>(fd: &S, buf: &[u8]) -> io::Result<usize> {
+    if fd.is_simulated() {
+        return fd.simulated_send(buf);
+    }
     Ok(rustix::net::send(
         fd,
         buf,
@@ -264,7 +282,11 @@ fn send(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// `sendmsg(2)` of the slices without waiting and without `SIGPIPE`.
-fn send_vectored(fd: impl AsFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+fn send_vectored<S: AsFd + SimulatedStream>(fd: &S, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    if fd.is_simulated() {
+        let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        return fd.simulated_send(&all);
+    }
     Ok(rustix::net::sendmsg(
         fd,
         bufs,

@@ -117,6 +117,18 @@ macro_rules! impl_async_stream {
         $crate::net::async_io::impl_async_stream!(@for &$t);
     };
     (@for $t:ty) => {
+        impl $crate::net::async_io::SimulatedStream for $t {
+            fn is_simulated(&self) -> bool {
+                self.sock.simulated().is_some()
+            }
+            fn simulated_recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.sock.recv_now(buf)
+            }
+            fn simulated_send(&self, buf: &[u8]) -> std::io::Result<usize> {
+                self.sock.send_now(buf)
+            }
+        }
+
         /// Reads through the async driver (the stream's poll slot: one reader at a time).
         impl ::futures_io::AsyncRead for $t {
             fn poll_read(
@@ -216,3 +228,14 @@ macro_rules! impl_async_stream {
     };
 }
 pub(crate) use impl_async_stream;
+
+/// A stream socket that may be a simulated one (see `crate::sim`), whose transfers the world
+/// performs: for the transports (`compat::hyper`) that otherwise call the kernel directly.
+pub(crate) trait SimulatedStream {
+    /// Whether the socket is a simulated one.
+    fn is_simulated(&self) -> bool;
+    /// A receive that does not wait, on a simulated socket.
+    fn simulated_recv(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+    /// A send that does not wait, on a simulated socket.
+    fn simulated_send(&self, buf: &[u8]) -> std::io::Result<usize>;
+}

@@ -35,7 +35,7 @@
 //! generated once (`methods.rs`).
 
 pub(crate) mod addr;
-mod async_io;
+pub(crate) mod async_io;
 mod methods;
 pub(crate) mod owned;
 mod socket;

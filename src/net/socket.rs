@@ -342,10 +342,37 @@ impl<S: AsFd> Socket<S> {
         interest: Interest,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
+        if let Some(world) = self.simulated() {
+            let fd = self.std.as_fd();
+            return world.poll(&self.io, cx, |net, _, now| net.ready(now, fd, interest));
+        }
         match self.source() {
             Ok(source) => source.poll_ready(interest, cx, Waiter::Poll),
             Err(e) => std::task::Poll::Ready(Err(e)),
         }
+    }
+
+    /// The simulated world, if this is a simulated socket: its async side is the world's (see
+    /// `sim::net`), not the driver's.
+    pub(crate) fn simulated(&self) -> Option<&crate::sim::world::World> {
+        let world = self.io.inner.model.sim()?;
+        world.is_simulated_socket(self.std.as_fd()).then_some(world)
+    }
+
+    /// One poll of a simulated socket's operation `attempt` (see [`simulated`](Self::simulated)).
+    pub(crate) fn poll_simulated<T>(
+        &self,
+        world: &crate::sim::world::World,
+        cx: &mut std::task::Context<'_>,
+        attempt: impl FnOnce(
+            &mut crate::sim::world::Network,
+            &mut fastrand::Rng,
+            std::time::Instant,
+            BorrowedFd<'_>,
+        ) -> crate::sim::world::Attempt<T>,
+    ) -> std::task::Poll<io::Result<T>> {
+        let fd = self.std.as_fd();
+        world.poll(&self.io, cx, |net, rng, now| attempt(net, rng, now, fd))
     }
 
     /// Runs the non-blocking `f`; on `WouldBlock` clears the readiness it used up.
@@ -354,6 +381,9 @@ impl<S: AsFd> Socket<S> {
         interest: Interest,
         f: impl FnOnce() -> io::Result<R>,
     ) -> io::Result<R> {
+        if let Some(world) = self.simulated() {
+            return Err(world.refuse("`try_io` (a raw syscall) on a simulated socket"));
+        }
         self.source()?.try_io(interest, f)
     }
 
@@ -368,6 +398,23 @@ impl<S: AsFd> Socket<S> {
         len: usize,
         mut f: impl FnMut(&S) -> io::Result<usize>,
     ) -> std::task::Poll<io::Result<usize>> {
+        if self.simulated().is_some() {
+            // `f` is `recv_now`/`send_now`, which a simulated socket runs on the world.
+            loop {
+                match f(&self.std) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        match self.poll_ready(interest, cx) {
+                            std::task::Poll::Ready(Ok(())) => {}
+                            std::task::Poll::Ready(Err(e)) => {
+                                return std::task::Poll::Ready(Err(e))
+                            }
+                            std::task::Poll::Pending => return std::task::Poll::Pending,
+                        }
+                    }
+                    r => return std::task::Poll::Ready(r),
+                }
+            }
+        }
         match self.source() {
             Ok(source) => source.poll_transfer(interest, cx, Waiter::Poll, len, || f(&self.std)),
             Err(e) => std::task::Poll::Ready(Err(e)),
@@ -381,6 +428,9 @@ impl<S: AsFd> Socket<S> {
         len: usize,
         mut f: impl FnMut(&S) -> io::Result<usize>,
     ) -> io::Result<usize> {
+        if self.simulated().is_some() {
+            return std::future::poll_fn(|cx| self.poll_transfer(interest, cx, len, &mut f)).await;
+        }
         self.source()?
             .transfer(interest, len, || f(&self.std))
             .await
@@ -393,6 +443,10 @@ impl<S: AsFd> Socket<S> {
         len: usize,
         f: impl FnOnce() -> io::Result<usize>,
     ) -> io::Result<usize> {
+        if self.simulated().is_some() {
+            // `f` runs on the world (see `poll_transfer`).
+            return f();
+        }
         self.source()?.try_transfer(interest, len, f)
     }
 
@@ -403,16 +457,30 @@ impl<S: AsFd> Socket<S> {
         interest: Interest,
         mut f: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
+        if let Some(world) = self.simulated() {
+            // `f` is a std call on the descriptor, which a simulated socket does not have:
+            // the types give their `_async` methods a simulated path of their own.
+            return Err(world.refuse("a raw std call on a simulated socket"));
+        }
         self.source()?.io(interest, || f(&self.std)).await
     }
 
-    /// A non-blocking `recv(2)`.
+    /// A non-blocking `recv(2)` (on the world for a simulated socket).
     pub(crate) fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(world) = self.simulated() {
+            let fd = self.std.as_fd();
+            return world.try_now(|net, _, now| net.recv(now, fd, buf, false));
+        }
         Ok(rustix::net::recv(self.std.as_fd(), buf, rustix::net::RecvFlags::empty())?.0)
     }
 
-    /// A non-blocking `send(2)` with `MSG_NOSIGNAL` (no `SIGPIPE`, as every send of zsync).
+    /// A non-blocking `send(2)` with `MSG_NOSIGNAL` (no `SIGPIPE`, as every send of zsync; on
+    /// the world for a simulated socket).
     pub(crate) fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(world) = self.simulated() {
+            let fd = self.std.as_fd();
+            return world.try_now(|net, rng, now| net.send(now, rng, fd, buf));
+        }
         Ok(rustix::net::send(
             self.std.as_fd(),
             buf,

@@ -204,6 +204,19 @@ impl TcpListener {
     /// .unwrap();
     /// ```
     pub async fn accept_async(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        if let Some(world) = self.sock.simulated() {
+            let fd = std::future::poll_fn(|cx| {
+                self.sock.poll_simulated(world, cx, |net, _, now, fd| {
+                    net.accept(now, fd, crate::sim::world::placeholder_stream)
+                })
+            })
+            .await?;
+            let stream = TcpStream {
+                sock: Socket::from_nonblocking(self.sock.io(), fd.into()),
+            };
+            let peer = stream.peer_addr()?;
+            return Ok((stream, peer));
+        }
         let (stream, peer) = self
             .sock
             .io_async(crate::net::Interest::Read, |l| l.accept())
@@ -365,6 +378,24 @@ impl TcpStream {
             Type::STREAM.nonblocking(),
             Some(Protocol::TCP),
         )?;
+        if let Some(world) = io.inner.model.sim() {
+            // A simulated connect: the handshake on the world, then its time on the clock.
+            let stream = TcpStream {
+                sock: Socket::from_nonblocking(
+                    io,
+                    std::net::TcpStream::from(OwnedFd::from(socket)),
+                ),
+            };
+            let host = io.host;
+            let (at, outcome) = std::future::poll_fn(|cx| {
+                stream.sock.poll_simulated(world, cx, |net, rng, now, fd| {
+                    net.connect(now, rng, host, fd, addr)
+                })
+            })
+            .await?;
+            crate::time::sleep_until(at).await;
+            return outcome.map(|()| stream);
+        }
         match socket.connect(&addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

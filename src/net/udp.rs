@@ -82,6 +82,12 @@ zsync::run(zsync::Model::Blocking, |io| -> std::io::Result<()> {
 impl UdpSocket {
     /// Sends `buf` to `addr` once there is room, as a future.
     pub async fn send_to_async(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        if let Some(world) = self.sock.simulated() {
+            let fd = self.sock.fd();
+            return world.try_now(|net, rng, now| {
+                crate::sim::world::Attempt::Done(net.send_to(now, rng, fd, buf, addr))
+            });
+        }
         self.sock
             .io_async(crate::net::Interest::Write, |s| s.send_to(buf, addr))
             .await
@@ -89,6 +95,14 @@ impl UdpSocket {
 
     /// Receives one datagram and its sender's address, as a future.
     pub async fn recv_from_async(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        if let Some(world) = self.sock.simulated() {
+            return std::future::poll_fn(|cx| {
+                self.sock.poll_simulated(world, cx, |net, _, now, fd| {
+                    net.recv_from(now, fd, buf, false)
+                })
+            })
+            .await;
+        }
         self.sock
             .io_async(crate::net::Interest::Read, |s| s.recv_from(buf))
             .await
@@ -96,6 +110,13 @@ impl UdpSocket {
 
     /// Sends `buf` to the connected peer, as a future.
     pub async fn send_async(&self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(world) = self.sock.simulated() {
+            return std::future::poll_fn(|cx| {
+                self.sock
+                    .poll_simulated(world, cx, |net, rng, now, fd| net.send(now, rng, fd, buf))
+            })
+            .await;
+        }
         self.sock
             .io_async(crate::net::Interest::Write, |s| s.send(buf))
             .await
@@ -103,6 +124,13 @@ impl UdpSocket {
 
     /// Receives one datagram from the connected peer, as a future.
     pub async fn recv_async(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(world) = self.sock.simulated() {
+            return std::future::poll_fn(|cx| {
+                self.sock
+                    .poll_simulated(world, cx, |net, _, now, fd| net.recv(now, fd, buf, false))
+            })
+            .await;
+        }
         self.sock
             .io_async(crate::net::Interest::Read, |s| s.recv(buf))
             .await

@@ -235,6 +235,9 @@ pub(crate) struct Network {
     topology_waiters: Vec<Waker>,
     /// Wakers to wake once the world's lock is released.
     pub(crate) to_wake: Vec<Waker>,
+    /// Who an attempt that has to wait registers to be woken: the blocked task's waker, a
+    /// poll's context's, or nobody (a non-blocking try).
+    pub(crate) waker: Option<Waker>,
 }
 
 fn err(code: i32) -> io::Error {
@@ -300,6 +303,7 @@ impl Network {
             link_free_at: HashMap::new(),
             topology_waiters: Vec::new(),
             to_wake: Vec::new(),
+            waker: None,
         }
     }
 
@@ -369,12 +373,65 @@ impl Network {
         }
     }
 
-    /// Registers the running task to be woken when `fd`'s socket changes.
+    /// Registers the waiter of the attempt under way ([`Network::waker`]) to be woken when
+    /// socket `id` changes.
     fn wait_on(&mut self, id: SockId) {
-        let waker = crate::park::current_waker();
+        let Some(waker) = self.waker.clone() else {
+            return;
+        };
         if let Some(s) = self.socks.get_mut(&id) {
             add_waker(&mut s.waiters, &waker);
         }
+    }
+
+    /// Whether socket `fd` is ready for `interest` (a readiness poll of the async side): an
+    /// operation would not wait. An error to report counts as ready.
+    pub(crate) fn ready(
+        &mut self,
+        now: Instant,
+        fd: BorrowedFd<'_>,
+        interest: crate::park::Interest,
+    ) -> Attempt<()> {
+        let Some(id) = self.sock_of(fd) else {
+            return Attempt::Done(Ok(()));
+        };
+        let Some(sock) = self.socks.get(&id) else {
+            return Attempt::Done(Ok(()));
+        };
+        let waiting = match (&sock.kind, interest) {
+            (Kind::Listener { queue, .. }, _) => match queue.front() {
+                Some(&(at, _)) if at <= now => return Attempt::Done(Ok(())),
+                Some(&(at, _)) => Some(at),
+                None => None,
+            },
+            (Kind::Stream(_) | Kind::Udp(_), crate::park::Interest::Read) => {
+                let probe = if matches!(sock.kind, Kind::Udp(_)) {
+                    match self.recv_from(now, fd, &mut [], true) {
+                        Attempt::Done(_) => return Attempt::Done(Ok(())),
+                        Attempt::Wait(at) => return Attempt::Wait(at),
+                    }
+                } else {
+                    self.recv(now, fd, &mut [0], true)
+                };
+                return match probe {
+                    Attempt::Done(_) => Attempt::Done(Ok(())),
+                    Attempt::Wait(at) => Attempt::Wait(at),
+                };
+            }
+            (Kind::Udp(_), crate::park::Interest::Write) => return Attempt::Done(Ok(())),
+            (Kind::Stream(s), crate::park::Interest::Write) => {
+                let room = match self.socks.get(&s.peer_id).map(|p| &p.kind) {
+                    Some(Kind::Stream(p)) => WINDOW.saturating_sub(p.queued),
+                    _ => 1,
+                };
+                if room > 0 || s.write_shut {
+                    return Attempt::Done(Ok(()));
+                }
+                None
+            }
+        };
+        self.wait_on(id);
+        Attempt::Wait(waiting)
     }
 
     fn ephemeral(&mut self, host: u32, udp: bool) -> io::Result<u16> {
@@ -700,7 +757,9 @@ impl Network {
             && (self.partitions.contains(&pair(host.index, to)) || !self.hosts[to as usize].up)
         {
             // The SYN goes unanswered until the link or the host is back.
-            add_waker(&mut self.topology_waiters, &crate::park::current_waker());
+            if let Some(waker) = self.waker.clone() {
+                add_waker(&mut self.topology_waiters, &waker);
+            }
             return Attempt::Wait(None);
         }
         let rtt = if to == host.index {

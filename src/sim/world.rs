@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use super::disk::{Disk, DiskFaults, OpenRequest};
 use super::host::{HostId, HostSpec};
 use super::log::{Event, EventKind, EventLog};
-use super::net::{Attempt, NetFaults, Network};
+use super::net::NetFaults;
+pub(crate) use super::net::{Attempt, Network};
 use crate::error::ConcurrencyUnavailable;
 use crate::model::operation::{Completion, Operation};
 use crate::model::CustomModel;
@@ -384,7 +385,7 @@ fn current_host() -> HostId {
 }
 
 /// A fresh placeholder socket for an accepted simulated connection, of `local`'s family.
-fn placeholder_stream(local: std::net::SocketAddr) -> io::Result<std::os::fd::OwnedFd> {
+pub(crate) fn placeholder_stream(local: std::net::SocketAddr) -> io::Result<std::os::fd::OwnedFd> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(local),
         socket2::Type::STREAM.nonblocking(),
@@ -416,9 +417,15 @@ impl World {
         deadline: Option<Instant>,
         mut attempt: impl FnMut(&mut Network, &mut fastrand::Rng, Instant) -> Attempt<T>,
     ) -> io::Result<T> {
+        let waker = crate::park::current_waker();
         loop {
             let deadline = crate::context::check_until(deadline)?;
-            let outcome = self.with_net(|net, rng| attempt(net, rng, crate::clock::now()));
+            let outcome = self.with_net(|net, rng| {
+                net.waker = Some(waker.clone());
+                let outcome = attempt(net, rng, crate::clock::now());
+                net.waker = None;
+                outcome
+            });
             match outcome {
                 Attempt::Done(r) => return r,
                 Attempt::Wait(until) => {
@@ -441,6 +448,47 @@ impl World {
             w.wake();
         }
         r
+    }
+
+    /// One try of `attempt` for a poll: ready with its outcome, or pending with `cx`'s waker
+    /// registered on what it waits for, and woken by a timer of `io`'s async driver at the
+    /// simulated time it waits until.
+    pub(crate) fn poll<T>(
+        &self,
+        io: &crate::Io,
+        cx: &mut std::task::Context<'_>,
+        attempt: impl FnOnce(&mut Network, &mut fastrand::Rng, Instant) -> Attempt<T>,
+    ) -> std::task::Poll<io::Result<T>> {
+        let outcome = self.with_net(|net, rng| {
+            net.waker = Some(cx.waker().clone());
+            let outcome = attempt(net, rng, crate::clock::now());
+            net.waker = None;
+            outcome
+        });
+        match outcome {
+            Attempt::Done(r) => std::task::Poll::Ready(r),
+            Attempt::Wait(until) => {
+                if let Some(at) = until {
+                    match io.driver() {
+                        // One-shot: it fires at `at` (or the run ends first).
+                        Ok(driver) => drop(driver.arm_timer(None, at, cx.waker().clone())),
+                        Err(e) => return std::task::Poll::Ready(Err(e)),
+                    }
+                }
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    /// One try of `attempt` that does not wait: `WouldBlock` where it would.
+    pub(crate) fn try_now<T>(
+        &self,
+        attempt: impl FnOnce(&mut Network, &mut fastrand::Rng, Instant) -> Attempt<T>,
+    ) -> io::Result<T> {
+        match self.with_net(|net, rng| attempt(net, rng, crate::clock::now())) {
+            Attempt::Done(r) => r,
+            Attempt::Wait(_) => Err(io::ErrorKind::WouldBlock.into()),
+        }
     }
 
     /// Waits until simulated time `at`. A cancellation point.
