@@ -8,7 +8,10 @@
 //! the host's connections, frees its ports, cancels its tasks and drops its unsynced writes,
 //! and a restart runs it again with what its disk kept; UDP shows loss, duplication and
 //! reordering; the same seed gives the same log and results with every fault on; the seeded
-//! partitions and crashes happen, are logged, and a client with retries survives them.
+//! partitions and crashes happen, are logged, and a client with retries survives them; futures
+//! (accept, connect, read, write, datagrams) run on the same network; and seed search finds a
+//! planted acknowledged-but-unsynced write that the crashes lose, the seed reproduces it event
+//! for event, shrinking names the crashes as the fault it needs, and the fixed server survives.
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
@@ -535,5 +538,136 @@ fn futures_use_the_simulated_network_too() {
         assert_eq!(dgram, b"dgram");
         // A handshake and a round trip at 5 ms each way, on the simulated clock.
         assert!(took >= Duration::from_millis(20), "{took:?}");
+    });
+}
+
+/// A key-value log on host "kv": `PUT n` appends `n` and answers `OK` — after a sync only if
+/// `durable` (the planted bug is the ack before it); `DUMP` answers every value it holds.
+fn kv_server(durable: bool) -> impl Fn(&Io) -> std::io::Result<()> + Send + Sync + 'static {
+    move |io| {
+        let listener = TcpListener::bind(io, "0.0.0.0:80")?;
+        let log = std::sync::Arc::new(zsync::sync::Mutex::new(()));
+        loop {
+            let (stream, _) = listener.accept()?;
+            let log = log.clone();
+            io.spawn(move |io| -> std::io::Result<()> {
+                let mut reader = std::io::BufReader::new(stream.try_clone()?);
+                let mut out = stream;
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line)? > 0 {
+                    let reply = if let Some(n) = line.trim().strip_prefix("PUT ") {
+                        let _one_writer = log.lock()?;
+                        let mut f = zsync::fs::OpenOptions::new()
+                            .append(true)
+                            .create(true)
+                            .open(io, "/kv/log")?;
+                        f.write_all(format!("{n}\n").as_bytes())?;
+                        if durable {
+                            f.sync_all()?;
+                        }
+                        "OK\n".to_owned()
+                    } else {
+                        let all = zsync::fs::read(io, "/kv/log").unwrap_or_default();
+                        let values = String::from_utf8_lossy(&all).replace('\n', " ");
+                        format!("{}\n", values.trim())
+                    };
+                    out.write_all(reply.as_bytes())?;
+                    line.clear();
+                }
+                Ok(())
+            })
+            .detach();
+        }
+    }
+}
+
+/// One request to the kv host, retried (each try bounded) until it is answered.
+fn kv_request(io: &Io, request: &str) -> String {
+    loop {
+        let attempt = io.timeout(
+            Duration::from_millis(200),
+            |io| -> std::io::Result<String> {
+                let mut c = TcpStream::connect(io, "kv:80")?;
+                c.write_all(request.as_bytes())?;
+                c.shutdown(std::net::Shutdown::Write)?;
+                let mut answer = String::new();
+                c.read_to_string(&mut answer)?;
+                if answer.is_empty() {
+                    return Err(ErrorKind::UnexpectedEof.into());
+                }
+                Ok(answer)
+            },
+        );
+        match attempt {
+            Ok(answer) => return answer,
+            Err(_) => io.sleep(Duration::from_millis(20)).unwrap(),
+        }
+    }
+}
+
+/// Puts 0..20, then checks that every acknowledged value is still there.
+fn acked_puts_survive(io: &Io) {
+    for i in 0..20 {
+        assert_eq!(kv_request(io, &format!("PUT {i}\n")), "OK\n");
+    }
+    let dump = kv_request(io, "DUMP\n");
+    let held: Vec<&str> = dump.split_whitespace().collect();
+    for i in 0..20 {
+        assert!(
+            held.contains(&i.to_string().as_str()),
+            "acknowledged PUT {i} lost: {dump}"
+        );
+    }
+}
+
+/// Every fault the network has, with seeded crashes of the kv host.
+fn kv_sim(durable: bool) -> Sim {
+    Sim::new(0)
+        .network(
+            NetFaults::default()
+                .latency(Duration::from_millis(1), Duration::from_millis(5))
+                .loss(0.01)
+                .duplicate(0.01)
+                .reorder(0.01)
+                .partitions(Duration::from_millis(150), Duration::from_millis(50))
+                .crashes(Duration::from_millis(100), Duration::from_millis(20)),
+        )
+        .disk(zsync::sim::DiskFaults::default().torn_writes(true))
+        .host("kv", kv_server(durable))
+}
+
+#[test]
+fn seed_search_finds_an_ack_before_sync_and_shrinking_names_the_crashes() {
+    watchdog(|| {
+        let buggy = kv_sim(false);
+        let failure = buggy.run_seeds(0..50, acked_puts_survive).unwrap_err();
+        assert!(failure.error.contains("lost"), "{failure}");
+        // The seed reproduces it, event for event.
+        let again = buggy
+            .with_seed(failure.seed)
+            .try_run(acked_puts_survive)
+            .unwrap_err();
+        assert_eq!(again.error, failure.error);
+        assert_eq!(again.log.fingerprint(), failure.log.fingerprint());
+        // Of all the faults, the crashes are what it needs.
+        let seed = failure.seed;
+        let shrunk = buggy.shrink(failure, 0..50, acked_puts_survive);
+        eprintln!(
+            "found at seed {seed}; shrunk to seed {} without {:?}",
+            shrunk.failure.seed, shrunk.removed
+        );
+        assert!(!shrunk.removed.contains(&"crashes"), "{:?}", shrunk.removed);
+        for kind in ["partitions", "loss", "jitter"] {
+            assert!(
+                shrunk.removed.contains(&kind),
+                "{kind} kept: {:?}",
+                shrunk.removed
+            );
+        }
+        assert!(shrunk.failure.error.contains("lost"), "{}", shrunk.failure);
+        // The fixed server (a sync before the ack) survives every seed.
+        kv_sim(true)
+            .run_seeds(0..50, acked_puts_survive)
+            .unwrap_or_else(|f| panic!("{f}"));
     });
 }

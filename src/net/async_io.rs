@@ -231,6 +231,7 @@ pub(crate) use impl_async_stream;
 
 /// A stream socket that may be a simulated one (see `crate::sim`), whose transfers the world
 /// performs: for the transports (`compat::hyper`) that otherwise call the kernel directly.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) trait SimulatedStream {
     /// Whether the socket is a simulated one.
     fn is_simulated(&self) -> bool;

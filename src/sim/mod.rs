@@ -9,10 +9,14 @@
 //! hour finishes in microseconds. The same seed gives the same interleaving, the same results
 //! and the same [`EventLog`]; a failing seed, run again, fails the same way.
 //!
-//! What a simulation cannot decide, it refuses with a clear error rather than let the run
-//! depend on the outside world: real I/O (sockets, files, processes, ...) and
-//! [`Io::blocking`] fail with [`ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported)
-//! naming the operation and the seed. `std::time::Instant::now()` called directly by the
+//! The world is simulated too: files live on an in-memory disk per host ([`DiskFaults`]),
+//! and TCP and UDP sockets on a simulated network between named hosts ([`Sim::host`],
+//! [`NetFaults`]), which the test or the seed partitions and crashes ([`partition`],
+//! [`crash`]). What a simulation cannot decide, it refuses with a clear error rather than let
+//! the run depend on the outside world: the rest of real I/O (Unix sockets, pipes, processes,
+//! path operations) and [`Io::blocking`] fail with
+//! [`ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported) naming the operation and the
+//! seed. `std::time::Instant::now()` called directly by the
 //! code under test is real time: read the clock through `io.now()`.
 //!
 //! [`Sim::run_seeds`] runs a scenario under many seeds (on all cores) and reports the first
@@ -46,6 +50,7 @@ pub(crate) mod host;
 pub(crate) mod log;
 mod net;
 mod seeds;
+mod shrink;
 pub(crate) mod world;
 
 use std::any::Any;
@@ -58,6 +63,7 @@ pub use disk::DiskFaults;
 pub use log::{Event, EventKind, EventLog};
 pub use net::NetFaults;
 pub use seeds::SeedsReport;
+pub use shrink::Shrunk;
 
 use crate::{Backend, Builder, Io, Model};
 use world::World;
@@ -319,7 +325,49 @@ impl Sim {
         ))
     }
 
-    fn with_seed(&self, seed: u64) -> Sim {
+    /// Shrinks the faults behind `failure` (a failure of `scenario` under this simulation):
+    /// turns each kind of fault off in turn (seeded crashes and partitions, loss,
+    /// duplication, reordering, jitter, bandwidth, and the disk's faults) and keeps every
+    /// removal under which the scenario still fails, trying `failure`'s seed and then the
+    /// seeds of `seeds`. The result names the faults the failure needs, and a failure under
+    /// only those to debug. Greedy: no single remaining kind can be removed (within the seeds
+    /// tried).
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::time::Duration;
+    /// use zsync::sim::{DiskFaults, Sim};
+    ///
+    /// // The bug: one `write` taken for the whole buffer (a short write loses the rest).
+    /// let save = |io: &zsync::Io| {
+    ///     let mut f = zsync::fs::File::create(io, "/data").unwrap();
+    ///     let n = f.write(b"all of it").unwrap();
+    ///     let _ = f.sync_all(); // may fail: not what is checked
+    ///     assert_eq!(n, 9, "short write");
+    /// };
+    /// let faults = DiskFaults::default()
+    ///     .short_writes(0.5)
+    ///     .failing_syncs(0.5)
+    ///     .latency(Duration::from_micros(10), Duration::from_millis(1));
+    /// let sim = Sim::new(0).disk(faults);
+    /// let failure = sim.run_seeds(0..20, save).unwrap_err();
+    /// let shrunk = sim.shrink(failure, 0..20, save);
+    /// // Short writes are what it needs; the rest was noise.
+    /// assert_eq!(shrunk.removed, ["failing syncs", "disk latency"]);
+    /// assert!(shrunk.failure.error.contains("short write"));
+    /// ```
+    pub fn shrink(
+        &self,
+        failure: SimFailure,
+        seeds: std::ops::Range<u64>,
+        scenario: impl Fn(&Io) + Sync,
+    ) -> Shrunk {
+        shrink::shrink(self, failure, seeds, &scenario)
+    }
+
+    /// This simulation (its hosts, network, disk and settings) with another seed: how a
+    /// failure that [`run_seeds`](Sim::run_seeds) found is reproduced.
+    pub fn with_seed(&self, seed: u64) -> Sim {
         Sim {
             seed,
             ..self.clone()
