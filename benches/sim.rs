@@ -8,16 +8,23 @@
 //! - `sim/green_1w_100_tasks`: the same scenario on a real Green runtime with one worker,
 //!   sleeps of zero (a real sleep would measure the clock): what the simulation costs beside
 //!   the plain fibers.
-//! - Then `Sim::run_seeds` over 1,000 seeds on every core, timed once and printed as seeds
-//!   per minute (the figure the issue asks for).
+//! - `sim/seed_100_tcp_clients`: the networked scenario: an echo server on a host of its own,
+//!   100 client tasks on the scenario's host, each connecting and making ten round trips of
+//!   64 bytes over simulated TCP with 1–5 ms of latency and 1 % loss: about 1,100 connections
+//!   and segments' worth of network events per seed.
+//! - Then `Sim::run_seeds` over 1,000 seeds of each on every core, timed once and printed as
+//!   seeds per minute (the figure the issue asks for).
 //!
 //! Run with `cargo bench --bench sim`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Write};
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use zsync::sim::Sim;
+use zsync::net::{TcpListener, TcpStream};
+use zsync::sim::{NetFaults, Sim};
 use zsync::Io;
 
 /// Tasks in the scenario.
@@ -52,6 +59,45 @@ fn scenario(io: &Io, tick: Duration) {
     assert_eq!(*counter.lock().unwrap(), TASKS);
 }
 
+/// The echo server of the networked scenario.
+fn echo(io: &Io) -> std::io::Result<()> {
+    let listener = TcpListener::bind(io, "0.0.0.0:7")?;
+    loop {
+        let (mut s, _) = listener.accept()?;
+        io.spawn(move |_| std::io::copy(&mut s.try_clone()?, &mut s))
+            .detach();
+    }
+}
+
+/// The networked scenario's simulation: the echo host, latency and loss.
+fn networked(seed: u64) -> Sim {
+    let faults = NetFaults::default()
+        .latency(Duration::from_millis(1), Duration::from_millis(5))
+        .loss(0.01);
+    Sim::new(seed).network(faults).host("echo", echo)
+}
+
+/// 100 clients, ten round trips each.
+fn clients(io: &Io) {
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            io.spawn(move |io| {
+                let mut c = TcpStream::connect(io, "echo:7").unwrap();
+                let msg = [i as u8; 64];
+                let mut back = [0; 64];
+                for _ in 0..ROUNDS {
+                    c.write_all(&msg).unwrap();
+                    c.read_exact(&mut back).unwrap();
+                    assert_eq!(back, msg);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.join().unwrap();
+    }
+}
+
 fn sim(c: &mut Criterion) {
     let mut g = c.benchmark_group("sim");
     g.measurement_time(Duration::from_secs(5))
@@ -62,6 +108,12 @@ fn sim(c: &mut Criterion) {
         b.iter(|| {
             seed += 1;
             Sim::new(seed).run(|io| scenario(io, Duration::from_millis(1)))
+        })
+    });
+    g.bench_function("seed_100_tcp_clients", |b| {
+        b.iter(|| {
+            seed += 1;
+            networked(seed).run(clients)
         })
     });
     g.bench_function("green_1w_100_tasks", |b| {
@@ -81,6 +133,21 @@ fn sim(c: &mut Criterion) {
     let wall = started.elapsed();
     println!(
         "sim/run_seeds: {seeds} seeds of the 100-task scenario in {:.2} s on {} threads: \
+         {:.0} seeds/min ({} events, {:.1} s simulated in all)",
+        wall.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        seeds as f64 / wall.as_secs_f64() * 60.0,
+        report.events,
+        report.simulated.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let report = networked(0)
+        .run_seeds(0..seeds, clients)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    let wall = started.elapsed();
+    println!(
+        "sim/run_seeds: {seeds} seeds of the 100-client TCP scenario in {:.2} s on {} threads: \
          {:.0} seeds/min ({} events, {:.1} s simulated in all)",
         wall.as_secs_f64(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
