@@ -671,3 +671,25 @@ fn seed_search_finds_an_ack_before_sync_and_shrinking_names_the_crashes() {
             .unwrap_or_else(|f| panic!("{f}"));
     });
 }
+
+#[test]
+fn a_crashed_hosts_tasks_may_still_read_the_clock() {
+    watchdog(|| {
+        let run = Sim::new(15)
+            .host("h", |io| loop {
+                if let Err(e) = io.sleep(Duration::from_millis(10)) {
+                    // What a destructor of a canceled task may do.
+                    assert!(zsync::is_canceled(&e), "{e}");
+                    let _ = io.now();
+                    let _ = io.wall_clock();
+                    return Err(e);
+                }
+            })
+            .try_run(|io| {
+                io.sleep(Duration::from_millis(5)).unwrap();
+                sim::crash(io, "h").unwrap();
+                io.sleep(Duration::from_millis(20)).unwrap();
+            });
+        run.unwrap_or_else(|f| panic!("{f}"));
+    });
+}
