@@ -5,7 +5,8 @@
 //! What is checked: the echo server (`common::echo::serve`) echoes every byte of many distinct
 //! messages from concurrent clients, byte-exact, through latency, jitter, TCP loss and seeded
 //! partitions and crashes, with clients that reconnect and retry; the HTTP server
-//! (`common::http::serve`) answers `GET /`, `POST /echo`, `HEAD /file` and an unknown route
+//! (`common::http::serve`) answers `GET /`, `POST /echo`, `HEAD /file`, `GET /file` (the file on the
+//! host's simulated disk, sent by the example's `send_file`) and an unknown route
 //! correctly to keep-alive clients (a minimal HTTP/1.1 client parsed with httparse) through
 //! seeded partitions, loss, and a crash and restart of its host while connections are open, and
 //! keep-alive is used;
@@ -17,13 +18,6 @@
 //! the same failure with the same log, while the fixed protocol (request ids the server
 //! deduplicates) passes every seed.
 //!
-//! Not covered, because the simulation cannot run it yet:
-//!
-//! - `GET /file`: the example opens its file with `std::fs` (real I/O, which the simulated disk
-//!   does not see) and sends it with `transfer::send_file`, which the simulation refuses
-//!   (`transfer::stream` is not simulated). The file is generated on the real disk and read
-//!   only for its length (`HEAD /file`).
-//!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
 #[path = "../examples/common/mod.rs"]
@@ -34,7 +28,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::http::{self, HttpConfig};
 use common::server::Control;
@@ -234,7 +228,7 @@ const HTTP_CLIENTS: usize = 3;
 /// Rounds per client, each of four requests.
 const HTTP_ROUNDS: usize = 6;
 /// The length of the file `HEAD /file` describes.
-const FILE_LEN: usize = 100_000;
+const FILE_LEN: usize = 20_000;
 
 /// Partitions that outlast a client's attempt (1 s), so that keep-alive connections are given
 /// up on and opened again.
@@ -245,9 +239,15 @@ fn http_faults() -> NetFaults {
         .partitions(ms(500), ms(1_500))
 }
 
-/// Host "web": the example's HTTP server on port 80, serving `file`.
+/// Host "web": the example's HTTP server on port 80, serving `file`, which it writes on its
+/// simulated disk first (once: a restart finds it there).
 fn web_host(file: PathBuf) -> impl Fn(&Io) -> io::Result<()> + Send + Sync + 'static {
     move |io| {
+        if zsync::fs::File::open(io, &file).is_err() {
+            let mut f = zsync::fs::File::create(io, &file)?;
+            f.write_all(&http::file_pattern(FILE_LEN))?;
+            f.sync_all()?;
+        }
         let listener = TcpListener::bind(io, "0.0.0.0:80")?;
         let ctl = Control::new(false);
         http::serve(io, &listener, HttpConfig::new(file.clone()), &ctl)
@@ -424,6 +424,15 @@ fn http_client(io: &Io, c: usize) -> ClientRun {
         );
         assert!(r.body.is_empty());
 
+        // The whole file, sent by the example's `send_file` (through the simulation's
+        // operations): every byte in place.
+        let r = call(&mut client, "GET", "/file", b"");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body == http::file_pattern(FILE_LEN),
+            "the file's bytes differ"
+        );
+
         let r = call(&mut client, "GET", "/missing", b"");
         assert_eq!(r.status, 404);
     }
@@ -458,7 +467,10 @@ fn http_scenario(io: &Io) -> (Vec<ClientRun>, Vec<ClientRun>) {
     });
     let before = http_clients(io);
     // The first clients were still at work when the host crashed.
-    assert!(io.now() - start > ms(CRASH_AT_MS), "the crash came after the clients");
+    assert!(
+        io.now() - start > ms(CRASH_AT_MS),
+        "the crash came after the clients"
+    );
     chaos.join().unwrap().unwrap();
     let after = http_clients(io);
     (before, after)
@@ -470,9 +482,7 @@ const CRASH_AT_MS: u64 = 200;
 #[test]
 fn the_http_server_answers_keep_alive_clients_through_faults_and_a_restart() {
     watchdog(|| {
-        // The example opens its file with `std::fs` (see the module docs): a real file.
-        let dir = std::env::temp_dir().join(format!("zsync-sim-apps-{}", std::process::id()));
-        let file = http::generate_file(&dir, "file", FILE_LEN).unwrap();
+        let file = PathBuf::from("/srv/file");
         let totals = Mutex::new((0u64, 0u64, 0u64));
         let report = Sim::default()
             .network(http_faults())
@@ -492,7 +502,6 @@ fn the_http_server_answers_keep_alive_clients_through_faults_and_a_restart() {
                 t.1 += requests;
                 t.2 += runs().map(|r| r.failures).sum::<u64>();
             });
-        let _ = std::fs::remove_dir_all(&dir);
         let report = report.unwrap_or_else(|f| panic!("{f}"));
         let (connects, requests, failures) = *totals.lock().unwrap();
         eprintln!(

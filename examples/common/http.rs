@@ -223,12 +223,14 @@ pub struct HttpApp {
 impl HttpApp {
     /// Opens the file of `cfg` on `io`.
     pub fn new(io: &Io, cfg: HttpConfig, ctl: Arc<Control>) -> io::Result<HttpApp> {
-        let std_file = std::fs::File::open(&cfg.file)
+        // Through `io`, as every operation of the server: on a simulation, the file is on the
+        // simulated disk.
+        let file = File::open(io, &cfg.file)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", cfg.file.display())))?;
-        let file_len = std_file.metadata()?.len();
+        let file_len = file.metadata()?.len();
         Ok(HttpApp {
             cfg,
-            file: File::from_std(io, std_file),
+            file,
             file_len,
             ctl,
         })

@@ -432,11 +432,12 @@ impl TcpStream {
             Type::STREAM.nonblocking(),
             Some(Protocol::TCP),
         )?;
-        crate::op::connect::connect(io, socket.as_fd(), &addr.into(), deadline)?;
-        let stream = std::net::TcpStream::from(OwnedFd::from(socket));
-        Ok(TcpStream {
-            sock: Socket::from_nonblocking(io, stream),
-        })
+        // Wrapped first, so that a custom model hears of the close if the connect fails.
+        let stream = TcpStream {
+            sock: Socket::from_nonblocking(io, std::net::TcpStream::from(OwnedFd::from(socket))),
+        };
+        crate::op::connect::connect(io, stream.sock.fd(), &addr.into(), deadline)?;
+        Ok(stream)
     }
 
     /// Wraps a raw connected socket descriptor.

@@ -329,9 +329,24 @@ impl Network {
     }
 
     /// The simulated socket `fd` names, if it names one.
+    ///
+    /// By number alone: every simulated socket's owner reports its close (`Operation::Close`,
+    /// also when the descriptor leaves zsync by `into_std`), so a number in the map is the
+    /// socket's; the inode is checked where a mistake would cost most, at the close.
     pub(crate) fn sock_of(&self, fd: BorrowedFd<'_>) -> Option<SockId> {
+        self.fds.get(&fd.as_raw_fd()).map(|&(_, id)| id)
+    }
+
+    /// [`sock_of`](Self::sock_of), checked by inode: for a descriptor that is about to become
+    /// a socket (a bind, a connect), whose number a socket closed without its note (dropped
+    /// before zsync wrapped it) may have left behind. A stale entry is forgotten.
+    fn fresh_sock_of(&mut self, fd: BorrowedFd<'_>) -> Option<SockId> {
         let &(known, id) = self.fds.get(&fd.as_raw_fd())?;
-        (ino(fd) == Some(known)).then_some(id)
+        if ino(fd) == Some(known) {
+            return Some(id);
+        }
+        self.fds.remove(&fd.as_raw_fd());
+        None
     }
 
     /// Whether `fd` names a simulated socket (alive or gone).
@@ -492,7 +507,7 @@ impl Network {
         mut addr: SocketAddr,
         listen: bool,
     ) -> io::Result<()> {
-        if self.knows(fd) {
+        if self.fresh_sock_of(fd).is_some() {
             return Err(err(libc::EINVAL));
         }
         self.bindable(host.index, addr)?;
@@ -582,7 +597,14 @@ impl Network {
     /// One of the socket's descriptors closes; the last one closes the socket (a FIN to the
     /// peer, or a reset if data sent to this end was left unread, as TCP does).
     pub(crate) fn close(&mut self, now: Instant, rng: &mut fastrand::Rng, fd: BorrowedFd<'_>) {
-        let Some(id) = self.sock_of(fd) else { return };
+        let Some(&(known, id)) = self.fds.get(&fd.as_raw_fd()) else {
+            return;
+        };
+        if ino(fd) != Some(known) {
+            // Not the socket the number was registered for: forget the stale entry only.
+            self.fds.remove(&fd.as_raw_fd());
+            return;
+        }
         self.fds.remove(&fd.as_raw_fd());
         let Some(sock) = self.socks.get_mut(&id) else {
             return;
@@ -717,7 +739,7 @@ impl Network {
         fd: BorrowedFd<'_>,
         addr: SocketAddr,
     ) -> Attempt<(Instant, io::Result<()>)> {
-        if let Some(id) = self.sock_of(fd) {
+        if let Some(id) = self.fresh_sock_of(fd) {
             return match self.socks.get_mut(&id).map(|s| &mut s.kind) {
                 // A UDP socket: sets its default peer.
                 Some(Kind::Udp(u)) => {

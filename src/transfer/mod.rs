@@ -548,6 +548,11 @@ impl<'a> Job<'a> {
     }
 
     fn run(mut self, methods: &[Method]) -> io::Result<u64> {
+        if self.src.io.inner.model.sim().is_some() {
+            // A simulation's descriptors are simulated files and sockets: no kernel path
+            // applies, the bytes go through its operations (see `buffered_on_model`).
+            return self.buffered_on_model().map(|()| self.moved);
+        }
         for &m in methods {
             if self.left == 0 {
                 break;
@@ -832,6 +837,74 @@ impl<'a> Job<'a> {
     }
 
     /// Read into a buffer, write it out: works for every pair of descriptors.
+    /// The buffered loop as operations of the model (`Read`/`Recv`, `Write`/`Send`), for a
+    /// simulation, whose files and sockets only its operations know.
+    fn buffered_on_model(&mut self) -> io::Result<()> {
+        use crate::model::operation::Operation;
+        let model =
+            op::custom(self.src.io).ok_or_else(|| io::Error::other("not a custom model"))?;
+        let sink = op::custom(self.dst.io).ok_or_else(|| io::Error::other("not a custom model"))?;
+        let mut buf = vec![0u8; COPY_BUF.min(usize::try_from(self.left).unwrap_or(COPY_BUF))];
+        while self.left > 0 {
+            crate::context::check()?;
+            let want = buf
+                .len()
+                .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            let (src, sp, kind) = (self.src.fd, self.src_pos, self.src.kind);
+            let into = &mut buf[..want];
+            let n = crate::net::timeout::bounded(self.src.timeout, |deadline| {
+                let read = match kind {
+                    FdKind::Socket => Operation::Recv {
+                        fd: src,
+                        buf: into,
+                        peek: false,
+                        deadline,
+                    },
+                    FdKind::File | FdKind::Pipe => Operation::Read {
+                        fd: src,
+                        buf: into,
+                        offset: sp,
+                        deadline,
+                    },
+                };
+                op::count_of(model, read)
+            })?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut done = 0;
+            while done < n {
+                let (dst, dp, kind) = (self.dst.fd, self.dst_pos, self.dst.kind);
+                let chunk = &buf[done..n];
+                let w = crate::net::timeout::bounded(self.dst.timeout, |deadline| {
+                    let write = match kind {
+                        FdKind::Socket => Operation::Send {
+                            fd: dst,
+                            buf: chunk,
+                            deadline,
+                        },
+                        FdKind::File | FdKind::Pipe => Operation::Write {
+                            fd: dst,
+                            buf: chunk,
+                            offset: dp,
+                            deadline,
+                        },
+                    };
+                    op::count_of(sink, write)
+                })?;
+                if w == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                done += w;
+                if let Some(p) = &mut self.dst_pos {
+                    *p += w as u64;
+                }
+                self.advance(w);
+            }
+        }
+        Ok(())
+    }
+
     fn buffered(&mut self) -> io::Result<()> {
         let mut buf = vec![0u8; COPY_BUF.min(usize::try_from(self.left).unwrap_or(COPY_BUF))];
         let live = self.sigpipe;
