@@ -421,7 +421,6 @@ impl Builder {
                 state: Arc::new(state),
                 root: NodeRef::root(),
             }),
-            host: crate::sim::host::HostId::default(),
         })
     }
 

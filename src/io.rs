@@ -32,10 +32,6 @@ pub(crate) struct IoInner {
 #[derive(Clone)]
 pub struct Io {
     pub(crate) inner: Arc<IoInner>,
-    /// Which simulated host the handle's tasks run on (see [`crate::sim::Sim::host`]); the
-    /// default one outside a simulation. Copied into every task spawned through the handle,
-    /// so a host's tasks and sockets all carry it.
-    pub(crate) host: crate::sim::host::HostId,
 }
 
 impl fmt::Debug for Io {

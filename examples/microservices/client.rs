@@ -30,7 +30,6 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -132,9 +131,9 @@ impl Default for ClientConfig {
 /// One pooled connection to a downstream.
 pub struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    /// A duplicate of the socket's descriptor, to shut it down (which ends the connection
-    /// task) when the connection is abandoned or dropped.
-    ctl: std::net::TcpStream,
+    /// A second handle to the socket (`try_clone`), to shut it down (which ends the
+    /// connection task) when the connection is abandoned or dropped.
+    ctl: TcpStream,
 }
 
 impl Conn {
@@ -162,7 +161,7 @@ impl Manager for Connector {
     fn connect(&self, io: &Io) -> io::Result<Conn> {
         let stream = TcpStream::connect(io, self.addr)?;
         stream.set_nodelay(true)?;
-        let ctl = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+        let ctl = stream.try_clone()?;
         let (sender, conn) = io
             .block_on(hyper::client::conn::http1::handshake(stream))?
             .map_err(io::Error::other)?;
@@ -223,7 +222,14 @@ impl Downstream {
             pool,
             breaker: Breaker::new(cfg.breaker),
             retry: cfg.retry,
-            jitter: Mutex::new(Jitter::new()),
+            // Seeded from the wall clock as `io` reads it: different in every real run,
+            // the same in every run of one simulated seed (a reproducible backoff).
+            jitter: Mutex::new(Jitter::from_seed(
+                io.wall_clock()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+                    ^ u64::from(addr.port()),
+            )),
             stats: ClientStats::default(),
         }
     }

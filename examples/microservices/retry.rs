@@ -58,6 +58,13 @@ impl RetryPolicy {
 pub struct Jitter(u64);
 
 impl Jitter {
+    /// A generator seeded by `seed` (any value; the same seed, the same draws).
+    pub fn from_seed(seed: u64) -> Jitter {
+        let mut j = Jitter(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        j.next();
+        j
+    }
+
     /// A generator with a fresh seed.
     pub fn new() -> Jitter {
         use std::hash::{BuildHasher, Hasher};

@@ -24,7 +24,6 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +35,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use zsync::compat::hyper::ZsyncTimer;
-use zsync::net::TcpListener;
+use zsync::net::{TcpListener, TcpStream};
 use zsync::Io;
 
 /// The largest request body a service reads.
@@ -70,7 +69,7 @@ pub struct ServerStats {
 #[derive(Debug, Default)]
 struct Conns {
     next: u64,
-    open: Vec<(u64, std::net::TcpStream)>,
+    open: Vec<(u64, TcpStream)>,
 }
 
 #[derive(Debug)]
@@ -134,9 +133,9 @@ impl Server {
     }
 }
 
-/// Resets a connection through a duplicate of its descriptor: linger 0 makes the last close
+/// Resets a connection through a second handle to its socket: linger 0 makes the last close
 /// send RST, and `shutdown` wakes whoever waits on it now.
-fn reset(conn: &std::net::TcpStream) {
+fn reset(conn: &TcpStream) {
     let _ = socket2::SockRef::from(conn).set_linger(Some(Duration::ZERO));
     let _ = conn.shutdown(Shutdown::Both);
 }
@@ -168,14 +167,14 @@ async fn accept_loop(
         };
         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let Ok(dup) = stream.as_fd().try_clone_to_owned() else {
+        let Ok(dup) = stream.try_clone() else {
             continue; // out of descriptors: drop the connection
         };
         let key = {
             let mut conns = lock(&shared.conns);
             let key = conns.next;
             conns.next += 1;
-            conns.open.push((key, std::net::TcpStream::from(dup)));
+            conns.open.push((key, dup));
             key
         };
         if shared.killed.load(Ordering::SeqCst) {
@@ -204,7 +203,7 @@ async fn accept_loop(
     }
 }
 
-fn unregister(shared: &Shared, key: u64) -> Option<std::net::TcpStream> {
+fn unregister(shared: &Shared, key: u64) -> Option<TcpStream> {
     let mut conns = lock(&shared.conns);
     let at = conns.open.iter().position(|(k, _)| *k == key)?;
     Some(conns.open.swap_remove(at).1)

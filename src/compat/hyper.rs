@@ -172,6 +172,12 @@ impl ZsyncTimer {
 }
 
 impl hyper::rt::Timer for ZsyncTimer {
+    /// zsync's clock: simulated time on a simulation (hyper computes its header-read deadline
+    /// from it; its default, `Instant::now`, is real time there).
+    fn now(&self) -> Instant {
+        crate::clock::now()
+    }
+
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(ZsyncSleep::new(crate::time::sleep(duration)))
     }

@@ -386,7 +386,7 @@ impl TcpStream {
                     std::net::TcpStream::from(OwnedFd::from(socket)),
                 ),
             };
-            let host = io.host;
+            let host = world.current_host();
             let (at, outcome) = std::future::poll_fn(|cx| {
                 stream.sock.poll_simulated(world, cx, |net, rng, now, fd| {
                     net.connect(now, rng, host, fd, addr)

@@ -1,17 +1,21 @@
 //! Simulated hosts: the machines of a simulated world, each with its own address, disk and
 //! tasks, which the test (or the seed) can crash and restart.
 //!
-//! A host is known to its tasks through their [`Io`]: the handle a host's closure receives
-//! carries the host's [`HostId`], and every task spawned through it (and every socket made
-//! with it) inherits the id, as a process's threads share its machine. A crash ends an
-//! incarnation: the id's `epoch` no longer matches the host's, so every operation of the old
-//! tasks fails as canceled, and a restart runs the closure again on a new epoch.
+//! A task's host is the host of the task that spawned it, as a process's threads share its
+//! machine: the world notes it at every spawn ([`note_spawn`], called where a task's identity
+//! is made) in a table by task id, and a host's closure runs in a task the world puts on the
+//! host. A crash ends an incarnation: the id's `epoch` no longer matches the host's, so every
+//! operation of the old tasks fails as canceled, and a restart runs the closure again on a new
+//! epoch.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use super::world::World;
+use crate::task::TaskId;
 use crate::Io;
 
 /// Which host, and which of its lives, a task belongs to. `Default` is the simulation's own
@@ -69,12 +73,29 @@ pub(crate) struct HostState {
     pub(crate) up: bool,
 }
 
-impl Io {
-    /// This handle, for the tasks of `host`.
-    pub(crate) fn on_host(&self, host: HostId) -> Io {
-        Io {
-            inner: self.inner.clone(),
-            host,
-        }
+thread_local! {
+    /// The world of the simulation running on this thread, if one is (set for the run by
+    /// [`World::start_clock`]).
+    static WORLD: RefCell<Option<Arc<World>>> = const { RefCell::new(None) };
+}
+
+/// Makes `world` this thread's simulation (or, with `None`, none); returns the previous one.
+pub(crate) fn set_world(world: Option<Arc<World>>) -> Option<Arc<World>> {
+    WORLD.with(|w| w.replace(world))
+}
+
+/// Notes that the running task spawns `child`, which runs on the same host: called where a
+/// task's identity is made. Outside a simulation one thread-local read (the virtual clock's).
+#[inline]
+pub(crate) fn note_spawn(child: TaskId) {
+    if !crate::clock::is_virtual() {
+        return;
     }
+    WORLD.with(|w| {
+        // The borrow is held for a map insertion under the world's uncontended lock: no
+        // user code runs and nothing blocks.
+        if let Some(world) = &*w.borrow() {
+            world.note_spawn(child);
+        }
+    });
 }

@@ -413,7 +413,8 @@ impl Sim {
 /// assert!(lost.is_empty());
 /// ```
 pub fn power_loss(io: &Io) -> std::io::Result<()> {
-    world_of(io, "power_loss")?.power_loss(io.host.index)
+    let world = world_of(io, "power_loss")?;
+    world.power_loss(world.current_host().index)
 }
 
 /// The world `io` runs in, or the error of calling `what` outside a simulation.

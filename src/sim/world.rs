@@ -10,7 +10,7 @@
 //! [`disk`]: super::disk
 
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::disk::{Disk, DiskFaults, OpenRequest};
@@ -70,6 +70,10 @@ struct State {
     /// The declared hosts (index 1 on) and the task each runs in now.
     specs: Vec<HostSpec>,
     host_tasks: Vec<Option<crate::Task<()>>>,
+    /// The host of each task not on the scenario's own (see `host.rs`).
+    task_hosts: std::collections::HashMap<crate::task::TaskId, HostId>,
+    /// The host the next spawned task goes on, instead of its spawner's (a host's boot).
+    next_host: Option<HostId>,
     /// Simulated time when the run ended.
     end: Option<Instant>,
 }
@@ -94,6 +98,8 @@ impl World {
                 net: Network::new(net, &names),
                 specs,
                 host_tasks: (0..hosts).map(|_| None).collect(),
+                task_hosts: std::collections::HashMap::new(),
+                next_host: None,
                 end: None,
             }),
         }
@@ -106,13 +112,37 @@ impl World {
 
     /// Sets the calling thread's clock to simulated time zero until the guard is dropped,
     /// which records the simulated time the run ended at.
-    pub(crate) fn start_clock(&self) -> ClockGuard<'_> {
+    pub(crate) fn start_clock(self: &Arc<World>) -> ClockGuard<'_> {
         let previous = crate::clock::set_virtual(Some(self.origin));
         crate::park::forget_clock();
+        let previous_world = super::host::set_world(Some(self.clone()));
         ClockGuard {
             world: self,
             previous,
+            previous_world,
         }
+    }
+
+    /// Notes that the running task spawns `child` (see `host.rs`).
+    pub(crate) fn note_spawn(&self, child: crate::task::TaskId) {
+        let parent = crate::context::with(|c| c.map(|c| c.task.id));
+        let mut state = self.state();
+        let host = match state.next_host.take() {
+            Some(host) => host,
+            None => parent
+                .and_then(|p| state.task_hosts.get(&p).copied())
+                .unwrap_or_default(),
+        };
+        if host != HostId::default() {
+            state.task_hosts.insert(child, host);
+        }
+    }
+
+    /// The host of the running task (the scenario's own outside any task).
+    pub(crate) fn current_host(&self) -> HostId {
+        let task = crate::context::with(|c| c.map(|c| c.task.id));
+        task.and_then(|t| self.state().task_hosts.get(&t).copied())
+            .unwrap_or_default()
     }
 
     /// A choice among `n` (at least 1) runnable things: the seed's next pick.
@@ -253,6 +283,7 @@ pub(crate) fn refuse_in_sim(io: &crate::Io, what: &str) -> io::Result<()> {
 pub(crate) struct ClockGuard<'a> {
     world: &'a World,
     previous: Option<Instant>,
+    previous_world: Option<Arc<World>>,
 }
 
 impl Drop for ClockGuard<'_> {
@@ -260,6 +291,7 @@ impl Drop for ClockGuard<'_> {
         self.world.state().end = Some(crate::clock::now());
         crate::clock::set_virtual(self.previous);
         crate::park::forget_clock();
+        super::host::set_world(self.previous_world.take());
     }
 }
 
@@ -279,7 +311,7 @@ impl CustomModel for World {
     }
 
     fn operate(&self, op: Operation<'_, '_>) -> io::Result<Completion> {
-        let me = current_host();
+        let me = self.current_host();
         let harmless = matches!(
             op,
             Operation::Close { .. } | Operation::Now | Operation::WallClock
@@ -383,11 +415,6 @@ impl CustomModel for World {
             }
         }
     }
-}
-
-/// The host of the running task (the scenario's own host outside any task).
-fn current_host() -> HostId {
-    crate::context::with(|c| c.map(|c| c.io.host).unwrap_or_default())
 }
 
 /// A fresh placeholder socket for an accepted simulated connection, of `local`'s family.
@@ -656,9 +683,10 @@ impl World {
     /// Runs host `host`'s closure in a new task of that host.
     fn boot(&self, io: &crate::Io, host: HostId) {
         let spec = self.state().specs[host.index as usize - 1].clone();
-        let host_io = io.on_host(host);
         let name = spec.name.clone();
-        let task = host_io
+        // The task spawned next (this one) goes on `host`.
+        self.state().next_host = Some(host);
+        let task = io
             .task()
             .name(format!("host {name}"))
             .spawn(move |io: &crate::Io| {

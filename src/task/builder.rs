@@ -136,8 +136,10 @@ impl<T> fmt::Debug for GroupTaskBuilder<'_, T> {
 }
 
 fn meta(name: Option<Name>, location: &'static Location<'static>) -> Meta {
+    let id = TaskId::next();
+    crate::sim::host::note_spawn(id);
     Meta {
-        id: TaskId::next(),
+        id,
         name,
         location,
         #[cfg(any(feature = "tracing", feature = "profile"))]

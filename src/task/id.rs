@@ -122,8 +122,10 @@ impl Meta {
     /// A new, unnamed task spawned at `location`.
     #[inline]
     pub(crate) fn new(location: &'static Location<'static>) -> Meta {
+        let id = TaskId::next();
+        crate::sim::host::note_spawn(id);
         Meta {
-            id: TaskId::next(),
+            id,
             name: None,
             location,
             #[cfg(any(feature = "tracing", feature = "profile"))]

@@ -342,13 +342,7 @@ impl Rechecks {
                 let monitor = &shared.monitor;
                 let io = monitor.root.get().and_then(|(_, io)| io.upgrade());
                 if let Some(inner) = io {
-                    checkdead::deadlocked(
-                        &crate::Io {
-                            inner,
-                            host: Default::default(),
-                        },
-                        &monitor.stall.out,
-                    );
+                    checkdead::deadlocked(&crate::Io { inner }, &monitor.stall.out);
                 }
                 // The canceled tasks need a moment to wake: do not look again at once.
                 self.not_before = Some(Instant::now() + self.pause);
