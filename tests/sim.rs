@@ -561,3 +561,46 @@ fn run_seeds_finds_an_acknowledged_write_lost_without_a_sync() {
         }
     });
 }
+
+#[test]
+fn paths_on_the_simulated_disk_rename_remove_and_stat_and_a_rename_needs_synced_bytes() {
+    use std::io::Write;
+    use zsync::sim::power_loss;
+    /// Replaces `/db/current` atomically: a temporary file, then a rename over it; with
+    /// `sync`, the temporary's bytes are synced before the rename (the correct protocol).
+    fn replace(io: &Io, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+        zsync::fs::create_dir_all(io, "/db")?;
+        let mut tmp = zsync::fs::File::create(io, "/db/current.tmp")?;
+        tmp.write_all(bytes)?;
+        if sync {
+            tmp.sync_all()?;
+        }
+        zsync::fs::rename(io, "/db/current.tmp", "/db/current")
+    }
+    let run = Sim::new(31).run(|io| -> std::io::Result<_> {
+        replace(io, b"v1", true)?;
+        assert_eq!(zsync::fs::metadata(io, "/db/current")?.len(), 2);
+        assert!(zsync::fs::metadata(io, "/db/current")?.is_file());
+        assert!(!zsync::fs::exists(io, "/db/current.tmp")?);
+        // The correct protocol survives a power loss.
+        replace(io, b"v2", true)?;
+        power_loss(io)?;
+        let after_synced = zsync::fs::read(io, "/db/current")?;
+        // Without the sync, the rename is durable but the bytes are not: the classic bug.
+        replace(io, b"v3", false)?;
+        power_loss(io)?;
+        let after_unsynced = zsync::fs::read(io, "/db/current")?;
+        // Removal, and a descriptor open on a removed file still works.
+        let mut f = zsync::fs::File::create(io, "/db/scratch")?;
+        zsync::fs::remove_file(io, "/db/scratch")?;
+        f.write_all(b"still writable")?;
+        let e = zsync::fs::remove_file(io, "/db/scratch").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let e = zsync::fs::rename(io, "/db/none", "/db/x").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        Ok((after_synced, after_unsynced))
+    });
+    let (synced, unsynced) = run.value.unwrap();
+    assert_eq!(synced, b"v2");
+    assert_eq!(unsynced, b"");
+}

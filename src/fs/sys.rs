@@ -314,16 +314,30 @@ pub(super) fn fchmod(io: &Io, file: &std::fs::File, perm: Permissions) -> io::Re
 
 /// `statx(2)` / `stat(2)`, following symbolic links.
 pub(super) fn stat(io: &Io, path: &Path) -> io::Result<Metadata> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Stat { path, follow: true };
+        return model.operate(op)?.into_metadata("stat");
+    }
     blocking_op(io, "fs::stat", || std::fs::metadata(path))
 }
 
 /// `statx(2)` / `lstat(2)`, not following symbolic links.
 pub(super) fn lstat(io: &Io, path: &Path) -> io::Result<Metadata> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::Stat {
+            path,
+            follow: false,
+        };
+        return model.operate(op)?.into_metadata("stat");
+    }
     blocking_op(io, "fs::lstat", || std::fs::symlink_metadata(path))
 }
 
 /// `unlinkat(2)`.
 pub(super) fn unlink(io: &Io, path: &Path) -> io::Result<()> {
+    if let Some(model) = crate::op::custom(io) {
+        return crate::op::done_of(model, Operation::Remove { path, dir: false });
+    }
     ring_or(
         io,
         "fs::unlink",
@@ -334,6 +348,9 @@ pub(super) fn unlink(io: &Io, path: &Path) -> io::Result<()> {
 
 /// `unlinkat(2)` with `AT_REMOVEDIR`.
 pub(super) fn rmdir(io: &Io, path: &Path) -> io::Result<()> {
+    if let Some(model) = crate::op::custom(io) {
+        return crate::op::done_of(model, Operation::Remove { path, dir: true });
+    }
     ring_or(io, "fs::rmdir", crate::op::path::unlink(path, true), || {
         std::fs::remove_dir(path)
     })
@@ -346,6 +363,9 @@ pub(super) fn rmdir_all(io: &Io, path: &Path) -> io::Result<()> {
 
 /// `renameat(2)`.
 pub(super) fn rename(io: &Io, from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(model) = crate::op::custom(io) {
+        return crate::op::done_of(model, Operation::Rename { from, to });
+    }
     ring_or(io, "fs::rename", crate::op::path::rename(from, to), || {
         std::fs::rename(from, to)
     })
@@ -353,6 +373,13 @@ pub(super) fn rename(io: &Io, from: &Path, to: &Path) -> io::Result<()> {
 
 /// `mkdirat(2)`.
 pub(super) fn mkdir(io: &Io, path: &Path) -> io::Result<()> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::CreateDir {
+            path,
+            recursive: false,
+        };
+        return crate::op::done_of(model, op);
+    }
     ring_or(io, "fs::mkdir", crate::op::path::mkdir(path), || {
         std::fs::create_dir(path)
     })
@@ -360,6 +387,13 @@ pub(super) fn mkdir(io: &Io, path: &Path) -> io::Result<()> {
 
 /// `mkdirat(2)` for every missing ancestor, as one operation.
 pub(super) fn mkdir_all(io: &Io, path: &Path) -> io::Result<()> {
+    if let Some(model) = crate::op::custom(io) {
+        let op = Operation::CreateDir {
+            path,
+            recursive: true,
+        };
+        return crate::op::done_of(model, op);
+    }
     blocking_op(io, "fs::mkdir_all", || std::fs::create_dir_all(path))
 }
 

@@ -254,6 +254,38 @@ pub enum Operation<'a, 'b> {
         /// The name, `"host:port"`.
         name: &'a str,
     },
+    /// Reads a path's metadata (`statx(2)`), following a symbolic link at the end unless
+    /// `follow` is false. Completes with [`Completion::Metadata`].
+    Stat {
+        /// The path.
+        path: &'a Path,
+        /// Follow a symbolic link at the end of the path.
+        follow: bool,
+    },
+    /// Removes a file (`unlinkat(2)`), or with `dir` an empty directory. Completes with
+    /// [`Completion::Done`].
+    Remove {
+        /// The path.
+        path: &'a Path,
+        /// Remove a directory rather than a file.
+        dir: bool,
+    },
+    /// Creates a directory (`mkdirat(2)`), or with `recursive` it and every missing ancestor.
+    /// Completes with [`Completion::Done`].
+    CreateDir {
+        /// The path.
+        path: &'a Path,
+        /// Create the missing ancestors too (and succeed if it exists).
+        recursive: bool,
+    },
+    /// Renames `from` to `to`, replacing `to` if it exists (`renameat(2)`). Completes with
+    /// [`Completion::Done`].
+    Rename {
+        /// The current path.
+        from: &'a Path,
+        /// The new path.
+        to: &'a Path,
+    },
     /// Waits until the monotonic clock reaches `deadline` ([`Io::sleep`](crate::Io::sleep)).
     /// Completes with [`Completion::Done`]; may complete early (the caller loops).
     Sleep {
@@ -303,6 +335,10 @@ impl Operation<'_, '_> {
             Operation::Duplicate { .. } => "duplicate",
             Operation::Close { .. } => "close",
             Operation::Resolve { .. } => "resolve",
+            Operation::Stat { .. } => "stat",
+            Operation::Remove { .. } => "remove",
+            Operation::Rename { .. } => "rename",
+            Operation::CreateDir { .. } => "create_dir",
             Operation::Sleep { .. } => "sleep",
             Operation::Now => "now",
             Operation::WallClock => "wall_clock",
@@ -445,6 +481,38 @@ impl Operation<'_, '_> {
             Operation::Resolve { name } => {
                 crate::net::addr::lookup_name(name.to_owned()).map(Completion::Addresses)
             }
+            Operation::Stat { path, follow } => {
+                crate::context::check()?;
+                let meta = if follow {
+                    std::fs::metadata(path)?
+                } else {
+                    std::fs::symlink_metadata(path)?
+                };
+                Ok(Completion::Metadata(meta))
+            }
+            Operation::Remove { path, dir } => {
+                crate::context::check()?;
+                if dir {
+                    std::fs::remove_dir(path)?;
+                } else {
+                    std::fs::remove_file(path)?;
+                }
+                Ok(Completion::Done)
+            }
+            Operation::Rename { from, to } => {
+                crate::context::check()?;
+                std::fs::rename(from, to)?;
+                Ok(Completion::Done)
+            }
+            Operation::CreateDir { path, recursive } => {
+                crate::context::check()?;
+                if recursive {
+                    std::fs::create_dir_all(path)?;
+                } else {
+                    std::fs::create_dir(path)?;
+                }
+                Ok(Completion::Done)
+            }
             Operation::Sleep { deadline } => {
                 crate::park::park(crate::context::effective_deadline(Some(deadline)));
                 Ok(Completion::Done)
@@ -488,6 +556,10 @@ impl fmt::Debug for Operation<'_, '_> {
             | Operation::Close { fd } => d.field("fd", fd),
             Operation::Bind { fd, addr, .. } => d.field("fd", fd).field("addr", addr),
             Operation::Resolve { name } => d.field("name", name),
+            Operation::Stat { path, .. }
+            | Operation::Remove { path, .. }
+            | Operation::CreateDir { path, .. } => d.field("path", path),
+            Operation::Rename { from, to } => d.field("from", from).field("to", to),
             Operation::Connect { fd, addr, .. } => d.field("fd", fd).field("addr", addr),
             Operation::Sleep { deadline } => d.field("deadline", deadline),
             Operation::Now | Operation::WallClock | Operation::Other { .. } => &mut d,
@@ -513,6 +585,8 @@ pub enum Completion {
     Address(SocketAddr),
     /// The addresses a name resolved to.
     Addresses(Vec<SocketAddr>),
+    /// A file's metadata.
+    Metadata(std::fs::Metadata),
     /// A reading of the monotonic clock.
     Instant(Instant),
     /// A reading of the wall clock.
@@ -565,6 +639,13 @@ impl Completion {
     pub(crate) fn into_addresses(self, op: &'static str) -> io::Result<Vec<SocketAddr>> {
         match self {
             Completion::Addresses(a) => Ok(a),
+            other => Err(other.mismatch(op)),
+        }
+    }
+
+    pub(crate) fn into_metadata(self, op: &'static str) -> io::Result<std::fs::Metadata> {
+        match self {
+            Completion::Metadata(m) => Ok(m),
             other => Err(other.mismatch(op)),
         }
     }

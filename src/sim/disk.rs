@@ -157,6 +157,68 @@ impl Disk {
         (self.files.get(path)?.ino == ino).then_some(path.as_path())
     }
 
+    /// The metadata of the file at `path` (its memory file's: a regular file of its size).
+    pub(crate) fn stat(&self, path: &Path) -> io::Result<std::fs::Metadata> {
+        let file = self
+            .files
+            .get(path)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        std::fs::File::from(file.memfd.try_clone()?).metadata()
+    }
+
+    /// Removes the file at `path`. Descriptors open on it keep it, nameless, as on a real file
+    /// system; unlike on one, the removal is durable at once.
+    pub(crate) fn remove(&mut self, path: &Path) -> io::Result<()> {
+        let file = self
+            .files
+            .remove(path)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        self.orphan(path, file);
+        Ok(())
+    }
+
+    /// Renames the file at `from` to `to`, replacing what `to` was (which descriptors open on
+    /// it keep, nameless). Atomic, and durable at once (as on a file system that syncs its
+    /// directories: a sync of the file's bytes is still needed).
+    pub(crate) fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        if from == to {
+            return if self.files.contains_key(from) {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::ENOENT))
+            };
+        }
+        let file = self
+            .files
+            .remove(from)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        if let Some(replaced) = self.files.remove(to) {
+            self.orphan(to, replaced);
+        }
+        for p in self.open.values_mut() {
+            if p == from {
+                *p = to.to_owned();
+            }
+        }
+        self.files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
+    /// Keeps `file`, just unnamed from `path`, for the descriptors still open on it: under a
+    /// name no path can have (it starts with a NUL). Dropped if none is.
+    fn orphan(&mut self, path: &Path, file: File) {
+        if !self.open.values().any(|p| p == path) {
+            return;
+        }
+        let hidden = PathBuf::from(format!("\0removed/{}", file.ino));
+        for p in self.open.values_mut() {
+            if p == path {
+                *p = hidden.clone();
+            }
+        }
+        self.files.insert(hidden, file);
+    }
+
     /// The bytes all files hold now.
     pub(crate) fn used(&self) -> u64 {
         self.files

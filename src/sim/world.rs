@@ -349,6 +349,39 @@ impl CustomModel for World {
                 let fd = self.state().disks[host].open(path, OpenRequest { flags })?;
                 Ok(Completion::Fd(fd))
             }
+            // Paths of the simulated disk (a flat namespace: directories are implicit, so
+            // creating one succeeds and a path's parent need not exist).
+            (Operation::Stat { path, .. }, _) => {
+                crate::context::check()?;
+                self.disk_latency()?;
+                let host = me.index as usize;
+                self.state().disks[host]
+                    .stat(path)
+                    .map(Completion::Metadata)
+            }
+            (Operation::Remove { path, dir }, _) => {
+                crate::context::check()?;
+                self.disk_latency()?;
+                if dir {
+                    return Ok(Completion::Done);
+                }
+                let host = me.index as usize;
+                self.state().disks[host]
+                    .remove(path)
+                    .map(|()| Completion::Done)
+            }
+            (Operation::Rename { from, to }, _) => {
+                crate::context::check()?;
+                self.disk_latency()?;
+                let host = me.index as usize;
+                self.state().disks[host]
+                    .rename(from, to)
+                    .map(|()| Completion::Done)
+            }
+            (Operation::CreateDir { .. }, _) => {
+                crate::context::check()?;
+                Ok(Completion::Done)
+            }
             (op @ (Operation::Read { .. } | Operation::ReadVectored { .. }), Some(_)) => {
                 self.disk_latency()?;
                 op.perform()
