@@ -13,35 +13,17 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
+#[path = "support/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use zsync::sim::{EventKind, Sim};
 use zsync::{Io, ModelKind};
-
-/// How long one test may run before it fails instead of hanging.
-const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// Runs `body` on a thread of its own, failing the test if it is still running after
-/// [`WATCHDOG`]; a panic of the body is re-raised.
-fn watchdog(body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after {WATCHDOG:?}"),
-    }
-}
 
 /// A scenario with many interleavings: workers that sleep random-looking amounts, pass
 /// messages through a bounded channel, and record the order in which they got through.

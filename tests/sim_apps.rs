@@ -20,6 +20,10 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
+#[path = "support/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
 #[path = "../examples/common/mod.rs"]
 mod common;
 
@@ -27,7 +31,7 @@ use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::http::{self, HttpConfig};
@@ -36,28 +40,6 @@ use zsync::net::{TcpListener, TcpStream};
 use zsync::pool::{Manager, Pool, PoolError, Pooled};
 use zsync::sim::{self, NetFaults, Sim, SimFailure};
 use zsync::Io;
-
-/// How long one test may run before it fails instead of hanging.
-const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// Runs `body` on a thread of its own, failing the test if it is still running after
-/// [`WATCHDOG`]; a panic of the body is re-raised.
-fn watchdog(body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after {WATCHDOG:?}"),
-    }
-}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -30,6 +30,10 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
+#[path = "support/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
 #[path = "../examples/microservices/breaker.rs"]
 #[allow(dead_code)]
 mod breaker;
@@ -55,7 +59,7 @@ use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use model::Profile;
@@ -65,8 +69,6 @@ use zsync::net::TcpStream;
 use zsync::sim::{self, NetFaults, Sim};
 use zsync::Io;
 
-/// How long one test may run before it fails instead of hanging.
-const WATCHDOG: Duration = Duration::from_secs(120);
 /// How long (simulated) the client waits for an answer before the test fails: far more than
 /// any budget here plus the network's worst delays, so an answer that does not come is a hang.
 const CLIENT_LIMIT: Duration = Duration::from_secs(10);
@@ -80,25 +82,6 @@ const SEEDS: u64 = 500;
 /// `ZsyncTimer` answers with zsync's clock, simulated here. (With hyper's default `now`, real
 /// time, every service closed new connections unanswered once simulated time was 30 s ahead.)
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Runs `body` on a thread of its own, failing the test if it is still running after
-/// [`WATCHDOG`]; a panic of the body is re-raised.
-fn watchdog(body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after {WATCHDOG:?}"),
-    }
-}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

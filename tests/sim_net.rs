@@ -15,36 +15,17 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
+#[path = "support/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use zsync::net::{TcpListener, TcpStream, UdpSocket};
 use zsync::sim::{self, EventKind, NetFaults, Sim};
 use zsync::Io;
-
-/// How long one test may run before it fails instead of hanging.
-const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// Runs `body` on a thread of its own, failing the test if it is still running after
-/// [`WATCHDOG`]; a panic of the body is re-raised.
-fn watchdog(body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after {WATCHDOG:?}"),
-    }
-}
 
 /// An echo server on port 7: each connection in a task of its own.
 fn echo_server(io: &Io) -> std::io::Result<()> {
