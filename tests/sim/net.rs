@@ -15,9 +15,7 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
-#[path = "support/watchdog.rs"]
-mod watchdog;
-use watchdog::watchdog;
+use crate::watchdog::watchdog;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;

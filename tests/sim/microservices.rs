@@ -30,30 +30,9 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
-#[path = "support/watchdog.rs"]
-mod watchdog;
-use watchdog::watchdog;
+use crate::watchdog::watchdog;
 
-#[path = "../examples/microservices/breaker.rs"]
-#[allow(dead_code)]
-mod breaker;
-#[path = "../examples/microservices/budget.rs"]
-#[allow(dead_code)]
-mod budget;
-#[path = "../examples/microservices/client.rs"]
-#[allow(dead_code)]
-mod client;
-#[path = "../examples/microservices/model.rs"]
-mod model;
-#[path = "../examples/microservices/retry.rs"]
-#[allow(dead_code)]
-mod retry;
-#[path = "../examples/microservices/server.rs"]
-#[allow(dead_code)]
-mod server;
-#[path = "../examples/microservices/services.rs"]
-#[allow(dead_code)]
-mod services;
+use crate::{breaker, budget, model, server, services};
 
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};

@@ -20,12 +20,7 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
-#[path = "support/watchdog.rs"]
-mod watchdog;
-use watchdog::watchdog;
-
-#[path = "../examples/common/mod.rs"]
-mod common;
+use crate::watchdog::watchdog;
 
 use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -34,8 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::http::{self, HttpConfig};
-use common::server::Control;
+use crate::common;
+use crate::common::http::{self, HttpConfig};
+use crate::common::server::Control;
 use zsync::net::{TcpListener, TcpStream};
 use zsync::pool::{Manager, Pool, PoolError, Pooled};
 use zsync::sim::{self, NetFaults, Sim, SimFailure};

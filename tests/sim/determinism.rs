@@ -13,9 +13,7 @@
 //!
 //! Nothing here measures real time: the only real-time bound is a generous watchdog.
 
-#[path = "support/watchdog.rs"]
-mod watchdog;
-use watchdog::watchdog;
+use crate::watchdog::watchdog;
 
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,7 +177,7 @@ fn future_tasks_run_in_the_simulation() {
 #[test]
 fn real_io_and_blocking_calls_are_refused_with_a_clear_error() {
     Sim::new(8).run(|io| {
-        // TCP and UDP are simulated (see tests/sim_net.rs): nothing listens here.
+        // TCP and UDP are simulated (see `net.rs`): nothing listens here.
         let err = zsync::net::TcpStream::connect(io, "127.0.0.1:9").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
         assert!(err.to_string().contains("simulation"), "{err}");
@@ -220,7 +218,7 @@ fn a_deadlock_is_a_failure_with_the_seed_and_the_log() {
         assert!(failure.to_string().contains("Sim::new(21)"), "{failure}");
         let report = out.text();
         assert!(
-            report.contains("deadlock") && report.contains("tests/sim.rs"),
+            report.contains("deadlock") && report.contains("tests/sim/determinism.rs"),
             "{report}"
         );
     });
@@ -295,7 +293,8 @@ fn a_task_that_blocks_the_simulations_thread_is_named() {
         );
         let text = out.text();
         assert!(
-            text.contains("the simulation has been held for") && text.contains("tests/sim.rs"),
+            text.contains("the simulation has been held for")
+                && text.contains("tests/sim/determinism.rs"),
             "{text}"
         );
     });
